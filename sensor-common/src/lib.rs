@@ -1,0 +1,179 @@
+//! Everything the XDP program and the agent must agree on: map layouts, index arithmetic, reason codes
+//! and the Stratum signature table. One definition, compiled into both sides, so they cannot diverge.
+#![cfg_attr(not(test), no_std)]
+
+pub mod stratum;
+
+/// Configured ranges are a bit set in a `u64` (the LPM tries' value), so at most 64 of them.
+pub const MAX_RANGES: usize = 64;
+/// Range slot used for Stratum packets whose endpoints are both outside every watched range.
+pub const UNWATCHED_SLOT: usize = MAX_RANGES;
+/// Configured ranges plus the `unwatched` slot.
+pub const RANGE_SLOTS: usize = MAX_RANGES + 1;
+
+/// Interfaces the sensor can attach to at once (slot 0 is "an interface the agent did not register").
+pub const MAX_IFACE_SLOTS: usize = 32;
+/// Interface indexes below this are resolved through a plain array; larger ones (rare: hosts that have
+/// created and deleted many thousands of interfaces) through a small hash map.
+pub const IFINDEX_DIRECT: u32 = 4096;
+
+/// `direction` label: the watched range contains the packet's source.
+pub const DIR_FROM: usize = 0;
+/// `direction` label: the watched range contains the packet's destination.
+pub const DIR_TO: usize = 1;
+pub const DIRS: usize = 2;
+
+/// Packets and IP bytes: the value of every traffic counter cell.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Cells of the per-CPU `TRAFFIC` array: interface slot x range slot x direction.
+pub const TRAFFIC_CELLS: usize = MAX_IFACE_SLOTS * RANGE_SLOTS * DIRS;
+
+#[inline(always)]
+pub const fn traffic_index(iface_slot: usize, range: usize, dir: usize) -> u32 {
+    ((iface_slot * RANGE_SLOTS + range) * DIRS + dir) as u32
+}
+
+/// Cells of the per-CPU `STRATUM_PACKETS` array and of the shared `STRATUM_FLOWS` array:
+/// range slot x direction x dialect. For the unwatched slot only `DIR_FROM` is used (label `none`).
+pub const STRATUM_CELLS: usize = RANGE_SLOTS * DIRS * stratum::DIALECTS;
+
+#[inline(always)]
+pub const fn stratum_index(range: usize, dir: usize, dialect: usize) -> u32 {
+    ((range * DIRS + dir) * stratum::DIALECTS + dialect) as u32
+}
+
+/// Why a packet was passed without being counted, or what the parser noticed on the way. Indexes of
+/// the per-CPU `PARSE` array; the agent exports them as `mining_sensor_parse_events_total{reason}`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseEvent {
+    /// Every packet the program saw.
+    Seen = 0,
+    /// Frame shorter than an Ethernet header.
+    TruncatedEthernet,
+    /// A VLAN tag cut short by the end of the frame.
+    TruncatedVlan,
+    /// More stacked VLAN tags than the parser follows.
+    TooManyVlanTags,
+    /// Neither IPv4 nor IPv6 (ARP, LLDP, MPLS...): passed, not an error.
+    NotIp,
+    /// IPv4 header cut short.
+    TruncatedIpv4,
+    /// IPv4 header length below 20 bytes, or version field not 4.
+    BadIpv4Header,
+    /// IPv4 total length smaller than its header, or larger than the frame.
+    BadIpv4Length,
+    /// IPv6 fixed header cut short.
+    TruncatedIpv6,
+    /// IPv6 payload length larger than the frame.
+    BadIpv6Length,
+    /// An IPv6 extension header cut short, or a chain longer than the parser follows.
+    BadIpv6Extension,
+    /// A non-first fragment: counted as IP traffic, no transport header to read.
+    Fragment,
+    /// TCP header cut short or data offset beyond the IP payload.
+    BadTcpHeader,
+    /// UDP header cut short.
+    TruncatedUdp,
+    /// Neither TCP nor UDP: counted as IP traffic, no transport inspection.
+    OtherTransport,
+    /// The interface index has no slot registered by the agent (counted under slot 0).
+    UnknownInterface,
+    /// The flow table refused an insert (should never happen with an LRU map; counted, not silent).
+    FlowInsertFailed,
+}
+
+impl ParseEvent {
+    pub const COUNT: usize = 17;
+    /// Label values for `reason`, in index order.
+    pub const NAMES: [&'static str; Self::COUNT] = [
+        "seen",
+        "truncated_ethernet",
+        "truncated_vlan",
+        "too_many_vlan_tags",
+        "not_ip",
+        "truncated_ipv4",
+        "bad_ipv4_header",
+        "bad_ipv4_length",
+        "truncated_ipv6",
+        "bad_ipv6_length",
+        "bad_ipv6_extension",
+        "fragment",
+        "bad_tcp_header",
+        "truncated_udp",
+        "other_transport",
+        "unknown_interface",
+        "flow_insert_failed",
+    ];
+}
+
+/// Key of the LRU flow table: the unordered pair of endpoints (lower endpoint first), protocol and
+/// ports, so both directions of a connection are one flow. IPv4 addresses use the first 4 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub addr_lo: [u8; 16],
+    pub addr_hi: [u8; 16],
+    pub port_lo: u16,
+    pub port_hi: u16,
+    pub proto: u8,
+    /// 4 or 6.
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Value of the flow table: what the agent needs for the `mining_flows` gauge and for events.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowState {
+    /// `bpf_ktime_get_ns` of the first Stratum packet.
+    pub first_seen_ns: u64,
+    /// `bpf_ktime_get_ns` of the latest Stratum packet.
+    pub last_seen_ns: u64,
+    /// Ranges containing either endpoint, as a bit set (0 = unwatched).
+    pub ranges: u64,
+    /// Stratum packets seen on the flow.
+    pub stratum_packets: u32,
+    /// `stratum::Dialect` as u8.
+    pub dialect: u8,
+    pub _pad: [u8; 3],
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain `#[repr(C)]` data without padding holes that could leak or be invalid.
+    unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowState {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexes_are_dense_and_in_bounds() {
+        assert_eq!(traffic_index(0, 0, 0), 0);
+        assert_eq!(
+            traffic_index(MAX_IFACE_SLOTS - 1, RANGE_SLOTS - 1, DIRS - 1) as usize,
+            TRAFFIC_CELLS - 1
+        );
+        assert_eq!(
+            stratum_index(RANGE_SLOTS - 1, DIRS - 1, stratum::DIALECTS - 1) as usize,
+            STRATUM_CELLS - 1
+        );
+        assert_eq!(ParseEvent::FlowInsertFailed as usize + 1, ParseEvent::COUNT);
+    }
+
+    #[test]
+    fn flow_layout_has_no_implicit_padding() {
+        assert_eq!(core::mem::size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 1 + 1 + 2);
+        assert_eq!(core::mem::size_of::<FlowState>(), 8 * 3 + 4 + 1 + 3);
+    }
+}

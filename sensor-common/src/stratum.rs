@@ -1,0 +1,569 @@
+//! Stratum signatures: the one table the XDP program matches with and the tests read.
+//!
+//! Mining protocols are newline-delimited JSON, but clients differ in field order, spacing and ids
+//! (see `shared/docs/stratum-on-the-wire.md`), so no signature is a fixed byte string. The scanner
+//! walks the start of a TCP payload once, hashes every JSON string token, and records which *markers*
+//! (method names and keys such as `"agent"`, `"job_id"`) occur, split into two bit sets:
+//! tokens that are the value of a `"method"` key, and every other string. A message is Stratum when a
+//! [`Rule`] of [`RULES`] holds over those bit sets.
+//!
+//! Guards against the known false-positive traps:
+//! - A message must begin with `{` at the start of the segment, or right after a newline that follows
+//!   `}` (the end of the previous JSON message). HTML, JavaScript and HTTP bodies that quote a login
+//!   object begin otherwise and are never inspected.
+//! - `"method"` and `"id"` alone mean nothing: each rule needs a mining-specific method or a
+//!   combination of keys (a login also needs `"login"`, `"pass"` and `"agent"`).
+//!
+//! The code is written for the BPF verifier as much as for the host: a fixed-size buffer, a loop
+//! bounded by a constant, no slices whose length the verifier cannot see, no panicking paths.
+
+/// Bytes of payload inspected per packet. Covers an XMRig login up to its `"agent"` key even with a
+/// 106-character integrated address and a long password.
+pub const WINDOW: usize = 512;
+
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// XMRig-family JSON: login/submit/keepalived/job.
+    Monero = 0,
+    /// Stratum V1 `mining.*`.
+    Bitcoin = 1,
+    /// ethproxy `eth_submitLogin` and friends, EthereumStratum/1.0.0.
+    Ethereum = 2,
+}
+
+pub const DIALECTS: usize = 3;
+
+impl Dialect {
+    /// Label values of `dialect`, in discriminant order.
+    pub const NAMES: [&'static str; DIALECTS] = ["monero", "bitcoin", "ethereum"];
+
+    pub const fn from_index(i: u8) -> Option<Self> {
+        match i {
+            0 => Some(Self::Monero),
+            1 => Some(Self::Bitcoin),
+            2 => Some(Self::Ethereum),
+            _ => None,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+/// JSON string tokens the rules are built from. The position in this table is the marker's bit.
+pub const MARKERS: [&[u8]; 23] = [
+    b"login",                       // 0
+    b"submit",                      // 1
+    b"keepalived",                  // 2
+    b"job",                         // 3
+    b"blob",                        // 4
+    b"job_id",                      // 5
+    b"pass",                        // 6
+    b"agent",                       // 7
+    b"nonce",                       // 8
+    b"result",                      // 9
+    b"KEEPALIVED",                  // 10
+    b"mining.subscribe",            // 11
+    b"mining.authorize",            // 12
+    b"mining.submit",               // 13
+    b"mining.extranonce.subscribe", // 14
+    b"mining.notify",               // 15
+    b"mining.set_difficulty",       // 16
+    b"mining.set_extranonce",       // 17
+    b"eth_submitLogin",             // 18
+    b"eth_getWork",                 // 19
+    b"eth_submitWork",              // 20
+    b"eth_submitHashrate",          // 21
+    b"EthereumStratum/1.0.0",       // 22
+];
+
+const fn bit(i: usize) -> u32 {
+    1 << i
+}
+
+const LOGIN: u32 = bit(0);
+const SUBMIT: u32 = bit(1);
+const KEEPALIVED: u32 = bit(2);
+const JOB: u32 = bit(3);
+const BLOB: u32 = bit(4);
+const JOB_ID: u32 = bit(5);
+const PASS: u32 = bit(6);
+const AGENT: u32 = bit(7);
+const NONCE: u32 = bit(8);
+const RESULT: u32 = bit(9);
+const KEEPALIVED_STATUS: u32 = bit(10);
+const MINING_V1_METHODS: u32 = bit(11) | bit(12) | bit(13) | bit(14) | bit(15) | bit(16) | bit(17);
+const MINING_NOTIFY: u32 = bit(15);
+const ETH_METHODS: u32 = bit(18) | bit(19) | bit(20) | bit(21);
+const ETHEREUM_STRATUM: u32 = bit(22);
+const ETH_STRATUM_METHODS: u32 = bit(11) | bit(15) | bit(17);
+
+/// A rule holds when: some bit of `method_any` is the message's method (or `method_any` is 0), every
+/// bit of `words_all` occurs as another string, and some bit of `words_any` does (or it is 0).
+#[derive(Clone, Copy, Debug)]
+pub struct Rule {
+    pub dialect: Dialect,
+    /// What the rule recognises, for tests and documentation.
+    pub what: &'static str,
+    pub method_any: u32,
+    pub words_all: u32,
+    pub words_any: u32,
+}
+
+const fn rule(dialect: Dialect, what: &'static str, method_any: u32, words_all: u32) -> Rule {
+    Rule {
+        dialect,
+        what,
+        method_any,
+        words_all,
+        words_any: 0,
+    }
+}
+
+/// Evaluated in order; the first rule that holds names the dialect. Ethereum's Stratum variant reuses
+/// Bitcoin's method names, so its rules come first.
+pub const RULES: [Rule; 11] = [
+    rule(
+        Dialect::Ethereum,
+        "EthereumStratum/1.0.0 subscribe",
+        ETH_STRATUM_METHODS,
+        ETHEREUM_STRATUM,
+    ),
+    rule(
+        Dialect::Ethereum,
+        "EthereumStratum/1.0.0 subscribe result",
+        0,
+        RESULT | ETHEREUM_STRATUM,
+    ),
+    rule(
+        Dialect::Ethereum,
+        "ethproxy eth_submitLogin/getWork/submitWork/submitHashrate",
+        ETH_METHODS,
+        0,
+    ),
+    rule(
+        Dialect::Monero,
+        "login with login, pass and agent",
+        LOGIN,
+        LOGIN | PASS | AGENT,
+    ),
+    rule(
+        Dialect::Monero,
+        "submit with job_id and nonce",
+        SUBMIT,
+        JOB_ID | NONCE,
+    ),
+    rule(Dialect::Monero, "keepalived", KEEPALIVED, 0),
+    rule(Dialect::Monero, "job push with blob", JOB, BLOB),
+    rule(
+        Dialect::Monero,
+        "login reply with result.job.blob",
+        0,
+        RESULT | JOB | BLOB,
+    ),
+    rule(
+        Dialect::Monero,
+        "keepalive reply",
+        0,
+        RESULT | KEEPALIVED_STATUS,
+    ),
+    rule(Dialect::Bitcoin, "mining.* method", MINING_V1_METHODS, 0),
+    rule(
+        Dialect::Bitcoin,
+        "mining.subscribe result",
+        0,
+        RESULT | MINING_NOTIFY,
+    ),
+];
+
+const FNV_OFFSET: u32 = 0x811c_9dc5;
+const FNV_PRIME: u32 = 0x0100_0193;
+
+const fn fnv1a(bytes: &[u8]) -> u32 {
+    let mut h = FNV_OFFSET;
+    let mut i = 0;
+    while i < bytes.len() {
+        h = (h ^ bytes[i] as u32).wrapping_mul(FNV_PRIME);
+        i += 1;
+    }
+    h
+}
+
+const fn marker_hashes() -> [u32; MARKERS.len()] {
+    let mut out = [0; MARKERS.len()];
+    let mut i = 0;
+    while i < MARKERS.len() {
+        out[i] = fnv1a(MARKERS[i]);
+        i += 1;
+    }
+    out
+}
+
+const fn marker_lens() -> [u32; MARKERS.len()] {
+    let mut out = [0; MARKERS.len()];
+    let mut i = 0;
+    while i < MARKERS.len() {
+        out[i] = MARKERS[i].len() as u32;
+        i += 1;
+    }
+    out
+}
+
+/// FNV-1a of each marker: the scanner compares hashes (and lengths), never bytes, so a token costs
+/// one multiply per byte and one comparison per marker.
+pub const MARKER_HASHES: [u32; MARKERS.len()] = marker_hashes();
+const MARKER_LENS: [u32; MARKERS.len()] = marker_lens();
+const METHOD_HASH: u32 = fnv1a(b"method");
+
+#[inline(always)]
+fn marker_bit(hash: u32, len: u32) -> u32 {
+    let mut i = 0;
+    while i < MARKERS.len() {
+        if MARKER_HASHES[i] == hash && MARKER_LENS[i] == len {
+            return bit(i);
+        }
+        i += 1;
+    }
+    0
+}
+
+/// The first rule that holds over a message's marker bits, as `dialect + 1`, or 0.
+#[inline(always)]
+pub fn match_rules(methods: u32, words: u32) -> u8 {
+    let mut i = 0;
+    while i < RULES.len() {
+        let r = &RULES[i];
+        if (r.method_any == 0 || methods & r.method_any != 0)
+            && words & r.words_all == r.words_all
+            && (r.words_any == 0 || words & r.words_any != 0)
+        {
+            return r.dialect as u8 + 1;
+        }
+        i += 1;
+    }
+    0
+}
+
+/// The scanner's state between bytes. `#[repr(C)]` plain data, so that the XDP program can keep it
+/// in memory across `bpf_loop` iterations: the verifier then checks one step, not every path
+/// through every byte of the window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Scanner {
+    hash: u32,
+    token_len: u32,
+    methods: u32,
+    words: u32,
+    /// A Bitcoin match waits for the end of its message: EthereumStratum reuses `mining.subscribe`
+    /// and names itself only in a later parameter. Every other dialect is final at once.
+    provisional: u8,
+    in_str: u8,
+    escaped: u8,
+    /// The previous string token was the key "method": the next one is the method's name.
+    after_method: u8,
+    /// Waiting for the first non-blank byte of a message; it must be `{`.
+    at_start: u8,
+    /// The current message began well (with `{` at a message boundary).
+    in_msg: u8,
+    prev: u8,
+    _pad: u8,
+}
+
+impl Default for Scanner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scanner {
+    pub const fn new() -> Self {
+        Self {
+            hash: FNV_OFFSET,
+            token_len: 0,
+            methods: 0,
+            words: 0,
+            provisional: 0,
+            in_str: 0,
+            escaped: 0,
+            after_method: 0,
+            at_start: 1,
+            in_msg: 0,
+            prev: 0,
+            _pad: 0,
+        }
+    }
+
+    /// Feeds one byte. Returns `dialect + 1` once a message is recognised (the caller stops), else 0.
+    #[inline(always)]
+    pub fn step(&mut self, b: u8) -> u8 {
+        if b == b'\n' {
+            if self.provisional != 0 {
+                return self.provisional;
+            }
+            // JSON strings hold no raw newline, so this ends a message even when the segment began
+            // inside a string of the previous one. A new message may follow only a closing brace.
+            self.at_start = (self.prev == b'}') as u8;
+            self.in_str = 0;
+            self.escaped = 0;
+            self.in_msg = 0;
+            self.after_method = 0;
+            self.methods = 0;
+            self.words = 0;
+            self.prev = b;
+            return 0;
+        }
+        if b != b'\r' {
+            self.prev = b;
+        }
+        if self.in_str != 0 {
+            if self.escaped != 0 {
+                self.escaped = 0;
+            } else if b == b'\\' {
+                self.escaped = 1;
+            } else if b == b'"' {
+                self.in_str = 0;
+                return self.token_end();
+            }
+            self.hash = (self.hash ^ b as u32).wrapping_mul(FNV_PRIME);
+            self.token_len += 1;
+            return 0;
+        }
+        if b == b' ' || b == b'\t' || b == b'\r' {
+            return 0;
+        }
+        if self.at_start != 0 {
+            self.at_start = 0;
+            self.in_msg = (b == b'{') as u8;
+            return 0;
+        }
+        if b == b'"' {
+            self.in_str = 1;
+            self.hash = FNV_OFFSET;
+            self.token_len = 0;
+        } else if b != b':' {
+            self.after_method = 0;
+        }
+        0
+    }
+
+    #[inline(always)]
+    fn token_end(&mut self) -> u8 {
+        if self.in_msg == 0 {
+            return 0;
+        }
+        let m = marker_bit(self.hash, self.token_len);
+        if self.after_method != 0 {
+            self.methods |= m;
+            self.after_method = 0;
+        } else if self.hash == METHOD_HASH && self.token_len == 6 {
+            self.after_method = 1;
+        } else {
+            self.words |= m;
+        }
+        if m != 0 {
+            let d = match_rules(self.methods, self.words);
+            if d == Dialect::Bitcoin as u8 + 1 {
+                self.provisional = d;
+            } else if d != 0 {
+                return d;
+            }
+        }
+        0
+    }
+
+    /// At the end of the window: a provisional match stands.
+    #[inline(always)]
+    pub fn finish(&self) -> u8 {
+        self.provisional
+    }
+}
+
+/// Scans the first `len` bytes of `buf` (a TCP payload) for a Stratum message and returns its
+/// dialect as `dialect + 1`, or 0 when there is none. Several messages in one segment are each
+/// checked; the first that matches decides.
+pub fn scan(buf: &[u8; WINDOW], len: usize) -> u8 {
+    let mut s = Scanner::new();
+    let mut i = 0;
+    while i < WINDOW && i < len {
+        let d = s.step(buf[i]);
+        if d != 0 {
+            return d;
+        }
+        i += 1;
+    }
+    s.finish()
+}
+
+/// Convenience for callers holding a slice (tests, userspace): copies up to [`WINDOW`] bytes.
+pub fn scan_slice(payload: &[u8]) -> Option<Dialect> {
+    let mut buf = [0u8; WINDOW];
+    let n = payload.len().min(WINDOW);
+    buf[..n].copy_from_slice(&payload[..n]);
+    match scan(&buf, n) {
+        0 => None,
+        d => Dialect::from_index(d - 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Option<Dialect> {
+        scan_slice(s.as_bytes())
+    }
+
+    const WALLET: &str = "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A";
+
+    #[test]
+    fn markers_are_unique_and_hashes_do_not_collide() {
+        for i in 0..MARKERS.len() {
+            for j in 0..i {
+                assert_ne!(MARKERS[i], MARKERS[j]);
+                assert_ne!(MARKER_HASHES[i], MARKER_HASHES[j], "{i} {j}");
+            }
+            assert_ne!(MARKER_HASHES[i], METHOD_HASH);
+        }
+    }
+
+    #[test]
+    fn xmrig_login_compact() {
+        let login = format!(
+            "{{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0\",\"algo\":[\"rx/0\",\"cn/2\"]}}}}\n"
+        );
+        assert_eq!(d(&login), Some(Dialect::Monero));
+    }
+
+    #[test]
+    fn xmr_stak_and_cpuminer_order_with_spaces() {
+        let a = format!(
+            "{{\"method\": \"login\", \"params\": {{\"login\": \"{WALLET}\", \"pass\": \"x\", \"agent\": \"xmr-stak-cpu/1.0.0\"}}, \"id\": 1}}\n"
+        );
+        assert_eq!(d(&a), Some(Dialect::Monero));
+        let b = format!(
+            "{{\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"w1\",\"agent\":\"cpuminer-multi/1.3\"}},\"id\":2}}\n"
+        );
+        assert_eq!(d(&b), Some(Dialect::Monero));
+    }
+
+    #[test]
+    fn monero_other_messages() {
+        assert_eq!(
+            d(
+                "{\"id\":7,\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{\"id\":\"s1\",\"job_id\":\"j\",\"nonce\":\"0a0b0c0d\",\"result\":\"ff\",\"algo\":\"rx/0\"}}\n"
+            ),
+            Some(Dialect::Monero)
+        );
+        assert_eq!(
+            d(
+                "{\"id\":9,\"jsonrpc\":\"2.0\",\"method\":\"keepalived\",\"params\":{\"id\":\"s1\"}}\n"
+            ),
+            Some(Dialect::Monero)
+        );
+        assert_eq!(
+            d(
+                "{\"jsonrpc\":\"2.0\",\"method\":\"job\",\"params\":{\"blob\":\"0101\",\"job_id\":\"j2\",\"target\":\"ffff\"}}\n"
+            ),
+            Some(Dialect::Monero)
+        );
+        assert_eq!(
+            d(
+                "{\"id\":1,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"id\":\"s\",\"job\":{\"blob\":\"0707\",\"job_id\":\"1\"},\"status\":\"OK\"}}\n"
+            ),
+            Some(Dialect::Monero)
+        );
+        assert_eq!(
+            d(
+                "{\"id\":3,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"status\":\"KEEPALIVED\"}}\n"
+            ),
+            Some(Dialect::Monero)
+        );
+    }
+
+    #[test]
+    fn bitcoin_and_ethereum() {
+        assert_eq!(
+            d(
+                "{\"id\": 1, \"method\": \"mining.subscribe\", \"params\": [\"cpuminer-opt/3.x\"]}\n"
+            ),
+            Some(Dialect::Bitcoin)
+        );
+        assert_eq!(
+            d("{\"id\":null,\"method\":\"mining.notify\",\"params\":[\"a\"]}\n"),
+            Some(Dialect::Bitcoin)
+        );
+        assert_eq!(
+            d(
+                "{\"id\":1,\"result\":[[[\"mining.notify\",\"ae68\"]],\"08000002\",4],\"error\":null}\n"
+            ),
+            Some(Dialect::Bitcoin)
+        );
+        assert_eq!(
+            d(
+                "{\"id\": 1, \"method\": \"mining.subscribe\", \"params\": [\"ethminer/0.19\", \"EthereumStratum/1.0.0\"]}\n"
+            ),
+            Some(Dialect::Ethereum)
+        );
+        assert_eq!(
+            d(
+                "{\"worker\": \"eth1.0\", \"jsonrpc\": \"2.0\", \"params\": [\"0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5\", \"x\"], \"id\": 2, \"method\": \"eth_submitLogin\"}\n"
+            ),
+            Some(Dialect::Ethereum)
+        );
+    }
+
+    #[test]
+    fn second_message_after_newline_and_split_start() {
+        // Tail of a previous message (split across segments, starting inside a string), then a new one.
+        let s = "b2c3\",\"algo\":\"rx/0\"}}\n{\"id\":4,\"jsonrpc\":\"2.0\",\"method\":\"keepalived\",\"params\":{\"id\":\"x\"}}\n";
+        assert_eq!(d(s), Some(Dialect::Monero));
+        let two = "{\"id\":1,\"result\":true,\"error\":null}\n{\"id\":2,\"method\":\"mining.authorize\",\"params\":[\"u\",\"p\"]}\n";
+        assert_eq!(d(two), Some(Dialect::Bitcoin));
+    }
+
+    #[test]
+    fn false_positive_traps_stay_silent() {
+        let html = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html><script>var x = {{\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6\"}}}};</script>"
+        );
+        assert_eq!(d(&html), None);
+        // A JavaScript line that is itself a login object, but follows `;`, not a JSON message.
+        let js = "var a = 1;\n{\"method\":\"login\",\"params\":{\"login\":\"a\",\"pass\":\"b\",\"agent\":\"c\"}}\n";
+        assert_eq!(d(js), None);
+        assert_eq!(
+            d("{\"jsonrpc\":\"2.0\",\"method\":\"eth_blockNumber\",\"params\":[],\"id\":1}\n"),
+            None
+        );
+        assert_eq!(
+            d(
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"processId\":1,\"rootUri\":\"file:///x\"}}\n"
+            ),
+            None
+        );
+        // A web API's login without a miner's agent.
+        assert_eq!(
+            d(
+                "{\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"bob\",\"pass\":\"pw\"},\"id\":1}\n"
+            ),
+            None
+        );
+        // "submit" as a key or plain value, not a method.
+        assert_eq!(
+            d("{\"action\":\"submit\",\"job_id\":\"1\",\"nonce\":\"2\"}\n"),
+            None
+        );
+        // Binary on a pool port.
+        let bin: [u8; 16] = [
+            0x16, 3, 1, 0, 0xa5, 1, 0, 0, 0xa1, 3, 3, b'{', b'"', 0, 0, 0,
+        ];
+        assert_eq!(scan_slice(&bin), None);
+    }
+
+    #[test]
+    fn escaped_quotes_do_not_break_tokens() {
+        let s = "{\"id\":1,\"note\":\"a \\\"method\\\": \\\"keepalived\\\"\",\"x\":1}\n";
+        assert_eq!(d(s), None);
+    }
+}
