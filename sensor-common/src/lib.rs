@@ -11,7 +11,8 @@ pub const UNWATCHED_SLOT: usize = MAX_RANGES;
 /// Configured ranges plus the `unwatched` slot.
 pub const RANGE_SLOTS: usize = MAX_RANGES + 1;
 
-/// Interfaces the sensor can attach to at once (slot 0 is "an interface the agent did not register").
+/// Interface slots; slot 0 counts traffic from interfaces the agent did not register, so the sensor
+/// attaches to at most `MAX_IFACE_SLOTS - 1` interfaces.
 pub const MAX_IFACE_SLOTS: usize = 32;
 /// Interface indexes below this are resolved through a plain array; larger ones (rare: hosts that have
 /// created and deleted many thousands of interfaces) through a small hash map.

@@ -54,7 +54,7 @@ static RANGES_V4: LpmTrie<[u8; 4], u64> = LpmTrie::with_max_entries(1 << 16, 0);
 #[map]
 static RANGES_V6: LpmTrie<[u8; 16], u64> = LpmTrie::with_max_entries(1 << 16, 0);
 
-/// Interface index -> interface slot + 1 (0: not registered).
+/// Interface index -> interface slot (0: not registered; its traffic is counted in slot 0).
 #[map]
 static IFINDEX_SLOTS: Array<u32> = Array::with_max_entries(IFINDEX_DIRECT, 0);
 #[map]
@@ -335,11 +335,11 @@ fn iface_slot(ctx: &XdpContext) -> usize {
             .copied()
             .unwrap_or(0)
     };
-    if slot == 0 || slot as usize > MAX_IFACE_SLOTS {
+    if slot == 0 || slot as usize >= MAX_IFACE_SLOTS {
         bump(ParseEvent::UnknownInterface);
         return 0;
     }
-    slot as usize - 1
+    slot as usize
 }
 
 #[inline(always)]

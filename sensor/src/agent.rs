@@ -1,0 +1,379 @@
+//! `mining-sensor run`: load, attach, drain on an interval, serve metrics, reload on SIGHUP,
+//! detach and exit 0 on SIGTERM/SIGINT.
+
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use aya::programs::xdp::XdpLinkId;
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+};
+use tracing::{error, info, warn};
+
+use sensor_common::{MAX_IFACE_SLOTS, MAX_RANGES};
+
+use crate::{
+    config::{Config, XdpModeChoice},
+    exporter,
+    kernel::{self, AttachedMode, Kernel},
+    metrics::{Drainer, Labels, Metrics},
+    ranges,
+};
+
+/// Options of `run` that override the configuration file.
+#[derive(Debug, Default, Clone)]
+pub struct RunOptions {
+    pub config: Option<PathBuf>,
+    pub ifaces: Vec<String>,
+    pub listen: Option<SocketAddr>,
+    pub xdp_mode: Option<XdpModeChoice>,
+}
+
+struct Attachment {
+    link: XdpLinkId,
+    mode: AttachedMode,
+}
+
+/// Range ids stay with their names for the life of the process, so that a reload does not move a
+/// range's counts to another name.
+#[derive(Default)]
+struct RangeIds {
+    by_name: HashMap<String, usize>,
+}
+
+impl RangeIds {
+    /// Ids for `cfg`'s ranges; names new to the process get free ids (returned second, to be
+    /// re-based before use).
+    fn assign(&mut self, cfg: &Config) -> Result<(Vec<(usize, String)>, Vec<usize>)> {
+        let wanted: Vec<&str> = cfg.ranges.iter().map(|r| r.name.as_str()).collect();
+        // Free the ids of names that are gone.
+        self.by_name.retain(|n, _| wanted.contains(&n.as_str()));
+        let mut fresh = Vec::new();
+        let mut out = Vec::new();
+        for name in wanted {
+            let id = match self.by_name.get(name) {
+                Some(&id) => id,
+                None => {
+                    let used: Vec<usize> = self.by_name.values().copied().collect();
+                    let Some(id) = (0..MAX_RANGES).find(|i| !used.contains(i)) else {
+                        bail!("no free range id for {name}: at most {MAX_RANGES} ranges");
+                    };
+                    self.by_name.insert(name.to_string(), id);
+                    fresh.push(id);
+                    id
+                }
+            };
+            out.push((id, name.to_string()));
+        }
+        Ok((out, fresh))
+    }
+}
+
+struct Agent {
+    kernel: Kernel,
+    metrics: Metrics,
+    drainer: Drainer,
+    labels: Labels,
+    ids: RangeIds,
+    config: Config,
+    attached: Vec<(String, Attachment)>,
+}
+
+impl Agent {
+    /// Puts `cfg`'s ranges into the kernel and the labels.
+    fn apply_ranges(&mut self, cfg: &Config) -> Result<()> {
+        let (assigned, fresh) = self.ids.assign(cfg)?;
+        for id in fresh {
+            self.drainer.rebase_range(&self.kernel, id)?;
+        }
+        let by_id: HashMap<usize, &crate::config::Range> = assigned
+            .iter()
+            .map(|(id, name)| {
+                (
+                    *id,
+                    cfg.ranges
+                        .iter()
+                        .find(|r| &r.name == name)
+                        .expect("assigned from cfg"),
+                )
+            })
+            .collect();
+        let entries = ranges::build(by_id.iter().map(|(id, r)| (*id, r.cidrs.as_slice())));
+        self.kernel.set_ranges(entries)?;
+        let mut labels = vec![None; MAX_RANGES];
+        for (id, name) in &assigned {
+            labels[*id] = Some(name.clone());
+        }
+        // Names that left the configuration keep their exported series (counters never go
+        // backwards); only their prefix gauges go to zero.
+        for r in &self.config.ranges {
+            if !cfg.ranges.iter().any(|n| n.name == r.name) {
+                for family in ["ipv4", "ipv6"] {
+                    self.metrics
+                        .watched_prefixes
+                        .with_label_values(&[&r.name, family])
+                        .set(0);
+                }
+            }
+        }
+        for r in &cfg.ranges {
+            let v4 = r
+                .cidrs
+                .iter()
+                .filter(|n| matches!(n, ipnet::IpNet::V4(_)))
+                .count();
+            self.metrics
+                .watched_prefixes
+                .with_label_values(&[&r.name, "ipv4"])
+                .set(v4 as i64);
+            self.metrics
+                .watched_prefixes
+                .with_label_values(&[&r.name, "ipv6"])
+                .set((r.cidrs.len() - v4) as i64);
+        }
+        self.labels.ranges = labels;
+        Ok(())
+    }
+
+    fn drain(&mut self) {
+        if let Err(e) = self.drainer.drain(
+            &self.kernel,
+            &self.labels,
+            &self.metrics,
+            self.config.flow_idle_timeout,
+        ) {
+            error!(error = %format!("{e:#}"), "drain failed; counters will catch up at the next drain");
+        }
+        for (iface, a) in &self.attached {
+            let up = link_is_up(iface);
+            self.metrics
+                .interface_up
+                .with_label_values(&[iface])
+                .set(up as i64);
+            self.metrics
+                .xdp_attached
+                .with_label_values(&[iface, a.mode.label()])
+                .set(1);
+        }
+    }
+
+    fn reload(&mut self, path: &PathBuf) {
+        let result = Config::from_file(path).and_then(|cfg| {
+            // Reloadable: ranges. Interfaces, listen address and map sizes need a restart.
+            if cfg.interfaces != self.config.interfaces && !cfg.interfaces.is_empty() {
+                warn!(
+                    "interfaces changed in {}; restart the sensor to apply",
+                    path.display()
+                );
+            }
+            Ok(cfg)
+        });
+        match result {
+            Ok(cfg) => {
+                for w in &cfg.warnings {
+                    warn!("{w}");
+                }
+                match self.apply_ranges(&cfg) {
+                    Ok(()) => {
+                        info!(
+                            ranges = cfg.ranges.len(),
+                            prefixes = cfg.prefix_count(),
+                            "configuration reloaded"
+                        );
+                        self.config.ranges = cfg.ranges;
+                        self.config.flow_idle_timeout = cfg.flow_idle_timeout;
+                        self.metrics
+                            .config_reloads
+                            .with_label_values(&["success"])
+                            .inc();
+                    }
+                    Err(e) => {
+                        error!(error = %format!("{e:#}"), "reload failed while updating the kernel maps; restoring the running configuration");
+                        let running = self.config.clone();
+                        if let Err(e) = self.apply_ranges(&running) {
+                            error!(error = %format!("{e:#}"), "restoring the running ranges failed");
+                        }
+                        self.metrics
+                            .config_reloads
+                            .with_label_values(&["failure"])
+                            .inc();
+                    }
+                }
+            }
+            Err(e) => {
+                error!("reload rejected, the running configuration stays: {e}");
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["failure"])
+                    .inc();
+            }
+        }
+    }
+
+    fn detach_all(&mut self) {
+        for (iface, a) in std::mem::take(&mut self.attached) {
+            match self.kernel.detach(a.link) {
+                Ok(()) => info!(%iface, "detached"),
+                Err(e) => {
+                    warn!(%iface, error = %e, "detach failed; the link goes when the process exits")
+                }
+            }
+            self.metrics
+                .interface_up
+                .with_label_values(&[&iface])
+                .set(0);
+            self.metrics
+                .xdp_attached
+                .with_label_values(&[&iface, a.mode.label()])
+                .set(0);
+        }
+    }
+}
+
+fn link_is_up(iface: &str) -> bool {
+    // "unknown" is what loopback and some virtual links report while passing traffic.
+    match std::fs::read_to_string(format!("/sys/class/net/{iface}/operstate")) {
+        Ok(s) => matches!(s.trim(), "up" | "unknown"),
+        Err(_) => false,
+    }
+}
+
+pub async fn run(opts: RunOptions) -> Result<()> {
+    let mut config = match &opts.config {
+        Some(path) => Config::from_file(path)?,
+        None => {
+            info!("no --config: using the embedded default configuration (range kp: North Korea)");
+            Config::embedded_default()
+        }
+    };
+    for w in &config.warnings {
+        warn!("{w}");
+    }
+    if !opts.ifaces.is_empty() {
+        config.interfaces = opts.ifaces.clone();
+    }
+    if let Some(l) = opts.listen {
+        config.listen = l;
+    }
+    if let Some(m) = opts.xdp_mode {
+        config.xdp_mode = m;
+    }
+    if config.interfaces.is_empty() {
+        bail!(
+            "no interface to watch: pass --iface IF (or set interfaces in the configuration); available: {}",
+            kernel::available_interfaces().join(", ")
+        );
+    }
+    if config.interfaces.len() >= MAX_IFACE_SLOTS {
+        bail!(
+            "{} interfaces requested; one sensor attaches to at most {}",
+            config.interfaces.len(),
+            MAX_IFACE_SLOTS - 1
+        );
+    }
+    // Resolve every interface before touching the kernel, so a typo fails fast and cleanly.
+    let mut ifindexes = Vec::new();
+    for iface in &config.interfaces {
+        ifindexes.push(kernel::ifindex(iface)?);
+    }
+
+    let mut kernel = Kernel::load(&config)?;
+    match kernel.logger() {
+        Ok(logger) => spawn_kernel_log(logger),
+        Err(e) => warn!(error = %format!("{e:#}"), "kernel log records will not be shown"),
+    }
+    let metrics = Metrics::new();
+    metrics.flow_capacity.set(config.flow_table_size as i64);
+    let mut agent = Agent {
+        kernel,
+        metrics: metrics.clone(),
+        drainer: Drainer::default(),
+        labels: Labels::new(),
+        ids: RangeIds::default(),
+        config: config.clone(),
+        attached: Vec::new(),
+    };
+    agent.apply_ranges(&config)?;
+    info!(
+        ranges = config.ranges.len(),
+        prefixes = config.prefix_count(),
+        "watched ranges loaded"
+    );
+
+    // Serve before attaching, so that a listen error leaves nothing attached.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (in use? use --listen ADDR)",
+                config.listen
+            )
+        })?;
+    info!(listen = %config.listen, "serving metrics at http://{}/metrics", config.listen);
+    let server = tokio::spawn(exporter::serve(listener, metrics.clone()));
+
+    for (slot, (iface, ifindex)) in config.interfaces.iter().zip(&ifindexes).enumerate() {
+        let slot = slot + 1;
+        agent.kernel.set_iface_slot(*ifindex, slot as u32)?;
+        agent.labels.ifaces[slot] = Some(iface.clone());
+        match agent.kernel.attach(iface, config.xdp_mode) {
+            Ok((link, mode)) => {
+                info!(%iface, mode = mode.label(), "attached");
+                agent
+                    .attached
+                    .push((iface.clone(), Attachment { link, mode }));
+            }
+            Err(e) => {
+                agent.detach_all();
+                return Err(e);
+            }
+        }
+    }
+    agent.drain();
+
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut tick = tokio::time::interval(config.drain_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => agent.drain(),
+            _ = sighup.recv() => match &opts.config {
+                Some(path) => { agent.reload(path); agent.drain(); }
+                None => warn!("SIGHUP: running on the embedded default configuration; nothing to reload"),
+            },
+            _ = sigterm.recv() => { info!("SIGTERM: detaching"); break; }
+            _ = sigint.recv() => { info!("SIGINT: detaching"); break; }
+        }
+    }
+    // A last drain, so that what was counted up to the signal is logged in the final metrics.
+    agent.drain();
+    agent.detach_all();
+    server.abort();
+    Ok(())
+}
+
+fn spawn_kernel_log(logger: aya_log::EbpfLogger<&'static dyn log::Log>) {
+    // SAFETY: the logger owns its ring buffer fd for its whole life and always returns that fd;
+    // the AsyncFd owns the logger.
+    let registered =
+        unsafe { AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) };
+    let mut fd = match registered {
+        Ok(fd) => fd,
+        Err(e) => {
+            warn!(error = %e, "kernel log records will not be shown");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            let Ok(mut guard) = fd.readable_mut().await else {
+                return;
+            };
+            guard.get_inner_mut().flush();
+            guard.clear_ready();
+        }
+    });
+}

@@ -1,0 +1,496 @@
+//! The TOML configuration: parsing, validation and the embedded default.
+//!
+//! Every error names the file, the line, the field and the bad value, and says what would be valid.
+//! Host bits in a prefix (`10.1.2.3/8`) are not an error: the prefix is normalised to its network
+//! (`10.0.0.0/8`) and a warning says so, because that is what the operator meant in every case
+//! we know of, and refusing would take a sensor down over a cosmetic slip.
+
+use std::{
+    collections::HashMap, fmt, net::SocketAddr, ops::Range as ByteRange, path::Path, time::Duration,
+};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+use sensor_common::MAX_RANGES;
+
+/// The configuration `run` uses without `--config`: North Korea's ranges as `kp`.
+pub const DEFAULT_TOML: &str = include_str!("default-config.toml");
+
+/// Reserved `range` label value for Stratum traffic outside every watched range.
+pub const UNWATCHED: &str = "unwatched";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpModeChoice {
+    /// Native (driver) mode where the driver supports it, generic otherwise (and say so).
+    Auto,
+    /// Driver mode only: fail if the driver cannot.
+    Native,
+    /// Generic (skb) mode: works everywhere, slower.
+    Generic,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Range {
+    pub name: String,
+    pub cidrs: Vec<IpNet>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub interfaces: Vec<String>,
+    pub listen: SocketAddr,
+    pub xdp_mode: XdpModeChoice,
+    pub drain_interval: Duration,
+    pub flow_table_size: u32,
+    pub flow_idle_timeout: Duration,
+    pub max_prefixes: u32,
+    pub ranges: Vec<Range>,
+    /// Things worth telling the operator that do not stop the sensor.
+    pub warnings: Vec<String>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9820";
+pub const DEFAULT_DRAIN_INTERVAL: Duration = Duration::from_secs(5);
+pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 65_536;
+pub const DEFAULT_FLOW_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Per address family; the tries do not preallocate, so unused capacity costs no memory.
+pub const DEFAULT_MAX_PREFIXES: u32 = 1 << 21;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    interfaces: Vec<Spanned<String>>,
+    listen: Option<Spanned<String>>,
+    xdp_mode: Option<XdpModeChoice>,
+    drain_interval: Option<Spanned<String>>,
+    flow_table_size: Option<Spanned<i64>>,
+    flow_idle_timeout: Option<Spanned<String>>,
+    max_prefixes: Option<Spanned<i64>>,
+    #[serde(default)]
+    ranges: Vec<RawRange>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRange {
+    name: Spanned<String>,
+    cidrs: Vec<Spanned<String>>,
+}
+
+/// A configuration error: where, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file, line, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: None,
+            message: format!("cannot read the configuration file: {e}"),
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    pub fn embedded_default() -> Self {
+        Self::parse(DEFAULT_TOML, "<embedded default>").expect("the embedded default is valid")
+    }
+
+    /// Parses and validates `text`; `file` names it in messages.
+    pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        let at = |span: ByteRange<usize>, message: String| ConfigError {
+            file: file.to_string(),
+            line: Some(line_of(text, span.start)),
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+            file: file.to_string(),
+            line: e.span().map(|s| line_of(text, s.start)),
+            message: e.message().trim_end().to_string() + hint_for(e.message()),
+        })?;
+
+        let mut warnings = Vec::new();
+
+        let listen = match &raw.listen {
+            Some(l) => l.get_ref().parse().map_err(|_| {
+                at(
+                    l.span(),
+                    format!(
+                        "listen = {:?} is not an address and port; write e.g. \"127.0.0.1:9820\" or \"[::1]:9820\"",
+                        l.get_ref()
+                    ),
+                )
+            })?,
+            None => DEFAULT_LISTEN.parse().expect("valid default"),
+        };
+
+        let duration = |field: &str,
+                        value: &Option<Spanned<String>>,
+                        default: Duration,
+                        min: Duration,
+                        max: Duration|
+         -> Result<Duration, ConfigError> {
+            let Some(v) = value else { return Ok(default) };
+            let d = humantime::parse_duration(v.get_ref()).map_err(|e| {
+                at(
+                    v.span(),
+                    format!(
+                        "{field} = {:?} is not a duration ({e}); write e.g. \"5s\", \"500ms\", \"10m\"",
+                        v.get_ref()
+                    ),
+                )
+            })?;
+            if d < min || d > max {
+                return Err(at(
+                    v.span(),
+                    format!(
+                        "{field} = {:?} is out of range; use a value from {} to {}",
+                        v.get_ref(),
+                        humantime::format_duration(min),
+                        humantime::format_duration(max)
+                    ),
+                ));
+            }
+            Ok(d)
+        };
+        let drain_interval = duration(
+            "drain_interval",
+            &raw.drain_interval,
+            DEFAULT_DRAIN_INTERVAL,
+            Duration::from_millis(100),
+            Duration::from_secs(3600),
+        )?;
+        let flow_idle_timeout = duration(
+            "flow_idle_timeout",
+            &raw.flow_idle_timeout,
+            DEFAULT_FLOW_IDLE_TIMEOUT,
+            Duration::from_secs(1),
+            Duration::from_secs(7 * 24 * 3600),
+        )?;
+
+        let bounded = |field: &str, v: &Option<Spanned<i64>>, default: u32, min: i64, max: i64| {
+            let Some(v) = v else { return Ok(default) };
+            let n = *v.get_ref();
+            if n < min || n > max {
+                return Err(at(
+                    v.span(),
+                    format!("{field} = {n} is out of range; use a number from {min} to {max}"),
+                ));
+            }
+            Ok(n as u32)
+        };
+        let flow_table_size = bounded(
+            "flow_table_size",
+            &raw.flow_table_size,
+            DEFAULT_FLOW_TABLE_SIZE,
+            16,
+            1 << 24,
+        )?;
+        let max_prefixes = bounded(
+            "max_prefixes",
+            &raw.max_prefixes,
+            DEFAULT_MAX_PREFIXES,
+            1,
+            1 << 24,
+        )?;
+
+        let mut interfaces = Vec::new();
+        for i in &raw.interfaces {
+            let name = i.get_ref();
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
+                return Err(at(
+                    i.span(),
+                    format!(
+                        "interfaces: {name:?} is not an interface name (1 to 15 characters, no '/' or spaces)"
+                    ),
+                ));
+            }
+            if interfaces.contains(name) {
+                return Err(at(
+                    i.span(),
+                    format!("interfaces: {name:?} is listed twice"),
+                ));
+            }
+            interfaces.push(name.clone());
+        }
+
+        if raw.ranges.len() > MAX_RANGES {
+            return Err(ConfigError {
+                file: file.to_string(),
+                line: Some(line_of(text, raw.ranges[MAX_RANGES].name.span().start)),
+                message: format!(
+                    "{} ranges configured; the sensor holds at most {MAX_RANGES}: merge ranges or run a second sensor",
+                    raw.ranges.len()
+                ),
+            });
+        }
+        let mut ranges = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let (mut v4, mut v6) = (0u64, 0u64);
+        for r in &raw.ranges {
+            let name = r.name.get_ref();
+            let line = line_of(text, r.name.span().start);
+            if let Some(first) = seen.get(name) {
+                return Err(at(
+                    r.name.span(),
+                    format!(
+                        "ranges: the name {name:?} is already used on line {first}; give each range its own name"
+                    ),
+                ));
+            }
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            {
+                return Err(at(
+                    r.name.span(),
+                    format!(
+                        "ranges: name {name:?} is not a valid range name: use 1 to 64 of a-z, A-Z, 0-9, '_', '-', '.'"
+                    ),
+                ));
+            }
+            if name == UNWATCHED {
+                return Err(at(
+                    r.name.span(),
+                    format!(
+                        "ranges: the name {UNWATCHED:?} is reserved for traffic outside every range; choose another"
+                    ),
+                ));
+            }
+            seen.insert(name.clone(), line);
+            let mut cidrs = Vec::new();
+            for c in &r.cidrs {
+                let net = parse_prefix(c.get_ref()).map_err(|why| {
+                    at(
+                        c.span(),
+                        format!("ranges.{name}.cidrs: {:?} {why}", c.get_ref()),
+                    )
+                })?;
+                let normal = net.trunc();
+                if normal != net {
+                    warnings.push(format!(
+                        "{file}:{}: ranges.{name}.cidrs: {net} has host bits set; watching {normal}",
+                        line_of(text, c.span().start)
+                    ));
+                }
+                match normal {
+                    IpNet::V4(_) => v4 += 1,
+                    IpNet::V6(_) => v6 += 1,
+                }
+                cidrs.push(normal);
+            }
+            if cidrs.is_empty() {
+                warnings.push(format!(
+                    "{file}:{line}: ranges.{name} has no cidrs; it will count nothing"
+                ));
+            }
+            ranges.push(Range {
+                name: name.clone(),
+                cidrs,
+            });
+        }
+        for (family, n) in [("IPv4", v4), ("IPv6", v6)] {
+            if n > max_prefixes as u64 {
+                return Err(ConfigError {
+                    file: file.to_string(),
+                    line: None,
+                    message: format!(
+                        "{n} {family} prefixes configured, more than max_prefixes = {max_prefixes}; raise max_prefixes (up to {}) or aggregate prefixes",
+                        1 << 24
+                    ),
+                });
+            }
+        }
+        if ranges.is_empty() {
+            warnings.push(format!(
+                "{file}: no [[ranges]]: only Stratum traffic will be counted (as range \"unwatched\")"
+            ));
+        }
+
+        Ok(Self {
+            interfaces,
+            listen,
+            xdp_mode: raw.xdp_mode.unwrap_or(XdpModeChoice::Auto),
+            drain_interval,
+            flow_table_size,
+            flow_idle_timeout,
+            max_prefixes,
+            ranges,
+            warnings,
+        })
+    }
+
+    pub fn prefix_count(&self) -> usize {
+        self.ranges.iter().map(|r| r.cidrs.len()).sum()
+    }
+}
+
+/// `ADDRESS/LEN` or a bare address (a host route).
+fn parse_prefix(s: &str) -> Result<IpNet, String> {
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Ok(net);
+    }
+    if let Ok(addr) = s.parse::<std::net::IpAddr>() {
+        return Ok(IpNet::from(addr));
+    }
+    match s.split_once('/') {
+        Some((addr, len)) => {
+            let Ok(addr) = addr.parse::<std::net::IpAddr>() else {
+                return Err(format!(
+                    "is not a prefix: {addr:?} is not an IPv4 or IPv6 address; write ADDRESS/LEN, e.g. \"175.45.176.0/22\""
+                ));
+            };
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            Err(format!(
+                "is not a prefix: the length {len:?} must be a number from 0 to {max} for {}",
+                if addr.is_ipv4() { "IPv4" } else { "IPv6" }
+            ))
+        }
+        None => Err(
+            "is not a prefix: write ADDRESS/LEN, e.g. \"175.45.176.0/22\" or \"2001:db8::/32\""
+                .to_string(),
+        ),
+    }
+}
+
+fn hint_for(message: &str) -> &'static str {
+    if message.contains("unknown field") {
+        "; check the spelling against deploy/config.example.toml"
+    } else {
+        ""
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> ConfigError {
+        Config::parse(text, "t.toml").unwrap_err()
+    }
+
+    #[test]
+    fn embedded_default_watches_north_korea() {
+        let c = Config::embedded_default();
+        assert_eq!(c.ranges.len(), 1);
+        assert_eq!(c.ranges[0].name, "kp");
+        let cidrs: Vec<String> = c.ranges[0].cidrs.iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            cidrs,
+            ["175.45.176.0/22", "210.52.109.0/24", "77.94.35.0/24"]
+        );
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert!(c.warnings.is_empty());
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let c = Config::parse(
+            r#"
+interfaces = ["eth0", "eth1"]
+listen = "[::1]:9999"
+xdp_mode = "generic"
+drain_interval = "250ms"
+flow_table_size = 1024
+flow_idle_timeout = "2m"
+[[ranges]]
+name = "a"
+cidrs = ["198.18.0.0/15", "2001:db8:1::/48", "192.0.2.7"]
+"#,
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.interfaces, ["eth0", "eth1"]);
+        assert_eq!(c.xdp_mode, XdpModeChoice::Generic);
+        assert_eq!(c.drain_interval, Duration::from_millis(250));
+        assert_eq!(c.flow_table_size, 1024);
+        assert_eq!(c.ranges[0].cidrs[2].to_string(), "192.0.2.7/32");
+    }
+
+    #[test]
+    fn bad_prefix_length_names_line_field_and_value() {
+        let e = err(
+            "[[ranges]]\nname = \"kp\"\ncidrs = [\n  \"175.45.176.0/22\",\n  \"1.2.3.4/33\",\n]\n",
+        );
+        assert_eq!(e.line, Some(5));
+        assert!(e.message.contains("ranges.kp.cidrs"), "{e}");
+        assert!(e.message.contains("1.2.3.4/33"), "{e}");
+        assert!(e.message.contains("0 to 32"), "{e}");
+        assert!(e.to_string().starts_with("t.toml:5: "));
+    }
+
+    #[test]
+    fn host_bits_are_normalised_with_a_warning() {
+        let c = Config::parse(
+            "[[ranges]]\nname = \"x\"\ncidrs = [\"10.1.2.3/8\"]\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.ranges[0].cidrs[0].to_string(), "10.0.0.0/8");
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].contains("t.toml:3"), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn duplicate_names_unknown_keys_and_malformed_toml() {
+        let e = err("[[ranges]]\nname = \"a\"\ncidrs = []\n[[ranges]]\nname = \"a\"\ncidrs = []\n");
+        assert_eq!(e.line, Some(5));
+        assert!(e.message.contains("already used on line 2"), "{e}");
+
+        let e = err("[[ranges]]\nname = \"a\"\ncidr = [\"1.0.0.0/8\"]\n");
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("unknown field `cidr`"), "{e}");
+
+        let e = err("listen = \"127.0.0.1:1\"\n[[ranges]\n");
+        assert_eq!(e.line, Some(2));
+
+        let e = err("xdp_mode = \"fast\"\n");
+        assert!(e.message.contains("auto"), "{e}");
+
+        let e = err("[[ranges]]\nname = \"unwatched\"\ncidrs = []\n");
+        assert!(e.message.contains("reserved"), "{e}");
+
+        let e = err("drain_interval = \"5 parsecs\"\n");
+        assert!(e.message.contains("drain_interval"), "{e}");
+    }
+
+    #[test]
+    fn too_many_ranges_and_prefixes() {
+        let mut t = String::new();
+        for i in 0..=MAX_RANGES {
+            t += &format!("[[ranges]]\nname = \"r{i}\"\ncidrs = []\n");
+        }
+        let e = err(&t);
+        assert!(e.message.contains("at most 64"), "{e}");
+
+        let e = err(
+            "max_prefixes = 1\n[[ranges]]\nname = \"a\"\ncidrs = [\"1.0.0.0/8\", \"2.0.0.0/8\"]\n",
+        );
+        assert!(e.message.contains("raise max_prefixes"), "{e}");
+    }
+}

@@ -1,0 +1,336 @@
+//! The XDP program from userspace: load it (sized from configuration), fill its maps, attach it to
+//! interfaces, run it over test packets, and read its counters back.
+
+use std::collections::HashSet;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray, lpm_trie::Key},
+    programs::{TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
+};
+use tracing::{info, warn};
+
+use sensor_common::{Counter, FlowKey, FlowState, IFINDEX_DIRECT, ParseEvent};
+
+use crate::{
+    config::{Config, XdpModeChoice},
+    ranges::TrieEntries,
+};
+
+/// The XDP object built by `build.rs` from `sensor-ebpf`.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor"));
+
+const PROGRAM: &str = "sensor";
+
+/// How a program ended up attached to an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachedMode {
+    Native,
+    Generic,
+}
+
+impl AttachedMode {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Generic => "generic",
+        }
+    }
+}
+
+/// The loaded program and its maps.
+pub struct Kernel {
+    ebpf: Ebpf,
+    installed: TrieEntries,
+}
+
+impl Kernel {
+    /// Loads (and verifies) the program with maps sized from `cfg`.
+    pub fn load(cfg: &Config) -> Result<Self> {
+        raise_memlock_limit();
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("FLOWS", cfg.flow_table_size)
+            .map_max_entries("RANGES_V4", cfg.max_prefixes)
+            .map_max_entries("RANGES_V6", cfg.max_prefixes)
+            .load(OBJECT)
+            .context("loading the XDP object (is this kernel built with BPF, and are we root or CAP_BPF+CAP_NET_ADMIN?)")?;
+        let program: &mut Xdp = ebpf
+            .program_mut(PROGRAM)
+            .ok_or_else(|| anyhow!("program {PROGRAM} missing from the object"))?
+            .try_into()?;
+        program
+            .load()
+            .context("the kernel's verifier rejected the XDP program")?;
+        Ok(Self {
+            ebpf,
+            installed: TrieEntries::default(),
+        })
+    }
+
+    /// Starts forwarding the program's aya-log records to the agent's log (tracing). The records
+    /// are read whenever the returned logger's fd is readable.
+    pub fn logger(&mut self) -> Result<aya_log::EbpfLogger<&'static dyn log::Log>> {
+        aya_log::EbpfLogger::init(&mut self.ebpf).context("attaching the kernel log reader")
+    }
+
+    /// Makes the tries hold exactly `entries`. New and changed prefixes go in before stale ones
+    /// are removed, so an address covered before and after the change is never unmatched.
+    pub fn set_ranges(&mut self, entries: TrieEntries) -> Result<()> {
+        sync_trie(&mut self.ebpf, "RANGES_V4", &self.installed.v4, &entries.v4)?;
+        sync_trie(&mut self.ebpf, "RANGES_V6", &self.installed.v6, &entries.v6)?;
+        self.installed = entries;
+        Ok(())
+    }
+
+    /// Routes `ifindex` to counter slot `slot` (1-based; 0 clears it).
+    pub fn set_iface_slot(&mut self, ifindex: u32, slot: u32) -> Result<()> {
+        if ifindex < IFINDEX_DIRECT {
+            let mut a: Array<&mut MapData, u32> = Array::try_from(
+                self.ebpf
+                    .map_mut("IFINDEX_SLOTS")
+                    .context("IFINDEX_SLOTS")?,
+            )?;
+            a.set(ifindex, slot, 0)?;
+        } else {
+            let mut h: BpfHashMap<&mut MapData, u32, u32> = BpfHashMap::try_from(
+                self.ebpf
+                    .map_mut("IFINDEX_SLOTS_HIGH")
+                    .context("IFINDEX_SLOTS_HIGH")?,
+            )?;
+            if slot == 0 {
+                let _ = h.remove(&ifindex);
+            } else {
+                h.insert(ifindex, slot, 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn program(&mut self) -> Result<&mut Xdp> {
+        Ok(self
+            .ebpf
+            .program_mut(PROGRAM)
+            .ok_or_else(|| anyhow!("program {PROGRAM} missing"))?
+            .try_into()?)
+    }
+
+    /// Attaches through a BPF link (so the kernel detaches it when the process dies, even by
+    /// SIGKILL). `Auto` tries native mode first and falls back to generic, saying so.
+    pub fn attach(
+        &mut self,
+        iface: &str,
+        mode: XdpModeChoice,
+    ) -> Result<(XdpLinkId, AttachedMode)> {
+        let program = self.program()?;
+        match mode {
+            XdpModeChoice::Native => program
+                .attach(iface, XdpMode::Driver)
+                .map(|id| (id, AttachedMode::Native))
+                .with_context(|| format!("attaching to {iface} in native (driver) mode; try --xdp-mode generic if the driver lacks XDP support")),
+            XdpModeChoice::Generic => program
+                .attach(iface, XdpMode::Skb)
+                .map(|id| (id, AttachedMode::Generic))
+                .with_context(|| format!("attaching to {iface} in generic mode")),
+            XdpModeChoice::Auto => match program.attach(iface, XdpMode::Driver) {
+                Ok(id) => Ok((id, AttachedMode::Native)),
+                Err(native) => {
+                    warn!(%iface, error = %native, "native XDP unavailable; falling back to generic mode (slower, same counts)");
+                    program
+                        .attach(iface, XdpMode::Skb)
+                        .map(|id| (id, AttachedMode::Generic))
+                        .with_context(|| format!("attaching to {iface} in generic mode after native mode failed ({native})"))
+                }
+            },
+        }
+    }
+
+    pub fn detach(&mut self, link: XdpLinkId) -> Result<()> {
+        self.program()?.detach(link)?;
+        Ok(())
+    }
+
+    /// Runs the program once over `frame` through BPF_PROG_TEST_RUN; returns the XDP action and
+    /// the frame as the program left it.
+    pub fn test_run(&mut self, frame: &[u8]) -> Result<(u32, Vec<u8>)> {
+        let program = self.program()?;
+        let mut out = vec![0u8; frame.len() + 256];
+        let r = program.test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..TestRunOptions::new()
+        })?;
+        out.truncate(r.data_size_out as usize);
+        Ok((r.return_value, out))
+    }
+
+    /// Same, `repeat` times in the kernel; returns the kernel's average time per run.
+    pub fn test_run_repeat(&mut self, frame: &[u8], repeat: u32) -> Result<std::time::Duration> {
+        let program = self.program()?;
+        let r = program.test_run(TestRunOptions {
+            data_in: Some(frame),
+            repeat,
+            ..TestRunOptions::new()
+        })?;
+        Ok(r.duration)
+    }
+
+    fn per_cpu<T: aya::Pod>(&self, name: &str) -> Result<PerCpuArray<&MapData, T>> {
+        Ok(PerCpuArray::try_from(
+            self.ebpf.map(name).with_context(|| format!("map {name}"))?,
+        )?)
+    }
+
+    /// Sums the per-CPU cells at `indexes` of a `Counter` array.
+    pub fn traffic(&self, indexes: impl IntoIterator<Item = u32>) -> Result<Vec<(u32, Counter)>> {
+        let map = self.per_cpu::<Counter>("TRAFFIC")?;
+        indexes
+            .into_iter()
+            .map(|i| {
+                let values = map.get(&i, 0)?;
+                let sum = values.iter().fold(Counter::default(), |a, c| Counter {
+                    packets: a.packets + c.packets,
+                    bytes: a.bytes + c.bytes,
+                });
+                Ok((i, sum))
+            })
+            .collect()
+    }
+
+    /// Sums the per-CPU cells at `indexes` of a `u64` array (`STRATUM_PACKETS`, `STRATUM_FLOWS`,
+    /// `PARSE`).
+    pub fn sums(
+        &self,
+        map: &str,
+        indexes: impl IntoIterator<Item = u32>,
+    ) -> Result<Vec<(u32, u64)>> {
+        let map = self.per_cpu::<u64>(map)?;
+        indexes
+            .into_iter()
+            .map(|i| Ok((i, map.get(&i, 0)?.iter().sum())))
+            .collect()
+    }
+
+    /// Loads the program and installs `cfg`'s ranges with range id = position in `cfg.ranges`
+    /// (what a fresh agent does), for tests, benchmarks and replay.
+    pub fn load_with_ranges(cfg: &Config) -> Result<Self> {
+        let mut k = Self::load(cfg)?;
+        k.set_ranges(crate::ranges::build(
+            cfg.ranges
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (i, r.cidrs.as_slice())),
+        ))?;
+        Ok(k)
+    }
+
+    /// One traffic cell, summed across CPUs.
+    pub fn traffic_cell(&self, slot: usize, range: usize, dir: usize) -> Result<Counter> {
+        Ok(self.traffic([sensor_common::traffic_index(slot, range, dir)])?[0].1)
+    }
+
+    /// One Stratum cell (`flows`: the flow counter, else the packet counter), summed across CPUs.
+    pub fn stratum_cell(
+        &self,
+        flows: bool,
+        range: usize,
+        dir: usize,
+        dialect: usize,
+    ) -> Result<u64> {
+        let map = if flows {
+            "STRATUM_FLOWS"
+        } else {
+            "STRATUM_PACKETS"
+        };
+        Ok(self.sums(map, [sensor_common::stratum_index(range, dir, dialect)])?[0].1)
+    }
+
+    pub fn parse_event(&self, e: ParseEvent) -> Result<u64> {
+        Ok(self.sums("PARSE", [e as u32])?[0].1)
+    }
+
+    pub fn parse_events(&self) -> Result<Vec<(u32, u64)>> {
+        self.sums("PARSE", 0..ParseEvent::COUNT as u32)
+    }
+
+    /// Every entry of the flow table.
+    pub fn flows(&self) -> Result<Vec<(FlowKey, FlowState)>> {
+        let map: aya::maps::HashMap<&MapData, FlowKey, FlowState> =
+            aya::maps::HashMap::try_from(self.ebpf.map("FLOWS").context("map FLOWS")?)?;
+        // Entries evicted or deleted while iterating end the walk early at worst; the next drain
+        // sees them again.
+        Ok(map.iter().filter_map(|r| r.ok()).collect())
+    }
+}
+
+fn sync_trie<const N: usize>(
+    ebpf: &mut Ebpf,
+    name: &str,
+    old: &[(u32, [u8; N], u64)],
+    new: &[(u32, [u8; N], u64)],
+) -> Result<()>
+where
+    [u8; N]: aya::Pod,
+{
+    let mut trie: LpmTrie<&mut MapData, [u8; N], u64> =
+        LpmTrie::try_from(ebpf.map_mut(name).with_context(|| format!("map {name}"))?)?;
+    let old_set: HashSet<(u32, [u8; N], u64)> = old.iter().copied().collect();
+    for (i, &(len, addr, bits)) in new.iter().enumerate() {
+        if old_set.contains(&(len, addr, bits)) {
+            continue;
+        }
+        trie.insert(&Key::new(len, addr), bits, 0).map_err(|e| {
+            anyhow!(
+                "inserting prefix {} of {} into {name}: {e}",
+                i + 1,
+                new.len()
+            )
+        })?;
+    }
+    let new_keys: HashSet<(u32, [u8; N])> = new.iter().map(|&(l, a, _)| (l, a)).collect();
+    for &(len, addr, _) in old {
+        if !new_keys.contains(&(len, addr)) {
+            trie.remove(&Key::new(len, addr))
+                .with_context(|| format!("removing a stale prefix from {name}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; raising it is harmless elsewhere.
+fn raise_memlock_limit() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid pointer.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        info!("could not raise RLIMIT_MEMLOCK; fine on kernels from 5.11 on");
+    }
+}
+
+/// Names of this host's interfaces, for error messages.
+pub fn available_interfaces() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+pub fn ifindex(iface: &str) -> Result<u32> {
+    let c = std::ffi::CString::new(iface).context("interface name contains NUL")?;
+    // SAFETY: valid C string.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if idx == 0 {
+        bail!(
+            "interface {iface} not found; available: {}",
+            available_interfaces().join(", ")
+        );
+    }
+    Ok(idx)
+}

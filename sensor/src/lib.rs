@@ -1,0 +1,10 @@
+//! mining-sensor's agent: configuration, the kernel program from userspace, metrics, and the
+//! commands built on them.
+
+pub mod agent;
+pub mod config;
+pub mod exporter;
+pub mod kernel;
+pub mod metrics;
+pub mod packet;
+pub mod ranges;

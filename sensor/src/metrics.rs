@@ -1,0 +1,432 @@
+//! Every metric the sensor exports, in one place, and the drain that moves the kernel's per-CPU
+//! counters into them.
+//!
+//! Kernel counters only grow (the maps live as long as the program), so each drain adds the
+//! difference since the previous drain: Prometheus counters never go backwards, across
+//! configuration reloads included. A range id handed to a new range name is first re-based, so the
+//! new name does not inherit counts of the name that had the id before.
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+use sensor_common::{
+    Counter, DIR_FROM, DIR_TO, MAX_IFACE_SLOTS, MAX_RANGES, ParseEvent, UNWATCHED_SLOT,
+    stratum::{DIALECTS, Dialect},
+    stratum_index, traffic_index,
+};
+
+use crate::{config::UNWATCHED, kernel::Kernel};
+
+pub const NAMESPACE: &str = "mining_sensor";
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help).namespace(NAMESPACE), labels)
+        .expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g =
+        IntGaugeVec::new(Opts::new(name, help).namespace(NAMESPACE), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+/// The sensor's metrics. Names and labels of the contract's metrics are fixed
+/// (shared/docs/contract.md); the rest describe the sensor's own health and cost.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub packets: IntCounterVec,
+    pub bytes: IntCounterVec,
+    pub stratum_packets: IntCounterVec,
+    pub stratum_flows: IntCounterVec,
+    pub mining_flows: IntGaugeVec,
+    pub config_reloads: IntCounterVec,
+    pub interface_up: IntGaugeVec,
+    pub build_info: IntGaugeVec,
+    pub xdp_attached: IntGaugeVec,
+    pub parse_events: IntCounterVec,
+    pub watched_prefixes: IntGaugeVec,
+    pub flow_entries: IntGauge,
+    pub flow_capacity: IntGauge,
+    pub drain_duration: Histogram,
+    pub last_drain: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let flow_entries = IntGauge::with_opts(
+            Opts::new(
+                "flow_table_entries",
+                "Entries in the kernel's Stratum flow table (LRU) at the last drain.",
+            )
+            .namespace(NAMESPACE),
+        )
+        .expect("valid metric");
+        let flow_capacity = IntGauge::with_opts(
+            Opts::new(
+                "flow_table_capacity",
+                "Capacity of the kernel's Stratum flow table (flow_table_size); the oldest flows are evicted beyond it.",
+            )
+            .namespace(NAMESPACE),
+        )
+        .expect("valid metric");
+        let drain_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "drain_duration_seconds",
+                "Time to read the kernel's maps into the metrics, per drain cycle.",
+            )
+            .namespace(NAMESPACE)
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+        )
+        .expect("valid metric");
+        let last_drain = Gauge::with_opts(
+            Opts::new(
+                "last_drain_timestamp_seconds",
+                "Unix time of the last completed drain cycle.",
+            )
+            .namespace(NAMESPACE),
+        )
+        .expect("valid metric");
+        for m in [
+            Box::new(flow_entries.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(flow_capacity.clone()),
+            Box::new(drain_duration.clone()),
+            Box::new(last_drain.clone()),
+        ] {
+            r.register(m).expect("unique metric");
+        }
+        let m = Self {
+            packets: counter_vec(
+                &r,
+                "packets_total",
+                "IP packets with an endpoint in a watched range, per range, direction and receiving interface.",
+                &["range", "direction", "iface"],
+            ),
+            bytes: counter_vec(
+                &r,
+                "bytes_total",
+                "IP bytes (IPv4 total length, IPv6 40 + payload length) of those packets.",
+                &["range", "direction", "iface"],
+            ),
+            stratum_packets: counter_vec(
+                &r,
+                "stratum_packets_total",
+                "Packets carrying a Stratum message, per range, direction and dialect (range=\"unwatched\", direction=\"none\" outside every range).",
+                &["range", "direction", "dialect"],
+            ),
+            stratum_flows: counter_vec(
+                &r,
+                "stratum_flows_total",
+                "Stratum flows, each counted once at its first Stratum packet.",
+                &["range", "direction", "dialect"],
+            ),
+            mining_flows: gauge_vec(
+                &r,
+                "mining_flows",
+                "Stratum flows with a Stratum packet within flow_idle_timeout, per range and dialect.",
+                &["range", "dialect"],
+            ),
+            config_reloads: counter_vec(
+                &r,
+                "config_reloads_total",
+                "Configuration reloads (SIGHUP), by result.",
+                &["result"],
+            ),
+            interface_up: gauge_vec(
+                &r,
+                "interface_up",
+                "1 while the program is attached to the interface and its link is up.",
+                &["iface"],
+            ),
+            build_info: gauge_vec(
+                &r,
+                "build_info",
+                "Always 1; the sensor's version.",
+                &["version"],
+            ),
+            xdp_attached: gauge_vec(
+                &r,
+                "xdp_attached",
+                "1 while attached, by interface and XDP mode (native or generic).",
+                &["iface", "mode"],
+            ),
+            parse_events: counter_vec(
+                &r,
+                "parse_events_total",
+                "Packets seen by the XDP program (reason=\"seen\") and what the parser met on the way: malformed headers by reason, non-IP, fragments, other transports.",
+                &["reason"],
+            ),
+            watched_prefixes: gauge_vec(
+                &r,
+                "watched_prefixes",
+                "Prefixes configured per range and address family.",
+                &["range", "family"],
+            ),
+            flow_entries,
+            flow_capacity,
+            drain_duration,
+            last_drain,
+            registry: r,
+        };
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        m
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus::TextEncoder::new()
+            .encode_utf8(&self.registry.gather(), &mut out)
+            .expect("text encoding cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What the kernel's slots and range ids stand for.
+#[derive(Clone, Debug, Default)]
+pub struct Labels {
+    /// Range name by range id.
+    pub ranges: Vec<Option<String>>,
+    /// Interface name by interface slot.
+    pub ifaces: Vec<Option<String>>,
+}
+
+impl Labels {
+    pub fn new() -> Self {
+        Self {
+            ranges: vec![None; MAX_RANGES],
+            ifaces: vec![None; MAX_IFACE_SLOTS],
+        }
+    }
+
+    fn range_slots(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.ranges
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.as_deref().map(|n| (i, n)))
+    }
+}
+
+const DIRECTIONS: [(usize, &str); 2] = [(DIR_FROM, "from"), (DIR_TO, "to")];
+
+/// Drains kernel counters into [`Metrics`], remembering what it has already added.
+#[derive(Default)]
+pub struct Drainer {
+    traffic: HashMap<u32, Counter>,
+    stratum_packets: HashMap<u32, u64>,
+    stratum_flows: HashMap<u32, u64>,
+    parse: HashMap<u32, u64>,
+    mining_series: HashSet<(String, &'static str)>,
+}
+
+impl Drainer {
+    /// Marks the current kernel values of range `id` as already exported (for a range id that is
+    /// handed to a new range name).
+    pub fn rebase_range(&mut self, kernel: &Kernel, id: usize) -> Result<()> {
+        let traffic: Vec<u32> = (0..MAX_IFACE_SLOTS)
+            .flat_map(|s| DIRECTIONS.map(|(d, _)| traffic_index(s, id, d)))
+            .collect();
+        for (i, c) in kernel.traffic(traffic)? {
+            self.traffic.insert(i, c);
+        }
+        let stratum: Vec<u32> = (0..DIALECTS)
+            .flat_map(|dl| DIRECTIONS.map(|(d, _)| stratum_index(id, d, dl)))
+            .collect();
+        for (i, v) in kernel.sums("STRATUM_PACKETS", stratum.clone())? {
+            self.stratum_packets.insert(i, v);
+        }
+        for (i, v) in kernel.sums("STRATUM_FLOWS", stratum)? {
+            self.stratum_flows.insert(i, v);
+        }
+        Ok(())
+    }
+
+    /// One drain cycle.
+    pub fn drain(
+        &mut self,
+        kernel: &Kernel,
+        labels: &Labels,
+        metrics: &Metrics,
+        flow_idle_timeout: Duration,
+    ) -> Result<()> {
+        let started = Instant::now();
+
+        // Traffic: every labelled interface slot (and slot 0, traffic of interfaces the agent did
+        // not register, should there be any) x every configured range x direction.
+        let mut cells = Vec::new();
+        for (slot, iface) in labels.ifaces.iter().enumerate() {
+            let iface = match (slot, iface) {
+                (_, Some(name)) => name.as_str(),
+                (0, None) => "unregistered",
+                _ => continue,
+            };
+            for (id, range) in labels.range_slots() {
+                for (dir, dir_name) in DIRECTIONS {
+                    cells.push((traffic_index(slot, id, dir), range, dir_name, iface));
+                }
+            }
+        }
+        let values = kernel.traffic(cells.iter().map(|c| c.0))?;
+        for ((idx, now), (_, range, dir, iface)) in values.into_iter().zip(&cells) {
+            let before = self.traffic.insert(idx, now).unwrap_or_default();
+            let (dp, db) = (now.packets - before.packets, now.bytes - before.bytes);
+            if dp > 0 || (before == Counter::default() && *iface != "unregistered") {
+                metrics
+                    .packets
+                    .with_label_values(&[range, dir, iface])
+                    .inc_by(dp);
+                metrics
+                    .bytes
+                    .with_label_values(&[range, dir, iface])
+                    .inc_by(db);
+            }
+        }
+
+        // Stratum packets and flows: configured ranges x direction x dialect, plus unwatched.
+        let mut cells = Vec::new();
+        for (id, range) in labels.range_slots() {
+            for (dir, dir_name) in DIRECTIONS {
+                for (dl, dialect) in Dialect::NAMES.iter().enumerate() {
+                    cells.push((stratum_index(id, dir, dl), range, dir_name, *dialect));
+                }
+            }
+        }
+        for (dl, dialect) in Dialect::NAMES.iter().enumerate() {
+            cells.push((
+                stratum_index(UNWATCHED_SLOT, DIR_FROM, dl),
+                UNWATCHED,
+                "none",
+                *dialect,
+            ));
+        }
+        for (map, last, metric) in [
+            (
+                "STRATUM_PACKETS",
+                &mut self.stratum_packets,
+                &metrics.stratum_packets,
+            ),
+            (
+                "STRATUM_FLOWS",
+                &mut self.stratum_flows,
+                &metrics.stratum_flows,
+            ),
+        ] {
+            let values = kernel.sums(map, cells.iter().map(|c| c.0))?;
+            for ((idx, now), (_, range, dir, dialect)) in values.into_iter().zip(&cells) {
+                let before = last.insert(idx, now).unwrap_or(0);
+                if now > before {
+                    metric
+                        .with_label_values(&[range, dir, dialect])
+                        .inc_by(now - before);
+                }
+            }
+        }
+
+        for (idx, now) in kernel.parse_events()? {
+            let before = self.parse.insert(idx, now).unwrap_or(0);
+            if let Some(reason) = ParseEvent::NAMES.get(idx as usize) {
+                metrics
+                    .parse_events
+                    .with_label_values(&[reason])
+                    .inc_by(now - before);
+            }
+        }
+
+        self.mining_flows(kernel, labels, metrics, flow_idle_timeout)?;
+
+        metrics
+            .drain_duration
+            .observe(started.elapsed().as_secs_f64());
+        metrics.last_drain.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+        );
+        Ok(())
+    }
+
+    fn mining_flows(
+        &mut self,
+        kernel: &Kernel,
+        labels: &Labels,
+        metrics: &Metrics,
+        idle: Duration,
+    ) -> Result<()> {
+        let flows = kernel.flows()?;
+        metrics.flow_entries.set(flows.len() as i64);
+        let now = monotonic_ns();
+        let idle = idle.as_nanos() as u64;
+        let mut active: HashMap<(String, &'static str), i64> = HashMap::new();
+        for (_, state) in &flows {
+            if now.saturating_sub(state.last_seen_ns) > idle {
+                continue;
+            }
+            let Some(dialect) = Dialect::from_index(state.dialect) else {
+                continue;
+            };
+            let mut any = false;
+            for (id, range) in labels.range_slots() {
+                if state.ranges & (1 << id) != 0 {
+                    *active
+                        .entry((range.to_string(), dialect.name()))
+                        .or_default() += 1;
+                    any = true;
+                }
+            }
+            if !any {
+                *active
+                    .entry((UNWATCHED.to_string(), dialect.name()))
+                    .or_default() += 1;
+            }
+        }
+        for key in self.mining_series.iter() {
+            if !active.contains_key(key) {
+                metrics
+                    .mining_flows
+                    .with_label_values(&[&key.0, key.1])
+                    .set(0);
+            }
+        }
+        for (key, n) in &active {
+            metrics
+                .mining_flows
+                .with_label_values(&[&key.0, key.1])
+                .set(*n);
+            self.mining_series.insert(key.clone());
+        }
+        Ok(())
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

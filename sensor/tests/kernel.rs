@@ -1,0 +1,570 @@
+//! The XDP program itself, through BPF_PROG_TEST_RUN: packets built here, exact counter values
+//! derived by hand. Needs root (or CAP_BPF + CAP_NET_ADMIN); run by `cargo xtask test`.
+//!
+//! BPF_PROG_TEST_RUN without a context runs the program as if the frame arrived on the loopback
+//! device of the caller's network namespace (ifindex 1), which the tests register as slot 1.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use mining_sensor::{config::Config, kernel::Kernel, packet::Packet};
+use sensor_common::{
+    DIR_FROM, DIR_TO, ParseEvent, UNWATCHED_SLOT,
+    stratum::{Dialect, MARKERS, RULES},
+};
+
+const XDP_PASS: u32 = 2;
+const SLOT: usize = 1;
+const A: usize = 0; // 198.18.0.0/15, 2001:db8:a::/48
+const B: usize = 1; // 198.18.1.0/24 (inside A), 203.0.113.0/24
+const C: usize = 2; // 192.0.2.0/24
+const MONERO: usize = Dialect::Monero as usize;
+const BITCOIN: usize = Dialect::Bitcoin as usize;
+const ETHEREUM: usize = Dialect::Ethereum as usize;
+
+const CONFIG: &str = r#"
+[[ranges]]
+name = "a"
+cidrs = ["198.18.0.0/15", "2001:db8:a::/48"]
+[[ranges]]
+name = "b"
+cidrs = ["198.18.1.0/24", "203.0.113.0/24"]
+[[ranges]]
+name = "c"
+cidrs = ["192.0.2.0/24"]
+"#;
+
+const WALLET: &str = "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A";
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn ip6(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+fn xmrig_login() -> Vec<u8> {
+    format!(
+        "{{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0\",\"algo\":[\"rx/0\",\"cn/2\",\"cn/r\",\"cn/fast\",\"cn/half\",\"cn/xao\",\"cn/rto\",\"cn/rwz\",\"cn/zls\",\"cn/double\",\"cn-lite/1\",\"cn-heavy/0\",\"cn-pico\",\"rx/wow\",\"rx/arq\",\"argon2/chukwa\"]}}}}\n"
+    )
+    .into_bytes()
+}
+
+const LOGIN_REPLY: &[u8] = b"{\"id\":1,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"id\":\"a1b2\",\"job\":{\"blob\":\"0e0e9bb1\",\"job_id\":\"j1\",\"target\":\"f3220000\",\"algo\":\"rx/0\",\"height\":2000000,\"seed_hash\":\"aa\"},\"extensions\":[\"algo\"],\"status\":\"OK\"}}\n";
+const SUBMIT: &[u8] = b"{\"id\":2,\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{\"id\":\"a1b2\",\"job_id\":\"j1\",\"nonce\":\"0a0b0c0d\",\"result\":\"00ff\",\"algo\":\"rx/0\"}}\n";
+const KEEPALIVE: &[u8] =
+    b"{\"id\":3,\"jsonrpc\":\"2.0\",\"method\":\"keepalived\",\"params\":{\"id\":\"a1b2\"}}\n";
+
+struct Sensor {
+    k: Kernel,
+}
+
+impl Sensor {
+    fn new() -> Self {
+        Self::with(CONFIG)
+    }
+
+    fn with(config: &str) -> Self {
+        let cfg = Config::parse(config, "test").unwrap();
+        let mut k = Kernel::load_with_ranges(&cfg).expect("load (are the tests running as root?)");
+        k.set_iface_slot(1, SLOT as u32).unwrap();
+        Self { k }
+    }
+
+    /// Runs the program and checks it passed the frame on unchanged.
+    fn run(&mut self, frame: &[u8]) {
+        let (action, out) = self.k.test_run(frame).unwrap();
+        assert_eq!(action, XDP_PASS);
+        assert_eq!(out, frame, "the program must never alter a packet");
+    }
+
+    fn traffic(&self, range: usize, dir: usize) -> (u64, u64) {
+        let c = self.k.traffic_cell(SLOT, range, dir).unwrap();
+        (c.packets, c.bytes)
+    }
+
+    fn stratum(&self, range: usize, dir: usize, dialect: usize) -> u64 {
+        self.k.stratum_cell(false, range, dir, dialect).unwrap()
+    }
+
+    fn flows(&self, range: usize, dir: usize, dialect: usize) -> u64 {
+        self.k.stratum_cell(true, range, dir, dialect).unwrap()
+    }
+
+    fn event(&self, e: ParseEvent) -> u64 {
+        self.k.parse_event(e).unwrap()
+    }
+
+    /// Sum of every Stratum packet cell, every range, direction and dialect.
+    fn all_stratum(&self) -> u64 {
+        let mut n = 0;
+        for r in 0..=UNWATCHED_SLOT {
+            for d in [DIR_FROM, DIR_TO] {
+                for dl in 0..3 {
+                    n += self.stratum(r, d, dl);
+                }
+            }
+        }
+        n
+    }
+
+    fn all_traffic_packets(&self) -> u64 {
+        [A, B, C]
+            .iter()
+            .flat_map(|&r| [DIR_FROM, DIR_TO].map(|d| self.traffic(r, d).0))
+            .sum()
+    }
+}
+
+#[test]
+fn loopback_is_the_test_run_interface() {
+    let mut s = Sensor::new();
+    s.run(&Packet::udp4(ip("192.0.2.1"), ip("198.51.100.1"), 1, 2, b"x").build());
+    assert_eq!(s.event(ParseEvent::Seen), 1);
+    assert_eq!(s.event(ParseEvent::UnknownInterface), 0);
+}
+
+#[test]
+fn source_and_destination_count_per_range_with_ip_bytes() {
+    let mut s = Sensor::new();
+    let out = Packet::tcp4(ip("192.0.2.10"), ip("198.51.100.7"), 40000, 443, &[7; 100]);
+    let back = Packet::tcp4(ip("198.51.100.7"), ip("192.0.2.10"), 443, 40000, &[7; 30]);
+    s.run(&out.build());
+    s.run(&out.build());
+    s.run(&back.build());
+    assert_eq!(s.traffic(C, DIR_FROM), (2, 2 * 140));
+    assert_eq!(s.traffic(C, DIR_TO), (1, 70));
+    assert_eq!(s.traffic(A, DIR_FROM), (0, 0));
+    // Unwatched plain traffic is not counted anywhere.
+    s.run(&Packet::tcp4(ip("198.51.100.7"), ip("198.51.100.8"), 1, 2, b"").build());
+    assert_eq!(s.all_traffic_packets(), 3);
+}
+
+#[test]
+fn nested_ranges_count_each_range_once_and_both_endpoints() {
+    let mut s = Sensor::new();
+    // 198.18.1.5 is in a (the /15) and in b (its /24); 192.0.2.1 is in c.
+    let p = Packet::udp4(ip("198.18.1.5"), ip("192.0.2.1"), 5000, 6000, &[0; 12]);
+    s.run(&p.build());
+    let len = p.ip_len();
+    assert_eq!(len, 20 + 8 + 12);
+    assert_eq!(s.traffic(A, DIR_FROM), (1, len));
+    assert_eq!(s.traffic(B, DIR_FROM), (1, len));
+    assert_eq!(s.traffic(C, DIR_TO), (1, len));
+    assert_eq!(s.all_traffic_packets(), 3);
+    // 198.18.2.1: only a. Both endpoints in a: from and to.
+    s.run(&Packet::udp4(ip("198.18.2.1"), ip("198.19.255.255"), 1, 2, b"").build());
+    assert_eq!(s.traffic(A, DIR_FROM), (2, len + 28));
+    assert_eq!(s.traffic(A, DIR_TO), (1, 28));
+    assert_eq!(s.traffic(B, DIR_FROM), (1, len));
+}
+
+#[test]
+fn vlan_tags_do_not_change_ip_bytes() {
+    let mut s = Sensor::new();
+    let p = Packet::tcp4(ip("203.0.113.9"), ip("198.51.100.1"), 1000, 80, &[1; 64]);
+    let len = p.ip_len();
+    s.run(&p.clone().vlan(0x8100, 10).build());
+    s.run(&p.clone().vlan(0x88a8, 100).vlan(0x8100, 10).build());
+    s.run(
+        &p.clone()
+            .vlan(0x9100, 1)
+            .vlan(0x8100, 2)
+            .vlan(0x8100, 3)
+            .build(),
+    );
+    s.run(
+        &p.clone()
+            .vlan(0x88a8, 1)
+            .vlan(0x8100, 2)
+            .vlan(0x8100, 3)
+            .vlan(0x8100, 4)
+            .build(),
+    );
+    assert_eq!(s.traffic(B, DIR_FROM), (4, 4 * len));
+    // Five tags are more than the parser follows: passed, not counted, reason recorded.
+    s.run(
+        &p.clone()
+            .vlan(0x88a8, 1)
+            .vlan(0x8100, 2)
+            .vlan(0x8100, 3)
+            .vlan(0x8100, 4)
+            .vlan(0x8100, 5)
+            .build(),
+    );
+    assert_eq!(s.traffic(B, DIR_FROM), (4, 4 * len));
+    assert_eq!(s.event(ParseEvent::TooManyVlanTags), 1);
+}
+
+#[test]
+fn ipv4_options_are_skipped_to_reach_the_payload() {
+    let mut s = Sensor::new();
+    for words in [1, 4, 10] {
+        let p = Packet::tcp4(
+            ip("198.18.0.1"),
+            ip("198.51.100.1"),
+            40000 + words as u16,
+            3333,
+            KEEPALIVE,
+        )
+        .ipv4_options(words);
+        s.run(&p.build());
+    }
+    assert_eq!(s.stratum(A, DIR_FROM, MONERO), 3);
+    assert_eq!(s.flows(A, DIR_FROM, MONERO), 3);
+}
+
+#[test]
+fn ipv6_with_extension_headers() {
+    let mut s = Sensor::new();
+    let src = ip6("2001:db8:a::5");
+    let dst = ip6("2001:db8:ffff::1");
+    let plain = Packet::tcp6(src, dst, 50000, 3333, SUBMIT);
+    let ext = Packet::tcp6(src, dst, 50001, 3333, SUBMIT)
+        .ipv6_ext(0, 8)
+        .ipv6_ext(43, 24)
+        .ipv6_ext(60, 16);
+    s.run(&plain.build());
+    s.run(&ext.build());
+    assert_eq!(s.traffic(A, DIR_FROM), (2, plain.ip_len() + ext.ip_len()));
+    assert_eq!(ext.ip_len(), plain.ip_len() + 48);
+    assert_eq!(s.stratum(A, DIR_FROM, MONERO), 2);
+    assert_eq!(s.flows(A, DIR_FROM, MONERO), 2);
+    // The reply direction of the first connection: same flow.
+    s.run(&Packet::tcp6(dst, src, 3333, 50000, LOGIN_REPLY).build());
+    assert_eq!(s.stratum(A, DIR_TO, MONERO), 1);
+    assert_eq!(s.flows(A, DIR_TO, MONERO), 0);
+    // A chain longer than the parser follows: the packet counts as IP traffic, no transport.
+    let mut long = Packet::tcp6(src, dst, 50002, 3333, SUBMIT);
+    for _ in 0..7 {
+        long = long.ipv6_ext(60, 8);
+    }
+    s.run(&long.build());
+    assert_eq!(s.event(ParseEvent::BadIpv6Extension), 1);
+    assert_eq!(s.traffic(A, DIR_FROM).0, 3);
+    assert_eq!(s.stratum(A, DIR_FROM, MONERO), 2);
+}
+
+#[test]
+fn fragments_count_as_traffic_without_transport() {
+    let mut s = Sensor::new();
+    let p = Packet::tcp4(ip("192.0.2.3"), ip("198.51.100.1"), 4000, 3333, KEEPALIVE).fragment(185);
+    s.run(&p.build());
+    let p6 = Packet::tcp6(
+        ip6("2001:db8:a::1"),
+        ip6("2001:db8:b::1"),
+        4000,
+        3333,
+        KEEPALIVE,
+    )
+    .fragment(10);
+    s.run(&p6.build());
+    assert_eq!(s.traffic(C, DIR_FROM), (1, p.ip_len()));
+    assert_eq!(s.traffic(A, DIR_FROM), (1, p6.ip_len()));
+    assert_eq!(s.event(ParseEvent::Fragment), 2);
+    assert_eq!(s.all_stratum(), 0);
+}
+
+#[test]
+fn every_truncation_passes_and_is_counted_by_reason() {
+    let mut s = Sensor::new();
+    let full = Packet::tcp4(
+        ip("198.18.0.9"),
+        ip("198.51.100.1"),
+        40000,
+        3333,
+        &xmrig_login(),
+    )
+    .build();
+    // BPF_PROG_TEST_RUN refuses frames shorter than an Ethernet header (EINVAL) before the program
+    // runs (drivers never deliver them either); every longer cut reaches the program.
+    for len in 0..14 {
+        assert!(s.k.test_run(&full[..len]).is_err(), "{len}");
+    }
+    for len in 14..full.len() {
+        s.run(&full[..len]);
+    }
+    assert_eq!(s.event(ParseEvent::Seen), full.len() as u64 - 14);
+    // 14..34: the IPv4 header is cut.
+    assert_eq!(s.event(ParseEvent::TruncatedIpv4), 20);
+    // From a whole IPv4 header on, the total length field exceeds the frame.
+    assert_eq!(s.event(ParseEvent::BadIpv4Length), full.len() as u64 - 34);
+    assert_eq!(s.all_traffic_packets(), 0);
+    assert_eq!(s.all_stratum(), 0);
+    s.run(&full);
+    assert_eq!(s.traffic(A, DIR_FROM).0, 1);
+    assert_eq!(s.stratum(A, DIR_FROM, MONERO), 1);
+}
+
+#[test]
+fn malformed_headers_pass_uncounted() {
+    let mut s = Sensor::new();
+    let good = Packet::tcp4(ip("198.18.0.9"), ip("198.51.100.1"), 40000, 3333, KEEPALIVE).build();
+    // IHL below 5.
+    let mut f = good.clone();
+    f[14] = 0x44;
+    s.run(&f);
+    // Version 6 in an IPv4 frame.
+    let mut f = good.clone();
+    f[14] = 0x65;
+    s.run(&f);
+    assert_eq!(s.event(ParseEvent::BadIpv4Header), 2);
+    // Total length below the header length.
+    let mut f = good.clone();
+    f[16..18].copy_from_slice(&10u16.to_be_bytes());
+    s.run(&f);
+    assert_eq!(s.event(ParseEvent::BadIpv4Length), 1);
+    // TCP data offset (60 bytes) beyond the packet (20 + 10): counted as IP traffic, nothing
+    // inspected.
+    let mut f = Packet::tcp4(
+        ip("198.18.0.9"),
+        ip("198.51.100.1"),
+        40000,
+        3333,
+        b"{\"id\":1}\n\n",
+    )
+    .build();
+    f[14 + 20 + 12] = 0xf0;
+    s.run(&f);
+    // TCP data offset below 5 words.
+    let mut f = good.clone();
+    f[14 + 20 + 12] = 0x20;
+    s.run(&f);
+    assert_eq!(s.event(ParseEvent::BadTcpHeader), 2);
+    assert_eq!(s.traffic(A, DIR_FROM).0, 2);
+    assert_eq!(s.all_stratum(), 0);
+    // Not IP at all (ARP).
+    let mut f = good.clone();
+    f[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    s.run(&f);
+    assert_eq!(s.event(ParseEvent::NotIp), 1);
+    // IPv6 payload length beyond the frame.
+    let mut f6 = Packet::udp6(ip6("2001:db8:a::1"), ip6("2001:db8:b::2"), 1, 2, b"abc").build();
+    f6[18..20].copy_from_slice(&1000u16.to_be_bytes());
+    s.run(&f6);
+    assert_eq!(s.event(ParseEvent::BadIpv6Length), 1);
+    assert_eq!(s.traffic(A, DIR_FROM).0, 2);
+}
+
+#[test]
+fn a_monero_session_is_one_flow_in_both_directions() {
+    let mut s = Sensor::new();
+    let miner = ip("198.18.1.20"); // in a and b
+    let pool = ip("198.51.100.50");
+    let up = |p: &[u8]| Packet::tcp4(miner, pool, 45000, 3333, p).build();
+    let down = |p: &[u8]| Packet::tcp4(pool, miner, 3333, 45000, p).build();
+    // Handshake and ACKs carry no payload: traffic only.
+    s.run(
+        &Packet::tcp4(miner, pool, 45000, 3333, b"")
+            .tcp_flags(0x02)
+            .build(),
+    );
+    s.run(&up(&xmrig_login()));
+    s.run(&down(LOGIN_REPLY));
+    s.run(&up(SUBMIT));
+    s.run(&down(
+        b"{\"id\":2,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"status\":\"OK\"}}\n",
+    ));
+    s.run(&up(KEEPALIVE));
+    s.run(&down(
+        b"{\"id\":3,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"status\":\"KEEPALIVED\"}}\n",
+    ));
+    s.run(&down(b"{\"jsonrpc\":\"2.0\",\"method\":\"job\",\"params\":{\"blob\":\"0707\",\"job_id\":\"j2\",\"target\":\"ff\",\"algo\":\"rx/0\"}}\n"));
+    for r in [A, B] {
+        assert_eq!(s.traffic(r, DIR_FROM).0, 4);
+        assert_eq!(s.traffic(r, DIR_TO).0, 4);
+        // Every message but the submit's plain "OK" reply is recognised.
+        assert_eq!(s.stratum(r, DIR_FROM, MONERO), 3);
+        assert_eq!(s.stratum(r, DIR_TO, MONERO), 3);
+        assert_eq!(s.flows(r, DIR_FROM, MONERO), 1);
+        assert_eq!(s.flows(r, DIR_TO, MONERO), 0);
+    }
+    assert_eq!(s.flows(C, DIR_FROM, MONERO), 0);
+    let flows = s.k.flows().unwrap();
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].1.stratum_packets, 6);
+    assert_eq!(flows[0].1.ranges, 0b011);
+}
+
+#[test]
+fn stratum_outside_every_range_is_unwatched() {
+    let mut s = Sensor::new();
+    let a = ip("198.51.100.1");
+    let b = ip("198.51.100.2");
+    s.run(
+        &Packet::tcp4(
+            a,
+            b,
+            40000,
+            4444,
+            b"{\"id\": 1, \"method\": \"mining.subscribe\", \"params\": [\"cpuminer-opt/3.x\"]}\n",
+        )
+        .build(),
+    );
+    s.run(
+        &Packet::tcp4(
+            a,
+            b,
+            40000,
+            4444,
+            b"{\"id\": 2, \"method\": \"mining.authorize\", \"params\": [\"u\", \"p\"]}\n",
+        )
+        .build(),
+    );
+    assert_eq!(s.stratum(UNWATCHED_SLOT, DIR_FROM, BITCOIN), 2);
+    assert_eq!(s.flows(UNWATCHED_SLOT, DIR_FROM, BITCOIN), 1);
+    assert_eq!(s.all_traffic_packets(), 0);
+}
+
+#[test]
+fn dialects_and_a_flow_keeps_its_first_dialect() {
+    let mut s = Sensor::new();
+    let m = ip("192.0.2.44");
+    let pool = ip("198.51.100.9");
+    s.run(&Packet::tcp4(m, pool, 41000, 4444, b"{\"id\": 1, \"method\": \"mining.subscribe\", \"params\": [\"ethminer/0.19\", \"EthereumStratum/1.0.0\"]}\n").build());
+    // The pool's notify alone looks like Bitcoin; on this flow it is Ethereum.
+    s.run(
+        &Packet::tcp4(
+            pool,
+            m,
+            4444,
+            41000,
+            b"{\"id\":null,\"method\":\"mining.notify\",\"params\":[\"j\",\"s\",\"h\",true]}\n",
+        )
+        .build(),
+    );
+    s.run(&Packet::tcp4(m, pool, 41001, 8008, b"{\"worker\": \"eth1.0\", \"jsonrpc\": \"2.0\", \"params\": [\"0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5\", \"x\"], \"id\": 2, \"method\": \"eth_submitLogin\"}\n").build());
+    s.run(
+        &Packet::tcp4(
+            m,
+            pool,
+            41002,
+            3333,
+            b"{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"NiceHash/1.0.0\"]}\n",
+        )
+        .build(),
+    );
+    assert_eq!(s.stratum(C, DIR_FROM, ETHEREUM), 2);
+    assert_eq!(s.stratum(C, DIR_TO, ETHEREUM), 1);
+    assert_eq!(s.flows(C, DIR_FROM, ETHEREUM), 2);
+    assert_eq!(s.stratum(C, DIR_FROM, BITCOIN), 1);
+    assert_eq!(s.flows(C, DIR_FROM, BITCOIN), 1);
+    assert_eq!(s.stratum(C, DIR_TO, BITCOIN), 0);
+}
+
+#[test]
+fn signature_after_a_newline_and_in_split_segments() {
+    let mut s = Sensor::new();
+    let m = ip("192.0.2.50");
+    let pool = ip("198.51.100.9");
+    // Two messages in one segment: the first is no signature, the second is.
+    let two = b"{\"id\":5,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"status\":\"OK\"}}\n{\"id\":6,\"jsonrpc\":\"2.0\",\"method\":\"keepalived\",\"params\":{\"id\":\"s\"}}\n";
+    s.run(&Packet::tcp4(m, pool, 42000, 3333, two).build());
+    assert_eq!(s.stratum(C, DIR_FROM, MONERO), 1);
+    // A login split across two segments: the first carries the signature.
+    let login = xmrig_login();
+    let (head, tail) = login.split_at(200);
+    s.run(&Packet::tcp4(m, pool, 42001, 3333, head).build());
+    assert_eq!(s.stratum(C, DIR_FROM, MONERO), 2);
+    assert_eq!(s.flows(C, DIR_FROM, MONERO), 2);
+    // The continuation starts mid-string; a submit follows its newline in the same segment. The
+    // flow is known, so the continuation is scanned and the submit found.
+    let mut cont = tail.to_vec();
+    cont.extend_from_slice(SUBMIT);
+    s.run(&Packet::tcp4(m, pool, 42001, 3333, &cont).build());
+    assert_eq!(s.stratum(C, DIR_FROM, MONERO), 3);
+    // The same continuation on a flow never seen before is not scanned (and not counted).
+    s.run(&Packet::tcp4(m, pool, 42002, 3333, &cont).build());
+    assert_eq!(s.stratum(C, DIR_FROM, MONERO), 3);
+    assert_eq!(s.flows(C, DIR_FROM, MONERO), 2);
+}
+
+#[test]
+fn false_positive_traps_count_no_stratum() {
+    let mut s = Sensor::new();
+    let m = ip("192.0.2.60");
+    let srv = ip("198.51.100.9");
+    let traps: [&[u8]; 5] = [
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html><script>var l = {\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"x\",\"pass\":\"x\",\"agent\":\"XMRig/6\"}};</script></html>",
+        b"{\"jsonrpc\":\"2.0\",\"method\":\"eth_blockNumber\",\"params\":[],\"id\":1}\n",
+        b"Content-Length: 120\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"processId\":7,\"rootUri\":null}}",
+        b"{\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"bob\",\"pass\":\"hunter2\"},\"id\":1}\n",
+        b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03{\"method\":\"login\"",
+    ];
+    for (i, t) in traps.iter().enumerate() {
+        s.run(&Packet::tcp4(m, srv, 43000 + i as u16, 3333, t).build());
+    }
+    assert_eq!(s.all_stratum(), 0);
+    assert!(s.k.flows().unwrap().is_empty());
+    assert_eq!(s.traffic(C, DIR_FROM).0, 5);
+}
+
+#[test]
+fn every_rule_of_the_table_is_reachable_in_the_kernel() {
+    // One message per rule, built from the table itself, so a rule the kernel cannot match fails.
+    let mut s = Sensor::new();
+    for (i, rule) in RULES.iter().enumerate() {
+        let mut words = Vec::new();
+        let mut method = None;
+        for (bit, m) in MARKERS.iter().enumerate() {
+            let m = std::str::from_utf8(m).unwrap();
+            if rule.words_all & (1 << bit) != 0 {
+                words.push(m);
+            }
+            if method.is_none() && rule.method_any & (1 << bit) != 0 {
+                method = Some(m);
+            }
+        }
+        let mut msg = String::from("{\"id\":1");
+        if let Some(m) = method {
+            msg += &format!(",\"method\":\"{m}\"");
+        }
+        for w in &words {
+            msg += &format!(",\"{w}\":\"{w}\"");
+        }
+        msg += "}\n";
+        let before = s.stratum(C, DIR_FROM, rule.dialect as usize);
+        s.run(
+            &Packet::tcp4(
+                ip("192.0.2.70"),
+                ip("198.51.100.9"),
+                44000 + i as u16,
+                3333,
+                msg.as_bytes(),
+            )
+            .build(),
+        );
+        assert_eq!(
+            s.stratum(C, DIR_FROM, rule.dialect as usize),
+            before + 1,
+            "rule {:?} ({msg})",
+            rule.what
+        );
+    }
+}
+
+#[test]
+fn the_embedded_default_watches_north_korea() {
+    let cfg = Config::embedded_default();
+    let mut k = Kernel::load_with_ranges(&cfg).unwrap();
+    k.set_iface_slot(1, 1).unwrap();
+    // BPF_PROG_TEST_RUN input only: a real-world range never crosses a live link in tests.
+    let p = Packet::tcp4(
+        ip("175.45.178.10"),
+        ip("198.51.100.1"),
+        40000,
+        3333,
+        &xmrig_login(),
+    );
+    let (action, _) = k.test_run(&p.build()).unwrap();
+    assert_eq!(action, XDP_PASS);
+    let (action, _) = k
+        .test_run(&Packet::udp4(ip("198.51.100.1"), ip("77.94.35.200"), 1, 2, b"hello").build())
+        .unwrap();
+    assert_eq!(action, XDP_PASS);
+    assert_eq!(k.traffic_cell(1, 0, DIR_FROM).unwrap().packets, 1);
+    assert_eq!(k.traffic_cell(1, 0, DIR_FROM).unwrap().bytes, p.ip_len());
+    assert_eq!(k.traffic_cell(1, 0, DIR_TO).unwrap().packets, 1);
+    assert_eq!(k.traffic_cell(1, 0, DIR_TO).unwrap().bytes, 33);
+    assert_eq!(k.stratum_cell(true, 0, DIR_FROM, MONERO).unwrap(), 1);
+}
