@@ -9,7 +9,7 @@ use aya::{
     maps::{Array, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray, lpm_trie::Key},
     programs::{TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use sensor_common::{Counter, FlowKey, FlowState, IFINDEX_DIRECT, ParseEvent};
 
@@ -305,7 +305,9 @@ fn raise_memlock_limit() {
     };
     // SAFETY: plain syscall with a valid pointer.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
-        info!("could not raise RLIMIT_MEMLOCK; fine on kernels from 5.11 on");
+        debug!(
+            "could not raise RLIMIT_MEMLOCK; fine on kernels from 5.11 on, which account BPF memory to the cgroup"
+        );
     }
 }
 

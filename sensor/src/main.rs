@@ -54,6 +54,7 @@ fn main() -> ExitCode {
             EnvFilter::try_from_env("MINING_SENSOR_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     match cli.command {

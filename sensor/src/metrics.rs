@@ -238,6 +238,8 @@ pub struct Drainer {
     stratum_flows: HashMap<u32, u64>,
     parse: HashMap<u32, u64>,
     mining_series: HashSet<(String, &'static str)>,
+    /// Stratum series already exported, by (map, cell, range name).
+    stratum_series: HashSet<(&'static str, u32, String)>,
 }
 
 impl Drainer {
@@ -335,7 +337,11 @@ impl Drainer {
             let values = kernel.sums(map, cells.iter().map(|c| c.0))?;
             for ((idx, now), (_, range, dir, dialect)) in values.into_iter().zip(&cells) {
                 let before = last.insert(idx, now).unwrap_or(0);
-                if now > before {
+                // Configured ranges get their series at 0 from the first drain on (a dashboard
+                // then shows "none" rather than "no data"); unwatched series appear when used.
+                let create = *range != UNWATCHED
+                    && self.stratum_series.insert((map, idx, range.to_string()));
+                if now > before || create {
                     metric
                         .with_label_values(&[range, dir, dialect])
                         .inc_by(now - before);

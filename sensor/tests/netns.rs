@@ -1,0 +1,817 @@
+//! The live path end to end, in network namespaces this test creates:
+//!
+//! ```text
+//!  miner ns                 vantage ns (mining-sensor, XDP native on v0 and v1)        pool ns
+//!  m0 198.18.0.2/24  <--->  v0 198.18.0.1/24   [forwarding]   v1 198.51.100.1/24  <--->  p0 198.51.100.2/24
+//!     2001:db8:1::2/64         2001:db8:1::1/64                  2001:db8:2::1/64          2001:db8:2::2/64
+//! ```
+//!
+//! A Stratum pool (Monero and Bitcoin styles) and clients written for the harness from the
+//! protocol facts talk across the vantage namespace, next to benign traffic. Expected packet and
+//! byte counts come from an independent observer: AF_PACKET sockets on the miner's and pool's
+//! links record every IP packet they send towards the vantage namespace. A real Prometheus in the
+//! vantage namespace scrapes the sensor, and a PromQL query over its HTTP API must see the flow.
+//!
+//! Needs root, iproute2 and Debian's `prometheus` (`cargo xtask setup` installs them). Addresses
+//! are from 198.18.0.0/15, 198.51.100.0/24 and 2001:db8::/32 only; every loop is bounded.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Read, Write},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    os::fd::AsRawFd,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+const MINER_V4: &str = "198.18.0.2";
+const POOL_V4: &str = "198.51.100.2";
+const MINER_V6: &str = "2001:db8:1::2";
+const POOL_V6: &str = "2001:db8:2::2";
+const SENSOR_PORT: u16 = 19820;
+const PROM_PORT: u16 = 19090;
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn output(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The three namespaces; deleted (with everything in them) on drop.
+struct Topology {
+    miner: String,
+    vantage: String,
+    pool: String,
+}
+
+impl Topology {
+    fn new() -> Self {
+        let id = std::process::id();
+        let t = Self {
+            miner: format!("msh-miner-{id}"),
+            vantage: format!("msh-vantage-{id}"),
+            pool: format!("msh-pool-{id}"),
+        };
+        for ns in [&t.miner, &t.vantage, &t.pool] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            sh(&["ip", "netns", "add", ns]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        let link = |a: &str, ns_a: &str, b: &str, ns_b: &str| {
+            sh(&[
+                "ip", "link", "add", a, "netns", ns_a, "type", "veth", "peer", "name", b, "netns",
+                ns_b,
+            ]);
+        };
+        link("m0", &t.miner, "v0", &t.vantage);
+        link("v1", &t.vantage, "p0", &t.pool);
+        let addr = |ns: &str, dev: &str, a: &str| {
+            let mut args = vec!["ip", "-n", ns, "addr", "add", a, "dev", dev];
+            if a.contains(':') {
+                // No duplicate address detection: the address is usable at once.
+                args.push("nodad");
+            }
+            sh(&args);
+        };
+        addr(&t.miner, "m0", "198.18.0.2/24");
+        addr(&t.miner, "m0", "2001:db8:1::2/64");
+        addr(&t.vantage, "v0", "198.18.0.1/24");
+        addr(&t.vantage, "v0", "2001:db8:1::1/64");
+        addr(&t.vantage, "v1", "198.51.100.1/24");
+        addr(&t.vantage, "v1", "2001:db8:2::1/64");
+        addr(&t.pool, "p0", "198.51.100.2/24");
+        addr(&t.pool, "p0", "2001:db8:2::2/64");
+        for (ns, dev) in [
+            (&t.miner, "m0"),
+            (&t.vantage, "v0"),
+            (&t.vantage, "v1"),
+            (&t.pool, "p0"),
+        ] {
+            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+        sh(&[
+            "ip",
+            "-n",
+            &t.miner,
+            "route",
+            "add",
+            "default",
+            "via",
+            "198.18.0.1",
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &t.miner,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "2001:db8:1::1",
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &t.pool,
+            "route",
+            "add",
+            "default",
+            "via",
+            "198.51.100.1",
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &t.pool,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "2001:db8:2::1",
+        ]);
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &t.vantage,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &t.vantage,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.forwarding=1",
+        ]);
+        t
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for ns in [&self.miner, &self.vantage, &self.pool] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+/// Moves the calling thread into network namespace `ns`; sockets it creates afterwards live there.
+fn enter(ns: &str) {
+    let f = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns file");
+    // SAFETY: valid fd; setns affects only this thread.
+    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+}
+
+fn in_ns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> thread::JoinHandle<T> {
+    let ns = ns.to_string();
+    thread::spawn(move || {
+        enter(&ns);
+        f()
+    })
+}
+
+/// What an observer saw leave an interface: IP packets and IP bytes whose source (or destination)
+/// is in the watched prefixes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    from_packets: u64,
+    from_bytes: u64,
+    to_packets: u64,
+    to_bytes: u64,
+}
+
+fn watched(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(v) => v.octets()[..3] == [198, 18, 0],
+        IpAddr::V6(v) => v.segments()[..4] == [0x2001, 0xdb8, 1, 0],
+    }
+}
+
+/// Counts, with an AF_PACKET socket, the IP packets `dev` sends until `stop` is set.
+fn observe(
+    ns: &str,
+    dev: &'static str,
+    stop: Arc<AtomicBool>,
+    ready: Arc<AtomicBool>,
+) -> thread::JoinHandle<Seen> {
+    in_ns(ns, move || {
+        // SAFETY: plain socket calls with valid arguments and buffers.
+        unsafe {
+            let fd = libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW,
+                (libc::ETH_P_ALL as u16).to_be() as i32,
+            );
+            assert!(fd >= 0);
+            let ifindex = libc::if_nametoindex(format!("{dev}\0").as_ptr().cast());
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+            sll.sll_ifindex = ifindex as i32;
+            assert_eq!(
+                libc::bind(
+                    fd,
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32
+                ),
+                0
+            );
+            let size: libc::c_int = 8 << 20;
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&size as *const libc::c_int).cast(),
+                4,
+            );
+            let tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 100_000,
+            };
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+            ready.store(true, Ordering::SeqCst);
+            let mut seen = Seen::default();
+            let mut buf = vec![0u8; 65536];
+            while !stop.load(Ordering::SeqCst) {
+                let mut from: libc::sockaddr_ll = std::mem::zeroed();
+                let mut len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+                let n = libc::recvfrom(
+                    fd,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut from as *mut libc::sockaddr_ll).cast(),
+                    &mut len,
+                );
+                if n <= 0 || from.sll_pkttype != libc::PACKET_OUTGOING as u8 {
+                    continue;
+                }
+                let f = &buf[..n as usize];
+                let ethertype = u16::from_be_bytes([f[12], f[13]]);
+                let (src, dst, ip_len): (IpAddr, IpAddr, u64) = match ethertype {
+                    0x0800 => (
+                        IpAddr::from([f[26], f[27], f[28], f[29]]),
+                        IpAddr::from([f[30], f[31], f[32], f[33]]),
+                        u16::from_be_bytes([f[16], f[17]]) as u64,
+                    ),
+                    0x86dd => (
+                        IpAddr::from(<[u8; 16]>::try_from(&f[22..38]).unwrap()),
+                        IpAddr::from(<[u8; 16]>::try_from(&f[38..54]).unwrap()),
+                        40 + u16::from_be_bytes([f[18], f[19]]) as u64,
+                    ),
+                    _ => continue,
+                };
+                if watched(src) {
+                    seen.from_packets += 1;
+                    seen.from_bytes += ip_len;
+                }
+                if watched(dst) {
+                    seen.to_packets += 1;
+                    seen.to_bytes += ip_len;
+                }
+            }
+            libc::close(fd);
+            seen
+        }
+    })
+}
+
+fn read_line(r: &mut BufReader<TcpStream>) -> String {
+    let mut line = String::new();
+    r.read_line(&mut line).expect("read a line");
+    line
+}
+
+/// The harness's pool: answers Monero (XMRig-family) and Bitcoin (Stratum V1) requests line by
+/// line, one write per answer, until `conns` connections have closed.
+fn pool(addrs: Vec<SocketAddr>, conns: usize) -> impl FnOnce() + Send {
+    move || {
+        let listeners: Vec<TcpListener> = addrs
+            .iter()
+            .map(|a| TcpListener::bind(a).unwrap())
+            .collect();
+        let mut handles = Vec::new();
+        let mut served = 0;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for l in &listeners {
+            l.set_nonblocking(true).unwrap();
+        }
+        while served < conns && Instant::now() < deadline {
+            for l in &listeners {
+                let Ok((s, _)) = l.accept() else { continue };
+                served += 1;
+                handles.push(thread::spawn(move || serve_miner(s)));
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+    }
+}
+
+fn serve_miner(s: TcpStream) {
+    s.set_nonblocking(false).unwrap();
+    s.set_nodelay(true).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    for _ in 0..32 {
+        let line = read_line(&mut r);
+        if line.is_empty() {
+            return;
+        }
+        let v: serde_json::Value = serde_json::from_str(&line).expect("client JSON");
+        let id = v["id"].clone();
+        let reply = match v["method"].as_str().unwrap_or("") {
+            "login" => format!(
+                "{{\"id\":{id},\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{{\"id\":\"5f3a\",\"job\":{{\"blob\":\"0e0ea8c2a8f405\",\"job_id\":\"311\",\"target\":\"f3220000\",\"algo\":\"rx/0\",\"height\":2540000,\"seed_hash\":\"7b4d\"}},\"extensions\":[\"algo\",\"keepalive\"],\"status\":\"OK\"}}}}\n"
+            ),
+            "submit" => format!(
+                "{{\"id\":{id},\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{{\"status\":\"OK\"}}}}\n"
+            ),
+            "keepalived" => format!(
+                "{{\"id\":{id},\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{{\"status\":\"KEEPALIVED\"}}}}\n"
+            ),
+            "mining.subscribe" => format!(
+                "{{\"id\":{id},\"result\":[[[\"mining.set_difficulty\",\"b4b6\"],[\"mining.notify\",\"ae68\"]],\"08000002\",4],\"error\":null}}\n"
+            ),
+            // The authorize answer and the first job in one write: two messages, one segment.
+            "mining.authorize" => format!(
+                "{{\"id\":{id},\"result\":true,\"error\":null}}\n{{\"id\":null,\"method\":\"mining.notify\",\"params\":[\"bf\",\"4d16\",\"0100\",\"0000\",[],\"20000000\",\"1d00ffff\",\"5f5e1000\",true]}}\n"
+            ),
+            "mining.submit" => format!("{{\"id\":{id},\"result\":true,\"error\":null}}\n"),
+            other => panic!("pool: unexpected method {other:?}"),
+        };
+        w.write_all(reply.as_bytes()).unwrap();
+    }
+}
+
+const WALLET: &str = "48edfHu7V9Z84YzzMa6fUueoELZ9ZRXq9VetWzYGzKt52XU5xvqgzYnDK9URnRoJMk1j8nLwEVsaSWJ4fhdUyZijBGUicoD";
+
+/// An XMRig-style session: compact JSON, `id` first.
+fn xmrig(pool: SocketAddr) -> impl FnOnce() + Send {
+    move || {
+        let s = TcpStream::connect_timeout(&pool, IO_TIMEOUT).unwrap();
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        let mut ask = |msg: String| {
+            w.write_all(msg.as_bytes()).unwrap();
+            read_line(&mut r)
+        };
+        let login = ask(format!(
+            "{{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.21.0 (Linux x86_64) libuv/1.44.2 gcc/12.2.0\",\"algo\":[\"rx/0\",\"cn/2\",\"cn/r\",\"cn-lite/1\",\"cn-heavy/0\",\"rx/wow\",\"argon2/chukwa\"]}}}}\n"
+        ));
+        assert!(login.contains("\"job\""));
+        for n in 0..3 {
+            let ok = ask(format!(
+                "{{\"id\":{},\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{{\"id\":\"5f3a\",\"job_id\":\"311\",\"nonce\":\"0{n}000000\",\"result\":\"f1e2d3c4b5a6978800112233445566778899aabbccddeeff0011223344556677\",\"algo\":\"rx/0\"}}}}\n",
+                n + 2
+            ));
+            assert!(ok.contains("OK"));
+        }
+        let ka = ask("{\"id\":5,\"jsonrpc\":\"2.0\",\"method\":\"keepalived\",\"params\":{\"id\":\"5f3a\"}}\n".into());
+        assert!(ka.contains("KEEPALIVED"));
+    }
+}
+
+/// A cpuminer-style Stratum V1 session: spaces after `:` and `,`.
+fn cpuminer(pool: SocketAddr) -> impl FnOnce() + Send {
+    move || {
+        let s = TcpStream::connect_timeout(&pool, IO_TIMEOUT).unwrap();
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        w.write_all(
+            b"{\"id\": 1, \"method\": \"mining.subscribe\", \"params\": [\"cpuminer-opt/23.5\"]}\n",
+        )
+        .unwrap();
+        assert!(read_line(&mut r).contains("mining.notify"));
+        w.write_all(
+            b"{\"id\": 2, \"method\": \"mining.authorize\", \"params\": [\"worker1\", \"x\"]}\n",
+        )
+        .unwrap();
+        assert!(read_line(&mut r).contains("true"));
+        assert!(read_line(&mut r).contains("mining.notify"));
+        w.write_all(b"{\"id\": 3, \"method\": \"mining.submit\", \"params\": [\"worker1\", \"bf\", \"00000001\", \"5f5e1000\", \"a1b2c3d4\"]}\n").unwrap();
+        assert!(read_line(&mut r).contains("true"));
+    }
+}
+
+/// Benign traffic: a web page quoting a login object, Ethereum node JSON-RPC, and UDP.
+fn benign_server(addr: SocketAddr) -> impl FnOnce() + Send {
+    move || {
+        let l = TcpListener::bind(addr).unwrap();
+        for _ in 0..2 {
+            let (mut s, _) = l.accept().unwrap();
+            s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            let mut buf = [0u8; 2048];
+            let n = s.read(&mut buf).unwrap();
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let body = if req.starts_with("GET") {
+                "<html><title>pool stats</title><script>var example = {\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"4...\",\"pass\":\"x\",\"agent\":\"XMRig/6\"}};</script></html>".to_string()
+            } else {
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"0x10d4f\"}\n".to_string()
+            };
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(resp.as_bytes()).unwrap();
+        }
+    }
+}
+
+fn benign_client(addr: SocketAddr, udp_to: SocketAddr, datagrams: usize) -> impl FnOnce() + Send {
+    move || {
+        for req in [
+            "GET /stats HTTP/1.1\r\nHost: pool.test\r\n\r\n".to_string(),
+            "POST / HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 64\r\n\r\n{\"jsonrpc\":\"2.0\",\"method\":\"eth_blockNumber\",\"params\":[],\"id\":1}".to_string(),
+        ] {
+            let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap();
+            s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            s.write_all(req.as_bytes()).unwrap();
+            let mut v = Vec::new();
+            s.read_to_end(&mut v).unwrap();
+            assert!(v.starts_with(b"HTTP/1.1 200"));
+        }
+        let u = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for i in 0..datagrams {
+            u.send_to(&vec![b'u'; 100 + i], udp_to).unwrap();
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// GET over HTTP/1.0 from inside namespace `ns`.
+fn http_get(ns: &str, port: u16, path: &str) -> String {
+    let path = path.to_string();
+    in_ns(ns, move || {
+        let mut s =
+            TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), IO_TIMEOUT)?;
+        s.set_read_timeout(Some(IO_TIMEOUT))?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok::<_, std::io::Error>(
+            out.split_once("\r\n\r\n")
+                .map(|x| x.1.to_string())
+                .unwrap_or_default(),
+        )
+    })
+    .join()
+    .unwrap()
+    .unwrap_or_default()
+}
+
+/// Metric samples by name and label set.
+fn samples(text: &str) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
+    let mut out = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let labels = labels
+            .split("\",")
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (k.to_string(), v.trim_matches('"').to_string())
+            })
+            .collect();
+        out.insert((name.to_string(), labels), value.parse().unwrap());
+    }
+    out
+}
+
+fn get(
+    s: &BTreeMap<(String, BTreeMap<String, String>), f64>,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    let key = (
+        name.to_string(),
+        labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    *s.get(&key)
+        .unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn live_path_end_to_end() {
+    let t = Topology::new();
+    let dir = std::env::temp_dir().join(format!("msh-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("sensor.toml");
+    std::fs::write(
+        &config,
+        "drain_interval = \"200ms\"\n[[ranges]]\nname = \"harness\"\ncidrs = [\"198.18.0.0/24\", \"2001:db8:1::/64\"]\n",
+    )
+    .unwrap();
+
+    let log = std::fs::File::create(dir.join("sensor.log")).unwrap();
+    let sensor = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &t.vantage,
+            env!("CARGO_BIN_EXE_mining-sensor"),
+            "run",
+            "--config",
+        ])
+        .arg(&config)
+        .args([
+            "--iface",
+            "v0",
+            "--iface",
+            "v1",
+            "--listen",
+            &format!("127.0.0.1:{SENSOR_PORT}"),
+            "--xdp-mode",
+            "native",
+        ])
+        .env("MINING_SENSOR_LOG", "debug")
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut sensor = Proc(sensor);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http_get(&t.vantage, SENSOR_PORT, "/metrics")
+        .contains("mining_sensor_xdp_attached{iface=\"v1\",mode=\"native\"} 1")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "sensor did not attach: {}",
+            std::fs::read_to_string(dir.join("sensor.log")).unwrap()
+        );
+        assert!(
+            sensor.0.try_wait().unwrap().is_none(),
+            "sensor exited: {}",
+            std::fs::read_to_string(dir.join("sensor.log")).unwrap()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    // A real Prometheus scraping the sensor every second.
+    let prom_cfg = dir.join("prometheus.yml");
+    std::fs::write(
+        &prom_cfg,
+        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: mining-sensor\n    static_configs:\n      - targets: ['127.0.0.1:{SENSOR_PORT}']\n        labels:\n          sensor: harness\n"),
+    )
+    .unwrap();
+    let prom = Command::new("ip")
+        .args(["netns", "exec", &t.vantage, "prometheus"])
+        .arg(format!("--config.file={}", prom_cfg.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{PROM_PORT}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+        .spawn()
+        .expect("prometheus (cargo xtask setup installs it)");
+    let _prom = Proc(prom);
+
+    // Observers first, then traffic.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ready: Vec<Arc<AtomicBool>> = (0..2).map(|_| Arc::new(AtomicBool::new(false))).collect();
+    let miner_seen = observe(&t.miner, "m0", stop.clone(), ready[0].clone());
+    let pool_seen = observe(&t.pool, "p0", stop.clone(), ready[1].clone());
+    while !ready.iter().all(|r| r.load(Ordering::SeqCst)) {
+        thread::sleep(Duration::from_millis(10));
+    }
+
+    let pool_v4: SocketAddr = format!("{POOL_V4}:3333").parse().unwrap();
+    let pool_v4_btc: SocketAddr = format!("{POOL_V4}:4444").parse().unwrap();
+    let pool_v6: SocketAddr = format!("[{POOL_V6}]:3333").parse().unwrap();
+    let web: SocketAddr = format!("{POOL_V4}:8080").parse().unwrap();
+    let udp: SocketAddr = format!("{POOL_V4}:9999").parse().unwrap();
+    let pool_thread = in_ns(&t.pool, pool(vec![pool_v4, pool_v4_btc, pool_v6], 3));
+    let web_thread = in_ns(&t.pool, benign_server(web));
+    // Let the listeners come up.
+    thread::sleep(Duration::from_millis(300));
+    in_ns(&t.miner, xmrig(pool_v4)).join().unwrap();
+    in_ns(&t.miner, xmrig(pool_v6)).join().unwrap();
+    in_ns(&t.miner, cpuminer(pool_v4_btc)).join().unwrap();
+    in_ns(&t.miner, benign_client(web, udp, 50)).join().unwrap();
+    pool_thread.join().unwrap();
+    web_thread.join().unwrap();
+    // Connection teardown, then stop observing.
+    thread::sleep(Duration::from_millis(700));
+    stop.store(true, Ordering::SeqCst);
+    let miner_seen = miner_seen.join().unwrap();
+    let pool_seen = pool_seen.join().unwrap();
+    // Two drain cycles.
+    thread::sleep(Duration::from_millis(500));
+
+    let m = samples(&http_get(&t.vantage, SENSOR_PORT, "/metrics"));
+    let h = "harness";
+    // Everything the miner sent arrived on v0 (from the watched range); everything the pool sent
+    // to the miner arrived on v1.
+    assert!(miner_seen.from_packets > 20, "{miner_seen:?}");
+    assert_eq!(
+        get(
+            &m,
+            "mining_sensor_packets_total",
+            &[("direction", "from"), ("iface", "v0"), ("range", h)]
+        ) as u64,
+        miner_seen.from_packets
+    );
+    assert_eq!(
+        get(
+            &m,
+            "mining_sensor_bytes_total",
+            &[("direction", "from"), ("iface", "v0"), ("range", h)]
+        ) as u64,
+        miner_seen.from_bytes
+    );
+    assert_eq!(
+        get(
+            &m,
+            "mining_sensor_packets_total",
+            &[("direction", "to"), ("iface", "v1"), ("range", h)]
+        ) as u64,
+        pool_seen.to_packets
+    );
+    assert_eq!(
+        get(
+            &m,
+            "mining_sensor_bytes_total",
+            &[("direction", "to"), ("iface", "v1"), ("range", h)]
+        ) as u64,
+        pool_seen.to_bytes
+    );
+    assert_eq!(
+        get(
+            &m,
+            "mining_sensor_packets_total",
+            &[("direction", "to"), ("iface", "v0"), ("range", h)]
+        ),
+        0.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            "mining_sensor_packets_total",
+            &[("direction", "from"), ("iface", "v1"), ("range", h)]
+        ),
+        0.0
+    );
+
+    // Stratum: two Monero sessions (IPv4, IPv6), one Bitcoin session; each message its own
+    // segment except the pool's authorize answer, which carries a job in the same segment.
+    let st = |name: &str, dir: &str, dialect: &str| {
+        get(
+            &m,
+            name,
+            &[("dialect", dialect), ("direction", dir), ("range", h)],
+        )
+    };
+    assert_eq!(
+        st("mining_sensor_stratum_flows_total", "from", "monero"),
+        2.0
+    );
+    assert_eq!(
+        st("mining_sensor_stratum_flows_total", "from", "bitcoin"),
+        1.0
+    );
+    // login, 3 submits, keepalived per session; login reply and keepalive reply per session.
+    assert_eq!(
+        st("mining_sensor_stratum_packets_total", "from", "monero"),
+        10.0
+    );
+    assert_eq!(
+        st("mining_sensor_stratum_packets_total", "to", "monero"),
+        4.0
+    );
+    // subscribe, authorize, submit; subscribe result and authorize+notify.
+    assert_eq!(
+        st("mining_sensor_stratum_packets_total", "from", "bitcoin"),
+        3.0
+    );
+    assert_eq!(
+        st("mining_sensor_stratum_packets_total", "to", "bitcoin"),
+        2.0
+    );
+    assert_eq!(st("mining_sensor_stratum_flows_total", "to", "monero"), 0.0);
+    // The benign mix (web page quoting a login, node JSON-RPC, UDP) added no Stratum.
+    let unwatched: f64 = m
+        .iter()
+        .filter(|((n, l), _)| {
+            n == "mining_sensor_stratum_packets_total"
+                && l.get("range").map(String::as_str) == Some("unwatched")
+        })
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(unwatched, 0.0);
+    assert_eq!(
+        get(
+            &m,
+            "mining_sensor_mining_flows",
+            &[("dialect", "monero"), ("range", h)]
+        ),
+        2.0
+    );
+    assert_eq!(
+        get(&m, "mining_sensor_interface_up", &[("iface", "v0")]),
+        1.0
+    );
+
+    // Prometheus sees the flow through PromQL.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = http_get(
+            &t.vantage,
+            PROM_PORT,
+            "/api/v1/query?query=sum%20by%20(dialect)(mining_sensor_stratum_flows_total%7Brange%3D%22harness%22%2Cdialect%3D%22monero%22%7D)",
+        );
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body)
+            && v["data"]["result"][0]["value"][1].as_str() == Some("2")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never saw the flows: {body}"
+        );
+        thread::sleep(Duration::from_millis(500));
+    }
+
+    // SIGTERM: exit 0, nothing left attached.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(sensor.0.id() as i32, libc::SIGTERM) };
+    let status = sensor.0.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(dir.join("sensor.log")).unwrap()
+    );
+    for dev in ["v0", "v1"] {
+        let link = output(&["ip", "-n", &t.vantage, "link", "show", dev]);
+        assert!(
+            !link.contains("xdp"),
+            "{dev} still has an XDP program: {link}"
+        );
+    }
+    let log = std::fs::read_to_string(dir.join("sensor.log")).unwrap();
+    assert!(
+        log.contains("new stratum flow"),
+        "kernel log records reach the agent's log: {log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
