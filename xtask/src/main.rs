@@ -1,1 +1,472 @@
-fn main() {}
+//! Build, setup and test automation: `cargo xtask setup | test | run | lint`.
+//!
+//! `setup` installs what a fresh machine lacks and is fast when nothing is missing; `test` and
+//! `run` call it first, so the README's two commands work on a fresh clone.
+
+use std::{
+    env,
+    ffi::OsString,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, ExitCode, Stdio},
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "mining-sensor's build, setup and test automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install the BPF toolchain (nightly rust-src, bpf-linker on the nightly's LLVM) and the
+    /// Debian packages the tests use. Idempotent.
+    Setup {
+        /// Skip Debian packages (for machines where apt is not ours to run).
+        #[arg(long)]
+        no_apt: bool,
+    },
+    /// Setup, then every test: unit, BPF_PROG_TEST_RUN, network-namespace harness, deploy/
+    /// checks, formatting and clippy (host and kernel crates). Needs root.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Setup, build the release binary and run `mining-sensor run ARGS...`. Needs root.
+    Run {
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Formatting and clippy on the host crates and, with the nightly, on the kernel crate.
+    Lint,
+}
+
+/// Debian packages: iproute2 (namespaces), prometheus (promtool and the harness's server),
+/// systemd (systemd-analyze for deploy/ checks), ethtool, and the packet tools the benchmarks and
+/// capture tests use.
+const APT_PACKAGES: &[&str] = &[
+    "iproute2",
+    "prometheus",
+    "systemd",
+    "ethtool",
+    "tcpdump",
+    "tshark",
+    "tcpreplay",
+    "bpftool",
+    "libndpi-bin",
+    "wrk",
+    "linux-perf",
+    "python3-yaml",
+];
+
+/// The bpf-linker release known to build against the nightly's LLVM 22.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Setup { no_apt } => setup(!no_apt),
+        Cmd::Test { cargo_args } => test(&cargo_args),
+        Cmd::Run { args } => run(&args),
+        Cmd::Lint => lint().map(|_| ()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn status(cmd: &mut Command) -> Result<()> {
+    let s = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !s.success() {
+        bail!("{cmd:?} failed: {s}");
+    }
+    Ok(())
+}
+
+fn stdout_of(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn step(what: &str) {
+    eprintln!("xtask: {what}");
+}
+
+fn is_root() -> bool {
+    // SAFETY: no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn setup(apt: bool) -> Result<()> {
+    let started = Instant::now();
+    nightly_rust_src()?;
+    bpf_linker()?;
+    if apt {
+        apt_packages()?;
+    }
+    step(&format!(
+        "setup complete in {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+fn nightly_rust_src() -> Result<()> {
+    let toolchains = stdout_of(Command::new("rustup").args(["toolchain", "list"]))
+        .context("rustup is needed to build the kernel program with the nightly toolchain")?;
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        step("installing the nightly toolchain");
+        status(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    let installed = stdout_of(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))?;
+    if !installed.lines().any(|l| l.starts_with("rust-src")) {
+        step("adding rust-src to the nightly toolchain (for -Z build-std=core)");
+        status(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+    }
+    Ok(())
+}
+
+fn home() -> Result<PathBuf> {
+    env::var_os("HOME")
+        .map(PathBuf::from)
+        .ok_or_else(|| anyhow!("HOME is not set"))
+}
+
+fn bpf_linker_works() -> bool {
+    Command::new("bpf-linker")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// bpf-linker links the kernel program with the nightly's own LLVM. `cargo install bpf-linker`
+/// with default features wants a system LLVM that Debian does not ship; built with the
+/// `llvm-<major>` feature against a prefix whose `lib/libLLVM.so` points at the nightly's real
+/// shared library (not its linker script), it works. The binary keeps an rpath to that prefix,
+/// so the prefix lives in the user's data directory, not in the (disposable) target directory.
+fn bpf_linker() -> Result<()> {
+    if bpf_linker_works() {
+        return Ok(());
+    }
+    let sysroot = PathBuf::from(
+        stdout_of(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?.trim(),
+    );
+    let version = stdout_of(Command::new("rustc").args(["+nightly", "-vV"]))?;
+    let major = version
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next())
+        .ok_or_else(|| anyhow!("no LLVM version in `rustc +nightly -vV`"))?
+        .to_string();
+    let lib = std::fs::read_dir(sysroot.join("lib"))
+        .with_context(|| format!("reading {}/lib", sysroot.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("libLLVM.so.{major}")))
+        })
+        .ok_or_else(|| {
+            anyhow!(
+                "no libLLVM.so.{major}* in {}/lib: the nightly toolchain has no shared LLVM",
+                sysroot.display()
+            )
+        })?;
+    let data = env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .unwrap_or(home()?.join(".local/share"));
+    let prefix = data.join(format!("mining-sensor/llvm-{major}"));
+    std::fs::create_dir_all(prefix.join("lib"))?;
+    // `libLLVM.so` is what bpf-linker's build links against; the library's own file name is its
+    // SONAME, which the dynamic loader looks for in the rpath when bpf-linker runs outside
+    // `rustup run` (which would otherwise supply LD_LIBRARY_PATH).
+    let soname = lib.file_name().expect("a file").to_owned();
+    for name in [OsString::from("libLLVM.so"), soname] {
+        let link = prefix.join("lib").join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&lib, &link)
+            .with_context(|| format!("linking {} to {}", link.display(), lib.display()))?;
+    }
+    if bpf_linker_works() {
+        return Ok(());
+    }
+    step(&format!(
+        "building bpf-linker {BPF_LINKER_VERSION} against the nightly's LLVM {major} ({}); this takes a few minutes once",
+        lib.display()
+    ));
+    status(
+        Command::new("cargo")
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{major}"),
+            ])
+            .env("LLVM_PREFIX", &prefix),
+    )?;
+    if !bpf_linker_works() {
+        bail!("bpf-linker was installed but does not run; is ~/.cargo/bin on PATH?");
+    }
+    Ok(())
+}
+
+fn apt_packages() -> Result<()> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Package} ${db:Status-Status}\n"])
+        .args(APT_PACKAGES)
+        .output();
+    let installed: Vec<String> = match out {
+        Ok(o) => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.ends_with(" installed"))
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect(),
+        Err(_) => bail!(
+            "dpkg-query not found: install these packages by hand: {}",
+            APT_PACKAGES.join(" ")
+        ),
+    };
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !installed.iter().any(|i| i == p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "missing Debian packages: {}; run `sudo apt-get install {}` or `sudo -E cargo xtask setup`",
+            missing.join(" "),
+            missing.join(" ")
+        );
+    }
+    step(&format!(
+        "installing Debian packages: {}",
+        missing.join(" ")
+    ));
+    status(Command::new("apt-get").args(["update", "-q"]))?;
+    status(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")));
+    c.current_dir(root());
+    c
+}
+
+/// Runs `cmd`, echoing its output, and adds up the `test result:` lines of cargo's test runner.
+fn run_counting(mut cmd: Command, passed: &mut u64, failed: &mut u64) -> Result<bool> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    let out = child.stdout.take().expect("piped");
+    for line in BufReader::new(out).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split(';') {
+                let words: Vec<&str> = part.split_whitespace().collect();
+                match words.as_slice() {
+                    [.., n, "passed"] => *passed += n.parse::<u64>().unwrap_or(0),
+                    [n, "failed"] => *failed += n.parse::<u64>().unwrap_or(0),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(child.wait()?.success())
+}
+
+fn test(cargo_args: &[String]) -> Result<()> {
+    if !is_root() {
+        bail!(
+            "the kernel and namespace tests load BPF programs and create network namespaces: run as root (`sudo -E cargo xtask test`)"
+        );
+    }
+    setup(true)?;
+    let started = Instant::now();
+    let (mut passed, mut failed) = (0u64, 0u64);
+    let mut problems = Vec::new();
+
+    step("cargo test --workspace (unit, BPF_PROG_TEST_RUN and namespace harness tests)");
+    let mut t = cargo();
+    t.args(["test", "--workspace"]).args(cargo_args);
+    if !run_counting(t, &mut passed, &mut failed)? {
+        problems.push("cargo test");
+    }
+
+    let check = root().join("deploy/check.sh");
+    if check.exists() && cargo_args.is_empty() {
+        step("deploy/check.sh (promtool, systemd-analyze, manifests, dashboard queries)");
+        let mut d = Command::new("bash");
+        d.arg(&check).current_dir(root());
+        let (mut p, mut f) = (0, 0);
+        let ok = run_deploy_check(d, &mut p, &mut f)?;
+        passed += p;
+        failed += f;
+        if !ok {
+            problems.push("deploy/check.sh");
+        }
+    }
+
+    if cargo_args.is_empty() {
+        match lint() {
+            Ok(n) => passed += n,
+            Err(e) => {
+                eprintln!("xtask: {e:#}");
+                failed += 1;
+                problems.push("lint");
+            }
+        }
+    }
+
+    println!("xtask: finished in {:.0}s", started.elapsed().as_secs_f64());
+    println!("{passed} passed, {failed} failed");
+    if !problems.is_empty() || failed > 0 {
+        bail!("failed: {}", problems.join(", "));
+    }
+    Ok(())
+}
+
+/// deploy/check.sh ends with `deploy: N passed, M failed`.
+fn run_deploy_check(mut cmd: Command, passed: &mut u64, failed: &mut u64) -> Result<bool> {
+    let mut child = cmd.stdout(Stdio::piped()).spawn()?;
+    let out = child.stdout.take().expect("piped");
+    for line in BufReader::new(out).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("deploy: ") {
+            let nums: Vec<u64> = rest
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            if let [p, f] = nums.as_slice() {
+                *passed += p;
+                *failed += f;
+            }
+        }
+    }
+    Ok(child.wait()?.success())
+}
+
+/// Returns how many checks passed.
+fn lint() -> Result<u64> {
+    step("cargo fmt --check");
+    status(cargo().args(["fmt", "--all", "--check"]))?;
+    step("cargo clippy (host crates)");
+    status(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    step("cargo +nightly clippy (kernel crate, bpfel-unknown-none)");
+    status(
+        Command::new("rustup")
+            .args([
+                "run",
+                "nightly",
+                "cargo",
+                "clippy",
+                "-p",
+                "sensor-ebpf",
+                "--target",
+                "bpfel-unknown-none",
+                "-Z",
+                "build-std=core",
+                "--release",
+            ])
+            .args(["--target-dir"])
+            .arg(root().join("target/ebpf-clippy"))
+            .args(["--", "-D", "warnings"])
+            .current_dir(root().join("sensor-ebpf"))
+            .env_remove("RUSTC")
+            .env_remove("RUSTC_WORKSPACE_WRAPPER")
+            .env(
+                "CARGO_ENCODED_RUSTFLAGS",
+                "--cfg=bpf_target_arch=\"x86_64\"",
+            ),
+    )?;
+    Ok(3)
+}
+
+fn run(args: &[String]) -> Result<()> {
+    setup(true)?;
+    step("cargo build --release -p mining-sensor");
+    status(cargo().args(["build", "--release", "-p", "mining-sensor"]))?;
+    let bin = root().join("target/release/mining-sensor");
+    if !is_root() {
+        eprintln!(
+            "xtask: note: attaching XDP programs needs root or CAP_BPF+CAP_NET_ADMIN+CAP_PERFMON"
+        );
+    }
+    exec(&bin, args)
+}
+
+fn exec(bin: &Path, args: &[String]) -> Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let err = Command::new(bin).arg("run").args(args).exec();
+    Err(anyhow!("cannot run {}: {err}", bin.display()))
+}
