@@ -8,3 +8,4 @@ pub mod kernel;
 pub mod metrics;
 pub mod packet;
 pub mod ranges;
+pub mod replay;

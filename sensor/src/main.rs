@@ -46,6 +46,27 @@ enum Command {
     },
     /// Validate a configuration file: exit 0 if valid, else name the bad field and line.
     CheckConfig { file: PathBuf },
+    /// Run the same XDP program over capture files (pcap, pcapng, gzip-compressed) and report
+    /// what `run` would have counted. Needs root (BPF_PROG_TEST_RUN).
+    Replay {
+        /// TOML configuration; without it, the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Write the counters as OpenMetrics with a timestamp at every bucket boundary.
+        #[arg(long, value_name = "OUT")]
+        openmetrics: Option<PathBuf>,
+        /// Write the report as JSON.
+        #[arg(long, value_name = "OUT")]
+        json: Option<PathBuf>,
+        /// Bucket length for the time series, e.g. 1h, 1d, 5m.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        bucket: std::time::Duration,
+        /// Stop at the first bad record instead of reporting it and going on.
+        #[arg(long)]
+        strict: bool,
+        #[arg(required = true, value_name = "PCAP")]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -76,6 +97,41 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Replay {
+            config,
+            openmetrics,
+            json,
+            bucket,
+            strict,
+            files,
+        } => {
+            let quiet = openmetrics.is_some() || json.is_some();
+            match mining_sensor::replay::replay(mining_sensor::replay::ReplayOptions {
+                config,
+                files,
+                openmetrics,
+                json,
+                bucket,
+                strict,
+            }) {
+                Ok(report) => {
+                    if quiet {
+                        let packets: u64 = report.files.iter().map(|f| f.packets).sum();
+                        eprintln!(
+                            "replayed {packets} packets from {} files",
+                            report.files.len()
+                        );
+                    } else {
+                        print!("{}", mining_sensor::replay::summary(&report));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run {
             config,
             ifaces,

@@ -264,7 +264,7 @@ impl Drainer {
         Ok(())
     }
 
-    /// One drain cycle.
+    /// One drain cycle of the live agent: counters, the mining-flows gauge, and its own timing.
     pub fn drain(
         &mut self,
         kernel: &Kernel,
@@ -273,7 +273,28 @@ impl Drainer {
         flow_idle_timeout: Duration,
     ) -> Result<()> {
         let started = Instant::now();
+        self.drain_counters(kernel, labels, metrics)?;
+        self.mining_flows(kernel, labels, metrics, flow_idle_timeout)?;
+        metrics
+            .drain_duration
+            .observe(started.elapsed().as_secs_f64());
+        metrics.last_drain.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+        );
+        Ok(())
+    }
 
+    /// The counters: traffic, Stratum packets and flows, parse events. Shared by the live agent
+    /// and by replay, so that both count alike.
+    pub fn drain_counters(
+        &mut self,
+        kernel: &Kernel,
+        labels: &Labels,
+        metrics: &Metrics,
+    ) -> Result<()> {
         // Traffic: every labelled interface slot (and slot 0, traffic of interfaces the agent did
         // not register, should there be any) x every configured range x direction.
         let mut cells = Vec::new();
@@ -359,17 +380,6 @@ impl Drainer {
             }
         }
 
-        self.mining_flows(kernel, labels, metrics, flow_idle_timeout)?;
-
-        metrics
-            .drain_duration
-            .observe(started.elapsed().as_secs_f64());
-        metrics.last_drain.set(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0),
-        );
         Ok(())
     }
 
