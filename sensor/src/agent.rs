@@ -1,7 +1,11 @@
 //! `mining-sensor run`: load, attach, drain on an interval, serve metrics, reload on SIGHUP,
 //! detach and exit 0 on SIGTERM/SIGINT.
 
-use std::{collections::HashMap, net::SocketAddr, path::PathBuf};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context as _, Result, bail};
 use aya::programs::xdp::XdpLinkId;
@@ -43,9 +47,9 @@ struct RangeIds {
 }
 
 impl RangeIds {
-    /// Ids for `cfg`'s ranges; names new to the process get free ids (returned second, to be
-    /// re-based before use).
-    fn assign(&mut self, cfg: &Config) -> Result<(Vec<(usize, String)>, Vec<usize>)> {
+    /// Ids for `cfg`'s ranges; names new to the process get free ids (`fresh`, to be re-based
+    /// before use).
+    fn assign(&mut self, cfg: &Config) -> Result<Assignment> {
         let wanted: Vec<&str> = cfg.ranges.iter().map(|r| r.name.as_str()).collect();
         // Free the ids of names that are gone.
         self.by_name.retain(|n, _| wanted.contains(&n.as_str()));
@@ -66,8 +70,15 @@ impl RangeIds {
             };
             out.push((id, name.to_string()));
         }
-        Ok((out, fresh))
+        Ok(Assignment { ids: out, fresh })
     }
+}
+
+struct Assignment {
+    /// (range id, range name) for every configured range.
+    ids: Vec<(usize, String)>,
+    /// Ids new to the process.
+    fresh: Vec<usize>,
 }
 
 struct Agent {
@@ -83,7 +94,10 @@ struct Agent {
 impl Agent {
     /// Puts `cfg`'s ranges into the kernel and the labels.
     fn apply_ranges(&mut self, cfg: &Config) -> Result<()> {
-        let (assigned, fresh) = self.ids.assign(cfg)?;
+        let Assignment {
+            ids: assigned,
+            fresh,
+        } = self.ids.assign(cfg)?;
         for id in fresh {
             self.drainer.rebase_range(&self.kernel, id)?;
         }
@@ -158,17 +172,19 @@ impl Agent {
         }
     }
 
-    fn reload(&mut self, path: &PathBuf) {
-        let result = Config::from_file(path).and_then(|cfg| {
-            // Reloadable: ranges. Interfaces, listen address and map sizes need a restart.
-            if cfg.interfaces != self.config.interfaces && !cfg.interfaces.is_empty() {
-                warn!(
-                    "interfaces changed in {}; restart the sensor to apply",
-                    path.display()
-                );
-            }
-            Ok(cfg)
-        });
+    fn reload(&mut self, path: &Path) {
+        let result = Config::from_file(path);
+        // Reloadable: ranges and the idle timeout. Interfaces, listen address and map sizes need
+        // a restart.
+        if let Ok(cfg) = &result
+            && cfg.interfaces != self.config.interfaces
+            && !cfg.interfaces.is_empty()
+        {
+            warn!(
+                "interfaces changed in {}; restart the sensor to apply",
+                path.display()
+            );
+        }
         match result {
             Ok(cfg) => {
                 for w in &cfg.warnings {

@@ -456,7 +456,9 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
 /// OpenMetrics text: each family once, each series' samples in time order, `# EOF` last, as
 /// `promtool tsdb create-blocks-from openmetrics` requires.
 pub fn openmetrics(report: &Report) -> String {
-    let mut series: BTreeMap<&str, BTreeMap<String, Vec<(f64, u64)>>> = BTreeMap::new();
+    // metric -> rendered label set -> (timestamp, value) in time order.
+    type Points = Vec<(f64, u64)>;
+    let mut series: BTreeMap<&str, BTreeMap<String, Points>> = BTreeMap::new();
     for b in &report.buckets {
         for s in &b.samples {
             let labels = s

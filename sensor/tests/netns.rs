@@ -29,9 +29,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-const MINER_V4: &str = "198.18.0.2";
 const POOL_V4: &str = "198.51.100.2";
-const MINER_V6: &str = "2001:db8:1::2";
 const POOL_V6: &str = "2001:db8:2::2";
 const SENSOR_PORT: u16 = 19820;
 const PROM_PORT: u16 = 19090;
@@ -276,7 +274,7 @@ fn observe(
                     (&mut from as *mut libc::sockaddr_ll).cast(),
                     &mut len,
                 );
-                if n <= 0 || from.sll_pkttype != libc::PACKET_OUTGOING as u8 {
+                if n <= 0 || from.sll_pkttype != libc::PACKET_OUTGOING {
                     continue;
                 }
                 let f = &buf[..n as usize];
