@@ -25,6 +25,9 @@ use crate::{
     ranges,
 };
 
+/// How often interfaces are checked for having been deleted or re-created.
+const INTERFACE_WATCH: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Options of `run` that override the configuration file.
 #[derive(Debug, Default, Clone)]
 pub struct RunOptions {
@@ -34,9 +37,13 @@ pub struct RunOptions {
     pub xdp_mode: Option<XdpModeChoice>,
 }
 
-struct Attachment {
-    link: XdpLinkId,
-    mode: AttachedMode,
+/// A watched interface: its counter slot is fixed for the life of the process; its index and
+/// attachment change when the interface is deleted and re-created.
+struct Iface {
+    name: String,
+    slot: u32,
+    ifindex: Option<u32>,
+    link: Option<(XdpLinkId, AttachedMode)>,
 }
 
 /// Range ids stay with their names for the life of the process, so that a reload does not move a
@@ -88,7 +95,7 @@ struct Agent {
     labels: Labels,
     ids: RangeIds,
     config: Config,
-    attached: Vec<(String, Attachment)>,
+    ifaces: Vec<Iface>,
 }
 
 impl Agent {
@@ -159,16 +166,71 @@ impl Agent {
         ) {
             error!(error = %format!("{e:#}"), "drain failed; counters will catch up at the next drain");
         }
-        for (iface, a) in &self.attached {
-            let up = link_is_up(iface);
+        for i in &self.ifaces {
+            let up = i.link.is_some() && link_is_up(&i.name);
             self.metrics
                 .interface_up
-                .with_label_values(&[iface])
+                .with_label_values(&[&i.name])
                 .set(up as i64);
-            self.metrics
-                .xdp_attached
-                .with_label_values(&[iface, a.mode.label()])
-                .set(1);
+        }
+    }
+
+    /// Attaches the program to interface `n` at its current index.
+    fn attach(&mut self, n: usize) -> Result<()> {
+        let name = self.ifaces[n].name.clone();
+        let ifindex = kernel::ifindex(&name)?;
+        self.kernel.set_iface_slot(ifindex, self.ifaces[n].slot)?;
+        let (link, mode) = self.kernel.attach(&name, self.config.xdp_mode)?;
+        self.metrics
+            .xdp_attached
+            .with_label_values(&[&name, mode.label()])
+            .set(1);
+        let i = &mut self.ifaces[n];
+        i.ifindex = Some(ifindex);
+        i.link = Some((link, mode));
+        Ok(())
+    }
+
+    /// Follows interfaces that disappear and come back (a restarted VM's tap, a replugged NIC):
+    /// a vanished interface is marked down, a re-created one (new index) is attached again.
+    fn watch_interfaces(&mut self) {
+        for n in 0..self.ifaces.len() {
+            let current = kernel::ifindex(&self.ifaces[n].name).ok();
+            if current.is_some()
+                && current == self.ifaces[n].ifindex
+                && self.ifaces[n].link.is_some()
+            {
+                continue;
+            }
+            let i = &mut self.ifaces[n];
+            if let Some((link, mode)) = i.link.take() {
+                warn!(iface = %i.name, "interface gone or replaced; will attach again when it is back");
+                // The kernel already dropped the link with the device; this releases our handle.
+                let _ = self.kernel.detach(link);
+                self.metrics
+                    .xdp_attached
+                    .with_label_values(&[&i.name, mode.label()])
+                    .set(0);
+                self.metrics
+                    .interface_up
+                    .with_label_values(&[&i.name])
+                    .set(0);
+            }
+            if let Some(old) = i.ifindex.take()
+                && let Err(e) = self.kernel.set_iface_slot(old, 0)
+            {
+                warn!(error = %e, "clearing the old interface index");
+            }
+            if current.is_some() {
+                match self.attach(n) {
+                    Ok(()) => {
+                        info!(iface = %self.ifaces[n].name, "interface is back: attached again")
+                    }
+                    Err(e) => {
+                        warn!(iface = %self.ifaces[n].name, error = %format!("{e:#}"), "re-attaching failed; retrying")
+                    }
+                }
+            }
         }
     }
 
@@ -228,23 +290,51 @@ impl Agent {
     }
 
     fn detach_all(&mut self) {
-        for (iface, a) in std::mem::take(&mut self.attached) {
-            match self.kernel.detach(a.link) {
-                Ok(()) => info!(%iface, "detached"),
-                Err(e) => {
-                    warn!(%iface, error = %e, "detach failed; the link goes when the process exits")
+        for i in &mut self.ifaces {
+            if let Some((link, mode)) = i.link.take() {
+                match self.kernel.detach(link) {
+                    Ok(()) => info!(iface = %i.name, "detached"),
+                    Err(e) => {
+                        warn!(iface = %i.name, error = %e, "detach failed; the link goes when the process exits")
+                    }
                 }
+                self.metrics
+                    .xdp_attached
+                    .with_label_values(&[&i.name, mode.label()])
+                    .set(0);
             }
             self.metrics
                 .interface_up
-                .with_label_values(&[&iface])
-                .set(0);
-            self.metrics
-                .xdp_attached
-                .with_label_values(&[&iface, a.mode.label()])
+                .with_label_values(&[&i.name])
                 .set(0);
         }
     }
+}
+
+/// After loading and attaching, the agent needs only CAP_BPF (map reads and updates, links) and
+/// CAP_NET_ADMIN (attaching again to re-created interfaces); every other capability goes, from
+/// the bounding set too where we may change it.
+fn drop_capabilities() -> Result<()> {
+    use caps::{CapSet, Capability};
+    let keep: caps::CapsHashSet = [Capability::CAP_BPF, Capability::CAP_NET_ADMIN]
+        .into_iter()
+        .collect();
+    if caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP).unwrap_or(false) {
+        for cap in caps::read(None, CapSet::Bounding)? {
+            if !keep.contains(&cap) {
+                caps::drop(None, CapSet::Bounding, cap)?;
+            }
+        }
+    }
+    caps::clear(None, CapSet::Ambient)?;
+    caps::clear(None, CapSet::Inheritable)?;
+    let effective: caps::CapsHashSet = caps::read(None, CapSet::Permitted)?
+        .intersection(&keep)
+        .copied()
+        .collect();
+    caps::set(None, CapSet::Effective, &effective)?;
+    caps::set(None, CapSet::Permitted, &effective)?;
+    Ok(())
 }
 
 fn link_is_up(iface: &str) -> bool {
@@ -289,9 +379,8 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         );
     }
     // Resolve every interface before touching the kernel, so a typo fails fast and cleanly.
-    let mut ifindexes = Vec::new();
     for iface in &config.interfaces {
-        ifindexes.push(kernel::ifindex(iface)?);
+        kernel::ifindex(iface)?;
     }
 
     let mut kernel = Kernel::load(&config)?;
@@ -308,7 +397,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         labels: Labels::new(),
         ids: RangeIds::default(),
         config: config.clone(),
-        attached: Vec::new(),
+        ifaces: Vec::new(),
     };
     agent.apply_ranges(&config)?;
     info!(
@@ -329,22 +418,25 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     info!(listen = %config.listen, "serving metrics at http://{}/metrics", config.listen);
     let server = tokio::spawn(exporter::serve(listener, metrics.clone()));
 
-    for (slot, (iface, ifindex)) in config.interfaces.iter().zip(&ifindexes).enumerate() {
-        let slot = slot + 1;
-        agent.kernel.set_iface_slot(*ifindex, slot as u32)?;
+    for (n, iface) in config.interfaces.iter().enumerate() {
+        let slot = n + 1;
         agent.labels.ifaces[slot] = Some(iface.clone());
-        match agent.kernel.attach(iface, config.xdp_mode) {
-            Ok((link, mode)) => {
-                info!(%iface, mode = mode.label(), "attached");
-                agent
-                    .attached
-                    .push((iface.clone(), Attachment { link, mode }));
-            }
-            Err(e) => {
-                agent.detach_all();
-                return Err(e);
-            }
+        agent.ifaces.push(Iface {
+            name: iface.clone(),
+            slot: slot as u32,
+            ifindex: None,
+            link: None,
+        });
+        if let Err(e) = agent.attach(n) {
+            agent.detach_all();
+            return Err(e);
         }
+        let mode = agent.ifaces[n].link.as_ref().map_or("?", |l| l.1.label());
+        info!(%iface, mode, "attached");
+    }
+    match drop_capabilities() {
+        Ok(()) => info!("capabilities reduced to CAP_BPF and CAP_NET_ADMIN"),
+        Err(e) => warn!(error = %e, "could not drop capabilities"),
     }
     agent.drain();
 
@@ -353,9 +445,12 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let mut sighup = signal(SignalKind::hangup())?;
     let mut tick = tokio::time::interval(config.drain_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut watch = tokio::time::interval(INTERFACE_WATCH);
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => agent.drain(),
+            _ = watch.tick() => agent.watch_interfaces(),
             _ = sighup.recv() => match &opts.config {
                 Some(path) => { agent.reload(path); agent.drain(); }
                 None => warn!("SIGHUP: running on the embedded default configuration; nothing to reload"),

@@ -15,12 +15,14 @@
 //! Needs root, iproute2 and Debian's `prometheus` (`cargo xtask setup` installs them). Addresses
 //! are from 198.18.0.0/15, 198.51.100.0/24 and 2001:db8::/32 only; every loop is bounded.
 
+mod common;
+
+use common::{IO_TIMEOUT, Proc, get, http_get, in_ns, output, samples, sh};
+
 use std::{
-    collections::BTreeMap,
     io::{BufRead, BufReader, Read, Write},
     net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket},
-    os::fd::AsRawFd,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -33,24 +35,6 @@ const POOL_V4: &str = "198.51.100.2";
 const POOL_V6: &str = "2001:db8:2::2";
 const SENSOR_PORT: u16 = 19820;
 const PROM_PORT: u16 = 19090;
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn output(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The three namespaces; deleted (with everything in them) on drop.
 struct Topology {
@@ -174,25 +158,6 @@ impl Drop for Topology {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
         }
     }
-}
-
-/// Moves the calling thread into network namespace `ns`; sockets it creates afterwards live there.
-fn enter(ns: &str) {
-    let f = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns file");
-    // SAFETY: valid fd; setns affects only this thread.
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
-}
-
-fn in_ns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> thread::JoinHandle<T> {
-    let ns = ns.to_string();
-    thread::spawn(move || {
-        enter(&ns);
-        f()
-    })
 }
 
 /// What an observer saw leave an interface: IP packets and IP bytes whose source (or destination)
@@ -474,77 +439,6 @@ fn benign_client(addr: SocketAddr, udp_to: SocketAddr, datagrams: usize) -> impl
             u.send_to(&vec![b'u'; 100 + i], udp_to).unwrap();
             thread::sleep(Duration::from_millis(1));
         }
-    }
-}
-
-/// GET over HTTP/1.0 from inside namespace `ns`.
-fn http_get(ns: &str, port: u16, path: &str) -> String {
-    let path = path.to_string();
-    in_ns(ns, move || {
-        let mut s =
-            TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), IO_TIMEOUT)?;
-        s.set_read_timeout(Some(IO_TIMEOUT))?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
-        Ok::<_, std::io::Error>(
-            out.split_once("\r\n\r\n")
-                .map(|x| x.1.to_string())
-                .unwrap_or_default(),
-        )
-    })
-    .join()
-    .unwrap()
-    .unwrap_or_default()
-}
-
-/// Metric samples by name and label set.
-fn samples(text: &str) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
-    let mut out = BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let (series, value) = line.rsplit_once(' ').unwrap();
-        let (name, labels) = match series.split_once('{') {
-            Some((n, rest)) => (n, rest.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        let labels = labels
-            .split("\",")
-            .filter(|kv| !kv.is_empty())
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap();
-                (k.to_string(), v.trim_matches('"').to_string())
-            })
-            .collect();
-        out.insert((name.to_string(), labels), value.parse().unwrap());
-    }
-    out
-}
-
-fn get(
-    s: &BTreeMap<(String, BTreeMap<String, String>), f64>,
-    name: &str,
-    labels: &[(&str, &str)],
-) -> f64 {
-    let key = (
-        name.to_string(),
-        labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    );
-    *s.get(&key)
-        .unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -1,0 +1,151 @@
+//! Helpers shared by the namespace tests: commands, entering namespaces, HTTP, metric parsing.
+#![allow(dead_code)]
+
+use std::{
+    collections::BTreeMap,
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    os::fd::AsRawFd,
+    process::{Child, Command},
+    thread,
+    time::{Duration, Instant},
+};
+
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn sh(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn output(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Moves the calling thread into network namespace `ns`; sockets it creates afterwards live there.
+pub fn enter(ns: &str) {
+    let f = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns file");
+    // SAFETY: valid fd; setns affects only this thread.
+    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+}
+
+pub fn in_ns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> thread::JoinHandle<T> {
+    let ns = ns.to_string();
+    thread::spawn(move || {
+        enter(&ns);
+        f()
+    })
+}
+
+/// GET over HTTP/1.0 from inside namespace `ns`.
+pub fn http_get(ns: &str, port: u16, path: &str) -> String {
+    let path = path.to_string();
+    in_ns(ns, move || {
+        let mut s =
+            TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), IO_TIMEOUT)?;
+        s.set_read_timeout(Some(IO_TIMEOUT))?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok::<_, std::io::Error>(
+            out.split_once("\r\n\r\n")
+                .map(|x| x.1.to_string())
+                .unwrap_or_default(),
+        )
+    })
+    .join()
+    .unwrap()
+    .unwrap_or_default()
+}
+
+/// Metric samples by name and label set.
+pub fn samples(text: &str) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
+    let mut out = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let labels = labels
+            .split("\",")
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (k.to_string(), v.trim_matches('"').to_string())
+            })
+            .collect();
+        out.insert((name.to_string(), labels), value.parse().unwrap());
+    }
+    out
+}
+
+pub fn get(
+    s: &BTreeMap<(String, BTreeMap<String, String>), f64>,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    let key = (
+        name.to_string(),
+        labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    *s.get(&key)
+        .unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
+}
+
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub type Samples = BTreeMap<(String, BTreeMap<String, String>), f64>;
+
+/// Scrapes `/metrics` in `ns` until `name{labels}` equals `want` or `timeout` passes; returns the
+/// last value seen (so the caller's assertion shows it).
+pub fn wait_for(
+    ns: &str,
+    port: u16,
+    name: &str,
+    labels: &[(&str, &str)],
+    want: f64,
+    timeout: Duration,
+) -> f64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let s = samples(&http_get(ns, port, "/metrics"));
+        let key = (
+            name.to_string(),
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        let v = s.get(&key).copied().unwrap_or(f64::NAN);
+        if v == want || Instant::now() > deadline {
+            return v;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,414 @@
+//! A running sensor through what operations throw at it, with exact counts in between:
+//! check-config on good and bad files, a broken reload, a good reload adding a range, a link flap,
+//! the interface deleted and re-created, hostile frames, the capabilities left after start-up,
+//! and SIGKILL.
+//!
+//! Two namespaces this test creates: a client (c0 198.18.5.2/24) and the sensor's (s0
+//! 198.18.5.1/24, XDP native). The client sends UDP datagrams; every IPv4 packet arriving on s0 is
+//! one of them, so the expected counts are the numbers sent. Needs root and iproute2.
+
+mod common;
+
+use std::{
+    net::UdpSocket,
+    path::Path,
+    process::{Command, Stdio},
+    thread,
+    time::Duration,
+};
+
+use common::{Proc, http_get, in_ns, output, sh, wait_for};
+use mining_sensor::packet::Packet;
+
+const PORT: u16 = 19821;
+const WAIT: Duration = Duration::from_secs(8);
+
+struct Pair {
+    client: String,
+    sensor: String,
+}
+
+impl Pair {
+    fn new() -> Self {
+        let id = std::process::id();
+        let p = Self {
+            client: format!("mso-client-{id}"),
+            sensor: format!("mso-sensor-{id}"),
+        };
+        for ns in [&p.client, &p.sensor] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            sh(&["ip", "netns", "add", ns]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        p.link();
+        p
+    }
+
+    /// (Re-)creates the veth pair.
+    fn link(&self) {
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            "c0",
+            "netns",
+            &self.client,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "s0",
+            "netns",
+            &self.sensor,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &self.client,
+            "addr",
+            "add",
+            "198.18.5.2/24",
+            "dev",
+            "c0",
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &self.sensor,
+            "addr",
+            "add",
+            "198.18.5.1/24",
+            "dev",
+            "s0",
+        ]);
+        sh(&["ip", "-n", &self.client, "link", "set", "c0", "up"]);
+        sh(&["ip", "-n", &self.sensor, "link", "set", "s0", "up"]);
+    }
+
+    /// Sends `n` UDP datagrams from the client to the sensor's namespace.
+    fn send(&self, n: usize) {
+        in_ns(&self.client, move || {
+            let u = UdpSocket::bind("198.18.5.2:0").unwrap();
+            for i in 0..n {
+                u.send_to(&[b'x'; 64], "198.18.5.1:9")
+                    .unwrap_or_else(|e| panic!("datagram {i}: {e}"));
+                thread::sleep(Duration::from_millis(2));
+            }
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// Sends raw Ethernet frames from the client's link.
+    fn send_frames(&self, frames: Vec<Vec<u8>>) {
+        in_ns(&self.client, move || {
+            // SAFETY: plain socket calls with valid buffers.
+            unsafe {
+                let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+                assert!(fd >= 0);
+                let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+                sll.sll_family = libc::AF_PACKET as u16;
+                sll.sll_ifindex = libc::if_nametoindex(c"c0".as_ptr()) as i32;
+                sll.sll_halen = 6;
+                for f in &frames {
+                    let n = libc::sendto(
+                        fd,
+                        f.as_ptr().cast(),
+                        f.len(),
+                        0,
+                        (&sll as *const libc::sockaddr_ll).cast(),
+                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    );
+                    assert_eq!(n, f.len() as isize, "{}", std::io::Error::last_os_error());
+                }
+                libc::close(fd);
+            }
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for ns in [&self.client, &self.sensor] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+const GOOD: &str =
+    "drain_interval = \"200ms\"\n[[ranges]]\nname = \"a\"\ncidrs = [\"198.18.5.2/32\"]\n";
+const BROKEN: &str =
+    "drain_interval = \"200ms\"\n[[ranges]]\nname = \"a\"\ncidrs = [\"198.18.5.2/33\"]\n";
+const GROWN: &str = "drain_interval = \"200ms\"\n[[ranges]]\nname = \"a\"\ncidrs = [\"198.18.5.2/32\"]\n[[ranges]]\nname = \"b\"\ncidrs = [\"198.18.5.0/24\"]\n";
+
+#[test]
+fn check_config_exit_codes_and_messages() {
+    let dir = std::env::temp_dir().join(format!("mso-cc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    let bad = dir.join("bad.toml");
+    write(&good, GOOD);
+    write(&bad, BROKEN);
+    let bin = env!("CARGO_BIN_EXE_mining-sensor");
+    let ok = Command::new(bin)
+        .arg("check-config")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(ok.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("valid: 1 ranges, 1 prefixes"));
+    let no = Command::new(bin)
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(no.status.code(), Some(2));
+    let msg = String::from_utf8_lossy(&no.stderr);
+    assert!(
+        msg.contains("bad.toml:4: ranges.a.cidrs: \"198.18.5.2/33\""),
+        "{msg}"
+    );
+    let missing = Command::new(bin)
+        .arg("check-config")
+        .arg(dir.join("nope.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.toml: cannot read"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_running_sensor_through_reloads_flaps_recreation_hostile_frames_and_sigkill() {
+    let p = Pair::new();
+    let dir = std::env::temp_dir().join(format!("mso-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("sensor.toml");
+    write(&cfg, GOOD);
+    let log = dir.join("sensor.log");
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &p.sensor,
+            env!("CARGO_BIN_EXE_mining-sensor"),
+            "run",
+            "--config",
+        ])
+        .arg(&cfg)
+        .args([
+            "--iface",
+            "s0",
+            "--xdp-mode",
+            "native",
+            "--listen",
+            &format!("127.0.0.1:{PORT}"),
+        ])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut sensor = Proc(child);
+    let pid = sensor.0.id() as i32;
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    let metric = |name: &str, labels: &[(&str, &str)], want: f64| {
+        wait_for(&p.sensor, PORT, name, labels, want, WAIT)
+    };
+    let from = |range: &'static str| [("direction", "from"), ("iface", "s0"), ("range", range)];
+    let pk = "mining_sensor_packets_total";
+
+    assert_eq!(
+        metric("mining_sensor_interface_up", &[("iface", "s0")], 1.0),
+        1.0,
+        "{}",
+        logs()
+    );
+
+    // Only CAP_BPF (39) and CAP_NET_ADMIN (12) remain after start-up.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let cap = |field: &str| {
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    let kept = (1u64 << 39) | (1 << 12);
+    assert_eq!(cap("CapEff:"), kept, "{status}");
+    assert_eq!(cap("CapPrm:"), kept);
+    assert_eq!(cap("CapBnd:"), kept);
+
+    p.send(10);
+    assert_eq!(metric(pk, &from("a"), 10.0), 10.0);
+
+    // A broken file: refused, counted, the running configuration stays.
+    write(&cfg, BROKEN);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    assert_eq!(
+        metric(
+            "mining_sensor_config_reloads_total",
+            &[("result", "failure")],
+            1.0
+        ),
+        1.0,
+        "{}",
+        logs()
+    );
+    assert!(logs().contains("ranges.a.cidrs"), "{}", logs());
+    p.send(10);
+    assert_eq!(metric(pk, &from("a"), 20.0), 20.0);
+
+    // A good file adding a range: both count from now on, a's counter goes on from 20.
+    write(&cfg, GROWN);
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    assert_eq!(
+        metric(
+            "mining_sensor_config_reloads_total",
+            &[("result", "success")],
+            1.0
+        ),
+        1.0,
+        "{}",
+        logs()
+    );
+    assert_eq!(
+        metric(
+            "mining_sensor_watched_prefixes",
+            &[("family", "ipv4"), ("range", "b")],
+            1.0
+        ),
+        1.0
+    );
+    p.send(10);
+    assert_eq!(metric(pk, &from("a"), 30.0), 30.0);
+    assert_eq!(metric(pk, &from("b"), 10.0), 10.0);
+
+    // Link flap: down is seen, up again, the program stays and counts.
+    sh(&["ip", "-n", &p.sensor, "link", "set", "s0", "down"]);
+    assert_eq!(
+        metric("mining_sensor_interface_up", &[("iface", "s0")], 0.0),
+        0.0
+    );
+    sh(&["ip", "-n", &p.sensor, "link", "set", "s0", "up"]);
+    assert_eq!(
+        metric("mining_sensor_interface_up", &[("iface", "s0")], 1.0),
+        1.0
+    );
+    p.send(10);
+    assert_eq!(metric(pk, &from("a"), 40.0), 40.0);
+
+    // The interface deleted and re-created: down, then attached again within seconds.
+    sh(&["ip", "-n", &p.client, "link", "del", "c0"]);
+    assert_eq!(
+        metric("mining_sensor_interface_up", &[("iface", "s0")], 0.0),
+        0.0
+    );
+    assert_eq!(
+        metric(
+            "mining_sensor_xdp_attached",
+            &[("iface", "s0"), ("mode", "native")],
+            0.0
+        ),
+        0.0
+    );
+    p.link();
+    assert_eq!(
+        metric(
+            "mining_sensor_xdp_attached",
+            &[("iface", "s0"), ("mode", "native")],
+            1.0
+        ),
+        1.0,
+        "{}",
+        logs()
+    );
+    assert_eq!(
+        metric("mining_sensor_interface_up", &[("iface", "s0")], 1.0),
+        1.0
+    );
+    assert!(output(&["ip", "-n", &p.sensor, "link", "show", "s0"]).contains("xdp"));
+    p.send(10);
+    assert_eq!(metric(pk, &from("a"), 50.0), 50.0, "{}", logs());
+    assert_eq!(metric(pk, &from("b"), 30.0), 30.0);
+
+    // Hostile frames: each passes, none is counted as traffic, each is counted by its reason.
+    let reason = |r: &str| {
+        let s = common::samples(&http_get(&p.sensor, PORT, "/metrics"));
+        common::get(&s, "mining_sensor_parse_events_total", &[("reason", r)])
+    };
+    let before: Vec<f64> = [
+        "bad_ipv4_header",
+        "bad_ipv4_length",
+        "too_many_vlan_tags",
+        "bad_tcp_header",
+    ]
+    .map(reason)
+    .to_vec();
+    let src = "198.18.5.2".parse().unwrap();
+    let dst = "198.51.100.1".parse().unwrap();
+    let good = Packet::tcp4(src, dst, 1, 2, b"{}").build();
+    let mut bad_ihl = good.clone();
+    bad_ihl[14] = 0x43;
+    let mut bad_len = good.clone();
+    bad_len[16..18].copy_from_slice(&1500u16.to_be_bytes());
+    let vlans = Packet::tcp4(src, dst, 1, 2, b"{}")
+        .vlan(0x88a8, 1)
+        .vlan(0x8100, 2)
+        .vlan(0x8100, 3)
+        .vlan(0x8100, 4)
+        .vlan(0x8100, 5)
+        .build();
+    let mut bad_doff = Packet::tcp4(src, dst, 1, 2, b"").build();
+    bad_doff[14 + 20 + 12] = 0x20;
+    p.send_frames(vec![bad_ihl, bad_len, vlans, bad_doff]);
+    let want: Vec<f64> = before.iter().map(|b| b + 1.0).collect();
+    for (r, w) in [
+        "bad_ipv4_header",
+        "bad_ipv4_length",
+        "too_many_vlan_tags",
+        "bad_tcp_header",
+    ]
+    .iter()
+    .zip(&want)
+    {
+        assert_eq!(
+            wait_for(
+                &p.sensor,
+                PORT,
+                "mining_sensor_parse_events_total",
+                &[("reason", r)],
+                *w,
+                WAIT
+            ),
+            *w,
+            "{r}"
+        );
+    }
+    // The bad data offset frame is a whole IPv4 packet from range a and b: traffic, not inspected.
+    assert_eq!(metric(pk, &from("a"), 51.0), 51.0);
+    assert!(
+        sensor.0.try_wait().unwrap().is_none(),
+        "sensor died: {}",
+        logs()
+    );
+
+    // SIGKILL: no chance to clean up, yet the kernel removes the program with the process's link.
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    sensor.0.wait().unwrap();
+    let mut gone = false;
+    for _ in 0..50 {
+        if !output(&["ip", "-n", &p.sensor, "link", "show", "s0"]).contains("xdp") {
+            gone = true;
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(gone, "an XDP program was left behind after SIGKILL");
+    let _ = std::fs::remove_dir_all(&dir);
+}
