@@ -24,6 +24,34 @@ pub const DIR_FROM: usize = 0;
 pub const DIR_TO: usize = 1;
 pub const DIRS: usize = 2;
 
+/// The quick-rejection filter in front of the LPM tries: one bit per IPv4 /24, and per hash of an
+/// IPv6 address's top 32 bits, set when a watched prefix may contain such an address. A clear bit
+/// means "in no range" at the cost of one array read; a set bit falls through to the tries (false
+/// positives cost time, never counts). The agent keeps it in step with the tries.
+pub const FILTER_BITS: usize = 1 << 24;
+/// `u64` words of the filter array.
+pub const FILTER_WORDS: usize = FILTER_BITS / 64;
+/// IPv6 prefixes shorter than this set too many filter bits; with one configured, IPv6 addresses
+/// always go to the trie (flag bit `FILTER_V6_ALL` of word 0 in `FILTER_FLAGS`).
+pub const FILTER_V6_MIN_LEN: u8 = 20;
+/// IPv4 prefixes shorter than /8 would set over 65,536 bits; with one configured, IPv4 addresses
+/// always go to the trie.
+pub const FILTER_V4_MIN_LEN: u8 = 8;
+pub const FILTER_V4_ALL: u32 = 1;
+pub const FILTER_V6_ALL: u32 = 2;
+
+/// Filter bit of an IPv4 address (its /24).
+#[inline(always)]
+pub const fn filter_bit_v4(addr: u32) -> u32 {
+    addr >> 8
+}
+
+/// Filter bit of an IPv6 address: a multiplicative hash of its top 32 bits, onto 24 bits.
+#[inline(always)]
+pub const fn filter_bit_v6(top32: u32) -> u32 {
+    top32.wrapping_mul(0x9e37_79b1) >> 8
+}
+
 /// Packets and IP bytes: the value of every traffic counter cell.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -298,6 +298,14 @@ impl Scanner {
     /// Feeds one byte. Returns `dialect + 1` once a message is recognised (the caller stops), else 0.
     #[inline(always)]
     pub fn step(&mut self, b: u8) -> u8 {
+        self.step_with(b, token_end)
+    }
+
+    /// [`Scanner::step`] with the token-end decision supplied by the caller: the XDP program
+    /// passes a BPF global function wrapping [`token_end`], which the verifier checks once instead
+    /// of on every path through every byte.
+    #[inline(always)]
+    pub fn step_with(&mut self, b: u8, end: impl Fn(u64, u32, u32) -> u64) -> u8 {
         if b == b'\n' {
             if self.provisional != 0 {
                 return self.provisional;
@@ -324,7 +332,15 @@ impl Scanner {
                 self.escaped = 1;
             } else if b == b'"' {
                 self.in_str = 0;
-                return self.token_end();
+                if self.in_msg == 0 {
+                    return 0;
+                }
+                let packed = end(self.pack(), self.hash, self.token_len);
+                self.methods = (packed & MASK24) as u32;
+                self.words = ((packed >> 24) & MASK24) as u32;
+                self.after_method = ((packed >> 48) & 1) as u8;
+                self.provisional = ((packed >> 49) & 3) as u8;
+                return ((packed >> 52) & 3) as u8;
             }
             self.hash = (self.hash ^ b as u32).wrapping_mul(FNV_PRIME);
             self.token_len += 1;
@@ -349,28 +365,11 @@ impl Scanner {
     }
 
     #[inline(always)]
-    fn token_end(&mut self) -> u8 {
-        if self.in_msg == 0 {
-            return 0;
-        }
-        let m = marker_bit(self.hash, self.token_len);
-        if self.after_method != 0 {
-            self.methods |= m;
-            self.after_method = 0;
-        } else if self.hash == METHOD_HASH && self.token_len == 6 {
-            self.after_method = 1;
-        } else {
-            self.words |= m;
-        }
-        if m != 0 {
-            let d = match_rules(self.methods, self.words);
-            if d == Dialect::Bitcoin as u8 + 1 {
-                self.provisional = d;
-            } else if d != 0 {
-                return d;
-            }
-        }
-        0
+    fn pack(&self) -> u64 {
+        (self.methods as u64 & MASK24)
+            | ((self.words as u64 & MASK24) << 24)
+            | ((self.after_method as u64 & 1) << 48)
+            | ((self.provisional as u64 & 3) << 49)
     }
 
     /// At the end of the window: a provisional match stands.
@@ -378,6 +377,44 @@ impl Scanner {
     pub fn finish(&self) -> u8 {
         self.provisional
     }
+}
+
+const MASK24: u64 = (1 << 24) - 1;
+
+/// What a closing quote decides, as a pure function of scalars so that the XDP program can make
+/// it a BPF global function. `packed` holds the message's method markers (bits 0..24), other
+/// markers (24..48), the after-`"method"` flag (48) and a provisional Bitcoin match (49..51);
+/// `hash` and `len` describe the string that just ended. Returns the same layout, plus the
+/// recognised `dialect + 1` at bits 52..54 (0: keep scanning).
+#[inline(always)]
+pub fn token_end(packed: u64, hash: u32, len: u32) -> u64 {
+    let mut methods = (packed & MASK24) as u32;
+    let mut words = ((packed >> 24) & MASK24) as u32;
+    let mut after_method = (packed >> 48) & 1;
+    let mut provisional = (packed >> 49) & 3;
+    let mut found = 0u64;
+    let m = marker_bit(hash, len);
+    if after_method != 0 {
+        methods |= m;
+        after_method = 0;
+    } else if hash == METHOD_HASH && len == 6 {
+        after_method = 1;
+    } else {
+        words |= m;
+    }
+    if m != 0 {
+        let d = match_rules(methods, words) as u64;
+        if d == Dialect::Bitcoin as u64 + 1 {
+            provisional = d;
+        } else if d != 0 {
+            found = d;
+        }
+    }
+    (methods as u64 & MASK24)
+        | ((words as u64 & MASK24) << 24)
+        | (after_method << 48)
+        | (provisional << 49)
+        | (found << 52)
 }
 
 /// Scans the first `len` bytes of `buf` (a TCP payload) for a Stratum message and returns its

@@ -11,7 +11,10 @@ use aya::{
 };
 use tracing::{debug, warn};
 
-use sensor_common::{Counter, FlowKey, FlowState, IFINDEX_DIRECT, ParseEvent};
+use sensor_common::{
+    Counter, FILTER_V4_ALL, FILTER_V4_MIN_LEN, FILTER_V6_ALL, FILTER_V6_MIN_LEN, FILTER_WORDS,
+    FlowKey, FlowState, IFINDEX_DIRECT, ParseEvent, filter_bit_v4, filter_bit_v6,
+};
 
 use crate::{
     config::{Config, XdpModeChoice},
@@ -22,6 +25,8 @@ use crate::{
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor"));
 
 const PROGRAM: &str = "sensor";
+/// The benchmarks' trivial XDP_PASS program, in the same object.
+const BASELINE: &str = "bench_pass";
 
 /// How a program ended up attached to an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +48,68 @@ impl AttachedMode {
 pub struct Kernel {
     ebpf: Ebpf,
     installed: TrieEntries,
+    /// The quick-rejection filter as written to the kernel.
+    filter: Filter,
+}
+
+/// The user-side copy of the kernel's prefix filter (`sensor_common::FILTER_BITS`).
+#[derive(Clone, PartialEq, Eq)]
+struct Filter {
+    words: Vec<u64>,
+    flags: u32,
+}
+
+impl Filter {
+    fn empty() -> Self {
+        Self {
+            words: vec![0; FILTER_WORDS],
+            flags: 0,
+        }
+    }
+
+    fn set(&mut self, bit: u32) {
+        self.words[(bit >> 6) as usize] |= 1 << (bit & 63);
+    }
+
+    /// Every bit an address inside one of `entries`' prefixes may map to.
+    fn of(entries: &TrieEntries) -> Self {
+        let mut f = Self::empty();
+        for &(len, addr, _) in &entries.v4 {
+            if len < FILTER_V4_MIN_LEN as u32 {
+                f.flags |= FILTER_V4_ALL;
+                continue;
+            }
+            let first = filter_bit_v4(u32::from_be_bytes(addr));
+            let count = if len >= 24 { 1 } else { 1u32 << (24 - len) };
+            for b in first..first + count {
+                f.set(b);
+            }
+        }
+        for &(len, addr, _) in &entries.v6 {
+            if len < FILTER_V6_MIN_LEN as u32 {
+                f.flags |= FILTER_V6_ALL;
+                continue;
+            }
+            let top = u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]]);
+            let count = if len >= 32 { 1 } else { 1u32 << (32 - len) };
+            for t in top..top.saturating_add(count) {
+                f.set(filter_bit_v6(t));
+            }
+        }
+        f
+    }
+
+    fn union(&self, other: &Self) -> Self {
+        Self {
+            words: self
+                .words
+                .iter()
+                .zip(&other.words)
+                .map(|(a, b)| a | b)
+                .collect(),
+            flags: self.flags | other.flags,
+        }
+    }
 }
 
 impl Kernel {
@@ -59,12 +126,27 @@ impl Kernel {
             .program_mut(PROGRAM)
             .ok_or_else(|| anyhow!("program {PROGRAM} missing from the object"))?
             .try_into()?;
+        let started = std::time::Instant::now();
         program
             .load()
             .context("the kernel's verifier rejected the XDP program")?;
+        let verified = program
+            .info()
+            .ok()
+            .and_then(|i| i.verified_instruction_count());
+        debug!(
+            verified_instructions = verified,
+            load_ms = started.elapsed().as_millis() as u64,
+            "XDP program loaded"
+        );
         Ok(Self {
             ebpf,
             installed: TrieEntries::default(),
+            filter: Filter {
+                words: vec![0; FILTER_WORDS],
+                // Until ranges are installed, nothing may be filtered out.
+                flags: FILTER_V4_ALL | FILTER_V6_ALL,
+            },
         })
     }
 
@@ -75,11 +157,38 @@ impl Kernel {
     }
 
     /// Makes the tries hold exactly `entries`. New and changed prefixes go in before stale ones
-    /// are removed, so an address covered before and after the change is never unmatched.
+    /// are removed, so an address covered before and after the change is never unmatched; the
+    /// filter admits the union of old and new prefixes while the tries change, and only then
+    /// narrows to the new ones.
     pub fn set_ranges(&mut self, entries: TrieEntries) -> Result<()> {
+        let target = Filter::of(&entries);
+        let widened = self.filter.union(&target);
+        self.write_filter(widened)?;
         sync_trie(&mut self.ebpf, "RANGES_V4", &self.installed.v4, &entries.v4)?;
         sync_trie(&mut self.ebpf, "RANGES_V6", &self.installed.v6, &entries.v6)?;
         self.installed = entries;
+        self.write_filter(target)
+    }
+
+    /// Writes the words that differ from what the kernel holds, then the flags.
+    fn write_filter(&mut self, f: Filter) -> Result<()> {
+        if f == self.filter {
+            return Ok(());
+        }
+        let mut words: Array<&mut MapData, u64> =
+            Array::try_from(self.ebpf.map_mut("FILTER").context("map FILTER")?)?;
+        for (i, (new, old)) in f.words.iter().zip(&self.filter.words).enumerate() {
+            if new != old {
+                words.set(i as u32, *new, 0)?;
+            }
+        }
+        let mut flags: Array<&mut MapData, u32> = Array::try_from(
+            self.ebpf
+                .map_mut("FILTER_FLAGS")
+                .context("map FILTER_FLAGS")?,
+        )?;
+        flags.set(0, f.flags, 0)?;
+        self.filter = f;
         Ok(())
     }
 
@@ -164,9 +273,27 @@ impl Kernel {
         Ok((r.return_value, out))
     }
 
-    /// Same, `repeat` times in the kernel; returns the kernel's average time per run.
-    pub fn test_run_repeat(&mut self, frame: &[u8], repeat: u32) -> Result<std::time::Duration> {
-        let program = self.program()?;
+    /// Runs the program `repeat` times over `frame` in the kernel; returns the kernel's average
+    /// time per run. `baseline` runs the object's trivial `bench_pass` program instead.
+    pub fn test_run_repeat(
+        &mut self,
+        frame: &[u8],
+        repeat: u32,
+        baseline: bool,
+    ) -> Result<std::time::Duration> {
+        let program: &mut Xdp = if baseline {
+            let p: &mut Xdp = self
+                .ebpf
+                .program_mut(BASELINE)
+                .ok_or_else(|| anyhow!("program {BASELINE} missing"))?
+                .try_into()?;
+            if p.fd().is_err() {
+                p.load()?;
+            }
+            p
+        } else {
+            self.program()?
+        };
         let r = program.test_run(TestRunOptions {
             data_in: Some(frame),
             repeat,

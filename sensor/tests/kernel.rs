@@ -568,3 +568,58 @@ fn the_embedded_default_watches_north_korea() {
     assert_eq!(k.traffic_cell(1, 0, DIR_TO).unwrap().bytes, 33);
     assert_eq!(k.stratum_cell(true, 0, DIR_FROM, MONERO).unwrap(), 1);
 }
+
+#[test]
+fn prefixes_too_short_for_the_filter_still_count() {
+    let mut s = Sensor::with(
+        "[[ranges]]\nname = \"all4\"\ncidrs = [\"0.0.0.0/0\"]\n[[ranges]]\nname = \"all6\"\ncidrs = [\"2000::/3\"]\n[[ranges]]\nname = \"v6wide\"\ncidrs = [\"2001:db8::/29\"]\n",
+    );
+    s.run(&Packet::udp4(ip("203.0.113.1"), ip("198.51.100.1"), 1, 2, b"x").build());
+    s.run(&Packet::udp6(ip6("2001:db8:7::1"), ip6("3fff::1"), 1, 2, b"x").build());
+    assert_eq!(s.traffic(0, DIR_FROM).0, 1);
+    assert_eq!(s.traffic(0, DIR_TO).0, 1);
+    assert_eq!(s.traffic(1, DIR_FROM).0, 1);
+    assert_eq!(s.traffic(1, DIR_TO).0, 1);
+    // A /29 sets 8 filter bits, one per /32 inside it.
+    assert_eq!(s.traffic(2, DIR_FROM).0, 1);
+    // 2001:dc0::/32 is outside the /29 (2001:db8:: to 2001:dbf:ffff::).
+    s.run(&Packet::udp6(ip6("2001:dc0::1"), ip6("3fff::1"), 1, 2, b"x").build());
+    assert_eq!(s.traffic(2, DIR_FROM).0, 1);
+    assert_eq!(s.traffic(1, DIR_FROM).0, 2);
+}
+
+#[test]
+fn the_filter_follows_range_changes() {
+    let first = Config::parse(
+        "[[ranges]]\nname = \"x\"\ncidrs = [\"198.18.0.0/15\", \"2001:db8:5::/48\"]\n",
+        "t",
+    )
+    .unwrap();
+    let second = Config::parse(
+        "[[ranges]]\nname = \"x\"\ncidrs = [\"192.0.2.128/25\"]\n",
+        "t",
+    )
+    .unwrap();
+    let mut k = Kernel::load_with_ranges(&first).unwrap();
+    k.set_iface_slot(1, 1).unwrap();
+    let v4 = Packet::udp4(ip("198.19.200.1"), ip("198.51.100.1"), 1, 2, b"x").build();
+    let v6 = Packet::udp6(ip6("2001:db8:5:1::1"), ip6("2001:db8:6::1"), 1, 2, b"x").build();
+    let other = Packet::udp4(ip("192.0.2.200"), ip("198.51.100.1"), 1, 2, b"x").build();
+    for f in [&v4, &v6, &other] {
+        k.test_run(f).unwrap();
+    }
+    assert_eq!(k.traffic_cell(1, 0, DIR_FROM).unwrap().packets, 2);
+    k.set_ranges(mining_sensor::ranges::build([(
+        0,
+        second.ranges[0].cidrs.as_slice(),
+    )]))
+    .unwrap();
+    for f in [&v4, &v6, &other] {
+        k.test_run(f).unwrap();
+    }
+    assert_eq!(k.traffic_cell(1, 0, DIR_FROM).unwrap().packets, 3);
+    // 192.0.2.1 shares the /24 filter bit with the /25 but is outside it: the trie decides.
+    k.test_run(&Packet::udp4(ip("192.0.2.1"), ip("198.51.100.1"), 1, 2, b"x").build())
+        .unwrap();
+    assert_eq!(k.traffic_cell(1, 0, DIR_FROM).unwrap().packets, 3);
+}

@@ -43,6 +43,13 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Setup, then the benchmarks: target/bench/summary.json and a table; a full run also
+    /// refreshes the measured section of BENCHMARKS.md. Needs root.
+    Bench {
+        /// Fewer and shorter runs (a couple of minutes).
+        #[arg(long)]
+        quick: bool,
+    },
     /// Formatting and clippy on the host crates and, with the nightly, on the kernel crate.
     Lint,
 }
@@ -74,6 +81,7 @@ fn main() -> ExitCode {
         Cmd::Setup { no_apt } => setup(!no_apt),
         Cmd::Test { cargo_args } => test(&cargo_args),
         Cmd::Run { args } => run(&args),
+        Cmd::Bench { quick } => bench(quick),
         Cmd::Lint => lint().map(|_| ()),
     };
     match result {
@@ -455,6 +463,42 @@ fn lint() -> Result<u64> {
             ),
     )?;
     Ok(3)
+}
+
+fn bench(quick: bool) -> Result<()> {
+    if !is_root() {
+        bail!("the benchmarks load BPF programs and create network namespaces: run as root");
+    }
+    setup(true)?;
+    let mut c = cargo();
+    c.args(["bench", "-p", "mining-sensor", "--bench", "sensor", "--"]);
+    if quick {
+        c.arg("--quick");
+    }
+    status(&mut c)?;
+    if !quick {
+        let table = std::fs::read_to_string(root().join("target/bench/summary.md"))?;
+        let summary: String = std::fs::read_to_string(root().join("target/bench/summary.json"))?;
+        let machine = summary
+            .lines()
+            .skip_while(|l| !l.contains("\"machine\""))
+            .take_while(|l| !l.trim_start().starts_with('}'))
+            .skip(1)
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let path = root().join("BENCHMARKS.md");
+        let doc = std::fs::read_to_string(&path).unwrap_or_default();
+        let (begin, end) = ("<!-- bench:begin -->", "<!-- bench:end -->");
+        let generated = format!("{begin}\nMachine: {machine}\n\n{table}{end}");
+        let doc = match (doc.find(begin), doc.find(end)) {
+            (Some(b), Some(e)) => format!("{}{generated}{}", &doc[..b], &doc[e + end.len()..]),
+            _ => format!("{doc}\n{generated}\n"),
+        };
+        std::fs::write(&path, doc)?;
+        step("BENCHMARKS.md updated");
+    }
+    Ok(())
 }
 
 fn run(args: &[String]) -> Result<()> {
