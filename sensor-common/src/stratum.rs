@@ -217,16 +217,63 @@ pub const MARKER_HASHES: [u32; MARKERS.len()] = marker_hashes();
 const MARKER_LENS: [u32; MARKERS.len()] = marker_lens();
 const METHOD_HASH: u32 = fnv1a(b"method");
 
+/// Multiplier of the marker table's slot function, found offline so that the markers' and
+/// `"method"`'s hashes land in distinct slots (checked by a unit test).
+const SLOT_MULTIPLIER: u32 = 0x9e37_79bb;
+
 #[inline(always)]
-fn marker_bit(hash: u32, len: u32) -> u32 {
+const fn slot(hash: u32) -> usize {
+    (hash.wrapping_mul(SLOT_MULTIPLIER) >> 24) as usize
+}
+
+const fn marker_slots() -> [u8; 256] {
+    let mut t = [0u8; 256];
     let mut i = 0;
     while i < MARKERS.len() {
-        if MARKER_HASHES[i] == hash && MARKER_LENS[i] == len {
-            return bit(i);
+        t[slot(MARKER_HASHES[i])] = i as u8 + 1;
+        i += 1;
+    }
+    t
+}
+
+/// Marker index + 1 by slot (0: no marker): one table read instead of comparing every marker.
+const MARKER_SLOTS: [u8; 256] = marker_slots();
+
+const fn min_marker_len() -> u32 {
+    let mut m = u32::MAX;
+    let mut i = 0;
+    while i < MARKERS.len() {
+        if (MARKERS[i].len() as u32) < m {
+            m = MARKERS[i].len() as u32;
         }
         i += 1;
     }
-    0
+    m
+}
+
+/// The shortest marker.
+pub const MIN_MARKER_LEN: u32 = min_marker_len();
+
+// Strings outside [MIN_MARKER_LEN, MAX_MARKER_LEN] skip the decision function; "method" must not.
+const _: () = assert!(MIN_MARKER_LEN <= 6 && MAX_MARKER_LEN >= 6);
+
+#[inline(always)]
+fn marker_bit(hash: u32, len: u32) -> u32 {
+    let i = MARKER_SLOTS[slot(hash)];
+    if i == 0 {
+        return 0;
+    }
+    // An explicit bound (not `%`) so that the BPF verifier, which cannot see the table's
+    // contents, can prove the index.
+    let j = (i - 1) as usize;
+    if j >= MARKERS.len() {
+        return 0;
+    }
+    if MARKER_HASHES[j] == hash && MARKER_LENS[j] == len {
+        bit(j)
+    } else {
+        0
+    }
 }
 
 /// The first rule that holds over a message's marker bits, as `dialect + 1`, or 0.
@@ -335,6 +382,12 @@ impl Scanner {
                 if self.in_msg == 0 {
                     return 0;
                 }
+                if self.token_len < MIN_MARKER_LEN || self.token_len > MAX_MARKER_LEN {
+                    // No marker has this length (nor has "method"): only the method-name
+                    // expectation ends, without calling the decision function.
+                    self.after_method = 0;
+                    return 0;
+                }
                 let packed = end(self.pack(), self.hash, self.token_len);
                 self.methods = (packed & MASK24) as u32;
                 self.words = ((packed >> 24) & MASK24) as u32;
@@ -364,6 +417,47 @@ impl Scanner {
         0
     }
 
+    /// Feeds the byte at `pos` of the window, or, inside a string already longer than any marker
+    /// (a wallet, an agent string, a job blob), the next 8 bytes at once when none of them can
+    /// end the string. Returns how many bytes were consumed and `dialect + 1` or 0.
+    #[inline(always)]
+    pub fn feed_with(
+        &mut self,
+        buf: &[u8; WINDOW],
+        pos: usize,
+        len: usize,
+        end: impl Fn(u64, u32, u32) -> u64,
+    ) -> (usize, u8) {
+        let p = pos & (WINDOW - 1);
+        if self.in_str != 0
+            && self.escaped == 0
+            && self.token_len > MAX_MARKER_LEN
+            && p + 8 <= WINDOW
+            && pos + 8 <= len
+        {
+            let w = u64::from_le_bytes([
+                buf[p],
+                buf[p + 1],
+                buf[p + 2],
+                buf[p + 3],
+                buf[p + 4],
+                buf[p + 5],
+                buf[p + 6],
+                buf[p + 7],
+            ]);
+            if !has_byte(w, b'"') && !has_byte(w, b'\\') && !has_byte(w, b'\n') {
+                // Such a token can no longer be a marker: its hash no longer matters.
+                self.token_len += 8;
+                let last = (w >> 56) as u8;
+                if last != b'\r' {
+                    self.prev = last;
+                }
+                return (8, 0);
+            }
+        }
+        (1, self.step_with(buf[p], end))
+    }
+
     #[inline(always)]
     fn pack(&self) -> u64 {
         (self.methods as u64 & MASK24)
@@ -380,6 +474,30 @@ impl Scanner {
 }
 
 const MASK24: u64 = (1 << 24) - 1;
+
+const fn max_marker_len() -> u32 {
+    let mut m = 0;
+    let mut i = 0;
+    while i < MARKERS.len() {
+        if MARKERS[i].len() > m {
+            m = MARKERS[i].len();
+        }
+        i += 1;
+    }
+    m as u32
+}
+
+/// The longest marker: a string token longer than this can match none.
+pub const MAX_MARKER_LEN: u32 = max_marker_len();
+
+/// Whether any byte of `w` equals `c` (the classic SWAR zero-byte test on `w ^ c...c`).
+#[inline(always)]
+const fn has_byte(w: u64, c: u8) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let v = w ^ (ONES * c as u64);
+    v.wrapping_sub(ONES) & !v & HIGHS != 0
+}
 
 /// What a closing quote decides, as a pure function of scalars so that the XDP program can make
 /// it a BPF global function. `packed` holds the message's method markers (bits 0..24), other
@@ -422,13 +540,13 @@ pub fn token_end(packed: u64, hash: u32, len: u32) -> u64 {
 /// checked; the first that matches decides.
 pub fn scan(buf: &[u8; WINDOW], len: usize) -> u8 {
     let mut s = Scanner::new();
-    let mut i = 0;
-    while i < WINDOW && i < len {
-        let d = s.step(buf[i]);
+    let mut pos = 0;
+    while pos < WINDOW && pos < len {
+        let (advance, d) = s.feed_with(buf, pos, len, token_end);
         if d != 0 {
             return d;
         }
-        i += 1;
+        pos += advance;
     }
     s.finish()
 }
@@ -453,6 +571,18 @@ mod tests {
     }
 
     const WALLET: &str = "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A";
+
+    #[test]
+    fn the_slot_table_separates_every_marker_and_method() {
+        let mut seen = std::collections::HashSet::new();
+        for h in MARKER_HASHES.iter().chain([&METHOD_HASH]) {
+            assert!(seen.insert(slot(*h)), "slot collision");
+        }
+        for (i, m) in MARKERS.iter().enumerate() {
+            assert_eq!(marker_bit(fnv1a(m), m.len() as u32), bit(i));
+        }
+        assert_eq!(marker_bit(fnv1a(b"params"), 6), 0);
+    }
 
     #[test]
     fn markers_are_unique_and_hashes_do_not_collide() {
@@ -596,6 +726,31 @@ mod tests {
             0x16, 3, 1, 0, 0xa5, 1, 0, 0, 0xa1, 3, 3, b'{', b'"', 0, 0, 0,
         ];
         assert_eq!(scan_slice(&bin), None);
+    }
+
+    #[test]
+    fn long_strings_end_at_every_alignment() {
+        // The 8-byte skip must stop at a closing quote, backslash or newline wherever it falls.
+        for pad in 0..20 {
+            let wallet: String = "4".repeat(95 + pad);
+            let login = format!(
+                "{{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{wallet}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0\"}}}}\n"
+            );
+            assert_eq!(d(&login), Some(Dialect::Monero), "pad {pad}");
+            let escaped = format!(
+                "{{\"id\":1,\"note\":\"{}\\\"method\\\":\\\"keepalived\\\"\"}}\n",
+                "n".repeat(30 + pad)
+            );
+            assert_eq!(d(&escaped), None, "pad {pad}: {escaped}");
+            let two = format!(
+                "{{\"id\":1,\"result\":\"{}\"}}\n{{\"id\":2,\"method\":\"mining.authorize\",\"params\":[]}}\n",
+                "r".repeat(30 + pad)
+            );
+            assert_eq!(d(&two), Some(Dialect::Bitcoin), "pad {pad}");
+        }
+        assert_eq!(MAX_MARKER_LEN, 27);
+        assert!(has_byte(u64::from_le_bytes(*b"abcdefg\""), b'"'));
+        assert!(!has_byte(u64::from_le_bytes(*b"abcdefgh"), b'"'));
     }
 
     #[test]

@@ -81,6 +81,8 @@ static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(6553
 struct Scratch {
     buf: [u8; stratum::WINDOW],
     init: stratum::Scanner,
+    /// Always 0; read volatile as the scan's start position (see `scan`).
+    zero: u64,
     key: FlowKey,
 }
 
@@ -497,10 +499,6 @@ fn tcp(ctx: &XdpContext, ip: &Ip, src_ranges: u64, dst_ranges: u64) -> Result<()
     if plen == 0 {
         return Ok(());
     }
-    let sport = u16::from_be_bytes([h[0], h[1]]);
-    let dport = u16::from_be_bytes([h[2], h[3]]);
-    let key = flow_key(ip, sport, dport);
-
     // Which segments are scanned, so that non-mining traffic pays almost nothing:
     // - one whose first byte is `{` can start a JSON message: always;
     // - one that continues a message (printable first byte) only on a flow already known to be
@@ -513,12 +511,17 @@ fn tcp(ctx: &XdpContext, ip: &Ip, src_ranges: u64, dst_ranges: u64) -> Result<()
         Ok(p) => unsafe { (*p)[0] },
         Err(()) => byte(ctx, payload)?,
     };
-    if first != b'{' {
-        let printable =
-            (0x20..0x7f).contains(&first) || first == b'\t' || first == b'\r' || first == b'\n';
-        if !printable || flow_unknown(&key) {
-            return Ok(());
-        }
+    let printable =
+        (0x20..0x7f).contains(&first) || first == b'\t' || first == b'\r' || first == b'\n';
+    if !printable {
+        return Ok(());
+    }
+    // Only segments that may carry JSON pay for the flow key.
+    let sport = u16::from_be_bytes([h[0], h[1]]);
+    let dport = u16::from_be_bytes([h[2], h[3]]);
+    let key = flow_key(ip, sport, dport);
+    if first != b'{' && flow_unknown(&key) {
+        return Ok(());
     }
 
     let n = if plen > stratum::WINDOW {
@@ -617,27 +620,35 @@ pub extern "C" fn inspect_window(n: u64, src_ranges: u64, dst_ranges: u64) -> u6
     dialect
 }
 
-/// State of one `bpf_loop` scan: the scanner, the window it reads and what it found.
+/// State of one `bpf_loop` scan: the scanner, the window it reads, where it is and what it found.
 #[repr(C)]
 struct ScanCtx {
     scanner: stratum::Scanner,
     buf: *const [u8; stratum::WINDOW],
+    pos: u64,
+    len: u64,
     found: u8,
 }
 
-/// One byte per call. As a `bpf_loop` callback it is verified once, with the scanner's state in
-/// memory; an open-coded loop over the window made the verifier walk every combination of the
-/// scanner's flags at every byte and exceed its 1M-instruction budget.
+/// One step per call: a byte, or 8 bytes inside a long string. As a `bpf_loop` callback it is
+/// verified once, with the scanner's state in memory; an open-coded loop over the window made the
+/// verifier walk every combination of the scanner's flags at every byte and exceed its
+/// 1M-instruction budget.
 #[inline(never)]
-extern "C" fn scan_step(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+extern "C" fn scan_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     // SAFETY: `ctx` is the `ScanCtx` handed to bpf_loop by `scan`.
     let c = unsafe { &mut *(ctx as *mut ScanCtx) };
-    let i = index as usize & (stratum::WINDOW - 1);
-    // SAFETY: `buf` points at the WINDOW-byte SCRATCH value; `i` is masked into it.
-    let b = unsafe { (*c.buf)[i] };
-    let d = c.scanner.step_with(b, |packed, hash, len| {
-        token_end(packed, hash as u64, len as u64)
-    });
+    if c.pos >= c.len {
+        return 1;
+    }
+    // SAFETY: `buf` points at the WINDOW-byte SCRATCH value; `feed_with` masks positions into it.
+    let buf = unsafe { &*c.buf };
+    let (advance, d) =
+        c.scanner
+            .feed_with(buf, c.pos as usize, c.len as usize, |packed, hash, len| {
+                token_end(packed, hash as u64, len as u64)
+            });
+    c.pos += advance as u64;
     if d != 0 {
         c.found = d;
         return 1;
@@ -656,20 +667,28 @@ pub extern "C" fn token_end(packed: u64, hash: u64, len: u64) -> u64 {
 
 #[inline(always)]
 fn scan(scratch: *mut Scratch, n: usize) -> u8 {
-    // The initial state goes through map memory (volatile, so LLVM cannot forward the constants):
-    // the verifier then sees unknown scalars on the callback's first visit, and every later state,
-    // whatever constants the step stored, is subsumed by it. Seeded with known constants, each
-    // iteration looked new to the verifier and the program exceeded its budget.
+    // The initial state and position go through map memory (volatile, so LLVM cannot forward the
+    // constants): the verifier then sees unknown scalars on the callback's first visit, and every
+    // later state, whatever the step stored, is subsumed by it. Seeded with known constants, each
+    // iteration looked new to the verifier (the position, used to index the window, was tracked
+    // exactly: 0, 1, ... 8193) and the program was rejected.
     // SAFETY: map value pointer, valid for the program run.
-    let scanner = unsafe {
+    let (scanner, pos) = unsafe {
         let init = core::ptr::addr_of_mut!((*scratch).init);
         core::ptr::write_volatile(init, stratum::Scanner::new());
-        core::ptr::read_volatile(init)
+        let zero = core::ptr::addr_of_mut!((*scratch).zero);
+        core::ptr::write_volatile(zero, 0);
+        (
+            core::ptr::read_volatile(init),
+            core::ptr::read_volatile(zero),
+        )
     };
     let mut c = ScanCtx {
         scanner,
         // SAFETY: as above.
         buf: unsafe { core::ptr::addr_of!((*scratch).buf) },
+        pos,
+        len: n as u64,
         found: 0,
     };
     // SAFETY: callback and context as bpf_loop requires; n <= WINDOW.

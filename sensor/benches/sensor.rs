@@ -267,7 +267,15 @@ fn veth_pps(tx: &str, rx: &str, frame: Vec<u8>, secs: f64) -> f64 {
     (rx_packets(rx, "vr") - before) as f64 / elapsed
 }
 
-fn veth_ratio(o: &Opts) -> (f64, f64, f64) {
+/// What the receiving namespace runs on its veth during a measurement.
+#[derive(Clone, Copy)]
+enum Rx {
+    Nothing,
+    Sensor,
+    XdpPass,
+}
+
+fn veth_ratio(o: &Opts) -> (f64, f64, f64, f64) {
     let id = std::process::id();
     let (tx, rx) = (format!("msb-tx-{id}"), format!("msb-rx-{id}"));
     for ns in [&tx, &rx] {
@@ -311,7 +319,7 @@ fn veth_ratio(o: &Opts) -> (f64, f64, f64) {
     let mut with = Vec::new();
     let rx2 = rx.clone();
     // The sensor lives in a thread inside the receiving namespace (attach resolves names there).
-    let (cmd_tx, cmd_rx) = std::sync::mpsc::channel::<bool>();
+    let (cmd_tx, cmd_rx) = std::sync::mpsc::channel::<Rx>();
     let (ack_tx, ack_rx) = std::sync::mpsc::channel::<()>();
     let holder = std::thread::spawn(move || {
         enter(&rx2);
@@ -319,35 +327,50 @@ fn veth_ratio(o: &Opts) -> (f64, f64, f64) {
         let mut k = Kernel::load_with_ranges(&cfg).unwrap();
         let ifindex = mining_sensor::kernel::ifindex("vr").unwrap();
         k.set_iface_slot(ifindex, 1).unwrap();
-        let mut link = None;
-        while let Ok(attach) = cmd_rx.recv() {
-            if attach {
-                link = Some(
-                    k.attach("vr", mining_sensor::config::XdpModeChoice::Native)
-                        .unwrap()
-                        .0,
-                );
-            } else if let Some(l) = link.take() {
+        let mut sensor = None;
+        let mut pass = None;
+        while let Ok(rx) = cmd_rx.recv() {
+            if let Some(l) = sensor.take() {
                 k.detach(l).unwrap();
+            }
+            if let Some(l) = pass.take() {
+                k.detach_baseline(l).unwrap();
+            }
+            match rx {
+                Rx::Nothing => {}
+                Rx::Sensor => {
+                    sensor = Some(
+                        k.attach("vr", mining_sensor::config::XdpModeChoice::Native)
+                            .unwrap()
+                            .0,
+                    )
+                }
+                Rx::XdpPass => pass = Some(k.attach_baseline("vr").unwrap()),
             }
             ack_tx.send(()).unwrap();
         }
     });
+    let mut pass = Vec::new();
     for _ in 0..runs {
-        without.push(veth_pps(&tx, &rx, frame.clone(), secs));
-        cmd_tx.send(true).unwrap();
-        ack_rx.recv().unwrap();
-        with.push(veth_pps(&tx, &rx, frame.clone(), secs));
-        cmd_tx.send(false).unwrap();
-        ack_rx.recv().unwrap();
+        for (mode, out) in [
+            (Rx::Nothing, &mut without),
+            (Rx::Sensor, &mut with),
+            (Rx::XdpPass, &mut pass),
+        ] {
+            cmd_tx.send(mode).unwrap();
+            ack_rx.recv().unwrap();
+            out.push(veth_pps(&tx, &rx, frame.clone(), secs));
+        }
     }
+    cmd_tx.send(Rx::Nothing).unwrap();
+    ack_rx.recv().unwrap();
     drop(cmd_tx);
     holder.join().unwrap();
     for ns in [&tx, &rx] {
         let _ = Command::new("ip").args(["netns", "del", ns]).output();
     }
     let (w, wo) = (median(with), median(without));
-    (w / wo, w, wo)
+    (w / wo, w, wo, median(pass))
 }
 
 /// A capture of one long Monero session from `kp` with its ACKs, `n` packets.
@@ -540,7 +563,8 @@ fn main() {
     drop(cfg);
 
     step("veth throughput with and without the sensor (native mode)");
-    let (ratio, with, without) = veth_ratio(&o);
+    let (ratio, with, without, pass) = veth_ratio(&o);
+    fig.insert("veth_pps_with_xdp_pass".into(), pass);
     fig.insert("veth_throughput_ratio".into(), ratio);
     fig.insert("veth_pps_with_sensor".into(), with);
     fig.insert("veth_pps_without".into(), without);
@@ -552,7 +576,7 @@ fn main() {
     fig.insert("replay_capture_packets".into(), n as f64);
 
     let over = |a: &str, b: &str| fig[a] - fig[b];
-    let goals = vec![
+    let goals = [
         (
             "unwatched traffic over XDP_PASS (ns)",
             "unwatched_tcp_ns - unwatched_tcp_baseline_ns",

@@ -254,6 +254,30 @@ impl Kernel {
         }
     }
 
+    /// Attaches the object's trivial `bench_pass` program natively (benchmarks only: it separates
+    /// the cost of a driver's XDP path from the sensor's own).
+    pub fn attach_baseline(&mut self, iface: &str) -> Result<XdpLinkId> {
+        let p: &mut Xdp = self
+            .ebpf
+            .program_mut(BASELINE)
+            .ok_or_else(|| anyhow!("program {BASELINE} missing"))?
+            .try_into()?;
+        if p.fd().is_err() {
+            p.load()?;
+        }
+        Ok(p.attach(iface, XdpMode::Driver)?)
+    }
+
+    pub fn detach_baseline(&mut self, link: XdpLinkId) -> Result<()> {
+        let p: &mut Xdp = self
+            .ebpf
+            .program_mut(BASELINE)
+            .ok_or_else(|| anyhow!("program {BASELINE} missing"))?
+            .try_into()?;
+        p.detach(link)?;
+        Ok(())
+    }
+
     pub fn detach(&mut self, link: XdpLinkId) -> Result<()> {
         self.program()?.detach(link)?;
         Ok(())
@@ -271,6 +295,18 @@ impl Kernel {
         })?;
         out.truncate(r.data_size_out as usize);
         Ok((r.return_value, out))
+    }
+
+    /// Runs the program once over `frame` for its counting only (replay): no output buffer to
+    /// allocate and copy back. Returns the XDP action.
+    pub fn count(&mut self, frame: &[u8]) -> Result<u32> {
+        let program = self.program()?;
+        Ok(program
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                ..TestRunOptions::new()
+            })?
+            .return_value)
     }
 
     /// Runs the program `repeat` times over `frame` in the kernel; returns the kernel's average

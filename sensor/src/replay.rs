@@ -423,7 +423,7 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
             current_file = f;
         }
         kernel
-            .test_run(&files[f][i].data)
+            .count(&files[f][i].data)
             .with_context(|| format!("{}: packet {}", reports[f].file, i + 1))?;
         bar.inc(1);
     }
