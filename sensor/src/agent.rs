@@ -406,6 +406,24 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         "watched ranges loaded"
     );
 
+    let web = match &config.web_config {
+        Some(path) => {
+            let w = crate::web::WebConfig::load(path)?;
+            info!(
+                tls = w.tls.is_some(),
+                basic_auth = w.requires_auth(),
+                "web configuration {} loaded",
+                path.display()
+            );
+            Some(std::sync::Arc::new(w))
+        }
+        None => None,
+    };
+    let scheme = if web.as_ref().is_some_and(|w| w.tls.is_some()) {
+        "https"
+    } else {
+        "http"
+    };
     // Serve before attaching, so that a listen error leaves nothing attached.
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -415,8 +433,8 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                 config.listen
             )
         })?;
-    info!(listen = %config.listen, "serving metrics at http://{}/metrics", config.listen);
-    let server = tokio::spawn(exporter::serve(listener, metrics.clone()));
+    info!(listen = %config.listen, "serving metrics at {scheme}://{}/metrics", config.listen);
+    let server = tokio::spawn(exporter::serve(listener, metrics.clone(), web));
 
     for (n, iface) in config.interfaces.iter().enumerate() {
         let slot = n + 1;

@@ -48,6 +48,9 @@ pub struct Config {
     pub flow_idle_timeout: Duration,
     pub max_prefixes: u32,
     pub ranges: Vec<Range>,
+    /// Web configuration (TLS, basic authentication) for the metrics endpoint; relative to the
+    /// configuration file's folder when relative.
+    pub web_config: Option<std::path::PathBuf>,
     /// Things worth telling the operator that do not stop the sensor.
     pub warnings: Vec<String>,
 }
@@ -70,6 +73,7 @@ struct RawConfig {
     flow_table_size: Option<Spanned<i64>>,
     flow_idle_timeout: Option<Spanned<String>>,
     max_prefixes: Option<Spanned<i64>>,
+    web_config: Option<std::path::PathBuf>,
     #[serde(default)]
     ranges: Vec<RawRange>,
 }
@@ -107,7 +111,14 @@ impl Config {
             line: None,
             message: format!("cannot read the configuration file: {e}"),
         })?;
-        Self::parse(&text, &path.display().to_string())
+        let mut cfg = Self::parse(&text, &path.display().to_string())?;
+        if let Some(web) = &cfg.web_config
+            && web.is_relative()
+            && let Some(dir) = path.parent()
+        {
+            cfg.web_config = Some(dir.join(web));
+        }
+        Ok(cfg)
     }
 
     pub fn embedded_default() -> Self {
@@ -336,6 +347,7 @@ impl Config {
             flow_idle_timeout,
             max_prefixes,
             ranges,
+            web_config: raw.web_config,
             warnings,
         })
     }

@@ -9,3 +9,4 @@ pub mod metrics;
 pub mod packet;
 pub mod ranges;
 pub mod replay;
+pub mod web;

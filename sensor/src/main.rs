@@ -79,7 +79,18 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { file } => match Config::from_file(&file) {
+        Command::CheckConfig { file } => match Config::from_file(&file).and_then(|cfg| {
+            if let Some(web) = &cfg.web_config {
+                mining_sensor::web::WebConfig::load(web).map_err(|e| {
+                    mining_sensor::config::ConfigError {
+                        file: file.display().to_string(),
+                        line: None,
+                        message: format!("web_config: {e:#}"),
+                    }
+                })?;
+            }
+            Ok(cfg)
+        }) {
             Ok(cfg) => {
                 for w in &cfg.warnings {
                     eprintln!("warning: {w}");

@@ -501,7 +501,11 @@ fn live_path_end_to_end() {
     let prom_cfg = dir.join("prometheus.yml");
     std::fs::write(
         &prom_cfg,
-        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: mining-sensor\n    static_configs:\n      - targets: ['127.0.0.1:{SENSOR_PORT}']\n        labels:\n          sensor: harness\n"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: mining-sensor\n    static_configs:\n      - targets: ['127.0.0.1:{SENSOR_PORT}']\n        labels:\n          sensor: harness\n",
+            // The rules shipped in deploy/, exactly as operators load them.
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/prometheus/mining-sensor.rules.yml")
+        ),
     )
     .unwrap();
     let prom = Command::new("ip")
@@ -517,6 +521,31 @@ fn live_path_end_to_end() {
         .spawn()
         .expect("prometheus (cargo xtask setup installs it)");
     let _prom = Proc(prom);
+
+    // Prometheus has loaded the shipped rules and scraped the sensor once (every counter at 0)
+    // before any traffic, as in a running deployment: a counter first seen already non-zero shows
+    // no increase to the alert.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let up = http_get(
+            &t.vantage,
+            PROM_PORT,
+            "/api/v1/query?query=up%7Bjob%3D%22mining-sensor%22%7D",
+        );
+        let rules = http_get(&t.vantage, PROM_PORT, "/api/v1/rules");
+        let scraped = serde_json::from_str::<serde_json::Value>(&up)
+            .ok()
+            .is_some_and(|v| v["data"]["result"][0]["value"][1].as_str() == Some("1"));
+        if scraped && rules.contains("MiningFromWatchedRange") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus not ready: {up} {rules} {}",
+            std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
 
     // Observers first, then traffic.
     let stop = Arc::new(AtomicBool::new(false));
@@ -679,6 +708,31 @@ fn live_path_end_to_end() {
         assert!(
             Instant::now() < deadline,
             "Prometheus never saw the flows: {body}"
+        );
+        thread::sleep(Duration::from_millis(500));
+    }
+
+    // The shipped alert fires for the harness's miner.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = http_get(&t.vantage, PROM_PORT, "/api/v1/alerts");
+        let firing = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["data"]["alerts"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .any(|a| {
+                a["labels"]["alertname"] == "MiningFromWatchedRange"
+                    && a["labels"]["range"] == "harness"
+                    && a["labels"]["dialect"] == "monero"
+                    && a["state"] == "firing"
+            });
+        if firing {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "MiningFromWatchedRange never fired: {body}"
         );
         thread::sleep(Duration::from_millis(500));
     }
