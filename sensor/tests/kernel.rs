@@ -623,3 +623,157 @@ fn the_filter_follows_range_changes() {
         .unwrap();
     assert_eq!(k.traffic_cell(1, 0, DIR_FROM).unwrap().packets, 3);
 }
+
+/// The counting rules from the outside, written independently of the kernel program: whether a
+/// frame is countable IP and, if so, its source, destination and IP bytes.
+fn reference(frame: &[u8]) -> Option<(std::net::IpAddr, std::net::IpAddr, u64)> {
+    let mut off = 12;
+    let mut ethertype = u16::from_be_bytes(frame.get(off..off + 2)?.try_into().ok()?);
+    let mut tags = 0;
+    while matches!(ethertype, 0x8100 | 0x88a8 | 0x9100) {
+        if tags == 4 {
+            return None;
+        }
+        off += 4;
+        tags += 1;
+        ethertype = u16::from_be_bytes(frame.get(off..off + 2)?.try_into().ok()?);
+    }
+    let l3 = off + 2;
+    match ethertype {
+        0x0800 => {
+            let h = frame.get(l3..l3 + 20)?;
+            let ihl = (h[0] & 0x0f) as usize * 4;
+            let total = u16::from_be_bytes([h[2], h[3]]) as usize;
+            if h[0] >> 4 != 4 || ihl < 20 || total < ihl || l3 + total > frame.len() {
+                return None;
+            }
+            let src = std::net::IpAddr::from(<[u8; 4]>::try_from(&h[12..16]).unwrap());
+            let dst = std::net::IpAddr::from(<[u8; 4]>::try_from(&h[16..20]).unwrap());
+            Some((src, dst, total as u64))
+        }
+        0x86dd => {
+            let h = frame.get(l3..l3 + 40)?;
+            let payload = u16::from_be_bytes([h[4], h[5]]) as usize;
+            if h[0] >> 4 != 6 || l3 + 40 + payload > frame.len() {
+                return None;
+            }
+            let src = std::net::IpAddr::from(<[u8; 16]>::try_from(&h[8..24]).unwrap());
+            let dst = std::net::IpAddr::from(<[u8; 16]>::try_from(&h[24..40]).unwrap());
+            Some((src, dst, 40 + payload as u64))
+        }
+        _ => None,
+    }
+}
+
+#[test]
+fn hostile_frames_count_exactly_what_the_rules_say() {
+    let mut s = Sensor::with(
+        "[[ranges]]\nname = \"w\"\ncidrs = [\"198.18.0.0/15\", \"2001:db8:a::/48\"]\n",
+    );
+    let watched: Vec<ipnet::IpNet> = ["198.18.0.0/15", "2001:db8:a::/48"]
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let inside = |a: std::net::IpAddr| watched.iter().any(|n| n.contains(&a));
+    let templates = vec![
+        Packet::tcp4(
+            ip("198.18.0.9"),
+            ip("198.51.100.1"),
+            40000,
+            3333,
+            &xmrig_login(),
+        )
+        .build(),
+        Packet::tcp4(
+            ip("198.51.100.1"),
+            ip("198.19.1.1"),
+            3333,
+            40000,
+            LOGIN_REPLY,
+        )
+        .ipv4_options(3)
+        .vlan(0x8100, 5)
+        .build(),
+        Packet::udp4(
+            ip("198.18.7.7"),
+            ip("198.18.8.8"),
+            53,
+            53,
+            b"\x12\x34\x01\x00\x00\x01",
+        )
+        .vlan(0x88a8, 1)
+        .vlan(0x8100, 2)
+        .build(),
+        Packet::tcp6(
+            ip6("2001:db8:a::1"),
+            ip6("2001:db8:b::1"),
+            40000,
+            3333,
+            SUBMIT,
+        )
+        .ipv6_ext(0, 8)
+        .ipv6_ext(60, 16)
+        .build(),
+        Packet::udp6(ip6("2001:db8:b::1"), ip6("2001:db8:a::2"), 1, 2, b"x")
+            .fragment(3)
+            .build(),
+    ];
+    // A fixed xorshift sequence: the same hostile frames on every run.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (mut from, mut to) = (s.traffic(0, DIR_FROM), s.traffic(0, DIR_TO));
+    let mut countable = 0;
+    for i in 0..3000 {
+        let mut f = templates[i % templates.len()].clone();
+        match next() % 4 {
+            // Flip 1 to 8 bits in the first 80 bytes (the headers).
+            0 | 1 => {
+                for _ in 0..=next() % 8 {
+                    let at = (next() as usize) % f.len().min(80);
+                    f[at] ^= 1 << (next() % 8);
+                }
+            }
+            // Cut anywhere past the Ethernet header.
+            2 => f.truncate(14 + (next() as usize) % (f.len() - 14)),
+            // Overwrite one header byte with anything (bogus IHL, lengths, versions, next headers).
+            _ => {
+                let at = 12 + (next() as usize) % 50;
+                if at < f.len() {
+                    f[at] = next() as u8;
+                }
+            }
+        }
+        s.run(&f);
+        let (now_from, now_to) = (s.traffic(0, DIR_FROM), s.traffic(0, DIR_TO));
+        let want = reference(&f);
+        let (mut df, mut dt) = ((0, 0), (0, 0));
+        if let Some((src, dst, bytes)) = want {
+            countable += 1;
+            if inside(src) {
+                df = (1, bytes);
+            }
+            if inside(dst) {
+                dt = (1, bytes);
+            }
+        }
+        assert_eq!(
+            (now_from.0 - from.0, now_from.1 - from.1),
+            df,
+            "frame {i}: {f:02x?}"
+        );
+        assert_eq!(
+            (now_to.0 - to.0, now_to.1 - to.1),
+            dt,
+            "frame {i}: {f:02x?}"
+        );
+        (from, to) = (now_from, now_to);
+    }
+    // Enough of the mutations stay countable for the comparison to mean something.
+    assert!(countable > 500, "{countable}");
+    assert_eq!(s.event(ParseEvent::Seen), 3000);
+}
