@@ -187,7 +187,8 @@ metric_names() {
     python3 - "$prom/mining-sensor.rules.yml" "$dash" deploy/exported-metrics.txt <<'EOF'
 import json, re, sys, yaml
 rules_file, dash_file, exported_file = sys.argv[1:]
-exported = {l.strip() for l in open(exported_file) if l.strip()}
+# Same reading as the unit test in sensor/src/metrics.rs: trim each line, skip blank lines and '#' comments.
+exported = {l.strip() for l in open(exported_file) if l.strip() and not l.strip().startswith("#")}
 rules = [r for g in yaml.safe_load(open(rules_file))["groups"] for r in g["rules"]]
 recorded = sorted({r["record"] for r in rules if "record" in r}, key=len, reverse=True)
 exprs = [("rules: " + r.get("record", r.get("alert")), r["expr"]) for r in rules]
@@ -254,18 +255,30 @@ EOF
 }
 check "kubernetes manifests (DaemonSet, ConfigMap)" k8s_structure
 
+# The names in deploy/exported-metrics.txt, one a line, read as the unit test in sensor/src/metrics.rs
+# reads them: each line trimmed, blank lines and lines starting with '#' skipped.
+exported_names() {
+    sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//' deploy/exported-metrics.txt | grep -v -e '^$' -e '^#'
+}
+# The list changes as the sensor gains metrics (the unit test keeps it equal to what the sensor
+# registers), so no fixed count: at least one name, every line a metric name, no duplicates.
 exported_list() {
-    local n
-    n=$(grep -c . deploy/exported-metrics.txt)
-    [[ $n == 19 ]] || { echo "deploy/exported-metrics.txt has $n names, want 19"; return 1; }
-    if grep -vxE 'mining_sensor_[a-z0-9_]+' deploy/exported-metrics.txt; then
+    local names n dup
+    [[ -f deploy/exported-metrics.txt ]] || { echo "deploy/exported-metrics.txt is missing"; return 1; }
+    names=$(exported_names || true)
+    n=$(grep -c . <<<"$names" || true)
+    [[ $n -ge 1 ]] || { echo "deploy/exported-metrics.txt lists no metric name"; return 1; }
+    if grep -vxE 'mining_sensor_[a-z0-9_]+' <<<"$names"; then
         echo "^ not a metric name"
         return 1
     fi
-    if [[ -n $(sort deploy/exported-metrics.txt | uniq -d) ]]; then
-        echo "duplicate names"
+    dup=$(sort <<<"$names" | uniq -d)
+    if [[ -n $dup ]]; then
+        echo "duplicate names:"
+        echo "$dup"
         return 1
     fi
+    echo "$n names"
 }
 
 # No container engine is needed for this: it checks what the Dockerfile must say, not that it builds.
@@ -277,7 +290,7 @@ dockerfile_structure() {
     grep -q '^ENTRYPOINT ' "$f" || { echo "no ENTRYPOINT"; return 1; }
 }
 check "deploy/container/Dockerfile (base, COPY of the host-built binary, non-root USER, ENTRYPOINT)" dockerfile_structure
-check "deploy/exported-metrics.txt: 19 distinct metric names" exported_list
+check "deploy/exported-metrics.txt: distinct metric names, at least one" exported_list
 
 echo "deploy: $passed passed, $failed failed"
 [[ $failed == 0 ]]

@@ -446,3 +446,48 @@ pub fn monotonic_ns() -> u64 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// deploy/exported-metrics.txt is what the dashboard and the alert rules are checked against
+    /// (deploy/check.sh); it must list exactly the metrics the sensor registers.
+    #[test]
+    fn deploy_lists_exactly_the_exported_metrics() {
+        let m = Metrics::new();
+        // Vectors export nothing until a label set exists: touch one of each.
+        for v in [&m.packets, &m.bytes] {
+            v.with_label_values(&["r", "from", "i"]);
+        }
+        for v in [&m.stratum_packets, &m.stratum_flows] {
+            v.with_label_values(&["r", "from", "monero"]);
+        }
+        m.mining_flows.with_label_values(&["r", "monero"]);
+        m.config_reloads.with_label_values(&["success"]);
+        m.interface_up.with_label_values(&["i"]);
+        m.xdp_attached.with_label_values(&["i", "native"]);
+        m.parse_events.with_label_values(&["seen"]);
+        m.watched_prefixes.with_label_values(&["r", "ipv4"]);
+        let mut exported: Vec<String> = m
+            .registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect();
+        exported.sort();
+        let listed = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/exported-metrics.txt"
+        ))
+        .unwrap();
+        let mut listed: Vec<String> = listed
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect();
+        listed.sort();
+        assert_eq!(exported, listed);
+    }
+}
