@@ -9,4 +9,5 @@ pub mod metrics;
 pub mod packet;
 pub mod ranges;
 pub mod replay;
+pub mod report;
 pub mod web;

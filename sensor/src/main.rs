@@ -58,6 +58,9 @@ enum Command {
         /// Write the report as JSON.
         #[arg(long, value_name = "OUT")]
         json: Option<PathBuf>,
+        /// Write a self-contained HTML page: timelines per range and the first/last-third ratio.
+        #[arg(long, value_name = "OUT.html")]
+        report: Option<PathBuf>,
         /// Bucket length for the time series, e.g. 1h, 1d, 5m.
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         bucket: std::time::Duration,
@@ -112,16 +115,18 @@ fn main() -> ExitCode {
             config,
             openmetrics,
             json,
+            report,
             bucket,
             strict,
             files,
         } => {
-            let quiet = openmetrics.is_some() || json.is_some();
+            let quiet = openmetrics.is_some() || json.is_some() || report.is_some();
             match mining_sensor::replay::replay(mining_sensor::replay::ReplayOptions {
                 config,
                 files,
                 openmetrics,
                 json,
+                report,
                 bucket,
                 strict,
             }) {

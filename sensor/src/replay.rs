@@ -41,6 +41,7 @@ pub struct ReplayOptions {
     pub files: Vec<PathBuf>,
     pub openmetrics: Option<PathBuf>,
     pub json: Option<PathBuf>,
+    pub report: Option<PathBuf>,
     pub bucket: Duration,
     pub strict: bool,
 }
@@ -444,6 +445,10 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
     };
     if let Some(path) = &opts.openmetrics {
         std::fs::write(path, openmetrics(&report))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &opts.report {
+        std::fs::write(path, crate::report::html(&report))
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &opts.json {

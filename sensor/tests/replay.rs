@@ -452,7 +452,23 @@ fn a_synthetic_season_shows_the_tenfold_rise() {
     let dir = tmp("season");
     let f = dir.join("season.pcap");
     write_pcap(&f, DataLink::ETHERNET, &packets);
-    let (_, r) = replay(&["--bucket", "1d"], &[&f]);
+    let html = dir.join("season.html");
+    let (_, r) = replay(
+        &["--bucket", "1d", "--report", html.to_str().unwrap()],
+        &[&f],
+    );
+    // The page answers the question by looking: the ratio, the timeline, nothing fetched.
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("<td>kp</td><td>10</td><td>100</td><td class=\"ratio\">10.0×</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("2019-03-01 01:00"),
+        "capture period in the page"
+    );
+    assert_eq!(page.matches("<svg").count(), 2);
+    assert!(!page.contains("http://") && !page.contains("https://") && !page.contains("<script"));
     let buckets = r["buckets"].as_array().unwrap();
     assert_eq!(buckets.len(), 90);
     let flows_at = |i: usize| -> u64 {
