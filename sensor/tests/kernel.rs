@@ -675,7 +675,7 @@ fn hostile_frames_count_exactly_what_the_rules_say() {
         .map(|n| n.parse().unwrap())
         .collect();
     let inside = |a: std::net::IpAddr| watched.iter().any(|n| n.contains(&a));
-    let templates = vec![
+    let templates = [
         Packet::tcp4(
             ip("198.18.0.9"),
             ip("198.51.100.1"),
