@@ -55,9 +55,9 @@ const REPORTED: [&str; 4] = [
 ];
 
 /// One packet of a capture, normalised to an Ethernet frame.
-struct Frame {
-    ts: Duration,
-    data: Vec<u8>,
+pub struct Frame {
+    pub ts: Duration,
+    pub data: Vec<u8>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -153,6 +153,17 @@ fn read_capture(path: &Path, strict: bool, report: &mut FileReport) -> Result<Ve
         .with_context(|| format!("{name}: cannot open"))?
         .read_to_end(&mut raw)
         .with_context(|| format!("{name}: cannot read"))?;
+    parse_capture(&name.to_string(), raw, strict, report)
+}
+
+/// Parses a capture held in memory (see `read_capture`); `name` names it in messages. Public for
+/// the fuzz target: no input may make it panic.
+pub fn parse_capture(
+    name: &str,
+    mut raw: Vec<u8>,
+    strict: bool,
+    report: &mut FileReport,
+) -> Result<Vec<Frame>> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         MultiGzDecoder::new(BufReader::new(raw.as_slice()))

@@ -24,6 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run one fuzz target (stratum_scan, config, capture) for the bounded time `test` uses.
+    Fuzz { target: String },
     /// Install the BPF toolchain (nightly rust-src, bpf-linker on the nightly's LLVM) and the
     /// Debian packages the tests use. Idempotent.
     Setup {
@@ -74,6 +76,11 @@ const APT_PACKAGES: &[&str] = &[
 
 /// The bpf-linker release known to build against the nightly's LLVM 22.
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// cargo-fuzz, for the fuzz targets under fuzz/.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+/// The fuzz targets and how long `test` runs each (bounded; the corpus in fuzz/corpus seeds it).
+const FUZZ_TARGETS: &[&str] = &["stratum_scan", "config", "capture"];
+const FUZZ_SECONDS: u32 = 20;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -82,6 +89,7 @@ fn main() -> ExitCode {
         Cmd::Test { cargo_args } => test(&cargo_args),
         Cmd::Run { args } => run(&args),
         Cmd::Bench { quick } => bench(quick),
+        Cmd::Fuzz { target } => setup(false).and_then(|_| fuzz(&target)),
         Cmd::Lint => lint().map(|_| ()),
     };
     match result {
@@ -136,6 +144,7 @@ fn setup(apt: bool) -> Result<()> {
     let started = Instant::now();
     nightly_rust_src()?;
     bpf_linker()?;
+    cargo_fuzz()?;
     if apt {
         apt_packages()?;
     }
@@ -270,6 +279,20 @@ fn bpf_linker() -> Result<()> {
     Ok(())
 }
 
+fn cargo_fuzz() -> Result<()> {
+    let works = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if works {
+        return Ok(());
+    }
+    step(&format!("installing cargo-fuzz {CARGO_FUZZ_VERSION}"));
+    status(Command::new("cargo").args(["install", "cargo-fuzz", "--version", CARGO_FUZZ_VERSION]))
+}
+
 fn apt_packages() -> Result<()> {
     let out = Command::new("dpkg-query")
         .args(["-W", "-f=${Package} ${db:Status-Status}\n"])
@@ -381,6 +404,22 @@ fn test(cargo_args: &[String]) -> Result<()> {
     }
 
     if cargo_args.is_empty() {
+        for target in FUZZ_TARGETS {
+            step(&format!(
+                "fuzzing {target} for {FUZZ_SECONDS}s (seeds: fuzz/corpus/{target})"
+            ));
+            match fuzz(target) {
+                Ok(()) => {
+                    println!("fuzz {target}: ok");
+                    passed += 1;
+                }
+                Err(e) => {
+                    eprintln!("xtask: fuzz {target}: {e:#}");
+                    failed += 1;
+                    problems.push("fuzz");
+                }
+            }
+        }
         match lint() {
             Ok(n) => passed += n,
             Err(e) => {
@@ -397,6 +436,29 @@ fn test(cargo_args: &[String]) -> Result<()> {
         bail!("failed: {}", problems.join(", "));
     }
     Ok(())
+}
+
+/// Runs one fuzz target for a bounded time. The repository's corpus is read only; what the
+/// fuzzer finds goes to target/fuzz-corpus, and a crash leaves its input in fuzz/artifacts.
+fn fuzz(target: &str) -> Result<()> {
+    let work = root().join("target/fuzz-corpus").join(target);
+    std::fs::create_dir_all(&work)?;
+    status(
+        Command::new("rustup")
+            .args(["run", "nightly", "cargo", "fuzz", "run", target])
+            .arg(&work)
+            .arg(root().join("fuzz/corpus").join(target))
+            .args([
+                "--",
+                &format!("-max_total_time={FUZZ_SECONDS}"),
+                "-rss_limit_mb=2048",
+                "-print_final_stats=1",
+            ])
+            .current_dir(root())
+            .env_remove("RUSTC")
+            .env_remove("RUSTC_WORKSPACE_WRAPPER")
+            .env_remove("CARGO"),
+    )
 }
 
 /// deploy/check.sh ends with `deploy: N passed, M failed`.
