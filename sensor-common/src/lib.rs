@@ -174,12 +174,52 @@ pub struct FlowState {
     pub _pad: [u8; 3],
 }
 
+/// Indexes of the per-CPU `STATS` array: what the program did, beyond counting packets.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    /// Flows inserted into the flow table (so evictions = created - entries).
+    FlowsCreated = 0,
+    /// Events written to the ring buffer.
+    EventsSent = 1,
+    /// Events dropped because the ring buffer was full.
+    EventsLost = 2,
+}
+
+impl Stat {
+    pub const COUNT: usize = 3;
+}
+
+/// `Event::kind`: a new Stratum flow.
+pub const EVENT_STRATUM_FLOW: u8 = 0;
+
+/// One event in the `EVENTS` ring buffer: a flow worth reporting, as its first packet showed it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the packet.
+    pub ts_ns: u64,
+    pub key: FlowKey,
+    /// Ranges containing the packet's source / destination, as bit sets.
+    pub src_ranges: u64,
+    pub dst_ranges: u64,
+    pub ifindex: u32,
+    /// `EVENT_*`.
+    pub kind: u8,
+    /// `stratum::Dialect` as u8 for Stratum flows.
+    pub dialect: u8,
+    /// 1 when the packet's source is the key's lower endpoint.
+    pub src_is_lo: u8,
+    pub _pad: u8,
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: plain `#[repr(C)]` data without padding holes that could leak or be invalid.
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowState {}
+    unsafe impl aya::Pod for super::Event {}
 }
 
 #[cfg(test)]
@@ -204,5 +244,6 @@ mod tests {
     fn flow_layout_has_no_implicit_padding() {
         assert_eq!(core::mem::size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 1 + 1 + 2);
         assert_eq!(core::mem::size_of::<FlowState>(), 8 * 3 + 4 + 1 + 3);
+        assert_eq!(core::mem::size_of::<Event>(), 8 + 40 + 8 + 8 + 4 + 4);
     }
 }

@@ -14,14 +14,15 @@ use aya_ebpf::{
     bindings::{BPF_NOEXIST, xdp_action},
     helpers::{bpf_ktime_get_ns, bpf_loop, bpf_xdp_load_bytes},
     macros::{map, xdp},
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::XdpContext,
 };
 use aya_log_ebpf::debug;
 use sensor_common::{
-    Counter, DIR_FROM, DIR_TO, FILTER_V4_ALL, FILTER_V6_ALL, FILTER_WORDS, FlowKey, FlowState,
-    IFINDEX_DIRECT, MAX_IFACE_SLOTS, MAX_RANGES, ParseEvent, STRATUM_CELLS, TRAFFIC_CELLS,
-    UNWATCHED_SLOT, filter_bit_v4, filter_bit_v6, stratum, stratum_index, traffic_index,
+    Counter, DIR_FROM, DIR_TO, EVENT_STRATUM_FLOW, Event, FILTER_V4_ALL, FILTER_V6_ALL,
+    FILTER_WORDS, FlowKey, FlowState, IFINDEX_DIRECT, MAX_IFACE_SLOTS, MAX_RANGES, ParseEvent,
+    STRATUM_CELLS, Stat, TRAFFIC_CELLS, UNWATCHED_SLOT, filter_bit_v4, filter_bit_v6, stratum,
+    stratum_index, traffic_index,
 };
 
 /// Stacked VLAN tags followed (802.1ad outer + 802.1Q inner is two; some carriers stack more).
@@ -45,6 +46,13 @@ static STRATUM_PACKETS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STRATUM
 static STRATUM_FLOWS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STRATUM_CELLS as u32, 0);
 #[map]
 static PARSE: PerCpuArray<u64> = PerCpuArray::with_max_entries(ParseEvent::COUNT as u32, 0);
+#[map]
+static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat::COUNT as u32, 0);
+
+/// One event per new Stratum flow, read by the agent. Resized by the agent from configuration;
+/// an event that finds it full is counted in `STATS[EventsLost]`, never silently dropped.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 
 /// Watched prefixes; the value is the bit set of configured ranges that contain the prefix (the
 /// agent folds enclosing prefixes of every range in, so the longest match answers for all ranges).
@@ -102,6 +110,14 @@ pub fn sensor(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn bench_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+#[inline(always)]
+fn stat(s: Stat) {
+    if let Some(p) = STATS.get_ptr_mut(s as u32) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *p += 1 };
+    }
 }
 
 #[inline(always)]
@@ -519,8 +535,11 @@ fn tcp(ctx: &XdpContext, ip: &Ip, src_ranges: u64, dst_ranges: u64) -> Result<()
     // Only segments that may carry JSON pay for the flow key.
     let sport = u16::from_be_bytes([h[0], h[1]]);
     let dport = u16::from_be_bytes([h[2], h[3]]);
-    let key = flow_key(ip, sport, dport);
-    if first != b'{' && flow_unknown(&key) {
+    let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    let key = unsafe { &mut (*scratch).key };
+    let src_is_lo = fill_flow_key(key, ip, sport, dport);
+    if first != b'{' && flow_unknown(key) {
         return Ok(());
     }
 
@@ -536,10 +555,8 @@ fn tcp(ctx: &XdpContext, ip: &Ip, src_ranges: u64, dst_ranges: u64) -> Result<()
     if n == 0 || n > stratum::WINDOW {
         return Ok(());
     }
-    let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
     // SAFETY: map value pointer, valid for the program run; 0 < n <= WINDOW bytes into `buf`.
     let rc = unsafe {
-        (*scratch).key = key;
         bpf_xdp_load_bytes(
             ctx.ctx,
             payload as u32,
@@ -550,7 +567,8 @@ fn tcp(ctx: &XdpContext, ip: &Ip, src_ranges: u64, dst_ranges: u64) -> Result<()
     if rc != 0 {
         return Err(());
     }
-    let found = inspect_window(n as u64, src_ranges, dst_ranges);
+    let origin = ctx.ingress_ifindex() as u64 | (src_is_lo as u64) << 32;
+    let found = inspect_window(n as u64, src_ranges, dst_ranges, origin);
     if found & NEW_FLOW != 0 {
         debug!(
             ctx,
@@ -571,7 +589,7 @@ const NEW_FLOW: u64 = 1 << 8;
 /// window holds no Stratum message, else the dialect plus `NEW_FLOW` for a new flow.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn inspect_window(n: u64, src_ranges: u64, dst_ranges: u64) -> u64 {
+pub extern "C" fn inspect_window(n: u64, src_ranges: u64, dst_ranges: u64, origin: u64) -> u64 {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
@@ -603,7 +621,11 @@ pub extern "C" fn inspect_window(n: u64, src_ranges: u64, dst_ranges: u64) -> u6
                 _pad: [0; 3],
             };
             match insert_new_flow(key, &state) {
-                Ok(()) => ((d - 1) as u64, true),
+                Ok(()) => {
+                    stat(Stat::FlowsCreated);
+                    emit(key, now, src_ranges, dst_ranges, origin, d - 1);
+                    ((d - 1) as u64, true)
+                }
                 // Lost a race with another CPU inserting the same flow: that CPU counted it.
                 Err(_) => {
                     bump(ParseEvent::FlowInsertFailed);
@@ -618,6 +640,32 @@ pub extern "C" fn inspect_window(n: u64, src_ranges: u64, dst_ranges: u64) -> u6
         return dialect | NEW_FLOW;
     }
     dialect
+}
+
+/// Reports a new Stratum flow through the ring buffer, written in place (no copy on the BPF
+/// stack, whose 512 bytes the call chain already mostly uses).
+#[inline(always)]
+fn emit(key: &FlowKey, now: u64, src_ranges: u64, dst_ranges: u64, origin: u64, dialect: u8) {
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        stat(Stat::EventsLost);
+        return;
+    };
+    let e = entry.as_mut_ptr();
+    // SAFETY: `e` points at a reserved, writable Event in the ring; every field is written
+    // before the entry is submitted.
+    unsafe {
+        core::ptr::addr_of_mut!((*e).ts_ns).write(now);
+        core::ptr::addr_of_mut!((*e).key).write(*key);
+        core::ptr::addr_of_mut!((*e).src_ranges).write(src_ranges);
+        core::ptr::addr_of_mut!((*e).dst_ranges).write(dst_ranges);
+        core::ptr::addr_of_mut!((*e).ifindex).write(origin as u32);
+        core::ptr::addr_of_mut!((*e).kind).write(EVENT_STRATUM_FLOW);
+        core::ptr::addr_of_mut!((*e).dialect).write(dialect);
+        core::ptr::addr_of_mut!((*e).src_is_lo).write((origin >> 32) as u8 & 1);
+        core::ptr::addr_of_mut!((*e)._pad).write(0);
+    }
+    entry.submit(0);
+    stat(Stat::EventsSent);
 }
 
 /// State of one `bpf_loop` scan: the scanner, the window it reads, where it is and what it found.
@@ -721,15 +769,16 @@ fn insert_new_flow(key: &FlowKey, state: &FlowState) -> Result<(), i32> {
     FLOWS.insert(key, state, BPF_NOEXIST as u64)
 }
 
-/// The flow key: lower endpoint first, so that both directions give the same key.
+/// Writes the flow key into `key` (lower endpoint first, so that both directions give the same
+/// key; written in place, in map memory, because the BPF stack is nearly full) and returns
+/// whether the packet's source is that lower endpoint.
 #[inline(always)]
-fn flow_key(ip: &Ip, sport: u16, dport: u16) -> FlowKey {
-    let mut key = FlowKey {
-        proto: IPPROTO_TCP,
-        family: ip.family,
-        ..FlowKey::default()
-    };
-    if (ip.src, sport) <= (ip.dst, dport) {
+fn fill_flow_key(key: &mut FlowKey, ip: &Ip, sport: u16, dport: u16) -> bool {
+    key.proto = IPPROTO_TCP;
+    key.family = ip.family;
+    key._pad = [0; 2];
+    let src_is_lo = (ip.src, sport) <= (ip.dst, dport);
+    if src_is_lo {
         key.addr_lo = ip.src;
         key.addr_hi = ip.dst;
         key.port_lo = sport;
@@ -740,7 +789,7 @@ fn flow_key(ip: &Ip, sport: u16, dport: u16) -> FlowKey {
         key.port_lo = dport;
         key.port_hi = sport;
     }
-    key
+    src_is_lo
 }
 
 #[cfg(not(test))]

@@ -88,7 +88,17 @@ struct Assignment {
     fresh: Vec<usize>,
 }
 
+/// What event lines need to name ranges and interfaces, kept current by the agent.
+#[derive(Default)]
+struct EventNames {
+    ranges: Vec<Option<String>>,
+    ifaces: HashMap<u32, String>,
+}
+
+type SharedNames = std::sync::Arc<std::sync::RwLock<EventNames>>;
+
 struct Agent {
+    names: SharedNames,
     kernel: Kernel,
     metrics: Metrics,
     drainer: Drainer,
@@ -153,6 +163,9 @@ impl Agent {
                 .with_label_values(&[&r.name, "ipv6"])
                 .set((r.cidrs.len() - v4) as i64);
         }
+        if let Ok(mut names) = self.names.write() {
+            names.ranges = labels.clone();
+        }
         self.labels.ranges = labels;
         Ok(())
     }
@@ -185,6 +198,9 @@ impl Agent {
             .xdp_attached
             .with_label_values(&[&name, mode.label()])
             .set(1);
+        if let Ok(mut names) = self.names.write() {
+            names.ifaces.insert(ifindex, name);
+        }
         let i = &mut self.ifaces[n];
         i.ifindex = Some(ifindex);
         i.link = Some((link, mode));
@@ -390,7 +406,16 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     }
     let metrics = Metrics::new();
     metrics.flow_capacity.set(config.flow_table_size as i64);
+    let names = SharedNames::default();
+    let ring = kernel.take_events()?;
+    spawn_events(
+        ring,
+        names.clone(),
+        &config.events.sink,
+        metrics.events_lost.clone(),
+    )?;
     let mut agent = Agent {
+        names,
         kernel,
         metrics: metrics.clone(),
         drainer: Drainer::default(),
@@ -481,6 +506,51 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     agent.drain();
     agent.detach_all();
     server.abort();
+    Ok(())
+}
+
+/// Writes each flow event the kernel reports as a JSON line to the configured sink. A record that
+/// cannot be written counts as lost (`mining_sensor_events_lost_total`), never silently dropped.
+fn spawn_events(
+    ring: aya::maps::RingBuf<aya::maps::MapData>,
+    names: SharedNames,
+    sink: &crate::config::EventSink,
+    lost: prometheus::IntCounter,
+) -> Result<()> {
+    let mut writer = crate::events::Writer::open(sink)?;
+    // SAFETY: the ring buffer owns its map fd for its whole life and always returns that fd; the
+    // AsyncFd owns the ring buffer.
+    let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("watching the event ring buffer: {}", e.into_parts().1))?;
+    tokio::spawn(async move {
+        loop {
+            let Ok(mut guard) = fd.readable_mut().await else {
+                return;
+            };
+            let ring = guard.get_inner_mut();
+            while let Some(item) = ring.next() {
+                let written = kernel::event_from(&item).and_then(|e| {
+                    let names = names
+                        .read()
+                        .map_err(|_| anyhow::anyhow!("names lock poisoned"))?;
+                    let line = crate::events::line(
+                        &e,
+                        |id| names.ranges.get(id).cloned().flatten(),
+                        names
+                            .ifaces
+                            .get(&e.ifindex)
+                            .map_or("unknown", String::as_str),
+                    );
+                    writer.write(&line)
+                });
+                if let Err(e) = written {
+                    lost.inc();
+                    error!(error = %format!("{e:#}"), "a flow event could not be written");
+                }
+            }
+            guard.clear_ready();
+        }
+    });
     Ok(())
 }
 

@@ -32,6 +32,36 @@ pub enum XdpModeChoice {
     Generic,
 }
 
+/// Where flow events go: JSON lines on standard output, in a file rotated by size, or nowhere.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventSink {
+    Stdout,
+    File {
+        path: std::path::PathBuf,
+        /// Rotate when the file reaches this size.
+        max_bytes: u64,
+        /// Rotated files kept besides the current one (`path.1` is the newest).
+        keep: u32,
+    },
+    None,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Events {
+    pub sink: EventSink,
+    /// Bytes of the kernel's event ring buffer (a power of two, at least one page).
+    pub ring_bytes: u32,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Self {
+            sink: EventSink::Stdout,
+            ring_bytes: 256 * 1024,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Range {
     pub name: String,
@@ -51,6 +81,7 @@ pub struct Config {
     /// Web configuration (TLS, basic authentication) for the metrics endpoint; relative to the
     /// configuration file's folder when relative.
     pub web_config: Option<std::path::PathBuf>,
+    pub events: Events,
     /// Things worth telling the operator that do not stop the sensor.
     pub warnings: Vec<String>,
 }
@@ -74,8 +105,19 @@ struct RawConfig {
     flow_idle_timeout: Option<Spanned<String>>,
     max_prefixes: Option<Spanned<i64>>,
     web_config: Option<std::path::PathBuf>,
+    events: Option<RawEvents>,
     #[serde(default)]
     ranges: Vec<RawRange>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    sink: Option<Spanned<String>>,
+    path: Option<std::path::PathBuf>,
+    max_bytes: Option<Spanned<i64>>,
+    keep: Option<Spanned<i64>>,
+    ring_bytes: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -112,6 +154,12 @@ impl Config {
             message: format!("cannot read the configuration file: {e}"),
         })?;
         let mut cfg = Self::parse(&text, &path.display().to_string())?;
+        if let EventSink::File { path: events, .. } = &mut cfg.events.sink
+            && events.is_relative()
+            && let Some(dir) = path.parent()
+        {
+            *events = dir.join(&*events);
+        }
         if let Some(web) = &cfg.web_config
             && web.is_relative()
             && let Some(dir) = path.parent()
@@ -197,7 +245,7 @@ impl Config {
             Duration::from_secs(7 * 24 * 3600),
         )?;
 
-        let bounded = |field: &str, v: &Option<Spanned<i64>>, default: u32, min: i64, max: i64| {
+        let bounded = |field: &str, v: &Option<Spanned<i64>>, default: i64, min: i64, max: i64| {
             let Some(v) = v else { return Ok(default) };
             let n = *v.get_ref();
             if n < min || n > max {
@@ -206,22 +254,76 @@ impl Config {
                     format!("{field} = {n} is out of range; use a number from {min} to {max}"),
                 ));
             }
-            Ok(n as u32)
+            Ok(n)
         };
         let flow_table_size = bounded(
             "flow_table_size",
             &raw.flow_table_size,
-            DEFAULT_FLOW_TABLE_SIZE,
+            DEFAULT_FLOW_TABLE_SIZE as i64,
             16,
             1 << 24,
-        )?;
+        )? as u32;
         let max_prefixes = bounded(
             "max_prefixes",
             &raw.max_prefixes,
-            DEFAULT_MAX_PREFIXES,
+            DEFAULT_MAX_PREFIXES as i64,
             1,
             1 << 24,
-        )?;
+        )? as u32;
+
+        let events = match &raw.events {
+            None => Events::default(),
+            Some(e) => {
+                let ring_bytes = bounded(
+                    "events.ring_bytes",
+                    &e.ring_bytes,
+                    256 * 1024,
+                    4096,
+                    1 << 30,
+                )? as u32;
+                if !ring_bytes.is_power_of_two() {
+                    let span = e.ring_bytes.as_ref().map(|r| r.span()).unwrap_or(0..0);
+                    return Err(at(
+                        span,
+                        format!(
+                            "events.ring_bytes = {ring_bytes} must be a power of two (e.g. 262144)"
+                        ),
+                    ));
+                }
+                let sink = match e.sink.as_ref().map(|s| s.get_ref().as_str()) {
+                    None | Some("stdout") => EventSink::Stdout,
+                    Some("none") => EventSink::None,
+                    Some("file") => {
+                        let Some(path) = e.path.clone() else {
+                            return Err(at(
+                                e.sink.as_ref().expect("matched").span(),
+                                "events.sink = \"file\" needs events.path".to_string(),
+                            ));
+                        };
+                        EventSink::File {
+                            path,
+                            max_bytes: bounded(
+                                "events.max_bytes",
+                                &e.max_bytes,
+                                64 << 20,
+                                4096,
+                                i64::MAX,
+                            )? as u64,
+                            keep: bounded("events.keep", &e.keep, 5, 0, 1000)? as u32,
+                        }
+                    }
+                    Some(other) => {
+                        return Err(at(
+                            e.sink.as_ref().expect("matched").span(),
+                            format!(
+                                "events.sink = {other:?}: use \"stdout\", \"file\" or \"none\""
+                            ),
+                        ));
+                    }
+                };
+                Events { sink, ring_bytes }
+            }
+        };
 
         let mut interfaces = Vec::new();
         for i in &raw.interfaces {
@@ -348,6 +450,7 @@ impl Config {
             max_prefixes,
             ranges,
             web_config: raw.web_config,
+            events,
             warnings,
         })
     }

@@ -6,14 +6,15 @@ use std::collections::HashSet;
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray, lpm_trie::Key},
+    maps::{Array, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::{TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use tracing::{debug, warn};
 
 use sensor_common::{
-    Counter, FILTER_V4_ALL, FILTER_V4_MIN_LEN, FILTER_V6_ALL, FILTER_V6_MIN_LEN, FILTER_WORDS,
-    FlowKey, FlowState, IFINDEX_DIRECT, ParseEvent, filter_bit_v4, filter_bit_v6,
+    Counter, Event, FILTER_V4_ALL, FILTER_V4_MIN_LEN, FILTER_V6_ALL, FILTER_V6_MIN_LEN,
+    FILTER_WORDS, FlowKey, FlowState, IFINDEX_DIRECT, ParseEvent, Stat, filter_bit_v4,
+    filter_bit_v6,
 };
 
 use crate::{
@@ -120,6 +121,7 @@ impl Kernel {
             .map_max_entries("FLOWS", cfg.flow_table_size)
             .map_max_entries("RANGES_V4", cfg.max_prefixes)
             .map_max_entries("RANGES_V6", cfg.max_prefixes)
+            .map_max_entries("EVENTS", cfg.events.ring_bytes)
             .load(OBJECT)
             .context("loading the XDP object (is this kernel built with BPF, and are we root or CAP_BPF+CAP_NET_ADMIN?)")?;
         let program: &mut Xdp = ebpf
@@ -408,6 +410,31 @@ impl Kernel {
         Ok(self.sums(map, [sensor_common::stratum_index(range, dir, dialect)])?[0].1)
     }
 
+    /// One `STATS` cell, summed across CPUs.
+    pub fn stat(&self, s: Stat) -> Result<u64> {
+        Ok(self.sums("STATS", [s as u32])?[0].1)
+    }
+
+    /// Takes the event ring buffer out of the object, for a reader of its own (the agent's).
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or_else(|| anyhow!("the event ring buffer was already taken"))?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Reads every pending event (tests, replay): the ring stays in the object.
+    pub fn read_events(&mut self) -> Result<Vec<Event>> {
+        let mut ring: RingBuf<&mut MapData> =
+            RingBuf::try_from(self.ebpf.map_mut("EVENTS").context("map EVENTS")?)?;
+        let mut out = Vec::new();
+        while let Some(item) = ring.next() {
+            out.push(event_from(&item)?);
+        }
+        Ok(out)
+    }
+
     pub fn parse_event(&self, e: ParseEvent) -> Result<u64> {
         Ok(self.sums("PARSE", [e as u32])?[0].1)
     }
@@ -424,6 +451,15 @@ impl Kernel {
         // sees them again.
         Ok(map.iter().filter_map(|r| r.ok()).collect())
     }
+}
+
+/// An event record from the ring buffer.
+pub fn event_from(bytes: &[u8]) -> Result<Event> {
+    if bytes.len() < std::mem::size_of::<Event>() {
+        bail!("short event record: {} bytes", bytes.len());
+    }
+    // SAFETY: Event is plain #[repr(C)] data; the length was checked; read_unaligned copies.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) })
 }
 
 fn sync_trie<const N: usize>(

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod events;
 pub mod exporter;
 pub mod kernel;
 pub mod metrics;

@@ -13,11 +13,12 @@ use std::{
 
 use anyhow::Result;
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 use sensor_common::{
-    Counter, DIR_FROM, DIR_TO, MAX_IFACE_SLOTS, MAX_RANGES, ParseEvent, UNWATCHED_SLOT,
+    Counter, DIR_FROM, DIR_TO, MAX_IFACE_SLOTS, MAX_RANGES, ParseEvent, Stat, UNWATCHED_SLOT,
     stratum::{DIALECTS, Dialect},
     stratum_index, traffic_index,
 };
@@ -60,6 +61,9 @@ pub struct Metrics {
     pub flow_capacity: IntGauge,
     pub drain_duration: Histogram,
     pub last_drain: Gauge,
+    pub flow_evictions: IntCounter,
+    pub events: IntCounter,
+    pub events_lost: IntCounter,
 }
 
 impl Metrics {
@@ -100,8 +104,26 @@ impl Metrics {
             .namespace(NAMESPACE),
         )
         .expect("valid metric");
+        let counter = |name: &str, help: &str| {
+            IntCounter::with_opts(Opts::new(name, help).namespace(NAMESPACE)).expect("valid metric")
+        };
+        let flow_evictions = counter(
+            "flow_table_evictions_total",
+            "Flows the kernel's LRU flow table evicted to make room (flows created minus entries).",
+        );
+        let events = counter(
+            "events_total",
+            "Flow events the kernel wrote to its ring buffer.",
+        );
+        let events_lost = counter(
+            "events_lost_total",
+            "Flow events lost: the kernel's ring buffer was full, or the agent could not write them to the sink.",
+        );
         for m in [
-            Box::new(flow_entries.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(flow_evictions.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(events.clone()),
+            Box::new(events_lost.clone()),
+            Box::new(flow_entries.clone()),
             Box::new(flow_capacity.clone()),
             Box::new(drain_duration.clone()),
             Box::new(last_drain.clone()),
@@ -179,6 +201,9 @@ impl Metrics {
             flow_capacity,
             drain_duration,
             last_drain,
+            flow_evictions,
+            events,
+            events_lost,
             registry: r,
         };
         m.build_info
@@ -240,6 +265,10 @@ pub struct Drainer {
     mining_series: HashSet<(String, &'static str)>,
     /// Stratum series already exported, by (map, cell, range name).
     stratum_series: HashSet<(&'static str, u32, String)>,
+    /// `STATS` cells already added.
+    stats: HashMap<u32, u64>,
+    /// Evictions already exported.
+    evictions: u64,
 }
 
 impl Drainer {
@@ -370,6 +399,15 @@ impl Drainer {
             }
         }
 
+        for (stat, metric) in [
+            (Stat::EventsSent, &metrics.events),
+            (Stat::EventsLost, &metrics.events_lost),
+        ] {
+            let now = kernel.stat(stat)?;
+            let before = self.stats.insert(stat as u32, now).unwrap_or(0);
+            metric.inc_by(now.saturating_sub(before));
+        }
+
         for (idx, now) in kernel.parse_events()? {
             let before = self.parse.insert(idx, now).unwrap_or(0);
             if let Some(reason) = ParseEvent::NAMES.get(idx as usize) {
@@ -392,6 +430,14 @@ impl Drainer {
     ) -> Result<()> {
         let flows = kernel.flows()?;
         metrics.flow_entries.set(flows.len() as i64);
+        // Nothing but the LRU removes flows, so what was created and is not there was evicted.
+        let evicted = kernel
+            .stat(Stat::FlowsCreated)?
+            .saturating_sub(flows.len() as u64);
+        if evicted > self.evictions {
+            metrics.flow_evictions.inc_by(evicted - self.evictions);
+            self.evictions = evicted;
+        }
         let now = monotonic_ns();
         let idle = idle.as_nanos() as u64;
         let mut active: HashMap<(String, &'static str), i64> = HashMap::new();

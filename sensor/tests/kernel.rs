@@ -777,3 +777,54 @@ fn hostile_frames_count_exactly_what_the_rules_say() {
     assert!(countable > 500, "{countable}");
     assert_eq!(s.event(ParseEvent::Seen), 3000);
 }
+
+#[test]
+fn each_new_flow_is_one_event_and_a_full_ring_counts_its_losses() {
+    use sensor_common::Stat;
+    // One page of ring buffer holds about 56 events of 72 bytes (with the kernel's headers).
+    let mut s = Sensor::with(
+        "[events]\nring_bytes = 4096\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
+    );
+    let login = xmrig_login();
+    for i in 0..100u16 {
+        s.run(&Packet::tcp4(ip("192.0.2.9"), ip("198.51.100.7"), 30000 + i, 3333, &login).build());
+        // A second packet of the same flow is no new event.
+        s.run(
+            &Packet::tcp4(
+                ip("198.51.100.7"),
+                ip("192.0.2.9"),
+                3333,
+                30000 + i,
+                LOGIN_REPLY,
+            )
+            .build(),
+        );
+    }
+    let sent = s.k.stat(Stat::EventsSent).unwrap();
+    let lost = s.k.stat(Stat::EventsLost).unwrap();
+    assert_eq!(s.k.stat(Stat::FlowsCreated).unwrap(), 100);
+    assert_eq!(sent + lost, 100);
+    assert!(lost > 0 && sent > 0, "sent {sent}, lost {lost}");
+    let events = s.k.read_events().unwrap();
+    assert_eq!(events.len() as u64, sent);
+    let e = &events[0];
+    assert_eq!(e.kind, sensor_common::EVENT_STRATUM_FLOW);
+    assert_eq!(e.dialect, MONERO as u8);
+    assert_eq!(e.src_ranges, 0b1);
+    assert_eq!(e.dst_ranges, 0);
+    assert_eq!(e.ifindex, 1);
+    let line = mining_sensor::events::line(e, |id| (id == 0).then(|| "c".to_string()), "lo");
+    assert_eq!(
+        (line.src.to_string().as_str(), line.sport),
+        ("192.0.2.9", 30000)
+    );
+    assert_eq!(
+        (line.dst.to_string().as_str(), line.dport),
+        ("198.51.100.7", 3333)
+    );
+    assert_eq!((line.range.as_str(), line.direction), ("c", "from"));
+    // Read out, the ring takes events again.
+    s.run(&Packet::tcp4(ip("192.0.2.9"), ip("198.51.100.7"), 40000, 3333, &login).build());
+    assert_eq!(s.k.read_events().unwrap().len(), 1);
+    assert_eq!(s.k.stat(Stat::EventsLost).unwrap(), lost);
+}

@@ -450,7 +450,10 @@ fn live_path_end_to_end() {
     let config = dir.join("sensor.toml");
     std::fs::write(
         &config,
-        "drain_interval = \"200ms\"\n[[ranges]]\nname = \"harness\"\ncidrs = [\"198.18.0.0/24\", \"2001:db8:1::/64\"]\n",
+        format!(
+            "drain_interval = \"200ms\"\n[events]\nsink = \"file\"\npath = \"{}\"\n[[ranges]]\nname = \"harness\"\ncidrs = [\"198.18.0.0/24\", \"2001:db8:1::/64\"]\n",
+            dir.join("events.jsonl").display()
+        ),
     )
     .unwrap();
 
@@ -691,6 +694,46 @@ fn live_path_end_to_end() {
         get(&m, "mining_sensor_interface_up", &[("iface", "v0")]),
         1.0
     );
+
+    // One event per Stratum flow, as JSON lines: who, with what, where.
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 3, "{events:?}");
+    let mut seen: Vec<(String, String, u64, String)> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(e["event"], "stratum_flow");
+            assert_eq!(e["range"], "harness");
+            assert_eq!(e["direction"], "from");
+            assert_eq!(e["iface"], "v0");
+            assert_eq!(e["proto"], "tcp");
+            (
+                e["dialect"].as_str().unwrap().to_string(),
+                e["src"].as_str().unwrap().to_string(),
+                e["dport"].as_u64().unwrap(),
+                e["dst"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("bitcoin".into(), "198.18.0.2".into(), 4444, POOL_V4.into()),
+            ("monero".into(), "198.18.0.2".into(), 3333, POOL_V4.into()),
+            (
+                "monero".into(),
+                "2001:db8:1::2".into(),
+                3333,
+                POOL_V6.into()
+            ),
+        ]
+    );
+    assert_eq!(get(&m, "mining_sensor_events_total", &[]), 3.0);
+    assert_eq!(get(&m, "mining_sensor_events_lost_total", &[]), 0.0);
 
     // Prometheus sees the flow through PromQL.
     let deadline = Instant::now() + Duration::from_secs(30);
