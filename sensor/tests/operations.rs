@@ -29,11 +29,12 @@ struct Pair {
 }
 
 impl Pair {
-    fn new() -> Self {
+    /// `tag` keeps the namespaces of tests running in parallel apart.
+    fn new(tag: &str) -> Self {
         let id = std::process::id();
         let p = Self {
-            client: format!("mso-client-{id}"),
-            sensor: format!("mso-sensor-{id}"),
+            client: format!("mso-c-{tag}-{id}"),
+            sensor: format!("mso-s-{tag}-{id}"),
         };
         for ns in [&p.client, &p.sensor] {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
@@ -186,7 +187,7 @@ fn check_config_exit_codes_and_messages() {
 
 #[test]
 fn a_running_sensor_through_reloads_flaps_recreation_hostile_frames_and_sigkill() {
-    let p = Pair::new();
+    let p = Pair::new("ops");
     let dir = std::env::temp_dir().join(format!("mso-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("sensor.toml");
@@ -410,5 +411,187 @@ fn a_running_sensor_through_reloads_flaps_recreation_hostile_frames_and_sigkill(
         thread::sleep(Duration::from_millis(100));
     }
     assert!(gone, "an XDP program was left behind after SIGKILL");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Received packets of `dev` in `ns`, from the driver's own statistics.
+fn rx_packets(ns: &str, dev: &str) -> u64 {
+    let text = output(&["ip", "-n", ns, "-s", "link", "show", "dev", dev]);
+    let mut lines = text.lines();
+    while let Some(l) = lines.next() {
+        if l.trim_start().starts_with("RX:") {
+            return lines
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse()
+                .unwrap();
+        }
+    }
+    panic!("no RX statistics: {text}");
+}
+
+#[test]
+fn soak_counters_equal_what_the_driver_received_and_flows_beyond_the_table_are_accounted() {
+    let p = Pair::new("soak");
+    // IPv6 off: every frame that is not IPv4 from the client is then non-IP (ARP), which the
+    // sensor counts as such.
+    for (ns, dev) in [(&p.client, "c0"), (&p.sensor, "s0")] {
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{dev}.disable_ipv6=1"),
+        ]);
+    }
+    let dir = std::env::temp_dir().join(format!("mso-soak-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("sensor.toml");
+    let events = dir.join("events.jsonl");
+    const FLOWS: u64 = 300;
+    const TABLE: u64 = 64;
+    write(
+        &cfg,
+        &format!(
+            "drain_interval = \"200ms\"\nflow_table_size = {TABLE}\n[events]\nsink = \"file\"\npath = \"{}\"\nring_bytes = 4096\n[[ranges]]\nname = \"soak\"\ncidrs = [\"198.18.5.2/32\"]\n",
+            events.display()
+        ),
+    );
+    let log = dir.join("sensor.log");
+    let port = PORT + 1;
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &p.sensor,
+            env!("CARGO_BIN_EXE_mining-sensor"),
+            "run",
+            "--config",
+        ])
+        .arg(&cfg)
+        .args([
+            "--iface",
+            "s0",
+            "--xdp-mode",
+            "native",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut sensor = Proc(child);
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        wait_for(
+            &p.sensor,
+            port,
+            "mining_sensor_interface_up",
+            &[("iface", "s0")],
+            1.0,
+            WAIT
+        ),
+        1.0,
+        "{}",
+        logs()
+    );
+    let rx_before = rx_packets(&p.sensor, "s0");
+    let seen_before = common::get(
+        &common::samples(&http_get(&p.sensor, port, "/metrics")),
+        "mining_sensor_parse_events_total",
+        &[("reason", "seen")],
+    );
+
+    // A pool in the sensor's namespace and FLOWS logins from the client, far beyond the table.
+    let pool = in_ns(&p.sensor, || {
+        let l = std::net::TcpListener::bind("198.18.5.1:3333").unwrap();
+        for _ in 0..FLOWS {
+            let (mut s, _) = l.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = std::io::Read::read(&mut s, &mut buf);
+        }
+    });
+    thread::sleep(Duration::from_millis(200));
+    in_ns(&p.client, || {
+        let login = b"{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"48edfHu7V9Z84YzzMa6fUueoELZ9ZRXq9VetWzYGzKt52XU5xvqgzYnDK9URnRoJMk1j8nLwEVsaSWJ4fhdUyZijBGUicoD\",\"pass\":\"x\",\"agent\":\"XMRig/6.21.0\"}}\n";
+        for _ in 0..FLOWS {
+            let mut s = std::net::TcpStream::connect("198.18.5.1:3333").unwrap();
+            s.set_nodelay(true).unwrap();
+            std::io::Write::write_all(&mut s, login).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    pool.join().unwrap();
+
+    // UDP as fast as one socket sends, for a bounded two seconds.
+    in_ns(&p.client, || {
+        let u = UdpSocket::bind("198.18.5.2:0").unwrap();
+        let end = std::time::Instant::now() + Duration::from_secs(2);
+        while std::time::Instant::now() < end {
+            for _ in 0..256 {
+                let _ = u.send_to(&[0u8; 32], "198.18.5.1:9");
+            }
+        }
+    })
+    .join()
+    .unwrap();
+    thread::sleep(Duration::from_millis(600));
+
+    let rx = rx_packets(&p.sensor, "s0") - rx_before;
+    let m = common::samples(&http_get(&p.sensor, port, "/metrics"));
+    let g = |name: &str, labels: &[(&str, &str)]| common::get(&m, name, labels);
+    let seen = g("mining_sensor_parse_events_total", &[("reason", "seen")]) - seen_before;
+    let not_ip = g("mining_sensor_parse_events_total", &[("reason", "not_ip")]);
+    let packets = g(
+        "mining_sensor_packets_total",
+        &[("direction", "from"), ("iface", "s0"), ("range", "soak")],
+    );
+    assert!(
+        rx > 100_000,
+        "the soak sent too little to mean anything: {rx}"
+    );
+    // The program saw every frame the driver received, and counted every IPv4 one.
+    assert_eq!(seen as u64, rx, "seen by XDP vs received by the driver");
+    assert!(not_ip < 20.0, "{not_ip}");
+    assert_eq!(packets, seen - not_ip);
+    // Flows beyond the table: all counted once, the excess evicted, every event sent or lost.
+    let created = g(
+        "mining_sensor_stratum_flows_total",
+        &[
+            ("dialect", "monero"),
+            ("direction", "from"),
+            ("range", "soak"),
+        ],
+    );
+    assert_eq!(created as u64, FLOWS);
+    let entries = g("mining_sensor_flow_table_entries", &[]);
+    assert!(entries as u64 <= TABLE, "{entries}");
+    assert_eq!(
+        g("mining_sensor_flow_table_evictions_total", &[]) + entries,
+        FLOWS as f64
+    );
+    let (sent, lost) = (
+        g("mining_sensor_events_total", &[]),
+        g("mining_sensor_events_lost_total", &[]),
+    );
+    assert_eq!(sent + lost, FLOWS as f64);
+    let lines = std::fs::read_to_string(&events).unwrap().lines().count();
+    assert_eq!(
+        lines as f64, sent,
+        "event lines vs events sent ({lost} lost)"
+    );
+    assert!(sensor.0.try_wait().unwrap().is_none(), "{}", logs());
+    eprintln!(
+        "soak: {rx} frames received and seen, {packets} counted, {entries} flows in the table, {} evicted, {sent} events, {lost} lost",
+        FLOWS as f64 - entries
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
