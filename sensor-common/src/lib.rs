@@ -4,8 +4,14 @@
 
 pub mod stratum;
 
-/// Configured ranges are a bit set in a `u64` (the LPM tries' value), so at most 64 of them.
-pub const MAX_RANGES: usize = 64;
+/// Configured ranges are a bit set in a `u64` (the LPM tries' value); the top bit marks pool
+/// endpoints, so at most 63 ranges.
+pub const MAX_RANGES: usize = 63;
+/// Bit of the tries' value for addresses in the configured pool list (not a range: never counted
+/// as traffic, only as the `pool_endpoint` signal).
+pub const POOL_BIT: u64 = 1 << 63;
+/// The range bits of a trie value.
+pub const RANGE_MASK: u64 = !POOL_BIT;
 /// Range slot used for Stratum packets whose endpoints are both outside every watched range.
 pub const UNWATCHED_SLOT: usize = MAX_RANGES;
 /// Configured ranges plus the `unwatched` slot.
@@ -174,6 +180,47 @@ pub struct FlowState {
     pub _pad: [u8; 3],
 }
 
+/// `reason` label of `mining_sensor_suspect_flows_total`: signals of mining without readable
+/// content. Indexes of the suspect counters and the `reason` byte of suspect events.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// A TLS ClientHello without server_name towards a pool port or endpoint (not built yet).
+    TlsNoSni = 0,
+    /// Traffic to or from an address in the configured pool list.
+    PoolEndpoint = 1,
+    /// A DNS query for a configured pool domain (not built yet).
+    PoolDns = 2,
+    /// The Stratum V2 handshake shape (64-byte client, 234-byte server payload) on a pool port.
+    StratumV2 = 3,
+}
+
+impl Reason {
+    pub const COUNT: usize = 4;
+    pub const NAMES: [&'static str; Self::COUNT] =
+        ["tls_no_sni", "pool_endpoint", "pool_dns", "stratum_v2"];
+}
+
+/// Cells of the per-CPU `SUSPECT_FLOWS` array: range slot x direction x reason.
+pub const SUSPECT_CELLS: usize = RANGE_SLOTS * DIRS * Reason::COUNT;
+
+#[inline(always)]
+pub const fn suspect_index(range: usize, dir: usize, reason: usize) -> u32 {
+    ((range * DIRS + dir) * Reason::COUNT + reason) as u32
+}
+
+/// Key of the table that makes a suspect flow count once per reason.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SuspectKey {
+    pub flow: FlowKey,
+    pub reason: u8,
+    pub _pad: [u8; 7],
+}
+
+/// Ports of the `POOL_PORTS` bitmap, one bit each.
+pub const POOL_PORT_WORDS: usize = 65536 / 64;
+
 /// Indexes of the per-CPU `STATS` array: what the program did, beyond counting packets.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,6 +239,8 @@ impl Stat {
 
 /// `Event::kind`: a new Stratum flow.
 pub const EVENT_STRATUM_FLOW: u8 = 0;
+/// `Event::kind`: a new suspect flow (for one reason, in `Event::dialect`).
+pub const EVENT_SUSPECT_FLOW: u8 = 1;
 
 /// One event in the `EVENTS` ring buffer: a flow worth reporting, as its first packet showed it.
 #[repr(C)]
@@ -206,7 +255,7 @@ pub struct Event {
     pub ifindex: u32,
     /// `EVENT_*`.
     pub kind: u8,
-    /// `stratum::Dialect` as u8 for Stratum flows.
+    /// `stratum::Dialect` as u8 for Stratum flows, `Reason` as u8 for suspect flows.
     pub dialect: u8,
     /// 1 when the packet's source is the key's lower endpoint.
     pub src_is_lo: u8,
@@ -220,6 +269,7 @@ mod pod {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowState {}
     unsafe impl aya::Pod for super::Event {}
+    unsafe impl aya::Pod for super::SuspectKey {}
 }
 
 #[cfg(test)]

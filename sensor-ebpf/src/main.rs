@@ -19,10 +19,11 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use sensor_common::{
-    Counter, DIR_FROM, DIR_TO, EVENT_STRATUM_FLOW, Event, FILTER_V4_ALL, FILTER_V6_ALL,
-    FILTER_WORDS, FlowKey, FlowState, IFINDEX_DIRECT, MAX_IFACE_SLOTS, MAX_RANGES, ParseEvent,
-    STRATUM_CELLS, Stat, TRAFFIC_CELLS, UNWATCHED_SLOT, filter_bit_v4, filter_bit_v6, stratum,
-    stratum_index, traffic_index,
+    Counter, DIR_FROM, DIR_TO, EVENT_STRATUM_FLOW, EVENT_SUSPECT_FLOW, Event, FILTER_V4_ALL,
+    FILTER_V6_ALL, FILTER_WORDS, FlowKey, FlowState, IFINDEX_DIRECT, MAX_IFACE_SLOTS, MAX_RANGES,
+    POOL_BIT, POOL_PORT_WORDS, ParseEvent, RANGE_MASK, Reason, STRATUM_CELLS, SUSPECT_CELLS, Stat,
+    SuspectKey, TRAFFIC_CELLS, UNWATCHED_SLOT, filter_bit_v4, filter_bit_v6, stratum,
+    stratum_index, suspect_index, traffic_index,
 };
 
 /// Stacked VLAN tags followed (802.1ad outer + 802.1Q inner is two; some carriers stack more).
@@ -48,6 +49,16 @@ static STRATUM_FLOWS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STRATUM_C
 static PARSE: PerCpuArray<u64> = PerCpuArray::with_max_entries(ParseEvent::COUNT as u32, 0);
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat::COUNT as u32, 0);
+
+#[map]
+static SUSPECT_FLOWS: PerCpuArray<u64> = PerCpuArray::with_max_entries(SUSPECT_CELLS as u32, 0);
+/// (flow, reason) pairs already counted: each suspect flow counts once per reason. Resized by the
+/// agent like the flow table.
+#[map]
+static SUSPECTS: LruHashMap<SuspectKey, u8> = LruHashMap::with_max_entries(65536, 0);
+/// Pool ports, one bit per port, written by the agent.
+#[map]
+static POOL_PORTS: Array<u64> = Array::with_max_entries(POOL_PORT_WORDS as u32, 0);
 
 /// One event per new Stratum flow, read by the agent. Resized by the agent from configuration;
 /// an event that finds it full is counted in `STATS[EventsLost]`, never silently dropped.
@@ -92,6 +103,7 @@ struct Scratch {
     /// Always 0; read volatile as the scan's start position (see `scan`).
     zero: u64,
     key: FlowKey,
+    suspect: SuspectKey,
 }
 
 #[map]
@@ -178,7 +190,10 @@ fn try_sensor(ctx: &XdpContext) -> Result<(), ()> {
     };
 
     let slot = iface_slot(ctx);
-    let (src_ranges, dst_ranges) = lookup_ranges(&ip);
+    let (src_found, dst_found) = lookup_ranges(&ip);
+    // The pool bit rides in the same trie values; it is a signal, never a range.
+    let pool = (src_found | dst_found) & POOL_BIT != 0;
+    let (src_ranges, dst_ranges) = (src_found & RANGE_MASK, dst_found & RANGE_MASK);
     if src_ranges != 0 {
         count_traffic(slot as u64, src_ranges, DIR_FROM as u64, ip.bytes);
     }
@@ -190,10 +205,33 @@ fn try_sensor(ctx: &XdpContext) -> Result<(), ()> {
         return Ok(());
     }
     if ip.proto == IPPROTO_TCP {
-        tcp(ctx, &ip, src_ranges, dst_ranges)
+        tcp(ctx, &ip, src_ranges, dst_ranges, pool)
     } else if ip.proto == IPPROTO_UDP {
-        if ptr_at::<[u8; 8]>(ctx, ip.l4).is_err() || ip.l4 + 8 > ip.end {
+        let Ok(h) = ptr_at::<[u8; 8]>(ctx, ip.l4) else {
             bump(ParseEvent::TruncatedUdp);
+            return Ok(());
+        };
+        if ip.l4 + 8 > ip.end {
+            bump(ParseEvent::TruncatedUdp);
+            return Ok(());
+        }
+        if pool {
+            // SAFETY: bounds checked by ptr_at.
+            let h = unsafe { &*h };
+            let (sport, dport) = (
+                u16::from_be_bytes([h[0], h[1]]),
+                u16::from_be_bytes([h[2], h[3]]),
+            );
+            suspect(
+                ctx,
+                &ip,
+                sport,
+                dport,
+                IPPROTO_UDP,
+                Reason::PoolEndpoint,
+                src_ranges,
+                dst_ranges,
+            );
         }
         Ok(())
     } else {
@@ -498,7 +536,98 @@ pub extern "C" fn count_stratum(flows: u64, src: u64, dst: u64, dialect: u64) ->
 }
 
 #[inline(always)]
-fn tcp(ctx: &XdpContext, ip: &Ip, src_ranges: u64, dst_ranges: u64) -> Result<(), ()> {
+fn pool_port(port: u16) -> bool {
+    POOL_PORTS
+        .get(port as u32 >> 6)
+        .is_some_and(|w| (w >> (port & 63)) & 1 != 0)
+}
+
+/// Counts the packet's flow once for `reason` (see `suspect_new`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn suspect(
+    ctx: &XdpContext,
+    ip: &Ip,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    reason: Reason,
+    src_ranges: u64,
+    dst_ranges: u64,
+) {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    let sk = unsafe { &mut (*scratch).suspect };
+    let src_is_lo = fill_flow_key(&mut sk.flow, ip, sport, dport);
+    sk.flow.proto = proto;
+    sk.reason = reason as u8;
+    sk._pad = [0; 7];
+    let origin = ctx.ingress_ifindex() as u64 | (src_is_lo as u64) << 32;
+    suspect_new(src_ranges, dst_ranges, origin);
+}
+
+/// Counts and reports the (flow, reason) in SCRATCH.suspect if it is new. A global function:
+/// verified once, whatever the caller's state.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn suspect_new(src_ranges: u64, dst_ranges: u64, origin: u64) -> u64 {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: map value pointer, valid for the program run.
+    let sk = unsafe { &(*scratch).suspect };
+    if SUSPECTS.insert(sk, 1u8, BPF_NOEXIST as u64).is_err() {
+        return 0;
+    }
+    let reason = sk.reason as u64 % Reason::COUNT as u64;
+    count_suspect(src_ranges, dst_ranges, reason);
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    emit(
+        &sk.flow,
+        now,
+        src_ranges,
+        dst_ranges,
+        origin,
+        EVENT_SUSPECT_FLOW,
+        reason as u8,
+    );
+    1
+}
+
+/// Counts a new suspect flow per range and direction (`unwatched`/`none` outside every range).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn count_suspect(src: u64, dst: u64, reason: u64) -> u64 {
+    let reason = reason as usize % Reason::COUNT;
+    if src == 0 && dst == 0 {
+        if let Some(c) = SUSPECT_FLOWS.get_ptr_mut(suspect_index(UNWATCHED_SLOT, DIR_FROM, reason))
+        {
+            // SAFETY: per-CPU cell.
+            unsafe { *c += 1 };
+        }
+        return 0;
+    }
+    for (mut ranges, dir) in [(src, DIR_FROM), (dst, DIR_TO)] {
+        for _ in 0..MAX_RANGES {
+            if ranges == 0 {
+                break;
+            }
+            let r = lowest_bit(ranges);
+            ranges &= ranges - 1;
+            if let Some(c) = SUSPECT_FLOWS.get_ptr_mut(suspect_index(r, dir, reason)) {
+                // SAFETY: per-CPU cell.
+                unsafe { *c += 1 };
+            }
+        }
+    }
+    0
+}
+
+#[inline(always)]
+fn tcp(ctx: &XdpContext, ip: &Ip, src_ranges: u64, dst_ranges: u64, pool: bool) -> Result<(), ()> {
     let Ok(h) = ptr_at::<[u8; 20]>(ctx, ip.l4) else {
         bump(ParseEvent::BadTcpHeader);
         return Err(());
@@ -512,6 +641,34 @@ fn tcp(ctx: &XdpContext, ip: &Ip, src_ranges: u64, dst_ranges: u64) -> Result<()
         return Err(());
     }
     let plen = ip.end - payload;
+    let sport = u16::from_be_bytes([h[0], h[1]]);
+    let dport = u16::from_be_bytes([h[2], h[3]]);
+    if pool {
+        suspect(
+            ctx,
+            ip,
+            sport,
+            dport,
+            IPPROTO_TCP,
+            Reason::PoolEndpoint,
+            src_ranges,
+            dst_ranges,
+        );
+    }
+    // Stratum V2 has no readable content: its Noise handshake opens with exactly 64 bytes from the
+    // client and 234 from the server, on a pool port.
+    if (plen == 64 && pool_port(dport)) || (plen == 234 && pool_port(sport)) {
+        suspect(
+            ctx,
+            ip,
+            sport,
+            dport,
+            IPPROTO_TCP,
+            Reason::StratumV2,
+            src_ranges,
+            dst_ranges,
+        );
+    }
     if plen == 0 {
         return Ok(());
     }
@@ -533,8 +690,6 @@ fn tcp(ctx: &XdpContext, ip: &Ip, src_ranges: u64, dst_ranges: u64) -> Result<()
         return Ok(());
     }
     // Only segments that may carry JSON pay for the flow key.
-    let sport = u16::from_be_bytes([h[0], h[1]]);
-    let dport = u16::from_be_bytes([h[2], h[3]]);
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
     let key = unsafe { &mut (*scratch).key };
@@ -623,7 +778,15 @@ pub extern "C" fn inspect_window(n: u64, src_ranges: u64, dst_ranges: u64, origi
             match insert_new_flow(key, &state) {
                 Ok(()) => {
                     stat(Stat::FlowsCreated);
-                    emit(key, now, src_ranges, dst_ranges, origin, d - 1);
+                    emit(
+                        key,
+                        now,
+                        src_ranges,
+                        dst_ranges,
+                        origin,
+                        EVENT_STRATUM_FLOW,
+                        d - 1,
+                    );
                     ((d - 1) as u64, true)
                 }
                 // Lost a race with another CPU inserting the same flow: that CPU counted it.
@@ -645,7 +808,15 @@ pub extern "C" fn inspect_window(n: u64, src_ranges: u64, dst_ranges: u64, origi
 /// Reports a new Stratum flow through the ring buffer, written in place (no copy on the BPF
 /// stack, whose 512 bytes the call chain already mostly uses).
 #[inline(always)]
-fn emit(key: &FlowKey, now: u64, src_ranges: u64, dst_ranges: u64, origin: u64, dialect: u8) {
+fn emit(
+    key: &FlowKey,
+    now: u64,
+    src_ranges: u64,
+    dst_ranges: u64,
+    origin: u64,
+    kind: u8,
+    detail: u8,
+) {
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         stat(Stat::EventsLost);
         return;
@@ -659,8 +830,8 @@ fn emit(key: &FlowKey, now: u64, src_ranges: u64, dst_ranges: u64, origin: u64, 
         core::ptr::addr_of_mut!((*e).src_ranges).write(src_ranges);
         core::ptr::addr_of_mut!((*e).dst_ranges).write(dst_ranges);
         core::ptr::addr_of_mut!((*e).ifindex).write(origin as u32);
-        core::ptr::addr_of_mut!((*e).kind).write(EVENT_STRATUM_FLOW);
-        core::ptr::addr_of_mut!((*e).dialect).write(dialect);
+        core::ptr::addr_of_mut!((*e).kind).write(kind);
+        core::ptr::addr_of_mut!((*e).dialect).write(detail);
         core::ptr::addr_of_mut!((*e).src_is_lo).write((origin >> 32) as u8 & 1);
         core::ptr::addr_of_mut!((*e)._pad).write(0);
     }

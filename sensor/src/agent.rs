@@ -130,8 +130,12 @@ impl Agent {
                 )
             })
             .collect();
-        let entries = ranges::build(by_id.iter().map(|(id, r)| (*id, r.cidrs.as_slice())));
+        let entries = ranges::for_config(
+            by_id.iter().map(|(id, r)| (*id, r.cidrs.as_slice())),
+            &cfg.pools.endpoints,
+        );
         self.kernel.set_ranges(entries)?;
+        self.kernel.set_pool_ports(&cfg.pools.ports)?;
         let mut labels = vec![None; MAX_RANGES];
         for (id, name) in &assigned {
             labels[*id] = Some(name.clone());
@@ -276,6 +280,7 @@ impl Agent {
                             "configuration reloaded"
                         );
                         self.config.ranges = cfg.ranges;
+                        self.config.pools = cfg.pools;
                         self.config.flow_idle_timeout = cfg.flow_idle_timeout;
                         self.metrics
                             .config_reloads

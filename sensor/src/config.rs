@@ -62,6 +62,31 @@ impl Default for Events {
     }
 }
 
+/// Pool knowledge for the signals without content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pools {
+    /// Ports pools listen on (the `stratum_v2` signal looks only there).
+    pub ports: Vec<u16>,
+    /// Pool addresses: traffic to or from them is the `pool_endpoint` signal.
+    pub endpoints: Vec<IpNet>,
+}
+
+/// Pool ports seen in the wild (shared/docs/stratum-on-the-wire.md): signals, never proof. 443 and
+/// 80, which pools also use to evade firewalls, are left out: too much else runs there.
+pub const DEFAULT_POOL_PORTS: [u16; 19] = [
+    3333, 4444, 5555, 7777, 9000, 14433, 14444, 20128, 34254, 45560, 45700, 10001, 10002, 10004,
+    10008, 10016, 10032, 10064, 10128,
+];
+
+impl Default for Pools {
+    fn default() -> Self {
+        Self {
+            ports: DEFAULT_POOL_PORTS.to_vec(),
+            endpoints: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Range {
     pub name: String,
@@ -82,6 +107,7 @@ pub struct Config {
     /// configuration file's folder when relative.
     pub web_config: Option<std::path::PathBuf>,
     pub events: Events,
+    pub pools: Pools,
     /// Things worth telling the operator that do not stop the sensor.
     pub warnings: Vec<String>,
 }
@@ -106,8 +132,18 @@ struct RawConfig {
     max_prefixes: Option<Spanned<i64>>,
     web_config: Option<std::path::PathBuf>,
     events: Option<RawEvents>,
+    pools: Option<RawPools>,
     #[serde(default)]
     ranges: Vec<RawRange>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPools {
+    ports: Option<Vec<Spanned<i64>>>,
+    #[serde(default)]
+    endpoints: Vec<Spanned<String>>,
+    endpoints_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -325,6 +361,41 @@ impl Config {
             }
         };
 
+        let mut pools = Pools::default();
+        if let Some(p) = &raw.pools {
+            if let Some(ports) = &p.ports {
+                pools.ports.clear();
+                for port in ports {
+                    let n = *port.get_ref();
+                    if !(1..=65535).contains(&n) {
+                        return Err(at(
+                            port.span(),
+                            format!("pools.ports: {n} is not a port; use 1 to 65535"),
+                        ));
+                    }
+                    pools.ports.push(n as u16);
+                }
+            }
+            for e in &p.endpoints {
+                let net = parse_prefix(e.get_ref()).map_err(|why| {
+                    at(
+                        e.span(),
+                        format!("pools.endpoints: {:?} {why}", e.get_ref()),
+                    )
+                })?;
+                pools.endpoints.push(net.trunc());
+            }
+            if let Some(path) = &p.endpoints_file {
+                pools
+                    .endpoints
+                    .extend(read_endpoints(path).map_err(|message| ConfigError {
+                        file: path.display().to_string(),
+                        line: message.0,
+                        message: message.1,
+                    })?);
+            }
+        }
+
         let mut interfaces = Vec::new();
         for i in &raw.interfaces {
             let name = i.get_ref();
@@ -451,6 +522,7 @@ impl Config {
             ranges,
             web_config: raw.web_config,
             events,
+            pools,
             warnings,
         })
     }
@@ -458,6 +530,26 @@ impl Config {
     pub fn prefix_count(&self) -> usize {
         self.ranges.iter().map(|r| r.cidrs.len()).sum()
     }
+}
+
+/// A pool list: one address or prefix per line, `#` comments and blank lines ignored.
+fn read_endpoints(path: &std::path::Path) -> Result<Vec<IpNet>, (Option<usize>, String)> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        (
+            None,
+            format!("cannot read the pool list (pools.endpoints_file): {e}"),
+        )
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let entry = line.split('#').next().unwrap_or("").trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let net = parse_prefix(entry).map_err(|why| (Some(i + 1), format!("{entry:?} {why}")))?;
+        out.push(net.trunc());
+    }
+    Ok(out)
 }
 
 /// `ADDRESS/LEN` or a bare address (a host route).
@@ -595,13 +687,52 @@ cidrs = ["198.18.0.0/15", "2001:db8:1::/48", "192.0.2.7"]
     }
 
     #[test]
+    fn pools_from_the_file_and_inline() {
+        let dir = std::env::temp_dir().join(format!("ms-pools-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let list = dir.join("pools.txt");
+        std::fs::write(
+            &list,
+            "# supportxmr\n198.51.100.5\n\n203.0.113.0/28 # a pool's block\n",
+        )
+        .unwrap();
+        let c = Config::parse(
+            &format!("[pools]\nports = [3333, 34254]\nendpoints = [\"192.0.2.9\"]\nendpoints_file = \"{}\"\n", list.display()),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.pools.ports, [3333, 34254]);
+        let e: Vec<String> = c.pools.endpoints.iter().map(|n| n.to_string()).collect();
+        assert_eq!(e, ["192.0.2.9/32", "198.51.100.5/32", "203.0.113.0/28"]);
+        assert_eq!(
+            Config::embedded_default().pools.ports.len(),
+            DEFAULT_POOL_PORTS.len()
+        );
+
+        std::fs::write(&list, "198.51.100.5\n300.1.1.1\n").unwrap();
+        let e = Config::parse(
+            &format!("[pools]\nendpoints_file = \"{}\"\n", list.display()),
+            "t.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(
+            e.file.ends_with("pools.txt") && e.message.contains("300.1.1.1"),
+            "{e}"
+        );
+        let e = Config::parse("[pools]\nports = [0]\n", "t.toml").unwrap_err();
+        assert!(e.message.contains("pools.ports: 0 is not a port"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn too_many_ranges_and_prefixes() {
         let mut t = String::new();
         for i in 0..=MAX_RANGES {
             t += &format!("[[ranges]]\nname = \"r{i}\"\ncidrs = []\n");
         }
         let e = err(&t);
-        assert!(e.message.contains("at most 64"), "{e}");
+        assert!(e.message.contains("at most 63"), "{e}");
 
         let e = err(
             "max_prefixes = 1\n[[ranges]]\nname = \"a\"\ncidrs = [\"1.0.0.0/8\", \"2.0.0.0/8\"]\n",

@@ -19,7 +19,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use sensor_common::{EVENT_STRATUM_FLOW, Event, stratum::Dialect};
+use sensor_common::{EVENT_STRATUM_FLOW, EVENT_SUSPECT_FLOW, Event, Reason, stratum::Dialect};
 use serde::Serialize;
 
 use crate::{config::EventSink, metrics::monotonic_ns};
@@ -37,7 +37,10 @@ pub struct EventLine {
     pub range: String,
     pub direction: &'static str,
     pub ranges: Vec<RangeDirection>,
-    pub dialect: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dialect: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
     pub proto: &'static str,
     pub src: IpAddr,
     pub sport: u16,
@@ -84,13 +87,21 @@ pub fn line(e: &Event, range_name: impl Fn(usize) -> Option<String>, iface: &str
         ts: humantime::format_rfc3339_millis(wall).to_string(),
         event: match e.kind {
             EVENT_STRATUM_FLOW => "stratum_flow",
+            EVENT_SUSPECT_FLOW => "suspect_flow",
             _ => "unknown",
         },
         range,
         direction,
         ranges,
-        dialect: Dialect::from_index(e.dialect).map_or("unknown", Dialect::name),
-        proto: "tcp",
+        dialect: (e.kind == EVENT_STRATUM_FLOW)
+            .then(|| Dialect::from_index(e.dialect).map_or("unknown", Dialect::name)),
+        reason: (e.kind == EVENT_SUSPECT_FLOW).then(|| {
+            Reason::NAMES
+                .get(e.dialect as usize)
+                .copied()
+                .unwrap_or("unknown")
+        }),
+        proto: if e.key.proto == 17 { "udp" } else { "tcp" },
         src: addr(e.key.family, src),
         sport,
         dst: addr(e.key.family, dst),

@@ -13,8 +13,8 @@ use tracing::{debug, warn};
 
 use sensor_common::{
     Counter, Event, FILTER_V4_ALL, FILTER_V4_MIN_LEN, FILTER_V6_ALL, FILTER_V6_MIN_LEN,
-    FILTER_WORDS, FlowKey, FlowState, IFINDEX_DIRECT, ParseEvent, Stat, filter_bit_v4,
-    filter_bit_v6,
+    FILTER_WORDS, FlowKey, FlowState, IFINDEX_DIRECT, POOL_PORT_WORDS, ParseEvent, Stat,
+    filter_bit_v4, filter_bit_v6,
 };
 
 use crate::{
@@ -122,6 +122,7 @@ impl Kernel {
             .map_max_entries("RANGES_V4", cfg.max_prefixes)
             .map_max_entries("RANGES_V6", cfg.max_prefixes)
             .map_max_entries("EVENTS", cfg.events.ring_bytes)
+            .map_max_entries("SUSPECTS", cfg.flow_table_size)
             .load(OBJECT)
             .context("loading the XDP object (is this kernel built with BPF, and are we root or CAP_BPF+CAP_NET_ADMIN?)")?;
         let program: &mut Xdp = ebpf
@@ -191,6 +192,20 @@ impl Kernel {
         )?;
         flags.set(0, f.flags, 0)?;
         self.filter = f;
+        Ok(())
+    }
+
+    /// Makes the pool-port bitmap hold exactly `ports`.
+    pub fn set_pool_ports(&mut self, ports: &[u16]) -> Result<()> {
+        let mut words = vec![0u64; POOL_PORT_WORDS];
+        for &p in ports {
+            words[p as usize >> 6] |= 1 << (p & 63);
+        }
+        let mut map: Array<&mut MapData, u64> =
+            Array::try_from(self.ebpf.map_mut("POOL_PORTS").context("map POOL_PORTS")?)?;
+        for (i, w) in words.into_iter().enumerate() {
+            map.set(i as u32, w, 0)?;
+        }
         Ok(())
     }
 
@@ -380,18 +395,29 @@ impl Kernel {
     /// (what a fresh agent does), for tests, benchmarks and replay.
     pub fn load_with_ranges(cfg: &Config) -> Result<Self> {
         let mut k = Self::load(cfg)?;
-        k.set_ranges(crate::ranges::build(
+        k.set_ranges(crate::ranges::for_config(
             cfg.ranges
                 .iter()
                 .enumerate()
                 .map(|(i, r)| (i, r.cidrs.as_slice())),
+            &cfg.pools.endpoints,
         ))?;
+        k.set_pool_ports(&cfg.pools.ports)?;
         Ok(k)
     }
 
     /// One traffic cell, summed across CPUs.
     pub fn traffic_cell(&self, slot: usize, range: usize, dir: usize) -> Result<Counter> {
         Ok(self.traffic([sensor_common::traffic_index(slot, range, dir)])?[0].1)
+    }
+
+    /// One suspect-flow cell, summed across CPUs.
+    pub fn suspect_cell(&self, range: usize, dir: usize, reason: usize) -> Result<u64> {
+        Ok(self.sums(
+            "SUSPECT_FLOWS",
+            [sensor_common::suspect_index(range, dir, reason)],
+        )?[0]
+            .1)
     }
 
     /// One Stratum cell (`flows`: the flow counter, else the packet counter), summed across CPUs.

@@ -18,9 +18,10 @@ use prometheus::{
 };
 
 use sensor_common::{
-    Counter, DIR_FROM, DIR_TO, MAX_IFACE_SLOTS, MAX_RANGES, ParseEvent, Stat, UNWATCHED_SLOT,
+    Counter, DIR_FROM, DIR_TO, MAX_IFACE_SLOTS, MAX_RANGES, ParseEvent, Reason, Stat,
+    UNWATCHED_SLOT,
     stratum::{DIALECTS, Dialect},
-    stratum_index, traffic_index,
+    stratum_index, suspect_index, traffic_index,
 };
 
 use crate::{config::UNWATCHED, kernel::Kernel};
@@ -50,6 +51,7 @@ pub struct Metrics {
     pub bytes: IntCounterVec,
     pub stratum_packets: IntCounterVec,
     pub stratum_flows: IntCounterVec,
+    pub suspect_flows: IntCounterVec,
     pub mining_flows: IntGaugeVec,
     pub config_reloads: IntCounterVec,
     pub interface_up: IntGaugeVec,
@@ -154,6 +156,12 @@ impl Metrics {
                 "stratum_flows_total",
                 "Stratum flows, each counted once at its first Stratum packet.",
                 &["range", "direction", "dialect"],
+            ),
+            suspect_flows: counter_vec(
+                &r,
+                "suspect_flows_total",
+                "Flows with a sign of mining but no readable Stratum, each once per reason: pool_endpoint (traffic with a configured pool address), stratum_v2 (the V2 handshake shape on a pool port).",
+                &["range", "direction", "reason"],
             ),
             mining_flows: gauge_vec(
                 &r,
@@ -267,6 +275,7 @@ pub struct Drainer {
     stratum_series: HashSet<(&'static str, u32, String)>,
     /// `STATS` cells already added.
     stats: HashMap<u32, u64>,
+    suspect: HashMap<u32, u64>,
     /// Evictions already exported.
     evictions: u64,
 }
@@ -289,6 +298,12 @@ impl Drainer {
         }
         for (i, v) in kernel.sums("STRATUM_FLOWS", stratum)? {
             self.stratum_flows.insert(i, v);
+        }
+        let suspect: Vec<u32> = (0..Reason::COUNT)
+            .flat_map(|r| DIRECTIONS.map(|(d, _)| suspect_index(id, d, r)))
+            .collect();
+        for (i, v) in kernel.sums("SUSPECT_FLOWS", suspect)? {
+            self.suspect.insert(i, v);
         }
         Ok(())
     }
@@ -408,6 +423,34 @@ impl Drainer {
             metric.inc_by(now.saturating_sub(before));
         }
 
+        // Suspect flows: configured ranges x direction x reason, plus unwatched.
+        let mut cells = Vec::new();
+        for (id, range) in labels.range_slots() {
+            for (dir, dir_name) in DIRECTIONS {
+                for (r, reason) in Reason::NAMES.iter().enumerate() {
+                    cells.push((suspect_index(id, dir, r), range, dir_name, *reason));
+                }
+            }
+        }
+        for (r, reason) in Reason::NAMES.iter().enumerate() {
+            cells.push((
+                suspect_index(UNWATCHED_SLOT, DIR_FROM, r),
+                UNWATCHED,
+                "none",
+                *reason,
+            ));
+        }
+        let values = kernel.sums("SUSPECT_FLOWS", cells.iter().map(|c| c.0))?;
+        for ((idx, now), (_, range, dir, reason)) in values.into_iter().zip(&cells) {
+            let before = self.suspect.insert(idx, now).unwrap_or(0);
+            if now > before {
+                metrics
+                    .suspect_flows
+                    .with_label_values(&[range, dir, reason])
+                    .inc_by(now - before);
+            }
+        }
+
         for (idx, now) in kernel.parse_events()? {
             let before = self.parse.insert(idx, now).unwrap_or(0);
             if let Some(reason) = ParseEvent::NAMES.get(idx as usize) {
@@ -509,6 +552,8 @@ mod tests {
         for v in [&m.stratum_packets, &m.stratum_flows] {
             v.with_label_values(&["r", "from", "monero"]);
         }
+        m.suspect_flows
+            .with_label_values(&["r", "from", "stratum_v2"]);
         m.mining_flows.with_label_values(&["r", "monero"]);
         m.config_reloads.with_label_values(&["success"]);
         m.interface_up.with_label_values(&["i"]);

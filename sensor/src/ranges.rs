@@ -13,6 +13,15 @@ use ipnet::IpNet;
 /// Entries for one address family: (prefix length, network address bytes, range bit set).
 pub type Entries<const N: usize> = Vec<(u32, [u8; N], u64)>;
 
+/// Trie entries for `cfg`'s ranges under the given ids, and its pool endpoints under the pool bit.
+pub fn for_config<'a>(
+    ranges: impl IntoIterator<Item = (usize, &'a [IpNet])>,
+    pools: &'a [IpNet],
+) -> TrieEntries {
+    let pool_id = sensor_common::POOL_BIT.trailing_zeros() as usize;
+    build(ranges.into_iter().chain([(pool_id, pools)]))
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TrieEntries {
     pub v4: Entries<4>,

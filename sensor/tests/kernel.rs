@@ -828,3 +828,86 @@ fn each_new_flow_is_one_event_and_a_full_ring_counts_its_losses() {
     assert_eq!(s.k.read_events().unwrap().len(), 1);
     assert_eq!(s.k.stat(Stat::EventsLost).unwrap(), lost);
 }
+
+#[test]
+fn pool_endpoints_count_once_per_flow_and_are_not_traffic() {
+    use sensor_common::Reason;
+    const R: usize = 0; // the only range of this configuration
+    let mut s = Sensor::with(
+        "[pools]\nports = [3333, 34254]\nendpoints = [\"198.51.100.5\", \"2001:db8:ffff::/48\"]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
+    );
+    let pe = Reason::PoolEndpoint as usize;
+    let (m, pool) = (ip("192.0.2.9"), ip("198.51.100.5"));
+    // A TLS session to the pool: SYN, data both ways. One flow, one count.
+    s.run(
+        &Packet::tcp4(m, pool, 41000, 443, b"")
+            .tcp_flags(0x02)
+            .build(),
+    );
+    s.run(&Packet::tcp4(m, pool, 41000, 443, &[0x16, 3, 1, 0, 10]).build());
+    s.run(&Packet::tcp4(pool, m, 443, 41000, &[0x16, 3, 3, 0, 10]).build());
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, pe).unwrap(), 1);
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, pe).unwrap(), 0);
+    // Another connection is another flow; UDP too.
+    s.run(&Packet::tcp4(m, pool, 41001, 443, b"").build());
+    s.run(&Packet::udp4(m, pool, 5000, 3478, b"x").build());
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, pe).unwrap(), 3);
+    // The pool is no range: its side of the traffic counts nowhere; the miner's side does.
+    assert_eq!(s.traffic(R, DIR_FROM).0, 4);
+    assert_eq!(s.traffic(R, DIR_TO).0, 1);
+    // IPv6 pool block, miner outside every range.
+    s.run(
+        &Packet::tcp6(
+            ip6("2001:db8:1::1"),
+            ip6("2001:db8:ffff::7"),
+            42000,
+            3333,
+            b"",
+        )
+        .build(),
+    );
+    assert_eq!(s.k.suspect_cell(UNWATCHED_SLOT, DIR_FROM, pe).unwrap(), 1);
+    let events = s.k.read_events().unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.kind == sensor_common::EVENT_SUSPECT_FLOW)
+            .count(),
+        4
+    );
+    let line = mining_sensor::events::line(&events[0], |id| (id == 0).then(|| "c".into()), "lo");
+    let v = serde_json::to_value(&line).unwrap();
+    assert_eq!(
+        (v["event"].as_str(), v["reason"].as_str()),
+        (Some("suspect_flow"), Some("pool_endpoint"))
+    );
+    assert!(v.get("dialect").is_none());
+}
+
+#[test]
+fn the_stratum_v2_handshake_shape_on_a_pool_port() {
+    use sensor_common::Reason;
+    const R: usize = 0; // the only range of this configuration
+    let mut s = Sensor::with(
+        "[pools]\nports = [34254]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
+    );
+    let v2 = Reason::StratumV2 as usize;
+    let (m, pool) = (ip("192.0.2.9"), ip("203.0.113.50"));
+    let noise = |n: usize| (0..n).map(|i| (i * 37 + 11) as u8).collect::<Vec<u8>>();
+    s.run(&Packet::tcp4(m, pool, 43000, 34254, &noise(64)).build());
+    s.run(&Packet::tcp4(pool, m, 34254, 43000, &noise(234)).build());
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, v2).unwrap(), 1);
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, v2).unwrap(), 0);
+    // The shape elsewhere, or other sizes on the port: nothing.
+    s.run(&Packet::tcp4(m, pool, 43001, 443, &noise(64)).build());
+    s.run(&Packet::tcp4(m, pool, 43002, 34254, &noise(65)).build());
+    s.run(&Packet::tcp4(m, pool, 43003, 34254, &noise(234)).build());
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, v2).unwrap(), 1);
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, v2).unwrap(), 0);
+    // A server's 234-byte answer first (the client's 64 missed): the flow still counts, once.
+    s.run(&Packet::tcp4(pool, m, 34254, 43004, &noise(234)).build());
+    s.run(&Packet::tcp4(m, pool, 43004, 34254, &noise(64)).build());
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, v2).unwrap(), 1);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, v2).unwrap(), 1);
+    assert_eq!(s.all_stratum(), 0);
+}
