@@ -3,6 +3,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod stratum;
+pub mod tls;
 
 /// Configured ranges are a bit set in a `u64` (the LPM tries' value); the top bit marks pool
 /// endpoints, so at most 63 ranges.

@@ -542,6 +542,50 @@ fn pool_port(port: u16) -> bool {
         .is_some_and(|w| (w >> (port & 63)) & 1 != 0)
 }
 
+/// Copies up to a window of payload into SCRATCH.buf; returns how many bytes.
+#[inline(always)]
+fn load_window(ctx: &XdpContext, payload: usize, plen: usize) -> Result<usize, ()> {
+    let n = if plen > stratum::WINDOW {
+        stratum::WINDOW
+    } else {
+        plen
+    };
+    // LLVM knows 0 < n <= WINDOW from the checks above and drops a repeated test, but the verifier
+    // lost that fact on the way; a volatile re-read keeps the test it needs to see.
+    // SAFETY: reads a local.
+    let n = unsafe { core::ptr::read_volatile(&n) };
+    if n == 0 || n > stratum::WINDOW {
+        return Err(());
+    }
+    let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
+    // SAFETY: map value pointer, valid for the program run; 0 < n <= WINDOW bytes into `buf`.
+    let rc = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            payload as u32,
+            core::ptr::addr_of_mut!((*scratch).buf).cast(),
+            n as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(());
+    }
+    Ok(n)
+}
+
+/// Whether the window in SCRATCH holds a complete ClientHello without server_name. A global
+/// function: the walk over the extensions is verified once.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn client_hello_without_sni(n: u64) -> u64 {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: map value pointer, valid for the program run.
+    let buf = unsafe { &(*scratch).buf };
+    (sensor_common::tls::client_hello_sni(buf, n as usize) == sensor_common::tls::NO_SNI) as u64
+}
+
 /// Counts the packet's flow once for `reason` (see `suspect_new`).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -672,6 +716,28 @@ fn tcp(ctx: &XdpContext, ip: &Ip, src_ranges: u64, dst_ranges: u64, pool: bool) 
     if plen == 0 {
         return Ok(());
     }
+    // A TLS handshake record towards a pool: a ClientHello without server_name is the signal.
+    if (pool || pool_port(dport)) && plen >= 43 {
+        if let Ok(p) = ptr_at::<[u8; 2]>(ctx, payload) {
+            // SAFETY: bounds checked by ptr_at.
+            if unsafe { (*p)[0] } == 22 {
+                let n = load_window(ctx, payload, plen)?;
+                if client_hello_without_sni(n as u64) != 0 {
+                    suspect(
+                        ctx,
+                        ip,
+                        sport,
+                        dport,
+                        IPPROTO_TCP,
+                        Reason::TlsNoSni,
+                        src_ranges,
+                        dst_ranges,
+                    );
+                }
+                return Ok(());
+            }
+        }
+    }
     // Which segments are scanned, so that non-mining traffic pays almost nothing:
     // - one whose first byte is `{` can start a JSON message: always;
     // - one that continues a message (printable first byte) only on a flow already known to be
@@ -698,30 +764,7 @@ fn tcp(ctx: &XdpContext, ip: &Ip, src_ranges: u64, dst_ranges: u64, pool: bool) 
         return Ok(());
     }
 
-    let n = if plen > stratum::WINDOW {
-        stratum::WINDOW
-    } else {
-        plen
-    };
-    // LLVM knows 0 < n <= WINDOW from the checks above and drops a repeated test, but the verifier
-    // lost that fact on the way; a volatile re-read keeps the test it needs to see.
-    // SAFETY: reads a local.
-    let n = unsafe { core::ptr::read_volatile(&n) };
-    if n == 0 || n > stratum::WINDOW {
-        return Ok(());
-    }
-    // SAFETY: map value pointer, valid for the program run; 0 < n <= WINDOW bytes into `buf`.
-    let rc = unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            payload as u32,
-            core::ptr::addr_of_mut!((*scratch).buf).cast(),
-            n as u32,
-        )
-    };
-    if rc != 0 {
-        return Err(());
-    }
+    let n = load_window(ctx, payload, plen)?;
     let origin = ctx.ingress_ifindex() as u64 | (src_is_lo as u64) << 32;
     let found = inspect_window(n as u64, src_ranges, dst_ranges, origin);
     if found & NEW_FLOW != 0 {
