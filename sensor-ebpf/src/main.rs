@@ -717,26 +717,26 @@ fn tcp(ctx: &XdpContext, ip: &Ip, src_ranges: u64, dst_ranges: u64, pool: bool) 
         return Ok(());
     }
     // A TLS handshake record towards a pool: a ClientHello without server_name is the signal.
-    if (pool || pool_port(dport)) && plen >= 43 {
-        if let Ok(p) = ptr_at::<[u8; 2]>(ctx, payload) {
-            // SAFETY: bounds checked by ptr_at.
-            if unsafe { (*p)[0] } == 22 {
-                let n = load_window(ctx, payload, plen)?;
-                if client_hello_without_sni(n as u64) != 0 {
-                    suspect(
-                        ctx,
-                        ip,
-                        sport,
-                        dport,
-                        IPPROTO_TCP,
-                        Reason::TlsNoSni,
-                        src_ranges,
-                        dst_ranges,
-                    );
-                }
-                return Ok(());
-            }
+    if (pool || pool_port(dport))
+        && plen >= 43
+        && let Ok(p) = ptr_at::<[u8; 2]>(ctx, payload)
+        // SAFETY: bounds checked by ptr_at.
+        && unsafe { (*p)[0] } == 22
+    {
+        let n = load_window(ctx, payload, plen)?;
+        if client_hello_without_sni(n as u64) != 0 {
+            suspect(
+                ctx,
+                ip,
+                sport,
+                dport,
+                IPPROTO_TCP,
+                Reason::TlsNoSni,
+                src_ranges,
+                dst_ranges,
+            );
         }
+        return Ok(());
     }
     // Which segments are scanned, so that non-mining traffic pays almost nothing:
     // - one whose first byte is `{` can start a JSON message: always;
