@@ -502,6 +502,34 @@ pub extern "C" fn count_traffic(slot: u64, ranges: u64, dir: u64, bytes: u64) ->
     0
 }
 
+/// Calls `f(range, direction)` for each range in the source (`from`) and destination (`to`) sets,
+/// or once with the unwatched slot (direction `none`, stored as `from`) when both are empty.
+#[inline(always)]
+fn each_range(src: u64, dst: u64, mut f: impl FnMut(usize, usize)) {
+    if src == 0 && dst == 0 {
+        f(UNWATCHED_SLOT, DIR_FROM);
+        return;
+    }
+    for (mut ranges, dir) in [(src, DIR_FROM), (dst, DIR_TO)] {
+        for _ in 0..MAX_RANGES {
+            if ranges == 0 {
+                break;
+            }
+            let r = lowest_bit(ranges);
+            ranges &= ranges - 1;
+            f(r, dir);
+        }
+    }
+}
+
+#[inline(always)]
+fn add_one(map: &PerCpuArray<u64>, index: u32) {
+    if let Some(c) = map.get_ptr_mut(index) {
+        // SAFETY: per-CPU cell, no concurrent writer on this CPU.
+        unsafe { *c += 1 };
+    }
+}
+
 /// Counts a Stratum packet (`flows` = 0) or a new Stratum flow (`flows` = 1). Global, as above.
 #[unsafe(no_mangle)]
 #[inline(never)]
@@ -512,26 +540,9 @@ pub extern "C" fn count_stratum(flows: u64, src: u64, dst: u64, dialect: u64) ->
         &STRATUM_PACKETS
     };
     let dialect = dialect as usize % stratum::DIALECTS;
-    if src == 0 && dst == 0 {
-        if let Some(c) = map.get_ptr_mut(stratum_index(UNWATCHED_SLOT, DIR_FROM, dialect)) {
-            // SAFETY: per-CPU cell.
-            unsafe { *c += 1 };
-        }
-        return 0;
-    }
-    for (mut ranges, dir) in [(src, DIR_FROM), (dst, DIR_TO)] {
-        for _ in 0..MAX_RANGES {
-            if ranges == 0 {
-                break;
-            }
-            let r = lowest_bit(ranges);
-            ranges &= ranges - 1;
-            if let Some(c) = map.get_ptr_mut(stratum_index(r, dir, dialect)) {
-                // SAFETY: per-CPU cell.
-                unsafe { *c += 1 };
-            }
-        }
-    }
+    each_range(src, dst, |r, dir| {
+        add_one(map, stratum_index(r, dir, dialect))
+    });
     0
 }
 
@@ -646,27 +657,9 @@ pub extern "C" fn suspect_new(src_ranges: u64, dst_ranges: u64, origin: u64) -> 
 #[inline(never)]
 pub extern "C" fn count_suspect(src: u64, dst: u64, reason: u64) -> u64 {
     let reason = reason as usize % Reason::COUNT;
-    if src == 0 && dst == 0 {
-        if let Some(c) = SUSPECT_FLOWS.get_ptr_mut(suspect_index(UNWATCHED_SLOT, DIR_FROM, reason))
-        {
-            // SAFETY: per-CPU cell.
-            unsafe { *c += 1 };
-        }
-        return 0;
-    }
-    for (mut ranges, dir) in [(src, DIR_FROM), (dst, DIR_TO)] {
-        for _ in 0..MAX_RANGES {
-            if ranges == 0 {
-                break;
-            }
-            let r = lowest_bit(ranges);
-            ranges &= ranges - 1;
-            if let Some(c) = SUSPECT_FLOWS.get_ptr_mut(suspect_index(r, dir, reason)) {
-                // SAFETY: per-CPU cell.
-                unsafe { *c += 1 };
-            }
-        }
-    }
+    each_range(src, dst, |r, dir| {
+        add_one(&SUSPECT_FLOWS, suspect_index(r, dir, reason))
+    });
     0
 }
 

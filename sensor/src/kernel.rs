@@ -274,6 +274,16 @@ impl Kernel {
     /// Attaches the object's trivial `bench_pass` program natively (benchmarks only: it separates
     /// the cost of a driver's XDP path from the sensor's own).
     pub fn attach_baseline(&mut self, iface: &str) -> Result<XdpLinkId> {
+        Ok(self.baseline()?.attach(iface, XdpMode::Driver)?)
+    }
+
+    pub fn detach_baseline(&mut self, link: XdpLinkId) -> Result<()> {
+        self.baseline()?.detach(link)?;
+        Ok(())
+    }
+
+    /// The object's trivial `bench_pass` program, loaded on first use.
+    fn baseline(&mut self) -> Result<&mut Xdp> {
         let p: &mut Xdp = self
             .ebpf
             .program_mut(BASELINE)
@@ -282,17 +292,7 @@ impl Kernel {
         if p.fd().is_err() {
             p.load()?;
         }
-        Ok(p.attach(iface, XdpMode::Driver)?)
-    }
-
-    pub fn detach_baseline(&mut self, link: XdpLinkId) -> Result<()> {
-        let p: &mut Xdp = self
-            .ebpf
-            .program_mut(BASELINE)
-            .ok_or_else(|| anyhow!("program {BASELINE} missing"))?
-            .try_into()?;
-        p.detach(link)?;
-        Ok(())
+        Ok(p)
     }
 
     pub fn detach(&mut self, link: XdpLinkId) -> Result<()> {
@@ -335,15 +335,7 @@ impl Kernel {
         baseline: bool,
     ) -> Result<std::time::Duration> {
         let program: &mut Xdp = if baseline {
-            let p: &mut Xdp = self
-                .ebpf
-                .program_mut(BASELINE)
-                .ok_or_else(|| anyhow!("program {BASELINE} missing"))?
-                .try_into()?;
-            if p.fd().is_err() {
-                p.load()?;
-            }
-            p
+            self.baseline()?
         } else {
             self.program()?
         };
