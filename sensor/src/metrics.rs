@@ -271,7 +271,7 @@ pub struct Drainer {
     stratum_flows: HashMap<u32, u64>,
     parse: HashMap<u32, u64>,
     mining_series: HashSet<(String, &'static str)>,
-    /// Stratum series already exported, by (map, cell, range name).
+    /// Stratum and suspect series already exported, by (map, cell, range name).
     stratum_series: HashSet<(&'static str, u32, String)>,
     /// `STATS` cells already added.
     stats: HashMap<u32, u64>,
@@ -443,7 +443,12 @@ impl Drainer {
         let values = kernel.sums("SUSPECT_FLOWS", cells.iter().map(|c| c.0))?;
         for ((idx, now), (_, range, dir, reason)) in values.into_iter().zip(&cells) {
             let before = self.suspect.insert(idx, now).unwrap_or(0);
-            if now > before {
+            // Like the Stratum series: configured ranges show 0 from the first drain on.
+            let create = *range != UNWATCHED
+                && self
+                    .stratum_series
+                    .insert(("SUSPECT_FLOWS", idx, range.to_string()));
+            if now > before || create {
                 metrics
                     .suspect_flows
                     .with_label_values(&[range, dir, reason])

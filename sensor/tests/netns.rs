@@ -337,6 +337,10 @@ fn serve_miner(s: TcpStream) {
                 "{{\"id\":{id},\"result\":true,\"error\":null}}\n{{\"id\":null,\"method\":\"mining.notify\",\"params\":[\"bf\",\"4d16\",\"0100\",\"0000\",[],\"20000000\",\"1d00ffff\",\"5f5e1000\",true]}}\n"
             ),
             "mining.submit" => format!("{{\"id\":{id},\"result\":true,\"error\":null}}\n"),
+            "eth_submitLogin" => format!("{{\"id\":{id},\"jsonrpc\":\"2.0\",\"result\":true}}\n"),
+            "eth_getWork" => format!(
+                "{{\"id\":{id},\"jsonrpc\":\"2.0\",\"result\":[\"0x1a2b\",\"0x3c4d\",\"0x0000000112e0be826d694b2e62d01511f12a6061fbaec8bc02357593e70e52ba\"]}}\n"
+            ),
             other => panic!("pool: unexpected method {other:?}"),
         };
         w.write_all(reply.as_bytes()).unwrap();
@@ -395,6 +399,63 @@ fn cpuminer(pool: SocketAddr) -> impl FnOnce() + Send {
         w.write_all(b"{\"id\": 3, \"method\": \"mining.submit\", \"params\": [\"worker1\", \"bf\", \"00000001\", \"5f5e1000\", \"a1b2c3d4\"]}\n").unwrap();
         assert!(read_line(&mut r).contains("true"));
     }
+}
+
+/// An ethproxy session (Ethereum): login then a work request, `id` and `method` last.
+fn ethproxy(pool: SocketAddr) -> impl FnOnce() + Send {
+    move || {
+        let s = TcpStream::connect_timeout(&pool, IO_TIMEOUT).unwrap();
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        w.write_all(b"{\"worker\": \"eth1.0\", \"jsonrpc\": \"2.0\", \"params\": [\"0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5\", \"x\"], \"id\": 2, \"method\": \"eth_submitLogin\"}\n").unwrap();
+        assert!(read_line(&mut r).contains("true"));
+        w.write_all(b"{\"worker\": \"\", \"jsonrpc\": \"2.0\", \"params\": [], \"id\": 3, \"method\": \"eth_getWork\"}\n").unwrap();
+        assert!(read_line(&mut r).contains("0x"));
+    }
+}
+
+/// A pool that speaks no readable protocol: reads what comes, answers `reply` bytes, `conns` times.
+fn opaque_pool(addr: SocketAddr, reply: usize, conns: usize) -> impl FnOnce() + Send {
+    move || {
+        let l = TcpListener::bind(addr).unwrap();
+        for _ in 0..conns {
+            let (mut s, _) = l.accept().unwrap();
+            s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf).unwrap();
+            if reply > 0 {
+                s.write_all(&vec![0x5a; reply]).unwrap();
+            }
+        }
+    }
+}
+
+/// Sends `payload` in one segment and, if `reply` > 0, reads that many bytes back.
+fn opaque_client(addr: SocketAddr, payload: Vec<u8>, reply: usize) -> impl FnOnce() + Send {
+    move || {
+        let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap();
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        s.write_all(&payload).unwrap();
+        let mut got = vec![0u8; reply];
+        s.read_exact(&mut got).unwrap();
+    }
+}
+
+/// A TLS ClientHello without server_name, as XMRig sends to a `stratum+ssl` pool by default.
+fn client_hello_without_sni() -> Vec<u8> {
+    let ext: [u8; 16] = [0, 10, 0, 4, 0, 2, 0, 29, 0, 13, 0, 4, 0, 2, 4, 3];
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[0x5a; 32]);
+    body.push(0);
+    body.extend_from_slice(&[0, 4, 0x13, 1, 0xc0, 0x2f, 1, 0]);
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let mut rec = vec![22, 3, 1, 0, body.len() as u8 + 4, 1, 0, 0, body.len() as u8];
+    rec.extend_from_slice(&body);
+    rec
 }
 
 /// Benign traffic: a web page quoting a login object, Ethereum node JSON-RPC, and UDP.
@@ -564,15 +625,36 @@ fn live_path_end_to_end() {
     let pool_v6: SocketAddr = format!("[{POOL_V6}]:3333").parse().unwrap();
     let web: SocketAddr = format!("{POOL_V4}:8080").parse().unwrap();
     let udp: SocketAddr = format!("{POOL_V4}:9999").parse().unwrap();
-    let pool_thread = in_ns(&t.pool, pool(vec![pool_v4, pool_v4_btc, pool_v6], 3));
+    let pool_v4_eth: SocketAddr = format!("{POOL_V4}:8008").parse().unwrap();
+    // 14433 and 34254 are among the default pool ports (TLS, Stratum V2).
+    let pool_tls: SocketAddr = format!("{POOL_V4}:14433").parse().unwrap();
+    let pool_v2: SocketAddr = format!("{POOL_V4}:34254").parse().unwrap();
+    let pool_thread = in_ns(
+        &t.pool,
+        pool(vec![pool_v4, pool_v4_btc, pool_v6, pool_v4_eth], 4),
+    );
+    let tls_thread = in_ns(&t.pool, opaque_pool(pool_tls, 0, 1));
+    let v2_thread = in_ns(&t.pool, opaque_pool(pool_v2, 234, 1));
     let web_thread = in_ns(&t.pool, benign_server(web));
     // Let the listeners come up.
     thread::sleep(Duration::from_millis(300));
     in_ns(&t.miner, xmrig(pool_v4)).join().unwrap();
     in_ns(&t.miner, xmrig(pool_v6)).join().unwrap();
     in_ns(&t.miner, cpuminer(pool_v4_btc)).join().unwrap();
+    in_ns(&t.miner, ethproxy(pool_v4_eth)).join().unwrap();
+    in_ns(
+        &t.miner,
+        opaque_client(pool_tls, client_hello_without_sni(), 0),
+    )
+    .join()
+    .unwrap();
+    in_ns(&t.miner, opaque_client(pool_v2, vec![0x3c; 64], 234))
+        .join()
+        .unwrap();
     in_ns(&t.miner, benign_client(web, udp, 50)).join().unwrap();
     pool_thread.join().unwrap();
+    tls_thread.join().unwrap();
+    v2_thread.join().unwrap();
     web_thread.join().unwrap();
     // Connection teardown, then stop observing.
     thread::sleep(Duration::from_millis(700));
@@ -682,6 +764,30 @@ fn live_path_end_to_end() {
         .map(|(_, v)| v)
         .sum();
     assert_eq!(unwatched, 0.0);
+    // The ethproxy session: its two requests; the pool's plain JSON-RPC answers carry no marker.
+    assert_eq!(
+        st("mining_sensor_stratum_flows_total", "from", "ethereum"),
+        1.0
+    );
+    assert_eq!(
+        st("mining_sensor_stratum_packets_total", "from", "ethereum"),
+        2.0
+    );
+    assert_eq!(
+        st("mining_sensor_stratum_packets_total", "to", "ethereum"),
+        0.0
+    );
+    // Mining without readable Stratum: one flow each.
+    let sus = |reason: &str| {
+        get(
+            &m,
+            "mining_sensor_suspect_flows_total",
+            &[("direction", "from"), ("range", h), ("reason", reason)],
+        )
+    };
+    assert_eq!(sus("tls_no_sni"), 1.0);
+    assert_eq!(sus("stratum_v2"), 1.0);
+    assert_eq!(sus("pool_endpoint"), 0.0);
     assert_eq!(
         get(
             &m,
@@ -701,9 +807,25 @@ fn live_path_end_to_end() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(events.len(), 6, "{events:?}");
+    let mut suspects: Vec<(String, u64)> = events
+        .iter()
+        .filter(|e| e["event"] == "suspect_flow")
+        .map(|e| {
+            (
+                e["reason"].as_str().unwrap().to_string(),
+                e["dport"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    suspects.sort();
+    assert_eq!(
+        suspects,
+        [("stratum_v2".into(), 34254), ("tls_no_sni".into(), 14433)]
+    );
     let mut seen: Vec<(String, String, u64, String)> = events
         .iter()
+        .filter(|e| e["event"] == "stratum_flow")
         .map(|e| {
             assert_eq!(e["event"], "stratum_flow");
             assert_eq!(e["range"], "harness");
@@ -723,6 +845,7 @@ fn live_path_end_to_end() {
         seen,
         [
             ("bitcoin".into(), "198.18.0.2".into(), 4444, POOL_V4.into()),
+            ("ethereum".into(), "198.18.0.2".into(), 8008, POOL_V4.into()),
             ("monero".into(), "198.18.0.2".into(), 3333, POOL_V4.into()),
             (
                 "monero".into(),
@@ -732,7 +855,7 @@ fn live_path_end_to_end() {
             ),
         ]
     );
-    assert_eq!(get(&m, "mining_sensor_events_total", &[]), 3.0);
+    assert_eq!(get(&m, "mining_sensor_events_total", &[]), 6.0);
     assert_eq!(get(&m, "mining_sensor_events_lost_total", &[]), 0.0);
 
     // Prometheus sees the flow through PromQL.
