@@ -6,7 +6,7 @@ mod common;
 
 use std::{process::Command, thread, time::Duration};
 
-use common::{Proc, get, http_get, samples, sh};
+use common::{get, http_get, samples, sh, spawn_sensor};
 
 const PORT: u16 = 19823;
 
@@ -25,28 +25,21 @@ fn metrics_endpoint_under_load_keeps_answering_and_draining() {
     sh(&["ip", "netns", "add", &ns]);
     sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
     let log = dir.join("sensor.log");
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns,
-            env!("CARGO_BIN_EXE_mining-sensor"),
-            "run",
-            "--config",
-        ])
-        .arg(dir.join("sensor.toml"))
-        .args([
+    let listen = format!("127.0.0.1:{PORT}");
+    let mut sensor = spawn_sensor(
+        &ns,
+        &dir.join("sensor.toml"),
+        &[
             "--iface",
             "lo",
             "--xdp-mode",
             "generic",
             "--listen",
-            &format!("127.0.0.1:{PORT}"),
-        ])
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut sensor = Proc(child);
+            &listen,
+        ],
+        &log,
+        "info",
+    );
     let drains = || {
         let s = samples(&http_get(&ns, PORT, "/metrics"));
         get(&s, "mining_sensor_drain_duration_seconds_count", &[])

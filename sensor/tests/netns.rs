@@ -17,7 +17,7 @@
 
 mod common;
 
-use common::{IO_TIMEOUT, Proc, get, http_get, in_ns, output, samples, sh};
+use common::{IO_TIMEOUT, Proc, get, http_get, in_ns, output, samples, sh, spawn_sensor};
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -518,32 +518,24 @@ fn live_path_end_to_end() {
     )
     .unwrap();
 
-    let log = std::fs::File::create(dir.join("sensor.log")).unwrap();
-    let sensor = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &t.vantage,
-            env!("CARGO_BIN_EXE_mining-sensor"),
-            "run",
-            "--config",
-        ])
-        .arg(&config)
-        .args([
+    let listen = format!("127.0.0.1:{SENSOR_PORT}");
+    let mut sensor = spawn_sensor(
+        &t.vantage,
+        &config,
+        &[
             "--iface",
             "v0",
             "--iface",
             "v1",
             "--listen",
-            &format!("127.0.0.1:{SENSOR_PORT}"),
+            &listen,
             "--xdp-mode",
             "native",
-        ])
-        .env("MINING_SENSOR_LOG", "debug")
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut sensor = Proc(sensor);
+        ],
+        &dir.join("sensor.log"),
+        // The kernel's aya-log records ("new stratum flow") come at debug.
+        "debug",
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while !http_get(&t.vantage, SENSOR_PORT, "/metrics")
         .contains("mining_sensor_xdp_attached{iface=\"v1\",mode=\"native\"} 1")

@@ -9,15 +9,9 @@
 
 mod common;
 
-use std::{
-    net::UdpSocket,
-    path::Path,
-    process::{Command, Stdio},
-    thread,
-    time::Duration,
-};
+use std::{net::UdpSocket, path::Path, process::Command, thread, time::Duration};
 
-use common::{Proc, http_get, in_ns, output, sh, wait_for};
+use common::{http_get, in_ns, output, sh, spawn_sensor, wait_for};
 use mining_sensor::packet::Packet;
 
 const PORT: u16 = 19821;
@@ -193,29 +187,14 @@ fn a_running_sensor_through_reloads_flaps_recreation_hostile_frames_and_sigkill(
     let cfg = dir.join("sensor.toml");
     write(&cfg, GOOD);
     let log = dir.join("sensor.log");
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &p.sensor,
-            env!("CARGO_BIN_EXE_mining-sensor"),
-            "run",
-            "--config",
-        ])
-        .arg(&cfg)
-        .args([
-            "--iface",
-            "s0",
-            "--xdp-mode",
-            "native",
-            "--listen",
-            &format!("127.0.0.1:{PORT}"),
-        ])
-        .stderr(std::fs::File::create(&log).unwrap())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut sensor = Proc(child);
+    let listen = format!("127.0.0.1:{PORT}");
+    let mut sensor = spawn_sensor(
+        &p.sensor,
+        &cfg,
+        &["--iface", "s0", "--xdp-mode", "native", "--listen", &listen],
+        &log,
+        "info",
+    );
     let pid = sensor.0.id() as i32;
     let logs = || std::fs::read_to_string(&log).unwrap_or_default();
     let metric = |name: &str, labels: &[(&str, &str)], want: f64| {
@@ -464,29 +443,14 @@ fn soak_counters_equal_what_the_driver_received_and_flows_beyond_the_table_are_a
     );
     let log = dir.join("sensor.log");
     let port = PORT + 1;
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &p.sensor,
-            env!("CARGO_BIN_EXE_mining-sensor"),
-            "run",
-            "--config",
-        ])
-        .arg(&cfg)
-        .args([
-            "--iface",
-            "s0",
-            "--xdp-mode",
-            "native",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stderr(std::fs::File::create(&log).unwrap())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut sensor = Proc(child);
+    let listen = format!("127.0.0.1:{port}");
+    let mut sensor = spawn_sensor(
+        &p.sensor,
+        &cfg,
+        &["--iface", "s0", "--xdp-mode", "native", "--listen", &listen],
+        &log,
+        "info",
+    );
     let logs = || std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(
         wait_for(

@@ -6,7 +6,7 @@ mod common;
 
 use std::{path::Path, process::Command, thread, time::Duration};
 
-use common::{Proc, sh};
+use common::{sh, spawn_sensor};
 
 const PORT: u16 = 19822;
 
@@ -95,14 +95,13 @@ fn metrics_over_tls_with_basic_auth() {
     sh(&["ip", "netns", "add", &ns]);
     sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
     let log = dir.join("sensor.log");
-    let child = Command::new("ip")
-        .args(["netns", "exec", &ns, bin, "run", "--config"])
-        .arg(dir.join("sensor.toml"))
-        .args(["--iface", "lo", "--xdp-mode", "generic"])
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut sensor = Proc(child);
+    let mut sensor = spawn_sensor(
+        &ns,
+        &dir.join("sensor.toml"),
+        &["--iface", "lo", "--xdp-mode", "generic"],
+        &log,
+        "info",
+    );
     let url = format!("https://127.0.0.1:{PORT}/metrics");
     let mut up = false;
     for _ in 0..100 {

@@ -6,7 +6,8 @@ use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
     os::fd::AsRawFd,
-    process::{Child, Command},
+    path::Path,
+    process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -118,6 +119,28 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Starts `mining-sensor run --config CONFIG ARGS...` inside namespace `ns`, its log (at
+/// `log_level`, `MINING_SENSOR_LOG`) in `log`; killed when the returned guard drops.
+pub fn spawn_sensor(ns: &str, config: &Path, args: &[&str], log: &Path, log_level: &str) -> Proc {
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            env!("CARGO_BIN_EXE_mining-sensor"),
+            "run",
+            "--config",
+        ])
+        .arg(config)
+        .args(args)
+        .env("MINING_SENSOR_LOG", log_level)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("sensor log file"))
+        .spawn()
+        .expect("ip netns exec mining-sensor");
+    Proc(child)
 }
 
 pub type Samples = BTreeMap<(String, BTreeMap<String, String>), f64>;
