@@ -308,6 +308,27 @@ impl Packet {
     }
 }
 
+/// A TLS ClientHello record (supported_groups and signature_algorithms extensions, plus
+/// server_name when `sni` is given): TCP payload for tests of the `tls_no_sni` signal.
+pub fn tls_client_hello(sni: Option<&str>) -> Vec<u8> {
+    let mut ext: Vec<u8> = vec![0, 10, 0, 4, 0, 2, 0, 29, 0, 13, 0, 4, 0, 2, 4, 3];
+    if let Some(name) = sni {
+        let mut d = vec![0, (name.len() + 3) as u8, 0, 0, name.len() as u8];
+        d.extend_from_slice(name.as_bytes());
+        ext.extend_from_slice(&[0, 0, 0, d.len() as u8]);
+        ext.extend_from_slice(&d);
+    }
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[0x5a; 32]);
+    body.push(0);
+    body.extend_from_slice(&[0, 4, 0x13, 1, 0xc0, 0x2f, 1, 0]);
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let mut rec = vec![22, 3, 1, 0, body.len() as u8 + 4, 1, 0, 0, body.len() as u8];
+    rec.extend_from_slice(&body);
+    rec
+}
+
 fn l4_pseudo_tail(proto: u8, len: usize) -> Vec<u8> {
     let mut v = vec![0, proto];
     v.extend_from_slice(&(len as u16).to_be_bytes());

@@ -6,7 +6,11 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use mining_sensor::{config::Config, kernel::Kernel, packet::Packet};
+use mining_sensor::{
+    config::Config,
+    kernel::Kernel,
+    packet::{Packet, tls_client_hello},
+};
 use sensor_common::{
     DIR_FROM, DIR_TO, ParseEvent, UNWATCHED_SLOT,
     stratum::{Dialect, MARKERS, RULES},
@@ -912,26 +916,6 @@ fn the_stratum_v2_handshake_shape_on_a_pool_port() {
     assert_eq!(s.all_stratum(), 0);
 }
 
-/// A TLS 1.2/1.3-style ClientHello record, with or without server_name.
-fn client_hello(sni: Option<&str>) -> Vec<u8> {
-    let mut ext: Vec<u8> = vec![0, 10, 0, 4, 0, 2, 0, 29, 0, 13, 0, 4, 0, 2, 4, 3];
-    if let Some(name) = sni {
-        let mut d = vec![0, (name.len() + 3) as u8, 0, 0, name.len() as u8];
-        d.extend_from_slice(name.as_bytes());
-        ext.extend_from_slice(&[0, 0, 0, d.len() as u8]);
-        ext.extend_from_slice(&d);
-    }
-    let mut body = vec![3, 3];
-    body.extend_from_slice(&[0x5a; 32]);
-    body.push(0);
-    body.extend_from_slice(&[0, 4, 0x13, 1, 0xc0, 0x2f, 1, 0]);
-    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
-    body.extend_from_slice(&ext);
-    let mut rec = vec![22, 3, 1, 0, body.len() as u8 + 4, 1, 0, 0, body.len() as u8];
-    rec.extend_from_slice(&body);
-    rec
-}
-
 #[test]
 fn tls_without_server_name_towards_a_pool() {
     use sensor_common::Reason;
@@ -942,8 +926,8 @@ fn tls_without_server_name_towards_a_pool() {
     let (tls, pe) = (Reason::TlsNoSni as usize, Reason::PoolEndpoint as usize);
     let (m, other) = (ip("192.0.2.9"), ip("203.0.113.50"));
     // To a pool port: counted once per flow.
-    s.run(&Packet::tcp4(m, other, 44000, 14433, &client_hello(None)).build());
-    s.run(&Packet::tcp4(m, other, 44000, 14433, &client_hello(None)).build());
+    s.run(&Packet::tcp4(m, other, 44000, 14433, &tls_client_hello(None)).build());
+    s.run(&Packet::tcp4(m, other, 44000, 14433, &tls_client_hello(None)).build());
     assert_eq!(s.k.suspect_cell(R, DIR_FROM, tls).unwrap(), 1);
     // With server_name, or to an ordinary port and address: nothing.
     s.run(
@@ -952,14 +936,14 @@ fn tls_without_server_name_towards_a_pool() {
             other,
             44001,
             14433,
-            &client_hello(Some("pool.example.org")),
+            &tls_client_hello(Some("pool.example.org")),
         )
         .build(),
     );
-    s.run(&Packet::tcp4(m, other, 44002, 443, &client_hello(None)).build());
+    s.run(&Packet::tcp4(m, other, 44002, 443, &tls_client_hello(None)).build());
     assert_eq!(s.k.suspect_cell(R, DIR_FROM, tls).unwrap(), 1);
     // To a pool address on 443: both signals, each once.
-    s.run(&Packet::tcp4(m, ip("198.51.100.5"), 44003, 443, &client_hello(None)).build());
+    s.run(&Packet::tcp4(m, ip("198.51.100.5"), 44003, 443, &tls_client_hello(None)).build());
     assert_eq!(s.k.suspect_cell(R, DIR_FROM, tls).unwrap(), 2);
     assert_eq!(s.k.suspect_cell(R, DIR_FROM, pe).unwrap(), 1);
     assert_eq!(s.all_stratum(), 0);

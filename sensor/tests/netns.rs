@@ -18,6 +18,7 @@
 mod common;
 
 use common::{IO_TIMEOUT, Proc, get, http_get, in_ns, output, samples, sh, spawn_sensor};
+use mining_sensor::packet::tls_client_hello;
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -444,20 +445,6 @@ fn opaque_client(addr: SocketAddr, payload: Vec<u8>, reply: usize) -> impl FnOnc
     }
 }
 
-/// A TLS ClientHello without server_name, as XMRig sends to a `stratum+ssl` pool by default.
-fn client_hello_without_sni() -> Vec<u8> {
-    let ext: [u8; 16] = [0, 10, 0, 4, 0, 2, 0, 29, 0, 13, 0, 4, 0, 2, 4, 3];
-    let mut body = vec![3, 3];
-    body.extend_from_slice(&[0x5a; 32]);
-    body.push(0);
-    body.extend_from_slice(&[0, 4, 0x13, 1, 0xc0, 0x2f, 1, 0]);
-    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
-    body.extend_from_slice(&ext);
-    let mut rec = vec![22, 3, 1, 0, body.len() as u8 + 4, 1, 0, 0, body.len() as u8];
-    rec.extend_from_slice(&body);
-    rec
-}
-
 /// Benign traffic: a web page quoting a login object, Ethereum node JSON-RPC, and UDP.
 fn benign_server(addr: SocketAddr) -> impl FnOnce() + Send {
     move || {
@@ -634,12 +621,9 @@ fn live_path_end_to_end() {
     in_ns(&t.miner, xmrig(pool_v6)).join().unwrap();
     in_ns(&t.miner, cpuminer(pool_v4_btc)).join().unwrap();
     in_ns(&t.miner, ethproxy(pool_v4_eth)).join().unwrap();
-    in_ns(
-        &t.miner,
-        opaque_client(pool_tls, client_hello_without_sni(), 0),
-    )
-    .join()
-    .unwrap();
+    in_ns(&t.miner, opaque_client(pool_tls, tls_client_hello(None), 0))
+        .join()
+        .unwrap();
     in_ns(&t.miner, opaque_client(pool_v2, vec![0x3c; 64], 234))
         .join()
         .unwrap();
