@@ -227,14 +227,7 @@ impl Agent {
                 warn!(iface = %i.name, "interface gone or replaced; will attach again when it is back");
                 // The kernel already dropped the link with the device; this releases our handle.
                 let _ = self.kernel.detach(link);
-                self.metrics
-                    .xdp_attached
-                    .with_label_values(&[&i.name, mode.label()])
-                    .set(0);
-                self.metrics
-                    .interface_up
-                    .with_label_values(&[&i.name])
-                    .set(0);
+                mark_detached(&self.metrics, &i.name, Some(mode));
             }
             if let Some(old) = i.ifindex.take()
                 && let Err(e) = self.kernel.set_iface_slot(old, 0)
@@ -312,24 +305,30 @@ impl Agent {
 
     fn detach_all(&mut self) {
         for i in &mut self.ifaces {
-            if let Some((link, mode)) = i.link.take() {
+            let attached = i.link.take();
+            let mode = attached.as_ref().map(|l| l.1);
+            if let Some((link, _)) = attached {
                 match self.kernel.detach(link) {
                     Ok(()) => info!(iface = %i.name, "detached"),
                     Err(e) => {
                         warn!(iface = %i.name, error = %e, "detach failed; the link goes when the process exits")
                     }
                 }
-                self.metrics
-                    .xdp_attached
-                    .with_label_values(&[&i.name, mode.label()])
-                    .set(0);
             }
-            self.metrics
-                .interface_up
-                .with_label_values(&[&i.name])
-                .set(0);
+            mark_detached(&self.metrics, &i.name, mode);
         }
     }
+}
+
+/// The metrics of an interface the program is no longer attached to (in `mode`, if it was).
+fn mark_detached(metrics: &Metrics, iface: &str, mode: Option<AttachedMode>) {
+    if let Some(mode) = mode {
+        metrics
+            .xdp_attached
+            .with_label_values(&[iface, mode.label()])
+            .set(0);
+    }
+    metrics.interface_up.with_label_values(&[iface]).set(0);
 }
 
 /// After loading and attaching, the agent needs only CAP_BPF (map reads and updates, links) and
