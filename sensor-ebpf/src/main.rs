@@ -680,31 +680,26 @@ fn tcp(ctx: &XdpContext, ip: &Ip, src_ranges: u64, dst_ranges: u64, pool: bool) 
     let plen = ip.end - payload;
     let sport = u16::from_be_bytes([h[0], h[1]]);
     let dport = u16::from_be_bytes([h[2], h[3]]);
-    if pool {
+    // The suspect signals of this segment's flow, each counted once per flow.
+    let flag = |reason| {
         suspect(
             ctx,
             ip,
             sport,
             dport,
             IPPROTO_TCP,
-            Reason::PoolEndpoint,
+            reason,
             src_ranges,
             dst_ranges,
-        );
+        )
+    };
+    if pool {
+        flag(Reason::PoolEndpoint);
     }
     // Stratum V2 has no readable content: its Noise handshake opens with exactly 64 bytes from the
     // client and 234 from the server, on a pool port.
     if (plen == 64 && pool_port(dport)) || (plen == 234 && pool_port(sport)) {
-        suspect(
-            ctx,
-            ip,
-            sport,
-            dport,
-            IPPROTO_TCP,
-            Reason::StratumV2,
-            src_ranges,
-            dst_ranges,
-        );
+        flag(Reason::StratumV2);
     }
     if plen == 0 {
         return Ok(());
@@ -718,16 +713,7 @@ fn tcp(ctx: &XdpContext, ip: &Ip, src_ranges: u64, dst_ranges: u64, pool: bool) 
     {
         let n = load_window(ctx, payload, plen)?;
         if client_hello_without_sni(n as u64) != 0 {
-            suspect(
-                ctx,
-                ip,
-                sport,
-                dport,
-                IPPROTO_TCP,
-                Reason::TlsNoSni,
-                src_ranges,
-                dst_ranges,
-            );
+            flag(Reason::TlsNoSni);
         }
         return Ok(());
     }
