@@ -178,7 +178,9 @@ pub struct FlowState {
     pub stratum_packets: u32,
     /// `stratum::Dialect` as u8.
     pub dialect: u8,
-    pub _pad: [u8; 3],
+    /// Packets of the flow handed to deep inspection so far (bounded by `INSPECT_BUDGET`).
+    pub inspected: u8,
+    pub _pad: [u8; 2],
 }
 
 /// `reason` label of `mining_sensor_suspect_flows_total`: signals of mining without readable
@@ -186,7 +188,7 @@ pub struct FlowState {
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reason {
-    /// A TLS ClientHello without server_name towards a pool port or endpoint (not built yet).
+    /// A TLS ClientHello without server_name towards a pool port or endpoint.
     TlsNoSni = 0,
     /// Traffic to or from an address in the configured pool list.
     PoolEndpoint = 1,
@@ -232,10 +234,50 @@ pub enum Stat {
     EventsSent = 1,
     /// Events dropped because the ring buffer was full.
     EventsLost = 2,
+    /// Candidate packets handed to deep inspection (redirected to AF_XDP or copied).
+    Candidates = 3,
+    /// `inline`: candidates not copied because the sample ring was full.
+    SamplesLost = 4,
+    /// `tap`: candidates passed uninspected because no AF_XDP socket served their receive queue.
+    NoSocket = 5,
 }
 
 impl Stat {
-    pub const COUNT: usize = 3;
+    pub const COUNT: usize = 6;
+}
+
+/// `CAPTURE_MODE` of the kernel program (a load-time constant, so the verifier prunes the other
+/// mode): candidates go nowhere (deep inspection off).
+pub const CAPTURE_OFF: u32 = 0;
+/// `tap` (mirror port): candidates are redirected through `XSKS` to AF_XDP sockets.
+pub const CAPTURE_TAP: u32 = 1;
+/// `inline` (live link): candidates pass, and their first `SAMPLE_BYTES` are copied to `SAMPLES`.
+pub const CAPTURE_INLINE: u32 = 2;
+/// Receive queues served per interface in `tap` mode (`XSKS` holds `MAX_IFACE_SLOTS` times this).
+pub const MAX_QUEUES: u32 = 64;
+
+/// Key of an AF_XDP socket in `XSKS`.
+#[inline(always)]
+pub const fn xsk_key(iface_slot: u32, queue: u32) -> u32 {
+    iface_slot * MAX_QUEUES + queue
+}
+/// Bytes of a candidate frame copied in `inline` mode: a whole standard-MTU Ethernet frame with
+/// two VLAN tags, enough for an XMRig login with its algorithm list.
+pub const SAMPLE_BYTES: usize = 1536;
+
+/// One candidate packet in the `SAMPLES` ring buffer (`inline` capture).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sample {
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the packet.
+    pub ts_ns: u64,
+    pub ifindex: u32,
+    /// Length of the frame on the wire.
+    pub frame_len: u32,
+    /// Bytes of it in `data` (at most `SAMPLE_BYTES`).
+    pub cap_len: u32,
+    pub _pad: u32,
+    pub data: [u8; SAMPLE_BYTES],
 }
 
 /// `Event::kind`: a new Stratum flow.
@@ -271,6 +313,7 @@ mod pod {
     unsafe impl aya::Pod for super::FlowState {}
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::SuspectKey {}
+    unsafe impl aya::Pod for super::Sample {}
 }
 
 #[cfg(test)]
@@ -294,7 +337,8 @@ mod tests {
     #[test]
     fn flow_layout_has_no_implicit_padding() {
         assert_eq!(core::mem::size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 1 + 1 + 2);
-        assert_eq!(core::mem::size_of::<FlowState>(), 8 * 3 + 4 + 1 + 3);
+        assert_eq!(core::mem::size_of::<FlowState>(), 8 * 3 + 4 + 1 + 1 + 2);
+        assert_eq!(core::mem::size_of::<Sample>(), 8 + 4 * 4 + SAMPLE_BYTES);
         assert_eq!(core::mem::size_of::<Event>(), 8 + 40 + 8 + 8 + 4 + 4);
     }
 }

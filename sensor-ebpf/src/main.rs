@@ -5,6 +5,12 @@
 //! (the value is the set of configured ranges containing the address), count packets and IP bytes
 //! per interface slot, range and direction; on TCP payloads run the Stratum scanner from
 //! `sensor-common` and count Stratum packets and, once per flow, Stratum flows.
+//!
+//! Candidates for deep inspection (packets with a Stratum signature, the first data packets of a
+//! suspect flow, at most `INSPECT_BUDGET` per flow) go to userspace: in `tap` capture mode they are
+//! redirected to an AF_XDP socket (a mirror port's copy of traffic is not needed by the stack); in
+//! `inline` mode they pass like every other packet and their first bytes are copied to `SAMPLES`.
+//! Nothing else is ever dropped or altered.
 #![no_std]
 #![no_main]
 
@@ -14,16 +20,17 @@ use aya_ebpf::{
     bindings::{BPF_NOEXIST, xdp_action},
     helpers::{bpf_ktime_get_ns, bpf_loop, bpf_xdp_load_bytes},
     macros::{map, xdp},
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, XskMap, lpm_trie::Key},
     programs::XdpContext,
 };
 use aya_log_ebpf::debug;
 use sensor_common::{
-    Counter, DIR_FROM, DIR_TO, EVENT_STRATUM_FLOW, EVENT_SUSPECT_FLOW, Event, FILTER_V4_ALL,
-    FILTER_V6_ALL, FILTER_WORDS, FlowKey, FlowState, IFINDEX_DIRECT, MAX_IFACE_SLOTS, MAX_RANGES,
-    POOL_BIT, POOL_PORT_WORDS, ParseEvent, RANGE_MASK, Reason, STRATUM_CELLS, SUSPECT_CELLS, Stat,
-    SuspectKey, TRAFFIC_CELLS, UNWATCHED_SLOT, filter_bit_v4, filter_bit_v6, stratum,
-    stratum_index, suspect_index, traffic_index,
+    CAPTURE_INLINE, CAPTURE_TAP, Counter, DIR_FROM, DIR_TO, EVENT_STRATUM_FLOW, EVENT_SUSPECT_FLOW,
+    Event, FILTER_V4_ALL, FILTER_V6_ALL, FILTER_WORDS, FlowKey, FlowState, IFINDEX_DIRECT,
+    MAX_IFACE_SLOTS, MAX_QUEUES, MAX_RANGES, POOL_BIT, POOL_PORT_WORDS, ParseEvent, RANGE_MASK,
+    Reason, SAMPLE_BYTES, STRATUM_CELLS, SUSPECT_CELLS, Sample, Stat, SuspectKey, TRAFFIC_CELLS,
+    UNWATCHED_SLOT, filter_bit_v4, filter_bit_v6, stratum, stratum_index, suspect_index,
+    traffic_index, xsk_key,
 };
 
 /// Stacked VLAN tags followed (802.1ad outer + 802.1Q inner is two; some carriers stack more).
@@ -109,11 +116,118 @@ struct Scratch {
 #[map]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
+/// `sensor_common::CAPTURE_*`, set by the agent at load time. A read-only global: the verifier
+/// knows its value and prunes the capture path not taken.
+#[unsafe(no_mangle)]
+static CAPTURE_MODE: u32 = 0;
+/// Packets per flow (and per suspect reason) handed to deep inspection; the rest are only counted.
+#[unsafe(no_mangle)]
+static INSPECT_BUDGET: u32 = 0;
+
+/// `tap`: AF_XDP sockets by interface slot and receive queue (`slot * MAX_QUEUES + queue`),
+/// registered by the agent. Keyed by slot too because a socket only takes packets of the device
+/// and queue it is bound to: with several interfaces, queue 0 of one is not queue 0 of another.
+#[map]
+static XSKS: XskMap = XskMap::with_max_entries(MAX_IFACE_SLOTS as u32 * MAX_QUEUES, 0);
+/// `inline`: the first `SAMPLE_BYTES` of each candidate. Resized by the agent from configuration;
+/// a sample that finds it full is counted in `STATS[SamplesLost]`.
+#[map]
+static SAMPLES: RingBuf = RingBuf::with_byte_size(1024 * 1024, 0);
+
+#[inline(always)]
+fn capture_mode() -> u32 {
+    // SAFETY: reads a global; volatile so that LLVM does not fold the compile-time 0.
+    unsafe { core::ptr::read_volatile(&CAPTURE_MODE) }
+}
+
+#[inline(always)]
+fn inspect_budget() -> u32 {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile(&INSPECT_BUDGET) }
+}
+
 #[xdp]
 pub fn sensor(ctx: XdpContext) -> u32 {
-    // Whatever the parser concluded, the packet goes on untouched.
-    let _ = try_sensor(&ctx);
-    xdp_action::XDP_PASS
+    // Whatever the parser concluded, the packet goes on untouched, unless it is a candidate for
+    // deep inspection on a tap.
+    match try_sensor(&ctx) {
+        Ok(true) => capture(&ctx),
+        _ => xdp_action::XDP_PASS,
+    }
+}
+
+/// Hands a candidate to userspace; the return value is the packet's action.
+#[inline(always)]
+fn capture(ctx: &XdpContext) -> u32 {
+    let mode = capture_mode();
+    if mode == CAPTURE_TAP {
+        // SAFETY: `ctx.ctx` is the program's xdp_md.
+        let queue = unsafe { (*ctx.ctx).rx_queue_index };
+        if queue >= MAX_QUEUES {
+            stat(Stat::NoSocket);
+            return xdp_action::XDP_PASS;
+        }
+        let key = xsk_key(slot_of(ctx) as u32, queue);
+        // XDP_PASS in the flags is the action when no socket serves the queue.
+        match XSKS.redirect(key, xdp_action::XDP_PASS as u64) {
+            Ok(action) => {
+                stat(Stat::Candidates);
+                action
+            }
+            Err(_) => {
+                stat(Stat::NoSocket);
+                xdp_action::XDP_PASS
+            }
+        }
+    } else if mode == CAPTURE_INLINE {
+        sample(ctx);
+        xdp_action::XDP_PASS
+    } else {
+        xdp_action::XDP_PASS
+    }
+}
+
+/// Copies the first `SAMPLE_BYTES` of the frame into the `SAMPLES` ring, in place.
+#[inline(always)]
+fn sample(ctx: &XdpContext) {
+    let frame_len = ctx.data_end() - ctx.data();
+    let n = if frame_len > SAMPLE_BYTES {
+        SAMPLE_BYTES
+    } else {
+        frame_len
+    };
+    // The verifier must see 0 < n <= SAMPLE_BYTES right at the helper call (see `load_window`).
+    // SAFETY: reads a local.
+    let n = unsafe { core::ptr::read_volatile(&n) };
+    if n == 0 || n > SAMPLE_BYTES {
+        return;
+    }
+    let Some(mut entry) = SAMPLES.reserve::<Sample>(0) else {
+        stat(Stat::SamplesLost);
+        return;
+    };
+    let s = entry.as_mut_ptr();
+    // SAFETY: `s` points at a reserved, writable Sample; the header is written field by field and
+    // at most `SAMPLE_BYTES` bytes into `data`.
+    let rc = unsafe {
+        core::ptr::addr_of_mut!((*s).ts_ns).write(bpf_ktime_get_ns());
+        core::ptr::addr_of_mut!((*s).ifindex).write(ctx.ingress_ifindex() as u32);
+        core::ptr::addr_of_mut!((*s).frame_len).write(frame_len as u32);
+        core::ptr::addr_of_mut!((*s).cap_len).write(n as u32);
+        core::ptr::addr_of_mut!((*s)._pad).write(0);
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            0,
+            core::ptr::addr_of_mut!((*s).data).cast(),
+            n as u32,
+        )
+    };
+    if rc != 0 {
+        entry.discard(0);
+        return;
+    }
+    entry.submit(0);
+    stat(Stat::Candidates);
 }
 
 /// The benchmarks' baseline (`cargo xtask bench`): the cheapest possible XDP program, run over the
@@ -183,10 +297,11 @@ struct Ip {
     end: usize,
 }
 
-fn try_sensor(ctx: &XdpContext) -> Result<(), ()> {
+/// Parses and counts the packet; `Ok(true)` when it is a candidate for deep inspection.
+fn try_sensor(ctx: &XdpContext) -> Result<bool, ()> {
     bump(ParseEvent::Seen);
     let Some(ip) = parse_ip(ctx) else {
-        return Ok(());
+        return Ok(false);
     };
 
     let slot = iface_slot(ctx);
@@ -202,18 +317,18 @@ fn try_sensor(ctx: &XdpContext) -> Result<(), ()> {
     }
 
     if ip.l4 == 0 {
-        return Ok(());
+        return Ok(false);
     }
     if ip.proto == IPPROTO_TCP {
         tcp(ctx, &ip, src_ranges, dst_ranges, pool)
     } else if ip.proto == IPPROTO_UDP {
         let Ok(h) = ptr_at::<[u8; 8]>(ctx, ip.l4) else {
             bump(ParseEvent::TruncatedUdp);
-            return Ok(());
+            return Ok(false);
         };
         if ip.l4 + 8 > ip.end {
             bump(ParseEvent::TruncatedUdp);
-            return Ok(());
+            return Ok(false);
         }
         if pool {
             // SAFETY: bounds checked by ptr_at.
@@ -222,7 +337,7 @@ fn try_sensor(ctx: &XdpContext) -> Result<(), ()> {
                 u16::from_be_bytes([h[0], h[1]]),
                 u16::from_be_bytes([h[2], h[3]]),
             );
-            suspect(
+            return Ok(suspect(
                 ctx,
                 &ip,
                 sport,
@@ -231,12 +346,13 @@ fn try_sensor(ctx: &XdpContext) -> Result<(), ()> {
                 Reason::PoolEndpoint,
                 src_ranges,
                 dst_ranges,
-            );
+                ip.l4 + 8 < ip.end,
+            ));
         }
-        Ok(())
+        Ok(false)
     } else {
         bump(ParseEvent::OtherTransport);
-        Ok(())
+        Ok(false)
     }
 }
 
@@ -403,6 +519,16 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Option<Ip> {
 
 #[inline(always)]
 fn iface_slot(ctx: &XdpContext) -> usize {
+    let slot = slot_of(ctx);
+    if slot == 0 {
+        bump(ParseEvent::UnknownInterface);
+    }
+    slot
+}
+
+/// The interface's counter slot, 0 when the agent did not register it.
+#[inline(always)]
+fn slot_of(ctx: &XdpContext) -> usize {
     let ifindex = ctx.ingress_ifindex() as u32;
     let slot = if ifindex < IFINDEX_DIRECT {
         IFINDEX_SLOTS.get(ifindex).copied().unwrap_or(0)
@@ -412,8 +538,7 @@ fn iface_slot(ctx: &XdpContext) -> usize {
             .copied()
             .unwrap_or(0)
     };
-    if slot == 0 || slot as usize >= MAX_IFACE_SLOTS {
-        bump(ParseEvent::UnknownInterface);
+    if slot as usize >= MAX_IFACE_SLOTS {
         return 0;
     }
     slot as usize
@@ -597,7 +722,8 @@ pub extern "C" fn client_hello_without_sni(n: u64) -> u64 {
     (sensor_common::tls::client_hello_sni(buf, n as usize) == sensor_common::tls::NO_SNI) as u64
 }
 
-/// Counts the packet's flow once for `reason` (see `suspect_new`).
+/// Counts the packet's flow once for `reason` (see `suspect_new`); true when the packet is a
+/// candidate for deep inspection (it carries data, within the flow's budget).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn suspect(
@@ -609,9 +735,10 @@ fn suspect(
     reason: Reason,
     src_ranges: u64,
     dst_ranges: u64,
-) {
+    data: bool,
+) -> bool {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-        return;
+        return false;
     };
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
     let sk = unsafe { &mut (*scratch).suspect };
@@ -619,12 +746,17 @@ fn suspect(
     sk.flow.proto = proto;
     sk.reason = reason as u8;
     sk._pad = [0; 7];
-    let origin = ctx.ingress_ifindex() as u64 | (src_is_lo as u64) << 32;
-    suspect_new(src_ranges, dst_ranges, origin);
+    let origin =
+        ctx.ingress_ifindex() as u64 | (src_is_lo as u64) << 32 | (data as u64) << ORIGIN_DATA;
+    suspect_new(src_ranges, dst_ranges, origin) & CANDIDATE != 0
 }
 
+/// Bit of `origin` (ifindex | source-is-lower << 32) saying the packet carries transport data.
+const ORIGIN_DATA: u64 = 33;
+
 /// Counts and reports the (flow, reason) in SCRATCH.suspect if it is new. A global function:
-/// verified once, whatever the caller's state.
+/// verified once, whatever the caller's state. The table's value counts the flow's packets handed
+/// to deep inspection for this reason. Returns `CANDIDATE` for a packet to inspect.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn suspect_new(src_ranges: u64, dst_ranges: u64, origin: u64) -> u64 {
@@ -633,7 +765,19 @@ pub extern "C" fn suspect_new(src_ranges: u64, dst_ranges: u64, origin: u64) -> 
     };
     // SAFETY: map value pointer, valid for the program run.
     let sk = unsafe { &(*scratch).suspect };
-    if SUSPECTS.insert(sk, 1u8, BPF_NOEXIST as u64).is_err() {
+    let data = (origin >> ORIGIN_DATA) & 1 != 0;
+    let budget = inspect_budget();
+    let take = data && budget > 0;
+    if SUSPECTS.insert(sk, take as u8, BPF_NOEXIST as u64).is_err() {
+        if data && let Some(used) = SUSPECTS.get_ptr_mut(sk) {
+            // SAFETY: LRU map value; a race between CPUs costs at most one extra inspection.
+            unsafe {
+                if (*used as u32) < budget {
+                    *used += 1;
+                    return CANDIDATE;
+                }
+            }
+        }
         return 0;
     }
     let reason = sk.reason as u64 % Reason::COUNT as u64;
@@ -649,7 +793,7 @@ pub extern "C" fn suspect_new(src_ranges: u64, dst_ranges: u64, origin: u64) -> 
         EVENT_SUSPECT_FLOW,
         reason as u8,
     );
-    1
+    if take { CANDIDATE } else { 0 }
 }
 
 /// Counts a new suspect flow per range and direction (`unwatched`/`none` outside every range).
@@ -664,7 +808,13 @@ pub extern "C" fn count_suspect(src: u64, dst: u64, reason: u64) -> u64 {
 }
 
 #[inline(always)]
-fn tcp(ctx: &XdpContext, ip: &Ip, src_ranges: u64, dst_ranges: u64, pool: bool) -> Result<(), ()> {
+fn tcp(
+    ctx: &XdpContext,
+    ip: &Ip,
+    src_ranges: u64,
+    dst_ranges: u64,
+    pool: bool,
+) -> Result<bool, ()> {
     let Ok(h) = ptr_at::<[u8; 20]>(ctx, ip.l4) else {
         bump(ParseEvent::BadTcpHeader);
         return Err(());
@@ -691,18 +841,20 @@ fn tcp(ctx: &XdpContext, ip: &Ip, src_ranges: u64, dst_ranges: u64, pool: bool) 
             reason,
             src_ranges,
             dst_ranges,
+            plen > 0,
         )
     };
+    let mut candidate = false;
     if pool {
-        flag(Reason::PoolEndpoint);
+        candidate |= flag(Reason::PoolEndpoint);
     }
     // Stratum V2 has no readable content: its Noise handshake opens with exactly 64 bytes from the
     // client and 234 from the server, on a pool port.
     if (plen == 64 && pool_port(dport)) || (plen == 234 && pool_port(sport)) {
-        flag(Reason::StratumV2);
+        candidate |= flag(Reason::StratumV2);
     }
     if plen == 0 {
-        return Ok(());
+        return Ok(candidate);
     }
     // A TLS handshake record towards a pool: a ClientHello without server_name is the signal.
     if (pool || pool_port(dport))
@@ -713,9 +865,9 @@ fn tcp(ctx: &XdpContext, ip: &Ip, src_ranges: u64, dst_ranges: u64, pool: bool) 
     {
         let n = load_window(ctx, payload, plen)?;
         if client_hello_without_sni(n as u64) != 0 {
-            flag(Reason::TlsNoSni);
+            candidate |= flag(Reason::TlsNoSni);
         }
-        return Ok(());
+        return Ok(candidate);
     }
     // Which segments are scanned, so that non-mining traffic pays almost nothing:
     // - one whose first byte is `{` can start a JSON message: always;
@@ -732,7 +884,7 @@ fn tcp(ctx: &XdpContext, ip: &Ip, src_ranges: u64, dst_ranges: u64, pool: bool) 
     let printable =
         (0x20..0x7f).contains(&first) || first == b'\t' || first == b'\r' || first == b'\n';
     if !printable {
-        return Ok(());
+        return Ok(candidate);
     }
     // Only segments that may carry JSON pay for the flow key.
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
@@ -740,7 +892,7 @@ fn tcp(ctx: &XdpContext, ip: &Ip, src_ranges: u64, dst_ranges: u64, pool: bool) 
     let key = unsafe { &mut (*scratch).key };
     let src_is_lo = fill_flow_key(key, ip, sport, dport);
     if first != b'{' && flow_unknown(key) {
-        return Ok(());
+        return Ok(candidate);
     }
 
     let n = load_window(ctx, payload, plen)?;
@@ -755,11 +907,13 @@ fn tcp(ctx: &XdpContext, ip: &Ip, src_ranges: u64, dst_ranges: u64, pool: bool) 
             dport
         );
     }
-    Ok(())
+    Ok(candidate || found & CANDIDATE != 0)
 }
 
 /// `inspect_window` result bit: the packet opened a new Stratum flow.
 const NEW_FLOW: u64 = 1 << 8;
+/// Result bit of `inspect_window` and `suspect_new`: hand the packet to deep inspection.
+const CANDIDATE: u64 = 1 << 9;
 
 /// Scans the payload window in SCRATCH (key in SCRATCH too) and counts what it finds. A global
 /// function with scalar arguments: verified once, whatever the caller's state. Returns 0 when the
@@ -779,24 +933,36 @@ pub extern "C" fn inspect_window(n: u64, src_ranges: u64, dst_ranges: u64, origi
     let existing = FLOWS.get_ptr_mut(key);
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
+    let budget = inspect_budget();
+    let mut candidate = 0;
     let (dialect, new_flow) = match existing {
-        // SAFETY: LRU map value; concurrent updates of these statistics may race harmlessly.
+        // SAFETY: LRU map value; concurrent updates of these statistics may race harmlessly (at
+        // worst one packet more is inspected).
         Some(state) => unsafe {
             (*state).last_seen_ns = now;
             (*state).stratum_packets += 1;
+            if ((*state).inspected as u32) < budget {
+                (*state).inspected += 1;
+                candidate = CANDIDATE;
+            }
             // A flow keeps the dialect of its first Stratum packet (EthereumStratum pools push
             // `mining.notify` too).
             ((*state).dialect as u64, false)
         },
         None => {
+            let take = budget > 0;
             let state = FlowState {
                 first_seen_ns: now,
                 last_seen_ns: now,
                 ranges: src_ranges | dst_ranges,
                 stratum_packets: 1,
                 dialect: d - 1,
-                _pad: [0; 3],
+                inspected: take as u8,
+                _pad: [0; 2],
             };
+            if take {
+                candidate = CANDIDATE;
+            }
             match insert_new_flow(key, &state) {
                 Ok(()) => {
                     stat(Stat::FlowsCreated);
@@ -822,9 +988,9 @@ pub extern "C" fn inspect_window(n: u64, src_ranges: u64, dst_ranges: u64, origi
     count_stratum(0, src_ranges, dst_ranges, dialect);
     if new_flow {
         count_stratum(1, src_ranges, dst_ranges, dialect);
-        return dialect | NEW_FLOW;
+        return dialect | NEW_FLOW | candidate;
     }
-    dialect
+    dialect | candidate
 }
 
 /// Reports a new Stratum flow through the ring buffer, written in place (no copy on the BPF

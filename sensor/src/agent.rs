@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 use sensor_common::{MAX_IFACE_SLOTS, MAX_RANGES};
 
 use crate::{
-    config::{Config, XdpModeChoice},
+    config::{CaptureMode, Config, XdpModeChoice},
     exporter,
     kernel::{self, AttachedMode, Kernel},
     metrics::{Drainer, Labels, Metrics},
@@ -35,6 +35,7 @@ pub struct RunOptions {
     pub ifaces: Vec<String>,
     pub listen: Option<SocketAddr>,
     pub xdp_mode: Option<XdpModeChoice>,
+    pub capture_mode: Option<CaptureMode>,
 }
 
 /// A watched interface: its counter slot is fixed for the life of the process; its index and
@@ -384,6 +385,9 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     }
     if let Some(m) = opts.xdp_mode {
         config.xdp_mode = m;
+    }
+    if let Some(m) = opts.capture_mode {
+        config.inspect.capture_mode = m;
     }
     if config.interfaces.is_empty() {
         bail!(

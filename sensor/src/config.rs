@@ -32,6 +32,80 @@ pub enum XdpModeChoice {
     Generic,
 }
 
+/// The packet path of deep inspection (`--capture-mode`, `inspect.capture_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureMode {
+    /// Mirror/SPAN port: candidate packets are redirected to AF_XDP sockets, one per receive queue
+    /// (the stack never sees them; on a mirror port it does not need them).
+    Tap,
+    /// Live link: every packet passes; the first bytes of candidates are copied to userspace.
+    Inline,
+}
+
+impl CaptureMode {
+    /// The kernel program's `CAPTURE_MODE`.
+    pub fn kernel_value(self) -> u32 {
+        match self {
+            Self::Tap => sensor_common::CAPTURE_TAP,
+            Self::Inline => sensor_common::CAPTURE_INLINE,
+        }
+    }
+
+    /// The `path` label of what it carries.
+    pub fn path_label(self) -> &'static str {
+        match self {
+            Self::Tap => "afxdp",
+            Self::Inline => "copy",
+        }
+    }
+}
+
+/// Whether AF_XDP sockets may bind in zero-copy mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZeroCopyChoice {
+    /// Zero-copy where the driver supports it, copy mode otherwise (the agent logs which).
+    Auto,
+    /// Copy mode only.
+    Never,
+}
+
+/// Deep inspection of candidate packets (Stratum signatures, first data packets of suspect flows).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inspect {
+    pub capture_mode: CaptureMode,
+    /// Packets per flow (and per suspect reason) handed to deep inspection; 0 turns it off.
+    pub budget: u32,
+    /// `inline`: bytes of the kernel's sample ring buffer (a power of two).
+    pub sample_ring_bytes: u32,
+    /// `tap`: UMEM frames per AF_XDP socket.
+    pub frames: u32,
+    /// `tap`: entries of each socket's receive and fill rings (a power of two).
+    pub ring_size: u32,
+    pub zero_copy: ZeroCopyChoice,
+    /// Key of the login hash (at least 32 bytes in the file; only the first 32 are used); without
+    /// it, a random key per start, so hashes are comparable only within one process's life.
+    pub login_key_file: Option<std::path::PathBuf>,
+    /// Window of the distinct-miners gauge.
+    pub distinct_window: Duration,
+}
+
+impl Default for Inspect {
+    fn default() -> Self {
+        Self {
+            capture_mode: CaptureMode::Inline,
+            budget: 8,
+            sample_ring_bytes: 1 << 20,
+            frames: 4096,
+            ring_size: 2048,
+            zero_copy: ZeroCopyChoice::Auto,
+            login_key_file: None,
+            distinct_window: Duration::from_secs(3600),
+        }
+    }
+}
+
 /// Where flow events go: JSON lines on standard output, in a file rotated by size, or nowhere.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EventSink {
@@ -108,6 +182,7 @@ pub struct Config {
     pub web_config: Option<std::path::PathBuf>,
     pub events: Events,
     pub pools: Pools,
+    pub inspect: Inspect,
     /// Things worth telling the operator that do not stop the sensor.
     pub warnings: Vec<String>,
 }
@@ -133,8 +208,22 @@ struct RawConfig {
     web_config: Option<std::path::PathBuf>,
     events: Option<RawEvents>,
     pools: Option<RawPools>,
+    inspect: Option<RawInspect>,
     #[serde(default)]
     ranges: Vec<RawRange>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInspect {
+    capture_mode: Option<CaptureMode>,
+    budget: Option<Spanned<i64>>,
+    sample_ring_bytes: Option<Spanned<i64>>,
+    frames: Option<Spanned<i64>>,
+    ring_size: Option<Spanned<i64>>,
+    zero_copy: Option<ZeroCopyChoice>,
+    login_key_file: Option<std::path::PathBuf>,
+    distinct_window: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -201,6 +290,12 @@ impl Config {
             && let Some(dir) = path.parent()
         {
             cfg.web_config = Some(dir.join(web));
+        }
+        if let Some(key) = &cfg.inspect.login_key_file
+            && key.is_relative()
+            && let Some(dir) = path.parent()
+        {
+            cfg.inspect.login_key_file = Some(dir.join(key));
         }
         Ok(cfg)
     }
@@ -360,6 +455,62 @@ impl Config {
                 Events { sink, ring_bytes }
             }
         };
+
+        let mut inspect = Inspect::default();
+        if let Some(i) = &raw.inspect {
+            let power_of_two = |field: &str, v: &Option<Spanned<i64>>, n: i64| {
+                if (n as u64).is_power_of_two() {
+                    return Ok(());
+                }
+                let span = v.as_ref().map(|r| r.span()).unwrap_or(0..0);
+                Err(at(
+                    span,
+                    format!(
+                        "{field} = {n} must be a power of two (e.g. {})",
+                        (n as u64).next_power_of_two()
+                    ),
+                ))
+            };
+            if let Some(m) = i.capture_mode {
+                inspect.capture_mode = m;
+            }
+            // The kernel keeps the per-flow count in one byte.
+            inspect.budget = bounded("inspect.budget", &i.budget, 8, 0, 255)? as u32;
+            let ring = bounded(
+                "inspect.sample_ring_bytes",
+                &i.sample_ring_bytes,
+                1 << 20,
+                1 << 16,
+                1 << 30,
+            )?;
+            power_of_two("inspect.sample_ring_bytes", &i.sample_ring_bytes, ring)?;
+            inspect.sample_ring_bytes = ring as u32;
+            inspect.frames = bounded("inspect.frames", &i.frames, 4096, 64, 1 << 20)? as u32;
+            let ring = bounded("inspect.ring_size", &i.ring_size, 2048, 64, 1 << 16)?;
+            power_of_two("inspect.ring_size", &i.ring_size, ring)?;
+            inspect.ring_size = ring as u32;
+            if inspect.ring_size > inspect.frames {
+                let span = i.ring_size.as_ref().map(|r| r.span()).unwrap_or(0..0);
+                return Err(at(
+                    span,
+                    format!(
+                        "inspect.ring_size = {} is larger than inspect.frames = {}: the fill ring could never be filled; raise frames or lower ring_size",
+                        inspect.ring_size, inspect.frames
+                    ),
+                ));
+            }
+            if let Some(z) = i.zero_copy {
+                inspect.zero_copy = z;
+            }
+            inspect.login_key_file = i.login_key_file.clone();
+            inspect.distinct_window = duration(
+                "inspect.distinct_window",
+                &i.distinct_window,
+                inspect.distinct_window,
+                Duration::from_secs(60),
+                Duration::from_secs(30 * 24 * 3600),
+            )?;
+        }
 
         let mut pools = Pools::default();
         if let Some(p) = &raw.pools {
@@ -523,6 +674,7 @@ impl Config {
             web_config: raw.web_config,
             events,
             pools,
+            inspect,
             warnings,
         })
     }

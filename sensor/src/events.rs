@@ -7,6 +7,15 @@
 //!  "src":"175.45.178.10","sport":50000,"dst":"198.51.100.5","dport":3333,"iface":"eth0"}
 //! ```
 //!
+//! Deep inspection adds one `miner_login` line per login it reads (see `inspect::LoginLine`):
+//!
+//! ```json
+//! {"ts":"2026-11-24T21:30:01.125Z","event":"miner_login","range":"kp","ranges":["kp"],
+//!  "dialect":"monero","coin":"monero","agent":"xmrig","agent_version":"6.16.0",
+//!  "login_hash":"3f1c0e9a4b2d7788","path":"afxdp","proto":"tcp","src":"175.45.178.10",
+//!  "sport":50000,"dst":"198.51.100.5","dport":3333,"iface":"eth0"}
+//! ```
+//!
 //! `src`/`dst` are those of the flow's first Stratum packet. `range`/`direction` name the first
 //! watched range it involves (`unwatched`/`none` for none); `ranges` lists all of them.
 
@@ -146,8 +155,9 @@ impl Writer {
         })
     }
 
-    /// Writes one line; rotates a file sink that reached its size first.
-    pub fn write(&mut self, line: &EventLine) -> Result<()> {
+    /// Writes one line (a flow event, or a login from deep inspection); rotates a file sink that
+    /// reached its size first.
+    pub fn write(&mut self, line: &impl Serialize) -> Result<()> {
         let mut text = serde_json::to_string(line)?;
         text.push('\n');
         match self {

@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{
+        Array, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray, RingBuf, XskMap, lpm_trie::Key,
+    },
     programs::{TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use tracing::{debug, warn};
@@ -117,7 +119,11 @@ impl Kernel {
     /// Loads (and verifies) the program with maps sized from `cfg`.
     pub fn load(cfg: &Config) -> Result<Self> {
         raise_memlock_limit();
+        let capture = cfg.inspect.capture_mode.kernel_value();
         let mut ebpf = EbpfLoader::new()
+            .override_global("CAPTURE_MODE", &capture, true)
+            .override_global("INSPECT_BUDGET", &cfg.inspect.budget, true)
+            .map_max_entries("SAMPLES", cfg.inspect.sample_ring_bytes)
             .map_max_entries("FLOWS", cfg.flow_table_size)
             .map_max_entries("RANGES_V4", cfg.max_prefixes)
             .map_max_entries("RANGES_V6", cfg.max_prefixes)
@@ -442,6 +448,57 @@ impl Kernel {
         Ok(RingBuf::try_from(map)?)
     }
 
+    /// Takes the sample ring buffer (`inline` capture) out of the object, for the agent's reader.
+    pub fn take_samples(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map("SAMPLES")
+            .ok_or_else(|| anyhow!("the sample ring buffer was already taken"))?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Reads every pending sample (tests, replay): the ring stays in the object.
+    pub fn read_samples(&mut self) -> Result<Vec<sensor_common::Sample>> {
+        let mut ring: RingBuf<&mut MapData> =
+            RingBuf::try_from(self.ebpf.map_mut("SAMPLES").context("map SAMPLES")?)?;
+        let mut out = Vec::new();
+        while let Some(item) = ring.next() {
+            out.push(sample_from(&item)?);
+        }
+        Ok(out)
+    }
+
+    /// Takes the AF_XDP socket map (`tap` capture) out of the object, for the agent.
+    pub fn take_xsks(&mut self) -> Result<XskMap<MapData>> {
+        let map = self
+            .ebpf
+            .take_map("XSKS")
+            .ok_or_else(|| anyhow!("the AF_XDP socket map was already taken"))?;
+        Ok(XskMap::try_from(map)?)
+    }
+
+    /// The ranges (bit set, `POOL_BIT` included) the tries give `addr`: what the program itself
+    /// would find, for attributing inspected packets.
+    pub fn ranges_of(&self, addr: std::net::IpAddr) -> Result<u64> {
+        let found = match addr {
+            std::net::IpAddr::V4(a) => {
+                let trie: LpmTrie<&MapData, [u8; 4], u64> =
+                    LpmTrie::try_from(self.ebpf.map("RANGES_V4").context("map RANGES_V4")?)?;
+                trie.get(&Key::new(32, a.octets()), 0)
+            }
+            std::net::IpAddr::V6(a) => {
+                let trie: LpmTrie<&MapData, [u8; 16], u64> =
+                    LpmTrie::try_from(self.ebpf.map("RANGES_V6").context("map RANGES_V6")?)?;
+                trie.get(&Key::new(128, a.octets()), 0)
+            }
+        };
+        match found {
+            Ok(v) => Ok(v),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Reads every pending event (tests, replay): the ring stays in the object.
     pub fn read_events(&mut self) -> Result<Vec<Event>> {
         let mut ring: RingBuf<&mut MapData> =
@@ -469,6 +526,16 @@ impl Kernel {
         // sees them again.
         Ok(map.iter().filter_map(|r| r.ok()).collect())
     }
+}
+
+/// A sample record from the ring buffer.
+pub fn sample_from(bytes: &[u8]) -> Result<sensor_common::Sample> {
+    if bytes.len() < std::mem::size_of::<sensor_common::Sample>() {
+        bail!("sample record of {} bytes is too short", bytes.len());
+    }
+    // SAFETY: `Sample` is plain `#[repr(C)]` data valid for any bytes; the length is checked and
+    // the read is unaligned.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
 }
 
 /// An event record from the ring buffer.

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod config;
 pub mod events;
 pub mod exporter;
+pub mod frame;
 pub mod kernel;
 pub mod metrics;
 pub mod packet;

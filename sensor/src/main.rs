@@ -1,11 +1,11 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use mining_sensor::{
     agent::{self, RunOptions},
-    config::{Config, XdpModeChoice},
+    config::{CaptureMode, Config, XdpModeChoice},
 };
 
 /// Measures cryptocurrency-mining (Stratum) traffic and traffic of watched IP ranges at line rate
@@ -15,14 +15,6 @@ use mining_sensor::{
 struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum CaptureMode {
-    /// Mirror/SPAN port: candidate packets taken to userspace over AF_XDP.
-    Tap,
-    /// Live link: nothing taken from the stack.
-    Inline,
 }
 
 #[derive(Subcommand)]
@@ -40,9 +32,10 @@ enum Command {
         listen: Option<SocketAddr>,
         #[arg(long, value_enum)]
         xdp_mode: Option<XdpModeChoice>,
-        /// Packet path for deep inspection.
-        #[arg(long, value_enum, default_value = "inline")]
-        capture_mode: CaptureMode,
+        /// Packet path of deep inspection; overrides the configuration's inspect.capture_mode
+        /// (default inline).
+        #[arg(long, value_enum)]
+        capture_mode: Option<CaptureMode>,
     },
     /// Validate a configuration file: exit 0 if valid, else name the bad field and line.
     CheckConfig { file: PathBuf },
@@ -155,12 +148,6 @@ fn main() -> ExitCode {
             xdp_mode,
             capture_mode,
         } => {
-            if capture_mode == CaptureMode::Tap {
-                eprintln!(
-                    "error: --capture-mode tap (AF_XDP deep inspection) is not built yet; run with --capture-mode inline"
-                );
-                return ExitCode::from(2);
-            }
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -173,6 +160,7 @@ fn main() -> ExitCode {
                 ifaces,
                 listen,
                 xdp_mode,
+                capture_mode,
             })) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -66,6 +66,12 @@ pub struct Metrics {
     pub flow_evictions: IntCounter,
     pub events: IntCounter,
     pub events_lost: IntCounter,
+    pub miner_logins: IntCounterVec,
+    pub distinct_miners: IntGaugeVec,
+    pub inspected_packets: IntCounterVec,
+    pub inspect_candidates: IntCounter,
+    pub capture_drops: IntCounterVec,
+    pub afxdp_sockets: IntGaugeVec,
 }
 
 impl Metrics {
@@ -121,8 +127,13 @@ impl Metrics {
             "events_lost_total",
             "Flow events lost: the kernel's ring buffer was full, or the agent could not write them to the sink.",
         );
+        let inspect_candidates = counter(
+            "inspect_candidates_total",
+            "Packets the kernel handed to deep inspection (redirected to AF_XDP or copied); compare with inspected_packets_total.",
+        );
         for m in [
-            Box::new(flow_evictions.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(inspect_candidates.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(flow_evictions.clone()),
             Box::new(events.clone()),
             Box::new(events_lost.clone()),
             Box::new(flow_entries.clone()),
@@ -212,6 +223,37 @@ impl Metrics {
             flow_evictions,
             events,
             events_lost,
+            miner_logins: counter_vec(
+                &r,
+                "miner_logins_total",
+                "Miner logins read by deep inspection, per range (either endpoint; unwatched outside every range), coin and miner software family.",
+                &["range", "coin", "agent"],
+            ),
+            distinct_miners: gauge_vec(
+                &r,
+                "distinct_miners",
+                "Distinct miner logins per range within inspect.distinct_window, counted by a keyed hash of the login (no login is stored).",
+                &["range"],
+            ),
+            inspected_packets: counter_vec(
+                &r,
+                "inspected_packets_total",
+                "Candidate packets deep inspection read, by path: afxdp (tap mode, AF_XDP socket) or copy (inline mode, kernel copy).",
+                &["path"],
+            ),
+            inspect_candidates,
+            capture_drops: counter_vec(
+                &r,
+                "capture_drops_total",
+                "Candidate packets deep inspection did not get, by path and ring: copy/sample_ring (kernel ring full), afxdp/no_socket (no socket on the receive queue), afxdp/rx_ring (socket receive ring full), afxdp/fill_ring (no free frame), afxdp/dropped (dropped by the kernel for other reasons).",
+                &["path", "ring"],
+            ),
+            afxdp_sockets: gauge_vec(
+                &r,
+                "afxdp_sockets",
+                "AF_XDP sockets open in tap mode, per interface and bind mode (zero-copy or copy).",
+                &["iface", "bind"],
+            ),
             registry: r,
         };
         m.build_info
@@ -414,9 +456,18 @@ impl Drainer {
             }
         }
 
+        let sample_ring = metrics
+            .capture_drops
+            .with_label_values(&["copy", "sample_ring"]);
+        let no_socket = metrics
+            .capture_drops
+            .with_label_values(&["afxdp", "no_socket"]);
         for (stat, metric) in [
             (Stat::EventsSent, &metrics.events),
             (Stat::EventsLost, &metrics.events_lost),
+            (Stat::Candidates, &metrics.inspect_candidates),
+            (Stat::SamplesLost, &sample_ring),
+            (Stat::NoSocket, &no_socket),
         ] {
             let now = kernel.stat(stat)?;
             let before = self.stats.insert(stat as u32, now).unwrap_or(0);
@@ -565,6 +616,11 @@ mod tests {
         m.xdp_attached.with_label_values(&["i", "native"]);
         m.parse_events.with_label_values(&["seen"]);
         m.watched_prefixes.with_label_values(&["r", "ipv4"]);
+        m.miner_logins.with_label_values(&["r", "monero", "xmrig"]);
+        m.distinct_miners.with_label_values(&["r"]);
+        m.inspected_packets.with_label_values(&["afxdp"]);
+        m.capture_drops.with_label_values(&["afxdp", "rx_ring"]);
+        m.afxdp_sockets.with_label_values(&["i", "copy"]);
         let mut exported: Vec<String> = m
             .registry
             .gather()
