@@ -948,3 +948,86 @@ fn tls_without_server_name_towards_a_pool() {
     assert_eq!(s.k.suspect_cell(R, DIR_FROM, pe).unwrap(), 1);
     assert_eq!(s.all_stratum(), 0);
 }
+
+#[test]
+fn candidates_are_copied_within_the_per_flow_budget() {
+    use sensor_common::Stat;
+    let mut s = Sensor::with(&format!(
+        "[inspect]\ncapture_mode = \"inline\"\nbudget = 2\n[pools]\nendpoints = [\"198.51.100.5\"]\n{CONFIG}"
+    ));
+    let (m, pool) = (ip("198.18.0.9"), ip("203.0.113.50"));
+    let login = Packet::tcp4(m, pool, 45000, 3333, &xmrig_login()).build();
+    // Three Stratum packets of one flow: the first two are copied, whole.
+    s.run(&login);
+    s.run(&Packet::tcp4(pool, m, 3333, 45000, LOGIN_REPLY).build());
+    s.run(&Packet::tcp4(m, pool, 45000, 3333, SUBMIT).build());
+    let samples = s.k.read_samples().unwrap();
+    assert_eq!(samples.len(), 2);
+    assert_eq!(samples[0].frame_len as usize, login.len());
+    assert_eq!(samples[0].cap_len as usize, login.len());
+    assert_eq!(&samples[0].data[..login.len()], &login[..]);
+    assert_eq!(samples[0].ifindex, 1);
+    // Another flow has its own budget; ordinary data is never a candidate.
+    s.run(&Packet::tcp4(m, pool, 45001, 3333, SUBMIT).build());
+    s.run(&Packet::tcp4(m, pool, 45002, 80, b"GET / HTTP/1.1\r\n\r\n").build());
+    assert_eq!(s.k.read_samples().unwrap().len(), 1);
+    // A pool endpoint's flow: its data packets (not the SYN) within the budget.
+    let ep = ip("198.51.100.5");
+    s.run(&Packet::tcp4(m, ep, 45003, 443, b"").tcp_flags(0x02).build());
+    for _ in 0..3 {
+        s.run(&Packet::tcp4(m, ep, 45003, 443, &[0x17, 3, 3, 0, 1, 0]).build());
+    }
+    assert_eq!(s.k.read_samples().unwrap().len(), 2);
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 5);
+    assert_eq!(s.k.stat(Stat::SamplesLost).unwrap(), 0);
+    // A frame longer than a sample keeps its first SAMPLE_BYTES.
+    let big = Packet::tcp4(
+        m,
+        pool,
+        45004,
+        3333,
+        &[xmrig_login(), vec![b' '; 2000]].concat(),
+    )
+    .build();
+    s.run(&big);
+    let sample = s.k.read_samples().unwrap().remove(0);
+    assert_eq!(sample.frame_len as usize, big.len());
+    assert_eq!(sample.cap_len as usize, sensor_common::SAMPLE_BYTES);
+    assert_eq!(&sample.data[..], &big[..sensor_common::SAMPLE_BYTES]);
+}
+
+#[test]
+fn tap_mode_without_a_socket_passes_the_candidate_and_says_so() {
+    use sensor_common::Stat;
+    let mut s = Sensor::with(&format!("[inspect]\ncapture_mode = \"tap\"\n{CONFIG}"));
+    s.run(
+        &Packet::tcp4(
+            ip("198.18.0.9"),
+            ip("203.0.113.50"),
+            45000,
+            3333,
+            &xmrig_login(),
+        )
+        .build(),
+    );
+    assert_eq!(s.k.stat(Stat::NoSocket).unwrap(), 1);
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 0);
+    assert!(s.k.read_samples().unwrap().is_empty());
+    assert_eq!(s.flows(A, DIR_FROM, MONERO), 1);
+
+    // Budget 0: deep inspection off, nothing handed over.
+    let mut s = Sensor::with(&format!("[inspect]\nbudget = 0\n{CONFIG}"));
+    s.run(
+        &Packet::tcp4(
+            ip("198.18.0.9"),
+            ip("203.0.113.50"),
+            45000,
+            3333,
+            &xmrig_login(),
+        )
+        .build(),
+    );
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 0);
+    assert_eq!(s.k.stat(Stat::NoSocket).unwrap(), 0);
+    assert!(s.k.read_samples().unwrap().is_empty());
+}
