@@ -2,6 +2,7 @@
 //! and the Stratum signature table. One definition, compiled into both sides, so they cannot diverge.
 #![cfg_attr(not(test), no_std)]
 
+pub mod dns;
 pub mod stratum;
 pub mod tls;
 
@@ -192,7 +193,7 @@ pub enum Reason {
     TlsNoSni = 0,
     /// Traffic to or from an address in the configured pool list.
     PoolEndpoint = 1,
-    /// A DNS query for a configured pool domain (not built yet).
+    /// A DNS query (UDP, port 53) for a name in a configured pool domain.
     PoolDns = 2,
     /// The Stratum V2 handshake shape (64-byte client, 234-byte server payload) on a pool port.
     StratumV2 = 3,

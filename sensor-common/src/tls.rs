@@ -4,8 +4,12 @@
 //!
 //! Written for the BPF verifier as for the host: a fixed window, masked indices, a bounded loop
 //! over the extensions. A ClientHello longer than the window is undecidable and reported as such.
+//! The window is `HELLO_WINDOW` bytes, not the Stratum scanner's 512: clients with post-quantum key
+//! shares (X25519MLKEM768, the default of OpenSSL 3.5, Go 1.24 and rustls) send ClientHellos of
+//! about 1,300 bytes, still in one segment.
 
-use crate::stratum::WINDOW;
+/// Bytes of a TCP payload the ClientHello walk reads (a power of two).
+pub const HELLO_WINDOW: usize = 2048;
 
 /// Not a TLS ClientHello at the start of the window, or cut before its extensions end.
 pub const NOT_DECIDED: u8 = 0;
@@ -18,19 +22,20 @@ pub const NO_SNI: u8 = 2;
 const MAX_EXTENSIONS: usize = 32;
 
 #[inline(always)]
-fn byte(buf: &[u8; WINDOW], at: usize) -> usize {
-    buf[at & (WINDOW - 1)] as usize
+fn byte<const N: usize>(buf: &[u8; N], at: usize) -> usize {
+    buf[at & (N - 1)] as usize
 }
 
 #[inline(always)]
-fn be16(buf: &[u8; WINDOW], at: usize) -> usize {
+fn be16<const N: usize>(buf: &[u8; N], at: usize) -> usize {
     (byte(buf, at) << 8) | byte(buf, at + 1)
 }
 
-/// Looks at the first `len` bytes of a TCP payload.
+/// Looks at the first `len` bytes of a TCP payload, held in a window of `N` bytes (a power of
+/// two).
 #[inline(always)]
-pub fn client_hello_sni(buf: &[u8; WINDOW], len: usize) -> u8 {
-    let len = if len > WINDOW { WINDOW } else { len };
+pub fn client_hello_sni<const N: usize>(buf: &[u8; N], len: usize) -> u8 {
+    let len = if len > N { N } else { len };
     // Record header: handshake (22), version 3.x, length; then handshake type 1 (ClientHello).
     if len < 43 || byte(buf, 0) != 22 || byte(buf, 1) != 3 || byte(buf, 5) != 1 {
         return NOT_DECIDED;
@@ -101,8 +106,8 @@ mod tests {
     }
 
     fn check(payload: &[u8]) -> u8 {
-        let mut buf = [0u8; WINDOW];
-        let n = payload.len().min(WINDOW);
+        let mut buf = [0u8; HELLO_WINDOW];
+        let n = payload.len().min(HELLO_WINDOW);
         buf[..n].copy_from_slice(&payload[..n]);
         client_hello_sni(&buf, n)
     }
@@ -125,6 +130,14 @@ mod tests {
         with.insert(1, sni("pool.example.org"));
         assert_eq!(check(&hello(&with)), HAS_SNI);
         assert_eq!(check(&hello(&[])), NO_SNI);
+        // A post-quantum hybrid key share (1,216 bytes of X25519MLKEM768) after the other
+        // extensions, as OpenSSL 3.5 sends it: well past 512 bytes, still decided.
+        let mut pq = others.clone();
+        pq.push((51, vec![0x11; 1220]));
+        assert!(hello(&pq).len() > 1300);
+        assert_eq!(check(&hello(&pq)), NO_SNI);
+        pq.insert(0, sni("pool.example.org"));
+        assert_eq!(check(&hello(&pq)), HAS_SNI);
     }
 
     #[test]
@@ -134,7 +147,7 @@ mod tests {
             assert_eq!(check(&h[..n]), NOT_DECIDED, "{n}");
         }
         // Longer than the window: its end cannot be seen.
-        let big = hello(&[(21, vec![0; 600])]);
+        let big = hello(&[(21, vec![0; HELLO_WINDOW])]);
         assert_eq!(check(&big), NOT_DECIDED);
         let mut server_hello = hello(&[]);
         server_hello[5] = 2;

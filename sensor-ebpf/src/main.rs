@@ -29,7 +29,7 @@ use sensor_common::{
     Event, FILTER_V4_ALL, FILTER_V6_ALL, FILTER_WORDS, FlowKey, FlowState, IFINDEX_DIRECT,
     MAX_IFACE_SLOTS, MAX_QUEUES, MAX_RANGES, POOL_BIT, POOL_PORT_WORDS, ParseEvent, RANGE_MASK,
     Reason, SAMPLE_BYTES, STRATUM_CELLS, SUSPECT_CELLS, Sample, Stat, SuspectKey, TRAFFIC_CELLS,
-    UNWATCHED_SLOT, filter_bit_v4, filter_bit_v6, stratum, stratum_index, suspect_index,
+    UNWATCHED_SLOT, dns, filter_bit_v4, filter_bit_v6, stratum, stratum_index, suspect_index,
     traffic_index, xsk_key,
 };
 
@@ -63,6 +63,9 @@ static SUSPECT_FLOWS: PerCpuArray<u64> = PerCpuArray::with_max_entries(SUSPECT_C
 /// agent like the flow table.
 #[map]
 static SUSPECTS: LruHashMap<SuspectKey, u8> = LruHashMap::with_max_entries(65536, 0);
+/// Keys of the configured pool domains (`sensor_common::dns::name_key`), written by the agent.
+#[map]
+static POOL_DOMAINS: HashMap<u64, u8> = HashMap::with_max_entries(dns::MAX_POOL_DOMAINS, 0);
 /// Pool ports, one bit per port, written by the agent.
 #[map]
 static POOL_PORTS: Array<u64> = Array::with_max_entries(POOL_PORT_WORDS as u32, 0);
@@ -111,6 +114,10 @@ struct Scratch {
     zero: u64,
     key: FlowKey,
     suspect: SuspectKey,
+    /// The walk over a DNS query's name (see `pool_dns`).
+    dns: dns::QueryName,
+    /// The start of a TLS record, for the ClientHello walk (see `client_hello_without_sni`).
+    hello: [u8; sensor_common::tls::HELLO_WINDOW],
 }
 
 #[map]
@@ -330,13 +337,16 @@ fn try_sensor(ctx: &XdpContext) -> Result<bool, ()> {
             bump(ParseEvent::TruncatedUdp);
             return Ok(false);
         }
+        // SAFETY: bounds checked by ptr_at.
+        let h = unsafe { &*h };
+        let (sport, dport) = (
+            u16::from_be_bytes([h[0], h[1]]),
+            u16::from_be_bytes([h[2], h[3]]),
+        );
+        if dport == dns::DNS_PORT {
+            dns_query(ctx, &ip, sport, dport, src_ranges, dst_ranges);
+        }
         if pool {
-            // SAFETY: bounds checked by ptr_at.
-            let h = unsafe { &*h };
-            let (sport, dport) = (
-                u16::from_be_bytes([h[0], h[1]]),
-                u16::from_be_bytes([h[2], h[3]]),
-            );
             return Ok(suspect(
                 ctx,
                 &ip,
@@ -709,7 +719,81 @@ fn load_window(ctx: &XdpContext, payload: usize, plen: usize) -> Result<usize, (
     Ok(n)
 }
 
-/// Whether the window in SCRATCH holds a complete ClientHello without server_name. A global
+/// `pool_dns`: a DNS query (UDP to port 53) for a name in a configured pool domain flags its flow.
+/// Not a candidate for deep inspection: there is no Stratum in it.
+#[inline(always)]
+fn dns_query(ctx: &XdpContext, ip: &Ip, sport: u16, dport: u16, src_ranges: u64, dst_ranges: u64) {
+    let payload = ip.l4 + 8;
+    let Ok(h) = ptr_at::<[u8; dns::HEADER]>(ctx, payload) else {
+        return;
+    };
+    // SAFETY: bounds checked by ptr_at.
+    if payload + dns::HEADER >= ip.end || !dns::is_query(unsafe { &*h }) {
+        return;
+    }
+    let Ok(n) = load_window(ctx, payload, ip.end - payload) else {
+        return;
+    };
+    if pool_dns(n as u64) != 0 {
+        suspect(
+            ctx,
+            ip,
+            sport,
+            dport,
+            IPPROTO_UDP,
+            Reason::PoolDns,
+            src_ranges,
+            dst_ranges,
+            false,
+        );
+    }
+}
+
+/// State of the `bpf_loop` walk over a query name: pointers into SCRATCH (bpf_loop's context must
+/// be on the stack, and the walk's state is too large for it).
+#[repr(C)]
+struct DnsCtx {
+    name: *mut dns::QueryName,
+    buf: *const [u8; stratum::WINDOW],
+}
+
+#[inline(never)]
+extern "C" fn dns_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    // SAFETY: `ctx` is the DnsCtx handed to bpf_loop by `pool_dns`; both pointers are into the
+    // SCRATCH map value.
+    let c = unsafe { &mut *(ctx as *mut DnsCtx) };
+    // SAFETY: as above.
+    let done = unsafe { (*c.name).step(&*c.buf) };
+    done as i64
+}
+
+/// Whether the DNS query in the SCRATCH window (`n` bytes) asks for a name in a pool domain. A
+/// global function: verified once.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn pool_dns(n: u64) -> u64 {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: map value pointers, valid for the program run; only this CPU uses them.
+    unsafe {
+        let name = core::ptr::addr_of_mut!((*scratch).dns);
+        name.write(dns::QueryName::new(dns::HEADER as u32, n as u32));
+        let mut c = DnsCtx {
+            name,
+            buf: core::ptr::addr_of!((*scratch).buf),
+        };
+        bpf_loop(
+            stratum::WINDOW as u32,
+            dns_step as *mut core::ffi::c_void,
+            (&mut c as *mut DnsCtx).cast(),
+            0,
+        );
+        (*name).any_suffix(|key| POOL_DOMAINS.get(key).is_some()) as u64
+    }
+}
+
+/// Whether SCRATCH.hello holds a complete ClientHello without server_name. A global
 /// function: the walk over the extensions is verified once.
 #[unsafe(no_mangle)]
 #[inline(never)]
@@ -718,8 +802,34 @@ pub extern "C" fn client_hello_without_sni(n: u64) -> u64 {
         return 0;
     };
     // SAFETY: map value pointer, valid for the program run.
-    let buf = unsafe { &(*scratch).buf };
+    let buf = unsafe { &(*scratch).hello };
     (sensor_common::tls::client_hello_sni(buf, n as usize) == sensor_common::tls::NO_SNI) as u64
+}
+
+/// Copies up to `HELLO_WINDOW` bytes of payload into SCRATCH.hello; returns how many.
+#[inline(always)]
+fn load_hello(ctx: &XdpContext, payload: usize, plen: usize) -> Result<usize, ()> {
+    const N: usize = sensor_common::tls::HELLO_WINDOW;
+    let n = if plen > N { N } else { plen };
+    // SAFETY: reads a local (see `load_window` for why volatile).
+    let n = unsafe { core::ptr::read_volatile(&n) };
+    if n == 0 || n > N {
+        return Err(());
+    }
+    let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
+    // SAFETY: map value pointer, valid for the program run; 0 < n <= N bytes into `hello`.
+    let rc = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            payload as u32,
+            core::ptr::addr_of_mut!((*scratch).hello).cast(),
+            n as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(());
+    }
+    Ok(n)
 }
 
 /// Counts the packet's flow once for `reason` (see `suspect_new`); true when the packet is a
@@ -863,7 +973,7 @@ fn tcp(
         // SAFETY: bounds checked by ptr_at.
         && unsafe { (*p)[0] } == 22
     {
-        let n = load_window(ctx, payload, plen)?;
+        let n = load_hello(ctx, payload, plen)?;
         if client_hello_without_sni(n as u64) != 0 {
             candidate |= flag(Reason::TlsNoSni);
         }

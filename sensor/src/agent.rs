@@ -137,6 +137,7 @@ impl Agent {
         );
         self.kernel.set_ranges(entries)?;
         self.kernel.set_pool_ports(&cfg.pools.ports)?;
+        self.kernel.set_pool_domains(&cfg.pools.domains)?;
         let mut labels = vec![None; MAX_RANGES];
         for (id, name) in &assigned {
             labels[*id] = Some(name.clone());

@@ -143,7 +143,26 @@ pub struct Pools {
     pub ports: Vec<u16>,
     /// Pool addresses: traffic to or from them is the `pool_endpoint` signal.
     pub endpoints: Vec<IpNet>,
+    /// Pool domains (lower case, no trailing dot): a DNS query for a name in one is the
+    /// `pool_dns` signal.
+    pub domains: Vec<String>,
 }
+
+/// Pool domains in public rules and lists (shared/docs/stratum-on-the-wire.md). minexmr.com closed
+/// in 2022 but is in historical captures.
+pub const DEFAULT_POOL_DOMAINS: [&str; 11] = [
+    "supportxmr.com",
+    "minexmr.com",
+    "nanopool.org",
+    "moneroocean.stream",
+    "hashvault.pro",
+    "2miners.com",
+    "herominers.com",
+    "c3pool.com",
+    "xmrpool.eu",
+    "monerohash.com",
+    "minergate.com",
+];
 
 /// Pool ports seen in the wild (shared/docs/stratum-on-the-wire.md): signals, never proof. 443 and
 /// 80, which pools also use to evade firewalls, are left out: too much else runs there.
@@ -157,6 +176,7 @@ impl Default for Pools {
         Self {
             ports: DEFAULT_POOL_PORTS.to_vec(),
             endpoints: Vec::new(),
+            domains: DEFAULT_POOL_DOMAINS.iter().map(|d| d.to_string()).collect(),
         }
     }
 }
@@ -233,6 +253,11 @@ struct RawPools {
     #[serde(default)]
     endpoints: Vec<Spanned<String>>,
     endpoints_file: Option<std::path::PathBuf>,
+    /// Replaces the default pool domains.
+    domains: Option<Vec<Spanned<String>>>,
+    /// Added to the pool domains (the defaults, or `domains`).
+    #[serde(default)]
+    extra_domains: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -536,6 +561,40 @@ impl Config {
                 })?;
                 pools.endpoints.push(net.trunc());
             }
+            if let Some(domains) = &p.domains {
+                pools.domains.clear();
+                for d in domains {
+                    pools.domains.push(pool_domain(d.get_ref()).map_err(|why| {
+                        at(d.span(), format!("pools.domains: {:?} {why}", d.get_ref()))
+                    })?);
+                }
+            }
+            for d in &p.extra_domains {
+                pools.domains.push(pool_domain(d.get_ref()).map_err(|why| {
+                    at(
+                        d.span(),
+                        format!("pools.extra_domains: {:?} {why}", d.get_ref()),
+                    )
+                })?);
+            }
+            pools.domains.sort();
+            pools.domains.dedup();
+            if pools.domains.len() > sensor_common::dns::MAX_POOL_DOMAINS as usize {
+                let span = p
+                    .extra_domains
+                    .first()
+                    .map(|d| d.span())
+                    .or_else(|| p.domains.as_ref().and_then(|d| d.first()).map(|d| d.span()))
+                    .unwrap_or(0..0);
+                return Err(at(
+                    span,
+                    format!(
+                        "{} pool domains configured; the sensor holds at most {}: list parent domains instead (a domain matches every name under it)",
+                        pools.domains.len(),
+                        sensor_common::dns::MAX_POOL_DOMAINS
+                    ),
+                ));
+            }
             if let Some(path) = &p.endpoints_file {
                 pools
                     .endpoints
@@ -702,6 +761,27 @@ fn read_endpoints(path: &std::path::Path) -> Result<Vec<IpNet>, (Option<usize>, 
         out.push(net.trunc());
     }
     Ok(out)
+}
+
+/// A pool domain as the kernel matches it: lower case, without a trailing dot, labels of letters,
+/// digits, `-` and `_`.
+fn pool_domain(s: &str) -> Result<String, String> {
+    let name = s.trim_end_matches('.').to_ascii_lowercase();
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "is not a domain name: {bad:?} is not allowed (write e.g. \"supportxmr.com\"; a domain matches every name under it, so no wildcards)"
+        ));
+    }
+    if sensor_common::dns::name_key(name.as_bytes()).is_none() {
+        return Err(format!(
+            "is not a domain name the sensor can match: labels of 1 to 63 characters, at most {} labels and 253 characters (write e.g. \"supportxmr.com\")",
+            sensor_common::dns::MAX_LABELS
+        ));
+    }
+    Ok(name)
 }
 
 /// `ADDRESS/LEN` or a bare address (a host route).
@@ -875,6 +955,49 @@ cidrs = ["198.18.0.0/15", "2001:db8:1::/48", "192.0.2.7"]
         let e = Config::parse("[pools]\nports = [0]\n", "t.toml").unwrap_err();
         assert!(e.message.contains("pools.ports: 0 is not a port"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn pool_domains_default_replace_extend_and_are_checked() {
+        let d = Config::parse("", "t").unwrap().pools.domains;
+        assert!(d.contains(&"supportxmr.com".to_string()) && d.len() == DEFAULT_POOL_DOMAINS.len());
+        let c = Config::parse(
+            "[pools]\ndomains = [\"Pool.Example.\"]\nextra_domains = [\"b.example\", \"pool.example\"]\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.pools.domains, ["b.example", "pool.example"]);
+        let e = err("[pools]\nextra_domains = [\"*.supportxmr.com\"]\n");
+        assert_eq!(e.line, Some(2));
+        assert!(
+            e.message.contains("pools.extra_domains") && e.message.contains("'*'"),
+            "{e}"
+        );
+        let e = err("[pools]\ndomains = [\"a..b\"]\n");
+        assert!(e.message.contains("labels of 1 to 63"), "{e}");
+    }
+
+    #[test]
+    fn inspect_section_is_checked() {
+        let c = Config::parse("[inspect]\ncapture_mode = \"tap\"\nbudget = 0\n", "t").unwrap();
+        assert_eq!(
+            (c.inspect.capture_mode, c.inspect.budget),
+            (CaptureMode::Tap, 0)
+        );
+        let e = err("[inspect]\nbudget = 300\n");
+        assert!(
+            e.message.contains("inspect.budget = 300") && e.message.contains("0 to 255"),
+            "{e}"
+        );
+        let e = err("[inspect]\nring_size = 1000\n");
+        assert!(e.message.contains("power of two"), "{e}");
+        let e = err("[inspect]\nframes = 128\nring_size = 256\n");
+        assert!(e.message.contains("larger than inspect.frames"), "{e}");
+        let e = err("[inspect]\ncapture_mode = \"mirror\"\n");
+        assert!(
+            e.message.contains("tap") && e.message.contains("inline"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The XDP program from userspace: load it (sized from configuration), fill its maps, attach it to
 //! interfaces, run it over test packets, and read its counters back.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, os::fd::AsFd as _};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
@@ -215,6 +215,33 @@ impl Kernel {
         Ok(())
     }
 
+    /// Makes the pool-domain table hold exactly `domains` (new keys first, then stale ones out, so
+    /// a domain in both the old and new lists never stops matching).
+    pub fn set_pool_domains(&mut self, domains: &[String]) -> Result<()> {
+        let mut map: BpfHashMap<&mut MapData, u64, u8> = BpfHashMap::try_from(
+            self.ebpf
+                .map_mut("POOL_DOMAINS")
+                .context("map POOL_DOMAINS")?,
+        )?;
+        let mut wanted = HashSet::new();
+        for d in domains {
+            let key = sensor_common::dns::name_key(d.as_bytes())
+                .ok_or_else(|| anyhow!("pool domain {d:?} cannot be matched"))?;
+            wanted.insert(key);
+            map.insert(key, 1, 0)
+                .with_context(|| format!("adding pool domain {d}"))?;
+        }
+        let stale: Vec<u64> = map
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| !wanted.contains(k))
+            .collect();
+        for k in stale {
+            map.remove(&k)?;
+        }
+        Ok(())
+    }
+
     /// Routes `ifindex` to counter slot `slot` (1-based; 0 clears it).
     pub fn set_iface_slot(&mut self, ifindex: u32, slot: u32) -> Result<()> {
         if ifindex < IFINDEX_DIRECT {
@@ -401,6 +428,7 @@ impl Kernel {
             &cfg.pools.endpoints,
         ))?;
         k.set_pool_ports(&cfg.pools.ports)?;
+        k.set_pool_domains(&cfg.pools.domains)?;
         Ok(k)
     }
 
@@ -480,23 +508,27 @@ impl Kernel {
     /// The ranges (bit set, `POOL_BIT` included) the tries give `addr`: what the program itself
     /// would find, for attributing inspected packets.
     pub fn ranges_of(&self, addr: std::net::IpAddr) -> Result<u64> {
-        let found = match addr {
-            std::net::IpAddr::V4(a) => {
-                let trie: LpmTrie<&MapData, [u8; 4], u64> =
-                    LpmTrie::try_from(self.ebpf.map("RANGES_V4").context("map RANGES_V4")?)?;
-                trie.get(&Key::new(32, a.octets()), 0)
-            }
-            std::net::IpAddr::V6(a) => {
-                let trie: LpmTrie<&MapData, [u8; 16], u64> =
-                    LpmTrie::try_from(self.ebpf.map("RANGES_V6").context("map RANGES_V6")?)?;
-                trie.get(&Key::new(128, a.octets()), 0)
-            }
+        self.range_lookup()?.ranges_of(addr)
+    }
+
+    /// A handle on the range tries of its own (duplicated map fds), for a task that attributes
+    /// inspected packets while the agent keeps the program.
+    pub fn range_lookup(&self) -> Result<RangeLookup> {
+        let dup = |name: &str| -> Result<aya::maps::Map> {
+            let Some(aya::maps::Map::LpmTrie(data)) = self.ebpf.map(name) else {
+                bail!("map {name} is missing or not an LPM trie");
+            };
+            let fd = data
+                .fd()
+                .as_fd()
+                .try_clone_to_owned()
+                .with_context(|| format!("duplicating the fd of map {name}"))?;
+            Ok(aya::maps::Map::LpmTrie(MapData::from_fd(fd)?))
         };
-        match found {
-            Ok(v) => Ok(v),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(0),
-            Err(e) => Err(e.into()),
-        }
+        Ok(RangeLookup {
+            v4: LpmTrie::try_from(dup("RANGES_V4")?)?,
+            v6: LpmTrie::try_from(dup("RANGES_V6")?)?,
+        })
     }
 
     /// Reads every pending event (tests, replay): the ring stays in the object.
@@ -525,6 +557,27 @@ impl Kernel {
         // Entries evicted or deleted while iterating end the walk early at worst; the next drain
         // sees them again.
         Ok(map.iter().filter_map(|r| r.ok()).collect())
+    }
+}
+
+/// The watched-range tries, read from userspace.
+pub struct RangeLookup {
+    v4: LpmTrie<MapData, [u8; 4], u64>,
+    v6: LpmTrie<MapData, [u8; 16], u64>,
+}
+
+impl RangeLookup {
+    /// The trie value for `addr` (0 outside every prefix).
+    pub fn ranges_of(&self, addr: std::net::IpAddr) -> Result<u64> {
+        let found = match addr {
+            std::net::IpAddr::V4(a) => self.v4.get(&Key::new(32, a.octets()), 0),
+            std::net::IpAddr::V6(a) => self.v6.get(&Key::new(128, a.octets()), 0),
+        };
+        match found {
+            Ok(v) => Ok(v),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

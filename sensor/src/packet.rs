@@ -308,6 +308,30 @@ impl Packet {
     }
 }
 
+/// A DNS query (recursion desired, one question for `name`, type A, class IN): UDP payload for
+/// tests of the `pool_dns` signal. `response` sets the QR bit (an answer without records).
+pub fn dns_query(id: u16, name: &str, response: bool) -> Vec<u8> {
+    let mut out = id.to_be_bytes().to_vec();
+    out.extend_from_slice(&[
+        if response { 0x81 } else { 0x01 },
+        0x00,
+        0,
+        1,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ]);
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.extend_from_slice(&[0, 0, 1, 0, 1]);
+    out
+}
+
 /// A TLS ClientHello record (supported_groups and signature_algorithms extensions, plus
 /// server_name when `sni` is given): TCP payload for tests of the `tls_no_sni` signal.
 pub fn tls_client_hello(sni: Option<&str>) -> Vec<u8> {

@@ -1031,3 +1031,116 @@ fn tap_mode_without_a_socket_passes_the_candidate_and_says_so() {
     assert_eq!(s.k.stat(Stat::NoSocket).unwrap(), 0);
     assert!(s.k.read_samples().unwrap().is_empty());
 }
+
+#[test]
+fn dns_queries_for_pool_domains_flag_their_flow() {
+    use mining_sensor::packet::dns_query;
+    use sensor_common::Reason;
+    const R: usize = 0; // the only range of this configuration
+    let dns = Reason::PoolDns as usize;
+    let mut s = Sensor::with(
+        "[pools]\nextra_domains = [\"pool.example\"]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\", \"2001:db8:c::/48\"]\n",
+    );
+    let (m, resolver) = (ip("192.0.2.9"), ip("198.51.100.53"));
+    let q = |sport: u16, name: &str| {
+        Packet::udp4(m, resolver, sport, 53, &dns_query(7, name, false)).build()
+    };
+    // A default pool domain and a name under it, in any case; each query its own flow.
+    s.run(&q(50000, "pool.supportxmr.com"));
+    s.run(&q(50000, "pool.supportxmr.com"));
+    s.run(&q(50001, "SupportXMR.COM"));
+    s.run(&q(50002, "xmr-eu1.nanopool.org"));
+    s.run(&q(50003, "a.pool.example"));
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, dns).unwrap(), 4);
+    // Not a pool: a look-alike, a pool name as a prefix, a plain name; nor an answer, nor another
+    // port, nor a name cut short.
+    s.run(&q(50004, "notsupportxmr.com"));
+    s.run(&q(50005, "supportxmr.com.example.org"));
+    s.run(&q(50006, "example.org"));
+    s.run(
+        &Packet::udp4(
+            resolver,
+            m,
+            53,
+            50007,
+            &dns_query(7, "pool.supportxmr.com", true),
+        )
+        .build(),
+    );
+    s.run(
+        &Packet::udp4(
+            m,
+            resolver,
+            50008,
+            5353,
+            &dns_query(7, "pool.supportxmr.com", false),
+        )
+        .build(),
+    );
+    let cut = dns_query(7, "pool.supportxmr.com", false);
+    s.run(&Packet::udp4(m, resolver, 50009, 53, &cut[..cut.len() - 12]).build());
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, dns).unwrap(), 4);
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, dns).unwrap(), 0);
+    // IPv6, and from outside every range.
+    s.run(
+        &Packet::udp6(
+            ip6("2001:db8:c::9"),
+            ip6("2001:db8:53::1"),
+            50010,
+            53,
+            &dns_query(9, "gulf.moneroocean.stream", false),
+        )
+        .vlan(0x8100, 12)
+        .build(),
+    );
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, dns).unwrap(), 5);
+    s.run(
+        &Packet::udp4(
+            ip("203.0.113.9"),
+            resolver,
+            50011,
+            53,
+            &dns_query(9, "supportxmr.com", false),
+        )
+        .build(),
+    );
+    assert_eq!(s.k.suspect_cell(UNWATCHED_SLOT, DIR_FROM, dns).unwrap(), 1);
+    let events = s.k.read_events().unwrap();
+    let line = mining_sensor::events::line(&events[0], |id| (id == 0).then(|| "c".into()), "lo");
+    let v = serde_json::to_value(&line).unwrap();
+    assert_eq!(
+        (
+            v["reason"].as_str(),
+            v["proto"].as_str(),
+            v["dport"].as_u64()
+        ),
+        (Some("pool_dns"), Some("udp"), Some(53))
+    );
+    assert_eq!(s.all_stratum(), 0);
+
+    // `domains` replaces the defaults.
+    let mut s = Sensor::with(
+        "[pools]\ndomains = [\"pool.example\"]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
+    );
+    s.run(
+        &Packet::udp4(
+            m,
+            resolver,
+            50000,
+            53,
+            &dns_query(7, "pool.supportxmr.com", false),
+        )
+        .build(),
+    );
+    s.run(
+        &Packet::udp4(
+            m,
+            resolver,
+            50001,
+            53,
+            &dns_query(7, "x.pool.example", false),
+        )
+        .build(),
+    );
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, dns).unwrap(), 1);
+}
