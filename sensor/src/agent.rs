@@ -9,6 +9,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use aya::programs::xdp::XdpLinkId;
+use std::os::fd::AsRawFd as _;
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
@@ -45,7 +46,20 @@ struct Iface {
     slot: u32,
     ifindex: Option<u32>,
     link: Option<(XdpLinkId, AttachedMode)>,
+    /// `tap`: the reader task of each of the interface's AF_XDP sockets, by receive queue.
+    sockets: Vec<(u32, tokio::task::JoinHandle<()>)>,
 }
+
+/// A candidate packet on its way from a reader (AF_XDP socket or sample ring) to the inspector.
+struct Candidate {
+    path: &'static str,
+    ifindex: u32,
+    frame: Vec<u8>,
+}
+
+/// Candidates waiting for the inspector; beyond this a reader drops them (counted as
+/// `capture_drops_total{ring="agent_queue"}`) rather than holding frames from the kernel.
+const CANDIDATE_QUEUE: usize = 8192;
 
 /// Range ids stay with their names for the life of the process, so that a reload does not move a
 /// range's counts to another name.
@@ -101,6 +115,9 @@ type SharedNames = std::sync::Arc<std::sync::RwLock<EventNames>>;
 struct Agent {
     names: SharedNames,
     kernel: Kernel,
+    /// `tap`: the program's AF_XDP socket map.
+    xsks: Option<aya::maps::XskMap<aya::maps::MapData>>,
+    candidates: tokio::sync::mpsc::Sender<Candidate>,
     metrics: Metrics,
     drainer: Drainer,
     labels: Labels,
@@ -210,7 +227,79 @@ impl Agent {
         let i = &mut self.ifaces[n];
         i.ifindex = Some(ifindex);
         i.link = Some((link, mode));
+        if self.xsks.is_some() {
+            self.open_sockets(n, ifindex)?;
+        }
         Ok(())
+    }
+
+    /// `tap`: an AF_XDP socket for every receive queue of interface `n`, registered in `XSKS` and
+    /// read by a task of its own.
+    fn open_sockets(&mut self, n: usize, ifindex: u32) -> Result<()> {
+        self.close_sockets(n);
+        let name = self.ifaces[n].name.clone();
+        let slot = self.ifaces[n].slot;
+        let queues = crate::afxdp::rx_queues(&name)?;
+        if queues > sensor_common::MAX_QUEUES {
+            warn!(
+                iface = %name,
+                queues,
+                "more receive queues than the sensor serves; candidates on queues {} and up pass uninspected (capture_drops_total{{ring=\"no_socket\"}})",
+                sensor_common::MAX_QUEUES
+            );
+        }
+        let cfg = crate::afxdp::XskConfig {
+            frame_count: self.config.inspect.frames,
+            frame_size: 2048,
+            ring_size: self.config.inspect.ring_size,
+            zero_copy: match self.config.inspect.zero_copy {
+                crate::config::ZeroCopyChoice::Auto => crate::afxdp::ZeroCopy::Auto,
+                crate::config::ZeroCopyChoice::Never => crate::afxdp::ZeroCopy::Never,
+            },
+        };
+        for queue in 0..queues.min(sensor_common::MAX_QUEUES) {
+            let socket = crate::afxdp::XskSocket::open(ifindex, queue, &cfg)?;
+            let xsks = self.xsks.as_mut().expect("tap mode");
+            xsks.set(sensor_common::xsk_key(slot, queue), socket.as_raw_fd(), 0)
+                .with_context(|| {
+                    format!("registering the AF_XDP socket of {name} queue {queue}")
+                })?;
+            let bind = socket.mode().label();
+            info!(iface = %name, queue, bind, "AF_XDP socket open");
+            self.metrics
+                .afxdp_sockets
+                .with_label_values(&[&name, bind])
+                .inc();
+            let task = spawn_socket_reader(
+                socket,
+                self.candidates.clone(),
+                self.metrics.clone(),
+                name.clone(),
+            );
+            self.ifaces[n].sockets.push((queue, task));
+        }
+        Ok(())
+    }
+
+    /// Stops interface `n`'s socket readers; closing a socket also takes it out of `XSKS`.
+    fn close_sockets(&mut self, n: usize) {
+        let i = &mut self.ifaces[n];
+        for (queue, task) in i.sockets.drain(..) {
+            task.abort();
+            if let Some(xsks) = self.xsks.as_mut() {
+                let _ = xsks.unset(sensor_common::xsk_key(i.slot, queue));
+            }
+        }
+        for bind in ["zero-copy", "copy"] {
+            if let Ok(g) = self
+                .metrics
+                .afxdp_sockets
+                .get_metric_with_label_values(&[&i.name, bind])
+                && g.get() > 0
+            {
+                g.set(0);
+            }
+        }
     }
 
     /// Follows interfaces that disappear and come back (a restarted VM's tap, a replugged NIC):
@@ -224,6 +313,7 @@ impl Agent {
             {
                 continue;
             }
+            self.close_sockets(n);
             let i = &mut self.ifaces[n];
             if let Some((link, mode)) = i.link.take() {
                 warn!(iface = %i.name, "interface gone or replaced; will attach again when it is back");
@@ -306,6 +396,9 @@ impl Agent {
     }
 
     fn detach_all(&mut self) {
+        for n in 0..self.ifaces.len() {
+            self.close_sockets(n);
+        }
         for i in &mut self.ifaces {
             let attached = i.link.take();
             let mode = attached.as_ref().map(|l| l.1);
@@ -334,13 +427,17 @@ fn mark_detached(metrics: &Metrics, iface: &str, mode: Option<AttachedMode>) {
 }
 
 /// After loading and attaching, the agent needs only CAP_BPF (map reads and updates, links) and
-/// CAP_NET_ADMIN (attaching again to re-created interfaces); every other capability goes, from
-/// the bounding set too where we may change it.
-fn drop_capabilities() -> Result<()> {
+/// CAP_NET_ADMIN (attaching again to re-created interfaces), plus CAP_NET_RAW in `tap` mode (AF_XDP
+/// sockets for a re-created interface); every other capability goes, from the bounding set too
+/// where we may change it.
+fn drop_capabilities(tap: bool) -> Result<()> {
     use caps::{CapSet, Capability};
-    let keep: caps::CapsHashSet = [Capability::CAP_BPF, Capability::CAP_NET_ADMIN]
+    let mut keep: caps::CapsHashSet = [Capability::CAP_BPF, Capability::CAP_NET_ADMIN]
         .into_iter()
         .collect();
+    if tap {
+        keep.insert(Capability::CAP_NET_RAW);
+    }
     if caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP).unwrap_or(false) {
         for cap in caps::read(None, CapSet::Bounding)? {
             if !keep.contains(&cap) {
@@ -416,16 +513,51 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let metrics = Metrics::new();
     metrics.flow_capacity.set(config.flow_table_size as i64);
     let names = SharedNames::default();
+    let writer = std::sync::Arc::new(std::sync::Mutex::new(crate::events::Writer::open(
+        &config.events.sink,
+    )?));
     let ring = kernel.take_events()?;
     spawn_events(
         ring,
         names.clone(),
-        &config.events.sink,
+        writer.clone(),
         metrics.events_lost.clone(),
     )?;
+
+    // Deep inspection: readers hand candidates to one inspector task.
+    let (candidates, queue) = tokio::sync::mpsc::channel(CANDIDATE_QUEUE);
+    let key = crate::inspect::login_key(config.inspect.login_key_file.as_deref())?;
+    spawn_inspector(
+        queue,
+        crate::inspect::Inspector::new(key, metrics.clone(), config.inspect.distinct_window),
+        kernel.range_lookup()?,
+        names.clone(),
+        writer,
+        metrics.events_lost.clone(),
+    );
+    let mode = config.inspect.capture_mode;
+    let xsks = match mode {
+        CaptureMode::Inline => {
+            spawn_samples(kernel.take_samples()?, candidates.clone(), metrics.clone())?;
+            None
+        }
+        CaptureMode::Tap => Some(kernel.take_xsks()?),
+    };
+    info!(
+        capture_mode = ?mode,
+        budget = config.inspect.budget,
+        "deep inspection: {}",
+        match (mode, config.inspect.budget) {
+            (_, 0) => "off (inspect.budget = 0)",
+            (CaptureMode::Tap, _) => "candidates are redirected to AF_XDP sockets",
+            (CaptureMode::Inline, _) => "candidates pass and are copied",
+        }
+    );
     let mut agent = Agent {
         names,
         kernel,
+        xsks,
+        candidates,
         metrics: metrics.clone(),
         drainer: Drainer::default(),
         labels: Labels::new(),
@@ -478,6 +610,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             slot: slot as u32,
             ifindex: None,
             link: None,
+            sockets: Vec::new(),
         });
         if let Err(e) = agent.attach(n) {
             agent.detach_all();
@@ -486,7 +619,9 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         let mode = agent.ifaces[n].link.as_ref().map_or("?", |l| l.1.label());
         info!(%iface, mode, "attached");
     }
-    match drop_capabilities() {
+    let tap = config.inspect.capture_mode == CaptureMode::Tap;
+    match drop_capabilities(tap) {
+        Ok(()) if tap => info!("capabilities reduced to CAP_BPF, CAP_NET_ADMIN and CAP_NET_RAW"),
         Ok(()) => info!("capabilities reduced to CAP_BPF and CAP_NET_ADMIN"),
         Err(e) => warn!(error = %e, "could not drop capabilities"),
     }
@@ -523,10 +658,9 @@ pub async fn run(opts: RunOptions) -> Result<()> {
 fn spawn_events(
     ring: aya::maps::RingBuf<aya::maps::MapData>,
     names: SharedNames,
-    sink: &crate::config::EventSink,
+    writer: SharedWriter,
     lost: prometheus::IntCounter,
 ) -> Result<()> {
-    let mut writer = crate::events::Writer::open(sink)?;
     // SAFETY: the ring buffer owns its map fd for its whole life and always returns that fd; the
     // AsyncFd owns the ring buffer.
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
@@ -550,7 +684,10 @@ fn spawn_events(
                             .get(&e.ifindex)
                             .map_or("unknown", String::as_str),
                     );
-                    writer.write(&line)
+                    writer
+                        .lock()
+                        .map_err(|_| anyhow::anyhow!("event writer lock poisoned"))?
+                        .write(&line)
                 });
                 if let Err(e) = written {
                     lost.inc();
@@ -561,6 +698,147 @@ fn spawn_events(
         }
     });
     Ok(())
+}
+
+type SharedWriter = std::sync::Arc<std::sync::Mutex<crate::events::Writer>>;
+
+/// `inline`: reads the kernel's sample ring and queues each sample's bytes for the inspector.
+fn spawn_samples(
+    ring: aya::maps::RingBuf<aya::maps::MapData>,
+    candidates: tokio::sync::mpsc::Sender<Candidate>,
+    metrics: Metrics,
+) -> Result<()> {
+    // SAFETY: as for the event ring: the ring buffer owns its fd for its whole life.
+    let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("watching the sample ring buffer: {}", e.into_parts().1))?;
+    let full = metrics
+        .capture_drops
+        .with_label_values(&["copy", "agent_queue"]);
+    tokio::spawn(async move {
+        loop {
+            let Ok(mut guard) = fd.readable_mut().await else {
+                return;
+            };
+            let ring = guard.get_inner_mut();
+            while let Some(item) = ring.next() {
+                match kernel::sample_from(&item) {
+                    Ok(s) => {
+                        let n = (s.cap_len as usize).min(s.data.len());
+                        let c = Candidate {
+                            path: "copy",
+                            ifindex: s.ifindex,
+                            frame: s.data[..n].to_vec(),
+                        };
+                        if candidates.try_send(c).is_err() {
+                            full.inc();
+                        }
+                    }
+                    Err(e) => error!(error = %format!("{e:#}"), "a sample could not be read"),
+                }
+            }
+            guard.clear_ready();
+        }
+    });
+    Ok(())
+}
+
+/// How often a socket reader reads its socket's drop counters.
+const SOCKET_STATS: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `tap`: reads one AF_XDP socket, queues each frame for the inspector, and turns the socket's
+/// drop counters into `capture_drops_total`.
+fn spawn_socket_reader(
+    mut socket: crate::afxdp::XskSocket,
+    candidates: tokio::sync::mpsc::Sender<Candidate>,
+    metrics: Metrics,
+    iface: String,
+) -> tokio::task::JoinHandle<()> {
+    let drops = |ring: &str| metrics.capture_drops.with_label_values(&["afxdp", ring]);
+    let (full, rx_ring, fill_ring, dropped) = (
+        drops("agent_queue"),
+        drops("rx_ring"),
+        drops("fill_ring"),
+        drops("dropped"),
+    );
+    tokio::spawn(async move {
+        let ifindex = socket.ifindex();
+        let mut last = crate::afxdp::XskStats::default();
+        let mut stats = tokio::time::interval(SOCKET_STATS);
+        stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ready = socket.readable() => {
+                    if let Err(e) = ready {
+                        error!(%iface, queue = socket.queue(), error = %e, "AF_XDP socket failed; its queue is no longer inspected");
+                        return;
+                    }
+                    socket.recv(256, |frame| {
+                        let c = Candidate { path: "afxdp", ifindex, frame: frame.to_vec() };
+                        if candidates.try_send(c).is_err() {
+                            full.inc();
+                        }
+                    });
+                }
+                _ = stats.tick() => {
+                    if let Ok(now) = socket.stats() {
+                        rx_ring.inc_by(now.rx_ring_full.saturating_sub(last.rx_ring_full));
+                        fill_ring.inc_by(
+                            now.rx_fill_ring_empty_descs
+                                .saturating_sub(last.rx_fill_ring_empty_descs),
+                        );
+                        dropped.inc_by(now.rx_dropped.saturating_sub(last.rx_dropped));
+                        last = now;
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Inspects candidates one by one: counts logins and writes their event lines.
+fn spawn_inspector(
+    mut queue: tokio::sync::mpsc::Receiver<Candidate>,
+    mut inspector: crate::inspect::Inspector,
+    ranges: kernel::RangeLookup,
+    names: SharedNames,
+    writer: SharedWriter,
+    lost: prometheus::IntCounter,
+) {
+    tokio::spawn(async move {
+        let mut expire = tokio::time::interval(std::time::Duration::from_secs(10));
+        expire.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                c = queue.recv() => {
+                    let Some(c) = c else { return };
+                    let lines = {
+                        let Ok(names) = names.read() else { return };
+                        let iface = names.ifaces.get(&c.ifindex).map_or("unknown", String::as_str);
+                        inspector.frame(
+                            &c.frame,
+                            c.path,
+                            iface,
+                            std::time::Instant::now(),
+                            std::time::SystemTime::now(),
+                            |a| ranges.ranges_of(a).unwrap_or(0),
+                            |id| names.ranges.get(id).cloned().flatten(),
+                        )
+                    };
+                    for line in lines {
+                        let written = writer
+                            .lock()
+                            .map_err(|_| anyhow::anyhow!("event writer lock poisoned"))
+                            .and_then(|mut w| w.write(&line));
+                        if let Err(e) = written {
+                            lost.inc();
+                            error!(error = %format!("{e:#}"), "a login event could not be written");
+                        }
+                    }
+                }
+                _ = expire.tick() => inspector.expire(std::time::Instant::now()),
+            }
+        }
+    });
 }
 
 fn spawn_kernel_log(logger: aya_log::EbpfLogger<&'static dyn log::Log>) {

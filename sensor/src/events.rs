@@ -68,6 +68,21 @@ fn addr(family: u8, bytes: &[u8; 16]) -> IpAddr {
 
 /// The JSON line of `e`, with range names by id and the interface name by index.
 pub fn line(e: &Event, range_name: impl Fn(usize) -> Option<String>, iface: &str) -> EventLine {
+    // The event's monotonic time, on the wall clock.
+    let age = Duration::from_nanos(monotonic_ns().saturating_sub(e.ts_ns));
+    let wall = SystemTime::now()
+        .checked_sub(age)
+        .unwrap_or(SystemTime::now());
+    line_at(e, range_name, iface, wall)
+}
+
+/// The JSON line of `e` at wall-clock time `wall` (replay: the packet's capture time).
+pub fn line_at(
+    e: &Event,
+    range_name: impl Fn(usize) -> Option<String>,
+    iface: &str,
+    wall: SystemTime,
+) -> EventLine {
     let (src, sport, dst, dport) = if e.src_is_lo != 0 {
         (&e.key.addr_lo, e.key.port_lo, &e.key.addr_hi, e.key.port_hi)
     } else {
@@ -87,11 +102,6 @@ pub fn line(e: &Event, range_name: impl Fn(usize) -> Option<String>, iface: &str
         .first()
         .map(|r| (r.range.clone(), r.direction))
         .unwrap_or_else(|| (crate::config::UNWATCHED.to_string(), "none"));
-    // The event's monotonic time, on the wall clock.
-    let age = Duration::from_nanos(monotonic_ns().saturating_sub(e.ts_ns));
-    let wall = SystemTime::now()
-        .checked_sub(age)
-        .unwrap_or(SystemTime::now());
     EventLine {
         ts: humantime::format_rfc3339_millis(wall).to_string(),
         event: match e.kind {

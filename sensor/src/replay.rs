@@ -50,11 +50,13 @@ pub struct ReplayOptions {
 }
 
 /// The counters replay reports, as exported by `run`.
-const REPORTED: [&str; 4] = [
+const REPORTED: [&str; 6] = [
     "mining_sensor_packets_total",
     "mining_sensor_bytes_total",
     "mining_sensor_stratum_packets_total",
     "mining_sensor_stratum_flows_total",
+    "mining_sensor_suspect_flows_total",
+    "mining_sensor_miner_logins_total",
 ];
 
 /// One packet of a capture, normalised to an Ethernet frame.
@@ -94,6 +96,9 @@ pub struct Report {
     pub buckets: Vec<Bucket>,
     /// Final values.
     pub totals: Vec<Sample>,
+    /// The flow events (`stratum_flow`, `suspect_flow`) and deep inspection's `miner_login` lines
+    /// `run` would have written, in packet order, stamped with the capture's time.
+    pub events: Vec<serde_json::Value>,
 }
 
 /// Link-layer handling: which capture link types become which Ethernet frame.
@@ -577,8 +582,22 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
             sensor_common::MAX_IFACE_SLOTS - 1
         );
     }
+    // Replay always copies candidates (there is no AF_XDP socket to redirect to), so the deep
+    // parser sees what `run` in either mode would.
+    let mut config = config;
+    config.inspect.capture_mode = crate::config::CaptureMode::Inline;
     let mut kernel = Kernel::load_with_ranges(&config)?;
     let metrics = Metrics::new();
+    let mut event_ring = kernel.take_events()?;
+    let mut sample_ring = kernel.take_samples()?;
+    let ranges = kernel.range_lookup()?;
+    let mut inspector = crate::inspect::Inspector::new(
+        crate::inspect::login_key(config.inspect.login_key_file.as_deref())?,
+        metrics.clone(),
+        config.inspect.distinct_window,
+    );
+    let mut events = Vec::new();
+    let start = std::time::Instant::now();
     let mut drainer = Drainer::default();
     let mut labels = Labels::new();
     for (i, r) in config.ranges.iter().enumerate() {
@@ -663,6 +682,33 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
         kernel
             .count(&frame.data)
             .with_context(|| format!("{}: packet {n}", reports[f].file))?;
+        // What the packet made the kernel report, at the packet's capture time.
+        let wall = std::time::UNIX_EPOCH + ts;
+        let iface = labels.ifaces[f + 1].as_deref().unwrap_or("?");
+        let range_name = |id: usize| labels.ranges.get(id).cloned().flatten();
+        while let Some(item) = event_ring.next() {
+            let e = crate::kernel::event_from(&item)?;
+            events.push(serde_json::to_value(crate::events::line_at(
+                &e, range_name, iface, wall,
+            ))?);
+        }
+        while let Some(item) = sample_ring.next() {
+            let s = crate::kernel::sample_from(&item)?;
+            let bytes = &s.data[..(s.cap_len as usize).min(s.data.len())];
+            // Windows (distinct miners) follow capture time too.
+            let now = start + ts.saturating_sub(first_packet.unwrap_or(ts));
+            for line in inspector.frame(
+                bytes,
+                "copy",
+                iface,
+                now,
+                wall,
+                |a| ranges.ranges_of(a).unwrap_or(0),
+                range_name,
+            ) {
+                events.push(serde_json::to_value(line)?);
+            }
+        }
         replayed += 1;
         if replayed.is_multiple_of(4096) {
             show_progress(replayed);
@@ -682,6 +728,7 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
         last_packet: last_packet.map(|t| t.as_secs_f64()),
         buckets,
         totals: samples(&metrics.registry.gather()),
+        events,
     };
     if let Some(path) = &opts.openmetrics {
         std::fs::write(path, openmetrics(&report))
@@ -760,7 +807,16 @@ pub fn summary(report: &Report) -> String {
             "mining_sensor_stratum_packets_total" => {
                 format!("stratum packets {dir} {}", s.labels["dialect"])
             }
-            _ => format!("stratum flows {dir} {}", s.labels["dialect"]),
+            "mining_sensor_stratum_flows_total" => {
+                format!("stratum flows {dir} {}", s.labels["dialect"])
+            }
+            "mining_sensor_suspect_flows_total" => {
+                format!("suspect flows {dir} {}", s.labels["reason"])
+            }
+            _ => format!(
+                "logins coin={} agent={}",
+                s.labels["coin"], s.labels["agent"]
+            ),
         };
         *by_range.entry(range).or_default().entry(key).or_default() += s.value;
     }

@@ -1,7 +1,7 @@
 //! `replay --report OUT.html`: one self-contained page (inline SVG, no scripts, no external
 //! resources) that answers "did mining from this range rise?" by looking: per range, new Stratum
-//! flows and IP bytes per bucket, and the ratio of new flows in the last third of the capture
-//! period to the first third.
+//! flows and IP bytes per bucket, the ratio of new flows in the last third of the capture
+//! period to the first third, and the miner logins by coin and agent.
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
@@ -122,6 +122,42 @@ fn bars(values: &[u64], color: &str, label: &str) -> String {
     svg
 }
 
+/// Miner logins per range, coin and agent (the replay's totals), most first.
+pub fn logins(report: &Report) -> Vec<(String, String, String, u64)> {
+    let mut rows: Vec<(String, String, String, u64)> = report
+        .totals
+        .iter()
+        .filter(|s| s.metric == "mining_sensor_miner_logins_total" && s.value > 0)
+        .map(|s| {
+            let l = |k: &str| s.labels.get(k).cloned().unwrap_or_default();
+            (l("range"), l("coin"), l("agent"), s.value)
+        })
+        .collect();
+    rows.sort_by(|a, b| b.3.cmp(&a.3).then_with(|| a.cmp(b)));
+    rows
+}
+
+fn logins_table(report: &Report) -> String {
+    let rows = logins(report);
+    let mut out = String::from("<h2>Coins and miner software</h2>");
+    if rows.is_empty() {
+        out.push_str("<p>No miner login was read in this capture.</p>");
+        return out;
+    }
+    out.push_str("<p>Miner logins read by deep inspection (each flow once), by range, coin and miner software; no login or wallet is kept.</p><table><tr><th>range</th><th>coin</th><th>agent</th><th>logins</th></tr>");
+    for (range, coin, agent, n) in rows {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{n}</td></tr>",
+            escape(&range),
+            escape(&coin),
+            escape(&agent)
+        );
+    }
+    out.push_str("</table>");
+    out
+}
+
 pub fn html(report: &Report) -> String {
     let mut out = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>mining-sensor replay report</title><style>body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th:first-child,td:first-child{text-align:left}.ratio{font-size:1.4em;font-weight:bold}</style></head><body><h1>mining-sensor replay report</h1>",
@@ -177,7 +213,7 @@ pub fn html(report: &Report) -> String {
             );
         }
     }
-    out.push_str("<h2>Coins and miner software</h2><p>Not available yet: attributing logins to coins and miner software needs deep inspection, which this version does not have.</p>");
+    out.push_str(&logins_table(report));
     for f in report.files.iter().filter(|f| !f.problems.is_empty()) {
         let _ = write!(
             out,

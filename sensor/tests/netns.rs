@@ -18,7 +18,7 @@
 mod common;
 
 use common::{IO_TIMEOUT, Proc, get, http_get, in_ns, output, samples, sh, spawn_sensor};
-use mining_sensor::packet::tls_client_hello;
+use mining_sensor::packet::dns_query;
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -490,6 +490,45 @@ fn benign_client(addr: SocketAddr, udp_to: SocketAddr, datagrams: usize) -> impl
     }
 }
 
+/// `openssl s_server` in namespace `ns` for one TLS session at `addr`, with a fresh self-signed
+/// certificate; killed when the returned guard drops.
+fn tls_pool(ns: &str, dir: &std::path::Path, addr: SocketAddr) -> Proc {
+    let (cert, key) = (dir.join("pool.crt"), dir.join("pool.key"));
+    sh(&[
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=pool.example",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
+    ]);
+    let child = Command::new("ip")
+        .args([
+            "netns", "exec", ns, "timeout", "30", "openssl", "s_server", "-quiet",
+        ])
+        .args(["-naccept", "1", "-accept", &addr.to_string()])
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl");
+    Proc(child)
+}
+
 #[test]
 fn live_path_end_to_end() {
     let t = Topology::new();
@@ -612,7 +651,17 @@ fn live_path_end_to_end() {
         &t.pool,
         pool(vec![pool_v4, pool_v4_btc, pool_v6, pool_v4_eth], 4),
     );
-    let tls_thread = in_ns(&t.pool, opaque_pool(pool_tls, 0, 1));
+    // A real TLS pool (OpenSSL) for a client that sends no server name, as XMRig does.
+    let tls_server = tls_pool(&t.pool, &dir, pool_tls);
+    // A resolver for the miner's DNS query of a pool name.
+    let resolver: SocketAddr = format!("{POOL_V4}:53").parse().unwrap();
+    let dns_thread = in_ns(&t.pool, move || {
+        let s = UdpSocket::bind(resolver).unwrap();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut buf = [0u8; 512];
+        let (n, _) = s.recv_from(&mut buf).unwrap();
+        n
+    });
     let v2_thread = in_ns(&t.pool, opaque_pool(pool_v2, 234, 1));
     let web_thread = in_ns(&t.pool, benign_server(web));
     // Let the listeners come up.
@@ -621,15 +670,42 @@ fn live_path_end_to_end() {
     in_ns(&t.miner, xmrig(pool_v6)).join().unwrap();
     in_ns(&t.miner, cpuminer(pool_v4_btc)).join().unwrap();
     in_ns(&t.miner, ethproxy(pool_v4_eth)).join().unwrap();
-    in_ns(&t.miner, opaque_client(pool_tls, tls_client_hello(None), 0))
-        .join()
-        .unwrap();
+    // openssl listening first (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !output(&[
+        "ip", "netns", "exec", &t.pool, "ss", "-ltnH", "sport", "=", ":14433",
+    ])
+    .contains("14433")
+    {
+        assert!(Instant::now() < deadline, "openssl s_server did not listen");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let tls = output(&[
+        "ip",
+        "netns",
+        "exec",
+        &t.miner,
+        "sh",
+        "-c",
+        &format!(
+            "echo | timeout 10 openssl s_client -connect {pool_tls} -noservername -brief 2>&1"
+        ),
+    ]);
+    assert!(tls.contains("CONNECTION ESTABLISHED"), "TLS session: {tls}");
+    let _ = tls_server;
+    in_ns(&t.miner, move || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.send_to(&dns_query(0x4d53, "pool.supportxmr.com", false), resolver)
+            .unwrap();
+    })
+    .join()
+    .unwrap();
     in_ns(&t.miner, opaque_client(pool_v2, vec![0x3c; 64], 234))
         .join()
         .unwrap();
     in_ns(&t.miner, benign_client(web, udp, 50)).join().unwrap();
     pool_thread.join().unwrap();
-    tls_thread.join().unwrap();
+    assert!(dns_thread.join().unwrap() > 12);
     v2_thread.join().unwrap();
     web_thread.join().unwrap();
     // Connection teardown, then stop observing.
@@ -762,6 +838,7 @@ fn live_path_end_to_end() {
         )
     };
     assert_eq!(sus("tls_no_sni"), 1.0);
+    assert_eq!(sus("pool_dns"), 1.0);
     assert_eq!(sus("stratum_v2"), 1.0);
     assert_eq!(sus("pool_endpoint"), 0.0);
     assert_eq!(
@@ -778,12 +855,45 @@ fn live_path_end_to_end() {
     );
 
     // One event per Stratum flow, as JSON lines: who, with what, where.
-    let events: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("events.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+    let (logins, events): (Vec<serde_json::Value>, Vec<serde_json::Value>) =
+        std::fs::read_to_string(dir.join("events.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .partition(|e| e["event"] == "miner_login");
+    assert_eq!(events.len(), 7, "{events:?}");
+    // Deep inspection (inline, the default) read each client's login: who mines what, with what.
+    let mut who: Vec<(String, String, String)> = logins
+        .iter()
+        .map(|e| {
+            (
+                e["dialect"].as_str().unwrap().to_string(),
+                e["coin"].as_str().unwrap().to_string(),
+                e["agent"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
-    assert_eq!(events.len(), 6, "{events:?}");
+    who.sort();
+    assert_eq!(
+        who,
+        [
+            ("bitcoin".into(), "unknown".into(), "cpuminer".into()),
+            ("ethereum".into(), "ethereum".into(), "unknown".into()),
+            ("monero".into(), "monero".into(), "xmrig".into()),
+            ("monero".into(), "monero".into(), "xmrig".into()),
+        ],
+        "{logins:?}"
+    );
+    assert_eq!(
+        get(
+            &m,
+            "mining_sensor_miner_logins_total",
+            &[("agent", "xmrig"), ("coin", "monero"), ("range", h)]
+        ),
+        2.0
+    );
+    let metrics_text = http_get(&t.vantage, SENSOR_PORT, "/metrics");
+    assert!(!metrics_text.contains(WALLET), "a wallet in /metrics");
     let mut suspects: Vec<(String, u64)> = events
         .iter()
         .filter(|e| e["event"] == "suspect_flow")
@@ -797,7 +907,11 @@ fn live_path_end_to_end() {
     suspects.sort();
     assert_eq!(
         suspects,
-        [("stratum_v2".into(), 34254), ("tls_no_sni".into(), 14433)]
+        [
+            ("pool_dns".into(), 53),
+            ("stratum_v2".into(), 34254),
+            ("tls_no_sni".into(), 14433)
+        ]
     );
     let mut seen: Vec<(String, String, u64, String)> = events
         .iter()
@@ -831,7 +945,7 @@ fn live_path_end_to_end() {
             ),
         ]
     );
-    assert_eq!(get(&m, "mining_sensor_events_total", &[]), 6.0);
+    assert_eq!(get(&m, "mining_sensor_events_total", &[]), 7.0);
     assert_eq!(get(&m, "mining_sensor_events_lost_total", &[]), 0.0);
 
     // Prometheus sees the flow through PromQL.

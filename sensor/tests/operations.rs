@@ -547,10 +547,29 @@ fn soak_counters_equal_what_the_driver_received_and_flows_beyond_the_table_are_a
         g("mining_sensor_events_lost_total", &[]),
     );
     assert_eq!(sent + lost, FLOWS as f64);
-    let lines = std::fs::read_to_string(&events).unwrap().lines().count();
+    let text = std::fs::read_to_string(&events).unwrap();
+    let (logins, flows): (Vec<&str>, Vec<&str>) =
+        text.lines().partition(|l| l.contains("\"event\":\"miner_login\""));
     assert_eq!(
-        lines as f64, sent,
+        flows.len() as f64,
+        sent,
         "event lines vs events sent ({lost} lost)"
+    );
+    // Deep inspection (inline) read each flow's login once, unless its copy was dropped, which
+    // is counted.
+    let counted = g(
+        "mining_sensor_miner_logins_total",
+        &[("agent", "xmrig"), ("coin", "monero"), ("range", "soak")],
+    );
+    let dropped: f64 = m
+        .iter()
+        .filter(|((n, _), _)| n == "mining_sensor_capture_drops_total")
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(logins.len() as f64, counted);
+    assert!(
+        counted <= FLOWS as f64 && counted + dropped >= FLOWS as f64,
+        "{counted} logins, {dropped} candidates dropped, {FLOWS} flows"
     );
     assert!(sensor.0.try_wait().unwrap().is_none(), "{}", logs());
     eprintln!(

@@ -325,6 +325,34 @@ fn replay_counts_exactly_across_formats_and_backfills_with_promtool() {
     );
     assert_eq!(r["files"][2]["packets"], 2);
 
+    // The deep parser runs in replay too: both logins, by coin and agent, never the wallet; events
+    // carry the capture's time.
+    assert_eq!(
+        total(
+            &r,
+            "mining_sensor_miner_logins_total",
+            &[("range", "kp"), ("coin", "monero"), ("agent", "xmrig")]
+        ),
+        2
+    );
+    let events = r["events"].as_array().unwrap();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["stratum_flow", "miner_login", "stratum_flow", "miner_login"],
+        "{events:?}"
+    );
+    let first_login = &events[1];
+    assert_eq!(first_login["agent_version"], "2.14.1");
+    assert_eq!(first_login["iface"], "live.pcap");
+    let t0 = humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_secs(T0));
+    assert_eq!(first_login["ts"], t0.to_string());
+    assert_eq!(events[2]["iface"], "cooked.pcapng.gz");
+    assert!(!r.to_string().contains(WALLET));
+
     // Time from the capture: hourly buckets ending at T0+1h, +2h, +3h; pcapng microseconds read
     // as such (the cooked file's packets fall in the first hour).
     let ends: Vec<f64> = r["buckets"]
@@ -468,6 +496,12 @@ fn a_synthetic_season_shows_the_tenfold_rise() {
         "capture period in the page"
     );
     assert_eq!(page.matches("<svg").count(), 2);
+    // The top coins and agents: every one of the 110 logins, by the miner's software.
+    assert!(
+        page.contains("<td>kp</td><td>monero</td><td>xmrig</td><td>110</td>"),
+        "{page}"
+    );
+    assert!(!page.contains(WALLET));
     assert!(!page.contains("http://") && !page.contains("https://") && !page.contains("<script"));
     let buckets = r["buckets"].as_array().unwrap();
     assert_eq!(buckets.len(), 90);

@@ -1,0 +1,283 @@
+//! Deep inspection live, in both capture modes, in namespaces this test creates:
+//!
+//! ```text
+//!  miner ns                     pool ns                                  sensor ns
+//!  m0 198.18.6.2/24  <------>   p0 198.18.6.1/24   -- tc mirred -->  s0 ====== s1 (tap: AF_XDP)
+//!                               (inline: the sensor is attached to p0 itself)
+//! ```
+//!
+//! `tap`: the pool's link is mirrored (tc mirred, as a switch's SPAN port would) onto a veth whose
+//! far end, in the sensor's namespace, is all the sensor sees; candidates reach it over AF_XDP.
+//! `inline`: the sensor sits on the live link and must leave the session untouched.
+//! Either way an XMRig-style login must come out as `coin="monero", agent="xmrig"`, with no wallet
+//! anywhere in `/metrics` or the events. Addresses from 198.18.0.0/15 only; every wait bounded.
+
+mod common;
+
+use common::{IO_TIMEOUT, http_get, in_ns, samples, sh, spawn_sensor, wait_for};
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+const WALLET: &str = "48edfHu7V9Z84YzzMa6fUueoELZ9ZRXq9VetWzYGzKt52XU5xvqgzYnDK9URnRoJMk1j8nLwEVsaSWJ4fhdUyZijBGUicoD";
+const POOL: &str = "198.18.6.1";
+
+struct Namespaces(Vec<String>);
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+/// Miner and pool joined by a veth pair; with `mirror`, a sensor namespace whose `s1` receives a
+/// copy of everything the pool's `p0` sends and receives.
+fn topology(tag: &str, mirror: bool) -> (Namespaces, String, String, String) {
+    let id = std::process::id();
+    let (miner, pool, sensor) = (
+        format!("msc-{tag}-m-{id}"),
+        format!("msc-{tag}-p-{id}"),
+        format!("msc-{tag}-s-{id}"),
+    );
+    let mut all = vec![miner.clone(), pool.clone()];
+    if mirror {
+        all.push(sensor.clone());
+    }
+    for ns in &all {
+        let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        sh(&["ip", "netns", "add", ns]);
+        sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+    }
+    let guard = Namespaces(all);
+    sh(&[
+        "ip", "link", "add", "m0", "netns", &miner, "type", "veth", "peer", "name", "p0", "netns",
+        &pool,
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &miner,
+        "addr",
+        "add",
+        "198.18.6.2/24",
+        "dev",
+        "m0",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &pool,
+        "addr",
+        "add",
+        "198.18.6.1/24",
+        "dev",
+        "p0",
+    ]);
+    sh(&["ip", "-n", &miner, "link", "set", "m0", "up"]);
+    sh(&["ip", "-n", &pool, "link", "set", "p0", "up"]);
+    if mirror {
+        sh(&[
+            "ip", "link", "add", "s0", "netns", &pool, "type", "veth", "peer", "name", "s1",
+            "netns", &sensor,
+        ]);
+        sh(&["ip", "-n", &pool, "link", "set", "s0", "up"]);
+        sh(&["ip", "-n", &sensor, "link", "set", "s1", "up"]);
+        let tc = |args: &[&str]| {
+            let mut all = vec!["ip", "netns", "exec", &pool, "tc"];
+            all.extend_from_slice(args);
+            sh(&all);
+        };
+        tc(&["qdisc", "add", "dev", "p0", "clsact"]);
+        for hook in ["ingress", "egress"] {
+            tc(&[
+                "filter", "add", "dev", "p0", hook, "protocol", "all", "u32", "match", "u32", "0",
+                "0", "action", "mirred", "egress", "mirror", "dev", "s0",
+            ]);
+        }
+    }
+    (guard, miner, pool, sensor)
+}
+
+fn read_line(r: &mut BufReader<TcpStream>) -> String {
+    let mut l = String::new();
+    r.read_line(&mut l).unwrap();
+    l
+}
+
+/// A Monero pool for one session: a job for the login, OK for each submit.
+fn pool(addr: SocketAddr) -> impl FnOnce() + Send {
+    move || {
+        let l = TcpListener::bind(addr).unwrap();
+        let (s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        assert!(read_line(&mut r).contains("\"login\""));
+        w.write_all(b"{\"id\":1,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"id\":\"5f3a\",\"job\":{\"blob\":\"0e0e\",\"job_id\":\"311\",\"target\":\"f3220000\",\"algo\":\"rx/0\",\"height\":3000000,\"seed_hash\":\"ab\"},\"status\":\"OK\"}}\n").unwrap();
+        for _ in 0..2 {
+            assert!(read_line(&mut r).contains("submit"));
+            w.write_all(
+                b"{\"id\":2,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"status\":\"OK\"}}\n",
+            )
+            .unwrap();
+        }
+    }
+}
+
+/// XMRig's login and two submits; every answer must arrive (the session is untouched).
+fn xmrig(addr: SocketAddr) -> impl FnOnce() + Send {
+    move || {
+        let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap();
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        w.write_all(format!("{{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.21.0 (Linux x86_64) libuv/1.44.2 gcc/12.2.0\",\"algo\":[\"rx/0\",\"cn/2\",\"rx/wow\"]}}}}\n").as_bytes()).unwrap();
+        assert!(read_line(&mut r).contains("\"job\""));
+        for n in 0..2 {
+            w.write_all(format!("{{\"id\":{},\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{{\"id\":\"5f3a\",\"job_id\":\"311\",\"nonce\":\"0{n}000000\",\"result\":\"f1e2\",\"algo\":\"rx/0\"}}}}\n", n + 2).as_bytes()).unwrap();
+            assert!(read_line(&mut r).contains("OK"));
+        }
+    }
+}
+
+/// Runs the sensor in `ns` on `iface` in `mode`, one XMRig session, and checks the attribution.
+fn attributed(tag: &str, mirror: bool, mode: &str, port: u16) {
+    let (_guard, miner, pool_ns, sensor_ns) = topology(tag, mirror);
+    let (ns, iface) = if mirror {
+        (sensor_ns.as_str(), "s1")
+    } else {
+        (pool_ns.as_str(), "p0")
+    };
+    let dir = std::env::temp_dir().join(format!("msc-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("sensor.toml");
+    let events = dir.join("events.jsonl");
+    std::fs::write(
+        &config,
+        format!(
+            "drain_interval = \"200ms\"\n[inspect]\ncapture_mode = \"{mode}\"\n[events]\nsink = \"file\"\npath = \"{}\"\n[[ranges]]\nname = \"harness\"\ncidrs = [\"198.18.6.2/32\"]\n",
+            events.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.join("sensor.log");
+    let listen = format!("127.0.0.1:{port}");
+    let mut sensor = spawn_sensor(
+        ns,
+        &config,
+        &[
+            "--iface",
+            iface,
+            "--listen",
+            &listen,
+            "--xdp-mode",
+            "native",
+        ],
+        &log,
+        "info",
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let attached = format!("mining_sensor_xdp_attached{{iface=\"{iface}\",mode=\"native\"}} 1");
+    while !http_get(ns, port, "/metrics").contains(&attached) {
+        assert!(
+            Instant::now() < deadline && sensor.0.try_wait().unwrap().is_none(),
+            "sensor did not attach: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    let addr: SocketAddr = format!("{POOL}:3333").parse().unwrap();
+    let server = in_ns(&pool_ns, pool(addr));
+    thread::sleep(Duration::from_millis(200));
+    in_ns(&miner, xmrig(addr)).join().unwrap();
+    server.join().unwrap();
+
+    let labels = [("agent", "xmrig"), ("coin", "monero"), ("range", "harness")];
+    let logins = wait_for(
+        ns,
+        port,
+        "mining_sensor_miner_logins_total",
+        &labels,
+        1.0,
+        Duration::from_secs(10),
+    );
+    let text = http_get(ns, port, "/metrics");
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(logins, 1.0, "{text}\n{log_text}");
+    let m = samples(&text);
+    let path = if mode == "tap" { "afxdp" } else { "copy" };
+    // Candidates: the login, its reply and the submits with their answers, within the budget (8).
+    let inspected = common::get(
+        &m,
+        "mining_sensor_inspected_packets_total",
+        &[("path", path)],
+    );
+    assert!((1.0..=8.0).contains(&inspected), "{text}");
+    // What the kernel handed over is what was inspected (the counter follows at the next drain).
+    let handed = wait_for(
+        ns,
+        port,
+        "mining_sensor_inspect_candidates_total",
+        &[],
+        inspected,
+        Duration::from_secs(5),
+    );
+    assert_eq!(handed, inspected, "{text}");
+    assert_eq!(
+        common::get(&m, "mining_sensor_distinct_miners", &[("range", "harness")]),
+        1.0
+    );
+    if mode == "tap" {
+        assert_eq!(
+            common::get(
+                &m,
+                "mining_sensor_afxdp_sockets",
+                &[("bind", "copy"), ("iface", "s1")]
+            ),
+            1.0,
+            "{text}"
+        );
+        assert!(log_text.contains("AF_XDP socket open"), "{log_text}");
+    }
+    assert!(!text.contains(WALLET), "a wallet in /metrics: {text}");
+
+    // The login event: coin, agent, version and a keyed hash, never the wallet.
+    let lines = std::fs::read_to_string(&events).unwrap();
+    assert!(!lines.contains(WALLET), "a wallet in the events: {lines}");
+    let login: serde_json::Value = lines
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"] == "miner_login")
+        .unwrap_or_else(|| panic!("no login event: {lines}"));
+    assert_eq!(login["coin"], "monero");
+    assert_eq!(login["agent"], "xmrig");
+    assert_eq!(login["agent_version"], "6.21.0");
+    assert_eq!(login["path"], path);
+    assert_eq!(login["src"], "198.18.6.2");
+    assert_eq!(login["iface"], iface);
+    assert_eq!(login["login_hash"].as_str().unwrap().len(), 16);
+
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(sensor.0.id() as i32, libc::SIGTERM) };
+    assert_eq!(sensor.0.wait().unwrap().code(), Some(0), "{log_text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tap_mode_on_a_mirror_port_attributes_the_login_over_af_xdp() {
+    attributed("tap", true, "tap", 19831);
+}
+
+#[test]
+fn inline_mode_on_the_live_link_attributes_the_login_and_leaves_the_session_alone() {
+    attributed("inl", false, "inline", 19832);
+}
