@@ -548,8 +548,9 @@ fn soak_counters_equal_what_the_driver_received_and_flows_beyond_the_table_are_a
     );
     assert_eq!(sent + lost, FLOWS as f64);
     let text = std::fs::read_to_string(&events).unwrap();
-    let (logins, flows): (Vec<&str>, Vec<&str>) =
-        text.lines().partition(|l| l.contains("\"event\":\"miner_login\""));
+    let (logins, flows): (Vec<&str>, Vec<&str>) = text
+        .lines()
+        .partition(|l| l.contains("\"event\":\"miner_login\""));
     assert_eq!(
         flows.len() as f64,
         sent,
