@@ -113,6 +113,8 @@ struct EventNames {
 type SharedNames = std::sync::Arc<std::sync::RwLock<EventNames>>;
 
 struct Agent {
+    /// Hash of the configuration file's content at the last load or reload attempt (`watch_config`).
+    config_seen: Option<u64>,
     names: SharedNames,
     kernel: Kernel,
     /// `tap`: the program's AF_XDP socket map.
@@ -340,6 +342,7 @@ impl Agent {
     }
 
     fn reload(&mut self, path: &Path) {
+        self.config_seen = file_hash(path);
         let result = Config::from_file(path);
         // Reloadable: ranges and the idle timeout. Interfaces, listen address and map sizes need
         // a restart.
@@ -367,6 +370,7 @@ impl Agent {
                         self.config.ranges = cfg.ranges;
                         self.config.pools = cfg.pools;
                         self.config.flow_idle_timeout = cfg.flow_idle_timeout;
+                        self.config.watch_config = cfg.watch_config;
                         self.metrics
                             .config_reloads
                             .with_label_values(&["success"])
@@ -454,6 +458,15 @@ fn drop_capabilities(tap: bool) -> Result<()> {
     caps::set(None, CapSet::Effective, &effective)?;
     caps::set(None, CapSet::Permitted, &effective)?;
     Ok(())
+}
+
+/// Hash of a file's content; `None` when it cannot be read (a missing file is a change too).
+fn file_hash(path: &Path) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let bytes = std::fs::read(path).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    Some(h.finish())
 }
 
 fn link_is_up(iface: &str) -> bool {
@@ -554,6 +567,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         }
     );
     let mut agent = Agent {
+        config_seen: opts.config.as_deref().and_then(file_hash),
         names,
         kernel,
         xsks,
@@ -637,7 +651,19 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     loop {
         tokio::select! {
             _ = tick.tick() => agent.drain(),
-            _ = watch.tick() => agent.watch_interfaces(),
+            _ = watch.tick() => {
+                agent.watch_interfaces();
+                // `watch_config`: a changed file reloads as SIGHUP does. The content is compared,
+                // not the time stamp, so a file caught half-written is read again once complete.
+                if let Some(path) = &opts.config
+                    && agent.config.watch_config
+                    && file_hash(path) != agent.config_seen
+                {
+                    info!("{} changed: reloading", path.display());
+                    agent.reload(path);
+                    agent.drain();
+                }
+            }
             _ = sighup.recv() => match &opts.config {
                 Some(path) => { agent.reload(path); agent.drain(); }
                 None => warn!("SIGHUP: running on the embedded default configuration; nothing to reload"),

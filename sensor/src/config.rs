@@ -200,6 +200,8 @@ pub struct Config {
     /// Web configuration (TLS, basic authentication) for the metrics endpoint; relative to the
     /// configuration file's folder when relative.
     pub web_config: Option<std::path::PathBuf>,
+    /// Reload when the configuration file's content changes, as on SIGHUP.
+    pub watch_config: bool,
     pub events: Events,
     pub pools: Pools,
     pub inspect: Inspect,
@@ -226,6 +228,7 @@ struct RawConfig {
     flow_idle_timeout: Option<Spanned<String>>,
     max_prefixes: Option<Spanned<i64>>,
     web_config: Option<std::path::PathBuf>,
+    watch_config: Option<bool>,
     events: Option<RawEvents>,
     pools: Option<RawPools>,
     inspect: Option<RawInspect>,
@@ -731,6 +734,7 @@ impl Config {
             max_prefixes,
             ranges,
             web_config: raw.web_config,
+            watch_config: raw.watch_config.unwrap_or(false),
             events,
             pools,
             inspect,

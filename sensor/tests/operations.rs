@@ -143,6 +143,77 @@ const BROKEN: &str =
 const GROWN: &str = "drain_interval = \"200ms\"\n[[ranges]]\nname = \"a\"\ncidrs = [\"198.18.5.2/32\"]\n[[ranges]]\nname = \"b\"\ncidrs = [\"198.18.5.0/24\"]\n";
 
 #[test]
+fn a_watched_configuration_file_reloads_itself() {
+    let p = Pair::new("watch");
+    let dir = std::env::temp_dir().join(format!("mso-watch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("sensor.toml");
+    let watched = |text: &str| format!("watch_config = true\n{text}");
+    write(&cfg, &watched(GOOD));
+    let log = dir.join("sensor.log");
+    let port = PORT + 2;
+    let listen = format!("127.0.0.1:{port}");
+    let _sensor = spawn_sensor(
+        &p.sensor,
+        &cfg,
+        &["--iface", "s0", "--xdp-mode", "native", "--listen", &listen],
+        &log,
+        "info",
+    );
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    let metric = |name: &str, labels: &[(&str, &str)], want: f64| {
+        wait_for(&p.sensor, port, name, labels, want, WAIT)
+    };
+    let from = |range: &'static str| [("direction", "from"), ("iface", "s0"), ("range", range)];
+    let pk = "mining_sensor_packets_total";
+    assert_eq!(
+        metric("mining_sensor_interface_up", &[("iface", "s0")], 1.0),
+        1.0,
+        "{}",
+        logs()
+    );
+    p.send(10);
+    assert_eq!(metric(pk, &from("a"), 10.0), 10.0);
+
+    // No signal: the changed file is noticed and applied, a's counter goes on.
+    write(&cfg, &watched(GROWN));
+    let ok = [("result", "success")];
+    assert_eq!(
+        metric("mining_sensor_config_reloads_total", &ok, 1.0),
+        1.0,
+        "{}",
+        logs()
+    );
+    p.send(10);
+    assert_eq!(metric(pk, &from("a"), 20.0), 20.0);
+    assert_eq!(metric(pk, &from("b"), 10.0), 10.0);
+
+    // A broken edit is refused once and the running configuration stays; unchanged content is
+    // not reloaded again.
+    write(&cfg, &watched(BROKEN));
+    let failed = [("result", "failure")];
+    assert_eq!(
+        metric("mining_sensor_config_reloads_total", &failed, 1.0),
+        1.0,
+        "{}",
+        logs()
+    );
+    thread::sleep(Duration::from_millis(2500));
+    p.send(10);
+    assert_eq!(metric(pk, &from("b"), 20.0), 20.0);
+    let m = common::samples(&http_get(&p.sensor, port, "/metrics"));
+    assert_eq!(
+        common::get(&m, "mining_sensor_config_reloads_total", &failed),
+        1.0
+    );
+    assert_eq!(
+        common::get(&m, "mining_sensor_config_reloads_total", &ok),
+        1.0
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn check_config_exit_codes_and_messages() {
     let dir = std::env::temp_dir().join(format!("mso-cc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
