@@ -28,9 +28,9 @@ use sensor_common::{
     CAPTURE_INLINE, CAPTURE_TAP, Counter, DIR_FROM, DIR_TO, EVENT_STRATUM_FLOW, EVENT_SUSPECT_FLOW,
     Event, FILTER_V4_ALL, FILTER_V6_ALL, FILTER_WORDS, FlowKey, FlowState, IFINDEX_DIRECT,
     MAX_IFACE_SLOTS, MAX_QUEUES, MAX_RANGES, POOL_BIT, POOL_PORT_WORDS, ParseEvent, RANGE_MASK,
-    Reason, SAMPLE_BYTES, STRATUM_CELLS, SUSPECT_CELLS, Sample, Stat, SuspectKey, TRAFFIC_CELLS,
-    UNWATCHED_SLOT, dns, filter_bit_v4, filter_bit_v6, stratum, stratum_index, suspect_index,
-    traffic_index, xsk_key,
+    Reason, STRATUM_CELLS, SUSPECT_CELLS, Sample, Stat, SuspectKey, TRAFFIC_CELLS, UNWATCHED_SLOT,
+    dns, filter_bit_v4, filter_bit_v6, stratum, stratum_index, suspect_index, traffic_index,
+    xsk_key,
 };
 
 /// Stacked VLAN tags followed (802.1ad outer + 802.1Q inner is two; some carriers stack more).
@@ -198,40 +198,26 @@ fn capture(ctx: &XdpContext) -> u32 {
 #[inline(always)]
 fn sample(ctx: &XdpContext) {
     let frame_len = ctx.data_end() - ctx.data();
-    let n = if frame_len > SAMPLE_BYTES {
-        SAMPLE_BYTES
-    } else {
-        frame_len
-    };
-    // The verifier must see 0 < n <= SAMPLE_BYTES right at the helper call (see `load_window`).
-    // SAFETY: reads a local.
-    let n = unsafe { core::ptr::read_volatile(&n) };
-    if n == 0 || n > SAMPLE_BYTES {
-        return;
-    }
     let Some(mut entry) = SAMPLES.reserve::<Sample>(0) else {
         stat(Stat::SamplesLost);
         return;
     };
     let s = entry.as_mut_ptr();
-    // SAFETY: `s` points at a reserved, writable Sample; the header is written field by field and
-    // at most `SAMPLE_BYTES` bytes into `data`.
-    let rc = unsafe {
+    // SAFETY: `s` points at a reserved, writable Sample; `load_into` writes at most
+    // `SAMPLE_BYTES` bytes into `data`.
+    let Ok(n) = load_into(ctx, 0, frame_len, unsafe {
+        core::ptr::addr_of_mut!((*s).data)
+    }) else {
+        entry.discard(0);
+        return;
+    };
+    // SAFETY: as above; the header is written field by field.
+    unsafe {
         core::ptr::addr_of_mut!((*s).ts_ns).write(bpf_ktime_get_ns());
         core::ptr::addr_of_mut!((*s).ifindex).write(ctx.ingress_ifindex() as u32);
         core::ptr::addr_of_mut!((*s).frame_len).write(frame_len as u32);
         core::ptr::addr_of_mut!((*s).cap_len).write(n as u32);
         core::ptr::addr_of_mut!((*s)._pad).write(0);
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            0,
-            core::ptr::addr_of_mut!((*s).data).cast(),
-            n as u32,
-        )
-    };
-    if rc != 0 {
-        entry.discard(0);
-        return;
     }
     entry.submit(0);
     stat(Stat::Candidates);
@@ -696,28 +682,31 @@ fn pool_port(port: u16) -> bool {
 /// Copies up to a window of payload into SCRATCH.buf; returns how many bytes.
 #[inline(always)]
 fn load_window(ctx: &XdpContext, payload: usize, plen: usize) -> Result<usize, ()> {
-    let n = if plen > stratum::WINDOW {
-        stratum::WINDOW
-    } else {
-        plen
-    };
-    // LLVM knows 0 < n <= WINDOW from the checks above and drops a repeated test, but the verifier
+    let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
+    // SAFETY: map value pointer, valid for the program run.
+    load_into(ctx, payload, plen, unsafe {
+        core::ptr::addr_of_mut!((*scratch).buf)
+    })
+}
+
+/// Copies up to `N` bytes of payload into `dst` (map memory); returns how many.
+#[inline(always)]
+fn load_into<const N: usize>(
+    ctx: &XdpContext,
+    payload: usize,
+    plen: usize,
+    dst: *mut [u8; N],
+) -> Result<usize, ()> {
+    let n = if plen > N { N } else { plen };
+    // LLVM knows 0 < n <= N from the checks above and drops a repeated test, but the verifier
     // lost that fact on the way; a volatile re-read keeps the test it needs to see.
     // SAFETY: reads a local.
     let n = unsafe { core::ptr::read_volatile(&n) };
-    if n == 0 || n > stratum::WINDOW {
+    if n == 0 || n > N {
         return Err(());
     }
-    let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
-    // SAFETY: map value pointer, valid for the program run; 0 < n <= WINDOW bytes into `buf`.
-    let rc = unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            payload as u32,
-            core::ptr::addr_of_mut!((*scratch).buf).cast(),
-            n as u32,
-        )
-    };
+    // SAFETY: `dst` points at N writable bytes of a map value; 0 < n <= N.
+    let rc = unsafe { bpf_xdp_load_bytes(ctx.ctx, payload as u32, dst.cast(), n as u32) };
     if rc != 0 {
         return Err(());
     }
@@ -821,27 +810,11 @@ pub extern "C" fn client_hello_without_sni(n: u64) -> u64 {
 /// Copies up to `HELLO_WINDOW` bytes of payload into SCRATCH.hello; returns how many.
 #[inline(always)]
 fn load_hello(ctx: &XdpContext, payload: usize, plen: usize) -> Result<usize, ()> {
-    const N: usize = sensor_common::tls::HELLO_WINDOW;
-    let n = if plen > N { N } else { plen };
-    // SAFETY: reads a local (see `load_window` for why volatile).
-    let n = unsafe { core::ptr::read_volatile(&n) };
-    if n == 0 || n > N {
-        return Err(());
-    }
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
-    // SAFETY: map value pointer, valid for the program run; 0 < n <= N bytes into `hello`.
-    let rc = unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            payload as u32,
-            core::ptr::addr_of_mut!((*scratch).hello).cast(),
-            n as u32,
-        )
-    };
-    if rc != 0 {
-        return Err(());
-    }
-    Ok(n)
+    // SAFETY: map value pointer, valid for the program run.
+    load_into(ctx, payload, plen, unsafe {
+        core::ptr::addr_of_mut!((*scratch).hello)
+    })
 }
 
 /// Counts the packet's flow once for `reason` (see `suspect_new`); true when the packet is a

@@ -687,10 +687,41 @@ fn spawn_events(
     writer: SharedWriter,
     lost: prometheus::IntCounter,
 ) -> Result<()> {
+    spawn_ring_reader(ring, "event", move |item| {
+        let written = kernel::event_from(item).and_then(|e| {
+            let names = names
+                .read()
+                .map_err(|_| anyhow::anyhow!("names lock poisoned"))?;
+            let line = crate::events::line(
+                &e,
+                |id| names.ranges.get(id).cloned().flatten(),
+                names
+                    .ifaces
+                    .get(&e.ifindex)
+                    .map_or("unknown", String::as_str),
+            );
+            writer
+                .lock()
+                .map_err(|_| anyhow::anyhow!("event writer lock poisoned"))?
+                .write(&line)
+        });
+        if let Err(e) = written {
+            lost.inc();
+            error!(error = %format!("{e:#}"), "a flow event could not be written");
+        }
+    })
+}
+
+/// Hands every record of a kernel ring buffer to `record` as it arrives, in a task of its own.
+fn spawn_ring_reader(
+    ring: aya::maps::RingBuf<aya::maps::MapData>,
+    what: &str,
+    mut record: impl FnMut(&[u8]) + Send + 'static,
+) -> Result<()> {
     // SAFETY: the ring buffer owns its map fd for its whole life and always returns that fd; the
     // AsyncFd owns the ring buffer.
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-        .map_err(|e| anyhow::anyhow!("watching the event ring buffer: {}", e.into_parts().1))?;
+        .map_err(|e| anyhow::anyhow!("watching the {what} ring buffer: {}", e.into_parts().1))?;
     tokio::spawn(async move {
         loop {
             let Ok(mut guard) = fd.readable_mut().await else {
@@ -698,27 +729,7 @@ fn spawn_events(
             };
             let ring = guard.get_inner_mut();
             while let Some(item) = ring.next() {
-                let written = kernel::event_from(&item).and_then(|e| {
-                    let names = names
-                        .read()
-                        .map_err(|_| anyhow::anyhow!("names lock poisoned"))?;
-                    let line = crate::events::line(
-                        &e,
-                        |id| names.ranges.get(id).cloned().flatten(),
-                        names
-                            .ifaces
-                            .get(&e.ifindex)
-                            .map_or("unknown", String::as_str),
-                    );
-                    writer
-                        .lock()
-                        .map_err(|_| anyhow::anyhow!("event writer lock poisoned"))?
-                        .write(&line)
-                });
-                if let Err(e) = written {
-                    lost.inc();
-                    error!(error = %format!("{e:#}"), "a flow event could not be written");
-                }
+                record(&item);
             }
             guard.clear_ready();
         }
@@ -734,38 +745,25 @@ fn spawn_samples(
     candidates: tokio::sync::mpsc::Sender<Candidate>,
     metrics: Metrics,
 ) -> Result<()> {
-    // SAFETY: as for the event ring: the ring buffer owns its fd for its whole life.
-    let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-        .map_err(|e| anyhow::anyhow!("watching the sample ring buffer: {}", e.into_parts().1))?;
     let full = metrics
         .capture_drops
         .with_label_values(&["copy", "agent_queue"]);
-    tokio::spawn(async move {
-        loop {
-            let Ok(mut guard) = fd.readable_mut().await else {
-                return;
-            };
-            let ring = guard.get_inner_mut();
-            while let Some(item) = ring.next() {
-                match kernel::sample_from(&item) {
-                    Ok(s) => {
-                        let n = (s.cap_len as usize).min(s.data.len());
-                        let c = Candidate {
-                            path: "copy",
-                            ifindex: s.ifindex,
-                            frame: s.data[..n].to_vec(),
-                        };
-                        if candidates.try_send(c).is_err() {
-                            full.inc();
-                        }
-                    }
-                    Err(e) => error!(error = %format!("{e:#}"), "a sample could not be read"),
+    spawn_ring_reader(ring, "sample", move |item| {
+        match kernel::sample_from(item) {
+            Ok(s) => {
+                let n = (s.cap_len as usize).min(s.data.len());
+                let c = Candidate {
+                    path: "copy",
+                    ifindex: s.ifindex,
+                    frame: s.data[..n].to_vec(),
+                };
+                if candidates.try_send(c).is_err() {
+                    full.inc();
                 }
             }
-            guard.clear_ready();
+            Err(e) => error!(error = %format!("{e:#}"), "a sample could not be read"),
         }
-    });
-    Ok(())
+    })
 }
 
 /// How often a socket reader reads its socket's drop counters.
