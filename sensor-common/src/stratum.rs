@@ -181,12 +181,27 @@ pub const RULES: [Rule; 11] = [
 const FNV_OFFSET: u32 = 0x811c_9dc5;
 const FNV_PRIME: u32 = 0x0100_0193;
 
+/// Folds one chunk of a token (up to 8 bytes, little-endian, zero-padded) into its hash.
+#[inline(always)]
+const fn fold(h: u32, chunk: u64) -> u32 {
+    let h = (h ^ chunk as u32).wrapping_mul(FNV_PRIME);
+    (h ^ (chunk >> 32) as u32).wrapping_mul(FNV_PRIME)
+}
+
+/// A token's hash: FNV-style over its bytes in 8-byte chunks from the token's start, so that the
+/// scanner can fold a whole chunk in one step (see `Scanner::feed_with`) or byte by byte, alike.
 const fn fnv1a(bytes: &[u8]) -> u32 {
     let mut h = FNV_OFFSET;
     let mut i = 0;
     while i < bytes.len() {
-        h = (h ^ bytes[i] as u32).wrapping_mul(FNV_PRIME);
-        i += 1;
+        let mut chunk = 0u64;
+        let mut j = 0;
+        while j < 8 && i + j < bytes.len() {
+            chunk |= (bytes[i + j] as u64) << (8 * j);
+            j += 1;
+        }
+        h = fold(h, chunk);
+        i += 8;
     }
     h
 }
@@ -211,15 +226,15 @@ const fn marker_lens() -> [u32; MARKERS.len()] {
     out
 }
 
-/// FNV-1a of each marker: the scanner compares hashes (and lengths), never bytes, so a token costs
-/// one multiply per byte and one comparison per marker.
+/// The hash of each marker (`fnv1a`, 8-byte chunks): the scanner compares hashes (and lengths),
+/// never bytes, so a token costs two multiplies per 8 bytes and one table read.
 pub const MARKER_HASHES: [u32; MARKERS.len()] = marker_hashes();
 const MARKER_LENS: [u32; MARKERS.len()] = marker_lens();
 const METHOD_HASH: u32 = fnv1a(b"method");
 
 /// Multiplier of the marker table's slot function, found offline so that the markers' and
 /// `"method"`'s hashes land in distinct slots (checked by a unit test).
-const SLOT_MULTIPLIER: u32 = 0x9e37_79bb;
+const SLOT_MULTIPLIER: u32 = 0x9e37_79b3;
 
 #[inline(always)]
 const fn slot(hash: u32) -> usize {
@@ -299,6 +314,8 @@ pub fn match_rules(methods: u32, words: u32) -> u8 {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct Scanner {
+    /// Bytes of the token's current chunk not yet folded into `hash` (`token_len % 8` of them).
+    pending: u64,
     hash: u32,
     token_len: u32,
     methods: u32,
@@ -327,6 +344,7 @@ impl Default for Scanner {
 impl Scanner {
     pub const fn new() -> Self {
         Self {
+            pending: 0,
             hash: FNV_OFFSET,
             token_len: 0,
             methods: 0,
@@ -382,6 +400,9 @@ impl Scanner {
                 if self.in_msg == 0 {
                     return 0;
                 }
+                if self.token_len & 7 != 0 {
+                    self.hash = fold(self.hash, self.pending);
+                }
                 if self.token_len < MIN_MARKER_LEN || self.token_len > MAX_MARKER_LEN {
                     // No marker has this length (nor has "method"): only the method-name
                     // expectation ends, without calling the decision function.
@@ -395,8 +416,12 @@ impl Scanner {
                 self.provisional = ((packed >> 49) & 3) as u8;
                 return ((packed >> 52) & 3) as u8;
             }
-            self.hash = (self.hash ^ b as u32).wrapping_mul(FNV_PRIME);
+            self.pending |= (b as u64) << (8 * (self.token_len & 7));
             self.token_len += 1;
+            if self.token_len & 7 == 0 {
+                self.hash = fold(self.hash, self.pending);
+                self.pending = 0;
+            }
             return 0;
         }
         if b == b' ' || b == b'\t' || b == b'\r' {
@@ -411,15 +436,19 @@ impl Scanner {
             self.in_str = 1;
             self.hash = FNV_OFFSET;
             self.token_len = 0;
+            self.pending = 0;
         } else if b != b':' {
             self.after_method = 0;
         }
         0
     }
 
-    /// Feeds the byte at `pos` of the window, or, inside a string already longer than any marker
-    /// (a wallet, an agent string, a job blob), the next 8 bytes at once when none of them can
-    /// end the string. Returns how many bytes were consumed and `dialect + 1` or 0.
+    /// Feeds the byte at `pos` of the window, or several at once inside a string: in a string
+    /// already longer than any marker (a wallet, an agent string, a job blob), the next 8 bytes
+    /// when none of them can end it; in a shorter one, at a chunk boundary, the plain bytes before
+    /// the next quote, backslash or line end (up to 8), folded into the hash as one chunk. A key
+    /// like `"jsonrpc"` then costs one step for its content instead of seven. Returns how many
+    /// bytes were consumed and `dialect + 1` or 0.
     #[inline(always)]
     pub fn feed_with(
         &mut self,
@@ -429,12 +458,7 @@ impl Scanner {
         end: impl Fn(u64, u32, u32) -> u64,
     ) -> (usize, u8) {
         let p = pos & (WINDOW - 1);
-        if self.in_str != 0
-            && self.escaped == 0
-            && self.token_len > MAX_MARKER_LEN
-            && p + 8 <= WINDOW
-            && pos + 8 <= len
-        {
+        if self.in_str != 0 && self.escaped == 0 && p + 8 <= WINDOW && pos + 8 <= len {
             let w = u64::from_le_bytes([
                 buf[p],
                 buf[p + 1],
@@ -445,14 +469,36 @@ impl Scanner {
                 buf[p + 6],
                 buf[p + 7],
             ]);
-            if !has_byte(w, b'"') && !has_byte(w, b'\\') && !has_byte(w, b'\n') {
-                // Such a token can no longer be a marker: its hash no longer matters.
-                self.token_len += 8;
-                let last = (w >> 56) as u8;
-                if last != b'\r' {
-                    self.prev = last;
+            if self.token_len > MAX_MARKER_LEN {
+                if !has_byte(w, b'"') && !has_byte(w, b'\\') && !has_byte(w, b'\n') {
+                    // Such a token can no longer be a marker: its hash no longer matters.
+                    self.token_len += 8;
+                    let last = (w >> 56) as u8;
+                    if last != b'\r' {
+                        self.prev = last;
+                    }
+                    return (8, 0);
                 }
-                return (8, 0);
+            } else if self.token_len & 7 == 0 {
+                // At a chunk boundary of a short token: the plain bytes before the first one that
+                // needs the byte-wise step (quote, backslash, line ends) go in at once.
+                let special = zero_bytes(w ^ (ONES * b'"' as u64))
+                    | zero_bytes(w ^ (ONES * b'\\' as u64))
+                    | zero_bytes(w ^ (ONES * b'\n' as u64))
+                    | zero_bytes(w ^ (ONES * b'\r' as u64));
+                if special == 0 {
+                    self.hash = fold(self.hash, w);
+                    self.token_len += 8;
+                    self.prev = (w >> 56) as u8;
+                    return (8, 0);
+                }
+                let k = first_byte(special);
+                if k > 0 && k < 8 {
+                    self.pending = w & ((1u64 << (8 * k)) - 1);
+                    self.token_len += k as u32;
+                    self.prev = (w >> (8 * (k - 1))) as u8;
+                    return (k, 0);
+                }
             }
         }
         (1, self.step_with(buf[p], end))
@@ -490,13 +536,29 @@ const fn max_marker_len() -> u32 {
 /// The longest marker: a string token longer than this can match none.
 pub const MAX_MARKER_LEN: u32 = max_marker_len();
 
-/// Whether any byte of `w` equals `c` (the classic SWAR zero-byte test on `w ^ c...c`).
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each zero byte of `v` (the classic SWAR test). Bytes above the lowest zero byte
+/// may be flagged wrongly; the lowest flagged byte is always a true zero.
+#[inline(always)]
+const fn zero_bytes(v: u64) -> u64 {
+    v.wrapping_sub(ONES) & !v & HIGHS
+}
+
+/// Whether any byte of `w` equals `c`.
 #[inline(always)]
 const fn has_byte(w: u64, c: u8) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let v = w ^ (ONES * c as u64);
-    v.wrapping_sub(ONES) & !v & HIGHS != 0
+    zero_bytes(w ^ (ONES * c as u64)) != 0
+}
+
+/// Index (0..8) of the lowest byte flagged in a non-zero `zero_bytes` result, without a count-
+/// trailing-zeros instruction (BPF has none): the lowest flag is `1 << (8k + 7)`, and multiplying
+/// `1 << 8k` by 0x0001020304050607 puts `k` in the top byte.
+#[inline(always)]
+const fn first_byte(flags: u64) -> usize {
+    let lowest = flags & flags.wrapping_neg();
+    ((lowest >> 7).wrapping_mul(0x0001_0203_0405_0607) >> 56) as usize
 }
 
 /// What a closing quote decides, as a pure function of scalars so that the XDP program can make
