@@ -84,25 +84,35 @@ fn topology(tag: &str, mirror: bool) -> (Namespaces, String, String, String) {
     sh(&["ip", "-n", &pool, "link", "set", "p0", "up"]);
     if mirror {
         sh(&[
-            "ip", "link", "add", "s0", "netns", &pool, "type", "veth", "peer", "name", "s1",
-            "netns", &sensor,
+            "ip", "netns", "exec", &pool, "tc", "qdisc", "add", "dev", "p0", "clsact",
         ]);
-        sh(&["ip", "-n", &pool, "link", "set", "s0", "up"]);
-        sh(&["ip", "-n", &sensor, "link", "set", "s1", "up"]);
-        let tc = |args: &[&str]| {
-            let mut all = vec!["ip", "netns", "exec", &pool, "tc"];
-            all.extend_from_slice(args);
-            sh(&all);
-        };
-        tc(&["qdisc", "add", "dev", "p0", "clsact"]);
-        for hook in ["ingress", "egress"] {
-            tc(&[
-                "filter", "add", "dev", "p0", hook, "protocol", "all", "u32", "match", "u32", "0",
-                "0", "action", "mirred", "egress", "mirror", "dev", "s0",
-            ]);
-        }
+        mirror_port(&pool, &sensor);
     }
     (guard, miner, pool, sensor)
+}
+
+/// The SPAN port: a veth pair s0 (pool namespace) / s1 (sensor namespace), and everything p0 sends
+/// and receives mirrored onto s0.
+fn mirror_port(pool: &str, sensor: &str) {
+    sh(&[
+        "ip", "link", "add", "s0", "netns", pool, "type", "veth", "peer", "name", "s1", "netns",
+        sensor,
+    ]);
+    sh(&["ip", "-n", pool, "link", "set", "s0", "up"]);
+    sh(&["ip", "-n", sensor, "link", "set", "s1", "up"]);
+    for hook in ["ingress", "egress"] {
+        // Replaces the filter a deleted s0 left behind.
+        let _ = Command::new("ip")
+            .args([
+                "netns", "exec", pool, "tc", "filter", "del", "dev", "p0", hook,
+            ])
+            .output();
+        sh(&[
+            "ip", "netns", "exec", pool, "tc", "filter", "add", "dev", "p0", hook, "protocol",
+            "all", "u32", "match", "u32", "0", "0", "action", "mirred", "egress", "mirror", "dev",
+            "s0",
+        ]);
+    }
 }
 
 fn read_line(r: &mut BufReader<TcpStream>) -> String {
@@ -265,6 +275,42 @@ fn attributed(tag: &str, mirror: bool, mode: &str, port: u16) {
     assert_eq!(login["src"], "198.18.6.2");
     assert_eq!(login["iface"], iface);
     assert_eq!(login["login_hash"].as_str().unwrap().len(), 16);
+
+    if mirror {
+        // The mirror port deleted and re-created (a replugged SPAN cable): the sensor attaches
+        // again, opens new sockets, and the next session is attributed over AF_XDP too.
+        sh(&["ip", "-n", &sensor_ns, "link", "del", "s1"]);
+        let s1 = [("bind", "copy"), ("iface", "s1")];
+        let sockets = "mining_sensor_afxdp_sockets";
+        assert_eq!(
+            wait_for(ns, port, sockets, &s1, 0.0, Duration::from_secs(10)),
+            0.0
+        );
+        mirror_port(&pool_ns, &sensor_ns);
+        assert_eq!(
+            wait_for(ns, port, sockets, &s1, 1.0, Duration::from_secs(10)),
+            1.0,
+            "{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        let server = in_ns(&pool_ns, pool(addr));
+        thread::sleep(Duration::from_millis(200));
+        in_ns(&miner, xmrig(addr)).join().unwrap();
+        server.join().unwrap();
+        assert_eq!(
+            wait_for(
+                ns,
+                port,
+                "mining_sensor_miner_logins_total",
+                &labels,
+                2.0,
+                Duration::from_secs(10)
+            ),
+            2.0,
+            "{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+    }
 
     // SAFETY: signalling our own child.
     unsafe { libc::kill(sensor.0.id() as i32, libc::SIGTERM) };
