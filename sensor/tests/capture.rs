@@ -159,7 +159,7 @@ fn xmrig(addr: SocketAddr) -> impl FnOnce() + Send {
 }
 
 /// Runs the sensor in `ns` on `iface` in `mode`, one XMRig session, and checks the attribution.
-fn attributed(tag: &str, mirror: bool, mode: &str, port: u16) {
+fn attributed(tag: &str, mirror: bool, mode: &str, xdp_mode: &str, port: u16) {
     let (_guard, miner, pool_ns, sensor_ns) = topology(tag, mirror);
     let (ns, iface) = if mirror {
         (sensor_ns.as_str(), "s1")
@@ -189,13 +189,13 @@ fn attributed(tag: &str, mirror: bool, mode: &str, port: u16) {
             "--listen",
             &listen,
             "--xdp-mode",
-            "native",
+            xdp_mode,
         ],
         &log,
         "info",
     );
     let deadline = Instant::now() + Duration::from_secs(30);
-    let attached = format!("mining_sensor_xdp_attached{{iface=\"{iface}\",mode=\"native\"}} 1");
+    let attached = format!("mining_sensor_xdp_attached{{iface=\"{iface}\",mode=\"{xdp_mode}\"}} 1");
     while !http_get(ns, port, "/metrics").contains(&attached) {
         assert!(
             Instant::now() < deadline && sensor.0.try_wait().unwrap().is_none(),
@@ -320,10 +320,18 @@ fn attributed(tag: &str, mirror: bool, mode: &str, port: u16) {
 
 #[test]
 fn tap_mode_on_a_mirror_port_attributes_the_login_over_af_xdp() {
-    attributed("tap", true, "tap", 19831);
+    attributed("tap", true, "tap", "native", 19831);
 }
 
 #[test]
 fn inline_mode_on_the_live_link_attributes_the_login_and_leaves_the_session_alone() {
-    attributed("inl", false, "inline", 19832);
+    attributed("inl", false, "inline", "native", 19832);
+}
+
+/// The same through generic (skb) XDP, for NICs without a native XDP driver: AF_XDP then works in
+/// copy mode on the generic path.
+#[test]
+fn both_modes_work_through_generic_xdp() {
+    attributed("gtap", true, "tap", "generic", 19833);
+    attributed("ginl", false, "inline", "generic", 19834);
 }
