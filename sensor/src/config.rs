@@ -415,6 +415,20 @@ impl Config {
             }
             Ok(n)
         };
+        // Ring sizes: a value `bounded` already accepted, which must also be a power of two.
+        let power_of_two = |field: &str, v: &Option<Spanned<i64>>, n: i64| {
+            if (n as u64).is_power_of_two() {
+                return Ok(());
+            }
+            let span = v.as_ref().map(|r| r.span()).unwrap_or(0..0);
+            Err(at(
+                span,
+                format!(
+                    "{field} = {n} must be a power of two (e.g. {})",
+                    (n as u64).next_power_of_two()
+                ),
+            ))
+        };
         let flow_table_size = bounded(
             "flow_table_size",
             &raw.flow_table_size,
@@ -440,15 +454,7 @@ impl Config {
                     4096,
                     1 << 30,
                 )? as u32;
-                if !ring_bytes.is_power_of_two() {
-                    let span = e.ring_bytes.as_ref().map(|r| r.span()).unwrap_or(0..0);
-                    return Err(at(
-                        span,
-                        format!(
-                            "events.ring_bytes = {ring_bytes} must be a power of two (e.g. 262144)"
-                        ),
-                    ));
-                }
+                power_of_two("events.ring_bytes", &e.ring_bytes, ring_bytes as i64)?;
                 let sink = match e.sink.as_ref().map(|s| s.get_ref().as_str()) {
                     None | Some("stdout") => EventSink::Stdout,
                     Some("none") => EventSink::None,
@@ -486,19 +492,6 @@ impl Config {
 
         let mut inspect = Inspect::default();
         if let Some(i) = &raw.inspect {
-            let power_of_two = |field: &str, v: &Option<Spanned<i64>>, n: i64| {
-                if (n as u64).is_power_of_two() {
-                    return Ok(());
-                }
-                let span = v.as_ref().map(|r| r.span()).unwrap_or(0..0);
-                Err(at(
-                    span,
-                    format!(
-                        "{field} = {n} must be a power of two (e.g. {})",
-                        (n as u64).next_power_of_two()
-                    ),
-                ))
-            };
             if let Some(m) = i.capture_mode {
                 inspect.capture_mode = m;
             }
@@ -995,6 +988,12 @@ cidrs = ["198.18.0.0/15", "2001:db8:1::/48", "192.0.2.7"]
         );
         let e = err("[inspect]\nring_size = 1000\n");
         assert!(e.message.contains("power of two"), "{e}");
+        let e = err("[events]\nring_bytes = 5000\n");
+        assert!(
+            e.message
+                .contains("events.ring_bytes = 5000 must be a power of two (e.g. 8192)"),
+            "{e}"
+        );
         let e = err("[inspect]\nframes = 128\nring_size = 256\n");
         assert!(e.message.contains("larger than inspect.frames"), "{e}");
         let e = err("[inspect]\ncapture_mode = \"mirror\"\n");

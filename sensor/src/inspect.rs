@@ -73,7 +73,7 @@ pub struct LoginLine {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
     pub login_hash: String,
-    /// `afxdp` or `copy`: how the packet reached userspace (`replay` for capture files).
+    /// `afxdp` or `copy`: how the packet reached userspace (replay reads the kernel's copies).
     pub path: &'static str,
     pub proto: &'static str,
     pub src: IpAddr,

@@ -505,12 +505,6 @@ impl Kernel {
         Ok(XskMap::try_from(map)?)
     }
 
-    /// The ranges (bit set, `POOL_BIT` included) the tries give `addr`: what the program itself
-    /// would find, for attributing inspected packets.
-    pub fn ranges_of(&self, addr: std::net::IpAddr) -> Result<u64> {
-        self.range_lookup()?.ranges_of(addr)
-    }
-
     /// A handle on the range tries of its own (duplicated map fds), for a task that attributes
     /// inspected packets while the agent keeps the program.
     pub fn range_lookup(&self) -> Result<RangeLookup> {
