@@ -494,24 +494,7 @@ fn benign_client(addr: SocketAddr, udp_to: SocketAddr, datagrams: usize) -> impl
 /// certificate; killed when the returned guard drops.
 fn tls_pool(ns: &str, dir: &std::path::Path, addr: SocketAddr) -> Proc {
     let (cert, key) = (dir.join("pool.crt"), dir.join("pool.key"));
-    sh(&[
-        "openssl",
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=pool.example",
-        "-keyout",
-        key.to_str().unwrap(),
-        "-out",
-        cert.to_str().unwrap(),
-    ]);
+    common::self_signed(&cert, &key, "/CN=pool.example", &[]);
     let child = Command::new("ip")
         .args([
             "netns", "exec", ns, "timeout", "30", "openssl", "s_server", "-quiet",

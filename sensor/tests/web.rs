@@ -38,32 +38,11 @@ fn metrics_over_tls_with_basic_auth() {
     let id = std::process::id();
     let dir = std::env::temp_dir().join(format!("msw-{id}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let st = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=mining-sensor-test",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(dir.join("tls.key"))
-        .arg("-out")
-        .arg(dir.join("tls.crt"))
-        .output()
-        .expect("openssl");
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
+    common::self_signed(
+        &dir.join("tls.crt"),
+        &dir.join("tls.key"),
+        "/CN=mining-sensor-test",
+        &["-addext", "subjectAltName=IP:127.0.0.1"],
     );
     // Cost 4 keeps the test fast; deployments use 10 or more.
     let hash = bcrypt::hash("s3cret", 4).unwrap();

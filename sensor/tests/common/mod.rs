@@ -96,20 +96,45 @@ pub fn samples(text: &str) -> BTreeMap<(String, BTreeMap<String, String>), f64> 
     out
 }
 
-pub fn get(
-    s: &BTreeMap<(String, BTreeMap<String, String>), f64>,
-    name: &str,
-    labels: &[(&str, &str)],
-) -> f64 {
-    let key = (
+/// The key of `name{labels}` in `samples`' map.
+fn sample_key(name: &str, labels: &[(&str, &str)]) -> (String, BTreeMap<String, String>) {
+    (
         name.to_string(),
         labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
-    );
-    *s.get(&key)
+    )
+}
+
+pub fn get(s: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
+    *s.get(&sample_key(name, labels))
         .unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
+}
+
+/// A self-signed ECDSA certificate and its key for `subject` (e.g. `/CN=pool.example`), written to
+/// `cert` and `key`, with `extra` arguments for `openssl req` (e.g. a subjectAltName).
+pub fn self_signed(cert: &Path, key: &Path, subject: &str, extra: &[&str]) {
+    let mut args = vec![
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        subject,
+        "-keyout",
+        key.to_str().expect("UTF-8 path"),
+        "-out",
+        cert.to_str().expect("UTF-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    sh(&args);
 }
 
 pub struct Proc(pub Child);
@@ -158,14 +183,10 @@ pub fn wait_for(
     let deadline = Instant::now() + timeout;
     loop {
         let s = samples(&http_get(ns, port, "/metrics"));
-        let key = (
-            name.to_string(),
-            labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
-        let v = s.get(&key).copied().unwrap_or(f64::NAN);
+        let v = s
+            .get(&sample_key(name, labels))
+            .copied()
+            .unwrap_or(f64::NAN);
         if v == want || Instant::now() > deadline {
             return v;
         }
