@@ -375,9 +375,7 @@ fn veth_ratio(o: &Opts) -> (f64, f64, f64, f64) {
 
 /// A capture of one long Monero session from `kp` with its ACKs, `n` packets.
 fn capture(path: &std::path::Path, n: usize) {
-    use pcap_file::pcap::{PcapPacket, PcapWriter};
     let f = std::fs::File::create(path).unwrap();
-    let mut w = PcapWriter::new(f).unwrap();
     let (m, p) = (kp(77), Ipv4Addr::new(198, 51, 100, 5));
     let t0 = Duration::from_secs(1_559_347_200);
     let submit = b"{\"id\":2,\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{\"id\":\"7d\",\"job_id\":\"1\",\"nonce\":\"b8000000\",\"result\":\"abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789\"}}\n";
@@ -398,14 +396,11 @@ fn capture(path: &std::path::Path, n: usize) {
         frames.extend(cycle.iter().cloned());
     }
     frames.truncate(n);
-    for (i, f) in frames.iter().enumerate() {
-        w.write_packet(&PcapPacket::new(
-            t0 + Duration::from_millis(i as u64 * 10),
-            f.len() as u32,
-            f,
-        ))
-        .unwrap();
-    }
+    let timed = frames
+        .iter()
+        .enumerate()
+        .map(|(i, frame)| (t0 + Duration::from_millis(i as u64 * 10), frame));
+    mining_sensor::packet::write_pcap(f, pcap_file::DataLink::ETHERNET, timed).unwrap();
 }
 
 fn wall(cmd: &mut Command) -> f64 {

@@ -308,6 +308,28 @@ impl Packet {
     }
 }
 
+/// Writes `packets` (capture time, frame) as a pcap stream of link type `link` into `out`: the
+/// synthetic captures of tests and benchmarks. Returns `out`.
+pub fn write_pcap<W: std::io::Write, B: AsRef<[u8]>>(
+    out: W,
+    link: pcap_file::DataLink,
+    packets: impl IntoIterator<Item = (std::time::Duration, B)>,
+) -> pcap_file::PcapResult<W> {
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+    let mut w = PcapWriter::with_header(
+        out,
+        PcapHeader {
+            datalink: link,
+            ..PcapHeader::default()
+        },
+    )?;
+    for (ts, data) in packets {
+        let data = data.as_ref();
+        w.write_packet(&PcapPacket::new(ts, data.len() as u32, data))?;
+    }
+    Ok(w.into_writer())
+}
+
 /// A DNS query (recursion desired, one question for `name`, type A, class IN): UDP payload for
 /// tests of the `pool_dns` signal. `response` sets the QR bit (an answer without records).
 pub fn dns_query(id: u16, name: &str, response: bool) -> Vec<u8> {

@@ -836,14 +836,10 @@ mod tests {
     use std::{io::Write as _, net::Ipv4Addr};
 
     use flate2::{Compression, write::GzEncoder};
-    use pcap_file::{
-        pcap::{PcapHeader, PcapPacket, PcapWriter},
-        pcapng::{
-            PcapNgWriter,
-            blocks::{
-                enhanced_packet::EnhancedPacketBlock,
-                interface_description::InterfaceDescriptionBlock,
-            },
+    use pcap_file::pcapng::{
+        PcapNgWriter,
+        blocks::{
+            enhanced_packet::EnhancedPacketBlock, interface_description::InterfaceDescriptionBlock,
         },
     };
 
@@ -869,19 +865,7 @@ mod tests {
     }
 
     fn pcap(link: DataLink, packets: &[(Duration, Vec<u8>)]) -> Vec<u8> {
-        let mut w = PcapWriter::with_header(
-            Vec::new(),
-            PcapHeader {
-                datalink: link,
-                ..PcapHeader::default()
-            },
-        )
-        .unwrap();
-        for (ts, data) in packets {
-            w.write_packet(&PcapPacket::new(*ts, data.len() as u32, data))
-                .unwrap();
-        }
-        w.into_writer()
+        crate::packet::write_pcap(Vec::new(), link, packets.iter().map(|(t, d)| (*t, d))).unwrap()
     }
 
     fn gzip(data: &[u8]) -> Vec<u8> {

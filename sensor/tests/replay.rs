@@ -13,10 +13,7 @@ use std::{
 };
 
 use mining_sensor::packet::Packet;
-use pcap_file::{
-    DataLink,
-    pcap::{PcapHeader, PcapPacket, PcapWriter},
-};
+use pcap_file::DataLink;
 use serde_json::Value;
 
 /// 2019-06-01T00:00:00Z.
@@ -43,18 +40,7 @@ const KEEPALIVED: &[u8] =
 
 fn write_pcap(path: &Path, link: DataLink, packets: &[(Duration, Vec<u8>)]) {
     let f = std::fs::File::create(path).unwrap();
-    let mut w = PcapWriter::with_header(
-        f,
-        PcapHeader {
-            datalink: link,
-            ..PcapHeader::default()
-        },
-    )
-    .unwrap();
-    for (ts, data) in packets {
-        w.write_packet(&PcapPacket::new(*ts, data.len() as u32, data))
-            .unwrap();
-    }
+    mining_sensor::packet::write_pcap(f, link, packets.iter().map(|(t, d)| (*t, d))).unwrap();
 }
 
 /// An Ethernet frame as a Linux cooked v2 record: protocol, reserved, ifindex, hatype, pkttype,
