@@ -57,8 +57,8 @@ enum Cmd {
 }
 
 /// Debian packages: iproute2 (namespaces), prometheus (promtool and the harness's server),
-/// systemd (systemd-analyze for deploy/ checks), ethtool, and the packet tools the benchmarks and
-/// capture tests use.
+/// systemd (systemd-analyze for deploy/ checks), ethtool, openssl and curl (the TLS tests), and the
+/// packet tools the benchmarks and capture tests use.
 const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "prometheus",
@@ -72,6 +72,8 @@ const APT_PACKAGES: &[&str] = &[
     "wrk",
     "linux-perf",
     "python3-yaml",
+    "openssl",
+    "curl",
 ];
 
 /// The bpf-linker release known to build against the nightly's LLVM 22.
