@@ -306,6 +306,64 @@ pub struct Event {
     pub _pad: u8,
 }
 
+/// Replay's batches (`mining-sensor replay`): one BPF_PROG_TEST_RUN call carries up to
+/// `REPLAY_BATCH_MAX` packets, each with this header, and the program (loaded with `REPLAY_BATCH`
+/// set) runs its ordinary per-packet code on each in turn, moving the frame's bounds from one
+/// packet to the next and tail-calling itself. The packets keep their capture time and file.
+///
+/// Layout of the test run's input, for packets 1..n in processing order: the first header as XDP
+/// metadata (`ctx_in.data` = its size), then packet n, header n, packet n-1, header n-1, ...,
+/// packet 2, header 2, packet 1. Packet 1 ends the frame, and the header of each next packet sits
+/// just before the packet processed last: the kernel only ever shrinks the frame's end
+/// (`bpf_xdp_adjust_tail` zeroes whatever it grows back over) and moves its start backwards.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplayHeader {
+    /// Capture time, nanoseconds since the Unix epoch: the program's clock for this packet.
+    pub ts_ns: u64,
+    /// The packet's length.
+    pub len: u32,
+    /// Stands for the ingress interface (replay gives each capture file its own).
+    pub ifindex: u32,
+    /// First header only: where packet 1 starts, from the start of the frame after the metadata.
+    pub offset: u32,
+    /// 1-based position in the batch.
+    pub index: u32,
+    /// Packets after this one.
+    pub remaining: u32,
+    pub _pad: u32,
+}
+
+impl ReplayHeader {
+    pub const SIZE: usize = core::mem::size_of::<Self>();
+
+    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[0..8].copy_from_slice(&self.ts_ns.to_ne_bytes());
+        b[8..12].copy_from_slice(&self.len.to_ne_bytes());
+        b[12..16].copy_from_slice(&self.ifindex.to_ne_bytes());
+        b[16..20].copy_from_slice(&self.offset.to_ne_bytes());
+        b[20..24].copy_from_slice(&self.index.to_ne_bytes());
+        b[24..28].copy_from_slice(&self.remaining.to_ne_bytes());
+        b
+    }
+}
+
+/// Packets per batch: one call plus `MAX_TAIL_CALL_CNT` (33) tail calls, with room to spare.
+pub const REPLAY_BATCH_MAX: usize = 32;
+/// The shortest packet a batch of more than one can carry: the kernel keeps at least an Ethernet
+/// header's worth of bytes between the frame's start and end whenever it moves either.
+pub const REPLAY_MIN_BATCHED_LEN: usize = 14;
+/// The batch program's return value: this plus the packets it ran over, when all went well.
+pub const REPLAY_DONE: u32 = 0x0100_0000;
+/// ...plus the packets done: the frame's size was not what the first header says (the kernel put
+/// part of the input in fragments; nothing of this batch was counted).
+pub const REPLAY_BAD_LAYOUT: u32 = 0x0200_0000;
+/// ...plus the packets done: a header did not fit or a bound could not be moved.
+pub const REPLAY_BAD_HEADER: u32 = 0x0300_0000;
+/// ...plus the packets done: the tail call to the next packet failed.
+pub const REPLAY_TAIL_CALL_FAILED: u32 = 0x0400_0000;
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: plain `#[repr(C)]` data without padding holes that could leak or be invalid.

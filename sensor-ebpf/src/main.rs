@@ -18,9 +18,15 @@ use core::mem::size_of;
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, xdp_action},
-    helpers::{bpf_ktime_get_ns, bpf_loop, bpf_xdp_load_bytes},
+    helpers::{
+        bpf_ktime_get_ns, bpf_loop, bpf_xdp_adjust_head, bpf_xdp_adjust_meta, bpf_xdp_adjust_tail,
+        bpf_xdp_load_bytes,
+    },
     macros::{map, xdp},
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, XskMap, lpm_trie::Key},
+    maps::{
+        Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf, XskMap,
+        lpm_trie::Key,
+    },
     programs::XdpContext,
 };
 use aya_log_ebpf::debug;
@@ -28,9 +34,10 @@ use sensor_common::{
     CAPTURE_INLINE, CAPTURE_TAP, Counter, DIR_FROM, DIR_TO, EVENT_STRATUM_FLOW, EVENT_SUSPECT_FLOW,
     Event, FILTER_V4_ALL, FILTER_V6_ALL, FILTER_WORDS, FlowKey, FlowState, IFINDEX_DIRECT,
     MAX_IFACE_SLOTS, MAX_QUEUES, MAX_RANGES, POOL_BIT, POOL_PORT_WORDS, ParseEvent, RANGE_MASK,
-    Reason, STRATUM_CELLS, SUSPECT_CELLS, Sample, Stat, SuspectKey, TRAFFIC_CELLS, UNWATCHED_SLOT,
-    dns, filter_bit_v4, filter_bit_v6, stratum, stratum_index, suspect_index, traffic_index,
-    xsk_key,
+    REPLAY_BAD_HEADER, REPLAY_BAD_LAYOUT, REPLAY_DONE, REPLAY_TAIL_CALL_FAILED, Reason,
+    ReplayHeader, STRATUM_CELLS, SUSPECT_CELLS, Sample, Stat, SuspectKey, TRAFFIC_CELLS,
+    UNWATCHED_SLOT, dns, filter_bit_v4, filter_bit_v6, stratum, stratum_index, suspect_index,
+    traffic_index, xsk_key,
 };
 
 /// Stacked VLAN tags followed (802.1ad outer + 802.1Q inner is two; some carriers stack more).
@@ -118,6 +125,8 @@ struct Scratch {
     dns: dns::QueryName,
     /// The start of a TLS record, for the ClientHello walk (see `client_hello_without_sni`).
     hello: [u8; sensor_common::tls::HELLO_WINDOW],
+    /// Replay: the header of the packet being run (see `replay_step`).
+    pkt: ReplayHeader,
 }
 
 #[map]
@@ -130,6 +139,14 @@ static CAPTURE_MODE: u32 = 0;
 /// Packets per flow (and per suspect reason) handed to deep inspection; the rest are only counted.
 #[unsafe(no_mangle)]
 static INSPECT_BUDGET: u32 = 0;
+/// 1 when loaded by `mining-sensor replay`: every run is a batch of packets with their capture
+/// time (see `ReplayHeader`). Read-only like `CAPTURE_MODE`: the live program carries none of it.
+#[unsafe(no_mangle)]
+static REPLAY_BATCH: u32 = 0;
+
+/// Replay: slot 0 holds the program itself, which tail-calls itself for each next packet.
+#[map]
+static REPLAY_NEXT: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
 /// `tap`: AF_XDP sockets by interface slot and receive queue (`slot * MAX_QUEUES + queue`),
 /// registered by the agent. Keyed by slot too because a socket only takes packets of the device
@@ -153,8 +170,45 @@ fn inspect_budget() -> u32 {
     unsafe { core::ptr::read_volatile(&INSPECT_BUDGET) }
 }
 
+#[inline(always)]
+fn replay_batch() -> bool {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile(&REPLAY_BATCH) != 0 }
+}
+
+/// The packet's time: the clock live, the capture's time in replay.
+#[inline(always)]
+fn now() -> u64 {
+    if replay_batch()
+        && let Some(s) = SCRATCH.get_ptr(0)
+    {
+        // SAFETY: map value pointer, valid for the program run.
+        return unsafe { (*s).pkt.ts_ns };
+    }
+    // SAFETY: helper without preconditions.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// The packet's ingress interface: the device live, the capture file's stand-in in replay.
+#[inline(always)]
+fn ingress(ctx: &XdpContext) -> u32 {
+    if replay_batch()
+        && let Some(s) = SCRATCH.get_ptr(0)
+    {
+        // SAFETY: as above.
+        return unsafe { (*s).pkt.ifindex };
+    }
+    // SAFETY: `ctx.ctx` is the program's xdp_md. A volatile read of the field itself: LLVM merged
+    // the plain reads of the two paths into a load through a computed context pointer, which the
+    // verifier refuses ("dereference of modified ctx ptr").
+    unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*ctx.ctx).ingress_ifindex)) }
+}
+
 #[xdp]
 pub fn sensor(ctx: XdpContext) -> u32 {
+    if replay_batch() {
+        return replay_step(&ctx);
+    }
     // Whatever the parser concluded, the packet goes on untouched, unless it is a candidate for
     // deep inspection on a tap.
     match try_sensor(&ctx) {
@@ -194,6 +248,81 @@ fn capture(ctx: &XdpContext) -> u32 {
     }
 }
 
+/// Replay: runs the per-packet code of `sensor` over the next packet of a batch (see
+/// `ReplayHeader` for the layout), then moves the frame's bounds to the header of the packet after
+/// it and tail-calls itself. Returns `REPLAY_DONE` plus the packets run when the batch is done.
+#[inline(always)]
+fn replay_step(ctx: &XdpContext) -> u32 {
+    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+        return REPLAY_BAD_HEADER;
+    };
+    // The header goes straight into scratch memory: the main function's stack is nearly all
+    // taken by the per-packet code's call chain.
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    let h = unsafe { core::ptr::addr_of_mut!((*s).pkt) };
+    let hsize = ReplayHeader::SIZE;
+    let meta = ctx.metadata();
+    if meta + hsize <= ctx.data() {
+        // The batch's first packet: its header is the metadata. Need not be aligned.
+        // SAFETY: bounds checked above; `h` as above.
+        unsafe { h.write(core::ptr::read_unaligned(meta as *const ReplayHeader)) };
+        // SAFETY: helpers on the program's own context. The metadata is dropped: it would
+        // otherwise move with the frame's start, over the packets before it.
+        if unsafe { bpf_xdp_adjust_meta(ctx.ctx, hsize as i32) } != 0 {
+            return REPLAY_BAD_HEADER;
+        }
+        // SAFETY: as above.
+        let (offset, len) = unsafe { ((*h).offset, (*h).len) };
+        if offset != 0 {
+            // SAFETY: as above.
+            if unsafe { bpf_xdp_adjust_head(ctx.ctx, offset as i32) } != 0 {
+                return REPLAY_BAD_HEADER;
+            }
+            // The whole batch must be in the frame's linear part, or the bounds are wrong.
+            if ctx.data_end() - ctx.data() != len as usize {
+                return REPLAY_BAD_LAYOUT;
+            }
+        }
+    } else {
+        // The frame is exactly the header, just before the packet it describes.
+        let p = ctx.data();
+        if p + hsize > ctx.data_end() {
+            return REPLAY_BAD_HEADER;
+        }
+        // SAFETY: bounds checked above; packet memory need not be aligned.
+        unsafe { h.write(core::ptr::read_unaligned(p as *const ReplayHeader)) };
+        // SAFETY: as above.
+        let len = unsafe { (*h).len };
+        // SAFETY: helpers on the program's own context.
+        if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(len as i32)) } != 0
+            || unsafe { bpf_xdp_adjust_tail(ctx.ctx, -(hsize as i32)) } != 0
+        {
+            return REPLAY_BAD_HEADER;
+        }
+    }
+    if let Ok(true) = try_sensor(ctx) {
+        capture(ctx);
+    }
+    let Some(s) = SCRATCH.get_ptr(0) else {
+        return REPLAY_BAD_HEADER;
+    };
+    // SAFETY: as above.
+    let (len, index, remaining) = unsafe { ((*s).pkt.len, (*s).pkt.index, (*s).pkt.remaining) };
+    if remaining == 0 {
+        return REPLAY_DONE + index;
+    }
+    // The next header ends where this packet starts: take it as the whole frame.
+    // SAFETY: helpers on the program's own context.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(hsize as i32)) } != 0
+        || unsafe { bpf_xdp_adjust_tail(ctx.ctx, -(len as i32)) } != 0
+    {
+        return REPLAY_BAD_HEADER + index;
+    }
+    // SAFETY: the program tail-calls itself; on success this does not return.
+    unsafe { REPLAY_NEXT.tail_call(ctx, 0) };
+    REPLAY_TAIL_CALL_FAILED + index
+}
+
 /// Copies the first `SAMPLE_BYTES` of the frame into the `SAMPLES` ring, in place.
 #[inline(always)]
 fn sample(ctx: &XdpContext) {
@@ -213,8 +342,8 @@ fn sample(ctx: &XdpContext) {
     };
     // SAFETY: as above; the header is written field by field.
     unsafe {
-        core::ptr::addr_of_mut!((*s).ts_ns).write(bpf_ktime_get_ns());
-        core::ptr::addr_of_mut!((*s).ifindex).write(ctx.ingress_ifindex() as u32);
+        core::ptr::addr_of_mut!((*s).ts_ns).write(now());
+        core::ptr::addr_of_mut!((*s).ifindex).write(ingress(ctx));
         core::ptr::addr_of_mut!((*s).frame_len).write(frame_len as u32);
         core::ptr::addr_of_mut!((*s).cap_len).write(n as u32);
         core::ptr::addr_of_mut!((*s)._pad).write(0);
@@ -290,7 +419,10 @@ struct Ip {
     end: usize,
 }
 
-/// Parses and counts the packet; `Ok(true)` when it is a candidate for deep inspection.
+/// Parses and counts the packet; `Ok(true)` when it is a candidate for deep inspection. Inlined
+/// into both of `sensor`'s paths (live and replay): as a subprogram called with the context, its
+/// context reads were merged across paths into a form the verifier refuses.
+#[inline(always)]
 fn try_sensor(ctx: &XdpContext) -> Result<bool, ()> {
     bump(ParseEvent::Seen);
     let Some(ip) = parse_ip(ctx) else {
@@ -530,7 +662,7 @@ fn iface_slot(ctx: &XdpContext) -> usize {
 /// The interface's counter slot, 0 when the agent did not register it.
 #[inline(always)]
 fn slot_of(ctx: &XdpContext) -> usize {
-    let ifindex = ctx.ingress_ifindex() as u32;
+    let ifindex = ingress(ctx);
     let slot = if ifindex < IFINDEX_DIRECT {
         IFINDEX_SLOTS.get(ifindex).copied().unwrap_or(0)
     } else {
@@ -841,8 +973,7 @@ fn suspect(
     sk.flow.proto = proto;
     sk.reason = reason as u8;
     sk._pad = [0; 7];
-    let origin =
-        ctx.ingress_ifindex() as u64 | (src_is_lo as u64) << 32 | (data as u64) << ORIGIN_DATA;
+    let origin = ingress(ctx) as u64 | (src_is_lo as u64) << 32 | (data as u64) << ORIGIN_DATA;
     suspect_new(src_ranges, dst_ranges, origin) & CANDIDATE != 0
 }
 
@@ -877,8 +1008,7 @@ pub extern "C" fn suspect_new(src_ranges: u64, dst_ranges: u64, origin: u64) -> 
     }
     let reason = sk.reason as u64 % Reason::COUNT as u64;
     count_suspect(src_ranges, dst_ranges, reason);
-    // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = now();
     emit(
         &sk.flow,
         now,
@@ -987,7 +1117,7 @@ fn tcp(
     }
 
     let n = load_window(ctx, payload, plen)?;
-    let origin = ctx.ingress_ifindex() as u64 | (src_is_lo as u64) << 32;
+    let origin = ingress(ctx) as u64 | (src_is_lo as u64) << 32;
     let found = inspect_window(n as u64, src_ranges, dst_ranges, origin);
     if found & NEW_FLOW != 0 {
         debug!(
@@ -1022,8 +1152,7 @@ pub extern "C" fn inspect_window(n: u64, src_ranges: u64, dst_ranges: u64, origi
     // SAFETY: map value pointer, valid for the program run.
     let key = unsafe { &(*scratch).key };
     let existing = FLOWS.get_ptr_mut(key);
-    // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = now();
     let budget = inspect_budget();
     let mut candidate = 0;
     let (dialect, new_flow) = match existing {

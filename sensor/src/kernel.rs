@@ -7,7 +7,8 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{
-        Array, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray, RingBuf, XskMap, lpm_trie::Key,
+        Array, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray, ProgramArray, RingBuf, XskMap,
+        lpm_trie::Key,
     },
     programs::{TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
@@ -115,14 +116,100 @@ impl Filter {
     }
 }
 
+/// One packet of a replay batch.
+pub struct BatchPacket<'a> {
+    /// Capture time: the program's clock for the packet.
+    pub ts_ns: u64,
+    /// The interface it stands for (replay: the capture file's number + 1).
+    pub ifindex: u32,
+    pub data: &'a [u8],
+}
+
+/// Lays `packets` (at most `REPLAY_BATCH_MAX`, in the order they are to run) out as the input of
+/// one `BatchRunner::run_batch`, as `ReplayHeader` describes. Every packet but a lone one must be
+/// at least `REPLAY_MIN_BATCHED_LEN` long, and the input must fit the frame's linear part.
+pub fn batch_input<'a>(packets: impl IntoIterator<Item = BatchPacket<'a>>, out: &mut Vec<u8>) {
+    use sensor_common::ReplayHeader;
+    const HS: usize = ReplayHeader::SIZE;
+    let packets: Vec<BatchPacket<'a>> = packets.into_iter().collect();
+    out.clear();
+    let n = packets.len();
+    if n == 0 {
+        return;
+    }
+    let body = packets.iter().map(|p| p.data.len()).sum::<usize>() + HS * (n - 1);
+    let header = |k: usize, offset: usize| {
+        ReplayHeader {
+            ts_ns: packets[k].ts_ns,
+            len: packets[k].data.len() as u32,
+            ifindex: packets[k].ifindex,
+            offset: offset as u32,
+            index: k as u32 + 1,
+            remaining: (n - 1 - k) as u32,
+            _pad: 0,
+        }
+        .to_bytes()
+    };
+    out.extend_from_slice(&header(0, body - packets[0].data.len()));
+    for k in (1..n).rev() {
+        out.extend_from_slice(packets[k].data);
+        out.extend_from_slice(&header(k, 0));
+    }
+    out.extend_from_slice(packets[0].data);
+}
+
+/// Runs a program loaded by `Kernel::load_for_replay` over batches; see `ReplayHeader`.
+#[derive(Clone, Copy)]
+pub struct BatchRunner<'a> {
+    program: &'a Xdp,
+}
+
+impl BatchRunner<'_> {
+    /// One BPF_PROG_TEST_RUN over `input` (the first `ReplayHeader` then the packets, as
+    /// `ReplayHeader` lays them out); returns the program's return value.
+    pub fn run_batch(&self, input: &[u8]) -> Result<u32> {
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex. `data` is the metadata's length: the first header.
+        let mut ctx = [0u8; 24];
+        ctx[0..4].copy_from_slice(&(sensor_common::ReplayHeader::SIZE as u32).to_ne_bytes());
+        ctx[4..8].copy_from_slice(&(input.len() as u32).to_ne_bytes());
+        let r = self.program.test_run(TestRunOptions {
+            data_in: Some(input),
+            ctx_in: Some(&ctx),
+            ..TestRunOptions::new()
+        })?;
+        Ok(r.return_value)
+    }
+}
+
 impl Kernel {
     /// Loads (and verifies) the program with maps sized from `cfg`.
     pub fn load(cfg: &Config) -> Result<Self> {
+        Self::load_as(cfg, false)
+    }
+
+    /// Loads the program as `replay` runs it: over batches of packets with their capture time
+    /// (`Kernel::run_batch`), with the same per-packet code as `load`.
+    pub fn load_for_replay(cfg: &Config) -> Result<Self> {
+        let mut k = Self::load_as(cfg, true)?;
+        let fd = k.program()?.fd()?.try_clone()?;
+        let mut next = ProgramArray::try_from(
+            k.ebpf
+                .map_mut("REPLAY_NEXT")
+                .ok_or_else(|| anyhow!("map REPLAY_NEXT missing"))?,
+        )?;
+        next.set(0, &fd, 0).context("REPLAY_NEXT")?;
+        Ok(k)
+    }
+
+    fn load_as(cfg: &Config, replay: bool) -> Result<Self> {
         raise_memlock_limit();
         let capture = cfg.inspect.capture_mode.kernel_value();
+        let replay = replay as u32;
         let mut ebpf = EbpfLoader::new()
             .override_global("CAPTURE_MODE", &capture, true)
             .override_global("INSPECT_BUDGET", &cfg.inspect.budget, true)
+            .override_global("REPLAY_BATCH", &replay, true)
             .map_max_entries("SAMPLES", cfg.inspect.sample_ring_bytes)
             .map_max_entries("FLOWS", cfg.flow_table_size)
             .map_max_entries("RANGES_V4", cfg.max_prefixes)
@@ -359,6 +446,16 @@ impl Kernel {
             .return_value)
     }
 
+    /// The loaded program, shareable between threads: `run_batch` through it from several at once.
+    pub fn batch_runner(&self) -> Result<BatchRunner<'_>> {
+        let program: &Xdp = self
+            .ebpf
+            .program(PROGRAM)
+            .ok_or_else(|| anyhow!("program {PROGRAM} missing"))?
+            .try_into()?;
+        Ok(BatchRunner { program })
+    }
+
     /// Runs the program `repeat` times over `frame` in the kernel; returns the kernel's average
     /// time per run. `baseline` runs the object's trivial `bench_pass` program instead.
     pub fn test_run_repeat(
@@ -420,6 +517,13 @@ impl Kernel {
     /// (what a fresh agent does), for tests, benchmarks and replay.
     pub fn load_with_ranges(cfg: &Config) -> Result<Self> {
         let mut k = Self::load(cfg)?;
+        k.configure(cfg)?;
+        Ok(k)
+    }
+
+    /// Installs `cfg`'s ranges, pools, pool ports and pool domains.
+    pub fn configure(&mut self, cfg: &Config) -> Result<()> {
+        let k = self;
         k.set_ranges(crate::ranges::for_config(
             cfg.ranges
                 .iter()
@@ -429,7 +533,7 @@ impl Kernel {
         ))?;
         k.set_pool_ports(&cfg.pools.ports)?;
         k.set_pool_domains(&cfg.pools.domains)?;
-        Ok(k)
+        Ok(())
     }
 
     /// One traffic cell, summed across CPUs.

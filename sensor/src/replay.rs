@@ -30,14 +30,16 @@ use prometheus::proto::MetricFamily;
 use serde::Serialize;
 use tracing::warn;
 
-use crate::{
-    config::Config,
-    kernel::Kernel,
-    metrics::{Drainer, Labels, Metrics},
+use sensor_common::{
+    REPLAY_BAD_HEADER, REPLAY_BAD_LAYOUT, REPLAY_BATCH_MAX, REPLAY_DONE, REPLAY_TAIL_CALL_FAILED,
+    ReplayHeader,
 };
 
-/// BPF_PROG_TEST_RUN runs the program as if frames arrived on the namespace's loopback device.
-const TEST_RUN_IFINDEX: u32 = 1;
+use crate::{
+    config::Config,
+    kernel::{BatchRunner, Kernel},
+    metrics::{Drainer, Labels, Metrics},
+};
 
 pub struct ReplayOptions {
     pub config: Option<PathBuf>,
@@ -63,6 +65,8 @@ const REPORTED: [&str; 6] = [
 pub struct Frame {
     pub ts: Duration,
     pub data: Vec<u8>,
+    /// Its length on the wire, when the capture cut it short and it could not be padded back.
+    pub wire_len: usize,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -101,8 +105,36 @@ pub struct Report {
     pub events: Vec<serde_json::Value>,
 }
 
+fn link_supported(link: DataLink) -> bool {
+    matches!(
+        link,
+        DataLink::ETHERNET
+            | DataLink::RAW
+            | DataLink::IPV4
+            | DataLink::IPV6
+            | DataLink::LINUX_SLL
+            | DataLink::LINUX_SLL2
+            | DataLink::NULL
+            | DataLink::LOOP
+    )
+}
+
 /// Link-layer handling: which capture link types become which Ethernet frame.
-fn to_ethernet(link: DataLink, data: &[u8]) -> Result<Vec<u8>, String> {
+/// A record the capture cut short (its snap length) is padded with zeros to its original length
+/// when that fits a replay batch: the IP header's length then matches the frame, so the packet
+/// and its IP bytes count as they did on the wire; what the capture did not keep reads as zeros.
+/// Returns the frame and its length on the wire.
+fn to_ethernet(link: DataLink, data: &[u8], orig_len: u32) -> Result<(Vec<u8>, usize), String> {
+    let mut frame = link_to_ethernet(link, data)?;
+    let missing = (orig_len as usize).saturating_sub(data.len());
+    let wire_len = frame.len() + missing;
+    if missing > 0 && wire_len + ReplayHeader::SIZE <= linear_max() {
+        frame.resize(wire_len, 0);
+    }
+    Ok((frame, wire_len))
+}
+
+fn link_to_ethernet(link: DataLink, data: &[u8]) -> Result<Vec<u8>, String> {
     const MACS: [u8; 12] = [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
     let with_ethertype = |ethertype: u16, payload: &[u8]| {
         let mut f = Vec::with_capacity(14 + payload.len());
@@ -117,6 +149,11 @@ fn to_ethernet(link: DataLink, data: &[u8]) -> Result<Vec<u8>, String> {
         _ => Err("raw IP record with neither IPv4 nor IPv6 version".to_string()),
     };
     match link {
+        // What no link delivers: the program cannot even be run over it.
+        DataLink::ETHERNET if data.len() < 14 => Err(format!(
+            "Ethernet record of {} bytes, shorter than its 14-byte header; skipped",
+            data.len()
+        )),
         DataLink::ETHERNET => Ok(data.to_vec()),
         DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => by_version(data),
         // Linux cooked capture v1: 16-byte header, protocol in the last two bytes.
@@ -294,16 +331,20 @@ impl<'a> CaptureReader<'a> {
             Ok(())
         };
         while !*done {
-            let (ts, data) = match format {
+            let (ts, (data, wire_len)) = match format {
                 Format::Pcap(r) => {
                     let link = r.header().datalink;
-                    let Some(p) = r.next_packet() else {
+                    let resolution = r.header().ts_resolution;
+                    // Raw records, checked here: pcap-file 2.0 refuses a record whose original
+                    // length exceeds the file's snap length, which is every record cut short
+                    // by `tcpdump -s`.
+                    let Some(p) = r.next_raw_packet() else {
                         *done = true;
                         break;
                     };
                     *record += 1;
                     let n = *record;
-                    let p = match p {
+                    let p = match p.and_then(|p| checked_record(p, resolution)) {
                         Ok(p) => p,
                         Err(e) => {
                             *done = true;
@@ -317,12 +358,12 @@ impl<'a> CaptureReader<'a> {
                             break;
                         }
                     };
-                    match to_ethernet(link, &p.data) {
+                    match to_ethernet(link, &p.data, p.orig_len) {
                         Ok(data) => (p.timestamp, data),
                         Err(e) => {
                             problem(report, format!("record {n}: {e}"))?;
                             report.skipped += 1;
-                            if n == 1 {
+                            if n == 1 && !link_supported(link) {
                                 // The link type is the whole file's: one message for the file,
                                 // not one per packet.
                                 report.skipped += r.by_ref_count();
@@ -392,7 +433,7 @@ impl<'a> CaptureReader<'a> {
                                     + units % per_second * 1_000_000_000 / per_second)
                                     as u64,
                             );
-                            match to_ethernet(link, &epb.data) {
+                            match to_ethernet(link, &epb.data, epb.original_len) {
                                 Ok(data) => (ts, data),
                                 Err(e) => {
                                     problem(report, format!("block {n}: {e}"))?;
@@ -402,15 +443,17 @@ impl<'a> CaptureReader<'a> {
                             }
                         }
                         Block::SimplePacket(spb) => match ifaces.first() {
-                            Some(&(link, _)) => match to_ethernet(link, &spb.data) {
-                                // Simple packet blocks carry no timestamp: the previous packet's.
-                                Ok(data) => (*last_ts, data),
-                                Err(e) => {
-                                    problem(report, format!("block {n}: {e}"))?;
-                                    report.skipped += 1;
-                                    continue;
+                            Some(&(link, _)) => {
+                                match to_ethernet(link, &spb.data, spb.original_len) {
+                                    // Simple packet blocks carry no timestamp: the previous packet's.
+                                    Ok(data) => (*last_ts, data),
+                                    Err(e) => {
+                                        problem(report, format!("block {n}: {e}"))?;
+                                        report.skipped += 1;
+                                        continue;
+                                    }
                                 }
-                            },
+                            }
                             None => {
                                 problem(
                                     report,
@@ -426,10 +469,34 @@ impl<'a> CaptureReader<'a> {
             };
             *last_ts = ts;
             report.packets += 1;
-            return Ok(Some(Frame { ts, data }));
+            return Ok(Some(Frame { ts, data, wire_len }));
         }
         Ok(None)
     }
+}
+
+/// A pcap record with its timestamp and lengths checked as pcap-file does, except that the
+/// original length may exceed the snap length (that is what a snap length cuts).
+fn checked_record(
+    raw: pcap_file::pcap::RawPcapPacket<'_>,
+    resolution: pcap_file::TsResolution,
+) -> Result<pcap_file::pcap::PcapPacket<'_>, PcapError> {
+    let nanos = match resolution {
+        pcap_file::TsResolution::MicroSecond => raw.ts_frac.checked_mul(1000),
+        pcap_file::TsResolution::NanoSecond => Some(raw.ts_frac),
+    }
+    .filter(|&n| n < 1_000_000_000)
+    .ok_or(PcapError::InvalidField(
+        "PacketHeader ts_frac is not below one second",
+    ))?;
+    if raw.incl_len > raw.orig_len {
+        return Err(PcapError::InvalidField("PacketHeader incl_len > orig_len"));
+    }
+    Ok(pcap_file::pcap::PcapPacket {
+        timestamp: Duration::new(raw.ts_sec as u64, nanos),
+        orig_len: raw.orig_len,
+        data: raw.data,
+    })
 }
 
 /// Opens a capture file for `CaptureReader`, the bytes read from it added to `consumed`; also
@@ -564,6 +631,275 @@ fn samples(families: &[MetricFamily]) -> Vec<Sample> {
     out
 }
 
+/// A packet on its way to the kernel.
+struct Queued {
+    ts: Duration,
+    file: usize,
+    /// Its number in its file, for messages.
+    packet: u64,
+    data: Vec<u8>,
+}
+
+struct Job {
+    packets: Vec<Queued>,
+    input: Vec<u8>,
+}
+
+struct Done {
+    job: Job,
+    result: Result<u32>,
+}
+
+/// BPF_PROG_TEST_RUN keeps at most this much of its input in the frame's linear part: a page less
+/// XDP's headroom (256 bytes) and the room for `skb_shared_info` (320 bytes on 64-bit kernels).
+/// The rest would go to fragments, which a batch cannot use: the kernel program checks and
+/// refuses such a batch (`REPLAY_BAD_LAYOUT`). `probe_max_input` confirms the figure.
+fn linear_max() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    (page.max(4096) as usize).saturating_sub(256 + 320)
+}
+
+/// The largest batch this kernel keeps whole in the frame's linear part, starting from
+/// `linear_max`: a batch of two frames that are not IP (an experimental EtherType, which the
+/// program only counts in `parse_events_total{event="seen"}` and `"not_ip"`, never in what replay
+/// reports) either runs whole or is refused before anything of it runs.
+fn probe_max_input(runner: &BatchRunner<'_>) -> Result<usize> {
+    let mut max = linear_max();
+    let mut input = Vec::new();
+    while max >= 1024 {
+        let second = 64;
+        let first = max - 2 * ReplayHeader::SIZE - second;
+        let frame = |len: usize| {
+            let mut f = vec![0u8; len];
+            f[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+            f
+        };
+        let probe = [first, second].map(|len| Queued {
+            ts: Duration::ZERO,
+            file: 0,
+            packet: 0,
+            data: frame(len),
+        });
+        layout(&probe, &mut input);
+        match runner.run_batch(&input)? {
+            code if code == REPLAY_DONE + 2 => return Ok(max),
+            REPLAY_BAD_LAYOUT => max -= 64,
+            code => bail!("the replay program refused its probe batch (code {code:#x})"),
+        }
+    }
+    bail!("this kernel runs no replay batch of 1024 bytes whole")
+}
+
+/// Lays `packets` out for one BPF_PROG_TEST_RUN (see `kernel::batch_input`).
+fn layout(packets: &[Queued], out: &mut Vec<u8>) {
+    crate::kernel::batch_input(
+        packets.iter().map(|p| crate::kernel::BatchPacket {
+            ts_ns: p.ts.as_nanos() as u64,
+            ifindex: p.file as u32 + 1,
+            data: &p.data,
+        }),
+        out,
+    );
+}
+
+/// The worker a frame's flow runs on: both directions of a flow on the same one, so that its
+/// packets run in capture order (the flow's first packet decides its dialect and direction, and
+/// deep inspection reads a flow's messages in order). Frames without a transport flow go to 0.
+fn flow_worker(frame: &[u8], workers: usize) -> usize {
+    use std::hash::{Hash as _, Hasher as _};
+    if workers <= 1 {
+        return 0;
+    }
+    let Some(t) = crate::frame::transport(frame) else {
+        return 0;
+    };
+    let (a, b) = ((t.src, t.sport), (t.dst, t.dport));
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (a.min(b), a.max(b), t.proto).hash(&mut h);
+    (h.finish() % workers as u64) as usize
+}
+
+/// The CPUs replay may use (its affinity mask): one worker each.
+fn worker_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above, with the set's real size.
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    let cpus: Vec<usize> = if rc == 0 {
+        (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: c is below CPU_SETSIZE.
+            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if cpus.is_empty() { vec![0] } else { cpus }
+}
+
+/// Pins the calling thread to `cpu`. A worker must own its CPU: the program's per-CPU scratch
+/// memory assumes no second run on the same CPU at the same time.
+fn pin_to(cpu: usize) -> io::Result<()> {
+    // SAFETY: as in worker_cpus; cpu comes from this process's own affinity mask.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Replay's packets batched per worker (see `ReplayHeader`); each worker thread owns a CPU and
+/// runs its batches in order. At most `max_inflight` batches are out at once, so the rings the
+/// kernel reports through never hold more than that many batches' output.
+struct Dispatch {
+    jobs: Vec<std::sync::mpsc::Sender<Job>>,
+    done: std::sync::mpsc::Receiver<Done>,
+    pending: Vec<Vec<Queued>>,
+    /// The size of each worker's pending batch as input.
+    pending_bytes: Vec<usize>,
+    inflight: usize,
+    max_inflight: usize,
+    max_input: usize,
+    spare_inputs: Vec<Vec<u8>>,
+    spare_lists: Vec<Vec<Queued>>,
+    names: Vec<String>,
+}
+
+impl Dispatch {
+    fn start<'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        runner: BatchRunner<'scope>,
+        cpus: &[usize],
+        max_inflight: usize,
+        names: Vec<String>,
+    ) -> Result<Self> {
+        let max_input = probe_max_input(&runner)?;
+        let (done_tx, done) = std::sync::mpsc::channel::<Done>();
+        let mut jobs = Vec::new();
+        for &cpu in cpus {
+            let (tx, rx) = std::sync::mpsc::channel::<Job>();
+            jobs.push(tx);
+            let done_tx = done_tx.clone();
+            scope.spawn(move || {
+                let pinned = pin_to(cpu);
+                for job in rx {
+                    let result = match &pinned {
+                        Ok(()) => runner.run_batch(&job.input),
+                        Err(e) => Err(anyhow!("cannot pin a replay worker to CPU {cpu}: {e}")),
+                    };
+                    if done_tx.send(Done { job, result }).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let workers = jobs.len();
+        Ok(Self {
+            jobs,
+            done,
+            pending: (0..workers).map(|_| Vec::new()).collect(),
+            pending_bytes: vec![0; workers],
+            inflight: 0,
+            max_inflight,
+            max_input,
+            spare_inputs: Vec::new(),
+            spare_lists: Vec::new(),
+            names,
+        })
+    }
+
+    /// Queues a packet on its flow's worker; sends the batch when it is full.
+    fn push(&mut self, q: Queued, after: &mut impl FnMut() -> Result<()>) -> Result<()> {
+        let w = flow_worker(&q.data, self.jobs.len());
+        let size = ReplayHeader::SIZE + q.data.len();
+        // A packet too large to share a batch goes alone (the kernel takes its tail as fragments,
+        // as it would for a single packet).
+        if !self.pending[w].is_empty() && self.pending_bytes[w] + size > self.max_input {
+            self.send(w, after)?;
+        }
+        self.pending[w].push(q);
+        self.pending_bytes[w] += size;
+        if self.pending[w].len() >= REPLAY_BATCH_MAX {
+            self.send(w, after)?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, w: usize, after: &mut impl FnMut() -> Result<()>) -> Result<()> {
+        let fresh = self.spare_lists.pop().unwrap_or_default();
+        let packets = std::mem::replace(&mut self.pending[w], fresh);
+        self.pending_bytes[w] = 0;
+        if packets.is_empty() {
+            return Ok(());
+        }
+        let mut input = self.spare_inputs.pop().unwrap_or_default();
+        layout(&packets, &mut input);
+        while self.inflight >= self.max_inflight {
+            self.complete_one(after)?;
+        }
+        self.jobs[w]
+            .send(Job { packets, input })
+            .map_err(|_| anyhow!("a replay worker stopped"))?;
+        self.inflight += 1;
+        // Whatever finished meanwhile is read now, not to keep the rings full.
+        while let Ok(done) = self.done.try_recv() {
+            self.inflight -= 1;
+            self.check(done, after)?;
+        }
+        Ok(())
+    }
+
+    fn complete_one(&mut self, after: &mut impl FnMut() -> Result<()>) -> Result<()> {
+        let done = self
+            .done
+            .recv()
+            .map_err(|_| anyhow!("the replay workers stopped"))?;
+        self.inflight -= 1;
+        self.check(done, after)
+    }
+
+    fn check(&mut self, done: Done, after: &mut impl FnMut() -> Result<()>) -> Result<()> {
+        let Done { mut job, result } = done;
+        let n = job.packets.len() as u32;
+        let first = &job.packets[0];
+        let at = format!(
+            "{}: packet {} (in a batch of {n})",
+            self.names[first.file], first.packet
+        );
+        let code = result.with_context(|| at.clone())?;
+        if code == REPLAY_DONE + n {
+            job.packets.clear();
+            self.spare_lists.push(job.packets);
+            self.spare_inputs.push(job.input);
+            return after();
+        }
+        let k = code & 0xff_ffff;
+        let what = match code & !0xff_ffff {
+            REPLAY_BAD_LAYOUT => "the batch did not fit the frame",
+            REPLAY_BAD_HEADER => "a packet header did not fit, or a bound could not be moved",
+            REPLAY_TAIL_CALL_FAILED => "the tail call to the next packet failed",
+            REPLAY_DONE => "it stopped early",
+            _ => "unexpected return value",
+        };
+        bail!("{at}: the kernel program ran {k} of {n} packets of a batch: {what} (code {code:#x})")
+    }
+
+    /// Sends every pending batch and waits until all have run and their output is read.
+    fn finish(&mut self, after: &mut impl FnMut() -> Result<()>) -> Result<()> {
+        for w in 0..self.jobs.len() {
+            self.send(w, after)?;
+        }
+        while self.inflight > 0 {
+            self.complete_one(after)?;
+        }
+        after()
+    }
+}
+
 pub fn replay(opts: ReplayOptions) -> Result<Report> {
     let config = match &opts.config {
         Some(p) => Config::from_file(p)?,
@@ -586,7 +922,15 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
     // parser sees what `run` in either mode would.
     let mut config = config;
     config.inspect.capture_mode = crate::config::CaptureMode::Inline;
-    let mut kernel = Kernel::load_with_ranges(&config)?;
+    let cpus = worker_cpus();
+    let max_inflight = 2 * cpus.len();
+    // Room in the rings for everything the batches in flight can write, so nothing is lost
+    // between two reads (a batch writes at most one sample and a few events per packet).
+    let room = |per_batch: usize| (max_inflight * per_batch).next_power_of_two() as u32;
+    config.inspect.sample_ring_bytes = config.inspect.sample_ring_bytes.max(room(64 << 10));
+    config.events.ring_bytes = config.events.ring_bytes.max(room(16 << 10));
+    let mut kernel = Kernel::load_for_replay(&config)?;
+    kernel.configure(&config)?;
     let metrics = Metrics::new();
     let mut event_ring = kernel.take_events()?;
     let mut sample_ring = kernel.take_samples()?;
@@ -596,7 +940,6 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
         metrics.clone(),
         config.inspect.distinct_window,
     );
-    let mut events = Vec::new();
     let start = std::time::Instant::now();
     let mut drainer = Drainer::default();
     let mut labels = Labels::new();
@@ -621,8 +964,11 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| report.file.clone());
         labels.ifaces[i + 1] = Some(label);
+        // Each file stands for an interface: its packets carry `i + 1` as their ingress ifindex.
+        kernel.set_iface_slot(i as u32 + 1, i as u32 + 1)?;
         reports.push(report);
     }
+    let names: Vec<String> = reports.iter().map(|r| r.file.clone()).collect();
     let mut merge = Merge::new(readers, &mut reports)?;
 
     // The packet count is only known at the end: progress is in bytes read from the files.
@@ -647,11 +993,13 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
 
     let bucket = opts.bucket.as_nanos().max(1);
     let mut buckets = Vec::new();
-    let mut current_file = usize::MAX;
     let mut bucket_end: Option<u128> = None;
-    let mut first_packet: Option<Duration> = None;
+    let first_packet: Cell<Option<Duration>> = Cell::new(None);
     let mut last_packet: Option<Duration> = None;
     let mut replayed = 0u64;
+    // (capture time in ns, event): sorted by time at the end, since the workers' events interleave.
+    // The rank puts a packet's kernel events before the login deep inspection read from it.
+    let mut events: Vec<(u64, u8, serde_json::Value)> = Vec::new();
     let snapshot = |end: u128,
                     drainer: &mut Drainer,
                     kernel: &Kernel,
@@ -664,54 +1012,94 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
         });
         Ok(())
     };
-    while let Some((f, n, frame)) = merge.next(&mut reports)? {
-        let ts = frame.ts;
-        // Earliest and latest rather than first and last: a file may be out of order.
-        first_packet = Some(first_packet.map_or(ts, |t| t.min(ts)));
-        last_packet = Some(last_packet.map_or(ts, |t| t.max(ts)));
-        let t = ts.as_nanos();
-        let end = *bucket_end.get_or_insert((t / bucket + 1) * bucket);
-        if t >= end {
-            snapshot(end, &mut drainer, &kernel, &mut buckets)?;
-            bucket_end = Some((t / bucket + 1) * bucket);
-        }
-        if f != current_file {
-            kernel.set_iface_slot(TEST_RUN_IFINDEX, f as u32 + 1)?;
-            current_file = f;
-        }
-        kernel
-            .count(&frame.data)
-            .with_context(|| format!("{}: packet {n}", reports[f].file))?;
-        // What the packet made the kernel report, at the packet's capture time.
-        let wall = std::time::UNIX_EPOCH + ts;
-        let iface = labels.ifaces[f + 1].as_deref().unwrap_or("?");
+    // What the batches run so far made the kernel report, stamped with their packets' capture time.
+    let mut read_rings = || -> Result<()> {
+        let iface = |ifindex: u32| {
+            labels
+                .ifaces
+                .get(ifindex as usize)
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| "?".into())
+        };
         let range_name = |id: usize| labels.ranges.get(id).cloned().flatten();
         while let Some(item) = event_ring.next() {
             let e = crate::kernel::event_from(&item)?;
-            events.push(serde_json::to_value(crate::events::line_at(
-                &e, range_name, iface, wall,
-            ))?);
+            let wall = std::time::UNIX_EPOCH + Duration::from_nanos(e.ts_ns);
+            let line = crate::events::line_at(&e, range_name, &iface(e.ifindex), wall);
+            events.push((e.ts_ns, 0, serde_json::to_value(line)?));
         }
         while let Some(item) = sample_ring.next() {
             let s = crate::kernel::sample_from(&item)?;
             let bytes = &s.data[..(s.cap_len as usize).min(s.data.len())];
+            let ts = Duration::from_nanos(s.ts_ns);
             // Windows (distinct miners) follow capture time too.
-            let now = start + ts.saturating_sub(first_packet.unwrap_or(ts));
+            let now = start + ts.saturating_sub(first_packet.get().unwrap_or(ts));
+            let wall = std::time::UNIX_EPOCH + ts;
             for line in inspector.frame(
                 bytes,
                 "copy",
-                iface,
+                &iface(s.ifindex),
                 now,
                 wall,
                 |a| ranges.ranges_of(a).unwrap_or(0),
                 range_name,
             ) {
-                events.push(serde_json::to_value(line)?);
+                events.push((s.ts_ns, 1, serde_json::to_value(line)?));
             }
         }
-        replayed += 1;
-        if replayed.is_multiple_of(4096) {
-            show_progress(replayed);
+        Ok(())
+    };
+
+    let runner = kernel.batch_runner()?;
+    let mut oversize = vec![0u64; opts.files.len()];
+    let mut max_input = 0;
+    std::thread::scope(|scope| -> Result<()> {
+        let mut dispatch = Dispatch::start(scope, runner, &cpus, max_inflight, names)?;
+        while let Some((f, n, frame)) = merge.next(&mut reports)? {
+            let ts = frame.ts;
+            // Earliest and latest rather than first and last: a file may be out of order.
+            first_packet.set(Some(first_packet.get().map_or(ts, |t| t.min(ts))));
+            last_packet = Some(last_packet.map_or(ts, |t| t.max(ts)));
+            let t = ts.as_nanos();
+            let end = *bucket_end.get_or_insert((t / bucket + 1) * bucket);
+            if t >= end {
+                // Everything before the boundary is counted before the counters are read.
+                dispatch.finish(&mut read_rings)?;
+                snapshot(end, &mut drainer, &kernel, &mut buckets)?;
+                bucket_end = Some((t / bucket + 1) * bucket);
+            }
+            if frame.wire_len + ReplayHeader::SIZE > dispatch.max_input {
+                oversize[f] += 1;
+            }
+            dispatch.push(
+                Queued {
+                    ts,
+                    file: f,
+                    packet: n,
+                    data: frame.data,
+                },
+                &mut read_rings,
+            )?;
+            replayed += 1;
+            if replayed.is_multiple_of(4096) {
+                show_progress(replayed);
+            }
+        }
+        max_input = dispatch.max_input;
+        dispatch.finish(&mut read_rings)
+    })?;
+    for (report, n) in reports.iter_mut().zip(oversize) {
+        if n > 0 {
+            let msg = format!(
+                "{n} frames longer than the {} bytes BPF_PROG_TEST_RUN hands the program whole \
+                 (jumbo frames, or segments merged by the capturing host's GRO): the program \
+                 counts them as malformed (parse event bad_ipv4_length or bad_ipv6_length), not \
+                 in the ranges",
+                max_input - ReplayHeader::SIZE
+            );
+            warn!("{}: {msg}", report.file);
+            report.problems.push(msg);
         }
     }
     if let Some(end) = bucket_end {
@@ -720,6 +1108,20 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
         drainer.drain_counters(&kernel, &labels, &metrics)?;
     }
     bar.finish_and_clear();
+    for (stat, what) in [
+        (sensor_common::Stat::EventsLost, "flow events"),
+        (sensor_common::Stat::SamplesLost, "deep-inspection copies"),
+    ] {
+        let lost = kernel.stat(stat)?;
+        if lost > 0 {
+            warn!("{lost} {what} did not fit in their ring buffer and are missing from the output");
+        }
+    }
+    // Ties (events of one packet, or of flows on different workers at the same instant) break
+    // the same way on every run.
+    events.sort_by_cached_key(|(ts, rank, v)| (*ts, *rank, v.to_string()));
+    let events: Vec<serde_json::Value> = events.into_iter().map(|(_, _, v)| v).collect();
+    let first_packet = first_packet.get();
 
     let report = Report {
         files: reports,

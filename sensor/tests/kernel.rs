@@ -669,16 +669,9 @@ fn reference(frame: &[u8]) -> Option<(std::net::IpAddr, std::net::IpAddr, u64)> 
     }
 }
 
-#[test]
-fn hostile_frames_count_exactly_what_the_rules_say() {
-    let mut s = Sensor::with(
-        "[[ranges]]\nname = \"w\"\ncidrs = [\"198.18.0.0/15\", \"2001:db8:a::/48\"]\n",
-    );
-    let watched: Vec<ipnet::IpNet> = ["198.18.0.0/15", "2001:db8:a::/48"]
-        .iter()
-        .map(|n| n.parse().unwrap())
-        .collect();
-    let inside = |a: std::net::IpAddr| watched.iter().any(|n| n.contains(&a));
+/// 3,000 frames made from a few templates by flipping header bits, cutting them anywhere past the
+/// Ethernet header and overwriting header bytes; the same frames on every run.
+fn hostile_frames() -> Vec<Vec<u8>> {
     let templates = [
         Packet::tcp4(
             ip("198.18.0.9"),
@@ -730,8 +723,7 @@ fn hostile_frames_count_exactly_what_the_rules_say() {
         x ^= x << 17;
         x
     };
-    let (mut from, mut to) = (s.traffic(0, DIR_FROM), s.traffic(0, DIR_TO));
-    let mut countable = 0;
+    let mut frames = Vec::new();
     for i in 0..3000 {
         let mut f = templates[i % templates.len()].clone();
         match next() % 4 {
@@ -752,6 +744,24 @@ fn hostile_frames_count_exactly_what_the_rules_say() {
                 }
             }
         }
+        frames.push(f);
+    }
+    frames
+}
+
+#[test]
+fn hostile_frames_count_exactly_what_the_rules_say() {
+    let mut s = Sensor::with(
+        "[[ranges]]\nname = \"w\"\ncidrs = [\"198.18.0.0/15\", \"2001:db8:a::/48\"]\n",
+    );
+    let watched: Vec<ipnet::IpNet> = ["198.18.0.0/15", "2001:db8:a::/48"]
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let inside = |a: std::net::IpAddr| watched.iter().any(|n| n.contains(&a));
+    let (mut from, mut to) = (s.traffic(0, DIR_FROM), s.traffic(0, DIR_TO));
+    let mut countable = 0;
+    for (i, f) in hostile_frames().into_iter().enumerate() {
         s.run(&f);
         let (now_from, now_to) = (s.traffic(0, DIR_FROM), s.traffic(0, DIR_TO));
         let want = reference(&f);
@@ -1143,4 +1153,173 @@ fn dns_queries_for_pool_domains_flag_their_flow() {
         .build(),
     );
     assert_eq!(s.k.suspect_cell(R, DIR_FROM, dns).unwrap(), 1);
+}
+
+/// Replay runs the program over batches of packets (`Kernel::load_for_replay`), moving the
+/// frame's bounds from packet to packet in the kernel. Whatever the packets, a batch must count,
+/// report and copy exactly what running the program once per packet does, with the packets'
+/// capture times as its clock.
+#[test]
+fn replay_batches_count_what_single_runs_count() {
+    use mining_sensor::{
+        kernel::{BatchPacket, batch_input},
+        packet::dns_query,
+    };
+    use sensor_common::{
+        DIRS, RANGE_SLOTS, REPLAY_BATCH_MAX, REPLAY_DONE, Reason, ReplayHeader, Stat,
+    };
+    let config = format!(
+        "[inspect]\ncapture_mode = \"inline\"\nbudget = 3\n[pools]\nports = [14433]\nendpoints = [\"198.51.100.5\"]\n{CONFIG}"
+    );
+    let (m, pool, ep) = (ip("198.18.0.9"), ip("203.0.113.50"), ip("198.51.100.5"));
+    let mut frames = hostile_frames();
+    for port in 46000..46040u16 {
+        frames.push(Packet::tcp4(m, pool, port, 3333, &xmrig_login()).build());
+        frames.push(Packet::tcp4(pool, m, 3333, port, LOGIN_REPLY).build());
+        frames.push(Packet::tcp4(m, pool, port, 3333, b"").build());
+        frames.push(Packet::tcp4(m, pool, port, 3333, SUBMIT).build());
+        frames.push(Packet::tcp4(m, pool, port, 3333, KEEPALIVE).build());
+        frames.push(Packet::tcp4(m, ep, port, 14433, &tls_client_hello(None)).build());
+        frames.push(
+            Packet::udp4(
+                ip("192.0.2.7"),
+                ip("203.0.113.9"),
+                port,
+                53,
+                &dns_query(7, "pool.supportxmr.com", false),
+            )
+            .build(),
+        );
+    }
+    // Longer than a batch can hold: runs alone, its tail in fragments.
+    frames.push(Packet::tcp4(m, pool, 47000, 3333, &vec![b'x'; 5000]).build());
+    frames.push(Packet::tcp4(m, pool, 47001, 3333, &xmrig_login()).build());
+
+    let mut one = Sensor::with(&config);
+    for f in &frames {
+        one.run(f);
+    }
+
+    let cfg = Config::parse(&config, "test").unwrap();
+    let mut batched = Kernel::load_for_replay(&cfg).unwrap();
+    batched.configure(&cfg).unwrap();
+    batched.set_iface_slot(1, SLOT as u32).unwrap();
+    let ts = |i: usize| 1_559_347_200_000_000_000u64 + i as u64 * 1_000;
+    let mut batches = 0;
+    {
+        let runner = batched.batch_runner().unwrap();
+        let mut input = Vec::new();
+        let mut i = 0;
+        while i < frames.len() {
+            // As many as fit: up to REPLAY_BATCH_MAX, within a page's linear part.
+            let mut size = 0;
+            let mut n = 0;
+            while i + n < frames.len()
+                && n < REPLAY_BATCH_MAX
+                && (n == 0 || size + ReplayHeader::SIZE + frames[i + n].len() <= 3_400)
+            {
+                size += ReplayHeader::SIZE + frames[i + n].len();
+                n += 1;
+            }
+            batch_input(
+                (i..i + n).map(|k| BatchPacket {
+                    ts_ns: ts(k),
+                    ifindex: 1,
+                    data: &frames[k],
+                }),
+                &mut input,
+            );
+            assert_eq!(
+                runner.run_batch(&input).unwrap(),
+                REPLAY_DONE + n as u32,
+                "batch at {i}"
+            );
+            i += n;
+            batches += 1;
+        }
+    }
+    assert!(
+        batches * 10 < frames.len(),
+        "{batches} batches for {} frames",
+        frames.len()
+    );
+
+    for r in 0..RANGE_SLOTS {
+        for d in 0..DIRS {
+            let cell = |k: &Kernel| k.traffic_cell(SLOT, r, d).unwrap();
+            let (a, b) = (cell(&one.k), cell(&batched));
+            assert_eq!(
+                (a.packets, a.bytes),
+                (b.packets, b.bytes),
+                "traffic {r}/{d}"
+            );
+            for dialect in 0..3 {
+                for flows in [false, true] {
+                    let cell = |k: &Kernel| k.stratum_cell(flows, r, d, dialect).unwrap();
+                    assert_eq!(
+                        cell(&one.k),
+                        cell(&batched),
+                        "stratum {flows} {r}/{d}/{dialect}"
+                    );
+                }
+            }
+            for reason in 0..Reason::COUNT {
+                let cell = |k: &Kernel| k.suspect_cell(r, d, reason).unwrap();
+                assert_eq!(cell(&one.k), cell(&batched), "suspect {r}/{d}/{reason}");
+            }
+        }
+    }
+    assert_eq!(
+        one.k.parse_events().unwrap(),
+        batched.parse_events().unwrap()
+    );
+    assert_eq!(
+        batched.parse_event(ParseEvent::Seen).unwrap(),
+        frames.len() as u64
+    );
+    for stat in [
+        Stat::FlowsCreated,
+        Stat::EventsSent,
+        Stat::Candidates,
+        Stat::SamplesLost,
+    ] {
+        assert_eq!(
+            one.k.stat(stat).unwrap(),
+            batched.stat(stat).unwrap(),
+            "{stat:?}"
+        );
+    }
+    assert!(batched.stratum_cell(true, A, DIR_FROM, MONERO).unwrap() >= 40);
+    assert!(
+        batched
+            .suspect_cell(C, DIR_FROM, Reason::PoolDns as usize)
+            .unwrap()
+            >= 40
+    );
+
+    // The same events, each stamped with the capture time of a packet of the batch.
+    let (e1, e2) = (one.k.read_events().unwrap(), batched.read_events().unwrap());
+    assert_eq!(e1.len(), e2.len());
+    assert!(e1.len() >= 120, "{}", e1.len());
+    let times: std::collections::HashSet<u64> = (0..frames.len()).map(ts).collect();
+    for (a, b) in e1.iter().zip(&e2) {
+        assert!(times.contains(&b.ts_ns), "{}", b.ts_ns);
+        let strip = |e: &sensor_common::Event| sensor_common::Event { ts_ns: 0, ..*e };
+        assert_eq!(strip(a), strip(b));
+    }
+    // The same copies for deep inspection, with capture times too.
+    let (s1, s2) = (
+        one.k.read_samples().unwrap(),
+        batched.read_samples().unwrap(),
+    );
+    assert_eq!(s1.len(), s2.len());
+    assert!(s1.len() >= 120, "{}", s1.len());
+    for (a, b) in s1.iter().zip(&s2) {
+        assert!(times.contains(&b.ts_ns));
+        assert_eq!(
+            (a.ifindex, a.frame_len, a.cap_len),
+            (b.ifindex, b.frame_len, b.cap_len)
+        );
+        assert_eq!(a.data[..a.cap_len as usize], b.data[..b.cap_len as usize]);
+    }
 }

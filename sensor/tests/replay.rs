@@ -515,3 +515,85 @@ fn a_synthetic_season_shows_the_tenfold_rise() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Captures taken with a snap length (`tcpdump -s 96`) keep only the start of each record: the
+/// counts must still be the wire's, as from the whole capture. A runt record (shorter than an
+/// Ethernet header) and a frame longer than a batch can hold are named, and the replay goes on.
+#[test]
+fn cut_records_count_as_on_the_wire_and_odd_frames_are_named() {
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+    let dir = tmp("snaplen");
+    let (m, p) = (ip(MINER), ip(POOL));
+    let mut packets = Vec::new();
+    for i in 0..40u16 {
+        let port = 50000 + i;
+        packets.push(Packet::tcp4(m, p, port, 3333, &login()).build());
+        packets.push(Packet::tcp4(p, m, 3333, port, REPLY).build());
+        packets.push(Packet::tcp4(m, p, port, 443, &[0x17; 1400]).build());
+        packets.push(Packet::udp4(p, m, 443, port, &[0x40; 1200]).build());
+    }
+    let timed: Vec<(Duration, Vec<u8>)> = packets
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (at(i as u64, 0), f.clone()))
+        .collect();
+    let jumbo = Packet::tcp4(m, p, 40000, 443, &[0x17; 6000]).build();
+    let last = timed.last().unwrap().0;
+    let whole = dir.join("whole.pcap");
+    write_pcap(
+        &whole,
+        DataLink::ETHERNET,
+        &[timed.clone(), vec![(last, jumbo.clone())]].concat(),
+    );
+
+    let cut = dir.join("cut.pcap");
+    let header = PcapHeader {
+        snaplen: 96,
+        datalink: DataLink::ETHERNET,
+        ..PcapHeader::default()
+    };
+    let mut w = PcapWriter::with_header(std::fs::File::create(&cut).unwrap(), header).unwrap();
+    for (i, (t, f)) in timed.iter().enumerate() {
+        w.write_packet(&PcapPacket::new(*t, f.len() as u32, &f[..f.len().min(96)]))
+            .unwrap();
+        if i == 10 {
+            w.write_packet(&PcapPacket::new(*t, 10, &[0xff; 10]))
+                .unwrap();
+        }
+    }
+    w.write_packet(&PcapPacket::new(last, jumbo.len() as u32, &jumbo[..96]))
+        .unwrap();
+    drop(w);
+
+    let (_, a) = replay(&[], &[&whole]);
+    let (out, b) = replay(&[], &[&cut]);
+    for dir in ["from", "to"] {
+        for metric in ["mining_sensor_packets_total", "mining_sensor_bytes_total"] {
+            let labels = [("range", "kp"), ("direction", dir)];
+            assert_eq!(
+                total(&a, metric, &labels),
+                total(&b, metric, &labels),
+                "{metric} {dir}"
+            );
+        }
+    }
+    assert_eq!(
+        total(&a, "mining_sensor_packets_total", &[("range", "kp")]),
+        160
+    );
+    // The whole capture also sees the logins' content; the cut one only their headers.
+    assert_eq!(total(&a, "mining_sensor_stratum_flows_total", &[]), 40);
+    assert_eq!(total(&b, "mining_sensor_stratum_flows_total", &[]), 0);
+    let problems = b["files"][0]["problems"].to_string();
+    assert!(
+        problems.contains("record 12: Ethernet record of 10 bytes"),
+        "{problems}"
+    );
+    assert!(problems.contains("1 frames longer than"), "{problems}");
+    let problems = a["files"][0]["problems"].to_string();
+    assert!(problems.contains("1 frames longer than"), "{problems}");
+    assert_eq!(b["files"][0]["skipped"], 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cut.pcap: record 12"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
