@@ -640,14 +640,42 @@ struct Queued {
     data: Vec<u8>,
 }
 
-struct Job {
+/// One BPF_PROG_TEST_RUN's packets and its input.
+struct Batch {
     packets: Vec<Queued>,
     input: Vec<u8>,
 }
 
+/// Batches handed to a worker at once: one hand-over (a thread wake-up) per `JOB_PACKETS`
+/// packets rather than per batch.
+struct Job {
+    batches: Vec<Batch>,
+    packets: usize,
+}
+
+/// Packets per job. Bounds what the jobs in flight can write into the rings (see `ring_room`).
+const JOB_PACKETS: usize = 256;
+
 struct Done {
     job: Job,
-    result: Result<u32>,
+    /// The program's return value for each batch run, up to the first that failed to run.
+    codes: Vec<u32>,
+    error: Option<anyhow::Error>,
+}
+
+/// Ring bytes that hold whatever `jobs` jobs in flight can write: per packet, at most one sample,
+/// and at most one Stratum flow event and one suspect event per reason.
+fn ring_room(jobs: usize) -> (u32, u32) {
+    let record = |size: usize| size + 16;
+    let samples = jobs * JOB_PACKETS * record(std::mem::size_of::<sensor_common::Sample>());
+    let events = jobs
+        * JOB_PACKETS
+        * (1 + sensor_common::Reason::COUNT)
+        * record(std::mem::size_of::<sensor_common::Event>());
+    (
+        samples.next_power_of_two() as u32,
+        events.next_power_of_two() as u32,
+    )
 }
 
 /// BPF_PROG_TEST_RUN keeps at most this much of its input in the frame's linear part: a page less
@@ -752,15 +780,17 @@ fn pin_to(cpu: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// Replay's packets batched per worker (see `ReplayHeader`); each worker thread owns a CPU and
-/// runs its batches in order. At most `max_inflight` batches are out at once, so the rings the
-/// kernel reports through never hold more than that many batches' output.
+/// Replay's packets batched per worker (see `ReplayHeader`), batches grouped into jobs; each
+/// worker thread owns a CPU and runs its jobs in order. At most `max_inflight` jobs are out at
+/// once, so the rings the kernel reports through never hold more than that many jobs' output.
 struct Dispatch {
     jobs: Vec<std::sync::mpsc::Sender<Job>>,
     done: std::sync::mpsc::Receiver<Done>,
+    /// Each worker's batch being filled, and its size as input.
     pending: Vec<Vec<Queued>>,
-    /// The size of each worker's pending batch as input.
     pending_bytes: Vec<usize>,
+    /// Each worker's job being filled.
+    open: Vec<Job>,
     inflight: usize,
     max_inflight: usize,
     max_input: usize,
@@ -787,11 +817,22 @@ impl Dispatch {
             scope.spawn(move || {
                 let pinned = pin_to(cpu);
                 for job in rx {
-                    let result = match &pinned {
-                        Ok(()) => runner.run_batch(&job.input),
-                        Err(e) => Err(anyhow!("cannot pin a replay worker to CPU {cpu}: {e}")),
-                    };
-                    if done_tx.send(Done { job, result }).is_err() {
+                    let mut codes = Vec::with_capacity(job.batches.len());
+                    let mut error = None;
+                    for batch in &job.batches {
+                        let result = match &pinned {
+                            Ok(()) => runner.run_batch(&batch.input),
+                            Err(e) => Err(anyhow!("cannot pin a replay worker to CPU {cpu}: {e}")),
+                        };
+                        match result {
+                            Ok(code) => codes.push(code),
+                            Err(e) => {
+                                error = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    if done_tx.send(Done { job, codes, error }).is_err() {
                         break;
                     }
                 }
@@ -803,6 +844,12 @@ impl Dispatch {
             done,
             pending: (0..workers).map(|_| Vec::new()).collect(),
             pending_bytes: vec![0; workers],
+            open: (0..workers)
+                .map(|_| Job {
+                    batches: Vec::new(),
+                    packets: 0,
+                })
+                .collect(),
             inflight: 0,
             max_inflight,
             max_input,
@@ -812,37 +859,57 @@ impl Dispatch {
         })
     }
 
-    /// Queues a packet on its flow's worker; sends the batch when it is full.
+    /// Queues a packet on its flow's worker.
     fn push(&mut self, q: Queued, after: &mut impl FnMut() -> Result<()>) -> Result<()> {
         let w = flow_worker(&q.data, self.jobs.len());
         let size = ReplayHeader::SIZE + q.data.len();
         // A packet too large to share a batch goes alone (the kernel takes its tail as fragments,
         // as it would for a single packet).
         if !self.pending[w].is_empty() && self.pending_bytes[w] + size > self.max_input {
-            self.send(w, after)?;
+            self.close_batch(w, after)?;
         }
         self.pending[w].push(q);
         self.pending_bytes[w] += size;
         if self.pending[w].len() >= REPLAY_BATCH_MAX {
+            self.close_batch(w, after)?;
+        }
+        Ok(())
+    }
+
+    /// Lays the worker's pending packets out as a batch of its open job; sends the job when full.
+    fn close_batch(&mut self, w: usize, after: &mut impl FnMut() -> Result<()>) -> Result<()> {
+        if self.pending[w].is_empty() {
+            return Ok(());
+        }
+        let fresh = self.spare_lists.pop().unwrap_or_default();
+        let packets = std::mem::replace(&mut self.pending[w], fresh);
+        self.pending_bytes[w] = 0;
+        let mut input = self.spare_inputs.pop().unwrap_or_default();
+        layout(&packets, &mut input);
+        self.open[w].packets += packets.len();
+        self.open[w].batches.push(Batch { packets, input });
+        if self.open[w].packets >= JOB_PACKETS {
             self.send(w, after)?;
         }
         Ok(())
     }
 
     fn send(&mut self, w: usize, after: &mut impl FnMut() -> Result<()>) -> Result<()> {
-        let fresh = self.spare_lists.pop().unwrap_or_default();
-        let packets = std::mem::replace(&mut self.pending[w], fresh);
-        self.pending_bytes[w] = 0;
-        if packets.is_empty() {
+        if self.open[w].batches.is_empty() {
             return Ok(());
         }
-        let mut input = self.spare_inputs.pop().unwrap_or_default();
-        layout(&packets, &mut input);
+        let job = std::mem::replace(
+            &mut self.open[w],
+            Job {
+                batches: Vec::new(),
+                packets: 0,
+            },
+        );
         while self.inflight >= self.max_inflight {
             self.complete_one(after)?;
         }
         self.jobs[w]
-            .send(Job { packets, input })
+            .send(job)
             .map_err(|_| anyhow!("a replay worker stopped"))?;
         self.inflight += 1;
         // Whatever finished meanwhile is read now, not to keep the rings full.
@@ -863,34 +930,48 @@ impl Dispatch {
     }
 
     fn check(&mut self, done: Done, after: &mut impl FnMut() -> Result<()>) -> Result<()> {
-        let Done { mut job, result } = done;
-        let n = job.packets.len() as u32;
-        let first = &job.packets[0];
-        let at = format!(
-            "{}: packet {} (in a batch of {n})",
-            self.names[first.file], first.packet
-        );
-        let code = result.with_context(|| at.clone())?;
-        if code == REPLAY_DONE + n {
-            job.packets.clear();
-            self.spare_lists.push(job.packets);
-            self.spare_inputs.push(job.input);
-            return after();
+        let Done { job, codes, error } = done;
+        for (i, batch) in job.batches.into_iter().enumerate() {
+            let n = batch.packets.len() as u32;
+            let first = &batch.packets[0];
+            let at = || {
+                format!(
+                    "{}: packet {} (in a batch of {n})",
+                    self.names[first.file], first.packet
+                )
+            };
+            let Some(&code) = codes.get(i) else {
+                let e = error.unwrap_or_else(|| anyhow!("the batch was not run"));
+                return Err(e.context(at()));
+            };
+            if code != REPLAY_DONE + n {
+                let k = code & 0xff_ffff;
+                let what = match code & !0xff_ffff {
+                    REPLAY_BAD_LAYOUT => "the batch did not fit the frame",
+                    REPLAY_BAD_HEADER => {
+                        "a packet header did not fit, or a bound could not be moved"
+                    }
+                    REPLAY_TAIL_CALL_FAILED => "the tail call to the next packet failed",
+                    REPLAY_DONE => "it stopped early",
+                    _ => "unexpected return value",
+                };
+                bail!(
+                    "{}: the kernel program ran {k} of {n} packets of a batch: {what} (code {code:#x})",
+                    at()
+                );
+            }
+            let mut packets = batch.packets;
+            packets.clear();
+            self.spare_lists.push(packets);
+            self.spare_inputs.push(batch.input);
         }
-        let k = code & 0xff_ffff;
-        let what = match code & !0xff_ffff {
-            REPLAY_BAD_LAYOUT => "the batch did not fit the frame",
-            REPLAY_BAD_HEADER => "a packet header did not fit, or a bound could not be moved",
-            REPLAY_TAIL_CALL_FAILED => "the tail call to the next packet failed",
-            REPLAY_DONE => "it stopped early",
-            _ => "unexpected return value",
-        };
-        bail!("{at}: the kernel program ran {k} of {n} packets of a batch: {what} (code {code:#x})")
+        after()
     }
 
     /// Sends every pending batch and waits until all have run and their output is read.
     fn finish(&mut self, after: &mut impl FnMut() -> Result<()>) -> Result<()> {
         for w in 0..self.jobs.len() {
+            self.close_batch(w, after)?;
             self.send(w, after)?;
         }
         while self.inflight > 0 {
@@ -924,11 +1005,11 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
     config.inspect.capture_mode = crate::config::CaptureMode::Inline;
     let cpus = worker_cpus();
     let max_inflight = 2 * cpus.len();
-    // Room in the rings for everything the batches in flight can write, so nothing is lost
-    // between two reads (a batch writes at most one sample and a few events per packet).
-    let room = |per_batch: usize| (max_inflight * per_batch).next_power_of_two() as u32;
-    config.inspect.sample_ring_bytes = config.inspect.sample_ring_bytes.max(room(64 << 10));
-    config.events.ring_bytes = config.events.ring_bytes.max(room(16 << 10));
+    // Room in the rings for everything the jobs in flight can write, so nothing is lost between
+    // two reads.
+    let (sample_room, event_room) = ring_room(max_inflight);
+    config.inspect.sample_ring_bytes = config.inspect.sample_ring_bytes.max(sample_room);
+    config.events.ring_bytes = config.events.ring_bytes.max(event_room);
     let mut kernel = Kernel::load_for_replay(&config)?;
     kernel.configure(&config)?;
     let metrics = Metrics::new();
