@@ -45,6 +45,9 @@ const MAX_VLAN_TAGS: usize = 4;
 /// IPv6 extension headers followed before giving up on the transport header.
 const MAX_IPV6_EXT: usize = 6;
 
+/// The largest header offset the transport code is handed (see `try_sensor`).
+const MAX_OFFSET: u64 = 0x3fff;
+
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
@@ -125,8 +128,11 @@ struct Scratch {
     dns: dns::QueryName,
     /// The start of a TLS record, for the ClientHello walk (see `client_hello_without_sni`).
     hello: [u8; sensor_common::tls::HELLO_WINDOW],
-    /// Replay: the header of the packet being run (see `replay_step`).
+    /// Replay: the header of the packet being run (see `replay_enter`).
     pkt: ReplayHeader,
+    /// The transport header's offset and the IP packet's end, passed through memory (see
+    /// `try_sensor`).
+    offsets: [u64; 2],
 }
 
 #[map]
@@ -432,9 +438,29 @@ struct Ip {
 /// Parses and counts the packet; `Ok(true)` when it is a candidate for deep inspection.
 fn try_sensor(ctx: &XdpContext) -> Result<bool, ()> {
     bump(ParseEvent::Seen);
-    let Some(ip) = parse_ip(ctx) else {
+    let Some(mut ip) = parse_ip(ctx) else {
         return Ok(false);
     };
+    // The offsets go through memory, so that the verifier sees them as bounded unknowns: each
+    // path through the link and network headers (VLAN tags, IPv4 options, IPv6 extension
+    // headers) otherwise reached the transport code with its own known offsets, and the
+    // transport code was verified once per path.
+    if ip.l4 as u64 > MAX_OFFSET || ip.end as u64 > MAX_OFFSET {
+        // Not in a frame's linear part: nothing past the network header can be read.
+        ip.l4 = 0;
+    }
+    if let Some(s) = SCRATCH.get_ptr_mut(0) {
+        // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+        unsafe {
+            let o = core::ptr::addr_of_mut!((*s).offsets);
+            core::ptr::write_volatile(o, [ip.l4 as u64, ip.end as u64]);
+            let [l4, end] = core::ptr::read_volatile(o);
+            // The mask is what the verifier sees as the bound (the test above, on the values
+            // written, is what makes it exact).
+            ip.l4 = (l4 & MAX_OFFSET) as usize;
+            ip.end = (end & MAX_OFFSET) as usize;
+        }
+    }
 
     let slot = iface_slot(ctx);
     let (src_found, dst_found) = lookup_ranges(&ip);
