@@ -14,7 +14,10 @@ use std::{
     fs::File,
     io::{self, BufRead, BufReader, Cursor, Read},
     path::{Path, PathBuf},
-    rc::Rc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -193,13 +196,13 @@ fn link_to_ethernet(link: DataLink, data: &[u8]) -> Result<Vec<u8>, String> {
 /// against the files' sizes: the packet count is not known until the files have been read.
 struct Counted<R> {
     inner: R,
-    total: Rc<Cell<u64>>,
+    total: Arc<AtomicU64>,
 }
 
 impl<R: Read> Read for Counted<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.total.set(self.total.get() + n as u64);
+        self.total.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -238,7 +241,7 @@ fn describe(e: &PcapError) -> String {
 }
 
 /// The decompressed stream, its first bytes (read to tell pcap from pcapng) put back in front.
-type Stream<'a> = io::Chain<Cursor<Vec<u8>>, Box<dyn Read + 'a>>;
+type Stream<'a> = io::Chain<Cursor<Vec<u8>>, Box<dyn Read + Send + 'a>>;
 
 enum Format<'a> {
     Pcap(PcapReader<Stream<'a>>),
@@ -262,12 +265,12 @@ struct CaptureReader<'a> {
 impl<'a> CaptureReader<'a> {
     /// Reads just enough of `input` to know its format: gzip-compressed or not, pcap or pcapng.
     /// `name` names the capture in messages; with `strict` the first problem is an error.
-    fn open(name: String, mut input: impl BufRead + 'a, strict: bool) -> Result<Self> {
+    fn open(name: String, mut input: impl BufRead + Send + 'a, strict: bool) -> Result<Self> {
         let gzip = input
             .fill_buf()
             .map_err(|e| anyhow!("{name}: cannot read: {e}"))?
             .starts_with(&[0x1f, 0x8b]);
-        let mut stream: Box<dyn Read + 'a> = if gzip {
+        let mut stream: Box<dyn Read + Send + 'a> = if gzip {
             Box::new(Gunzip(MultiGzDecoder::new(input)))
         } else {
             Box::new(input)
@@ -504,14 +507,14 @@ fn checked_record(
 fn open_capture(
     path: &Path,
     strict: bool,
-    consumed: &Rc<Cell<u64>>,
+    consumed: &Arc<AtomicU64>,
 ) -> Result<(CaptureReader<'static>, u64)> {
     let name = path.display().to_string();
     let file = File::open(path).with_context(|| format!("{name}: cannot open"))?;
     let size = file.metadata().map_or(0, |m| m.len());
     let input = BufReader::new(Counted {
         inner: file,
-        total: Rc::clone(consumed),
+        total: Arc::clone(consumed),
     });
     Ok((CaptureReader::open(name, input, strict)?, size))
 }
@@ -530,6 +533,91 @@ pub fn parse_capture(
         frames.push(frame);
     }
     Ok(frames)
+}
+
+/// A capture read on its own thread, handed over in chunks of frames: reading, decompressing and
+/// parsing run beside the replay, not in turn with it. At most `READ_AHEAD` chunks wait.
+struct ReadAhead {
+    chunks: std::sync::mpsc::Receiver<Chunk>,
+    frames: std::vec::IntoIter<(u64, Frame)>,
+    /// Set when the thread is done: its report, and the error that stopped it, if any.
+    end: Option<Result<(), anyhow::Error>>,
+}
+
+enum Chunk {
+    /// Frames with their packet numbers in the file.
+    Frames(Vec<(u64, Frame)>),
+    /// The file is done: the reader's report (problems, skipped records) and how it ended.
+    End(FileReport, Result<(), anyhow::Error>),
+}
+
+const CHUNK_FRAMES: usize = 512;
+const READ_AHEAD: usize = 4;
+
+impl ReadAhead {
+    fn spawn(mut reader: CaptureReader<'static>) -> Result<Self> {
+        let (tx, chunks) = std::sync::mpsc::sync_channel(READ_AHEAD);
+        std::thread::Builder::new()
+            .name("replay-read".into())
+            .spawn(move || {
+                let mut report = FileReport::default();
+                loop {
+                    let mut frames = Vec::with_capacity(CHUNK_FRAMES);
+                    let ended = loop {
+                        match reader.next_frame(&mut report) {
+                            Ok(Some(frame)) => {
+                                frames.push((report.packets, frame));
+                                if frames.len() == CHUNK_FRAMES {
+                                    break None;
+                                }
+                            }
+                            Ok(None) => break Some(Ok(())),
+                            Err(e) => break Some(Err(e)),
+                        }
+                    };
+                    if !frames.is_empty() && tx.send(Chunk::Frames(frames)).is_err() {
+                        return;
+                    }
+                    if let Some(result) = ended {
+                        let _ = tx.send(Chunk::End(report, result));
+                        return;
+                    }
+                }
+            })
+            .context("starting a capture reader thread")?;
+        Ok(Self {
+            chunks,
+            frames: Vec::new().into_iter(),
+            end: None,
+        })
+    }
+
+    /// The next frame, as `CaptureReader::next_frame`: the file's packet count, problems and
+    /// skipped records go into `report` (problems and skipped records once the file is done).
+    fn next_frame(&mut self, report: &mut FileReport) -> Result<Option<Frame>> {
+        loop {
+            if let Some((n, frame)) = self.frames.next() {
+                report.packets = n;
+                return Ok(Some(frame));
+            }
+            if let Some(end) = &self.end {
+                return match end {
+                    Ok(()) => Ok(None),
+                    Err(e) => Err(anyhow!("{e:#}")),
+                };
+            }
+            match self.chunks.recv() {
+                Ok(Chunk::Frames(frames)) => self.frames = frames.into_iter(),
+                Ok(Chunk::End(r, result)) => {
+                    report.packets = r.packets;
+                    report.skipped += r.skipped;
+                    report.problems.extend(r.problems);
+                    self.end = Some(result);
+                }
+                Err(_) => self.end = Some(Err(anyhow!("the capture reader thread stopped"))),
+            }
+        }
+    }
 }
 
 trait CountRest {
@@ -552,8 +640,8 @@ impl<R: Read> CountRest for PcapReader<R> {
 /// A file that is itself out of order is replayed in its own order: its frames join the merge one
 /// at a time, so a frame older than its predecessor still comes after it (and after whatever
 /// other files' frames were replayed in between), and it counts in the bucket then current.
-struct Merge<'a> {
-    readers: Vec<Option<CaptureReader<'a>>>,
+struct Merge {
+    readers: Vec<Option<ReadAhead>>,
     pending: Vec<Option<Frame>>,
     /// (timestamp, file index, packet number in the file), smallest first.
     heap: BinaryHeap<Reverse<(Duration, usize, u64)>>,
@@ -563,10 +651,10 @@ struct Merge<'a> {
     refill: Option<usize>,
 }
 
-impl<'a> Merge<'a> {
+impl Merge {
     /// Reads the first frame of every file: a file that cannot be read at all is an error before
     /// anything is replayed.
-    fn new(readers: Vec<CaptureReader<'a>>, reports: &mut [FileReport]) -> Result<Self> {
+    fn new(readers: Vec<ReadAhead>, reports: &mut [FileReport]) -> Result<Self> {
         let mut merge = Self {
             pending: readers.iter().map(|_| None).collect(),
             heap: BinaryHeap::with_capacity(readers.len()),
@@ -1028,14 +1116,14 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
         labels.ranges[i] = Some(r.name.clone());
     }
 
-    let consumed = Rc::new(Cell::new(0u64));
+    let consumed = Arc::new(AtomicU64::new(0));
     let mut total_bytes = 0u64;
     let mut readers = Vec::new();
     let mut reports = Vec::new();
     for (i, path) in opts.files.iter().enumerate() {
         let (reader, size) = open_capture(path, opts.strict, &consumed)?;
         total_bytes += size;
-        readers.push(reader);
+        readers.push(ReadAhead::spawn(reader)?);
         let report = FileReport {
             file: path.display().to_string(),
             ..FileReport::default()
@@ -1064,7 +1152,7 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
             "{replayed} packets, {:.0} packets/s",
             replayed as f64 / bar.elapsed().as_secs_f64().max(1e-3)
         ));
-        bar.set_position(consumed.get());
+        bar.set_position(consumed.load(Ordering::Relaxed));
     };
     show_progress(0);
     // Drawn only once position and message are set, not to flash an empty bar.
@@ -1367,13 +1455,13 @@ mod tests {
 
     /// Replays `files` through `Merge` as `replay` does.
     fn merged(files: &[PathBuf]) -> (Vec<Replayed>, Vec<FileReport>) {
-        let consumed = Rc::new(Cell::new(0));
+        let consumed = Arc::new(AtomicU64::new(0));
         let mut readers = Vec::new();
         let mut reports = Vec::new();
         let mut total = 0;
         for f in files {
             let (r, size) = open_capture(f, false, &consumed).unwrap();
-            readers.push(r);
+            readers.push(ReadAhead::spawn(r).unwrap());
             total += size;
             reports.push(FileReport {
                 file: f.display().to_string(),
@@ -1393,7 +1481,11 @@ mod tests {
             out.push((f, n, (t * 1000.0).round() / 1000.0, ports));
         }
         drop(merge);
-        assert_eq!(consumed.get(), total, "every byte of every file was read");
+        assert_eq!(
+            consumed.load(Ordering::Relaxed),
+            total,
+            "every byte of every file was read"
+        );
         (out, reports)
     }
 
