@@ -331,7 +331,10 @@ pub struct ReplayHeader {
     pub index: u32,
     /// Packets after this one.
     pub remaining: u32,
-    pub _pad: u32,
+    /// The packet's length on the wire, which IP lengths are checked against: more than `len`
+    /// when the capture's snap length, or replay to fit a batch, cut the record short. Only the
+    /// first `len` bytes are there to inspect.
+    pub wire_len: u32,
 }
 
 impl ReplayHeader {
@@ -345,6 +348,7 @@ impl ReplayHeader {
         b[16..20].copy_from_slice(&self.offset.to_ne_bytes());
         b[20..24].copy_from_slice(&self.index.to_ne_bytes());
         b[24..28].copy_from_slice(&self.remaining.to_ne_bytes());
+        b[28..32].copy_from_slice(&self.wire_len.to_ne_bytes());
         b
     }
 }

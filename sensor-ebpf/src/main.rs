@@ -195,6 +195,20 @@ fn now() -> u64 {
     unsafe { bpf_ktime_get_ns() }
 }
 
+/// The frame's length on the wire: what the IP headers' lengths are checked against. Live, the
+/// frame itself; in replay, the capture's record may have been cut short (by its snap length, or
+/// to fit a batch) and the header says how long it was.
+#[inline(always)]
+fn wire_len(ctx: &XdpContext) -> usize {
+    if replay_batch()
+        && let Some(s) = SCRATCH.get_ptr(0)
+    {
+        // SAFETY: map value pointer, valid for the program run.
+        return unsafe { (*s).pkt.wire_len } as usize;
+    }
+    ctx.data_end() - ctx.data()
+}
+
 /// The packet's ingress interface: the device live, the capture file's stand-in in replay.
 #[inline(always)]
 fn ingress(ctx: &XdpContext) -> u32 {
@@ -343,6 +357,7 @@ fn replay_next(ctx: &XdpContext) -> u32 {
 #[inline(always)]
 fn sample(ctx: &XdpContext) {
     let frame_len = ctx.data_end() - ctx.data();
+    let wire = wire_len(ctx);
     let Some(mut entry) = SAMPLES.reserve::<Sample>(0) else {
         stat(Stat::SamplesLost);
         return;
@@ -360,7 +375,7 @@ fn sample(ctx: &XdpContext) {
     unsafe {
         core::ptr::addr_of_mut!((*s).ts_ns).write(now());
         core::ptr::addr_of_mut!((*s).ifindex).write(ingress(ctx));
-        core::ptr::addr_of_mut!((*s).frame_len).write(frame_len as u32);
+        core::ptr::addr_of_mut!((*s).frame_len).write(wire as u32);
         core::ptr::addr_of_mut!((*s).cap_len).write(n as u32);
         core::ptr::addr_of_mut!((*s)._pad).write(0);
     }
@@ -565,7 +580,7 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Option<Ip> {
         return None;
     }
     let total = u16::from_be_bytes([h[2], h[3]]) as usize;
-    let frame = ctx.data_end() - ctx.data();
+    let frame = wire_len(ctx);
     if total < ihl || l3 + total > frame {
         bump(ParseEvent::BadIpv4Length);
         return None;
@@ -606,7 +621,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Option<Ip> {
     // SAFETY: bounds checked by ptr_at.
     let h = unsafe { &*h };
     let payload = u16::from_be_bytes([h[4], h[5]]) as usize;
-    let frame = ctx.data_end() - ctx.data();
+    let frame = wire_len(ctx);
     if h[0] >> 4 != 6 || l3 + 40 + payload > frame {
         bump(ParseEvent::BadIpv6Length);
         return None;
@@ -854,7 +869,8 @@ fn load_window(ctx: &XdpContext, payload: usize, plen: usize) -> Result<usize, (
     })
 }
 
-/// Copies up to `N` bytes of payload into `dst` (map memory); returns how many.
+/// Copies up to `N` bytes of payload into `dst` (map memory); returns how many. Live, the frame
+/// holds all `plen` bytes; a replayed record cut short holds fewer, and only those are read.
 #[inline(always)]
 fn load_into<const N: usize>(
     ctx: &XdpContext,
@@ -862,6 +878,8 @@ fn load_into<const N: usize>(
     plen: usize,
     dst: *mut [u8; N],
 ) -> Result<usize, ()> {
+    let present = (ctx.data_end() - ctx.data()).saturating_sub(payload);
+    let plen = if plen > present { present } else { plen };
     let n = if plen > N { N } else { plen };
     // LLVM knows 0 < n <= N from the checks above and drops a repeated test, but the verifier
     // lost that fact on the way; a volatile re-read keeps the test it needs to see.

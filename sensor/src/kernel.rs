@@ -123,6 +123,8 @@ pub struct BatchPacket<'a> {
     /// The interface it stands for (replay: the capture file's number + 1).
     pub ifindex: u32,
     pub data: &'a [u8],
+    /// Its length on the wire (at least `data.len()`; more when the record was cut short).
+    pub wire_len: usize,
 }
 
 /// Lays `packets` (at most `REPLAY_BATCH_MAX`, in the order they are to run) out as the input of
@@ -146,7 +148,7 @@ pub fn batch_input<'a>(packets: impl IntoIterator<Item = BatchPacket<'a>>, out: 
             offset: offset as u32,
             index: k as u32 + 1,
             remaining: (n - 1 - k) as u32,
-            _pad: 0,
+            wire_len: packets[k].wire_len.max(packets[k].data.len()) as u32,
         }
         .to_bytes()
     };

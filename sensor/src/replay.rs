@@ -68,7 +68,7 @@ const REPORTED: [&str; 6] = [
 pub struct Frame {
     pub ts: Duration,
     pub data: Vec<u8>,
-    /// Its length on the wire, when the capture cut it short and it could not be padded back.
+    /// Its length on the wire (more than `data.len()` when the capture cut the record short).
     pub wire_len: usize,
 }
 
@@ -123,17 +123,12 @@ fn link_supported(link: DataLink) -> bool {
 }
 
 /// Link-layer handling: which capture link types become which Ethernet frame.
-/// A record the capture cut short (its snap length) is padded with zeros to its original length
-/// when that fits a replay batch: the IP header's length then matches the frame, so the packet
-/// and its IP bytes count as they did on the wire; what the capture did not keep reads as zeros.
-/// Returns the frame and its length on the wire.
+/// The frame and its length on the wire: a record the capture cut short (its snap length) keeps
+/// its original length, which the program checks IP lengths against, so the packet and its IP
+/// bytes count as they did on the wire; only what the capture kept is inspected.
 fn to_ethernet(link: DataLink, data: &[u8], orig_len: u32) -> Result<(Vec<u8>, usize), String> {
-    let mut frame = link_to_ethernet(link, data)?;
-    let missing = (orig_len as usize).saturating_sub(data.len());
-    let wire_len = frame.len() + missing;
-    if missing > 0 && wire_len + ReplayHeader::SIZE <= linear_max() {
-        frame.resize(wire_len, 0);
-    }
+    let frame = link_to_ethernet(link, data)?;
+    let wire_len = frame.len() + (orig_len as usize).saturating_sub(data.len());
     Ok((frame, wire_len))
 }
 
@@ -726,6 +721,8 @@ struct Queued {
     /// Its number in its file, for messages.
     packet: u64,
     data: Vec<u8>,
+    /// Its length on the wire.
+    wire_len: usize,
 }
 
 /// One BPF_PROG_TEST_RUN's packets and its input.
@@ -796,6 +793,7 @@ fn probe_max_input(runner: &BatchRunner<'_>) -> Result<usize> {
             file: 0,
             packet: 0,
             data: frame(len),
+            wire_len: len,
         });
         layout(&probe, &mut input);
         match runner.run_batch(&input)? {
@@ -814,6 +812,7 @@ fn layout(packets: &[Queued], out: &mut Vec<u8>) {
             ts_ns: p.ts.as_nanos() as u64,
             ifindex: p.file as u32 + 1,
             data: &p.data,
+            wire_len: p.wire_len,
         }),
         out,
     );
@@ -947,12 +946,12 @@ impl Dispatch {
         })
     }
 
-    /// Queues a packet on its flow's worker.
-    fn push(&mut self, q: Queued, after: &mut impl FnMut() -> Result<()>) -> Result<()> {
+    /// Queues a packet on its flow's worker. A packet longer than a batch holds is cut to fit:
+    /// its header says how long it was, and its IP length checks against that.
+    fn push(&mut self, mut q: Queued, after: &mut impl FnMut() -> Result<()>) -> Result<()> {
         let w = flow_worker(&q.data, self.jobs.len());
+        q.data.truncate(self.max_input - ReplayHeader::SIZE);
         let size = ReplayHeader::SIZE + q.data.len();
-        // A packet too large to share a batch goes alone (the kernel takes its tail as fragments,
-        // as it would for a single packet).
         if !self.pending[w].is_empty() && self.pending_bytes[w] + size > self.max_input {
             self.close_batch(w, after)?;
         }
@@ -1247,6 +1246,7 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
                     file: f,
                     packet: n,
                     data: frame.data,
+                    wire_len: frame.wire_len,
                 },
                 &mut read_rings,
             )?;
@@ -1261,10 +1261,9 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
     for (report, n) in reports.iter_mut().zip(oversize) {
         if n > 0 {
             let msg = format!(
-                "{n} frames longer than the {} bytes BPF_PROG_TEST_RUN hands the program whole \
-                 (jumbo frames, or segments merged by the capturing host's GRO): the program \
-                 counts them as malformed (parse event bad_ipv4_length or bad_ipv6_length), not \
-                 in the ranges",
+                "{n} frames longer than the {} bytes a replay batch holds (jumbo frames, or \
+                 segments merged by the capturing host's GRO): counted by their IP lengths, their \
+                 content inspected up to that length only",
                 max_input - ReplayHeader::SIZE
             );
             warn!("{}: {msg}", report.file);

@@ -1191,8 +1191,6 @@ fn replay_batches_count_what_single_runs_count() {
             .build(),
         );
     }
-    // Longer than a batch can hold: runs alone, its tail in fragments.
-    frames.push(Packet::tcp4(m, pool, 47000, 3333, &vec![b'x'; 5000]).build());
     frames.push(Packet::tcp4(m, pool, 47001, 3333, &xmrig_login()).build());
 
     let mut one = Sensor::with(&config);
@@ -1226,6 +1224,7 @@ fn replay_batches_count_what_single_runs_count() {
                     ts_ns: ts(k),
                     ifindex: 1,
                     data: &frames[k],
+                    wire_len: frames[k].len(),
                 }),
                 &mut input,
             );
