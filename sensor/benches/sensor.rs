@@ -622,24 +622,33 @@ fn main() {
     fig.insert("veth_pps_without".into(), without);
 
     step("replay and ndpiReader on the same captures");
-    let n = if o.quick { 100_000 } else { 655_000 };
-    let session = out_dir.join("session.pcap");
-    capture(&session, n);
-    let (replay, ndpi) = replay_vs_ndpi(&o, &session, n);
-    std::fs::remove_file(&session).ok();
-    fig.insert("replay_pps".into(), replay);
-    fig.insert("ndpireader_pps".into(), ndpi);
-    fig.insert("replay_capture_packets".into(), n as f64);
+    let mut pair = |name: &str, write: fn(&std::path::Path, usize), n: usize, keys: [&str; 3]| {
+        let path = out_dir.join(name);
+        write(&path, n);
+        let (replay, ndpi) = replay_vs_ndpi(&o, &path, n);
+        std::fs::remove_file(&path).ok();
+        fig.insert(keys[0].into(), replay);
+        fig.insert(keys[1].into(), ndpi);
+        fig.insert(keys[2].into(), n as f64);
+    };
+    pair(
+        "session.pcap",
+        capture,
+        if o.quick { 100_000 } else { 655_000 },
+        ["replay_pps", "ndpireader_pps", "replay_capture_packets"],
+    );
     // A million packets in quick runs too: on a smaller capture, replay's fixed start-up (loading
     // and verifying the program, `replay_startup_s`) would decide the figure, not its speed.
-    let n = 1_000_000;
-    let transit = out_dir.join("transit.pcap");
-    transit_capture(&transit, n);
-    let (replay, ndpi) = replay_vs_ndpi(&o, &transit, n);
-    std::fs::remove_file(&transit).ok();
-    fig.insert("replay_transit_pps".into(), replay);
-    fig.insert("ndpireader_transit_pps".into(), ndpi);
-    fig.insert("replay_transit_capture_packets".into(), n as f64);
+    pair(
+        "transit.pcap",
+        transit_capture,
+        1_000_000,
+        [
+            "replay_transit_pps",
+            "ndpireader_transit_pps",
+            "replay_transit_capture_packets",
+        ],
+    );
     let one = out_dir.join("one.pcap");
     capture(&one, 1);
     let startup: Vec<f64> = (0..3)
