@@ -114,6 +114,7 @@ fn main() -> ExitCode {
             files,
         } => {
             let quiet = openmetrics.is_some() || json.is_some() || report.is_some();
+            let started = std::time::Instant::now();
             match mining_sensor::replay::replay(mining_sensor::replay::ReplayOptions {
                 config,
                 files,
@@ -124,15 +125,16 @@ fn main() -> ExitCode {
                 strict,
             }) {
                 Ok(report) => {
-                    if quiet {
-                        let packets: u64 = report.files.iter().map(|f| f.packets).sum();
-                        eprintln!(
-                            "replayed {packets} packets from {} files",
-                            report.files.len()
-                        );
-                    } else {
+                    if !quiet {
                         print!("{}", mining_sensor::replay::summary(&report));
                     }
+                    let packets: u64 = report.files.iter().map(|f| f.packets).sum();
+                    let secs = started.elapsed().as_secs_f64();
+                    eprintln!(
+                        "replayed {packets} packets from {} files in {secs:.2} s ({:.0} packets/s, start-up included)",
+                        report.files.len(),
+                        packets as f64 / secs.max(1e-9),
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
