@@ -50,12 +50,34 @@ pub struct EventLine {
     pub dialect: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
+    #[serde(flatten)]
+    pub flow: FlowFields,
+}
+
+/// The fields every event line ends with: the flow's endpoints as its first packet showed them,
+/// and the interface it came in on.
+#[derive(Serialize, Debug, Clone)]
+pub struct FlowFields {
     pub proto: &'static str,
     pub src: IpAddr,
     pub sport: u16,
     pub dst: IpAddr,
     pub dport: u16,
     pub iface: String,
+}
+
+impl FlowFields {
+    /// `proto` is the IP protocol number: 17 is UDP, anything else TCP (the only two flows have).
+    pub fn new(proto: u8, src: IpAddr, sport: u16, dst: IpAddr, dport: u16, iface: &str) -> Self {
+        Self {
+            proto: if proto == 17 { "udp" } else { "tcp" },
+            src,
+            sport,
+            dst,
+            dport,
+            iface: iface.to_string(),
+        }
+    }
 }
 
 fn addr(family: u8, bytes: &[u8; 16]) -> IpAddr {
@@ -120,12 +142,14 @@ pub fn line_at(
                 .copied()
                 .unwrap_or("unknown")
         }),
-        proto: if e.key.proto == 17 { "udp" } else { "tcp" },
-        src: addr(e.key.family, src),
-        sport,
-        dst: addr(e.key.family, dst),
-        dport,
-        iface: iface.to_string(),
+        flow: FlowFields::new(
+            e.key.proto,
+            addr(e.key.family, src),
+            sport,
+            addr(e.key.family, dst),
+            dport,
+            iface,
+        ),
     }
 }
 

@@ -75,12 +75,8 @@ pub struct LoginLine {
     pub login_hash: String,
     /// `afxdp` or `copy`: how the packet reached userspace (replay reads the kernel's copies).
     pub path: &'static str,
-    pub proto: &'static str,
-    pub src: IpAddr,
-    pub sport: u16,
-    pub dst: IpAddr,
-    pub dport: u16,
-    pub iface: String,
+    #[serde(flatten)]
+    pub flow: crate::events::FlowFields,
 }
 
 type FlowId = (IpAddr, u16, IpAddr, u16, u8);
@@ -239,12 +235,7 @@ impl Inspector {
             agent_version: m.agent.as_ref().and_then(|a| a.version.clone()),
             login_hash: hash,
             path,
-            proto: if t.proto == 17 { "udp" } else { "tcp" },
-            src: t.src,
-            sport: t.sport,
-            dst: t.dst,
-            dport: t.dport,
-            iface: iface.to_string(),
+            flow: crate::events::FlowFields::new(t.proto, t.src, t.sport, t.dst, t.dport, iface),
         }
     }
 

@@ -829,11 +829,11 @@ fn each_new_flow_is_one_event_and_a_full_ring_counts_its_losses() {
     assert_eq!(e.ifindex, 1);
     let line = mining_sensor::events::line(e, |id| (id == 0).then(|| "c".to_string()), "lo");
     assert_eq!(
-        (line.src.to_string().as_str(), line.sport),
+        (line.flow.src.to_string().as_str(), line.flow.sport),
         ("192.0.2.9", 30000)
     );
     assert_eq!(
-        (line.dst.to_string().as_str(), line.dport),
+        (line.flow.dst.to_string().as_str(), line.flow.dport),
         ("198.51.100.7", 3333)
     );
     assert_eq!((line.range.as_str(), line.direction), ("c", "from"));
