@@ -130,34 +130,36 @@ pub struct BatchPacket<'a> {
 /// Lays `packets` (at most `REPLAY_BATCH_MAX`, in the order they are to run) out as the input of
 /// one `BatchRunner::run_batch`, as `ReplayHeader` describes. Every packet but a lone one must be
 /// at least `REPLAY_MIN_BATCHED_LEN` long, and the input must fit the frame's linear part.
-pub fn batch_input<'a>(packets: impl IntoIterator<Item = BatchPacket<'a>>, out: &mut Vec<u8>) {
+pub fn batch_input<'a, I>(packets: I, out: &mut Vec<u8>)
+where
+    I: DoubleEndedIterator<Item = BatchPacket<'a>> + ExactSizeIterator + Clone,
+{
     use sensor_common::ReplayHeader;
     const HS: usize = ReplayHeader::SIZE;
-    let packets: Vec<BatchPacket<'a>> = packets.into_iter().collect();
     out.clear();
     let n = packets.len();
-    if n == 0 {
+    let Some(first) = packets.clone().next() else {
         return;
-    }
-    let body = packets.iter().map(|p| p.data.len()).sum::<usize>() + HS * (n - 1);
-    let header = |k: usize, offset: usize| {
+    };
+    let body = packets.clone().map(|p| p.data.len()).sum::<usize>() + HS * (n - 1);
+    let header = |k: usize, p: &BatchPacket<'_>, offset: usize| {
         ReplayHeader {
-            ts_ns: packets[k].ts_ns,
-            len: packets[k].data.len() as u32,
-            ifindex: packets[k].ifindex,
+            ts_ns: p.ts_ns,
+            len: p.data.len() as u32,
+            ifindex: p.ifindex,
             offset: offset as u32,
             index: k as u32 + 1,
             remaining: (n - 1 - k) as u32,
-            wire_len: packets[k].wire_len.max(packets[k].data.len()) as u32,
+            wire_len: p.wire_len.max(p.data.len()) as u32,
         }
         .to_bytes()
     };
-    out.extend_from_slice(&header(0, body - packets[0].data.len()));
-    for k in (1..n).rev() {
-        out.extend_from_slice(packets[k].data);
-        out.extend_from_slice(&header(k, 0));
+    out.extend_from_slice(&header(0, &first, body - first.data.len()));
+    for (k, p) in packets.enumerate().skip(1).rev() {
+        out.extend_from_slice(p.data);
+        out.extend_from_slice(&header(k, &p, 0));
     }
-    out.extend_from_slice(packets[0].data);
+    out.extend_from_slice(first.data);
 }
 
 /// Runs a program loaded by `Kernel::load_for_replay` over batches; see `ReplayHeader`.
@@ -575,29 +577,37 @@ impl Kernel {
 
     /// Takes the event ring buffer out of the object, for a reader of its own (the agent's).
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
-        let map = self
-            .ebpf
-            .take_map("EVENTS")
-            .ok_or_else(|| anyhow!("the event ring buffer was already taken"))?;
-        Ok(RingBuf::try_from(map)?)
+        self.take_ring("EVENTS", "event")
     }
 
     /// Takes the sample ring buffer (`inline` capture) out of the object, for the agent's reader.
     pub fn take_samples(&mut self) -> Result<RingBuf<MapData>> {
+        self.take_ring("SAMPLES", "sample")
+    }
+
+    fn take_ring(&mut self, name: &str, what: &str) -> Result<RingBuf<MapData>> {
         let map = self
             .ebpf
-            .take_map("SAMPLES")
-            .ok_or_else(|| anyhow!("the sample ring buffer was already taken"))?;
+            .take_map(name)
+            .ok_or_else(|| anyhow!("the {what} ring buffer was already taken"))?;
         Ok(RingBuf::try_from(map)?)
     }
 
-    /// Reads every pending sample (tests, replay): the ring stays in the object.
+    /// Reads every pending sample (tests): the ring stays in the object.
     pub fn read_samples(&mut self) -> Result<Vec<sensor_common::Sample>> {
-        let mut ring: RingBuf<&mut MapData> =
-            RingBuf::try_from(self.ebpf.map_mut("SAMPLES").context("map SAMPLES")?)?;
+        self.read_ring("SAMPLES", sample_from)
+    }
+
+    /// Every pending record of ring `name`, parsed by `parse`.
+    fn read_ring<T>(&mut self, name: &str, parse: fn(&[u8]) -> Result<T>) -> Result<Vec<T>> {
+        let mut ring: RingBuf<&mut MapData> = RingBuf::try_from(
+            self.ebpf
+                .map_mut(name)
+                .with_context(|| format!("map {name}"))?,
+        )?;
         let mut out = Vec::new();
         while let Some(item) = ring.next() {
-            out.push(sample_from(&item)?);
+            out.push(parse(&item)?);
         }
         Ok(out)
     }
@@ -631,15 +641,9 @@ impl Kernel {
         })
     }
 
-    /// Reads every pending event (tests, replay): the ring stays in the object.
+    /// Reads every pending event (tests): the ring stays in the object.
     pub fn read_events(&mut self) -> Result<Vec<Event>> {
-        let mut ring: RingBuf<&mut MapData> =
-            RingBuf::try_from(self.ebpf.map_mut("EVENTS").context("map EVENTS")?)?;
-        let mut out = Vec::new();
-        while let Some(item) = ring.next() {
-            out.push(event_from(&item)?);
-        }
-        Ok(out)
+        self.read_ring("EVENTS", event_from)
     }
 
     pub fn parse_event(&self, e: ParseEvent) -> Result<u64> {
