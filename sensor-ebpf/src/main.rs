@@ -182,17 +182,27 @@ fn replay_batch() -> bool {
     unsafe { core::ptr::read_volatile(&REPLAY_BATCH) != 0 }
 }
 
+/// Replay: the header of the packet being run (see `replay_enter`); `None` live.
+#[inline(always)]
+fn replay_header() -> Option<*const ReplayHeader> {
+    if !replay_batch() {
+        return None;
+    }
+    // SAFETY: map value pointer, valid for the program run; only the address is taken here.
+    SCRATCH
+        .get_ptr(0)
+        .map(|s| unsafe { core::ptr::addr_of!((*s).pkt) })
+}
+
 /// The packet's time: the clock live, the capture's time in replay.
 #[inline(always)]
 fn now() -> u64 {
-    if replay_batch()
-        && let Some(s) = SCRATCH.get_ptr(0)
-    {
-        // SAFETY: map value pointer, valid for the program run.
-        return unsafe { (*s).pkt.ts_ns };
+    match replay_header() {
+        // SAFETY: points into SCRATCH, valid for the program run.
+        Some(h) => unsafe { (*h).ts_ns },
+        // SAFETY: helper without preconditions.
+        None => unsafe { bpf_ktime_get_ns() },
     }
-    // SAFETY: helper without preconditions.
-    unsafe { bpf_ktime_get_ns() }
 }
 
 /// The frame's length on the wire: what the IP headers' lengths are checked against. Live, the
@@ -200,28 +210,26 @@ fn now() -> u64 {
 /// to fit a batch) and the header says how long it was.
 #[inline(always)]
 fn wire_len(ctx: &XdpContext) -> usize {
-    if replay_batch()
-        && let Some(s) = SCRATCH.get_ptr(0)
-    {
-        // SAFETY: map value pointer, valid for the program run.
-        return unsafe { (*s).pkt.wire_len } as usize;
+    match replay_header() {
+        // SAFETY: as in `now`.
+        Some(h) => unsafe { (*h).wire_len as usize },
+        None => ctx.data_end() - ctx.data(),
     }
-    ctx.data_end() - ctx.data()
 }
 
 /// The packet's ingress interface: the device live, the capture file's stand-in in replay.
 #[inline(always)]
 fn ingress(ctx: &XdpContext) -> u32 {
-    if replay_batch()
-        && let Some(s) = SCRATCH.get_ptr(0)
-    {
-        // SAFETY: as above.
-        return unsafe { (*s).pkt.ifindex };
+    match replay_header() {
+        // SAFETY: as in `now`.
+        Some(h) => unsafe { (*h).ifindex },
+        // SAFETY: `ctx.ctx` is the program's xdp_md. A volatile read of the field itself: LLVM
+        // merged the plain reads of the two paths into a load through a computed context pointer,
+        // which the verifier refuses ("dereference of modified ctx ptr").
+        None => unsafe {
+            core::ptr::read_volatile(core::ptr::addr_of!((*ctx.ctx).ingress_ifindex))
+        },
     }
-    // SAFETY: `ctx.ctx` is the program's xdp_md. A volatile read of the field itself: LLVM merged
-    // the plain reads of the two paths into a load through a computed context pointer, which the
-    // verifier refuses ("dereference of modified ctx ptr").
-    unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*ctx.ctx).ingress_ifindex)) }
 }
 
 #[xdp]
