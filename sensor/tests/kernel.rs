@@ -1009,17 +1009,16 @@ fn candidates_are_copied_within_the_per_flow_budget() {
 #[test]
 fn tap_mode_without_a_socket_passes_the_candidate_and_says_so() {
     use sensor_common::Stat;
+    let login = Packet::tcp4(
+        ip("198.18.0.9"),
+        ip("203.0.113.50"),
+        45000,
+        3333,
+        &xmrig_login(),
+    )
+    .build();
     let mut s = Sensor::with(&format!("[inspect]\ncapture_mode = \"tap\"\n{CONFIG}"));
-    s.run(
-        &Packet::tcp4(
-            ip("198.18.0.9"),
-            ip("203.0.113.50"),
-            45000,
-            3333,
-            &xmrig_login(),
-        )
-        .build(),
-    );
+    s.run(&login);
     assert_eq!(s.k.stat(Stat::NoSocket).unwrap(), 1);
     assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 0);
     assert!(s.k.read_samples().unwrap().is_empty());
@@ -1027,16 +1026,7 @@ fn tap_mode_without_a_socket_passes_the_candidate_and_says_so() {
 
     // Budget 0: deep inspection off, nothing handed over.
     let mut s = Sensor::with(&format!("[inspect]\nbudget = 0\n{CONFIG}"));
-    s.run(
-        &Packet::tcp4(
-            ip("198.18.0.9"),
-            ip("203.0.113.50"),
-            45000,
-            3333,
-            &xmrig_login(),
-        )
-        .build(),
-    );
+    s.run(&login);
     assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 0);
     assert_eq!(s.k.stat(Stat::NoSocket).unwrap(), 0);
     assert!(s.k.read_samples().unwrap().is_empty());
