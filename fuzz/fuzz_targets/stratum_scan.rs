@@ -1,5 +1,5 @@
 //! The Stratum scanner (the code the XDP program runs, compiled for the host) on any payload: no
-//! panic, and the window-at-a-time scan agrees with scanning byte by byte.
+//! panic, and the token-at-a-time scan agrees with scanning byte by byte.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -396,25 +396,7 @@ impl Scanner {
             } else if b == b'\\' {
                 self.escaped = 1;
             } else if b == b'"' {
-                self.in_str = 0;
-                if self.in_msg == 0 {
-                    return 0;
-                }
-                if self.token_len & 7 != 0 {
-                    self.hash = fold(self.hash, self.pending);
-                }
-                if self.token_len < MIN_MARKER_LEN || self.token_len > MAX_MARKER_LEN {
-                    // No marker has this length (nor has "method"): only the method-name
-                    // expectation ends, without calling the decision function.
-                    self.after_method = 0;
-                    return 0;
-                }
-                let packed = end(self.pack(), self.hash, self.token_len);
-                self.methods = (packed & MASK24) as u32;
-                self.words = ((packed >> 24) & MASK24) as u32;
-                self.after_method = ((packed >> 48) & 1) as u8;
-                self.provisional = ((packed >> 49) & 3) as u8;
-                return ((packed >> 52) & 3) as u8;
+                return self.close(end);
             }
             self.pending |= (b as u64) << (8 * (self.token_len & 7));
             self.token_len += 1;
@@ -443,65 +425,135 @@ impl Scanner {
         0
     }
 
-    /// Feeds the byte at `pos` of the window, or several at once inside a string: in a string
-    /// already longer than any marker (a wallet, an agent string, a job blob), the next 8 bytes
-    /// when none of them can end it; in a shorter one, at a chunk boundary, the plain bytes before
-    /// the next quote, backslash or line end (up to 8), folded into the hash as one chunk. A key
-    /// like `"jsonrpc"` then costs one step for its content instead of seven. Returns how many
-    /// bytes were consumed and `dialect + 1` or 0.
+    /// Feeds the bytes at `pos` of the window: a whole token at a time where it can. Outside a
+    /// string, the blanks and punctuation before the next quote go at once (up to 8 bytes), and the
+    /// opening quote; inside one, up to the end of the token's current 8-byte chunk, and the
+    /// closing quote when it follows. A short key like `"jsonrpc"` with its punctuation is then one
+    /// step. Anything that needs the byte-wise rules (a message's first byte, line ends,
+    /// backslashes and the byte they escape) goes through [`Scanner::step_with`] alone, so the
+    /// result is always what stepping byte by byte gives (the `stratum_scan` fuzz target and the
+    /// `fast_and_byte_wise_scans_agree` test hold the two to that). Returns how many bytes were
+    /// consumed and `dialect + 1` or 0.
     #[inline(always)]
     pub fn feed_with(
         &mut self,
-        buf: &[u8; WINDOW],
+        buf: &Window,
         pos: usize,
         len: usize,
         end: impl Fn(u64, u32, u32) -> u64,
+        run: impl Fn(usize, usize) -> u64,
     ) -> (usize, u8) {
         let p = pos & (WINDOW - 1);
-        if self.in_str != 0 && self.escaped == 0 && p + 8 <= WINDOW && pos + 8 <= len {
-            let w = u64::from_le_bytes([
-                buf[p],
-                buf[p + 1],
-                buf[p + 2],
-                buf[p + 3],
-                buf[p + 4],
-                buf[p + 5],
-                buf[p + 6],
-                buf[p + 7],
-            ]);
-            if self.token_len > MAX_MARKER_LEN {
-                if !has_byte(w, b'"') && !has_byte(w, b'\\') && !has_byte(w, b'\n') {
-                    // Such a token can no longer be a marker: its hash no longer matters.
-                    self.token_len += 8;
-                    let last = (w >> 56) as u8;
-                    if last != b'\r' {
-                        self.prev = last;
-                    }
-                    return (8, 0);
-                }
-            } else if self.token_len & 7 == 0 {
-                // At a chunk boundary of a short token: the plain bytes before the first one that
-                // needs the byte-wise step (quote, backslash, line ends) go in at once.
-                let special = zero_bytes(w ^ (ONES * b'"' as u64))
-                    | zero_bytes(w ^ (ONES * b'\\' as u64))
-                    | zero_bytes(w ^ (ONES * b'\n' as u64))
-                    | zero_bytes(w ^ (ONES * b'\r' as u64));
-                if special == 0 {
-                    self.hash = fold(self.hash, w);
-                    self.token_len += 8;
-                    self.prev = (w >> 56) as u8;
-                    return (8, 0);
-                }
-                let k = first_byte(special);
-                if k > 0 && k < 8 {
-                    self.pending = w & ((1u64 << (8 * k)) - 1);
-                    self.token_len += k as u32;
-                    self.prev = (w >> (8 * (k - 1))) as u8;
-                    return (k, 0);
-                }
-            }
+        if self.escaped != 0 || self.at_start != 0 {
+            return (1, self.step_with(buf.byte(p), end));
         }
-        (1, self.step_with(buf[p], end))
+        let mut used = 0;
+        if self.in_str == 0 {
+            let w = buf.load8(p, len.saturating_sub(pos));
+            // Line ends and the other control bytes (a tab is rare enough) take the byte-wise step.
+            let stop = first_of(w, b'"') | below_blank(w);
+            let k = if stop == 0 { 8 } else { first_byte(stop) };
+            if k > 0 {
+                if self.after_method != 0 {
+                    // Only blanks and the colon may stand between "method" and its value.
+                    let blank = eq_bytes(w, b' ') | eq_bytes(w, b'\t') | eq_bytes(w, b':');
+                    if !blank & HIGHS & low_bytes(k) != 0 {
+                        self.after_method = 0;
+                    }
+                }
+                self.prev = (w >> (8 * (k - 1))) as u8;
+            }
+            if k >= 8 {
+                return (8, 0);
+            }
+            if (w >> (8 * k)) as u8 != b'"' {
+                // A line end: the byte-wise step takes it.
+                if k == 0 {
+                    return (1, self.step_with(buf.byte(p), end));
+                }
+                return (k, 0);
+            }
+            self.in_str = 1;
+            self.hash = FNV_OFFSET;
+            self.token_len = 0;
+            self.pending = 0;
+            self.prev = b'"';
+            used = k + 1;
+            if pos + used >= len {
+                return (used, 0);
+            }
+        } else if self.token_len > MAX_MARKER_LEN {
+            // A string already longer than any marker (a wallet, an agent, a job blob) is only
+            // walked, several words a step (see `long_run`).
+            let r = run(pos, len);
+            let used = (r & RUN_USED) as usize;
+            if used > 0 {
+                self.token_len += used as u32;
+                self.prev = (r >> RUN_LAST) as u8;
+            }
+            if r & RUN_STOPPED != 0 && (r >> RUN_STOP) as u8 == b'"' {
+                return (used + 1, self.close(end));
+            }
+            if used == 0 {
+                return (1, self.step_with(buf.byte(p), end));
+            }
+            return (used, 0);
+        }
+        let q = (pos + used) & (WINDOW - 1);
+        let w = buf.load8(q, len.saturating_sub(pos + used));
+        let stop = first_of(w, b'"') | first_of(w, b'\\') | below_blank(w);
+        let k = if stop == 0 { 8 } else { first_byte(stop) };
+        // A token longer than any marker only has to be walked; a shorter one is hashed chunk by
+        // chunk from its first byte, so it takes at most the rest of its current chunk.
+        let room = 8 - (self.token_len & 7) as usize;
+        let long = self.token_len > MAX_MARKER_LEN;
+        let m = if long || k < room { k } else { room };
+        if m > 0 {
+            if !long {
+                self.pending |= (w & low_bytes(m)) << (8 * (self.token_len & 7));
+            }
+            self.token_len += m as u32;
+            if !long && self.token_len & 7 == 0 {
+                self.hash = fold(self.hash, self.pending);
+                self.pending = 0;
+            }
+            self.prev = (w >> (8 * (m - 1))) as u8;
+            used += m;
+        }
+        if m == k && k < 8 && (w >> (8 * k)) as u8 == b'"' {
+            return (used + 1, self.close(end));
+        }
+        if used == 0 {
+            // A backslash or line end inside a string.
+            return (1, self.step_with(buf.byte(p), end));
+        }
+        (used, 0)
+    }
+
+    /// A closing quote: the string token ends, and a candidate marker goes to the decision
+    /// function. Returns `dialect + 1` once a message is recognised, else 0.
+    #[inline(always)]
+    fn close(&mut self, end: impl Fn(u64, u32, u32) -> u64) -> u8 {
+        self.in_str = 0;
+        self.prev = b'"';
+        if self.in_msg == 0 {
+            return 0;
+        }
+        if self.token_len & 7 != 0 {
+            self.hash = fold(self.hash, self.pending);
+        }
+        if self.token_len < MIN_MARKER_LEN || self.token_len > MAX_MARKER_LEN {
+            // No marker has this length (nor has "method"): only the method-name expectation
+            // ends, without calling the decision function.
+            self.after_method = 0;
+            return 0;
+        }
+        let packed = end(self.pack(), self.hash, self.token_len);
+        self.methods = (packed & MASK24) as u32;
+        self.words = ((packed >> 24) & MASK24) as u32;
+        self.after_method = ((packed >> 48) & 1) as u8;
+        self.provisional = ((packed >> 49) & 3) as u8;
+        ((packed >> 52) & 3) as u8
     }
 
     #[inline(always)]
@@ -537,22 +589,142 @@ const fn max_marker_len() -> u32 {
 pub const MAX_MARKER_LEN: u32 = max_marker_len();
 
 const ONES: u64 = 0x0101_0101_0101_0101;
+const LOWS: u64 = 0x7f7f_7f7f_7f7f_7f7f;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
+const BLANKS: u64 = ONES * b' ' as u64;
 
-/// The high bit of each zero byte of `v` (the classic SWAR test). Bytes above the lowest zero byte
-/// may be flagged wrongly; the lowest flagged byte is always a true zero.
+/// The high bit of each byte of `w` equal to `c`, exactly (no borrow between bytes, unlike the
+/// shorter `(v - ONES) & !v` test): the masks are combined and cut at any byte.
 #[inline(always)]
-const fn zero_bytes(v: u64) -> u64 {
+const fn eq_bytes(w: u64, c: u8) -> u64 {
+    let v = w ^ (ONES * c as u64);
+    !(((v & LOWS) + LOWS) | v) & HIGHS
+}
+
+/// Flags bytes of `w` equal to `c`; only the lowest flag is sure to be right (the borrow of the
+/// subtraction can flag the byte above a match), which is all that finding the first needs.
+#[inline(always)]
+const fn first_of(w: u64, c: u8) -> u64 {
+    let v = w ^ (ONES * c as u64);
     v.wrapping_sub(ONES) & !v & HIGHS
 }
 
-/// Whether any byte of `w` equals `c`.
+/// Flags bytes of `w` below 0x20 (control bytes: line ends, tab); as for [`first_of`], only the
+/// lowest flag is sure.
 #[inline(always)]
-const fn has_byte(w: u64, c: u8) -> bool {
-    zero_bytes(w ^ (ONES * c as u64)) != 0
+const fn below_blank(w: u64) -> u64 {
+    w.wrapping_sub(BLANKS) & !w & HIGHS
 }
 
-/// Index (0..8) of the lowest byte flagged in a non-zero `zero_bytes` result, without a count-
+/// A mask of the low `n` bytes (0 ≤ n ≤ 8), without a shift by 64.
+#[inline(always)]
+const fn low_bytes(n: usize) -> u64 {
+    ((1u64 << (4 * n)) << (4 * n)).wrapping_sub(1)
+}
+
+/// Words walked in one step inside a long string: a 95-character wallet takes two steps.
+const LONG_WORDS: usize = 8;
+const RUN_USED: u64 = 0xffff;
+const RUN_STOP: u32 = 16;
+const RUN_STOPPED: u64 = 1 << 24;
+const RUN_LAST: u32 = 32;
+
+/// Walks the window from `pos` inside a string, up to [`LONG_WORDS`] words, to the first byte that
+/// can end the string or needs the byte-wise step (a quote, a backslash, a control byte). Returns,
+/// packed: the bytes walked past, that byte and a flag that one was found, and the last byte
+/// walked past. A pure function of scalars, so that the XDP program can make it a BPF global
+/// function (verified once) as it does `token_end`.
+#[inline(always)]
+pub fn long_run(buf: &Window, pos: usize, len: usize) -> u64 {
+    let mut used = 0;
+    let mut last = 0;
+    let mut i = 0;
+    while i < LONG_WORDS {
+        let at = pos + used;
+        if at >= len {
+            break;
+        }
+        let w = buf.load8(at & (WINDOW - 1), len - at);
+        let stop = first_of(w, b'"') | first_of(w, b'\\') | below_blank(w);
+        if stop != 0 {
+            let k = first_byte(stop);
+            if k > 0 {
+                last = (w >> (8 * (k - 1))) & 0xff;
+            }
+            used += k;
+            return used as u64
+                | ((w >> (8 * (k & 7))) & 0xff) << RUN_STOP
+                | RUN_STOPPED
+                | last << RUN_LAST;
+        }
+        last = w >> 56;
+        used += 8;
+        i += 1;
+    }
+    used as u64 | last << RUN_LAST
+}
+
+/// Words in a [`Window`]: one more than the payload needs, so that 8 bytes can be read at any
+/// position of it.
+pub const WINDOW_WORDS: usize = WINDOW / 8 + 1;
+
+/// The payload bytes the scanner reads, kept as 8-byte words. BPF has no unaligned load: reading
+/// 8 bytes at any position as two aligned words and a shift costs a few instructions, where a
+/// byte-by-byte read costs over twenty.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Window {
+    words: [u64; WINDOW_WORDS],
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Window {
+    pub const fn new() -> Self {
+        Self {
+            words: [0; WINDOW_WORDS],
+        }
+    }
+
+    /// The window as bytes, for filling it.
+    pub fn bytes_mut(&mut self) -> &mut [u8; WINDOW_WORDS * 8] {
+        // SAFETY: an array of u64 has no padding and every byte pattern is a valid u64; the
+        // array of bytes has the same size and a weaker alignment.
+        unsafe { &mut *(self.words.as_mut_ptr() as *mut [u8; WINDOW_WORDS * 8]) }
+    }
+
+    /// The byte at `p` (< WINDOW).
+    #[inline(always)]
+    pub fn byte(&self, p: usize) -> u8 {
+        let p = p & (WINDOW - 1);
+        (u64::from_le(self.words[p >> 3]) >> (8 * (p & 7))) as u8
+    }
+
+    /// The 8 bytes from `p` (< WINDOW) as a little-endian word; those at or past `avail` read as
+    /// blanks, which neither end a token nor change the scanner's decisions.
+    #[inline(always)]
+    fn load8(&self, p: usize, avail: usize) -> u64 {
+        let p = p & (WINDOW - 1);
+        let i = p >> 3;
+        let o = 8 * (p & 7) as u32;
+        let lo = u64::from_le(self.words[i]);
+        let hi = u64::from_le(self.words[i + 1]);
+        // `(hi << 1) << (63 - o)` is `hi << (64 - o)`, and 0 when o is 0.
+        let w = (lo >> o) | ((hi << 1) << (63 - o));
+        if avail < 8 {
+            let keep = low_bytes(avail);
+            (w & keep) | (BLANKS & !keep)
+        } else {
+            w
+        }
+    }
+}
+
+/// Index (0..8) of the lowest byte flagged in a non-zero `first_of`/`eq_bytes` result, without a count-
 /// trailing-zeros instruction (BPF has none): the lowest flag is `1 << (8k + 7)`, and multiplying
 /// `1 << 8k` by 0x0001020304050607 puts `k` in the top byte.
 #[inline(always)]
@@ -600,11 +772,11 @@ pub fn token_end(packed: u64, hash: u32, len: u32) -> u64 {
 /// Scans the first `len` bytes of `buf` (a TCP payload) for a Stratum message and returns its
 /// dialect as `dialect + 1`, or 0 when there is none. Several messages in one segment are each
 /// checked; the first that matches decides.
-pub fn scan(buf: &[u8; WINDOW], len: usize) -> u8 {
+pub fn scan(buf: &Window, len: usize) -> u8 {
     let mut s = Scanner::new();
     let mut pos = 0;
     while pos < WINDOW && pos < len {
-        let (advance, d) = s.feed_with(buf, pos, len, token_end);
+        let (advance, d) = s.feed_with(buf, pos, len, token_end, |p, l| long_run(buf, p, l));
         if d != 0 {
             return d;
         }
@@ -615,9 +787,9 @@ pub fn scan(buf: &[u8; WINDOW], len: usize) -> u8 {
 
 /// Convenience for callers holding a slice (tests, userspace): copies up to [`WINDOW`] bytes.
 pub fn scan_slice(payload: &[u8]) -> Option<Dialect> {
-    let mut buf = [0u8; WINDOW];
+    let mut buf = Window::new();
     let n = payload.len().min(WINDOW);
-    buf[..n].copy_from_slice(&payload[..n]);
+    buf.bytes_mut()[..n].copy_from_slice(&payload[..n]);
     match scan(&buf, n) {
         0 => None,
         d => Dialect::from_index(d - 1),
@@ -811,8 +983,104 @@ mod tests {
             assert_eq!(d(&two), Some(Dialect::Bitcoin), "pad {pad}");
         }
         assert_eq!(MAX_MARKER_LEN, 27);
-        assert!(has_byte(u64::from_le_bytes(*b"abcdefg\""), b'"'));
-        assert!(!has_byte(u64::from_le_bytes(*b"abcdefgh"), b'"'));
+        assert_eq!(eq_bytes(u64::from_le_bytes(*b"abcdefg\""), b'"'), 1 << 63);
+        assert_eq!(eq_bytes(u64::from_le_bytes(*b"a!!!!!!!"), b' '), 0);
+        assert_eq!(eq_bytes(u64::from_le_bytes(*b" !!!!!!!"), b' '), 0x80);
+    }
+
+    /// The byte-wise reference: [`Scanner::step`] on every byte of the first `len`.
+    fn byte_wise(data: &[u8], len: usize) -> u8 {
+        let mut s = Scanner::new();
+        for &b in data.iter().take(len.min(WINDOW)) {
+            let d = s.step(b);
+            if d != 0 {
+                return d;
+            }
+        }
+        s.finish()
+    }
+
+    #[test]
+    fn fast_and_byte_wise_scans_agree() {
+        // Messages assembled from the pieces that steer the scanner (markers, "method", blanks,
+        // escapes, line ends, long strings), cut at random lengths, with other bytes after the
+        // cut as in the kernel's reused window.
+        let mut pieces: Vec<Vec<u8>> = MARKERS
+            .iter()
+            .map(|m| format!("\"{}\"", std::str::from_utf8(m).unwrap()).into_bytes())
+            .collect();
+        for p in [
+            "\"method\"",
+            ":",
+            ": ",
+            ",",
+            ", ",
+            "{",
+            "}",
+            "[",
+            "]",
+            " ",
+            "\t",
+            "\r",
+            "\n",
+            "}\n",
+            "\\",
+            "\\\"",
+            "\"",
+            "1",
+            "null",
+            "\"x\"",
+            "\"params\"",
+            "\"id\"",
+            "\"jsonrpc\"",
+            "\"2.0\"",
+            "\"rx/0\"",
+            "\"abcdefgh\"",
+            "\"abcdefghijklmnopqrstuvwxyz01\"",
+            "{\"id\":1,",
+            "\"method\":\"login\"",
+            "\"method\" : \"mining.submit\"",
+            "\"é\"",
+            "\u{1}",
+            "ÿ",
+        ] {
+            pieces.push(p.as_bytes().to_vec());
+        }
+        pieces.push(format!("\"{WALLET}\"").into_bytes());
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut found = [0usize; 4];
+        for _ in 0..20_000 {
+            let mut msg = Vec::new();
+            if next(2) == 0 {
+                msg.push(b'{');
+            }
+            while msg.len() < WINDOW + 40 {
+                msg.extend_from_slice(&pieces[next(pieces.len())]);
+            }
+            for _ in 0..4 {
+                let len = next(WINDOW + 1);
+                let mut buf = Window::new();
+                let n = msg.len().min(WINDOW);
+                buf.bytes_mut()[..n].copy_from_slice(&msg[..n]);
+                let fast = scan(&buf, len);
+                let slow = byte_wise(&msg, len);
+                assert_eq!(
+                    fast,
+                    slow,
+                    "len {len}: {}",
+                    String::from_utf8_lossy(&msg[..len])
+                );
+                found[fast as usize] += 1;
+            }
+        }
+        // The generator reaches every outcome, so the comparison covers them all.
+        assert!(found.iter().all(|&n| n > 100), "{found:?}");
     }
 
     #[test]

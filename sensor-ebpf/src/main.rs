@@ -118,10 +118,9 @@ static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(6553
 /// BPF stack) and the scanner's initial state (see `scan`).
 #[repr(C)]
 struct Scratch {
-    buf: [u8; stratum::WINDOW],
-    init: stratum::Scanner,
-    /// Always 0; read volatile as the scan's start position (see `scan`).
-    zero: u64,
+    buf: stratum::Window,
+    /// The scan's state between `bpf_loop` steps (see `scan`).
+    scan: ScanState,
     key: FlowKey,
     suspect: SuspectKey,
     /// The walk over a DNS query's name (see `pool_dns`).
@@ -873,7 +872,7 @@ fn load_window(ctx: &XdpContext, payload: usize, plen: usize) -> Result<usize, (
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
     // SAFETY: map value pointer, valid for the program run.
     load_into(ctx, payload, plen, unsafe {
-        core::ptr::addr_of_mut!((*scratch).buf)
+        core::ptr::addr_of_mut!((*scratch).buf).cast::<[u8; stratum::WINDOW]>()
     })
 }
 
@@ -973,7 +972,7 @@ pub extern "C" fn pool_dns(n: u64) -> u64 {
         (*name).state = dns::RUNNING;
         let mut c = DnsCtx {
             name,
-            buf: core::ptr::addr_of!((*scratch).buf),
+            buf: core::ptr::addr_of!((*scratch).buf).cast(),
         };
         bpf_loop(
             stratum::WINDOW as u32,
@@ -1306,39 +1305,43 @@ fn emit(
     stat(Stat::EventsSent);
 }
 
-/// State of one `bpf_loop` scan: the scanner, the window it reads, where it is and what it found.
+/// State of one `bpf_loop` scan: the scanner, where it is and what it found. It lives in SCRATCH,
+/// not on the stack: the chain of calls down to the step fits the verifier's 512 bytes of stack,
+/// and the verifier tracks no values in map memory, so every step starts from unknown scalars and
+/// the callback is verified for all of them at once.
 #[repr(C)]
-struct ScanCtx {
+struct ScanState {
     scanner: stratum::Scanner,
-    buf: *const [u8; stratum::WINDOW],
     pos: u64,
     len: u64,
-    found: u8,
+    found: u64,
 }
 
-/// One step per call: a byte, or 8 bytes inside a long string. As a `bpf_loop` callback it is
-/// verified once, with the scanner's state in memory; an open-coded loop over the window made the
-/// verifier walk every combination of the scanner's flags at every byte and exceed its
-/// 1M-instruction budget.
+/// One step per call: a token, a run of a long string, or a byte where the byte-wise rules apply.
+/// As a `bpf_loop` callback it is verified once, with the scanner's state in memory; an
+/// open-coded loop over the window made the verifier walk every combination of the scanner's
+/// flags at every byte and exceed its 1M-instruction budget.
 #[inline(never)]
 extern "C" fn scan_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
-    // SAFETY: `ctx` is the `ScanCtx` handed to bpf_loop by `scan`.
-    let c = unsafe { &mut *(ctx as *mut ScanCtx) };
+    // SAFETY: `ctx` is the SCRATCH pointer `scan` handed to bpf_loop; the value stays valid for
+    // the program run and only this CPU uses it.
+    let scratch = unsafe { *(ctx as *const *mut Scratch) };
+    let (c, buf) = unsafe { (&mut (*scratch).scan, &(*scratch).buf) };
     if c.pos >= c.len {
         return 1;
     }
-    // SAFETY: `buf` points at the WINDOW-byte SCRATCH value; `feed_with` masks positions into it.
-    let buf = unsafe { &*c.buf };
     // One step per call: two unrolled steps made the verifier walk past its 1M-instruction limit
     // (each step's branches multiply the states of the next).
-    let (advance, d) =
-        c.scanner
-            .feed_with(buf, c.pos as usize, c.len as usize, |packed, hash, len| {
-                token_end(packed, hash as u64, len as u64)
-            });
+    let (advance, d) = c.scanner.feed_with(
+        buf,
+        c.pos as usize,
+        c.len as usize,
+        |packed, hash, len| token_end(packed, hash as u64, len as u64),
+        |pos, len| long_run(pos as u64, len as u64),
+    );
     c.pos += advance as u64;
     if d != 0 {
-        c.found = d;
+        c.found = d as u64;
         return 1;
     }
     0
@@ -1353,43 +1356,42 @@ pub extern "C" fn token_end(packed: u64, hash: u64, len: u64) -> u64 {
     stratum::token_end(packed, hash as u32, len as u32)
 }
 
+/// The walk through a long string (`stratum::long_run`) as a BPF global function: its loop over
+/// several words, inlined into the callback, multiplied the verifier's paths past its limit.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn long_run(pos: u64, len: u64) -> u64 {
+    match SCRATCH.get_ptr(0) {
+        // SAFETY: map value pointer, valid for the program run; `long_run` masks its positions.
+        Some(scratch) => stratum::long_run(unsafe { &(*scratch).buf }, pos as usize, len as usize),
+        None => 0,
+    }
+}
+
 #[inline(always)]
 fn scan(scratch: *mut Scratch, n: usize) -> u8 {
-    // The initial state and position go through map memory (volatile, so LLVM cannot forward the
-    // constants): the verifier then sees unknown scalars on the callback's first visit, and every
-    // later state, whatever the step stored, is subsumed by it. Seeded with known constants, each
-    // iteration looked new to the verifier (the position, used to index the window, was tracked
-    // exactly: 0, 1, ... 8193) and the program was rejected.
-    // SAFETY: map value pointer, valid for the program run.
-    let (scanner, pos) = unsafe {
-        let init = core::ptr::addr_of_mut!((*scratch).init);
-        core::ptr::write_volatile(init, stratum::Scanner::new());
-        let zero = core::ptr::addr_of_mut!((*scratch).zero);
-        core::ptr::write_volatile(zero, 0);
-        (
-            core::ptr::read_volatile(init),
-            core::ptr::read_volatile(zero),
-        )
-    };
-    let mut c = ScanCtx {
-        scanner,
-        // SAFETY: as above.
-        buf: unsafe { core::ptr::addr_of!((*scratch).buf) },
-        pos,
-        len: n as u64,
-        found: 0,
-    };
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    unsafe {
+        let c = &mut (*scratch).scan;
+        c.scanner = stratum::Scanner::new();
+        c.pos = 0;
+        c.len = n as u64;
+        c.found = 0;
+    }
+    let mut ctx = scratch;
     // SAFETY: callback and context as bpf_loop requires; n <= WINDOW.
     unsafe {
         bpf_loop(
             n as u32,
             scan_step as *mut core::ffi::c_void,
-            (&mut c as *mut ScanCtx).cast(),
+            (&mut ctx as *mut *mut Scratch).cast(),
             0,
         )
     };
+    // SAFETY: as above; the steps wrote through the same pointer.
+    let c = unsafe { &(*scratch).scan };
     if c.found != 0 {
-        c.found
+        c.found as u8
     } else {
         c.scanner.finish()
     }
