@@ -548,6 +548,14 @@ impl Scanner {
             self.after_method = 0;
             return 0;
         }
+        if MARKER_SLOTS[slot(self.hash)] == 0 {
+            // No marker hashes to this slot: what `token_end` would decide for a string that is
+            // no marker, without the call. Most strings of a message (`"jsonrpc"`, `"params"`,
+            // values) end here.
+            self.after_method =
+                (self.after_method == 0 && self.hash == METHOD_HASH && self.token_len == 6) as u8;
+            return 0;
+        }
         let packed = end(self.pack(), self.hash, self.token_len);
         self.methods = (packed & MASK24) as u32;
         self.words = ((packed >> 24) & MASK24) as u32;

@@ -712,7 +712,13 @@ fn spawn_events(
     })
 }
 
-/// Hands every record of a kernel ring buffer to `record` as it arrives, in a task of its own.
+/// How often a ring buffer is read whether or not the kernel woke the reader: the program sends
+/// no wake-up while a ring is less than a quarter full (each costs an interrupt; see `wakeup` in
+/// the kernel crate), so this bounds how late an event or a deep-inspection copy is read.
+pub const RING_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Hands every record of a kernel ring buffer to `record`, in a task of its own: when the kernel
+/// wakes the reader, and every `RING_POLL`.
 fn spawn_ring_reader(
     ring: aya::maps::RingBuf<aya::maps::MapData>,
     what: &str,
@@ -723,15 +729,27 @@ fn spawn_ring_reader(
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(|e| anyhow::anyhow!("watching the {what} ring buffer: {}", e.into_parts().1))?;
     tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RING_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let Ok(mut guard) = fd.readable_mut().await else {
-                return;
-            };
-            let ring = guard.get_inner_mut();
-            while let Some(item) = ring.next() {
-                record(&item);
+            tokio::select! {
+                ready = fd.readable_mut() => {
+                    let Ok(mut guard) = ready else {
+                        return;
+                    };
+                    let ring = guard.get_inner_mut();
+                    while let Some(item) = ring.next() {
+                        record(&item);
+                    }
+                    guard.clear_ready();
+                }
+                _ = tick.tick() => {
+                    let ring = fd.get_mut();
+                    while let Some(item) = ring.next() {
+                        record(&item);
+                    }
+                }
             }
-            guard.clear_ready();
         }
     });
     Ok(())

@@ -581,7 +581,8 @@ impl Drainer {
     }
 }
 
-/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
+/// CLOCK_MONOTONIC in nanoseconds: the clock of the kernel program's times, which it reads with
+/// `bpf_ktime_get_coarse_ns` (the same clock at a tick's resolution).
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
