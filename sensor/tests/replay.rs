@@ -70,7 +70,11 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn replay(args: &[&str], files: &[&Path]) -> (std::process::Output, Value) {
-    let dir = tmp("out");
+    // One directory per call: the tests run in parallel, and a shared one let one test read
+    // (or delete) another's report.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = tmp(&format!("out-{n}"));
     let json = dir.join("report.json");
     let out = Command::new(env!("CARGO_BIN_EXE_mining-sensor"))
         .arg("replay")
