@@ -449,7 +449,7 @@ impl Scanner {
         }
         let mut used = 0;
         if self.in_str == 0 {
-            let w = buf.load8(p, len.saturating_sub(pos));
+            let w = buf.load8(p);
             // Line ends and the other control bytes (a tab is rare enough) take the byte-wise step.
             let stop = first_of(w, b'"') | below_blank(w);
             let k = if stop == 0 { 8 } else { first_byte(stop) };
@@ -500,7 +500,7 @@ impl Scanner {
             return (used, 0);
         }
         let q = (pos + used) & (WINDOW - 1);
-        let w = buf.load8(q, len.saturating_sub(pos + used));
+        let w = buf.load8(q);
         let stop = first_of(w, b'"') | first_of(w, b'\\') | below_blank(w);
         let k = if stop == 0 { 8 } else { first_byte(stop) };
         // A token longer than any marker only has to be walked; a shorter one is hashed chunk by
@@ -652,7 +652,7 @@ pub fn long_run(buf: &Window, pos: usize, len: usize) -> u64 {
         if at >= len {
             break;
         }
-        let w = buf.load8(at & (WINDOW - 1), len - at);
+        let w = buf.load8(at & (WINDOW - 1));
         let stop = first_of(w, b'"') | first_of(w, b'\\') | below_blank(w);
         if stop != 0 {
             let k = first_byte(stop);
@@ -712,23 +712,31 @@ impl Window {
         (u64::from_le(self.words[p >> 3]) >> (8 * (p & 7))) as u8
     }
 
-    /// The 8 bytes from `p` (< WINDOW) as a little-endian word; those at or past `avail` read as
-    /// blanks, which neither end a token nor change the scanner's decisions.
+    /// Makes the 8 bytes from `len` (≤ WINDOW) blanks, which neither end a token nor change any
+    /// decision: the scanner reads 8 bytes at a time and may read past the payload's end, into
+    /// whatever an earlier packet left there. [`scan`] and the XDP program's scan call it first.
     #[inline(always)]
-    fn load8(&self, p: usize, avail: usize) -> u64 {
+    pub fn seal(&mut self, len: usize) {
+        let len = if len > WINDOW { WINDOW } else { len };
+        let bytes = self.bytes_mut();
+        let mut i = 0;
+        while i < 8 {
+            bytes[len + i] = b' ';
+            i += 1;
+        }
+    }
+
+    /// The 8 bytes from `p` (< WINDOW) as a little-endian word (past the payload: the blanks of
+    /// [`Window::seal`]).
+    #[inline(always)]
+    fn load8(&self, p: usize) -> u64 {
         let p = p & (WINDOW - 1);
         let i = p >> 3;
         let o = 8 * (p & 7) as u32;
         let lo = u64::from_le(self.words[i]);
         let hi = u64::from_le(self.words[i + 1]);
         // `(hi << 1) << (63 - o)` is `hi << (64 - o)`, and 0 when o is 0.
-        let w = (lo >> o) | ((hi << 1) << (63 - o));
-        if avail < 8 {
-            let keep = low_bytes(avail);
-            (w & keep) | (BLANKS & !keep)
-        } else {
-            w
-        }
+        (lo >> o) | ((hi << 1) << (63 - o))
     }
 }
 
@@ -780,7 +788,9 @@ pub fn token_end(packed: u64, hash: u32, len: u32) -> u64 {
 /// Scans the first `len` bytes of `buf` (a TCP payload) for a Stratum message and returns its
 /// dialect as `dialect + 1`, or 0 when there is none. Several messages in one segment are each
 /// checked; the first that matches decides.
-pub fn scan(buf: &Window, len: usize) -> u8 {
+pub fn scan(buf: &mut Window, len: usize) -> u8 {
+    buf.seal(len);
+    let buf = &*buf;
     let mut s = Scanner::new();
     let mut pos = 0;
     while pos < WINDOW && pos < len {
@@ -798,7 +808,7 @@ pub fn scan_slice(payload: &[u8]) -> Option<Dialect> {
     let mut buf = Window::new();
     let n = payload.len().min(WINDOW);
     buf.bytes_mut()[..n].copy_from_slice(&payload[..n]);
-    match scan(&buf, n) {
+    match scan(&mut buf, n) {
         0 => None,
         d => Dialect::from_index(d - 1),
     }
@@ -1076,7 +1086,7 @@ mod tests {
                 let mut buf = Window::new();
                 let n = msg.len().min(WINDOW);
                 buf.bytes_mut()[..n].copy_from_slice(&msg[..n]);
-                let fast = scan(&buf, len);
+                let fast = scan(&mut buf, len);
                 let slow = byte_wise(&msg, len);
                 assert_eq!(
                     fast,

@@ -1347,26 +1347,36 @@ extern "C" fn scan_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     // SAFETY: `ctx` is the SCRATCH pointer `scan` handed to bpf_loop; the value stays valid for
     // the program run and only this CPU uses it.
     let scratch = unsafe { *(ctx as *const *mut Scratch) };
-    let (c, buf) = unsafe { (&mut (*scratch).scan, &(*scratch).buf) };
-    if c.pos >= c.len {
-        return 1;
-    }
-    // One step per call: two unrolled steps made the verifier walk past its 1M-instruction limit
-    // (each step's branches multiply the states of the next).
-    let (advance, d) = c.scanner.feed_with(
-        buf,
-        c.pos as usize,
-        c.len as usize,
-        |packed, hash, len| token_end(packed, hash as u64, len as u64),
-        |pos, len| long_run(pos as u64, len as u64),
-    );
-    c.pos += advance as u64;
-    if d != 0 {
-        c.found = d as u64;
-        return 1;
+    let mut i = 0;
+    while i < STEPS_PER_CALL {
+        // SAFETY: as above. Re-read through a volatile pointer each step, so that no value of
+        // one step reaches the next in a register (the verifier would track it exactly, and
+        // every step's branches would multiply the next one's paths).
+        let scratch = unsafe { core::ptr::read_volatile(&scratch) };
+        let (c, buf) = unsafe { (&mut (*scratch).scan, &(*scratch).buf) };
+        if c.pos >= c.len {
+            return 1;
+        }
+        let (advance, d) = c.scanner.feed_with(
+            buf,
+            c.pos as usize,
+            c.len as usize,
+            |packed, hash, len| token_end(packed, hash as u64, len as u64),
+            |pos, len| long_run(pos as u64, len as u64),
+        );
+        c.pos += advance as u64;
+        if d != 0 {
+            c.found = d as u64;
+            return 1;
+        }
+        i += 1;
     }
     0
 }
+
+/// Scanner steps per `bpf_loop` call: each call and return costs more than a step's own work on
+/// CPUs whose returns go through a mitigation thunk.
+const STEPS_PER_CALL: usize = 4;
 
 /// The scanner's decision at a closing quote, as a BPF global function: the marker lookup and the
 /// rules branch many ways, and inlined into the `bpf_loop` callback those branches multiplied the
@@ -1393,6 +1403,7 @@ pub extern "C" fn long_run(pos: u64, len: u64) -> u64 {
 fn scan(scratch: *mut Scratch, n: usize) -> u8 {
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
     unsafe {
+        (*scratch).buf.seal(n);
         let c = &mut (*scratch).scan;
         c.scanner = stratum::Scanner::new();
         c.pos = 0;
