@@ -747,10 +747,15 @@ struct Queued {
     wire_len: usize,
 }
 
-/// One BPF_PROG_TEST_RUN's packets and its input.
+/// One BPF_PROG_TEST_RUN's packets. The worker lays them out and, once they ran, drops them: the
+/// dispatching thread, which every packet passes through, neither copies nor frees frames.
 struct Batch {
     packets: Vec<Queued>,
-    input: Vec<u8>,
+    /// How many packets, and the first one's file and number, for messages (`packets` comes
+    /// back empty).
+    n: u32,
+    file: usize,
+    packet: u64,
 }
 
 /// Batches handed to a worker at once: one hand-over (a thread wake-up) per `JOB_PACKETS`
@@ -844,17 +849,33 @@ fn layout(packets: &[Queued], out: &mut Vec<u8>) {
 /// packets run in capture order (the flow's first packet decides its dialect and direction, and
 /// deep inspection reads a flow's messages in order). Frames without a transport flow go to 0.
 fn flow_worker(frame: &[u8], workers: usize) -> usize {
-    use std::hash::{Hash as _, Hasher as _};
     if workers <= 1 {
         return 0;
     }
     let Some(t) = crate::frame::transport(frame) else {
         return 0;
     };
-    let (a, b) = ((t.src, t.sport), (t.dst, t.dport));
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (a.min(b), a.max(b), t.proto).hash(&mut h);
-    (h.finish() % workers as u64) as usize
+    let wide = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V4(a) => u32::from(a) as u128,
+        std::net::IpAddr::V6(a) => u128::from(a),
+    };
+    let (a, b) = ((wide(t.src), t.sport), (wide(t.dst), t.dport));
+    let (lo, hi) = (a.min(b), a.max(b));
+    // A multiply-xorshift mix: the shard only spreads load (a capture is the analyst's own
+    // input), and SipHash was a visible share of the dispatching thread's time.
+    let mut h = t.proto as u64;
+    for w in [
+        lo.0 as u64,
+        (lo.0 >> 64) as u64,
+        lo.1 as u64,
+        hi.0 as u64,
+        (hi.0 >> 64) as u64,
+        hi.1 as u64,
+    ] {
+        h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^= h >> 29;
+    }
+    (h % workers as u64) as usize
 }
 
 /// The CPUs replay may use (its affinity mask): one worker each.
@@ -903,7 +924,6 @@ struct Dispatch {
     inflight: usize,
     max_inflight: usize,
     max_input: usize,
-    spare_inputs: Vec<Vec<u8>>,
     spare_lists: Vec<Vec<Queued>>,
     names: Vec<String>,
 }
@@ -925,14 +945,17 @@ impl Dispatch {
             let done_tx = done_tx.clone();
             scope.spawn(move || {
                 let pinned = pin_to(cpu);
-                for job in rx {
+                let mut input = Vec::new();
+                for mut job in rx {
                     let mut codes = Vec::with_capacity(job.batches.len());
                     let mut error = None;
-                    for batch in &job.batches {
+                    for batch in &mut job.batches {
+                        layout(&batch.packets, &mut input);
                         let result = match &pinned {
-                            Ok(()) => runner.run_batch(&batch.input),
+                            Ok(()) => runner.run_batch(&input),
                             Err(e) => Err(anyhow!("cannot pin a replay worker to CPU {cpu}: {e}")),
                         };
+                        batch.packets.clear();
                         match result {
                             Ok(code) => codes.push(code),
                             Err(e) => {
@@ -962,7 +985,6 @@ impl Dispatch {
             inflight: 0,
             max_inflight,
             max_input,
-            spare_inputs: Vec::new(),
             spare_lists: Vec::new(),
             names,
         })
@@ -993,10 +1015,14 @@ impl Dispatch {
         let fresh = self.spare_lists.pop().unwrap_or_default();
         let packets = std::mem::replace(&mut self.pending[w], fresh);
         self.pending_bytes[w] = 0;
-        let mut input = self.spare_inputs.pop().unwrap_or_default();
-        layout(&packets, &mut input);
         self.open[w].packets += packets.len();
-        self.open[w].batches.push(Batch { packets, input });
+        let (file, packet) = (packets[0].file, packets[0].packet);
+        self.open[w].batches.push(Batch {
+            n: packets.len() as u32,
+            packets,
+            file,
+            packet,
+        });
         if self.open[w].packets >= JOB_PACKETS {
             self.send(w, after)?;
         }
@@ -1041,12 +1067,11 @@ impl Dispatch {
     fn check(&mut self, done: Done, after: &mut impl FnMut() -> Result<()>) -> Result<()> {
         let Done { job, codes, error } = done;
         for (i, batch) in job.batches.into_iter().enumerate() {
-            let n = batch.packets.len() as u32;
-            let first = &batch.packets[0];
+            let n = batch.n;
             let at = || {
                 format!(
                     "{}: packet {} (in a batch of {n})",
-                    self.names[first.file], first.packet
+                    self.names[batch.file], batch.packet
                 )
             };
             let Some(&code) = codes.get(i) else {
@@ -1072,7 +1097,6 @@ impl Dispatch {
             let mut packets = batch.packets;
             packets.clear();
             self.spare_lists.push(packets);
-            self.spare_inputs.push(batch.input);
         }
         after()
     }
