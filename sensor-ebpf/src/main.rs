@@ -419,6 +419,13 @@ pub fn bench_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// The benchmarks' traffic generator: run with BPF_F_TEST_XDP_LIVE_FRAMES on one end of a veth
+/// pair, it transmits each frame to the other end as an XDP frame. Never attached.
+#[xdp]
+pub fn bench_tx(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_TX
+}
+
 #[inline(always)]
 fn stat(s: Stat) {
     if let Some(p) = STATS.get_ptr_mut(s as u32) {

@@ -31,6 +31,7 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 const PROGRAM: &str = "sensor";
 /// The benchmarks' trivial XDP_PASS program, in the same object.
 const BASELINE: &str = "bench_pass";
+const GENERATOR: &str = "bench_tx";
 
 /// How a program ended up attached to an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -403,6 +404,32 @@ impl Kernel {
 
     pub fn detach_baseline(&mut self, link: XdpLinkId) -> Result<()> {
         self.baseline()?.detach(link)?;
+        Ok(())
+    }
+
+    /// Sends `frame` `count` times out of the interface `ifindex` (in the calling thread's
+    /// network namespace) as XDP frames, through the object's `bench_tx` program run with
+    /// BPF_F_TEST_XDP_LIVE_FRAMES (benchmarks only: a generator that bypasses the socket layer).
+    pub fn transmit_live(&mut self, frame: &[u8], count: u32, ifindex: u32) -> Result<()> {
+        let p: &mut Xdp = self
+            .ebpf
+            .program_mut(GENERATOR)
+            .ok_or_else(|| anyhow!("program {GENERATOR} missing"))?
+            .try_into()?;
+        if p.fd().is_err() {
+            p.load()?;
+        }
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index.
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+        p.test_run(TestRunOptions {
+            data_in: Some(frame),
+            ctx_in: Some(&ctx),
+            repeat: count,
+            attrs: aya::programs::TestRunAttrs::new().xdp_live_frames(64),
+            ..TestRunOptions::new()
+        })?;
         Ok(())
     }
 
