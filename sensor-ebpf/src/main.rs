@@ -1345,10 +1345,10 @@ struct ScanState {
     found: u64,
 }
 
-/// One step per call: a token, a run of a long string, or a byte where the byte-wise rules apply.
-/// As a `bpf_loop` callback it is verified once, with the scanner's state in memory; an
-/// open-coded loop over the window made the verifier walk every combination of the scanner's
-/// flags at every byte and exceed its 1M-instruction budget.
+/// Up to `STEPS_PER_CALL` scanner steps per call, each a token, a run of a long string, or a byte
+/// where the byte-wise rules apply. As a `bpf_loop` callback it is verified once, with the
+/// scanner's state in memory; an open-coded loop over the window made the verifier walk every
+/// combination of the scanner's flags at every byte and exceed its 1M-instruction budget.
 #[inline(never)]
 extern "C" fn scan_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     // SAFETY: `ctx` is the SCRATCH pointer `scan` handed to bpf_loop; the value stays valid for
