@@ -411,14 +411,7 @@ impl Kernel {
     /// network namespace) as XDP frames, through the object's `bench_tx` program run with
     /// BPF_F_TEST_XDP_LIVE_FRAMES (benchmarks only: a generator that bypasses the socket layer).
     pub fn transmit_live(&mut self, frame: &[u8], count: u32, ifindex: u32) -> Result<()> {
-        let p: &mut Xdp = self
-            .ebpf
-            .program_mut(GENERATOR)
-            .ok_or_else(|| anyhow!("program {GENERATOR} missing"))?
-            .try_into()?;
-        if p.fd().is_err() {
-            p.load()?;
-        }
+        let p = self.bench_program(GENERATOR)?;
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index.
         let mut ctx = [0u8; 24];
         ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
@@ -435,10 +428,15 @@ impl Kernel {
 
     /// The object's trivial `bench_pass` program, loaded on first use.
     fn baseline(&mut self) -> Result<&mut Xdp> {
+        self.bench_program(BASELINE)
+    }
+
+    /// One of the object's benchmark programs (`bench_pass`, `bench_tx`), loaded on first use.
+    fn bench_program(&mut self, name: &str) -> Result<&mut Xdp> {
         let p: &mut Xdp = self
             .ebpf
-            .program_mut(BASELINE)
-            .ok_or_else(|| anyhow!("program {BASELINE} missing"))?
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("program {name} missing"))?
             .try_into()?;
         if p.fd().is_err() {
             p.load()?;
