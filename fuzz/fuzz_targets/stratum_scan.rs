@@ -3,20 +3,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sensor_common::stratum::{Scanner, WINDOW, scan_slice};
+use sensor_common::stratum::{scan_byte_wise, scan_slice};
 
 fuzz_target!(|data: &[u8]| {
     let fast = scan_slice(data);
-    let mut s = Scanner::new();
-    let mut slow = 0;
-    for &b in data.iter().take(WINDOW) {
-        slow = s.step(b);
-        if slow != 0 {
-            break;
-        }
-    }
-    if slow == 0 {
-        slow = s.finish();
-    }
+    let slow = scan_byte_wise(data, data.len());
     assert_eq!(fast.map(|d| d as u8 + 1).unwrap_or(0), slow);
 });

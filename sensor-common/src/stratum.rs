@@ -501,19 +501,17 @@ impl Scanner {
         }
         let q = (pos + used) & (WINDOW - 1);
         let w = buf.load8(q);
-        let stop = first_of(w, b'"') | first_of(w, b'\\') | below_blank(w);
+        let stop = string_stop(w);
         let k = if stop == 0 { 8 } else { first_byte(stop) };
-        // A token longer than any marker only has to be walked; a shorter one is hashed chunk by
-        // chunk from its first byte, so it takes at most the rest of its current chunk.
-        let room = 8 - (self.token_len & 7) as usize;
-        let long = self.token_len > MAX_MARKER_LEN;
-        let m = if long || k < room { k } else { room };
+        // Here the string is no longer than a marker (a longer one went to `run` above): it is
+        // hashed chunk by chunk from its first byte, so a step takes at most the rest of its
+        // current chunk.
+        let done = (self.token_len & 7) as usize;
+        let m = if k < 8 - done { k } else { 8 - done };
         if m > 0 {
-            if !long {
-                self.pending |= (w & low_bytes(m)) << (8 * (self.token_len & 7));
-            }
+            self.pending |= (w & low_bytes(m)) << (8 * done);
             self.token_len += m as u32;
-            if !long && self.token_len & 7 == 0 {
+            if self.token_len & 7 == 0 {
                 self.hash = fold(self.hash, self.pending);
                 self.pending = 0;
             }
@@ -624,6 +622,13 @@ const fn below_blank(w: u64) -> u64 {
     w.wrapping_sub(BLANKS) & !w & HIGHS
 }
 
+/// Flags the bytes of `w` that end a string or need the byte-wise step inside one: quotes,
+/// backslashes, control bytes. As for [`first_of`], only the lowest flag is sure.
+#[inline(always)]
+const fn string_stop(w: u64) -> u64 {
+    first_of(w, b'"') | first_of(w, b'\\') | below_blank(w)
+}
+
 /// A mask of the low `n` bytes (0 ≤ n ≤ 8), without a shift by 64.
 #[inline(always)]
 const fn low_bytes(n: usize) -> u64 {
@@ -653,7 +658,7 @@ pub fn long_run(buf: &Window, pos: usize, len: usize) -> u64 {
             break;
         }
         let w = buf.load8(at & (WINDOW - 1));
-        let stop = first_of(w, b'"') | first_of(w, b'\\') | below_blank(w);
+        let stop = string_stop(w);
         if stop != 0 {
             let k = first_byte(stop);
             if k > 0 {
@@ -799,6 +804,19 @@ pub fn scan(buf: &mut Window, len: usize) -> u8 {
             return d;
         }
         pos += advance;
+    }
+    s.finish()
+}
+
+/// The reference the fast scan is held to: [`Scanner::step`] on each of the first `len` bytes of
+/// `payload` (at most [`WINDOW`]), then [`Scanner::finish`]. For tests and the fuzz target.
+pub fn scan_byte_wise(payload: &[u8], len: usize) -> u8 {
+    let mut s = Scanner::new();
+    for &b in payload.iter().take(len.min(WINDOW)) {
+        let d = s.step(b);
+        if d != 0 {
+            return d;
+        }
     }
     s.finish()
 }
@@ -1006,18 +1024,6 @@ mod tests {
         assert_eq!(eq_bytes(u64::from_le_bytes(*b" !!!!!!!"), b' '), 0x80);
     }
 
-    /// The byte-wise reference: [`Scanner::step`] on every byte of the first `len`.
-    fn byte_wise(data: &[u8], len: usize) -> u8 {
-        let mut s = Scanner::new();
-        for &b in data.iter().take(len.min(WINDOW)) {
-            let d = s.step(b);
-            if d != 0 {
-                return d;
-            }
-        }
-        s.finish()
-    }
-
     #[test]
     fn fast_and_byte_wise_scans_agree() {
         // Messages assembled from the pieces that steer the scanner (markers, "method", blanks,
@@ -1087,7 +1093,7 @@ mod tests {
                 let n = msg.len().min(WINDOW);
                 buf.bytes_mut()[..n].copy_from_slice(&msg[..n]);
                 let fast = scan(&mut buf, len);
-                let slow = byte_wise(&msg, len);
+                let slow = scan_byte_wise(&msg, len);
                 assert_eq!(
                     fast,
                     slow,
