@@ -117,8 +117,8 @@ static IFINDEX_SLOTS_HIGH: HashMap<u32, u32> = HashMap::with_max_entries(MAX_IFA
 #[map]
 static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(65536, 0);
 
-/// Per-CPU working memory of the scanner: the payload window it reads (too large for the 512-byte
-/// BPF stack) and the scanner's initial state (see `scan`).
+/// Per-CPU working memory: the payload window the scanner reads (too large for the 512-byte BPF
+/// stack), the scan's state between its steps (see `scan`), and the other walks' state.
 #[repr(C)]
 struct Scratch {
     buf: stratum::Window,

@@ -6,9 +6,9 @@
 //! - `*_ns`: nanoseconds per packet of the real program with the embedded default configuration
 //!   (range `kp`), through BPF_PROG_TEST_RUN with `repeat`, the kernel's own per-run average;
 //!   `xdp_pass_baseline_ns` is the object's trivial `bench_pass` program over the same packet;
+//! - `*_1m_ns`: the same with 1,000,000 watched IPv4 prefixes loaded besides `kp`;
 //! - `stratum_login_new_flow_ns`: the login as the first packet of its flow, one run per sample
 //!   (see `per_packet_first`), and its `_baseline_ns` run the same way;
-//! - `*_1m_ns`: the same with 1,000,000 watched IPv4 prefixes loaded besides `kp`;
 //! - `veth_throughput_ratio`: packets per second received on a veth with the sensor attached in
 //!   native mode, over the same without any program (`veth_pps_with_xdp_pass`: with the trivial
 //!   program); the traffic comes from a generator in a second namespace, the object's `bench_tx`
@@ -75,6 +75,9 @@ fn login() -> Vec<u8> {
 
 /// An XMRig share.
 const SUBMIT: &[u8] = b"{\"id\":2,\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{\"id\":\"7d\",\"job_id\":\"1\",\"nonce\":\"b8000000\",\"result\":\"abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789\"}}\n";
+
+/// A pool's job push.
+const JOB: &[u8] = b"{\"jsonrpc\":\"2.0\",\"method\":\"job\",\"params\":{\"blob\":\"0e0e9bb1a7f2c8e1d4b3a6978877665544332211000000000000000000000000000000000000000000\",\"job_id\":\"44\",\"target\":\"f3220000\",\"algo\":\"rx/0\",\"height\":1000000}}\n";
 
 /// A TLS application-data record: what most TCP payload on a transit link looks like.
 fn tls_record() -> Vec<u8> {
@@ -415,18 +418,16 @@ fn capture(path: &std::path::Path, n: usize) {
     let f = std::fs::File::create(path).unwrap();
     let (m, p) = (kp(77), Ipv4Addr::new(198, 51, 100, 5));
     let t0 = Duration::from_secs(1_559_347_200);
-    let submit = SUBMIT;
     let ok = b"{\"id\":2,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"status\":\"OK\"}}\n";
-    let job = b"{\"jsonrpc\":\"2.0\",\"method\":\"job\",\"params\":{\"blob\":\"0e0e9bb1a7f2c8e1d4b3a6978877665544332211000000000000000000000000000000000000000000\",\"job_id\":\"44\",\"target\":\"f3220000\",\"algo\":\"rx/0\",\"height\":1000000}}\n";
     let mut frames = vec![
         Packet::tcp4(m, p, 50000, 3333, &login()).build(),
         Packet::tcp4(p, m, 3333, 50000, b"").build(),
     ];
     let cycle = [
-        Packet::tcp4(m, p, 50000, 3333, submit).build(),
+        Packet::tcp4(m, p, 50000, 3333, SUBMIT).build(),
         Packet::tcp4(p, m, 3333, 50000, ok).build(),
         Packet::tcp4(m, p, 50000, 3333, b"").build(),
-        Packet::tcp4(p, m, 3333, 50000, job).build(),
+        Packet::tcp4(p, m, 3333, 50000, JOB).build(),
         Packet::tcp4(m, p, 50000, 3333, b"").build(),
     ];
     while frames.len() < n {
@@ -456,8 +457,6 @@ fn wall(cmd: &mut Command) -> f64 {
 /// traffic (submits and job pushes) of 100 miners in `kp`. Drawn from a fixed xorshift sequence.
 fn transit_capture(path: &std::path::Path, n: usize) {
     let f = std::fs::File::create(path).unwrap();
-    let submit = SUBMIT;
-    let job = b"{\"jsonrpc\":\"2.0\",\"method\":\"job\",\"params\":{\"blob\":\"0e0e9bb1a7f2c8e1d4b3a6978877665544332211000000000000000000000000000000000000000000\",\"job_id\":\"44\",\"target\":\"f3220000\",\"algo\":\"rx/0\",\"height\":1000000}}\n";
     let tls: Vec<u8> = [&[0x17u8, 3, 3, 0x05, 0x75][..], &[0xaa; 1395][..]].concat();
     let pool = Ipv4Addr::new(203, 0, 113, 7);
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -485,9 +484,9 @@ fn transit_capture(path: &std::path::Path, n: usize) {
             _ => {
                 let (miner, mport) = (kp(c % 100), 40_000 + (c % 100) as u16);
                 if next() % 2 == 0 {
-                    Packet::tcp4(miner, pool, mport, 3333, submit).build()
+                    Packet::tcp4(miner, pool, mport, 3333, SUBMIT).build()
                 } else {
-                    Packet::tcp4(pool, miner, 3333, mport, job).build()
+                    Packet::tcp4(pool, miner, 3333, mport, JOB).build()
                 }
             }
         };

@@ -732,23 +732,20 @@ fn spawn_ring_reader(
         let mut tick = tokio::time::interval(RING_POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let mut drain = |ring: &mut aya::maps::RingBuf<aya::maps::MapData>| {
+                while let Some(item) = ring.next() {
+                    record(&item);
+                }
+            };
             tokio::select! {
                 ready = fd.readable_mut() => {
                     let Ok(mut guard) = ready else {
                         return;
                     };
-                    let ring = guard.get_inner_mut();
-                    while let Some(item) = ring.next() {
-                        record(&item);
-                    }
+                    drain(guard.get_inner_mut());
                     guard.clear_ready();
                 }
-                _ = tick.tick() => {
-                    let ring = fd.get_mut();
-                    while let Some(item) = ring.next() {
-                        record(&item);
-                    }
-                }
+                _ = tick.tick() => drain(fd.get_mut()),
             }
         }
     });

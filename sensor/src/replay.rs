@@ -1094,9 +1094,8 @@ impl Dispatch {
                     at()
                 );
             }
-            let mut packets = batch.packets;
-            packets.clear();
-            self.spare_lists.push(packets);
+            // Emptied by the worker once the batch ran.
+            self.spare_lists.push(batch.packets);
         }
         after()
     }
