@@ -152,7 +152,9 @@ impl ParseEvent {
 
 /// Key of the LRU flow table: the unordered pair of endpoints (lower endpoint first), protocol and
 /// ports, so both directions of a connection are one flow. IPv4 addresses use the first 4 bytes.
-#[repr(C)]
+/// Aligned to 8 (its size already was a multiple of 8, so no layout changes): the XDP program then
+/// writes an address as two 8-byte words, not eight 2-byte ones.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub addr_lo: [u8; 16],
@@ -400,6 +402,8 @@ mod tests {
     #[test]
     fn flow_layout_has_no_implicit_padding() {
         assert_eq!(core::mem::size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 1 + 1 + 2);
+        assert_eq!(core::mem::size_of::<SuspectKey>(), 40 + 1 + 7);
+        assert_eq!(core::mem::offset_of!(Event, key), 8);
         assert_eq!(core::mem::size_of::<FlowState>(), 8 * 3 + 4 + 1 + 1 + 2);
         assert_eq!(core::mem::size_of::<Sample>(), 8 + 4 * 4 + SAMPLE_BYTES);
         assert_eq!(core::mem::size_of::<Event>(), 8 + 40 + 8 + 8 + 4 + 4);

@@ -327,8 +327,13 @@ fn replay_enter(ctx: &XdpContext) -> Result<(), u32> {
         if p + hsize > ctx.data_end() {
             return Err(REPLAY_BAD_HEADER);
         }
-        // SAFETY: bounds checked above; packet memory need not be aligned.
-        unsafe { h.write(core::ptr::read_unaligned(p as *const ReplayHeader)) };
+        // The helper copies the header at once; an unaligned read of packet memory became a
+        // byte-at-a-time `memmove` loop, a few hundred instructions for every replayed packet.
+        // SAFETY: `h` points at a header's worth of writable map memory; offset 0 and the size
+        // are within the frame (checked above).
+        if unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, h.cast(), hsize as u32) } != 0 {
+            return Err(REPLAY_BAD_HEADER);
+        }
         // SAFETY: as above.
         let (len, index) = unsafe { ((*h).len, (*h).index) };
         // SAFETY: helpers on the program's own context.
@@ -1058,7 +1063,7 @@ fn suspect(
     let src_is_lo = fill_flow_key(&mut sk.flow, ip, sport, dport);
     sk.flow.proto = proto;
     sk.reason = reason as u8;
-    sk._pad = [0; 7];
+    zero(&mut sk._pad);
     let origin = ingress(ctx) as u64 | (src_is_lo as u64) << 32 | (data as u64) << ORIGIN_DATA;
     suspect_new(src_ranges, dst_ranges, origin) & CANDIDATE != 0
 }
@@ -1412,7 +1417,8 @@ fn scan(scratch: *mut Scratch, n: usize) -> u8 {
     unsafe {
         (*scratch).buf.seal(n);
         let c = &mut (*scratch).scan;
-        c.scanner = stratum::Scanner::new();
+        // Volatile: a plain assignment became calls to a byte-at-a-time `memset` (see `zero`).
+        core::ptr::write_volatile(&mut c.scanner, stratum::Scanner::new());
         c.pos = 0;
         c.len = n as u64;
         c.found = 0;
@@ -1458,7 +1464,7 @@ fn fill_flow_key(key: &mut FlowKey, ip: &Ip, sport: u16, dport: u16) -> bool {
     key.proto = IPPROTO_TCP;
     key.family = ip.family;
     key._pad = [0; 2];
-    let src_is_lo = (ip.src, sport) <= (ip.dst, dport);
+    let src_is_lo = (be_words(&ip.src), sport) <= (be_words(&ip.dst), dport);
     if src_is_lo {
         key.addr_lo = ip.src;
         key.addr_hi = ip.dst;
@@ -1471,6 +1477,26 @@ fn fill_flow_key(key: &mut FlowKey, ip: &Ip, sport: u16, dport: u16) -> bool {
         key.port_hi = sport;
     }
     src_is_lo
+}
+
+/// Zeroes `bytes` with one store each. A plain `[0; N]` assignment became a call to `memset`, which
+/// BPF has only as a byte loop with a call and a branch per byte.
+#[inline(always)]
+fn zero(bytes: &mut [u8]) {
+    for b in bytes {
+        // SAFETY: a valid, exclusive byte.
+        unsafe { core::ptr::write_volatile(b, 0) };
+    }
+}
+
+/// An address as two big-endian words, which order as its bytes do. Compared as `[u8; 16]`, two
+/// addresses went through a byte-at-a-time `memcmp` loop (BPF has no such instruction), past the
+/// ten equal bytes of every pair of IPv4-mapped addresses.
+#[inline(always)]
+fn be_words(a: &[u8; 16]) -> (u64, u64) {
+    let (hi, lo) = a.split_first_chunk::<8>().unwrap_or((&[0; 8], &[]));
+    let lo = lo.first_chunk::<8>().unwrap_or(&[0; 8]);
+    (u64::from_be_bytes(*hi), u64::from_be_bytes(*lo))
 }
 
 #[cfg(not(test))]
