@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 use sensor_common::{
     dns::{COMPLETE, HEADER, MAX_LABELS, QueryName, is_query, name_key},
-    stratum::WINDOW,
+    stratum::{WINDOW, Window},
 };
 
 /// The question name's labels, decoded the plain way; `None` where the walk must not match.
@@ -37,9 +37,13 @@ fuzz_target!(|data: &[u8]| {
         h.copy_from_slice(&buf[..HEADER]);
         let _ = is_query(&h);
     }
+    let mut window = Window::new();
+    window.bytes_mut()[..WINDOW].copy_from_slice(&buf);
+    // What an earlier packet left past this one's bytes: the walk must not read it.
+    window.bytes_mut()[n..].fill(0x41);
     let mut q = QueryName::new(HEADER as u32, n as u32);
     for _ in 0..WINDOW {
-        if q.step(&buf) {
+        if q.step(&window) {
             break;
         }
     }

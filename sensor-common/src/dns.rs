@@ -2,18 +2,28 @@
 //! (`supportxmr.com` matches `pool.supportxmr.com` and `supportxmr.com`, not `notsupportxmr.com`).
 //!
 //! Names are compared as 64-bit keys, so the kernel needs one hash lookup per label, not string
-//! compares: each label is hashed on its own (case-folded, length first), and the key of a suffix
-//! folds its labels' hashes in from the right. The kernel walks the query name one byte per step
-//! with [`QueryName`] (a `bpf_loop` callback, like the Stratum scanner) and then looks up the key
-//! of every suffix; the agent computes the keys of the configured domains with [`name_key`]. One
-//! definition on both sides, so they cannot disagree.
+//! compares: each label is hashed on its own (case-folded, length first, 8 bytes at a time), and
+//! the key of a suffix folds its labels' hashes in from the right. The kernel walks the query name
+//! a label (up to 8 of its bytes) per step with [`QueryName`] (a `bpf_loop` callback, like the
+//! Stratum scanner) and then looks up the key of every suffix; the agent computes the keys of the
+//! configured domains with [`name_key`]. One definition on both sides, so they cannot disagree.
 
-use crate::stratum::WINDOW;
+use crate::stratum::{WINDOW, Window};
 
 /// Labels of a query name the kernel follows; longer names never match (pool names have 2 to 4).
 pub const MAX_LABELS: usize = 16;
 /// Entries of the kernel's pool-domain table.
 pub const MAX_POOL_DOMAINS: u32 = 4096;
+/// Words of the kernel's pool-domain filter: one bit per [`filter_bit`] of a configured domain's
+/// key, so that a suffix no domain can have costs an array read, not a hash-table lookup.
+pub const FILTER_WORDS: usize = 1024;
+
+/// The filter bit of a suffix key (low bits of a hash: spread evenly).
+#[inline(always)]
+pub const fn filter_bit(key: u64) -> usize {
+    key as usize & (FILTER_WORDS * 64 - 1)
+}
+
 /// UDP port of DNS queries.
 pub const DNS_PORT: u16 = 53;
 /// The DNS header before the question.
@@ -31,12 +41,37 @@ pub const fn label_start(len: u8) -> u64 {
     (FNV_OFFSET ^ len as u64).wrapping_mul(FNV_PRIME)
 }
 
-/// Folds one byte of a label into its hash; ASCII letters case-folded (DNS names are
-/// case-insensitive, and resolvers randomise case: "0x20 encoding").
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The 8 bytes of `w` with ASCII capitals made small (DNS names are case-insensitive, and
+/// resolvers randomise case: "0x20 encoding"); other bytes unchanged. Each byte is tested on its
+/// own: its low 7 bits plus a constant set the byte's high bit without a carry into the next.
 #[inline(always)]
-pub const fn label_byte(h: u64, b: u8) -> u64 {
-    let b = if b.is_ascii_uppercase() { b | 0x20 } else { b };
-    (h ^ b as u64).wrapping_mul(FNV_PRIME)
+pub const fn fold_case(w: u64) -> u64 {
+    let low = w & !HIGHS;
+    let from_a = low.wrapping_add(ONES * (0x80 - b'A' as u64));
+    let past_z = low.wrapping_add(ONES * (0x80 - b'Z' as u64 - 1));
+    let capital = from_a & !past_z & !w & HIGHS;
+    w | (capital >> 2)
+}
+
+/// Folds the next up to 8 bytes of a label into its hash: `chunk` holds them little-endian, zero
+/// past the label's end (the hash began with the length, so the zeros are unambiguous).
+#[inline(always)]
+pub const fn label_chunk(h: u64, chunk: u64) -> u64 {
+    (h ^ fold_case(chunk)).wrapping_mul(FNV_PRIME)
+}
+
+/// A label's hash ([`label_start`], then [`label_chunk`] over each 8 bytes).
+pub fn label_hash(label: &[u8]) -> u64 {
+    label
+        .chunks(8)
+        .fold(label_start(label.len() as u8), |h, c| {
+            let mut b = [0u8; 8];
+            b[..c.len()].copy_from_slice(c);
+            label_chunk(h, u64::from_le_bytes(b))
+        })
 }
 
 /// Key of the suffix made of a label (its hash) followed by the suffix keyed `rest`.
@@ -66,11 +101,7 @@ pub fn name_key(name: &[u8]) -> Option<u64> {
         if labels > MAX_LABELS {
             return None;
         }
-        let mut h = label_start(label.len() as u8);
-        for &b in label {
-            h = label_byte(h, b);
-        }
-        key = combine(h, key);
+        key = combine(label_hash(label), key);
     }
     Some(key)
 }
@@ -80,8 +111,9 @@ pub const RUNNING: u32 = 0;
 pub const COMPLETE: u32 = 1;
 pub const INVALID: u32 = 2;
 
-/// The walk over the question name of a DNS query held in a window, one byte per [`step`]
-/// (`QueryName::step`). Plain data, so the kernel keeps it in map memory between `bpf_loop` calls.
+/// The walk over the question name of a DNS query held in a window, a label (or 8 bytes of a
+/// longer one) per [`step`](QueryName::step). Plain data, so the kernel keeps it in map memory
+/// between `bpf_loop` calls.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueryName {
@@ -112,9 +144,11 @@ impl QueryName {
         }
     }
 
-    /// Reads one byte; true once the walk is over (`state` says how).
+    /// Takes a label's length byte and its first 8 bytes, or the next 8 bytes of a longer label;
+    /// true once the walk is over (`state` says how). A label that runs past `end` ends the walk
+    /// as invalid: the packet holds a cut name.
     #[inline(always)]
-    pub fn step(&mut self, buf: &[u8; WINDOW]) -> bool {
+    pub fn step(&mut self, buf: &Window) -> bool {
         if self.state != RUNNING {
             return true;
         }
@@ -122,26 +156,32 @@ impl QueryName {
             self.state = INVALID;
             return true;
         }
-        let b = buf[self.pos as usize & (WINDOW - 1)];
         let at = self.labels as usize;
         if self.pos == self.next {
+            let b = buf.byte(self.pos as usize);
             if b == 0 {
                 self.state = if at > 0 { COMPLETE } else { INVALID };
                 return true;
             }
             // Over 63: a compression pointer or garbage; neither starts a query's name.
-            if b > 63 || at >= MAX_LABELS {
+            if b > 63 || at >= MAX_LABELS || self.pos + 1 + b as u32 > self.end {
                 self.state = INVALID;
                 return true;
             }
             self.hashes[at & (MAX_LABELS - 1)] = label_start(b);
             self.labels += 1;
-            self.next = self.pos + 1 + b as u32;
-        } else if at > 0 {
-            let i = (at - 1) & (MAX_LABELS - 1);
-            self.hashes[i] = label_byte(self.hashes[i], b);
+            self.pos += 1;
+            self.next = self.pos + b as u32;
+        } else if at == 0 {
+            self.state = INVALID;
+            return true;
         }
-        self.pos += 1;
+        let i = (self.labels as usize - 1) & (MAX_LABELS - 1);
+        let left = self.next - self.pos;
+        let k = if left < 8 { left } else { 8 };
+        let chunk = buf.load8(self.pos as usize) & (((1u64 << (4 * k)) << (4 * k)).wrapping_sub(1));
+        self.hashes[i] = label_chunk(self.hashes[i], chunk);
+        self.pos += k;
         false
     }
 
@@ -191,7 +231,10 @@ mod tests {
         (buf, at as u32 + 5)
     }
 
-    fn walk(buf: &[u8; WINDOW], end: u32) -> QueryName {
+    fn walk(bytes: &[u8; WINDOW], end: u32) -> QueryName {
+        let mut buf = Window::new();
+        buf.bytes_mut()[..WINDOW].copy_from_slice(bytes);
+        let buf = &buf;
         let mut q = QueryName::new(HEADER as u32, end);
         for _ in 0..WINDOW {
             if q.step(buf) {
@@ -224,6 +267,34 @@ mod tests {
         assert!(!matches("supportxmr.com.evil.net", &pools));
         assert!(!matches("com", &pools));
         assert!(!matches("example.org", &pools));
+    }
+
+    #[test]
+    fn case_folds_byte_by_byte() {
+        // Every byte value in every position, next to bytes that could carry into it.
+        for b in 0..=255u8 {
+            for at in 0..8 {
+                for other in [0x00u8, 0x40, 0x5a, 0x7f, 0x80, 0xc1, 0xff] {
+                    let mut bytes = [other; 8];
+                    bytes[at] = b;
+                    let folded = fold_case(u64::from_le_bytes(bytes)).to_le_bytes();
+                    assert_eq!(folded, bytes.map(|x| x.to_ascii_lowercase()), "{bytes:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn long_labels_hash_in_chunks_as_the_walk_does() {
+        let label = "a-label-of-twenty-five-ch";
+        assert_eq!(label.len(), 25);
+        let pools = [format!("{label}.example")];
+        let pools: Vec<&str> = pools.iter().map(String::as_str).collect();
+        assert!(matches(
+            &format!("x.{}.EXAMPLE", label.to_uppercase()),
+            &pools
+        ));
+        assert!(!matches(&format!("x.{}.example", &label[..24]), &pools));
     }
 
     #[test]

@@ -734,7 +734,7 @@ impl Window {
     /// The 8 bytes from `p` (< WINDOW) as a little-endian word (past the payload: the blanks of
     /// [`Window::seal`]).
     #[inline(always)]
-    fn load8(&self, p: usize) -> u64 {
+    pub fn load8(&self, p: usize) -> u64 {
         let p = p & (WINDOW - 1);
         let i = p >> 3;
         let o = 8 * (p & 7) as u32;

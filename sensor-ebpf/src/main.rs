@@ -79,6 +79,10 @@ static SUSPECTS: LruHashMap<SuspectKey, u8> = LruHashMap::with_max_entries(65536
 /// Keys of the configured pool domains (`sensor_common::dns::name_key`), written by the agent.
 #[map]
 static POOL_DOMAINS: HashMap<u64, u8> = HashMap::with_max_entries(dns::MAX_POOL_DOMAINS, 0);
+/// `dns::filter_bit` of each key in `POOL_DOMAINS`, written by the agent after the keys themselves
+/// (a set bit without its key only costs the lookup).
+#[map]
+static POOL_DOMAIN_FILTER: Array<u64> = Array::with_max_entries(dns::FILTER_WORDS as u32, 0);
 /// Pool ports, one bit per port, written by the agent.
 #[map]
 static POOL_PORTS: Array<u64> = Array::with_max_entries(POOL_PORT_WORDS as u32, 0);
@@ -971,7 +975,7 @@ fn dns_query(ctx: &XdpContext, ip: &Ip, sport: u16, dport: u16, src_ranges: u64,
 #[repr(C)]
 struct DnsCtx {
     name: *mut dns::QueryName,
-    buf: *const [u8; stratum::WINDOW],
+    buf: *const stratum::Window,
 }
 
 #[inline(never)]
@@ -1005,7 +1009,7 @@ pub extern "C" fn pool_dns(n: u64) -> u64 {
         (*name).state = dns::RUNNING;
         let mut c = DnsCtx {
             name,
-            buf: core::ptr::addr_of!((*scratch).buf).cast(),
+            buf: core::ptr::addr_of!((*scratch).buf),
         };
         bpf_loop(
             stratum::WINDOW as u32,
@@ -1013,7 +1017,13 @@ pub extern "C" fn pool_dns(n: u64) -> u64 {
             (&mut c as *mut DnsCtx).cast(),
             0,
         );
-        (*name).any_suffix(|key| POOL_DOMAINS.get(key).is_some()) as u64
+        (*name).any_suffix(|key| {
+            let bit = dns::filter_bit(key);
+            POOL_DOMAIN_FILTER
+                .get((bit >> 6) as u32)
+                .is_some_and(|w| (w >> (bit & 63)) & 1 != 0)
+                && POOL_DOMAINS.get(key).is_some()
+        }) as u64
     }
 }
 

@@ -308,8 +308,10 @@ impl Kernel {
     }
 
     /// Makes the pool-domain table hold exactly `domains` (new keys first, then stale ones out, so
-    /// a domain in both the old and new lists never stops matching).
+    /// a domain in both the old and new lists never stops matching), then its filter: each word
+    /// written once with its final bits, so a wanted bit is never cleared, even for a moment.
     pub fn set_pool_domains(&mut self, domains: &[String]) -> Result<()> {
+        let mut filter = vec![0u64; sensor_common::dns::FILTER_WORDS];
         let mut map: BpfHashMap<&mut MapData, u64, u8> = BpfHashMap::try_from(
             self.ebpf
                 .map_mut("POOL_DOMAINS")
@@ -320,6 +322,8 @@ impl Kernel {
             let key = sensor_common::dns::name_key(d.as_bytes())
                 .ok_or_else(|| anyhow!("pool domain {d:?} cannot be matched"))?;
             wanted.insert(key);
+            let bit = sensor_common::dns::filter_bit(key);
+            filter[bit >> 6] |= 1 << (bit & 63);
             map.insert(key, 1, 0)
                 .with_context(|| format!("adding pool domain {d}"))?;
         }
@@ -330,6 +334,14 @@ impl Kernel {
             .collect();
         for k in stale {
             map.remove(&k)?;
+        }
+        let mut words: Array<&mut MapData, u64> = Array::try_from(
+            self.ebpf
+                .map_mut("POOL_DOMAIN_FILTER")
+                .context("map POOL_DOMAIN_FILTER")?,
+        )?;
+        for (i, w) in filter.into_iter().enumerate() {
+            words.set(i as u32, w, 0)?;
         }
         Ok(())
     }
