@@ -150,6 +150,27 @@ impl ParseEvent {
     ];
 }
 
+/// The longest `flow_idle_timeout` the configuration accepts (7 days): no flow idle for longer is
+/// an active mining flow under any configuration. The XDP program looks up continuation segments
+/// only on flows with a Stratum packet within this time (see `recent_slot`).
+pub const MAX_FLOW_IDLE_NS: u64 = 7 * 24 * 3600 * 1_000_000_000;
+
+/// Slots of the XDP program's table of recent Stratum flows (`RECENT`).
+pub const RECENT_SLOTS: usize = 1 << 16;
+
+/// A flow's slot in `RECENT`: a multiply-xorshift hash of the key's five words.
+#[inline(always)]
+pub fn recent_slot(key: &FlowKey) -> u32 {
+    // SAFETY: FlowKey is 40 bytes of plain data aligned to 8, padding explicit: five u64 words.
+    let words = unsafe { &*(key as *const FlowKey).cast::<[u64; 5]>() };
+    let mut h = 0u64;
+    for w in words {
+        h = (h ^ *w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^= h >> 29;
+    }
+    (h >> 32) as u32 & (RECENT_SLOTS as u32 - 1)
+}
+
 /// Key of the LRU flow table: the unordered pair of endpoints (lower endpoint first), protocol and
 /// ports, so both directions of a connection are one flow. IPv4 addresses use the first 4 bytes.
 /// Aligned to 8 (its size already was a multiple of 8, so no layout changes): the XDP program then

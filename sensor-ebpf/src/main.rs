@@ -121,6 +121,13 @@ static IFINDEX_SLOTS_HIGH: HashMap<u32, u32> = HashMap::with_max_entries(MAX_IFA
 #[map]
 static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(65536, 0);
 
+/// When a Stratum packet last passed on a flow of each `recent_slot` (0: never). A segment that
+/// does not start a JSON message is looked up in FLOWS only when its slot is recent: on a transit
+/// link most such segments (TLS and other ciphertext continuing a record, a third of which start
+/// with a printable byte) then cost an array read instead of a flow-table lookup.
+#[map]
+static RECENT: Array<u64> = Array::with_max_entries(sensor_common::RECENT_SLOTS as u32, 0);
+
 /// Per-CPU working memory: the payload window the scanner reads (too large for the 512-byte BPF
 /// stack), the scan's state between its steps (see `scan`), and the other walks' state.
 #[repr(C)]
@@ -1201,7 +1208,8 @@ fn tcp(
     // Which segments are scanned, so that non-mining traffic pays almost nothing:
     // - one whose first byte is `{` can start a JSON message: always;
     // - one that continues a message (printable first byte) only on a flow already known to be
-    //   Stratum, where a later message may start after a newline: one flow-table lookup;
+    //   Stratum, where a later message may start after a newline: an array read (`RECENT`) and,
+    //   when a Stratum packet passed on a flow of its slot lately, one flow-table lookup;
     // - anything else (TLS records, binary protocols): never.
     let printable =
         (0x20..0x7f).contains(&first) || first == b'\t' || first == b'\r' || first == b'\n';
@@ -1213,7 +1221,7 @@ fn tcp(
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
     let key = unsafe { &mut (*scratch).key };
     let src_is_lo = fill_flow_key(key, ip, sport, dport);
-    if first != b'{' && flow_unknown(key) {
+    if first != b'{' && (!recent_stratum(key) || flow_unknown(key)) {
         return Ok(candidate);
     }
 
@@ -1254,6 +1262,16 @@ pub extern "C" fn inspect_window(n: u64, src_ranges: u64, dst_ranges: u64, origi
     let key = unsafe { &(*scratch).key };
     let existing = FLOWS.get_ptr_mut(key);
     let now = now();
+    if let Some(t) = RECENT.get_ptr_mut(sensor_common::recent_slot(key)) {
+        // SAFETY: array value; CPUs racing here write nearly the same time. Written about once
+        // a second per slot at most: its cache line is then not moved between CPUs on every
+        // Stratum packet.
+        unsafe {
+            if now.wrapping_sub(*t) > RECENT_REFRESH_NS {
+                *t = now | 1;
+            }
+        }
+    }
     let budget = inspect_budget();
     let mut candidate = 0;
     let (dialect, new_flow) = match existing {
@@ -1449,6 +1467,19 @@ fn scan(scratch: *mut Scratch, n: usize) -> u8 {
         c.found as u8
     } else {
         c.scanner.finish()
+    }
+}
+
+/// How stale a `RECENT` slot may be before a Stratum packet writes it again.
+const RECENT_REFRESH_NS: u64 = 1 << 30;
+
+/// Whether a flow with `key`'s slot carried a Stratum packet within `MAX_FLOW_IDLE_NS` (slots are
+/// shared, so sometimes another flow did: the flow table decides then).
+#[inline(always)]
+fn recent_stratum(key: &FlowKey) -> bool {
+    match RECENT.get(sensor_common::recent_slot(key)) {
+        Some(&t) if t != 0 => now().saturating_sub(t) <= sensor_common::MAX_FLOW_IDLE_NS,
+        _ => false,
     }
 }
 

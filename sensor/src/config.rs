@@ -401,7 +401,7 @@ impl Config {
             &raw.flow_idle_timeout,
             DEFAULT_FLOW_IDLE_TIMEOUT,
             Duration::from_secs(1),
-            Duration::from_secs(7 * 24 * 3600),
+            Duration::from_nanos(sensor_common::MAX_FLOW_IDLE_NS),
         )?;
 
         let bounded = |field: &str, v: &Option<Spanned<i64>>, default: i64, min: i64, max: i64| {

@@ -483,6 +483,56 @@ fn signature_after_a_newline_and_in_split_segments() {
     assert_eq!(s.flows(C, DIR_FROM, MONERO), 2);
 }
 
+/// A continuation is looked up only on a flow whose last Stratum packet is at most
+/// `MAX_FLOW_IDLE_NS` old (the table of recent slots spares other segments the flow-table lookup).
+/// Capture times make the clock: the program runs as replay runs it, one packet per batch.
+#[test]
+fn continuations_are_scanned_on_recent_stratum_flows_only() {
+    use mining_sensor::kernel::{BatchPacket, batch_input};
+    use sensor_common::{MAX_FLOW_IDLE_NS, REPLAY_DONE};
+    let cfg = Config::parse(CONFIG, "test").unwrap();
+    let mut k = Kernel::load_for_replay(&cfg).unwrap();
+    k.configure(&cfg).unwrap();
+    k.set_iface_slot(1, SLOT as u32).unwrap();
+    let (m, pool) = (ip("192.0.2.51"), ip("198.51.100.9"));
+    let login = xmrig_login();
+    let (head, tail) = login.split_at(200);
+    let mut cont = tail.to_vec();
+    cont.extend_from_slice(SUBMIT);
+    let t0 = 1_559_347_200_000_000_000u64;
+    let day = 24 * 3600 * 1_000_000_000u64;
+    let mut input = Vec::new();
+    let mut run = |k: &Kernel, ts_ns: u64, payload: &[u8]| {
+        let frame = Packet::tcp4(m, pool, 42100, 3333, payload).build();
+        let packet = |_| BatchPacket {
+            ts_ns,
+            ifindex: 1,
+            data: &frame,
+            wire_len: frame.len(),
+        };
+        batch_input((0..1).map(packet), &mut input);
+        let runner = k.batch_runner().unwrap();
+        assert_eq!(runner.run_batch(&input).unwrap(), REPLAY_DONE + 1);
+    };
+    let stratum = |k: &Kernel| k.stratum_cell(false, C, DIR_FROM, MONERO).unwrap();
+    run(&k, t0, head);
+    assert_eq!(stratum(&k), 1);
+    // A day later the flow is recent: its continuation is scanned, the submit after it counted.
+    run(&k, t0 + day, &cont);
+    assert_eq!(stratum(&k), 2);
+    // Past the longest idle timeout since that submit, the flow is still in the table, but its
+    // continuation is not looked up.
+    let late = t0 + day + MAX_FLOW_IDLE_NS + 1_000_000_000;
+    run(&k, late, &cont);
+    assert_eq!(stratum(&k), 2);
+    assert_eq!(k.flows().unwrap().len(), 1);
+    // A message that starts the segment is scanned whatever the flow, and makes it recent again.
+    run(&k, late, SUBMIT);
+    assert_eq!(stratum(&k), 3);
+    run(&k, late + 1, &cont);
+    assert_eq!(stratum(&k), 4);
+}
+
 #[test]
 fn false_positive_traps_count_no_stratum() {
     let mut s = Sensor::new();
