@@ -55,6 +55,8 @@ pub struct Kernel {
     installed: TrieEntries,
     /// The quick-rejection filter as written to the kernel.
     filter: Filter,
+    /// `POOL_DOMAIN_FILTER` as written to the kernel.
+    domain_filter: Vec<u64>,
 }
 
 /// The user-side copy of the kernel's prefix filter (`sensor_common::FILTER_BITS`).
@@ -248,6 +250,7 @@ impl Kernel {
                 // Until ranges are installed, nothing may be filtered out.
                 flags: FILTER_V4_ALL | FILTER_V6_ALL,
             },
+            domain_filter: vec![0; sensor_common::dns::FILTER_WORDS],
         })
     }
 
@@ -309,7 +312,8 @@ impl Kernel {
 
     /// Makes the pool-domain table hold exactly `domains` (new keys first, then stale ones out, so
     /// a domain in both the old and new lists never stops matching), then its filter: each word
-    /// written once with its final bits, so a wanted bit is never cleared, even for a moment.
+    /// that changes written once with its final bits, so a wanted bit is never cleared, even for a
+    /// moment.
     pub fn set_pool_domains(&mut self, domains: &[String]) -> Result<()> {
         let mut filter = vec![0u64; sensor_common::dns::FILTER_WORDS];
         let mut map: BpfHashMap<&mut MapData, u64, u8> = BpfHashMap::try_from(
@@ -340,8 +344,11 @@ impl Kernel {
                 .map_mut("POOL_DOMAIN_FILTER")
                 .context("map POOL_DOMAIN_FILTER")?,
         )?;
-        for (i, w) in filter.into_iter().enumerate() {
-            words.set(i as u32, w, 0)?;
+        for (i, (new, old)) in filter.into_iter().zip(&mut self.domain_filter).enumerate() {
+            if new != *old {
+                words.set(i as u32, new, 0)?;
+                *old = new;
+            }
         }
         Ok(())
     }

@@ -225,23 +225,27 @@ fn attributed(tag: &str, mirror: bool, mode: &str, xdp_mode: &str, port: u16) {
     assert_eq!(logins, 1.0, "{text}\n{log_text}");
     let m = samples(&text);
     let path = if mode == "tap" { "afxdp" } else { "copy" };
-    // Candidates: the login, its reply and the submits with their answers, within the budget (8).
-    let inspected = common::get(
-        &m,
-        "mining_sensor_inspected_packets_total",
-        &[("path", path)],
-    );
-    assert!((1.0..=8.0).contains(&inspected), "{text}");
-    // What the kernel handed over is what was inspected (the counter follows at the next drain).
-    let handed = wait_for(
-        ns,
-        port,
-        "mining_sensor_inspect_candidates_total",
-        &[],
-        inspected,
-        Duration::from_secs(5),
-    );
+    // What the kernel handed over is what was inspected, once both have settled: the kernel's
+    // count follows at the next drain, and the last copies may still wait in their ring (read
+    // every 50 ms without a wake-up) when the login is already counted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (inspected, handed, text) = loop {
+        let text = http_get(ns, port, "/metrics");
+        let m = samples(&text);
+        let inspected = common::get(
+            &m,
+            "mining_sensor_inspected_packets_total",
+            &[("path", path)],
+        );
+        let handed = common::get(&m, "mining_sensor_inspect_candidates_total", &[]);
+        if inspected == handed || Instant::now() > deadline {
+            break (inspected, handed, text);
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(handed, inspected, "{text}");
+    // Candidates: the login, its reply and the submits with their answers, within the budget (8).
+    assert!((1.0..=8.0).contains(&inspected), "{text}");
     assert_eq!(
         common::get(&m, "mining_sensor_distinct_miners", &[("range", "harness")]),
         1.0
