@@ -985,14 +985,22 @@ struct DnsCtx {
     buf: *const stratum::Window,
 }
 
+/// Up to `STEPS_PER_CALL` steps of the walk (a label, or 8 bytes of a longer one, each) per
+/// `bpf_loop` call, as `scan_step` does: a name like `pool.example.org` is one call.
 #[inline(never)]
 extern "C" fn dns_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
-    // SAFETY: `ctx` is the DnsCtx handed to bpf_loop by `pool_dns`; both pointers are into the
-    // SCRATCH map value.
-    let c = unsafe { &mut *(ctx as *mut DnsCtx) };
-    // SAFETY: as above.
-    let done = unsafe { (*c.name).step(&*c.buf) };
-    done as i64
+    let mut i = 0;
+    while i < STEPS_PER_CALL {
+        // SAFETY: `ctx` is the DnsCtx handed to bpf_loop by `pool_dns`; both pointers are into
+        // the SCRATCH map value. Re-read through a volatile pointer each step, as in `scan_step`.
+        let c = unsafe { core::ptr::read_volatile(ctx as *const DnsCtx) };
+        // SAFETY: as above.
+        if unsafe { (*c.name).step(&*c.buf) } {
+            return 1;
+        }
+        i += 1;
+    }
+    0
 }
 
 /// Whether the DNS query in the SCRATCH window (`n` bytes) asks for a name in a pool domain. A
