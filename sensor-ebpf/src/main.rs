@@ -887,20 +887,30 @@ fn add_one(map: &PerCpuArray<u64>, index: u32) {
     }
 }
 
-/// Counts a Stratum packet (`flows` = 0) or a new Stratum flow (`flows` = 1). Global, as above.
+/// Counts a Stratum packet. Global, as above. One function per map: a lookup whose map is chosen
+/// at run time is a real helper call, where the verifier inlines one with a constant map into a
+/// few instructions (28 ns against a few, measured on a login).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn count_stratum(flows: u64, src: u64, dst: u64, dialect: u64) -> u64 {
-    let map = if flows != 0 {
-        &STRATUM_FLOWS
-    } else {
-        &STRATUM_PACKETS
-    };
+pub extern "C" fn count_stratum_packet(src: u64, dst: u64, dialect: u64) -> u64 {
+    count_stratum(&STRATUM_PACKETS, src, dst, dialect);
+    0
+}
+
+/// Counts a new Stratum flow. Global, as above.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn count_stratum_flow(src: u64, dst: u64, dialect: u64) -> u64 {
+    count_stratum(&STRATUM_FLOWS, src, dst, dialect);
+    0
+}
+
+#[inline(always)]
+fn count_stratum(map: &PerCpuArray<u64>, src: u64, dst: u64, dialect: u64) {
     let dialect = dialect as usize % stratum::DIALECTS;
     each_range(src, dst, |r, dir| {
         add_one(map, stratum_index(r, dir, dialect))
     });
-    0
 }
 
 #[inline(always)]
@@ -1332,9 +1342,9 @@ pub extern "C" fn inspect_window(n: u64, src_ranges: u64, dst_ranges: u64, origi
             }
         }
     };
-    count_stratum(0, src_ranges, dst_ranges, dialect);
+    count_stratum_packet(src_ranges, dst_ranges, dialect);
     if new_flow {
-        count_stratum(1, src_ranges, dst_ranges, dialect);
+        count_stratum_flow(src_ranges, dst_ranges, dialect);
         return dialect | NEW_FLOW | candidate;
     }
     dialect | candidate
