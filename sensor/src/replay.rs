@@ -247,6 +247,21 @@ impl<R: BufRead> Read for Gunzip<R> {
     }
 }
 
+/// Hands out at most `READ_CHUNK` bytes a read. pcap-file refills its 8 MB buffer with one read
+/// each time it runs low: 8 MB at once is written to memory past the CPU's caches and read back
+/// from there by the parser, where a quarter of a megabyte stays in cache (the capture reader
+/// thread spent a fifth of its time in the kernel's copy before).
+struct Chunked<R>(R);
+
+const READ_CHUNK: usize = 256 * 1024;
+
+impl<R: Read> Read for Chunked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(READ_CHUNK);
+        self.0.read(&mut buf[..n])
+    }
+}
+
 /// pcap-file's message, or the gzip one when decompression is what failed.
 fn describe(e: &PcapError) -> String {
     match e {
@@ -307,7 +322,8 @@ impl<'a> CaptureReader<'a> {
         let magic = <[u8; 4]>::try_from(head.as_slice())
             .ok()
             .map(u32::from_le_bytes);
-        let stream = Cursor::new(head).chain(stream);
+        let stream =
+            Cursor::new(head).chain(Box::new(Chunked(stream)) as Box<dyn Read + Send + 'a>);
         let format = match magic {
             Some(0x0a0d0d0a) => Format::PcapNg(
                 PcapNgReader::new(stream)
