@@ -158,6 +158,11 @@ pub const MAX_FLOW_IDLE_NS: u64 = 7 * 24 * 3600 * 1_000_000_000;
 /// Slots of the XDP program's table of recent Stratum flows (`RECENT`).
 pub const RECENT_SLOTS: usize = 1 << 16;
 
+const _: () = assert!(
+    core::mem::size_of::<FlowKey>() == 40 && core::mem::align_of::<FlowKey>() == 8,
+    "recent_slot reads a FlowKey as five u64 words"
+);
+
 /// A flow's slot in `RECENT`: a multiply-xorshift hash of the key's five words.
 #[inline(always)]
 pub fn recent_slot(key: &FlowKey) -> u32 {
