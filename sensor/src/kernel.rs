@@ -57,6 +57,8 @@ pub struct Kernel {
     filter: Filter,
     /// `POOL_DOMAIN_FILTER` as written to the kernel.
     domain_filter: Vec<u64>,
+    /// `POOL_PORTS` as written to the kernel.
+    pool_ports: Vec<u64>,
 }
 
 /// The user-side copy of the kernel's prefix filter (`sensor_common::FILTER_BITS`).
@@ -251,6 +253,7 @@ impl Kernel {
                 flags: FILTER_V4_ALL | FILTER_V6_ALL,
             },
             domain_filter: vec![0; sensor_common::dns::FILTER_WORDS],
+            pool_ports: vec![0; POOL_PORT_WORDS],
         })
     }
 
@@ -279,13 +282,7 @@ impl Kernel {
         if f == self.filter {
             return Ok(());
         }
-        let mut words: Array<&mut MapData, u64> =
-            Array::try_from(self.ebpf.map_mut("FILTER").context("map FILTER")?)?;
-        for (i, (new, old)) in f.words.iter().zip(&self.filter.words).enumerate() {
-            if new != old {
-                words.set(i as u32, *new, 0)?;
-            }
-        }
+        write_changed(&mut self.ebpf, "FILTER", &mut self.filter.words, &f.words)?;
         let mut flags: Array<&mut MapData, u32> = Array::try_from(
             self.ebpf
                 .map_mut("FILTER_FLAGS")
@@ -302,12 +299,7 @@ impl Kernel {
         for &p in ports {
             words[p as usize >> 6] |= 1 << (p & 63);
         }
-        let mut map: Array<&mut MapData, u64> =
-            Array::try_from(self.ebpf.map_mut("POOL_PORTS").context("map POOL_PORTS")?)?;
-        for (i, w) in words.into_iter().enumerate() {
-            map.set(i as u32, w, 0)?;
-        }
-        Ok(())
+        write_changed(&mut self.ebpf, "POOL_PORTS", &mut self.pool_ports, &words)
     }
 
     /// Makes the pool-domain table hold exactly `domains` (new keys first, then stale ones out, so
@@ -339,18 +331,12 @@ impl Kernel {
         for k in stale {
             map.remove(&k)?;
         }
-        let mut words: Array<&mut MapData, u64> = Array::try_from(
-            self.ebpf
-                .map_mut("POOL_DOMAIN_FILTER")
-                .context("map POOL_DOMAIN_FILTER")?,
-        )?;
-        for (i, (new, old)) in filter.into_iter().zip(&mut self.domain_filter).enumerate() {
-            if new != *old {
-                words.set(i as u32, new, 0)?;
-                *old = new;
-            }
-        }
-        Ok(())
+        write_changed(
+            &mut self.ebpf,
+            "POOL_DOMAIN_FILTER",
+            &mut self.domain_filter,
+            &filter,
+        )
     }
 
     /// Routes `ifindex` to counter slot `slot` (1-based; 0 clears it).
@@ -757,6 +743,22 @@ pub fn event_from(bytes: &[u8]) -> Result<Event> {
     }
     // SAFETY: Event is plain #[repr(C)] data; the length was checked; read_unaligned copies.
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) })
+}
+
+/// Writes the words of the array map `name` that differ between `held` (what the kernel holds)
+/// and `new`, keeping `held` in step word by word: after an error it still says what the kernel
+/// holds.
+fn write_changed(ebpf: &mut Ebpf, name: &str, held: &mut [u64], new: &[u64]) -> Result<()> {
+    let mut map: Array<&mut MapData, u64> =
+        Array::try_from(ebpf.map_mut(name).with_context(|| format!("map {name}"))?)?;
+    for (i, (new, old)) in new.iter().zip(held).enumerate() {
+        if new != old {
+            map.set(i as u32, *new, 0)
+                .with_context(|| format!("writing word {i} of map {name}"))?;
+            *old = *new;
+        }
+    }
+    Ok(())
 }
 
 fn sync_trie<const N: usize>(
