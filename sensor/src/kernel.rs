@@ -215,7 +215,11 @@ impl Kernel {
         raise_memlock_limit();
         let capture = cfg.inspect.capture_mode.kernel_value();
         let replay = replay as u32;
+        // No kernel BTF: the object has no CO-RE relocations (it reads no kernel structures), and
+        // reading and parsing /sys/kernel/btf/vmlinux was a tenth of a replay's start-up. A
+        // relocation added later fails the load with aya's error, in every test that loads.
         let mut ebpf = EbpfLoader::new()
+            .btf(None)
             .override_global("CAPTURE_MODE", &capture, true)
             .override_global("INSPECT_BUDGET", &cfg.inspect.budget, true)
             .override_global("REPLAY_BATCH", &replay, true)
