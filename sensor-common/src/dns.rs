@@ -8,7 +8,7 @@
 //! Stratum scanner) and then looks up the key of every suffix; the agent computes the keys of the
 //! configured domains with [`name_key`]. One definition on both sides, so they cannot disagree.
 
-use crate::stratum::{WINDOW, Window};
+use crate::stratum::{HIGHS, ONES, WINDOW, Window, low_bytes};
 
 /// Labels of a query name the kernel follows; longer names never match (pool names have 2 to 4).
 pub const MAX_LABELS: usize = 16;
@@ -40,9 +40,6 @@ pub const ROOT: u64 = 0x6d69_6e69_6e67_2e2e;
 pub const fn label_start(len: u8) -> u64 {
     (FNV_OFFSET ^ len as u64).wrapping_mul(FNV_PRIME)
 }
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
 
 /// The 8 bytes of `w` with ASCII capitals made small (DNS names are case-insensitive, and
 /// resolvers randomise case: "0x20 encoding"); other bytes unchanged. Each byte is tested on its
@@ -179,7 +176,7 @@ impl QueryName {
         let i = (self.labels as usize - 1) & (MAX_LABELS - 1);
         let left = self.next - self.pos;
         let k = if left < 8 { left } else { 8 };
-        let chunk = buf.load8(self.pos as usize) & (((1u64 << (4 * k)) << (4 * k)).wrapping_sub(1));
+        let chunk = buf.load8(self.pos as usize) & low_bytes(k as usize);
         self.hashes[i] = label_chunk(self.hashes[i], chunk);
         self.pos += k;
         false

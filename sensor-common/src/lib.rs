@@ -163,15 +163,22 @@ const _: () = assert!(
     "recent_slot reads a FlowKey as five u64 words"
 );
 
-/// A flow's slot in `RECENT`: a multiply-xorshift hash of the key's five words.
+/// One step of a multiply-xorshift hash: folds the word `w` into `h`. Cheap, for spreading keys
+/// over slots or workers, not for input an adversary could aim at one slot to any effect.
+#[inline(always)]
+pub const fn mix(h: u64, w: u64) -> u64 {
+    let h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^ (h >> 29)
+}
+
+/// A flow's slot in `RECENT`: [`mix`] over the key's five words.
 #[inline(always)]
 pub fn recent_slot(key: &FlowKey) -> u32 {
     // SAFETY: FlowKey is 40 bytes of plain data aligned to 8, padding explicit: five u64 words.
     let words = unsafe { &*(key as *const FlowKey).cast::<[u64; 5]>() };
     let mut h = 0u64;
     for w in words {
-        h = (h ^ *w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        h ^= h >> 29;
+        h = mix(h, *w);
     }
     (h >> 32) as u32 & (RECENT_SLOTS as u32 - 1)
 }

@@ -594,9 +594,9 @@ const fn max_marker_len() -> u32 {
 /// The longest marker: a string token longer than this can match none.
 pub const MAX_MARKER_LEN: u32 = max_marker_len();
 
-const ONES: u64 = 0x0101_0101_0101_0101;
+pub(crate) const ONES: u64 = 0x0101_0101_0101_0101;
 const LOWS: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
+pub(crate) const HIGHS: u64 = 0x8080_8080_8080_8080;
 const BLANKS: u64 = ONES * b' ' as u64;
 
 /// The high bit of each byte of `w` equal to `c`, exactly (no borrow between bytes, unlike the
@@ -631,7 +631,7 @@ const fn string_stop(w: u64) -> u64 {
 
 /// A mask of the low `n` bytes (0 ≤ n ≤ 8), without a shift by 64.
 #[inline(always)]
-const fn low_bytes(n: usize) -> u64 {
+pub(crate) const fn low_bytes(n: usize) -> u64 {
     ((1u64 << (4 * n)) << (4 * n)).wrapping_sub(1)
 }
 

@@ -879,18 +879,16 @@ fn flow_worker(frame: &[u8], workers: usize) -> usize {
     let (lo, hi) = (a.min(b), a.max(b));
     // A multiply-xorshift mix: the shard only spreads load (a capture is the analyst's own
     // input), and SipHash was a visible share of the dispatching thread's time.
-    let mut h = t.proto as u64;
-    for w in [
+    let h = [
         lo.0 as u64,
         (lo.0 >> 64) as u64,
         lo.1 as u64,
         hi.0 as u64,
         (hi.0 >> 64) as u64,
         hi.1 as u64,
-    ] {
-        h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        h ^= h >> 29;
-    }
+    ]
+    .into_iter()
+    .fold(t.proto as u64, sensor_common::mix);
     (h % workers as u64) as usize
 }
 
