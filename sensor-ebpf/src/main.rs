@@ -778,10 +778,13 @@ fn slot_of(ctx: &XdpContext) -> usize {
 
 #[inline(always)]
 fn maybe_watched(bit: u32) -> bool {
-    match FILTER.get(bit >> 6) {
-        Some(word) => (word >> (bit & 63)) & 1 != 0,
-        None => true,
-    }
+    bit_in(&FILTER, bit).unwrap_or(true)
+}
+
+/// Bit `bit` of a bitmap the agent keeps in an array of 64-bit words; `None` past its end.
+#[inline(always)]
+fn bit_in(map: &Array<u64>, bit: u32) -> Option<bool> {
+    map.get(bit >> 6).map(|w| (w >> (bit & 63)) & 1 != 0)
 }
 
 #[inline(always)]
@@ -915,9 +918,7 @@ fn count_stratum(map: &PerCpuArray<u64>, src: u64, dst: u64, dialect: u64) {
 
 #[inline(always)]
 fn pool_port(port: u16) -> bool {
-    POOL_PORTS
-        .get(port as u32 >> 6)
-        .is_some_and(|w| (w >> (port & 63)) & 1 != 0)
+    bit_in(&POOL_PORTS, port as u32).unwrap_or(false)
 }
 
 /// Copies up to a window of payload into SCRATCH.buf; returns how many bytes.
@@ -1043,10 +1044,7 @@ pub extern "C" fn pool_dns(n: u64) -> u64 {
             0,
         );
         (*name).any_suffix(|key| {
-            let bit = dns::filter_bit(key);
-            POOL_DOMAIN_FILTER
-                .get((bit >> 6) as u32)
-                .is_some_and(|w| (w >> (bit & 63)) & 1 != 0)
+            bit_in(&POOL_DOMAIN_FILTER, dns::filter_bit(key) as u32).unwrap_or(false)
                 && POOL_DOMAINS.get(key).is_some()
         }) as u64
     }

@@ -77,7 +77,7 @@ impl Filter {
     }
 
     fn set(&mut self, bit: u32) {
-        self.words[(bit >> 6) as usize] |= 1 << (bit & 63);
+        set_bit(&mut self.words, bit as usize);
     }
 
     /// Every bit an address inside one of `entries`' prefixes may map to.
@@ -301,7 +301,7 @@ impl Kernel {
     pub fn set_pool_ports(&mut self, ports: &[u16]) -> Result<()> {
         let mut words = vec![0u64; POOL_PORT_WORDS];
         for &p in ports {
-            words[p as usize >> 6] |= 1 << (p & 63);
+            set_bit(&mut words, p as usize);
         }
         write_changed(&mut self.ebpf, "POOL_PORTS", &mut self.pool_ports, &words)
     }
@@ -322,8 +322,7 @@ impl Kernel {
             let key = sensor_common::dns::name_key(d.as_bytes())
                 .ok_or_else(|| anyhow!("pool domain {d:?} cannot be matched"))?;
             wanted.insert(key);
-            let bit = sensor_common::dns::filter_bit(key);
-            filter[bit >> 6] |= 1 << (bit & 63);
+            set_bit(&mut filter, sensor_common::dns::filter_bit(key));
             map.insert(key, 1, 0)
                 .with_context(|| format!("adding pool domain {d}"))?;
         }
@@ -747,6 +746,11 @@ pub fn event_from(bytes: &[u8]) -> Result<Event> {
     }
     // SAFETY: Event is plain #[repr(C)] data; the length was checked; read_unaligned copies.
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) })
+}
+
+/// Sets bit `bit` of a bitmap held as 64-bit words, as the kernel's bitmaps are.
+fn set_bit(words: &mut [u64], bit: usize) {
+    words[bit >> 6] |= 1 << (bit & 63);
 }
 
 /// Writes the words of the array map `name` that differ between `held` (what the kernel holds)
