@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{IO_TIMEOUT, http_get, in_ns, samples, sh, spawn_sensor, wait_for};
+use common::{IO_TIMEOUT, Namespaces, http_get, in_ns, samples, sh, spawn_sensor, veth, wait_for};
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -27,16 +27,6 @@ use std::{
 const WALLET: &str = "48edfHu7V9Z84YzzMa6fUueoELZ9ZRXq9VetWzYGzKt52XU5xvqgzYnDK9URnRoJMk1j8nLwEVsaSWJ4fhdUyZijBGUicoD";
 const POOL: &str = "198.18.6.1";
 
-struct Namespaces(Vec<String>);
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for ns in &self.0 {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
-
 /// Miner and pool joined by a veth pair; with `mirror`, a sensor namespace whose `s1` receives a
 /// copy of everything the pool's `p0` sends and receives.
 fn topology(tag: &str, mirror: bool) -> (Namespaces, String, String, String) {
@@ -46,42 +36,15 @@ fn topology(tag: &str, mirror: bool) -> (Namespaces, String, String, String) {
         format!("msc-{tag}-p-{id}"),
         format!("msc-{tag}-s-{id}"),
     );
-    let mut all = vec![miner.clone(), pool.clone()];
+    let mut all = vec![miner.as_str(), pool.as_str()];
     if mirror {
-        all.push(sensor.clone());
+        all.push(sensor.as_str());
     }
-    for ns in &all {
-        let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        sh(&["ip", "netns", "add", ns]);
-        sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-    }
-    let guard = Namespaces(all);
-    sh(&[
-        "ip", "link", "add", "m0", "netns", &miner, "type", "veth", "peer", "name", "p0", "netns",
-        &pool,
-    ]);
-    sh(&[
-        "ip",
-        "-n",
-        &miner,
-        "addr",
-        "add",
-        "198.18.6.2/24",
-        "dev",
-        "m0",
-    ]);
-    sh(&[
-        "ip",
-        "-n",
-        &pool,
-        "addr",
-        "add",
-        "198.18.6.1/24",
-        "dev",
-        "p0",
-    ]);
-    sh(&["ip", "-n", &miner, "link", "set", "m0", "up"]);
-    sh(&["ip", "-n", &pool, "link", "set", "p0", "up"]);
+    let guard = Namespaces::new(&all);
+    veth(
+        (&miner, "m0", "198.18.6.2/24"),
+        (&pool, "p0", "198.18.6.1/24"),
+    );
     if mirror {
         sh(&[
             "ip", "netns", "exec", &pool, "tc", "qdisc", "add", "dev", "p0", "clsact",

@@ -31,6 +31,42 @@ pub fn output(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Network namespaces made for one test (a stale one of the same name removed first, loopback up),
+/// removed again when the value is dropped, however the test ends.
+pub struct Namespaces(Vec<String>);
+
+impl Namespaces {
+    pub fn new(names: &[&str]) -> Self {
+        let guard = Self(names.iter().map(|n| n.to_string()).collect());
+        for ns in names {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            sh(&["ip", "netns", "add", ns]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        guard
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+/// A veth pair between two namespaces, each end given as (namespace, device, `address/length`),
+/// both ends up.
+pub fn veth(a: (&str, &str, &str), b: (&str, &str, &str)) {
+    sh(&[
+        "ip", "link", "add", a.1, "netns", a.0, "type", "veth", "peer", "name", b.1, "netns", b.0,
+    ]);
+    for (ns, dev, addr) in [a, b] {
+        sh(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
+        sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+    }
+}
+
 /// Moves the calling thread into network namespace `ns`; sockets it creates afterwards live there.
 pub fn enter(ns: &str) {
     let f = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns file");
