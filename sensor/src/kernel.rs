@@ -215,9 +215,12 @@ impl Kernel {
         raise_memlock_limit();
         let capture = cfg.inspect.capture_mode.kernel_value();
         let replay = replay as u32;
-        // No kernel BTF: the object has no CO-RE relocations (it reads no kernel structures), and
-        // reading and parsing /sys/kernel/btf/vmlinux was a tenth of a replay's start-up. A
+        // No kernel BTF: the object has no CO-RE relocations (it reads no kernel structures), so
+        // the loader skips relocating against it (about 5 ms of a replay's start-up). A
         // relocation added later fails the load with aya's error, in every test that loads.
+        // aya 0.14's `EbpfLoader::new` still reads and parses /sys/kernel/btf/vmlinux before
+        // this replaces it (about 19 ms on this machine; aya-rs/aya#1172). Later aya releases
+        // read it only when a relocation needs it, but they need a newer rustc than ours.
         let mut ebpf = EbpfLoader::new()
             .btf(None)
             .override_global("CAPTURE_MODE", &capture, true)
