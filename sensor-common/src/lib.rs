@@ -1,6 +1,9 @@
 //! Everything the XDP program and the agent must agree on: map layouts, index arithmetic, reason codes
 //! and the Stratum signature table. One definition, compiled into both sides, so they cannot diverge.
 #![cfg_attr(not(test), no_std)]
+// Inline assembly for BPF (one unaligned load, see `stratum::unaligned_u64`); the kernel crate
+// builds with nightly.
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 pub mod dns;
 pub mod stratum;
