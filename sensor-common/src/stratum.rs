@@ -434,6 +434,10 @@ impl Scanner {
     /// result is always what stepping byte by byte gives (the `stratum_scan` fuzz target and the
     /// `fast_and_byte_wise_scans_agree` test hold the two to that). Returns how many bytes were
     /// consumed and `dialect + 1` or 0.
+    ///
+    /// Unlike the byte-wise step, it does not keep the last byte in `prev` at every step: only a
+    /// line end reads it, and line ends and carriage returns always go through the byte-wise step,
+    /// which takes it from the window (see `byte_wise` below).
     #[inline(always)]
     pub fn feed_with(
         &mut self,
@@ -444,8 +448,23 @@ impl Scanner {
         run: impl Fn(usize, usize) -> u64,
     ) -> (usize, u8) {
         let p = pos & (WINDOW - 1);
+        // The byte at `pos` through the byte-wise rules, with `prev` as they would have it. A
+        // line end reads `prev`: the last byte before it that is no carriage return. Both go
+        // byte-wise (they are control bytes), so the first of a run of carriage returns, or a
+        // line end right after another byte, records the byte before it here; later ones in
+        // the run leave it.
+        let byte_wise = |s: &mut Self| {
+            let b = buf.byte(p);
+            if (b == b'\n' || b == b'\r') && p > 0 {
+                let before = buf.byte(p - 1);
+                if before != b'\r' {
+                    s.prev = before;
+                }
+            }
+            (1, s.step_with(b, &end))
+        };
         if self.escaped != 0 || self.at_start != 0 {
-            return (1, self.step_with(buf.byte(p), end));
+            return byte_wise(self);
         }
         let mut used = 0;
         if self.in_str == 0 {
@@ -461,7 +480,6 @@ impl Scanner {
                         self.after_method = 0;
                     }
                 }
-                self.prev = (w >> (8 * (k - 1))) as u8;
             }
             if k >= 8 {
                 return (8, 0);
@@ -469,7 +487,7 @@ impl Scanner {
             if (w >> (8 * k)) as u8 != b'"' {
                 // A line end: the byte-wise step takes it.
                 if k == 0 {
-                    return (1, self.step_with(buf.byte(p), end));
+                    return byte_wise(self);
                 }
                 return (k, 0);
             }
@@ -477,7 +495,6 @@ impl Scanner {
             self.hash = FNV_OFFSET;
             self.token_len = 0;
             self.pending = 0;
-            self.prev = b'"';
             used = k + 1;
             if pos + used >= len {
                 return (used, 0);
@@ -487,15 +504,12 @@ impl Scanner {
             // walked, several words a step (see `long_run`).
             let r = run(pos, len);
             let used = (r & RUN_USED) as usize;
-            if used > 0 {
-                self.token_len += used as u32;
-                self.prev = (r >> RUN_LAST) as u8;
-            }
+            self.token_len += used as u32;
             if r & RUN_STOPPED != 0 && (r >> RUN_STOP) as u8 == b'"' {
-                return (used + 1, self.close(end));
+                return (used + 1, self.close(&end));
             }
             if used == 0 {
-                return (1, self.step_with(buf.byte(p), end));
+                return byte_wise(self);
             }
             return (used, 0);
         }
@@ -515,15 +529,14 @@ impl Scanner {
                 self.hash = fold(self.hash, self.pending);
                 self.pending = 0;
             }
-            self.prev = (w >> (8 * (m - 1))) as u8;
             used += m;
         }
         if m == k && k < 8 && (w >> (8 * k)) as u8 == b'"' {
-            return (used + 1, self.close(end));
+            return (used + 1, self.close(&end));
         }
         if used == 0 {
             // A backslash or line end inside a string.
-            return (1, self.step_with(buf.byte(p), end));
+            return byte_wise(self);
         }
         (used, 0)
     }
@@ -532,8 +545,8 @@ impl Scanner {
     /// function. Returns `dialect + 1` once a message is recognised, else 0.
     #[inline(always)]
     fn close(&mut self, end: impl Fn(u64, u32, u32) -> u64) -> u8 {
+        // (The byte-wise step has already made the quote `prev`; `feed_with` keeps none.)
         self.in_str = 0;
-        self.prev = b'"';
         if self.in_msg == 0 {
             return 0;
         }
@@ -640,17 +653,15 @@ const LONG_WORDS: usize = 8;
 const RUN_USED: u64 = 0xffff;
 const RUN_STOP: u32 = 16;
 const RUN_STOPPED: u64 = 1 << 24;
-const RUN_LAST: u32 = 32;
 
 /// Walks the window from `pos` inside a string, up to [`LONG_WORDS`] words, to the first byte that
 /// can end the string or needs the byte-wise step (a quote, a backslash, a control byte). Returns,
-/// packed: the bytes walked past, that byte and a flag that one was found, and the last byte
-/// walked past. A pure function of scalars, so that the XDP program can make it a BPF global
-/// function (verified once) as it does `token_end`.
+/// packed: the bytes walked past, and that byte with a flag that one was found. A pure function
+/// of scalars, so that the XDP program can make it a BPF global function (verified once) as it
+/// does `token_end`.
 #[inline(always)]
 pub fn long_run(buf: &Window, pos: usize, len: usize) -> u64 {
     let mut used = 0;
-    let mut last = 0;
     let mut i = 0;
     while i < LONG_WORDS {
         let at = pos + used;
@@ -661,20 +672,13 @@ pub fn long_run(buf: &Window, pos: usize, len: usize) -> u64 {
         let stop = string_stop(w);
         if stop != 0 {
             let k = first_byte(stop);
-            if k > 0 {
-                last = (w >> (8 * (k - 1))) & 0xff;
-            }
             used += k;
-            return used as u64
-                | ((w >> (8 * (k & 7))) & 0xff) << RUN_STOP
-                | RUN_STOPPED
-                | last << RUN_LAST;
+            return used as u64 | ((w >> (8 * (k & 7))) & 0xff) << RUN_STOP | RUN_STOPPED;
         }
-        last = w >> 56;
         used += 8;
         i += 1;
     }
-    used as u64 | last << RUN_LAST
+    used as u64
 }
 
 /// Words in a [`Window`]: one more than the payload needs, so that 8 bytes can be read at any
@@ -1077,6 +1081,9 @@ mod tests {
             "\r",
             "\n",
             "}\n",
+            "}\r\n",
+            "}\r\r\r\n",
+            "\r\r\r\r\r\r\r\r\r\n",
             "\\",
             "\\\"",
             "\"",
