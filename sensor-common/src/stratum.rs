@@ -472,13 +472,11 @@ impl Scanner {
             // Line ends and the other control bytes (a tab is rare enough) take the byte-wise step.
             let stop = first_of(w, b'"') | below_blank(w);
             let k = if stop == 0 { 8 } else { first_byte(stop) };
-            if k > 0 {
-                if self.after_method != 0 {
-                    // Only blanks and the colon may stand between "method" and its value.
-                    let blank = eq_bytes(w, b' ') | eq_bytes(w, b'\t') | eq_bytes(w, b':');
-                    if !blank & HIGHS & low_bytes(k) != 0 {
-                        self.after_method = 0;
-                    }
+            if k > 0 && self.after_method != 0 {
+                // Only blanks and the colon may stand between "method" and its value.
+                let blank = eq_bytes(w, b' ') | eq_bytes(w, b'\t') | eq_bytes(w, b':');
+                if !blank & HIGHS & low_bytes(k) != 0 {
+                    self.after_method = 0;
                 }
             }
             if k >= 8 {
