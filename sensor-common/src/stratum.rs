@@ -331,6 +331,9 @@ pub struct Scanner {
     at_start: u8,
     /// The current message began well (with `{` at a message boundary).
     in_msg: u8,
+    /// The last byte that was no carriage return, which a line end reads (a message may begin
+    /// after `}` and a line end). The byte-wise step keeps it; `feed_with` sets it from the window
+    /// only before a line end or carriage return.
     prev: u8,
     _pad: u8,
 }
