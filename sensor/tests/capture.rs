@@ -88,7 +88,7 @@ fn read_line(r: &mut BufReader<TcpStream>) -> String {
 fn pool(addr: SocketAddr) -> impl FnOnce() + Send {
     move || {
         let l = TcpListener::bind(addr).unwrap();
-        let (s, _) = l.accept().unwrap();
+        let s = common::accept(&l);
         s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         let mut w = s.try_clone().unwrap();
         let mut r = BufReader::new(s);

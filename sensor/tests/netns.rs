@@ -422,7 +422,7 @@ fn opaque_pool(addr: SocketAddr, reply: usize, conns: usize) -> impl FnOnce() + 
     move || {
         let l = TcpListener::bind(addr).unwrap();
         for _ in 0..conns {
-            let (mut s, _) = l.accept().unwrap();
+            let mut s = common::accept(&l);
             s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
             let mut buf = [0u8; 2048];
             let _ = s.read(&mut buf).unwrap();
@@ -450,7 +450,7 @@ fn benign_server(addr: SocketAddr) -> impl FnOnce() + Send {
     move || {
         let l = TcpListener::bind(addr).unwrap();
         for _ in 0..2 {
-            let (mut s, _) = l.accept().unwrap();
+            let mut s = common::accept(&l);
             s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
             let mut buf = [0u8; 2048];
             let n = s.read(&mut buf).unwrap();

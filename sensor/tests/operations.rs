@@ -527,7 +527,7 @@ fn soak_counters_equal_what_the_driver_received_and_flows_beyond_the_table_are_a
     let pool = in_ns(&p.sensor, || {
         let l = std::net::TcpListener::bind("198.18.5.1:3333").unwrap();
         for _ in 0..FLOWS {
-            let (mut s, _) = l.accept().unwrap();
+            let mut s = common::accept(&l);
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let mut buf = [0u8; 1024];
             let _ = std::io::Read::read(&mut s, &mut buf);

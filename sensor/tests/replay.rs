@@ -624,7 +624,7 @@ const JOB_EVERY: u32 = 5;
 /// (and, every `JOB_EVERY` submits, a new job pushed 20 ms later), KEEPALIVED per keepalive.
 fn live_pool(listener: std::net::TcpListener) {
     use std::io::{BufRead, BufReader, Write};
-    let (s, _) = listener.accept().unwrap();
+    let s = common::accept(&listener);
     s.set_nodelay(true).unwrap();
     s.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
     let mut w = s.try_clone().unwrap();

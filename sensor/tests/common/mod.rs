@@ -67,6 +67,30 @@ pub fn veth(a: (&str, &str, &str), b: (&str, &str, &str)) {
     }
 }
 
+/// The next connection on `l`, waiting at most `IO_TIMEOUT` (a blocking `accept` waits forever
+/// when the other side never connects, and the test would then hang instead of failing).
+pub fn accept(l: &std::net::TcpListener) -> TcpStream {
+    l.set_nonblocking(true).expect("listener non-blocking");
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        match l.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false).expect("connection blocking");
+                return s;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no connection on {:?} within {IO_TIMEOUT:?}",
+                    l.local_addr()
+                );
+                thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
 /// Moves the calling thread into network namespace `ns`; sockets it creates afterwards live there.
 pub fn enter(ns: &str) {
     let f = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns file");
