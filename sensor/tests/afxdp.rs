@@ -25,7 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::sh;
+use common::{Namespaces, sh};
 use mining_sensor::{
     afxdp::{BindMode, XskConfig, XskSocket, XskStats, ZeroCopy, rx_queues},
     config::{CaptureMode, Config, XdpModeChoice},
@@ -47,23 +47,21 @@ struct Pair {
     ns_b: String,
     dev_a: String,
     dev_b: String,
+    _namespaces: Namespaces,
 }
 
 impl Pair {
     /// `tag` keeps the names of the tests of one process apart.
     fn new(tag: char) -> Self {
         let id = std::process::id();
+        let (ns_a, ns_b) = (format!("msxa{id}{tag}"), format!("msxb{id}{tag}"));
         let p = Self {
-            ns_a: format!("msxa{id}{tag}"),
-            ns_b: format!("msxb{id}{tag}"),
-            dev_a: format!("msxa{id}{tag}"),
-            dev_b: format!("msxb{id}{tag}"),
+            _namespaces: Namespaces::new(&[&ns_a, &ns_b]),
+            dev_a: ns_a.clone(),
+            dev_b: ns_b.clone(),
+            ns_a,
+            ns_b,
         };
-        for ns in [&p.ns_a, &p.ns_b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-            sh(&["ip", "netns", "add", ns]);
-            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        }
         let q = QUEUES.to_string();
         sh(&[
             "ip",
@@ -96,14 +94,6 @@ impl Pair {
             sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
         }
         p
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        for ns in [&self.ns_a, &self.ns_b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
     }
 }
 

@@ -6,7 +6,7 @@ mod common;
 
 use std::{process::Command, thread, time::Duration};
 
-use common::{get, http_get, samples, sh, spawn_sensor};
+use common::{Namespaces, get, http_get, samples, spawn_sensor};
 
 const PORT: u16 = 19823;
 
@@ -21,9 +21,7 @@ fn metrics_endpoint_under_load_keeps_answering_and_draining() {
         "drain_interval = \"200ms\"\n[[ranges]]\nname = \"x\"\ncidrs = [\"192.0.2.0/24\"]\n",
     )
     .unwrap();
-    let _ = Command::new("ip").args(["netns", "del", &ns]).output();
-    sh(&["ip", "netns", "add", &ns]);
-    sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+    let namespaces = Namespaces::new(&[&ns]);
     let log = dir.join("sensor.log");
     let listen = format!("127.0.0.1:{PORT}");
     let mut sensor = spawn_sensor(
@@ -104,6 +102,6 @@ fn metrics_endpoint_under_load_keeps_answering_and_draining() {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(sensor.0.id() as i32, libc::SIGTERM) };
     assert_eq!(sensor.0.wait().unwrap().code(), Some(0));
-    let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+    drop(namespaces);
     let _ = std::fs::remove_dir_all(&dir);
 }

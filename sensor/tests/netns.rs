@@ -17,7 +17,9 @@
 
 mod common;
 
-use common::{IO_TIMEOUT, Proc, get, http_get, in_ns, output, samples, sh, spawn_sensor};
+use common::{
+    IO_TIMEOUT, Namespaces, Proc, get, http_get, in_ns, output, samples, sh, spawn_sensor,
+};
 use mining_sensor::packet::dns_query;
 
 use std::{
@@ -42,21 +44,23 @@ struct Topology {
     miner: String,
     vantage: String,
     pool: String,
+    _namespaces: Namespaces,
 }
 
 impl Topology {
     fn new() -> Self {
         let id = std::process::id();
+        let (miner, vantage, pool) = (
+            format!("msh-miner-{id}"),
+            format!("msh-vantage-{id}"),
+            format!("msh-pool-{id}"),
+        );
         let t = Self {
-            miner: format!("msh-miner-{id}"),
-            vantage: format!("msh-vantage-{id}"),
-            pool: format!("msh-pool-{id}"),
+            _namespaces: Namespaces::new(&[&miner, &vantage, &pool]),
+            miner,
+            vantage,
+            pool,
         };
-        for ns in [&t.miner, &t.vantage, &t.pool] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-            sh(&["ip", "netns", "add", ns]);
-            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        }
         let link = |a: &str, ns_a: &str, b: &str, ns_b: &str| {
             sh(&[
                 "ip", "link", "add", a, "netns", ns_a, "type", "veth", "peer", "name", b, "netns",
@@ -150,14 +154,6 @@ impl Topology {
             "net.ipv6.conf.all.forwarding=1",
         ]);
         t
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        for ns in [&self.miner, &self.vantage, &self.pool] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
     }
 }
 

@@ -11,7 +11,7 @@ mod common;
 
 use std::{net::UdpSocket, path::Path, process::Command, thread, time::Duration};
 
-use common::{http_get, in_ns, output, sh, spawn_sensor, wait_for};
+use common::{Namespaces, http_get, in_ns, output, sh, spawn_sensor, wait_for};
 use mining_sensor::packet::Packet;
 
 const PORT: u16 = 19821;
@@ -20,21 +20,19 @@ const WAIT: Duration = Duration::from_secs(8);
 struct Pair {
     client: String,
     sensor: String,
+    _namespaces: Namespaces,
 }
 
 impl Pair {
     /// `tag` keeps the namespaces of tests running in parallel apart.
     fn new(tag: &str) -> Self {
         let id = std::process::id();
+        let (client, sensor) = (format!("mso-c-{tag}-{id}"), format!("mso-s-{tag}-{id}"));
         let p = Self {
-            client: format!("mso-c-{tag}-{id}"),
-            sensor: format!("mso-s-{tag}-{id}"),
+            _namespaces: Namespaces::new(&[&client, &sensor]),
+            client,
+            sensor,
         };
-        for ns in [&p.client, &p.sensor] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-            sh(&["ip", "netns", "add", ns]);
-            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        }
         p.link();
         p
     }
@@ -148,14 +146,6 @@ impl Pair {
         })
         .join()
         .unwrap();
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        for ns in [&self.client, &self.sensor] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
     }
 }
 

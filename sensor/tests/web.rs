@@ -6,7 +6,7 @@ mod common;
 
 use std::{path::Path, process::Command, thread, time::Duration};
 
-use common::{sh, spawn_sensor};
+use common::{Namespaces, spawn_sensor};
 
 const PORT: u16 = 19822;
 
@@ -70,9 +70,7 @@ fn metrics_over_tls_with_basic_auth() {
     );
 
     let ns = format!("msw-{id}");
-    let _ = Command::new("ip").args(["netns", "del", &ns]).output();
-    sh(&["ip", "netns", "add", &ns]);
-    sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+    let namespaces = Namespaces::new(&[&ns]);
     let log = dir.join("sensor.log");
     let mut sensor = spawn_sensor(
         &ns,
@@ -120,7 +118,7 @@ fn metrics_over_tls_with_basic_auth() {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(sensor.0.id() as i32, libc::SIGTERM) };
     assert_eq!(sensor.0.wait().unwrap().code(), Some(0));
-    let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+    drop(namespaces);
 
     // Web configurations the sensor refuses, each with the field named.
     for (yaml, expect) in [
