@@ -686,9 +686,8 @@ pub fn long_run(buf: &Window, pos: usize, len: usize) -> u64 {
 /// position of it.
 pub const WINDOW_WORDS: usize = WINDOW / 8 + 1;
 
-/// The payload bytes the scanner reads, kept as 8-byte words (8-aligned, for the word-wise writes
-/// that fill it), one more than the payload needs so that 8 bytes can be read from any position
-/// in one load (`load8`).
+/// The payload bytes the scanner reads, stored as 8-byte words, one word more than the payload
+/// needs so that 8 bytes can be read from any position in one load (`load8`).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Window {
