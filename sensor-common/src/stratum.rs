@@ -447,7 +447,7 @@ impl Scanner {
         buf: &Window,
         pos: usize,
         len: usize,
-        end: impl Fn(u64, u32, u32) -> u64,
+        end: impl Fn(u64, u32, u32) -> u64 + Copy,
         run: impl Fn(usize, usize) -> u64,
     ) -> (usize, u8) {
         let p = pos & (WINDOW - 1);
@@ -456,18 +456,8 @@ impl Scanner {
         // byte-wise (they are control bytes), so the first of a run of carriage returns, or a
         // line end right after another byte, records the byte before it here; later ones in
         // the run leave it.
-        let byte_wise = |s: &mut Self| {
-            let b = buf.byte(p);
-            if (b == b'\n' || b == b'\r') && p > 0 {
-                let before = buf.byte(p - 1);
-                if before != b'\r' {
-                    s.prev = before;
-                }
-            }
-            (1, s.step_with(b, &end))
-        };
         if self.escaped != 0 || self.at_start != 0 {
-            return byte_wise(self);
+            return self.byte_wise(buf, p, end);
         }
         let mut used = 0;
         if self.in_str == 0 {
@@ -488,7 +478,7 @@ impl Scanner {
             if (w >> (8 * k)) as u8 != b'"' {
                 // A line end: the byte-wise step takes it.
                 if k == 0 {
-                    return byte_wise(self);
+                    return self.byte_wise(buf, p, end);
                 }
                 return (k, 0);
             }
@@ -507,10 +497,10 @@ impl Scanner {
             let used = (r & RUN_USED) as usize;
             self.token_len += used as u32;
             if r & RUN_STOPPED != 0 && (r >> RUN_STOP) as u8 == b'"' {
-                return (used + 1, self.close(&end));
+                return (used + 1, self.close(end));
             }
             if used == 0 {
-                return byte_wise(self);
+                return self.byte_wise(buf, p, end);
             }
             return (used, 0);
         }
@@ -533,13 +523,34 @@ impl Scanner {
             used += m;
         }
         if m == k && k < 8 && (w >> (8 * k)) as u8 == b'"' {
-            return (used + 1, self.close(&end));
+            return (used + 1, self.close(end));
         }
         if used == 0 {
             // A backslash or line end inside a string.
-            return byte_wise(self);
+            return self.byte_wise(buf, p, end);
         }
         (used, 0)
+    }
+
+    /// The byte at `p` through the byte-wise rules, with `prev` as they would have it. A line end
+    /// reads `prev`: the last byte before it that is no carriage return. Both go byte-wise (they
+    /// are control bytes), so the first of a run of carriage returns, or a line end right after
+    /// another byte, records the byte before it here; later ones in the run leave it.
+    #[inline(always)]
+    fn byte_wise(
+        &mut self,
+        buf: &Window,
+        p: usize,
+        end: impl Fn(u64, u32, u32) -> u64 + Copy,
+    ) -> (usize, u8) {
+        let b = buf.byte(p);
+        if (b == b'\n' || b == b'\r') && p > 0 {
+            let before = buf.byte(p - 1);
+            if before != b'\r' {
+                self.prev = before;
+            }
+        }
+        (1, self.step_with(b, end))
     }
 
     /// A closing quote: the string token ends, and a candidate marker goes to the decision

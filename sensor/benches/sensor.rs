@@ -8,6 +8,8 @@
 //!   21 runs interleaved with the baseline's (`repeat` 2,000,000, or 500,000 with `--quick`);
 //!   `xdp_pass_baseline_ns` is the object's trivial `bench_pass` program over the same packet;
 //! - `*_1m_ns`: the same with 1,000,000 watched IPv4 prefixes loaded besides `kp`;
+//! - `*_bpf_loop_ns`: the login, the share and the DNS query through the program's build for
+//!   kernels before 6.9 (`sensor_compat`, whose loops are `bpf_loop` callbacks), the same way;
 //! - `stratum_login_new_flow_ns`: the login as the first packet of its flow, one run per sample
 //!   (see `per_packet_first`), and its `_baseline_ns` run the same way;
 //! - `veth_throughput_ratio`: packets per second received on a veth with the sensor attached in
@@ -41,7 +43,7 @@ use std::{
 use ipnet::IpNet;
 use mining_sensor::{
     config::{Config, Range},
-    kernel::Kernel,
+    kernel::{Kernel, Variant},
     metrics::{Drainer, Labels, Metrics},
     packet::Packet,
 };
@@ -570,6 +572,18 @@ fn main() {
         fig.insert(format!("{name}_baseline_ns"), b);
         if name == "unwatched_tcp" {
             fig.insert("xdp_pass_baseline_ns".into(), b);
+        }
+    }
+    drop(k);
+    step("per-packet cost of the program's bpf_loop build (kernels before 6.9)");
+    let mut k = Kernel::load_variant(&cfg, Variant::BpfLoop).unwrap();
+    k.configure(&cfg).unwrap();
+    k.set_iface_slot(1, 1).unwrap();
+    for (name, frame) in frames() {
+        if ["stratum_login", "stratum_submit", "unwatched_udp_dns"].contains(&name) {
+            let (s, b) = per_packet(&mut k, &frame, &o);
+            fig.insert(format!("{name}_bpf_loop_ns"), s);
+            fig.insert(format!("{name}_bpf_loop_baseline_ns"), b);
         }
     }
     drop(k);

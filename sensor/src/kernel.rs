@@ -12,7 +12,7 @@ use aya::{
     },
     programs::{TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use sensor_common::{
     Counter, Event, FILTER_V4_ALL, FILTER_V4_MIN_LEN, FILTER_V6_ALL, FILTER_V6_MIN_LEN,
@@ -28,10 +28,59 @@ use crate::{
 /// The XDP object built by `build.rs` from `sensor-ebpf`.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor"));
 
-const PROGRAM: &str = "sensor";
+/// Which of the object's two builds of the program runs. They count alike (the kernel tests run
+/// both); they differ in how the verifier sees their loops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// `sensor`: the scan and the DNS walk are `may_goto` loops (Linux 6.9 on).
+    MayGoto,
+    /// `sensor_compat`: the same loops as `bpf_loop` callbacks (Linux 5.18 on), about 10% slower
+    /// on a Stratum packet. Loaded when the kernel refuses `sensor`.
+    BpfLoop,
+}
+
+impl Variant {
+    /// The program's name in the object.
+    pub const fn program(self) -> &'static str {
+        match self {
+            Self::MayGoto => "sensor",
+            Self::BpfLoop => "sensor_compat",
+        }
+    }
+}
+
 /// The benchmarks' trivial XDP_PASS program, in the same object.
 const BASELINE: &str = "bench_pass";
 const GENERATOR: &str = "bench_tx";
+
+/// Loads (verifies) one build of the program, saying how many instructions the verifier walked.
+fn load_program(ebpf: &mut Ebpf, variant: Variant) -> Result<()> {
+    let name = variant.program();
+    let program: &mut Xdp = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing from the object"))?
+        .try_into()?;
+    let started = std::time::Instant::now();
+    program
+        .load()
+        .with_context(|| format!("the kernel's verifier rejected the XDP program {name}"))?;
+    let verified = program
+        .info()
+        .ok()
+        .and_then(|i| i.verified_instruction_count());
+    debug!(
+        program = name,
+        verified_instructions = verified,
+        load_ms = started.elapsed().as_millis() as u64,
+        "XDP program loaded"
+    );
+    Ok(())
+}
+
+/// The first line of an error's text (a verifier's log follows it).
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
 
 /// How a program ended up attached to an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +101,7 @@ impl AttachedMode {
 /// The loaded program and its maps.
 pub struct Kernel {
     ebpf: Ebpf,
+    variant: Variant,
     installed: TrieEntries,
     /// The quick-rejection filter as written to the kernel.
     filter: Filter,
@@ -194,13 +244,32 @@ impl BatchRunner<'_> {
 impl Kernel {
     /// Loads (and verifies) the program with maps sized from `cfg`.
     pub fn load(cfg: &Config) -> Result<Self> {
-        Self::load_as(cfg, false)
+        Self::load_as(cfg, false, None)
+    }
+
+    /// Loads that build of the program, with no fallback (for tests of both).
+    pub fn load_variant(cfg: &Config, variant: Variant) -> Result<Self> {
+        Self::load_as(cfg, false, Some(variant))
+    }
+
+    /// The build of the program that was loaded.
+    pub fn variant(&self) -> Variant {
+        self.variant
     }
 
     /// Loads the program as `replay` runs it: over batches of packets with their capture time
     /// (`Kernel::run_batch`), with the same per-packet code as `load`.
     pub fn load_for_replay(cfg: &Config) -> Result<Self> {
-        let mut k = Self::load_as(cfg, true)?;
+        Self::load_for_replay_as(cfg, None)
+    }
+
+    /// `load_for_replay` with that build of the program, with no fallback (for tests of both).
+    pub fn load_for_replay_variant(cfg: &Config, variant: Variant) -> Result<Self> {
+        Self::load_for_replay_as(cfg, Some(variant))
+    }
+
+    fn load_for_replay_as(cfg: &Config, want: Option<Variant>) -> Result<Self> {
+        let mut k = Self::load_as(cfg, true, want)?;
         let fd = k.program()?.fd()?.try_clone()?;
         let mut next = ProgramArray::try_from(
             k.ebpf
@@ -211,7 +280,9 @@ impl Kernel {
         Ok(k)
     }
 
-    fn load_as(cfg: &Config, replay: bool) -> Result<Self> {
+    /// Loads the object and one build of the program: `want`, or the `may_goto` one and, if the
+    /// kernel refuses it (before Linux 6.9), the `bpf_loop` one.
+    fn load_as(cfg: &Config, replay: bool, want: Option<Variant>) -> Result<Self> {
         raise_memlock_limit();
         let capture = cfg.inspect.capture_mode.kernel_value();
         let replay = replay as u32;
@@ -234,25 +305,32 @@ impl Kernel {
             .map_max_entries("SUSPECTS", cfg.flow_table_size)
             .load(OBJECT)
             .context("loading the XDP object (is this kernel built with BPF, and are we root or CAP_BPF+CAP_NET_ADMIN?)")?;
-        let program: &mut Xdp = ebpf
-            .program_mut(PROGRAM)
-            .ok_or_else(|| anyhow!("program {PROGRAM} missing from the object"))?
-            .try_into()?;
-        let started = std::time::Instant::now();
-        program
-            .load()
-            .context("the kernel's verifier rejected the XDP program")?;
-        let verified = program
-            .info()
-            .ok()
-            .and_then(|i| i.verified_instruction_count());
-        debug!(
-            verified_instructions = verified,
-            load_ms = started.elapsed().as_millis() as u64,
-            "XDP program loaded"
-        );
+        let variant = match want {
+            Some(v) => {
+                load_program(&mut ebpf, v)?;
+                v
+            }
+            None => match load_program(&mut ebpf, Variant::MayGoto) {
+                Ok(()) => Variant::MayGoto,
+                Err(fast) => {
+                    debug!("{:#}", fast);
+                    info!(
+                        "this kernel refused the program's may_goto build (it needs Linux 6.9 or \
+                         later); loading its bpf_loop build, about 10% slower on Stratum packets"
+                    );
+                    load_program(&mut ebpf, Variant::BpfLoop).map_err(|e| {
+                        e.context(format!(
+                            "and before it, the may_goto build: {}",
+                            first_line(&format!("{fast:#}"))
+                        ))
+                    })?;
+                    Variant::BpfLoop
+                }
+            },
+        };
         Ok(Self {
             ebpf,
+            variant,
             installed: TrieEntries::default(),
             filter: Filter {
                 words: vec![0; FILTER_WORDS],
@@ -370,10 +448,11 @@ impl Kernel {
     }
 
     fn program(&mut self) -> Result<&mut Xdp> {
+        let name = self.variant.program();
         Ok(self
             .ebpf
-            .program_mut(PROGRAM)
-            .ok_or_else(|| anyhow!("program {PROGRAM} missing"))?
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("program {name} missing"))?
             .try_into()?)
     }
 
@@ -488,10 +567,11 @@ impl Kernel {
 
     /// The loaded program, shareable between threads: `run_batch` through it from several at once.
     pub fn batch_runner(&self) -> Result<BatchRunner<'_>> {
+        let name = self.variant.program();
         let program: &Xdp = self
             .ebpf
-            .program(PROGRAM)
-            .ok_or_else(|| anyhow!("program {PROGRAM} missing"))?
+            .program(name)
+            .ok_or_else(|| anyhow!("program {name} missing"))?
             .try_into()?;
         Ok(BatchRunner { program })
     }

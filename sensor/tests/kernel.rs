@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use mining_sensor::{
     config::Config,
-    kernel::Kernel,
+    kernel::{Kernel, Variant},
     packet::{Packet, tls_client_hello},
 };
 use sensor_common::{
@@ -59,6 +59,55 @@ const SUBMIT: &[u8] = b"{\"id\":2,\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"pa
 const KEEPALIVE: &[u8] =
     b"{\"id\":3,\"jsonrpc\":\"2.0\",\"method\":\"keepalived\",\"params\":{\"id\":\"a1b2\"}}\n";
 
+/// The build of the program under test: the one `Kernel::load` picks (`may_goto` loops on this
+/// kernel), or the one `MINING_SENSOR_TEST_VARIANT` names. `cargo xtask test` runs this file a
+/// second time with `bpf_loop`, the build for kernels before 6.9.
+fn variant() -> Option<Variant> {
+    match std::env::var("MINING_SENSOR_TEST_VARIANT").as_deref() {
+        Err(_) | Ok("") => None,
+        Ok("may_goto") => Some(Variant::MayGoto),
+        Ok("bpf_loop") => Some(Variant::BpfLoop),
+        Ok(other) => panic!("MINING_SENSOR_TEST_VARIANT={other}: use may_goto or bpf_loop"),
+    }
+}
+
+fn load_with_ranges(cfg: &Config) -> Kernel {
+    let mut k = match variant() {
+        None => Kernel::load(cfg),
+        Some(v) => Kernel::load_variant(cfg, v),
+    }
+    .expect("load (are the tests running as root?)");
+    k.configure(cfg).unwrap();
+    k
+}
+
+fn load_for_replay(cfg: &Config) -> Kernel {
+    match variant() {
+        None => Kernel::load_for_replay(cfg),
+        Some(v) => Kernel::load_for_replay_variant(cfg, v),
+    }
+    .expect("load (are the tests running as root?)")
+}
+
+#[test]
+fn this_kernel_runs_the_may_goto_build_and_the_other_loads_too() {
+    // Linux 6.9 and later verify `may_goto`: a fallback here would hide a verifier regression of
+    // the faster build. The `bpf_loop` build must load as well (every test of this file runs on
+    // it in `cargo xtask test`'s second pass).
+    let cfg = Config::parse(CONFIG, "test").unwrap();
+    assert_eq!(Kernel::load(&cfg).unwrap().variant(), Variant::MayGoto);
+    assert_eq!(
+        Kernel::load_variant(&cfg, Variant::BpfLoop)
+            .unwrap()
+            .variant(),
+        Variant::BpfLoop
+    );
+    assert_eq!(
+        load_for_replay(&cfg).variant(),
+        variant().unwrap_or(Variant::MayGoto)
+    );
+}
+
 struct Sensor {
     k: Kernel,
 }
@@ -70,7 +119,7 @@ impl Sensor {
 
     fn with(config: &str) -> Self {
         let cfg = Config::parse(config, "test").unwrap();
-        let mut k = Kernel::load_with_ranges(&cfg).expect("load (are the tests running as root?)");
+        let mut k = load_with_ranges(&cfg);
         k.set_iface_slot(1, SLOT as u32).unwrap();
         Self { k }
     }
@@ -491,7 +540,7 @@ fn continuations_are_scanned_on_recent_stratum_flows_only() {
     use mining_sensor::kernel::{BatchPacket, batch_input};
     use sensor_common::{MAX_FLOW_IDLE_NS, REPLAY_DONE};
     let cfg = Config::parse(CONFIG, "test").unwrap();
-    let mut k = Kernel::load_for_replay(&cfg).unwrap();
+    let mut k = load_for_replay(&cfg);
     k.configure(&cfg).unwrap();
     k.set_iface_slot(1, SLOT as u32).unwrap();
     let (m, pool) = (ip("192.0.2.51"), ip("198.51.100.9"));
@@ -600,7 +649,7 @@ fn every_rule_of_the_table_is_reachable_in_the_kernel() {
 #[test]
 fn the_embedded_default_watches_north_korea() {
     let cfg = Config::embedded_default();
-    let mut k = Kernel::load_with_ranges(&cfg).unwrap();
+    let mut k = load_with_ranges(&cfg);
     k.set_iface_slot(1, 1).unwrap();
     // BPF_PROG_TEST_RUN input only: a real-world range never crosses a live link in tests.
     let p = Packet::tcp4(
@@ -654,7 +703,7 @@ fn the_filter_follows_range_changes() {
         "t",
     )
     .unwrap();
-    let mut k = Kernel::load_with_ranges(&first).unwrap();
+    let mut k = load_with_ranges(&first);
     k.set_iface_slot(1, 1).unwrap();
     let v4 = Packet::udp4(ip("198.19.200.1"), ip("198.51.100.1"), 1, 2, b"x").build();
     let v6 = Packet::udp6(ip6("2001:db8:5:1::1"), ip6("2001:db8:6::1"), 1, 2, b"x").build();
@@ -1239,7 +1288,7 @@ fn replay_batches_count_what_single_runs_count() {
     }
 
     let cfg = Config::parse(&config, "test").unwrap();
-    let mut batched = Kernel::load_for_replay(&cfg).unwrap();
+    let mut batched = load_for_replay(&cfg);
     batched.configure(&cfg).unwrap();
     batched.set_iface_slot(1, SLOT as u32).unwrap();
     let ts = |i: usize| 1_559_347_200_000_000_000u64 + i as u64 * 1_000;

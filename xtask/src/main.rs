@@ -391,6 +391,15 @@ fn test(cargo_args: &[String]) -> Result<()> {
         problems.push("cargo test");
     }
 
+    step("the BPF_PROG_TEST_RUN tests again, on the program's bpf_loop build (kernels before 6.9)");
+    let mut t = cargo();
+    t.args(["test", "-p", "mining-sensor", "--test", "kernel"])
+        .args(cargo_args)
+        .env("MINING_SENSOR_TEST_VARIANT", "bpf_loop");
+    if !run_counting(t, &mut passed, &mut failed)? {
+        problems.push("cargo test (bpf_loop build)");
+    }
+
     let check = root().join("deploy/check.sh");
     if check.exists() && cargo_args.is_empty() {
         step("deploy/check.sh (promtool, systemd-analyze, manifests, dashboard queries)");
