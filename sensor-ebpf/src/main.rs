@@ -257,7 +257,7 @@ pub fn sensor(ctx: XdpContext) -> u32 {
 }
 
 /// The same program for kernels before 6.9, which know no `may_goto`: its loops are `bpf_loop`
-/// callbacks (Linux 5.18 on), each call a few steps. About 10% slower on a Stratum packet; the
+/// callbacks (Linux 5.18 on), each call a few steps. Up to about 10% slower on a Stratum packet; the
 /// agent loads it only when the kernel refuses `sensor`.
 #[xdp]
 pub fn sensor_compat(ctx: XdpContext) -> u32 {

@@ -34,8 +34,8 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 pub enum Variant {
     /// `sensor`: the scan and the DNS walk are `may_goto` loops (Linux 6.9 on).
     MayGoto,
-    /// `sensor_compat`: the same loops as `bpf_loop` callbacks (Linux 5.18 on), about 10% slower
-    /// on a Stratum packet. Loaded when the kernel refuses `sensor`.
+    /// `sensor_compat`: the same loops as `bpf_loop` callbacks (Linux 5.18 on), up to about 10%
+    /// slower on a Stratum packet (a login). Loaded when the kernel refuses `sensor`.
     BpfLoop,
 }
 
@@ -316,7 +316,7 @@ impl Kernel {
                     debug!("{:#}", fast);
                     info!(
                         "this kernel refused the program's may_goto build (it needs Linux 6.9 or \
-                         later); loading its bpf_loop build, about 10% slower on Stratum packets"
+                         later); loading its bpf_loop build, up to about 10% slower on Stratum packets"
                     );
                     load_program(&mut ebpf, Variant::BpfLoop).map_err(|e| {
                         e.context(format!(
