@@ -77,6 +77,27 @@ fn load_program(ebpf: &mut Ebpf, variant: Variant) -> Result<()> {
     Ok(())
 }
 
+/// Loads the `may_goto` build with `load` or, if that fails (a kernel before 6.9), the `bpf_loop`
+/// build, saying so; an error names both failures.
+fn load_with_fallback(mut load: impl FnMut(Variant) -> Result<()>) -> Result<Variant> {
+    let fast = match load(Variant::MayGoto) {
+        Ok(()) => return Ok(Variant::MayGoto),
+        Err(e) => e,
+    };
+    debug!("{fast:#}");
+    info!(
+        "this kernel refused the program's may_goto build (it needs Linux 6.9 or later); loading \
+         its bpf_loop build, up to about 10% slower on Stratum packets"
+    );
+    load(Variant::BpfLoop).map_err(|e| {
+        e.context(format!(
+            "and before it, the may_goto build: {}",
+            first_line(&format!("{fast:#}"))
+        ))
+    })?;
+    Ok(Variant::BpfLoop)
+}
+
 /// The first line of an error's text (a verifier's log follows it).
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or("")
@@ -310,23 +331,7 @@ impl Kernel {
                 load_program(&mut ebpf, v)?;
                 v
             }
-            None => match load_program(&mut ebpf, Variant::MayGoto) {
-                Ok(()) => Variant::MayGoto,
-                Err(fast) => {
-                    debug!("{:#}", fast);
-                    info!(
-                        "this kernel refused the program's may_goto build (it needs Linux 6.9 or \
-                         later); loading its bpf_loop build, up to about 10% slower on Stratum packets"
-                    );
-                    load_program(&mut ebpf, Variant::BpfLoop).map_err(|e| {
-                        e.context(format!(
-                            "and before it, the may_goto build: {}",
-                            first_line(&format!("{fast:#}"))
-                        ))
-                    })?;
-                    Variant::BpfLoop
-                }
-            },
+            None => load_with_fallback(|v| load_program(&mut ebpf, v))?,
         };
         Ok(Self {
             ebpf,
@@ -924,4 +929,50 @@ pub fn ifindex(iface: &str) -> Result<u32> {
         );
     }
     Ok(idx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_may_goto_build_is_tried_first_and_the_other_only_when_it_fails() {
+        let mut tried = Vec::new();
+        let v = load_with_fallback(|v| {
+            tried.push(v);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((v, tried), (Variant::MayGoto, vec![Variant::MayGoto]));
+
+        let mut tried = Vec::new();
+        let v = load_with_fallback(|v| {
+            tried.push(v);
+            match v {
+                Variant::MayGoto => bail!("unknown opcode e5\nprocessed 0 insns"),
+                Variant::BpfLoop => Ok(()),
+            }
+        })
+        .unwrap();
+        assert_eq!(
+            (v, tried),
+            (Variant::BpfLoop, vec![Variant::MayGoto, Variant::BpfLoop])
+        );
+    }
+
+    #[test]
+    fn when_both_builds_fail_the_error_names_both() {
+        let e = load_with_fallback(|v| match v {
+            Variant::MayGoto => bail!("unknown opcode e5\nprocessed 0 insns"),
+            Variant::BpfLoop => bail!("back-edge from insn 7 to 3"),
+        })
+        .unwrap_err();
+        let text = format!("{e:#}");
+        assert!(text.contains("back-edge from insn 7 to 3"), "{text}");
+        assert!(
+            text.contains("the may_goto build: unknown opcode e5"),
+            "{text}"
+        );
+        assert!(!text.contains("processed 0 insns"), "{text}");
+    }
 }
