@@ -631,7 +631,9 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             return Err(e);
         }
         let mode = agent.ifaces[n].link.as_ref().map_or("?", |l| l.1.label());
-        info!(%iface, mode, "attached");
+        // Which build of the program: `sensor` (may_goto loops) or `sensor_compat` (bpf_loop).
+        let program = agent.kernel.variant().program();
+        info!(%iface, mode, program, "attached");
     }
     let tap = config.inspect.capture_mode == CaptureMode::Tap;
     match drop_capabilities(tap) {
