@@ -451,11 +451,6 @@ impl Scanner {
         run: impl Fn(usize, usize) -> u64,
     ) -> (usize, u8) {
         let p = pos & (WINDOW - 1);
-        // The byte at `pos` through the byte-wise rules, with `prev` as they would have it. A
-        // line end reads `prev`: the last byte before it that is no carriage return. Both go
-        // byte-wise (they are control bytes), so the first of a run of carriage returns, or a
-        // line end right after another byte, records the byte before it here; later ones in
-        // the run leave it.
         if self.escaped != 0 || self.at_start != 0 {
             return self.byte_wise(buf, p, end);
         }
@@ -668,9 +663,7 @@ const RUN_STOPPED: u64 = 1 << 24;
 
 /// Walks the window from `pos` inside a string, up to [`LONG_WORDS`] words, to the first byte that
 /// can end the string or needs the byte-wise step (a quote, a backslash, a control byte). Returns,
-/// packed: the bytes walked past, and that byte with a flag that one was found. A pure function
-/// of scalars, so that the XDP program can make it a BPF global function (verified once) as it
-/// does `token_end`.
+/// packed: the bytes walked past, and that byte with a flag that one was found.
 #[inline(always)]
 pub fn long_run(buf: &Window, pos: usize, len: usize) -> u64 {
     let mut used = 0;

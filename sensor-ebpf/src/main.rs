@@ -1032,24 +1032,25 @@ pub extern "C" fn pool_dns_compat(n: u64) -> u64 {
     dns_walk::<true>(n)
 }
 
-/// State of the `bpf_loop` walk over a query name: pointers into SCRATCH (bpf_loop's context must
-/// be on the stack, and the walk's state is too large for it).
-#[repr(C)]
-struct DnsCtx {
-    name: *mut dns::QueryName,
-    buf: *const stratum::Window,
+/// One step of the walk over a query name in SCRATCH (a label, or 8 bytes of a longer one; each
+/// takes at least a byte or ends the walk); true once the walk is over.
+#[inline(always)]
+fn dns_step(scratch: *mut Scratch) -> bool {
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    unsafe { (*scratch).dns.step(&(*scratch).buf) }
 }
 
-/// Up to `STEPS_PER_CALL` steps of the walk per `bpf_loop` call (`sensor_compat`).
+/// Up to `STEPS_PER_CALL` steps of the walk per `bpf_loop` call (`sensor_compat`), as
+/// `scan_steps` does for the scan.
 #[inline(never)]
 extern "C" fn dns_steps(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    // SAFETY: `ctx` is the SCRATCH pointer `dns_walk` handed to bpf_loop.
+    let scratch = unsafe { *(ctx as *const *mut Scratch) };
     let mut i = 0;
     while i < STEPS_PER_CALL {
-        // SAFETY: `ctx` is the DnsCtx handed to bpf_loop by `dns_walk`; both pointers are into
-        // the SCRATCH map value. Re-read through a volatile pointer each step, as in `scan`.
-        let c = unsafe { core::ptr::read_volatile(ctx as *const DnsCtx) };
-        // SAFETY: as above.
-        if unsafe { (*c.name).step(&*c.buf) } {
+        // SAFETY: reads a local (see `scan`).
+        let s = unsafe { core::ptr::read_volatile(&scratch) };
+        if dns_step(s) {
             return 1;
         }
         i += 1;
@@ -1074,24 +1075,19 @@ fn dns_walk<const COMPAT: bool>(n: u64) -> u64 {
         (*name).labels = 0;
         (*name).state = dns::RUNNING;
         if COMPAT {
-            let mut c = DnsCtx {
-                name,
-                buf: core::ptr::addr_of!((*scratch).buf),
-            };
+            let mut ctx = scratch;
             bpf_loop(
                 stratum::WINDOW as u32,
                 dns_steps as *mut core::ffi::c_void,
-                (&mut c as *mut DnsCtx).cast(),
+                (&mut ctx as *mut *mut Scratch).cast(),
                 0,
             );
         } else {
-            // A step per iteration (a label, or 8 bytes of a longer one), each taking at least
-            // a byte or ending the walk; state in memory as in `scan`.
+            // State in memory, re-read each step, as in `scan`.
             loop {
                 // SAFETY: the instruction only jumps (see `scan`).
                 core::arch::asm!("may_goto {}", label { break }, options(nomem, nostack));
-                let s = core::ptr::read_volatile(&scratch);
-                if (*s).dns.step(&(*s).buf) {
+                if dns_step(core::ptr::read_volatile(&scratch)) {
                     break;
                 }
             }
