@@ -620,3 +620,104 @@ fn soak_counters_equal_what_the_driver_received_and_flows_beyond_the_table_are_a
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `deploy/README.md`'s sizing table, held to a running sensor: with 3 ranges and 2 interfaces,
+/// right after start, each metric has the series the table's formula gives (its rows without their
+/// optional parts), 137 `mining_sensor_` series in all.
+#[test]
+fn a_fresh_sensor_exports_the_series_the_sizing_table_counts() {
+    let p = Pair::new("size");
+    common::veth(
+        (&p.client, "c1", "198.18.6.2/24"),
+        (&p.sensor, "s1", "198.18.6.1/24"),
+    );
+    let dir = std::env::temp_dir().join(format!("mso-size-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("sensor.toml");
+    write(
+        &cfg,
+        "drain_interval = \"200ms\"\n\
+         [[ranges]]\nname = \"a\"\ncidrs = [\"198.18.5.2/32\"]\n\
+         [[ranges]]\nname = \"b\"\ncidrs = [\"198.18.6.0/24\", \"2001:db8:6::/48\"]\n\
+         [[ranges]]\nname = \"c\"\ncidrs = [\"203.0.113.0/24\"]\n",
+    );
+    let log = dir.join("sensor.log");
+    let port = PORT + 3;
+    let listen = format!("127.0.0.1:{port}");
+    let _sensor = spawn_sensor(
+        &p.sensor,
+        &cfg,
+        &[
+            "--iface",
+            "s0",
+            "--iface",
+            "s1",
+            "--xdp-mode",
+            "native",
+            "--listen",
+            &listen,
+        ],
+        &log,
+        "info",
+    );
+    for iface in ["s0", "s1"] {
+        let up = [("iface", iface)];
+        let v = wait_for(
+            &p.sensor,
+            port,
+            "mining_sensor_interface_up",
+            &up,
+            1.0,
+            WAIT,
+        );
+        assert_eq!(
+            v,
+            1.0,
+            "{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    // Counters of the configured ranges exist from the first drain on.
+    let from_c = [("direction", "from"), ("iface", "s1"), ("range", "c")];
+    let pk = "mining_sensor_packets_total";
+    assert_eq!(wait_for(&p.sensor, port, pk, &from_c, 0.0, WAIT), 0.0);
+    let m = common::samples(&http_get(&p.sensor, port, "/metrics"));
+    let mut families = std::collections::BTreeMap::<&str, usize>::new();
+    for (name, _) in m.keys() {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| f.ends_with("_seconds")))
+            .unwrap_or(name);
+        *families.entry(family).or_default() += 1;
+    }
+    let (r, i, d) = (3, 2, 3);
+    let table = [
+        ("mining_sensor_packets_total", r * 2 * i),
+        ("mining_sensor_bytes_total", r * 2 * i),
+        ("mining_sensor_stratum_packets_total", r * 2 * d),
+        ("mining_sensor_stratum_flows_total", r * 2 * d),
+        ("mining_sensor_suspect_flows_total", r * 2 * 4),
+        ("mining_sensor_interface_up", i),
+        ("mining_sensor_xdp_attached", i),
+        ("mining_sensor_build_info", 1),
+        ("mining_sensor_drain_duration_seconds", 12 + 3),
+        ("mining_sensor_last_drain_timestamp_seconds", 1),
+        ("mining_sensor_flow_table_entries", 1),
+        ("mining_sensor_flow_table_capacity", 1),
+        ("mining_sensor_flow_table_evictions_total", 1),
+        ("mining_sensor_events_total", 1),
+        ("mining_sensor_events_lost_total", 1),
+        ("mining_sensor_parse_events_total", 17),
+        ("mining_sensor_watched_prefixes", r * 2),
+        // Deep inspection's, present at start in the default `inline` capture mode.
+        ("mining_sensor_inspect_candidates_total", 1),
+        ("mining_sensor_capture_drops_total", 3),
+    ];
+    let want: std::collections::BTreeMap<&str, usize> = table.into_iter().collect();
+    assert_eq!(
+        families, want,
+        "series per metric, against deploy/README.md's table"
+    );
+    assert_eq!(want.values().sum::<usize>(), 137);
+    let _ = std::fs::remove_dir_all(&dir);
+}
