@@ -1138,6 +1138,10 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
     if opts.files.is_empty() {
         bail!("no capture file given");
     }
+    if opts.bucket.is_zero() {
+        // Zero would make every packet a bucket of its own: a snapshot of every counter each.
+        bail!("--bucket 0s: a bucket must be longer than zero; give its length, e.g. 5m, 1h or 1d");
+    }
     if opts.files.len() >= sensor_common::MAX_IFACE_SLOTS {
         bail!(
             "{} capture files; one replay takes at most {} (each file is an iface label)",
@@ -1725,5 +1729,21 @@ mod tests {
         .unwrap()
         .to_string();
         assert!(err.starts_with("junk: gzip data is corrupt"), "{err}");
+    }
+
+    #[test]
+    fn a_zero_bucket_is_refused_naming_the_option() {
+        let e = replay(ReplayOptions {
+            config: None,
+            files: vec![PathBuf::from("capture.pcap")],
+            openmetrics: None,
+            json: None,
+            report: None,
+            bucket: Duration::ZERO,
+            strict: false,
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--bucket 0s") && e.contains("1h"), "{e}");
     }
 }
