@@ -40,27 +40,30 @@ impl Pair {
     /// Starts the sensor on s0 (native XDP) with `cfg`, metrics on `port`, its log in `log`, and
     /// waits until it reports the interface up.
     fn start_sensor(&self, cfg: &Path, log: &Path, port: u16) -> common::Proc {
+        self.start_sensor_on(&["s0"], cfg, log, port)
+    }
+
+    /// [`Pair::start_sensor`] on each of `ifaces` (in the sensor's namespace), waiting for all.
+    fn start_sensor_on(&self, ifaces: &[&str], cfg: &Path, log: &Path, port: u16) -> common::Proc {
         let listen = format!("127.0.0.1:{port}");
-        let sensor = spawn_sensor(
-            &self.sensor,
-            cfg,
-            &["--iface", "s0", "--xdp-mode", "native", "--listen", &listen],
-            log,
-            "info",
-        );
-        assert_eq!(
-            wait_for(
-                &self.sensor,
-                port,
-                "mining_sensor_interface_up",
-                &[("iface", "s0")],
+        let mut args: Vec<&str> = ifaces.iter().flat_map(|i| ["--iface", *i]).collect();
+        args.extend(["--xdp-mode", "native", "--listen", &listen]);
+        let sensor = spawn_sensor(&self.sensor, cfg, &args, log, "info");
+        for iface in ifaces {
+            assert_eq!(
+                wait_for(
+                    &self.sensor,
+                    port,
+                    "mining_sensor_interface_up",
+                    &[("iface", iface)],
+                    1.0,
+                    WAIT
+                ),
                 1.0,
-                WAIT
-            ),
-            1.0,
-            "{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
+                "{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
         sensor
     }
 
@@ -643,40 +646,7 @@ fn a_fresh_sensor_exports_the_series_the_sizing_table_counts() {
     );
     let log = dir.join("sensor.log");
     let port = PORT + 3;
-    let listen = format!("127.0.0.1:{port}");
-    let _sensor = spawn_sensor(
-        &p.sensor,
-        &cfg,
-        &[
-            "--iface",
-            "s0",
-            "--iface",
-            "s1",
-            "--xdp-mode",
-            "native",
-            "--listen",
-            &listen,
-        ],
-        &log,
-        "info",
-    );
-    for iface in ["s0", "s1"] {
-        let up = [("iface", iface)];
-        let v = wait_for(
-            &p.sensor,
-            port,
-            "mining_sensor_interface_up",
-            &up,
-            1.0,
-            WAIT,
-        );
-        assert_eq!(
-            v,
-            1.0,
-            "{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-    }
+    let _sensor = p.start_sensor_on(&["s0", "s1"], &cfg, &log, port);
     // Counters of the configured ranges exist from the first drain on.
     let from_c = [("direction", "from"), ("iface", "s1"), ("range", "c")];
     let pk = "mining_sensor_packets_total";
