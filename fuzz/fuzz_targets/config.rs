@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(*n, n.trunc());
             }
         }
-        mining_sensor::ranges::build(
+        mining_sensor::bpf::ranges::build(
             cfg.ranges
                 .iter()
                 .enumerate()

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mining_sensor::deep::{inspect, login_hash};
+use mining_sensor::inspect::deep::{inspect, login_hash};
 
 fuzz_target!(|data: &[u8]| {
     for m in inspect(data) {

@@ -42,8 +42,8 @@ use std::{
 
 use ipnet::IpNet;
 use mining_sensor::{
+    bpf::{Kernel, Variant},
     config::{Config, Range},
-    kernel::{Kernel, Variant},
     metrics::{Drainer, Labels, Metrics},
     packet::Packet,
 };
@@ -289,7 +289,7 @@ fn veth_pps(tx: &str, rx: &str, frame: Vec<u8>, secs: f64) -> f64 {
     std::thread::spawn(move || {
         enter(&tx);
         let mut k = Kernel::load(&Config::embedded_default()).unwrap();
-        let ifindex = mining_sensor::kernel::ifindex("vt").unwrap();
+        let ifindex = mining_sensor::bpf::ifindex("vt").unwrap();
         // Bounded by time: the loop stops itself.
         let end = Instant::now() + Duration::from_secs_f64(secs);
         while Instant::now() < end {
@@ -368,7 +368,7 @@ fn veth_ratio(o: &Opts) -> (f64, f64, f64, f64) {
         enter(&rx2);
         let cfg = Config::embedded_default();
         let mut k = Kernel::load_with_ranges(&cfg).unwrap();
-        let ifindex = mining_sensor::kernel::ifindex("vr").unwrap();
+        let ifindex = mining_sensor::bpf::ifindex("vr").unwrap();
         k.set_iface_slot(ifindex, 1).unwrap();
         let mut sensor = None;
         let mut pass = None;

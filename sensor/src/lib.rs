@@ -1,18 +1,20 @@
 //! mining-sensor's agent: configuration, the kernel program from userspace, metrics, and the
-//! commands built on them.
+//! commands built on them. One folder per concern:
+//! - `config`: the TOML configuration, its types and validation;
+//! - `bpf`: the XDP object from userspace: loading, maps, counters, test runs, the range tries;
+//! - `metrics`: metric names, the registry, draining the kernel's counters, the HTTP(S) endpoint;
+//! - `inspect`: deep inspection of candidate packets (frames, Stratum JSON, agents, coins);
+//! - `capture`: how candidates reach userspace (AF_XDP sockets);
+//! - `events`: flow and login events and their sinks;
+//! - `run`: the live agent (interfaces, reload, rings, signals);
+//! - `replay`: capture files through the same program, and the HTML report.
 
-pub mod afxdp;
-pub mod agent;
+pub mod bpf;
+pub mod capture;
 pub mod config;
-pub mod deep;
 pub mod events;
-pub mod exporter;
-pub mod frame;
 pub mod inspect;
-pub mod kernel;
 pub mod metrics;
 pub mod packet;
-pub mod ranges;
 pub mod replay;
-pub mod report;
-pub mod web;
+pub mod run;

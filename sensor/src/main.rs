@@ -4,8 +4,8 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use mining_sensor::{
-    agent::{self, RunOptions},
     config::{CaptureMode, Config, XdpModeChoice},
+    run::{self, RunOptions},
 };
 
 /// Measures cryptocurrency-mining (Stratum) traffic and traffic of watched IP ranges at line rate
@@ -77,7 +77,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => match Config::from_file(&file).and_then(|cfg| {
             if let Some(web) = &cfg.web_config {
-                mining_sensor::web::WebConfig::load(web).map_err(|e| {
+                mining_sensor::metrics::web::WebConfig::load(web).map_err(|e| {
                     mining_sensor::config::ConfigError {
                         file: file.display().to_string(),
                         line: None,
@@ -157,7 +157,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(agent::run(RunOptions {
+            match rt.block_on(run::run(RunOptions {
                 config,
                 ifaces,
                 listen,

@@ -1,4 +1,4 @@
-//! The AF_XDP receive side (`mining_sensor::afxdp`) on a veth pair between two network namespaces
+//! The AF_XDP receive side (`mining_sensor::capture::afxdp`) on a veth pair between two network namespaces
 //! this test creates (names `msxa<pid><tag>` / `msxb<pid><tag>`, deleted on drop):
 //!
 //! ```text
@@ -27,9 +27,9 @@ use std::{
 
 use common::{Namespaces, sh};
 use mining_sensor::{
-    afxdp::{BindMode, XskConfig, XskSocket, XskStats, ZeroCopy, rx_queues},
+    bpf::{self, AttachedMode, Kernel},
+    capture::afxdp::{BindMode, XskConfig, XskSocket, XskStats, ZeroCopy, rx_queues},
     config::{CaptureMode, Config, XdpModeChoice},
-    kernel::{self, AttachedMode, Kernel},
 };
 use sensor_common::Stat;
 
@@ -196,7 +196,7 @@ fn sockets_open_bind_and_explain_failures() {
     let dev = pair.dev_b.clone();
     in_netns(&pair.ns_b, move || {
         assert_eq!(rx_queues(&dev).unwrap(), QUEUES, "sysfs of the namespace");
-        let ifindex = kernel::ifindex(&dev).unwrap();
+        let ifindex = bpf::ifindex(&dev).unwrap();
 
         let cfg = small(64, 32);
         let mut s = XskSocket::open(ifindex, 0, &cfg).unwrap();
@@ -410,7 +410,7 @@ fn candidates_arrive_on_the_sockets() {
         let mut k = k;
         let (_link, mode) = k.attach(&dev, XdpModeChoice::Native).unwrap();
         assert_eq!(mode, AttachedMode::Native);
-        let ifindex = kernel::ifindex(&dev).unwrap();
+        let ifindex = bpf::ifindex(&dev).unwrap();
         let queues = rx_queues(&dev).unwrap();
         assert_eq!(queues, QUEUES);
         let mut socks = Vec::new();

@@ -7,8 +7,8 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use mining_sensor::{
+    bpf::{Kernel, Variant},
     config::Config,
-    kernel::{Kernel, Variant},
     packet::{Packet, tls_client_hello},
 };
 use sensor_common::{
@@ -537,7 +537,7 @@ fn signature_after_a_newline_and_in_split_segments() {
 /// Capture times make the clock: the program runs as replay runs it, one packet per batch.
 #[test]
 fn continuations_are_scanned_on_recent_stratum_flows_only() {
-    use mining_sensor::kernel::{BatchPacket, batch_input};
+    use mining_sensor::bpf::{BatchPacket, batch_input};
     use sensor_common::{MAX_FLOW_IDLE_NS, REPLAY_DONE};
     let cfg = Config::parse(CONFIG, "test").unwrap();
     let mut k = load_for_replay(&cfg);
@@ -712,7 +712,7 @@ fn the_filter_follows_range_changes() {
         k.test_run(f).unwrap();
     }
     assert_eq!(k.traffic_cell(1, 0, DIR_FROM).unwrap().packets, 2);
-    k.set_ranges(mining_sensor::ranges::build([(
+    k.set_ranges(mining_sensor::bpf::ranges::build([(
         0,
         second.ranges[0].cidrs.as_slice(),
     )]))
@@ -1251,7 +1251,7 @@ fn dns_queries_for_pool_domains_flag_their_flow() {
 #[test]
 fn replay_batches_count_what_single_runs_count() {
     use mining_sensor::{
-        kernel::{BatchPacket, batch_input},
+        bpf::{BatchPacket, batch_input},
         packet::dns_query,
     };
     use sensor_common::{

@@ -1,6 +1,8 @@
 //! The XDP program from userspace: load it (sized from configuration), fill its maps, attach it to
 //! interfaces, run it over test packets, and read its counters back.
 
+pub mod ranges;
+
 use std::{collections::HashSet, os::fd::AsFd as _};
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -21,8 +23,8 @@ use sensor_common::{
 };
 
 use crate::{
+    bpf::ranges::TrieEntries,
     config::{Config, XdpModeChoice},
-    ranges::TrieEntries,
 };
 
 /// The XDP object built by `build.rs` from `sensor-ebpf`.
@@ -649,7 +651,7 @@ impl Kernel {
     /// Installs `cfg`'s ranges, pools, pool ports and pool domains.
     pub fn configure(&mut self, cfg: &Config) -> Result<()> {
         let k = self;
-        k.set_ranges(crate::ranges::for_config(
+        k.set_ranges(crate::bpf::ranges::for_config(
             cfg.ranges
                 .iter()
                 .enumerate()

@@ -6,6 +6,9 @@
 //! No login (wallet, user name) is stored or exported: distinct miners are counted by a keyed
 //! hash of the login (`deep::login_hash`), and only the hash appears in events.
 
+pub mod deep;
+pub mod frame;
+
 use std::{
     collections::HashMap,
     io::Read as _,
@@ -19,12 +22,8 @@ use serde::Serialize;
 
 use sensor_common::{MAX_RANGES, RANGE_MASK};
 
-use crate::{
-    config::UNWATCHED,
-    deep::{self, Message},
-    frame,
-    metrics::Metrics,
-};
+use self::deep::Message;
+use crate::{config::UNWATCHED, metrics::Metrics};
 
 /// Flows remembered (the agent a `mining.subscribe` named before the login; whether the login
 /// was counted, so that a retransmitted login segment counts once). Bounded; the oldest half is

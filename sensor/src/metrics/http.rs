@@ -19,7 +19,7 @@ use hyper_util::{
 use tokio::net::TcpListener;
 use tracing::{debug, error};
 
-use crate::{metrics::Metrics, web::WebConfig};
+use crate::metrics::{Metrics, web::WebConfig};
 
 fn router(metrics: Metrics, web: Option<Arc<WebConfig>>) -> Router {
     let app = Router::new()

@@ -6,6 +6,9 @@
 //! configuration reloads included. A range id handed to a new range name is first re-based, so the
 //! new name does not inherit counts of the name that had the id before.
 
+pub mod http;
+pub mod web;
+
 use std::{
     collections::{HashMap, HashSet},
     time::{Duration, Instant},
@@ -24,7 +27,7 @@ use sensor_common::{
     stratum_index, suspect_index, traffic_index,
 };
 
-use crate::{config::UNWATCHED, kernel::Kernel};
+use crate::{bpf::Kernel, config::UNWATCHED};
 
 pub const NAMESPACE: &str = "mining_sensor";
 

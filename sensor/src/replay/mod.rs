@@ -6,6 +6,8 @@
 //! Time comes from the capture: buckets follow packet timestamps. Counting goes through the same
 //! `Drainer` as the live agent, so replay and live counts cannot diverge.
 
+pub mod report;
+
 use std::{
     cell::Cell,
     cmp::Reverse,
@@ -39,8 +41,8 @@ use sensor_common::{
 };
 
 use crate::{
+    bpf::{BatchRunner, Kernel},
     config::Config,
-    kernel::{BatchRunner, Kernel},
     metrics::{Drainer, Labels, Metrics},
 };
 
@@ -848,10 +850,10 @@ fn probe_max_input(runner: &BatchRunner<'_>) -> Result<usize> {
     bail!("this kernel runs no replay batch of 1024 bytes whole")
 }
 
-/// Lays `packets` out for one BPF_PROG_TEST_RUN (see `kernel::batch_input`).
+/// Lays `packets` out for one BPF_PROG_TEST_RUN (see `bpf::batch_input`).
 fn layout(packets: &[Queued], out: &mut Vec<u8>) {
-    crate::kernel::batch_input(
-        packets.iter().map(|p| crate::kernel::BatchPacket {
+    crate::bpf::batch_input(
+        packets.iter().map(|p| crate::bpf::BatchPacket {
             ts_ns: p.ts.as_nanos() as u64,
             ifindex: p.file as u32 + 1,
             data: &p.data,
@@ -868,7 +870,7 @@ fn flow_worker(frame: &[u8], workers: usize) -> usize {
     if workers <= 1 {
         return 0;
     }
-    let Some(t) = crate::frame::transport(frame) else {
+    let Some(t) = crate::inspect::frame::transport(frame) else {
         return 0;
     };
     let wide = |ip: std::net::IpAddr| match ip {
@@ -1255,13 +1257,13 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
         };
         let range_name = |id: usize| labels.ranges.get(id).cloned().flatten();
         while let Some(item) = event_ring.next() {
-            let e = crate::kernel::event_from(&item)?;
+            let e = crate::bpf::event_from(&item)?;
             let wall = std::time::UNIX_EPOCH + Duration::from_nanos(e.ts_ns);
             let line = crate::events::line_at(&e, range_name, &iface(e.ifindex), wall);
             events.push((e.ts_ns, 0, serde_json::to_value(line)?));
         }
         while let Some(item) = sample_ring.next() {
-            let s = crate::kernel::sample_from(&item)?;
+            let s = crate::bpf::sample_from(&item)?;
             let bytes = &s.data[..(s.cap_len as usize).min(s.data.len())];
             let ts = Duration::from_nanos(s.ts_ns);
             // Windows (distinct miners) follow capture time too.
@@ -1368,7 +1370,7 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &opts.report {
-        std::fs::write(path, crate::report::html(&report))
+        std::fs::write(path, crate::replay::report::html(&report))
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &opts.json {

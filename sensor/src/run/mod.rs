@@ -19,11 +19,9 @@ use tracing::{error, info, warn};
 use sensor_common::{MAX_IFACE_SLOTS, MAX_RANGES};
 
 use crate::{
+    bpf::{self, AttachedMode, Kernel, ranges},
     config::{CaptureMode, Config, XdpModeChoice},
-    exporter,
-    kernel::{self, AttachedMode, Kernel},
-    metrics::{Drainer, Labels, Metrics},
-    ranges,
+    metrics::{Drainer, Labels, Metrics, http},
 };
 
 /// How often interfaces are checked for having been deleted or re-created.
@@ -216,7 +214,7 @@ impl Agent {
     /// Attaches the program to interface `n` at its current index.
     fn attach(&mut self, n: usize) -> Result<()> {
         let name = self.ifaces[n].name.clone();
-        let ifindex = kernel::ifindex(&name)?;
+        let ifindex = bpf::ifindex(&name)?;
         self.kernel.set_iface_slot(ifindex, self.ifaces[n].slot)?;
         let (link, mode) = self.kernel.attach(&name, self.config.xdp_mode)?;
         self.metrics
@@ -241,7 +239,7 @@ impl Agent {
         self.close_sockets(n);
         let name = self.ifaces[n].name.clone();
         let slot = self.ifaces[n].slot;
-        let queues = crate::afxdp::rx_queues(&name)?;
+        let queues = crate::capture::afxdp::rx_queues(&name)?;
         if queues > sensor_common::MAX_QUEUES {
             warn!(
                 iface = %name,
@@ -250,17 +248,17 @@ impl Agent {
                 sensor_common::MAX_QUEUES
             );
         }
-        let cfg = crate::afxdp::XskConfig {
+        let cfg = crate::capture::afxdp::XskConfig {
             frame_count: self.config.inspect.frames,
             frame_size: 2048,
             ring_size: self.config.inspect.ring_size,
             zero_copy: match self.config.inspect.zero_copy {
-                crate::config::ZeroCopyChoice::Auto => crate::afxdp::ZeroCopy::Auto,
-                crate::config::ZeroCopyChoice::Never => crate::afxdp::ZeroCopy::Never,
+                crate::config::ZeroCopyChoice::Auto => crate::capture::afxdp::ZeroCopy::Auto,
+                crate::config::ZeroCopyChoice::Never => crate::capture::afxdp::ZeroCopy::Never,
             },
         };
         for queue in 0..queues.min(sensor_common::MAX_QUEUES) {
-            let socket = crate::afxdp::XskSocket::open(ifindex, queue, &cfg)?;
+            let socket = crate::capture::afxdp::XskSocket::open(ifindex, queue, &cfg)?;
             let xsks = self.xsks.as_mut().expect("tap mode");
             xsks.set(sensor_common::xsk_key(slot, queue), socket.as_raw_fd(), 0)
                 .with_context(|| {
@@ -308,7 +306,7 @@ impl Agent {
     /// a vanished interface is marked down, a re-created one (new index) is attached again.
     fn watch_interfaces(&mut self) {
         for n in 0..self.ifaces.len() {
-            let current = kernel::ifindex(&self.ifaces[n].name).ok();
+            let current = bpf::ifindex(&self.ifaces[n].name).ok();
             if current.is_some()
                 && current == self.ifaces[n].ifindex
                 && self.ifaces[n].link.is_some()
@@ -503,7 +501,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     if config.interfaces.is_empty() {
         bail!(
             "no interface to watch: pass --iface IF (or set interfaces in the configuration); available: {}",
-            kernel::available_interfaces().join(", ")
+            bpf::available_interfaces().join(", ")
         );
     }
     if config.interfaces.len() >= MAX_IFACE_SLOTS {
@@ -515,7 +513,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     }
     // Resolve every interface before touching the kernel, so a typo fails fast and cleanly.
     for iface in &config.interfaces {
-        kernel::ifindex(iface)?;
+        bpf::ifindex(iface)?;
     }
 
     let mut kernel = Kernel::load(&config)?;
@@ -588,7 +586,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
 
     let web = match &config.web_config {
         Some(path) => {
-            let w = crate::web::WebConfig::load(path)?;
+            let w = crate::metrics::web::WebConfig::load(path)?;
             info!(
                 tls = w.tls.is_some(),
                 basic_auth = w.requires_auth(),
@@ -614,7 +612,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             )
         })?;
     info!(listen = %config.listen, "serving metrics at {scheme}://{}/metrics", config.listen);
-    let server = tokio::spawn(exporter::serve(listener, metrics.clone(), web));
+    let server = tokio::spawn(http::serve(listener, metrics.clone(), web));
 
     for (n, iface) in config.interfaces.iter().enumerate() {
         let slot = n + 1;
@@ -690,7 +688,7 @@ fn spawn_events(
     lost: prometheus::IntCounter,
 ) -> Result<()> {
     spawn_ring_reader(ring, "event", move |item| {
-        let written = kernel::event_from(item).and_then(|e| {
+        let written = bpf::event_from(item).and_then(|e| {
             let names = names
                 .read()
                 .map_err(|_| anyhow::anyhow!("names lock poisoned"))?;
@@ -765,21 +763,19 @@ fn spawn_samples(
     let full = metrics
         .capture_drops
         .with_label_values(&["copy", "agent_queue"]);
-    spawn_ring_reader(ring, "sample", move |item| {
-        match kernel::sample_from(item) {
-            Ok(s) => {
-                let n = (s.cap_len as usize).min(s.data.len());
-                let c = Candidate {
-                    path: "copy",
-                    ifindex: s.ifindex,
-                    frame: s.data[..n].to_vec(),
-                };
-                if candidates.try_send(c).is_err() {
-                    full.inc();
-                }
+    spawn_ring_reader(ring, "sample", move |item| match bpf::sample_from(item) {
+        Ok(s) => {
+            let n = (s.cap_len as usize).min(s.data.len());
+            let c = Candidate {
+                path: "copy",
+                ifindex: s.ifindex,
+                frame: s.data[..n].to_vec(),
+            };
+            if candidates.try_send(c).is_err() {
+                full.inc();
             }
-            Err(e) => error!(error = %format!("{e:#}"), "a sample could not be read"),
         }
+        Err(e) => error!(error = %format!("{e:#}"), "a sample could not be read"),
     })
 }
 
@@ -789,7 +785,7 @@ const SOCKET_STATS: std::time::Duration = std::time::Duration::from_secs(1);
 /// `tap`: reads one AF_XDP socket, queues each frame for the inspector, and turns the socket's
 /// drop counters into `capture_drops_total`.
 fn spawn_socket_reader(
-    mut socket: crate::afxdp::XskSocket,
+    mut socket: crate::capture::afxdp::XskSocket,
     candidates: tokio::sync::mpsc::Sender<Candidate>,
     metrics: Metrics,
     iface: String,
@@ -803,7 +799,7 @@ fn spawn_socket_reader(
     );
     tokio::spawn(async move {
         let ifindex = socket.ifindex();
-        let mut last = crate::afxdp::XskStats::default();
+        let mut last = crate::capture::afxdp::XskStats::default();
         let mut stats = tokio::time::interval(SOCKET_STATS);
         stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -840,7 +836,7 @@ fn spawn_socket_reader(
 fn spawn_inspector(
     mut queue: tokio::sync::mpsc::Receiver<Candidate>,
     mut inspector: crate::inspect::Inspector,
-    ranges: kernel::RangeLookup,
+    ranges: bpf::RangeLookup,
     names: SharedNames,
     writer: SharedWriter,
     lost: prometheus::IntCounter,
