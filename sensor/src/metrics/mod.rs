@@ -7,6 +7,7 @@
 //! new name does not inherit counts of the name that had the id before.
 
 pub mod http;
+pub mod names;
 pub mod web;
 
 use std::{
@@ -29,18 +30,14 @@ use sensor_common::{
 
 use crate::{bpf::Kernel, config::UNWATCHED};
 
-pub const NAMESPACE: &str = "mining_sensor";
-
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help).namespace(NAMESPACE), labels)
-        .expect("valid metric");
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
     r.register(Box::new(c.clone())).expect("unique metric");
     c
 }
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g =
-        IntGaugeVec::new(Opts::new(name, help).namespace(NAMESPACE), labels).expect("valid metric");
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
     r.register(Box::new(g.clone())).expect("unique metric");
     g
 }
@@ -80,58 +77,51 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let r = Registry::new();
-        let flow_entries = IntGauge::with_opts(
-            Opts::new(
-                "flow_table_entries",
-                "Entries in the kernel's Stratum flow table (LRU) at the last drain.",
-            )
-            .namespace(NAMESPACE),
-        )
+        let flow_entries = IntGauge::with_opts(Opts::new(
+            names::FLOW_TABLE_ENTRIES,
+            "Entries in the kernel's Stratum flow table (LRU) at the last drain.",
+        ))
         .expect("valid metric");
         let flow_capacity = IntGauge::with_opts(
             Opts::new(
-                "flow_table_capacity",
+                names::FLOW_TABLE_CAPACITY,
                 "Capacity of the kernel's Stratum flow table (flow_table_size); the oldest flows are evicted beyond it.",
             )
-            .namespace(NAMESPACE),
+            ,
         )
         .expect("valid metric");
         let drain_duration = Histogram::with_opts(
             HistogramOpts::new(
-                "drain_duration_seconds",
+                names::DRAIN_DURATION,
                 "Time to read the kernel's maps into the metrics, per drain cycle.",
             )
-            .namespace(NAMESPACE)
             .buckets(vec![
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
         )
         .expect("valid metric");
-        let last_drain = Gauge::with_opts(
-            Opts::new(
-                "last_drain_timestamp_seconds",
-                "Unix time of the last completed drain cycle.",
-            )
-            .namespace(NAMESPACE),
-        )
+        let last_drain = Gauge::with_opts(Opts::new(
+            names::LAST_DRAIN,
+            "Unix time of the last completed drain cycle.",
+        ))
         .expect("valid metric");
         let counter = |name: &str, help: &str| {
-            IntCounter::with_opts(Opts::new(name, help).namespace(NAMESPACE)).expect("valid metric")
+            IntCounter::with_opts(Opts::new(name, help)).expect("valid metric")
         };
         let flow_evictions = counter(
-            "flow_table_evictions_total",
+            names::FLOW_TABLE_EVICTIONS,
             "Flows the kernel's LRU flow table evicted to make room (flows created minus entries).",
         );
         let events = counter(
-            "events_total",
+            names::EVENTS,
             "Flow events the kernel wrote to its ring buffer.",
         );
         let events_lost = counter(
-            "events_lost_total",
+            names::EVENTS_LOST,
             "Flow events lost: the kernel's ring buffer was full, or the agent could not write them to the sink.",
         );
         let inspect_candidates = counter(
-            "inspect_candidates_total",
+            names::INSPECT_CANDIDATES,
             "Packets the kernel handed to deep inspection (redirected to AF_XDP or copied); compare with inspected_packets_total.",
         );
         for m in [
@@ -149,73 +139,73 @@ impl Metrics {
         let m = Self {
             packets: counter_vec(
                 &r,
-                "packets_total",
+                names::PACKETS,
                 "IP packets with an endpoint in a watched range, per range, direction and receiving interface.",
                 &["range", "direction", "iface"],
             ),
             bytes: counter_vec(
                 &r,
-                "bytes_total",
+                names::BYTES,
                 "IP bytes (IPv4 total length, IPv6 40 + payload length) of those packets.",
                 &["range", "direction", "iface"],
             ),
             stratum_packets: counter_vec(
                 &r,
-                "stratum_packets_total",
+                names::STRATUM_PACKETS,
                 "Packets carrying a Stratum message, per range, direction and dialect (range=\"unwatched\", direction=\"none\" outside every range).",
                 &["range", "direction", "dialect"],
             ),
             stratum_flows: counter_vec(
                 &r,
-                "stratum_flows_total",
+                names::STRATUM_FLOWS,
                 "Stratum flows, each counted once at its first Stratum packet.",
                 &["range", "direction", "dialect"],
             ),
             suspect_flows: counter_vec(
                 &r,
-                "suspect_flows_total",
+                names::SUSPECT_FLOWS,
                 "Flows with a sign of mining but no readable Stratum, each once per reason: pool_endpoint (traffic with a configured pool address), stratum_v2 (the V2 handshake shape on a pool port), tls_no_sni (a ClientHello without server_name towards a pool), pool_dns (a DNS query for a name in a pool domain).",
                 &["range", "direction", "reason"],
             ),
             mining_flows: gauge_vec(
                 &r,
-                "mining_flows",
+                names::MINING_FLOWS,
                 "Stratum flows with a Stratum packet within flow_idle_timeout, per range and dialect.",
                 &["range", "dialect"],
             ),
             config_reloads: counter_vec(
                 &r,
-                "config_reloads_total",
+                names::CONFIG_RELOADS,
                 "Configuration reloads (SIGHUP), by result.",
                 &["result"],
             ),
             interface_up: gauge_vec(
                 &r,
-                "interface_up",
+                names::INTERFACE_UP,
                 "1 while the program is attached to the interface and its link is up.",
                 &["iface"],
             ),
             build_info: gauge_vec(
                 &r,
-                "build_info",
+                names::BUILD_INFO,
                 "Always 1; the sensor's version.",
                 &["version"],
             ),
             xdp_attached: gauge_vec(
                 &r,
-                "xdp_attached",
+                names::XDP_ATTACHED,
                 "1 while attached, by interface and XDP mode (native or generic).",
                 &["iface", "mode"],
             ),
             parse_events: counter_vec(
                 &r,
-                "parse_events_total",
+                names::PARSE_EVENTS,
                 "Packets seen by the XDP program (reason=\"seen\") and what the parser met on the way: malformed headers by reason, non-IP, fragments, other transports.",
                 &["reason"],
             ),
             watched_prefixes: gauge_vec(
                 &r,
-                "watched_prefixes",
+                names::WATCHED_PREFIXES,
                 "Prefixes configured per range and address family.",
                 &["range", "family"],
             ),
@@ -228,32 +218,32 @@ impl Metrics {
             events_lost,
             miner_logins: counter_vec(
                 &r,
-                "miner_logins_total",
+                names::MINER_LOGINS,
                 "Miner logins read by deep inspection, per range (either endpoint; unwatched outside every range), coin and miner software family.",
                 &["range", "coin", "agent"],
             ),
             distinct_miners: gauge_vec(
                 &r,
-                "distinct_miners",
+                names::DISTINCT_MINERS,
                 "Distinct miner logins per range within inspect.distinct_window, counted by a keyed hash of the login (no login is stored).",
                 &["range"],
             ),
             inspected_packets: counter_vec(
                 &r,
-                "inspected_packets_total",
+                names::INSPECTED_PACKETS,
                 "Candidate packets deep inspection read, by path: afxdp (tap mode, AF_XDP socket) or copy (inline mode, kernel copy).",
                 &["path"],
             ),
             inspect_candidates,
             capture_drops: counter_vec(
                 &r,
-                "capture_drops_total",
+                names::CAPTURE_DROPS,
                 "Candidate packets deep inspection did not get, by path and ring: copy/sample_ring (kernel ring full), afxdp/no_socket (no socket on the receive queue), afxdp/rx_ring (socket receive ring full), afxdp/fill_ring (no free frame), afxdp/dropped (dropped by the kernel for other reasons).",
                 &["path", "ring"],
             ),
             afxdp_sockets: gauge_vec(
                 &r,
-                "afxdp_sockets",
+                names::AFXDP_SOCKETS,
                 "AF_XDP sockets open in tap mode, per interface and bind mode (zero-copy or copy).",
                 &["iface", "bind"],
             ),

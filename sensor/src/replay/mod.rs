@@ -43,7 +43,7 @@ use sensor_common::{
 use crate::{
     bpf::{BatchRunner, Kernel},
     config::Config,
-    metrics::{Drainer, Labels, Metrics},
+    metrics::{Drainer, Labels, Metrics, names},
 };
 
 pub struct ReplayOptions {
@@ -58,12 +58,12 @@ pub struct ReplayOptions {
 
 /// The counters replay reports, as exported by `run`.
 const REPORTED: [&str; 6] = [
-    "mining_sensor_packets_total",
-    "mining_sensor_bytes_total",
-    "mining_sensor_stratum_packets_total",
-    "mining_sensor_stratum_flows_total",
-    "mining_sensor_suspect_flows_total",
-    "mining_sensor_miner_logins_total",
+    names::PACKETS,
+    names::BYTES,
+    names::STRATUM_PACKETS,
+    names::STRATUM_FLOWS,
+    names::SUSPECT_FLOWS,
+    names::MINER_LOGINS,
 ];
 
 /// One packet of a capture, normalised to an Ethernet frame.
@@ -1437,15 +1437,15 @@ pub fn summary(report: &Report) -> String {
         let range = s.labels.get("range").map(String::as_str).unwrap_or("?");
         let dir = s.labels.get("direction").cloned().unwrap_or_default();
         let key = match s.metric.as_str() {
-            "mining_sensor_packets_total" => format!("packets {dir}"),
-            "mining_sensor_bytes_total" => format!("bytes {dir}"),
-            "mining_sensor_stratum_packets_total" => {
+            names::PACKETS => format!("packets {dir}"),
+            names::BYTES => format!("bytes {dir}"),
+            names::STRATUM_PACKETS => {
                 format!("stratum packets {dir} {}", s.labels["dialect"])
             }
-            "mining_sensor_stratum_flows_total" => {
+            names::STRATUM_FLOWS => {
                 format!("stratum flows {dir} {}", s.labels["dialect"])
             }
-            "mining_sensor_suspect_flows_total" => {
+            names::SUSPECT_FLOWS => {
                 format!("suspect flows {dir} {}", s.labels["reason"])
             }
             _ => format!(

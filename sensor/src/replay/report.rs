@@ -5,7 +5,7 @@
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
-use crate::replay::Report;
+use crate::{metrics::names, replay::Report};
 
 /// New Stratum flows and IP bytes per bucket for one range.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -39,8 +39,8 @@ pub fn timelines(report: &Report) -> BTreeMap<String, Timeline> {
             };
             let e = now.entry(range.clone()).or_default();
             match s.metric.as_str() {
-                "mining_sensor_stratum_flows_total" => e.0 += s.value,
-                "mining_sensor_bytes_total" => e.1 += s.value,
+                names::STRATUM_FLOWS => e.0 += s.value,
+                names::BYTES => e.1 += s.value,
                 _ => {}
             }
         }
@@ -127,7 +127,7 @@ pub fn logins(report: &Report) -> Vec<(String, String, String, u64)> {
     let mut rows: Vec<(String, String, String, u64)> = report
         .totals
         .iter()
-        .filter(|s| s.metric == "mining_sensor_miner_logins_total" && s.value > 0)
+        .filter(|s| s.metric == names::MINER_LOGINS && s.value > 0)
         .map(|s| {
             let l = |k: &str| s.labels.get(k).cloned().unwrap_or_default();
             (l("range"), l("coin"), l("agent"), s.value)
