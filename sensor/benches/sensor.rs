@@ -45,9 +45,9 @@ use mining_sensor::{
     bpf::{Kernel, Variant},
     config::{Config, Range},
     metrics::{Drainer, Labels, Metrics},
-    packet::Packet,
 };
 use serde_json::{Value, json};
+use test_support::Packet;
 
 struct Opts {
     quick: bool,
@@ -441,7 +441,7 @@ fn capture(path: &std::path::Path, n: usize) {
         .iter()
         .enumerate()
         .map(|(i, frame)| (t0 + Duration::from_millis(i as u64 * 10), frame));
-    mining_sensor::packet::write_pcap(f, pcap_file::DataLink::ETHERNET, timed).unwrap();
+    test_support::write_pcap(f, pcap_file::DataLink::ETHERNET, timed).unwrap();
 }
 
 fn wall(cmd: &mut Command) -> f64 {
@@ -496,7 +496,7 @@ fn transit_capture(path: &std::path::Path, n: usize) {
         (t0 + Duration::from_micros(i as u64 * 10), frame)
     });
     let out = std::io::BufWriter::new(f);
-    mining_sensor::packet::write_pcap(out, pcap_file::DataLink::ETHERNET, frames).unwrap();
+    test_support::write_pcap(out, pcap_file::DataLink::ETHERNET, frames).unwrap();
 }
 
 /// `mining-sensor replay` and `ndpiReader -q` on `path` (`n` packets), interleaved: packets per

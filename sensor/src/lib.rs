@@ -15,6 +15,5 @@ pub mod config;
 pub mod events;
 pub mod inspect;
 pub mod metrics;
-pub mod packet;
 pub mod replay;
 pub mod run;

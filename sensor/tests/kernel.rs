@@ -9,12 +9,12 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use mining_sensor::{
     bpf::{Kernel, Variant},
     config::Config,
-    packet::{Packet, tls_client_hello},
 };
 use sensor_common::{
     DIR_FROM, DIR_TO, ParseEvent, UNWATCHED_SLOT,
     stratum::{Dialect, MARKERS, RULES},
 };
+use test_support::{Packet, tls_client_hello};
 
 const XDP_PASS: u32 = 2;
 const SLOT: usize = 1;
@@ -1133,8 +1133,8 @@ fn tap_mode_without_a_socket_passes_the_candidate_and_says_so() {
 
 #[test]
 fn dns_queries_for_pool_domains_flag_their_flow() {
-    use mining_sensor::packet::dns_query;
     use sensor_common::Reason;
+    use test_support::dns_query;
     const R: usize = 0; // the only range of this configuration
     let dns = Reason::PoolDns as usize;
     let mut s = Sensor::with(
@@ -1250,13 +1250,11 @@ fn dns_queries_for_pool_domains_flag_their_flow() {
 /// capture times as its clock.
 #[test]
 fn replay_batches_count_what_single_runs_count() {
-    use mining_sensor::{
-        bpf::{BatchPacket, batch_input},
-        packet::dns_query,
-    };
+    use mining_sensor::bpf::{BatchPacket, batch_input};
     use sensor_common::{
         DIRS, RANGE_SLOTS, REPLAY_BATCH_MAX, REPLAY_DONE, Reason, ReplayHeader, Stat,
     };
+    use test_support::dns_query;
     let config = format!(
         "[inspect]\ncapture_mode = \"inline\"\nbudget = 3\n[pools]\nports = [14433]\nendpoints = [\"198.51.100.5\"]\n{CONFIG}"
     );

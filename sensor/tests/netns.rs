@@ -20,7 +20,7 @@ mod common;
 use common::{
     IO_TIMEOUT, Namespaces, Proc, get, http_get, in_ns, output, samples, sh, spawn_sensor,
 };
-use mining_sensor::packet::dns_query;
+use test_support::dns_query;
 
 use std::{
     io::{BufRead, BufReader, Read, Write},

@@ -12,7 +12,7 @@ mod common;
 use std::{net::UdpSocket, path::Path, process::Command, thread, time::Duration};
 
 use common::{Namespaces, http_get, in_ns, output, sh, spawn_sensor, wait_for};
-use mining_sensor::packet::Packet;
+use test_support::Packet;
 
 const PORT: u16 = 19821;
 const WAIT: Duration = Duration::from_secs(8);

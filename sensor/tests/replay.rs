@@ -17,9 +17,9 @@ use std::{
     time::Duration,
 };
 
-use mining_sensor::packet::Packet;
 use pcap_file::DataLink;
 use serde_json::Value;
+use test_support::Packet;
 
 /// 2019-06-01T00:00:00Z.
 const T0: u64 = 1_559_347_200;
@@ -45,7 +45,7 @@ const KEEPALIVED: &[u8] =
 
 fn write_pcap(path: &Path, link: DataLink, packets: &[(Duration, Vec<u8>)]) {
     let f = std::fs::File::create(path).unwrap();
-    mining_sensor::packet::write_pcap(f, link, packets.iter().map(|(t, d)| (*t, d))).unwrap();
+    test_support::write_pcap(f, link, packets.iter().map(|(t, d)| (*t, d))).unwrap();
 }
 
 /// An Ethernet frame as a Linux cooked v2 record: protocol, reserved, ifindex, hatype, pkttype,

@@ -132,7 +132,7 @@ pub fn transport(frame: &[u8]) -> Option<Transport<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::Packet;
+    use test_support::Packet;
 
     #[test]
     fn reaches_the_payload_through_vlan_tags_and_ipv6() {

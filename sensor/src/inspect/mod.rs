@@ -275,8 +275,8 @@ impl Inspector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::Packet;
     use std::time::SystemTime;
+    use test_support::Packet;
 
     const WALLET: &str = "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A";
 

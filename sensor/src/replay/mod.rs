@@ -1479,7 +1479,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::packet::Packet;
+    use test_support::Packet;
 
     fn tmp(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("ms-replay-unit-{}-{name}", std::process::id()));
@@ -1500,7 +1500,7 @@ mod tests {
     }
 
     fn pcap(link: DataLink, packets: &[(Duration, Vec<u8>)]) -> Vec<u8> {
-        crate::packet::write_pcap(Vec::new(), link, packets.iter().map(|(t, d)| (*t, d))).unwrap()
+        test_support::write_pcap(Vec::new(), link, packets.iter().map(|(t, d)| (*t, d))).unwrap()
     }
 
     fn gzip(data: &[u8]) -> Vec<u8> {

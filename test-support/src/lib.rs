@@ -1,4 +1,5 @@
-//! Builds Ethernet frames for tests, benchmarks and synthetic captures:
+//! Test support for mining-sensor, kept out of the product (a dev-dependency only): builds
+//! Ethernet frames for tests, benchmarks and synthetic captures:
 //! `Packet::tcp4(src, dst, sport, dport, payload).vlan(0x8100, 7).build()`.
 //! Checksums are real, so the frames are valid on the wire and in capture tools too.
 
