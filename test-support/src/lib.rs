@@ -405,6 +405,21 @@ fn checksum(parts: &[&[u8]]) -> u16 {
 mod tests {
     use super::*;
 
+    /// RFC 1071, section 3's worked example: the words 0001 f203 f4f5 f6f7 sum (with end-around
+    /// carry) to ddf2, whose complement is the checksum.
+    #[test]
+    fn checksum_matches_rfc_1071s_example() {
+        assert_eq!(
+            checksum(&[&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]]),
+            0x220d
+        );
+        // Split across parts at even offsets, the same words give the same sum.
+        assert_eq!(
+            checksum(&[&[0x00, 0x01, 0xf2, 0x03], &[0xf4, 0xf5, 0xf6, 0xf7]]),
+            0x220d
+        );
+    }
+
     #[test]
     fn ipv4_header_checksum_verifies() {
         let p = Packet::tcp4(
@@ -417,7 +432,27 @@ mod tests {
         .ipv4_options(2);
         let ip = p.ip_bytes();
         assert_eq!(ip[0], 0x47);
-        assert_eq!(checksum(&[&ip[..28]]), 0);
+        // Worked out by hand (16-bit words, carries folded back in, then complemented):
+        // IPv4: 4700 + 0033 (length 51) + 1234 (id) + 0000 + 4006 (TTL 64, TCP) + c000 0201
+        //   (192.0.2.1) + c633 6402 (198.51.100.2) + 0101 0101 0101 0100 (NOPs, End) = 2_89a6;
+        //   89a6 + 2 = 89a8, checksum !89a8 = 7657.
+        // TCP, over the pseudo-header: c000 0201 c633 6402 + 0006 + 0017 (length 23) + 9c40
+        //   (40000) + 0d05 (3333) + 0000 0001 (seq) + 0000 0001 (ack) + 5018 (offset 5,
+        //   PSH|ACK) + faf0 (window 64240) + 0000 0000 + 7b7d 0a00 ("{}\n", padded) = 4_661f;
+        //   661f + 4 = 6623, checksum !6623 = 99dc.
+        #[rustfmt::skip]
+        let want: [u8; 51] = [
+            // IPv4 header with two words of options.
+            0x47, 0x00, 0x00, 0x33, 0x12, 0x34, 0x00, 0x00, 0x40, 0x06, 0x76, 0x57,
+            192, 0, 2, 1, 198, 51, 100, 2,
+            0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x00,
+            // TCP header.
+            0x9c, 0x40, 0x0d, 0x05, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x18, 0xfa, 0xf0,
+            0x99, 0xdc, 0x00, 0x00,
+            // Payload.
+            b'{', b'}', b'\n',
+        ];
+        assert_eq!(ip, want);
         assert_eq!(p.ip_len(), 28 + 20 + 3);
         let f = p.vlan(0x88a8, 10).vlan(0x8100, 20).build();
         assert_eq!(f.len(), 14 + 8 + 51);
