@@ -460,7 +460,9 @@ fn candidates_arrive_on_the_sockets() {
                     i + 1
                 );
             }
-            // Time for the retransmissions within the budget.
+            // Time for the retransmissions within the budget. Time passes on purpose: the check
+            // below is that none of them found a queue without its socket, which has no event
+            // to wait for.
             tokio::time::sleep(Duration::from_millis(500)).await;
             // Read while every queue still has its socket.
             let no_socket = k.stat(Stat::NoSocket).unwrap();
@@ -486,7 +488,9 @@ fn candidates_arrive_on_the_sockets() {
         );
         finish(client, Instant::now() + Duration::from_secs(10));
 
-        // Past the budget, retransmissions pass to the stack: the pool gets the logins too.
+        // Past the budget, retransmissions pass to the stack: the pool gets the logins too. Time
+        // passes on purpose (the retransmission timer's), and what the pool got is reported,
+        // not asserted.
         thread::sleep(Duration::from_millis(1500));
         stop.store(true, Ordering::Relaxed);
         let pool_got = server.join().unwrap();

@@ -84,10 +84,9 @@ fn read_line(r: &mut BufReader<TcpStream>) -> String {
     l
 }
 
-/// A Monero pool for one session: a job for the login, OK for each submit.
-fn pool(addr: SocketAddr) -> impl FnOnce() + Send {
+/// A Monero pool for one session on `l`: a job for the login, OK for each submit.
+fn pool(l: TcpListener) -> impl FnOnce() + Send {
     move || {
-        let l = TcpListener::bind(addr).unwrap();
         let s = common::accept(&l);
         s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         let mut w = s.try_clone().unwrap();
@@ -169,8 +168,7 @@ fn attributed(tag: &str, mirror: bool, mode: &str, xdp_mode: &str, port: u16) {
     }
 
     let addr: SocketAddr = format!("{POOL}:3333").parse().unwrap();
-    let server = in_ns(&pool_ns, pool(addr));
-    thread::sleep(Duration::from_millis(200));
+    let server = thread::spawn(pool(common::listen(&pool_ns, addr)));
     in_ns(&miner, xmrig(addr)).join().unwrap();
     server.join().unwrap();
 
@@ -260,8 +258,7 @@ fn attributed(tag: &str, mirror: bool, mode: &str, xdp_mode: &str, port: u16) {
             "{}",
             std::fs::read_to_string(&log).unwrap()
         );
-        let server = in_ns(&pool_ns, pool(addr));
-        thread::sleep(Duration::from_millis(200));
+        let server = thread::spawn(pool(common::listen(&pool_ns, addr)));
         in_ns(&miner, xmrig(addr)).join().unwrap();
         server.join().unwrap();
         assert_eq!(

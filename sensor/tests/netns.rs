@@ -18,7 +18,7 @@
 mod common;
 
 use common::{
-    IO_TIMEOUT, Namespaces, Proc, get, http_get, in_ns, output, samples, sh, spawn_sensor,
+    IO_TIMEOUT, Namespaces, Proc, get, http_get, in_ns, output, samples, sh, spawn_sensor, wait_for,
 };
 use test_support::dns_query;
 
@@ -276,13 +276,9 @@ fn read_line(r: &mut BufReader<TcpStream>) -> String {
 }
 
 /// The harness's pool: answers Monero (XMRig-family) and Bitcoin (Stratum V1) requests line by
-/// line, one write per answer, until `conns` connections have closed.
-fn pool(addrs: Vec<SocketAddr>, conns: usize) -> impl FnOnce() + Send {
+/// line, one write per answer, on `listeners` until `conns` connections have closed.
+fn pool(listeners: Vec<TcpListener>, conns: usize) -> impl FnOnce() + Send {
     move || {
-        let listeners: Vec<TcpListener> = addrs
-            .iter()
-            .map(|a| TcpListener::bind(a).unwrap())
-            .collect();
         let mut handles = Vec::new();
         let mut served = 0;
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -413,10 +409,10 @@ fn ethproxy(pool: SocketAddr) -> impl FnOnce() + Send {
     }
 }
 
-/// A pool that speaks no readable protocol: reads what comes, answers `reply` bytes, `conns` times.
-fn opaque_pool(addr: SocketAddr, reply: usize, conns: usize) -> impl FnOnce() + Send {
+/// A pool on `l` that speaks no readable protocol: reads what comes, answers `reply` bytes,
+/// `conns` times.
+fn opaque_pool(l: TcpListener, reply: usize, conns: usize) -> impl FnOnce() + Send {
     move || {
-        let l = TcpListener::bind(addr).unwrap();
         for _ in 0..conns {
             let mut s = common::accept(&l);
             s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
@@ -441,10 +437,9 @@ fn opaque_client(addr: SocketAddr, payload: Vec<u8>, reply: usize) -> impl FnOnc
     }
 }
 
-/// Benign traffic: a web page quoting a login object, Ethereum node JSON-RPC, and UDP.
-fn benign_server(addr: SocketAddr) -> impl FnOnce() + Send {
+/// Benign traffic on `l`: a web page quoting a login object, Ethereum node JSON-RPC, and UDP.
+fn benign_server(l: TcpListener) -> impl FnOnce() + Send {
     move || {
-        let l = TcpListener::bind(addr).unwrap();
         for _ in 0..2 {
             let mut s = common::accept(&l);
             s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
@@ -481,6 +476,7 @@ fn benign_client(addr: SocketAddr, udp_to: SocketAddr, datagrams: usize) -> impl
         let u = UdpSocket::bind("0.0.0.0:0").unwrap();
         for i in 0..datagrams {
             u.send_to(&vec![b'u'; 100 + i], udp_to).unwrap();
+            // Pacing, part of the traffic.
             thread::sleep(Duration::from_millis(1));
         }
     }
@@ -626,25 +622,27 @@ fn live_path_end_to_end() {
     // 14433 and 34254 are among the default pool ports (TLS, Stratum V2).
     let pool_tls: SocketAddr = format!("{POOL_V4}:14433").parse().unwrap();
     let pool_v2: SocketAddr = format!("{POOL_V4}:34254").parse().unwrap();
-    let pool_thread = in_ns(
-        &t.pool,
-        pool(vec![pool_v4, pool_v4_btc, pool_v6, pool_v4_eth], 4),
-    );
+    // Every server's socket is made (listening, or bound for UDP) before its thread starts, so
+    // the clients below can connect at once.
+    let listeners =
+        [pool_v4, pool_v4_btc, pool_v6, pool_v4_eth].map(|a| common::listen(&t.pool, a));
+    let pool_thread = thread::spawn(pool(listeners.into(), 4));
     // A real TLS pool (OpenSSL) for a client that sends no server name, as XMRig does.
     let tls_server = tls_pool(&t.pool, &dir, pool_tls);
     // A resolver for the miner's DNS query of a pool name.
     let resolver: SocketAddr = format!("{POOL_V4}:53").parse().unwrap();
-    let dns_thread = in_ns(&t.pool, move || {
-        let s = UdpSocket::bind(resolver).unwrap();
+    let dns_socket = in_ns(&t.pool, move || UdpSocket::bind(resolver).unwrap())
+        .join()
+        .unwrap();
+    let dns_thread = thread::spawn(move || {
+        let s = dns_socket;
         s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         let mut buf = [0u8; 512];
         let (n, _) = s.recv_from(&mut buf).unwrap();
         n
     });
-    let v2_thread = in_ns(&t.pool, opaque_pool(pool_v2, 234, 1));
-    let web_thread = in_ns(&t.pool, benign_server(web));
-    // Let the listeners come up.
-    thread::sleep(Duration::from_millis(300));
+    let v2_thread = thread::spawn(opaque_pool(common::listen(&t.pool, pool_v2), 234, 1));
+    let web_thread = thread::spawn(benign_server(common::listen(&t.pool, web)));
     in_ns(&t.miner, xmrig(pool_v4)).join().unwrap();
     in_ns(&t.miner, xmrig(pool_v6)).join().unwrap();
     in_ns(&t.miner, cpuminer(pool_v4_btc)).join().unwrap();
@@ -687,16 +685,54 @@ fn live_path_end_to_end() {
     assert!(dns_thread.join().unwrap() > 12);
     v2_thread.join().unwrap();
     web_thread.join().unwrap();
-    // Connection teardown, then stop observing.
+    // Connection teardown, then stop observing. Time passes on purpose: the closes' last
+    // segments leave within it, and nothing else marks the end of the traffic for the observers.
     thread::sleep(Duration::from_millis(700));
     stop.store(true, Ordering::SeqCst);
     let miner_seen = miner_seen.join().unwrap();
     let pool_seen = pool_seen.join().unwrap();
-    // Two drain cycles.
-    thread::sleep(Duration::from_millis(500));
+    // The sensor counts what the observers saw at its next drain (every 200 ms), and writes its
+    // JSON lines (7 events, 4 logins) as it reads them: wait for those, bounded; the assertions
+    // below then check them and the rest.
+    let h = "harness";
+    let settle = Duration::from_secs(10);
+    let from_v0 = [("direction", "from"), ("iface", "v0"), ("range", h)];
+    let to_v1 = [("direction", "to"), ("iface", "v1"), ("range", h)];
+    let xmrig_logins = [("agent", "xmrig"), ("coin", "monero"), ("range", h)];
+    for (name, labels, want) in [
+        (
+            "mining_sensor_packets_total",
+            &from_v0[..],
+            miner_seen.from_packets as f64,
+        ),
+        (
+            "mining_sensor_bytes_total",
+            &from_v0[..],
+            miner_seen.from_bytes as f64,
+        ),
+        (
+            "mining_sensor_packets_total",
+            &to_v1[..],
+            pool_seen.to_packets as f64,
+        ),
+        (
+            "mining_sensor_bytes_total",
+            &to_v1[..],
+            pool_seen.to_bytes as f64,
+        ),
+        ("mining_sensor_events_total", &[][..], 7.0),
+        ("mining_sensor_miner_logins_total", &xmrig_logins[..], 2.0),
+    ] {
+        wait_for(&t.vantage, SENSOR_PORT, name, labels, want, settle);
+    }
+    let lines =
+        || std::fs::read_to_string(dir.join("events.jsonl")).map_or(0, |t| t.matches('\n').count());
+    let deadline = Instant::now() + settle;
+    while lines() < 7 + 4 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
 
     let m = samples(&http_get(&t.vantage, SENSOR_PORT, "/metrics"));
-    let h = "harness";
     // Everything the miner sent arrived on v0 (from the watched range); everything the pool sent
     // to the miner arrived on v1.
     assert!(miner_seen.from_packets > 20, "{miner_seen:?}");

@@ -115,6 +115,8 @@ impl Pair {
             for i in 0..n {
                 u.send_to(&[b'x'; 64], "198.18.5.1:9")
                     .unwrap_or_else(|e| panic!("datagram {i}: {e}"));
+                // Pacing, part of the traffic: one datagram every 2 ms, well within what the
+                // link and the program take.
                 thread::sleep(Duration::from_millis(2));
             }
         })
@@ -205,6 +207,8 @@ fn a_watched_configuration_file_reloads_itself() {
         "{}",
         logs()
     );
+    // Time passes on purpose: two ticks of the file watch (every second) over the unchanged
+    // broken file, which must not count a second failure (checked below).
     thread::sleep(Duration::from_millis(2500));
     p.send(10);
     assert_eq!(metric(pk, &from("b"), 20.0), 20.0);
@@ -517,8 +521,9 @@ fn soak_counters_equal_what_the_driver_received_and_flows_beyond_the_table_are_a
     );
 
     // A pool in the sensor's namespace and FLOWS logins from the client, far beyond the table.
-    let pool = in_ns(&p.sensor, || {
-        let l = std::net::TcpListener::bind("198.18.5.1:3333").unwrap();
+    // The pool listens before the client starts.
+    let l = common::listen(&p.sensor, "198.18.5.1:3333".parse().unwrap());
+    let pool = thread::spawn(move || {
         for _ in 0..FLOWS {
             let mut s = common::accept(&l);
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -526,7 +531,6 @@ fn soak_counters_equal_what_the_driver_received_and_flows_beyond_the_table_are_a
             let _ = std::io::Read::read(&mut s, &mut buf);
         }
     });
-    thread::sleep(Duration::from_millis(200));
     in_ns(&p.client, || {
         let login = b"{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"48edfHu7V9Z84YzzMa6fUueoELZ9ZRXq9VetWzYGzKt52XU5xvqgzYnDK9URnRoJMk1j8nLwEVsaSWJ4fhdUyZijBGUicoD\",\"pass\":\"x\",\"agent\":\"XMRig/6.21.0\"}}\n";
         for _ in 0..FLOWS {
@@ -551,10 +555,24 @@ fn soak_counters_equal_what_the_driver_received_and_flows_beyond_the_table_are_a
     })
     .join()
     .unwrap();
-    thread::sleep(Duration::from_millis(600));
 
-    let rx = rx_packets(&p.sensor, "s0") - rx_before;
-    let m = common::samples(&http_get(&p.sensor, port, "/metrics"));
+    // The program sees each frame as the driver receives it, and the agent exports the count at
+    // its next drain (every 200 ms): wait, bounded, until the count meets the driver's, then
+    // check that snapshot (or the last one).
+    let deadline = std::time::Instant::now() + WAIT;
+    let (rx, m) = loop {
+        let rx = rx_packets(&p.sensor, "s0") - rx_before;
+        let m = common::samples(&http_get(&p.sensor, port, "/metrics"));
+        let seen = common::get(
+            &m,
+            "mining_sensor_parse_events_total",
+            &[("reason", "seen")],
+        );
+        if (seen - seen_before) as u64 == rx || std::time::Instant::now() > deadline {
+            break (rx, m);
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
     let g = |name: &str, labels: &[(&str, &str)]| common::get(&m, name, labels);
     let seen = g("mining_sensor_parse_events_total", &[("reason", "seen")]) - seen_before;
     let not_ip = g("mining_sensor_parse_events_total", &[("reason", "not_ip")]);

@@ -640,6 +640,7 @@ fn live_pool(listener: std::net::TcpListener) {
             w.write_all(OK).unwrap();
             submits += 1;
             if submits % JOB_EVERY == 0 {
+                // Pacing, part of the session: the pushed job leaves in a segment of its own.
                 std::thread::sleep(Duration::from_millis(20));
                 w.write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"job\",\"params\":{\"blob\":\"0c0c\",\"job_id\":\"2\",\"target\":\"b88d0600\",\"algo\":\"rx/0\"}}\n").unwrap();
             }
@@ -756,7 +757,8 @@ fn a_live_session_captured_and_rewritten_to_kp_replays_exactly() {
         .unwrap();
     server.join().unwrap();
     // The close's last ACK, then tcpdump (which hands over each packet as it comes, not in
-    // blocks it may still hold at SIGINT) exits.
+    // blocks it may still hold at SIGINT) exits. Time passes on purpose: nothing marks the last
+    // segment of the close for the capture.
     std::thread::sleep(Duration::from_millis(300));
     common::sh(&["kill", "-INT", &dump.id().to_string()]);
     let started = std::time::Instant::now();

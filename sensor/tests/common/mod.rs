@@ -91,6 +91,15 @@ pub fn accept(l: &std::net::TcpListener) -> TcpStream {
     }
 }
 
+/// A TCP listener at `addr`, made in namespace `ns` (a socket stays in the namespace it was made
+/// in, whichever thread uses it later): listening on return, so clients can connect at once.
+pub fn listen(ns: &str, addr: SocketAddr) -> std::net::TcpListener {
+    in_ns(ns, move || std::net::TcpListener::bind(addr))
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("listen on {addr} in {ns}: {e}"))
+}
+
 /// Moves the calling thread into network namespace `ns`; sockets it creates afterwards live there.
 pub fn enter(ns: &str) {
     let f = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns file");
