@@ -217,6 +217,7 @@ fn vlan_tags_do_not_change_ip_bytes() {
     let mut s = Sensor::new();
     let p = Packet::tcp4(ip("203.0.113.9"), ip("198.51.100.1"), 1000, 80, &[1; 64]);
     let len = p.ip_len();
+    assert_eq!(len, 20 + 20 + 64);
     s.run(&p.clone().vlan(0x8100, 10).build());
     s.run(&p.clone().vlan(0x88a8, 100).vlan(0x8100, 10).build());
     s.run(
