@@ -542,8 +542,8 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let o = Opts {
         quick,
-        // Quick runs take as many samples as full ones, each shorter: with 7 a noisy spell of this
-        // VM could move a median past a goal (unwatched read 34 ns over once, 18 in the next run).
+        // Quick runs take as many samples as full ones, each shorter: with fewer, a noisy spell
+        // can move a median past a goal (BENCHMARKS.md has the run that showed it).
         runs: 21,
         repeat: if quick { 500_000 } else { 2_000_000 },
     };
