@@ -7,6 +7,10 @@
 //! tokens that are the value of a `"method"` key, and every other string. A message is Stratum when a
 //! [`Rule`] of [`RULES`] holds over those bit sets.
 //!
+//! The agent's deep parser reads the JSON of the packets handed to it with structural rules of its
+//! own, which decide what counts as a miner login; every message on which it and this table
+//! disagree is listed in its test `where_the_kernel_table_and_the_parser_differ`.
+//!
 //! Guards against the known false-positive traps:
 //! - A message must begin with `{` at the start of the segment, or right after a newline that follows
 //!   `}` (the end of the previous JSON message). HTML, JavaScript and HTTP bodies that quote a login

@@ -24,6 +24,21 @@
 //!   `mining.submit`: login `params[0]` (the worker, used as a coin hint only).
 //! - `eth_submitLogin`: login `params[0]`, agent from a top-level `agent` string or else from the
 //!   `worker` field when that names a known miner (ethproxy workers are usually rig names); `is_login`.
+//!
+//! # Which table decides
+//! The rules above decide, here, whether a message counts and its dialect; the kernel's table
+//! (`sensor_common::stratum::RULES`) decides which packets the kernel counts as Stratum and hands
+//! over (besides the first packets of suspect flows). The two are not one table because they differ
+//! on inputs the tests pin: the table reads string tokens anywhere in a 512-byte window, these
+//! rules read the JSON's structure and need the values they extract. This parser names Ethereum by
+//! a login's address and by EthereumStratum's notify (the table says bitcoin), knows getWork's
+//! answer, every `mining.*` method and a login with `pass` or `agent` or cut off before both (the
+//! table knows none of them), and refuses the table's markers when they are not where the protocol
+//! puts them or of the wrong type (a `blob` that is not a string, a `"method"` inside `params`).
+//! Making the table decide would change which logins are counted and their `dialect` label. Every
+//! known difference is listed, with both answers, in the test
+//! `where_the_kernel_table_and_the_parser_differ`; the messages miners and pools send are checked
+//! to get the same answer from both in `the_kernel_table_and_the_parser_agree_on_real_messages`.
 
 use serde_json::{Map, Value};
 

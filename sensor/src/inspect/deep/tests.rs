@@ -6,6 +6,7 @@ use super::{
     *,
 };
 use proptest::prelude::*;
+use sensor_common::stratum::scan_slice;
 
 const XMR: &str = "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A";
 const XMRIG_AGENT: &str = "XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0";
@@ -634,4 +635,235 @@ proptest! {
             prop_assert_ne!(h, login_hash(&k2, &login));
         }
     }
+}
+
+/// One message's dialect by the kernel's rule table (`sensor_common::stratum::RULES`, run by its
+/// scanner on the message's bytes) and by this parser.
+fn opinions(msg: &str) -> (Option<Dialect>, Option<Dialect>) {
+    let msgs = inspect(msg.as_bytes());
+    assert!(msgs.len() <= 1, "{msg}: {msgs:?}");
+    (scan_slice(msg.as_bytes()), msgs.first().map(|m| m.dialect))
+}
+
+/// On what miners and pools send, and on the known traps, the kernel's table and this parser say
+/// the same.
+#[test]
+fn the_kernel_table_and_the_parser_agree_on_real_messages() {
+    use Dialect::{Bitcoin, Ethereum, Monero};
+    let h = "0x".to_owned() + &"ab".repeat(32);
+    for (msg, dialect) in [
+        (xmrig_login(), Some(Monero)),
+        (
+            format!(r#"{{"method":"login","params":{{"login":"{XMR}","pass":"x","agent":"xmr-stak-cpu/1.0.0"}},"id":1}}"#),
+            Some(Monero),
+        ),
+        (
+            r#"{"id":2,"jsonrpc":"2.0","method":"submit","params":{"id":"s1","job_id":"j1","nonce":"deadbeef","result":"00ff","algo":"rx/0"}}"#.to_owned(),
+            Some(Monero),
+        ),
+        (
+            r#"{"id":3,"jsonrpc":"2.0","method":"keepalived","params":{"id":"s1"}}"#.to_owned(),
+            Some(Monero),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","method":"job","params":{"blob":"0e0e","job_id":"j2","target":"b88d0600"}}"#.to_owned(),
+            Some(Monero),
+        ),
+        (
+            r#"{"id":1,"jsonrpc":"2.0","error":null,"result":{"id":"a1","job":{"blob":"0e0ea0d1","job_id":"j1","target":"b88d0600"},"status":"OK"}}"#.to_owned(),
+            Some(Monero),
+        ),
+        (
+            r#"{"id":3,"jsonrpc":"2.0","error":null,"result":{"status":"KEEPALIVED"}}"#.to_owned(),
+            Some(Monero),
+        ),
+        (
+            r#"{"id": 1, "method": "mining.subscribe", "params": ["cgminer/4.10.0"]}"#.to_owned(),
+            Some(Bitcoin),
+        ),
+        (
+            format!(r#"{{"id":2,"method":"mining.authorize","params":["{BTC}.w","x"]}}"#),
+            Some(Bitcoin),
+        ),
+        (
+            r#"{"id":null,"method":"mining.set_difficulty","params":[1024]}"#.to_owned(),
+            Some(Bitcoin),
+        ),
+        (
+            r#"{"id":1,"result":[[["mining.set_difficulty","1"],["mining.notify","ae68"]],"08000002",4],"error":null}"#.to_owned(),
+            Some(Bitcoin),
+        ),
+        (
+            r#"{"id": 1, "method": "mining.subscribe", "params": ["ethminer/0.19.0", "EthereumStratum/1.0.0"]}"#.to_owned(),
+            Some(Ethereum),
+        ),
+        (
+            r#"{"id":1,"result":[["mining.notify","ae6812eb","EthereumStratum/1.0.0"],"080c"],"error":null}"#.to_owned(),
+            Some(Ethereum),
+        ),
+        (
+            format!(r#"{{"worker":"eth1.0","jsonrpc":"2.0","params":["{ETH}","x"],"id":2,"method":"eth_submitLogin"}}"#),
+            Some(Ethereum),
+        ),
+        (
+            format!(r#"{{"id":6,"jsonrpc":"2.0","method":"eth_submitWork","params":["0x1","{h}","{h}"]}}"#),
+            Some(Ethereum),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","method":"eth_blockNumber","params":[],"id":1}"#.to_owned(),
+            None,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"processId":1}}"#.to_owned(),
+            None,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","method":"login","params":{"login":"bob","password":"x"}}"#.to_owned(),
+            None,
+        ),
+        (r#"{"id":1,"result":true,"error":null}"#.to_owned(), None),
+        (r#"{"id":1,"note":"a \"method\": \"keepalived\""}"#.to_owned(), None),
+    ] {
+        let msg = msg + "\n";
+        assert_eq!(opinions(&msg), (dialect, dialect), "{msg}");
+    }
+}
+
+/// Every message on which the two differ today, found by running both on this file's payloads
+/// and on the shapes their rules name: the kernel's table reads a window of string tokens, this
+/// parser the JSON's structure. This parser decides what counts as a login and its labels (see
+/// `classify`); a change to either side that moves one of these fails here.
+#[test]
+fn where_the_kernel_table_and_the_parser_differ() {
+    use Dialect::{Bitcoin, Ethereum, Monero};
+    let hash = "cd".repeat(32);
+    for (msg, kernel, deep) in [
+        // The parser knows Ethereum by a login's address, by EthereumStratum's notify, by any
+        // EthereumStratum version and only among a subscribe's parameters.
+        (
+            format!(r#"{{"id":2,"method":"mining.authorize","params":["{ETH}.rig","x"]}}"#),
+            Some(Bitcoin),
+            Some(Ethereum),
+        ),
+        (
+            format!(
+                r#"{{"id":null,"method":"mining.notify","params":["bf0488aa","{hash}","{hash}",true]}}"#
+            ),
+            Some(Bitcoin),
+            Some(Ethereum),
+        ),
+        (
+            r#"{"id":1,"method":"mining.subscribe","params":["x","EthereumStratum/2.0.0"]}"#
+                .to_owned(),
+            Some(Bitcoin),
+            Some(Ethereum),
+        ),
+        (
+            r#"{"id":null,"method":"mining.notify","params":["EthereumStratum/1.0.0"]}"#.to_owned(),
+            Some(Ethereum),
+            Some(Bitcoin),
+        ),
+        (
+            r#"{"id":1,"method":"mining.subscribe","params":["a"],"x":"EthereumStratum/1.0.0"}"#
+                .to_owned(),
+            Some(Ethereum),
+            Some(Bitcoin),
+        ),
+        // Shapes only the parser knows: getWork's answer, any `mining.*` method, a subscribe
+        // result that names no `mining.notify`.
+        (
+            format!(
+                r#"{{"id":0,"jsonrpc":"2.0","result":["0x{hash}","0x{hash}","0x00000000ffff"]}}"#
+            ),
+            None,
+            Some(Ethereum),
+        ),
+        (
+            r#"{"id":1,"method":"mining.configure","params":[["version-rolling"],{}]}"#.to_owned(),
+            None,
+            Some(Bitcoin),
+        ),
+        (
+            r#"{"id":1,"method":"mining.suggest_difficulty","params":[1024]}"#.to_owned(),
+            None,
+            Some(Bitcoin),
+        ),
+        (
+            r#"{"id":1,"result":[["mining.set_difficulty","1"]],"error":null}"#.to_owned(),
+            None,
+            Some(Bitcoin),
+        ),
+        // A login needs `pass` or `agent` here, both in the kernel; JSON escapes are decoded here.
+        (
+            r#"{"id":1,"method":"login","params":{"login":"x","pass":"y"}}"#.to_owned(),
+            None,
+            Some(Monero),
+        ),
+        (
+            r#"{"id":1,"method":"login","params":{"login":"x","agent":"XMRig/6"}}"#.to_owned(),
+            None,
+            Some(Monero),
+        ),
+        (
+            r#"{"id":1,"method":"log\u0069n","params":{"login":"x","pass":"y","agent":"z"}}"#
+                .to_owned(),
+            None,
+            Some(Monero),
+        ),
+        // The kernel's markers may sit anywhere, as keys or values; the parser wants them where
+        // the protocol puts them, with the types it extracts.
+        (
+            r#"{"id":1,"method":"job","params":{"blob":"00"}}"#.to_owned(),
+            Some(Monero),
+            None,
+        ),
+        (
+            r#"{"id":1,"method":"keepalived","params":[]}"#.to_owned(),
+            Some(Monero),
+            None,
+        ),
+        (
+            r#"{"id":1,"method":"submit","params":[{"job_id":"1","nonce":"2"}]}"#.to_owned(),
+            Some(Monero),
+            None,
+        ),
+        (
+            r#"{"result":{"job":{"blob":"00"}}}"#.to_owned(),
+            Some(Monero),
+            None,
+        ),
+        (
+            r#"{"id":1,"result":{"job":{"blob":5}}}"#.to_owned(),
+            Some(Monero),
+            None,
+        ),
+        (
+            r#"{"id":1,"method":"foo","result":{"status":"KEEPALIVED"}}"#.to_owned(),
+            Some(Monero),
+            None,
+        ),
+        (
+            r#"{"id":1,"result":["mining.notify"]}"#.to_owned(),
+            Some(Bitcoin),
+            None,
+        ),
+        (
+            r#"{"id":1,"method":"login","params":{"login":123,"pass":"x","agent":"y"}}"#.to_owned(),
+            Some(Monero),
+            None,
+        ),
+        (
+            r#"{"id":1,"params":{"method":"keepalived"}}"#.to_owned(),
+            Some(Monero),
+            None,
+        ),
+    ] {
+        let msg = msg + "\n";
+        assert_eq!(opinions(&msg), (kernel, deep), "{msg}");
+    }
+    // A login cut off before its `pass` and `agent` counts here (the segment may end anywhere),
+    // not in the kernel.
+    let full = xmrig_login();
+    let cut = &full[..full.find(",\"pass\"").unwrap()];
+    assert_eq!(opinions(cut), (None, Some(Monero)));
 }
