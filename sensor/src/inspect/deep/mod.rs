@@ -60,6 +60,7 @@ impl fmt::Debug for Message {
     }
 }
 
+/// Whether `hay` begins with `prefix`, ASCII case ignored (framing, classification and agents use it).
 fn starts_with_ignore_case(hay: &[u8], prefix: &[u8]) -> bool {
     hay.get(..prefix.len())
         .is_some_and(|h| h.eq_ignore_ascii_case(prefix))
