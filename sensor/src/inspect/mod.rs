@@ -228,7 +228,7 @@ impl Inspector {
             event: "miner_login",
             range: ranges[0].clone(),
             ranges: ranges.to_vec(),
-            dialect: m.dialect.label(),
+            dialect: m.dialect.name(),
             coin,
             agent,
             agent_version: m.agent.as_ref().and_then(|a| a.version.clone()),

@@ -1,0 +1,376 @@
+//! The scanner: one pass over the first [`WINDOW`] bytes of a payload that hashes every JSON
+//! string token and, when a token that is a marker closes, applies [`RULES`](super::RULES).
+
+use super::{
+    Dialect, FNV_OFFSET, MARKER_SLOTS, MAX_MARKER_LEN, METHOD_HASH, MIN_MARKER_LEN, WINDOW, fold,
+    marker_bit, match_rules, slot, window::*,
+};
+
+/// The scanner's state between bytes. `#[repr(C)]` plain data, so that the XDP program can keep it
+/// in memory across `bpf_loop` iterations: the verifier then checks one step, not every path
+/// through every byte of the window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Scanner {
+    /// Bytes of the token's current chunk not yet folded into `hash` (`token_len % 8` of them).
+    pending: u64,
+    hash: u32,
+    token_len: u32,
+    methods: u32,
+    words: u32,
+    /// A Bitcoin match waits for the end of its message: EthereumStratum reuses `mining.subscribe`
+    /// and names itself only in a later parameter. Every other dialect is final at once.
+    provisional: u8,
+    in_str: u8,
+    escaped: u8,
+    /// The previous string token was the key "method": the next one is the method's name.
+    after_method: u8,
+    /// Waiting for the first non-blank byte of a message; it must be `{`.
+    at_start: u8,
+    /// The current message began well (with `{` at a message boundary).
+    in_msg: u8,
+    /// The last byte that was no carriage return, which a line end reads (a message may begin
+    /// after `}` and a line end). The byte-wise step keeps it; `feed_with` sets it from the window
+    /// only before a line end or carriage return.
+    prev: u8,
+    _pad: u8,
+}
+
+impl Default for Scanner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scanner {
+    pub const fn new() -> Self {
+        Self {
+            pending: 0,
+            hash: FNV_OFFSET,
+            token_len: 0,
+            methods: 0,
+            words: 0,
+            provisional: 0,
+            in_str: 0,
+            escaped: 0,
+            after_method: 0,
+            at_start: 1,
+            in_msg: 0,
+            prev: 0,
+            _pad: 0,
+        }
+    }
+
+    /// Feeds one byte. Returns `dialect + 1` once a message is recognised (the caller stops), else 0.
+    #[inline(always)]
+    pub fn step(&mut self, b: u8) -> u8 {
+        self.step_with(b, token_end)
+    }
+
+    /// [`Scanner::step`] with the token-end decision supplied by the caller: the XDP program
+    /// passes a BPF global function wrapping [`token_end`], which the verifier checks once instead
+    /// of on every path through every byte.
+    #[inline(always)]
+    pub fn step_with(&mut self, b: u8, end: impl Fn(u64, u32, u32) -> u64) -> u8 {
+        if b == b'\n' {
+            if self.provisional != 0 {
+                return self.provisional;
+            }
+            // JSON strings hold no raw newline, so this ends a message even when the segment began
+            // inside a string of the previous one. A new message may follow only a closing brace.
+            self.at_start = (self.prev == b'}') as u8;
+            self.in_str = 0;
+            self.escaped = 0;
+            self.in_msg = 0;
+            self.after_method = 0;
+            self.methods = 0;
+            self.words = 0;
+            self.prev = b;
+            return 0;
+        }
+        if b != b'\r' {
+            self.prev = b;
+        }
+        if self.in_str != 0 {
+            if self.escaped != 0 {
+                self.escaped = 0;
+            } else if b == b'\\' {
+                self.escaped = 1;
+            } else if b == b'"' {
+                return self.close(end);
+            }
+            self.pending |= (b as u64) << (8 * (self.token_len & 7));
+            self.token_len += 1;
+            if self.token_len & 7 == 0 {
+                self.hash = fold(self.hash, self.pending);
+                self.pending = 0;
+            }
+            return 0;
+        }
+        if b == b' ' || b == b'\t' || b == b'\r' {
+            return 0;
+        }
+        if self.at_start != 0 {
+            self.at_start = 0;
+            self.in_msg = (b == b'{') as u8;
+            return 0;
+        }
+        if b == b'"' {
+            self.in_str = 1;
+            self.hash = FNV_OFFSET;
+            self.token_len = 0;
+            self.pending = 0;
+        } else if b != b':' {
+            self.after_method = 0;
+        }
+        0
+    }
+
+    /// Feeds the bytes at `pos` of the window: a whole token at a time where it can. Outside a
+    /// string, the blanks and punctuation before the next quote go at once (up to 8 bytes), and the
+    /// opening quote; inside one, up to the end of the token's current 8-byte chunk, and the
+    /// closing quote when it follows. A short key like `"jsonrpc"` with its punctuation is then one
+    /// step. Anything that needs the byte-wise rules (a message's first byte, line ends,
+    /// backslashes and the byte they escape) goes through [`Scanner::step_with`] alone, so the
+    /// result is always what stepping byte by byte gives (the `stratum_scan` fuzz target and the
+    /// `fast_and_byte_wise_scans_agree` test hold the two to that). Returns how many bytes were
+    /// consumed and `dialect + 1` or 0.
+    ///
+    /// Unlike the byte-wise step, it does not keep the last byte in `prev` at every step: only a
+    /// line end reads it, and line ends and carriage returns always go through the byte-wise step,
+    /// which takes it from the window (see `byte_wise` below).
+    #[inline(always)]
+    pub fn feed_with(
+        &mut self,
+        buf: &Window,
+        pos: usize,
+        len: usize,
+        end: impl Fn(u64, u32, u32) -> u64 + Copy,
+        run: impl Fn(usize, usize) -> u64,
+    ) -> (usize, u8) {
+        let p = pos & (WINDOW - 1);
+        if self.escaped != 0 || self.at_start != 0 {
+            return self.byte_wise(buf, p, end);
+        }
+        let mut used = 0;
+        if self.in_str == 0 {
+            let w = buf.load8(p);
+            // Line ends and the other control bytes (a tab is rare enough) take the byte-wise step.
+            let stop = first_of(w, b'"') | below_blank(w);
+            let k = if stop == 0 { 8 } else { first_byte(stop) };
+            if k > 0 && self.after_method != 0 {
+                // Only blanks and the colon may stand between "method" and its value.
+                let blank = eq_bytes(w, b' ') | eq_bytes(w, b'\t') | eq_bytes(w, b':');
+                if !blank & HIGHS & low_bytes(k) != 0 {
+                    self.after_method = 0;
+                }
+            }
+            if k >= 8 {
+                return (8, 0);
+            }
+            if (w >> (8 * k)) as u8 != b'"' {
+                // A line end: the byte-wise step takes it.
+                if k == 0 {
+                    return self.byte_wise(buf, p, end);
+                }
+                return (k, 0);
+            }
+            self.in_str = 1;
+            self.hash = FNV_OFFSET;
+            self.token_len = 0;
+            self.pending = 0;
+            used = k + 1;
+            if pos + used >= len {
+                return (used, 0);
+            }
+        } else if self.token_len > MAX_MARKER_LEN {
+            // A string already longer than any marker (a wallet, an agent, a job blob) is only
+            // walked, several words a step (see `long_run`).
+            let r = run(pos, len);
+            let used = (r & RUN_USED) as usize;
+            self.token_len += used as u32;
+            if r & RUN_STOPPED != 0 && (r >> RUN_STOP) as u8 == b'"' {
+                return (used + 1, self.close(end));
+            }
+            if used == 0 {
+                return self.byte_wise(buf, p, end);
+            }
+            return (used, 0);
+        }
+        let q = (pos + used) & (WINDOW - 1);
+        let w = buf.load8(q);
+        let stop = string_stop(w);
+        let k = if stop == 0 { 8 } else { first_byte(stop) };
+        // Here the string is no longer than a marker (a longer one went to `run` above): it is
+        // hashed chunk by chunk from its first byte, so a step takes at most the rest of its
+        // current chunk.
+        let done = (self.token_len & 7) as usize;
+        let m = if k < 8 - done { k } else { 8 - done };
+        if m > 0 {
+            self.pending |= (w & low_bytes(m)) << (8 * done);
+            self.token_len += m as u32;
+            if self.token_len & 7 == 0 {
+                self.hash = fold(self.hash, self.pending);
+                self.pending = 0;
+            }
+            used += m;
+        }
+        if m == k && k < 8 && (w >> (8 * k)) as u8 == b'"' {
+            return (used + 1, self.close(end));
+        }
+        if used == 0 {
+            // A backslash or line end inside a string.
+            return self.byte_wise(buf, p, end);
+        }
+        (used, 0)
+    }
+
+    /// The byte at `p` through the byte-wise rules, with `prev` as they would have it. A line end
+    /// reads `prev`: the last byte before it that is no carriage return. Both go byte-wise (they
+    /// are control bytes), so the first of a run of carriage returns, or a line end right after
+    /// another byte, records the byte before it here; later ones in the run leave it.
+    #[inline(always)]
+    fn byte_wise(
+        &mut self,
+        buf: &Window,
+        p: usize,
+        end: impl Fn(u64, u32, u32) -> u64 + Copy,
+    ) -> (usize, u8) {
+        let b = buf.byte(p);
+        if (b == b'\n' || b == b'\r') && p > 0 {
+            let before = buf.byte(p - 1);
+            if before != b'\r' {
+                self.prev = before;
+            }
+        }
+        (1, self.step_with(b, end))
+    }
+
+    /// A closing quote: the string token ends, and a candidate marker goes to the decision
+    /// function. Returns `dialect + 1` once a message is recognised, else 0.
+    #[inline(always)]
+    fn close(&mut self, end: impl Fn(u64, u32, u32) -> u64) -> u8 {
+        // (The byte-wise step has already made the quote `prev`; `feed_with` keeps none.)
+        self.in_str = 0;
+        if self.in_msg == 0 {
+            return 0;
+        }
+        if self.token_len & 7 != 0 {
+            self.hash = fold(self.hash, self.pending);
+        }
+        if self.token_len < MIN_MARKER_LEN || self.token_len > MAX_MARKER_LEN {
+            // No marker has this length (nor has "method"): only the method-name expectation
+            // ends, without calling the decision function.
+            self.after_method = 0;
+            return 0;
+        }
+        if MARKER_SLOTS[slot(self.hash)] == 0 {
+            // No marker hashes to this slot: what `token_end` would decide for a string that is
+            // no marker, without the call. Most strings of a message (`"jsonrpc"`, `"params"`,
+            // values) end here.
+            self.after_method =
+                (self.after_method == 0 && self.hash == METHOD_HASH && self.token_len == 6) as u8;
+            return 0;
+        }
+        let packed = end(self.pack(), self.hash, self.token_len);
+        self.methods = (packed & MASK24) as u32;
+        self.words = ((packed >> 24) & MASK24) as u32;
+        self.after_method = ((packed >> 48) & 1) as u8;
+        self.provisional = ((packed >> 49) & 3) as u8;
+        ((packed >> 52) & 3) as u8
+    }
+
+    #[inline(always)]
+    fn pack(&self) -> u64 {
+        (self.methods as u64 & MASK24)
+            | ((self.words as u64 & MASK24) << 24)
+            | ((self.after_method as u64 & 1) << 48)
+            | ((self.provisional as u64 & 3) << 49)
+    }
+
+    /// At the end of the window: a provisional match stands.
+    #[inline(always)]
+    pub fn finish(&self) -> u8 {
+        self.provisional
+    }
+}
+
+const MASK24: u64 = (1 << 24) - 1;
+
+/// What a closing quote decides, as a pure function of scalars so that the XDP program can make
+/// it a BPF global function. `packed` holds the message's method markers (bits 0..24), other
+/// markers (24..48), the after-`"method"` flag (48) and a provisional Bitcoin match (49..51);
+/// `hash` and `len` describe the string that just ended. Returns the same layout, plus the
+/// recognised `dialect + 1` at bits 52..54 (0: keep scanning).
+#[inline(always)]
+pub fn token_end(packed: u64, hash: u32, len: u32) -> u64 {
+    let mut methods = (packed & MASK24) as u32;
+    let mut words = ((packed >> 24) & MASK24) as u32;
+    let mut after_method = (packed >> 48) & 1;
+    let mut provisional = (packed >> 49) & 3;
+    let mut found = 0u64;
+    let m = marker_bit(hash, len);
+    if after_method != 0 {
+        methods |= m;
+        after_method = 0;
+    } else if hash == METHOD_HASH && len == 6 {
+        after_method = 1;
+    } else {
+        words |= m;
+    }
+    if m != 0 {
+        let d = match_rules(methods, words) as u64;
+        if d == Dialect::Bitcoin as u64 + 1 {
+            provisional = d;
+        } else if d != 0 {
+            found = d;
+        }
+    }
+    (methods as u64 & MASK24)
+        | ((words as u64 & MASK24) << 24)
+        | (after_method << 48)
+        | (provisional << 49)
+        | (found << 52)
+}
+
+/// Scans the first `len` bytes of `buf` (a TCP payload) for a Stratum message and returns its
+/// dialect as `dialect + 1`, or 0 when there is none. Several messages in one segment are each
+/// checked; the first that matches decides.
+pub fn scan(buf: &mut Window, len: usize) -> u8 {
+    buf.seal(len);
+    let buf = &*buf;
+    let mut s = Scanner::new();
+    let mut pos = 0;
+    while pos < WINDOW && pos < len {
+        let (advance, d) = s.feed_with(buf, pos, len, token_end, |p, l| long_run(buf, p, l));
+        if d != 0 {
+            return d;
+        }
+        pos += advance;
+    }
+    s.finish()
+}
+
+/// The reference the fast scan is held to: [`Scanner::step`] on each of the first `len` bytes of
+/// `payload` (at most [`WINDOW`]), then [`Scanner::finish`]. For tests and the fuzz target.
+pub fn scan_byte_wise(payload: &[u8], len: usize) -> u8 {
+    let mut s = Scanner::new();
+    for &b in payload.iter().take(len.min(WINDOW)) {
+        let d = s.step(b);
+        if d != 0 {
+            return d;
+        }
+    }
+    s.finish()
+}
+
+/// Convenience for callers holding a slice (tests, userspace): copies up to [`WINDOW`] bytes.
+pub fn scan_slice(payload: &[u8]) -> Option<Dialect> {
+    let mut buf = Window::new();
+    let n = payload.len().min(WINDOW);
+    buf.bytes_mut()[..n].copy_from_slice(&payload[..n]);
+    match scan(&mut buf, n) {
+        0 => None,
+        d => Dialect::from_index(d - 1),
+    }
+}

@@ -1,0 +1,276 @@
+//! The scanner on what miners and pools send and on the known traps, and its fast scan held to
+//! the byte-wise one.
+
+use super::{window::eq_bytes, *};
+
+fn d(s: &str) -> Option<Dialect> {
+    scan_slice(s.as_bytes())
+}
+
+const WALLET: &str = "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A";
+
+#[test]
+fn the_slot_table_separates_every_marker_and_method() {
+    let mut seen = std::collections::HashSet::new();
+    for h in MARKER_HASHES.iter().chain([&METHOD_HASH]) {
+        assert!(seen.insert(slot(*h)), "slot collision");
+    }
+    for (i, m) in MARKERS.iter().enumerate() {
+        assert_eq!(marker_bit(fnv1a(m), m.len() as u32), bit(i));
+    }
+    assert_eq!(marker_bit(fnv1a(b"params"), 6), 0);
+}
+
+#[test]
+fn markers_are_unique_and_hashes_do_not_collide() {
+    for i in 0..MARKERS.len() {
+        for j in 0..i {
+            assert_ne!(MARKERS[i], MARKERS[j]);
+            assert_ne!(MARKER_HASHES[i], MARKER_HASHES[j], "{i} {j}");
+        }
+        assert_ne!(MARKER_HASHES[i], METHOD_HASH);
+    }
+}
+
+#[test]
+fn xmrig_login_compact() {
+    let login = format!(
+        "{{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0\",\"algo\":[\"rx/0\",\"cn/2\"]}}}}\n"
+    );
+    assert_eq!(d(&login), Some(Dialect::Monero));
+}
+
+#[test]
+fn xmr_stak_and_cpuminer_order_with_spaces() {
+    let a = format!(
+        "{{\"method\": \"login\", \"params\": {{\"login\": \"{WALLET}\", \"pass\": \"x\", \"agent\": \"xmr-stak-cpu/1.0.0\"}}, \"id\": 1}}\n"
+    );
+    assert_eq!(d(&a), Some(Dialect::Monero));
+    let b = format!(
+        "{{\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"w1\",\"agent\":\"cpuminer-multi/1.3\"}},\"id\":2}}\n"
+    );
+    assert_eq!(d(&b), Some(Dialect::Monero));
+}
+
+#[test]
+fn monero_other_messages() {
+    assert_eq!(
+        d(
+            "{\"id\":7,\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{\"id\":\"s1\",\"job_id\":\"j\",\"nonce\":\"0a0b0c0d\",\"result\":\"ff\",\"algo\":\"rx/0\"}}\n"
+        ),
+        Some(Dialect::Monero)
+    );
+    assert_eq!(
+        d("{\"id\":9,\"jsonrpc\":\"2.0\",\"method\":\"keepalived\",\"params\":{\"id\":\"s1\"}}\n"),
+        Some(Dialect::Monero)
+    );
+    assert_eq!(
+        d(
+            "{\"jsonrpc\":\"2.0\",\"method\":\"job\",\"params\":{\"blob\":\"0101\",\"job_id\":\"j2\",\"target\":\"ffff\"}}\n"
+        ),
+        Some(Dialect::Monero)
+    );
+    assert_eq!(
+        d(
+            "{\"id\":1,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"id\":\"s\",\"job\":{\"blob\":\"0707\",\"job_id\":\"1\"},\"status\":\"OK\"}}\n"
+        ),
+        Some(Dialect::Monero)
+    );
+    assert_eq!(
+        d("{\"id\":3,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"status\":\"KEEPALIVED\"}}\n"),
+        Some(Dialect::Monero)
+    );
+}
+
+#[test]
+fn bitcoin_and_ethereum() {
+    assert_eq!(
+        d("{\"id\": 1, \"method\": \"mining.subscribe\", \"params\": [\"cpuminer-opt/3.x\"]}\n"),
+        Some(Dialect::Bitcoin)
+    );
+    assert_eq!(
+        d("{\"id\":null,\"method\":\"mining.notify\",\"params\":[\"a\"]}\n"),
+        Some(Dialect::Bitcoin)
+    );
+    assert_eq!(
+        d("{\"id\":1,\"result\":[[[\"mining.notify\",\"ae68\"]],\"08000002\",4],\"error\":null}\n"),
+        Some(Dialect::Bitcoin)
+    );
+    assert_eq!(
+        d(
+            "{\"id\": 1, \"method\": \"mining.subscribe\", \"params\": [\"ethminer/0.19\", \"EthereumStratum/1.0.0\"]}\n"
+        ),
+        Some(Dialect::Ethereum)
+    );
+    assert_eq!(
+        d(
+            "{\"worker\": \"eth1.0\", \"jsonrpc\": \"2.0\", \"params\": [\"0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5\", \"x\"], \"id\": 2, \"method\": \"eth_submitLogin\"}\n"
+        ),
+        Some(Dialect::Ethereum)
+    );
+}
+
+#[test]
+fn second_message_after_newline_and_split_start() {
+    // Tail of a previous message (split across segments, starting inside a string), then a new one.
+    let s = "b2c3\",\"algo\":\"rx/0\"}}\n{\"id\":4,\"jsonrpc\":\"2.0\",\"method\":\"keepalived\",\"params\":{\"id\":\"x\"}}\n";
+    assert_eq!(d(s), Some(Dialect::Monero));
+    let two = "{\"id\":1,\"result\":true,\"error\":null}\n{\"id\":2,\"method\":\"mining.authorize\",\"params\":[\"u\",\"p\"]}\n";
+    assert_eq!(d(two), Some(Dialect::Bitcoin));
+}
+
+#[test]
+fn false_positive_traps_stay_silent() {
+    let html = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html><script>var x = {{\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6\"}}}};</script>"
+    );
+    assert_eq!(d(&html), None);
+    // A JavaScript line that is itself a login object, but follows `;`, not a JSON message.
+    let js = "var a = 1;\n{\"method\":\"login\",\"params\":{\"login\":\"a\",\"pass\":\"b\",\"agent\":\"c\"}}\n";
+    assert_eq!(d(js), None);
+    assert_eq!(
+        d("{\"jsonrpc\":\"2.0\",\"method\":\"eth_blockNumber\",\"params\":[],\"id\":1}\n"),
+        None
+    );
+    assert_eq!(
+        d(
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"processId\":1,\"rootUri\":\"file:///x\"}}\n"
+        ),
+        None
+    );
+    // A web API's login without a miner's agent.
+    assert_eq!(
+        d(
+            "{\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"bob\",\"pass\":\"pw\"},\"id\":1}\n"
+        ),
+        None
+    );
+    // "submit" as a key or plain value, not a method.
+    assert_eq!(
+        d("{\"action\":\"submit\",\"job_id\":\"1\",\"nonce\":\"2\"}\n"),
+        None
+    );
+    // Binary on a pool port.
+    let bin: [u8; 16] = [
+        0x16, 3, 1, 0, 0xa5, 1, 0, 0, 0xa1, 3, 3, b'{', b'"', 0, 0, 0,
+    ];
+    assert_eq!(scan_slice(&bin), None);
+}
+
+#[test]
+fn long_strings_end_at_every_alignment() {
+    // The 8-byte skip must stop at a closing quote, backslash or newline wherever it falls.
+    for pad in 0..20 {
+        let wallet: String = "4".repeat(95 + pad);
+        let login = format!(
+            "{{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{wallet}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0\"}}}}\n"
+        );
+        assert_eq!(d(&login), Some(Dialect::Monero), "pad {pad}");
+        let escaped = format!(
+            "{{\"id\":1,\"note\":\"{}\\\"method\\\":\\\"keepalived\\\"\"}}\n",
+            "n".repeat(30 + pad)
+        );
+        assert_eq!(d(&escaped), None, "pad {pad}: {escaped}");
+        let two = format!(
+            "{{\"id\":1,\"result\":\"{}\"}}\n{{\"id\":2,\"method\":\"mining.authorize\",\"params\":[]}}\n",
+            "r".repeat(30 + pad)
+        );
+        assert_eq!(d(&two), Some(Dialect::Bitcoin), "pad {pad}");
+    }
+    assert_eq!(MAX_MARKER_LEN, 27);
+    assert_eq!(eq_bytes(u64::from_le_bytes(*b"abcdefg\""), b'"'), 1 << 63);
+    assert_eq!(eq_bytes(u64::from_le_bytes(*b"a!!!!!!!"), b' '), 0);
+    assert_eq!(eq_bytes(u64::from_le_bytes(*b" !!!!!!!"), b' '), 0x80);
+}
+
+#[test]
+fn fast_and_byte_wise_scans_agree() {
+    // Messages assembled from the pieces that steer the scanner (markers, "method", blanks,
+    // escapes, line ends, long strings), cut at random lengths, with other bytes after the
+    // cut as in the kernel's reused window.
+    let mut pieces: Vec<Vec<u8>> = MARKERS
+        .iter()
+        .map(|m| format!("\"{}\"", std::str::from_utf8(m).unwrap()).into_bytes())
+        .collect();
+    for p in [
+        "\"method\"",
+        ":",
+        ": ",
+        ",",
+        ", ",
+        "{",
+        "}",
+        "[",
+        "]",
+        " ",
+        "\t",
+        "\r",
+        "\n",
+        "}\n",
+        "}\r\n",
+        "}\r\r\r\n",
+        "\r\r\r\r\r\r\r\r\r\n",
+        "\\",
+        "\\\"",
+        "\"",
+        "1",
+        "null",
+        "\"x\"",
+        "\"params\"",
+        "\"id\"",
+        "\"jsonrpc\"",
+        "\"2.0\"",
+        "\"rx/0\"",
+        "\"abcdefgh\"",
+        "\"abcdefghijklmnopqrstuvwxyz01\"",
+        "{\"id\":1,",
+        "\"method\":\"login\"",
+        "\"method\" : \"mining.submit\"",
+        "\"é\"",
+        "\u{1}",
+        "ÿ",
+    ] {
+        pieces.push(p.as_bytes().to_vec());
+    }
+    pieces.push(format!("\"{WALLET}\"").into_bytes());
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let mut found = [0usize; 4];
+    for _ in 0..20_000 {
+        let mut msg = Vec::new();
+        if next(2) == 0 {
+            msg.push(b'{');
+        }
+        while msg.len() < WINDOW + 40 {
+            msg.extend_from_slice(&pieces[next(pieces.len())]);
+        }
+        for _ in 0..4 {
+            let len = next(WINDOW + 1);
+            let mut buf = Window::new();
+            let n = msg.len().min(WINDOW);
+            buf.bytes_mut()[..n].copy_from_slice(&msg[..n]);
+            let fast = scan(&mut buf, len);
+            let slow = scan_byte_wise(&msg, len);
+            assert_eq!(
+                fast,
+                slow,
+                "len {len}: {}",
+                String::from_utf8_lossy(&msg[..len])
+            );
+            found[fast as usize] += 1;
+        }
+    }
+    // The generator reaches every outcome, so the comparison covers them all.
+    assert!(found.iter().all(|&n| n > 100), "{found:?}");
+}
+
+#[test]
+fn escaped_quotes_do_not_break_tokens() {
+    let s = "{\"id\":1,\"note\":\"a \\\"method\\\": \\\"keepalived\\\"\",\"x\":1}\n";
+    assert_eq!(d(s), None);
+}

@@ -1,0 +1,165 @@
+//! The coin a message is about, from the addresses and algorithm names it holds.
+//!
+//! Addresses are recognised by shape on the login's leading alphanumeric run, so the suffixes
+//! pools accept (`.worker`, `+difficulty`, `:password`, `/email`) are ignored: Monero is base58 of
+//! 95 characters starting with `4` or `8` or 106 starting with `4`; Bitcoin is base58 of 26-35
+//! starting with `1` or `3`, or bech32 `bc1` + 11-71 characters of the bech32 alphabet in one case;
+//! Ethereum is `0x` + 40 hex digits.
+//! - monero dialect: `rx/0` (or its XMRig aliases `rx`, `randomx`) among the algorithms (login's
+//!   `params.algo` list, the keys of MoneroOcean's `params.algo-perf`, submit's and job push's
+//!   `params.algo`, a reply's `result.job.algo`) -> monero; else a Monero-address login -> monero;
+//!   else any other algorithm named -> other (`cn/*`, `cn-lite/*`, `argon2/*`, `rx/wow`, ...); else
+//!   unknown. The address wins over a list without `rx/0` because the address names what the pool
+//!   pays out (old XMRig offered `cn/r`, Monero's algorithm until November 2019, to Monero pools).
+//! - bitcoin dialect: login a Bitcoin address -> bitcoin; a Monero address -> monero; anything
+//!   else or no login (subscribe, notify, set_difficulty) -> unknown.
+//! - ethereum dialect -> ethereum.
+
+use serde_json::{Map, Value};
+
+/// The coin mined, the `coin` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Coin {
+    Monero,
+    Bitcoin,
+    Ethereum,
+    /// Some other coin: a CryptoNote-family algorithm that is not Monero's.
+    Other,
+    /// Nothing in the message says.
+    Unknown,
+}
+
+impl Coin {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Coin::Monero => "monero",
+            Coin::Bitcoin => "bitcoin",
+            Coin::Ethereum => "ethereum",
+            Coin::Other => "other",
+            Coin::Unknown => "unknown",
+        }
+    }
+}
+
+fn is_rx0(algo: &str) -> bool {
+    ["rx/0", "rx", "randomx"]
+        .iter()
+        .any(|a| algo.trim().eq_ignore_ascii_case(a))
+}
+
+#[derive(Default)]
+struct Algos {
+    rx0: bool,
+    other: bool,
+}
+
+impl Algos {
+    fn note(&mut self, algo: &str, conclusive: bool) {
+        if is_rx0(algo) {
+            self.rx0 = true;
+        } else if conclusive && !algo.trim().is_empty() {
+            self.other = true;
+        }
+    }
+
+    /// Algorithm names of a login (`params.algo` list, `params.algo-perf` keys), a submit or job
+    /// push (`params.algo`) or a reply's job (`result.job.algo`). In a cut-off message a list may
+    /// have lost its `rx/0`, so only single names can say "other".
+    fn of(obj: &Map<String, Value>, truncated: bool) -> Algos {
+        let mut algos = Algos::default();
+        let params = obj.get("params");
+        let job = obj.get("result").and_then(|r| r.get("job"));
+        for algo in [params, job]
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.get("algo"))
+        {
+            match algo {
+                Value::String(s) => algos.note(s, true),
+                Value::Array(list) => list
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .for_each(|s| algos.note(s, !truncated)),
+                _ => {}
+            }
+        }
+        if let Some(perf) = params
+            .and_then(|p| p.get("algo-perf"))
+            .and_then(Value::as_object)
+        {
+            perf.keys().for_each(|s| algos.note(s, !truncated));
+        }
+        algos
+    }
+}
+
+pub(super) fn monero_coin(obj: &Map<String, Value>, login: Option<&str>, truncated: bool) -> Coin {
+    let algos = Algos::of(obj, truncated);
+    if algos.rx0 || login.is_some_and(|l| is_monero_address(address_core(l))) {
+        Coin::Monero
+    } else if algos.other {
+        Coin::Other
+    } else {
+        Coin::Unknown
+    }
+}
+
+pub(super) fn bitcoin_coin(login: Option<&str>) -> Coin {
+    let Some(core) = login.map(address_core) else {
+        return Coin::Unknown;
+    };
+    if is_bitcoin_address(core) {
+        Coin::Bitcoin
+    } else if is_monero_address(core) {
+        Coin::Monero
+    } else {
+        Coin::Unknown
+    }
+}
+
+/// The leading alphanumeric run of a login: pools take `ADDRESS.worker`, `ADDRESS+diff`,
+/// `ADDRESS:pass`, `ADDRESS/email`, and every address form is alphanumeric.
+pub(super) fn address_core(login: &str) -> &str {
+    let t = login.trim();
+    let end = t
+        .bytes()
+        .position(|b| !b.is_ascii_alphanumeric())
+        .unwrap_or(t.len());
+    t.get(..end).unwrap_or_default()
+}
+
+fn is_base58(b: u8) -> bool {
+    b.is_ascii_alphanumeric() && !matches!(b, b'0' | b'O' | b'I' | b'l')
+}
+
+pub(super) fn is_monero_address(s: &str) -> bool {
+    let first = s.bytes().next();
+    let shape = match s.len() {
+        95 => matches!(first, Some(b'4' | b'8')),
+        106 => first == Some(b'4'),
+        _ => false,
+    };
+    shape && s.bytes().all(is_base58)
+}
+
+fn is_bitcoin_address(s: &str) -> bool {
+    const BECH32: &[u8] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+    let base58 = (26..=35).contains(&s.len())
+        && matches!(s.bytes().next(), Some(b'1' | b'3'))
+        && s.bytes().all(is_base58);
+    // bech32 is all lower or all upper case; the data part is at least 6 checksum characters plus
+    // a witness version and program.
+    let lower = s.to_ascii_lowercase();
+    let bech32 = (14..=74).contains(&s.len())
+        && (s == lower || s == s.to_ascii_uppercase())
+        && lower
+            .strip_prefix("bc1")
+            .is_some_and(|data| data.bytes().all(|b| BECH32.contains(&b)));
+    base58 || bech32
+}
+
+pub(super) fn is_ethereum_address(s: &str) -> bool {
+    s.len() == 42
+        && (s.starts_with("0x") || s.starts_with("0X"))
+        && s.bytes().skip(2).all(|b| b.is_ascii_hexdigit())
+}
