@@ -211,3 +211,16 @@ pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 65_536;
 pub const DEFAULT_FLOW_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Per address family; the tries do not preallocate, so unused capacity costs no memory.
 pub const DEFAULT_MAX_PREFIXES: u32 = 1 << 21;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_modes_carry_the_contract_path_labels() {
+        // shared/docs/contract.md, `mining_sensor_inspected_packets_total`: `path` is `afxdp` or
+        // `copy`; README: `tap` redirects candidates into AF_XDP sockets, `inline` copies them.
+        assert_eq!(CaptureMode::Tap.path_label(), "afxdp");
+        assert_eq!(CaptureMode::Inline.path_label(), "copy");
+    }
+}

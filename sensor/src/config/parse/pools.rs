@@ -118,7 +118,7 @@ fn read_endpoints(path: &std::path::Path) -> Result<Vec<IpNet>, (Option<usize>, 
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{Config, DEFAULT_POOL_DOMAINS, DEFAULT_POOL_PORTS, tests::err};
+    use crate::config::{Config, tests::err};
 
     #[test]
     fn pools_from_the_file_and_inline() {
@@ -138,9 +138,14 @@ mod tests {
         assert_eq!(c.pools.ports, [3333, 34254]);
         let e: Vec<String> = c.pools.endpoints.iter().map(|n| n.to_string()).collect();
         assert_eq!(e, ["192.0.2.9/32", "198.51.100.5/32", "203.0.113.0/28"]);
+        // README, `[pools] ports`: the public pool ports, MoneroOcean's set being 10000 plus each
+        // power of two from 1 to 128; 443 and 80 are left out.
         assert_eq!(
-            Config::embedded_default().pools.ports.len(),
-            DEFAULT_POOL_PORTS.len()
+            Config::embedded_default().pools.ports,
+            [
+                3333, 4444, 5555, 7777, 9000, 14433, 14444, 20128, 34254, 45560, 45700, 10001,
+                10002, 10004, 10008, 10016, 10032, 10064, 10128,
+            ]
         );
 
         std::fs::write(&list, "198.51.100.5\n300.1.1.1\n").unwrap();
@@ -162,7 +167,23 @@ mod tests {
     #[test]
     fn pool_domains_default_replace_extend_and_are_checked() {
         let d = Config::parse("", "t").unwrap().pools.domains;
-        assert!(d.contains(&"supportxmr.com".to_string()) && d.len() == DEFAULT_POOL_DOMAINS.len());
+        // README, "Suspect flows": the default pool domains, in the order it lists them.
+        assert_eq!(
+            d,
+            [
+                "supportxmr.com",
+                "minexmr.com",
+                "nanopool.org",
+                "moneroocean.stream",
+                "hashvault.pro",
+                "2miners.com",
+                "herominers.com",
+                "c3pool.com",
+                "xmrpool.eu",
+                "monerohash.com",
+                "minergate.com",
+            ]
+        );
         let c = Config::parse(
             "[pools]\ndomains = [\"Pool.Example.\"]\nextra_domains = [\"b.example\", \"pool.example\"]\n",
             "t",
