@@ -27,7 +27,7 @@ pub(super) fn events(src: &Source, raw: &Option<RawEvents>) -> Result<Events, Co
                 src,
                 "events.ring_bytes",
                 &e.ring_bytes,
-                256 * 1024,
+                Events::default().ring_bytes as i64,
                 4096,
                 1 << 30,
             )? as u32;

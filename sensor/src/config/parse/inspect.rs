@@ -31,19 +31,40 @@ pub(super) fn inspect(src: &Source, raw: &Option<RawInspect>) -> Result<Inspect,
             inspect.capture_mode = m;
         }
         // The kernel keeps the per-flow count in one byte.
-        inspect.budget = bounded(src, "inspect.budget", &i.budget, 8, 0, 255)? as u32;
+        inspect.budget = bounded(
+            src,
+            "inspect.budget",
+            &i.budget,
+            inspect.budget as i64,
+            0,
+            255,
+        )? as u32;
         let ring = bounded(
             src,
             "inspect.sample_ring_bytes",
             &i.sample_ring_bytes,
-            1 << 20,
+            inspect.sample_ring_bytes as i64,
             1 << 16,
             1 << 30,
         )?;
         power_of_two(src, "inspect.sample_ring_bytes", &i.sample_ring_bytes, ring)?;
         inspect.sample_ring_bytes = ring as u32;
-        inspect.frames = bounded(src, "inspect.frames", &i.frames, 4096, 64, 1 << 20)? as u32;
-        let ring = bounded(src, "inspect.ring_size", &i.ring_size, 2048, 64, 1 << 16)?;
+        inspect.frames = bounded(
+            src,
+            "inspect.frames",
+            &i.frames,
+            inspect.frames as i64,
+            64,
+            1 << 20,
+        )? as u32;
+        let ring = bounded(
+            src,
+            "inspect.ring_size",
+            &i.ring_size,
+            inspect.ring_size as i64,
+            64,
+            1 << 16,
+        )?;
         power_of_two(src, "inspect.ring_size", &i.ring_size, ring)?;
         inspect.ring_size = ring as u32;
         if inspect.ring_size > inspect.frames {
