@@ -23,6 +23,9 @@ use super::{
     values::{bounded, duration},
 };
 
+/// The largest `max_prefixes` accepted; the error for too many prefixes names it too.
+const MAX_PREFIXES_LIMIT: i64 = 1 << 24;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -94,7 +97,7 @@ impl Config {
             &raw.max_prefixes,
             DEFAULT_MAX_PREFIXES as i64,
             1,
-            1 << 24,
+            MAX_PREFIXES_LIMIT,
         )? as u32;
 
         let events = events::events(&src, &raw.events)?;

@@ -8,6 +8,7 @@ use toml::Spanned;
 
 use sensor_common::MAX_RANGES;
 
+use super::MAX_PREFIXES_LIMIT;
 use crate::config::{
     error::{ConfigError, Source},
     types::{Range, UNWATCHED},
@@ -112,8 +113,7 @@ pub(super) fn ranges(
                 file: file.to_string(),
                 line: None,
                 message: format!(
-                    "{n} {family} prefixes configured, more than max_prefixes = {max_prefixes}; raise max_prefixes (up to {}) or aggregate prefixes",
-                    1 << 24
+                    "{n} {family} prefixes configured, more than max_prefixes = {max_prefixes}; raise max_prefixes (up to {MAX_PREFIXES_LIMIT}) or aggregate prefixes"
                 ),
             });
         }
