@@ -1,7 +1,7 @@
 //! Filling the maps from configuration: the range tries and the quick-rejection filter in front of
-//! them, the pool-port bitmap, the pool-domain table and its filter, and the interface slots; and
-//! reading the tries back (`RangeLookup`). Every change is ordered so that nothing wanted before
-//! and after it stops matching while it is written.
+//! them (what the filter holds: `filter`), the pool-port bitmap, the pool-domain table and its
+//! filter, and the interface slots; and reading the tries back (`RangeLookup`). Every change is
+//! ordered so that nothing wanted before and after it stops matching while it is written.
 
 use std::{collections::HashSet, os::fd::AsFd as _};
 
@@ -11,73 +11,14 @@ use aya::{
     maps::{Array, HashMap as BpfHashMap, LpmTrie, MapData, lpm_trie::Key},
 };
 
-use sensor_common::{
-    FILTER_V4_ALL, FILTER_V4_MIN_LEN, FILTER_V6_ALL, FILTER_V6_MIN_LEN, FILTER_WORDS,
-    IFINDEX_DIRECT, POOL_PORT_WORDS, filter_bit_v4, filter_bit_v6,
+use sensor_common::{IFINDEX_DIRECT, POOL_PORT_WORDS};
+
+use super::{
+    Kernel,
+    filter::{Filter, set_bit},
+    ranges::TrieEntries,
 };
-
-use super::{Kernel, ranges::TrieEntries};
 use crate::config::Config;
-
-/// The user-side copy of the kernel's prefix filter (`sensor_common::FILTER_BITS`).
-#[derive(Clone, PartialEq, Eq)]
-pub(super) struct Filter {
-    pub(super) words: Vec<u64>,
-    pub(super) flags: u32,
-}
-
-impl Filter {
-    fn empty() -> Self {
-        Self {
-            words: vec![0; FILTER_WORDS],
-            flags: 0,
-        }
-    }
-
-    fn set(&mut self, bit: u32) {
-        set_bit(&mut self.words, bit as usize);
-    }
-
-    /// Every bit an address inside one of `entries`' prefixes may map to.
-    fn of(entries: &TrieEntries) -> Self {
-        let mut f = Self::empty();
-        for &(len, addr, _) in &entries.v4 {
-            if len < FILTER_V4_MIN_LEN as u32 {
-                f.flags |= FILTER_V4_ALL;
-                continue;
-            }
-            let first = filter_bit_v4(u32::from_be_bytes(addr));
-            let count = if len >= 24 { 1 } else { 1u32 << (24 - len) };
-            for b in first..first + count {
-                f.set(b);
-            }
-        }
-        for &(len, addr, _) in &entries.v6 {
-            if len < FILTER_V6_MIN_LEN as u32 {
-                f.flags |= FILTER_V6_ALL;
-                continue;
-            }
-            let top = u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]]);
-            let count = if len >= 32 { 1 } else { 1u32 << (32 - len) };
-            for t in top..top.saturating_add(count) {
-                f.set(filter_bit_v6(t));
-            }
-        }
-        f
-    }
-
-    fn union(&self, other: &Self) -> Self {
-        Self {
-            words: self
-                .words
-                .iter()
-                .zip(&other.words)
-                .map(|(a, b)| a | b)
-                .collect(),
-            flags: self.flags | other.flags,
-        }
-    }
-}
 
 impl Kernel {
     /// Makes the tries hold exactly `entries`. New and changed prefixes go in before stale ones
@@ -242,11 +183,6 @@ impl RangeLookup {
             Err(e) => Err(e.into()),
         }
     }
-}
-
-/// Sets bit `bit` of a bitmap held as 64-bit words, as the kernel's bitmaps are.
-fn set_bit(words: &mut [u64], bit: usize) {
-    words[bit >> 6] |= 1 << (bit & 63);
 }
 
 /// Writes the words of the array map `name` that differ between `held` (what the kernel holds)

@@ -6,6 +6,7 @@
 //! - `attach`: attaching to and detaching from interfaces, interface names and indexes;
 //! - `maps`: filling the maps from configuration (range tries and their filter, pool ports, pool
 //!   domains, interface slots) and reading the tries back;
+//! - `filter`: the user-side copy of the prefix filter in front of the tries;
 //! - `counters`: the per-CPU counters and the flow table, summed and read;
 //! - `testrun`: BPF_PROG_TEST_RUN over single frames and replay batches, and the benchmark programs;
 //! - `rings`: the event and sample ring buffers, their records, and the task that reads a ring;
@@ -13,6 +14,7 @@
 
 mod attach;
 mod counters;
+mod filter;
 mod load;
 mod maps;
 pub mod ranges;
@@ -27,7 +29,7 @@ pub use maps::RangeLookup;
 pub use rings::{RING_POLL, event_from, sample_from, spawn_ring_reader};
 pub use testrun::{BatchPacket, BatchRunner, batch_input};
 
-use crate::bpf::{maps::Filter, ranges::TrieEntries};
+use crate::bpf::{filter::Filter, ranges::TrieEntries};
 
 /// The loaded program and its maps.
 pub struct Kernel {
