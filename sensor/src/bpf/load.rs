@@ -8,7 +8,7 @@ use tracing::{debug, info};
 
 use sensor_common::{FILTER_V4_ALL, FILTER_V6_ALL, FILTER_WORDS, POOL_PORT_WORDS};
 
-use super::{Kernel, maps::Filter, ranges::TrieEntries};
+use super::{Kernel, filter::Filter, ranges::TrieEntries};
 use crate::config::Config;
 
 /// The XDP object built by `build.rs` from `sensor-ebpf`.
@@ -131,11 +131,11 @@ impl Kernel {
         let capture = cfg.inspect.capture_mode.kernel_value();
         let replay = replay as u32;
         // No kernel BTF: the object has no CO-RE relocations (it reads no kernel structures), so
-        // the loader skips relocating against it (about 5 ms of a replay's start-up). A
+        // the loader skips relocating against it, which shortens a replay's start-up. A
         // relocation added later fails the load with aya's error, in every test that loads.
         // aya 0.14's `EbpfLoader::new` still reads and parses /sys/kernel/btf/vmlinux before
-        // this replaces it (about 19 ms on this machine; aya-rs/aya#1172). Later aya releases
-        // read it only when a relocation needs it, but they need a newer rustc than ours.
+        // this replaces it (aya-rs/aya#1172). Later aya releases read it only when a relocation
+        // needs it, but they need a newer rustc than ours. What each costs: BENCHMARKS.md.
         let mut ebpf = EbpfLoader::new()
             .btf(None)
             .override_global("CAPTURE_MODE", &capture, true)
