@@ -26,7 +26,8 @@ use aya::Ebpf;
 pub use attach::{AttachedMode, available_interfaces, ifindex};
 pub use load::{OBJECT, Variant};
 pub use maps::RangeLookup;
-pub use rings::{RING_POLL, event_from, sample_from, spawn_ring_reader};
+pub(crate) use rings::spawn_ring_reader;
+pub use rings::{RING_POLL, event_from, sample_from};
 pub use testrun::{BatchPacket, BatchRunner, batch_input};
 
 use crate::bpf::{filter::Filter, ranges::TrieEntries};

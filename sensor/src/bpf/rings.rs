@@ -88,7 +88,7 @@ pub const RING_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Hands every record of a kernel ring buffer to `record`, in a task of its own: when the kernel
 /// wakes the reader, and every `RING_POLL`.
-pub fn spawn_ring_reader(
+pub(crate) fn spawn_ring_reader(
     ring: aya::maps::RingBuf<aya::maps::MapData>,
     what: &str,
     mut record: impl FnMut(&[u8]) + Send + 'static,
