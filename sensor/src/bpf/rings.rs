@@ -3,9 +3,9 @@
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::maps::{MapData, RingBuf, XskMap};
+use tokio::io::unix::AsyncFd;
 
 use sensor_common::Event;
-use tokio::io::unix::AsyncFd;
 
 use super::Kernel;
 
