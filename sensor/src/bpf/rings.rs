@@ -1,0 +1,122 @@
+//! The program's ring buffers: taken out of the object for a reader of their own, read in place
+//! (tests), and their records decoded; and the task that reads a ring (`spawn_ring_reader`).
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use aya::maps::{MapData, RingBuf, XskMap};
+use tokio::io::unix::AsyncFd;
+
+use sensor_common::Event;
+
+use super::Kernel;
+
+impl Kernel {
+    /// Takes the event ring buffer out of the object, for a reader of its own (the agent's).
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
+        self.take_ring("EVENTS", "event")
+    }
+
+    /// Takes the sample ring buffer (`inline` capture) out of the object, for the agent's reader.
+    pub fn take_samples(&mut self) -> Result<RingBuf<MapData>> {
+        self.take_ring("SAMPLES", "sample")
+    }
+
+    fn take_ring(&mut self, name: &str, what: &str) -> Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map(name)
+            .ok_or_else(|| anyhow!("the {what} ring buffer was already taken"))?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Reads every pending sample (tests): the ring stays in the object.
+    pub fn read_samples(&mut self) -> Result<Vec<sensor_common::Sample>> {
+        self.read_ring("SAMPLES", sample_from)
+    }
+
+    /// Reads every pending event (tests): the ring stays in the object.
+    pub fn read_events(&mut self) -> Result<Vec<Event>> {
+        self.read_ring("EVENTS", event_from)
+    }
+
+    /// Every pending record of ring `name`, parsed by `parse`.
+    fn read_ring<T>(&mut self, name: &str, parse: fn(&[u8]) -> Result<T>) -> Result<Vec<T>> {
+        let mut ring: RingBuf<&mut MapData> = RingBuf::try_from(
+            self.ebpf
+                .map_mut(name)
+                .with_context(|| format!("map {name}"))?,
+        )?;
+        let mut out = Vec::new();
+        while let Some(item) = ring.next() {
+            out.push(parse(&item)?);
+        }
+        Ok(out)
+    }
+
+    /// Takes the AF_XDP socket map (`tap` capture) out of the object, for the agent.
+    pub fn take_xsks(&mut self) -> Result<XskMap<MapData>> {
+        let map = self
+            .ebpf
+            .take_map("XSKS")
+            .ok_or_else(|| anyhow!("the AF_XDP socket map was already taken"))?;
+        Ok(XskMap::try_from(map)?)
+    }
+}
+
+/// A sample record from the ring buffer.
+pub fn sample_from(bytes: &[u8]) -> Result<sensor_common::Sample> {
+    if bytes.len() < std::mem::size_of::<sensor_common::Sample>() {
+        bail!("sample record of {} bytes is too short", bytes.len());
+    }
+    // SAFETY: `Sample` is plain `#[repr(C)]` data valid for any bytes; the length is checked and
+    // the read is unaligned.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
+}
+
+/// An event record from the ring buffer.
+pub fn event_from(bytes: &[u8]) -> Result<Event> {
+    if bytes.len() < std::mem::size_of::<Event>() {
+        bail!("short event record: {} bytes", bytes.len());
+    }
+    // SAFETY: Event is plain #[repr(C)] data; the length was checked; read_unaligned copies.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) })
+}
+
+/// How often a ring buffer is read whether or not the kernel woke the reader: the program sends
+/// no wake-up while a ring is less than a quarter full (each costs an interrupt; see `wakeup` in
+/// the kernel crate), so this bounds how late an event or a deep-inspection copy is read.
+pub const RING_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Hands every record of a kernel ring buffer to `record`, in a task of its own: when the kernel
+/// wakes the reader, and every `RING_POLL`.
+pub(crate) fn spawn_ring_reader(
+    ring: aya::maps::RingBuf<aya::maps::MapData>,
+    what: &str,
+    mut record: impl FnMut(&[u8]) + Send + 'static,
+) -> Result<()> {
+    // SAFETY: the ring buffer owns its map fd for its whole life and always returns that fd; the
+    // AsyncFd owns the ring buffer.
+    let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("watching the {what} ring buffer: {}", e.into_parts().1))?;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RING_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let mut drain = |ring: &mut aya::maps::RingBuf<aya::maps::MapData>| {
+                while let Some(item) = ring.next() {
+                    record(&item);
+                }
+            };
+            tokio::select! {
+                ready = fd.readable_mut() => {
+                    let Ok(mut guard) = ready else {
+                        return;
+                    };
+                    drain(guard.get_inner_mut());
+                    guard.clear_ready();
+                }
+                _ = tick.tick() => drain(fd.get_mut()),
+            }
+        }
+    });
+    Ok(())
+}

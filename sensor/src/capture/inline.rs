@@ -1,0 +1,35 @@
+//! `inline` capture: the kernel copies candidates into its sample ring; this reads the ring.
+
+use anyhow::Result;
+use tracing::error;
+
+use super::Candidate;
+use crate::{
+    bpf::{self, spawn_ring_reader},
+    metrics::Metrics,
+};
+
+/// `inline`: reads the kernel's sample ring and queues each sample's bytes for the inspector.
+pub(crate) fn spawn_samples(
+    ring: aya::maps::RingBuf<aya::maps::MapData>,
+    candidates: tokio::sync::mpsc::Sender<Candidate>,
+    metrics: Metrics,
+) -> Result<()> {
+    let full = metrics
+        .capture_drops
+        .with_label_values(&["copy", "agent_queue"]);
+    spawn_ring_reader(ring, "sample", move |item| match bpf::sample_from(item) {
+        Ok(s) => {
+            let n = (s.cap_len as usize).min(s.data.len());
+            let c = Candidate {
+                path: "copy",
+                ifindex: s.ifindex,
+                frame: s.data[..n].to_vec(),
+            };
+            if candidates.try_send(c).is_err() {
+                full.inc();
+            }
+        }
+        Err(e) => error!(error = %format!("{e:#}"), "a sample could not be read"),
+    })
+}

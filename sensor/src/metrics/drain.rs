@@ -1,0 +1,338 @@
+//! Draining: the kernel's per-CPU counters into [`Metrics`].
+//!
+//! Kernel counters only grow (the maps live as long as the program), so each drain adds the
+//! difference since the previous drain: Prometheus counters never go backwards, across
+//! configuration reloads included. A range id handed to a new range name is first re-based, so the
+//! new name does not inherit counts of the name that had the id before.
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+
+use sensor_common::{
+    Counter, DIR_FROM, DIR_TO, MAX_IFACE_SLOTS, MAX_RANGES, ParseEvent, Reason, Stat,
+    UNWATCHED_SLOT,
+    stratum::{DIALECTS, Dialect},
+    stratum_index, suspect_index, traffic_index,
+};
+
+use super::Metrics;
+use crate::{bpf::Kernel, config::UNWATCHED};
+
+/// What the kernel's slots and range ids stand for.
+#[derive(Clone, Debug, Default)]
+pub struct Labels {
+    /// Range name by range id.
+    pub ranges: Vec<Option<String>>,
+    /// Interface name by interface slot.
+    pub ifaces: Vec<Option<String>>,
+}
+
+impl Labels {
+    pub fn new() -> Self {
+        Self {
+            ranges: vec![None; MAX_RANGES],
+            ifaces: vec![None; MAX_IFACE_SLOTS],
+        }
+    }
+
+    fn range_slots(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.ranges
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.as_deref().map(|n| (i, n)))
+    }
+}
+
+const DIRECTIONS: [(usize, &str); 2] = [(DIR_FROM, "from"), (DIR_TO, "to")];
+
+/// Drains kernel counters into [`Metrics`], remembering what it has already added.
+#[derive(Default)]
+pub struct Drainer {
+    traffic: HashMap<u32, Counter>,
+    stratum_packets: HashMap<u32, u64>,
+    stratum_flows: HashMap<u32, u64>,
+    parse: HashMap<u32, u64>,
+    mining_series: HashSet<(String, &'static str)>,
+    /// Stratum and suspect series already exported, by (map, cell, range name).
+    stratum_series: HashSet<(&'static str, u32, String)>,
+    /// `STATS` cells already added.
+    stats: HashMap<u32, u64>,
+    suspect: HashMap<u32, u64>,
+    /// Evictions already exported.
+    evictions: u64,
+}
+
+impl Drainer {
+    /// Marks the current kernel values of range `id` as already exported (for a range id that is
+    /// handed to a new range name).
+    pub fn rebase_range(&mut self, kernel: &Kernel, id: usize) -> Result<()> {
+        let traffic: Vec<u32> = (0..MAX_IFACE_SLOTS)
+            .flat_map(|s| DIRECTIONS.map(|(d, _)| traffic_index(s, id, d)))
+            .collect();
+        for (i, c) in kernel.traffic(traffic)? {
+            self.traffic.insert(i, c);
+        }
+        let stratum: Vec<u32> = (0..DIALECTS)
+            .flat_map(|dl| DIRECTIONS.map(|(d, _)| stratum_index(id, d, dl)))
+            .collect();
+        for (i, v) in kernel.sums("STRATUM_PACKETS", stratum.clone())? {
+            self.stratum_packets.insert(i, v);
+        }
+        for (i, v) in kernel.sums("STRATUM_FLOWS", stratum)? {
+            self.stratum_flows.insert(i, v);
+        }
+        let suspect: Vec<u32> = (0..Reason::COUNT)
+            .flat_map(|r| DIRECTIONS.map(|(d, _)| suspect_index(id, d, r)))
+            .collect();
+        for (i, v) in kernel.sums("SUSPECT_FLOWS", suspect)? {
+            self.suspect.insert(i, v);
+        }
+        Ok(())
+    }
+
+    /// One drain cycle of the live agent: counters, the mining-flows gauge, and its own timing.
+    pub fn drain(
+        &mut self,
+        kernel: &Kernel,
+        labels: &Labels,
+        metrics: &Metrics,
+        flow_idle_timeout: Duration,
+    ) -> Result<()> {
+        let started = Instant::now();
+        self.drain_counters(kernel, labels, metrics)?;
+        self.mining_flows(kernel, labels, metrics, flow_idle_timeout)?;
+        metrics
+            .drain_duration
+            .observe(started.elapsed().as_secs_f64());
+        metrics.last_drain.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+        );
+        Ok(())
+    }
+
+    /// The counters: traffic, Stratum packets and flows, parse events. Shared by the live agent
+    /// and by replay, so that both count alike.
+    pub fn drain_counters(
+        &mut self,
+        kernel: &Kernel,
+        labels: &Labels,
+        metrics: &Metrics,
+    ) -> Result<()> {
+        // Traffic: every labelled interface slot (and slot 0, traffic of interfaces the agent did
+        // not register, should there be any) x every configured range x direction.
+        let mut cells = Vec::new();
+        for (slot, iface) in labels.ifaces.iter().enumerate() {
+            let iface = match (slot, iface) {
+                (_, Some(name)) => name.as_str(),
+                (0, None) => "unregistered",
+                _ => continue,
+            };
+            for (id, range) in labels.range_slots() {
+                for (dir, dir_name) in DIRECTIONS {
+                    cells.push((traffic_index(slot, id, dir), range, dir_name, iface));
+                }
+            }
+        }
+        let values = kernel.traffic(cells.iter().map(|c| c.0))?;
+        for ((idx, now), (_, range, dir, iface)) in values.into_iter().zip(&cells) {
+            let before = self.traffic.insert(idx, now).unwrap_or_default();
+            let (dp, db) = (now.packets - before.packets, now.bytes - before.bytes);
+            if dp > 0 || (before == Counter::default() && *iface != "unregistered") {
+                metrics
+                    .packets
+                    .with_label_values(&[range, dir, iface])
+                    .inc_by(dp);
+                metrics
+                    .bytes
+                    .with_label_values(&[range, dir, iface])
+                    .inc_by(db);
+            }
+        }
+
+        // Stratum packets and flows: configured ranges x direction x dialect, plus unwatched.
+        let mut cells = Vec::new();
+        for (id, range) in labels.range_slots() {
+            for (dir, dir_name) in DIRECTIONS {
+                for (dl, dialect) in Dialect::NAMES.iter().enumerate() {
+                    cells.push((stratum_index(id, dir, dl), range, dir_name, *dialect));
+                }
+            }
+        }
+        for (dl, dialect) in Dialect::NAMES.iter().enumerate() {
+            cells.push((
+                stratum_index(UNWATCHED_SLOT, DIR_FROM, dl),
+                UNWATCHED,
+                "none",
+                *dialect,
+            ));
+        }
+        for (map, last, metric) in [
+            (
+                "STRATUM_PACKETS",
+                &mut self.stratum_packets,
+                &metrics.stratum_packets,
+            ),
+            (
+                "STRATUM_FLOWS",
+                &mut self.stratum_flows,
+                &metrics.stratum_flows,
+            ),
+        ] {
+            let values = kernel.sums(map, cells.iter().map(|c| c.0))?;
+            for ((idx, now), (_, range, dir, dialect)) in values.into_iter().zip(&cells) {
+                let before = last.insert(idx, now).unwrap_or(0);
+                // Configured ranges get their series at 0 from the first drain on (a dashboard
+                // then shows "none" rather than "no data"); unwatched series appear when used.
+                let create = *range != UNWATCHED
+                    && self.stratum_series.insert((map, idx, range.to_string()));
+                if now > before || create {
+                    metric
+                        .with_label_values(&[range, dir, dialect])
+                        .inc_by(now - before);
+                }
+            }
+        }
+
+        let sample_ring = metrics
+            .capture_drops
+            .with_label_values(&["copy", "sample_ring"]);
+        let no_socket = metrics
+            .capture_drops
+            .with_label_values(&["afxdp", "no_socket"]);
+        for (stat, metric) in [
+            (Stat::EventsSent, &metrics.events),
+            (Stat::EventsLost, &metrics.events_lost),
+            (Stat::Candidates, &metrics.inspect_candidates),
+            (Stat::SamplesLost, &sample_ring),
+            (Stat::NoSocket, &no_socket),
+        ] {
+            let now = kernel.stat(stat)?;
+            let before = self.stats.insert(stat as u32, now).unwrap_or(0);
+            metric.inc_by(now.saturating_sub(before));
+        }
+
+        // Suspect flows: configured ranges x direction x reason, plus unwatched.
+        let mut cells = Vec::new();
+        for (id, range) in labels.range_slots() {
+            for (dir, dir_name) in DIRECTIONS {
+                for (r, reason) in Reason::NAMES.iter().enumerate() {
+                    cells.push((suspect_index(id, dir, r), range, dir_name, *reason));
+                }
+            }
+        }
+        for (r, reason) in Reason::NAMES.iter().enumerate() {
+            cells.push((
+                suspect_index(UNWATCHED_SLOT, DIR_FROM, r),
+                UNWATCHED,
+                "none",
+                *reason,
+            ));
+        }
+        let values = kernel.sums("SUSPECT_FLOWS", cells.iter().map(|c| c.0))?;
+        for ((idx, now), (_, range, dir, reason)) in values.into_iter().zip(&cells) {
+            let before = self.suspect.insert(idx, now).unwrap_or(0);
+            // Like the Stratum series: configured ranges show 0 from the first drain on.
+            let create = *range != UNWATCHED
+                && self
+                    .stratum_series
+                    .insert(("SUSPECT_FLOWS", idx, range.to_string()));
+            if now > before || create {
+                metrics
+                    .suspect_flows
+                    .with_label_values(&[range, dir, reason])
+                    .inc_by(now - before);
+            }
+        }
+
+        for (idx, now) in kernel.parse_events()? {
+            let before = self.parse.insert(idx, now).unwrap_or(0);
+            if let Some(reason) = ParseEvent::NAMES.get(idx as usize) {
+                metrics
+                    .parse_events
+                    .with_label_values(&[reason])
+                    .inc_by(now - before);
+            }
+        }
+
+        Ok(())
+    }
+
+    fn mining_flows(
+        &mut self,
+        kernel: &Kernel,
+        labels: &Labels,
+        metrics: &Metrics,
+        idle: Duration,
+    ) -> Result<()> {
+        let flows = kernel.flows()?;
+        metrics.flow_entries.set(flows.len() as i64);
+        // Nothing but the LRU removes flows, so what was created and is not there was evicted.
+        let evicted = kernel
+            .stat(Stat::FlowsCreated)?
+            .saturating_sub(flows.len() as u64);
+        if evicted > self.evictions {
+            metrics.flow_evictions.inc_by(evicted - self.evictions);
+            self.evictions = evicted;
+        }
+        let now = monotonic_ns();
+        let idle = idle.as_nanos() as u64;
+        let mut active: HashMap<(String, &'static str), i64> = HashMap::new();
+        for (_, state) in &flows {
+            if now.saturating_sub(state.last_seen_ns) > idle {
+                continue;
+            }
+            let Some(dialect) = Dialect::from_index(state.dialect) else {
+                continue;
+            };
+            let mut any = false;
+            for (id, range) in labels.range_slots() {
+                if state.ranges & (1 << id) != 0 {
+                    *active
+                        .entry((range.to_string(), dialect.name()))
+                        .or_default() += 1;
+                    any = true;
+                }
+            }
+            if !any {
+                *active
+                    .entry((UNWATCHED.to_string(), dialect.name()))
+                    .or_default() += 1;
+            }
+        }
+        for key in self.mining_series.iter() {
+            if !active.contains_key(key) {
+                metrics
+                    .mining_flows
+                    .with_label_values(&[&key.0, key.1])
+                    .set(0);
+            }
+        }
+        for (key, n) in &active {
+            metrics
+                .mining_flows
+                .with_label_values(&[&key.0, key.1])
+                .set(*n);
+            self.mining_series.insert(key.clone());
+        }
+        Ok(())
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of the kernel program's times, which it reads with
+/// `bpf_ktime_get_coarse_ns` (the same clock at a tick's resolution).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
