@@ -6,6 +6,7 @@ use tracing::error;
 use super::Candidate;
 use crate::{
     bpf::{self, spawn_ring_reader},
+    config::CaptureMode,
     metrics::Metrics,
 };
 
@@ -17,12 +18,12 @@ pub(crate) fn spawn_samples(
 ) -> Result<()> {
     let full = metrics
         .capture_drops
-        .with_label_values(&["copy", "agent_queue"]);
+        .with_label_values(&[CaptureMode::Inline.path_label(), "agent_queue"]);
     spawn_ring_reader(ring, "sample", move |item| match bpf::sample_from(item) {
         Ok(s) => {
             let n = (s.cap_len as usize).min(s.data.len());
             let c = Candidate {
-                path: "copy",
+                path: CaptureMode::Inline.path_label(),
                 ifindex: s.ifindex,
                 frame: s.data[..n].to_vec(),
             };

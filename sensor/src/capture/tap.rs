@@ -4,7 +4,7 @@
 use tracing::error;
 
 use super::Candidate;
-use crate::metrics::Metrics;
+use crate::{config::CaptureMode, metrics::Metrics};
 
 /// How often a socket reader reads its socket's drop counters.
 const SOCKET_STATS: std::time::Duration = std::time::Duration::from_secs(1);
@@ -17,7 +17,11 @@ pub(crate) fn spawn_socket_reader(
     metrics: Metrics,
     iface: String,
 ) -> tokio::task::JoinHandle<()> {
-    let drops = |ring: &str| metrics.capture_drops.with_label_values(&["afxdp", ring]);
+    let drops = |ring: &str| {
+        metrics
+            .capture_drops
+            .with_label_values(&[CaptureMode::Tap.path_label(), ring])
+    };
     let (full, rx_ring, fill_ring, dropped) = (
         drops("agent_queue"),
         drops("rx_ring"),
@@ -37,7 +41,7 @@ pub(crate) fn spawn_socket_reader(
                         return;
                     }
                     socket.recv(256, |frame| {
-                        let c = Candidate { path: "afxdp", ifindex, frame: frame.to_vec() };
+                        let c = Candidate { path: CaptureMode::Tap.path_label(), ifindex, frame: frame.to_vec() };
                         if candidates.try_send(c).is_err() {
                             full.inc();
                         }

@@ -9,7 +9,7 @@ use std::{
 use sensor_common::{EVENT_STRATUM_FLOW, EVENT_SUSPECT_FLOW, Event, Reason, stratum::Dialect};
 use serde::Serialize;
 
-use crate::metrics::monotonic_ns;
+use crate::metrics::{monotonic_ns, names};
 
 #[derive(Serialize, Debug, PartialEq, Eq)]
 pub struct RangeDirection {
@@ -89,7 +89,7 @@ pub fn line_at(
         (&e.key.addr_hi, e.key.port_hi, &e.key.addr_lo, e.key.port_lo)
     };
     let mut ranges = Vec::new();
-    for (mask, direction) in [(e.src_ranges, "from"), (e.dst_ranges, "to")] {
+    for (mask, direction) in [(e.src_ranges, names::FROM), (e.dst_ranges, names::TO)] {
         for id in 0..64 {
             if mask & (1 << id) != 0
                 && let Some(range) = range_name(id)

@@ -19,8 +19,11 @@ use sensor_common::{
     stratum_index, suspect_index, traffic_index,
 };
 
-use super::Metrics;
-use crate::{bpf::Kernel, config::UNWATCHED};
+use super::{Metrics, names};
+use crate::{
+    bpf::Kernel,
+    config::{CaptureMode, UNWATCHED},
+};
 
 /// What the kernel's slots and range ids stand for.
 #[derive(Clone, Debug, Default)]
@@ -47,7 +50,7 @@ impl Labels {
     }
 }
 
-const DIRECTIONS: [(usize, &str); 2] = [(DIR_FROM, "from"), (DIR_TO, "to")];
+const DIRECTIONS: [(usize, &str); 2] = [(DIR_FROM, names::FROM), (DIR_TO, names::TO)];
 
 /// Drains kernel counters into [`Metrics`], remembering what it has already added.
 #[derive(Default)]
@@ -202,10 +205,10 @@ impl Drainer {
 
         let sample_ring = metrics
             .capture_drops
-            .with_label_values(&["copy", "sample_ring"]);
+            .with_label_values(&[CaptureMode::Inline.path_label(), "sample_ring"]);
         let no_socket = metrics
             .capture_drops
-            .with_label_values(&["afxdp", "no_socket"]);
+            .with_label_values(&[CaptureMode::Tap.path_label(), "no_socket"]);
         for (stat, metric) in [
             (Stat::EventsSent, &metrics.events),
             (Stat::EventsLost, &metrics.events_lost),

@@ -27,3 +27,7 @@ pub const INSPECTED_PACKETS: &str = "mining_sensor_inspected_packets_total";
 pub const INSPECT_CANDIDATES: &str = "mining_sensor_inspect_candidates_total";
 pub const CAPTURE_DROPS: &str = "mining_sensor_capture_drops_total";
 pub const AFXDP_SOCKETS: &str = "mining_sensor_afxdp_sockets";
+
+/// The `direction` label: traffic from a watched range (its source is in the range) or to it.
+pub const FROM: &str = "from";
+pub const TO: &str = "to";

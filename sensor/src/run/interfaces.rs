@@ -68,7 +68,7 @@ impl Agent {
         }
         let cfg = crate::capture::afxdp::XskConfig {
             frame_count: self.config.inspect.frames,
-            frame_size: 2048,
+            frame_size: crate::capture::afxdp::XskConfig::default().frame_size,
             ring_size: self.config.inspect.ring_size,
             zero_copy: match self.config.inspect.zero_copy {
                 crate::config::ZeroCopyChoice::Auto => crate::capture::afxdp::ZeroCopy::Auto,
