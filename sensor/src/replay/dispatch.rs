@@ -137,8 +137,9 @@ fn flow_worker(frame: &[u8], workers: usize) -> usize {
     };
     let (a, b) = ((wide(t.src), t.sport), (wide(t.dst), t.dport));
     let (lo, hi) = (a.min(b), a.max(b));
-    // A multiply-xorshift mix: the shard only spreads load (a capture is the analyst's own
-    // input), and SipHash was a visible share of the dispatching thread's time.
+    // A multiply-xorshift mix rather than SipHash: the shard only spreads load (a capture is the
+    // analyst's own input), and every packet is hashed on the one dispatching thread
+    // (BENCHMARKS.md, "Measurements behind replay's code").
     let h = [
         lo.0 as u64,
         (lo.0 >> 64) as u64,

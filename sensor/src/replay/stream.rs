@@ -52,8 +52,8 @@ impl<R: BufRead> Read for Gunzip<R> {
 
 /// Hands out at most `READ_CHUNK` bytes a read. pcap-file refills its 8 MB buffer with one read
 /// each time it runs low: 8 MB at once is written to memory past the CPU's caches and read back
-/// from there by the parser, where a quarter of a megabyte stays in cache (the capture reader
-/// thread spent a fifth of its time in the kernel's copy before).
+/// from there by the parser, where a quarter of a megabyte stays in cache (BENCHMARKS.md,
+/// "Measurements behind replay's code").
 pub(super) struct Chunked<R>(pub(super) R);
 
 const READ_CHUNK: usize = 256 * 1024;
