@@ -5,7 +5,8 @@
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
-use crate::{metrics::names, replay::Report};
+use super::results::Report;
+use crate::metrics::names;
 
 /// New Stratum flows and IP bytes per bucket for one range.
 #[derive(Debug, Default, Clone, PartialEq)]
