@@ -1,0 +1,182 @@
+//! Per-packet figures: the frames measured and how a figure is taken (BPF_PROG_TEST_RUN against
+//! the trivial program in the same run).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+use mining_sensor::bpf::Kernel;
+use test_support::Packet;
+
+use crate::{Opts, median};
+
+pub(crate) fn kp(i: u32) -> Ipv4Addr {
+    // 175.45.176.0/22.
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(175, 45, 176, 0)) + (i % 1024))
+}
+
+pub(crate) const WALLET: &str = "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A";
+
+pub(crate) fn login() -> Vec<u8> {
+    format!("{{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0\",\"algo\":[\"rx/0\",\"cn/2\",\"cn/r\",\"cn/fast\",\"cn/half\",\"cn/xao\",\"cn/rto\",\"cn/rwz\",\"cn/zls\",\"cn/double\",\"cn-lite/1\",\"cn-heavy/0\",\"cn-pico\",\"rx/wow\",\"rx/arq\",\"argon2/chukwa\"]}}}}\n").into_bytes()
+}
+
+/// An XMRig share.
+pub(crate) const SUBMIT: &[u8] = b"{\"id\":2,\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{\"id\":\"7d\",\"job_id\":\"1\",\"nonce\":\"b8000000\",\"result\":\"abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789\"}}\n";
+
+/// A pool's job push.
+pub(crate) const JOB: &[u8] = b"{\"jsonrpc\":\"2.0\",\"method\":\"job\",\"params\":{\"blob\":\"0e0e9bb1a7f2c8e1d4b3a6978877665544332211000000000000000000000000000000000000000000\",\"job_id\":\"44\",\"target\":\"f3220000\",\"algo\":\"rx/0\",\"height\":1000000}}\n";
+
+/// A TLS application-data record: what most TCP payload on a transit link looks like.
+pub(crate) fn tls_record() -> Vec<u8> {
+    let mut v = vec![0x17, 0x03, 0x03, 0x00, 0xc8];
+    v.extend((0..200u32).map(|i| (i * 7 + 3) as u8));
+    v
+}
+
+pub(crate) fn dns_query() -> Vec<u8> {
+    let mut q = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ["pool", "example", "org"] {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+/// Median ns of a packet that opens its flow, and of the baseline: one run per sample, since with
+/// `repeat` every run after the first finds the flow the first made. The flow table is emptied and
+/// the rings read between samples, so each run takes the whole new-flow path (scan, flow insert,
+/// flow event, deep-inspection copy), with caches as a single packet finds them. A login always
+/// opens its connection: `stratum_login_ns` (with `repeat`) is its scan and counting, hot; this is
+/// the rest of what it costs once.
+pub(crate) fn per_packet_first(
+    k: &mut Kernel,
+    rings: &mut [aya::maps::RingBuf<aya::maps::MapData>],
+    frame: &[u8],
+    o: &Opts,
+) -> (f64, f64) {
+    let samples = if o.quick { 3_000 } else { 20_000 };
+    let mut sensor = Vec::new();
+    let mut base = Vec::new();
+    k.clear_flows().unwrap();
+    for i in 0..samples {
+        sensor.push(k.test_run_repeat(frame, 1, false).unwrap().as_nanos() as f64);
+        base.push(k.test_run_repeat(frame, 1, true).unwrap().as_nanos() as f64);
+        // Each run made its flow: the next one is new again.
+        assert_eq!(k.clear_flows().unwrap(), 1, "sample {i} made no flow");
+        for r in rings.iter_mut() {
+            while r.next().is_some() {}
+        }
+    }
+    (median(sensor), median(base))
+}
+
+/// Median ns/packet of the sensor and of the baseline over `frame`, interleaved run by run.
+pub(crate) fn per_packet(k: &mut Kernel, frame: &[u8], o: &Opts) -> (f64, f64) {
+    let mut sensor = Vec::new();
+    let mut base = Vec::new();
+    for _ in 0..o.runs {
+        sensor.push(
+            k.test_run_repeat(frame, o.repeat, false)
+                .unwrap()
+                .as_nanos() as f64,
+        );
+        base.push(k.test_run_repeat(frame, o.repeat, true).unwrap().as_nanos() as f64);
+    }
+    (median(sensor), median(base))
+}
+
+pub(crate) fn frames() -> Vec<(&'static str, Vec<u8>)> {
+    let other = Ipv4Addr::new(198, 51, 100, 10);
+    let other2 = Ipv4Addr::new(203, 0, 113, 20);
+    vec![
+        (
+            "unwatched_tcp",
+            Packet::tcp4(other, other2, 44321, 443, &tls_record()).build(),
+        ),
+        (
+            "watched_tcp",
+            Packet::tcp4(kp(5), other2, 44321, 443, &tls_record()).build(),
+        ),
+        (
+            "stratum_login",
+            Packet::tcp4(kp(6), other2, 44322, 3333, &login()).build(),
+        ),
+        (
+            // A share: what most of a mining session's client messages are.
+            "stratum_submit",
+            Packet::tcp4(kp(6), other2, 44326, 3333, SUBMIT).build(),
+        ),
+        (
+            "unwatched_http",
+            Packet::tcp4(
+                other,
+                other2,
+                44323,
+                80,
+                b"GET /index.html HTTP/1.1\r\nHost: example.org\r\nUser-Agent: curl/8\r\n\r\n",
+            )
+            .build(),
+        ),
+        (
+            "unwatched_ipv6_tcp",
+            Packet::tcp6(
+                Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
+                Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2),
+                44324,
+                443,
+                &tls_record(),
+            )
+            .build(),
+        ),
+        (
+            "unwatched_vlan_tcp",
+            Packet::tcp4(other, other2, 44325, 443, &tls_record())
+                .vlan(0x88a8, 100)
+                .vlan(0x8100, 200)
+                .build(),
+        ),
+        (
+            "unwatched_udp_dns",
+            Packet::udp4(other, other2, 53000, 53, &dns_query()).build(),
+        ),
+    ]
+}
+
+/// 1,000,000 distinct IPv4 prefixes, scattered like a blocklist: /32s (70%), /24s (25%) and /20s
+/// (5%) drawn from a fixed pseudo-random sequence (so runs compare), none inside the benchmark's
+/// unwatched addresses (198.51.100.0/24, 203.0.113.0/24, 198.18.0.0/15), plus 198.18.201.99/32,
+/// which shares its /24 with the `unwatched_tcp_filter_miss` packet's destination.
+pub(crate) fn million_prefixes() -> Vec<IpNet> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while out.len() < 1_000_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let addr = (x >> 16) as u32;
+        let first = addr >> 24;
+        if first == 0
+            || first >= 224
+            || first == 127
+            || (addr >> 8) == 0xc63364
+            || (addr >> 8) == 0xcb0071
+            || (addr >> 17) == (0xc612_0000u32 >> 17)
+        {
+            continue;
+        }
+        let len = match x % 20 {
+            0 => 20,
+            1..=5 => 24,
+            _ => 32,
+        };
+        let net = IpNet::new(Ipv4Addr::from(addr).into(), len)
+            .unwrap()
+            .trunc();
+        out.insert(net);
+    }
+    let mut v: Vec<IpNet> = out.into_iter().collect();
+    v.pop();
+    v.push("198.18.201.99/32".parse().unwrap());
+    v
+}
