@@ -9,6 +9,13 @@ pub mod dns;
 pub mod stratum;
 pub mod tls;
 
+/// Stacked VLAN tags followed (802.1ad outer + 802.1Q inner is two; some carriers stack more). The
+/// kernel program and the agent's frame reader walk the same headers with the same limits, so that
+/// both agree on which flow a packet belongs to.
+pub const MAX_VLAN_TAGS: usize = 4;
+/// IPv6 extension headers followed before giving up on the transport header.
+pub const MAX_IPV6_EXT: usize = 6;
+
 /// Configured ranges are a bit set in a `u64` (the LPM tries' value); the top bit marks pool
 /// endpoints, so at most 63 ranges.
 pub const MAX_RANGES: usize = 63;

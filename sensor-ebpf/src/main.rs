@@ -37,17 +37,12 @@ use aya_log_ebpf::debug;
 use sensor_common::{
     CAPTURE_INLINE, CAPTURE_TAP, Counter, DIR_FROM, DIR_TO, EVENT_STRATUM_FLOW, EVENT_SUSPECT_FLOW,
     Event, FILTER_V4_ALL, FILTER_V6_ALL, FILTER_WORDS, FlowKey, FlowState, IFINDEX_DIRECT,
-    MAX_IFACE_SLOTS, MAX_QUEUES, MAX_RANGES, POOL_BIT, POOL_PORT_WORDS, ParseEvent, RANGE_MASK,
-    REPLAY_BAD_HEADER, REPLAY_BAD_LAYOUT, REPLAY_DONE, REPLAY_TAIL_CALL_FAILED, Reason,
-    ReplayHeader, STRATUM_CELLS, SUSPECT_CELLS, Sample, Stat, SuspectKey, TRAFFIC_CELLS,
-    UNWATCHED_SLOT, dns, filter_bit_v4, filter_bit_v6, stratum, stratum_index, suspect_index,
-    traffic_index, xsk_key,
+    MAX_IFACE_SLOTS, MAX_IPV6_EXT, MAX_QUEUES, MAX_RANGES, MAX_VLAN_TAGS, POOL_BIT,
+    POOL_PORT_WORDS, ParseEvent, RANGE_MASK, REPLAY_BAD_HEADER, REPLAY_BAD_LAYOUT, REPLAY_DONE,
+    REPLAY_TAIL_CALL_FAILED, Reason, ReplayHeader, STRATUM_CELLS, SUSPECT_CELLS, Sample, Stat,
+    SuspectKey, TRAFFIC_CELLS, UNWATCHED_SLOT, dns, filter_bit_v4, filter_bit_v6, stratum,
+    stratum_index, suspect_index, traffic_index, xsk_key,
 };
-
-/// Stacked VLAN tags followed (802.1ad outer + 802.1Q inner is two; some carriers stack more).
-const MAX_VLAN_TAGS: usize = 4;
-/// IPv6 extension headers followed before giving up on the transport header.
-const MAX_IPV6_EXT: usize = 6;
 
 /// The largest header offset the transport code is handed (see `try_sensor`).
 const MAX_OFFSET: u64 = 0x3fff;
