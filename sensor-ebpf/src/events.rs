@@ -44,11 +44,10 @@ pub(crate) fn emit(
 }
 
 /// The flags to submit a ring record with. A wake-up is an interrupt the submitting CPU sends
-/// itself (irq work) to wake the reader: with one for the flow event and one for the copy, a login
-/// opening its flow took 13,500 ns here (a VM), against 2,100 without (`stratum_login_new_flow_ns`
-/// in the bench). So none is sent while the ring is less than a quarter full: the agent reads its
-/// rings every `RING_POLL` anyway; past a quarter, every record wakes it, so a burst cannot fill
-/// the ring while it sleeps.
+/// itself (irq work) to wake the reader, and one for the flow event and one for the copy made a
+/// login that opens its flow several times as costly (see BENCHMARKS.md). So none is sent while
+/// the ring is less than a quarter full: the agent reads its rings every `RING_POLL` anyway; past
+/// a quarter, every record wakes it, so a burst cannot fill the ring while it sleeps.
 #[inline(always)]
 pub(crate) fn wakeup(ring: &RingBuf) -> u64 {
     if ring.query(BPF_RB_AVAIL_DATA as u64) * 4 >= ring.query(BPF_RB_RING_SIZE as u64) {

@@ -12,12 +12,12 @@
 //! `inline` mode they pass like every other packet and their first bytes are copied to `SAMPLES`.
 //! Nothing else is ever dropped or altered.
 //!
-//! Layout, in the order a packet meets it: this file holds the entry points (`sensor`,
-//! `sensor_compat`, the benchmarks' `bench_*`) and the per-packet flow (`try_sensor`, `tcp`);
-//! `maps` every map and global shared with the agent; `parse` the header walk; `count` the range
-//! lookup and the counters; `signals` the suspect signals (DNS, TLS, Stratum V2, pool endpoints);
-//! `scan` the Stratum scan and the flow table; `events` the agent's event ring; `capture` the
-//! hand-over to deep inspection; `replay` the batch entry of `mining-sensor replay`.
+//! Layout: this file holds the entry points (`sensor`, `sensor_compat`, the benchmarks'
+//! `bench_*`) and the per-packet flow (`try_sensor`, `tcp`); `maps` every map and global shared
+//! with the agent; `parse` the header walk; `count` the range lookup and the counters; `signals`
+//! the suspect signals (DNS, TLS, Stratum V2, pool endpoints); `scan` the Stratum scan and the flow
+//! table; `events` the agent's event ring; `capture` the hand-over to deep inspection; `replay`
+//! the batch entry of `mining-sensor replay`.
 #![no_std]
 #![no_main]
 #![feature(asm_experimental_arch)]
@@ -80,7 +80,7 @@ fn run<const COMPAT: bool>(ctx: XdpContext) -> u32 {
         _ => xdp_action::XDP_PASS,
     };
     // One call site of the per-packet code for both paths, so that it stays inlined: called from
-    // two, LLVM made it a subprogram, which cost the live path 13 ns an unwatched packet.
+    // two, LLVM made it a subprogram, a call more for every live packet (see BENCHMARKS.md).
     if replay {
         return replay_next(&ctx);
     }

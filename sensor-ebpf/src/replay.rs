@@ -30,8 +30,8 @@ fn replay_header() -> Option<*const ReplayHeader> {
 
 /// The packet's time: the clock live, the capture's time in replay. Live, the coarse monotonic
 /// clock: a tick's resolution (a few ms) is plenty for flows that age in seconds and for event
-/// times, and the precise clock cost about 25 ns more a call here (a VM's TSC read), paid by every
-/// Stratum packet.
+/// times, and the precise clock costs more a call (a VM's TSC read), paid by every Stratum packet
+/// (see BENCHMARKS.md).
 #[inline(always)]
 pub(crate) fn now() -> u64 {
     match replay_header() {

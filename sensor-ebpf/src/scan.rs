@@ -125,7 +125,7 @@ fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin:
 /// One scanner step: a token, a run of a long string, or a byte where the byte-wise rules apply.
 /// Returns whether the scan is over (the window's end, or a message recognised). Generic only so
 /// that each build of the program gets its own copy, inlined (shared, LLVM made a subprogram of
-/// its long-string walk, which cost the `may_goto` build 20,000 verified instructions).
+/// its long-string walk, which the verifier then walked many more times; see BENCHMARKS.md).
 #[inline(always)]
 fn scan_step<const COMPAT: bool>(scratch: *mut Scratch) -> bool {
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
@@ -150,8 +150,8 @@ fn scan_step<const COMPAT: bool>(scratch: *mut Scratch) -> bool {
 
 /// The scanner's decision at a closing quote, as a BPF global function: the marker lookup and the
 /// rules branch many ways, and inlined into the scan's step those branches multiplied the paths
-/// the verifier walks (127,000 instructions verified instead of 88,000, and 100 ms to load
-/// instead of 52). Called for the few strings that can be markers.
+/// the verifier walks, and its load time with them (see BENCHMARKS.md). Called for the few strings
+/// that can be markers.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn token_end(packed: u64, hash: u64, len: u64) -> u64 {
@@ -214,7 +214,7 @@ fn scan<const COMPAT: bool>(scratch: *mut Scratch, n: usize) -> u8 {
         loop {
             // `may_goto`: the verifier checks this loop like an open-coded iterator, until its
             // state at the top repeats, and the kernel bounds it at run time. No `bpf_loop`
-            // callback call per few steps: about 45 ns less for a login than `sensor_compat`.
+            // callback call per few steps, which is what makes it faster than `sensor_compat`.
             // SAFETY: the instruction only jumps.
             unsafe {
                 core::arch::asm!("may_goto {}", label { break }, options(nomem, nostack));

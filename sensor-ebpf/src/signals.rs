@@ -114,8 +114,8 @@ fn dns_walk<const COMPAT: bool>(n: u64) -> u64 {
     unsafe {
         let name = core::ptr::addr_of_mut!((*scratch).dns);
         // Field by field: writing a whole `QueryName::new` zeroed the label hashes through a
-        // `memset` subprogram call, a quarter of the walk's cost. Stale hashes are harmless: each
-        // is set when its label starts, and only hashes of labels seen are read.
+        // `memset` subprogram call on every query (see BENCHMARKS.md). Stale hashes are harmless:
+        // each is set when its label starts, and only hashes of labels seen are read.
         (*name).pos = dns::HEADER as u32;
         (*name).next = dns::HEADER as u32;
         (*name).end = n as u32;
