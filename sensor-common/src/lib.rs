@@ -9,6 +9,13 @@ pub mod dns;
 pub mod stratum;
 pub mod tls;
 
+/// Stacked VLAN tags followed (802.1ad outer + 802.1Q inner is two; some carriers stack more). The
+/// kernel program and the agent's frame reader walk the same headers with the same limits, so that
+/// both agree on which flow a packet belongs to.
+pub const MAX_VLAN_TAGS: usize = 4;
+/// IPv6 extension headers followed before giving up on the transport header.
+pub const MAX_IPV6_EXT: usize = 6;
+
 /// Configured ranges are a bit set in a `u64` (the LPM tries' value); the top bit marks pool
 /// endpoints, so at most 63 ranges.
 pub const MAX_RANGES: usize = 63;
@@ -423,16 +430,46 @@ mod tests {
 
     #[test]
     fn indexes_are_dense_and_in_bounds() {
+        // By hand: 32 interface slots x (63 ranges + unwatched) x 2 directions = 4,096 traffic
+        // cells; 64 range slots x 2 directions x 3 dialects = 384 Stratum cells; 64 x 2 x 4
+        // reasons = 512 suspect cells; 17 parse events. The last cell of each is its count - 1.
         assert_eq!(traffic_index(0, 0, 0), 0);
+        assert_eq!(traffic_index(31, 63, 1), 4_095);
+        assert_eq!(TRAFFIC_CELLS, 4_096);
+        assert_eq!(stratum_index(63, 1, 2), 383);
+        assert_eq!(STRATUM_CELLS, 384);
+        assert_eq!(suspect_index(63, 1, 3), 511);
+        assert_eq!(SUSPECT_CELLS, 512);
+        assert_eq!(ParseEvent::FlowInsertFailed as usize, 16);
+        assert_eq!(ParseEvent::COUNT, 17);
+    }
+
+    #[test]
+    fn label_values_are_the_contracts() {
+        // The label values of the metrics contract, copied from it, in the kernel's index order.
+        use stratum::Dialect;
+        assert_eq!(Dialect::NAMES, ["monero", "bitcoin", "ethereum"]);
         assert_eq!(
-            traffic_index(MAX_IFACE_SLOTS - 1, RANGE_SLOTS - 1, DIRS - 1) as usize,
-            TRAFFIC_CELLS - 1
+            [
+                Dialect::Monero.name(),
+                Dialect::Bitcoin.name(),
+                Dialect::Ethereum.name()
+            ],
+            ["monero", "bitcoin", "ethereum"]
         );
         assert_eq!(
-            stratum_index(RANGE_SLOTS - 1, DIRS - 1, stratum::DIALECTS - 1) as usize,
-            STRATUM_CELLS - 1
+            Reason::NAMES,
+            ["tls_no_sni", "pool_endpoint", "pool_dns", "stratum_v2"]
         );
-        assert_eq!(ParseEvent::FlowInsertFailed as usize + 1, ParseEvent::COUNT);
+        assert_eq!(
+            [
+                Reason::TlsNoSni as usize,
+                Reason::PoolEndpoint as usize,
+                Reason::PoolDns as usize,
+                Reason::StratumV2 as usize
+            ],
+            [0, 1, 2, 3]
+        );
     }
 
     #[test]

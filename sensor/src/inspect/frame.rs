@@ -10,8 +10,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-const MAX_VLAN_TAGS: usize = 4;
-const MAX_IPV6_EXT: usize = 6;
+use sensor_common::{MAX_IPV6_EXT, MAX_VLAN_TAGS};
 
 /// The transport view of a frame.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,58 @@
+//! The flow events the agent reads (one per new Stratum flow, one per new suspect flow and
+//! reason), and when a ring record wakes its reader.
+
+use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
+    maps::RingBuf,
+};
+use sensor_common::{Event, FlowKey, Stat};
+
+use crate::maps::{EVENTS, stat};
+
+/// Reports a new Stratum flow through the ring buffer, written in place (no copy on the BPF
+/// stack, whose 512 bytes the call chain already mostly uses).
+#[inline(always)]
+pub(crate) fn emit(
+    key: &FlowKey,
+    now: u64,
+    src_ranges: u64,
+    dst_ranges: u64,
+    origin: u64,
+    kind: u8,
+    detail: u8,
+) {
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        stat(Stat::EventsLost);
+        return;
+    };
+    let e = entry.as_mut_ptr();
+    // SAFETY: `e` points at a reserved, writable Event in the ring; every field is written
+    // before the entry is submitted.
+    unsafe {
+        core::ptr::addr_of_mut!((*e).ts_ns).write(now);
+        core::ptr::addr_of_mut!((*e).key).write(*key);
+        core::ptr::addr_of_mut!((*e).src_ranges).write(src_ranges);
+        core::ptr::addr_of_mut!((*e).dst_ranges).write(dst_ranges);
+        core::ptr::addr_of_mut!((*e).ifindex).write(origin as u32);
+        core::ptr::addr_of_mut!((*e).kind).write(kind);
+        core::ptr::addr_of_mut!((*e).dialect).write(detail);
+        core::ptr::addr_of_mut!((*e).src_is_lo).write((origin >> 32) as u8 & 1);
+        core::ptr::addr_of_mut!((*e)._pad).write(0);
+    }
+    entry.submit(wakeup(&EVENTS));
+    stat(Stat::EventsSent);
+}
+
+/// The flags to submit a ring record with. A wake-up is an interrupt the submitting CPU sends
+/// itself (irq work) to wake the reader, and one for the flow event and one for the copy made a
+/// login that opens its flow several times as costly (see BENCHMARKS.md). So none is sent while
+/// the ring is less than a quarter full: the agent reads its rings every `RING_POLL` anyway; past
+/// a quarter, every record wakes it, so a burst cannot fill the ring while it sleeps.
+#[inline(always)]
+pub(crate) fn wakeup(ring: &RingBuf) -> u64 {
+    if ring.query(BPF_RB_AVAIL_DATA as u64) * 4 >= ring.query(BPF_RB_RING_SIZE as u64) {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}

@@ -1,0 +1,299 @@
+//! The Stratum scan over a payload window (one scanner step per loop iteration, its state in
+//! scratch memory; `may_goto` loop in `sensor`, `bpf_loop` callback in `sensor_compat`) and the
+//! flow table it counts Stratum flows in.
+
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_loop};
+use sensor_common::{EVENT_STRATUM_FLOW, FlowKey, FlowState, ParseEvent, Stat, stratum};
+
+use crate::{
+    count::{count_stratum_flow, count_stratum_packet},
+    events::emit,
+    maps::{FLOWS, RECENT, SCRATCH, Scratch, bump, inspect_budget, stat},
+    parse::{IPPROTO_TCP, Ip},
+    replay::now,
+};
+
+/// `inspect_window` result bit: the packet opened a new Stratum flow.
+pub(crate) const NEW_FLOW: u64 = 1 << 8;
+/// Result bit of `inspect_window` and `suspect_new`: hand the packet to deep inspection.
+pub(crate) const CANDIDATE: u64 = 1 << 9;
+
+/// Scans the payload window in SCRATCH (key in SCRATCH too) and counts what it finds. A global
+/// function with scalar arguments: verified once, whatever the caller's state. Returns 0 when the
+/// window holds no Stratum message, else the dialect plus `NEW_FLOW` for a new flow.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn inspect_window(n: u64, src_ranges: u64, dst_ranges: u64, origin: u64) -> u64 {
+    inspect::<false>(n, src_ranges, dst_ranges, origin)
+}
+
+/// `inspect_window` with the `bpf_loop` scan, for `sensor_compat`.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn inspect_window_compat(
+    n: u64,
+    src_ranges: u64,
+    dst_ranges: u64,
+    origin: u64,
+) -> u64 {
+    inspect::<true>(n, src_ranges, dst_ranges, origin)
+}
+
+#[inline(always)]
+fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin: u64) -> u64 {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    let d = scan::<COMPAT>(scratch, n as usize);
+    if d == 0 {
+        return 0;
+    }
+    // SAFETY: map value pointer, valid for the program run.
+    let key = unsafe { &(*scratch).key };
+    let existing = FLOWS.get_ptr_mut(key);
+    let now = now();
+    if let Some(t) = RECENT.get_ptr_mut(sensor_common::recent_slot(key)) {
+        // SAFETY: array value; CPUs racing here write nearly the same time. Written about once
+        // a second per slot at most: its cache line is then not moved between CPUs on every
+        // Stratum packet.
+        unsafe {
+            if now.wrapping_sub(*t) > RECENT_REFRESH_NS {
+                *t = now | 1;
+            }
+        }
+    }
+    let budget = inspect_budget();
+    let mut candidate = 0;
+    let (dialect, new_flow) = match existing {
+        // SAFETY: LRU map value; concurrent updates of these statistics may race harmlessly (at
+        // worst one packet more is inspected).
+        Some(state) => unsafe {
+            (*state).last_seen_ns = now;
+            (*state).stratum_packets += 1;
+            if ((*state).inspected as u32) < budget {
+                (*state).inspected += 1;
+                candidate = CANDIDATE;
+            }
+            // A flow keeps the dialect of its first Stratum packet (EthereumStratum pools push
+            // `mining.notify` too).
+            ((*state).dialect as u64, false)
+        },
+        None => {
+            let take = budget > 0;
+            let state = FlowState {
+                first_seen_ns: now,
+                last_seen_ns: now,
+                ranges: src_ranges | dst_ranges,
+                stratum_packets: 1,
+                dialect: d - 1,
+                inspected: take as u8,
+                _pad: [0; 2],
+            };
+            if take {
+                candidate = CANDIDATE;
+            }
+            match insert_new_flow(key, &state) {
+                Ok(()) => {
+                    stat(Stat::FlowsCreated);
+                    emit(
+                        key,
+                        now,
+                        src_ranges,
+                        dst_ranges,
+                        origin,
+                        EVENT_STRATUM_FLOW,
+                        d - 1,
+                    );
+                    ((d - 1) as u64, true)
+                }
+                // Lost a race with another CPU inserting the same flow: that CPU counted it.
+                Err(_) => {
+                    bump(ParseEvent::FlowInsertFailed);
+                    ((d - 1) as u64, false)
+                }
+            }
+        }
+    };
+    count_stratum_packet(src_ranges, dst_ranges, dialect);
+    if new_flow {
+        count_stratum_flow(src_ranges, dst_ranges, dialect);
+        return dialect | NEW_FLOW | candidate;
+    }
+    dialect | candidate
+}
+
+/// One scanner step: a token, a run of a long string, or a byte where the byte-wise rules apply.
+/// Returns whether the scan is over (the window's end, or a message recognised). Generic only so
+/// that each build of the program gets its own copy, inlined (shared, LLVM made a subprogram of
+/// its long-string walk, which the verifier then walked many more times; see BENCHMARKS.md).
+#[inline(always)]
+fn scan_step<const COMPAT: bool>(scratch: *mut Scratch) -> bool {
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    let (c, buf) = unsafe { (&mut (*scratch).scan, &(*scratch).buf) };
+    if c.pos >= c.len {
+        return true;
+    }
+    let (advance, d) = c.scanner.feed_with(
+        buf,
+        c.pos as usize,
+        c.len as usize,
+        |packed, hash, len| token_end(packed, hash as u64, len as u64),
+        |pos, len| stratum::long_run(buf, pos, len),
+    );
+    c.pos += advance as u64;
+    if d != 0 {
+        c.found = d as u64;
+        return true;
+    }
+    false
+}
+
+/// The scanner's decision at a closing quote, as a BPF global function: the marker lookup and the
+/// rules branch many ways, and inlined into the scan's step those branches multiplied the paths
+/// the verifier walks, and its load time with them (see BENCHMARKS.md). Called for the few strings
+/// that can be markers.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn token_end(packed: u64, hash: u64, len: u64) -> u64 {
+    stratum::token_end(packed, hash as u32, len as u32)
+}
+
+/// Steps per `bpf_loop` call (`sensor_compat`): each call and return costs more than a step's own
+/// work on CPUs whose returns go through a mitigation thunk.
+pub(crate) const STEPS_PER_CALL: usize = 4;
+
+/// Up to `STEPS_PER_CALL` scanner steps per `bpf_loop` call (`sensor_compat`). As a callback it is
+/// verified once, with the scanner's state in memory.
+#[inline(never)]
+extern "C" fn scan_steps(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    // SAFETY: `ctx` is the SCRATCH pointer `scan` handed to bpf_loop; the value stays valid for
+    // the program run and only this CPU uses it.
+    let scratch = unsafe { *(ctx as *const *mut Scratch) };
+    let mut i = 0;
+    while i < STEPS_PER_CALL {
+        // SAFETY: reads a local (see `scan`).
+        let s = unsafe { core::ptr::read_volatile(&scratch) };
+        if scan_step::<true>(s) {
+            return 1;
+        }
+        i += 1;
+    }
+    0
+}
+
+/// Scans the first `n` bytes of the SCRATCH window; returns `dialect + 1` or 0. One scanner step
+/// per iteration, the scanner's state in SCRATCH: the verifier tracks no values in map memory, so
+/// every step starts from unknown scalars and the step is verified once for all of them (an
+/// open-coded loop with the state in registers made it walk every combination of the scanner's
+/// flags at every byte, past its 1M-instruction budget). Every step consumes at least a byte, so
+/// the loop ends within `WINDOW` steps.
+#[inline(always)]
+fn scan<const COMPAT: bool>(scratch: *mut Scratch, n: usize) -> u8 {
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    unsafe {
+        (*scratch).buf.seal(n);
+        let c = &mut (*scratch).scan;
+        // Volatile: a plain assignment became calls to a byte-at-a-time `memset` (see `zero`).
+        core::ptr::write_volatile(&mut c.scanner, stratum::Scanner::new());
+        c.pos = 0;
+        c.len = n as u64;
+        c.found = 0;
+    }
+    if COMPAT {
+        let mut ctx = scratch;
+        // SAFETY: callback and context as bpf_loop requires; n <= WINDOW.
+        unsafe {
+            bpf_loop(
+                n as u32,
+                scan_steps as *mut core::ffi::c_void,
+                (&mut ctx as *mut *mut Scratch).cast(),
+                0,
+            )
+        };
+    } else {
+        loop {
+            // `may_goto`: the verifier checks this loop like an open-coded iterator, until its
+            // state at the top repeats, and the kernel bounds it at run time. No `bpf_loop`
+            // callback call per few steps, which is what makes it faster than `sensor_compat`.
+            // SAFETY: the instruction only jumps.
+            unsafe {
+                core::arch::asm!("may_goto {}", label { break }, options(nomem, nostack));
+            }
+            // Re-read through a volatile pointer each step, so that no value of one step reaches
+            // the next in a register: the state at the loop's top is then always the same to
+            // the verifier.
+            // SAFETY: reads a local.
+            let s = unsafe { core::ptr::read_volatile(&scratch) };
+            if scan_step::<false>(s) {
+                break;
+            }
+        }
+    }
+    // SAFETY: as above; the steps wrote through the same pointer.
+    let c = unsafe { &(*scratch).scan };
+    if c.found != 0 {
+        c.found as u8
+    } else {
+        c.scanner.finish()
+    }
+}
+
+/// How stale a `RECENT` slot may be before a Stratum packet writes it again.
+const RECENT_REFRESH_NS: u64 = 1 << 30;
+
+/// Whether a flow with `key`'s slot carried a Stratum packet within `MAX_FLOW_IDLE_NS` (slots are
+/// shared, so sometimes another flow did: the flow table decides then).
+#[inline(always)]
+pub(crate) fn recent_stratum(key: &FlowKey) -> bool {
+    match RECENT.get(sensor_common::recent_slot(key)) {
+        Some(&t) if t != 0 => now().saturating_sub(t) <= sensor_common::MAX_FLOW_IDLE_NS,
+        _ => false,
+    }
+}
+
+/// Whether the flow table lacks `key`. The map helpers take `impl Borrow<K>`: handing them a key or
+/// state by value (clippy's suggestion for `&local`) copies it onto the BPF stack, which pushed
+/// the combined stack of the call chain past the verifier's 512 bytes. These wrappers keep every
+/// call by reference.
+#[inline(always)]
+pub(crate) fn flow_unknown(key: &FlowKey) -> bool {
+    FLOWS.get_ptr_mut(key).is_none()
+}
+
+#[inline(always)]
+fn insert_new_flow(key: &FlowKey, state: &FlowState) -> Result<(), i32> {
+    FLOWS.insert(key, state, BPF_NOEXIST as u64)
+}
+
+/// Writes the flow key into `key` (lower endpoint first, so that both directions give the same
+/// key; written in place, in map memory, because the BPF stack is nearly full) and returns
+/// whether the packet's source is that lower endpoint.
+#[inline(always)]
+pub(crate) fn fill_flow_key(key: &mut FlowKey, ip: &Ip, sport: u16, dport: u16) -> bool {
+    key.proto = IPPROTO_TCP;
+    key.family = ip.family;
+    key._pad = [0; 2];
+    let src_is_lo = (be_words(&ip.src), sport) <= (be_words(&ip.dst), dport);
+    if src_is_lo {
+        key.addr_lo = ip.src;
+        key.addr_hi = ip.dst;
+        key.port_lo = sport;
+        key.port_hi = dport;
+    } else {
+        key.addr_lo = ip.dst;
+        key.addr_hi = ip.src;
+        key.port_lo = dport;
+        key.port_hi = sport;
+    }
+    src_is_lo
+}
+
+/// An address as two big-endian words, which order as its bytes do. Compared as `[u8; 16]`, two
+/// addresses went through a byte-at-a-time `memcmp` loop (BPF has no such instruction), past the
+/// ten equal bytes of every pair of IPv4-mapped addresses.
+#[inline(always)]
+fn be_words(a: &[u8; 16]) -> (u64, u64) {
+    let (hi, lo) = a.split_first_chunk::<8>().unwrap_or((&[0; 8], &[]));
+    let lo = lo.first_chunk::<8>().unwrap_or(&[0; 8]);
+    (u64::from_be_bytes(*hi), u64::from_be_bytes(*lo))
+}

@@ -1,0 +1,252 @@
+//! The suspect signals, each counted once per flow and reason: a pool endpoint, a Stratum V2
+//! handshake on a pool port, a TLS ClientHello without server_name towards a pool, and a DNS
+//! query for a name in a pool domain (the name walk, like the scan, a `may_goto` loop or a
+//! `bpf_loop` callback).
+
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_loop, programs::XdpContext};
+use sensor_common::{EVENT_SUSPECT_FLOW, Reason, dns, stratum};
+
+use crate::{
+    count::{bit_in, count_suspect},
+    events::emit,
+    maps::{
+        POOL_DOMAIN_FILTER, POOL_DOMAINS, POOL_PORTS, SCRATCH, SUSPECTS, Scratch, inspect_budget,
+    },
+    parse::{IPPROTO_UDP, Ip, load_into, load_window, ptr_at},
+    replay::{ingress, now},
+    scan::{CANDIDATE, STEPS_PER_CALL, fill_flow_key},
+};
+
+#[inline(always)]
+pub(crate) fn pool_port(port: u16) -> bool {
+    bit_in(&POOL_PORTS, port as u32).unwrap_or(false)
+}
+
+/// `pool_dns`: a DNS query (UDP to port 53) for a name in a configured pool domain flags its flow.
+/// Not a candidate for deep inspection: there is no Stratum in it.
+#[inline(always)]
+pub(crate) fn dns_query<const COMPAT: bool>(
+    ctx: &XdpContext,
+    ip: &Ip,
+    sport: u16,
+    dport: u16,
+    src_ranges: u64,
+    dst_ranges: u64,
+) {
+    let payload = ip.l4 + 8;
+    let Ok(h) = ptr_at::<[u8; dns::HEADER]>(ctx, payload) else {
+        return;
+    };
+    // SAFETY: bounds checked by ptr_at.
+    if payload + dns::HEADER >= ip.end || !dns::is_query(unsafe { &*h }) {
+        return;
+    }
+    let Ok(n) = load_window(ctx, payload, ip.end - payload) else {
+        return;
+    };
+    let pool = if COMPAT {
+        pool_dns_compat(n as u64)
+    } else {
+        pool_dns(n as u64)
+    };
+    if pool != 0 {
+        suspect(
+            ctx,
+            ip,
+            sport,
+            dport,
+            IPPROTO_UDP,
+            Reason::PoolDns,
+            src_ranges,
+            dst_ranges,
+            false,
+        );
+    }
+}
+
+/// Whether the DNS query in the SCRATCH window (`n` bytes) asks for a name in a pool domain. A
+/// global function: verified once.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn pool_dns(n: u64) -> u64 {
+    dns_walk::<false>(n)
+}
+
+/// `pool_dns` with the `bpf_loop` walk, for `sensor_compat`.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn pool_dns_compat(n: u64) -> u64 {
+    dns_walk::<true>(n)
+}
+
+/// One step of the walk over a query name in SCRATCH (a label, or 8 bytes of a longer one; each
+/// takes at least a byte or ends the walk); true once the walk is over.
+#[inline(always)]
+fn dns_step(scratch: *mut Scratch) -> bool {
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    unsafe { (*scratch).dns.step(&(*scratch).buf) }
+}
+
+/// Up to `STEPS_PER_CALL` steps of the walk per `bpf_loop` call (`sensor_compat`), as
+/// `scan_steps` does for the scan.
+#[inline(never)]
+extern "C" fn dns_steps(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    // SAFETY: `ctx` is the SCRATCH pointer `dns_walk` handed to bpf_loop.
+    let scratch = unsafe { *(ctx as *const *mut Scratch) };
+    let mut i = 0;
+    while i < STEPS_PER_CALL {
+        // SAFETY: reads a local (see `scan`).
+        let s = unsafe { core::ptr::read_volatile(&scratch) };
+        if dns_step(s) {
+            return 1;
+        }
+        i += 1;
+    }
+    0
+}
+
+#[inline(always)]
+fn dns_walk<const COMPAT: bool>(n: u64) -> u64 {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: map value pointers, valid for the program run; only this CPU uses them.
+    unsafe {
+        let name = core::ptr::addr_of_mut!((*scratch).dns);
+        // Field by field: writing a whole `QueryName::new` zeroed the label hashes through a
+        // `memset` subprogram call on every query (see BENCHMARKS.md). Stale hashes are harmless:
+        // each is set when its label starts, and only hashes of labels seen are read.
+        (*name).pos = dns::HEADER as u32;
+        (*name).next = dns::HEADER as u32;
+        (*name).end = n as u32;
+        (*name).labels = 0;
+        (*name).state = dns::RUNNING;
+        if COMPAT {
+            let mut ctx = scratch;
+            bpf_loop(
+                stratum::WINDOW as u32,
+                dns_steps as *mut core::ffi::c_void,
+                (&mut ctx as *mut *mut Scratch).cast(),
+                0,
+            );
+        } else {
+            // State in memory, re-read each step, as in `scan`.
+            loop {
+                // SAFETY: the instruction only jumps (see `scan`).
+                core::arch::asm!("may_goto {}", label { break }, options(nomem, nostack));
+                if dns_step(core::ptr::read_volatile(&scratch)) {
+                    break;
+                }
+            }
+        }
+        (*name).any_suffix(|key| {
+            bit_in(&POOL_DOMAIN_FILTER, dns::filter_bit(key) as u32).unwrap_or(false)
+                && POOL_DOMAINS.get(key).is_some()
+        }) as u64
+    }
+}
+
+/// Whether SCRATCH.hello holds a complete ClientHello without server_name. A global
+/// function: the walk over the extensions is verified once.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn client_hello_without_sni(n: u64) -> u64 {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: map value pointer, valid for the program run.
+    let buf = unsafe { &(*scratch).hello };
+    (sensor_common::tls::client_hello_sni(buf, n as usize) == sensor_common::tls::NO_SNI) as u64
+}
+
+/// Copies up to `HELLO_WINDOW` bytes of payload into SCRATCH.hello; returns how many.
+#[inline(always)]
+pub(crate) fn load_hello(ctx: &XdpContext, payload: usize, plen: usize) -> Result<usize, ()> {
+    let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
+    // SAFETY: map value pointer, valid for the program run.
+    load_into(ctx, payload, plen, unsafe {
+        core::ptr::addr_of_mut!((*scratch).hello)
+    })
+}
+
+/// Counts the packet's flow once for `reason` (see `suspect_new`); true when the packet is a
+/// candidate for deep inspection (it carries data, within the flow's budget).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn suspect(
+    ctx: &XdpContext,
+    ip: &Ip,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    reason: Reason,
+    src_ranges: u64,
+    dst_ranges: u64,
+    data: bool,
+) -> bool {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    let sk = unsafe { &mut (*scratch).suspect };
+    let src_is_lo = fill_flow_key(&mut sk.flow, ip, sport, dport);
+    sk.flow.proto = proto;
+    sk.reason = reason as u8;
+    zero(&mut sk._pad);
+    let origin = ingress(ctx) as u64 | (src_is_lo as u64) << 32 | (data as u64) << ORIGIN_DATA;
+    suspect_new(src_ranges, dst_ranges, origin) & CANDIDATE != 0
+}
+
+/// Bit of `origin` (ifindex | source-is-lower << 32) saying the packet carries transport data.
+const ORIGIN_DATA: u64 = 33;
+
+/// Counts and reports the (flow, reason) in SCRATCH.suspect if it is new. A global function:
+/// verified once, whatever the caller's state. The table's value counts the flow's packets handed
+/// to deep inspection for this reason. Returns `CANDIDATE` for a packet to inspect.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn suspect_new(src_ranges: u64, dst_ranges: u64, origin: u64) -> u64 {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: map value pointer, valid for the program run.
+    let sk = unsafe { &(*scratch).suspect };
+    let data = (origin >> ORIGIN_DATA) & 1 != 0;
+    let budget = inspect_budget();
+    let take = data && budget > 0;
+    if SUSPECTS.insert(sk, take as u8, BPF_NOEXIST as u64).is_err() {
+        if data && let Some(used) = SUSPECTS.get_ptr_mut(sk) {
+            // SAFETY: LRU map value; a race between CPUs costs at most one extra inspection.
+            unsafe {
+                if (*used as u32) < budget {
+                    *used += 1;
+                    return CANDIDATE;
+                }
+            }
+        }
+        return 0;
+    }
+    let reason = sk.reason as u64 % Reason::COUNT as u64;
+    count_suspect(src_ranges, dst_ranges, reason);
+    let now = now();
+    emit(
+        &sk.flow,
+        now,
+        src_ranges,
+        dst_ranges,
+        origin,
+        EVENT_SUSPECT_FLOW,
+        reason as u8,
+    );
+    if take { CANDIDATE } else { 0 }
+}
+
+/// Zeroes `bytes` with one store each. A plain `[0; N]` assignment became a call to `memset`, which
+/// BPF has only as a byte loop with a call and a branch per byte.
+#[inline(always)]
+fn zero(bytes: &mut [u8]) {
+    for b in bytes {
+        // SAFETY: a valid, exclusive byte.
+        unsafe { core::ptr::write_volatile(b, 0) };
+    }
+}
