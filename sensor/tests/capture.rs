@@ -167,6 +167,25 @@ fn attributed(tag: &str, mirror: bool, mode: &str, xdp_mode: &str, port: u16) {
         thread::sleep(Duration::from_millis(100));
     }
 
+    if mode == "tap" {
+        // The AF_XDP sockets open after the attach: the traffic starts once they are registered
+        // (a candidate before that finds no socket, and counts in capture_drops_total).
+        let sockets = [("bind", "copy"), ("iface", iface)];
+        assert_eq!(
+            wait_for(
+                ns,
+                port,
+                "mining_sensor_afxdp_sockets",
+                &sockets,
+                1.0,
+                Duration::from_secs(10)
+            ),
+            1.0,
+            "{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+    }
+
     let addr: SocketAddr = format!("{POOL}:3333").parse().unwrap();
     let server = thread::spawn(pool(common::listen(&pool_ns, addr)));
     in_ns(&miner, xmrig(addr)).join().unwrap();
