@@ -1,5 +1,6 @@
 //! mining-sensor's agent: configuration, the kernel program from userspace, metrics, and the
 //! commands built on them. One folder per concern:
+//! - `activity`: how much work shares stand for (difficulty in hashes per share);
 //! - `config`: the TOML configuration, its types and validation;
 //! - `bpf`: the XDP object from userspace: loading, maps, counters, test runs, the range tries;
 //! - `metrics`: metric names, the registry, draining the kernel's counters, the HTTP(S) endpoint;
@@ -9,6 +10,7 @@
 //! - `run`: the live agent (interfaces, reload, rings, signals);
 //! - `replay`: capture files through the same program, and the HTML report.
 
+pub mod activity;
 pub mod bpf;
 pub mod capture;
 pub mod config;
