@@ -2,8 +2,12 @@
 //!
 //! Flows, packets and logins stay flat when one proxy connection carries ten times the work; the
 //! shares a miner submits, each worth the difficulty then in force on its flow, do not. This
-//! folder holds that measure's arithmetic: `difficulty` turns what pools send (Monero targets,
-//! Stratum V1 difficulties, 256-bit targets and boundaries) into hashes per share, following
-//! `shared/docs/contract.md` ("share_hashes_total").
+//! folder holds that measure's parts, following `shared/docs/contract.md` (`shares_total`,
+//! `share_hashes_total`):
+//! - `difficulty` turns what pools send (Monero targets, Stratum V1 difficulties, 256-bit targets
+//!   and boundaries) into hashes per share;
+//! - `ledger` keeps each flow's shares: once each, at their job's difficulty, with the result the
+//!   pool's reply gives them.
 
 pub mod difficulty;
+pub mod ledger;
