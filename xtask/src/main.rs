@@ -24,7 +24,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run one fuzz target (stratum_scan, config, capture, deep, dns) for the bounded time `test` uses.
+    /// Run one fuzz target (stratum_scan, config, capture, deep, dns, activity) for the bounded time `test` uses.
     Fuzz { target: String },
     /// Install the BPF toolchain (nightly rust-src, bpf-linker on the nightly's LLVM) and the
     /// Debian packages the tests use. Idempotent.
@@ -81,7 +81,14 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// cargo-fuzz, for the fuzz targets under fuzz/.
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// The fuzz targets and how long `test` runs each (bounded; the corpus in fuzz/corpus seeds it).
-const FUZZ_TARGETS: &[&str] = &["stratum_scan", "config", "capture", "deep", "dns"];
+const FUZZ_TARGETS: &[&str] = &[
+    "stratum_scan",
+    "config",
+    "capture",
+    "deep",
+    "dns",
+    "activity",
+];
 const FUZZ_SECONDS: u32 = 20;
 
 fn main() -> ExitCode {

@@ -6,8 +6,11 @@
 //! `share_hashes_total`):
 //! - `difficulty` turns what pools send (Monero targets, Stratum V1 difficulties, 256-bit targets
 //!   and boundaries) into hashes per share;
+//! - `wire` reads what a message says of work (shares, jobs, difficulties, verdicts, a miner's own
+//!   rate);
 //! - `ledger` keeps each flow's shares: once each, at their job's difficulty, with the result the
 //!   pool's reply gives them.
 
 pub mod difficulty;
 pub mod ledger;
+pub mod wire;

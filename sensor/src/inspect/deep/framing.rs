@@ -8,24 +8,48 @@
 //! begins with `HTTP/` or a method such as `POST `), or a language server's framing (it begins with
 //! `Content-Length:`): those quote JSON that no miner sent.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use super::{Message, classify::classify, repair::repair, starts_with_ignore_case};
+use super::{
+    Message,
+    classify::classify,
+    repair::{Cut, repair},
+    starts_with_ignore_case,
+};
 
 /// What one TCP payload (possibly several newline-separated JSON messages, possibly a truncated
 /// last one) says. Messages that are not Stratum yield nothing.
 pub fn inspect(payload: &[u8]) -> Vec<Message> {
     let mut out = Vec::new();
+    each_object(payload, |obj, cut| out.extend(classify(&obj, cut)));
+    out
+}
+
+/// The complete JSON objects of a payload, framed as [`inspect`] frames them (the same traps
+/// yield none); a truncated last message is left out. For readers that need every field of a
+/// message, whatever it is (the pool's replies, which name no method).
+pub fn objects(payload: &[u8]) -> Vec<Map<String, Value>> {
+    let mut out = Vec::new();
+    each_object(payload, |obj, cut| {
+        if cut.is_none() {
+            out.push(obj);
+        }
+    });
+    out
+}
+
+/// Calls `f` with each JSON object of `payload`, and with its [`Cut`] if it is a repaired
+/// truncated last message.
+fn each_object(payload: &[u8], mut f: impl FnMut(Map<String, Value>, Option<&Cut>)) {
     if quotes_foreign_json(payload) {
-        return out;
+        return;
     }
     let terminated = payload.last() == Some(&b'\n');
     let mut lines = payload.split(|&b| b == b'\n').peekable();
     while let Some(line) = lines.next() {
         let cut = !terminated && lines.peek().is_none();
-        inspect_line(line, cut, &mut out);
+        line_objects(line, cut, &mut f);
     }
-    out
 }
 
 /// HTML, HTTP and language-server framing carry JSON that no miner sent (the known traps).
@@ -58,7 +82,11 @@ fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
         .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
-fn inspect_line(line: &[u8], may_be_cut: bool, out: &mut Vec<Message>) {
+fn line_objects(
+    line: &[u8],
+    may_be_cut: bool,
+    f: &mut impl FnMut(Map<String, Value>, Option<&Cut>),
+) {
     let Some(line) = line
         .iter()
         .position(|b| !b.is_ascii_whitespace())
@@ -72,13 +100,13 @@ fn inspect_line(line: &[u8], may_be_cut: bool, out: &mut Vec<Message>) {
     let mut stream = serde_json::Deserializer::from_slice(line).into_iter::<Value>();
     while let Some(item) = stream.next() {
         match item {
-            Ok(Value::Object(obj)) => out.extend(classify(&obj, None)),
+            Ok(Value::Object(obj)) => f(obj, None),
             Ok(_) => {}
             Err(e) => {
                 if may_be_cut && e.is_eof() {
                     let rest = line.get(stream.byte_offset()..).unwrap_or_default();
                     if let Some((obj, cut)) = repair(rest) {
-                        out.extend(classify(&obj, Some(&cut)));
+                        f(obj, Some(&cut));
                     }
                 }
                 return;

@@ -7,7 +7,8 @@
 //! name) is never a label: it only feeds [`login_hash`], a keyed hash for counting distinct miners.
 //!
 //! The files, in the order a payload meets them:
-//! - `framing`: the payload split into JSON messages, and the payloads that quote JSON no miner sent;
+//! - `framing`: the payload split into JSON messages (also for `activity`, which reads the pool's
+//!   replies), and the payloads that quote JSON no miner sent;
 //! - `repair`: the truncated last message rebuilt from its valid prefix;
 //! - `classify`: what a message is (its [`Dialect`]) and what it says (login, agent, `is_login`);
 //! - `agent`: an agent string's family and version;
@@ -30,7 +31,12 @@ use std::fmt;
 
 pub use sensor_common::stratum::Dialect;
 
-pub use self::{agent::Agent, coin::Coin, framing::inspect, hash::login_hash};
+pub use self::{
+    agent::Agent,
+    coin::Coin,
+    framing::{inspect, objects},
+    hash::login_hash,
+};
 
 /// One parsed Stratum JSON-RPC message.
 #[derive(Clone, PartialEq, Eq)]
