@@ -55,6 +55,9 @@ const FAMILIES: &[(&str, &str)] = &[
     ("cast_xmr", "cast-xmr"),
     ("minergate", "minergate"),
     ("bzminer", "bzminer"),
+    // Equihash (Zcash) miners, as they name themselves in `mining.subscribe`.
+    ("ewbf", "ewbf"),
+    ("equihashminer", "equihashminer"),
 ];
 
 fn is_token_byte(b: u8) -> bool {

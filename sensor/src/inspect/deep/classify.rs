@@ -45,7 +45,9 @@ use serde_json::{Map, Value};
 use super::{
     Dialect, Message,
     agent::{Agent, UNKNOWN, parse_agent},
-    coin::{Coin, address_core, bitcoin_coin, is_ethereum_address, monero_coin},
+    coin::{
+        Coin, address_core, bitcoin_coin, is_equihash_notify, is_ethereum_address, monero_coin,
+    },
     repair::{Cut, Seg},
     starts_with_ignore_case,
 };
@@ -182,8 +184,11 @@ fn classify_mining(obj: &Map<String, Value>, method: &str, cut: Option<&Cut>) ->
         _ => {}
     }
     let eth_login = login.is_some_and(|l| is_ethereum_address(address_core(l)));
+    let equihash = method == "mining.notify" && params.is_some_and(|p| is_equihash_notify(p));
     let (dialect, coin) = if eth_stratum || eth_login {
         (Dialect::Ethereum, Coin::Ethereum)
+    } else if equihash {
+        (Dialect::Bitcoin, Coin::Zcash)
     } else {
         (Dialect::Bitcoin, bitcoin_coin(login))
     };

@@ -4,15 +4,18 @@
 //! pools accept (`.worker`, `+difficulty`, `:password`, `/email`) are ignored: Monero is base58 of
 //! 95 characters starting with `4` or `8` or 106 starting with `4`; Bitcoin is base58 of 26-35
 //! starting with `1` or `3`, or bech32 `bc1` + 11-71 characters of the bech32 alphabet in one case;
-//! Ethereum is `0x` + 40 hex digits.
+//! Zcash (transparent) is base58 of 35 starting with `t1` (P2PKH) or `t3` (P2SH); Ethereum is `0x`
+//! + 40 hex digits.
 //! - monero dialect: `rx/0` (or its XMRig aliases `rx`, `randomx`) among the algorithms (login's
 //!   `params.algo` list, the keys of MoneroOcean's `params.algo-perf`, submit's and job push's
 //!   `params.algo`, a reply's `result.job.algo`) -> monero; else a Monero-address login -> monero;
 //!   else any other algorithm named -> other (`cn/*`, `cn-lite/*`, `argon2/*`, `rx/wow`, ...); else
 //!   unknown. The address wins over a list without `rx/0` because the address names what the pool
 //!   pays out (old XMRig offered `cn/r`, Monero's algorithm until November 2019, to Monero pools).
-//! - bitcoin dialect: login a Bitcoin address -> bitcoin; a Monero address -> monero; anything
-//!   else or no login (subscribe, notify, set_difficulty) -> unknown.
+//! - bitcoin dialect: login a Bitcoin address -> bitcoin; a Zcash address -> zcash; a Monero
+//!   address -> monero; an Equihash job (`mining.notify` of 8 params whose version is `04000000`,
+//!   as Zcash pools send) -> zcash; anything else or no login (subscribe, set_difficulty) ->
+//!   unknown.
 //! - ethereum dialect -> ethereum.
 
 use serde_json::{Map, Value};
@@ -23,6 +26,8 @@ pub enum Coin {
     Monero,
     Bitcoin,
     Ethereum,
+    /// Zcash, and the Equihash coins that share its addresses and jobs.
+    Zcash,
     /// Some other coin: a CryptoNote-family algorithm that is not Monero's.
     Other,
     /// Nothing in the message says.
@@ -35,6 +40,7 @@ impl Coin {
             Coin::Monero => "monero",
             Coin::Bitcoin => "bitcoin",
             Coin::Ethereum => "ethereum",
+            Coin::Zcash => "zcash",
             Coin::Other => "other",
             Coin::Unknown => "unknown",
         }
@@ -110,6 +116,8 @@ pub(super) fn bitcoin_coin(login: Option<&str>) -> Coin {
     };
     if is_bitcoin_address(core) {
         Coin::Bitcoin
+    } else if is_zcash_address(core) {
+        Coin::Zcash
     } else if is_monero_address(core) {
         Coin::Monero
     } else {
@@ -156,6 +164,16 @@ fn is_bitcoin_address(s: &str) -> bool {
             .strip_prefix("bc1")
             .is_some_and(|data| data.bytes().all(|b| BECH32.contains(&b)));
     base58 || bech32
+}
+
+fn is_zcash_address(s: &str) -> bool {
+    s.len() == 35 && (s.starts_with("t1") || s.starts_with("t3")) && s.bytes().all(is_base58)
+}
+
+/// Zcash's `mining.notify` (ZIP 301): job id, version `04000000`, three 256-bit hashes, time,
+/// bits, clean_jobs; Bitcoin's has 9 params.
+pub(super) fn is_equihash_notify(params: &[serde_json::Value]) -> bool {
+    params.len() == 8 && params.get(1).and_then(serde_json::Value::as_str) == Some("04000000")
 }
 
 pub(super) fn is_ethereum_address(s: &str) -> bool {

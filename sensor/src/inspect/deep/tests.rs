@@ -42,11 +42,16 @@ fn labels() {
         Coin::Monero,
         Coin::Bitcoin,
         Coin::Ethereum,
+        Coin::Zcash,
         Coin::Other,
         Coin::Unknown,
     ]
     .map(|c| c.label());
-    assert_eq!(c, ["monero", "bitcoin", "ethereum", "other", "unknown"]);
+    // contract.md, `coin`.
+    assert_eq!(
+        c,
+        ["monero", "bitcoin", "ethereum", "zcash", "other", "unknown"]
+    );
 }
 
 #[test]
@@ -866,4 +871,48 @@ fn where_the_kernel_table_and_the_parser_differ() {
     let full = xmrig_login();
     let cut = &full[..full.find(",\"pass\"").unwrap()];
     assert_eq!(opinions(cut), (None, Some(Monero)));
+}
+
+/// Zcash transparent addresses (`t1`, `t3`, 35 base58 characters) and Equihash jobs name zcash;
+/// Equihash miners name themselves in `mining.subscribe`.
+#[test]
+fn zcash_sessions() {
+    const T1: &str = "t1KstPVzcNEK4ZeauQ6cogoqxQBMDSiRnGr";
+    const T3: &str = "t3Vz22vK5z2LcKEdg16Yv4FFneEL1zg9ojd";
+    for login in [T1, T3, &format!("{T1}.rig1")] {
+        let m = one(&format!(
+            r#"{{"id":2,"method":"mining.authorize","params":["{login}","x"]}}"#
+        ));
+        assert_eq!(
+            (m.dialect, m.coin, m.is_login),
+            (Dialect::Bitcoin, Coin::Zcash, true),
+            "{login}"
+        );
+    }
+    // One character short, or another prefix: not an address.
+    for login in [
+        &T1[..34],
+        &T1.replacen("t1", "t2", 1),
+        &T1.replacen('K', "0", 1),
+    ] {
+        let m = one(&format!(
+            r#"{{"id":2,"method":"mining.authorize","params":["{login}","x"]}}"#
+        ));
+        assert_eq!(m.coin, Coin::Unknown, "{login}");
+    }
+    // flypool's Zcash job (ZIP 301): 8 params, version 04000000.
+    let h = "a".repeat(64);
+    let zcash_notify = format!(
+        r#"{{"id":null,"method":"mining.notify","params":["6f4a","04000000","{h}","{h}","{h}","5b0c2a6e","1d0f2c4b",true]}}"#
+    );
+    assert_eq!(one(&zcash_notify).coin, Coin::Zcash);
+    // Bitcoin's notify has 9 params: no coin in it.
+    let bitcoin_notify = r#"{"params":["bf","4d16b6f85af6e2198f44ae2a6de67f78487ae5611b77c6c0440b921e00000000","01000000","0000","00000000",[],"00000002","1c2ac4af","504e86b9",false],"id":null,"method":"mining.notify"}"#;
+    assert_eq!(one(bitcoin_notify).coin, Coin::Unknown);
+    let ewbf = one(
+        r#"{"id":1,"method":"mining.subscribe","params":["EWBF 0.3.4b",null,"eu1-zcash.flypool.org","3333"]}"#,
+    );
+    assert_eq!(ewbf.agent, agent("ewbf", "0.3.4b"));
+    let eqm = one(r#"{"id":1,"method":"mining.subscribe","params":["equihashminer"]}"#);
+    assert_eq!(eqm.agent.map(|a| a.family), Some("equihashminer"));
 }
