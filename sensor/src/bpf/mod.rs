@@ -44,3 +44,15 @@ pub struct Kernel {
     /// `POOL_PORTS` as written to the kernel.
     pool_ports: Vec<u64>,
 }
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of the kernel program's times, which it reads with
+/// `bpf_ktime_get_coarse_ns` (the same clock at a tick's resolution).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

@@ -9,7 +9,7 @@ use std::{
 use sensor_common::{EVENT_STRATUM_FLOW, EVENT_SUSPECT_FLOW, Event, Reason, stratum::Dialect};
 use serde::Serialize;
 
-use crate::metrics::{monotonic_ns, names};
+use crate::{bpf::monotonic_ns, metrics::names};
 
 #[derive(Serialize, Debug, PartialEq, Eq)]
 pub struct RangeDirection {

@@ -41,7 +41,7 @@ fn event() -> sensor_common::Event {
     key.addr_lo[..4].copy_from_slice(&[175, 45, 178, 10]);
     key.addr_hi[..4].copy_from_slice(&[198, 51, 100, 5]);
     sensor_common::Event {
-        ts_ns: crate::metrics::monotonic_ns(),
+        ts_ns: crate::bpf::monotonic_ns(),
         key,
         src_ranges: 0b1,
         dst_ranges: 0,

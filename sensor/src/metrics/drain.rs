@@ -21,7 +21,7 @@ use sensor_common::{
 
 use super::{Metrics, names};
 use crate::{
-    bpf::Kernel,
+    bpf::{Kernel, monotonic_ns},
     config::{CaptureMode, UNWATCHED},
 };
 
@@ -326,16 +326,4 @@ impl Drainer {
         }
         Ok(())
     }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: the clock of the kernel program's times, which it reads with
-/// `bpf_ktime_get_coarse_ns` (the same clock at a tick's resolution).
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

@@ -13,5 +13,5 @@ pub mod names;
 mod registry;
 pub mod web;
 
-pub use drain::{Drainer, Labels, monotonic_ns};
+pub use drain::{Drainer, Labels};
 pub use registry::Metrics;
