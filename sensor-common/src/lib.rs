@@ -16,6 +16,25 @@ pub const MAX_VLAN_TAGS: usize = 4;
 /// IPv6 extension headers followed before giving up on the transport header.
 pub const MAX_IPV6_EXT: usize = 6;
 
+/// The EtherTypes both header walks read: IPv4, IPv6, and the VLAN tags they step over (802.1Q,
+/// 802.1ad, and the pre-standard 0x9100 some carriers still use for the outer tag).
+pub const ETH_P_IPV4: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
+pub const ETH_P_QINQ_LEGACY: u16 = 0x9100;
+/// Transport protocols counted and inspected.
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+/// IPv6 extension headers both walks step over: hop-by-hop options, routing and destination
+/// options (length in 8-byte units after the first 8), authentication (in 4-byte units after the
+/// first 8), and fragment (8 bytes; only a first fragment has a transport header).
+pub const IPV6_HOPOPTS: u8 = 0;
+pub const IPV6_ROUTING: u8 = 43;
+pub const IPV6_DSTOPTS: u8 = 60;
+pub const IPV6_AUTH: u8 = 51;
+pub const IPV6_FRAGMENT: u8 = 44;
+
 /// Configured ranges are a bit set in a `u64` (the LPM tries' value); the top bit marks pool
 /// endpoints, so at most 63 ranges.
 pub const MAX_RANGES: usize = 63;

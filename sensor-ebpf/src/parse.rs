@@ -5,20 +5,17 @@
 use core::mem::size_of;
 
 use aya_ebpf::{helpers::bpf_xdp_load_bytes, programs::XdpContext};
-use sensor_common::{MAX_IPV6_EXT, MAX_VLAN_TAGS, ParseEvent, stratum};
+use sensor_common::{
+    ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, ETH_P_QINQ_LEGACY, IPV6_AUTH, IPV6_DSTOPTS,
+    IPV6_FRAGMENT, IPV6_HOPOPTS, IPV6_ROUTING, MAX_IPV6_EXT, MAX_VLAN_TAGS, ParseEvent, stratum,
+};
 
 use crate::{
     maps::{SCRATCH, bump},
     replay::wire_len,
 };
 
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
-const ETH_P_QINQ_LEGACY: u16 = 0x9100;
-pub(crate) const IPPROTO_TCP: u8 = 6;
-pub(crate) const IPPROTO_UDP: u8 = 17;
+pub(crate) use sensor_common::{IPPROTO_TCP, IPPROTO_UDP};
 
 /// Bounds-checked pointer into the packet. The explicit `start + offset + len > end` test is the
 /// form the verifier needs to see before any access.
@@ -168,7 +165,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Option<Ip> {
     for _ in 0..MAX_IPV6_EXT {
         match next {
             // Hop-by-hop, routing, destination options: (len + 1) * 8 bytes.
-            0 | 43 | 60 => {
+            IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS => {
                 let Ok(e) = ptr_at::<[u8; 2]>(ctx, off) else {
                     break;
                 };
@@ -178,7 +175,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Option<Ip> {
                 off += (e[1] as usize + 1) * 8;
             }
             // Authentication header: (len + 2) * 4 bytes.
-            51 => {
+            IPV6_AUTH => {
                 let Ok(e) = ptr_at::<[u8; 2]>(ctx, off) else {
                     break;
                 };
@@ -187,7 +184,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Option<Ip> {
                 next = e[0];
                 off += (e[1] as usize + 2) * 4;
             }
-            44 => {
+            IPV6_FRAGMENT => {
                 let Ok(e) = ptr_at::<[u8; 8]>(ctx, off) else {
                     break;
                 };

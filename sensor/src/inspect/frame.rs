@@ -10,7 +10,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use sensor_common::{MAX_IPV6_EXT, MAX_VLAN_TAGS};
+use sensor_common::{
+    ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, ETH_P_QINQ_LEGACY, IPPROTO_TCP, IPPROTO_UDP,
+    IPV6_AUTH, IPV6_DSTOPTS, IPV6_FRAGMENT, IPV6_HOPOPTS, IPV6_ROUTING, MAX_IPV6_EXT,
+    MAX_VLAN_TAGS,
+};
 
 /// The transport view of a frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,14 +39,14 @@ pub fn transport(frame: &[u8]) -> Option<Transport<'_>> {
     let mut ethertype = be16(frame, 12)?;
     let mut l3 = 14;
     for _ in 0..MAX_VLAN_TAGS {
-        if !matches!(ethertype, 0x8100 | 0x88a8 | 0x9100) {
+        if !matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ_LEGACY) {
             break;
         }
         ethertype = be16(frame, l3 + 2)?;
         l3 += 4;
     }
     let (src, dst, proto, l4, end) = match ethertype {
-        0x0800 => {
+        ETH_P_IPV4 => {
             let h = frame.get(l3..l3 + 20)?;
             let ihl = ((h[0] & 0x0f) as usize) * 4;
             if h[0] >> 4 != 4 || ihl < 20 || u16::from_be_bytes([h[6], h[7]]) & 0x1fff != 0 {
@@ -56,7 +60,7 @@ pub fn transport(frame: &[u8]) -> Option<Transport<'_>> {
             let dst = IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19]));
             (src, dst, h[9], l3 + ihl, l3 + total)
         }
-        0x86dd => {
+        ETH_P_IPV6 => {
             let h = frame.get(l3..l3 + 40)?;
             if h[0] >> 4 != 6 {
                 return None;
@@ -72,15 +76,15 @@ pub fn transport(frame: &[u8]) -> Option<Transport<'_>> {
             let mut l4 = None;
             for _ in 0..MAX_IPV6_EXT {
                 match next {
-                    0 | 43 | 60 => {
+                    IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS => {
                         next = *frame.get(off)?;
                         off += (*frame.get(off + 1)? as usize + 1) * 8;
                     }
-                    51 => {
+                    IPV6_AUTH => {
                         next = *frame.get(off)?;
                         off += (*frame.get(off + 1)? as usize + 2) * 4;
                     }
-                    44 => {
+                    IPV6_FRAGMENT => {
                         let e = frame.get(off..off + 8)?;
                         if u16::from_be_bytes([e[2], e[3]]) & 0xfff8 != 0 {
                             return None;
@@ -102,14 +106,14 @@ pub fn transport(frame: &[u8]) -> Option<Transport<'_>> {
         return None;
     }
     let (sport, dport, payload) = match proto {
-        6 => {
+        IPPROTO_TCP => {
             let doff = ((*frame.get(l4 + 12)? >> 4) as usize) * 4;
             if doff < 20 || l4 + doff > end {
                 return None;
             }
             (be16(frame, l4)?, be16(frame, l4 + 2)?, l4 + doff)
         }
-        17 => {
+        IPPROTO_UDP => {
             if l4 + 8 > end {
                 return None;
             }
