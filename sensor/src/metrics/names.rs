@@ -27,6 +27,10 @@ pub const INSPECTED_PACKETS: &str = "mining_sensor_inspected_packets_total";
 pub const INSPECT_CANDIDATES: &str = "mining_sensor_inspect_candidates_total";
 pub const CAPTURE_DROPS: &str = "mining_sensor_capture_drops_total";
 pub const AFXDP_SOCKETS: &str = "mining_sensor_afxdp_sockets";
+pub const SHARES: &str = "mining_sensor_shares_total";
+pub const SHARE_HASHES: &str = "mining_sensor_share_hashes_total";
+pub const SHARES_UNKNOWN_DIFFICULTY: &str = "mining_sensor_shares_unknown_difficulty_total";
+pub const REPORTED_HASHRATE: &str = "mining_sensor_reported_hashrate";
 
 /// The `direction` label: traffic from a watched range (its source is in the range) or to it.
 pub const FROM: &str = "from";

@@ -2,8 +2,8 @@
 //! `names`.
 
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    CounterVec, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 use super::names;
@@ -16,6 +16,18 @@ fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCoun
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn float_counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> CounterVec {
+    let c = CounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn float_gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
     r.register(Box::new(g.clone())).expect("unique metric");
     g
 }
@@ -50,6 +62,10 @@ pub struct Metrics {
     pub inspect_candidates: IntCounter,
     pub capture_drops: IntCounterVec,
     pub afxdp_sockets: IntGaugeVec,
+    pub shares: IntCounterVec,
+    pub share_hashes: CounterVec,
+    pub shares_unknown_difficulty: IntCounterVec,
+    pub reported_hashrate: GaugeVec,
 }
 
 impl Metrics {
@@ -225,6 +241,30 @@ impl Metrics {
                 "AF_XDP sockets open in tap mode, per interface and bind mode (zero-copy or copy).",
                 &["iface", "bind"],
             ),
+            shares: counter_vec(
+                &r,
+                names::SHARES,
+                "Shares miners submitted, each once (retransmissions not again), per range (either endpoint; unwatched outside every range), coin and result: accepted or rejected by the pool's reply, unknown when no reply came within 30 s or the flow was forgotten first.",
+                &["range", "coin", "result"],
+            ),
+            share_hashes: float_counter_vec(
+                &r,
+                names::SHARE_HASHES,
+                "Hashes the submitted shares represent (each share's difficulty on its job, added when submitted), per range and coin; its rate is the hash rate.",
+                &["range", "coin"],
+            ),
+            shares_unknown_difficulty: counter_vec(
+                &r,
+                names::SHARES_UNKNOWN_DIFFICULTY,
+                "Shares submitted before their flow's difficulty was known (a sensor started mid-session): counted in shares_total, adding no hashes.",
+                &["range", "coin"],
+            ),
+            reported_hashrate: float_gauge_vec(
+                &r,
+                names::REPORTED_HASHRATE,
+                "Sum over flows whose miner reported its own rate (eth_submitHashrate) within the last 5 minutes of the latest rate, in hashes per second, per range and coin.",
+                &["range", "coin"],
+            ),
             registry: r,
         };
         m.build_info
@@ -278,6 +318,11 @@ mod tests {
         m.inspected_packets.with_label_values(&["afxdp"]);
         m.capture_drops.with_label_values(&["afxdp", "rx_ring"]);
         m.afxdp_sockets.with_label_values(&["i", "copy"]);
+        m.shares.with_label_values(&["r", "monero", "accepted"]);
+        m.share_hashes.with_label_values(&["r", "monero"]);
+        m.shares_unknown_difficulty
+            .with_label_values(&["r", "monero"]);
+        m.reported_hashrate.with_label_values(&["r", "ethereum"]);
         let mut exported: Vec<String> = m
             .registry
             .gather()
