@@ -3,6 +3,11 @@
 //! (`tap`) or as copies in a ring buffer (`inline`); here their Stratum JSON is parsed
 //! (`deep`) and each miner login is counted by range, coin and agent family.
 //!
+//! The same JSON feeds `activity`: every share a miner submits, once, at its job's difficulty
+//! (`shares_total`, `share_hashes_total`), its result from the pool's reply, and the rate a miner
+//! reports of itself (`reported_hashrate`). Shares are kept per flow in a `Ledger` whose flows
+//! follow `seen`: a flow forgotten there ends its waiting shares as `unknown`.
+//!
 //! No login (wallet, user name) is stored or exported: distinct miners are counted by a keyed
 //! hash of the login (`deep::login_hash`), and only the hash appears in events.
 
@@ -22,8 +27,15 @@ use serde::Serialize;
 
 use sensor_common::{MAX_RANGES, RANGE_MASK};
 
-use self::deep::Message;
-use crate::{config::UNWATCHED, metrics::Metrics};
+use self::deep::{Coin, Message};
+use crate::{
+    activity::{
+        ledger::{Ledger, Resolved},
+        wire::{Signal, signals},
+    },
+    config::UNWATCHED,
+    metrics::Metrics,
+};
 
 /// Flows remembered (the agent a `mining.subscribe` named before the login; whether the login
 /// was counted, so that a retransmitted login segment counts once). Bounded; the oldest half is
@@ -32,6 +44,8 @@ const SEEN_FLOWS: usize = 65_536;
 /// Distinct login hashes remembered over all ranges, at most: beyond it new miners are still
 /// counted in `miner_logins_total` but not in the distinct gauge (and the agent says so).
 const MAX_DISTINCT: usize = 1_000_000;
+/// A miner's reported rate counts in `reported_hashrate` for this long after it was sent.
+pub const REPORTED_RATE_WINDOW: Duration = Duration::from_secs(300);
 
 /// The login hash key: the first 32 bytes of `path`, or random bytes for this process's life.
 pub fn login_key(path: Option<&Path>) -> Result<[u8; 32]> {
@@ -86,6 +100,28 @@ struct FlowNote {
     /// Stratum V1 names the miner software in `mining.subscribe`, before `mining.authorize`.
     agent: Option<deep::Agent>,
     logged_in: bool,
+    /// The flow's coin: its login's, else the first message's that names one.
+    coin: Coin,
+    coin_from_login: bool,
+    /// The range labels of its endpoints (`unwatched` outside every range) at its latest packet
+    /// that said something of work, for its shares.
+    ranges: Vec<String>,
+    /// The miner's latest reported rate (hashes per second) and when it came.
+    rate: Option<(f64, Instant)>,
+}
+
+impl FlowNote {
+    fn new(at: Instant) -> Self {
+        Self {
+            at,
+            agent: None,
+            logged_in: false,
+            coin: Coin::Unknown,
+            coin_from_login: false,
+            ranges: Vec::new(),
+            rate: None,
+        }
+    }
 }
 
 pub struct Inspector {
@@ -97,6 +133,12 @@ pub struct Inspector {
     distinct: HashMap<String, HashMap<String, Instant>>,
     distinct_entries: usize,
     distinct_full_warned: bool,
+    /// Each flow's shares; its flows are those of `seen`.
+    ledger: Ledger<FlowId>,
+    /// The ledger's clock: time since the first instant the Inspector was given.
+    epoch: Option<Instant>,
+    /// The `reported_hashrate` label sets last published, to remove those no flow feeds any more.
+    rate_labels: Vec<(String, &'static str)>,
 }
 
 impl Inspector {
@@ -109,6 +151,9 @@ impl Inspector {
             distinct: HashMap::new(),
             distinct_entries: 0,
             distinct_full_warned: false,
+            ledger: Ledger::new(),
+            epoch: None,
+            rate_labels: Vec::new(),
         }
     }
 
@@ -138,7 +183,9 @@ impl Inspector {
             return Vec::new();
         }
         let messages = deep::inspect(t.payload);
-        if messages.is_empty() {
+        // What the payload says of work; the pool's replies are no Stratum message to `inspect`.
+        let work: Vec<Signal> = deep::objects(t.payload).iter().flat_map(signals).collect();
+        if messages.is_empty() && work.is_empty() {
             return Vec::new();
         }
         let (a, b) = ((t.src, t.sport), (t.dst, t.dport));
@@ -152,11 +199,7 @@ impl Inspector {
         }
         let mut out = Vec::new();
         for m in &messages {
-            let note = self.seen.entry(id).or_insert(FlowNote {
-                at: now,
-                agent: None,
-                logged_in: false,
-            });
+            let note = self.seen.entry(id).or_insert_with(|| FlowNote::new(now));
             note.at = now;
             if m.agent.is_some() {
                 note.agent = m.agent.clone();
@@ -181,7 +224,102 @@ impl Inspector {
             }
             out.push(self.count(&m, &names, &t, path, iface, now, wall));
         }
+        // The ranges (a map lookup per endpoint) only for a payload that says something of work.
+        let names = (!work.is_empty()).then(|| {
+            let ranges = (ranges_of(t.src) | ranges_of(t.dst)) & RANGE_MASK;
+            let mut names: Vec<String> = (0..MAX_RANGES)
+                .filter(|id| ranges & (1 << id) != 0)
+                .filter_map(&range_name)
+                .collect();
+            if names.is_empty() {
+                names.push(UNWATCHED.to_string());
+            }
+            names
+        });
+        self.activity(id, &messages, work, names, now);
         out
+    }
+
+    /// Feeds one payload's messages and work signals, in order, into the flow's shares.
+    fn activity(
+        &mut self,
+        id: FlowId,
+        messages: &[Message],
+        work: Vec<Signal>,
+        ranges: Option<Vec<String>>,
+        now: Instant,
+    ) {
+        let since = self.since(now);
+        let note = self.seen.entry(id).or_insert_with(|| FlowNote::new(now));
+        note.at = now;
+        if let Some(ranges) = ranges {
+            note.ranges = ranges;
+        }
+        for m in messages {
+            if m.coin == Coin::Unknown {
+                continue;
+            }
+            if m.is_login && !note.coin_from_login {
+                note.coin = m.coin;
+                note.coin_from_login = true;
+            } else if note.coin == Coin::Unknown {
+                note.coin = m.coin;
+            }
+        }
+        let coin = note.coin.label();
+        let mut resolved = Vec::new();
+        for signal in work {
+            match signal {
+                Signal::Submit(share) => {
+                    let Some(counted) = self.ledger.submit(&id, share, since, &mut resolved) else {
+                        continue;
+                    };
+                    for range in &note.ranges {
+                        match counted.hashes {
+                            Some(h) => self
+                                .metrics
+                                .share_hashes
+                                .with_label_values(&[range, coin])
+                                .inc_by(h),
+                            None => self
+                                .metrics
+                                .shares_unknown_difficulty
+                                .with_label_values(&[range, coin])
+                                .inc(),
+                        }
+                    }
+                }
+                Signal::Job { job, hashes } => self.ledger.job(&id, &job, hashes),
+                Signal::Difficulty(hashes) => self.ledger.difficulty(&id, hashes),
+                Signal::Reply {
+                    id: request,
+                    accepted,
+                } => {
+                    resolved.extend(self.ledger.reply(&id, &request, accepted));
+                }
+                Signal::ReportedRate(rate) => note.rate = Some((rate, now)),
+            }
+        }
+        count_results(&self.metrics, note, &resolved);
+    }
+
+    /// The ledger's clock at `now`.
+    fn since(&mut self, now: Instant) -> Duration {
+        now.saturating_duration_since(*self.epoch.get_or_insert(now))
+    }
+
+    /// Forgets flow `id`: its waiting shares count as `unknown`.
+    fn forget(&mut self, id: &FlowId) {
+        if let Some(note) = self.seen.remove(id) {
+            count_results(&self.metrics, &note, &self.ledger.end(id));
+        }
+    }
+
+    /// Every share still waiting for its reply counts as `unknown` (replay's end).
+    pub fn end_shares(&mut self) {
+        for (id, note) in &self.seen {
+            count_results(&self.metrics, note, &self.ledger.end(id));
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -242,7 +380,15 @@ impl Inspector {
         let mut times: Vec<Instant> = self.seen.values().map(|n| n.at).collect();
         times.sort_unstable();
         let cut = times[times.len() / 2];
-        self.seen.retain(|_, n| n.at > cut);
+        let old: Vec<FlowId> = self
+            .seen
+            .iter()
+            .filter(|(_, n)| n.at <= cut)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &old {
+            self.forget(id);
+        }
     }
 
     /// Drops miners not seen within the window and updates the distinct-miners gauge.
@@ -258,8 +404,56 @@ impl Inspector {
             self.distinct_full_warned = false;
         }
         let stale = now.checked_sub(window);
-        self.seen.retain(|_, n| stale.is_none_or(|s| n.at > s));
+        let old: Vec<FlowId> = self
+            .seen
+            .iter()
+            .filter(|(_, n)| stale.is_some_and(|s| n.at <= s))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &old {
+            self.forget(id);
+        }
         self.publish_distinct();
+        // Shares unanswered for 30 s: unknown.
+        let since = self.since(now);
+        for r in self.ledger.expire(since) {
+            if let Some(note) = self.seen.get(&r.flow) {
+                count_results(&self.metrics, note, &[r]);
+            }
+        }
+        self.publish_rates(now);
+    }
+
+    /// `reported_hashrate`: per range and coin, the sum of the latest rate of each flow that
+    /// reported one within [`REPORTED_RATE_WINDOW`]; a label set no flow feeds any more is removed.
+    fn publish_rates(&mut self, now: Instant) {
+        let mut sums: HashMap<(String, &'static str), f64> = HashMap::new();
+        for note in self.seen.values() {
+            let Some((rate, at)) = note.rate else {
+                continue;
+            };
+            if now.saturating_duration_since(at) > REPORTED_RATE_WINDOW {
+                continue;
+            }
+            for range in &note.ranges {
+                *sums.entry((range.clone(), note.coin.label())).or_default() += rate;
+            }
+        }
+        for labels in &self.rate_labels {
+            if !sums.contains_key(labels) {
+                let _ = self
+                    .metrics
+                    .reported_hashrate
+                    .remove_label_values(&[&labels.0, labels.1]);
+            }
+        }
+        for ((range, coin), sum) in &sums {
+            self.metrics
+                .reported_hashrate
+                .with_label_values(&[range.as_str(), coin])
+                .set(*sum);
+        }
+        self.rate_labels = sums.into_keys().collect();
     }
 
     fn publish_distinct(&self) {
@@ -268,6 +462,19 @@ impl Inspector {
                 .distinct_miners
                 .with_label_values(&[range])
                 .set(hashes.len() as i64);
+        }
+    }
+}
+
+/// Counts shares of one flow whose results are now known, under the flow's ranges and coin
+/// (`shares_total` counts a share when its result is known).
+fn count_results(metrics: &Metrics, note: &FlowNote, resolved: &[Resolved<FlowId>]) {
+    for r in resolved {
+        for range in &note.ranges {
+            metrics
+                .shares
+                .with_label_values(&[range, note.coin.label(), r.result.label()])
+                .inc();
         }
     }
 }
@@ -351,6 +558,276 @@ mod tests {
                 .render()
                 .contains("mining_sensor_distinct_miners{range=\"kp\"} 0")
         );
+    }
+
+    /// A miner (198.18.0.1:40000, in range `kp`) and its pool (203.0.113.9:3333): `up` is what
+    /// the miner sends, `down` what the pool answers, at `at` seconds after `t0`.
+    struct Session {
+        i: Inspector,
+        metrics: Metrics,
+        t0: Instant,
+    }
+
+    impl Session {
+        fn new(window: Duration) -> Self {
+            let metrics = Metrics::new();
+            Self {
+                i: Inspector::new([5; 32], metrics.clone(), window),
+                metrics,
+                t0: Instant::now(),
+            }
+        }
+
+        fn send(&mut self, up: bool, json: &str, at: u64) {
+            let (miner, pool) = ([198, 18, 0, 1].into(), [203, 0, 113, 9].into());
+            let payload = format!("{json}\n");
+            let f = if up {
+                Packet::tcp4(miner, pool, 40000, 3333, payload.as_bytes()).build()
+            } else {
+                Packet::tcp4(pool, miner, 3333, 40000, payload.as_bytes()).build()
+            };
+            let ranges = |a: IpAddr| u64::from(a == IpAddr::from([198, 18, 0, 1]));
+            let name = |id: usize| (id == 0).then(|| "kp".to_string());
+            let now = self.t0 + Duration::from_secs(at);
+            self.i
+                .frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name);
+        }
+
+        fn expire(&mut self, at: u64) {
+            self.i.expire(self.t0 + Duration::from_secs(at));
+        }
+
+        fn has(&self, line: &str) -> bool {
+            self.metrics.render().lines().any(|l| l == line)
+        }
+    }
+
+    fn monero_login(s: &mut Session) {
+        s.send(
+            true,
+            &format!(
+                r#"{{"id":1,"jsonrpc":"2.0","method":"login","params":{{"login":"{WALLET}","pass":"x","agent":"XMRig/6.16.0"}}}}"#
+            ),
+            0,
+        );
+        // Target b88d0600: 10,000 hashes a share (difficulty.rs works it out).
+        s.send(
+            false,
+            r#"{"id":1,"jsonrpc":"2.0","error":null,"result":{"id":"s1","job":{"blob":"0707","job_id":"j1","target":"b88d0600"},"status":"OK"}}"#,
+            0,
+        );
+    }
+
+    fn monero_submit(id: u32) -> String {
+        format!(
+            r#"{{"id":{id},"jsonrpc":"2.0","method":"submit","params":{{"id":"s1","job_id":"j1","nonce":"0000000{id}","result":"ab"}}}}"#
+        )
+    }
+
+    #[test]
+    fn a_monero_session_counts_its_shares_results_and_hashes() {
+        let mut s = Session::new(Duration::from_secs(3600));
+        monero_login(&mut s);
+        for id in 2..=6 {
+            s.send(true, &monero_submit(id), 1);
+        }
+        // Nothing has a result yet: no shares_total series exists before one does.
+        assert!(!s.metrics.render().contains("mining_sensor_shares_total"));
+        for id in 2..=5 {
+            s.send(
+                false,
+                &format!(
+                    r#"{{"id":{id},"jsonrpc":"2.0","error":null,"result":{{"status":"OK"}}}}"#
+                ),
+                2,
+            );
+        }
+        s.send(
+            false,
+            r#"{"id":6,"jsonrpc":"2.0","error":{"code":-1,"message":"Low difficulty share"}}"#,
+            2,
+        );
+        // 4 OK replies, 1 error; 5 shares x 10,000 hashes = 50,000.
+        assert!(
+            s.has(r#"mining_sensor_shares_total{coin="monero",range="kp",result="accepted"} 4"#)
+        );
+        assert!(
+            s.has(r#"mining_sensor_shares_total{coin="monero",range="kp",result="rejected"} 1"#)
+        );
+        assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 50000"#));
+        assert!(!s.metrics.render().contains("result=\"unknown\""));
+        assert!(
+            !s.metrics
+                .render()
+                .contains("mining_sensor_shares_unknown_difficulty_total{")
+        );
+        // Every share had its reply: nothing is left to expire.
+        s.expire(100);
+        assert!(!s.metrics.render().contains("result=\"unknown\""));
+        // The login is still counted as before.
+        assert!(
+            s.has(r#"mining_sensor_miner_logins_total{agent="xmrig",coin="monero",range="kp"} 1"#)
+        );
+    }
+
+    #[test]
+    fn a_retransmitted_submit_segment_counts_once() {
+        let mut s = Session::new(Duration::from_secs(3600));
+        monero_login(&mut s);
+        s.send(true, &monero_submit(2), 1);
+        s.send(true, &monero_submit(2), 2);
+        s.send(
+            false,
+            r#"{"id":2,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#,
+            2,
+        );
+        // One share: 1 accepted, 10,000 hashes (not 20,000).
+        assert!(
+            s.has(r#"mining_sensor_shares_total{coin="monero",range="kp",result="accepted"} 1"#)
+        );
+        assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 10000"#));
+    }
+
+    #[test]
+    fn a_submit_before_any_job_counts_without_hashes_and_unanswered_is_unknown() {
+        let mut s = Session::new(Duration::from_secs(3600));
+        // A sensor started mid-session: no login, no job seen; the submit names the coin nowhere.
+        s.send(true, &monero_submit(2), 0);
+        assert!(
+            s.has(r#"mining_sensor_shares_unknown_difficulty_total{coin="unknown",range="kp"} 1"#)
+        );
+        assert!(
+            !s.metrics
+                .render()
+                .contains("mining_sensor_share_hashes_total{")
+        );
+        // No reply: at 30 s it has waited exactly the timeout, not more; at 31 s it is unknown.
+        s.expire(30);
+        assert!(!s.metrics.render().contains("mining_sensor_shares_total{"));
+        s.expire(31);
+        assert!(
+            s.has(r#"mining_sensor_shares_total{coin="unknown",range="kp",result="unknown"} 1"#)
+        );
+        // Counted once: a later expiry adds nothing.
+        s.expire(62);
+        assert!(
+            s.has(r#"mining_sensor_shares_total{coin="unknown",range="kp",result="unknown"} 1"#)
+        );
+    }
+
+    #[test]
+    fn a_forgotten_flow_and_replays_end_leave_its_shares_unknown() {
+        // The flow is forgotten after 10 s without a packet, before the 30 s reply timeout.
+        let mut s = Session::new(Duration::from_secs(10));
+        monero_login(&mut s);
+        s.send(true, &monero_submit(2), 0);
+        s.send(true, &monero_submit(3), 0);
+        s.expire(11);
+        // 2 shares, no reply: 2 unknown, 2 x 10,000 = 20,000 hashes counted at submission.
+        assert!(
+            s.has(r#"mining_sensor_shares_total{coin="monero",range="kp",result="unknown"} 2"#)
+        );
+        assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 20000"#));
+        // Replay's end: a share still waiting counts as unknown, once.
+        s.send(true, &monero_submit(4), 12);
+        s.i.end_shares();
+        s.i.end_shares();
+        // The forgotten flow's login is gone with it, so this share's coin is unknown.
+        assert!(
+            s.has(r#"mining_sensor_shares_total{coin="unknown",range="kp",result="unknown"} 1"#)
+        );
+    }
+
+    #[test]
+    fn a_stratum_v1_session_counts_shares_at_the_difficulty_set() {
+        let mut s = Session::new(Duration::from_secs(3600));
+        s.send(
+            true,
+            r#"{"id":1,"method":"mining.subscribe","params":["cgminer/4.10.0"]}"#,
+            0,
+        );
+        s.send(
+            true,
+            r#"{"id":2,"method":"mining.authorize","params":["w1","x"]}"#,
+            0,
+        );
+        s.send(
+            false,
+            r#"{"id":null,"method":"mining.set_difficulty","params":[2]}"#,
+            0,
+        );
+        s.send(
+            false,
+            r#"{"id":null,"method":"mining.notify","params":["a","00","01","02",[],"20000000","1d00ffff","5f5e1000",true]}"#,
+            0,
+        );
+        for id in 3..=5 {
+            s.send(
+                true,
+                &format!(
+                    r#"{{"id":{id},"method":"mining.submit","params":["w1","a","0000000{id}","5f5e1000","0000000{id}"]}}"#
+                ),
+                1,
+            );
+            s.send(
+                false,
+                &format!(r#"{{"id":{id},"result":true,"error":null}}"#),
+                1,
+            );
+        }
+        // 3 accepted; difficulty 2 is 2 x 2^32 = 8,589,934,592 hashes a share, x 3 = 25,769,803,776.
+        // The login "w1" names no coin, nor does any other message: coin "unknown".
+        assert!(
+            s.has(r#"mining_sensor_shares_total{coin="unknown",range="kp",result="accepted"} 3"#)
+        );
+        assert!(
+            s.has(r#"mining_sensor_share_hashes_total{coin="unknown",range="kp"} 25769803776"#)
+        );
+    }
+
+    #[test]
+    fn a_reported_rate_counts_for_five_minutes() {
+        let mut s = Session::new(Duration::from_secs(3600));
+        s.send(
+            true,
+            r#"{"id":1,"jsonrpc":"2.0","method":"eth_submitLogin","params":["0x5b0a7a7ab3c1e2b0f6b1c4e0ac1a6f0d3b4e8a11"]}"#,
+            0,
+        );
+        s.send(
+            true,
+            r#"{"id":9,"jsonrpc":"2.0","method":"eth_submitHashrate","params":["0x500000","0x59daa26581d0acd1fce254fb7e85952f4c09d0915afd33d3886cd914bc7d283c"]}"#,
+            0,
+        );
+        // No series before the first publication.
+        assert!(
+            !s.metrics
+                .render()
+                .contains("mining_sensor_reported_hashrate{")
+        );
+        // 0x500000 = 5 x 16^5 = 5,242,880 hashes per second.
+        s.expire(10);
+        // The login's 0x address names the coin: ethereum.
+        let line = r#"mining_sensor_reported_hashrate{coin="ethereum",range="kp"} 5242880"#;
+        assert!(s.has(line));
+        // Still within 5 minutes at 300 s; gone at 301 s (the flow itself is still remembered).
+        s.expire(300);
+        assert!(s.has(line));
+        s.expire(301);
+        assert!(
+            !s.metrics
+                .render()
+                .contains("mining_sensor_reported_hashrate{")
+        );
+        // A new report counts its latest rate only: 0x100000 = 16^5 = 1,048,576, not added to the old.
+        for (id, at) in [(10, 302), (11, 303)] {
+            s.send(
+                true,
+                &format!(r#"{{"id":{id},"jsonrpc":"2.0","method":"eth_submitHashrate","params":["0x100000","0x59daa26581d0acd1fce254fb7e85952f4c09d0915afd33d3886cd914bc7d283c"]}}"#),
+                at,
+            );
+        }
+        s.expire(310);
+        assert!(s.has(r#"mining_sensor_reported_hashrate{coin="ethereum",range="kp"} 1048576"#));
     }
 
     #[test]
