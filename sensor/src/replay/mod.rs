@@ -275,6 +275,8 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
             report.problems.push(msg);
         }
     }
+    // Shares still waiting for a reply at the capture's end count as unknown.
+    inspector.end_shares();
     if let Some(end) = bucket_end {
         snapshot(end, &mut drainer, &kernel, &mut buckets)?;
     } else {

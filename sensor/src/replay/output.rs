@@ -74,6 +74,14 @@ pub fn summary(report: &Report) -> String {
             names::SUSPECT_FLOWS => {
                 format!("suspect flows {dir} {}", s.labels["reason"])
             }
+            names::SHARES => format!(
+                "shares coin={} result={}",
+                s.labels["coin"], s.labels["result"]
+            ),
+            names::SHARE_HASHES => format!("share hashes coin={}", s.labels["coin"]),
+            names::SHARES_UNKNOWN_DIFFICULTY => {
+                format!("shares unknown difficulty coin={}", s.labels["coin"])
+            }
             _ => format!(
                 "logins coin={} agent={}",
                 s.labels["coin"], s.labels["agent"]

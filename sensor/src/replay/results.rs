@@ -9,13 +9,16 @@ use serde::Serialize;
 use crate::metrics::names;
 
 /// The counters replay reports, as exported by `run`.
-const REPORTED: [&str; 6] = [
+const REPORTED: [&str; 9] = [
     names::PACKETS,
     names::BYTES,
     names::STRATUM_PACKETS,
     names::STRATUM_FLOWS,
     names::SUSPECT_FLOWS,
     names::MINER_LOGINS,
+    names::SHARES,
+    names::SHARE_HASHES,
+    names::SHARES_UNKNOWN_DIFFICULTY,
 ];
 
 #[derive(Debug, Default, Serialize)]
@@ -68,6 +71,7 @@ pub(super) fn samples(families: &[MetricFamily]) -> Vec<Sample> {
                     .iter()
                     .map(|l| (l.name().to_string(), l.value().to_string()))
                     .collect(),
+                // Whole numbers: share hashes (a float counter) are rounded down.
                 value: m.get_counter().get_value() as u64,
             });
         }

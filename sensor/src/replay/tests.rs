@@ -284,3 +284,86 @@ fn a_zero_bucket_is_refused_naming_the_option() {
     .to_string();
     assert!(e.contains("--bucket 0s") && e.contains("1h"), "{e}");
 }
+
+#[test]
+fn shares_and_their_hashes_are_reported_in_every_output() {
+    let metrics = Metrics::new();
+    metrics
+        .shares
+        .with_label_values(&["kp", "monero", "accepted"])
+        .inc_by(4);
+    metrics
+        .shares
+        .with_label_values(&["kp", "monero", "rejected"])
+        .inc();
+    // A float counter: 50,000.75 hashes are reported as 50,000 (rounded down).
+    metrics
+        .share_hashes
+        .with_label_values(&["kp", "monero"])
+        .inc_by(50_000.75);
+    metrics
+        .shares_unknown_difficulty
+        .with_label_values(&["kp", "monero"])
+        .inc_by(2);
+    // A gauge is not among replay's counters.
+    metrics
+        .reported_hashrate
+        .with_label_values(&["kp", "ethereum"])
+        .set(5.0);
+    let totals = samples(&metrics.registry.gather());
+    let value = |metric: &str, result: Option<&str>| {
+        totals
+            .iter()
+            .find(|s| s.metric == metric && s.labels.get("result").map(String::as_str) == result)
+            .map(|s| s.value)
+    };
+    assert_eq!(
+        value(crate::metrics::names::SHARES, Some("accepted")),
+        Some(4)
+    );
+    assert_eq!(
+        value(crate::metrics::names::SHARES, Some("rejected")),
+        Some(1)
+    );
+    assert_eq!(
+        value(crate::metrics::names::SHARE_HASHES, None),
+        Some(50_000)
+    );
+    assert_eq!(
+        value(crate::metrics::names::SHARES_UNKNOWN_DIFFICULTY, None),
+        Some(2)
+    );
+    assert_eq!(value(crate::metrics::names::REPORTED_HASHRATE, None), None);
+    let report = Report {
+        files: Vec::new(),
+        bucket_seconds: 60.0,
+        first_packet: Some(0.0),
+        last_packet: Some(59.0),
+        buckets: vec![Bucket {
+            end: 60.0,
+            samples: samples(&metrics.registry.gather()),
+        }],
+        totals,
+        events: Vec::new(),
+    };
+    let rows: Vec<Vec<String>> = summary(&report)
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect();
+    for row in [
+        "kp shares coin=monero result=accepted 4",
+        "kp shares coin=monero result=rejected 1",
+        "kp share hashes coin=monero 50000",
+        "kp shares unknown difficulty coin=monero 2",
+    ] {
+        let row: Vec<String> = row.split(' ').map(str::to_string).collect();
+        assert!(rows.contains(&row), "{row:?} not in {rows:?}");
+    }
+    let om = openmetrics(&report);
+    assert!(om.contains(
+        "mining_sensor_shares_total{coin=\"monero\",range=\"kp\",result=\"accepted\"} 4 60.000"
+    ));
+    assert!(
+        om.contains("mining_sensor_share_hashes_total{coin=\"monero\",range=\"kp\"} 50000 60.000")
+    );
+}
