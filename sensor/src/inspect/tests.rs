@@ -1,0 +1,403 @@
+//! The Inspector on frames built by hand: logins, distinct miners, shares and hashes.
+
+use super::*;
+use std::time::SystemTime;
+use test_support::Packet;
+
+const WALLET: &str = "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A";
+
+fn login_frame(src: [u8; 4], sport: u16) -> Vec<u8> {
+    let json = format!(
+        "{{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0\",\"algo\":[\"rx/0\",\"cn/2\"]}}}}\n"
+    );
+    Packet::tcp4(
+        src.into(),
+        [203, 0, 113, 9].into(),
+        sport,
+        3333,
+        json.as_bytes(),
+    )
+    .build()
+}
+
+#[test]
+fn a_login_counts_once_per_flow_by_coin_and_agent_without_the_wallet() {
+    let metrics = Metrics::new();
+    let mut i = Inspector::new([7; 32], metrics.clone(), Duration::from_secs(3600));
+    let now = Instant::now();
+    let ranges = |a: IpAddr| u64::from(a == IpAddr::from([198, 18, 0, 1]));
+    let name = |id: usize| (id == 0).then(|| "kp".to_string());
+    let f = login_frame([198, 18, 0, 1], 40000);
+    let lines = i.frame(&f, "afxdp", "eth0", now, SystemTime::now(), ranges, name);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(
+        (
+            lines[0].coin,
+            lines[0].agent,
+            lines[0].agent_version.as_deref()
+        ),
+        ("monero", "xmrig", Some("6.16.0"))
+    );
+    // The same login again (a retransmission) counts nothing more; a second miner does.
+    assert!(
+        i.frame(&f, "afxdp", "eth0", now, SystemTime::now(), ranges, name)
+            .is_empty()
+    );
+    let other = login_frame([198, 18, 0, 1], 40001);
+    assert_eq!(
+        i.frame(
+            &other,
+            "afxdp",
+            "eth0",
+            now,
+            SystemTime::now(),
+            ranges,
+            name
+        )
+        .len(),
+        1
+    );
+    let text = metrics.render();
+    assert!(text.contains(
+        "mining_sensor_miner_logins_total{agent=\"xmrig\",coin=\"monero\",range=\"kp\"} 2"
+    ));
+    assert!(text.contains("mining_sensor_inspected_packets_total{path=\"afxdp\"} 3"));
+    // One wallet behind both logins: one distinct miner.
+    assert!(text.contains("mining_sensor_distinct_miners{range=\"kp\"} 1"));
+    assert!(!text.contains(WALLET));
+    assert!(!serde_json::to_string(&lines).unwrap().contains(WALLET));
+
+    // Outside every range: unwatched. After the window, nobody is left.
+    let f = login_frame([198, 18, 0, 7], 40002);
+    let lines = i.frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name);
+    assert_eq!(lines[0].range, "unwatched");
+    i.expire(now + Duration::from_secs(3601));
+    assert!(
+        metrics
+            .render()
+            .contains("mining_sensor_distinct_miners{range=\"kp\"} 0")
+    );
+}
+
+/// A miner (198.18.0.1:40000, in range `kp`) and its pool (203.0.113.9:3333): `up` is what
+/// the miner sends, `down` what the pool answers, at `at` seconds after `t0`.
+struct Session {
+    i: Inspector,
+    metrics: Metrics,
+    t0: Instant,
+}
+
+impl Session {
+    fn new(window: Duration) -> Self {
+        let metrics = Metrics::new();
+        Self {
+            i: Inspector::new([5; 32], metrics.clone(), window),
+            metrics,
+            t0: Instant::now(),
+        }
+    }
+
+    fn send(&mut self, up: bool, json: &str, at: u64) {
+        let (miner, pool) = ([198, 18, 0, 1].into(), [203, 0, 113, 9].into());
+        let payload = format!("{json}\n");
+        let f = if up {
+            Packet::tcp4(miner, pool, 40000, 3333, payload.as_bytes()).build()
+        } else {
+            Packet::tcp4(pool, miner, 3333, 40000, payload.as_bytes()).build()
+        };
+        let ranges = |a: IpAddr| u64::from(a == IpAddr::from([198, 18, 0, 1]));
+        let name = |id: usize| (id == 0).then(|| "kp".to_string());
+        let now = self.t0 + Duration::from_secs(at);
+        self.i
+            .frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name);
+    }
+
+    fn expire(&mut self, at: u64) {
+        self.i.expire(self.t0 + Duration::from_secs(at));
+    }
+
+    fn has(&self, line: &str) -> bool {
+        self.metrics.render().lines().any(|l| l == line)
+    }
+}
+
+fn monero_login(s: &mut Session) {
+    s.send(
+        true,
+        &format!(
+            r#"{{"id":1,"jsonrpc":"2.0","method":"login","params":{{"login":"{WALLET}","pass":"x","agent":"XMRig/6.16.0"}}}}"#
+        ),
+        0,
+    );
+    // Target b88d0600: 10,000 hashes a share (difficulty.rs works it out).
+    s.send(
+        false,
+        r#"{"id":1,"jsonrpc":"2.0","error":null,"result":{"id":"s1","job":{"blob":"0707","job_id":"j1","target":"b88d0600"},"status":"OK"}}"#,
+        0,
+    );
+}
+
+fn monero_submit(id: u32) -> String {
+    format!(
+        r#"{{"id":{id},"jsonrpc":"2.0","method":"submit","params":{{"id":"s1","job_id":"j1","nonce":"0000000{id}","result":"ab"}}}}"#
+    )
+}
+
+#[test]
+fn a_monero_session_counts_its_shares_results_and_hashes() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    monero_login(&mut s);
+    for id in 2..=6 {
+        s.send(true, &monero_submit(id), 1);
+    }
+    // Nothing has a result yet: no shares_total series exists before one does.
+    assert!(!s.metrics.render().contains("mining_sensor_shares_total"));
+    for id in 2..=5 {
+        s.send(
+            false,
+            &format!(r#"{{"id":{id},"jsonrpc":"2.0","error":null,"result":{{"status":"OK"}}}}"#),
+            2,
+        );
+    }
+    s.send(
+        false,
+        r#"{"id":6,"jsonrpc":"2.0","error":{"code":-1,"message":"Low difficulty share"}}"#,
+        2,
+    );
+    // 4 OK replies, 1 error; 5 shares x 10,000 hashes = 50,000.
+    assert!(s.has(r#"mining_sensor_shares_total{coin="monero",range="kp",result="accepted"} 4"#));
+    assert!(s.has(r#"mining_sensor_shares_total{coin="monero",range="kp",result="rejected"} 1"#));
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 50000"#));
+    assert!(!s.metrics.render().contains("result=\"unknown\""));
+    assert!(
+        !s.metrics
+            .render()
+            .contains("mining_sensor_shares_unknown_difficulty_total{")
+    );
+    // Every share had its reply: nothing is left to expire.
+    s.expire(100);
+    assert!(!s.metrics.render().contains("result=\"unknown\""));
+    // The login is still counted as before.
+    assert!(s.has(r#"mining_sensor_miner_logins_total{agent="xmrig",coin="monero",range="kp"} 1"#));
+}
+
+#[test]
+fn a_retransmitted_submit_segment_counts_once() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    monero_login(&mut s);
+    s.send(true, &monero_submit(2), 1);
+    s.send(true, &monero_submit(2), 2);
+    s.send(
+        false,
+        r#"{"id":2,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#,
+        2,
+    );
+    // One share: 1 accepted, 10,000 hashes (not 20,000).
+    assert!(s.has(r#"mining_sensor_shares_total{coin="monero",range="kp",result="accepted"} 1"#));
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 10000"#));
+}
+
+#[test]
+fn a_submit_before_any_job_counts_without_hashes_and_unanswered_is_unknown() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    // A sensor started mid-session: no login, no job seen; the submit names the coin nowhere.
+    s.send(true, &monero_submit(2), 0);
+    assert!(s.has(r#"mining_sensor_shares_unknown_difficulty_total{coin="unknown",range="kp"} 1"#));
+    assert!(
+        !s.metrics
+            .render()
+            .contains("mining_sensor_share_hashes_total{")
+    );
+    // No reply: at 30 s it has waited exactly the timeout, not more; at 31 s it is unknown.
+    s.expire(30);
+    assert!(!s.metrics.render().contains("mining_sensor_shares_total{"));
+    s.expire(31);
+    assert!(s.has(r#"mining_sensor_shares_total{coin="unknown",range="kp",result="unknown"} 1"#));
+    // Counted once: a later expiry adds nothing.
+    s.expire(62);
+    assert!(s.has(r#"mining_sensor_shares_total{coin="unknown",range="kp",result="unknown"} 1"#));
+}
+
+#[test]
+fn a_forgotten_flow_and_replays_end_leave_its_shares_unknown() {
+    // The flow is forgotten after 10 s without a packet, before the 30 s reply timeout.
+    let mut s = Session::new(Duration::from_secs(10));
+    monero_login(&mut s);
+    s.send(true, &monero_submit(2), 0);
+    s.send(true, &monero_submit(3), 0);
+    s.expire(11);
+    // 2 shares, no reply: 2 unknown, 2 x 10,000 = 20,000 hashes counted at submission.
+    assert!(s.has(r#"mining_sensor_shares_total{coin="monero",range="kp",result="unknown"} 2"#));
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 20000"#));
+    // Replay's end: a share still waiting counts as unknown, once.
+    s.send(true, &monero_submit(4), 12);
+    s.i.end_shares();
+    s.i.end_shares();
+    // The forgotten flow's login is gone with it, so this share's coin is unknown.
+    assert!(s.has(r#"mining_sensor_shares_total{coin="unknown",range="kp",result="unknown"} 1"#));
+}
+
+#[test]
+fn a_stratum_v1_session_counts_shares_at_the_difficulty_set() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(
+        true,
+        r#"{"id":1,"method":"mining.subscribe","params":["cgminer/4.10.0"]}"#,
+        0,
+    );
+    s.send(
+        true,
+        r#"{"id":2,"method":"mining.authorize","params":["w1","x"]}"#,
+        0,
+    );
+    s.send(
+        false,
+        r#"{"id":null,"method":"mining.set_difficulty","params":[2]}"#,
+        0,
+    );
+    s.send(
+        false,
+        r#"{"id":null,"method":"mining.notify","params":["a","00","01","02",[],"20000000","1d00ffff","5f5e1000",true]}"#,
+        0,
+    );
+    for id in 3..=5 {
+        s.send(
+            true,
+            &format!(
+                r#"{{"id":{id},"method":"mining.submit","params":["w1","a","0000000{id}","5f5e1000","0000000{id}"]}}"#
+            ),
+            1,
+        );
+        s.send(
+            false,
+            &format!(r#"{{"id":{id},"result":true,"error":null}}"#),
+            1,
+        );
+    }
+    // 3 accepted; difficulty 2 is 2 x 2^32 = 8,589,934,592 hashes a share, x 3 = 25,769,803,776.
+    // The login "w1" names no coin, nor does any other message: coin "unknown".
+    assert!(s.has(r#"mining_sensor_shares_total{coin="unknown",range="kp",result="accepted"} 3"#));
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="unknown",range="kp"} 25769803776"#));
+}
+
+#[test]
+fn a_reported_rate_counts_for_five_minutes() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(
+        true,
+        r#"{"id":1,"jsonrpc":"2.0","method":"eth_submitLogin","params":["0x5b0a7a7ab3c1e2b0f6b1c4e0ac1a6f0d3b4e8a11"]}"#,
+        0,
+    );
+    s.send(
+        true,
+        r#"{"id":9,"jsonrpc":"2.0","method":"eth_submitHashrate","params":["0x500000","0x59daa26581d0acd1fce254fb7e85952f4c09d0915afd33d3886cd914bc7d283c"]}"#,
+        0,
+    );
+    // No series before the first publication.
+    assert!(
+        !s.metrics
+            .render()
+            .contains("mining_sensor_reported_hashrate{")
+    );
+    // 0x500000 = 5 x 16^5 = 5,242,880 hashes per second.
+    s.expire(10);
+    // The login's 0x address names the coin: ethereum.
+    let line = r#"mining_sensor_reported_hashrate{coin="ethereum",range="kp"} 5242880"#;
+    assert!(s.has(line));
+    // Still within 5 minutes at 300 s; gone at 301 s (the flow itself is still remembered).
+    s.expire(300);
+    assert!(s.has(line));
+    s.expire(301);
+    assert!(
+        !s.metrics
+            .render()
+            .contains("mining_sensor_reported_hashrate{")
+    );
+    // A new report counts its latest rate only: 0x100000 = 16^5 = 1,048,576, not added to the old.
+    for (id, at) in [(10, 302), (11, 303)] {
+        s.send(
+            true,
+            &format!(r#"{{"id":{id},"jsonrpc":"2.0","method":"eth_submitHashrate","params":["0x100000","0x59daa26581d0acd1fce254fb7e85952f4c09d0915afd33d3886cd914bc7d283c"]}}"#),
+            at,
+        );
+    }
+    s.expire(310);
+    assert!(s.has(r#"mining_sensor_reported_hashrate{coin="ethereum",range="kp"} 1048576"#));
+}
+
+#[test]
+fn a_stratum_v1_login_takes_the_agent_its_subscribe_named() {
+    let metrics = Metrics::new();
+    let mut i = Inspector::new([3; 32], metrics.clone(), Duration::from_secs(60));
+    let seg = |payload: &[u8]| {
+        Packet::tcp4(
+            [198, 18, 0, 1].into(),
+            [198, 18, 0, 2].into(),
+            40000,
+            4444,
+            payload,
+        )
+        .build()
+    };
+    let now = Instant::now();
+    let sub =
+        seg(b"{\"id\": 1, \"method\": \"mining.subscribe\", \"params\": [\"cgminer/4.10.0\"]}\n");
+    assert!(
+        i.frame(&sub, "copy", "e", now, SystemTime::now(), |_| 0, |_| None)
+            .is_empty()
+    );
+    let auth = seg(b"{\"id\": 2, \"method\": \"mining.authorize\", \"params\": [\"w1\", \"x\"]}\n");
+    let lines = i.frame(&auth, "copy", "e", now, SystemTime::now(), |_| 0, |_| None);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0].agent, "cgminer");
+    assert_eq!(lines[0].agent_version.as_deref(), Some("4.10.0"));
+    assert_eq!(lines[0].dialect, "bitcoin");
+}
+
+#[test]
+fn garbage_and_non_stratum_frames_are_inspected_but_count_no_login() {
+    let metrics = Metrics::new();
+    let mut i = Inspector::new([1; 32], metrics.clone(), Duration::from_secs(60));
+    let html = Packet::tcp4(
+        [198, 18, 0, 1].into(),
+        [198, 18, 0, 2].into(),
+        80,
+        40000,
+        b"<p>{\"method\":\"login\",\"params\":{\"login\":\"x\"}}</p>",
+    )
+    .build();
+    for f in [&html[..], &[0u8; 10][..], &html[..30]] {
+        assert!(
+            i.frame(
+                f,
+                "copy",
+                "eth0",
+                Instant::now(),
+                SystemTime::now(),
+                |_| 0,
+                |_| None
+            )
+            .is_empty()
+        );
+    }
+    assert!(
+        metrics
+            .render()
+            .contains("mining_sensor_inspected_packets_total{path=\"copy\"} 3")
+    );
+}
+
+#[test]
+fn a_key_file_must_hold_32_bytes() {
+    let dir = std::env::temp_dir().join(format!("ms-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let short = dir.join("short");
+    std::fs::write(&short, [1u8; 16]).unwrap();
+    let e = login_key(Some(&short)).unwrap_err().to_string();
+    assert!(e.contains("at least 32"), "{e}");
+    let good = dir.join("good");
+    std::fs::write(&good, [9u8; 40]).unwrap();
+    assert_eq!(login_key(Some(&good)).unwrap(), [9u8; 32]);
+    assert_ne!(login_key(None).unwrap(), login_key(None).unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+}
