@@ -187,7 +187,7 @@ metric_names() {
     python3 - "$prom/mining-sensor.rules.yml" "$dash" deploy/exported-metrics.txt <<'EOF'
 import json, re, sys, yaml
 rules_file, dash_file, exported_file = sys.argv[1:]
-# Same reading as the unit test in sensor/src/metrics/mod.rs: trim each line, skip blank lines and '#' comments.
+# Same reading as the unit test in sensor/src/metrics/registry.rs: trim each line, skip blank lines and '#' comments.
 exported = {l.strip() for l in open(exported_file) if l.strip() and not l.strip().startswith("#")}
 rules = [r for g in yaml.safe_load(open(rules_file))["groups"] for r in g["rules"]]
 recorded = sorted({r["record"] for r in rules if "record" in r}, key=len, reverse=True)
@@ -257,7 +257,7 @@ EOF
 }
 check "kubernetes manifests (DaemonSet, ConfigMap)" k8s_structure
 
-# The names in deploy/exported-metrics.txt, one a line, read as the unit test in sensor/src/metrics/mod.rs
+# The names in deploy/exported-metrics.txt, one a line, read as the unit test in sensor/src/metrics/registry.rs
 # reads them: each line trimmed, blank lines and lines starting with '#' skipped.
 exported_names() {
     sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//' deploy/exported-metrics.txt | grep -v -e '^$' -e '^#'
