@@ -243,7 +243,7 @@ pub struct FlowState {
     pub stratum_packets: u32,
     /// `stratum::Dialect` as u8.
     pub dialect: u8,
-    /// Packets of the flow handed to deep inspection so far (bounded by `INSPECT_BUDGET`).
+    /// Stratum packets of the flow handed to deep inspection so far, saturating at 255.
     pub inspected: u8,
     pub _pad: [u8; 2],
 }

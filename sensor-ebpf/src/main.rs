@@ -6,10 +6,12 @@
 //! per interface slot, range and direction; on TCP payloads run the Stratum scanner from
 //! `sensor-common` and count Stratum packets and, once per flow, Stratum flows.
 //!
-//! Candidates for deep inspection (packets with a Stratum signature, the first data packets of a
-//! suspect flow, at most `INSPECT_BUDGET` per flow) go to userspace: in `tap` capture mode they are
-//! redirected to an AF_XDP socket (a mirror port's copy of traffic is not needed by the stack); in
-//! `inline` mode they pass like every other packet and their first bytes are copied to `SAMPLES`.
+//! Candidates for deep inspection (every packet of a known Stratum flow that may carry JSON, for
+//! the activity measure; the first data packets of a suspect flow, at most `INSPECT_BUDGET` per
+//! flow and reason; none when `INSPECT_BUDGET` is 0) go to userspace: in `tap` capture mode they
+//! are redirected to an AF_XDP socket (a mirror port's copy of traffic is not needed by the
+//! stack); in `inline` mode they pass like every other packet and their first bytes are copied to
+//! `SAMPLES`.
 //! Nothing else is ever dropped or altered.
 //!
 //! Layout: this file holds the entry points (`sensor`, `sensor_compat`, the benchmarks'
@@ -38,7 +40,7 @@ use sensor_common::{DIR_FROM, DIR_TO, POOL_BIT, ParseEvent, RANGE_MASK, Reason, 
 use crate::{
     capture::capture,
     count::{count_traffic, iface_slot, lookup_ranges},
-    maps::{SCRATCH, bump, replay_batch},
+    maps::{SCRATCH, bump, inspect_budget, replay_batch},
     parse::{IPPROTO_TCP, IPPROTO_UDP, Ip, byte, load_window, parse_ip, ptr_at},
     replay::{ingress, replay_enter, replay_next},
     scan::{
@@ -285,7 +287,13 @@ fn tcp<const COMPAT: bool>(
             dport
         );
     }
-    Ok(candidate || found & CANDIDATE != 0)
+    // A segment the scan did not recognise (a plain reply such as `{"id":4,"result":true}`, a
+    // message's continuation) is a candidate too when its flow is a known Stratum flow: a
+    // continuation got here only on one; a `{` segment pays the `RECENT` read and, only when its
+    // slot is recent, the flow-table lookup.
+    Ok(candidate
+        || found & CANDIDATE != 0
+        || (inspect_budget() > 0 && (first != b'{' || (recent_stratum(key) && !flow_unknown(key)))))
 }
 
 #[cfg(not(test))]

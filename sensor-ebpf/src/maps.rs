@@ -128,7 +128,8 @@ pub(crate) static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(
 /// knows its value and prunes the capture path not taken.
 #[unsafe(no_mangle)]
 static CAPTURE_MODE: u32 = 0;
-/// Packets per flow (and per suspect reason) handed to deep inspection; the rest are only counted.
+/// Packets per suspect flow and reason handed to deep inspection; the rest are only counted. Not
+/// a bound on Stratum flows, every message packet of which is handed over; 0 turns inspection off.
 #[unsafe(no_mangle)]
 static INSPECT_BUDGET: u32 = 0;
 /// 1 when loaded by `mining-sensor replay`: every run is a batch of packets with their capture

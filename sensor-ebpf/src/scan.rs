@@ -70,8 +70,10 @@ fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin:
         Some(state) => unsafe {
             (*state).last_seen_ns = now;
             (*state).stratum_packets += 1;
-            if ((*state).inspected as u32) < budget {
-                (*state).inspected += 1;
+            // Every Stratum packet of a known flow is a candidate (the activity measure needs
+            // every share, job and reply); the budget only bounds suspect flows.
+            if budget > 0 {
+                (*state).inspected = (*state).inspected.saturating_add(1);
                 candidate = CANDIDATE;
             }
             // A flow keeps the dialect of its first Stratum packet (EthereumStratum pools push

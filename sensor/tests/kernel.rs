@@ -1060,24 +1060,25 @@ fn tls_without_server_name_towards_a_pool() {
 }
 
 #[test]
-fn candidates_are_copied_within_the_per_flow_budget() {
+fn candidates_are_copied_every_stratum_packet_and_suspects_within_the_budget() {
     use sensor_common::Stat;
     let mut s = Sensor::with(&format!(
         "[inspect]\ncapture_mode = \"inline\"\nbudget = 2\n[pools]\nendpoints = [\"198.51.100.5\"]\n{CONFIG}"
     ));
     let (m, pool) = (ip("198.18.0.9"), ip("203.0.113.50"));
     let login = Packet::tcp4(m, pool, 45000, 3333, &xmrig_login()).build();
-    // Three Stratum packets of one flow: the first two are copied, whole.
+    // Three Stratum packets of one flow: all three are copied, whole, though the budget is 2 (it
+    // bounds suspect flows only; before the activity measure this was 2).
     s.run(&login);
     s.run(&Packet::tcp4(pool, m, 3333, 45000, LOGIN_REPLY).build());
     s.run(&Packet::tcp4(m, pool, 45000, 3333, SUBMIT).build());
     let samples = s.k.read_samples().unwrap();
-    assert_eq!(samples.len(), 2);
+    assert_eq!(samples.len(), 3);
     assert_eq!(samples[0].frame_len as usize, login.len());
     assert_eq!(samples[0].cap_len as usize, login.len());
     assert_eq!(&samples[0].data[..login.len()], &login[..]);
     assert_eq!(samples[0].ifindex, 1);
-    // Another flow has its own budget; ordinary data is never a candidate.
+    // Another flow's Stratum packet is copied too; ordinary data is never a candidate.
     s.run(&Packet::tcp4(m, pool, 45001, 3333, SUBMIT).build());
     s.run(&Packet::tcp4(m, pool, 45002, 80, b"GET / HTTP/1.1\r\n\r\n").build());
     assert_eq!(s.k.read_samples().unwrap().len(), 1);
@@ -1088,7 +1089,13 @@ fn candidates_are_copied_within_the_per_flow_budget() {
         s.run(&Packet::tcp4(m, ep, 45003, 443, &[0x17, 3, 3, 0, 1, 0]).build());
     }
     assert_eq!(s.k.read_samples().unwrap().len(), 2);
-    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 5);
+    // The same for JSON that is not Stratum on a pool endpoint's flow: 2 of 3.
+    for _ in 0..3 {
+        s.run(&Packet::tcp4(m, ep, 45005, 8080, b"{\"a\":1}\n").build());
+    }
+    assert_eq!(s.k.read_samples().unwrap().len(), 2);
+    // 3 + 1 + 2 + 2 (7 when the budget also bounded Stratum flows).
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 8);
     assert_eq!(s.k.stat(Stat::SamplesLost).unwrap(), 0);
     // A frame longer than a sample keeps its first SAMPLE_BYTES.
     let big = Packet::tcp4(
@@ -1104,6 +1111,108 @@ fn candidates_are_copied_within_the_per_flow_budget() {
     assert_eq!(sample.frame_len as usize, big.len());
     assert_eq!(sample.cap_len as usize, sensor_common::SAMPLE_BYTES);
     assert_eq!(&sample.data[..], &big[..sensor_common::SAMPLE_BYTES]);
+}
+
+/// The activity measure needs every share, job and reply of a Stratum flow: past the budget, and
+/// also the segments the scan does not recognise (plain replies, continuations) once the flow is
+/// in the flow table. They are copied without being counted as Stratum packets.
+#[test]
+fn every_json_packet_of_a_stratum_flow_is_a_candidate_past_the_budget() {
+    use sensor_common::Stat;
+    // The default budget, 8.
+    let mut s = Sensor::with(&format!("[inspect]\ncapture_mode = \"inline\"\n{CONFIG}"));
+    let (m, pool) = (ip("198.18.0.9"), ip("203.0.113.50"));
+    let up = |p: &[u8]| Packet::tcp4(m, pool, 45100, 3333, p).build();
+    let down = |p: &[u8]| Packet::tcp4(pool, m, 3333, 45100, p).build();
+    const OK: &[u8] =
+        b"{\"id\":2,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"status\":\"OK\"}}\n";
+    s.run(&up(&xmrig_login()));
+    s.run(&down(LOGIN_REPLY));
+    // 12 submits, each answered by the pool's plain "OK", which the scan does not recognise.
+    for _ in 0..12 {
+        s.run(&up(SUBMIT));
+        s.run(&down(OK));
+    }
+    // Stratum packets: login, its reply, 12 submits = 14, each in range a (m) from and range b
+    // (pool) to, or the reverse for the reply: a/from 13, b/to 13, a/to 1, b/from 1.
+    assert_eq!(s.stratum(A, DIR_FROM, MONERO), 13);
+    assert_eq!(s.stratum(B, DIR_TO, MONERO), 13);
+    assert_eq!(s.stratum(A, DIR_TO, MONERO), 1);
+    assert_eq!(s.all_stratum(), 28);
+    assert_eq!(s.k.flows().unwrap()[0].1.stratum_packets, 14);
+    // Candidates: the 14 Stratum packets and the 12 replies = 26 (8 under the old budget).
+    let samples = s.k.read_samples().unwrap();
+    assert_eq!(samples.len(), 26);
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 26);
+    let ok = down(OK);
+    assert_eq!(&samples[3].data[..ok.len()], &ok[..]);
+    assert_eq!(&samples[25].data[..ok.len()], &ok[..]);
+
+    // A segment continuing a message (printable, no `{`) on the known flow: a candidate, not a
+    // Stratum packet.
+    s.run(&down(b"\"status\":\"OK\"}}\n"));
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 27);
+    assert_eq!(s.all_stratum(), 28);
+
+    // A Stratum V1 flow (ranges c and b): the subscribe opens it, the plain `result: true` reply
+    // to a submit is a candidate and no Stratum packet.
+    let (v1, p1) = (ip("192.0.2.70"), ip("203.0.113.60"));
+    s.run(
+        &Packet::tcp4(
+            v1,
+            p1,
+            45200,
+            3333,
+            b"{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"cgminer/4.10.0\"]}\n",
+        )
+        .build(),
+    );
+    assert_eq!(s.stratum(C, DIR_FROM, BITCOIN), 1);
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 28);
+    const TRUE: &[u8] = b"{\"id\":4,\"result\":true,\"error\":null}\n";
+    s.run(&Packet::tcp4(p1, v1, 3333, 45200, TRUE).build());
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 29);
+    assert_eq!(s.stratum(C, DIR_TO, BITCOIN), 0);
+    assert_eq!(s.all_stratum(), 30);
+
+    // The same reply, and the same continuation, on flows the table does not know: neither
+    // candidates nor Stratum packets (other ports of the same hosts, and an unwatched pair).
+    s.run(&Packet::tcp4(p1, v1, 3333, 45201, TRUE).build());
+    s.run(&Packet::tcp4(pool, m, 3333, 45101, OK).build());
+    s.run(&Packet::tcp4(pool, m, 3333, 45101, b"\"status\":\"OK\"}}\n").build());
+    s.run(&Packet::tcp4(ip("198.51.100.7"), ip("198.51.100.8"), 3333, 45300, TRUE).build());
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 29);
+    assert_eq!(s.all_stratum(), 30);
+    assert_eq!(s.k.read_samples().unwrap().len(), 3);
+    assert_eq!(s.k.flows().unwrap().len(), 2);
+}
+
+/// Budget 0 turns deep inspection off for Stratum flows too: nothing is handed over, and the
+/// Stratum counting is what it is with inspection on.
+#[test]
+fn budget_zero_hands_over_nothing_of_a_stratum_flow() {
+    use sensor_common::Stat;
+    let mut s = Sensor::with(&format!(
+        "[inspect]\ncapture_mode = \"inline\"\nbudget = 0\n{CONFIG}"
+    ));
+    let (m, pool) = (ip("198.18.0.9"), ip("203.0.113.50"));
+    let up = |p: &[u8]| Packet::tcp4(m, pool, 45100, 3333, p).build();
+    let down = |p: &[u8]| Packet::tcp4(pool, m, 3333, 45100, p).build();
+    s.run(&up(&xmrig_login()));
+    s.run(&down(LOGIN_REPLY));
+    for _ in 0..3 {
+        s.run(&up(SUBMIT));
+        s.run(&down(
+            b"{\"id\":2,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"status\":\"OK\"}}\n",
+        ));
+    }
+    s.run(&down(b"\"status\":\"OK\"}}\n"));
+    // Login, its reply and 3 submits: 5 Stratum packets; replies and continuation: none.
+    assert_eq!(s.stratum(A, DIR_FROM, MONERO), 4);
+    assert_eq!(s.stratum(A, DIR_TO, MONERO), 1);
+    assert_eq!(s.k.flows().unwrap()[0].1.stratum_packets, 5);
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 0);
+    assert!(s.k.read_samples().unwrap().is_empty());
 }
 
 #[test]
