@@ -61,11 +61,13 @@ pub enum ZeroCopyChoice {
     Never,
 }
 
-/// Deep inspection of candidate packets (Stratum signatures, first data packets of suspect flows).
+/// Deep inspection of candidate packets (every JSON packet of a Stratum flow, the first data packets
+/// of suspect flows).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Inspect {
     pub capture_mode: CaptureMode,
-    /// Packets per flow (and per suspect reason) handed to deep inspection; 0 turns it off.
+    /// Packets per suspect flow (and reason) handed to deep inspection; a Stratum flow hands over
+    /// every JSON packet while it is above 0; 0 turns inspection off.
     pub budget: u32,
     /// `inline`: bytes of the kernel's sample ring buffer (a power of two).
     pub sample_ring_bytes: u32,

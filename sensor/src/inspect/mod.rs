@@ -1,5 +1,5 @@
-//! Deep inspection of candidate packets: the kernel program hands over packets with a Stratum
-//! signature and the first data packets of suspect flows (a per-flow budget of them), over AF_XDP
+//! Deep inspection of candidate packets: the kernel program hands over every JSON packet of a
+//! Stratum flow and the first data packets of suspect flows (a per-flow budget of them), over AF_XDP
 //! (`tap`) or as copies in a ring buffer (`inline`); here their Stratum JSON is parsed
 //! (`deep`) and each miner login is counted by range, coin and agent family.
 //!
