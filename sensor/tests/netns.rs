@@ -907,6 +907,54 @@ fn live_path_end_to_end() {
         ),
         2.0
     );
+    // Shares (contract.md: shares_total, share_hashes_total). Each xmrig session submits 3 shares
+    // for job 311 of its login reply, whose target f3220000 (t = 0x22f3 = 8,947) is 480,045 hashes
+    // a share: (2^32-1) / 8,947 = 480,045, T = (2^64-1) / 480,045, (2^64-1) / T = 480,045. The pool
+    // answers each OK: 6 accepted, 6 x 480,045 = 2,880,270 hashes. cpuminer submits one share for
+    // job bf, answered true; no mining.set_difficulty came (its subscribe reply only names the
+    // subscription), so it counts without hashes, its coin unknown (login "worker1").
+    let monero = [("coin", "monero"), ("range", h)];
+    let unknown = [("coin", "unknown"), ("range", h)];
+    for (name, labels, want) in [
+        (
+            "mining_sensor_shares_total",
+            [&monero[..], &[("result", "accepted")]].concat(),
+            6.0,
+        ),
+        (
+            "mining_sensor_share_hashes_total",
+            monero.to_vec(),
+            2_880_270.0,
+        ),
+        (
+            "mining_sensor_shares_total",
+            [&unknown[..], &[("result", "accepted")]].concat(),
+            1.0,
+        ),
+        (
+            "mining_sensor_shares_unknown_difficulty_total",
+            unknown.to_vec(),
+            1.0,
+        ),
+    ] {
+        assert_eq!(
+            wait_for(&t.vantage, SENSOR_PORT, name, &labels, want, settle),
+            want,
+            "{name} {labels:?}"
+        );
+    }
+    // Every monero share was answered: none rejected, none unknown.
+    let m = samples(&http_get(&t.vantage, SENSOR_PORT, "/metrics"));
+    let unanswered: f64 = m
+        .iter()
+        .filter(|((n, l), _)| {
+            n == "mining_sensor_shares_total"
+                && l.get("coin").map(String::as_str) == Some("monero")
+                && l.get("result").map(String::as_str) != Some("accepted")
+        })
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(unanswered, 0.0);
     let metrics_text = http_get(&t.vantage, SENSOR_PORT, "/metrics");
     assert!(!metrics_text.contains(WALLET), "a wallet in /metrics");
     let mut suspects: Vec<(String, u64)> = events
