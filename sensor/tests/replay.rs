@@ -669,7 +669,9 @@ fn live_miner(pool: std::net::SocketAddr) {
             w.write_all(KEEPALIVE).unwrap();
             expect("KEEPALIVED");
         }
-        w.write_all(SUBMIT).unwrap();
+        // Each share its own nonce (a miner never sends one twice), the same length as SUBMIT's.
+        let share = String::from_utf8_lossy(SUBMIT).replace("b8000000", &format!("b80000{n:02x}"));
+        w.write_all(share.as_bytes()).unwrap();
         expect("\"OK\"");
         if n % JOB_EVERY == 0 {
             expect("\"job\"");
@@ -822,6 +824,26 @@ fn a_live_session_captured_and_rewritten_to_kp_replays_exactly() {
             &[("range", "kp"), ("coin", "monero"), ("agent", "xmrig")]
         ),
         1
+    );
+    // Shares: every submit answers job 1 of the login reply, target b88d0600, 10,000 hashes a share
+    // ((2^32-1) / 0x68db8 = 10,000; T = (2^64-1) / 10,000; (2^64-1) / T = 10,000), and the pool
+    // answers each OK: 12 accepted, 120,000 hashes, as the live path counts them.
+    let kp_monero = [("range", "kp"), ("coin", "monero")];
+    assert_eq!(
+        total(
+            &r,
+            "mining_sensor_shares_total",
+            &[&kp_monero[..], &[("result", "accepted")]].concat()
+        ),
+        u64::from(SUBMITS)
+    );
+    assert_eq!(
+        total(&r, "mining_sensor_shares_total", &[]),
+        u64::from(SUBMITS)
+    );
+    assert_eq!(
+        total(&r, "mining_sensor_share_hashes_total", &kp_monero),
+        u64::from(SUBMITS) * 10_000
     );
     // Messages each way: the miner's, and the pool's (an OK per submit besides the signatures).
     let messages = [
