@@ -10,6 +10,9 @@
 //! - `*_1m_ns`: the same with 1,000,000 watched IPv4 prefixes loaded besides `kp`;
 //! - `*_bpf_loop_ns`: the login, the share and the DNS query through the program's build for
 //!   kernels before 6.9 (`sensor_compat`, whose loops are `bpf_loop` callbacks), the same way;
+//! - `stratum_submit_copied_ns`: the share as a live flow's shares go, handed to deep inspection
+//!   (copied into the sample ring, which is drained between batches of 100 runs; see
+//!   `per_packet_copied`), and its `_baseline_ns` run the same way;
 //! - `stratum_login_new_flow_ns`: the login as the first packet of its flow, one run per sample
 //!   (see `per_packet_first`), and its `_baseline_ns` run the same way;
 //! - `veth_throughput_ratio`: packets per second received on a veth with the sensor attached in
@@ -133,6 +136,11 @@ fn main() {
         let (s, b) = per_packet(&mut k, &frame, &o);
         fig.insert(format!("{name}_ns"), s);
         fig.insert(format!("{name}_baseline_ns"), b);
+        if name == "stratum_submit" {
+            let (s, b) = per_packet_copied(&mut k, &mut rings, &frame, &o);
+            fig.insert("stratum_submit_copied_ns".into(), s);
+            fig.insert("stratum_submit_copied_baseline_ns".into(), b);
+        }
         if name == "unwatched_tcp" {
             fig.insert("xdp_pass_baseline_ns".into(), b);
         }
@@ -304,6 +312,16 @@ fn main() {
             over("stratum_login_ns", "stratum_login_baseline_ns"),
             "<=",
             250.0,
+        ),
+        (
+            "Stratum share handed to inspection (copied) over XDP_PASS (ns)",
+            "stratum_submit_copied_ns - stratum_submit_copied_baseline_ns",
+            over(
+                "stratum_submit_copied_ns",
+                "stratum_submit_copied_baseline_ns",
+            ),
+            "<=",
+            500.0,
         ),
         (
             "unwatched traffic, 1M prefixes, over XDP_PASS (ns)",

@@ -71,6 +71,51 @@ pub(crate) fn per_packet_first(
     (median(sensor), median(base))
 }
 
+/// Median ns/packet of the sensor and of the baseline over `frame` when every run hands the packet
+/// over, as a live Stratum flow's shares are (inline mode: a copy into the sample ring). The flow
+/// exists already; runs go in batches of `COPIED_BATCH`, the rings drained after each so that no
+/// copy finds the ring full (with nobody reading it, `per_packet` mostly measures that path).
+pub(crate) fn per_packet_copied(
+    k: &mut Kernel,
+    rings: &mut [aya::maps::RingBuf<aya::maps::MapData>],
+    frame: &[u8],
+    o: &Opts,
+) -> (f64, f64) {
+    // 100 samples of at most 1,536 bytes each: a tenth of the 1 MiB sample ring.
+    const COPIED_BATCH: u32 = 100;
+    let batches = if o.quick { 300 } else { 2_000 };
+    let drain = |rings: &mut [aya::maps::RingBuf<aya::maps::MapData>]| {
+        let mut n = 0;
+        for r in rings.iter_mut() {
+            while r.next().is_some() {
+                n += 1;
+            }
+        }
+        n
+    };
+    drain(rings);
+    let mut sensor = Vec::new();
+    let mut base = Vec::new();
+    for i in 0..batches {
+        sensor.push(
+            k.test_run_repeat(frame, COPIED_BATCH, false)
+                .unwrap()
+                .as_nanos() as f64,
+        );
+        assert_eq!(
+            drain(rings),
+            COPIED_BATCH,
+            "batch {i}: a run was not copied"
+        );
+        base.push(
+            k.test_run_repeat(frame, COPIED_BATCH, true)
+                .unwrap()
+                .as_nanos() as f64,
+        );
+    }
+    (median(sensor), median(base))
+}
+
 /// Median ns/packet of the sensor and of the baseline over `frame`, interleaved run by run.
 pub(crate) fn per_packet(k: &mut Kernel, frame: &[u8], o: &Opts) -> (f64, f64) {
     let mut sensor = Vec::new();
