@@ -214,28 +214,11 @@ impl Inspector {
                 m.agent = note.agent.clone();
             }
 
-            let ranges = (ranges_of(t.src) | ranges_of(t.dst)) & RANGE_MASK;
-            let mut names: Vec<String> = (0..MAX_RANGES)
-                .filter(|id| ranges & (1 << id) != 0)
-                .filter_map(&range_name)
-                .collect();
-            if names.is_empty() {
-                names.push(UNWATCHED.to_string());
-            }
+            let names = range_labels(&t, &ranges_of, &range_name);
             out.push(self.count(&m, &names, &t, path, iface, now, wall));
         }
         // The ranges (a map lookup per endpoint) only for a payload that says something of work.
-        let names = (!work.is_empty()).then(|| {
-            let ranges = (ranges_of(t.src) | ranges_of(t.dst)) & RANGE_MASK;
-            let mut names: Vec<String> = (0..MAX_RANGES)
-                .filter(|id| ranges & (1 << id) != 0)
-                .filter_map(&range_name)
-                .collect();
-            if names.is_empty() {
-                names.push(UNWATCHED.to_string());
-            }
-            names
-        });
+        let names = (!work.is_empty()).then(|| range_labels(&t, &ranges_of, &range_name));
         self.activity(id, &messages, work, names, now);
         out
     }
@@ -477,6 +460,23 @@ fn count_results(metrics: &Metrics, note: &FlowNote, resolved: &[Resolved<FlowId
                 .inc();
         }
     }
+}
+
+/// The `range` labels of a packet: every watched range of either endpoint, or `unwatched`.
+fn range_labels(
+    t: &frame::Transport<'_>,
+    ranges_of: &impl Fn(IpAddr) -> u64,
+    range_name: &impl Fn(usize) -> Option<String>,
+) -> Vec<String> {
+    let ranges = (ranges_of(t.src) | ranges_of(t.dst)) & RANGE_MASK;
+    let mut names: Vec<String> = (0..MAX_RANGES)
+        .filter(|id| ranges & (1 << id) != 0)
+        .filter_map(range_name)
+        .collect();
+    if names.is_empty() {
+        names.push(UNWATCHED.to_string());
+    }
+    names
 }
 
 #[cfg(test)]
