@@ -243,9 +243,7 @@ pub struct FlowState {
     pub stratum_packets: u32,
     /// `stratum::Dialect` as u8.
     pub dialect: u8,
-    /// Stratum packets of the flow handed to deep inspection so far, saturating at 255.
-    pub inspected: u8,
-    pub _pad: [u8; 2],
+    pub _pad: [u8; 3],
 }
 
 /// `reason` label of `mining_sensor_suspect_flows_total`: signals of mining without readable

@@ -65,15 +65,13 @@ fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin:
     let budget = inspect_budget();
     let mut candidate = 0;
     let (dialect, new_flow) = match existing {
-        // SAFETY: LRU map value; concurrent updates of these statistics may race harmlessly (at
-        // worst one packet more is inspected).
+        // SAFETY: LRU map value; concurrent updates of these statistics may race harmlessly.
         Some(state) => unsafe {
             (*state).last_seen_ns = now;
             (*state).stratum_packets += 1;
             // Every Stratum packet of a known flow is a candidate (the activity measure needs
             // every share, job and reply); the budget only bounds suspect flows.
             if budget > 0 {
-                (*state).inspected = (*state).inspected.saturating_add(1);
                 candidate = CANDIDATE;
             }
             // A flow keeps the dialect of its first Stratum packet (EthereumStratum pools push
@@ -88,8 +86,7 @@ fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin:
                 ranges: src_ranges | dst_ranges,
                 stratum_packets: 1,
                 dialect: d - 1,
-                inspected: take as u8,
-                _pad: [0; 2],
+                _pad: [0; 3],
             };
             if take {
                 candidate = CANDIDATE;
