@@ -11,14 +11,14 @@ use mining_sensor::{
         ledger::Ledger,
         wire::{Signal, signals},
     },
-    inspect::deep::objects,
+    inspect::deep::read,
 };
 
 fuzz_target!(|data: &[u8]| {
     let mut ledger = Ledger::new();
     let (mut submitted, mut resolved) = (0usize, 0usize);
     let mut overflow = Vec::new();
-    for (i, obj) in objects(data).iter().enumerate() {
+    for (i, obj) in read(data).1.iter().enumerate() {
         let now = Duration::from_secs(i as u64);
         for s in signals(obj) {
             match s {

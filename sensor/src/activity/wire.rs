@@ -1,7 +1,7 @@
 //! What a Stratum message says about work: the shares a miner submits, the jobs and difficulties
 //! a pool sets, the pool's verdicts, and the rate a miner reports of itself.
 //!
-//! Read from one complete JSON object (`inspect::deep::objects` frames a payload), whatever its
+//! Read from one complete JSON object (`inspect::deep::read` frames a payload), whatever its
 //! dialect; a message that says none of these yields nothing:
 //! - Monero: `submit` (`params.job_id`, `params.nonce`); a `job` push (`params.job_id`,
 //!   `params.target`) and a login reply's `result.job`: a job at the target's difficulty; a reply

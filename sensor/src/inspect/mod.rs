@@ -182,9 +182,10 @@ impl Inspector {
         if t.payload.is_empty() {
             return Vec::new();
         }
-        let messages = deep::inspect(t.payload);
-        // What the payload says of work; the pool's replies are no Stratum message to `inspect`.
-        let work: Vec<Signal> = deep::objects(t.payload).iter().flat_map(signals).collect();
+        // The Stratum messages, and what the payload says of work (the pool's replies are no
+        // Stratum message), from one parse.
+        let (messages, objects) = deep::read(t.payload);
+        let work: Vec<Signal> = objects.iter().flat_map(signals).collect();
         if messages.is_empty() && work.is_empty() {
             return Vec::new();
         }

@@ -25,17 +25,18 @@ pub fn inspect(payload: &[u8]) -> Vec<Message> {
     out
 }
 
-/// The complete JSON objects of a payload, framed as [`inspect`] frames them (the same traps
-/// yield none); a truncated last message is left out. For readers that need every field of a
-/// message, whatever it is (the pool's replies, which name no method).
-pub fn objects(payload: &[u8]) -> Vec<Map<String, Value>> {
-    let mut out = Vec::new();
+/// In one pass over a payload: what [`inspect`] returns, and its complete JSON objects (the same
+/// traps yield none; a truncated last message is left out), for readers that need every field of
+/// a message, whatever it is (the pool's replies, which name no method).
+pub fn read(payload: &[u8]) -> (Vec<Message>, Vec<Map<String, Value>>) {
+    let (mut messages, mut objects) = (Vec::new(), Vec::new());
     each_object(payload, |obj, cut| {
+        messages.extend(classify(&obj, cut));
         if cut.is_none() {
-            out.push(obj);
+            objects.push(obj);
         }
     });
-    out
+    (messages, objects)
 }
 
 /// Calls `f` with each JSON object of `payload`, and with its [`Cut`] if it is a repaired

@@ -34,7 +34,7 @@ pub use sensor_common::stratum::Dialect;
 pub use self::{
     agent::Agent,
     coin::Coin,
-    framing::{inspect, objects},
+    framing::{inspect, read},
     hash::login_hash,
 };
 
