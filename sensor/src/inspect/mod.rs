@@ -363,7 +363,11 @@ impl Inspector {
     fn forget_oldest_half(&mut self) {
         let mut times: Vec<Instant> = self.seen.values().map(|n| n.at).collect();
         times.sort_unstable();
-        let cut = times[times.len() / 2];
+        self.forget_until(times[times.len() / 2]);
+    }
+
+    /// Forgets every flow last seen at or before `cut` (see [`Self::forget`]).
+    fn forget_until(&mut self, cut: Instant) {
         let old: Vec<FlowId> = self
             .seen
             .iter()
@@ -387,15 +391,8 @@ impl Inspector {
         if entries < MAX_DISTINCT {
             self.distinct_full_warned = false;
         }
-        let stale = now.checked_sub(window);
-        let old: Vec<FlowId> = self
-            .seen
-            .iter()
-            .filter(|(_, n)| stale.is_some_and(|s| n.at <= s))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &old {
-            self.forget(id);
+        if let Some(stale) = now.checked_sub(window) {
+            self.forget_until(stale);
         }
         self.publish_distinct();
         // Shares unanswered for 30 s: unknown.
