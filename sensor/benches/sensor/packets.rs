@@ -64,11 +64,20 @@ pub(crate) fn per_packet_first(
         base.push(k.test_run_repeat(frame, 1, true).unwrap().as_nanos() as f64);
         // Each run made its flow: the next one is new again.
         assert_eq!(k.clear_flows().unwrap(), 1, "sample {i} made no flow");
-        for r in rings.iter_mut() {
-            while r.next().is_some() {}
-        }
+        drain(rings);
     }
     (median(sensor), median(base))
+}
+
+/// Reads every record waiting in `rings`; returns how many there were.
+fn drain(rings: &mut [aya::maps::RingBuf<aya::maps::MapData>]) -> u32 {
+    let mut n = 0;
+    for r in rings.iter_mut() {
+        while r.next().is_some() {
+            n += 1;
+        }
+    }
+    n
 }
 
 /// Median ns/packet of the sensor and of the baseline over `frame` when every run hands the packet
@@ -84,15 +93,6 @@ pub(crate) fn per_packet_copied(
     // 100 samples of at most 1,536 bytes each: a tenth of the 1 MiB sample ring.
     const COPIED_BATCH: u32 = 100;
     let batches = if o.quick { 300 } else { 2_000 };
-    let drain = |rings: &mut [aya::maps::RingBuf<aya::maps::MapData>]| {
-        let mut n = 0;
-        for r in rings.iter_mut() {
-            while r.next().is_some() {
-                n += 1;
-            }
-        }
-        n
-    };
     drain(rings);
     let mut sensor = Vec::new();
     let mut base = Vec::new();
