@@ -114,6 +114,47 @@ pub const fn stratum_index(range: usize, dir: usize, dialect: usize) -> u32 {
     ((range * DIRS + dir) * stratum::DIALECTS + dialect) as u32
 }
 
+/// Configured neighbours (`[[peers]]`) at most: the bound on the `peer` label's values (plus
+/// `other`). Peer index 0 is `other`, configured neighbours are 1..=`MAX_PEERS`.
+pub const MAX_PEERS: usize = 16;
+/// Peer indexes: `other` and the configured neighbours.
+pub const PEER_SLOTS: usize = MAX_PEERS + 1;
+/// Peer index of traffic from or to no configured neighbour (`peer="other"`).
+pub const PEER_OTHER: usize = 0;
+/// Ethernet addresses and VLAN IDs of all neighbours together at most: the size of `PEERS`.
+pub const MAX_PEER_KEYS: usize = 1024;
+
+/// Cells of the per-CPU `PEER_TRAFFIC` array: range x direction x peer index. Watched ranges
+/// only (no interface, no unwatched slot): the `peer` label splits a range's traffic, not a link's.
+pub const PEER_CELLS: usize = MAX_RANGES * DIRS * PEER_SLOTS;
+
+#[inline(always)]
+pub const fn peer_index(range: usize, dir: usize, peer: usize) -> u32 {
+    ((range * DIRS + dir) * PEER_SLOTS + peer) as u32
+}
+
+/// Key of `PEERS` for a VLAN ID: this bit set over the 12-bit ID. Ethernet-address keys never
+/// have it (an address takes the low 48 bits).
+pub const PEER_KEY_VLAN: u64 = 1 << 48;
+
+/// Key of `PEERS` for an Ethernet address: its six bytes, first byte most significant.
+#[inline(always)]
+pub const fn peer_key_mac(mac: [u8; 6]) -> u64 {
+    u64::from_be_bytes([0, 0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]])
+}
+
+/// Key of `PEERS` for a VLAN ID (the tag's low 12 bits).
+#[inline(always)]
+pub const fn peer_key_vlan(tci: u16) -> u64 {
+    PEER_KEY_VLAN | (tci & 0x0fff) as u64
+}
+
+/// `PEER_KINDS` bits: some neighbour is known by an Ethernet address / by a VLAN ID. The kernel
+/// program looks up only the kinds configured, so a configuration without `[[peers]]` pays no
+/// lookup at all.
+pub const PEER_KIND_MAC: u32 = 1;
+pub const PEER_KIND_VLAN: u32 = 2;
+
 /// Why a packet was passed without being counted, or what the parser noticed on the way. Indexes of
 /// the per-CPU `PARSE` array; the agent exports them as `mining_sensor_parse_events_total{reason}`.
 #[repr(u32)]
@@ -457,6 +498,9 @@ mod tests {
         assert_eq!(STRATUM_CELLS, 384);
         assert_eq!(suspect_index(63, 1, 3), 511);
         assert_eq!(SUSPECT_CELLS, 512);
+        // 63 ranges x 2 directions x (16 neighbours + other) = 2,142 peer cells.
+        assert_eq!(peer_index(62, 1, 16), 2_141);
+        assert_eq!(PEER_CELLS, 2_142);
         assert_eq!(ParseEvent::FlowInsertFailed as usize, 16);
         assert_eq!(ParseEvent::COUNT, 17);
     }
@@ -487,6 +531,21 @@ mod tests {
             ],
             [0, 1, 2, 3]
         );
+    }
+
+    #[test]
+    fn peer_keys_of_addresses_and_vlans_never_collide() {
+        // 02:00:5e:10:00:01 is 0x0200_5e10_0001 (first byte most significant); VLAN 100 is
+        // 0x64 over bit 48, and the tag's priority bits (0xe000) are not part of the ID.
+        assert_eq!(
+            peer_key_mac([0x02, 0x00, 0x5e, 0x10, 0x00, 0x01]),
+            0x0200_5e10_0001
+        );
+        assert_eq!(peer_key_vlan(100), 0x1_0000_0000_0064);
+        assert_eq!(peer_key_vlan(0xe000 | 100), 0x1_0000_0000_0064);
+        // The largest address stays below the VLAN bit.
+        assert_eq!(peer_key_mac([0xff; 6]), 0xffff_ffff_ffff);
+        assert!(peer_key_mac([0xff; 6]) < PEER_KEY_VLAN);
     }
 
     #[test]

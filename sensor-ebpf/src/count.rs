@@ -1,22 +1,24 @@
 //! Counting: the interface slot, the watched-range lookup (filter bitmap, then the LPM tries), and
-//! the per-range traffic, Stratum and suspect counters, as BPF global functions.
+//! the per-range traffic (per interface, and per neighbour: `peer_of`), Stratum and suspect
+//! counters, as BPF global functions.
 
 use aya_ebpf::{
     maps::{Array, PerCpuArray, lpm_trie::Key},
     programs::XdpContext,
 };
 use sensor_common::{
-    DIR_FROM, DIR_TO, FILTER_V4_ALL, FILTER_V6_ALL, IFINDEX_DIRECT, MAX_IFACE_SLOTS, MAX_RANGES,
-    ParseEvent, Reason, UNWATCHED_SLOT, filter_bit_v4, filter_bit_v6, stratum, stratum_index,
-    suspect_index, traffic_index,
+    Counter, DIR_FROM, DIR_TO, ETH_P_8021AD, ETH_P_8021Q, ETH_P_QINQ_LEGACY, FILTER_V4_ALL,
+    FILTER_V6_ALL, IFINDEX_DIRECT, MAX_IFACE_SLOTS, MAX_RANGES, PEER_KIND_MAC, PEER_KIND_VLAN,
+    PEER_OTHER, PEER_SLOTS, ParseEvent, Reason, UNWATCHED_SLOT, filter_bit_v4, filter_bit_v6,
+    peer_index, peer_key_mac, peer_key_vlan, stratum, stratum_index, suspect_index, traffic_index,
 };
 
 use crate::{
     maps::{
-        FILTER, FILTER_FLAGS, IFINDEX_SLOTS, IFINDEX_SLOTS_HIGH, RANGES_V4, RANGES_V6,
-        STRATUM_FLOWS, STRATUM_PACKETS, SUSPECT_FLOWS, TRAFFIC, bump,
+        FILTER, FILTER_FLAGS, IFINDEX_SLOTS, IFINDEX_SLOTS_HIGH, PEER_KINDS, PEER_TRAFFIC, PEERS,
+        RANGES_V4, RANGES_V6, STRATUM_FLOWS, STRATUM_PACKETS, SUSPECT_FLOWS, TRAFFIC, bump,
     },
-    parse::Ip,
+    parse::{Ip, ptr_at},
     replay::ingress,
 };
 
@@ -107,14 +109,57 @@ fn lowest_bit(x: u64) -> usize {
     (v.wrapping_mul(0x0101_0101_0101_0101) >> 56) as usize
 }
 
+/// The neighbour a watched packet came from (`DIR_FROM`: the frame's source address) or is handed
+/// to (`DIR_TO`: its destination address), as a peer index; `PEER_OTHER` when none is configured
+/// for it. The outermost VLAN tag decides first: a tag names the link the frame crossed, while one
+/// router's address can appear on several links (subinterfaces of one port). Called for watched
+/// packets only, and only for the kinds of key configured.
+#[inline(always)]
+pub(crate) fn peer_of(ctx: &XdpContext, dir: usize) -> u64 {
+    let kinds = PEER_KINDS.get(0).copied().unwrap_or(0);
+    if kinds == 0 {
+        return PEER_OTHER as u64;
+    }
+    // A watched packet passed the IP header walk, so the frame holds at least these 16 bytes.
+    let Ok(h) = ptr_at::<[u8; 16]>(ctx, 0) else {
+        return PEER_OTHER as u64;
+    };
+    // SAFETY: bounds checked by ptr_at.
+    let h = unsafe { &*h };
+    if kinds & PEER_KIND_VLAN != 0 {
+        let ethertype = u16::from_be_bytes([h[12], h[13]]);
+        if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD || ethertype == ETH_P_QINQ_LEGACY {
+            let key = peer_key_vlan(u16::from_be_bytes([h[14], h[15]]));
+            // SAFETY: the value is a plain u32 copied out at once.
+            if let Some(p) = unsafe { PEERS.get(key) } {
+                return *p as u64;
+            }
+        }
+    }
+    if kinds & PEER_KIND_MAC != 0 {
+        let mac = if dir == DIR_FROM {
+            [h[6], h[7], h[8], h[9], h[10], h[11]]
+        } else {
+            [h[0], h[1], h[2], h[3], h[4], h[5]]
+        };
+        // SAFETY: as above.
+        if let Some(p) = unsafe { PEERS.get(peer_key_mac(mac)) } {
+            return *p as u64;
+        }
+    }
+    PEER_OTHER as u64
+}
+
 /// A BPF *global* function (exported, scalar arguments): the verifier checks it once on its own.
 /// Inlined, the loop over range bits made `ranges` precise and multiplied the states every later
-/// instruction was verified in.
+/// instruction was verified in. Counts the packet per interface and range, and per range and
+/// neighbour (`peer`, see `peer_of`).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn count_traffic(slot: u64, ranges: u64, dir: u64, bytes: u64) -> u64 {
+pub extern "C" fn count_traffic(slot: u64, ranges: u64, dir: u64, bytes: u64, peer: u64) -> u64 {
     let slot = slot as usize % MAX_IFACE_SLOTS;
     let dir = dir as usize % 2;
+    let peer = peer as usize % PEER_SLOTS;
     let mut ranges = ranges;
     for _ in 0..MAX_RANGES {
         if ranges == 0 {
@@ -122,15 +167,21 @@ pub extern "C" fn count_traffic(slot: u64, ranges: u64, dir: u64, bytes: u64) ->
         }
         let r = lowest_bit(ranges);
         ranges &= ranges - 1;
-        if let Some(c) = TRAFFIC.get_ptr_mut(traffic_index(slot, r, dir)) {
-            // SAFETY: per-CPU cell, no concurrent writer on this CPU.
-            unsafe {
-                (*c).packets += 1;
-                (*c).bytes += bytes;
-            }
-        }
+        add_counter(&TRAFFIC, traffic_index(slot, r, dir), bytes);
+        add_counter(&PEER_TRAFFIC, peer_index(r, dir, peer), bytes);
     }
     0
+}
+
+#[inline(always)]
+fn add_counter(map: &PerCpuArray<Counter>, index: u32, bytes: u64) {
+    if let Some(c) = map.get_ptr_mut(index) {
+        // SAFETY: per-CPU cell, no concurrent writer on this CPU.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += bytes;
+        }
+    }
 }
 
 /// Calls `f(range, direction)` for each range in the source (`from`) and destination (`to`) sets,

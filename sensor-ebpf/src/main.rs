@@ -3,7 +3,8 @@
 //! Per packet: parse Ethernet, up to `MAX_VLAN_TAGS` 802.1Q/802.1ad tags, IPv4 (options) or IPv6
 //! (extension headers), then TCP/UDP; look up source and destination in the watched-range LPM tries
 //! (the value is the set of configured ranges containing the address), count packets and IP bytes
-//! per interface slot, range and direction; on TCP payloads run the Stratum scanner from
+//! per interface slot, range and direction, and (watched packets only) per range, direction and
+//! neighbour, the one named by the frame's outermost VLAN tag or Ethernet address; on TCP payloads run the Stratum scanner from
 //! `sensor-common` and count Stratum packets and, once per flow, Stratum flows.
 //!
 //! Candidates for deep inspection (every packet of a known Stratum flow that may carry JSON, for
@@ -39,7 +40,7 @@ use sensor_common::{DIR_FROM, DIR_TO, POOL_BIT, ParseEvent, RANGE_MASK, Reason, 
 
 use crate::{
     capture::capture,
-    count::{count_traffic, iface_slot, lookup_ranges},
+    count::{count_traffic, iface_slot, lookup_ranges, peer_of},
     maps::{SCRATCH, bump, inspect_budget, replay_batch},
     parse::{IPPROTO_TCP, IPPROTO_UDP, Ip, byte, load_window, parse_ip, ptr_at},
     replay::{ingress, replay_enter, replay_next},
@@ -137,10 +138,12 @@ fn try_sensor<const COMPAT: bool>(ctx: &XdpContext) -> Result<bool, ()> {
     let pool = (src_found | dst_found) & POOL_BIT != 0;
     let (src_ranges, dst_ranges) = (src_found & RANGE_MASK, dst_found & RANGE_MASK);
     if src_ranges != 0 {
-        count_traffic(slot as u64, src_ranges, DIR_FROM as u64, ip.bytes);
+        let peer = peer_of(ctx, DIR_FROM);
+        count_traffic(slot as u64, src_ranges, DIR_FROM as u64, ip.bytes, peer);
     }
     if dst_ranges != 0 {
-        count_traffic(slot as u64, dst_ranges, DIR_TO as u64, ip.bytes);
+        let peer = peer_of(ctx, DIR_TO);
+        count_traffic(slot as u64, dst_ranges, DIR_TO as u64, ip.bytes, peer);
     }
 
     if ip.l4 == 0 {

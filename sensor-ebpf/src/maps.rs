@@ -7,14 +7,26 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf, XskMap},
 };
 use sensor_common::{
-    Counter, FILTER_WORDS, FlowKey, FlowState, IFINDEX_DIRECT, MAX_IFACE_SLOTS, MAX_QUEUES,
-    POOL_PORT_WORDS, ParseEvent, ReplayHeader, STRATUM_CELLS, SUSPECT_CELLS, Stat, SuspectKey,
-    TRAFFIC_CELLS, dns, stratum,
+    Counter, FILTER_WORDS, FlowKey, FlowState, IFINDEX_DIRECT, MAX_IFACE_SLOTS, MAX_PEER_KEYS,
+    MAX_QUEUES, PEER_CELLS, POOL_PORT_WORDS, ParseEvent, ReplayHeader, STRATUM_CELLS,
+    SUSPECT_CELLS, Stat, SuspectKey, TRAFFIC_CELLS, dns, stratum,
 };
 
 #[map]
 pub(crate) static TRAFFIC: PerCpuArray<Counter> =
     PerCpuArray::with_max_entries(TRAFFIC_CELLS as u32, 0);
+/// Watched traffic per range, direction and neighbour (`sensor_common::peer_index`).
+#[map]
+pub(crate) static PEER_TRAFFIC: PerCpuArray<Counter> =
+    PerCpuArray::with_max_entries(PEER_CELLS as u32, 0);
+/// The configured neighbours: `sensor_common::peer_key_mac` / `peer_key_vlan` -> peer index
+/// (1..=`MAX_PEERS`), written by the agent.
+#[map]
+pub(crate) static PEERS: HashMap<u64, u32> = HashMap::with_max_entries(MAX_PEER_KEYS as u32, 0);
+/// `PEER_KIND_MAC` / `PEER_KIND_VLAN`: which kinds of key `PEERS` holds (written by the agent
+/// after the keys, cleared before they go).
+#[map]
+pub(crate) static PEER_KINDS: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 pub(crate) static STRATUM_PACKETS: PerCpuArray<u64> =
     PerCpuArray::with_max_entries(STRATUM_CELLS as u32, 0);

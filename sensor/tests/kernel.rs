@@ -1519,3 +1519,166 @@ fn replay_batches_count_what_single_runs_count() {
         assert_eq!(a.data[..a.cap_len as usize], b.data[..b.cap_len as usize]);
     }
 }
+
+/// Neighbours of the peer tests: two routers, each also reachable over a VLAN of its own.
+const TT: [u8; 6] = [0x02, 0x00, 0x5e, 0x10, 0x00, 0x01];
+const CU: [u8; 6] = [0x02, 0x00, 0x5e, 0x10, 0x00, 0x02];
+/// Addresses no neighbour has: the vantage side's hosts and a third router.
+const HOST: [u8; 6] = [0x02, 0x00, 0x5e, 0x20, 0x00, 0x09];
+const STRANGER: [u8; 6] = [0x02, 0x00, 0x5e, 0x30, 0x00, 0x07];
+const PEERS_TT: &str = "[[peers]]\nname = \"tt\"\nmacs = [\"02:00:5e:10:00:01\"]\nvlans = [100]\n";
+const PEERS_CU: &str = "[[peers]]\nname = \"cu\"\nmacs = [\"02:00:5e:10:00:02\"]\nvlans = [200]\n";
+/// Peer indexes as `Kernel::configure` numbers them: position in the file + 1; 0 is `other`.
+const OTHER: usize = 0;
+
+impl Sensor {
+    fn peer(&self, range: usize, dir: usize, peer: usize) -> (u64, u64) {
+        let c = self.k.peer_cell(range, dir, peer).unwrap();
+        (c.packets, c.bytes)
+    }
+
+    /// Per range and direction, the neighbours' cells add up to the range's traffic cell.
+    fn assert_peers_add_up(&self) {
+        for r in [A, B, C] {
+            for d in [DIR_FROM, DIR_TO] {
+                let sum = (0..sensor_common::PEER_SLOTS)
+                    .map(|p| self.peer(r, d, p))
+                    .fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1));
+                assert_eq!(sum, self.traffic(r, d), "range {r} direction {d}");
+            }
+        }
+    }
+}
+
+#[test]
+fn peers_split_a_ranges_traffic_by_address_and_outer_vlan() {
+    let mut s = Sensor::with(&format!("{CONFIG}{PEERS_TT}{PEERS_CU}"));
+    let (tt, cu) = (1, 2);
+    let (c, out) = (ip("192.0.2.10"), ip("198.51.100.7"));
+    // From c, delivered by tt's router: UDP, 20 + 8 + 100 = 128 IP bytes.
+    s.run(
+        &Packet::udp4(c, out, 5000, 53, &[1; 100])
+            .macs(TT, HOST)
+            .build(),
+    );
+    assert_eq!(s.peer(C, DIR_FROM, tt), (1, 128));
+    // To c, handed to cu's router (the destination address decides): 20 + 8 + 50 = 78.
+    s.run(
+        &Packet::udp4(out, c, 53, 5000, &[1; 50])
+            .macs(TT, CU)
+            .build(),
+    );
+    assert_eq!(s.peer(C, DIR_TO, cu), (1, 78));
+    // The outermost VLAN decides before the address: cu's router on tt's VLAN 100 is tt.
+    // TCP, 20 + 20 + 10 = 50.
+    let tcp = Packet::tcp4(c, out, 40000, 443, &[2; 10]);
+    s.run(&tcp.clone().macs(CU, HOST).vlan(0x8100, 100).build());
+    assert_eq!(s.peer(C, DIR_FROM, tt), (2, 178));
+    // Nested tags: only the outermost counts. Outer 200 (cu) over inner 100 (tt): cu.
+    s.run(
+        &tcp.clone()
+            .macs(TT, HOST)
+            .vlan(0x88a8, 200)
+            .vlan(0x8100, 100)
+            .build(),
+    );
+    assert_eq!(s.peer(C, DIR_FROM, cu), (1, 50));
+    // Outer 300 (no neighbour's) over inner 200 (cu's), from a stranger's address: the inner
+    // tag is not looked at and the address is nobody's, so `other`.
+    s.run(
+        &tcp.clone()
+            .macs(STRANGER, HOST)
+            .vlan(0x88a8, 300)
+            .vlan(0x8100, 200)
+            .build(),
+    );
+    assert_eq!(s.peer(C, DIR_FROM, OTHER), (1, 50));
+    // An unconfigured outer VLAN falls back to the address: 300 over tt's address is tt.
+    s.run(&tcp.clone().macs(TT, HOST).vlan(0x8100, 300).build());
+    assert_eq!(s.peer(C, DIR_FROM, tt), (3, 228));
+    // A frame from a neighbour nobody configured: `other`.
+    s.run(&tcp.clone().macs(STRANGER, HOST).build());
+    assert_eq!(s.peer(C, DIR_FROM, OTHER), (2, 100));
+    // Both directions in one packet: 198.18.1.5 is in a and b (from), 192.0.2.1 in c (to);
+    // from tt's router to cu's: a and b count under tt, c under cu. 20 + 8 + 12 = 40.
+    s.run(
+        &Packet::udp4(ip("198.18.1.5"), ip("192.0.2.1"), 1, 2, &[0; 12])
+            .macs(TT, CU)
+            .build(),
+    );
+    assert_eq!(s.peer(A, DIR_FROM, tt), (1, 40));
+    assert_eq!(s.peer(B, DIR_FROM, tt), (1, 40));
+    assert_eq!(s.peer(C, DIR_TO, cu), (2, 118));
+    // IPv6 (2001:db8:a::/48 is a) on cu's VLAN: 40 + 8 + 4 = 52 IP bytes, to a, VLAN 200.
+    s.run(
+        &Packet::udp6(ip6("2001:db8:ffff::1"), ip6("2001:db8:a::1"), 1, 2, &[0; 4])
+            .macs(STRANGER, STRANGER)
+            .vlan(0x8100, 200)
+            .build(),
+    );
+    assert_eq!(s.peer(A, DIR_TO, cu), (1, 52));
+    // Unwatched traffic from a neighbour counts nowhere.
+    s.run(
+        &Packet::udp4(out, ip("198.51.100.8"), 1, 2, b"x")
+            .macs(TT, CU)
+            .build(),
+    );
+    // By hand, c from: tt 3 packets (128 + 50 + 50 = 228 bytes), cu 1 (50), other 2 (100):
+    // 6 packets, 378 bytes, which is c's traffic from.
+    assert_eq!(s.traffic(C, DIR_FROM), (6, 378));
+    assert_eq!(s.peer(C, DIR_FROM, cu), (1, 50));
+    s.assert_peers_add_up();
+    assert_eq!(s.peer(C, DIR_TO, OTHER), (0, 0));
+    assert_eq!(s.peer(A, DIR_FROM, OTHER), (0, 0));
+}
+
+#[test]
+fn without_peers_everything_is_other() {
+    let mut s = Sensor::new();
+    let p = Packet::udp4(ip("192.0.2.10"), ip("203.0.113.4"), 1, 2, &[0; 12]);
+    s.run(&p.clone().macs(TT, CU).build());
+    s.run(&p.clone().macs(TT, CU).vlan(0x8100, 100).build());
+    // 192.0.2.10 is c (from), 203.0.113.4 is b (to); 40 IP bytes each.
+    assert_eq!(s.peer(C, DIR_FROM, OTHER), (2, 80));
+    assert_eq!(s.peer(B, DIR_TO, OTHER), (2, 80));
+    s.assert_peers_add_up();
+}
+
+#[test]
+fn a_reload_adds_a_neighbour_and_keeps_every_count() {
+    let mut s = Sensor::with(&format!("{CONFIG}{PEERS_TT}"));
+    let from_cu = Packet::udp4(ip("192.0.2.10"), ip("198.51.100.7"), 1, 2, &[0; 12])
+        .macs(CU, HOST)
+        .build();
+    let from_tt = Packet::udp4(ip("192.0.2.10"), ip("198.51.100.7"), 1, 2, &[0; 12])
+        .macs(TT, HOST)
+        .build();
+    s.run(&from_cu);
+    s.run(&from_tt);
+    // Only tt is configured: cu's frame is `other`. 40 IP bytes each.
+    assert_eq!(s.peer(C, DIR_FROM, OTHER), (1, 40));
+    assert_eq!(s.peer(C, DIR_FROM, 1), (1, 40));
+    // The reload adds cu (peer index 2); tt keeps index 1.
+    let cfg = Config::parse(&format!("{CONFIG}{PEERS_TT}{PEERS_CU}"), "test").unwrap();
+    s.k.configure(&cfg).unwrap();
+    s.run(&from_cu);
+    s.run(&from_tt);
+    assert_eq!(s.peer(C, DIR_FROM, OTHER), (1, 40));
+    assert_eq!(s.peer(C, DIR_FROM, 1), (2, 80));
+    assert_eq!(s.peer(C, DIR_FROM, 2), (1, 40));
+    // A reload that leaves only cu, now at index 1 as `configure` numbers it (the agent keeps
+    // indexes with names, see `PeerIds`): tt's address is nobody's, `other` goes on counting.
+    let cfg = Config::parse(&format!("{CONFIG}{PEERS_CU}"), "test").unwrap();
+    s.k.configure(&cfg).unwrap();
+    s.run(&from_tt);
+    s.run(&from_cu);
+    assert_eq!(s.peer(C, DIR_FROM, OTHER), (2, 80));
+    assert_eq!(s.peer(C, DIR_FROM, 1), (3, 120));
+    assert_eq!(s.peer(C, DIR_FROM, 2), (1, 40));
+    // A reload without neighbours: everything is `other` again.
+    s.k.configure(&Config::parse(CONFIG, "test").unwrap())
+        .unwrap();
+    s.run(&from_cu);
+    assert_eq!(s.peer(C, DIR_FROM, OTHER), (3, 120));
+    s.assert_peers_add_up();
+}

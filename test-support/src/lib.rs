@@ -41,11 +41,17 @@ enum Transport {
 
 #[derive(Clone, Debug)]
 pub struct Packet {
+    /// Source and destination Ethernet addresses.
+    macs: ([u8; 6], [u8; 6]),
     vlans: Vec<(u16, u16)>,
     net: Net,
     transport: Transport,
     payload: Vec<u8>,
 }
+
+/// The Ethernet addresses of a frame unless `Packet::macs` says otherwise.
+pub const DEFAULT_SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const DEFAULT_DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 
 pub const TCP_PSH_ACK: u8 = 0x18;
 pub const TCP_SYN: u8 = 0x02;
@@ -113,11 +119,19 @@ impl Packet {
 
     fn new(net: Net, transport: Transport, payload: &[u8]) -> Self {
         Self {
+            macs: (DEFAULT_SRC_MAC, DEFAULT_DST_MAC),
             vlans: Vec::new(),
             net,
             transport,
             payload: payload.to_vec(),
         }
+    }
+
+    /// Sets the frame's source and destination Ethernet addresses (by default
+    /// `DEFAULT_SRC_MAC` and `DEFAULT_DST_MAC`).
+    pub fn macs(mut self, src: [u8; 6], dst: [u8; 6]) -> Self {
+        self.macs = (src, dst);
+        self
     }
 
     /// Adds a VLAN tag outside the ones already added (call order: outermost first).
@@ -293,8 +307,8 @@ impl Packet {
     pub fn build(&self) -> Vec<u8> {
         let ip = self.ip_bytes();
         let mut f = Vec::with_capacity(14 + 4 * self.vlans.len() + ip.len());
-        f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x02]);
-        f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
+        f.extend_from_slice(&self.macs.1);
+        f.extend_from_slice(&self.macs.0);
         for &(tpid, vid) in &self.vlans {
             f.extend_from_slice(&tpid.to_be_bytes());
             f.extend_from_slice(&(vid & 0x0fff).to_be_bytes());

@@ -16,7 +16,16 @@ impl Kernel {
 
     /// Sums the per-CPU cells at `indexes` of a `Counter` array.
     pub fn traffic(&self, indexes: impl IntoIterator<Item = u32>) -> Result<Vec<(u32, Counter)>> {
-        let map = self.per_cpu::<Counter>("TRAFFIC")?;
+        self.counters("TRAFFIC", indexes)
+    }
+
+    /// Sums the per-CPU cells at `indexes` of the `Counter` array `name`.
+    pub(super) fn counters(
+        &self,
+        name: &str,
+        indexes: impl IntoIterator<Item = u32>,
+    ) -> Result<Vec<(u32, Counter)>> {
+        let map = self.per_cpu::<Counter>(name)?;
         indexes
             .into_iter()
             .map(|i| {

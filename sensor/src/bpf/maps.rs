@@ -128,7 +128,8 @@ impl Kernel {
         Ok(k)
     }
 
-    /// Installs `cfg`'s ranges, pools, pool ports and pool domains.
+    /// Installs `cfg`'s ranges, pools, pool ports, pool domains and neighbours (peer index =
+    /// position in `cfg.peers` + 1).
     pub fn configure(&mut self, cfg: &Config) -> Result<()> {
         let k = self;
         k.set_ranges(crate::bpf::ranges::for_config(
@@ -140,6 +141,13 @@ impl Kernel {
         ))?;
         k.set_pool_ports(&cfg.pools.ports)?;
         k.set_pool_domains(&cfg.pools.domains)?;
+        let peers: Vec<(usize, &crate::config::Peer)> = cfg
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i + 1, p))
+            .collect();
+        k.set_peers(&peers)?;
         Ok(())
     }
 

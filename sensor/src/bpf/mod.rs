@@ -7,6 +7,7 @@
 //! - `maps`: filling the maps from configuration (range tries and their filter, pool ports, pool
 //!   domains, interface slots) and reading the tries back;
 //! - `filter`: the user-side copy of the prefix filter in front of the tries;
+//! - `peers`: the neighbours' keys, their peer indexes across reloads, their counters;
 //! - `counters`: the per-CPU counters and the flow table, summed and read;
 //! - `testrun`: BPF_PROG_TEST_RUN over single frames and replay batches, and the benchmark programs;
 //! - `rings`: the event and sample ring buffers, their records, and the task that reads a ring;
@@ -17,6 +18,7 @@ mod counters;
 mod filter;
 mod load;
 mod maps;
+mod peers;
 pub mod ranges;
 mod rings;
 mod testrun;
@@ -26,6 +28,7 @@ use aya::Ebpf;
 pub use attach::{AttachedMode, available_interfaces, ifindex};
 pub use load::{OBJECT, Variant};
 pub use maps::RangeLookup;
+pub use peers::PeerIds;
 pub(crate) use rings::spawn_ring_reader;
 pub use rings::{RING_POLL, event_from, sample_from};
 pub use testrun::{BatchPacket, BatchRunner, batch_input};
@@ -43,6 +46,8 @@ pub struct Kernel {
     domain_filter: Vec<u64>,
     /// `POOL_PORTS` as written to the kernel.
     pool_ports: Vec<u64>,
+    /// `PEER_KINDS` as written to the kernel.
+    peer_kinds: u32,
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of the kernel program's times, which it reads with

@@ -179,6 +179,19 @@ pub struct Range {
     pub cidrs: Vec<IpNet>,
 }
 
+/// Reserved `peer` label value for traffic from or to no configured neighbour.
+pub const OTHER_PEER: &str = "other";
+
+/// A neighbour (`[[peers]]`): traffic of a watched range is attributed to it when a frame's
+/// outermost VLAN tag is one of `vlans`, or else when the frame's source (traffic from the range)
+/// or destination (traffic to it) address is one of `macs`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub name: String,
+    pub macs: Vec<[u8; 6]>,
+    pub vlans: Vec<u16>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub interfaces: Vec<String>,
@@ -189,6 +202,8 @@ pub struct Config {
     pub flow_idle_timeout: Duration,
     pub max_prefixes: u32,
     pub ranges: Vec<Range>,
+    /// Neighbours on the port, at most `sensor_common::MAX_PEERS`.
+    pub peers: Vec<Peer>,
     /// Web configuration (TLS, basic authentication) for the metrics endpoint; relative to the
     /// configuration file's folder when relative.
     pub web_config: Option<std::path::PathBuf>,

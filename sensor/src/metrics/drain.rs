@@ -13,8 +13,8 @@ use std::{
 use anyhow::Result;
 
 use sensor_common::{
-    Counter, DIR_FROM, DIR_TO, MAX_IFACE_SLOTS, MAX_RANGES, ParseEvent, Reason, Stat,
-    UNWATCHED_SLOT,
+    Counter, DIR_FROM, DIR_TO, MAX_IFACE_SLOTS, MAX_RANGES, PEER_OTHER, PEER_SLOTS, ParseEvent,
+    Reason, Stat, UNWATCHED_SLOT, peer_index,
     stratum::{DIALECTS, Dialect},
     stratum_index, suspect_index, traffic_index,
 };
@@ -22,7 +22,7 @@ use sensor_common::{
 use super::{Metrics, names};
 use crate::{
     bpf::{Kernel, monotonic_ns},
-    config::{CaptureMode, UNWATCHED},
+    config::{CaptureMode, OTHER_PEER, UNWATCHED},
 };
 
 /// What the kernel's slots and range ids stand for.
@@ -32,13 +32,28 @@ pub struct Labels {
     pub ranges: Vec<Option<String>>,
     /// Interface name by interface slot.
     pub ifaces: Vec<Option<String>>,
+    /// Neighbour name by peer index (index 0 is always `other`).
+    pub peers: Vec<Option<String>>,
 }
 
 impl Labels {
     pub fn new() -> Self {
+        let mut peers = vec![None; PEER_SLOTS];
+        peers[PEER_OTHER] = Some(OTHER_PEER.to_string());
         Self {
             ranges: vec![None; MAX_RANGES],
             ifaces: vec![None; MAX_IFACE_SLOTS],
+            peers,
+        }
+    }
+
+    /// Sets the neighbours' names by peer index; `other` stays at index 0.
+    pub fn set_peers<'a>(&mut self, peers: impl IntoIterator<Item = (usize, &'a str)>) {
+        self.peers = Self::new().peers;
+        for (id, name) in peers {
+            if id != PEER_OTHER && id < PEER_SLOTS {
+                self.peers[id] = Some(name.to_string());
+            }
         }
     }
 
@@ -56,6 +71,7 @@ const DIRECTIONS: [(usize, &str); 2] = [(DIR_FROM, names::FROM), (DIR_TO, names:
 #[derive(Default)]
 pub struct Drainer {
     traffic: HashMap<u32, Counter>,
+    peer_traffic: HashMap<u32, Counter>,
     stratum_packets: HashMap<u32, u64>,
     stratum_flows: HashMap<u32, u64>,
     parse: HashMap<u32, u64>,
@@ -79,6 +95,12 @@ impl Drainer {
         for (i, c) in kernel.traffic(traffic)? {
             self.traffic.insert(i, c);
         }
+        let peers: Vec<u32> = (0..PEER_SLOTS)
+            .flat_map(|p| DIRECTIONS.map(|(d, _)| peer_index(id, d, p)))
+            .collect();
+        for (i, c) in kernel.peer_traffic(peers)? {
+            self.peer_traffic.insert(i, c);
+        }
         let stratum: Vec<u32> = (0..DIALECTS)
             .flat_map(|dl| DIRECTIONS.map(|(d, _)| stratum_index(id, d, dl)))
             .collect();
@@ -93,6 +115,18 @@ impl Drainer {
             .collect();
         for (i, v) in kernel.sums("SUSPECT_FLOWS", suspect)? {
             self.suspect.insert(i, v);
+        }
+        Ok(())
+    }
+
+    /// Marks the current kernel values of peer index `id` as already exported (for an index that
+    /// is handed to a new neighbour name).
+    pub fn rebase_peer(&mut self, kernel: &Kernel, id: usize) -> Result<()> {
+        let cells: Vec<u32> = (0..MAX_RANGES)
+            .flat_map(|r| DIRECTIONS.map(|(d, _)| peer_index(r, d, id)))
+            .collect();
+        for (i, c) in kernel.peer_traffic(cells)? {
+            self.peer_traffic.insert(i, c);
         }
         Ok(())
     }
@@ -155,6 +189,35 @@ impl Drainer {
                 metrics
                     .bytes
                     .with_label_values(&[range, dir, iface])
+                    .inc_by(db);
+            }
+        }
+
+        // Per neighbour: every configured range x direction x named peer index (`other`
+        // included). A series appears with the first packet it counts, so that a sensor without
+        // traffic from a neighbour exports nothing for it.
+        let mut cells = Vec::new();
+        for (id, range) in labels.range_slots() {
+            for (dir, dir_name) in DIRECTIONS {
+                for (p, peer) in labels.peers.iter().enumerate() {
+                    if let Some(peer) = peer {
+                        cells.push((peer_index(id, dir, p), range, dir_name, peer.as_str()));
+                    }
+                }
+            }
+        }
+        let values = kernel.peer_traffic(cells.iter().map(|c| c.0))?;
+        for ((idx, now), (_, range, dir, peer)) in values.into_iter().zip(&cells) {
+            let before = self.peer_traffic.insert(idx, now).unwrap_or_default();
+            let (dp, db) = (now.packets - before.packets, now.bytes - before.bytes);
+            if dp > 0 {
+                metrics
+                    .peer_packets
+                    .with_label_values(&[range, dir, peer])
+                    .inc_by(dp);
+                metrics
+                    .peer_bytes
+                    .with_label_values(&[range, dir, peer])
                     .inc_by(db);
             }
         }

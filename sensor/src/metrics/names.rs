@@ -4,6 +4,8 @@
 
 pub const PACKETS: &str = "mining_sensor_packets_total";
 pub const BYTES: &str = "mining_sensor_bytes_total";
+pub const PEER_PACKETS: &str = "mining_sensor_peer_packets_total";
+pub const PEER_BYTES: &str = "mining_sensor_peer_bytes_total";
 pub const STRATUM_PACKETS: &str = "mining_sensor_stratum_packets_total";
 pub const STRATUM_FLOWS: &str = "mining_sensor_stratum_flows_total";
 pub const MINING_FLOWS: &str = "mining_sensor_mining_flows";

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub registry: Registry,
     pub packets: IntCounterVec,
     pub bytes: IntCounterVec,
+    pub peer_packets: IntCounterVec,
+    pub peer_bytes: IntCounterVec,
     pub stratum_packets: IntCounterVec,
     pub stratum_flows: IntCounterVec,
     pub suspect_flows: IntCounterVec,
@@ -142,6 +144,18 @@ impl Metrics {
                 names::BYTES,
                 "IP bytes (IPv4 total length, IPv6 40 + payload length) of those packets.",
                 &["range", "direction", "iface"],
+            ),
+            peer_packets: counter_vec(
+                &r,
+                names::PEER_PACKETS,
+                "IP packets with an endpoint in a watched range, per range, direction and neighbour ([[peers]]: the outermost VLAN tag, else the source address of traffic from the range and the destination address of traffic to it; peer=\"other\" for none); per range and direction they add up to packets_total summed over iface.",
+                &["range", "direction", "peer"],
+            ),
+            peer_bytes: counter_vec(
+                &r,
+                names::PEER_BYTES,
+                "IP bytes of those packets, per range, direction and neighbour; they add up to bytes_total summed over iface.",
+                &["range", "direction", "peer"],
             ),
             stratum_packets: counter_vec(
                 &r,
@@ -301,6 +315,9 @@ mod tests {
         // Vectors export nothing until a label set exists: touch one of each.
         for v in [&m.packets, &m.bytes] {
             v.with_label_values(&["r", "from", "i"]);
+        }
+        for v in [&m.peer_packets, &m.peer_bytes] {
+            v.with_label_values(&["r", "from", "other"]);
         }
         for v in [&m.stratum_packets, &m.stratum_flows] {
             v.with_label_values(&["r", "from", "monero"]);

@@ -119,6 +119,14 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
     for (i, r) in config.ranges.iter().enumerate() {
         labels.ranges[i] = Some(r.name.clone());
     }
+    // As `Kernel::configure` numbers them.
+    labels.set_peers(
+        config
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i + 1, p.name.as_str())),
+    );
 
     let consumed = Arc::new(AtomicU64::new(0));
     let mut total_bytes = 0u64;

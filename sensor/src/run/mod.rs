@@ -65,6 +65,7 @@ struct Agent {
     drainer: Drainer,
     labels: Labels,
     ids: RangeIds,
+    peer_ids: crate::bpf::PeerIds,
     config: Config,
     ifaces: Vec<Iface>,
 }
@@ -188,6 +189,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         drainer: Drainer::default(),
         labels: Labels::new(),
         ids: RangeIds::default(),
+        peer_ids: Default::default(),
         config: config.clone(),
         ifaces: Vec::new(),
     };

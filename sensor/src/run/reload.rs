@@ -1,5 +1,6 @@
 //! Configuration reload (SIGHUP, and `watch_config`'s content check): the reloadable parts of a
-//! new configuration go into the kernel and the labels, with range ids that stay with their names.
+//! new configuration go into the kernel and the labels, with range ids and peer indexes that stay
+//! with their names.
 
 use std::{collections::HashMap, path::Path};
 
@@ -54,7 +55,7 @@ struct Assignment {
 }
 
 impl Agent {
-    /// Puts `cfg`'s ranges into the kernel and the labels.
+    /// Puts `cfg`'s ranges, pools and neighbours into the kernel and the labels.
     pub(super) fn apply_ranges(&mut self, cfg: &Config) -> Result<()> {
         let Assignment {
             ids: assigned,
@@ -82,6 +83,15 @@ impl Agent {
         self.kernel.set_ranges(entries)?;
         self.kernel.set_pool_ports(&cfg.pools.ports)?;
         self.kernel.set_pool_domains(&cfg.pools.domains)?;
+        // Neighbours keep their peer index across reloads; one new to the process starts from
+        // its kernel cells' current values, and one that left keeps its exported series.
+        let (peers, fresh) = self.peer_ids.assign(&cfg.peers)?;
+        for id in fresh {
+            self.drainer.rebase_peer(&self.kernel, id)?;
+        }
+        self.kernel.set_peers(&peers)?;
+        self.labels
+            .set_peers(peers.iter().map(|(id, p)| (*id, p.name.as_str())));
         let mut labels = vec![None; MAX_RANGES];
         for (id, name) in &assigned {
             labels[*id] = Some(name.clone());
@@ -123,7 +133,7 @@ impl Agent {
     pub(super) fn reload(&mut self, path: &Path) {
         self.config_seen = file_hash(path);
         let result = Config::from_file(path);
-        // Reloadable: ranges and the idle timeout. Interfaces, listen address and map sizes need
+        // Reloadable: ranges, pools, neighbours and the idle timeout. Interfaces, listen address and map sizes need
         // a restart.
         if let Ok(cfg) = &result
             && cfg.interfaces != self.config.interfaces
@@ -148,6 +158,7 @@ impl Agent {
                         );
                         self.config.ranges = cfg.ranges;
                         self.config.pools = cfg.pools;
+                        self.config.peers = cfg.peers;
                         self.config.flow_idle_timeout = cfg.flow_idle_timeout;
                         self.config.watch_config = cfg.watch_config;
                         self.metrics

@@ -1,11 +1,12 @@
 //! From TOML text to a validated [`Config`]: the file's shape (`Raw*`, which serde fills and
 //! which refuses unknown keys), the top-level keys here, and one function per section in the
 //! files beside this one. Checks run in a fixed order (top-level keys, `[events]`, `[inspect]`,
-//! `[pools]`, `interfaces`, `[[ranges]]`), so a file with several mistakes always reports the
+//! `[pools]`, `interfaces`, `[[ranges]]`, `[[peers]]`), so a file with several mistakes always reports the
 //! same one first.
 
 mod events;
 mod inspect;
+mod peers;
 mod pools;
 mod ranges;
 
@@ -44,6 +45,8 @@ struct RawConfig {
     inspect: Option<inspect::RawInspect>,
     #[serde(default)]
     ranges: Vec<ranges::RawRange>,
+    #[serde(default)]
+    peers: Vec<peers::RawPeer>,
 }
 
 impl Config {
@@ -105,6 +108,7 @@ impl Config {
         let pools = pools::pools(&src, &raw.pools)?;
         let interfaces = interfaces(&src, &raw.interfaces)?;
         let ranges = ranges::ranges(&src, &raw.ranges, max_prefixes, &mut warnings)?;
+        let peers = peers::peers(&src, &raw.peers)?;
 
         Ok(Self {
             interfaces,
@@ -115,6 +119,7 @@ impl Config {
             flow_idle_timeout,
             max_prefixes,
             ranges,
+            peers,
             web_config: raw.web_config,
             watch_config: raw.watch_config.unwrap_or(false),
             events,
