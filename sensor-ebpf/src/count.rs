@@ -1,5 +1,5 @@
 //! Counting: the interface slot, the watched-range lookup (filter bitmap, then the LPM tries), and
-//! the per-range traffic (per interface, and per neighbour: `peer_of`), Stratum and suspect
+//! the per-range traffic (per interface, and per neighbour: `peers_of`), Stratum and suspect
 //! counters, as BPF global functions.
 
 use aya_ebpf::{
@@ -109,51 +109,59 @@ fn lowest_bit(x: u64) -> usize {
     (v.wrapping_mul(0x0101_0101_0101_0101) >> 56) as usize
 }
 
-/// The neighbour a watched packet came from (`DIR_FROM`: the frame's source address) or is handed
-/// to (`DIR_TO`: its destination address), as a peer index; `PEER_OTHER` when none is configured
-/// for it. The outermost VLAN tag decides first: a tag names the link the frame crossed, while one
-/// router's address can appear on several links (subinterfaces of one port). Called for watched
-/// packets only, and only for the kinds of key configured.
+/// The frame's first 16 bytes (the two Ethernet addresses, then the EtherType and, when the frame
+/// is tagged, the outermost tag's ID) as two words for `peers_of`. A watched packet passed the IP
+/// header walk, so the frame holds them.
 #[inline(always)]
-pub(crate) fn peer_of(ctx: &XdpContext, dir: usize) -> u64 {
+pub(crate) fn frame_head(ctx: &XdpContext) -> (u64, u64) {
+    match ptr_at::<[u64; 2]>(ctx, 0) {
+        // SAFETY: bounds checked by ptr_at; BPF loads from packet memory need no alignment.
+        Ok(h) => unsafe { core::ptr::read_unaligned(h).into() },
+        Err(()) => (0, 0),
+    }
+}
+
+/// The neighbours of a watched packet, as peer indexes: the one that delivered it (bits 0-7, for
+/// `DIR_FROM`: the frame's source address) and the one it is handed to (bits 8-15, `DIR_TO`: the
+/// destination address); `PEER_OTHER` where none is configured. The outermost VLAN tag decides
+/// first, for both: a tag names the link the frame crossed, while one router's address can appear
+/// on several links (subinterfaces of one port). Only the kinds of key configured are looked up.
+/// Global, as `count_traffic`: verified once, not on every path of the program that reaches it.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn peers_of(w0: u64, w1: u64) -> u64 {
     let kinds = PEER_KINDS.get(0).copied().unwrap_or(0);
     if kinds == 0 {
         return PEER_OTHER as u64;
     }
-    // A watched packet passed the IP header walk, so the frame holds at least these 16 bytes.
-    let Ok(h) = ptr_at::<[u8; 16]>(ctx, 0) else {
-        return PEER_OTHER as u64;
-    };
-    // SAFETY: bounds checked by ptr_at.
-    let h = unsafe { &*h };
+    let (a, b) = (w0.to_ne_bytes(), w1.to_ne_bytes());
     if kinds & PEER_KIND_VLAN != 0 {
-        let ethertype = u16::from_be_bytes([h[12], h[13]]);
+        let ethertype = u16::from_be_bytes([b[4], b[5]]);
         if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD || ethertype == ETH_P_QINQ_LEGACY {
-            let key = peer_key_vlan(u16::from_be_bytes([h[14], h[15]]));
+            let key = peer_key_vlan(u16::from_be_bytes([b[6], b[7]]));
             // SAFETY: the value is a plain u32 copied out at once.
             if let Some(p) = unsafe { PEERS.get(key) } {
-                return *p as u64;
+                let p = *p as u64 & 0xff;
+                return p | p << 8;
             }
         }
     }
-    if kinds & PEER_KIND_MAC != 0 {
-        let mac = if dir == DIR_FROM {
-            [h[6], h[7], h[8], h[9], h[10], h[11]]
-        } else {
-            [h[0], h[1], h[2], h[3], h[4], h[5]]
-        };
-        // SAFETY: as above.
-        if let Some(p) = unsafe { PEERS.get(peer_key_mac(mac)) } {
-            return *p as u64;
-        }
+    if kinds & PEER_KIND_MAC == 0 {
+        return PEER_OTHER as u64;
     }
-    PEER_OTHER as u64
+    let dst = [a[0], a[1], a[2], a[3], a[4], a[5]];
+    let src = [a[6], a[7], b[0], b[1], b[2], b[3]];
+    // SAFETY: as above.
+    let from = unsafe { PEERS.get(peer_key_mac(src)) }.map_or(PEER_OTHER as u64, |p| *p as u64);
+    // SAFETY: as above.
+    let to = unsafe { PEERS.get(peer_key_mac(dst)) }.map_or(PEER_OTHER as u64, |p| *p as u64);
+    (from & 0xff) | (to & 0xff) << 8
 }
 
 /// A BPF *global* function (exported, scalar arguments): the verifier checks it once on its own.
 /// Inlined, the loop over range bits made `ranges` precise and multiplied the states every later
 /// instruction was verified in. Counts the packet per interface and range, and per range and
-/// neighbour (`peer`, see `peer_of`).
+/// neighbour (`peer`, see `peers_of`).
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn count_traffic(slot: u64, ranges: u64, dir: u64, bytes: u64, peer: u64) -> u64 {

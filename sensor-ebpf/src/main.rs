@@ -40,7 +40,7 @@ use sensor_common::{DIR_FROM, DIR_TO, POOL_BIT, ParseEvent, RANGE_MASK, Reason, 
 
 use crate::{
     capture::capture,
-    count::{count_traffic, iface_slot, lookup_ranges, peer_of},
+    count::{count_traffic, frame_head, iface_slot, lookup_ranges, peers_of},
     maps::{SCRATCH, bump, inspect_budget, replay_batch},
     parse::{IPPROTO_TCP, IPPROTO_UDP, Ip, byte, load_window, parse_ip, ptr_at},
     replay::{ingress, replay_enter, replay_next},
@@ -137,13 +137,22 @@ fn try_sensor<const COMPAT: bool>(ctx: &XdpContext) -> Result<bool, ()> {
     // The pool bit rides in the same trie values; it is a signal, never a range.
     let pool = (src_found | dst_found) & POOL_BIT != 0;
     let (src_ranges, dst_ranges) = (src_found & RANGE_MASK, dst_found & RANGE_MASK);
-    if src_ranges != 0 {
-        let peer = peer_of(ctx, DIR_FROM);
-        count_traffic(slot as u64, src_ranges, DIR_FROM as u64, ip.bytes, peer);
-    }
-    if dst_ranges != 0 {
-        let peer = peer_of(ctx, DIR_TO);
-        count_traffic(slot as u64, dst_ranges, DIR_TO as u64, ip.bytes, peer);
+    if src_ranges | dst_ranges != 0 {
+        // Only watched packets pay for the neighbour lookup.
+        let (w0, w1) = frame_head(ctx);
+        let peers = peers_of(w0, w1);
+        if src_ranges != 0 {
+            count_traffic(
+                slot as u64,
+                src_ranges,
+                DIR_FROM as u64,
+                ip.bytes,
+                peers & 0xff,
+            );
+        }
+        if dst_ranges != 0 {
+            count_traffic(slot as u64, dst_ranges, DIR_TO as u64, ip.bytes, peers >> 8);
+        }
     }
 
     if ip.l4 == 0 {
