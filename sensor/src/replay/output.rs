@@ -65,6 +65,8 @@ pub fn summary(report: &Report) -> String {
         let key = match s.metric.as_str() {
             names::PACKETS => format!("packets {dir}"),
             names::BYTES => format!("bytes {dir}"),
+            names::PEER_PACKETS => format!("peer packets {dir} {}", s.labels["peer"]),
+            names::PEER_BYTES => format!("peer bytes {dir} {}", s.labels["peer"]),
             names::STRATUM_PACKETS => {
                 format!("stratum packets {dir} {}", s.labels["dialect"])
             }

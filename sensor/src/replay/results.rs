@@ -9,9 +9,11 @@ use serde::Serialize;
 use crate::metrics::names;
 
 /// The counters replay reports, as exported by `run`.
-const REPORTED: [&str; 9] = [
+const REPORTED: [&str; 11] = [
     names::PACKETS,
     names::BYTES,
+    names::PEER_PACKETS,
+    names::PEER_BYTES,
     names::STRATUM_PACKETS,
     names::STRATUM_FLOWS,
     names::SUSPECT_FLOWS,
