@@ -11,7 +11,7 @@
 //! ```
 //!
 //! The watched range is 198.18.9.0/30 (a, b, and c's second address); a and b are configured
-//! neighbours, c is not, until a reload adds it. Every frame enters the bridge once, so the
+//! neighbours, c is not, until a reload adds it; a last reload gives a's router a new name. Every frame enters the bridge once, so the
 //! vantage interface receives each exactly once. The expected counts are worked out
 //! from the datagrams sent: UDP with 100 bytes of payload, 20 + 8 + 100 = 128 IP bytes each.
 //!
@@ -275,6 +275,45 @@ fn pe_two_routers_on_one_mirror_port() {
     assert_eq!(peer_series(&t.v, packets, "from", "other"), 10.0);
     assert_eq!(peer_series(&t.v, packets, "from", "a"), 20.0);
     assert_eq!(peer_series(&t.v, packets, "from", "b"), 30.0);
+
+    // Reload without a, and with d, a new name for a's router: d takes a's freed peer index, and
+    // must start from zero (nothing of a's counts moves to it) while a's series stay as they were.
+    std::fs::write(
+        &config,
+        format!(
+            "{base}[[peers]]\nname = \"b\"\nmacs = [\"{MAC_B}\"]\n{PEER_C}[[peers]]\nname = \"d\"\nmacs = [\"{MAC_A}\"]\n"
+        ),
+    )
+    .unwrap();
+    sh(&["kill", "-HUP", &sensor.0.id().to_string()]);
+    assert_eq!(
+        wait_for(
+            &t.v,
+            SENSOR_PORT,
+            "mining_sensor_config_reloads_total",
+            &[("result", "success")],
+            2.0,
+            Duration::from_secs(10),
+        ),
+        2.0,
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    send(&t.a, "198.18.9.1", "198.18.9.10", 5);
+    assert_eq!(wait(packets, "from", "d", 5), 5.0);
+    assert_eq!(wait(bytes, "from", "d", 5 * IP_BYTES), 640.0);
+    assert_eq!(peer_series(&t.v, packets, "from", "a"), 20.0);
+    assert_eq!(peer_series(&t.v, packets, "to", "a"), 20.0);
+    // 60 + 10 + 5 datagrams from w in all: a 20, b 30, other 10, c 10, d 5.
+    let s = samples(&http_get(&t.v, SENSOR_PORT, "/metrics"));
+    assert_eq!(
+        common::get(
+            &s,
+            "mining_sensor_packets_total",
+            &[("direction", "from"), ("iface", "pev0"), ("range", "w")]
+        ),
+        75.0
+    );
     drop(sensor);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -367,3 +367,56 @@ fn shares_and_their_hashes_are_reported_in_every_output() {
         om.contains("mining_sensor_share_hashes_total{coin=\"monero\",range=\"kp\"} 50000 60.000")
     );
 }
+
+#[test]
+fn neighbour_counters_are_in_the_summary_and_openmetrics() {
+    let metrics = Metrics::new();
+    metrics
+        .peer_packets
+        .with_label_values(&["kp", "from", "transtelecom"])
+        .inc_by(45);
+    metrics
+        .peer_bytes
+        .with_label_values(&["kp", "from", "transtelecom"])
+        .inc_by(4_500);
+    metrics
+        .peer_packets
+        .with_label_values(&["kp", "from", "other"])
+        .inc_by(55);
+    let totals = samples(&metrics.registry.gather());
+    let report = Report {
+        files: Vec::new(),
+        bucket_seconds: 60.0,
+        first_packet: Some(0.0),
+        last_packet: Some(59.0),
+        buckets: vec![Bucket {
+            end: 60.0,
+            samples: samples(&metrics.registry.gather()),
+        }],
+        totals,
+        events: Vec::new(),
+    };
+    let rows: Vec<Vec<String>> = summary(&report)
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect();
+    for row in [
+        "kp peer packets from transtelecom 45",
+        "kp peer bytes from transtelecom 4500",
+        "kp peer packets from other 55",
+    ] {
+        let row: Vec<String> = row.split(' ').map(str::to_string).collect();
+        assert!(rows.contains(&row), "{row:?} not in {rows:?}");
+    }
+    let om = openmetrics(&report);
+    assert!(
+        om.contains("# TYPE mining_sensor_peer_packets counter"),
+        "{om}"
+    );
+    assert!(
+        om.contains(
+            "mining_sensor_peer_bytes_total{direction=\"from\",peer=\"transtelecom\",range=\"kp\"} 4500 60.000"
+        ),
+        "{om}"
+    );
+}

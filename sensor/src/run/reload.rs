@@ -131,6 +131,9 @@ impl Agent {
     }
 
     pub(super) fn reload(&mut self, path: &Path) {
+        // What the kernel counted since the last drain goes out under the running configuration's
+        // names first: a range id or peer index handed to a new name is re-based from here on.
+        self.drain();
         self.config_seen = file_hash(path);
         let result = Config::from_file(path);
         // Reloadable: ranges, pools, neighbours and the idle timeout. Interfaces, listen address and map sizes need
