@@ -10,8 +10,9 @@
 //!  pe-c (host c,   02:00:5e:30:00:07, 198.18.9.10 and 198.18.9.3) --+
 //! ```
 //!
-//! The watched range is 198.18.9.0/30 (a, b, and c's second address); a and b are configured
-//! neighbours, c is not, until a reload adds it; a last reload gives a's router a new name. Every frame enters the bridge once, so the
+//! The watched range is 198.18.9.0/30 (a, b, and c's second address) and 198.18.10.0/30 (c's
+//! address on VLAN 100, whose tagged frames c writes itself); a and b are configured neighbours by address, v by
+//! VLAN 100, c is not, until a reload adds it; a last reload gives a's router a new name. Every frame enters the bridge once, so the
 //! vantage interface receives each exactly once. The expected counts are worked out
 //! from the datagrams sent: UDP with 100 bytes of payload, 20 + 8 + 100 = 128 IP bytes each.
 //!
@@ -19,7 +20,7 @@
 //! a VLAN, replayed through `mining-sensor replay`, with the same exact counts in the JSON report
 //! (totals and buckets) and the OpenMetrics output.
 //!
-//! Needs root and iproute2. Addresses from 198.18.0.0/15 only; namespaces and
+//! Needs root, iproute2 and ethtool. Addresses from 198.18.0.0/15 only; namespaces and
 //! interfaces start with `pe`; every loop is bounded.
 
 mod common;
@@ -114,8 +115,13 @@ impl Switch {
         }
         // The SPAN: a bridge that learns no addresses floods every frame to every other port, the
         // vantage interface's included (a hub). Each frame enters the bridge once, so the vantage
-        // interface receives each once.
+        // interface receives each once. The port towards the vantage interface writes VLAN tags
+        // into the frame, as they are on a wire (a veth would otherwise hand the tag over beside
+        // the frame, where XDP does not see it).
         sh(&["ip", "-n", &sw, "link", "set", "pesv", "master", "pebr"]);
+        sh(&[
+            "ip", "netns", "exec", &sw, "ethtool", "-K", "pesv", "txvlan", "off",
+        ]);
         for port in ["pesa", "pesb", "pesc", "pesv"] {
             sh(&[
                 "ip",
@@ -151,6 +157,47 @@ fn send(ns: &str, from: &str, to: &str, n: usize) {
     .unwrap();
 }
 
+/// Sends `frames` as they are (VLAN tags in the bytes, as a trunk port carries them) out of `dev`
+/// in namespace `ns`, through an AF_PACKET socket, paced like `send`.
+fn send_frames(ns: &str, dev: &'static str, frames: Vec<Vec<u8>>) {
+    in_ns(ns, move || {
+        // SAFETY: plain socket calls with valid arguments and buffers.
+        unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+            let ifindex = libc::if_nametoindex(format!("{dev}\0").as_ptr().cast());
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_ifindex = ifindex as i32;
+            sll.sll_halen = 6;
+            for f in &frames {
+                sll.sll_addr[..6].copy_from_slice(&f[..6]);
+                let n = libc::sendto(
+                    fd,
+                    f.as_ptr().cast(),
+                    f.len(),
+                    0,
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                );
+                assert_eq!(n, f.len() as isize, "{}", std::io::Error::last_os_error());
+                thread::sleep(Duration::from_millis(2));
+            }
+            libc::close(fd);
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+fn mac(s: &str) -> [u8; 6] {
+    let v: Vec<u8> = s
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    v.try_into().unwrap()
+}
+
 /// A socket on port 9000 in namespace `ns`, so that datagrams to it draw no ICMP error back (which
 /// would be watched traffic too). Kept open while the value lives.
 fn sink(ns: &str, addr: &str) -> UdpSocket {
@@ -182,7 +229,7 @@ fn pe_two_routers_on_one_mirror_port() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("sensor.toml");
-    let base = "drain_interval = \"100ms\"\n[events]\nsink = \"none\"\n[inspect]\nbudget = 0\n[[ranges]]\nname = \"w\"\ncidrs = [\"198.18.9.0/30\"]\n";
+    let base = "drain_interval = \"100ms\"\n[events]\nsink = \"none\"\n[inspect]\nbudget = 0\n[[ranges]]\nname = \"w\"\ncidrs = [\"198.18.9.0/30\", \"198.18.10.0/30\"]\n[[peers]]\nname = \"v\"\nvlans = [100]\n";
     std::fs::write(&config, format!("{base}{PEERS}")).unwrap();
     let log = dir.join("sensor.log");
     let listen = format!("127.0.0.1:{SENSOR_PORT}");
@@ -217,6 +264,20 @@ fn pe_two_routers_on_one_mirror_port() {
     // c's watched address -> a: from w, delivered by c (no neighbour: `other`), and to w,
     // handed to a: 10.
     send(&t.c, "198.18.9.3", "198.18.9.1", 10);
+    // c's address on VLAN 100 -> b's there, tagged frames written by c: from w, the tag names
+    // neighbour v (c's address is nobody's): 8. Nobody on VLAN 100 takes them in, so nothing
+    // answers.
+    let tagged = Packet::udp4(
+        "198.18.10.3".parse().unwrap(),
+        "198.18.10.10".parse().unwrap(),
+        4000,
+        9000,
+        &[7; PAYLOAD],
+    )
+    .macs(mac(MAC_C), mac(MAC_B))
+    .vlan(0x8100, 100)
+    .build();
+    send_frames(&t.c, "pec0", vec![tagged; 8]);
 
     let packets = "mining_sensor_peer_packets_total";
     let bytes = "mining_sensor_peer_bytes_total";
@@ -230,7 +291,7 @@ fn pe_two_routers_on_one_mirror_port() {
             Duration::from_secs(10),
         )
     };
-    // By hand: from w, a 20, b 30, other 10 (60 = packets_total from); to w, a 10.
+    // By hand: from w, a 20, b 30, other 10, v 8 (68 = packets_total from); to w, a 10.
     assert_eq!(wait(packets, "from", "a", 20), 20.0);
     assert_eq!(wait(bytes, "from", "a", 20 * IP_BYTES), 2_560.0);
     assert_eq!(wait(packets, "from", "b", 30), 30.0);
@@ -238,6 +299,8 @@ fn pe_two_routers_on_one_mirror_port() {
     assert_eq!(wait(packets, "from", "other", 10), 10.0);
     assert_eq!(wait(packets, "to", "a", 10), 10.0);
     assert_eq!(wait(bytes, "to", "a", 10 * IP_BYTES), 1_280.0);
+    assert_eq!(wait(packets, "from", "v", 8), 8.0);
+    assert_eq!(wait(bytes, "from", "v", 8 * IP_BYTES), 1_024.0);
     let s = samples(&http_get(&t.v, SENSOR_PORT, "/metrics"));
     let traffic = |metric: &str, dir: &str| {
         common::get(
@@ -246,8 +309,8 @@ fn pe_two_routers_on_one_mirror_port() {
             &[("direction", dir), ("iface", "pev0"), ("range", "w")],
         )
     };
-    assert_eq!(traffic("mining_sensor_packets_total", "from"), 60.0);
-    assert_eq!(traffic("mining_sensor_bytes_total", "from"), 60.0 * 128.0);
+    assert_eq!(traffic("mining_sensor_packets_total", "from"), 68.0);
+    assert_eq!(traffic("mining_sensor_bytes_total", "from"), 68.0 * 128.0);
     assert_eq!(traffic("mining_sensor_packets_total", "to"), 10.0);
     assert_eq!(peer_series(&t.v, packets, "to", "b"), 0.0);
     assert_eq!(peer_series(&t.v, packets, "to", "other"), 0.0);
@@ -304,7 +367,7 @@ fn pe_two_routers_on_one_mirror_port() {
     assert_eq!(wait(bytes, "from", "d", 5 * IP_BYTES), 640.0);
     assert_eq!(peer_series(&t.v, packets, "from", "a"), 20.0);
     assert_eq!(peer_series(&t.v, packets, "to", "a"), 20.0);
-    // 60 + 10 + 5 datagrams from w in all: a 20, b 30, other 10, c 10, d 5.
+    // 68 + 10 + 5 datagrams from w in all: a 20, b 30, other 10, v 8, c 10, d 5.
     let s = samples(&http_get(&t.v, SENSOR_PORT, "/metrics"));
     assert_eq!(
         common::get(
@@ -312,7 +375,7 @@ fn pe_two_routers_on_one_mirror_port() {
             "mining_sensor_packets_total",
             &[("direction", "from"), ("iface", "pev0"), ("range", "w")]
         ),
-        75.0
+        83.0
     );
     drop(sensor);
     let _ = std::fs::remove_dir_all(&dir);
@@ -354,13 +417,6 @@ fn pe_replay_of_a_capture_from_two_routers() {
     let dir = std::env::temp_dir().join(format!("pe-replay-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let mac = |s: &str| -> [u8; 6] {
-        let v: Vec<u8> = s
-            .split(':')
-            .map(|b| u8::from_str_radix(b, 16).unwrap())
-            .collect();
-        v.try_into().unwrap()
-    };
     let (a, b, stranger) = (mac(MAC_A), mac(MAC_B), [0x02, 0, 0x5e, 0x30, 0, 0x09]);
     let host = [0x02, 0, 0x5e, 0x20, 0, 0x01];
     let watched: Ipv4Addr = "198.18.9.1".parse().unwrap();
