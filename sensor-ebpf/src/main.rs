@@ -4,8 +4,9 @@
 //! (extension headers), then TCP/UDP; look up source and destination in the watched-range LPM tries
 //! (the value is the set of configured ranges containing the address), count packets and IP bytes
 //! per interface slot, range and direction, and (watched packets only) per range, direction and
-//! neighbour, the one named by the frame's outermost VLAN tag or Ethernet address; on TCP payloads run the Stratum scanner from
-//! `sensor-common` and count Stratum packets and, once per flow, Stratum flows.
+//! neighbour, the one named by the frame's outermost VLAN tag or Ethernet address; on TCP payloads
+//! run the Stratum scanner from `sensor-common` and count Stratum packets and, once per flow,
+//! Stratum flows.
 //!
 //! Candidates for deep inspection (every packet of a known Stratum flow that may carry JSON, for
 //! the activity measure; the first data packets of a suspect flow, at most `INSPECT_BUDGET` per

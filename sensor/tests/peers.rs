@@ -5,16 +5,17 @@
 //! frame to the vantage namespace's single interface, as a SPAN port does:
 //!
 //! ```text
-//!  pe-a (router a, 02:00:5e:10:00:01, 198.18.9.1)  ---+
-//!  pe-b (router b, 02:00:5e:10:00:02, 198.18.9.2)  ---+-- pe-sw (bridge, flooding) --> pe-v (sensor on pev0)
-//!  pe-c (host c,   02:00:5e:30:00:07, 198.18.9.10 and 198.18.9.3) --+
+//!  pe-a  router a  02:00:5e:10:00:01  198.18.9.1  ------------+
+//!  pe-b  router b  02:00:5e:10:00:02  198.18.9.2  ------------+-- pe-sw (bridge,  --> pe-v (sensor
+//!  pe-c  host c    02:00:5e:30:00:07  198.18.9.10, 198.18.9.3 -+   flooding)          on pev0)
 //! ```
 //!
-//! The watched range is 198.18.9.0/30 (a, b, and c's second address) and 198.18.10.0/30 (c's
-//! address on VLAN 100, whose tagged frames c writes itself); a and b are configured neighbours by address, v by
-//! VLAN 100, c is not, until a reload adds it; a last reload gives a's router a new name. Every frame enters the bridge once, so the
-//! vantage interface receives each exactly once. The expected counts are worked out
-//! from the datagrams sent: UDP with 100 bytes of payload, 20 + 8 + 100 = 128 IP bytes each.
+//! The watched range is 198.18.9.0/30 (a, b, and c's second address) and 198.18.10.0/30 (an
+//! address c uses on VLAN 100, in tagged frames it writes itself). a and b are configured
+//! neighbours by address, v by VLAN 100, c is not until a reload adds it; a last reload gives a's
+//! router a new name. Every frame enters the bridge once, so the vantage interface receives each
+//! exactly once. The expected counts are worked out from the datagrams sent: UDP with 100 bytes
+//! of payload, 20 + 8 + 100 = 128 IP bytes each.
 //!
 //! Replay: a capture written here with frames from two routers' addresses, a third unknown one and
 //! a VLAN, replayed through `mining-sensor replay`, with the same exact counts in the JSON report
