@@ -1366,7 +1366,7 @@ fn replay_batches_count_what_single_runs_count() {
     };
     use test_support::dns_query;
     let config = format!(
-        "[inspect]\ncapture_mode = \"inline\"\nbudget = 3\n[pools]\nports = [14433]\nendpoints = [\"198.51.100.5\"]\n{CONFIG}"
+        "[inspect]\ncapture_mode = \"inline\"\nbudget = 3\n[pools]\nports = [14433]\nendpoints = [\"198.51.100.5\"]\n{CONFIG}{PEERS_TT}{PEERS_CU}"
     );
     let (m, pool, ep) = (ip("198.18.0.9"), ip("203.0.113.50"), ip("198.51.100.5"));
     let mut frames = hostile_frames();
@@ -1389,6 +1389,17 @@ fn replay_batches_count_what_single_runs_count() {
         );
     }
     frames.push(Packet::tcp4(m, pool, 47001, 3333, &xmrig_login()).build());
+    // Neighbours: by address each way, by VLAN, and nobody's.
+    for (i, port) in (48000..48010u16).enumerate() {
+        let p = Packet::udp4(m, pool, port, 9, &[0; 20]);
+        let f = match i % 4 {
+            0 => p.macs(TT, CU),
+            1 => p.macs(CU, TT),
+            2 => p.macs(STRANGER, HOST).vlan(0x8100, 100),
+            _ => p.macs(STRANGER, HOST),
+        };
+        frames.push(f.build());
+    }
 
     let mut one = Sensor::with(&config);
     for f in &frames {
@@ -1463,6 +1474,13 @@ fn replay_batches_count_what_single_runs_count() {
                 let cell = |k: &Kernel| k.suspect_cell(r, d, reason).unwrap();
                 assert_eq!(cell(&one.k), cell(&batched), "suspect {r}/{d}/{reason}");
             }
+            for p in 0..sensor_common::PEER_SLOTS {
+                if r == UNWATCHED_SLOT {
+                    break;
+                }
+                let cell = |k: &Kernel| k.peer_cell(r, d, p).unwrap();
+                assert_eq!(cell(&one.k), cell(&batched), "peer {r}/{d}/{p}");
+            }
         }
     }
     assert_eq!(
@@ -1486,6 +1504,18 @@ fn replay_batches_count_what_single_runs_count() {
         );
     }
     assert!(batched.stratum_cell(true, A, DIR_FROM, MONERO).unwrap() >= 40);
+    // The ten neighbour frames from 198.18.0.9 (a) to 203.0.113.50 (b), 48 IP bytes each: tt
+    // delivered i = 0, 4, 8 and (VLAN 100) 2, 6; cu 1, 5, 9; nobody 3, 7. Handed to: cu 0, 4, 8
+    // and (the VLAN decides both ways) tt 2, 6; tt 1, 5, 9; nobody 3, 7.
+    let (tt, cu) = (1, 2);
+    let peer = |r, d, p| {
+        let c = batched.peer_cell(r, d, p).unwrap();
+        (c.packets, c.bytes)
+    };
+    assert_eq!(peer(A, DIR_FROM, tt), (5, 240));
+    assert_eq!(peer(A, DIR_FROM, cu), (3, 144));
+    assert_eq!(peer(B, DIR_TO, tt), (5, 240));
+    assert_eq!(peer(B, DIR_TO, cu), (3, 144));
     assert!(
         batched
             .suspect_cell(C, DIR_FROM, Reason::PoolDns as usize)
