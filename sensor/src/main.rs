@@ -92,10 +92,11 @@ fn main() -> ExitCode {
                     eprintln!("warning: {w}");
                 }
                 println!(
-                    "{}: valid: {} ranges, {} prefixes",
+                    "{}: valid: {} ranges, {} prefixes, {} neighbours",
                     file.display(),
                     cfg.ranges.len(),
-                    cfg.prefix_count()
+                    cfg.prefix_count(),
+                    cfg.peers.len()
                 );
                 ExitCode::SUCCESS
             }
