@@ -483,14 +483,16 @@ fn a_synthetic_season_shows_the_tenfold_rise() {
     // The page answers the question by looking: the ratio, the timeline, nothing fetched.
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(
-        page.contains("<td>kp</td><td>10</td><td>100</td><td class=\"ratio\">10.0×</td>"),
+        page.contains("<td>new Stratum flows</td><td>10</td><td>100</td><td class=\"ratio\" data-ratio=\"flows\">10.0×</td>"),
         "{page}"
     );
     assert!(
         page.contains("2019-03-01 01:00"),
         "capture period in the page"
     );
-    assert_eq!(page.matches("<svg").count(), 2);
+    // Hash rate, bytes and new flows; no shares, no suspects, and daily buckets cannot say the
+    // hour of the week.
+    assert_eq!(page.matches("<svg").count(), 3, "{page}");
     // The top coins and agents: every one of the 110 logins, by the miner's software.
     assert!(
         page.contains("<td>kp</td><td>monero</td><td>xmrig</td><td>110</td>"),
