@@ -51,7 +51,7 @@ use self::{
 pub use self::{
     output::{openmetrics, summary},
     reader::{Frame, parse_capture},
-    results::{Bucket, FileReport, Report, Sample},
+    results::{Activity, Bucket, FileReport, Report, Sample},
 };
 use crate::{
     bpf::Kernel,

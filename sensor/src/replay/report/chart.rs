@@ -178,6 +178,8 @@ pub fn timeline(grid: &Grid, offset: UtcOffset, t: &Timeline<'_>) -> String {
         let built = ChartBuilder::on(&root)
             .caption(t.title, (FONT, 16))
             .margin(8)
+            // Room for the last date label, centred on the axis's end.
+            .margin_right(40)
             .x_label_area_size(34)
             .y_label_area_size(78)
             .build_cartesian_2d(x, 0.0..top);
@@ -192,7 +194,15 @@ pub fn timeline(grid: &Grid, offset: UtcOffset, t: &Timeline<'_>) -> String {
                 .map(|(_, l)| l.clone())
                 .unwrap_or_default()
         };
-        let y_label = |v: &f64| si(*v, unit);
+        // Counts are whole: no tick at 0.5 of a flow.
+        let whole = t.combine == Combine::Sum;
+        let y_label = |v: &f64| {
+            if whole && v.fract() != 0.0 && *v < 1000.0 {
+                String::new()
+            } else {
+                si(*v, unit)
+            }
+        };
         let _ = chart
             .configure_mesh()
             .light_line_style(TRANSPARENT)
