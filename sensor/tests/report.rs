@@ -158,8 +158,38 @@ fn chromium(args: &[&str], page: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Keeps a picture of the page for people to look at (`target/tmp/report-NAME.png`).
+/// Keeps a picture of the page for people to look at (`target/tmp/report-NAME.png`), and the page
+/// printed on A4 (`target/tmp/report-NAME.pdf`, Chromium's print of the page's `@page` size).
 fn screenshot(page: &Path, name: &str) {
+    let pdf = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("report-{name}.pdf"));
+    let _ = std::fs::remove_file(&pdf);
+    chromium(
+        &[
+            &format!("--print-to-pdf={}", pdf.display()),
+            "--no-pdf-header-footer",
+        ],
+        page,
+    );
+    let printed = std::fs::read(&pdf).expect("a printed report");
+    // A4 is 210 x 297 mm, 595 x 842 points: every page of the print has that media box.
+    let text = String::from_utf8_lossy(&printed);
+    let boxes: Vec<Vec<f64>> = text
+        .split("/MediaBox [")
+        .skip(1)
+        .map(|b| {
+            b[..b.find(']').unwrap()]
+                .split_whitespace()
+                .map(|n| n.parse().unwrap())
+                .collect()
+        })
+        .collect();
+    assert!(!boxes.is_empty(), "pages in the print");
+    for b in boxes {
+        assert!(
+            (b[2] - 595.0).abs() < 1.5 && (b[3] - 842.0).abs() < 1.5,
+            "A4: {b:?}"
+        );
+    }
     let png = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("report-{name}.png"));
     let _ = std::fs::remove_file(&png);
     chromium(
