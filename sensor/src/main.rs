@@ -60,9 +60,16 @@ enum Command {
         /// Stop at the first bad record instead of reporting it and going on.
         #[arg(long)]
         strict: bool,
+        /// Show dates and the hour-of-week map in this offset from UTC, e.g. +09:00 (default UTC).
+        #[arg(long, value_name = "+HH:MM", default_value = "UTC", value_parser = parse_offset)]
+        utc_offset: mining_sensor::replay::report::time::UtcOffset,
         #[arg(required = true, value_name = "PCAP")]
         files: Vec<PathBuf>,
     },
+}
+
+fn parse_offset(text: &str) -> anyhow::Result<mining_sensor::replay::report::time::UtcOffset> {
+    mining_sensor::replay::report::time::UtcOffset::parse(text)
 }
 
 fn main() -> ExitCode {
@@ -112,6 +119,7 @@ fn main() -> ExitCode {
             report,
             bucket,
             strict,
+            utc_offset,
             files,
         } => {
             let quiet = openmetrics.is_some() || json.is_some() || report.is_some();
@@ -124,10 +132,11 @@ fn main() -> ExitCode {
                 report,
                 bucket,
                 strict,
+                utc_offset,
             }) {
                 Ok(report) => {
                     if !quiet {
-                        print!("{}", mining_sensor::replay::summary(&report));
+                        print!("{}", mining_sensor::replay::summary(&report, utc_offset));
                     }
                     let packets: u64 = report.files.iter().map(|f| f.packets).sum();
                     let secs = started.elapsed().as_secs_f64();

@@ -10,12 +10,9 @@
 
 mod common;
 
-use std::{
-    net::Ipv4Addr,
-    path::{Path, PathBuf},
-    process::Command,
-    time::Duration,
-};
+use common::{replay, tmp, write_pcap};
+
+use std::{net::Ipv4Addr, path::Path, process::Command, time::Duration};
 
 use pcap_file::DataLink;
 use serde_json::Value;
@@ -43,11 +40,6 @@ const KEEPALIVE: &[u8] =
 const KEEPALIVED: &[u8] =
     b"{\"id\":3,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"status\":\"KEEPALIVED\"}}\n";
 
-fn write_pcap(path: &Path, link: DataLink, packets: &[(Duration, Vec<u8>)]) {
-    let f = std::fs::File::create(path).unwrap();
-    test_support::write_pcap(f, link, packets.iter().map(|(t, d)| (*t, d))).unwrap();
-}
-
 /// An Ethernet frame as a Linux cooked v2 record: protocol, reserved, ifindex, hatype, pkttype,
 /// address length, address (8), then the network layer.
 fn sll2(frame: &[u8]) -> Vec<u8> {
@@ -65,37 +57,6 @@ fn sll2(frame: &[u8]) -> Vec<u8> {
 
 fn at(secs: u64, millis: u64) -> Duration {
     Duration::from_secs(T0 + secs) + Duration::from_millis(millis)
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ms-replay-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn replay(args: &[&str], files: &[&Path]) -> (std::process::Output, Value) {
-    // One directory per call: the tests run in parallel, and a shared one let one test read
-    // (or delete) another's report.
-    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = tmp(&format!("out-{n}"));
-    let json = dir.join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_mining-sensor"))
-        .arg("replay")
-        .arg("--json")
-        .arg(&json)
-        .args(args)
-        .args(files)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    (out, v)
 }
 
 fn total(report: &Value, metric: &str, labels: &[(&str, &str)]) -> u64 {
@@ -483,14 +444,16 @@ fn a_synthetic_season_shows_the_tenfold_rise() {
     // The page answers the question by looking: the ratio, the timeline, nothing fetched.
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(
-        page.contains("<td>kp</td><td>10</td><td>100</td><td class=\"ratio\">10.0×</td>"),
+        page.contains("<td>new Stratum flows</td><td>10</td><td>100</td><td class=\"ratio\" data-ratio=\"flows\">10.0×</td>"),
         "{page}"
     );
     assert!(
         page.contains("2019-03-01 01:00"),
         "capture period in the page"
     );
-    assert_eq!(page.matches("<svg").count(), 2);
+    // Hash rate, bytes and new flows; no shares, no suspects, and daily buckets cannot say the
+    // hour of the week.
+    assert_eq!(page.matches("<svg").count(), 3, "{page}");
     // The top coins and agents: every one of the 110 logins, by the miner's software.
     assert!(
         page.contains("<td>kp</td><td>monero</td><td>xmrig</td><td>110</td>"),

@@ -57,8 +57,9 @@ enum Cmd {
 }
 
 /// Debian packages: iproute2 (namespaces), prometheus (promtool and the harness's server),
-/// systemd (systemd-analyze for deploy/ checks), ethtool, openssl and curl (the TLS tests), and the
-/// packet tools the benchmarks and capture tests use.
+/// systemd (systemd-analyze for deploy/ checks), ethtool, openssl and curl (the TLS tests),
+/// chromium and a font (the analyst report rendered in a real browser), and the packet tools the
+/// benchmarks and capture tests use.
 const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "prometheus",
@@ -74,6 +75,8 @@ const APT_PACKAGES: &[&str] = &[
     "python3-yaml",
     "openssl",
     "curl",
+    "chromium",
+    "fonts-dejavu-core",
 ];
 
 /// The bpf-linker release known to build against the nightly's LLVM 22.

@@ -28,6 +28,10 @@
 //!   and ACKs between thousands of hosts, 5% Stratum), which replay spreads over every CPU by flow;
 //!   `replay_startup_s`: wall clock of replaying a one-packet capture (loading and verifying the
 //!   program);
+//! - `report_year_mb`, `report_year_render_ms`: the analyst report (`replay --report`) of a year
+//!   of hourly buckets for four ranges: its size, and the milliseconds from navigation start to
+//!   the laid-out page in headless Chromium (the page's own `performance.now()` at its load
+//!   event, after forcing layout); `report_blank_render_ms`: a blank page measured the same way;
 //! - `drain_ms_1m_prefixes_64k_flows`: one drain cycle of the agent's `Drainer` with 1,000,000
 //!   prefixes and 65,536 flows in the flow table; `agent_rss_mib`: resident memory of this
 //!   process then, which holds what the agent holds (the loaded program, its maps' user-side
@@ -35,6 +39,7 @@
 
 mod packets;
 mod replay;
+mod report;
 mod veth;
 
 use std::{
@@ -121,6 +126,13 @@ fn main() {
     std::fs::create_dir_all(&out_dir).unwrap();
     let mut fig: BTreeMap<String, f64> = BTreeMap::new();
     let step = |s: &str| eprintln!("bench: {s}");
+    if std::env::var_os("MINING_SENSOR_BENCH_REPORT_ONLY").is_some() {
+        let (mb, year_ms, blank_ms) = report::report_year(&out_dir, 3);
+        println!(
+            "report_year_mb {mb:.2}\nreport_year_render_ms {year_ms:.0}\nreport_blank_render_ms {blank_ms:.0}"
+        );
+        return;
+    }
 
     step("per-packet cost, embedded default configuration");
     let cfg = Config::embedded_default();
@@ -290,6 +302,12 @@ fn main() {
     fig.insert("replay_startup_s".into(), median(startup));
     std::fs::remove_file(&one).ok();
 
+    step("the analyst report: a year of hourly buckets for four ranges, in Chromium");
+    let (mb, year_ms, blank_ms) = report::report_year(&out_dir, if quick { 3 } else { 7 });
+    fig.insert("report_year_mb".into(), mb);
+    fig.insert("report_year_render_ms".into(), year_ms);
+    fig.insert("report_blank_render_ms".into(), blank_ms);
+
     let over = |a: &str, b: &str| fig[a] - fig[b];
     let goals = [
         (
@@ -350,6 +368,20 @@ fn main() {
             fig["replay_transit_pps"] / fig["ndpireader_transit_pps"],
             ">=",
             1.0,
+        ),
+        (
+            "report: a year of hourly buckets, four ranges, rendered in Chromium (ms)",
+            "report_year_render_ms",
+            fig["report_year_render_ms"],
+            "<=",
+            2000.0,
+        ),
+        (
+            "report: that page's size (MB)",
+            "report_year_mb",
+            fig["report_year_mb"],
+            "<",
+            5.0,
         ),
         (
             "drain cycle, 1M prefixes, 64k flows (ms)",

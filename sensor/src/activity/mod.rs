@@ -9,8 +9,10 @@
 //! - `wire` reads what a message says of work (shares, jobs, difficulties, verdicts, a miner's own
 //!   rate);
 //! - `ledger` keeps each flow's shares: once each, at their job's difficulty, with the result the
-//!   pool's reply gives them.
+//!   pool's reply gives them;
+//! - `tally` adds shares and hashes up per range, coin, miner family and pool for replay's report.
 
 pub mod difficulty;
 pub mod ledger;
+pub mod tally;
 pub mod wire;

@@ -31,6 +31,7 @@ use self::deep::{Coin, Message};
 use crate::{
     activity::{
         ledger::{Ledger, Resolved},
+        tally::{Tally, Who},
         wire::{Signal, signals},
     },
     config::UNWATCHED,
@@ -139,6 +140,8 @@ pub struct Inspector {
     epoch: Option<Instant>,
     /// The `reported_hashrate` label sets last published, to remove those no flow feeds any more.
     rate_labels: Vec<(String, &'static str)>,
+    /// Shares and hashes per range, coin, miner family and pool, when asked for (replay).
+    tally: Option<Tally>,
 }
 
 impl Inspector {
@@ -154,7 +157,17 @@ impl Inspector {
             ledger: Ledger::new(),
             epoch: None,
             rate_labels: Vec::new(),
+            tally: None,
         }
+    }
+
+    /// Keeps a [`Tally`] of who did the work from now on (replay's report reads it).
+    pub fn keep_tally(&mut self) {
+        self.tally.get_or_insert_with(Tally::default);
+    }
+
+    pub fn tally(&self) -> Option<&Tally> {
+        self.tally.as_ref()
     }
 
     /// Inspects one candidate frame that arrived over `path` at `now` (`wall` on the wall clock:
@@ -220,7 +233,9 @@ impl Inspector {
         }
         // The ranges (a map lookup per endpoint) only for a payload that says something of work.
         let names = (!work.is_empty()).then(|| range_labels(&t, &ranges_of, &range_name));
-        self.activity(id, &messages, work, names, now);
+        // A submit goes to the pool: the packet's destination.
+        let pool = (t.dst, t.dport);
+        self.activity(id, &messages, work, names, pool, now);
         out
     }
 
@@ -231,6 +246,7 @@ impl Inspector {
         messages: &[Message],
         work: Vec<Signal>,
         ranges: Option<Vec<String>>,
+        pool: (IpAddr, u16),
         now: Instant,
     ) {
         let since = self.since(now);
@@ -258,6 +274,17 @@ impl Inspector {
                     let Some(counted) = self.ledger.submit(&id, share, since, &mut resolved) else {
                         continue;
                     };
+                    if let Some(tally) = &mut self.tally {
+                        for range in &note.ranges {
+                            let who = Who {
+                                range: range.clone(),
+                                coin,
+                                agent: note.agent.as_ref().map_or("unknown", |a| a.family),
+                                pool: std::net::SocketAddr::from(pool).to_string(),
+                            };
+                            tally.share(who, counted.hashes);
+                        }
+                    }
                     for range in &note.ranges {
                         match counted.hashes {
                             Some(h) => self
@@ -407,7 +434,7 @@ impl Inspector {
 
     /// `reported_hashrate`: per range and coin, the sum of the latest rate of each flow that
     /// reported one within [`REPORTED_RATE_WINDOW`]; a label set no flow feeds any more is removed.
-    fn publish_rates(&mut self, now: Instant) {
+    pub fn publish_rates(&mut self, now: Instant) {
         let mut sums: HashMap<(String, &'static str), f64> = HashMap::new();
         for note in self.seen.values() {
             let Some((rate, at)) = note.rate else {

@@ -51,7 +51,7 @@ use self::{
 pub use self::{
     output::{openmetrics, summary},
     reader::{Frame, parse_capture},
-    results::{Bucket, FileReport, Report, Sample},
+    results::{Activity, Bucket, FileReport, Report, Sample},
 };
 use crate::{
     bpf::Kernel,
@@ -67,6 +67,8 @@ pub struct ReplayOptions {
     pub report: Option<PathBuf>,
     pub bucket: Duration,
     pub strict: bool,
+    /// Dates, ticks and the hour-of-week map of the HTML report in this offset from UTC.
+    pub utc_offset: report::time::UtcOffset,
 }
 
 pub fn replay(opts: ReplayOptions) -> Result<Report> {
@@ -113,6 +115,9 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
         metrics.clone(),
         config.inspect.distinct_window,
     );
+    inspector.keep_tally();
+    // Read between batches (the rings) and at every bucket's end (the reported rates).
+    let inspector = std::cell::RefCell::new(inspector);
     let start = std::time::Instant::now();
     let mut drainer = Drainer::default();
     let mut labels = Labels::new();
@@ -181,12 +186,17 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
     // (capture time in ns, event): sorted by time at the end, since the workers' events interleave.
     // The rank puts a packet's kernel events before the login deep inspection read from it.
     let mut events: Vec<(u64, u8, serde_json::Value)> = Vec::new();
+    // The Inspector's clock at capture time `ts`: windows (distinct miners, reported rates)
+    // follow the capture.
+    let clock = |ts: Duration| start + ts.saturating_sub(first_packet.get().unwrap_or(ts));
     let snapshot = |end: u128,
                     drainer: &mut Drainer,
                     kernel: &Kernel,
                     buckets: &mut Vec<Bucket>|
      -> Result<()> {
         drainer.drain_counters(kernel, &labels, &metrics)?;
+        let end_ts = Duration::from_nanos(u64::try_from(end).unwrap_or(u64::MAX));
+        inspector.borrow_mut().publish_rates(clock(end_ts));
         buckets.push(Bucket {
             end: end as f64 / 1e9,
             samples: samples(&metrics.registry.gather()),
@@ -214,14 +224,12 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
             let s = crate::bpf::sample_from(&item)?;
             let bytes = &s.data[..(s.cap_len as usize).min(s.data.len())];
             let ts = Duration::from_nanos(s.ts_ns);
-            // Windows (distinct miners) follow capture time too.
-            let now = start + ts.saturating_sub(first_packet.get().unwrap_or(ts));
             let wall = std::time::UNIX_EPOCH + ts;
-            for line in inspector.frame(
+            for line in inspector.borrow_mut().frame(
                 bytes,
                 CaptureMode::Inline.path_label(),
                 &iface(s.ifindex),
-                now,
+                clock(ts),
                 wall,
                 |a| ranges.ranges_of(a).unwrap_or(0),
                 range_name,
@@ -284,7 +292,7 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
         }
     }
     // Shares still waiting for a reply at the capture's end count as unknown.
-    inspector.end_shares();
+    inspector.borrow_mut().end_shares();
     if let Some(end) = bucket_end {
         snapshot(end, &mut drainer, &kernel, &mut buckets)?;
     } else {
@@ -314,13 +322,21 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
         buckets,
         totals: samples(&metrics.registry.gather()),
         events,
+        activity: inspector
+            .borrow()
+            .tally()
+            .map(|t| t.rows())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(who, work)| results::Activity { who, work })
+            .collect(),
     };
     if let Some(path) = &opts.openmetrics {
         std::fs::write(path, openmetrics(&report))
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &opts.report {
-        std::fs::write(path, crate::replay::report::html(&report))
+        std::fs::write(path, crate::replay::report::html(&report, opts.utc_offset))
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &opts.json {

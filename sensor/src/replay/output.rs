@@ -3,7 +3,10 @@
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
-use super::results::Report;
+use super::{
+    report::{figures::figures, headline_text, time::UtcOffset},
+    results::{Report, is_gauge},
+};
 use crate::metrics::names;
 
 /// OpenMetrics text: each family once, each series' samples in time order, `# EOF` last, as
@@ -30,8 +33,12 @@ pub fn openmetrics(report: &Report) -> String {
     }
     let mut out = String::new();
     for (metric, by_labels) in series {
-        let family = metric.strip_suffix("_total").unwrap_or(metric);
-        let _ = writeln!(out, "# TYPE {family} counter");
+        let (family, kind) = if is_gauge(metric) {
+            (metric, "gauge")
+        } else {
+            (metric.strip_suffix("_total").unwrap_or(metric), "counter")
+        };
+        let _ = writeln!(out, "# TYPE {family} {kind}");
         for (labels, points) in by_labels {
             for (t, v) in points {
                 let _ = writeln!(out, "{metric}{{{labels}}} {v} {t:.3}");
@@ -42,8 +49,8 @@ pub fn openmetrics(report: &Report) -> String {
     out
 }
 
-/// The terminal summary: totals per range.
-pub fn summary(report: &Report) -> String {
+/// The terminal summary: each range's headline (as the HTML report's), then totals per range.
+pub fn summary(report: &Report, offset: UtcOffset) -> String {
     let mut out = String::new();
     for f in &report.files {
         let _ = writeln!(
@@ -84,12 +91,18 @@ pub fn summary(report: &Report) -> String {
             names::SHARES_UNKNOWN_DIFFICULTY => {
                 format!("shares unknown difficulty coin={}", s.labels["coin"])
             }
+            names::REPORTED_HASHRATE => {
+                format!("reported hash rate at the end coin={}", s.labels["coin"])
+            }
             _ => format!(
                 "logins coin={} agent={}",
                 s.labels["coin"], s.labels["agent"]
             ),
         };
         *by_range.entry(range).or_default().entry(key).or_default() += s.value;
+    }
+    for r in &figures(report).ranges {
+        let _ = writeln!(out, "{}: {}", r.range, headline_text(r, offset));
     }
     let _ = writeln!(out, "{:<12} {:<36} {:>14}", "range", "what", "value");
     for (range, rows) in by_range {

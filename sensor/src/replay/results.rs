@@ -6,10 +6,14 @@ use std::collections::BTreeMap;
 use prometheus::proto::MetricFamily;
 use serde::Serialize;
 
-use crate::metrics::names;
+use crate::{
+    activity::tally::{Who, Work},
+    metrics::names,
+};
 
-/// The counters replay reports, as exported by `run`.
-const REPORTED: [&str; 11] = [
+/// The counters (and the one gauge, [`names::REPORTED_HASHRATE`]) replay reports, as exported by
+/// `run`.
+const REPORTED: [&str; 12] = [
     names::PACKETS,
     names::BYTES,
     names::PEER_PACKETS,
@@ -21,7 +25,13 @@ const REPORTED: [&str; 11] = [
     names::SHARES,
     names::SHARE_HASHES,
     names::SHARES_UNKNOWN_DIFFICULTY,
+    names::REPORTED_HASHRATE,
 ];
+
+/// Whether `metric` is a gauge (a value at each bucket's end) rather than a counter.
+pub fn is_gauge(metric: &str) -> bool {
+    metric == names::REPORTED_HASHRATE
+}
 
 #[derive(Debug, Default, Serialize)]
 pub struct FileReport {
@@ -57,6 +67,17 @@ pub struct Report {
     /// The flow events (`stratum_flow`, `suspect_flow`) and deep inspection's `miner_login` lines
     /// `run` would have written, in packet order, stamped with the capture's time.
     pub events: Vec<serde_json::Value>,
+    /// Shares and hashes per range, coin, miner family and pool endpoint, most hashes first: who
+    /// did the work (the metrics carry no pool label).
+    pub activity: Vec<Activity>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Activity {
+    #[serde(flatten)]
+    pub who: Who,
+    #[serde(flatten)]
+    pub work: Work,
 }
 
 pub(super) fn samples(families: &[MetricFamily]) -> Vec<Sample> {
@@ -73,8 +94,13 @@ pub(super) fn samples(families: &[MetricFamily]) -> Vec<Sample> {
                     .iter()
                     .map(|l| (l.name().to_string(), l.value().to_string()))
                     .collect(),
-                // Whole numbers: share hashes (a float counter) are rounded down.
-                value: m.get_counter().get_value() as u64,
+                // Whole numbers: share hashes (a float counter) and the reported rate (hashes
+                // per second) are rounded down.
+                value: if is_gauge(f.name()) {
+                    m.get_gauge().get_value() as u64
+                } else {
+                    m.get_counter().get_value() as u64
+                },
             });
         }
     }

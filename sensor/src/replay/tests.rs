@@ -279,6 +279,7 @@ fn a_zero_bucket_is_refused_naming_the_option() {
         report: None,
         bucket: Duration::ZERO,
         strict: false,
+        utc_offset: Default::default(),
     })
     .unwrap_err()
     .to_string();
@@ -305,7 +306,7 @@ fn shares_and_their_hashes_are_reported_in_every_output() {
         .shares_unknown_difficulty
         .with_label_values(&["kp", "monero"])
         .inc_by(2);
-    // A gauge is not among replay's counters.
+    // The one gauge replay reports: the rate miners report of themselves.
     metrics
         .reported_hashrate
         .with_label_values(&["kp", "ethereum"])
@@ -333,7 +334,10 @@ fn shares_and_their_hashes_are_reported_in_every_output() {
         value(crate::metrics::names::SHARES_UNKNOWN_DIFFICULTY, None),
         Some(2)
     );
-    assert_eq!(value(crate::metrics::names::REPORTED_HASHRATE, None), None);
+    assert_eq!(
+        value(crate::metrics::names::REPORTED_HASHRATE, None),
+        Some(5)
+    );
     let report = Report {
         files: Vec::new(),
         bucket_seconds: 60.0,
@@ -345,8 +349,18 @@ fn shares_and_their_hashes_are_reported_in_every_output() {
         }],
         totals,
         events: Vec::new(),
+        activity: Vec::new(),
     };
-    let rows: Vec<Vec<String>> = summary(&report)
+    let text = summary(&report, Default::default());
+    // The headline: 50,000 hashes over the 59 s from the first packet to the last are 847 H/s;
+    // the one bucket spreads evenly over the period, a third in each third: ratio 1.0.
+    assert!(
+        text.starts_with(
+            "kp: 1970-01-01 00:00 to 1970-01-01 00:00 UTC: mean hash rate 847 H/s (5 shares, 50.0 k hashes); hash rate 1.0×, new flows none in either"
+        ),
+        "{text}"
+    );
+    let rows: Vec<Vec<String>> = text
         .lines()
         .map(|l| l.split_whitespace().map(str::to_string).collect())
         .collect();
@@ -366,6 +380,9 @@ fn shares_and_their_hashes_are_reported_in_every_output() {
     assert!(
         om.contains("mining_sensor_share_hashes_total{coin=\"monero\",range=\"kp\"} 50000 60.000")
     );
+    assert!(om.contains(
+        "# TYPE mining_sensor_reported_hashrate gauge\nmining_sensor_reported_hashrate{coin=\"ethereum\",range=\"kp\"} 5 60.000"
+    ));
 }
 
 #[test]
@@ -395,8 +412,9 @@ fn neighbour_counters_are_in_the_summary_and_openmetrics() {
         }],
         totals,
         events: Vec::new(),
+        activity: Vec::new(),
     };
-    let rows: Vec<Vec<String>> = summary(&report)
+    let rows: Vec<Vec<String>> = summary(&report, Default::default())
         .lines()
         .map(|l| l.split_whitespace().map(str::to_string).collect())
         .collect();

@@ -6,7 +6,7 @@ use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
     os::fd::AsRawFd,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -261,4 +261,45 @@ pub fn wait_for(
         }
         thread::sleep(Duration::from_millis(100));
     }
+}
+
+// Replay of captures built by a test.
+
+/// Writes `packets` (capture time, frame) as a pcap file.
+pub fn write_pcap(path: &Path, link: pcap_file::DataLink, packets: &[(Duration, Vec<u8>)]) {
+    let f = std::fs::File::create(path).unwrap();
+    test_support::write_pcap(f, link, packets.iter().map(|(t, d)| (*t, d))).unwrap();
+}
+
+/// A fresh directory for one test's files.
+pub fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ms-replay-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `mining-sensor replay --json` with `args` over `files`: its output and its JSON report.
+pub fn replay(args: &[&str], files: &[&Path]) -> (std::process::Output, serde_json::Value) {
+    // One directory per call: the tests run in parallel, and a shared one let one test read
+    // (or delete) another's report.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = tmp(&format!("out-{n}"));
+    let json = dir.join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_mining-sensor"))
+        .arg("replay")
+        .arg("--json")
+        .arg(&json)
+        .args(args)
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    (out, v)
 }
