@@ -259,12 +259,19 @@ pub enum Reason {
     PoolDns = 2,
     /// The Stratum V2 handshake shape (64-byte client, 234-byte server payload) on a pool port.
     StratumV2 = 3,
+    /// A TLS ClientHello whose server_name is in a configured pool domain, on any port.
+    TlsPoolSni = 4,
 }
 
 impl Reason {
-    pub const COUNT: usize = 4;
-    pub const NAMES: [&'static str; Self::COUNT] =
-        ["tls_no_sni", "pool_endpoint", "pool_dns", "stratum_v2"];
+    pub const COUNT: usize = 5;
+    pub const NAMES: [&'static str; Self::COUNT] = [
+        "tls_no_sni",
+        "pool_endpoint",
+        "pool_dns",
+        "stratum_v2",
+        "tls_pool_sni",
+    ];
 }
 
 /// Cells of the per-CPU `SUSPECT_FLOWS` array: range slot x direction x reason.
@@ -448,15 +455,15 @@ mod tests {
     #[test]
     fn indexes_are_dense_and_in_bounds() {
         // By hand: 32 interface slots x (63 ranges + unwatched) x 2 directions = 4,096 traffic
-        // cells; 64 range slots x 2 directions x 3 dialects = 384 Stratum cells; 64 x 2 x 4
-        // reasons = 512 suspect cells; 17 parse events. The last cell of each is its count - 1.
+        // cells; 64 range slots x 2 directions x 3 dialects = 384 Stratum cells; 64 x 2 x 5
+        // reasons = 640 suspect cells; 17 parse events. The last cell of each is its count - 1.
         assert_eq!(traffic_index(0, 0, 0), 0);
         assert_eq!(traffic_index(31, 63, 1), 4_095);
         assert_eq!(TRAFFIC_CELLS, 4_096);
         assert_eq!(stratum_index(63, 1, 2), 383);
         assert_eq!(STRATUM_CELLS, 384);
-        assert_eq!(suspect_index(63, 1, 3), 511);
-        assert_eq!(SUSPECT_CELLS, 512);
+        assert_eq!(suspect_index(63, 1, 4), 639);
+        assert_eq!(SUSPECT_CELLS, 640);
         assert_eq!(ParseEvent::FlowInsertFailed as usize, 16);
         assert_eq!(ParseEvent::COUNT, 17);
     }
@@ -476,16 +483,23 @@ mod tests {
         );
         assert_eq!(
             Reason::NAMES,
-            ["tls_no_sni", "pool_endpoint", "pool_dns", "stratum_v2"]
+            [
+                "tls_no_sni",
+                "pool_endpoint",
+                "pool_dns",
+                "stratum_v2",
+                "tls_pool_sni"
+            ]
         );
         assert_eq!(
             [
                 Reason::TlsNoSni as usize,
                 Reason::PoolEndpoint as usize,
                 Reason::PoolDns as usize,
-                Reason::StratumV2 as usize
+                Reason::StratumV2 as usize,
+                Reason::TlsPoolSni as usize
             ],
-            [0, 1, 2, 3]
+            [0, 1, 2, 3, 4]
         );
     }
 

@@ -47,7 +47,7 @@ use crate::{
         CANDIDATE, NEW_FLOW, fill_flow_key, flow_unknown, inspect_window, inspect_window_compat,
         recent_stratum,
     },
-    signals::{client_hello_without_sni, dns_query, load_hello, pool_port, suspect},
+    signals::{HELLO_NO_SNI, client_hello, dns_query, load_hello, pool_port, pool_sni, suspect},
 };
 
 /// The largest header offset the transport code is handed (see `try_sensor`).
@@ -242,12 +242,22 @@ fn tcp<const COMPAT: bool>(
         Ok(p) => unsafe { (*p)[0] },
         Err(()) => byte(ctx, payload)?,
     };
-    // A TLS handshake record towards a pool: a ClientHello without server_name is the signal.
-    // The record type first: most TCP payload is TLS application data (23) and pays nothing more.
-    if first == 22 && plen >= 43 && (pool || pool_port(dport)) {
+    // A TLS handshake record: a ClientHello without server_name towards a pool, or one naming a
+    // server in a pool domain on any port, is a signal. The record type first: most TCP payload is
+    // TLS application data (23) and pays nothing more; then the handshake type, so that only
+    // ClientHellos (one a connection) are copied and walked.
+    if first == 22 {
+        if plen < 43 || handshake_type(ctx, payload)? != 1 {
+            return Ok(candidate);
+        }
         let n = load_hello(ctx, payload, plen)?;
-        if client_hello_without_sni(n as u64) != 0 {
-            candidate |= flag(Reason::TlsNoSni);
+        let hello = client_hello(n as u64);
+        if hello == HELLO_NO_SNI {
+            if pool || pool_port(dport) {
+                candidate |= flag(Reason::TlsNoSni);
+            }
+        } else if hello != 0 && pool_sni::<COMPAT>(hello) {
+            candidate |= flag(Reason::TlsPoolSni);
         }
         return Ok(candidate);
     }
@@ -294,6 +304,16 @@ fn tcp<const COMPAT: bool>(
     Ok(candidate
         || found & CANDIDATE != 0
         || (inspect_budget() > 0 && (first != b'{' || (recent_stratum(key) && !flow_unknown(key)))))
+}
+
+/// The handshake message type of a TLS handshake record at `payload` (its sixth byte).
+#[inline(always)]
+fn handshake_type(ctx: &XdpContext, payload: usize) -> Result<u8, ()> {
+    match ptr_at::<[u8; 6]>(ctx, payload) {
+        // SAFETY: bounds checked by ptr_at.
+        Ok(p) => Ok(unsafe { (*p)[5] }),
+        Err(()) => byte(ctx, payload + 5),
+    }
 }
 
 #[cfg(not(test))]

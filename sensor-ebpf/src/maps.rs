@@ -100,8 +100,10 @@ pub(crate) struct Scratch {
     pub(crate) suspect: SuspectKey,
     /// The walk over a DNS query's name (see `pool_dns`).
     pub(crate) dns: dns::QueryName,
-    /// The start of a TLS record, for the ClientHello walk (see `client_hello_without_sni`).
+    /// The start of a TLS record, for the ClientHello walk (see `client_hello`).
     pub(crate) hello: [u8; sensor_common::tls::HELLO_WINDOW],
+    /// The copy of a ClientHello's server name into `buf` (see `client_hello`).
+    pub(crate) host: sensor_common::tls::HostCopy,
     /// Replay: the header of the packet being run (see `replay_enter`).
     pub(crate) pkt: ReplayHeader,
     /// The transport header's offset and the IP packet's end, passed through memory (see

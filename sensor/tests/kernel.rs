@@ -1059,6 +1059,49 @@ fn tls_without_server_name_towards_a_pool() {
     assert_eq!(s.all_stratum(), 0);
 }
 
+/// `tls_pool_sni`: a ClientHello naming a server in a pool domain, on any port, counts once per
+/// flow; names outside every pool domain, look-alikes and other handshake records count nothing.
+#[test]
+fn tls_naming_a_pool_domain_on_any_port() {
+    use sensor_common::Reason;
+    use test_support::tls_client_hello;
+    const R: usize = 0; // the only range of this configuration
+    let mut s = Sensor::with(
+        "[pools]\nextra_domains = [\"pool.example\"]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
+    );
+    let sni = Reason::TlsPoolSni as usize;
+    let no_sni = Reason::TlsNoSni as usize;
+    let (m, server) = (ip("192.0.2.9"), ip("203.0.113.50"));
+    let hello = |sport: u16, dport: u16, name: Option<&str>| {
+        Packet::tcp4(m, server, sport, dport, &tls_client_hello(name)).build()
+    };
+    // On 443, on a pool port, on anything: a default pool domain, any case, and a configured
+    // one; the same flow twice counts once.
+    s.run(&hello(46000, 443, Some("gulf.moneroocean.stream")));
+    s.run(&hello(46000, 443, Some("gulf.moneroocean.stream")));
+    s.run(&hello(46001, 14433, Some("XMR-EU1.NANOPOOL.ORG")));
+    s.run(&hello(46002, 8443, Some("ws.pool.example")));
+    s.run(&hello(46003, 443, Some("supportxmr.com.")));
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, sni).unwrap(), 4);
+    // Not a pool: a look-alike, a pool name as a prefix, an ordinary name; no name at all on
+    // 443 is not `tls_no_sni` either (not a pool port).
+    s.run(&hello(46004, 443, Some("notsupportxmr.com")));
+    s.run(&hello(46005, 443, Some("supportxmr.com.example.org")));
+    s.run(&hello(46006, 443, Some("www.example.org")));
+    s.run(&hello(46007, 443, None));
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, sni).unwrap(), 4);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, no_sni).unwrap(), 0);
+    // A ServerHello (handshake type 2) naming nothing, and the ClientHello cut short: nothing.
+    let mut server_hello = tls_client_hello(Some("pool.supportxmr.com"));
+    server_hello[5] = 2;
+    s.run(&Packet::tcp4(server, m, 443, 46008, &server_hello).build());
+    let cut = tls_client_hello(Some("pool.supportxmr.com"));
+    s.run(&Packet::tcp4(m, server, 46009, 443, &cut[..cut.len() - 6]).build());
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, sni).unwrap(), 4);
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, sni).unwrap(), 0);
+    assert_eq!(s.all_stratum(), 0);
+}
+
 #[test]
 fn candidates_are_copied_every_stratum_packet_and_suspects_within_the_budget() {
     use sensor_common::Stat;

@@ -90,6 +90,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "capture",
     "deep",
     "dns",
+    "tls",
     "activity",
 ];
 const FUZZ_SECONDS: u32 = 20;
