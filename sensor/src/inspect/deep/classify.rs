@@ -33,7 +33,7 @@
 //! rules read the JSON's structure and need the values they extract. This parser names Ethereum by
 //! a login's address and by EthereumStratum's notify (the table says bitcoin), knows getWork's
 //! answer, every `mining.*` method and a login with `pass` or `agent` or cut off before both (the
-//! table knows none of them), and refuses the table's markers when they are not where the protocol
+//! table wants `pass` and either `agent` or a wallet-long string before a later marker), and refuses the table's markers when they are not where the protocol
 //! puts them or of the wrong type (a `blob` that is not a string, a `"method"` inside `params`).
 //! Making the table decide would change which logins are counted and their `dialect` label. Every
 //! known difference is listed, with both answers, in the test

@@ -714,6 +714,11 @@ fn the_kernel_table_and_the_parser_agree_on_real_messages() {
             format!(r#"{{"id":6,"jsonrpc":"2.0","method":"eth_submitWork","params":["0x1","{h}","{h}"]}}"#),
             Some(Ethereum),
         ),
+        // coin-hive-stratum's login (no agent; its src/Miner.ts and src/Connection.ts).
+        (
+            format!(r#"{{"id":1,"method":"login","params":{{"login":"{XMR}.site1+50000","pass":"x"}}}}"#),
+            Some(Monero),
+        ),
         (
             r#"{"jsonrpc":"2.0","method":"eth_blockNumber","params":[],"id":1}"#.to_owned(),
             None,
@@ -798,9 +803,15 @@ fn where_the_kernel_table_and_the_parser_differ() {
             None,
             Some(Bitcoin),
         ),
-        // A login needs `pass` or `agent` here, both in the kernel; JSON escapes are decoded here.
+        // A login needs `pass` or `agent` here; in the kernel `pass` and either `agent` or a
+        // wallet-long string before a later marker. JSON escapes are decoded here.
         (
             r#"{"id":1,"method":"login","params":{"login":"x","pass":"y"}}"#.to_owned(),
+            None,
+            Some(Monero),
+        ),
+        (
+            format!(r#"{{"id":1,"method":"login","params":{{"pass":"x","login":"{XMR}"}}}}"#),
             None,
             Some(Monero),
         ),
