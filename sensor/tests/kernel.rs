@@ -12,7 +12,7 @@ use mining_sensor::{
 };
 use sensor_common::{
     DIR_FROM, DIR_TO, ParseEvent, UNWATCHED_SLOT,
-    stratum::{Dialect, MARKERS, RULES},
+    stratum::{ADDRESS, ADDRESS_MIN_LEN, Dialect, MARKERS, RULES},
 };
 use test_support::{Packet, tls_client_hello};
 
@@ -588,11 +588,18 @@ fn false_positive_traps_count_no_stratum() {
     let mut s = Sensor::new();
     let m = ip("192.0.2.60");
     let srv = ip("198.51.100.9");
-    let traps: [&[u8]; 5] = [
+    let traps: [&[u8]; 8] = [
         b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html><script>var l = {\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"x\",\"pass\":\"x\",\"agent\":\"XMRig/6\"}};</script></html>",
         b"{\"jsonrpc\":\"2.0\",\"method\":\"eth_blockNumber\",\"params\":[],\"id\":1}\n",
         b"Content-Length: 120\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"processId\":7,\"rootUri\":null}}",
+        // A web API's login method with `login` and `pass` keys, no agent, no wallet-long string.
         b"{\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"bob\",\"pass\":\"hunter2\"},\"id\":1}\n",
+        // OpenWrt LuCI's JSON-RPC (`/cgi-bin/luci/rpc/auth`): method `login`, positional params.
+        b"{\"id\":1,\"method\":\"login\",\"params\":[\"root\",\"secret\"]}\n",
+        // OpenWrt ubus over HTTP: `session login` inside a `call`.
+        b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"call\",\"params\":[\"00000000000000000000000000000000\",\"session\",\"login\",{\"username\":\"root\",\"password\":\"secret\"}]}\n",
+        // Odoo's external API (`/jsonrpc`): a nested method `login` and a `login` key elsewhere.
+        b"{\"jsonrpc\":\"2.0\",\"method\":\"call\",\"params\":{\"service\":\"common\",\"method\":\"login\",\"args\":[\"db\",\"admin\",\"admin\"]},\"id\":1}\n",
         b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03{\"method\":\"login\"",
     ];
     for (i, t) in traps.iter().enumerate() {
@@ -600,12 +607,42 @@ fn false_positive_traps_count_no_stratum() {
     }
     assert_eq!(s.all_stratum(), 0);
     assert!(s.k.flows().unwrap().is_empty());
-    assert_eq!(s.traffic(C, DIR_FROM).0, 5);
+    assert_eq!(s.traffic(C, DIR_FROM).0, 8);
+}
+
+#[test]
+fn a_login_without_agent_opens_its_flow_by_its_wallet() {
+    // coin-hive-stratum's login to the pool (its src/Miner.ts and src/Connection.ts): the wallet
+    // with a worker and a difficulty, `pass`, no agent. The pool's reply follows on the flow.
+    let mut s = Sensor::new();
+    let (bridge, pool) = (ip("192.0.2.61"), ip("198.51.100.9"));
+    let login = format!(
+        "{{\"id\":1,\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}.site1+50000\",\"pass\":\"x\"}}}}\n"
+    );
+    s.run(&Packet::tcp4(bridge, pool, 43100, 3333, login.as_bytes()).build());
+    s.run(&Packet::tcp4(pool, bridge, 3333, 43100, LOGIN_REPLY).build());
+    // One flow, opened by the login (from c); the reply is its second Stratum packet (to c).
+    assert_eq!(s.flows(C, DIR_FROM, MONERO), 1);
+    assert_eq!(s.stratum(C, DIR_FROM, MONERO), 1);
+    assert_eq!(s.stratum(C, DIR_TO, MONERO), 1);
+    assert_eq!(s.all_stratum(), 2);
+    let flows = s.k.flows().unwrap();
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].1.stratum_packets, 2);
+    // The same login with a 94-character user name: no Stratum (the reply then opens the flow).
+    let mut t = Sensor::new();
+    let short = format!(
+        "{{\"id\":1,\"method\":\"login\",\"params\":{{\"login\":\"{}\",\"pass\":\"x\"}}}}\n",
+        &WALLET[..94]
+    );
+    t.run(&Packet::tcp4(bridge, pool, 43101, 3333, short.as_bytes()).build());
+    assert_eq!(t.all_stratum(), 0);
 }
 
 #[test]
 fn every_rule_of_the_table_is_reachable_in_the_kernel() {
-    // One message per rule, built from the table itself, so a rule the kernel cannot match fails.
+    // One message per rule and alternative, built from the table itself, so a rule the kernel
+    // cannot match fails.
     let mut s = Sensor::new();
     for (i, rule) in RULES.iter().enumerate() {
         let mut words = Vec::new();
@@ -619,31 +656,52 @@ fn every_rule_of_the_table_is_reachable_in_the_kernel() {
                 method = Some(m);
             }
         }
-        let mut msg = String::from("{\"id\":1");
-        if let Some(m) = method {
-            msg += &format!(",\"method\":\"{m}\"");
+        // Each alternative of `words_any` (a marker, or a wallet-long string), before the
+        // words every message of the rule has: the rules run when a marker closes.
+        let mut alternatives: Vec<String> = (0..32)
+            .filter(|bit| rule.words_any & (1u32 << bit) != 0)
+            .map(|bit| match MARKERS.get(bit) {
+                Some(m) => {
+                    let m = std::str::from_utf8(m).unwrap();
+                    format!(",\"{m}\":\"{m}\"")
+                }
+                None => {
+                    assert_eq!(1u32 << bit, ADDRESS);
+                    format!(",\"x\":\"{}\"", "4".repeat(ADDRESS_MIN_LEN as usize))
+                }
+            })
+            .collect();
+        if alternatives.is_empty() {
+            alternatives.push(String::new());
         }
-        for w in &words {
-            msg += &format!(",\"{w}\":\"{w}\"");
+        for (j, any) in alternatives.iter().enumerate() {
+            let mut msg = String::from("{\"id\":1");
+            if let Some(m) = method {
+                msg += &format!(",\"method\":\"{m}\"");
+            }
+            msg += any;
+            for w in &words {
+                msg += &format!(",\"{w}\":\"{w}\"");
+            }
+            msg += "}\n";
+            let before = s.stratum(C, DIR_FROM, rule.dialect as usize);
+            s.run(
+                &Packet::tcp4(
+                    ip("192.0.2.70"),
+                    ip("198.51.100.9"),
+                    44000 + 10 * i as u16 + j as u16,
+                    3333,
+                    msg.as_bytes(),
+                )
+                .build(),
+            );
+            assert_eq!(
+                s.stratum(C, DIR_FROM, rule.dialect as usize),
+                before + 1,
+                "rule {:?} ({msg})",
+                rule.what
+            );
         }
-        msg += "}\n";
-        let before = s.stratum(C, DIR_FROM, rule.dialect as usize);
-        s.run(
-            &Packet::tcp4(
-                ip("192.0.2.70"),
-                ip("198.51.100.9"),
-                44000 + i as u16,
-                3333,
-                msg.as_bytes(),
-            )
-            .build(),
-        );
-        assert_eq!(
-            s.stratum(C, DIR_FROM, rule.dialect as usize),
-            before + 1,
-            "rule {:?} ({msg})",
-            rule.what
-        );
     }
 }
 

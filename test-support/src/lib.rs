@@ -5,6 +5,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+pub mod tools;
+
 #[derive(Clone, Debug)]
 enum Net {
     V4 {

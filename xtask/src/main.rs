@@ -3,6 +3,9 @@
 //! `setup` installs what a fresh machine lacks and is fast when nothing is missing; `test` and
 //! `run` call it first, so the README's two commands work on a fresh clone.
 
+#[path = "../../test-support/src/tools.rs"]
+mod tools;
+
 use std::{
     env,
     ffi::OsString,
@@ -59,7 +62,7 @@ enum Cmd {
 /// Debian packages: iproute2 (namespaces), prometheus (promtool and the harness's server),
 /// systemd (systemd-analyze for deploy/ checks), ethtool, openssl and curl (the TLS tests),
 /// chromium and a font (the analyst report rendered in a real browser), and the packet tools the
-/// benchmarks and capture tests use.
+/// benchmarks and capture tests use; python3-venv for the proxy test's Python environment.
 const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "prometheus",
@@ -73,6 +76,7 @@ const APT_PACKAGES: &[&str] = &[
     "wrk",
     "linux-perf",
     "python3-yaml",
+    "python3-venv",
     "openssl",
     "curl",
     "chromium",
@@ -161,6 +165,7 @@ fn setup(apt: bool) -> Result<()> {
     if apt {
         apt_packages()?;
     }
+    aiostratum_proxy()?;
     step(&format!(
         "setup complete in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -304,6 +309,36 @@ fn cargo_fuzz() -> Result<()> {
     }
     step(&format!("installing cargo-fuzz {CARGO_FUZZ_VERSION}"));
     status(Command::new("cargo").args(["install", "cargo-fuzz", "--version", CARGO_FUZZ_VERSION]))
+}
+
+/// The Stratum proxy the namespace test `proxy.rs` runs, in a virtual environment of its own
+/// (see `tools`), installed once.
+fn aiostratum_proxy() -> Result<()> {
+    let venv = root().join(tools::AIOSTRATUM_PROXY_VENV);
+    let installed = Command::new(venv.join("bin/aiostratum-proxy"))
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout).trim() == tools::AIOSTRATUM_PROXY_VERSION
+        });
+    if installed {
+        return Ok(());
+    }
+    step(&format!(
+        "installing {} into {}",
+        tools::AIOSTRATUM_PROXY_VERSION,
+        venv.display()
+    ));
+    status(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+        .context("python3 with its venv module is needed for the proxy test")?;
+    for args in tools::AIOSTRATUM_PROXY_PIP {
+        status(
+            Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .args(*args),
+        )?;
+    }
+    Ok(())
 }
 
 fn apt_packages() -> Result<()> {

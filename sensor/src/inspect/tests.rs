@@ -97,7 +97,8 @@ impl Session {
         }
     }
 
-    fn send(&mut self, up: bool, json: &str, at: u64) {
+    /// Sends one message (miner to pool when `up`) at `at` seconds; the login lines it gave.
+    fn send(&mut self, up: bool, json: &str, at: u64) -> Vec<LoginLine> {
         let (miner, pool) = ([198, 18, 0, 1].into(), [203, 0, 113, 9].into());
         let payload = format!("{json}\n");
         let f = if up {
@@ -109,7 +110,7 @@ impl Session {
         let name = |id: usize| (id == 0).then(|| "kp".to_string());
         let now = self.t0 + Duration::from_secs(at);
         self.i
-            .frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name);
+            .frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name)
     }
 
     fn expire(&mut self, at: u64) {
@@ -346,9 +347,36 @@ fn a_stratum_v1_login_takes_the_agent_its_subscribe_named() {
         i.frame(&sub, "copy", "e", now, SystemTime::now(), |_| 0, |_| None)
             .is_empty()
     );
+    // The account `w1` names no coin: the login waits for the session's first job, whose
+    // Bitcoin shape names none either, and counts with it as `unknown` (it counted at once
+    // before logins waited for their flow's coin).
     let auth = seg(b"{\"id\": 2, \"method\": \"mining.authorize\", \"params\": [\"w1\", \"x\"]}\n");
-    let lines = i.frame(&auth, "copy", "e", now, SystemTime::now(), |_| 0, |_| None);
+    assert!(
+        i.frame(&auth, "copy", "e", now, SystemTime::now(), |_| 0, |_| None)
+            .is_empty()
+    );
+    let notify = r#"{"params":["bf","4d16b6f85af6e2198f44ae2a6de67f78487ae5611b77c6c0440b921e00000000","01000000","0000","00000000",[],"00000002","1c2ac4af","504e86b9",false],"id":null,"method":"mining.notify"}"#;
+    let mut lines = Vec::new();
+    for (k, msg) in [
+        r#"{"id":null,"method":"mining.set_difficulty","params":[1024]}"#,
+        notify,
+    ]
+    .iter()
+    .enumerate()
+    {
+        lines = i.frame(
+            &seg(format!("{msg}\n").as_bytes()),
+            "copy",
+            "e",
+            now,
+            SystemTime::now(),
+            |_| 0,
+            |_| None,
+        );
+        assert_eq!(lines.is_empty(), k < 1, "message {k}");
+    }
     assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0].coin, "unknown");
     assert_eq!(lines[0].agent, "cgminer");
     assert_eq!(lines[0].agent_version.as_deref(), Some("4.10.0"));
     assert_eq!(lines[0].dialect, "bitcoin");
@@ -400,4 +428,199 @@ fn a_key_file_must_hold_32_bytes() {
     assert_eq!(login_key(Some(&good)).unwrap(), [9u8; 32]);
     assert_ne!(login_key(None).unwrap(), login_key(None).unwrap());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Account-style logins (a worker name, no address) take the coin their session shows.
+#[test]
+fn an_account_login_takes_the_coin_its_session_shows() {
+    // Monero: xmr-stak's login (no algorithm list) waits; the pool's reply carries a CryptoNote
+    // job that names no algorithm: monero, and the login counts with the reply.
+    let mut s = Session::new(Duration::from_secs(3600));
+    let lines = s.send(
+        true,
+        r#"{"method":"login","params":{"login":"myaccount.worker1","pass":"x","agent":"xmr-stak-cpu/1.0.0"},"id":1}"#,
+        0,
+    );
+    assert!(lines.is_empty());
+    let lines = s.send(
+        false,
+        r#"{"id":1,"jsonrpc":"2.0","error":null,"result":{"id":"s1","job":{"blob":"0707","job_id":"j1","target":"b88d0600"},"status":"OK"}}"#,
+        1,
+    );
+    assert_eq!(lines.len(), 1);
+    assert_eq!(
+        (lines[0].coin, lines[0].agent, lines[0].dialect),
+        ("monero", "xmr-stak", "monero")
+    );
+    assert!(
+        s.has(r#"mining_sensor_miner_logins_total{agent="xmr-stak",coin="monero",range="kp"} 1"#)
+    );
+    // Its shares count under the coin learnt: one share at 10,000 hashes (target b88d0600).
+    s.send(true, &monero_submit(2), 2);
+    s.send(
+        false,
+        r#"{"id":2,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#,
+        2,
+    );
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 10000"#));
+    // A job that names another algorithm says `other`.
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(
+        true,
+        r#"{"method":"login","params":{"login":"myaccount.worker1","pass":"x","agent":"xmr-stak-cpu/1.0.0"},"id":1}"#,
+        0,
+    );
+    let lines = s.send(
+        false,
+        r#"{"id":1,"jsonrpc":"2.0","error":null,"result":{"id":"s1","job":{"blob":"0707","job_id":"j1","target":"b88d0600","algo":"cn/r"},"status":"OK"}}"#,
+        1,
+    );
+    assert_eq!(lines[0].coin, "other");
+
+    // Zcash: an account logs in, the pool's set_target is no job, its Equihash notify is (8
+    // params, version 04000000): the login counts at the notify, the second message after it.
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(
+        true,
+        r#"{"id":1,"method":"mining.subscribe","params":["nheqminer/0.5c",null]}"#,
+        0,
+    );
+    assert!(
+        s.send(
+            true,
+            r#"{"id":2,"method":"mining.authorize","params":["kvetak.worker1","x"]}"#,
+            0
+        )
+        .is_empty()
+    );
+    let t = "0".repeat(8) + &"f".repeat(56);
+    assert!(
+        s.send(
+            false,
+            &format!(r#"{{"id":null,"method":"mining.set_target","params":["{t}"]}}"#),
+            1
+        )
+        .is_empty()
+    );
+    let h = "a".repeat(64);
+    let lines = s.send(
+        false,
+        &format!(r#"{{"id":null,"method":"mining.notify","params":["6f4a","04000000","{h}","{h}","{h}","5b0c2a6e","1d0f2c4b",true]}}"#),
+        1,
+    );
+    assert_eq!((lines.len(), lines[0].coin), (1, "zcash"));
+
+    // The pool host EWBF puts in `mining.subscribe` names the coin before the login: it counts
+    // at once.
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(
+        true,
+        r#"{"id":1,"method":"mining.subscribe","params":["EWBF 0.3.4b",null,"eu1-zcash.flypool.org","3333"]}"#,
+        0,
+    );
+    let lines = s.send(
+        true,
+        r#"{"id":2,"method":"mining.authorize","params":["kvetak.worker1","x"]}"#,
+        0,
+    );
+    assert_eq!((lines[0].coin, lines[0].agent), ("zcash", "ewbf"));
+
+    // aiostratum-proxy 1.1 towards an Equihash pool: its own family, the host's coin.
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(
+        true,
+        r#"{"id":1,"method":"mining.subscribe","params":["aiostratum-proxy/1.1",null,"zec.2miners.com",3030]}"#,
+        0,
+    );
+    let lines = s.send(
+        true,
+        r#"{"id":2,"method":"mining.authorize","params":["farm.proxy1","x"]}"#,
+        0,
+    );
+    assert_eq!(
+        (
+            lines[0].coin,
+            lines[0].agent,
+            lines[0].agent_version.as_deref()
+        ),
+        ("zcash", "aiostratum-proxy", Some("1.1"))
+    );
+}
+
+/// A login with a wallet and no agent (coin-hive-stratum's) counts at once: agent `unknown`, the
+/// coin from the address.
+#[test]
+fn a_login_without_agent_counts_by_its_address() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    let lines = s.send(
+        true,
+        &format!(
+            r#"{{"id":1,"method":"login","params":{{"login":"{WALLET}.site1+50000","pass":"x"}}}}"#
+        ),
+        0,
+    );
+    assert_eq!(
+        (lines.len(), lines[0].coin, lines[0].agent),
+        (1, "monero", "unknown")
+    );
+    assert!(
+        s.has(r#"mining_sensor_miner_logins_total{agent="unknown",coin="monero",range="kp"} 1"#)
+    );
+}
+
+/// A login whose flow shows no coin counts as `unknown` once the wait is over: by time at an
+/// expiry, or at the flow's end (forgotten, or replay's end), never twice.
+#[test]
+fn a_waiting_login_counts_unknown_when_the_wait_runs_out() {
+    let login = r#"{"method":"login","params":{"login":"myaccount.worker1","pass":"x","agent":"xmr-stak-cpu/1.0.0"},"id":1}"#;
+    let unknown =
+        r#"mining_sensor_miner_logins_total{agent="xmr-stak",coin="unknown",range="kp"} 1"#;
+    // By time: 59 s after the login it still waits, at 60 s (LOGIN_COIN_WAIT) it counts.
+    let mut s = Session::new(Duration::from_secs(3600));
+    assert!(s.send(true, login, 0).is_empty());
+    s.expire(59);
+    assert!(s.i.late_logins().is_empty());
+    s.expire(60);
+    let late = s.i.late_logins();
+    assert_eq!((late.len(), late[0].coin), (1, "unknown"));
+    assert!(s.has(unknown));
+    // A job later does not count it again.
+    s.send(
+        false,
+        r#"{"jsonrpc":"2.0","method":"job","params":{"blob":"0707","job_id":"j2","target":"b88d0600"}}"#,
+        61,
+    );
+    s.expire(120);
+    assert!(s.i.late_logins().is_empty());
+    assert!(s.has(unknown));
+    // By messages: a one-direction tap that sees only the miner's submits counts it with the
+    // fourth (LOGIN_COIN_WAIT_MESSAGES) after the login.
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(true, login, 0);
+    for id in 2..=4 {
+        assert!(
+            s.send(true, &monero_submit(id), id.into()).is_empty(),
+            "{id}"
+        );
+    }
+    let lines = s.send(true, &monero_submit(5), 5);
+    assert_eq!((lines.len(), lines[0].coin), (1, "unknown"));
+    // Lines counted outside `frame` come out with the next frame's.
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(true, login, 0);
+    s.expire(60);
+    let lines = s.send(true, &monero_submit(2), 61);
+    assert_eq!(lines.len(), 1);
+    // Replay's end: counted with the coin the flow showed, here none.
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(true, login, 0);
+    s.i.end_shares();
+    assert_eq!(s.i.late_logins().len(), 1);
+    assert!(s.has(unknown));
+    // A flow forgotten (the distinct window of 10 s passed) counts its waiting login.
+    let mut s = Session::new(Duration::from_secs(10));
+    s.send(true, login, 0);
+    s.expire(11);
+    assert_eq!(s.i.late_logins().len(), 1);
+    assert!(s.has(unknown));
 }
