@@ -30,11 +30,11 @@
 
 mod common;
 
-use common::{IO_TIMEOUT, Namespaces, Proc, http_get, samples, sh, spawn_sensor, wait_for};
+use common::{IO_TIMEOUT, Namespaces, Proc, http_get, in_ns, samples, sh, spawn_sensor, wait_for};
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader, ErrorKind, Write},
+    io::{BufRead, BufReader, ErrorKind, Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -417,9 +417,22 @@ fn spawn_xmrig(ns: &str, log: &Path) -> Miner {
     Miner(child)
 }
 
-/// XMRig's `/2/summary`, or `None` while its API does not answer.
+/// XMRig's `/2/summary`, or `None` while its API does not answer. The request goes out in one
+/// write: XMRig's HTTP server keeps only the last piece of a request line that arrives in several
+/// segments (`write!` on a socket writes each piece of its format on its own), and answers 404.
 fn summary(ns: &str) -> Option<Value> {
-    serde_json::from_str(&http_get(ns, API_PORT, "/2/summary")).ok()
+    let body = in_ns(ns, || {
+        let addr = SocketAddr::from(([127, 0, 0, 1], API_PORT));
+        let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+        s.set_read_timeout(Some(IO_TIMEOUT))?;
+        s.write_all(b"GET /2/summary HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok::<_, std::io::Error>(out.split_once("\r\n\r\n").map(|x| x.1.to_string()))
+    })
+    .join()
+    .unwrap();
+    serde_json::from_str(&body.ok()??).ok()
 }
 
 /// Waits, at most `limit`, until `done` holds; panics with `what` and the miner's log if not.

