@@ -3,7 +3,6 @@
 //! `setup` installs what a fresh machine lacks and is fast when nothing is missing; `test` and
 //! `run` call it first, so the README's two commands work on a fresh clone.
 
-
 use std::{
     env,
     ffi::OsString,
