@@ -644,7 +644,7 @@ fn soak_counters_equal_what_the_driver_received_and_flows_beyond_the_table_are_a
 
 /// `deploy/README.md`'s sizing table, held to a running sensor: with 3 ranges and 2 interfaces,
 /// right after start, each metric has the series the table's formula gives (its rows without their
-/// optional parts), 143 `mining_sensor_` series in all.
+/// optional parts), 145 `mining_sensor_` series in all.
 #[test]
 fn a_fresh_sensor_exports_the_series_the_sizing_table_counts() {
     let p = Pair::new("size");
@@ -699,6 +699,8 @@ fn a_fresh_sensor_exports_the_series_the_sizing_table_counts() {
         ("mining_sensor_watched_prefixes", r * 2),
         // Deep inspection's, present at start in the default `inline` capture mode.
         ("mining_sensor_inspect_candidates_total", 1),
+        ("mining_sensor_reassembly_bytes", 1),
+        ("mining_sensor_reassembly_evictions_total", 1),
         ("mining_sensor_capture_drops_total", 3),
     ];
     let want: std::collections::BTreeMap<&str, usize> = table.into_iter().collect();
@@ -706,6 +708,6 @@ fn a_fresh_sensor_exports_the_series_the_sizing_table_counts() {
         families, want,
         "series per metric, against deploy/README.md's table"
     );
-    assert_eq!(want.values().sum::<usize>(), 143);
+    assert_eq!(want.values().sum::<usize>(), 145);
     let _ = std::fs::remove_dir_all(&dir);
 }

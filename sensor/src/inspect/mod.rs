@@ -14,6 +14,7 @@
 
 pub mod deep;
 pub mod frame;
+pub mod stream;
 
 use std::{
     collections::HashMap,
@@ -26,7 +27,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
-use sensor_common::{MAX_RANGES, RANGE_MASK};
+use sensor_common::{IPPROTO_TCP, MAX_RANGES, RANGE_MASK};
 
 use self::deep::{Coin, Message};
 use crate::{
@@ -205,6 +206,10 @@ pub struct Inspector {
     /// Lines of logins counted outside `frame` (a wait that ran out at an expiry, a forgotten
     /// flow, replay's end): `frame` returns them with its own, `late_logins` hands them over.
     late: Vec<LoginLine>,
+    /// Messages split over TCP segments, waiting for their next segment.
+    streams: stream::Streams,
+    /// `streams.evicted` when last published.
+    streams_evicted: u64,
 }
 
 impl Inspector {
@@ -222,7 +227,21 @@ impl Inspector {
             rate_labels: Vec::new(),
             tally: None,
             late: Vec::new(),
+            streams: stream::Streams::default(),
+            streams_evicted: 0,
         }
+    }
+
+    /// The reassembly's memory and evictions, as metrics.
+    fn publish_streams(&mut self) {
+        self.metrics
+            .reassembly_bytes
+            .set(self.streams.bytes() as i64);
+        let evicted = self.streams.evicted;
+        self.metrics
+            .reassembly_evictions
+            .inc_by(evicted - self.streams_evicted);
+        self.streams_evicted = evicted;
     }
 
     /// Keeps a [`Tally`] of who did the work from now on (replay's report reads it).
@@ -264,9 +283,23 @@ impl Inspector {
         if t.payload.is_empty() {
             return self.late_logins();
         }
+        // A message split over segments is read whole once its last segment is here.
+        let data = if t.proto == IPPROTO_TCP {
+            let data = self.streams.join(
+                (t.src, t.sport, t.dst, t.dport),
+                t.seq,
+                t.payload,
+                t.whole,
+                now,
+            );
+            self.publish_streams();
+            data
+        } else {
+            std::borrow::Cow::Borrowed(t.payload)
+        };
         // The Stratum messages, and what the payload says of work (the pool's replies are no
         // Stratum message), from one parse.
-        let (messages, objects) = deep::read(t.payload);
+        let (messages, objects) = deep::read(&data);
         let work: Vec<Signal> = objects.iter().flat_map(signals).collect();
         if messages.is_empty() && work.is_empty() {
             return self.late_logins();
@@ -507,6 +540,8 @@ impl Inspector {
 
     /// Drops miners not seen within the window and updates the distinct-miners gauge.
     pub fn expire(&mut self, now: Instant) {
+        self.streams.expire(now);
+        self.publish_streams();
         let window = self.window;
         let mut entries = 0;
         for hashes in self.distinct.values_mut() {

@@ -624,3 +624,43 @@ fn a_waiting_login_counts_unknown_when_the_wait_runs_out() {
     assert_eq!(s.i.late_logins().len(), 1);
     assert!(s.has(unknown));
 }
+
+/// A share longer than a segment (an Equihash 200,9 solution is 1,344 bytes of hex, 2.7 KB): its
+/// two segments, in sequence, make one share; the second segment again (a retransmission) adds
+/// nothing; the reassembly's bytes are back to 0 once the message is whole.
+#[test]
+fn a_share_split_over_two_segments_counts_once() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    monero_login(&mut s);
+    let (miner, pool) = ([198, 18, 0, 1].into(), [203, 0, 113, 9].into());
+    let ranges = |a: IpAddr| u64::from(a == IpAddr::from([198, 18, 0, 1]));
+    let name = |id: usize| (id == 0).then(|| "kp".to_string());
+    let solution = "ab".repeat(1400);
+    let submit = format!(
+        "{{\"id\":2,\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{{\"id\":\"s1\",\"job_id\":\"j1\",\"nonce\":\"00000002\",\"result\":\"{solution}\"}}}}\n"
+    );
+    let (a, b) = submit.as_bytes().split_at(1400);
+    let seg = |seq: u32, bytes: &[u8]| {
+        Packet::tcp4(miner, pool, 40000, 3333, bytes)
+            .tcp_seq(seq)
+            .build()
+    };
+    let now = s.t0 + Duration::from_secs(1);
+    let frame = |i: &mut Inspector, f: Vec<u8>| {
+        i.frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name);
+    };
+    frame(&mut s.i, seg(5000, a));
+    assert_eq!(s.i.streams.bytes(), 1400);
+    frame(&mut s.i, seg(6400, b));
+    frame(&mut s.i, seg(6400, b));
+    assert_eq!(s.i.streams.bytes(), 0);
+    s.send(
+        false,
+        r#"{"id":2,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#,
+        2,
+    );
+    // One share at the login job's 10,000 hashes.
+    assert!(s.has(r#"mining_sensor_shares_total{coin="monero",range="kp",result="accepted"} 1"#));
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 10000"#));
+    assert!(s.has("mining_sensor_reassembly_bytes 0"));
+}

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub distinct_miners: IntGaugeVec,
     pub inspected_packets: IntCounterVec,
     pub inspect_candidates: IntCounter,
+    pub reassembly_bytes: IntGauge,
+    pub reassembly_evictions: IntCounter,
     pub capture_drops: IntCounterVec,
     pub afxdp_sockets: IntGaugeVec,
     pub shares: IntCounterVec,
@@ -118,8 +120,19 @@ impl Metrics {
             names::INSPECT_CANDIDATES,
             "Packets the kernel handed to deep inspection (redirected to AF_XDP or copied); compare with inspected_packets_total.",
         );
+        let reassembly_bytes = IntGauge::with_opts(Opts::new(
+            names::REASSEMBLY_BYTES,
+            "Bytes deep inspection keeps of messages split over TCP segments, waiting for their next segment (bounded: 16 KiB a flow direction, 8 MiB in all).",
+        ))
+        .expect("valid metric");
+        let reassembly_evictions = counter(
+            names::REASSEMBLY_EVICTIONS,
+            "Unfinished split messages dropped to keep reassembly within its 8 MiB (the oldest half each time).",
+        );
         for m in [
             Box::new(inspect_candidates.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reassembly_bytes.clone()),
+            Box::new(reassembly_evictions.clone()),
             Box::new(flow_evictions.clone()),
             Box::new(events.clone()),
             Box::new(events_lost.clone()),
@@ -229,6 +242,8 @@ impl Metrics {
                 &["path"],
             ),
             inspect_candidates,
+            reassembly_bytes,
+            reassembly_evictions,
             capture_drops: counter_vec(
                 &r,
                 names::CAPTURE_DROPS,
