@@ -277,7 +277,10 @@ fn tcp<const COMPAT: bool>(
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
     let key = unsafe { &mut (*scratch).key };
     let src_is_lo = fill_flow_key(key, ip, sport, dport);
-    if first != b'{' && (!recent_stratum(key) || flow_unknown(key)) {
+    // Blanks may come before a message's `{` (pools' JSON parsers skip them; a miner hiding from
+    // signature matching sends them): such a segment can open a message too.
+    let opens = first == b'{' || matches!(first, b' ' | b'\t' | b'\r' | b'\n');
+    if !opens && (!recent_stratum(key) || flow_unknown(key)) {
         return Ok(candidate);
     }
 

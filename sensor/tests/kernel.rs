@@ -1620,3 +1620,37 @@ fn replay_batches_count_what_single_runs_count() {
         assert_eq!(a.data[..a.cap_len as usize], b.data[..b.cap_len as usize]);
     }
 }
+
+/// Reshaped logins the kernel still recognises: blanks, blank lines and CRLFs before the `{`
+/// (pools' parsers skip them), and an agent string holding HTML-looking text. A blank-led segment
+/// that is not Stratum stays silent.
+#[test]
+fn blanks_before_a_login_and_markup_in_its_agent() {
+    let mut s = Sensor::new();
+    let (miner, pool) = (ip("198.18.1.20"), ip("198.51.100.50")); // miner in ranges a and b
+    let login = String::from_utf8(xmrig_login()).unwrap();
+    let reshaped = [
+        format!("\r\n  {login}"),
+        format!("\n\n\t{login}"),
+        login.replace("XMRig/6.16.0", "XMRig/6.16.0 <script>alert(1)</script>"),
+    ];
+    for (i, v) in reshaped.iter().enumerate() {
+        s.run(&Packet::tcp4(miner, pool, 46000 + i as u16, 3333, v.as_bytes()).build());
+    }
+    for r in [A, B] {
+        assert_eq!(s.flows(r, DIR_FROM, MONERO), 3);
+        assert_eq!(s.stratum(r, DIR_FROM, MONERO), 3);
+    }
+    s.run(
+        &Packet::tcp4(
+            miner,
+            pool,
+            46010,
+            8080,
+            b"\r\n  {\"jsonrpc\":\"2.0\",\"method\":\"eth_blockNumber\",\"params\":[],\"id\":1}\n",
+        )
+        .build(),
+    );
+    s.run(&Packet::tcp4(miner, pool, 46011, 8080, format!("  x {login}").as_bytes()).build());
+    assert_eq!(s.all_stratum(), 6);
+}

@@ -77,8 +77,10 @@ impl Scanner {
                 return self.provisional;
             }
             // JSON strings hold no raw newline, so this ends a message even when the segment began
-            // inside a string of the previous one. A new message may follow only a closing brace.
-            self.at_start = (self.prev == b'}') as u8;
+            // inside a string of the previous one. A new message may follow only a closing brace,
+            // or blanks alone (blank lines and CRLFs before a message's `{`, which pools' parsers
+            // skip and a miner hiding from signatures may send).
+            self.at_start = (self.prev == b'}' || self.at_start != 0) as u8;
             self.in_str = 0;
             self.escaped = 0;
             self.in_msg = 0;

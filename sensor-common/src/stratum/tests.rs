@@ -32,6 +32,24 @@ fn markers_are_unique_and_hashes_do_not_collide() {
     }
 }
 
+/// Blank lines, CRLFs and spaces before a message's `{` (pools' parsers skip them): still a
+/// message start. Text before the `{`, or a `{` after another byte on its line, is not.
+#[test]
+fn blanks_before_the_first_brace() {
+    let login = format!(
+        "{{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0\"}}}}\n"
+    );
+    for lead in ["\r\n", "  ", "\n\n  \t", "\r\n\r\n "] {
+        assert_eq!(
+            d(&format!("{lead}{login}")),
+            Some(Dialect::Monero),
+            "{lead:?}"
+        );
+    }
+    assert_eq!(d(&format!("x\n{login}")), None);
+    assert_eq!(d(&format!(" x {login}")), None);
+}
+
 #[test]
 fn xmrig_login_compact() {
     let login = format!(

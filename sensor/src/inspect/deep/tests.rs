@@ -435,6 +435,24 @@ fn login_shapes() {
     assert!(!is_ethereum_address(&ETH[..41]));
 }
 
+/// An agent string holding HTML-looking text is still the miner's agent: the markup trap is for
+/// pages that quote JSON, not for JSON that quotes markup.
+#[test]
+fn an_agent_with_markup_is_still_attributed() {
+    let login = xmrig_login().replace(
+        "XMRig/6.16.0",
+        "XMRig/6.16.0 <script>alert(1)</script><html><title>x</title>",
+    );
+    let m = inspect(login.as_bytes());
+    assert_eq!(m.len(), 1, "{login}");
+    assert!(m[0].is_login);
+    assert_eq!(m[0].agent.as_ref().map(|a| a.family), Some("xmrig"));
+    assert_eq!(m[0].coin, Coin::Monero);
+    // Blanks and CRLFs before the message change nothing.
+    let m = inspect(format!("\r\n  {login}").as_bytes());
+    assert_eq!(m[0].agent.as_ref().map(|a| a.family), Some("xmrig"));
+}
+
 #[test]
 fn not_stratum() {
     for p in [
