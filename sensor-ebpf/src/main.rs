@@ -47,7 +47,10 @@ use crate::{
         CANDIDATE, NEW_FLOW, fill_flow_key, flow_unknown, inspect_window, inspect_window_compat,
         recent_stratum,
     },
-    signals::{HELLO_NO_SNI, client_hello, dns_query, load_hello, pool_port, pool_sni, suspect},
+    signals::{
+        HELLO_NO_SNI, client_hello, dns_query, load_hello, noise_handshake, pool_port, pool_sni,
+        suspect,
+    },
 };
 
 /// The largest header offset the transport code is handed (see `try_sensor`).
@@ -227,11 +230,6 @@ fn tcp<const COMPAT: bool>(
     if pool {
         candidate |= flag(Reason::PoolEndpoint);
     }
-    // Stratum V2 has no readable content: its Noise handshake opens with exactly 64 bytes from the
-    // client and 234 from the server, on a pool port.
-    if (plen == 64 && pool_port(dport)) || (plen == 234 && pool_port(sport)) {
-        candidate |= flag(Reason::StratumV2);
-    }
     if plen == 0 {
         return Ok(candidate);
     }
@@ -242,6 +240,15 @@ fn tcp<const COMPAT: bool>(
         Ok(p) => unsafe { (*p)[0] },
         Err(()) => byte(ctx, payload)?,
     };
+    // Stratum V2 has no readable content: its Noise handshake opens with exactly 64 bytes from the
+    // client and 234 from the server. On a pool port either size is the signal; elsewhere (443
+    // included) the pair, the answer on the same flow (`noise_handshake`).
+    let on_pool_port = (plen == 64 && pool_port(dport)) || (plen == 234 && pool_port(sport));
+    if on_pool_port
+        || ((plen == 64 || plen == 234) && noise_handshake(ip, sport, dport, plen, first))
+    {
+        candidate |= flag(Reason::StratumV2);
+    }
     // A TLS handshake record: a ClientHello without server_name towards a pool, or one naming a
     // server in a pool domain on any port, is a signal. The record type first: most TCP payload is
     // TLS application data (23) and pays nothing more; then the handshake type, so that only

@@ -1084,6 +1084,52 @@ fn the_stratum_v2_handshake_shape_on_a_pool_port() {
     assert_eq!(s.all_stratum(), 0);
 }
 
+/// Stratum V2 off the pool ports (443 included): the 64-byte hello and, the other way on the same
+/// flow, the 234-byte answer make the handshake, counted once at the answer; either alone, both
+/// the same way, or TLS records and JSON of those sizes, count nothing.
+#[test]
+fn the_stratum_v2_handshake_on_any_port() {
+    use sensor_common::Reason;
+    const R: usize = 0; // the only range of this configuration
+    let mut s = Sensor::with(
+        "[pools]\nports = [34254]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
+    );
+    let v2 = Reason::StratumV2 as usize;
+    let (m, pool) = (ip("192.0.2.9"), ip("203.0.113.50"));
+    // Pseudo-random bytes, first byte 0xa7 (not a TLS record type, not `{`).
+    let noise = |n: usize| (0..n).map(|i| (i * 37 + 167) as u8).collect::<Vec<u8>>();
+    let up = |sport: u16, dport: u16, p: &[u8]| Packet::tcp4(m, pool, sport, dport, p).build();
+    let down = |sport: u16, dport: u16, p: &[u8]| Packet::tcp4(pool, m, dport, sport, p).build();
+    // On 443: hello, answer (the miner is the answer's destination: direction "to").
+    s.run(&up(47000, 443, &noise(64)));
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, v2).unwrap(), 0);
+    s.run(&down(47000, 443, &noise(234)));
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, v2).unwrap(), 1);
+    // The answer again: the flow counts once.
+    s.run(&down(47000, 443, &noise(234)));
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, v2).unwrap(), 1);
+    // On another port, 8443: counted too.
+    s.run(&up(47001, 8443, &noise(64)));
+    s.run(&down(47001, 8443, &noise(234)));
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, v2).unwrap(), 2);
+    // Not the handshake: an answer without a hello; both sizes the same way; a TLS record of 64
+    // bytes then 234; JSON of 64 bytes then 234.
+    s.run(&down(47002, 443, &noise(234)));
+    s.run(&up(47003, 443, &noise(64)));
+    s.run(&up(47003, 443, &noise(234)));
+    let mut tls = noise(64);
+    tls[0] = 23;
+    s.run(&up(47004, 443, &tls));
+    s.run(&down(47004, 443, &noise(234)));
+    let mut json = noise(64);
+    json[0] = b'{';
+    s.run(&up(47005, 443, &json));
+    s.run(&down(47005, 443, &noise(234)));
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, v2).unwrap(), 2);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, v2).unwrap(), 0);
+    assert_eq!(s.all_stratum(), 0);
+}
+
 #[test]
 fn tls_without_server_name_towards_a_pool() {
     use sensor_common::Reason;
