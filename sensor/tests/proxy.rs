@@ -19,9 +19,7 @@
 
 mod common;
 
-use common::{
-    IO_TIMEOUT, Namespaces, Proc, http_get, in_ns, samples, sh, spawn_sensor, veth, wait_for,
-};
+use common::{IO_TIMEOUT, Line, Proc, http_get, in_ns, samples, sh, spawn_sensor, wait_for};
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -159,20 +157,12 @@ fn a_proxy_is_its_own_agent_and_carries_its_miners_shares() {
         proxy_bin.display()
     );
     let id = std::process::id();
-    let (miner_ns, vantage_ns, pool_ns) = (
-        format!("at-m-{id}"),
-        format!("at-v-{id}"),
-        format!("at-p-{id}"),
+    let line = Line::new(
+        "at",
+        ["at0", "198.18.8.2/24", "at1", "198.18.8.1/24"],
+        ["at3", "198.51.100.2/24", "at2", "198.51.100.1/24"],
     );
-    let _guard = Namespaces::new(&[&miner_ns, &vantage_ns, &pool_ns]);
-    veth(
-        (&miner_ns, "at0", "198.18.8.2/24"),
-        (&vantage_ns, "at1", "198.18.8.1/24"),
-    );
-    veth(
-        (&vantage_ns, "at2", "198.51.100.1/24"),
-        (&pool_ns, "at3", "198.51.100.2/24"),
-    );
+    let (miner_ns, vantage_ns, pool_ns) = (&line.miner, &line.vantage, &line.pool);
     // Segments as a wire carries them: without segmentation offload the senders' TCP cuts its
     // stream into MSS-sized segments, as a NIC would before the wire (with it, veth hands over
     // one 2.8 KB frame per share, which no link between routers would carry).
@@ -181,35 +171,7 @@ fn a_proxy_is_its_own_agent_and_carries_its_miners_shares() {
             "ip", "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso", "off",
         ]);
     }
-    sh(&[
-        "ip",
-        "-n",
-        &miner_ns,
-        "route",
-        "add",
-        "default",
-        "via",
-        "198.18.8.1",
-    ]);
-    sh(&[
-        "ip",
-        "-n",
-        &pool_ns,
-        "route",
-        "add",
-        "default",
-        "via",
-        "198.51.100.1",
-    ]);
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &vantage_ns,
-        "sysctl",
-        "-qw",
-        "net.ipv4.ip_forward=1",
-    ]);
+
     let dir = std::env::temp_dir().join(format!("at-proxy-{id}"));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("sensor.toml");

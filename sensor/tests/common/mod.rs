@@ -55,6 +55,49 @@ impl Drop for Namespaces {
     }
 }
 
+/// Three namespaces in a line, miner -- vantage -- pool, the vantage forwarding IPv4 between its
+/// two links and both ends routing through it; deleted (with everything in them) on drop. Each
+/// link is given as (the end's device, its `address/length`, the vantage's device, its
+/// `address/length`).
+pub struct Line {
+    pub miner: String,
+    pub vantage: String,
+    pub pool: String,
+    _namespaces: Namespaces,
+}
+
+impl Line {
+    pub fn new(prefix: &str, to_miner: [&str; 4], to_pool: [&str; 4]) -> Self {
+        let id = std::process::id();
+        let (miner, vantage, pool) = (
+            format!("{prefix}-m-{id}"),
+            format!("{prefix}-v-{id}"),
+            format!("{prefix}-p-{id}"),
+        );
+        let line = Self {
+            _namespaces: Namespaces::new(&[&miner, &vantage, &pool]),
+            miner,
+            vantage,
+            pool,
+        };
+        for (end, link) in [(&line.miner, to_miner), (&line.pool, to_pool)] {
+            veth((end, link[0], link[1]), (&line.vantage, link[2], link[3]));
+            let via = link[3].split('/').next().unwrap_or_default();
+            sh(&["ip", "-n", end, "route", "add", "default", "via", via]);
+        }
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &line.vantage,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        line
+    }
+}
+
 /// A veth pair between two namespaces, each end given as (namespace, device, `address/length`),
 /// both ends up.
 pub fn veth(a: (&str, &str, &str), b: (&str, &str, &str)) {
