@@ -15,6 +15,7 @@
 pub mod deep;
 pub mod frame;
 pub mod stream;
+pub mod websocket;
 
 use std::{
     collections::HashMap,
@@ -296,6 +297,11 @@ impl Inspector {
             data
         } else {
             std::borrow::Cow::Borrowed(t.payload)
+        };
+        // Stratum inside WebSocket frames: the messages they carry.
+        let data = match websocket::messages(&data) {
+            Some(m) => std::borrow::Cow::Owned(m),
+            None => data,
         };
         // The Stratum messages, and what the payload says of work (the pool's replies are no
         // Stratum message), from one parse.
