@@ -148,6 +148,9 @@ fn monero_submit(id: u32) -> String {
 fn a_monero_session_counts_its_shares_results_and_hashes() {
     let mut s = Session::new(Duration::from_secs(3600));
     monero_login(&mut s);
+    // The login reply's job set the difficulty: the hash counter exists at 0 before any share, so
+    // a scrape between here and the first share gives rate() its starting point.
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 0"#));
     for id in 2..=6 {
         s.send(true, &monero_submit(id), 1);
     }
