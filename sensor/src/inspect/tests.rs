@@ -285,6 +285,34 @@ fn a_stratum_v1_session_counts_shares_at_the_difficulty_set() {
 }
 
 #[test]
+fn the_hash_counter_starts_at_zero_once_a_difficulty_is_known() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(
+        true,
+        r#"{"id":1,"method":"mining.subscribe","params":["cgminer/4.10.0"]}"#,
+        0,
+    );
+    // A job before any difficulty: none is known yet, so no hash counter.
+    s.send(
+        false,
+        r#"{"id":null,"method":"mining.notify","params":["a","00","01","02",[],"20000000","1d00ffff","5f5e1000",true]}"#,
+        0,
+    );
+    assert!(
+        !s.metrics
+            .render()
+            .contains("mining_sensor_share_hashes_total{")
+    );
+    // The difficulty: the counter exists at 0, before the first share.
+    s.send(
+        false,
+        r#"{"id":null,"method":"mining.set_difficulty","params":[2]}"#,
+        0,
+    );
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="unknown",range="kp"} 0"#));
+}
+
+#[test]
 fn a_reported_rate_counts_for_five_minutes() {
     let mut s = Session::new(Duration::from_secs(3600));
     s.send(
