@@ -148,6 +148,9 @@ fn monero_submit(id: u32) -> String {
 fn a_monero_session_counts_its_shares_results_and_hashes() {
     let mut s = Session::new(Duration::from_secs(3600));
     monero_login(&mut s);
+    // The login reply's job set the difficulty: the hash counter exists at 0 before any share, so
+    // a scrape between here and the first share gives rate() its starting point.
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 0"#));
     for id in 2..=6 {
         s.send(true, &monero_submit(id), 1);
     }
@@ -279,6 +282,34 @@ fn a_stratum_v1_session_counts_shares_at_the_difficulty_set() {
     // The login "w1" names no coin, nor does any other message: coin "unknown".
     assert!(s.has(r#"mining_sensor_shares_total{coin="unknown",range="kp",result="accepted"} 3"#));
     assert!(s.has(r#"mining_sensor_share_hashes_total{coin="unknown",range="kp"} 25769803776"#));
+}
+
+#[test]
+fn the_hash_counter_starts_at_zero_once_a_difficulty_is_known() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(
+        true,
+        r#"{"id":1,"method":"mining.subscribe","params":["cgminer/4.10.0"]}"#,
+        0,
+    );
+    // A job before any difficulty: none is known yet, so no hash counter.
+    s.send(
+        false,
+        r#"{"id":null,"method":"mining.notify","params":["a","00","01","02",[],"20000000","1d00ffff","5f5e1000",true]}"#,
+        0,
+    );
+    assert!(
+        !s.metrics
+            .render()
+            .contains("mining_sensor_share_hashes_total{")
+    );
+    // The difficulty: the counter exists at 0, before the first share.
+    s.send(
+        false,
+        r#"{"id":null,"method":"mining.set_difficulty","params":[2]}"#,
+        0,
+    );
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="unknown",range="kp"} 0"#));
 }
 
 #[test]
