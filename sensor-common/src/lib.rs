@@ -8,6 +8,7 @@
 pub mod dns;
 pub mod stratum;
 pub mod tls;
+pub mod websocket;
 
 /// Stacked VLAN tags followed (802.1ad outer + 802.1Q inner is two; some carriers stack more). The
 /// kernel program and the agent's frame reader walk the same headers with the same limits, so that
@@ -300,12 +301,19 @@ pub enum Reason {
     PoolDns = 2,
     /// The Stratum V2 handshake shape (64-byte client, 234-byte server payload) on a pool port.
     StratumV2 = 3,
+    /// A TLS ClientHello whose server_name is in a configured pool domain, on any port.
+    TlsPoolSni = 4,
 }
 
 impl Reason {
-    pub const COUNT: usize = 4;
-    pub const NAMES: [&'static str; Self::COUNT] =
-        ["tls_no_sni", "pool_endpoint", "pool_dns", "stratum_v2"];
+    pub const COUNT: usize = 5;
+    pub const NAMES: [&'static str; Self::COUNT] = [
+        "tls_no_sni",
+        "pool_endpoint",
+        "pool_dns",
+        "stratum_v2",
+        "tls_pool_sni",
+    ];
 }
 
 /// Cells of the per-CPU `SUSPECT_FLOWS` array: range slot x direction x reason.
@@ -489,15 +497,15 @@ mod tests {
     #[test]
     fn indexes_are_dense_and_in_bounds() {
         // By hand: 32 interface slots x (63 ranges + unwatched) x 2 directions = 4,096 traffic
-        // cells; 64 range slots x 2 directions x 3 dialects = 384 Stratum cells; 64 x 2 x 4
-        // reasons = 512 suspect cells; 17 parse events. The last cell of each is its count - 1.
+        // cells; 64 range slots x 2 directions x 3 dialects = 384 Stratum cells; 64 x 2 x 5
+        // reasons = 640 suspect cells; 17 parse events. The last cell of each is its count - 1.
         assert_eq!(traffic_index(0, 0, 0), 0);
         assert_eq!(traffic_index(31, 63, 1), 4_095);
         assert_eq!(TRAFFIC_CELLS, 4_096);
         assert_eq!(stratum_index(63, 1, 2), 383);
         assert_eq!(STRATUM_CELLS, 384);
-        assert_eq!(suspect_index(63, 1, 3), 511);
-        assert_eq!(SUSPECT_CELLS, 512);
+        assert_eq!(suspect_index(63, 1, 4), 639);
+        assert_eq!(SUSPECT_CELLS, 640);
         // 63 ranges x 2 directions x (16 neighbours + other) = 2,142 peer cells.
         assert_eq!(peer_index(62, 1, 16), 2_141);
         assert_eq!(PEER_CELLS, 2_142);
@@ -520,16 +528,23 @@ mod tests {
         );
         assert_eq!(
             Reason::NAMES,
-            ["tls_no_sni", "pool_endpoint", "pool_dns", "stratum_v2"]
+            [
+                "tls_no_sni",
+                "pool_endpoint",
+                "pool_dns",
+                "stratum_v2",
+                "tls_pool_sni"
+            ]
         );
         assert_eq!(
             [
                 Reason::TlsNoSni as usize,
                 Reason::PoolEndpoint as usize,
                 Reason::PoolDns as usize,
-                Reason::StratumV2 as usize
+                Reason::StratumV2 as usize,
+                Reason::TlsPoolSni as usize
             ],
-            [0, 1, 2, 3]
+            [0, 1, 2, 3, 4]
         );
     }
 

@@ -1,6 +1,8 @@
-//! Whether a TLS ClientHello names a server (the server_name extension, SNI). XMRig connects to
-//! `stratum+ssl` pools without SNI unless configured otherwise: a ClientHello without it, towards a
-//! pool port or a pool address, is the `tls_no_sni` signal.
+//! Whether a TLS ClientHello names a server (the server_name extension, SNI), and which. XMRig
+//! connects to `stratum+ssl` pools without SNI unless configured otherwise: a ClientHello without
+//! it, towards a pool port or a pool address, is the `tls_no_sni` signal. Other clients, proxies
+//! and browser miners name the pool: a server name in a pool domain, on any port, is the
+//! `tls_pool_sni` signal ([`host_to_query`] hands the name to the pool-domain walk of `pool_dns`).
 //!
 //! Written for the BPF verifier as for the host: a fixed window, masked indices, a bounded loop
 //! over the extensions. A ClientHello longer than the window is undecidable and reported as such.
@@ -31,49 +33,154 @@ fn be16<const N: usize>(buf: &[u8; N], at: usize) -> usize {
     (byte(buf, at) << 8) | byte(buf, at + 1)
 }
 
+/// What a ClientHello says of its server: `sni` is [`NOT_DECIDED`], [`HAS_SNI`] or [`NO_SNI`];
+/// with `HAS_SNI`, the first host name is `name_len` bytes at `name_at` in the window (`name_len`
+/// is 0 when the name is not whole in the window).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hello {
+    pub sni: u8,
+    pub name_at: usize,
+    pub name_len: usize,
+}
+
+impl Hello {
+    const fn decided(sni: u8) -> Self {
+        Self {
+            sni,
+            name_at: 0,
+            name_len: 0,
+        }
+    }
+}
+
 /// Looks at the first `len` bytes of a TCP payload, held in a window of `N` bytes (a power of
 /// two).
 #[inline(always)]
 pub fn client_hello_sni<const N: usize>(buf: &[u8; N], len: usize) -> u8 {
+    client_hello(buf, len).sni
+}
+
+/// [`client_hello_sni`], with where the server name is.
+#[inline(always)]
+pub fn client_hello<const N: usize>(buf: &[u8; N], len: usize) -> Hello {
     let len = if len > N { N } else { len };
     // Record header: handshake (22), version 3.x, length; then handshake type 1 (ClientHello).
     if len < 43 || byte(buf, 0) != 22 || byte(buf, 1) != 3 || byte(buf, 5) != 1 {
-        return NOT_DECIDED;
+        return Hello::decided(NOT_DECIDED);
     }
     // 5 record + 4 handshake header + 2 version + 32 random = 43: the session id.
     let mut off = 43;
     off += 1 + byte(buf, off);
     if off + 2 > len {
-        return NOT_DECIDED;
+        return Hello::decided(NOT_DECIDED);
     }
     off += 2 + be16(buf, off);
     if off + 1 > len {
-        return NOT_DECIDED;
+        return Hello::decided(NOT_DECIDED);
     }
     off += 1 + byte(buf, off);
     if off + 2 > len {
-        return NOT_DECIDED;
+        return Hello::decided(NOT_DECIDED);
     }
     let end = off + 2 + be16(buf, off);
     off += 2;
     if end > len {
-        return NOT_DECIDED;
+        return Hello::decided(NOT_DECIDED);
     }
     let mut i = 0;
     while i < MAX_EXTENSIONS {
         if off == end {
-            return NO_SNI;
+            return Hello::decided(NO_SNI);
         }
         if off + 4 > end {
-            return NOT_DECIDED;
+            return Hello::decided(NOT_DECIDED);
         }
         if be16(buf, off) == 0 {
-            return HAS_SNI;
+            // server_name: list length (2), name type (1, 0 = host_name), name length (2), name.
+            let (at, n) = (off + 9, be16(buf, off + 7));
+            let whole = off + 9 <= end && byte(buf, off + 6) == 0 && at + n <= len;
+            return Hello {
+                sni: HAS_SNI,
+                name_at: at,
+                name_len: if whole { n } else { 0 },
+            };
         }
         off += 4 + be16(buf, off + 2);
         i += 1;
     }
-    NOT_DECIDED
+    Hello::decided(NOT_DECIDED)
+}
+
+/// Longest host name a server_name (and a DNS name) holds.
+pub const MAX_HOST: usize = 253;
+
+/// Where [`host_to_query`] is in a name: the current label's length byte and its length so far.
+/// Kept in memory and re-read each byte (the kernel keeps it in its scratch map): the BPF verifier
+/// tracks no values in map memory, so a byte's two paths (a dot or not) end in the same state and
+/// the loop is verified in a few thousand instructions rather than one path per possible name.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostCopy {
+    pub len_at: u32,
+    pub label: u32,
+}
+
+/// Writes the host name `hello[at..at + len]` into `out` as a DNS query holds its name, from
+/// `dns::HEADER` on (length-prefixed labels, then the root's 0), so that the pool-domain walk of
+/// `pool_dns` reads it as it reads a query. Returns the end of the name in `out`, or 0 when there
+/// is no name to match (empty, longer than [`MAX_HOST`], or not fitting `out`). Byte by byte,
+/// forwards, every index checked (`out` need not be a power of two long): the verifier's way, and
+/// the host's.
+#[inline(always)]
+pub fn host_to_query<const H: usize, const W: usize>(
+    hello: &[u8; H],
+    at: usize,
+    len: usize,
+    out: &mut [u8; W],
+    st: &mut HostCopy,
+) -> usize {
+    use core::ptr::{read_volatile, write_volatile};
+    let start = crate::dns::HEADER;
+    if len == 0 || len > MAX_HOST || start + len + 2 > W {
+        return 0;
+    }
+    // SAFETY (every volatile access below): `st` is a valid, exclusive reference.
+    unsafe {
+        write_volatile(&mut st.len_at, start as u32);
+        write_volatile(&mut st.label, 0);
+    }
+    let mut i = 0;
+    while i < MAX_HOST {
+        if i >= len {
+            break;
+        }
+        let c = hello[(at + i) & (H - 1)];
+        unsafe {
+            if c == b'.' {
+                let label = read_volatile(&st.label) as u8;
+                put(out, read_volatile(&st.len_at) as usize, label);
+                write_volatile(&mut st.len_at, (start + 1 + i) as u32);
+                write_volatile(&mut st.label, 0);
+            } else {
+                put(out, start + 1 + i, c);
+                write_volatile(&mut st.label, read_volatile(&st.label).wrapping_add(1));
+            }
+        }
+        i += 1;
+    }
+    unsafe {
+        let label = read_volatile(&st.label) as u8;
+        put(out, read_volatile(&st.len_at) as usize, label);
+    }
+    put(out, start + 1 + len, 0);
+    start + 2 + len
+}
+
+#[inline(always)]
+fn put<const W: usize>(out: &mut [u8; W], at: usize, v: u8) {
+    if at < W {
+        out[at] = v;
+    }
 }
 
 #[cfg(test)]
@@ -138,6 +245,69 @@ mod tests {
         assert_eq!(check(&hello(&pq)), NO_SNI);
         pq.insert(0, sni("pool.example.org"));
         assert_eq!(check(&hello(&pq)), HAS_SNI);
+    }
+
+    #[test]
+    fn the_server_name_is_found_and_written_as_a_query_name() {
+        let h = hello(&[(10, vec![0, 2, 0, 29]), sni("Pool.SupportXMR.com")]);
+        let mut buf = [0u8; HELLO_WINDOW];
+        buf[..h.len()].copy_from_slice(&h);
+        let found = client_hello(&buf, h.len());
+        assert_eq!(found.sni, HAS_SNI);
+        assert_eq!(
+            &h[found.name_at..found.name_at + found.name_len],
+            b"Pool.SupportXMR.com"
+        );
+        let mut out = [0xeeu8; 512];
+        let end = host_to_query(
+            &buf,
+            found.name_at,
+            found.name_len,
+            &mut out,
+            &mut HostCopy::default(),
+        );
+        // 12 header bytes, then 4 "Pool" 10 "SupportXMR" 3 "com" 0: 1 + 19 + 1 bytes.
+        assert_eq!(end, 12 + 21);
+        assert_eq!(&out[12..end], b"\x04Pool\x0aSupportXMR\x03com\x00");
+        // The pool-domain walk reads it as a query for the same name: it is under supportxmr.com
+        // (labels are compared without case), not under xmr.com.
+        let mut window = crate::stratum::Window::new();
+        let end = host_to_query(
+            &buf,
+            found.name_at,
+            found.name_len,
+            window.bytes_mut(),
+            &mut HostCopy::default(),
+        );
+        let mut q = crate::dns::QueryName::new(crate::dns::HEADER as u32, end as u32);
+        for _ in 0..512 {
+            if q.step(&window) {
+                break;
+            }
+        }
+        let key = |d: &str| crate::dns::name_key(d.as_bytes()).unwrap();
+        assert_eq!((q.state, q.labels), (crate::dns::COMPLETE, 3), "{q:?}");
+        assert!(q.any_suffix(|k| k == key("supportxmr.com")));
+        assert!(!q.any_suffix(|k| k == key("xmr.com")));
+        // Cut inside the name: undecided, as any ClientHello whose extensions are cut.
+        assert_eq!(client_hello(&buf, found.name_at + 4).sni, NOT_DECIDED);
+        // A server_name whose entry is not a host name (type 1): a server is named, not one
+        // that can be read.
+        let mut odd = sni("pool.supportxmr.com");
+        odd.1[2] = 1;
+        let h = hello(&[odd]);
+        buf[..h.len()].copy_from_slice(&h);
+        let found = client_hello(&buf, h.len());
+        assert_eq!((found.sni, found.name_len), (HAS_SNI, 0));
+        // No name, or one longer than a DNS name: nothing to match.
+        assert_eq!(
+            host_to_query(&buf, 0, 0, &mut out, &mut HostCopy::default()),
+            0
+        );
+        assert_eq!(
+            host_to_query(&buf, 0, MAX_HOST + 1, &mut out, &mut HostCopy::default()),
+            0
+        );
     }
 
     #[test]

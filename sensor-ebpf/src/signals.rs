@@ -1,16 +1,18 @@
 //! The suspect signals, each counted once per flow and reason: a pool endpoint, a Stratum V2
-//! handshake on a pool port, a TLS ClientHello without server_name towards a pool, and a DNS
-//! query for a name in a pool domain (the name walk, like the scan, a `may_goto` loop or a
-//! `bpf_loop` callback).
+//! handshake on a pool port, a TLS ClientHello without server_name towards a pool or with one in a
+//! pool domain (on any port), and a DNS query for a name in a pool domain (the name walk, like the
+//! scan, a `may_goto` loop or a `bpf_loop` callback; the ClientHello's name goes through the same
+//! walk).
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_loop, programs::XdpContext};
-use sensor_common::{EVENT_SUSPECT_FLOW, Reason, dns, stratum};
+use sensor_common::{EVENT_SUSPECT_FLOW, FlowKey, Reason, dns, stratum};
 
 use crate::{
     count::{bit_in, count_suspect},
     events::emit,
     maps::{
-        POOL_DOMAIN_FILTER, POOL_DOMAINS, POOL_PORTS, SCRATCH, SUSPECTS, Scratch, inspect_budget,
+        NOISE_HELLOS, POOL_DOMAIN_FILTER, POOL_DOMAINS, POOL_PORTS, SCRATCH, SUSPECTS, Scratch,
+        inspect_budget,
     },
     parse::{IPPROTO_UDP, Ip, load_into, load_window, ptr_at},
     replay::{ingress, now},
@@ -146,17 +148,79 @@ fn dns_walk<const COMPAT: bool>(n: u64) -> u64 {
     }
 }
 
-/// Whether SCRATCH.hello holds a complete ClientHello without server_name. A global
-/// function: the walk over the extensions is verified once.
+/// The longest a Noise responder may take to answer the hello and still make a handshake.
+const NOISE_ANSWER_NS: u64 = 10_000_000_000;
+
+/// Stratum V2 off the pool ports (443 included): a 64-byte payload (the initiator's Noise hello),
+/// then, the other way on the same flow within 10 s, a 234-byte one (the responder's answer),
+/// neither opening with a TLS record's type (20-23) or `{`. True at the answer: the handshake's
+/// shape, which nothing but a Noise handshake of Stratum V2's sizes gives (SSH's encrypted
+/// packets cannot be 234 bytes long, a TLS record opens with its type). `first` is the payload's
+/// first byte.
+#[inline(always)]
+pub(crate) fn noise_handshake(ip: &Ip, sport: u16, dport: u16, plen: usize, first: u8) -> bool {
+    if (20..=23).contains(&first) || first == b'{' {
+        return false;
+    }
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    let key = unsafe { &mut (*scratch).key };
+    let src_is_lo = fill_flow_key(key, ip, sport, dport) as u64;
+    let key: &FlowKey = key;
+    let now = now();
+    if plen == 64 {
+        let _ = NOISE_HELLOS.insert(key, (now & !1) | src_is_lo, 0);
+        return false;
+    }
+    let Some(hello) = NOISE_HELLOS.get_ptr(key) else {
+        return false;
+    };
+    // SAFETY: LRU map value, read once.
+    let hello = unsafe { core::ptr::read_volatile(hello) };
+    if hello & 1 == src_is_lo || now.wrapping_sub(hello & !1) > NOISE_ANSWER_NS {
+        return false;
+    }
+    let _ = NOISE_HELLOS.remove(key);
+    true
+}
+
+/// `client_hello`'s answer for a complete ClientHello without server_name.
+pub(crate) const HELLO_NO_SNI: u64 = 1;
+
+/// What the ClientHello in SCRATCH.hello (`n` bytes) says of its server: [`HELLO_NO_SNI`], or the
+/// end of its host name written as a query's name into SCRATCH.buf (for the pool-domain walk,
+/// see `tls::host_to_query`), or 0. A global function: the walk over the extensions and the copy
+/// of the name are verified once.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn client_hello_without_sni(n: u64) -> u64 {
+pub extern "C" fn client_hello(n: u64) -> u64 {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
-    // SAFETY: map value pointer, valid for the program run.
-    let buf = unsafe { &(*scratch).hello };
-    (sensor_common::tls::client_hello_sni(buf, n as usize) == sensor_common::tls::NO_SNI) as u64
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    let (hello, buf, host) =
+        unsafe { (&(*scratch).hello, &mut (*scratch).buf, &mut (*scratch).host) };
+    let h = sensor_common::tls::client_hello(hello, n as usize);
+    match h.sni {
+        sensor_common::tls::NO_SNI => HELLO_NO_SNI,
+        sensor_common::tls::HAS_SNI => {
+            sensor_common::tls::host_to_query(hello, h.name_at, h.name_len, buf.bytes_mut(), host)
+                as u64
+        }
+        _ => 0,
+    }
+}
+
+/// Whether the name `client_hello` wrote into SCRATCH.buf, ending at `end`, is in a pool domain.
+#[inline(always)]
+pub(crate) fn pool_sni<const COMPAT: bool>(end: u64) -> bool {
+    (if COMPAT {
+        pool_dns_compat(end)
+    } else {
+        pool_dns(end)
+    }) != 0
 }
 
 /// Copies up to `HELLO_WINDOW` bytes of payload into SCRATCH.hello; returns how many.

@@ -12,7 +12,7 @@ use mining_sensor::{
 };
 use sensor_common::{
     DIR_FROM, DIR_TO, ParseEvent, UNWATCHED_SLOT,
-    stratum::{Dialect, MARKERS, RULES},
+    stratum::{ADDRESS, ADDRESS_MIN_LEN, Dialect, MARKERS, RULES},
 };
 use test_support::{Packet, tls_client_hello};
 
@@ -588,11 +588,18 @@ fn false_positive_traps_count_no_stratum() {
     let mut s = Sensor::new();
     let m = ip("192.0.2.60");
     let srv = ip("198.51.100.9");
-    let traps: [&[u8]; 5] = [
+    let traps: [&[u8]; 8] = [
         b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html><script>var l = {\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"x\",\"pass\":\"x\",\"agent\":\"XMRig/6\"}};</script></html>",
         b"{\"jsonrpc\":\"2.0\",\"method\":\"eth_blockNumber\",\"params\":[],\"id\":1}\n",
         b"Content-Length: 120\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"processId\":7,\"rootUri\":null}}",
+        // A web API's login method with `login` and `pass` keys, no agent, no wallet-long string.
         b"{\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"bob\",\"pass\":\"hunter2\"},\"id\":1}\n",
+        // OpenWrt LuCI's JSON-RPC (`/cgi-bin/luci/rpc/auth`): method `login`, positional params.
+        b"{\"id\":1,\"method\":\"login\",\"params\":[\"root\",\"secret\"]}\n",
+        // OpenWrt ubus over HTTP: `session login` inside a `call`.
+        b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"call\",\"params\":[\"00000000000000000000000000000000\",\"session\",\"login\",{\"username\":\"root\",\"password\":\"secret\"}]}\n",
+        // Odoo's external API (`/jsonrpc`): a nested method `login` and a `login` key elsewhere.
+        b"{\"jsonrpc\":\"2.0\",\"method\":\"call\",\"params\":{\"service\":\"common\",\"method\":\"login\",\"args\":[\"db\",\"admin\",\"admin\"]},\"id\":1}\n",
         b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03{\"method\":\"login\"",
     ];
     for (i, t) in traps.iter().enumerate() {
@@ -600,12 +607,42 @@ fn false_positive_traps_count_no_stratum() {
     }
     assert_eq!(s.all_stratum(), 0);
     assert!(s.k.flows().unwrap().is_empty());
-    assert_eq!(s.traffic(C, DIR_FROM).0, 5);
+    assert_eq!(s.traffic(C, DIR_FROM).0, 8);
+}
+
+#[test]
+fn a_login_without_agent_opens_its_flow_by_its_wallet() {
+    // coin-hive-stratum's login to the pool (its src/Miner.ts and src/Connection.ts): the wallet
+    // with a worker and a difficulty, `pass`, no agent. The pool's reply follows on the flow.
+    let mut s = Sensor::new();
+    let (bridge, pool) = (ip("192.0.2.61"), ip("198.51.100.9"));
+    let login = format!(
+        "{{\"id\":1,\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}.site1+50000\",\"pass\":\"x\"}}}}\n"
+    );
+    s.run(&Packet::tcp4(bridge, pool, 43100, 3333, login.as_bytes()).build());
+    s.run(&Packet::tcp4(pool, bridge, 3333, 43100, LOGIN_REPLY).build());
+    // One flow, opened by the login (from c); the reply is its second Stratum packet (to c).
+    assert_eq!(s.flows(C, DIR_FROM, MONERO), 1);
+    assert_eq!(s.stratum(C, DIR_FROM, MONERO), 1);
+    assert_eq!(s.stratum(C, DIR_TO, MONERO), 1);
+    assert_eq!(s.all_stratum(), 2);
+    let flows = s.k.flows().unwrap();
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].1.stratum_packets, 2);
+    // The same login with a 94-character user name: no Stratum (the reply then opens the flow).
+    let mut t = Sensor::new();
+    let short = format!(
+        "{{\"id\":1,\"method\":\"login\",\"params\":{{\"login\":\"{}\",\"pass\":\"x\"}}}}\n",
+        &WALLET[..94]
+    );
+    t.run(&Packet::tcp4(bridge, pool, 43101, 3333, short.as_bytes()).build());
+    assert_eq!(t.all_stratum(), 0);
 }
 
 #[test]
 fn every_rule_of_the_table_is_reachable_in_the_kernel() {
-    // One message per rule, built from the table itself, so a rule the kernel cannot match fails.
+    // One message per rule and alternative, built from the table itself, so a rule the kernel
+    // cannot match fails.
     let mut s = Sensor::new();
     for (i, rule) in RULES.iter().enumerate() {
         let mut words = Vec::new();
@@ -619,31 +656,52 @@ fn every_rule_of_the_table_is_reachable_in_the_kernel() {
                 method = Some(m);
             }
         }
-        let mut msg = String::from("{\"id\":1");
-        if let Some(m) = method {
-            msg += &format!(",\"method\":\"{m}\"");
+        // Each alternative of `words_any` (a marker, or a wallet-long string), before the
+        // words every message of the rule has: the rules run when a marker closes.
+        let mut alternatives: Vec<String> = (0..32)
+            .filter(|bit| rule.words_any & (1u32 << bit) != 0)
+            .map(|bit| match MARKERS.get(bit) {
+                Some(m) => {
+                    let m = std::str::from_utf8(m).unwrap();
+                    format!(",\"{m}\":\"{m}\"")
+                }
+                None => {
+                    assert_eq!(1u32 << bit, ADDRESS);
+                    format!(",\"x\":\"{}\"", "4".repeat(ADDRESS_MIN_LEN as usize))
+                }
+            })
+            .collect();
+        if alternatives.is_empty() {
+            alternatives.push(String::new());
         }
-        for w in &words {
-            msg += &format!(",\"{w}\":\"{w}\"");
+        for (j, any) in alternatives.iter().enumerate() {
+            let mut msg = String::from("{\"id\":1");
+            if let Some(m) = method {
+                msg += &format!(",\"method\":\"{m}\"");
+            }
+            msg += any;
+            for w in &words {
+                msg += &format!(",\"{w}\":\"{w}\"");
+            }
+            msg += "}\n";
+            let before = s.stratum(C, DIR_FROM, rule.dialect as usize);
+            s.run(
+                &Packet::tcp4(
+                    ip("192.0.2.70"),
+                    ip("198.51.100.9"),
+                    44000 + 10 * i as u16 + j as u16,
+                    3333,
+                    msg.as_bytes(),
+                )
+                .build(),
+            );
+            assert_eq!(
+                s.stratum(C, DIR_FROM, rule.dialect as usize),
+                before + 1,
+                "rule {:?} ({msg})",
+                rule.what
+            );
         }
-        msg += "}\n";
-        let before = s.stratum(C, DIR_FROM, rule.dialect as usize);
-        s.run(
-            &Packet::tcp4(
-                ip("192.0.2.70"),
-                ip("198.51.100.9"),
-                44000 + i as u16,
-                3333,
-                msg.as_bytes(),
-            )
-            .build(),
-        );
-        assert_eq!(
-            s.stratum(C, DIR_FROM, rule.dialect as usize),
-            before + 1,
-            "rule {:?} ({msg})",
-            rule.what
-        );
     }
 }
 
@@ -1026,6 +1084,52 @@ fn the_stratum_v2_handshake_shape_on_a_pool_port() {
     assert_eq!(s.all_stratum(), 0);
 }
 
+/// Stratum V2 off the pool ports (443 included): the 64-byte hello and, the other way on the same
+/// flow, the 234-byte answer make the handshake, counted once at the answer; either alone, both
+/// the same way, or TLS records and JSON of those sizes, count nothing.
+#[test]
+fn the_stratum_v2_handshake_on_any_port() {
+    use sensor_common::Reason;
+    const R: usize = 0; // the only range of this configuration
+    let mut s = Sensor::with(
+        "[pools]\nports = [34254]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
+    );
+    let v2 = Reason::StratumV2 as usize;
+    let (m, pool) = (ip("192.0.2.9"), ip("203.0.113.50"));
+    // Pseudo-random bytes, first byte 0xa7 (not a TLS record type, not `{`).
+    let noise = |n: usize| (0..n).map(|i| (i * 37 + 167) as u8).collect::<Vec<u8>>();
+    let up = |sport: u16, dport: u16, p: &[u8]| Packet::tcp4(m, pool, sport, dport, p).build();
+    let down = |sport: u16, dport: u16, p: &[u8]| Packet::tcp4(pool, m, dport, sport, p).build();
+    // On 443: hello, answer (the miner is the answer's destination: direction "to").
+    s.run(&up(47000, 443, &noise(64)));
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, v2).unwrap(), 0);
+    s.run(&down(47000, 443, &noise(234)));
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, v2).unwrap(), 1);
+    // The answer again: the flow counts once.
+    s.run(&down(47000, 443, &noise(234)));
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, v2).unwrap(), 1);
+    // On another port, 8443: counted too.
+    s.run(&up(47001, 8443, &noise(64)));
+    s.run(&down(47001, 8443, &noise(234)));
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, v2).unwrap(), 2);
+    // Not the handshake: an answer without a hello; both sizes the same way; a TLS record of 64
+    // bytes then 234; JSON of 64 bytes then 234.
+    s.run(&down(47002, 443, &noise(234)));
+    s.run(&up(47003, 443, &noise(64)));
+    s.run(&up(47003, 443, &noise(234)));
+    let mut tls = noise(64);
+    tls[0] = 23;
+    s.run(&up(47004, 443, &tls));
+    s.run(&down(47004, 443, &noise(234)));
+    let mut json = noise(64);
+    json[0] = b'{';
+    s.run(&up(47005, 443, &json));
+    s.run(&down(47005, 443, &noise(234)));
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, v2).unwrap(), 2);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, v2).unwrap(), 0);
+    assert_eq!(s.all_stratum(), 0);
+}
+
 #[test]
 fn tls_without_server_name_towards_a_pool() {
     use sensor_common::Reason;
@@ -1056,6 +1160,49 @@ fn tls_without_server_name_towards_a_pool() {
     s.run(&Packet::tcp4(m, ip("198.51.100.5"), 44003, 443, &tls_client_hello(None)).build());
     assert_eq!(s.k.suspect_cell(R, DIR_FROM, tls).unwrap(), 2);
     assert_eq!(s.k.suspect_cell(R, DIR_FROM, pe).unwrap(), 1);
+    assert_eq!(s.all_stratum(), 0);
+}
+
+/// `tls_pool_sni`: a ClientHello naming a server in a pool domain, on any port, counts once per
+/// flow; names outside every pool domain, look-alikes and other handshake records count nothing.
+#[test]
+fn tls_naming_a_pool_domain_on_any_port() {
+    use sensor_common::Reason;
+    use test_support::tls_client_hello;
+    const R: usize = 0; // the only range of this configuration
+    let mut s = Sensor::with(
+        "[pools]\nextra_domains = [\"pool.example\"]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
+    );
+    let sni = Reason::TlsPoolSni as usize;
+    let no_sni = Reason::TlsNoSni as usize;
+    let (m, server) = (ip("192.0.2.9"), ip("203.0.113.50"));
+    let hello = |sport: u16, dport: u16, name: Option<&str>| {
+        Packet::tcp4(m, server, sport, dport, &tls_client_hello(name)).build()
+    };
+    // On 443, on a pool port, on anything: a default pool domain, any case, and a configured
+    // one; the same flow twice counts once.
+    s.run(&hello(46000, 443, Some("gulf.moneroocean.stream")));
+    s.run(&hello(46000, 443, Some("gulf.moneroocean.stream")));
+    s.run(&hello(46001, 14433, Some("XMR-EU1.NANOPOOL.ORG")));
+    s.run(&hello(46002, 8443, Some("ws.pool.example")));
+    s.run(&hello(46003, 443, Some("supportxmr.com.")));
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, sni).unwrap(), 4);
+    // Not a pool: a look-alike, a pool name as a prefix, an ordinary name; no name at all on
+    // 443 is not `tls_no_sni` either (not a pool port).
+    s.run(&hello(46004, 443, Some("notsupportxmr.com")));
+    s.run(&hello(46005, 443, Some("supportxmr.com.example.org")));
+    s.run(&hello(46006, 443, Some("www.example.org")));
+    s.run(&hello(46007, 443, None));
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, sni).unwrap(), 4);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, no_sni).unwrap(), 0);
+    // A ServerHello (handshake type 2) naming nothing, and the ClientHello cut short: nothing.
+    let mut server_hello = tls_client_hello(Some("pool.supportxmr.com"));
+    server_hello[5] = 2;
+    s.run(&Packet::tcp4(server, m, 443, 46008, &server_hello).build());
+    let cut = tls_client_hello(Some("pool.supportxmr.com"));
+    s.run(&Packet::tcp4(m, server, 46009, 443, &cut[..cut.len() - 6]).build());
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, sni).unwrap(), 4);
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, sni).unwrap(), 0);
     assert_eq!(s.all_stratum(), 0);
 }
 
@@ -1711,4 +1858,91 @@ fn a_reload_adds_a_neighbour_and_keeps_every_count() {
     s.run(&from_cu);
     assert_eq!(s.peer(C, DIR_FROM, OTHER), (3, 120));
     s.assert_peers_add_up();
+}
+
+/// A WebSocket text frame around `message`: masked with `key` (a client's), or not (a server's).
+fn websocket(message: &[u8], key: Option<[u8; 4]>) -> Vec<u8> {
+    let mut f = vec![0x81];
+    let m = if key.is_some() { 0x80 } else { 0 };
+    match message.len() {
+        n if n < 126 => f.push(m | n as u8),
+        n => {
+            f.push(m | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    match key {
+        Some(k) => {
+            f.extend_from_slice(&k);
+            f.extend(message.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
+        }
+        None => f.extend_from_slice(message),
+    }
+    f
+}
+
+/// Stratum inside WebSocket frames (browser-miner bridges): the client's masked login and the
+/// pool's unmasked job push are read as the messages they carry; other frames stay silent.
+#[test]
+fn stratum_inside_websocket_frames() {
+    let mut s = Sensor::new();
+    let (miner, pool) = (ip("198.18.1.20"), ip("198.51.100.50")); // miner in ranges a and b
+    let up = |sport: u16, p: &[u8]| Packet::tcp4(miner, pool, sport, 443, p).build();
+    let down = |sport: u16, p: &[u8]| Packet::tcp4(pool, miner, 443, sport, p).build();
+    // The login (about 500 bytes: a 16-bit length) masked, a job push (under 126) unmasked.
+    s.run(&up(
+        48000,
+        &websocket(&xmrig_login(), Some([0x37, 0xfa, 0x21, 0x3d])),
+    ));
+    for r in [A, B] {
+        assert_eq!(s.flows(r, DIR_FROM, MONERO), 1);
+    }
+    let job = b"{\"jsonrpc\":\"2.0\",\"method\":\"job\",\"params\":{\"blob\":\"0707\",\"job_id\":\"j2\",\"target\":\"ff\"}}";
+    s.run(&down(48001, &websocket(job, None)));
+    for r in [A, B] {
+        assert_eq!(s.stratum(r, DIR_TO, MONERO), 1);
+    }
+    // Not Stratum: JSON-RPC in a frame, a binary frame holding a login, a 0x81 byte opening
+    // other data.
+    let rpc = b"{\"jsonrpc\":\"2.0\",\"method\":\"eth_blockNumber\",\"params\":[],\"id\":1}";
+    s.run(&up(48002, &websocket(rpc, Some([1, 2, 3, 4]))));
+    let mut binary = websocket(&xmrig_login(), None);
+    binary[0] = 0x82;
+    s.run(&up(48003, &binary));
+    s.run(&up(48004, &[0x81, 0x7f, 0xff, 0x00, 0x01]));
+    assert_eq!(s.all_stratum(), 2 * 2);
+}
+
+/// Reshaped logins the kernel still recognises: blanks, blank lines and CRLFs before the `{`
+/// (pools' parsers skip them), and an agent string holding HTML-looking text. A blank-led segment
+/// that is not Stratum stays silent.
+#[test]
+fn blanks_before_a_login_and_markup_in_its_agent() {
+    let mut s = Sensor::new();
+    let (miner, pool) = (ip("198.18.1.20"), ip("198.51.100.50")); // miner in ranges a and b
+    let login = String::from_utf8(xmrig_login()).unwrap();
+    let reshaped = [
+        format!("\r\n  {login}"),
+        format!("\n\n\t{login}"),
+        login.replace("XMRig/6.16.0", "XMRig/6.16.0 <script>alert(1)</script>"),
+    ];
+    for (i, v) in reshaped.iter().enumerate() {
+        s.run(&Packet::tcp4(miner, pool, 46000 + i as u16, 3333, v.as_bytes()).build());
+    }
+    for r in [A, B] {
+        assert_eq!(s.flows(r, DIR_FROM, MONERO), 3);
+        assert_eq!(s.stratum(r, DIR_FROM, MONERO), 3);
+    }
+    s.run(
+        &Packet::tcp4(
+            miner,
+            pool,
+            46010,
+            8080,
+            b"\r\n  {\"jsonrpc\":\"2.0\",\"method\":\"eth_blockNumber\",\"params\":[],\"id\":1}\n",
+        )
+        .build(),
+    );
+    s.run(&Packet::tcp4(miner, pool, 46011, 8080, format!("  x {login}").as_bytes()).build());
+    assert_eq!(s.all_stratum(), 6);
 }

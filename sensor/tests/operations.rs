@@ -644,7 +644,7 @@ fn soak_counters_equal_what_the_driver_received_and_flows_beyond_the_table_are_a
 
 /// `deploy/README.md`'s sizing table, held to a running sensor: with 3 ranges and 2 interfaces,
 /// right after start, each metric has the series the table's formula gives (its rows without their
-/// optional parts), 137 `mining_sensor_` series in all.
+/// optional parts), 145 `mining_sensor_` series in all.
 #[test]
 fn a_fresh_sensor_exports_the_series_the_sizing_table_counts() {
     let p = Pair::new("size");
@@ -684,7 +684,7 @@ fn a_fresh_sensor_exports_the_series_the_sizing_table_counts() {
         ("mining_sensor_bytes_total", r * 2 * i),
         ("mining_sensor_stratum_packets_total", r * 2 * d),
         ("mining_sensor_stratum_flows_total", r * 2 * d),
-        ("mining_sensor_suspect_flows_total", r * 2 * 4),
+        ("mining_sensor_suspect_flows_total", r * 2 * 5),
         ("mining_sensor_interface_up", i),
         ("mining_sensor_xdp_attached", i),
         ("mining_sensor_build_info", 1),
@@ -699,6 +699,8 @@ fn a_fresh_sensor_exports_the_series_the_sizing_table_counts() {
         ("mining_sensor_watched_prefixes", r * 2),
         // Deep inspection's, present at start in the default `inline` capture mode.
         ("mining_sensor_inspect_candidates_total", 1),
+        ("mining_sensor_reassembly_bytes", 1),
+        ("mining_sensor_reassembly_evictions_total", 1),
         ("mining_sensor_capture_drops_total", 3),
     ];
     let want: std::collections::BTreeMap<&str, usize> = table.into_iter().collect();
@@ -706,6 +708,6 @@ fn a_fresh_sensor_exports_the_series_the_sizing_table_counts() {
         families, want,
         "series per metric, against deploy/README.md's table"
     );
-    assert_eq!(want.values().sum::<usize>(), 137);
+    assert_eq!(want.values().sum::<usize>(), 145);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,9 +1,12 @@
 //! Test support for mining-sensor, kept out of the product (a dev-dependency only): builds
 //! Ethernet frames for tests, benchmarks and synthetic captures:
 //! `Packet::tcp4(src, dst, sport, dport, payload).vlan(0x8100, 7).build()`.
-//! Checksums are real, so the frames are valid on the wire and in capture tools too.
+//! Checksums are real, so the frames are valid on the wire and in capture tools too. `tools` names
+//! the real programs the tests run (fetched by `cargo xtask setup`) and where they are found.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+
+pub mod tools;
 
 #[derive(Clone, Debug)]
 enum Net {

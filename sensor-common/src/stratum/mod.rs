@@ -16,7 +16,12 @@
 //!   `}` (the end of the previous JSON message). HTML, JavaScript and HTTP bodies that quote a login
 //!   object begin otherwise and are never inspected.
 //! - `"method"` and `"id"` alone mean nothing: each rule needs a mining-specific method or a
-//!   combination of keys (a login also needs `"login"`, `"pass"` and `"agent"`).
+//!   combination of keys. A login needs the keys `"login"` and `"pass"` and, besides, either the
+//!   key `"agent"` (what miners send) or a string of at least [`ADDRESS_MIN_LEN`] characters
+//!   before a later marker (a CryptoNote wallet as the login: web-miner bridges such as
+//!   coin-hive-stratum send `{"login":"<wallet>[.worker][+diff]","pass":..}` with no agent). A web
+//!   API's login method with a user name and a password (`{"login":"bob","pass":"hunter2"}`) has
+//!   neither and stays silent; one whose user name or password runs to 95 characters would count.
 //!
 //! This file holds the table (dialects, markers, rules) and the token hash; `scanner` the pass over
 //! a payload that applies it, `window` the payload buffer it reads and the word-at-a-time helpers.
@@ -107,8 +112,20 @@ const ETH_METHODS: u32 = bit(18) | bit(19) | bit(20) | bit(21);
 const ETHEREUM_STRATUM: u32 = bit(22);
 const ETH_STRATUM_METHODS: u32 = bit(11) | bit(15) | bit(17);
 
+/// The shortest CryptoNote wallet: Monero's standard and subaddresses have 95 characters,
+/// integrated ones 106; the suffixes pools accept (`.worker`, `+difficulty`) only add to it.
+pub const ADDRESS_MIN_LEN: u32 = 95;
+
+/// The word bit of a string of at least [`ADDRESS_MIN_LEN`] characters: no token of
+/// [`MARKERS`], but a shape the scanner notes when such a string closes. The bit after the
+/// markers', inside the 24 bits the scanner keeps per set.
+pub const ADDRESS: u32 = bit(ADDRESS_BIT as usize);
+const ADDRESS_BIT: u32 = MARKERS.len() as u32;
+const _: () = assert!(ADDRESS_BIT < 24 && ADDRESS_MIN_LEN > MAX_MARKER_LEN);
+
 /// A rule holds when: some bit of `method_any` is the message's method (or `method_any` is 0), every
-/// bit of `words_all` occurs as another string, and some bit of `words_any` does (or it is 0).
+/// bit of `words_all` occurs as another string, and some bit of `words_any` does (or it is 0). A
+/// word bit is a marker's, or [`ADDRESS`].
 #[derive(Clone, Copy, Debug)]
 pub struct Rule {
     pub dialect: Dialect,
@@ -150,12 +167,13 @@ pub const RULES: [Rule; 11] = [
         ETH_METHODS,
         0,
     ),
-    rule(
-        Dialect::Monero,
-        "login with login, pass and agent",
-        LOGIN,
-        LOGIN | PASS | AGENT,
-    ),
+    Rule {
+        dialect: Dialect::Monero,
+        what: "login with login, pass, and agent or a wallet-long string",
+        method_any: LOGIN,
+        words_all: LOGIN | PASS,
+        words_any: AGENT | ADDRESS,
+    },
     rule(
         Dialect::Monero,
         "submit with job_id and nonce",

@@ -2,8 +2,8 @@
 //! string token and, when a token that is a marker closes, applies [`RULES`](super::RULES).
 
 use super::{
-    Dialect, FNV_OFFSET, MARKER_SLOTS, MAX_MARKER_LEN, METHOD_HASH, MIN_MARKER_LEN, WINDOW, fold,
-    marker_bit, match_rules, slot, window::*,
+    ADDRESS_BIT, ADDRESS_MIN_LEN, Dialect, FNV_OFFSET, MARKER_SLOTS, MAX_MARKER_LEN, METHOD_HASH,
+    MIN_MARKER_LEN, WINDOW, fold, marker_bit, match_rules, slot, window::*,
 };
 
 /// The scanner's state between bytes. `#[repr(C)]` plain data, so that the XDP program can keep it
@@ -77,8 +77,10 @@ impl Scanner {
                 return self.provisional;
             }
             // JSON strings hold no raw newline, so this ends a message even when the segment began
-            // inside a string of the previous one. A new message may follow only a closing brace.
-            self.at_start = (self.prev == b'}') as u8;
+            // inside a string of the previous one. A new message may follow only a closing brace,
+            // or blanks alone (blank lines and CRLFs before a message's `{`, which pools' parsers
+            // skip and a miner hiding from signatures may send).
+            self.at_start = (self.prev == b'}' || self.at_start != 0) as u8;
             self.in_str = 0;
             self.escaped = 0;
             self.in_msg = 0;
@@ -260,7 +262,9 @@ impl Scanner {
         }
         if self.token_len < MIN_MARKER_LEN || self.token_len > MAX_MARKER_LEN {
             // No marker has this length (nor has "method"): only the method-name expectation
-            // ends, without calling the decision function.
+            // ends, without calling the decision function. A string as long as a wallet is noted
+            // (branch-free) among the words; the rules see it at the next marker.
+            self.words |= ((self.token_len >= ADDRESS_MIN_LEN) as u32) << ADDRESS_BIT;
             self.after_method = 0;
             return 0;
         }

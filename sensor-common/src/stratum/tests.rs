@@ -32,6 +32,24 @@ fn markers_are_unique_and_hashes_do_not_collide() {
     }
 }
 
+/// Blank lines, CRLFs and spaces before a message's `{` (pools' parsers skip them): still a
+/// message start. Text before the `{`, or a `{` after another byte on its line, is not.
+#[test]
+fn blanks_before_the_first_brace() {
+    let login = format!(
+        "{{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0\"}}}}\n"
+    );
+    for lead in ["\r\n", "  ", "\n\n  \t", "\r\n\r\n "] {
+        assert_eq!(
+            d(&format!("{lead}{login}")),
+            Some(Dialect::Monero),
+            "{lead:?}"
+        );
+    }
+    assert_eq!(d(&format!("x\n{login}")), None);
+    assert_eq!(d(&format!(" x {login}")), None);
+}
+
 #[test]
 fn xmrig_login_compact() {
     let login = format!(
@@ -50,6 +68,45 @@ fn xmr_stak_and_cpuminer_order_with_spaces() {
         "{{\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"w1\",\"agent\":\"cpuminer-multi/1.3\"}},\"id\":2}}\n"
     );
     assert_eq!(d(&b), Some(Dialect::Monero));
+}
+
+#[test]
+fn a_login_without_agent_needs_a_wallet_long_string() {
+    // coin-hive-stratum (src/Miner.ts, `sendToPool("login", {login, pass})`, framed by
+    // `JSON.stringify` in src/Connection.ts): the wallet, optionally `.user` and `+diff`, no agent.
+    for login in [WALLET.to_owned(), format!("{WALLET}.site1+50000")] {
+        let m = format!(
+            "{{\"id\":1,\"method\":\"login\",\"params\":{{\"login\":\"{login}\",\"pass\":\"x\"}}}}\n"
+        );
+        assert_eq!(d(&m), Some(Dialect::Monero), "{m}");
+    }
+    // 95 characters is the bound: 94 (a wallet one short) is a user name like any other.
+    assert_eq!(WALLET.len(), ADDRESS_MIN_LEN as usize);
+    let short = format!(
+        "{{\"id\":1,\"method\":\"login\",\"params\":{{\"login\":\"{}\",\"pass\":\"x\"}}}}\n",
+        &WALLET[..94]
+    );
+    assert_eq!(d(&short), None);
+    // The wallet without `pass`, or under another method: no login.
+    let no_pass =
+        format!("{{\"id\":1,\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\"}}}}\n");
+    assert_eq!(d(&no_pass), None);
+    let other = format!(
+        "{{\"id\":1,\"method\":\"signin\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\"}}}}\n"
+    );
+    assert_eq!(d(&other), None);
+    // The rules run when a marker closes: a wallet after the last marker (`pass` first, no
+    // agent) is not seen by the kernel; deep inspection still counts the login on a flow whose
+    // packets it reads (see the parser's `where_the_kernel_table_and_the_parser_differ`).
+    let late = format!(
+        "{{\"id\":1,\"method\":\"login\",\"params\":{{\"pass\":\"x\",\"login\":\"{WALLET}\"}}}}\n"
+    );
+    assert_eq!(d(&late), None);
+    // A wallet-long string in one message does not carry over to the next line.
+    let two = format!(
+        "{{\"id\":1,\"note\":\"{WALLET}\"}}\n{{\"id\":2,\"method\":\"login\",\"params\":{{\"login\":\"bob\",\"pass\":\"pw\"}}}}\n"
+    );
+    assert_eq!(d(&two), None);
 }
 
 #[test]

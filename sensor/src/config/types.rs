@@ -131,7 +131,8 @@ impl Default for Events {
 /// Pool knowledge for the signals without content.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pools {
-    /// Ports pools listen on (the `stratum_v2` signal looks only there).
+    /// Ports pools listen on: there one payload of the Stratum V2 handshake's sizes is the
+    /// `stratum_v2` signal (elsewhere it takes the pair).
     pub ports: Vec<u16>,
     /// Pool addresses: traffic to or from them is the `pool_endpoint` signal.
     pub endpoints: Vec<IpNet>,
@@ -140,9 +141,13 @@ pub struct Pools {
     pub domains: Vec<String>,
 }
 
-/// Pool domains in public rules and lists (shared/docs/stratum-on-the-wire.md). minexmr.com closed
-/// in 2022 but is in historical captures.
-pub const DEFAULT_POOL_DOMAINS: [&str; 11] = [
+/// Pool domains, from public facts (README, "Suspect flows", names each group's source): a DNS
+/// query for a name under one (`pool_dns`), or a ClientHello naming one (`tls_pool_sni`), is a
+/// signal. Only domains that serve mining and nothing else: a company's general domain (an
+/// exchange's, a wallet's, a block explorer's) would flag ordinary visits.
+pub const DEFAULT_POOL_DOMAINS: [&str; 40] = [
+    // Monero pools in public rules and lists (shared/docs/stratum-on-the-wire.md). minexmr.com
+    // closed in 2022 but is in historical captures.
     "supportxmr.com",
     "minexmr.com",
     "nanopool.org",
@@ -154,6 +159,47 @@ pub const DEFAULT_POOL_DOMAINS: [&str; 11] = [
     "xmrpool.eu",
     "monerohash.com",
     "minergate.com",
+    // Bitcoin (SHA-256) pools, by their published Stratum hosts (btc.f2pool.com, ss.antpool.com,
+    // btc.viabtc.com, btc.ss.poolin.com, stratum.slushpool.com, solo.ckpool.org,
+    // sha256.poolbinance.com).
+    "f2pool.com",
+    "antpool.com",
+    "viabtc.com",
+    "poolin.com",
+    "slushpool.com",
+    "ckpool.org",
+    "poolbinance.com",
+    // Ethereum-era (ethash) and Equihash pools: eu1.ethermine.org, eu1-zcash.flypool.org (the
+    // pool host EWBF puts in mining.subscribe, stratum-on-the-wire.md), sparkpool, flexpool,
+    // miningpoolhub, hiveon.
+    "ethermine.org",
+    "flypool.org",
+    "sparkpool.com",
+    "flexpool.io",
+    "miningpoolhub.com",
+    "hiveon.net",
+    // Multi-coin pools and hash-rate markets: sha256.eu-west.nicehash.com,
+    // kawpow.eu-north.nicehash.com, rx.unmineable.com, zpool, zergpool, prohashing.
+    "nicehash.com",
+    "unmineable.com",
+    "zpool.ca",
+    "zergpool.com",
+    "prohashing.com",
+    // Browser mining services and their WebSocket endpoints: coinhive.com and authedmine.com
+    // (per-socket hosts such as ws027.authedmine.com), coinimp.com (stratum-on-the-wire.md), and
+    // the NoCoin list's hosts (hoshsadiq/adblock-nocoin-list, hosts.txt): coin-hive.com, cnhv.co,
+    // crypto-loot.com, cryptoloot.pro, coin-have.com, ppoi.org, projectpoi.com, minero.pw.
+    "coinhive.com",
+    "authedmine.com",
+    "coinimp.com",
+    "coin-hive.com",
+    "cnhv.co",
+    "crypto-loot.com",
+    "cryptoloot.pro",
+    "coin-have.com",
+    "ppoi.org",
+    "projectpoi.com",
+    "minero.pw",
 ];
 
 /// Pool ports seen in the wild (shared/docs/stratum-on-the-wire.md): signals, never proof. 443 and

@@ -27,6 +27,11 @@ pub struct Transport<'a> {
     pub dport: u16,
     /// The transport payload present in the frame (possibly cut short by the capture).
     pub payload: &'a [u8],
+    /// TCP: the segment's sequence number (0 for UDP).
+    pub seq: u32,
+    /// Whether `payload` is the whole payload the IP header announces (not cut by a snap length or
+    /// a sample's size).
+    pub whole: bool,
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -105,19 +110,20 @@ pub fn transport(frame: &[u8]) -> Option<Transport<'_>> {
     if l4 > end {
         return None;
     }
-    let (sport, dport, payload) = match proto {
+    let (sport, dport, payload, seq) = match proto {
         IPPROTO_TCP => {
             let doff = ((*frame.get(l4 + 12)? >> 4) as usize) * 4;
             if doff < 20 || l4 + doff > end {
                 return None;
             }
-            (be16(frame, l4)?, be16(frame, l4 + 2)?, l4 + doff)
+            let seq = u32::from_be_bytes(frame.get(l4 + 4..l4 + 8)?.try_into().ok()?);
+            (be16(frame, l4)?, be16(frame, l4 + 2)?, l4 + doff, seq)
         }
         IPPROTO_UDP => {
             if l4 + 8 > end {
                 return None;
             }
-            (be16(frame, l4)?, be16(frame, l4 + 2)?, l4 + 8)
+            (be16(frame, l4)?, be16(frame, l4 + 2)?, l4 + 8, 0)
         }
         _ => return None,
     };
@@ -129,6 +135,8 @@ pub fn transport(frame: &[u8]) -> Option<Transport<'_>> {
         sport,
         dport,
         payload: frame.get(payload..present).unwrap_or(&[]),
+        seq,
+        whole: present == end,
     })
 }
 

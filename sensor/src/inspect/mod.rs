@@ -1,7 +1,8 @@
 //! Deep inspection of candidate packets: the kernel program hands over every JSON packet of a
 //! Stratum flow and the first data packets of suspect flows (a per-flow budget of them), over AF_XDP
 //! (`tap`) or as copies in a ring buffer (`inline`); here their Stratum JSON is parsed
-//! (`deep`) and each miner login is counted by range, coin and agent family.
+//! (`deep`) and each miner login is counted by range, coin and agent family. A login that names
+//! no coin (an account) waits, boundedly, for its flow to show one (`LOGIN_COIN_WAIT_MESSAGES`).
 //!
 //! The same JSON feeds `activity`: every share a miner submits, once, at its job's difficulty
 //! (`shares_total`, `share_hashes_total`), its result from the pool's reply, and the rate a miner
@@ -13,6 +14,8 @@
 
 pub mod deep;
 pub mod frame;
+pub mod stream;
+pub mod websocket;
 
 use std::{
     collections::HashMap,
@@ -25,7 +28,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
-use sensor_common::{MAX_RANGES, RANGE_MASK};
+use sensor_common::{IPPROTO_TCP, MAX_RANGES, RANGE_MASK};
 
 use self::deep::{Coin, Message};
 use crate::{
@@ -47,6 +50,18 @@ const SEEN_FLOWS: usize = 65_536;
 const MAX_DISTINCT: usize = 1_000_000;
 /// A miner's reported rate counts in `reported_hashrate` for this long after it was sent.
 pub const REPORTED_RATE_WINDOW: Duration = Duration::from_secs(300);
+/// A login that names no coin (an account, `account.worker`) waits for its flow to show one: the
+/// session's first job does (a CryptoNote job in a Monero pool's login reply, an Equihash
+/// `mining.notify`) or tells that it will not (any other `mining.notify`: later jobs have the
+/// same shape), and a pool host in `mining.subscribe` came before the login. It waits for at most
+/// this many further Stratum messages of the flow (a one-direction tap sees no job): a Monero
+/// pool's login reply is the next one, a Stratum V1 pool's first job among the next three
+/// (`mining.set_difficulty` or `set_target`, `mining.notify`, before or after the `authorize`
+/// reply).
+pub const LOGIN_COIN_WAIT_MESSAGES: u32 = 4;
+/// ... and for at most this long (checked at the flow's next message and at each expiry): then it
+/// counts as `unknown`, as it does when its flow is forgotten or a replay ends first.
+pub const LOGIN_COIN_WAIT: Duration = Duration::from_secs(60);
 
 /// The login hash key: the first 32 bytes of `path`, or random bytes for this process's life.
 pub fn login_key(path: Option<&Path>) -> Result<[u8; 32]> {
@@ -91,6 +106,21 @@ pub struct LoginLine {
     pub path: &'static str,
     #[serde(flatten)]
     pub flow: crate::events::FlowFields,
+    /// When the login's packet came (`ts`), for ordering lines that come out later.
+    #[serde(skip)]
+    pub at: std::time::SystemTime,
+}
+
+/// A login that waits for its flow's coin (see [`LOGIN_COIN_WAIT_MESSAGES`]).
+struct PendingLogin {
+    message: Message,
+    ranges: Vec<String>,
+    flow: crate::events::FlowFields,
+    path: &'static str,
+    at: Instant,
+    wall: std::time::SystemTime,
+    /// Stratum messages of the flow since the login.
+    waited: u32,
 }
 
 type FlowId = (IpAddr, u16, IpAddr, u16, u8);
@@ -109,6 +139,8 @@ struct FlowNote {
     ranges: Vec<String>,
     /// The miner's latest reported rate (hashes per second) and when it came.
     rate: Option<(f64, Instant)>,
+    /// Its login, while it waits for the flow's coin.
+    pending: Option<PendingLogin>,
 }
 
 impl FlowNote {
@@ -121,7 +153,37 @@ impl FlowNote {
             coin_from_login: false,
             ranges: Vec::new(),
             rate: None,
+            pending: None,
         }
+    }
+
+    /// What a message says of the flow's coin: a login's coin wins; else the first message that
+    /// names one decides.
+    fn learn_coin(&mut self, m: &Message) {
+        if m.coin == Coin::Unknown {
+            return;
+        }
+        if m.is_login && !self.coin_from_login {
+            self.coin = m.coin;
+            self.coin_from_login = true;
+        } else if self.coin == Coin::Unknown {
+            self.coin = m.coin;
+        }
+    }
+
+    /// The waiting login, once the flow has shown its coin, its first Stratum V1 job came (`job`)
+    /// or the wait is over at `now`, with that coin (`unknown` if none).
+    fn take_ready_login(&mut self, now: Instant, job: bool) -> Option<PendingLogin> {
+        let p = self.pending.as_ref()?;
+        let over = job
+            || p.waited >= LOGIN_COIN_WAIT_MESSAGES
+            || now.saturating_duration_since(p.at) >= LOGIN_COIN_WAIT;
+        if self.coin == Coin::Unknown && !over {
+            return None;
+        }
+        let mut p = self.pending.take()?;
+        p.message.coin = self.coin;
+        Some(p)
     }
 }
 
@@ -142,6 +204,13 @@ pub struct Inspector {
     rate_labels: Vec<(String, &'static str)>,
     /// Shares and hashes per range, coin, miner family and pool, when asked for (replay).
     tally: Option<Tally>,
+    /// Lines of logins counted outside `frame` (a wait that ran out at an expiry, a forgotten
+    /// flow, replay's end): `frame` returns them with its own, `late_logins` hands them over.
+    late: Vec<LoginLine>,
+    /// Messages split over TCP segments, waiting for their next segment.
+    streams: stream::Streams,
+    /// `streams.evicted` when last published.
+    streams_evicted: u64,
 }
 
 impl Inspector {
@@ -158,7 +227,22 @@ impl Inspector {
             epoch: None,
             rate_labels: Vec::new(),
             tally: None,
+            late: Vec::new(),
+            streams: stream::Streams::default(),
+            streams_evicted: 0,
         }
+    }
+
+    /// The reassembly's memory and evictions, as metrics.
+    fn publish_streams(&mut self) {
+        self.metrics
+            .reassembly_bytes
+            .set(self.streams.bytes() as i64);
+        let evicted = self.streams.evicted;
+        self.metrics
+            .reassembly_evictions
+            .inc_by(evicted - self.streams_evicted);
+        self.streams_evicted = evicted;
     }
 
     /// Keeps a [`Tally`] of who did the work from now on (replay's report reads it).
@@ -170,10 +254,15 @@ impl Inspector {
         self.tally.as_ref()
     }
 
+    /// The lines of logins counted since the last `frame` outside of it (see `late`).
+    pub fn late_logins(&mut self) -> Vec<LoginLine> {
+        std::mem::take(&mut self.late)
+    }
+
     /// Inspects one candidate frame that arrived over `path` at `now` (`wall` on the wall clock:
     /// replay passes the capture's time). `ranges_of` gives the watched ranges of an address as the
     /// kernel's tries hold them, `range_name` a range id's label. Returns the logins it counted, as
-    /// event lines.
+    /// event lines (with those counted outside `frame` since the last call, see `late`).
     #[allow(clippy::too_many_arguments)]
     pub fn frame(
         &mut self,
@@ -190,17 +279,36 @@ impl Inspector {
             .with_label_values(&[path])
             .inc();
         let Some(t) = frame::transport(bytes) else {
-            return Vec::new();
+            return self.late_logins();
         };
         if t.payload.is_empty() {
-            return Vec::new();
+            return self.late_logins();
         }
+        // A message split over segments is read whole once its last segment is here.
+        let data = if t.proto == IPPROTO_TCP {
+            let data = self.streams.join(
+                (t.src, t.sport, t.dst, t.dport),
+                t.seq,
+                t.payload,
+                t.whole,
+                now,
+            );
+            self.publish_streams();
+            data
+        } else {
+            std::borrow::Cow::Borrowed(t.payload)
+        };
+        // Stratum inside WebSocket frames: the messages they carry.
+        let data = match websocket::messages(&data) {
+            Some(m) => std::borrow::Cow::Owned(m),
+            None => data,
+        };
         // The Stratum messages, and what the payload says of work (the pool's replies are no
         // Stratum message), from one parse.
-        let (messages, objects) = deep::read(t.payload);
+        let (messages, objects) = deep::read(&data);
         let work: Vec<Signal> = objects.iter().flat_map(signals).collect();
         if messages.is_empty() && work.is_empty() {
-            return Vec::new();
+            return self.late_logins();
         }
         let (a, b) = ((t.src, t.sport), (t.dst, t.dport));
         let id = if a <= b {
@@ -211,39 +319,54 @@ impl Inspector {
         if !self.seen.contains_key(&id) && self.seen.len() >= SEEN_FLOWS {
             self.forget_oldest_half();
         }
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.late);
         for m in &messages {
             let note = self.seen.entry(id).or_insert_with(|| FlowNote::new(now));
             note.at = now;
             if m.agent.is_some() {
                 note.agent = m.agent.clone();
             }
+            note.learn_coin(m);
+            if let Some(p) = note.pending.as_mut() {
+                p.waited += 1;
+            }
             // One login per flow: a retransmission counts once.
-            if !m.is_login || note.logged_in {
-                continue;
+            if m.is_login && !note.logged_in {
+                note.logged_in = true;
+                let mut m = m.clone();
+                if m.agent.is_none() {
+                    m.agent = note.agent.clone();
+                }
+                note.pending = Some(PendingLogin {
+                    message: m,
+                    ranges: range_labels(&t, &ranges_of, &range_name),
+                    flow: crate::events::FlowFields::new(
+                        t.proto, t.src, t.sport, t.dst, t.dport, iface,
+                    ),
+                    path,
+                    at: now,
+                    wall,
+                    waited: 0,
+                });
             }
-            note.logged_in = true;
-            let mut m = m.clone();
-            if m.agent.is_none() {
-                m.agent = note.agent.clone();
+            let job = m.method.as_deref() == Some("mining.notify");
+            if let Some(p) = note.take_ready_login(now, job) {
+                out.push(self.count(p));
             }
-
-            let names = range_labels(&t, &ranges_of, &range_name);
-            out.push(self.count(&m, &names, &t, path, iface, now, wall));
         }
         // The ranges (a map lookup per endpoint) only for a payload that says something of work.
         let names = (!work.is_empty()).then(|| range_labels(&t, &ranges_of, &range_name));
         // A submit goes to the pool: the packet's destination.
         let pool = (t.dst, t.dport);
-        self.activity(id, &messages, work, names, pool, now);
+        self.activity(id, work, names, pool, now);
         out
     }
 
-    /// Feeds one payload's messages and work signals, in order, into the flow's shares.
+    /// Feeds one payload's work signals, in order, into the flow's shares (under the coin its
+    /// messages showed, see `FlowNote::learn_coin`).
     fn activity(
         &mut self,
         id: FlowId,
-        messages: &[Message],
         work: Vec<Signal>,
         ranges: Option<Vec<String>>,
         pool: (IpAddr, u16),
@@ -254,17 +377,6 @@ impl Inspector {
         note.at = now;
         if let Some(ranges) = ranges {
             note.ranges = ranges;
-        }
-        for m in messages {
-            if m.coin == Coin::Unknown {
-                continue;
-            }
-            if m.is_login && !note.coin_from_login {
-                note.coin = m.coin;
-                note.coin_from_login = true;
-            } else if note.coin == Coin::Unknown {
-                note.coin = m.coin;
-            }
         }
         let coin = note.coin.label();
         let mut resolved = Vec::new();
@@ -300,8 +412,16 @@ impl Inspector {
                         }
                     }
                 }
-                Signal::Job { job, hashes } => self.ledger.job(&id, &job, hashes),
-                Signal::Difficulty(hashes) => self.ledger.difficulty(&id, hashes),
+                Signal::Job { job, hashes } => {
+                    self.ledger.job(&id, &job, hashes);
+                    if hashes.is_some() {
+                        born_at_zero(&self.metrics, &note.ranges, coin);
+                    }
+                }
+                Signal::Difficulty(hashes) => {
+                    self.ledger.difficulty(&id, hashes);
+                    born_at_zero(&self.metrics, &note.ranges, coin);
+                }
                 Signal::Reply {
                     id: request,
                     accepted,
@@ -319,35 +439,60 @@ impl Inspector {
         now.saturating_duration_since(*self.epoch.get_or_insert(now))
     }
 
-    /// Forgets flow `id`: its waiting shares count as `unknown`.
+    /// Forgets flow `id`: its waiting shares count as `unknown`, a waiting login with the coin
+    /// the flow showed (`unknown` if none).
     fn forget(&mut self, id: &FlowId) {
-        if let Some(note) = self.seen.remove(id) {
+        if let Some(mut note) = self.seen.remove(id) {
             count_results(&self.metrics, &note, &self.ledger.end(id));
+            if let Some(mut p) = note.pending.take() {
+                p.message.coin = note.coin;
+                let line = self.count(p);
+                self.late.push(line);
+            }
         }
     }
 
-    /// Every share still waiting for its reply counts as `unknown` (replay's end).
+    /// Every share still waiting for its reply counts as `unknown`, every waiting login with the
+    /// coin its flow showed (replay's end; their lines in `late_logins`).
     pub fn end_shares(&mut self) {
         for (id, note) in &self.seen {
             count_results(&self.metrics, note, &self.ledger.end(id));
         }
+        self.count_waiting_logins(|_| true);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn count(
-        &mut self,
-        m: &Message,
-        ranges: &[String],
-        t: &frame::Transport<'_>,
-        path: &'static str,
-        iface: &str,
-        now: Instant,
-        wall: std::time::SystemTime,
-    ) -> LoginLine {
+    /// Counts the waiting logins of the flows `which` picks, with the coin each flow showed.
+    fn count_waiting_logins(&mut self, which: impl Fn(&PendingLogin) -> bool) {
+        let mut ready = Vec::new();
+        for note in self.seen.values_mut() {
+            if note.pending.as_ref().is_some_and(&which)
+                && let Some(mut p) = note.pending.take()
+            {
+                p.message.coin = note.coin;
+                ready.push(p);
+            }
+        }
+        for p in ready {
+            let line = self.count(p);
+            self.late.push(line);
+        }
+    }
+
+    /// Counts a login (under the ranges and at the time of its packet) and returns its line.
+    fn count(&mut self, p: PendingLogin) -> LoginLine {
+        let PendingLogin {
+            message: m,
+            ranges,
+            flow,
+            path,
+            at: now,
+            wall,
+            ..
+        } = p;
         let coin = m.coin.label();
         let agent = m.agent.as_ref().map_or("unknown", |a| a.family);
         let hash = deep::login_hash(&self.key, m.login.as_deref().unwrap_or(""));
-        for range in ranges {
+        for range in &ranges {
             self.metrics
                 .miner_logins
                 .with_label_values(&[range, coin, agent])
@@ -376,14 +521,15 @@ impl Inspector {
             ts: humantime::format_rfc3339_millis(wall).to_string(),
             event: "miner_login",
             range: ranges[0].clone(),
-            ranges: ranges.to_vec(),
+            ranges: ranges.clone(),
             dialect: m.dialect.name(),
             coin,
             agent,
             agent_version: m.agent.as_ref().and_then(|a| a.version.clone()),
             login_hash: hash,
             path,
-            flow: crate::events::FlowFields::new(t.proto, t.src, t.sport, t.dst, t.dport, iface),
+            flow,
+            at: wall,
         }
     }
 
@@ -408,6 +554,8 @@ impl Inspector {
 
     /// Drops miners not seen within the window and updates the distinct-miners gauge.
     pub fn expire(&mut self, now: Instant) {
+        self.streams.expire(now);
+        self.publish_streams();
         let window = self.window;
         let mut entries = 0;
         for hashes in self.distinct.values_mut() {
@@ -421,6 +569,7 @@ impl Inspector {
         if let Some(stale) = now.checked_sub(window) {
             self.forget_until(stale);
         }
+        self.count_waiting_logins(|p| now.saturating_duration_since(p.at) >= LOGIN_COIN_WAIT);
         self.publish_distinct();
         // Shares unanswered for 30 s: unknown.
         let since = self.since(now);
@@ -471,6 +620,17 @@ impl Inspector {
                 .with_label_values(&[range])
                 .set(hashes.len() as i64);
         }
+    }
+}
+
+/// Creates `share_hashes_total` of `ranges` and `coin` at 0, if it is not there yet, when a flow's
+/// difficulty becomes known (a job at its own difficulty, a difficulty message), before its first
+/// share: a counter
+/// first scraped at its first share's value shows no increase to `rate()` and `increase()`, so a
+/// new miner's first shares would be missing from the hash rate (`range_coin:...:rate1h`).
+fn born_at_zero(metrics: &Metrics, ranges: &[String], coin: &str) {
+    for range in ranges {
+        metrics.share_hashes.with_label_values(&[range, coin]);
     }
 }
 

@@ -97,7 +97,8 @@ impl Session {
         }
     }
 
-    fn send(&mut self, up: bool, json: &str, at: u64) {
+    /// Sends one message (miner to pool when `up`) at `at` seconds; the login lines it gave.
+    fn send(&mut self, up: bool, json: &str, at: u64) -> Vec<LoginLine> {
         let (miner, pool) = ([198, 18, 0, 1].into(), [203, 0, 113, 9].into());
         let payload = format!("{json}\n");
         let f = if up {
@@ -109,7 +110,7 @@ impl Session {
         let name = |id: usize| (id == 0).then(|| "kp".to_string());
         let now = self.t0 + Duration::from_secs(at);
         self.i
-            .frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name);
+            .frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name)
     }
 
     fn expire(&mut self, at: u64) {
@@ -147,6 +148,9 @@ fn monero_submit(id: u32) -> String {
 fn a_monero_session_counts_its_shares_results_and_hashes() {
     let mut s = Session::new(Duration::from_secs(3600));
     monero_login(&mut s);
+    // The login reply's job set the difficulty: the hash counter exists at 0 before any share, so
+    // a scrape between here and the first share gives rate() its starting point.
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 0"#));
     for id in 2..=6 {
         s.send(true, &monero_submit(id), 1);
     }
@@ -281,6 +285,34 @@ fn a_stratum_v1_session_counts_shares_at_the_difficulty_set() {
 }
 
 #[test]
+fn the_hash_counter_starts_at_zero_once_a_difficulty_is_known() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(
+        true,
+        r#"{"id":1,"method":"mining.subscribe","params":["cgminer/4.10.0"]}"#,
+        0,
+    );
+    // A job before any difficulty: none is known yet, so no hash counter.
+    s.send(
+        false,
+        r#"{"id":null,"method":"mining.notify","params":["a","00","01","02",[],"20000000","1d00ffff","5f5e1000",true]}"#,
+        0,
+    );
+    assert!(
+        !s.metrics
+            .render()
+            .contains("mining_sensor_share_hashes_total{")
+    );
+    // The difficulty: the counter exists at 0, before the first share.
+    s.send(
+        false,
+        r#"{"id":null,"method":"mining.set_difficulty","params":[2]}"#,
+        0,
+    );
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="unknown",range="kp"} 0"#));
+}
+
+#[test]
 fn a_reported_rate_counts_for_five_minutes() {
     let mut s = Session::new(Duration::from_secs(3600));
     s.send(
@@ -346,9 +378,36 @@ fn a_stratum_v1_login_takes_the_agent_its_subscribe_named() {
         i.frame(&sub, "copy", "e", now, SystemTime::now(), |_| 0, |_| None)
             .is_empty()
     );
+    // The account `w1` names no coin: the login waits for the session's first job, whose
+    // Bitcoin shape names none either, and counts with it as `unknown` (it counted at once
+    // before logins waited for their flow's coin).
     let auth = seg(b"{\"id\": 2, \"method\": \"mining.authorize\", \"params\": [\"w1\", \"x\"]}\n");
-    let lines = i.frame(&auth, "copy", "e", now, SystemTime::now(), |_| 0, |_| None);
+    assert!(
+        i.frame(&auth, "copy", "e", now, SystemTime::now(), |_| 0, |_| None)
+            .is_empty()
+    );
+    let notify = r#"{"params":["bf","4d16b6f85af6e2198f44ae2a6de67f78487ae5611b77c6c0440b921e00000000","01000000","0000","00000000",[],"00000002","1c2ac4af","504e86b9",false],"id":null,"method":"mining.notify"}"#;
+    let mut lines = Vec::new();
+    for (k, msg) in [
+        r#"{"id":null,"method":"mining.set_difficulty","params":[1024]}"#,
+        notify,
+    ]
+    .iter()
+    .enumerate()
+    {
+        lines = i.frame(
+            &seg(format!("{msg}\n").as_bytes()),
+            "copy",
+            "e",
+            now,
+            SystemTime::now(),
+            |_| 0,
+            |_| None,
+        );
+        assert_eq!(lines.is_empty(), k < 1, "message {k}");
+    }
     assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0].coin, "unknown");
     assert_eq!(lines[0].agent, "cgminer");
     assert_eq!(lines[0].agent_version.as_deref(), Some("4.10.0"));
     assert_eq!(lines[0].dialect, "bitcoin");
@@ -400,4 +459,296 @@ fn a_key_file_must_hold_32_bytes() {
     assert_eq!(login_key(Some(&good)).unwrap(), [9u8; 32]);
     assert_ne!(login_key(None).unwrap(), login_key(None).unwrap());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Account-style logins (a worker name, no address) take the coin their session shows.
+#[test]
+fn an_account_login_takes_the_coin_its_session_shows() {
+    // Monero: xmr-stak's login (no algorithm list) waits; the pool's reply carries a CryptoNote
+    // job that names no algorithm: monero, and the login counts with the reply.
+    let mut s = Session::new(Duration::from_secs(3600));
+    let lines = s.send(
+        true,
+        r#"{"method":"login","params":{"login":"myaccount.worker1","pass":"x","agent":"xmr-stak-cpu/1.0.0"},"id":1}"#,
+        0,
+    );
+    assert!(lines.is_empty());
+    let lines = s.send(
+        false,
+        r#"{"id":1,"jsonrpc":"2.0","error":null,"result":{"id":"s1","job":{"blob":"0707","job_id":"j1","target":"b88d0600"},"status":"OK"}}"#,
+        1,
+    );
+    assert_eq!(lines.len(), 1);
+    assert_eq!(
+        (lines[0].coin, lines[0].agent, lines[0].dialect),
+        ("monero", "xmr-stak", "monero")
+    );
+    assert!(
+        s.has(r#"mining_sensor_miner_logins_total{agent="xmr-stak",coin="monero",range="kp"} 1"#)
+    );
+    // Its shares count under the coin learnt: one share at 10,000 hashes (target b88d0600).
+    s.send(true, &monero_submit(2), 2);
+    s.send(
+        false,
+        r#"{"id":2,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#,
+        2,
+    );
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 10000"#));
+    // A job that names another algorithm says `other`.
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(
+        true,
+        r#"{"method":"login","params":{"login":"myaccount.worker1","pass":"x","agent":"xmr-stak-cpu/1.0.0"},"id":1}"#,
+        0,
+    );
+    let lines = s.send(
+        false,
+        r#"{"id":1,"jsonrpc":"2.0","error":null,"result":{"id":"s1","job":{"blob":"0707","job_id":"j1","target":"b88d0600","algo":"cn/r"},"status":"OK"}}"#,
+        1,
+    );
+    assert_eq!(lines[0].coin, "other");
+
+    // Zcash: an account logs in, the pool's set_target is no job, its Equihash notify is (8
+    // params, version 04000000): the login counts at the notify, the second message after it.
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(
+        true,
+        r#"{"id":1,"method":"mining.subscribe","params":["nheqminer/0.5c",null]}"#,
+        0,
+    );
+    assert!(
+        s.send(
+            true,
+            r#"{"id":2,"method":"mining.authorize","params":["kvetak.worker1","x"]}"#,
+            0
+        )
+        .is_empty()
+    );
+    let t = "0".repeat(8) + &"f".repeat(56);
+    assert!(
+        s.send(
+            false,
+            &format!(r#"{{"id":null,"method":"mining.set_target","params":["{t}"]}}"#),
+            1
+        )
+        .is_empty()
+    );
+    let h = "a".repeat(64);
+    let lines = s.send(
+        false,
+        &format!(r#"{{"id":null,"method":"mining.notify","params":["6f4a","04000000","{h}","{h}","{h}","5b0c2a6e","1d0f2c4b",true]}}"#),
+        1,
+    );
+    assert_eq!((lines.len(), lines[0].coin), (1, "zcash"));
+
+    // The pool host EWBF puts in `mining.subscribe` names the coin before the login: it counts
+    // at once.
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(
+        true,
+        r#"{"id":1,"method":"mining.subscribe","params":["EWBF 0.3.4b",null,"eu1-zcash.flypool.org","3333"]}"#,
+        0,
+    );
+    let lines = s.send(
+        true,
+        r#"{"id":2,"method":"mining.authorize","params":["kvetak.worker1","x"]}"#,
+        0,
+    );
+    assert_eq!((lines[0].coin, lines[0].agent), ("zcash", "ewbf"));
+
+    // aiostratum-proxy 1.1 towards an Equihash pool: its own family, the host's coin.
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(
+        true,
+        r#"{"id":1,"method":"mining.subscribe","params":["aiostratum-proxy/1.1",null,"zec.2miners.com",3030]}"#,
+        0,
+    );
+    let lines = s.send(
+        true,
+        r#"{"id":2,"method":"mining.authorize","params":["farm.proxy1","x"]}"#,
+        0,
+    );
+    assert_eq!(
+        (
+            lines[0].coin,
+            lines[0].agent,
+            lines[0].agent_version.as_deref()
+        ),
+        ("zcash", "aiostratum-proxy", Some("1.1"))
+    );
+}
+
+/// A login with a wallet and no agent (coin-hive-stratum's) counts at once: agent `unknown`, the
+/// coin from the address.
+#[test]
+fn a_login_without_agent_counts_by_its_address() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    let lines = s.send(
+        true,
+        &format!(
+            r#"{{"id":1,"method":"login","params":{{"login":"{WALLET}.site1+50000","pass":"x"}}}}"#
+        ),
+        0,
+    );
+    assert_eq!(
+        (lines.len(), lines[0].coin, lines[0].agent),
+        (1, "monero", "unknown")
+    );
+    assert!(
+        s.has(r#"mining_sensor_miner_logins_total{agent="unknown",coin="monero",range="kp"} 1"#)
+    );
+}
+
+/// A login whose flow shows no coin counts as `unknown` once the wait is over: by time at an
+/// expiry, or at the flow's end (forgotten, or replay's end), never twice.
+#[test]
+fn a_waiting_login_counts_unknown_when_the_wait_runs_out() {
+    let login = r#"{"method":"login","params":{"login":"myaccount.worker1","pass":"x","agent":"xmr-stak-cpu/1.0.0"},"id":1}"#;
+    let unknown =
+        r#"mining_sensor_miner_logins_total{agent="xmr-stak",coin="unknown",range="kp"} 1"#;
+    // By time: 59 s after the login it still waits, at 60 s (LOGIN_COIN_WAIT) it counts.
+    let mut s = Session::new(Duration::from_secs(3600));
+    assert!(s.send(true, login, 0).is_empty());
+    s.expire(59);
+    assert!(s.i.late_logins().is_empty());
+    s.expire(60);
+    let late = s.i.late_logins();
+    assert_eq!((late.len(), late[0].coin), (1, "unknown"));
+    assert!(s.has(unknown));
+    // A job later does not count it again.
+    s.send(
+        false,
+        r#"{"jsonrpc":"2.0","method":"job","params":{"blob":"0707","job_id":"j2","target":"b88d0600"}}"#,
+        61,
+    );
+    s.expire(120);
+    assert!(s.i.late_logins().is_empty());
+    assert!(s.has(unknown));
+    // By messages: a one-direction tap that sees only the miner's submits counts it with the
+    // fourth (LOGIN_COIN_WAIT_MESSAGES) after the login.
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(true, login, 0);
+    for id in 2..=4 {
+        assert!(
+            s.send(true, &monero_submit(id), id.into()).is_empty(),
+            "{id}"
+        );
+    }
+    let lines = s.send(true, &monero_submit(5), 5);
+    assert_eq!((lines.len(), lines[0].coin), (1, "unknown"));
+    // Lines counted outside `frame` come out with the next frame's.
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(true, login, 0);
+    s.expire(60);
+    let lines = s.send(true, &monero_submit(2), 61);
+    assert_eq!(lines.len(), 1);
+    // Replay's end: counted with the coin the flow showed, here none.
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(true, login, 0);
+    s.i.end_shares();
+    assert_eq!(s.i.late_logins().len(), 1);
+    assert!(s.has(unknown));
+    // A flow forgotten (the distinct window of 10 s passed) counts its waiting login.
+    let mut s = Session::new(Duration::from_secs(10));
+    s.send(true, login, 0);
+    s.expire(11);
+    assert_eq!(s.i.late_logins().len(), 1);
+    assert!(s.has(unknown));
+}
+
+/// A share longer than a segment (an Equihash 200,9 solution is 1,344 bytes of hex, 2.7 KB): its
+/// two segments, in sequence, make one share; the second segment again (a retransmission) adds
+/// nothing; the reassembly's bytes are back to 0 once the message is whole.
+#[test]
+fn a_share_split_over_two_segments_counts_once() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    monero_login(&mut s);
+    let (miner, pool) = ([198, 18, 0, 1].into(), [203, 0, 113, 9].into());
+    let ranges = |a: IpAddr| u64::from(a == IpAddr::from([198, 18, 0, 1]));
+    let name = |id: usize| (id == 0).then(|| "kp".to_string());
+    let solution = "ab".repeat(1400);
+    let submit = format!(
+        "{{\"id\":2,\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{{\"id\":\"s1\",\"job_id\":\"j1\",\"nonce\":\"00000002\",\"result\":\"{solution}\"}}}}\n"
+    );
+    let (a, b) = submit.as_bytes().split_at(1400);
+    let seg = |seq: u32, bytes: &[u8]| {
+        Packet::tcp4(miner, pool, 40000, 3333, bytes)
+            .tcp_seq(seq)
+            .build()
+    };
+    let now = s.t0 + Duration::from_secs(1);
+    let frame = |i: &mut Inspector, f: Vec<u8>| {
+        i.frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name);
+    };
+    frame(&mut s.i, seg(5000, a));
+    assert_eq!(s.i.streams.bytes(), 1400);
+    frame(&mut s.i, seg(6400, b));
+    frame(&mut s.i, seg(6400, b));
+    assert_eq!(s.i.streams.bytes(), 0);
+    s.send(
+        false,
+        r#"{"id":2,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#,
+        2,
+    );
+    // One share at the login job's 10,000 hashes.
+    assert!(s.has(r#"mining_sensor_shares_total{coin="monero",range="kp",result="accepted"} 1"#));
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 10000"#));
+    assert!(s.has("mining_sensor_reassembly_bytes 0"));
+}
+
+/// A Monero session inside WebSocket frames (a browser-miner bridge): the client's frames masked,
+/// the pool's not. The login is attributed and the share counted as in plain Stratum.
+#[test]
+fn a_session_inside_websocket_frames_counts_as_plain_stratum() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    let (miner, pool) = ([198, 18, 0, 1].into(), [203, 0, 113, 9].into());
+    let ranges = |a: IpAddr| u64::from(a == IpAddr::from([198, 18, 0, 1]));
+    let name = |id: usize| (id == 0).then(|| "kp".to_string());
+    // RFC 6455 framing: 0x81 (final text frame), the length (7 bits, or 126 and 16 bits), the
+    // mask bit and key for the client's frames.
+    let frame = |m: &str, key: Option<[u8; 4]>| {
+        let m = m.as_bytes();
+        let bit = if key.is_some() { 0x80 } else { 0 };
+        let mut f = vec![0x81];
+        if m.len() < 126 {
+            f.push(bit | m.len() as u8);
+        } else {
+            f.push(bit | 126);
+            f.extend_from_slice(&(m.len() as u16).to_be_bytes());
+        }
+        match key {
+            Some(k) => {
+                f.extend_from_slice(&k);
+                f.extend(m.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
+            }
+            None => f.extend_from_slice(m),
+        }
+        f
+    };
+    let key = Some([0x37, 0xfa, 0x21, 0x3d]);
+    let login = format!(
+        r#"{{"id":1,"jsonrpc":"2.0","method":"login","params":{{"login":"{WALLET}","pass":"x","agent":"XMRig/6.16.0"}}}}"#
+    );
+    let reply = r#"{"id":1,"jsonrpc":"2.0","error":null,"result":{"id":"s1","job":{"blob":"0707","job_id":"j1","target":"b88d0600"},"status":"OK"}}"#;
+    let ok = r#"{"id":2,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#;
+    let now = s.t0 + Duration::from_secs(1);
+    let mut lines = Vec::new();
+    for (up, bytes) in [
+        (true, frame(&login, key)),
+        (false, frame(reply, None)),
+        (true, frame(&monero_submit(2), key)),
+        (false, frame(ok, None)),
+    ] {
+        let f = if up {
+            Packet::tcp4(miner, pool, 40000, 443, &bytes).build()
+        } else {
+            Packet::tcp4(pool, miner, 443, 40000, &bytes).build()
+        };
+        lines.extend(s.i.frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name));
+    }
+    assert_eq!(lines.len(), 1);
+    assert_eq!((lines[0].coin, lines[0].agent), ("monero", "xmrig"));
+    // One share at the login job's target b88d0600: 10,000 hashes.
+    assert!(s.has(r#"mining_sensor_shares_total{coin="monero",range="kp",result="accepted"} 1"#));
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 10000"#));
 }

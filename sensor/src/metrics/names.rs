@@ -33,6 +33,8 @@ pub const SHARES: &str = "mining_sensor_shares_total";
 pub const SHARE_HASHES: &str = "mining_sensor_share_hashes_total";
 pub const SHARES_UNKNOWN_DIFFICULTY: &str = "mining_sensor_shares_unknown_difficulty_total";
 pub const REPORTED_HASHRATE: &str = "mining_sensor_reported_hashrate";
+pub const REASSEMBLY_BYTES: &str = "mining_sensor_reassembly_bytes";
+pub const REASSEMBLY_EVICTIONS: &str = "mining_sensor_reassembly_evictions_total";
 
 /// The `direction` label: traffic from a watched range (its source is in the range) or to it.
 pub const FROM: &str = "from";

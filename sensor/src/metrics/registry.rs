@@ -62,6 +62,8 @@ pub struct Metrics {
     pub distinct_miners: IntGaugeVec,
     pub inspected_packets: IntCounterVec,
     pub inspect_candidates: IntCounter,
+    pub reassembly_bytes: IntGauge,
+    pub reassembly_evictions: IntCounter,
     pub capture_drops: IntCounterVec,
     pub afxdp_sockets: IntGaugeVec,
     pub shares: IntCounterVec,
@@ -120,8 +122,19 @@ impl Metrics {
             names::INSPECT_CANDIDATES,
             "Packets the kernel handed to deep inspection (redirected to AF_XDP or copied); compare with inspected_packets_total.",
         );
+        let reassembly_bytes = IntGauge::with_opts(Opts::new(
+            names::REASSEMBLY_BYTES,
+            "Bytes deep inspection keeps of messages split over TCP segments, waiting for their next segment (bounded: 16 KiB a flow direction, 8 MiB in all).",
+        ))
+        .expect("valid metric");
+        let reassembly_evictions = counter(
+            names::REASSEMBLY_EVICTIONS,
+            "Unfinished split messages dropped to keep reassembly within its 8 MiB (the oldest half each time).",
+        );
         for m in [
             Box::new(inspect_candidates.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reassembly_bytes.clone()),
+            Box::new(reassembly_evictions.clone()),
             Box::new(flow_evictions.clone()),
             Box::new(events.clone()),
             Box::new(events_lost.clone()),
@@ -172,7 +185,7 @@ impl Metrics {
             suspect_flows: counter_vec(
                 &r,
                 names::SUSPECT_FLOWS,
-                "Flows with a sign of mining but no readable Stratum, each once per reason: pool_endpoint (traffic with a configured pool address), stratum_v2 (the V2 handshake shape on a pool port), tls_no_sni (a ClientHello without server_name towards a pool), pool_dns (a DNS query for a name in a pool domain).",
+                "Flows with a sign of mining but no readable Stratum, each once per reason: pool_endpoint (traffic with a configured pool address), stratum_v2 (the V2 Noise handshake's shape: a 64- or 234-byte payload on a pool port, the 64/234 pair on any port), tls_no_sni (a ClientHello without server_name towards a pool), tls_pool_sni (a ClientHello naming a server in a pool domain, any port), pool_dns (a DNS query for a name in a pool domain).",
                 &["range", "direction", "reason"],
             ),
             mining_flows: gauge_vec(
@@ -243,6 +256,8 @@ impl Metrics {
                 &["path"],
             ),
             inspect_candidates,
+            reassembly_bytes,
+            reassembly_evictions,
             capture_drops: counter_vec(
                 &r,
                 names::CAPTURE_DROPS,

@@ -234,7 +234,9 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
                 |a| ranges.ranges_of(a).unwrap_or(0),
                 range_name,
             ) {
-                events.push((s.ts_ns, 1, serde_json::to_value(line)?));
+                // At its login's time: a login that waited for its flow's coin comes out with a
+                // later packet.
+                events.push((wall_ns(line.at), 1, serde_json::to_value(line)?));
             }
         }
         Ok(())
@@ -291,8 +293,12 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
             report.problems.push(msg);
         }
     }
-    // Shares still waiting for a reply at the capture's end count as unknown.
+    // Shares still waiting for a reply at the capture's end count as unknown, logins still
+    // waiting for their flow's coin with the coin it showed.
     inspector.borrow_mut().end_shares();
+    for line in inspector.borrow_mut().late_logins() {
+        events.push((wall_ns(line.at), 1, serde_json::to_value(line)?));
+    }
     if let Some(end) = bucket_end {
         snapshot(end, &mut drainer, &kernel, &mut buckets)?;
     } else {
@@ -344,4 +350,10 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(report)
+}
+
+/// Nanoseconds since the epoch of a capture time (0 before it).
+fn wall_ns(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }

@@ -167,9 +167,11 @@ mod tests {
     #[test]
     fn pool_domains_default_replace_extend_and_are_checked() {
         let d = Config::parse("", "t").unwrap().pools.domains;
-        // README, "Suspect flows": the default pool domains, in the order it lists them.
+        // README, "Suspect flows": the default pool domains, in the order it lists them, 40 in
+        // five groups: Monero, Bitcoin, ethash/Equihash, multi-coin, browser mining.
+        assert_eq!(d.len(), 40);
         assert_eq!(
-            d,
+            d[..11],
             [
                 "supportxmr.com",
                 "minexmr.com",
@@ -184,6 +186,16 @@ mod tests {
                 "minergate.com",
             ]
         );
+        for (at, name) in [
+            (11, "f2pool.com"),
+            (18, "ethermine.org"),
+            (24, "nicehash.com"),
+            (29, "coinhive.com"),
+            (30, "authedmine.com"),
+            (39, "minero.pw"),
+        ] {
+            assert_eq!(d[at], name);
+        }
         let c = Config::parse(
             "[pools]\ndomains = [\"Pool.Example.\"]\nextra_domains = [\"b.example\", \"pool.example\"]\n",
             "t",

@@ -25,11 +25,22 @@ pub(super) const UNKNOWN: &str = "unknown";
 /// Product-token prefixes (lower case) and the family they name. Longer prefixes that share a
 /// start with a shorter one come first.
 const FAMILIES: &[(&str, &str)] = &[
+    // Proxies, each its own family: one login (one flow) carries the work of every miner behind
+    // it, which `share_hashes_total` measures. What each sends upstream, from its sources:
+    // - xmrig-proxy: `xmrig-proxy/<version> (Linux x86_64) libuv/<version> gcc/<version>` as the
+    //   login's `agent` (`APP_NAME` in src/version.h, formatted by
+    //   `Platform::createUserAgent`);
+    // - xmr-node-proxy: `xmr-node-proxy/0.0.3` as the login's `agent` (proxy.js, `Pool.login`);
+    // - aiostratum-proxy 1.1 (PyPI): `aiostratum-proxy/1.1` as `mining.subscribe`'s first
+    //   parameter towards Equihash pools (`app_version` in aiostratum_proxy/__init__.py, sent by
+    //   `EquihashPoolProtocol.hook_subscription_request_params`; towards other pools it
+    //   subscribes with no parameters and names nothing).
     ("xmrig-proxy", "xmrig-proxy"),
+    ("xmr-node-proxy", "xmr-node-proxy"),
+    ("aiostratum-proxy", "aiostratum-proxy"),
     ("xmrig", "xmrig"),
     ("xmr-stak", "xmr-stak"),
     ("xmrstak", "xmr-stak"),
-    ("xmr-node-proxy", "xmr-node-proxy"),
     ("cpuminer", "cpuminer"),
     ("minerd", "cpuminer"),
     ("cgminer", "cgminer"),

@@ -20,7 +20,8 @@
 //! # Login, agent and `is_login`
 //! - monero `login`: login `params.login`, agent `params.agent`; `is_login`.
 //! - `mining.subscribe`: agent `params[0]` (`params[1]` when `params[0]` is the
-//!   `EthereumStratum/...` protocol string). `mining.authorize`: login `params[0]`, `is_login`.
+//!   `EthereumStratum/...` protocol string), coin from the pool host `params[2]` (see `coin`).
+//!   `mining.authorize`: login `params[0]`, `is_login`.
 //!   `mining.submit`: login `params[0]` (the worker, used as a coin hint only).
 //! - `eth_submitLogin`: login `params[0]`, agent from a top-level `agent` string or else from the
 //!   `worker` field when that names a known miner (ethproxy workers are usually rig names); `is_login`.
@@ -33,7 +34,7 @@
 //! rules read the JSON's structure and need the values they extract. This parser names Ethereum by
 //! a login's address and by EthereumStratum's notify (the table says bitcoin), knows getWork's
 //! answer, every `mining.*` method and a login with `pass` or `agent` or cut off before both (the
-//! table knows none of them), and refuses the table's markers when they are not where the protocol
+//! table wants `pass` and either `agent` or a wallet-long string before a later marker), and refuses the table's markers when they are not where the protocol
 //! puts them or of the wrong type (a `blob` that is not a string, a `"method"` inside `params`).
 //! Making the table decide would change which logins are counted and their `dialect` label. Every
 //! known difference is listed, with both answers, in the test
@@ -46,7 +47,8 @@ use super::{
     Dialect, Message,
     agent::{Agent, UNKNOWN, parse_agent},
     coin::{
-        Coin, address_core, bitcoin_coin, is_equihash_notify, is_ethereum_address, monero_coin,
+        Coin, address_core, bitcoin_coin, is_equihash_notify, is_ethereum_address, job_coin,
+        monero_coin, pool_host_coin,
     },
     repair::{Cut, Seg},
     starts_with_ignore_case,
@@ -115,11 +117,7 @@ fn classify_request(obj: &Map<String, Value>, method: &str, cut: Option<&Cut>) -
             if !has_str("blob") || (!truncated && !has("job_id")) {
                 return None;
             }
-            Some(message(
-                Dialect::Monero,
-                method,
-                monero_coin(obj, None, truncated),
-            ))
+            Some(message(Dialect::Monero, method, job_coin(obj, truncated)))
         }
         "eth_submitLogin" | "eth_getWork" | "eth_submitWork" | "eth_submitHashrate" => {
             let is_login = method == "eth_submitLogin";
@@ -162,8 +160,10 @@ fn classify_mining(obj: &Map<String, Value>, method: &str, cut: Option<&Cut>) ->
     let mut eth_stratum = false;
     let mut agent = None;
     let mut login = None;
+    let mut host_coin = Coin::Unknown;
     match method {
         "mining.subscribe" => {
+            host_coin = param_str(2).map_or(Coin::Unknown, pool_host_coin);
             eth_stratum =
                 params.is_some_and(|p| p.iter().filter_map(Value::as_str).any(is_ethereum_stratum));
             let slot = if param_str(0).is_some_and(is_ethereum_stratum) {
@@ -189,6 +189,8 @@ fn classify_mining(obj: &Map<String, Value>, method: &str, cut: Option<&Cut>) ->
         (Dialect::Ethereum, Coin::Ethereum)
     } else if equihash {
         (Dialect::Bitcoin, Coin::Zcash)
+    } else if host_coin != Coin::Unknown {
+        (Dialect::Bitcoin, host_coin)
     } else {
         (Dialect::Bitcoin, bitcoin_coin(login))
     };
@@ -220,7 +222,7 @@ fn classify_reply(obj: &Map<String, Value>, cut: Option<&Cut>) -> Option<Message
                 .and_then(Value::as_object)
                 .is_some_and(|job| job.get("blob").is_some_and(Value::is_string));
             if job_blob {
-                Some(reply(Dialect::Monero, monero_coin(obj, None, truncated)))
+                Some(reply(Dialect::Monero, job_coin(obj, truncated)))
             } else if result.get("status").and_then(Value::as_str) == Some("KEEPALIVED") {
                 Some(reply(Dialect::Monero, Coin::Unknown))
             } else {

@@ -17,6 +17,19 @@
 //!   as Zcash pools send) -> zcash; anything else or no login (subscribe, set_difficulty) ->
 //!   unknown.
 //! - ethereum dialect -> ethereum.
+//!
+//! What a session shows of its coin, for a login that names none (an account, `account.worker`):
+//! - a CryptoNote job (a login reply's `result.job` or a `job` push, with a `blob`) that names no
+//!   algorithm -> monero: the blob says the session mines a CryptoNote coin, and pools for the
+//!   others name their algorithm (XMRig's `algo` extension), which then decides as above. A job
+//!   cut off before its end may have lost its algorithm and names no coin.
+//! - the pool host a Stratum V1 miner puts in `mining.subscribe` (`params[2]`, ZIP 301's
+//!   `CONNECT_HOST`, as EWBF and aiostratum-proxy send it) -> the one coin its labels name: a
+//!   label (split at `.` and `-`) that is a ticker or name (`xmr`/`monero`, `zec`/`zcash`,
+//!   `btc`/`bitcoin`, `eth`/`ethereum`: `eu1-zcash.flypool.org`, `xmr-eu1.nanopool.org`), or a
+//!   pool of one coin (`SINGLE_COIN_POOLS`). A host naming two coins, or none, says nothing: the
+//!   multi-coin pools (`2miners.com`, `herominers.com`, `viabtc.com`) without a coin label stay
+//!   unknown.
 
 use serde_json::{Map, Value};
 
@@ -110,6 +123,15 @@ pub(super) fn monero_coin(obj: &Map<String, Value>, login: Option<&str>, truncat
     }
 }
 
+/// A CryptoNote job's coin (a login reply's `result.job`, a `job` push): its algorithm's, else
+/// monero for a whole job that names none (see the module doc).
+pub(super) fn job_coin(obj: &Map<String, Value>, truncated: bool) -> Coin {
+    match monero_coin(obj, None, truncated) {
+        Coin::Unknown if !truncated => Coin::Monero,
+        coin => coin,
+    }
+}
+
 pub(super) fn bitcoin_coin(login: Option<&str>) -> Coin {
     let Some(core) = login.map(address_core) else {
         return Coin::Unknown;
@@ -168,6 +190,50 @@ fn is_bitcoin_address(s: &str) -> bool {
 
 fn is_zcash_address(s: &str) -> bool {
     s.len() == 35 && (s.starts_with("t1") || s.starts_with("t3")) && s.bytes().all(is_base58)
+}
+
+/// Host labels that name a coin (a ticker or the coin's name).
+const COIN_LABELS: &[(&str, Coin)] = &[
+    ("xmr", Coin::Monero),
+    ("monero", Coin::Monero),
+    ("zec", Coin::Zcash),
+    ("zcash", Coin::Zcash),
+    ("btc", Coin::Bitcoin),
+    ("bitcoin", Coin::Bitcoin),
+    ("eth", Coin::Ethereum),
+    ("ethereum", Coin::Ethereum),
+];
+
+/// Pools of one coin, by registered domain (`stratum-on-the-wire.md`, "Ports and pools"):
+/// MoneroOcean mines several algorithms but pays out, and counts, in Monero.
+const SINGLE_COIN_POOLS: &[(&str, Coin)] = &[
+    ("supportxmr.com", Coin::Monero),
+    ("minexmr.com", Coin::Monero),
+    ("xmrpool.eu", Coin::Monero),
+    ("monerohash.com", Coin::Monero),
+    ("moneroocean.stream", Coin::Monero),
+];
+
+/// The coin a pool host names, when it names exactly one (see the module doc).
+pub(super) fn pool_host_coin(host: &str) -> Coin {
+    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    let mut named: Option<Coin> = None;
+    let pools = SINGLE_COIN_POOLS.iter().filter(|(domain, _)| {
+        host == *domain
+            || host
+                .strip_suffix(domain)
+                .is_some_and(|sub| sub.ends_with('.'))
+    });
+    let labels = host
+        .split(['.', '-'])
+        .filter_map(|l| COIN_LABELS.iter().find(|(name, _)| *name == l));
+    for &(_, coin) in pools.chain(labels) {
+        match named {
+            Some(c) if c != coin => return Coin::Unknown,
+            _ => named = Some(coin),
+        }
+    }
+    named.unwrap_or(Coin::Unknown)
 }
 
 /// Zcash's `mining.notify` (ZIP 301): job id, version `04000000`, three 256-bit hashes, time,

@@ -4,7 +4,8 @@
 //! Complete messages are parsed with `serde_json`. A line that does not begin with `{` (the tail of a
 //! message begun in an earlier segment, a banner) is skipped, as is a line that is not valid JSON.
 //! The whole payload yields nothing when it looks like HTML (`<html`, `<script`, `<title`,
-//! `<!doctype` anywhere, as Emerging Threats' rules exclude them), an HTTP request or response (it
+//! `<!doctype` anywhere in a payload that does not open with `{`, as Emerging Threats' rules
+//! exclude them), an HTTP request or response (it
 //! begins with `HTTP/` or a method such as `POST `), or a language server's framing (it begins with
 //! `Content-Length:`): those quote JSON that no miner sent.
 
@@ -74,8 +75,10 @@ fn quotes_foreign_json(payload: &[u8]) -> bool {
         .position(|b| !b.is_ascii_whitespace())
         .and_then(|i| payload.get(i..))
         .unwrap_or_default();
+    // Markup is a page's only where the payload is not JSON itself: a message's strings may hold
+    // HTML-looking text (an agent string `XMRig <script>...`, sent to dodge signatures).
     STARTS.iter().any(|s| starts_with_ignore_case(start, s))
-        || MARKUP.iter().any(|m| contains_ignore_case(payload, m))
+        || (start.first() != Some(&b'{') && MARKUP.iter().any(|m| contains_ignore_case(payload, m)))
 }
 
 fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {

@@ -2,7 +2,7 @@
 
 use super::{
     agent::{MAX_VERSION_LEN, parse_agent},
-    coin::{address_core, is_ethereum_address, is_monero_address},
+    coin::{address_core, is_ethereum_address, is_monero_address, pool_host_coin},
     *,
 };
 use proptest::prelude::*;
@@ -373,6 +373,13 @@ fn agent_families() {
             "xmrig-proxy",
             Some("6.15.0"),
         ),
+        (
+            "xmrig-proxy/6.24.1-dev (Linux x86_64) libuv/1.48.0 gcc/13.2.0",
+            "xmrig-proxy",
+            Some("6.24.1-dev"),
+        ),
+        ("xmr-node-proxy/0.0.3", "xmr-node-proxy", Some("0.0.3")),
+        ("aiostratum-proxy/1.1", "aiostratum-proxy", Some("1.1")),
         ("xmr-stak-cpu/1.0.0", "xmr-stak", Some("1.0.0")),
         ("cpuminer-multi/1.3.1", "cpuminer", Some("1.3.1")),
         ("cpuminer-opt/3.8.8.1", "cpuminer", Some("3.8.8.1")),
@@ -426,6 +433,24 @@ fn login_shapes() {
     }
     assert!(is_ethereum_address(ETH));
     assert!(!is_ethereum_address(&ETH[..41]));
+}
+
+/// An agent string holding HTML-looking text is still the miner's agent: the markup trap is for
+/// pages that quote JSON, not for JSON that quotes markup.
+#[test]
+fn an_agent_with_markup_is_still_attributed() {
+    let login = xmrig_login().replace(
+        "XMRig/6.16.0",
+        "XMRig/6.16.0 <script>alert(1)</script><html><title>x</title>",
+    );
+    let m = inspect(login.as_bytes());
+    assert_eq!(m.len(), 1, "{login}");
+    assert!(m[0].is_login);
+    assert_eq!(m[0].agent.as_ref().map(|a| a.family), Some("xmrig"));
+    assert_eq!(m[0].coin, Coin::Monero);
+    // Blanks and CRLFs before the message change nothing.
+    let m = inspect(format!("\r\n  {login}").as_bytes());
+    assert_eq!(m[0].agent.as_ref().map(|a| a.family), Some("xmrig"));
 }
 
 #[test]
@@ -714,6 +739,11 @@ fn the_kernel_table_and_the_parser_agree_on_real_messages() {
             format!(r#"{{"id":6,"jsonrpc":"2.0","method":"eth_submitWork","params":["0x1","{h}","{h}"]}}"#),
             Some(Ethereum),
         ),
+        // coin-hive-stratum's login (no agent; its src/Miner.ts and src/Connection.ts).
+        (
+            format!(r#"{{"id":1,"method":"login","params":{{"login":"{XMR}.site1+50000","pass":"x"}}}}"#),
+            Some(Monero),
+        ),
         (
             r#"{"jsonrpc":"2.0","method":"eth_blockNumber","params":[],"id":1}"#.to_owned(),
             None,
@@ -798,9 +828,15 @@ fn where_the_kernel_table_and_the_parser_differ() {
             None,
             Some(Bitcoin),
         ),
-        // A login needs `pass` or `agent` here, both in the kernel; JSON escapes are decoded here.
+        // A login needs `pass` or `agent` here; in the kernel `pass` and either `agent` or a
+        // wallet-long string before a later marker. JSON escapes are decoded here.
         (
             r#"{"id":1,"method":"login","params":{"login":"x","pass":"y"}}"#.to_owned(),
+            None,
+            Some(Monero),
+        ),
+        (
+            format!(r#"{{"id":1,"method":"login","params":{{"pass":"x","login":"{XMR}"}}}}"#),
             None,
             Some(Monero),
         ),
@@ -915,4 +951,64 @@ fn zcash_sessions() {
     assert_eq!(ewbf.agent, agent("ewbf", "0.3.4b"));
     let eqm = one(r#"{"id":1,"method":"mining.subscribe","params":["equihashminer"]}"#);
     assert_eq!(eqm.agent.map(|a| a.family), Some("equihashminer"));
+}
+
+/// The coin a pool host names: one ticker or name among its labels, or a pool of one coin.
+#[test]
+fn pool_hosts_name_a_coin_only_when_they_name_one() {
+    for (host, coin) in [
+        ("eu1-zcash.flypool.org", Coin::Zcash),
+        ("zec.2miners.com", Coin::Zcash),
+        ("xmr-eu1.nanopool.org", Coin::Monero),
+        ("eth-eu1.nanopool.org", Coin::Ethereum),
+        ("btc.viabtc.com", Coin::Bitcoin),
+        ("pool.supportxmr.com", Coin::Monero),
+        ("SUPPORTXMR.COM.", Coin::Monero),
+        ("gulf.moneroocean.stream", Coin::Monero),
+        ("xmr.moneroocean.stream", Coin::Monero),
+        // Another coin's ticker (Litecoin, Ethereum Classic), a multi-coin pool, two coins, a
+        // domain that only ends like a pool's, no host.
+        ("ltc.viabtc.com", Coin::Unknown),
+        ("etc-eu1.nanopool.org", Coin::Unknown),
+        ("rx.unmineable.com", Coin::Unknown),
+        ("xmr-zec.example.org", Coin::Unknown),
+        ("btc.supportxmr.com", Coin::Unknown),
+        ("notsupportxmr.com", Coin::Unknown),
+        ("", Coin::Unknown),
+    ] {
+        assert_eq!(pool_host_coin(host), coin, "{host}");
+    }
+    // In a subscribe: `params[2]` (ZIP 301's CONNECT_HOST), a string.
+    let sub = |params: &str| {
+        one(&format!(
+            r#"{{"id":1,"method":"mining.subscribe","params":{params}}}"#
+        ))
+    };
+    assert_eq!(
+        sub(r#"["EWBF 0.3.4b",null,"eu1-zcash.flypool.org","3333"]"#).coin,
+        Coin::Zcash
+    );
+    assert_eq!(
+        sub(r#"["aiostratum-proxy/1.1",null,"xmr-eu1.nanopool.org",14433]"#).coin,
+        Coin::Monero
+    );
+    assert_eq!(
+        sub(r#"["cgminer/4.10.0","eu1-zcash.flypool.org"]"#).coin,
+        Coin::Unknown
+    );
+    assert_eq!(sub(r#"["x",null,7]"#).coin, Coin::Unknown);
+}
+
+/// A CryptoNote job names monero unless its algorithm says otherwise, and only when whole.
+#[test]
+fn a_cryptonote_job_without_algorithm_is_monero() {
+    let push = r#"{"jsonrpc":"2.0","method":"job","params":{"blob":"0e0e","job_id":"j2","target":"b88d0600"}}"#;
+    assert_eq!(one(push).coin, Coin::Monero);
+    let reply = r#"{"id":1,"jsonrpc":"2.0","error":null,"result":{"id":"s","job":{"blob":"0707","job_id":"1","target":"b88d0600"},"status":"OK"}}"#;
+    assert_eq!(one(reply).coin, Coin::Monero);
+    let wow = r#"{"jsonrpc":"2.0","method":"job","params":{"blob":"0e0e","job_id":"j2","target":"b88d0600","algo":"rx/wow"}}"#;
+    assert_eq!(one(wow).coin, Coin::Other);
+    // Cut before its end (no newline, no closing braces): its algorithm may be lost.
+    let cut = r#"{"jsonrpc":"2.0","method":"job","params":{"blob":"0e0e","job_id":"j2","tar"#;
+    assert_eq!(one(cut).coin, Coin::Unknown);
 }
