@@ -518,5 +518,33 @@ fn pe_replay_of_a_capture_from_two_routers() {
         )),
         "{om}"
     );
+    // The analyst report: each neighbour's share of the range's bytes over time, and in the
+    // headline the neighbour that carried most: b, 49 of the 90 packets of equal size, 54.4%.
+    let page = dir.join("report.html");
+    let out = Command::new(env!("CARGO_BIN_EXE_mining-sensor"))
+        .arg("replay")
+        .arg("--config")
+        .arg(&config)
+        .arg("--report")
+        .arg(&page)
+        .args(["--bucket", "1m"])
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(&page).unwrap();
+    // The chart's title, as SVG text (plotters writes the apostrophes as entities).
+    assert!(
+        page.contains("Each neighbour&apos;s share of the range&apos;s IP bytes"),
+        "{page}"
+    );
+    assert!(
+        page.contains("most bytes through neighbour b (54.4%)"),
+        "{page}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -255,6 +255,48 @@ pub fn timeline(grid: &Grid, offset: UtcOffset, t: &Timeline<'_>) -> String {
     svg
 }
 
+/// Each series' share (percent) of their sum over time, as step lines: the bytes are summed into
+/// the chart's bins first, so that a wide bin's share is that of its bytes.
+pub fn shares(
+    grid: &Grid,
+    offset: UtcOffset,
+    title: &str,
+    series: &super::figures::Series,
+) -> String {
+    let k = bin_factor(grid.ends.len(), grid.bucket);
+    let binned: super::figures::Series = series
+        .iter()
+        .map(|(name, v)| (name.clone(), binned(v, k, Combine::Sum)))
+        .collect();
+    // The bins' ends: every k-th bucket's start plus the bin's length.
+    let wide = Grid {
+        bucket: grid.bucket * k as f64,
+        ends: grid
+            .ends
+            .chunks(k)
+            .map(|c| c[0] - grid.bucket + grid.bucket * k as f64)
+            .collect(),
+    };
+    let pct = super::figures::shares_of(&binned);
+    timeline(
+        &wide,
+        offset,
+        &Timeline {
+            title,
+            unit: "%",
+            combine: Combine::Mean,
+            lines: pct
+                .iter()
+                .map(|(name, v)| Line {
+                    name: name.as_str(),
+                    values: v,
+                    mark: Mark::Steps,
+                })
+                .collect(),
+        },
+    )
+}
+
 fn svg_error(title: &str) -> String {
     format!(
         "<svg width=\"{}\" height=\"40\"><text x=\"4\" y=\"20\">{title}: nothing to draw</text></svg>",

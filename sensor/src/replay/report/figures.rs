@@ -63,6 +63,8 @@ pub struct RangeFigures {
     pub flows: Vec<f64>,
     /// Suspect flows per bucket by `reason`.
     pub suspects: Series,
+    /// IP bytes per bucket by neighbour (`peer`, both directions), where neighbours are configured.
+    pub peers: Series,
     pub headline: Headline,
 }
 
@@ -82,6 +84,8 @@ pub struct Headline {
     pub top_coin: Option<String>,
     pub top_agent: Option<String>,
     pub top_pool: Option<String>,
+    /// The neighbour that carried most of the range's bytes, and its share of them (0 to 1).
+    pub top_peer: Option<(String, f64)>,
 }
 
 /// One row of a "top" table: a name, its hashes and shares.
@@ -240,6 +244,37 @@ fn top_login(report: &Report, range: &str, key: &str) -> Option<String> {
         .map(|(k, _)| k.to_string())
 }
 
+/// The neighbour with the most bytes and its share of all the neighbours' bytes (which add up to
+/// the range's, `other` included).
+fn top_peer(peers: &Series) -> Option<(String, f64)> {
+    let totals: Vec<(&String, f64)> = peers.iter().map(|(k, v)| (k, v.iter().sum())).collect();
+    let all: f64 = totals.iter().map(|t| t.1).sum();
+    totals
+        .into_iter()
+        .filter(|t| t.1 > 0.0)
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(a.0)))
+        .map(|(k, v)| (k.clone(), v / all))
+}
+
+/// Each series' share (in percent) of the sum of all of them, bucket by bucket (0 where the sum is).
+pub fn shares_of(series: &Series) -> Series {
+    let n = series.values().next().map_or(0, Vec::len);
+    let totals: Vec<f64> = (0..n)
+        .map(|i| series.values().map(|v| v[i]).sum())
+        .collect();
+    series
+        .iter()
+        .map(|(k, v)| {
+            let pct = v
+                .iter()
+                .zip(&totals)
+                .map(|(x, t)| if *t > 0.0 { 100.0 * x / t } else { 0.0 })
+                .collect();
+            (k.clone(), pct)
+        })
+        .collect()
+}
+
 pub fn figures(report: &Report) -> Figures {
     let grid = Grid::of(report);
     let n = grid.ends.len();
@@ -255,6 +290,7 @@ pub fn figures(report: &Report) -> Figures {
             let reported = one(series(report, &grid, names::REPORTED_HASHRATE, r, None), n);
             let flows = one(series(report, &grid, names::STRATUM_FLOWS, r, None), n);
             let shares = series(report, &grid, names::SHARES, r, Some("result"));
+            let peers = series(report, &grid, names::PEER_BYTES, r, Some("peer"));
             let total_hashes: f64 = hashes.iter().sum();
             let total_shares: f64 = shares.values().flatten().sum();
             let first = |rows: Vec<Top>| rows.into_iter().next().map(|t| t.name);
@@ -270,6 +306,7 @@ pub fn figures(report: &Report) -> Figures {
                 top_coin: first(top(report, r, coin)).or_else(|| top_login(report, r, "coin")),
                 top_agent: first(top(report, r, agent)).or_else(|| top_login(report, r, "agent")),
                 top_pool: first(top(report, r, pool)),
+                top_peer: top_peer(&peers),
             };
             RangeFigures {
                 range: range.clone(),
@@ -279,6 +316,7 @@ pub fn figures(report: &Report) -> Figures {
                 bytes: series(report, &grid, names::BYTES, r, Some("direction")),
                 flows,
                 suspects: series(report, &grid, names::SUSPECT_FLOWS, r, Some("reason")),
+                peers,
                 headline,
             }
         })
@@ -316,6 +354,18 @@ mod tests {
         // Bucket 2..3 h holds 4: half of it (2..2.5 h) in the first third, 2.
         // Bucket 4..5 h holds 8: half (4.5..5 h) in the last third, 4.
         assert_eq!(thirds(&g, &v, 1800.0, 6.5 * 3600.0), Some((4.0, 4.0)));
+    }
+
+    #[test]
+    fn neighbour_shares_add_up_per_bucket() {
+        let mut s = Series::new();
+        s.insert("a".into(), vec![30.0, 0.0, 10.0]);
+        s.insert("other".into(), vec![10.0, 0.0, 30.0]);
+        let p = shares_of(&s);
+        assert_eq!(p["a"], [75.0, 0.0, 25.0]);
+        assert_eq!(p["other"], [25.0, 0.0, 75.0]);
+        // a 40 of 80 bytes in all, other 40: a tie goes to the first name.
+        assert_eq!(top_peer(&s), Some(("a".to_string(), 0.5)));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! resources) that answers an analyst's four questions of each watched range: how much mining it
 //! does and how that changes (hash rate from shares, its last-third/first-third ratio beside that
 //! of new flows), with what (coins, miner families, pools by hashes), at what times (timelines on
-//! a true time axis, the hour-of-week map) and, where neighbours are configured, through whom.
+//! a true time axis, the hour-of-week map) and, where neighbours are configured (`[[peers]]`),
+//! through whom (each neighbour's share of the range's bytes over time).
 //!
 //! - `figures` reads the numbers from the replay's [`Report`] (also used by the terminal summary);
 //! - `chart` draws them with plotters' SVG backend;
@@ -91,7 +92,9 @@ pub fn headline_text(r: &RangeFigures, offset: UtcOffset) -> String {
         }
         None => out.push_str("mean hash rate unknown (a period of one instant)"),
     }
-    let _ = write!(out, " ({} shares, {} hashes); ", h.shares, si(h.hashes, ""));
+    // Whole shares (an empty sum of floats is -0).
+    let shares = h.shares.max(0.0) as u64;
+    let _ = write!(out, " ({shares} shares, {} hashes); ", si(h.hashes, ""));
     let third = |t: Option<(f64, f64)>| t.map_or("n/a".to_string(), |(a, b)| ratio(a, b));
     let _ = write!(
         out,
@@ -109,6 +112,13 @@ pub fn headline_text(r: &RangeFigures, offset: UtcOffset) -> String {
     .collect();
     if !tops.is_empty() {
         let _ = write!(out, "; top {}", tops.join(", "));
+    }
+    if let Some((peer, share)) = &h.top_peer {
+        let _ = write!(
+            out,
+            "; most bytes through neighbour {peer} ({:.1}%)",
+            100.0 * share
+        );
     }
     out
 }
@@ -258,6 +268,14 @@ fn range_section(report: &Report, f: &Figures, r: &RangeFigures, offset: UtcOffs
         ));
         if !r.suspects.is_empty() {
             charts.push(steps("Suspect flows by reason", "", &r.suspects));
+        }
+        if !r.peers.is_empty() {
+            charts.push(chart::shares(
+                g,
+                offset,
+                "Each neighbour's share of the range's IP bytes",
+                &r.peers,
+            ));
         }
         charts
     };
