@@ -1946,3 +1946,29 @@ fn blanks_before_a_login_and_markup_in_its_agent() {
     s.run(&Packet::tcp4(miner, pool, 46011, 8080, format!("  x {login}").as_bytes()).build());
     assert_eq!(s.all_stratum(), 6);
 }
+
+/// A flow whose client hides (its login reshaped past reading, or not seen) is still opened by
+/// what the pool sends: a Monero login reply or job push, a Stratum V1 notify, difficulty or
+/// subscription reply, each alone on a flow of its own.
+#[test]
+fn pool_side_messages_alone_open_the_flow() {
+    let mut s = Sensor::new();
+    let (miner, pool) = (ip("198.18.1.20"), ip("198.51.100.50")); // miner in ranges a and b
+    let h = "a".repeat(64);
+    let messages: Vec<Vec<u8>> = vec![
+        LOGIN_REPLY.to_vec(),
+        b"{\"jsonrpc\":\"2.0\",\"method\":\"job\",\"params\":{\"blob\":\"0707\",\"job_id\":\"j2\",\"target\":\"ff\",\"algo\":\"rx/0\"}}\n".to_vec(),
+        format!("{{\"id\":null,\"method\":\"mining.notify\",\"params\":[\"j1\",\"{h}\",\"01\",\"02\",[],\"20000000\",\"1d00ffff\",\"5b0c2a6e\",true]}}\n").into_bytes(),
+        b"{\"id\":null,\"method\":\"mining.set_difficulty\",\"params\":[2]}\n".to_vec(),
+        b"{\"id\":1,\"result\":[[[\"mining.set_difficulty\",\"x\"],[\"mining.notify\",\"y\"]],\"08000002\",4],\"error\":null}\n".to_vec(),
+    ];
+    for (i, m) in messages.iter().enumerate() {
+        s.run(&Packet::tcp4(pool, miner, 3333, 46100 + i as u16, m).build());
+    }
+    // Towards the miner's ranges: two Monero flows, three Stratum V1 ones.
+    for r in [A, B] {
+        assert_eq!(s.flows(r, DIR_TO, MONERO), 2);
+        assert_eq!(s.flows(r, DIR_TO, BITCOIN), 3);
+    }
+    assert_eq!(s.k.flows().unwrap().len(), 5);
+}
