@@ -54,6 +54,14 @@ fn xmrig_login() -> Vec<u8> {
     .into_bytes()
 }
 
+/// cpuminer 2.5.1's (pooler) first two messages to a Stratum V1 pool, one a segment.
+fn cpuminer_subscribe_authorize() -> [Vec<u8>; 2] {
+    [
+        b"{\"id\": 1, \"method\": \"mining.subscribe\", \"params\": [\"cpuminer/2.5.1\"]}\n".to_vec(),
+        b"{\"id\": 2, \"method\": \"mining.authorize\", \"params\": [\"1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2.w1\", \"x\"]}\n".to_vec(),
+    ]
+}
+
 const LOGIN_REPLY: &[u8] = b"{\"id\":1,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"id\":\"a1b2\",\"job\":{\"blob\":\"0e0e9bb1\",\"job_id\":\"j1\",\"target\":\"f3220000\",\"algo\":\"rx/0\",\"height\":2000000,\"seed_hash\":\"aa\"},\"extensions\":[\"algo\"],\"status\":\"OK\"}}\n";
 const SUBMIT: &[u8] = b"{\"id\":2,\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{\"id\":\"a1b2\",\"job_id\":\"j1\",\"nonce\":\"0a0b0c0d\",\"result\":\"00ff\",\"algo\":\"rx/0\"}}\n";
 const KEEPALIVE: &[u8] =
@@ -1653,4 +1661,43 @@ fn blanks_before_a_login_and_markup_in_its_agent() {
     );
     s.run(&Packet::tcp4(miner, pool, 46011, 8080, format!("  x {login}").as_bytes()).build());
     assert_eq!(s.all_stratum(), 6);
+}
+
+/// Method names in other letter cases (ckpool matches `mining.*` names ignoring case): XMRig's
+/// login as `LOGIN` and `Login`, cpuminer's subscribe and authorize as `Mining.Subscribe` and
+/// `MINING.AUTHORIZE`, each opens its flow; a web API's `LOGIN` stays silent.
+#[test]
+fn method_names_in_other_letter_cases() {
+    let mut s = Sensor::new();
+    let (miner, pool) = (ip("198.18.1.21"), ip("198.51.100.51")); // miner in ranges a and b
+    let login = String::from_utf8(xmrig_login()).unwrap();
+    for (i, method) in ["LOGIN", "Login"].iter().enumerate() {
+        let v = login.replace("\"method\":\"login\"", &format!("\"method\":\"{method}\""));
+        assert_ne!(v, login);
+        s.run(&Packet::tcp4(miner, pool, 46100 + i as u16, 3333, v.as_bytes()).build());
+    }
+    let [sub, auth] = cpuminer_subscribe_authorize().map(|m| String::from_utf8(m).unwrap());
+    let sub = sub.replace("mining.subscribe", "Mining.Subscribe");
+    let auth = auth.replace("mining.authorize", "MINING.AUTHORIZE");
+    for m in [sub, auth] {
+        s.run(&Packet::tcp4(miner, pool, 46110, 3333, m.as_bytes()).build());
+    }
+    for r in [A, B] {
+        // Two logins, two flows; the subscribe opens one flow, the authorize is its 2nd packet.
+        assert_eq!(s.flows(r, DIR_FROM, MONERO), 2);
+        assert_eq!(s.stratum(r, DIR_FROM, MONERO), 2);
+        assert_eq!(s.flows(r, DIR_FROM, BITCOIN), 1);
+        assert_eq!(s.stratum(r, DIR_FROM, BITCOIN), 2);
+    }
+    s.run(
+        &Packet::tcp4(
+            miner,
+            pool,
+            46120,
+            8080,
+            b"{\"jsonrpc\":\"2.0\",\"method\":\"LOGIN\",\"params\":{\"login\":\"bob\",\"pass\":\"hunter2\"},\"id\":1}\n",
+        )
+        .build(),
+    );
+    assert_eq!(s.all_stratum(), 8);
 }

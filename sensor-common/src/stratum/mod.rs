@@ -65,6 +65,11 @@ impl Dialect {
 }
 
 /// JSON string tokens the rules are built from. The position in this table is the marker's bit.
+///
+/// Method names are spelled lower-case: the scanner folds the ASCII letters of a `"method"` value
+/// to lower case before hashing it (ckpool, for one, matches `mining.*` names ignoring case, so a
+/// miner may send `MINING.SUBSCRIBE`), and compares every other string as sent (`KEEPALIVED` is a
+/// status value, not a method).
 pub const MARKERS: [&[u8]; 23] = [
     b"login",                       // 0
     b"submit",                      // 1
@@ -84,10 +89,10 @@ pub const MARKERS: [&[u8]; 23] = [
     b"mining.notify",               // 15
     b"mining.set_difficulty",       // 16
     b"mining.set_extranonce",       // 17
-    b"eth_submitLogin",             // 18
-    b"eth_getWork",                 // 19
-    b"eth_submitWork",              // 20
-    b"eth_submitHashrate",          // 21
+    b"eth_submitlogin",             // 18
+    b"eth_getwork",                 // 19
+    b"eth_submitwork",              // 20
+    b"eth_submithashrate",          // 21
     b"EthereumStratum/1.0.0",       // 22
 ];
 

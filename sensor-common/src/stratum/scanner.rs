@@ -101,7 +101,13 @@ impl Scanner {
             } else if b == b'"' {
                 return self.close(end);
             }
-            self.pending |= (b as u64) << (8 * (self.token_len & 7));
+            // A method's name is hashed with its letters folded to lower case.
+            let c = if self.after_method != 0 {
+                fold_byte(b)
+            } else {
+                b
+            };
+            self.pending |= (c as u64) << (8 * (self.token_len & 7));
             self.token_len += 1;
             if self.token_len & 7 == 0 {
                 self.hash = fold(self.hash, self.pending);
@@ -209,7 +215,10 @@ impl Scanner {
         let done = (self.token_len & 7) as usize;
         let m = if k < 8 - done { k } else { 8 - done };
         if m > 0 {
-            self.pending |= (w & low_bytes(m)) << (8 * done);
+            // A method's name is hashed with its letters folded to lower case (branch-free: the
+            // fold's bits are kept only after "method").
+            let folded = w | (fold_case(w) & (self.after_method as u64).wrapping_neg());
+            self.pending |= (folded & low_bytes(m)) << (8 * done);
             self.token_len += m as u32;
             if self.token_len & 7 == 0 {
                 self.hash = fold(self.hash, self.pending);

@@ -283,6 +283,11 @@ fn fast_and_byte_wise_scans_agree() {
         "{\"id\":1,",
         "\"method\":\"login\"",
         "\"method\" : \"mining.submit\"",
+        "\"method\":\"LOGIN\"",
+        "\"method\": \"Mining.Submit\"",
+        "\"method\":\"KeepAlived\"",
+        "\"LOGIN\"",
+        "\"AZ@[`{az\"",
         "\"é\"",
         "\u{1}",
         "ÿ",
@@ -330,4 +335,82 @@ fn fast_and_byte_wise_scans_agree() {
 fn escaped_quotes_do_not_break_tokens() {
     let s = "{\"id\":1,\"note\":\"a \\\"method\\\": \\\"keepalived\\\"\",\"x\":1}\n";
     assert_eq!(d(s), None);
+}
+
+/// Method names in other letter cases (ckpool matches `mining.*` names ignoring case): a
+/// method's value is hashed folded to lower case, every other string as sent.
+#[test]
+fn method_names_in_other_letter_cases() {
+    let login = format!(
+        "{{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"LOGIN\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0\"}}}}\n"
+    );
+    assert_eq!(d(&login), Some(Dialect::Monero));
+    assert_eq!(
+        d("{\"id\":1,\"method\":\"Mining.Subscribe\",\"params\":[\"cpuminer/2.5.1\"]}\n"),
+        Some(Dialect::Bitcoin)
+    );
+    assert_eq!(
+        d("{\"id\":2,\"method\":\"MINING.AUTHORIZE\",\"params\":[\"w\",\"x\"]}\n"),
+        Some(Dialect::Bitcoin)
+    );
+    assert_eq!(
+        d("{\"id\":3,\"method\":\"KeepAlived\",\"params\":{\"id\":\"s\"}}\n"),
+        Some(Dialect::Monero)
+    );
+    assert_eq!(
+        d(
+            "{\"id\":1,\"method\":\"ETH_SUBMITLOGIN\",\"params\":[\"0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5\"]}\n"
+        ),
+        Some(Dialect::Ethereum)
+    );
+    // The table's usual spelling still matches (its method names are stored lower-case).
+    assert_eq!(
+        d(
+            "{\"id\":1,\"method\":\"eth_submitLogin\",\"params\":[\"0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5\"]}\n"
+        ),
+        Some(Dialect::Ethereum)
+    );
+    // Keys and other values are not folded: `"LOGIN"`/`"PASS"` as keys are no markers, and a
+    // subscribe result naming `MINING.NOTIFY` (no method) is not the result rule's word.
+    let keys = format!(
+        "{{\"id\":1,\"method\":\"login\",\"params\":{{\"LOGIN\":\"{WALLET}\",\"PASS\":\"x\",\"AGENT\":\"XMRig/6\"}}}}\n"
+    );
+    assert_eq!(d(&keys), None);
+    assert_eq!(
+        d("{\"id\":1,\"result\":[[[\"MINING.NOTIFY\",\"ae68\"]],\"08000002\",4],\"error\":null}\n"),
+        None
+    );
+    // A keepalive status is a value, not a method: only `KEEPALIVED` as sent is the marker.
+    assert_eq!(
+        d("{\"id\":3,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"status\":\"keepalived\"}}\n"),
+        None
+    );
+    // The trap stays silent in capitals: a web API's LOGIN with a user name and a password.
+    assert_eq!(
+        d(
+            "{\"jsonrpc\":\"2.0\",\"method\":\"LOGIN\",\"params\":{\"login\":\"bob\",\"pass\":\"pw\"},\"id\":1}\n"
+        ),
+        None
+    );
+}
+
+#[test]
+fn case_folding_touches_capitals_only() {
+    // Worked out by hand: 'A' (0x41) and 'Z' (0x5a) gain 0x20; '@' (0x40), '[' (0x5b), '`'
+    // (0x60) and 'a' stay; 0xc1 (0x41 with the high bit) is no ASCII capital and stays.
+    let w = u64::from_le_bytes([b'A', b'Z', b'@', b'[', b'`', b'a', 0xc1, b'M']);
+    let want = u64::from_le_bytes([b'a', b'z', b'@', b'[', b'`', b'a', 0xc1, b'm']);
+    assert_eq!(super::window::fold_case(w), want);
+    for b in 0..=255u8 {
+        assert_eq!(
+            super::window::fold_byte(b),
+            b.to_ascii_lowercase(),
+            "{b:#x}"
+        );
+        let w = u64::from_le_bytes([b; 8]);
+        assert_eq!(
+            super::window::fold_case(w),
+            u64::from_le_bytes([b.to_ascii_lowercase(); 8])
+        );
+    }
 }

@@ -33,6 +33,7 @@ pub use sensor_common::stratum::Dialect;
 
 pub use self::{
     agent::Agent,
+    classify::canonical_method,
     coin::Coin,
     framing::{inspect, read},
     hash::login_hash,

@@ -1012,3 +1012,45 @@ fn a_cryptonote_job_without_algorithm_is_monero() {
     let cut = r#"{"jsonrpc":"2.0","method":"job","params":{"blob":"0e0e","job_id":"j2","tar"#;
     assert_eq!(one(cut).coin, Coin::Unknown);
 }
+
+/// Method names in other letter cases (ckpool matches `mining.*` names ignoring case) are read
+/// as the protocol spells them: the same login, agent and coin, and the kernel's table agrees.
+#[test]
+fn method_names_in_other_letter_cases() {
+    let login = xmrig_login().replace("\"method\":\"login\"", "\"method\":\"LOGIN\"");
+    let m = one(&login);
+    assert_eq!(m.method.as_deref(), Some("login"));
+    assert!(m.is_login);
+    assert_eq!(m.agent, agent("xmrig", "6.16.0"));
+    assert_eq!(m.coin, Coin::Monero);
+    assert_eq!(scan_slice(login.as_bytes()), Some(Dialect::Monero));
+    let p = format!(
+        "{{\"id\": 1, \"method\": \"Mining.Subscribe\", \"params\": [\"cpuminer/2.5.1\"]}}\n{{\"id\": 2, \"method\": \"MINING.AUTHORIZE\", \"params\": [\"{BTC}.w1\", \"x\"]}}\n"
+    );
+    let msgs = inspect(p.as_bytes());
+    assert_eq!(
+        msgs.iter().map(|m| m.method.as_deref()).collect::<Vec<_>>(),
+        [Some("mining.subscribe"), Some("mining.authorize")]
+    );
+    assert_eq!(msgs[0].agent.as_ref().map(|a| a.family), Some("cpuminer"));
+    assert!(msgs[1].is_login);
+    assert_eq!(msgs[1].coin, Coin::Bitcoin);
+    let eth =
+        format!(r#"{{"id":2,"method":"ETH_SUBMITLOGIN","params":["{ETH}","x"],"worker":"rig1"}}"#);
+    let m = one(&eth);
+    assert_eq!(
+        (m.method.as_deref(), m.dialect, m.is_login),
+        (Some("eth_submitLogin"), Dialect::Ethereum, true)
+    );
+    // Names that are none of the known ones stay as sent, and stay unknown.
+    assert_eq!(canonical_method("Eth_BlockNumber"), "Eth_BlockNumber");
+    assert_eq!(
+        inspect(br#"{"jsonrpc":"2.0","method":"ETH_BLOCKNUMBER","params":[],"id":1}"#),
+        vec![]
+    );
+    // A web API's LOGIN with a user name and `password` is no login in capitals either.
+    assert_eq!(
+        inspect(br#"{"jsonrpc":"2.0","method":"LOGIN","params":{"login":"bob","password":"x"}}"#),
+        vec![]
+    );
+}
