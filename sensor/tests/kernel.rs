@@ -1701,3 +1701,83 @@ fn method_names_in_other_letter_cases() {
     );
     assert_eq!(s.all_stratum(), 8);
 }
+
+/// `msg` (one compact JSON message and its line end) pretty-printed the way
+/// `JSON.stringify(msg, null, indent)` lays it out, key order kept: a line end and the nesting's
+/// indent after `{`, `[` and `,`, and before `}` and `]`; a blank after `:`. `eol` is `\n` or
+/// `\r\n`.
+fn pretty_print(msg: &[u8], indent: usize, eol: &str) -> Vec<u8> {
+    let (mut out, mut depth, mut in_str, mut escaped) = (Vec::new(), 0usize, false, false);
+    let newline = |out: &mut Vec<u8>, depth: usize| {
+        out.extend_from_slice(eol.as_bytes());
+        out.extend(std::iter::repeat_n(b' ', depth * indent));
+    };
+    for &b in msg.strip_suffix(b"\n").unwrap_or(msg) {
+        if in_str {
+            out.push(b);
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_str = true;
+                out.push(b);
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                out.push(b);
+                newline(&mut out, depth);
+            }
+            b'}' | b']' => {
+                depth -= 1;
+                newline(&mut out, depth);
+                out.push(b);
+            }
+            b',' => {
+                out.push(b);
+                newline(&mut out, depth);
+            }
+            b':' => out.extend_from_slice(b": "),
+            _ => out.push(b),
+        }
+    }
+    out.extend_from_slice(eol.as_bytes());
+    out
+}
+
+/// Pretty-printed JSON over several lines: XMRig's login (2-space indent, LF and CRLF) and
+/// cpuminer's subscribe and authorize (4 spaces) each open their flow and count; a pretty-printed
+/// web API login stays silent.
+#[test]
+fn pretty_printed_messages_over_several_lines() {
+    let mut s = Sensor::new();
+    let (miner, pool) = (ip("198.18.1.22"), ip("198.51.100.52")); // miner in ranges a and b
+    let login = xmrig_login();
+    let pretty = pretty_print(&login, 2, "\n");
+    // The layout, checked on the message's first lines.
+    assert!(pretty.starts_with(b"{\n  \"id\": 1,\n  \"jsonrpc\": \"2.0\",\n  \"method\": \"login\",\n  \"params\": {\n    \"login\": \""));
+    for (i, v) in [pretty, pretty_print(&login, 2, "\r\n")].iter().enumerate() {
+        s.run(&Packet::tcp4(miner, pool, 46200 + i as u16, 3333, v).build());
+    }
+    for m in cpuminer_subscribe_authorize() {
+        s.run(&Packet::tcp4(miner, pool, 46210, 3333, &pretty_print(&m, 4, "\n")).build());
+    }
+    for r in [A, B] {
+        assert_eq!(s.flows(r, DIR_FROM, MONERO), 2);
+        assert_eq!(s.stratum(r, DIR_FROM, MONERO), 2);
+        assert_eq!(s.flows(r, DIR_FROM, BITCOIN), 1);
+        assert_eq!(s.stratum(r, DIR_FROM, BITCOIN), 2);
+    }
+    let web = pretty_print(
+        b"{\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"bob\",\"pass\":\"hunter2\"},\"id\":1}\n",
+        2,
+        "\n",
+    );
+    s.run(&Packet::tcp4(miner, pool, 46220, 8080, &web).build());
+    assert_eq!(s.all_stratum(), 8);
+}

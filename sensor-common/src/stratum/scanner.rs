@@ -33,7 +33,9 @@ pub struct Scanner {
     /// after `}` and a line end). The byte-wise step keeps it; `feed_with` sets it from the window
     /// only before a line end or carriage return.
     prev: u8,
-    _pad: u8,
+    /// Braces open in the current message (outside strings), wrapping: a line end inside an
+    /// open message (1..=127) is a blank, as in pretty-printed JSON.
+    depth: u8,
 }
 
 impl Default for Scanner {
@@ -57,7 +59,7 @@ impl Scanner {
             at_start: 1,
             in_msg: 0,
             prev: 0,
-            _pad: 0,
+            depth: 0,
         }
     }
 
@@ -73,6 +75,12 @@ impl Scanner {
     #[inline(always)]
     pub fn step_with(&mut self, b: u8, end: impl Fn(u64, u32, u32) -> u64) -> u8 {
         if b == b'\n' {
+            if self.in_msg != 0 && self.in_str == 0 && self.depth.wrapping_sub(1) < 0x7f {
+                // Pretty-printed JSON: a line end inside an open message (braces open, outside a
+                // string) is a blank; the message goes on.
+                self.prev = b;
+                return 0;
+            }
             if self.provisional != 0 {
                 return self.provisional;
             }
@@ -87,6 +95,7 @@ impl Scanner {
             self.after_method = 0;
             self.methods = 0;
             self.words = 0;
+            self.depth = 0;
             self.prev = b;
             return 0;
         }
@@ -121,8 +130,13 @@ impl Scanner {
         if self.at_start != 0 {
             self.at_start = 0;
             self.in_msg = (b == b'{') as u8;
+            self.depth = self.in_msg;
             return 0;
         }
+        self.depth = self
+            .depth
+            .wrapping_add((b == b'{') as u8)
+            .wrapping_sub((b == b'}') as u8);
         if b == b'"' {
             self.in_str = 1;
             self.hash = FNV_OFFSET;
@@ -166,6 +180,10 @@ impl Scanner {
             // Line ends and the other control bytes (a tab is rare enough) take the byte-wise step.
             let stop = first_of(w, b'"') | below_blank(w);
             let k = if stop == 0 { 8 } else { first_byte(stop) };
+            // The braces among the bytes passed here (no quote among them: all outside strings).
+            let opens = count_flags(eq_bytes(w, b'{') & low_bytes(k));
+            let closes = count_flags(eq_bytes(w, b'}') & low_bytes(k));
+            self.depth = self.depth.wrapping_add(opens).wrapping_sub(closes);
             if k > 0 && self.after_method != 0 {
                 // Only blanks and the colon may stand between "method" and its value.
                 let blank = eq_bytes(w, b' ') | eq_bytes(w, b'\t') | eq_bytes(w, b':');

@@ -288,6 +288,12 @@ fn fast_and_byte_wise_scans_agree() {
         "\"method\":\"KeepAlived\"",
         "\"LOGIN\"",
         "\"AZ@[`{az\"",
+        "{\n  ",
+        ",\n    ",
+        "\r\n  }",
+        "\n}\n",
+        "{{",
+        "}}}",
         "\"é\"",
         "\u{1}",
         "ÿ",
@@ -413,4 +419,65 @@ fn case_folding_touches_capitals_only() {
             u64::from_le_bytes([b.to_ascii_lowercase(); 8])
         );
     }
+}
+
+/// XMRig's login pretty-printed as `JSON.stringify(msg, null, 2)` writes it (with CRLFs too), and
+/// cpuminer's subscribe as Python's `json.dumps(msg, indent=4)`: a line end inside an open
+/// message (braces open, outside a string) is a blank, so the rules see the whole message.
+#[test]
+fn pretty_printed_messages_over_several_lines() {
+    let login = format!(
+        "{{\n  \"id\": 1,\n  \"jsonrpc\": \"2.0\",\n  \"method\": \"login\",\n  \"params\": {{\n    \"login\": \"{WALLET}\",\n    \"pass\": \"x\",\n    \"agent\": \"XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0\",\n    \"algo\": [\n      \"rx/0\"\n    ]\n  }}\n}}\n"
+    );
+    assert_eq!(d(&login), Some(Dialect::Monero));
+    assert_eq!(d(&login.replace('\n', "\r\n")), Some(Dialect::Monero));
+    let subscribe = "{\n    \"id\": 1,\n    \"method\": \"mining.subscribe\",\n    \"params\": [\n        \"cpuminer/2.5.1\"\n    ]\n}\n";
+    assert_eq!(d(subscribe), Some(Dialect::Bitcoin));
+    // The method's value on the line after its key.
+    assert_eq!(
+        d("{\n\"id\": 2,\n\"method\":\n    \"mining.authorize\",\n\"params\": [\"w\", \"x\"]\n}\n"),
+        Some(Dialect::Bitcoin)
+    );
+    // A pretty-printed message, then a compact one after its closing brace's line.
+    let two = "{\n  \"id\": 1,\n  \"result\": true\n}\n{\"id\":2,\"method\":\"keepalived\",\"params\":{}}\n";
+    assert_eq!(d(two), Some(Dialect::Monero));
+    // Markers split by a closed message stay apart: `login` and `pass` in one pretty-printed
+    // message, `agent` in the next, is no login.
+    let apart = "{\n \"method\": \"login\",\n \"params\": {\"login\": \"bob\", \"pass\": \"x\"}\n}\n{\n \"agent\": \"XMRig/6\"\n}\n";
+    assert_eq!(d(apart), None);
+    // A line end inside a string is no JSON: it ends the message.
+    assert_eq!(
+        d("{\n \"note\": \"a\nb\",\n \"method\": \"mining.subscribe\"\n}\n"),
+        None
+    );
+    // Text first on its line, then a pretty-printed object: no message start.
+    assert_eq!(
+        d("var l = {\n \"method\": \"mining.subscribe\",\n \"params\": []\n};\n"),
+        None
+    );
+    // Generic JSON-RPC pretty-printed has no markers.
+    assert_eq!(
+        d(
+            "{\n  \"jsonrpc\": \"2.0\",\n  \"method\": \"eth_blockNumber\",\n  \"params\": [],\n  \"id\": 1\n}\n"
+        ),
+        None
+    );
+    // More closing braces than opening ones: the message is over, a line end ends it.
+    assert_eq!(d("{}}\n\"method\":\"mining.subscribe\"\n"), None);
+}
+
+#[test]
+fn braces_counted_a_word_at_a_time() {
+    // Hand-counted: "{{ }}:{ " has three `{` and two `}`.
+    let w = u64::from_le_bytes(*b"{{ }}:{ ");
+    assert_eq!(super::window::count_flags(eq_bytes(w, b'{')), 3);
+    assert_eq!(super::window::count_flags(eq_bytes(w, b'}')), 2);
+    assert_eq!(
+        super::window::count_flags(eq_bytes(w, b'{') & low_bytes(2)),
+        2
+    );
+    assert_eq!(
+        super::window::count_flags(eq_bytes(u64::from_le_bytes([b'{'; 8]), b'{')),
+        8
+    );
 }

@@ -57,6 +57,13 @@ pub(super) const fn fold_byte(b: u8) -> u8 {
     b | (((b.wrapping_sub(b'A') < 26) as u8) << 5)
 }
 
+/// How many bytes an exact flag mask (an [`eq_bytes`] result) flags: the flags, moved to each
+/// byte's low bit, summed into the top byte by one multiply (BPF has no population count).
+#[inline(always)]
+pub(super) const fn count_flags(flags: u64) -> u8 {
+    ((flags >> 7).wrapping_mul(ONES) >> 56) as u8
+}
+
 /// A mask of the low `n` bytes (0 ≤ n ≤ 8), without a shift by 64.
 #[inline(always)]
 pub(crate) const fn low_bytes(n: usize) -> u64 {

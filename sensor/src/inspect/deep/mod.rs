@@ -35,7 +35,7 @@ pub use self::{
     agent::Agent,
     classify::canonical_method,
     coin::Coin,
-    framing::{inspect, read},
+    framing::{inspect, open_message, read},
     hash::login_hash,
 };
 

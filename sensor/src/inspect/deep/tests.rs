@@ -1054,3 +1054,64 @@ fn method_names_in_other_letter_cases() {
         vec![]
     );
 }
+
+/// XMRig's login pretty-printed (`JSON.stringify(msg, null, 2)`, with LFs or CRLFs) and cpuminer's
+/// subscribe and authorize as Python's `json.dumps(msg, indent=4)` write them: the same login,
+/// agent and coin as compact, and the kernel's table agrees.
+#[test]
+fn pretty_printed_messages() {
+    let login = format!(
+        "{{\n  \"id\": 1,\n  \"jsonrpc\": \"2.0\",\n  \"method\": \"login\",\n  \"params\": {{\n    \"login\": \"{XMR}\",\n    \"pass\": \"x\",\n    \"agent\": \"{XMRIG_AGENT}\",\n    \"algo\": [\n      \"rx/0\"\n    ]\n  }}\n}}\n"
+    );
+    for p in [login.clone(), login.replace('\n', "\r\n")] {
+        let m = one(&p);
+        assert!(m.is_login);
+        assert_eq!(m.login.as_deref(), Some(XMR));
+        assert_eq!(m.agent, agent("xmrig", "6.16.0"));
+        assert_eq!(m.coin, Coin::Monero);
+        assert_eq!(scan_slice(p.as_bytes()), Some(Dialect::Monero));
+    }
+    let v1 = format!(
+        "{{\n    \"id\": 1,\n    \"method\": \"mining.subscribe\",\n    \"params\": [\n        \"cpuminer/2.5.1\"\n    ]\n}}\n{{\n    \"id\": 2,\n    \"method\": \"mining.authorize\",\n    \"params\": [\n        \"{BTC}.w1\",\n        \"x\"\n    ]\n}}\n"
+    );
+    let msgs = inspect(v1.as_bytes());
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert_eq!(msgs[0].agent.as_ref().map(|a| a.family), Some("cpuminer"));
+    assert!(msgs[1].is_login);
+    assert_eq!(msgs[1].coin, Coin::Bitcoin);
+    // A pretty-printed login cut after a line end is repaired like a cut compact one: login and
+    // agent are read, the rest is missing.
+    let cut_at = login.find("    \"algo\"").unwrap();
+    let m = one(&login[..cut_at]);
+    assert!(m.is_login);
+    assert_eq!(m.agent, agent("xmrig", "6.16.0"));
+    // Invalid JSON in a pretty-printed message skips to the next line, as for a compact one: the
+    // next message still counts.
+    let broken = format!("{{\n  \"id\": 1,\n  oops\n}}\n{}\n", xmrig_login());
+    assert_eq!(one(&broken).agent, agent("xmrig", "6.16.0"));
+}
+
+/// Where the message still open at a payload's end begins, for joining segments.
+#[test]
+fn the_open_message_at_the_end() {
+    // Counted by hand: the second message starts at byte 15 (after 14 bytes and a line end),
+    // 14 (after three lines of 2, 10 and 2 bytes, line ends included) and 9.
+    assert_eq!(
+        open_message(b"{\"id\":1,\"a\":2}\n{\"id\":2,\"meth"),
+        Some(15)
+    );
+    assert_eq!(
+        open_message(b"{\n  \"id\": 1\n}\n{\n  \"id\": 2,\n"),
+        Some(14)
+    );
+    assert_eq!(open_message(b"{\"id\":1} {\"id\":2"), Some(9));
+    // Braces and quotes inside strings do not count; closed messages leave nothing open.
+    assert_eq!(open_message(b"{\"a\":\"}{\\\"\"}\n"), None);
+    assert_eq!(open_message(b"{\"a\":\"}\"\n"), Some(0));
+    assert_eq!(open_message(b"{\n  \"id\": 1\n}\n"), None);
+    // Not a message start: text before the brace on its line; a line end in a string ends it.
+    assert_eq!(open_message(b"var x = {\"a\":"), None);
+    assert_eq!(open_message(b"{\"a\":\"x\ny\":1"), None);
+    assert_eq!(open_message(b"HTTP/1.1 200 OK\r\nX: y"), None);
+    assert_eq!(open_message(b"{"), Some(0));
+}
