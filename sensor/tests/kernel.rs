@@ -1781,3 +1781,37 @@ fn pretty_printed_messages_over_several_lines() {
     s.run(&Packet::tcp4(miner, pool, 46220, 8080, &web).build());
     assert_eq!(s.all_stratum(), 8);
 }
+
+/// `\u` escapes in keys and method names (`\u006cogin` is `login`): XMRig's login with its
+/// method and its `login`, `pass` and `agent` keys escaped, and cpuminer's subscribe and
+/// authorize with escaped methods, each open their flow and count; an escape that stands for
+/// another byte (`logi\n`) does not make a marker.
+#[test]
+fn escapes_in_keys_and_method_names() {
+    let mut s = Sensor::new();
+    let (miner, pool) = (ip("198.18.1.23"), ip("198.51.100.53")); // miner in ranges a and b
+    let login = String::from_utf8(xmrig_login()).unwrap();
+    let escaped = login
+        .replace("\"method\":\"login\"", "\"method\":\"\\u006cogin\"")
+        .replace("\"login\":\"", "\"\\u006Cogin\":\"")
+        .replace("\"pass\"", "\"\\u0070ass\"")
+        .replace("\"agent\"", "\"\\u0061\\u0067ent\"");
+    // Five escapes, each 6 bytes for 1 letter: 25 bytes more.
+    assert_eq!(escaped.len(), login.len() + 5 * 5);
+    s.run(&Packet::tcp4(miner, pool, 46300, 3333, escaped.as_bytes()).build());
+    let [sub, auth] = cpuminer_subscribe_authorize().map(|m| String::from_utf8(m).unwrap());
+    let sub = sub.replace("mining.subscribe", "\\u006dining.subscribe");
+    let auth = auth.replace("mining.authorize", "mining.\\u0061uthorize");
+    for m in [sub, auth] {
+        s.run(&Packet::tcp4(miner, pool, 46310, 3333, m.as_bytes()).build());
+    }
+    for r in [A, B] {
+        assert_eq!(s.flows(r, DIR_FROM, MONERO), 1);
+        assert_eq!(s.stratum(r, DIR_FROM, MONERO), 1);
+        assert_eq!(s.flows(r, DIR_FROM, BITCOIN), 1);
+        assert_eq!(s.stratum(r, DIR_FROM, BITCOIN), 2);
+    }
+    let not_login = login.replace("\"method\":\"login\"", "\"method\":\"logi\\n\"");
+    s.run(&Packet::tcp4(miner, pool, 46320, 3333, not_login.as_bytes()).build());
+    assert_eq!(s.all_stratum(), 6);
+}

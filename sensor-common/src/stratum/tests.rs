@@ -294,6 +294,13 @@ fn fast_and_byte_wise_scans_agree() {
         "\n}\n",
         "{{",
         "}}}",
+        "\"\\u006cogin\"",
+        "\"method\":\"\\u004bEEPALIVED\"",
+        "\\u00",
+        "\\u0",
+        "\\u016c",
+        "\\/",
+        "u0070",
         "\"é\"",
         "\u{1}",
         "ÿ",
@@ -479,5 +486,55 @@ fn braces_counted_a_word_at_a_time() {
     assert_eq!(
         super::window::count_flags(eq_bytes(u64::from_le_bytes([b'{'; 8]), b'{')),
         8
+    );
+}
+
+/// `\u` escapes in keys and method names (`"\u006cogin"` is `login`) and the one-character
+/// escapes (`\/` is `/`) are hashed as the bytes they stand for.
+#[test]
+fn escapes_in_keys_and_method_names() {
+    // Every marker of XMRig's login escaped somewhere: the method's `l`, the keys' `l`, `p`
+    // and `a` (upper- and lower-case hex digits both).
+    let login = format!(
+        "{{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"\\u006cogin\",\"params\":{{\"\\u006Cogin\":\"{WALLET}\",\"\\u0070ass\":\"x\",\"\\u0061\\u0067ent\":\"XMRig/6.16.0\"}}}}\n"
+    );
+    assert_eq!(d(&login), Some(Dialect::Monero));
+    // A method escaped and in capitals: `\u004d` is `M`, folded to `m`.
+    assert_eq!(
+        d("{\"id\":1,\"method\":\"\\u004dINING.SUBSCRIBE\",\"params\":[\"cpuminer/2.5.1\"]}\n"),
+        Some(Dialect::Bitcoin)
+    );
+    // `\/` (PHP's json_encode writes every slash so) in EthereumStratum's protocol name.
+    assert_eq!(
+        d(
+            "{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"ethminer/0.19\",\"EthereumStratum\\/1.0.0\"]}\n"
+        ),
+        Some(Dialect::Ethereum)
+    );
+    // A 95-character wallet with one character escaped is still 95 characters long.
+    let escaped_wallet = format!("\\u0034{}", &WALLET[1..]);
+    let no_agent = format!(
+        "{{\"id\":1,\"method\":\"login\",\"params\":{{\"login\":\"{escaped_wallet}\",\"pass\":\"x\"}}}}\n"
+    );
+    assert_eq!(d(&no_agent), Some(Dialect::Monero));
+    // Escapes that stand for other bytes make other tokens: `\n` is a line feed, not `n`
+    // (`logi\n` is no `login`), a code point past ASCII is none of a marker's bytes.
+    assert_eq!(
+        d(&login.replace("\\u006cogin\",\"params", "logi\\n\",\"params")),
+        None
+    );
+    assert_eq!(
+        d(&login.replace("\\u006cogin\",\"params", "\\u016cogin\",\"params")),
+        None
+    );
+    // An escaped quote does not end the string, escaped or not.
+    assert_eq!(
+        d("{\"id\":1,\"note\":\"\\u0022,\\\"method\\\":\\\"keepalived\\\"\"}\n"),
+        None
+    );
+    // A `\u` cut short by a non-hex byte is no escape; the quote after it ends the string.
+    assert_eq!(
+        d("{\"id\":3,\"method\":\"keepalived\",\"x\":\"\\u00\",\"params\":{}}\n"),
+        Some(Dialect::Monero)
     );
 }
