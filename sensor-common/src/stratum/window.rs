@@ -51,10 +51,12 @@ pub(super) const fn fold_case(w: u64) -> u64 {
     w | (upper >> 2)
 }
 
-/// One byte of [`fold_case`].
+/// One byte of [`fold_case`], without a comparison (a branch in BPF): `b - 'A'` is below 26
+/// exactly when subtracting 26 more borrows into bit 31.
 #[inline(always)]
 pub(super) const fn fold_byte(b: u8) -> u8 {
-    b | (((b.wrapping_sub(b'A') < 26) as u8) << 5)
+    let upper = ((b.wrapping_sub(b'A') as u32).wrapping_sub(26) >> 31) as u8;
+    b | (upper << 5)
 }
 
 /// How many bytes an exact flag mask (an [`eq_bytes`] result) flags: the flags, moved to each
