@@ -11,6 +11,11 @@
 //! own, which decide what counts as a miner login; every message on which it and this table
 //! disagree is listed in its test `where_the_kernel_table_and_the_parser_differ`.
 //!
+//! Reshaped messages read as plain ones (`shared/docs/stratum-on-the-wire.md`, "How miners
+//! hide"): blanks and CRLFs before a message's `{`; line ends inside a message whose braces are
+//! open (pretty-printed JSON); JSON escapes, decoded into the token's hash (`"\u006cogin"` is
+//! `login`); a method's name in any letter case (its value is hashed folded to lower case).
+//!
 //! Guards against the known false-positive traps:
 //! - A message must begin with `{` at the start of the segment, or right after a newline that follows
 //!   `}` (the end of the previous JSON message). HTML, JavaScript and HTTP bodies that quote a login

@@ -440,6 +440,14 @@ fn pretty_printed_messages_over_several_lines() {
     assert_eq!(d(&login.replace('\n', "\r\n")), Some(Dialect::Monero));
     let subscribe = "{\n    \"id\": 1,\n    \"method\": \"mining.subscribe\",\n    \"params\": [\n        \"cpuminer/2.5.1\"\n    ]\n}\n";
     assert_eq!(d(subscribe), Some(Dialect::Bitcoin));
+    // EthereumStratum's subscribe names itself on a later line: the provisional Bitcoin match
+    // waits for the message's end, not for the first line end.
+    assert_eq!(
+        d(
+            "{\n  \"id\": 1,\n  \"method\": \"mining.subscribe\",\n  \"params\": [\n    \"ethminer/0.19\",\n    \"EthereumStratum/1.0.0\"\n  ]\n}\n"
+        ),
+        Some(Dialect::Ethereum)
+    );
     // The method's value on the line after its key.
     assert_eq!(
         d("{\n\"id\": 2,\n\"method\":\n    \"mining.authorize\",\n\"params\": [\"w\", \"x\"]\n}\n"),
