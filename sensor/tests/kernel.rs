@@ -596,7 +596,7 @@ fn false_positive_traps_count_no_stratum() {
     let mut s = Sensor::new();
     let m = ip("192.0.2.60");
     let srv = ip("198.51.100.9");
-    let traps: [&[u8]; 8] = [
+    let traps: [&[u8]; 11] = [
         b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html><script>var l = {\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"x\",\"pass\":\"x\",\"agent\":\"XMRig/6\"}};</script></html>",
         b"{\"jsonrpc\":\"2.0\",\"method\":\"eth_blockNumber\",\"params\":[],\"id\":1}\n",
         b"Content-Length: 120\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"processId\":7,\"rootUri\":null}}",
@@ -609,13 +609,17 @@ fn false_positive_traps_count_no_stratum() {
         // Odoo's external API (`/jsonrpc`): a nested method `login` and a `login` key elsewhere.
         b"{\"jsonrpc\":\"2.0\",\"method\":\"call\",\"params\":{\"service\":\"common\",\"method\":\"login\",\"args\":[\"db\",\"admin\",\"admin\"]},\"id\":1}\n",
         b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03{\"method\":\"login\"",
+        // The web API's login reshaped as a miner would: in capitals, pretty-printed, escaped.
+        b"{\"jsonrpc\":\"2.0\",\"method\":\"LOGIN\",\"params\":{\"login\":\"bob\",\"pass\":\"hunter2\"},\"id\":1}\n",
+        b"{\n  \"jsonrpc\": \"2.0\",\n  \"method\": \"login\",\n  \"params\": {\n    \"login\": \"bob\",\n    \"pass\": \"hunter2\"\n  },\n  \"id\": 1\n}\n",
+        b"{\"jsonrpc\":\"2.0\",\"method\":\"\\u006cogin\",\"params\":{\"\\u006cogin\":\"bob\",\"pass\":\"hunter2\"},\"id\":1}\n",
     ];
     for (i, t) in traps.iter().enumerate() {
         s.run(&Packet::tcp4(m, srv, 43000 + i as u16, 3333, t).build());
     }
     assert_eq!(s.all_stratum(), 0);
     assert!(s.k.flows().unwrap().is_empty());
-    assert_eq!(s.traffic(C, DIR_FROM).0, 8);
+    assert_eq!(s.traffic(C, DIR_FROM).0, 11);
 }
 
 #[test]

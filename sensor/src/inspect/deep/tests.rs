@@ -470,6 +470,11 @@ fn not_stratum() {
         r#"{"id":1,"method":"mining.x y","params":[]}"#,
         r#"{"id":1,"method":"submit","params":{"text":"hello"}}"#,
         r#"[{"id":1,"method":"login"}]"#,
+        // Reshaped the way a miner hides, still no miner's message.
+        r#"{"jsonrpc":"2.0","method":"LOGIN","params":{"login":"bob","password":"x"}}"#,
+        "{\n  \"jsonrpc\": \"2.0\",\n  \"method\": \"eth_blockNumber\",\n  \"params\": [],\n  \"id\": 1\n}\n",
+        r#"{"jsonrpc":"2.0","method":"\u0065th_blockNumber","params":[],"id":1}"#,
+        "<html><body><pre>{\n  \"method\": \"login\",\n  \"params\": {\"login\": \"x\", \"pass\": \"y\", \"agent\": \"XMRig/6\"}\n}\n</pre></body></html>",
         "",
         "\n\n",
     ] {
