@@ -45,6 +45,7 @@ promtool_check() {
     promtool "$@"
 }
 check "promtool check config $prom/prometheus.yml" promtool_check check config "$prom/prometheus.yml"
+check "promtool check config $prom/fleet-host.yml" promtool_check check config "$prom/fleet-host.yml"
 check "promtool check rules $prom/mining-sensor.rules.yml" promtool_check check rules "$prom/mining-sensor.rules.yml"
 check "promtool test rules $prom/mining-sensor.rules.test.yml" promtool_check test rules "$prom/mining-sensor.rules.test.yml"
 

@@ -8,6 +8,7 @@
 pub mod dns;
 pub mod stratum;
 pub mod tls;
+pub mod websocket;
 
 /// Stacked VLAN tags followed (802.1ad outer + 802.1Q inner is two; some carriers stack more). The
 /// kernel program and the agent's frame reader walk the same headers with the same limits, so that

@@ -35,19 +35,22 @@ mod signals;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
-use sensor_common::{DIR_FROM, DIR_TO, POOL_BIT, ParseEvent, RANGE_MASK, Reason, dns};
+use sensor_common::{DIR_FROM, DIR_TO, POOL_BIT, ParseEvent, RANGE_MASK, Reason, dns, websocket};
 
 use crate::{
     capture::capture,
     count::{count_traffic, iface_slot, lookup_ranges},
     maps::{SCRATCH, bump, inspect_budget, replay_batch},
-    parse::{IPPROTO_TCP, IPPROTO_UDP, Ip, byte, load_window, parse_ip, ptr_at},
+    parse::{IPPROTO_TCP, IPPROTO_UDP, Ip, byte, load_into, load_window, parse_ip, ptr_at},
     replay::{ingress, replay_enter, replay_next},
     scan::{
         CANDIDATE, NEW_FLOW, fill_flow_key, flow_unknown, inspect_window, inspect_window_compat,
         recent_stratum,
     },
-    signals::{HELLO_NO_SNI, client_hello, dns_query, load_hello, pool_port, pool_sni, suspect},
+    signals::{
+        HELLO_NO_SNI, client_hello, dns_query, load_hello, noise_handshake, pool_port, pool_sni,
+        suspect,
+    },
 };
 
 /// The largest header offset the transport code is handed (see `try_sensor`).
@@ -227,11 +230,6 @@ fn tcp<const COMPAT: bool>(
     if pool {
         candidate |= flag(Reason::PoolEndpoint);
     }
-    // Stratum V2 has no readable content: its Noise handshake opens with exactly 64 bytes from the
-    // client and 234 from the server, on a pool port.
-    if (plen == 64 && pool_port(dport)) || (plen == 234 && pool_port(sport)) {
-        candidate |= flag(Reason::StratumV2);
-    }
     if plen == 0 {
         return Ok(candidate);
     }
@@ -242,6 +240,15 @@ fn tcp<const COMPAT: bool>(
         Ok(p) => unsafe { (*p)[0] },
         Err(()) => byte(ctx, payload)?,
     };
+    // Stratum V2 has no readable content: its Noise handshake opens with exactly 64 bytes from the
+    // client and 234 from the server. On a pool port either size is the signal; elsewhere (443
+    // included) the pair, the answer on the same flow (`noise_handshake`).
+    let on_pool_port = (plen == 64 && pool_port(dport)) || (plen == 234 && pool_port(sport));
+    if on_pool_port
+        || ((plen == 64 || plen == 234) && noise_handshake(ip, sport, dport, plen, first))
+    {
+        candidate |= flag(Reason::StratumV2);
+    }
     // A TLS handshake record: a ClientHello without server_name towards a pool, or one naming a
     // server in a pool domain on any port, is a signal. The record type first: most TCP payload is
     // TLS application data (23) and pays nothing more; then the handshake type, so that only
@@ -260,6 +267,18 @@ fn tcp<const COMPAT: bool>(
             candidate |= flag(Reason::TlsPoolSni);
         }
         return Ok(candidate);
+    }
+    // Stratum inside a WebSocket text frame (browser-miner bridges): the frame's payload, unmasked,
+    // is what is scanned, and its first byte what decides.
+    let (mut payload, mut plen, mut first, mut mask) = (payload, plen, first, 0u64);
+    if first == websocket::TEXT_FIN {
+        let Some((h, unmasked)) = websocket_frame(ctx, payload, plen) else {
+            return Ok(candidate);
+        };
+        payload += h.len;
+        plen -= h.len;
+        first = unmasked;
+        mask = h.key64();
     }
     // Which segments are scanned, so that non-mining traffic pays almost nothing:
     // - one whose first byte is `{` can start a JSON message: always;
@@ -285,6 +304,10 @@ fn tcp<const COMPAT: bool>(
     }
 
     let n = load_window(ctx, payload, plen)?;
+    if mask != 0 {
+        // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+        unsafe { (*scratch).buf.xor(mask) };
+    }
     let origin = ingress(ctx) as u64 | (src_is_lo as u64) << 32;
     let found = if COMPAT {
         inspect_window_compat(n as u64, src_ranges, dst_ranges, origin)
@@ -302,11 +325,28 @@ fn tcp<const COMPAT: bool>(
     }
     // A segment the scan did not recognise (a plain reply such as `{"id":4,"result":true}`, a
     // message's continuation) is a candidate too when its flow is a known Stratum flow: a
-    // continuation got here only on one; a `{` segment pays the `RECENT` read and, only when its
-    // slot is recent, the flow-table lookup.
+    // continuation got here only on one; a segment that opens a message pays the `RECENT` read
+    // and, only when its slot is recent, the flow-table lookup.
     Ok(candidate
         || found & CANDIDATE != 0
-        || (inspect_budget() > 0 && (first != b'{' || (recent_stratum(key) && !flow_unknown(key)))))
+        || (inspect_budget() > 0 && (!opens || (recent_stratum(key) && !flow_unknown(key)))))
+}
+
+/// The header of the WebSocket text frame at `payload` and its payload's first byte, unmasked;
+/// `None` when the segment holds no such frame with a byte of payload.
+#[inline(always)]
+fn websocket_frame(
+    ctx: &XdpContext,
+    payload: usize,
+    plen: usize,
+) -> Option<(websocket::Header, u8)> {
+    let mut buf = [0u8; websocket::MAX_HEADER + 2];
+    let n = load_into(ctx, payload, plen, &mut buf as *mut _).ok()?;
+    let h = websocket::header(&buf, n)?;
+    if h.len >= n {
+        return None;
+    }
+    Some((h, buf[h.len & 15] ^ h.key[0]))
 }
 
 /// The handshake message type of a TLS handshake record at `payload` (its sixth byte).

@@ -33,6 +33,11 @@ pub(crate) static SUSPECT_FLOWS: PerCpuArray<u64> =
 /// agent like the flow table.
 #[map]
 pub(crate) static SUSPECTS: LruHashMap<SuspectKey, u8> = LruHashMap::with_max_entries(65536, 0);
+/// Flows whose payload of the Stratum V2 Noise hello's size (64 bytes) went to a port that is not
+/// a pool port, waiting for the responder's 234 bytes (see `signals::noise_handshake`): the time
+/// of the hello (ns), its lowest bit saying whether its sender was the key's low side.
+#[map]
+pub(crate) static NOISE_HELLOS: LruHashMap<FlowKey, u64> = LruHashMap::with_max_entries(16384, 0);
 /// Keys of the configured pool domains (`sensor_common::dns::name_key`), written by the agent.
 #[map]
 pub(crate) static POOL_DOMAINS: HashMap<u64, u8> =

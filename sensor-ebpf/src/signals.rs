@@ -5,13 +5,14 @@
 //! walk).
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_loop, programs::XdpContext};
-use sensor_common::{EVENT_SUSPECT_FLOW, Reason, dns, stratum};
+use sensor_common::{EVENT_SUSPECT_FLOW, FlowKey, Reason, dns, stratum};
 
 use crate::{
     count::{bit_in, count_suspect},
     events::emit,
     maps::{
-        POOL_DOMAIN_FILTER, POOL_DOMAINS, POOL_PORTS, SCRATCH, SUSPECTS, Scratch, inspect_budget,
+        NOISE_HELLOS, POOL_DOMAIN_FILTER, POOL_DOMAINS, POOL_PORTS, SCRATCH, SUSPECTS, Scratch,
+        inspect_budget,
     },
     parse::{IPPROTO_UDP, Ip, load_into, load_window, ptr_at},
     replay::{ingress, now},
@@ -145,6 +146,44 @@ fn dns_walk<const COMPAT: bool>(n: u64) -> u64 {
                 && POOL_DOMAINS.get(key).is_some()
         }) as u64
     }
+}
+
+/// The longest a Noise responder may take to answer the hello and still make a handshake.
+const NOISE_ANSWER_NS: u64 = 10_000_000_000;
+
+/// Stratum V2 off the pool ports (443 included): a 64-byte payload (the initiator's Noise hello),
+/// then, the other way on the same flow within 10 s, a 234-byte one (the responder's answer),
+/// neither opening with a TLS record's type (20-23) or `{`. True at the answer: the handshake's
+/// shape, which nothing but a Noise handshake of Stratum V2's sizes gives (SSH's encrypted
+/// packets cannot be 234 bytes long, a TLS record opens with its type). `first` is the payload's
+/// first byte.
+#[inline(always)]
+pub(crate) fn noise_handshake(ip: &Ip, sport: u16, dport: u16, plen: usize, first: u8) -> bool {
+    if (20..=23).contains(&first) || first == b'{' {
+        return false;
+    }
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    let key = unsafe { &mut (*scratch).key };
+    let src_is_lo = fill_flow_key(key, ip, sport, dport) as u64;
+    let key: &FlowKey = key;
+    let now = now();
+    if plen == 64 {
+        let _ = NOISE_HELLOS.insert(key, (now & !1) | src_is_lo, 0);
+        return false;
+    }
+    let Some(hello) = NOISE_HELLOS.get_ptr(key) else {
+        return false;
+    };
+    // SAFETY: LRU map value, read once.
+    let hello = unsafe { core::ptr::read_volatile(hello) };
+    if hello & 1 == src_is_lo || now.wrapping_sub(hello & !1) > NOISE_ANSWER_NS {
+        return false;
+    }
+    let _ = NOISE_HELLOS.remove(key);
+    true
 }
 
 /// `client_hello`'s answer for a complete ClientHello without server_name.

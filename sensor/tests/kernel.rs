@@ -1096,6 +1096,52 @@ fn the_stratum_v2_handshake_shape_on_a_pool_port() {
     assert_eq!(s.all_stratum(), 0);
 }
 
+/// Stratum V2 off the pool ports (443 included): the 64-byte hello and, the other way on the same
+/// flow, the 234-byte answer make the handshake, counted once at the answer; either alone, both
+/// the same way, or TLS records and JSON of those sizes, count nothing.
+#[test]
+fn the_stratum_v2_handshake_on_any_port() {
+    use sensor_common::Reason;
+    const R: usize = 0; // the only range of this configuration
+    let mut s = Sensor::with(
+        "[pools]\nports = [34254]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
+    );
+    let v2 = Reason::StratumV2 as usize;
+    let (m, pool) = (ip("192.0.2.9"), ip("203.0.113.50"));
+    // Pseudo-random bytes, first byte 0xa7 (not a TLS record type, not `{`).
+    let noise = |n: usize| (0..n).map(|i| (i * 37 + 167) as u8).collect::<Vec<u8>>();
+    let up = |sport: u16, dport: u16, p: &[u8]| Packet::tcp4(m, pool, sport, dport, p).build();
+    let down = |sport: u16, dport: u16, p: &[u8]| Packet::tcp4(pool, m, dport, sport, p).build();
+    // On 443: hello, answer (the miner is the answer's destination: direction "to").
+    s.run(&up(47000, 443, &noise(64)));
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, v2).unwrap(), 0);
+    s.run(&down(47000, 443, &noise(234)));
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, v2).unwrap(), 1);
+    // The answer again: the flow counts once.
+    s.run(&down(47000, 443, &noise(234)));
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, v2).unwrap(), 1);
+    // On another port, 8443: counted too.
+    s.run(&up(47001, 8443, &noise(64)));
+    s.run(&down(47001, 8443, &noise(234)));
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, v2).unwrap(), 2);
+    // Not the handshake: an answer without a hello; both sizes the same way; a TLS record of 64
+    // bytes then 234; JSON of 64 bytes then 234.
+    s.run(&down(47002, 443, &noise(234)));
+    s.run(&up(47003, 443, &noise(64)));
+    s.run(&up(47003, 443, &noise(234)));
+    let mut tls = noise(64);
+    tls[0] = 23;
+    s.run(&up(47004, 443, &tls));
+    s.run(&down(47004, 443, &noise(234)));
+    let mut json = noise(64);
+    json[0] = b'{';
+    s.run(&up(47005, 443, &json));
+    s.run(&down(47005, 443, &noise(234)));
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, v2).unwrap(), 2);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, v2).unwrap(), 0);
+    assert_eq!(s.all_stratum(), 0);
+}
+
 #[test]
 fn tls_without_server_name_towards_a_pool() {
     use sensor_common::Reason;
@@ -1631,6 +1677,59 @@ fn replay_batches_count_what_single_runs_count() {
         );
         assert_eq!(a.data[..a.cap_len as usize], b.data[..b.cap_len as usize]);
     }
+}
+
+/// A WebSocket text frame around `message`: masked with `key` (a client's), or not (a server's).
+fn websocket(message: &[u8], key: Option<[u8; 4]>) -> Vec<u8> {
+    let mut f = vec![0x81];
+    let m = if key.is_some() { 0x80 } else { 0 };
+    match message.len() {
+        n if n < 126 => f.push(m | n as u8),
+        n => {
+            f.push(m | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    match key {
+        Some(k) => {
+            f.extend_from_slice(&k);
+            f.extend(message.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
+        }
+        None => f.extend_from_slice(message),
+    }
+    f
+}
+
+/// Stratum inside WebSocket frames (browser-miner bridges): the client's masked login and the
+/// pool's unmasked job push are read as the messages they carry; other frames stay silent.
+#[test]
+fn stratum_inside_websocket_frames() {
+    let mut s = Sensor::new();
+    let (miner, pool) = (ip("198.18.1.20"), ip("198.51.100.50")); // miner in ranges a and b
+    let up = |sport: u16, p: &[u8]| Packet::tcp4(miner, pool, sport, 443, p).build();
+    let down = |sport: u16, p: &[u8]| Packet::tcp4(pool, miner, 443, sport, p).build();
+    // The login (about 500 bytes: a 16-bit length) masked, a job push (under 126) unmasked.
+    s.run(&up(
+        48000,
+        &websocket(&xmrig_login(), Some([0x37, 0xfa, 0x21, 0x3d])),
+    ));
+    for r in [A, B] {
+        assert_eq!(s.flows(r, DIR_FROM, MONERO), 1);
+    }
+    let job = b"{\"jsonrpc\":\"2.0\",\"method\":\"job\",\"params\":{\"blob\":\"0707\",\"job_id\":\"j2\",\"target\":\"ff\"}}";
+    s.run(&down(48001, &websocket(job, None)));
+    for r in [A, B] {
+        assert_eq!(s.stratum(r, DIR_TO, MONERO), 1);
+    }
+    // Not Stratum: JSON-RPC in a frame, a binary frame holding a login, a 0x81 byte opening
+    // other data.
+    let rpc = b"{\"jsonrpc\":\"2.0\",\"method\":\"eth_blockNumber\",\"params\":[],\"id\":1}";
+    s.run(&up(48002, &websocket(rpc, Some([1, 2, 3, 4]))));
+    let mut binary = websocket(&xmrig_login(), None);
+    binary[0] = 0x82;
+    s.run(&up(48003, &binary));
+    s.run(&up(48004, &[0x81, 0x7f, 0xff, 0x00, 0x01]));
+    assert_eq!(s.all_stratum(), 2 * 2);
 }
 
 /// Reshaped logins the kernel still recognises: blanks, blank lines and CRLFs before the `{`

@@ -30,7 +30,7 @@
 
 mod common;
 
-use common::{IO_TIMEOUT, Namespaces, Proc, http_get, in_ns, samples, sh, spawn_sensor, wait_for};
+use common::{IO_TIMEOUT, Line, Proc, http_get, in_ns, samples, sh, spawn_sensor, wait_for};
 
 use std::{
     collections::BTreeMap,
@@ -109,52 +109,6 @@ const TOLERANCE: f64 = 0.15;
 const MIN_SHARES: u64 = 200;
 /// The most XMRig may live, whatever happens to the test (`timeout`).
 const MINER_LIFETIME_S: u32 = 170;
-
-/// The three namespaces and their links; deleted (with everything in them) on drop.
-struct Topology {
-    miner: String,
-    vantage: String,
-    pool: String,
-    _namespaces: Namespaces,
-}
-
-impl Topology {
-    fn new() -> Self {
-        let id = std::process::id();
-        let (miner, vantage, pool) = (
-            format!("xm-miner-{id}"),
-            format!("xm-vantage-{id}"),
-            format!("xm-pool-{id}"),
-        );
-        let t = Self {
-            _namespaces: Namespaces::new(&[&miner, &vantage, &pool]),
-            miner,
-            vantage,
-            pool,
-        };
-        common::veth(
-            (&t.miner, "xm0", "198.18.0.2/24"),
-            (&t.vantage, "xmv0", "198.18.0.1/24"),
-        );
-        common::veth(
-            (&t.vantage, "xmv1", "198.18.1.1/24"),
-            (&t.pool, "xmp0", &format!("{POOL}/24")),
-        );
-        for (ns, via) in [(&t.miner, "198.18.0.1"), (&t.pool, "198.18.1.1")] {
-            sh(&["ip", "-n", ns, "route", "add", "default", "via", via]);
-        }
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &t.vantage,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-        ]);
-        t
-    }
-}
 
 /// What the pool saw and said, for the checks.
 #[derive(Default)]
@@ -556,7 +510,11 @@ fn replay_at(report: &Value, metric: &str, labels: &[(&str, &str)], at: SystemTi
 
 #[test]
 fn xmrig_hash_rate_shares_and_difficulty_change_live_and_in_replay() {
-    let t = Topology::new();
+    let t = Line::new(
+        "xm",
+        ["xm0", "198.18.0.2/24", "xmv0", "198.18.0.1/24"],
+        ["xmp0", &format!("{POOL}/24"), "xmv1", "198.18.1.1/24"],
+    );
     let dir = std::env::temp_dir().join(format!("xm-miner-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

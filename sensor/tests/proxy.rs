@@ -19,9 +19,7 @@
 
 mod common;
 
-use common::{
-    IO_TIMEOUT, Namespaces, Proc, http_get, in_ns, samples, sh, spawn_sensor, veth, wait_for,
-};
+use common::{IO_TIMEOUT, Line, Proc, http_get, in_ns, samples, sh, spawn_sensor, wait_for};
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -159,57 +157,25 @@ fn a_proxy_is_its_own_agent_and_carries_its_miners_shares() {
         proxy_bin.display()
     );
     let id = std::process::id();
+    let line = Line::new(
+        "at",
+        ["at0", "198.18.8.2/24", "at1", "198.18.8.1/24"],
+        ["at3", "198.51.100.2/24", "at2", "198.51.100.1/24"],
+    );
     let (miner_ns, vantage_ns, pool_ns) = (
-        format!("at-m-{id}"),
-        format!("at-v-{id}"),
-        format!("at-p-{id}"),
-    );
-    let _guard = Namespaces::new(&[&miner_ns, &vantage_ns, &pool_ns]);
-    veth(
-        (&miner_ns, "at0", "198.18.8.2/24"),
-        (&vantage_ns, "at1", "198.18.8.1/24"),
-    );
-    veth(
-        (&vantage_ns, "at2", "198.51.100.1/24"),
-        (&pool_ns, "at3", "198.51.100.2/24"),
+        line.miner.as_str(),
+        line.vantage.as_str(),
+        line.pool.as_str(),
     );
     // Segments as a wire carries them: without segmentation offload the senders' TCP cuts its
     // stream into MSS-sized segments, as a NIC would before the wire (with it, veth hands over
     // one 2.8 KB frame per share, which no link between routers would carry).
-    for (ns, dev) in [(&miner_ns, "at0"), (&pool_ns, "at3")] {
+    for (ns, dev) in [(miner_ns, "at0"), (pool_ns, "at3")] {
         sh(&[
             "ip", "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso", "off",
         ]);
     }
-    sh(&[
-        "ip",
-        "-n",
-        &miner_ns,
-        "route",
-        "add",
-        "default",
-        "via",
-        "198.18.8.1",
-    ]);
-    sh(&[
-        "ip",
-        "-n",
-        &pool_ns,
-        "route",
-        "add",
-        "default",
-        "via",
-        "198.51.100.1",
-    ]);
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &vantage_ns,
-        "sysctl",
-        "-qw",
-        "net.ipv4.ip_forward=1",
-    ]);
+
     let dir = std::env::temp_dir().join(format!("at-proxy-{id}"));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("sensor.toml");
@@ -226,7 +192,7 @@ fn a_proxy_is_its_own_agent_and_carries_its_miners_shares() {
     let port = 19861;
     let listen = format!("127.0.0.1:{port}");
     let mut sensor = spawn_sensor(
-        &vantage_ns,
+        vantage_ns,
         &config,
         &[
             "--iface",
@@ -249,7 +215,7 @@ fn a_proxy_is_its_own_agent_and_carries_its_miners_shares() {
             ))
         })
     };
-    while !attached(&http_get(&vantage_ns, port, "/metrics")) {
+    while !attached(&http_get(vantage_ns, port, "/metrics")) {
         assert!(
             Instant::now() < deadline && sensor.0.try_wait().unwrap().is_none(),
             "sensor did not attach: {}",
@@ -259,7 +225,7 @@ fn a_proxy_is_its_own_agent_and_carries_its_miners_shares() {
     }
 
     let addr: SocketAddr = format!("{POOL}:3333").parse().unwrap();
-    let server = thread::spawn(pool(common::listen(&pool_ns, addr)));
+    let server = thread::spawn(pool(common::listen(pool_ns, addr)));
     let proxy_config = dir.join("proxy.yaml");
     std::fs::write(
         &proxy_config,
@@ -271,7 +237,7 @@ fn a_proxy_is_its_own_agent_and_carries_its_miners_shares() {
     let proxy_log = dir.join("proxy.log");
     let _proxy = Proc(
         Command::new("ip")
-            .args(["netns", "exec", &miner_ns])
+            .args(["netns", "exec", miner_ns])
             .arg(&proxy_bin)
             .arg("-c")
             .arg(&proxy_config)
@@ -281,7 +247,7 @@ fn a_proxy_is_its_own_agent_and_carries_its_miners_shares() {
             .spawn()
             .expect("ip netns exec aiostratum-proxy"),
     );
-    in_ns(&miner_ns, miner()).join().unwrap_or_else(|_| {
+    in_ns(miner_ns, miner()).join().unwrap_or_else(|_| {
         panic!(
             "the miner's session failed; proxy log:\n{}",
             std::fs::read_to_string(&proxy_log).unwrap_or_default()
@@ -316,14 +282,14 @@ fn a_proxy_is_its_own_agent_and_carries_its_miners_shares() {
         ("range", "at"),
     ];
     let logins = wait_for(
-        &vantage_ns,
+        vantage_ns,
         port,
         "mining_sensor_miner_logins_total",
         &labels,
         1.0,
         Duration::from_secs(10),
     );
-    let text = http_get(&vantage_ns, port, "/metrics");
+    let text = http_get(vantage_ns, port, "/metrics");
     assert_eq!(logins, 1.0, "{text}");
     // Every login of the range is that one: no other agent or coin.
     let m = samples(&text);
@@ -352,14 +318,14 @@ fn a_proxy_is_its_own_agent_and_carries_its_miners_shares() {
     // 2^256 / 2^240 = 65,536 hashes: 3 accepted shares, 196,608 hashes.
     let accepted = [("coin", "zcash"), ("range", "at"), ("result", "accepted")];
     let shares = wait_for(
-        &vantage_ns,
+        vantage_ns,
         port,
         "mining_sensor_shares_total",
         &accepted,
         SHARES as f64,
         Duration::from_secs(10),
     );
-    let text = http_get(&vantage_ns, port, "/metrics");
+    let text = http_get(vantage_ns, port, "/metrics");
     assert_eq!(shares, SHARES as f64, "{text}");
     let m = samples(&text);
     let hashes = m

@@ -122,6 +122,17 @@ impl Default for Window {
 }
 
 impl Window {
+    /// XORs every word with `key` (a WebSocket mask key repeated over 8 bytes): a masked frame's
+    /// payload loaded at the window's start becomes the message the client sent.
+    #[inline(always)]
+    pub fn xor(&mut self, key: u64) {
+        let mut i = 0;
+        while i < WINDOW_WORDS {
+            self.words[i] ^= key;
+            i += 1;
+        }
+    }
+
     pub const fn new() -> Self {
         Self {
             words: [0; WINDOW_WORDS],

@@ -131,7 +131,8 @@ impl Default for Events {
 /// Pool knowledge for the signals without content.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pools {
-    /// Ports pools listen on (the `stratum_v2` signal looks only there).
+    /// Ports pools listen on: there one payload of the Stratum V2 handshake's sizes is the
+    /// `stratum_v2` signal (elsewhere it takes the pair).
     pub ports: Vec<u16>,
     /// Pool addresses: traffic to or from them is the `pool_endpoint` signal.
     pub endpoints: Vec<IpNet>,

@@ -15,6 +15,7 @@
 pub mod deep;
 pub mod frame;
 pub mod stream;
+pub mod websocket;
 
 use std::{
     collections::HashMap,
@@ -297,6 +298,11 @@ impl Inspector {
         } else {
             std::borrow::Cow::Borrowed(t.payload)
         };
+        // Stratum inside WebSocket frames: the messages they carry.
+        let data = match websocket::messages(&data) {
+            Some(m) => std::borrow::Cow::Owned(m),
+            None => data,
+        };
         // The Stratum messages, and what the payload says of work (the pool's replies are no
         // Stratum message), from one parse.
         let (messages, objects) = deep::read(&data);
@@ -406,8 +412,16 @@ impl Inspector {
                         }
                     }
                 }
-                Signal::Job { job, hashes } => self.ledger.job(&id, &job, hashes),
-                Signal::Difficulty(hashes) => self.ledger.difficulty(&id, hashes),
+                Signal::Job { job, hashes } => {
+                    self.ledger.job(&id, &job, hashes);
+                    if hashes.is_some() {
+                        born_at_zero(&self.metrics, &note.ranges, coin);
+                    }
+                }
+                Signal::Difficulty(hashes) => {
+                    self.ledger.difficulty(&id, hashes);
+                    born_at_zero(&self.metrics, &note.ranges, coin);
+                }
                 Signal::Reply {
                     id: request,
                     accepted,
@@ -606,6 +620,17 @@ impl Inspector {
                 .with_label_values(&[range])
                 .set(hashes.len() as i64);
         }
+    }
+}
+
+/// Creates `share_hashes_total` of `ranges` and `coin` at 0, if it is not there yet, when a flow's
+/// difficulty becomes known (a job at its own difficulty, a difficulty message), before its first
+/// share: a counter
+/// first scraped at its first share's value shows no increase to `rate()` and `increase()`, so a
+/// new miner's first shares would be missing from the hash rate (`range_coin:...:rate1h`).
+fn born_at_zero(metrics: &Metrics, ranges: &[String], coin: &str) {
+    for range in ranges {
+        metrics.share_hashes.with_label_values(&[range, coin]);
     }
 }
 

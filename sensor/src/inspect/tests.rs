@@ -148,6 +148,9 @@ fn monero_submit(id: u32) -> String {
 fn a_monero_session_counts_its_shares_results_and_hashes() {
     let mut s = Session::new(Duration::from_secs(3600));
     monero_login(&mut s);
+    // The login reply's job set the difficulty: the hash counter exists at 0 before any share, so
+    // a scrape between here and the first share gives rate() its starting point.
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 0"#));
     for id in 2..=6 {
         s.send(true, &monero_submit(id), 1);
     }
@@ -279,6 +282,34 @@ fn a_stratum_v1_session_counts_shares_at_the_difficulty_set() {
     // The login "w1" names no coin, nor does any other message: coin "unknown".
     assert!(s.has(r#"mining_sensor_shares_total{coin="unknown",range="kp",result="accepted"} 3"#));
     assert!(s.has(r#"mining_sensor_share_hashes_total{coin="unknown",range="kp"} 25769803776"#));
+}
+
+#[test]
+fn the_hash_counter_starts_at_zero_once_a_difficulty_is_known() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(
+        true,
+        r#"{"id":1,"method":"mining.subscribe","params":["cgminer/4.10.0"]}"#,
+        0,
+    );
+    // A job before any difficulty: none is known yet, so no hash counter.
+    s.send(
+        false,
+        r#"{"id":null,"method":"mining.notify","params":["a","00","01","02",[],"20000000","1d00ffff","5f5e1000",true]}"#,
+        0,
+    );
+    assert!(
+        !s.metrics
+            .render()
+            .contains("mining_sensor_share_hashes_total{")
+    );
+    // The difficulty: the counter exists at 0, before the first share.
+    s.send(
+        false,
+        r#"{"id":null,"method":"mining.set_difficulty","params":[2]}"#,
+        0,
+    );
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="unknown",range="kp"} 0"#));
 }
 
 #[test]
@@ -663,4 +694,61 @@ fn a_share_split_over_two_segments_counts_once() {
     assert!(s.has(r#"mining_sensor_shares_total{coin="monero",range="kp",result="accepted"} 1"#));
     assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 10000"#));
     assert!(s.has("mining_sensor_reassembly_bytes 0"));
+}
+
+/// A Monero session inside WebSocket frames (a browser-miner bridge): the client's frames masked,
+/// the pool's not. The login is attributed and the share counted as in plain Stratum.
+#[test]
+fn a_session_inside_websocket_frames_counts_as_plain_stratum() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    let (miner, pool) = ([198, 18, 0, 1].into(), [203, 0, 113, 9].into());
+    let ranges = |a: IpAddr| u64::from(a == IpAddr::from([198, 18, 0, 1]));
+    let name = |id: usize| (id == 0).then(|| "kp".to_string());
+    // RFC 6455 framing: 0x81 (final text frame), the length (7 bits, or 126 and 16 bits), the
+    // mask bit and key for the client's frames.
+    let frame = |m: &str, key: Option<[u8; 4]>| {
+        let m = m.as_bytes();
+        let bit = if key.is_some() { 0x80 } else { 0 };
+        let mut f = vec![0x81];
+        if m.len() < 126 {
+            f.push(bit | m.len() as u8);
+        } else {
+            f.push(bit | 126);
+            f.extend_from_slice(&(m.len() as u16).to_be_bytes());
+        }
+        match key {
+            Some(k) => {
+                f.extend_from_slice(&k);
+                f.extend(m.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
+            }
+            None => f.extend_from_slice(m),
+        }
+        f
+    };
+    let key = Some([0x37, 0xfa, 0x21, 0x3d]);
+    let login = format!(
+        r#"{{"id":1,"jsonrpc":"2.0","method":"login","params":{{"login":"{WALLET}","pass":"x","agent":"XMRig/6.16.0"}}}}"#
+    );
+    let reply = r#"{"id":1,"jsonrpc":"2.0","error":null,"result":{"id":"s1","job":{"blob":"0707","job_id":"j1","target":"b88d0600"},"status":"OK"}}"#;
+    let ok = r#"{"id":2,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#;
+    let now = s.t0 + Duration::from_secs(1);
+    let mut lines = Vec::new();
+    for (up, bytes) in [
+        (true, frame(&login, key)),
+        (false, frame(reply, None)),
+        (true, frame(&monero_submit(2), key)),
+        (false, frame(ok, None)),
+    ] {
+        let f = if up {
+            Packet::tcp4(miner, pool, 40000, 443, &bytes).build()
+        } else {
+            Packet::tcp4(pool, miner, 443, 40000, &bytes).build()
+        };
+        lines.extend(s.i.frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name));
+    }
+    assert_eq!(lines.len(), 1);
+    assert_eq!((lines[0].coin, lines[0].agent), ("monero", "xmrig"));
+    // One share at the login job's target b88d0600: 10,000 hashes.
+    assert!(s.has(r#"mining_sensor_shares_total{coin="monero",range="kp",result="accepted"} 1"#));
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 10000"#));
 }

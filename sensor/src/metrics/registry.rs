@@ -171,7 +171,7 @@ impl Metrics {
             suspect_flows: counter_vec(
                 &r,
                 names::SUSPECT_FLOWS,
-                "Flows with a sign of mining but no readable Stratum, each once per reason: pool_endpoint (traffic with a configured pool address), stratum_v2 (the V2 handshake shape on a pool port), tls_no_sni (a ClientHello without server_name towards a pool), tls_pool_sni (a ClientHello naming a server in a pool domain, any port), pool_dns (a DNS query for a name in a pool domain).",
+                "Flows with a sign of mining but no readable Stratum, each once per reason: pool_endpoint (traffic with a configured pool address), stratum_v2 (the V2 Noise handshake's shape: a 64- or 234-byte payload on a pool port, the 64/234 pair on any port), tls_no_sni (a ClientHello without server_name towards a pool), tls_pool_sni (a ClientHello naming a server in a pool domain, any port), pool_dns (a DNS query for a name in a pool domain).",
                 &["range", "direction", "reason"],
             ),
             mining_flows: gauge_vec(

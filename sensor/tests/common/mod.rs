@@ -55,6 +55,49 @@ impl Drop for Namespaces {
     }
 }
 
+/// Three namespaces in a line, miner -- vantage -- pool, the vantage forwarding IPv4 between its
+/// two links and both ends routing through it; deleted (with everything in them) on drop. Each
+/// link is given as (the end's device, its `address/length`, the vantage's device, its
+/// `address/length`).
+pub struct Line {
+    pub miner: String,
+    pub vantage: String,
+    pub pool: String,
+    _namespaces: Namespaces,
+}
+
+impl Line {
+    pub fn new(prefix: &str, to_miner: [&str; 4], to_pool: [&str; 4]) -> Self {
+        let id = std::process::id();
+        let (miner, vantage, pool) = (
+            format!("{prefix}-m-{id}"),
+            format!("{prefix}-v-{id}"),
+            format!("{prefix}-p-{id}"),
+        );
+        let line = Self {
+            _namespaces: Namespaces::new(&[&miner, &vantage, &pool]),
+            miner,
+            vantage,
+            pool,
+        };
+        for (end, link) in [(&line.miner, to_miner), (&line.pool, to_pool)] {
+            veth((end, link[0], link[1]), (&line.vantage, link[2], link[3]));
+            let via = link[3].split('/').next().unwrap_or_default();
+            sh(&["ip", "-n", end, "route", "add", "default", "via", via]);
+        }
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &line.vantage,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        line
+    }
+}
+
 /// A veth pair between two namespaces, each end given as (namespace, device, `address/length`),
 /// both ends up.
 pub fn veth(a: (&str, &str, &str), b: (&str, &str, &str)) {
@@ -302,4 +345,46 @@ pub fn replay(args: &[&str], files: &[&Path]) -> (std::process::Output, serde_js
     );
     let v = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     (out, v)
+}
+
+// A real Prometheus (Debian's `prometheus`, installed by `cargo xtask setup`).
+
+/// Starts `prometheus` inside namespace `ns` with `config`, its data and log in `dir`, listening
+/// on `listen`, with `extra` flags; killed when the returned guard drops.
+pub fn spawn_prometheus(ns: &str, config: &Path, dir: &Path, listen: &str, extra: &[&str]) -> Proc {
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns, "prometheus"])
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address={listen}"))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("prometheus.log")).expect("prometheus log file"))
+        .spawn()
+        .expect("prometheus (cargo xtask setup installs it)");
+    Proc(child)
+}
+
+/// The PromQL `query` asked of the Prometheus on `port` in `ns` (instant query, at `time` in Unix
+/// seconds if given): the `data.result` array of its answer, empty if there was no answer.
+pub fn prom_query(ns: &str, port: u16, query: &str, time: Option<f64>) -> Vec<serde_json::Value> {
+    // Everything but unreserved characters percent-encoded (RFC 3986, section 2.3).
+    let encoded: String = query
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let at = time.map(|t| format!("&time={t:.3}")).unwrap_or_default();
+    let body = http_get(ns, port, &format!("/api/v1/query?query={encoded}{at}"));
+    serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["data"]["result"].as_array().cloned())
+        .unwrap_or_default()
 }

@@ -1,0 +1,111 @@
+//! Stratum inside WebSocket frames (browser-miner bridges such as coin-hive-stratum carry each
+//! Stratum message in one text frame; the client's frames are XOR-masked with a 4-byte key, the
+//! server's are not; RFC 6455, section 5.2). One reading of a frame header for the XDP program
+//! (which scans the unmasked payload of a segment's first frame) and the deep parser (which reads
+//! every frame of a segment).
+
+/// The first byte of a final text frame (FIN, opcode 1): what a Stratum message is sent as.
+pub const TEXT_FIN: u8 = 0x81;
+
+/// The longest frame header: 2 bytes, an 8-byte extended length and a 4-byte mask key.
+pub const MAX_HEADER: usize = 14;
+
+/// A frame header: its length, the payload's length and the mask key (0 when unmasked, the key's
+/// four bytes little-endian otherwise, see [`Header::key64`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub len: usize,
+    pub payload: u64,
+    pub masked: bool,
+    pub key: [u8; 4],
+}
+
+impl Header {
+    /// The mask key repeated over 8 bytes, as a little-endian word: XOR it into the 8-byte words of
+    /// a payload that starts at a multiple of 4 bytes from the frame's payload start.
+    pub const fn key64(&self) -> u64 {
+        let k = u32::from_le_bytes(self.key) as u64;
+        k | k << 32
+    }
+}
+
+/// The header at the start of `buf` (at least [`MAX_HEADER`] bytes, the frame's first `len` of
+/// them real), if it is a text or continuation frame (opcodes 0, 1) whose header fits `len`.
+#[inline(always)]
+pub fn header(buf: &[u8; MAX_HEADER + 2], len: usize) -> Option<Header> {
+    let (b0, b1) = (buf[0], buf[1]);
+    // No reserved bits; opcode 0 (continuation) or 1 (text).
+    if b0 & 0x70 != 0 || b0 & 0x0f > 1 {
+        return None;
+    }
+    let masked = b1 & 0x80 != 0;
+    let short = (b1 & 0x7f) as u64;
+    let (ext, payload) = match short {
+        126 => (2, u16::from_be_bytes([buf[2], buf[3]]) as u64),
+        127 => (
+            8,
+            u64::from_be_bytes([
+                buf[2], buf[3], buf[4], buf[5], buf[6], buf[7], buf[8], buf[9],
+            ]),
+        ),
+        n => (0, n),
+    };
+    let k = 2 + ext;
+    let hlen = k + if masked { 4 } else { 0 };
+    if hlen > len {
+        return None;
+    }
+    let key = if masked {
+        [
+            buf[k & 15],
+            buf[(k + 1) & 15],
+            buf[(k + 2) & 15],
+            buf[(k + 3) & 15],
+        ]
+    } else {
+        [0; 4]
+    };
+    Some(Header {
+        len: hlen,
+        payload,
+        masked,
+        key,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buf(bytes: &[u8]) -> [u8; MAX_HEADER + 2] {
+        let mut b = [0u8; MAX_HEADER + 2];
+        b[..bytes.len()].copy_from_slice(bytes);
+        b
+    }
+
+    #[test]
+    fn headers_as_rfc_6455_lays_them_out() {
+        // A server's text frame of 5 bytes: 81 05.
+        assert_eq!(
+            header(&buf(&[0x81, 0x05, b'h']), 3),
+            Some(Header {
+                len: 2,
+                payload: 5,
+                masked: false,
+                key: [0; 4]
+            })
+        );
+        // A client's masked frame of 300 bytes: 81 fe 01 2c, then the key 37 fa 21 3d.
+        let h = header(&buf(&[0x81, 0xfe, 0x01, 0x2c, 0x37, 0xfa, 0x21, 0x3d]), 8).unwrap();
+        assert_eq!(
+            (h.len, h.payload, h.masked, h.key),
+            (8, 300, true, [0x37, 0xfa, 0x21, 0x3d])
+        );
+        assert_eq!(h.key64(), 0x3d21_fa37_3d21_fa37);
+        // Binary (opcode 2), close (8), reserved bits, or a header longer than the segment: none.
+        assert_eq!(header(&buf(&[0x82, 0x05]), 2), None);
+        assert_eq!(header(&buf(&[0x88, 0x00]), 2), None);
+        assert_eq!(header(&buf(&[0xc1, 0x05]), 2), None);
+        assert_eq!(header(&buf(&[0x81, 0x85, 1, 2]), 4), None);
+    }
+}

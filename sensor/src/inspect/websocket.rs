@@ -1,0 +1,93 @@
+//! Stratum inside WebSocket frames (browser-miner bridges): the messages a segment's frames
+//! carry, unmasked, for the deep parser. The frame header is read as the XDP program reads it
+//! (`sensor_common::websocket`).
+
+use sensor_common::websocket::{MAX_HEADER, TEXT_FIN, header};
+
+/// The payloads of the text frames that open `payload`, unmasked, one a line (a frame cut by the
+/// segment's end last, without its line end, so that it reads as a cut message); `None` when the
+/// segment does not open with a text frame.
+pub fn messages(payload: &[u8]) -> Option<Vec<u8>> {
+    if payload.first() != Some(&TEXT_FIN) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(payload.len());
+    let mut at = 0;
+    while at < payload.len() {
+        let mut buf = [0u8; MAX_HEADER + 2];
+        let rest = &payload[at..];
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        let Some(h) = header(&buf, n) else {
+            break;
+        };
+        let start = at + h.len;
+        let whole = (start as u64).saturating_add(h.payload) <= payload.len() as u64;
+        let end = if whole {
+            start + h.payload as usize
+        } else {
+            payload.len()
+        };
+        out.extend(
+            payload[start..end]
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ h.key[i % 4]),
+        );
+        if !whole {
+            break;
+        }
+        out.push(b'\n');
+        at = end;
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A text frame around `m`, masked with `key` or not.
+    fn frame(m: &[u8], key: Option<[u8; 4]>) -> Vec<u8> {
+        let mask = if key.is_some() { 0x80 } else { 0 };
+        let mut f = vec![0x81];
+        if m.len() < 126 {
+            f.push(mask | m.len() as u8);
+        } else {
+            f.push(mask | 126);
+            f.extend_from_slice(&(m.len() as u16).to_be_bytes());
+        }
+        match key {
+            Some(k) => {
+                f.extend_from_slice(&k);
+                f.extend(m.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
+            }
+            None => f.extend_from_slice(m),
+        }
+        f
+    }
+
+    #[test]
+    fn frames_become_lines() {
+        let a = br#"{"id":1,"method":"login"}"#;
+        let b = [b"{\"x\":\"".as_slice(), &[b'y'; 200], b"\"}"].concat();
+        // Two frames in one segment, one masked, one with a 16-bit length.
+        let seg = [frame(a, Some([9, 8, 7, 6])), frame(&b, None)].concat();
+        assert_eq!(
+            messages(&seg).unwrap(),
+            [a.as_slice(), b"\n", &b, b"\n"].concat()
+        );
+        // The second frame cut by the segment's end: its bytes, no line end.
+        let cut = &seg[..seg.len() - 10];
+        assert_eq!(
+            messages(cut).unwrap(),
+            [a.as_slice(), b"\n", &b[..b.len() - 10]].concat()
+        );
+        // A 64-bit length near 2^64 (found by fuzzing): the frame runs to the segment's end.
+        let huge = [&[0x81u8, 127][..], &[0xff; 8], b"{\"a\":1}"].concat();
+        assert_eq!(messages(&huge).unwrap(), b"{\"a\":1}");
+        // Not a text frame first: nothing.
+        assert_eq!(messages(a), None);
+        assert_eq!(messages(&[0x81]), None);
+    }
+}
