@@ -54,6 +54,14 @@ fn xmrig_login() -> Vec<u8> {
     .into_bytes()
 }
 
+/// cpuminer 2.5.1's (pooler) first two messages to a Stratum V1 pool, one a segment.
+fn cpuminer_subscribe_authorize() -> [Vec<u8>; 2] {
+    [
+        b"{\"id\": 1, \"method\": \"mining.subscribe\", \"params\": [\"cpuminer/2.5.1\"]}\n".to_vec(),
+        b"{\"id\": 2, \"method\": \"mining.authorize\", \"params\": [\"1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2.w1\", \"x\"]}\n".to_vec(),
+    ]
+}
+
 const LOGIN_REPLY: &[u8] = b"{\"id\":1,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"id\":\"a1b2\",\"job\":{\"blob\":\"0e0e9bb1\",\"job_id\":\"j1\",\"target\":\"f3220000\",\"algo\":\"rx/0\",\"height\":2000000,\"seed_hash\":\"aa\"},\"extensions\":[\"algo\"],\"status\":\"OK\"}}\n";
 const SUBMIT: &[u8] = b"{\"id\":2,\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{\"id\":\"a1b2\",\"job_id\":\"j1\",\"nonce\":\"0a0b0c0d\",\"result\":\"00ff\",\"algo\":\"rx/0\"}}\n";
 const KEEPALIVE: &[u8] =
@@ -588,7 +596,7 @@ fn false_positive_traps_count_no_stratum() {
     let mut s = Sensor::new();
     let m = ip("192.0.2.60");
     let srv = ip("198.51.100.9");
-    let traps: [&[u8]; 8] = [
+    let traps: [&[u8]; 11] = [
         b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html><script>var l = {\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"x\",\"pass\":\"x\",\"agent\":\"XMRig/6\"}};</script></html>",
         b"{\"jsonrpc\":\"2.0\",\"method\":\"eth_blockNumber\",\"params\":[],\"id\":1}\n",
         b"Content-Length: 120\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"processId\":7,\"rootUri\":null}}",
@@ -601,13 +609,17 @@ fn false_positive_traps_count_no_stratum() {
         // Odoo's external API (`/jsonrpc`): a nested method `login` and a `login` key elsewhere.
         b"{\"jsonrpc\":\"2.0\",\"method\":\"call\",\"params\":{\"service\":\"common\",\"method\":\"login\",\"args\":[\"db\",\"admin\",\"admin\"]},\"id\":1}\n",
         b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03{\"method\":\"login\"",
+        // The web API's login reshaped as a miner would: in capitals, pretty-printed, escaped.
+        b"{\"jsonrpc\":\"2.0\",\"method\":\"LOGIN\",\"params\":{\"login\":\"bob\",\"pass\":\"hunter2\"},\"id\":1}\n",
+        b"{\n  \"jsonrpc\": \"2.0\",\n  \"method\": \"login\",\n  \"params\": {\n    \"login\": \"bob\",\n    \"pass\": \"hunter2\"\n  },\n  \"id\": 1\n}\n",
+        b"{\"jsonrpc\":\"2.0\",\"method\":\"\\u006cogin\",\"params\":{\"\\u006cogin\":\"bob\",\"pass\":\"hunter2\"},\"id\":1}\n",
     ];
     for (i, t) in traps.iter().enumerate() {
         s.run(&Packet::tcp4(m, srv, 43000 + i as u16, 3333, t).build());
     }
     assert_eq!(s.all_stratum(), 0);
     assert!(s.k.flows().unwrap().is_empty());
-    assert_eq!(s.traffic(C, DIR_FROM).0, 8);
+    assert_eq!(s.traffic(C, DIR_FROM).0, 11);
 }
 
 #[test]
@@ -1971,4 +1983,157 @@ fn pool_side_messages_alone_open_the_flow() {
         assert_eq!(s.flows(r, DIR_TO, BITCOIN), 3);
     }
     assert_eq!(s.k.flows().unwrap().len(), 5);
+}
+
+/// Method names in other letter cases (ckpool matches `mining.*` names ignoring case): XMRig's
+/// login as `LOGIN` and `Login`, cpuminer's subscribe and authorize as `Mining.Subscribe` and
+/// `MINING.AUTHORIZE`, each opens its flow; a web API's `LOGIN` stays silent.
+#[test]
+fn method_names_in_other_letter_cases() {
+    let mut s = Sensor::new();
+    let (miner, pool) = (ip("198.18.1.21"), ip("198.51.100.51")); // miner in ranges a and b
+    let login = String::from_utf8(xmrig_login()).unwrap();
+    for (i, method) in ["LOGIN", "Login"].iter().enumerate() {
+        let v = login.replace("\"method\":\"login\"", &format!("\"method\":\"{method}\""));
+        assert_ne!(v, login);
+        s.run(&Packet::tcp4(miner, pool, 46100 + i as u16, 3333, v.as_bytes()).build());
+    }
+    let [sub, auth] = cpuminer_subscribe_authorize().map(|m| String::from_utf8(m).unwrap());
+    let sub = sub.replace("mining.subscribe", "Mining.Subscribe");
+    let auth = auth.replace("mining.authorize", "MINING.AUTHORIZE");
+    for m in [sub, auth] {
+        s.run(&Packet::tcp4(miner, pool, 46110, 3333, m.as_bytes()).build());
+    }
+    for r in [A, B] {
+        // Two logins, two flows; the subscribe opens one flow, the authorize is its 2nd packet.
+        assert_eq!(s.flows(r, DIR_FROM, MONERO), 2);
+        assert_eq!(s.stratum(r, DIR_FROM, MONERO), 2);
+        assert_eq!(s.flows(r, DIR_FROM, BITCOIN), 1);
+        assert_eq!(s.stratum(r, DIR_FROM, BITCOIN), 2);
+    }
+    s.run(
+        &Packet::tcp4(
+            miner,
+            pool,
+            46120,
+            8080,
+            b"{\"jsonrpc\":\"2.0\",\"method\":\"LOGIN\",\"params\":{\"login\":\"bob\",\"pass\":\"hunter2\"},\"id\":1}\n",
+        )
+        .build(),
+    );
+    assert_eq!(s.all_stratum(), 8);
+}
+
+/// `msg` (one compact JSON message and its line end) pretty-printed the way
+/// `JSON.stringify(msg, null, indent)` lays it out, key order kept: a line end and the nesting's
+/// indent after `{`, `[` and `,`, and before `}` and `]`; a blank after `:`. `eol` is `\n` or
+/// `\r\n`.
+fn pretty_print(msg: &[u8], indent: usize, eol: &str) -> Vec<u8> {
+    let (mut out, mut depth, mut in_str, mut escaped) = (Vec::new(), 0usize, false, false);
+    let newline = |out: &mut Vec<u8>, depth: usize| {
+        out.extend_from_slice(eol.as_bytes());
+        out.extend(std::iter::repeat_n(b' ', depth * indent));
+    };
+    for &b in msg.strip_suffix(b"\n").unwrap_or(msg) {
+        if in_str {
+            out.push(b);
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_str = true;
+                out.push(b);
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                out.push(b);
+                newline(&mut out, depth);
+            }
+            b'}' | b']' => {
+                depth -= 1;
+                newline(&mut out, depth);
+                out.push(b);
+            }
+            b',' => {
+                out.push(b);
+                newline(&mut out, depth);
+            }
+            b':' => out.extend_from_slice(b": "),
+            _ => out.push(b),
+        }
+    }
+    out.extend_from_slice(eol.as_bytes());
+    out
+}
+
+/// Pretty-printed JSON over several lines: XMRig's login (2-space indent, LF and CRLF) and
+/// cpuminer's subscribe and authorize (4 spaces) each open their flow and count; a pretty-printed
+/// web API login stays silent.
+#[test]
+fn pretty_printed_messages_over_several_lines() {
+    let mut s = Sensor::new();
+    let (miner, pool) = (ip("198.18.1.22"), ip("198.51.100.52")); // miner in ranges a and b
+    let login = xmrig_login();
+    let pretty = pretty_print(&login, 2, "\n");
+    // The layout, checked on the message's first lines.
+    assert!(pretty.starts_with(b"{\n  \"id\": 1,\n  \"jsonrpc\": \"2.0\",\n  \"method\": \"login\",\n  \"params\": {\n    \"login\": \""));
+    for (i, v) in [pretty, pretty_print(&login, 2, "\r\n")].iter().enumerate() {
+        s.run(&Packet::tcp4(miner, pool, 46200 + i as u16, 3333, v).build());
+    }
+    for m in cpuminer_subscribe_authorize() {
+        s.run(&Packet::tcp4(miner, pool, 46210, 3333, &pretty_print(&m, 4, "\n")).build());
+    }
+    for r in [A, B] {
+        assert_eq!(s.flows(r, DIR_FROM, MONERO), 2);
+        assert_eq!(s.stratum(r, DIR_FROM, MONERO), 2);
+        assert_eq!(s.flows(r, DIR_FROM, BITCOIN), 1);
+        assert_eq!(s.stratum(r, DIR_FROM, BITCOIN), 2);
+    }
+    let web = pretty_print(
+        b"{\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"bob\",\"pass\":\"hunter2\"},\"id\":1}\n",
+        2,
+        "\n",
+    );
+    s.run(&Packet::tcp4(miner, pool, 46220, 8080, &web).build());
+    assert_eq!(s.all_stratum(), 8);
+}
+
+/// `\u` escapes in keys and method names (`\u006cogin` is `login`): XMRig's login with its
+/// method and its `login`, `pass` and `agent` keys escaped, and cpuminer's subscribe and
+/// authorize with escaped methods, each open their flow and count; an escape that stands for
+/// another byte (`logi\n`) does not make a marker.
+#[test]
+fn escapes_in_keys_and_method_names() {
+    let mut s = Sensor::new();
+    let (miner, pool) = (ip("198.18.1.23"), ip("198.51.100.53")); // miner in ranges a and b
+    let login = String::from_utf8(xmrig_login()).unwrap();
+    let escaped = login
+        .replace("\"method\":\"login\"", "\"method\":\"\\u006cogin\"")
+        .replace("\"login\":\"", "\"\\u006Cogin\":\"")
+        .replace("\"pass\"", "\"\\u0070ass\"")
+        .replace("\"agent\"", "\"\\u0061\\u0067ent\"");
+    // Five escapes, each 6 bytes for 1 letter: 25 bytes more.
+    assert_eq!(escaped.len(), login.len() + 5 * 5);
+    s.run(&Packet::tcp4(miner, pool, 46300, 3333, escaped.as_bytes()).build());
+    let [sub, auth] = cpuminer_subscribe_authorize().map(|m| String::from_utf8(m).unwrap());
+    let sub = sub.replace("mining.subscribe", "\\u006dining.subscribe");
+    let auth = auth.replace("mining.authorize", "mining.\\u0061uthorize");
+    for m in [sub, auth] {
+        s.run(&Packet::tcp4(miner, pool, 46310, 3333, m.as_bytes()).build());
+    }
+    for r in [A, B] {
+        assert_eq!(s.flows(r, DIR_FROM, MONERO), 1);
+        assert_eq!(s.stratum(r, DIR_FROM, MONERO), 1);
+        assert_eq!(s.flows(r, DIR_FROM, BITCOIN), 1);
+        assert_eq!(s.stratum(r, DIR_FROM, BITCOIN), 2);
+    }
+    let not_login = login.replace("\"method\":\"login\"", "\"method\":\"logi\\n\"");
+    s.run(&Packet::tcp4(miner, pool, 46320, 3333, not_login.as_bytes()).build());
+    assert_eq!(s.all_stratum(), 6);
 }

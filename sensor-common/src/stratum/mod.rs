@@ -11,6 +11,11 @@
 //! own, which decide what counts as a miner login; every message on which it and this table
 //! disagree is listed in its test `where_the_kernel_table_and_the_parser_differ`.
 //!
+//! Reshaped messages read as plain ones (`shared/docs/stratum-on-the-wire.md`, "How miners
+//! hide"): blanks and CRLFs before a message's `{`; line ends inside a message whose braces are
+//! open (pretty-printed JSON); JSON escapes, decoded into the token's hash (`"\u006cogin"` is
+//! `login`); a method's name in any letter case (its value is hashed folded to lower case).
+//!
 //! Guards against the known false-positive traps:
 //! - A message must begin with `{` at the start of the segment, or right after a newline that follows
 //!   `}` (the end of the previous JSON message). HTML, JavaScript and HTTP bodies that quote a login
@@ -65,6 +70,11 @@ impl Dialect {
 }
 
 /// JSON string tokens the rules are built from. The position in this table is the marker's bit.
+///
+/// Method names are spelled lower-case: the scanner folds the ASCII letters of a `"method"` value
+/// to lower case before hashing it (ckpool, for one, matches `mining.*` names ignoring case, so a
+/// miner may send `MINING.SUBSCRIBE`), and compares every other string as sent (`KEEPALIVED` is a
+/// status value, not a method).
 pub const MARKERS: [&[u8]; 23] = [
     b"login",                       // 0
     b"submit",                      // 1
@@ -84,10 +94,10 @@ pub const MARKERS: [&[u8]; 23] = [
     b"mining.notify",               // 15
     b"mining.set_difficulty",       // 16
     b"mining.set_extranonce",       // 17
-    b"eth_submitLogin",             // 18
-    b"eth_getWork",                 // 19
-    b"eth_submitWork",              // 20
-    b"eth_submitHashrate",          // 21
+    b"eth_submitlogin",             // 18
+    b"eth_getwork",                 // 19
+    b"eth_submitwork",              // 20
+    b"eth_submithashrate",          // 21
     b"EthereumStratum/1.0.0",       // 22
 ];
 

@@ -22,6 +22,8 @@ pub struct Scanner {
     /// and names itself only in a later parameter. Every other dialect is final at once.
     provisional: u8,
     in_str: u8,
+    /// Inside an escape: after its backslash, or before a `\u` escape's hex digits (see
+    /// `ESCAPE_CHAR`, `ESCAPE_HEX`).
     escaped: u8,
     /// The previous string token was the key "method": the next one is the method's name.
     after_method: u8,
@@ -33,7 +35,12 @@ pub struct Scanner {
     /// after `}` and a line end). The byte-wise step keeps it; `feed_with` sets it from the window
     /// only before a line end or carriage return.
     prev: u8,
-    _pad: u8,
+    /// Braces open in the current message (outside strings), wrapping: a line end inside an
+    /// open message (1..=127) is a blank, as in pretty-printed JSON.
+    depth: u8,
+    /// The hex digits of a `\uXXXX` escape read so far, as a number.
+    code: u16,
+    _pad: [u8; 6],
 }
 
 impl Default for Scanner {
@@ -57,7 +64,9 @@ impl Scanner {
             at_start: 1,
             in_msg: 0,
             prev: 0,
-            _pad: 0,
+            depth: 0,
+            code: 0,
+            _pad: [0; 6],
         }
     }
 
@@ -73,6 +82,12 @@ impl Scanner {
     #[inline(always)]
     pub fn step_with(&mut self, b: u8, end: impl Fn(u64, u32, u32) -> u64) -> u8 {
         if b == b'\n' {
+            if self.in_msg != 0 && self.in_str == 0 && self.depth.wrapping_sub(1) < 0x7f {
+                // Pretty-printed JSON: a line end inside an open message (braces open, outside a
+                // string) is a blank; the message goes on.
+                self.prev = b;
+                return 0;
+            }
             if self.provisional != 0 {
                 return self.provisional;
             }
@@ -87,6 +102,7 @@ impl Scanner {
             self.after_method = 0;
             self.methods = 0;
             self.words = 0;
+            self.depth = 0;
             self.prev = b;
             return 0;
         }
@@ -94,14 +110,46 @@ impl Scanner {
             self.prev = b;
         }
         if self.in_str != 0 {
-            if self.escaped != 0 {
+            // Escapes are hashed as the bytes they stand for (`\u006cogin` is `login`): the
+            // backslash and a `\u`'s digits add nothing, the escape's end adds its byte (a
+            // code point past ASCII adds 0x80, which no marker holds).
+            let mut b = b;
+            let digit = hex_digit(b);
+            if self.escaped >= ESCAPE_HEX && digit > 0xf {
+                // Not a hex digit: no escape (invalid JSON); the byte is read as it is.
                 self.escaped = 0;
+            }
+            if self.escaped == ESCAPE_CHAR {
+                if b == b'u' {
+                    self.escaped = ESCAPE_HEX;
+                    self.code = 0;
+                    return 0;
+                }
+                self.escaped = 0;
+                b = unescape(b);
+            } else if self.escaped >= ESCAPE_HEX {
+                self.code = (self.code << 4) | digit as u16;
+                if self.escaped < ESCAPE_HEX + 3 {
+                    self.escaped += 1;
+                    return 0;
+                }
+                self.escaped = 0;
+                b = if self.code < 0x80 {
+                    self.code as u8
+                } else {
+                    0x80
+                };
             } else if b == b'\\' {
-                self.escaped = 1;
+                self.escaped = ESCAPE_CHAR;
+                return 0;
             } else if b == b'"' {
                 return self.close(end);
             }
-            self.pending |= (b as u64) << (8 * (self.token_len & 7));
+            // A method's name is hashed with its letters folded to lower case (branch-free, as
+            // in `feed_with`: a branch here doubled the paths the verifier walks through the
+            // rest of the step).
+            let c = b | ((fold_byte(b) ^ b) & self.after_method.wrapping_neg());
+            self.pending |= (c as u64) << (8 * (self.token_len & 7));
             self.token_len += 1;
             if self.token_len & 7 == 0 {
                 self.hash = fold(self.hash, self.pending);
@@ -115,8 +163,13 @@ impl Scanner {
         if self.at_start != 0 {
             self.at_start = 0;
             self.in_msg = (b == b'{') as u8;
+            self.depth = self.in_msg;
             return 0;
         }
+        self.depth = self
+            .depth
+            .wrapping_add((b == b'{') as u8)
+            .wrapping_sub((b == b'}') as u8);
         if b == b'"' {
             self.in_str = 1;
             self.hash = FNV_OFFSET;
@@ -133,7 +186,7 @@ impl Scanner {
     /// opening quote; inside one, up to the end of the token's current 8-byte chunk, and the
     /// closing quote when it follows. A short key like `"jsonrpc"` with its punctuation is then one
     /// step. Anything that needs the byte-wise rules (a message's first byte, line ends,
-    /// backslashes and the byte they escape) goes through [`Scanner::step_with`] alone, so the
+    /// backslashes and the rest of their escape, up to a `\u`'s four hex digits) goes through [`Scanner::step_with`] alone, so the
     /// result is always what stepping byte by byte gives (the `stratum_scan` fuzz target and the
     /// `fast_and_byte_wise_scans_agree` test hold the two to that). Returns how many bytes were
     /// consumed and `dialect + 1` or 0.
@@ -160,6 +213,10 @@ impl Scanner {
             // Line ends and the other control bytes (a tab is rare enough) take the byte-wise step.
             let stop = first_of(w, b'"') | below_blank(w);
             let k = if stop == 0 { 8 } else { first_byte(stop) };
+            // The braces among the bytes passed here (no quote among them: all outside strings).
+            let opens = count_flags(eq_bytes(w, b'{') & low_bytes(k));
+            let closes = count_flags(eq_bytes(w, b'}') & low_bytes(k));
+            self.depth = self.depth.wrapping_add(opens).wrapping_sub(closes);
             if k > 0 && self.after_method != 0 {
                 // Only blanks and the colon may stand between "method" and its value.
                 let blank = eq_bytes(w, b' ') | eq_bytes(w, b'\t') | eq_bytes(w, b':');
@@ -209,7 +266,10 @@ impl Scanner {
         let done = (self.token_len & 7) as usize;
         let m = if k < 8 - done { k } else { 8 - done };
         if m > 0 {
-            self.pending |= (w & low_bytes(m)) << (8 * done);
+            // A method's name is hashed with its letters folded to lower case (branch-free: the
+            // fold's bits are kept only after "method").
+            let folded = w | (fold_case(w) & (self.after_method as u64).wrapping_neg());
+            self.pending |= (folded & low_bytes(m)) << (8 * done);
             self.token_len += m as u32;
             if self.token_len & 7 == 0 {
                 self.hash = fold(self.hash, self.pending);
@@ -300,6 +360,36 @@ impl Scanner {
 }
 
 const MASK24: u64 = (1 << 24) - 1;
+
+/// `Scanner::escaped`: after a backslash; from `ESCAPE_HEX` on, before the 1st..4th hex digit of
+/// a `\u` escape.
+const ESCAPE_CHAR: u8 = 1;
+const ESCAPE_HEX: u8 = 2;
+
+/// A hex digit's value, or 0xff.
+#[inline(always)]
+fn hex_digit(b: u8) -> u8 {
+    match b {
+        b'0'..=b'9' => b - b'0',
+        b'a'..=b'f' => b - b'a' + 10,
+        b'A'..=b'F' => b - b'A' + 10,
+        _ => 0xff,
+    }
+}
+
+/// The byte a one-character escape stands for (`\"`, `\\` and `\/` for themselves; any other
+/// byte, invalid JSON, as it is).
+#[inline(always)]
+fn unescape(b: u8) -> u8 {
+    match b {
+        b'b' => 0x08,
+        b'f' => 0x0c,
+        b'n' => b'\n',
+        b'r' => b'\r',
+        b't' => b'\t',
+        _ => b,
+    }
+}
 
 /// What a closing quote decides, as a pure function of scalars so that the XDP program can make
 /// it a BPF global function. `packed` holds the message's method markers (bits 0..24), other

@@ -283,6 +283,24 @@ fn fast_and_byte_wise_scans_agree() {
         "{\"id\":1,",
         "\"method\":\"login\"",
         "\"method\" : \"mining.submit\"",
+        "\"method\":\"LOGIN\"",
+        "\"method\": \"Mining.Submit\"",
+        "\"method\":\"KeepAlived\"",
+        "\"LOGIN\"",
+        "\"AZ@[`{az\"",
+        "{\n  ",
+        ",\n    ",
+        "\r\n  }",
+        "\n}\n",
+        "{{",
+        "}}}",
+        "\"\\u006cogin\"",
+        "\"method\":\"\\u004bEEPALIVED\"",
+        "\\u00",
+        "\\u0",
+        "\\u016c",
+        "\\/",
+        "u0070",
         "\"é\"",
         "\u{1}",
         "ÿ",
@@ -330,4 +348,201 @@ fn fast_and_byte_wise_scans_agree() {
 fn escaped_quotes_do_not_break_tokens() {
     let s = "{\"id\":1,\"note\":\"a \\\"method\\\": \\\"keepalived\\\"\",\"x\":1}\n";
     assert_eq!(d(s), None);
+}
+
+/// Method names in other letter cases (ckpool matches `mining.*` names ignoring case): a
+/// method's value is hashed folded to lower case, every other string as sent.
+#[test]
+fn method_names_in_other_letter_cases() {
+    let login = format!(
+        "{{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"LOGIN\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0\"}}}}\n"
+    );
+    assert_eq!(d(&login), Some(Dialect::Monero));
+    assert_eq!(
+        d("{\"id\":1,\"method\":\"Mining.Subscribe\",\"params\":[\"cpuminer/2.5.1\"]}\n"),
+        Some(Dialect::Bitcoin)
+    );
+    assert_eq!(
+        d("{\"id\":2,\"method\":\"MINING.AUTHORIZE\",\"params\":[\"w\",\"x\"]}\n"),
+        Some(Dialect::Bitcoin)
+    );
+    assert_eq!(
+        d("{\"id\":3,\"method\":\"KeepAlived\",\"params\":{\"id\":\"s\"}}\n"),
+        Some(Dialect::Monero)
+    );
+    assert_eq!(
+        d(
+            "{\"id\":1,\"method\":\"ETH_SUBMITLOGIN\",\"params\":[\"0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5\"]}\n"
+        ),
+        Some(Dialect::Ethereum)
+    );
+    // The table's usual spelling still matches (its method names are stored lower-case).
+    assert_eq!(
+        d(
+            "{\"id\":1,\"method\":\"eth_submitLogin\",\"params\":[\"0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5\"]}\n"
+        ),
+        Some(Dialect::Ethereum)
+    );
+    // Keys and other values are not folded: `"LOGIN"`/`"PASS"` as keys are no markers, and a
+    // subscribe result naming `MINING.NOTIFY` (no method) is not the result rule's word.
+    let keys = format!(
+        "{{\"id\":1,\"method\":\"login\",\"params\":{{\"LOGIN\":\"{WALLET}\",\"PASS\":\"x\",\"AGENT\":\"XMRig/6\"}}}}\n"
+    );
+    assert_eq!(d(&keys), None);
+    assert_eq!(
+        d("{\"id\":1,\"result\":[[[\"MINING.NOTIFY\",\"ae68\"]],\"08000002\",4],\"error\":null}\n"),
+        None
+    );
+    // A keepalive status is a value, not a method: only `KEEPALIVED` as sent is the marker.
+    assert_eq!(
+        d("{\"id\":3,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"status\":\"keepalived\"}}\n"),
+        None
+    );
+    // The trap stays silent in capitals: a web API's LOGIN with a user name and a password.
+    assert_eq!(
+        d(
+            "{\"jsonrpc\":\"2.0\",\"method\":\"LOGIN\",\"params\":{\"login\":\"bob\",\"pass\":\"pw\"},\"id\":1}\n"
+        ),
+        None
+    );
+}
+
+#[test]
+fn case_folding_touches_capitals_only() {
+    // Worked out by hand: 'A' (0x41) and 'Z' (0x5a) gain 0x20; '@' (0x40), '[' (0x5b), '`'
+    // (0x60) and 'a' stay; 0xc1 (0x41 with the high bit) is no ASCII capital and stays.
+    let w = u64::from_le_bytes([b'A', b'Z', b'@', b'[', b'`', b'a', 0xc1, b'M']);
+    let want = u64::from_le_bytes([b'a', b'z', b'@', b'[', b'`', b'a', 0xc1, b'm']);
+    assert_eq!(super::window::fold_case(w), want);
+    for b in 0..=255u8 {
+        assert_eq!(
+            super::window::fold_byte(b),
+            b.to_ascii_lowercase(),
+            "{b:#x}"
+        );
+        let w = u64::from_le_bytes([b; 8]);
+        assert_eq!(
+            super::window::fold_case(w),
+            u64::from_le_bytes([b.to_ascii_lowercase(); 8])
+        );
+    }
+}
+
+/// XMRig's login pretty-printed as `JSON.stringify(msg, null, 2)` writes it (with CRLFs too), and
+/// cpuminer's subscribe as Python's `json.dumps(msg, indent=4)`: a line end inside an open
+/// message (braces open, outside a string) is a blank, so the rules see the whole message.
+#[test]
+fn pretty_printed_messages_over_several_lines() {
+    let login = format!(
+        "{{\n  \"id\": 1,\n  \"jsonrpc\": \"2.0\",\n  \"method\": \"login\",\n  \"params\": {{\n    \"login\": \"{WALLET}\",\n    \"pass\": \"x\",\n    \"agent\": \"XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0\",\n    \"algo\": [\n      \"rx/0\"\n    ]\n  }}\n}}\n"
+    );
+    assert_eq!(d(&login), Some(Dialect::Monero));
+    assert_eq!(d(&login.replace('\n', "\r\n")), Some(Dialect::Monero));
+    let subscribe = "{\n    \"id\": 1,\n    \"method\": \"mining.subscribe\",\n    \"params\": [\n        \"cpuminer/2.5.1\"\n    ]\n}\n";
+    assert_eq!(d(subscribe), Some(Dialect::Bitcoin));
+    // EthereumStratum's subscribe names itself on a later line: the provisional Bitcoin match
+    // waits for the message's end, not for the first line end.
+    assert_eq!(
+        d(
+            "{\n  \"id\": 1,\n  \"method\": \"mining.subscribe\",\n  \"params\": [\n    \"ethminer/0.19\",\n    \"EthereumStratum/1.0.0\"\n  ]\n}\n"
+        ),
+        Some(Dialect::Ethereum)
+    );
+    // The method's value on the line after its key.
+    assert_eq!(
+        d("{\n\"id\": 2,\n\"method\":\n    \"mining.authorize\",\n\"params\": [\"w\", \"x\"]\n}\n"),
+        Some(Dialect::Bitcoin)
+    );
+    // A pretty-printed message, then a compact one after its closing brace's line.
+    let two = "{\n  \"id\": 1,\n  \"result\": true\n}\n{\"id\":2,\"method\":\"keepalived\",\"params\":{}}\n";
+    assert_eq!(d(two), Some(Dialect::Monero));
+    // Markers split by a closed message stay apart: `login` and `pass` in one pretty-printed
+    // message, `agent` in the next, is no login.
+    let apart = "{\n \"method\": \"login\",\n \"params\": {\"login\": \"bob\", \"pass\": \"x\"}\n}\n{\n \"agent\": \"XMRig/6\"\n}\n";
+    assert_eq!(d(apart), None);
+    // A line end inside a string is no JSON: it ends the message.
+    assert_eq!(
+        d("{\n \"note\": \"a\nb\",\n \"method\": \"mining.subscribe\"\n}\n"),
+        None
+    );
+    // Text first on its line, then a pretty-printed object: no message start.
+    assert_eq!(
+        d("var l = {\n \"method\": \"mining.subscribe\",\n \"params\": []\n};\n"),
+        None
+    );
+    // Generic JSON-RPC pretty-printed has no markers.
+    assert_eq!(
+        d(
+            "{\n  \"jsonrpc\": \"2.0\",\n  \"method\": \"eth_blockNumber\",\n  \"params\": [],\n  \"id\": 1\n}\n"
+        ),
+        None
+    );
+    // More closing braces than opening ones: the message is over, a line end ends it.
+    assert_eq!(d("{}}\n\"method\":\"mining.subscribe\"\n"), None);
+}
+
+#[test]
+fn braces_counted_a_word_at_a_time() {
+    // Hand-counted: "{{ }}:{ " has three `{` and two `}`.
+    let w = u64::from_le_bytes(*b"{{ }}:{ ");
+    assert_eq!(super::window::count_flags(eq_bytes(w, b'{')), 3);
+    assert_eq!(super::window::count_flags(eq_bytes(w, b'}')), 2);
+    assert_eq!(
+        super::window::count_flags(eq_bytes(w, b'{') & low_bytes(2)),
+        2
+    );
+    assert_eq!(
+        super::window::count_flags(eq_bytes(u64::from_le_bytes([b'{'; 8]), b'{')),
+        8
+    );
+}
+
+/// `\u` escapes in keys and method names (`"\u006cogin"` is `login`) and the one-character
+/// escapes (`\/` is `/`) are hashed as the bytes they stand for.
+#[test]
+fn escapes_in_keys_and_method_names() {
+    // Every marker of XMRig's login escaped somewhere: the method's `l`, the keys' `l`, `p`
+    // and `a` (upper- and lower-case hex digits both).
+    let login = format!(
+        "{{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"\\u006cogin\",\"params\":{{\"\\u006Cogin\":\"{WALLET}\",\"\\u0070ass\":\"x\",\"\\u0061\\u0067ent\":\"XMRig/6.16.0\"}}}}\n"
+    );
+    assert_eq!(d(&login), Some(Dialect::Monero));
+    // A method escaped and in capitals: `\u004d` is `M`, folded to `m`.
+    assert_eq!(
+        d("{\"id\":1,\"method\":\"\\u004dINING.SUBSCRIBE\",\"params\":[\"cpuminer/2.5.1\"]}\n"),
+        Some(Dialect::Bitcoin)
+    );
+    // `\/` (PHP's json_encode writes every slash so) in EthereumStratum's protocol name.
+    assert_eq!(
+        d(
+            "{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"ethminer/0.19\",\"EthereumStratum\\/1.0.0\"]}\n"
+        ),
+        Some(Dialect::Ethereum)
+    );
+    // A 95-character wallet with one character escaped is still 95 characters long.
+    let escaped_wallet = format!("\\u0034{}", &WALLET[1..]);
+    let no_agent = format!(
+        "{{\"id\":1,\"method\":\"login\",\"params\":{{\"login\":\"{escaped_wallet}\",\"pass\":\"x\"}}}}\n"
+    );
+    assert_eq!(d(&no_agent), Some(Dialect::Monero));
+    // Escapes that stand for other bytes make other tokens: `\n` is a line feed, not `n`
+    // (`logi\n` is no `login`), a code point past ASCII is none of a marker's bytes.
+    assert_eq!(
+        d(&login.replace("\\u006cogin\",\"params", "logi\\n\",\"params")),
+        None
+    );
+    assert_eq!(
+        d(&login.replace("\\u006cogin\",\"params", "\\u016cogin\",\"params")),
+        None
+    );
+    // An escaped quote does not end the string, escaped or not.
+    assert_eq!(
+        d("{\"id\":1,\"note\":\"\\u0022,\\\"method\\\":\\\"keepalived\\\"\"}\n"),
+        None
+    );
+    // A `\u` cut short by a non-hex byte is no escape; the quote after it ends the string.
+    assert_eq!(
+        d("{\"id\":3,\"method\":\"keepalived\",\"x\":\"\\u00\",\"params\":{}}\n"),
+        Some(Dialect::Monero)
+    );
 }

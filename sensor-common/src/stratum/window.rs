@@ -38,6 +38,34 @@ pub(super) const fn string_stop(w: u64) -> u64 {
     first_of(w, b'"') | first_of(w, b'\\') | below_blank(w)
 }
 
+/// `w` with its ASCII capitals (`A`..=`Z`) made lower case, every other byte as it is: a method
+/// name's letters are hashed folded (see `MARKERS`). Each byte's low 7 bits plus a bias carry
+/// into its high bit exactly when it is at least `A` (or past `Z`), and no sum leaves its byte;
+/// bytes with the high bit set (UTF-8) are left alone.
+#[inline(always)]
+pub(super) const fn fold_case(w: u64) -> u64 {
+    let low = w & LOWS;
+    let from_a = low + ONES * (0x80 - b'A') as u64;
+    let past_z = low + ONES * (0x80 - b'Z' - 1) as u64;
+    let upper = from_a & !past_z & !w & HIGHS;
+    w | (upper >> 2)
+}
+
+/// One byte of [`fold_case`], without a comparison (a branch in BPF): `b - 'A'` is below 26
+/// exactly when subtracting 26 more borrows into bit 31.
+#[inline(always)]
+pub(super) const fn fold_byte(b: u8) -> u8 {
+    let upper = ((b.wrapping_sub(b'A') as u32).wrapping_sub(26) >> 31) as u8;
+    b | (upper << 5)
+}
+
+/// How many bytes an exact flag mask (an [`eq_bytes`] result) flags: the flags, moved to each
+/// byte's low bit, summed into the top byte by one multiply (BPF has no population count).
+#[inline(always)]
+pub(super) const fn count_flags(flags: u64) -> u8 {
+    ((flags >> 7).wrapping_mul(ONES) >> 56) as u8
+}
+
 /// A mask of the low `n` bytes (0 ≤ n ≤ 8), without a shift by 64.
 #[inline(always)]
 pub(crate) const fn low_bytes(n: usize) -> u64 {

@@ -19,6 +19,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::inspect::deep::canonical_method;
+
 use super::{
     difficulty::{monero_target, sha256d_difficulty, target_256},
     ledger::Submit,
@@ -48,7 +50,7 @@ pub enum Signal {
 pub fn signals(obj: &Map<String, Value>) -> Vec<Signal> {
     let mut out = Vec::new();
     match obj.get("method") {
-        Some(Value::String(method)) => request(obj, method, &mut out),
+        Some(Value::String(method)) => request(obj, &canonical_method(method), &mut out),
         Some(_) => {}
         None => reply(obj, &mut out),
     }
@@ -361,6 +363,23 @@ mod tests {
                 id: "4".into(),
                 accepted: true
             }]
+        );
+    }
+
+    /// Method names in other letter cases count as the usual ones (see `canonical_method`).
+    #[test]
+    fn shares_under_method_names_in_other_cases() {
+        assert_eq!(
+            of(
+                r#"{"id":2,"jsonrpc":"2.0","method":"SUBMIT","params":{"id":"7d","job_id":"1","nonce":"b8000000","result":"ab"}}"#
+            ),
+            [submit("2", "1", "b8000000")]
+        );
+        assert_eq!(
+            of(
+                r#"{"params":["worker1","bf","00000001","504e86ed","b2957c02"],"id":4,"method":"Mining.Submit"}"#
+            ),
+            [submit("4", "bf", "00000001,504e86ed,b2957c02")]
         );
     }
 

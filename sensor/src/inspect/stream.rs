@@ -1,9 +1,9 @@
 //! Messages split over TCP segments. Deep inspection reads one segment at a time; a message longer
 //! than a segment (an Equihash share's solution is about 2.8 KB, a miner may pad its login), or
 //! one a client splits on purpose, would never be whole. For each direction of a flow this keeps
-//! the unfinished message at the end of a segment (from the last newline on, when it starts with
-//! `{`) and the sequence number that continues it; the next segment in sequence is read joined to
-//! it. Bounded: at most [`MAX_TAIL`] bytes a direction and [`MAX_BYTES`] in all (the oldest half
+//! the unfinished message at the end of a segment (from its opening `{`, over as many lines as a
+//! pretty-printed one runs: `deep::open_message`) and the sequence number that continues it; the
+//! next segment in sequence is read joined to it. Bounded: at most [`MAX_TAIL`] bytes a direction and [`MAX_BYTES`] in all (the oldest half
 //! is dropped when full, and counted), and a tail not continued within [`MAX_AGE`] is dropped.
 //!
 //! Only segments captured whole are kept (a capture's snap length or a sample's size may cut one:
@@ -72,13 +72,14 @@ impl Streams {
             }
             None => Cow::Borrowed(payload),
         };
-        if whole && !payload.is_empty() && data.last() != Some(&b'\n') {
-            let start = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-            let tail = &data[start..];
-            let opens = tail.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-            if opens && tail.len() <= MAX_TAIL {
-                self.keep(dir, seq.wrapping_add(payload.len() as u32), tail, now);
-            }
+        // The message still open at the end, one line or several (pretty-printed).
+        let open = (whole && !payload.is_empty())
+            .then(|| super::deep::open_message(&data))
+            .flatten();
+        if let Some(tail) = open.and_then(|i| data.get(i..))
+            && tail.len() <= MAX_TAIL
+        {
+            self.keep(dir, seq.wrapping_add(payload.len() as u32), tail, now);
         }
         data
     }
@@ -187,6 +188,26 @@ mod tests {
         assert_eq!(s.bytes(), 0);
         s.join(dir(2), 1, b"{\"id\":3", true, t);
         assert_eq!(&*s.join(dir(1), 8, b"}\n", true, t), b"}\n");
+    }
+
+    /// A pretty-printed login split after a line end, the way a client writing a line at a time
+    /// sends it: the whole message waits, not only its last line.
+    #[test]
+    fn a_pretty_printed_message_split_at_a_line_end_waits_whole() {
+        let mut s = Streams::default();
+        let t = Instant::now();
+        let a = b"{\"id\":1,\"result\":true}\n{\n  \"id\": 2,\n  \"method\": \"submit\",\n";
+        let b = b"  \"params\": {\"job_id\": \"1\", \"nonce\": \"00\"}\n}\n";
+        assert_eq!(&*s.join(dir(1), 50, a, true, t), a);
+        // The first message is 23 bytes with its line end; the tail is the second one, its 35
+        // bytes over three lines (1 + 1, 2 + 8 + 1, 2 + 19 + 1).
+        assert_eq!(a.len(), 58);
+        assert_eq!(s.bytes(), 35);
+        assert_eq!(
+            &*s.join(dir(1), 50 + a.len() as u32, b, true, t),
+            [&a[23..], &b[..]].concat()
+        );
+        assert_eq!(s.bytes(), 0);
     }
 
     #[test]

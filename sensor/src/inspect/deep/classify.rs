@@ -41,6 +41,8 @@
 //! `where_the_kernel_table_and_the_parser_differ`; the messages miners and pools send are checked
 //! to get the same answer from both in `the_kernel_table_and_the_parser_agree_on_real_messages`.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::{
@@ -59,10 +61,38 @@ const MAX_MINING_METHOD_LEN: usize = 48;
 
 pub(super) fn classify(obj: &Map<String, Value>, cut: Option<&Cut>) -> Option<Message> {
     match obj.get("method") {
-        Some(Value::String(method)) => classify_request(obj, method, cut),
+        Some(Value::String(method)) => classify_request(obj, &canonical_method(method), cut),
         Some(_) => None,
         None => classify_reply(obj, cut),
     }
+}
+
+/// The methods this parser knows, as the protocols spell them.
+const METHODS: [&str; 8] = [
+    "login",
+    "submit",
+    "keepalived",
+    "job",
+    "eth_submitLogin",
+    "eth_getWork",
+    "eth_submitWork",
+    "eth_submitHashrate",
+];
+
+/// A method's name as its protocol spells it when it is one of [`METHODS`] or `mining.*` in
+/// other letter cases (`LOGIN`, `Mining.Subscribe`), else as sent. Pools that match names
+/// ignoring case accept those (ckpool compares every `mining.*` name with `strncasecmp`), so a
+/// miner may send them to dodge signatures; the kernel's scanner folds a method's case alike.
+pub fn canonical_method(method: &str) -> Cow<'_, str> {
+    if let Some(known) = METHODS.iter().find(|m| m.eq_ignore_ascii_case(method)) {
+        return Cow::Borrowed(known);
+    }
+    if starts_with_ignore_case(method.as_bytes(), b"mining.")
+        && method.bytes().any(|b| b.is_ascii_uppercase())
+    {
+        return Cow::Owned(method.to_ascii_lowercase());
+    }
+    Cow::Borrowed(method)
 }
 
 fn message(dialect: Dialect, method: &str, coin: Coin) -> Message {

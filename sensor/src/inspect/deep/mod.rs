@@ -33,8 +33,9 @@ pub use sensor_common::stratum::Dialect;
 
 pub use self::{
     agent::Agent,
+    classify::canonical_method,
     coin::Coin,
-    framing::{inspect, read},
+    framing::{inspect, open_message, read},
     hash::login_hash,
 };
 

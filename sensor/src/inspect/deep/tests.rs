@@ -470,6 +470,11 @@ fn not_stratum() {
         r#"{"id":1,"method":"mining.x y","params":[]}"#,
         r#"{"id":1,"method":"submit","params":{"text":"hello"}}"#,
         r#"[{"id":1,"method":"login"}]"#,
+        // Reshaped the way a miner hides, still no miner's message.
+        r#"{"jsonrpc":"2.0","method":"LOGIN","params":{"login":"bob","password":"x"}}"#,
+        "{\n  \"jsonrpc\": \"2.0\",\n  \"method\": \"eth_blockNumber\",\n  \"params\": [],\n  \"id\": 1\n}\n",
+        r#"{"jsonrpc":"2.0","method":"\u0065th_blockNumber","params":[],"id":1}"#,
+        "<html><body><pre>{\n  \"method\": \"login\",\n  \"params\": {\"login\": \"x\", \"pass\": \"y\", \"agent\": \"XMRig/6\"}\n}\n</pre></body></html>",
         "",
         "\n\n",
     ] {
@@ -829,7 +834,8 @@ fn where_the_kernel_table_and_the_parser_differ() {
             Some(Bitcoin),
         ),
         // A login needs `pass` or `agent` here; in the kernel `pass` and either `agent` or a
-        // wallet-long string before a later marker. JSON escapes are decoded here.
+        // wallet-long string before a later marker. (JSON escapes are decoded on both sides: see
+        // `escapes_in_keys_and_method_names`.)
         (
             r#"{"id":1,"method":"login","params":{"login":"x","pass":"y"}}"#.to_owned(),
             None,
@@ -842,12 +848,6 @@ fn where_the_kernel_table_and_the_parser_differ() {
         ),
         (
             r#"{"id":1,"method":"login","params":{"login":"x","agent":"XMRig/6"}}"#.to_owned(),
-            None,
-            Some(Monero),
-        ),
-        (
-            r#"{"id":1,"method":"log\u0069n","params":{"login":"x","pass":"y","agent":"z"}}"#
-                .to_owned(),
             None,
             Some(Monero),
         ),
@@ -1011,4 +1011,130 @@ fn a_cryptonote_job_without_algorithm_is_monero() {
     // Cut before its end (no newline, no closing braces): its algorithm may be lost.
     let cut = r#"{"jsonrpc":"2.0","method":"job","params":{"blob":"0e0e","job_id":"j2","tar"#;
     assert_eq!(one(cut).coin, Coin::Unknown);
+}
+
+/// Method names in other letter cases (ckpool matches `mining.*` names ignoring case) are read
+/// as the protocol spells them: the same login, agent and coin, and the kernel's table agrees.
+#[test]
+fn method_names_in_other_letter_cases() {
+    let login = xmrig_login().replace("\"method\":\"login\"", "\"method\":\"LOGIN\"");
+    let m = one(&login);
+    assert_eq!(m.method.as_deref(), Some("login"));
+    assert!(m.is_login);
+    assert_eq!(m.agent, agent("xmrig", "6.16.0"));
+    assert_eq!(m.coin, Coin::Monero);
+    assert_eq!(scan_slice(login.as_bytes()), Some(Dialect::Monero));
+    let p = format!(
+        "{{\"id\": 1, \"method\": \"Mining.Subscribe\", \"params\": [\"cpuminer/2.5.1\"]}}\n{{\"id\": 2, \"method\": \"MINING.AUTHORIZE\", \"params\": [\"{BTC}.w1\", \"x\"]}}\n"
+    );
+    let msgs = inspect(p.as_bytes());
+    assert_eq!(
+        msgs.iter().map(|m| m.method.as_deref()).collect::<Vec<_>>(),
+        [Some("mining.subscribe"), Some("mining.authorize")]
+    );
+    assert_eq!(msgs[0].agent.as_ref().map(|a| a.family), Some("cpuminer"));
+    assert!(msgs[1].is_login);
+    assert_eq!(msgs[1].coin, Coin::Bitcoin);
+    let eth =
+        format!(r#"{{"id":2,"method":"ETH_SUBMITLOGIN","params":["{ETH}","x"],"worker":"rig1"}}"#);
+    let m = one(&eth);
+    assert_eq!(
+        (m.method.as_deref(), m.dialect, m.is_login),
+        (Some("eth_submitLogin"), Dialect::Ethereum, true)
+    );
+    // Names that are none of the known ones stay as sent, and stay unknown.
+    assert_eq!(canonical_method("Eth_BlockNumber"), "Eth_BlockNumber");
+    assert_eq!(
+        inspect(br#"{"jsonrpc":"2.0","method":"ETH_BLOCKNUMBER","params":[],"id":1}"#),
+        vec![]
+    );
+    // A web API's LOGIN with a user name and `password` is no login in capitals either.
+    assert_eq!(
+        inspect(br#"{"jsonrpc":"2.0","method":"LOGIN","params":{"login":"bob","password":"x"}}"#),
+        vec![]
+    );
+}
+
+/// XMRig's login pretty-printed (`JSON.stringify(msg, null, 2)`, with LFs or CRLFs) and cpuminer's
+/// subscribe and authorize as Python's `json.dumps(msg, indent=4)` write them: the same login,
+/// agent and coin as compact, and the kernel's table agrees.
+#[test]
+fn pretty_printed_messages() {
+    let login = format!(
+        "{{\n  \"id\": 1,\n  \"jsonrpc\": \"2.0\",\n  \"method\": \"login\",\n  \"params\": {{\n    \"login\": \"{XMR}\",\n    \"pass\": \"x\",\n    \"agent\": \"{XMRIG_AGENT}\",\n    \"algo\": [\n      \"rx/0\"\n    ]\n  }}\n}}\n"
+    );
+    for p in [login.clone(), login.replace('\n', "\r\n")] {
+        let m = one(&p);
+        assert!(m.is_login);
+        assert_eq!(m.login.as_deref(), Some(XMR));
+        assert_eq!(m.agent, agent("xmrig", "6.16.0"));
+        assert_eq!(m.coin, Coin::Monero);
+        assert_eq!(scan_slice(p.as_bytes()), Some(Dialect::Monero));
+    }
+    let v1 = format!(
+        "{{\n    \"id\": 1,\n    \"method\": \"mining.subscribe\",\n    \"params\": [\n        \"cpuminer/2.5.1\"\n    ]\n}}\n{{\n    \"id\": 2,\n    \"method\": \"mining.authorize\",\n    \"params\": [\n        \"{BTC}.w1\",\n        \"x\"\n    ]\n}}\n"
+    );
+    let msgs = inspect(v1.as_bytes());
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert_eq!(msgs[0].agent.as_ref().map(|a| a.family), Some("cpuminer"));
+    assert!(msgs[1].is_login);
+    assert_eq!(msgs[1].coin, Coin::Bitcoin);
+    // A pretty-printed login cut after a line end is repaired like a cut compact one: login and
+    // agent are read, the rest is missing.
+    let cut_at = login.find("    \"algo\"").unwrap();
+    let m = one(&login[..cut_at]);
+    assert!(m.is_login);
+    assert_eq!(m.agent, agent("xmrig", "6.16.0"));
+    // Invalid JSON in a pretty-printed message skips to the next line, as for a compact one: the
+    // next message still counts.
+    let broken = format!("{{\n  \"id\": 1,\n  oops\n}}\n{}\n", xmrig_login());
+    assert_eq!(one(&broken).agent, agent("xmrig", "6.16.0"));
+}
+
+/// Where the message still open at a payload's end begins, for joining segments.
+#[test]
+fn the_open_message_at_the_end() {
+    // Counted by hand: the second message starts at byte 15 (after 14 bytes and a line end),
+    // 14 (after three lines of 2, 10 and 2 bytes, line ends included) and 9.
+    assert_eq!(
+        open_message(b"{\"id\":1,\"a\":2}\n{\"id\":2,\"meth"),
+        Some(15)
+    );
+    assert_eq!(
+        open_message(b"{\n  \"id\": 1\n}\n{\n  \"id\": 2,\n"),
+        Some(14)
+    );
+    assert_eq!(open_message(b"{\"id\":1} {\"id\":2"), Some(9));
+    // Braces and quotes inside strings do not count; closed messages leave nothing open.
+    assert_eq!(open_message(b"{\"a\":\"}{\\\"\"}\n"), None);
+    assert_eq!(open_message(b"{\"a\":\"}\"\n"), Some(0));
+    assert_eq!(open_message(b"{\n  \"id\": 1\n}\n"), None);
+    // Not a message start: text before the brace on its line; a line end in a string ends it.
+    assert_eq!(open_message(b"var x = {\"a\":"), None);
+    assert_eq!(open_message(b"{\"a\":\"x\ny\":1"), None);
+    assert_eq!(open_message(b"HTTP/1.1 200 OK\r\nX: y"), None);
+    assert_eq!(open_message(b"{"), Some(0));
+}
+
+/// `\u` escapes in keys and method names (serde_json decodes them): XMRig's login with its
+/// method and keys escaped, and cpuminer's authorize with an escaped method in capitals, read as
+/// the plain ones, and the kernel's table agrees.
+#[test]
+fn escapes_in_keys_and_method_names() {
+    let login = xmrig_login()
+        .replace("\"method\":\"login\"", "\"method\":\"\\u006cogin\"")
+        .replace("\"login\":\"", "\"\\u006Cogin\":\"")
+        .replace("\"agent\"", "\"\\u0061gent\"");
+    assert_ne!(login, xmrig_login());
+    let m = one(&login);
+    assert!(m.is_login);
+    assert_eq!(m.login.as_deref(), Some(XMR));
+    assert_eq!(m.agent, agent("xmrig", "6.16.0"));
+    assert_eq!(m.coin, Coin::Monero);
+    assert_eq!(scan_slice(login.as_bytes()), Some(Dialect::Monero));
+    let auth = format!(r#"{{"id":2,"method":"\u004dINING.AUTHORIZE","params":["{BTC}.w1","x"]}}"#);
+    let m = one(&auth);
+    assert_eq!(m.method.as_deref(), Some("mining.authorize"));
+    assert!(m.is_login);
+    assert_eq!(scan_slice(auth.as_bytes()), Some(Dialect::Bitcoin));
 }
