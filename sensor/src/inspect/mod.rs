@@ -48,6 +48,9 @@ const SEEN_FLOWS: usize = 65_536;
 /// Distinct login hashes remembered over all ranges, at most: beyond it new miners are still
 /// counted in `miner_logins_total` but not in the distinct gauge (and the agent says so).
 const MAX_DISTINCT: usize = 1_000_000;
+/// Addresses whose watched ranges the Inspector remembers at most (see `Inspector::addr_ranges`).
+const MAX_ADDR_RANGES: usize = 65_536;
+
 /// A miner's reported rate counts in `reported_hashrate` for this long after it was sent.
 pub const REPORTED_RATE_WINDOW: Duration = Duration::from_secs(300);
 /// A login that names no coin (an account, `account.worker`) waits for its flow to show one: the
@@ -209,6 +212,11 @@ pub struct Inspector {
     late: Vec<LoginLine>,
     /// Messages split over TCP segments, waiting for their next segment.
     streams: stream::Streams,
+    /// The watched ranges of addresses seen lately: each lookup in the kernel's tries is a system
+    /// call, and every Stratum packet of a flow names the same two addresses. Emptied at each
+    /// expiry (every 10 s live, so a reload's new ranges apply within 10 s) and when it holds
+    /// [`MAX_ADDR_RANGES`].
+    addr_ranges: HashMap<IpAddr, u64>,
     /// `streams.evicted` when last published.
     streams_evicted: u64,
 }
@@ -230,7 +238,21 @@ impl Inspector {
             late: Vec::new(),
             streams: stream::Streams::default(),
             streams_evicted: 0,
+            addr_ranges: HashMap::new(),
         }
+    }
+
+    /// `ranges_of(addr)`, remembered.
+    fn ranges_of(&mut self, addr: IpAddr, ranges_of: &impl Fn(IpAddr) -> u64) -> u64 {
+        if let Some(r) = self.addr_ranges.get(&addr) {
+            return *r;
+        }
+        if self.addr_ranges.len() >= MAX_ADDR_RANGES {
+            self.addr_ranges.clear();
+        }
+        let r = ranges_of(addr);
+        self.addr_ranges.insert(addr, r);
+        r
     }
 
     /// The reassembly's memory and evictions, as metrics.
@@ -310,6 +332,8 @@ impl Inspector {
         if messages.is_empty() && work.is_empty() {
             return self.late_logins();
         }
+        // The watched ranges of both endpoints: a map lookup each, remembered (see `addr_ranges`).
+        let ranges = self.ranges_of(t.src, &ranges_of) | self.ranges_of(t.dst, &ranges_of);
         let (a, b) = ((t.src, t.sport), (t.dst, t.dport));
         let id = if a <= b {
             (a.0, a.1, b.0, b.1, t.proto)
@@ -339,7 +363,7 @@ impl Inspector {
                 }
                 note.pending = Some(PendingLogin {
                     message: m,
-                    ranges: range_labels(&t, &ranges_of, &range_name),
+                    ranges: range_labels(ranges, &range_name),
                     flow: crate::events::FlowFields::new(
                         t.proto, t.src, t.sport, t.dst, t.dport, iface,
                     ),
@@ -355,7 +379,7 @@ impl Inspector {
             }
         }
         // The ranges (a map lookup per endpoint) only for a payload that says something of work.
-        let names = (!work.is_empty()).then(|| range_labels(&t, &ranges_of, &range_name));
+        let names = (!work.is_empty()).then(|| range_labels(ranges, &range_name));
         // A submit goes to the pool: the packet's destination.
         let pool = (t.dst, t.dport);
         self.activity(id, work, names, pool, now);
@@ -554,6 +578,7 @@ impl Inspector {
 
     /// Drops miners not seen within the window and updates the distinct-miners gauge.
     pub fn expire(&mut self, now: Instant) {
+        self.addr_ranges.clear();
         self.streams.expire(now);
         self.publish_streams();
         let window = self.window;
@@ -648,12 +673,8 @@ fn count_results(metrics: &Metrics, note: &FlowNote, resolved: &[Resolved<FlowId
 }
 
 /// The `range` labels of a packet: every watched range of either endpoint, or `unwatched`.
-fn range_labels(
-    t: &frame::Transport<'_>,
-    ranges_of: &impl Fn(IpAddr) -> u64,
-    range_name: &impl Fn(usize) -> Option<String>,
-) -> Vec<String> {
-    let ranges = (ranges_of(t.src) | ranges_of(t.dst)) & RANGE_MASK;
+fn range_labels(ranges: u64, range_name: &impl Fn(usize) -> Option<String>) -> Vec<String> {
+    let ranges = ranges & RANGE_MASK;
     let mut names: Vec<String> = (0..MAX_RANGES)
         .filter(|id| ranges & (1 << id) != 0)
         .filter_map(range_name)
