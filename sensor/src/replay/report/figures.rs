@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 
 use super::super::results::{Report, is_gauge};
-use crate::{config::UNWATCHED, metrics::names};
+use crate::{
+    config::{OTHER_PEER, UNWATCHED},
+    metrics::names,
+};
 
 /// Every bucket of the capture period, in order: bucket `i` covers
 /// `[ends[i] - bucket, ends[i])`.
@@ -290,7 +293,11 @@ pub fn figures(report: &Report) -> Figures {
             let reported = one(series(report, &grid, names::REPORTED_HASHRATE, r, None), n);
             let flows = one(series(report, &grid, names::STRATUM_FLOWS, r, None), n);
             let shares = series(report, &grid, names::SHARES, r, Some("result"));
-            let peers = series(report, &grid, names::PEER_BYTES, r, Some("peer"));
+            let mut peers = series(report, &grid, names::PEER_BYTES, r, Some("peer"));
+            // Without a configured neighbour every byte is `other`: nothing to tell apart.
+            if peers.keys().all(|p| p == OTHER_PEER) {
+                peers.clear();
+            }
             let total_hashes: f64 = hashes.iter().sum();
             let total_shares: f64 = shares.values().flatten().sum();
             let first = |rows: Vec<Top>| rows.into_iter().next().map(|t| t.name);
