@@ -82,6 +82,39 @@ pub(super) fn power_of_two(
     ))
 }
 
+/// A name that becomes a label value (a range's, a neighbour's): not given before (`first`: the
+/// line of an earlier one), of the label's characters, and not the name kept for the rest
+/// (`reserved`, kept for `why`). `section` and `noun` name it in the message
+/// (`ranges`/`range`, `peers`/`neighbour`).
+pub(super) fn label_name(
+    name: &str,
+    first: Option<usize>,
+    (section, noun): (&str, &str),
+    (reserved, why): (&str, &str),
+) -> Result<(), String> {
+    if let Some(first) = first {
+        return Err(format!(
+            "{section}: the name {name:?} is already used on line {first}; give each {noun} its own name"
+        ));
+    }
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err(format!(
+            "{section}: name {name:?} is not a valid {noun} name: use 1 to 64 of a-z, A-Z, 0-9, '_', '-', '.'"
+        ));
+    }
+    if name == reserved {
+        return Err(format!(
+            "{section}: the name {reserved:?} is reserved for {why}; choose another"
+        ));
+    }
+    Ok(())
+}
+
 /// A pool domain as the kernel matches it: lower case, without a trailing dot, labels of letters,
 /// digits, `-` and `_`.
 pub(super) fn pool_domain(s: &str) -> Result<String, String> {

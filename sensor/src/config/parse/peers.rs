@@ -11,6 +11,7 @@ use sensor_common::{MAX_PEER_KEYS, MAX_PEERS};
 use crate::config::{
     error::{ConfigError, Source},
     types::{OTHER_PEER, Peer},
+    values::label_name,
 };
 
 #[derive(Deserialize)]
@@ -42,35 +43,13 @@ pub(super) fn peers(src: &Source, raw: &[RawPeer]) -> Result<Vec<Peer>, ConfigEr
     for p in raw {
         let name = p.name.get_ref();
         let line = src.line(p.name.span().start);
-        if let Some(first) = names.get(name.as_str()) {
-            return Err(src.at(
-                p.name.span(),
-                format!(
-                    "peers: the name {name:?} is already used on line {first}; give each neighbour its own name"
-                ),
-            ));
-        }
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        {
-            return Err(src.at(
-                p.name.span(),
-                format!(
-                    "peers: name {name:?} is not a valid neighbour name: use 1 to 64 of a-z, A-Z, 0-9, '_', '-', '.'"
-                ),
-            ));
-        }
-        if name == OTHER_PEER {
-            return Err(src.at(
-                p.name.span(),
-                format!(
-                    "peers: the name {OTHER_PEER:?} is reserved for traffic of no configured neighbour; choose another"
-                ),
-            ));
-        }
+        label_name(
+            name,
+            names.get(name.as_str()).copied(),
+            ("peers", "neighbour"),
+            (OTHER_PEER, "traffic of no configured neighbour"),
+        )
+        .map_err(|why| src.at(p.name.span(), why))?;
         names.insert(name, line);
         if p.macs.is_empty() && p.vlans.is_empty() {
             return Err(src.at(

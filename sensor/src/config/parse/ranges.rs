@@ -12,7 +12,7 @@ use super::MAX_PREFIXES_LIMIT;
 use crate::config::{
     error::{ConfigError, Source},
     types::{Range, UNWATCHED},
-    values::parse_prefix,
+    values::{label_name, parse_prefix},
 };
 
 #[derive(Deserialize)]
@@ -46,35 +46,13 @@ pub(super) fn ranges(
     for r in raw {
         let name = r.name.get_ref();
         let line = src.line(r.name.span().start);
-        if let Some(first) = seen.get(name) {
-            return Err(src.at(
-                r.name.span(),
-                format!(
-                    "ranges: the name {name:?} is already used on line {first}; give each range its own name"
-                ),
-            ));
-        }
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        {
-            return Err(src.at(
-                r.name.span(),
-                format!(
-                    "ranges: name {name:?} is not a valid range name: use 1 to 64 of a-z, A-Z, 0-9, '_', '-', '.'"
-                ),
-            ));
-        }
-        if name == UNWATCHED {
-            return Err(src.at(
-                r.name.span(),
-                format!(
-                    "ranges: the name {UNWATCHED:?} is reserved for traffic outside every range; choose another"
-                ),
-            ));
-        }
+        label_name(
+            name,
+            seen.get(name).copied(),
+            ("ranges", "range"),
+            (UNWATCHED, "traffic outside every range"),
+        )
+        .map_err(|why| src.at(r.name.span(), why))?;
         seen.insert(name.clone(), line);
         let mut cidrs = Vec::new();
         for c in &r.cidrs {
