@@ -1872,27 +1872,6 @@ fn a_reload_adds_a_neighbour_and_keeps_every_count() {
     s.assert_peers_add_up();
 }
 
-/// A WebSocket text frame around `message`: masked with `key` (a client's), or not (a server's).
-fn websocket(message: &[u8], key: Option<[u8; 4]>) -> Vec<u8> {
-    let mut f = vec![0x81];
-    let m = if key.is_some() { 0x80 } else { 0 };
-    match message.len() {
-        n if n < 126 => f.push(m | n as u8),
-        n => {
-            f.push(m | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-    }
-    match key {
-        Some(k) => {
-            f.extend_from_slice(&k);
-            f.extend(message.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
-        }
-        None => f.extend_from_slice(message),
-    }
-    f
-}
-
 /// Stratum inside WebSocket frames (browser-miner bridges): the client's masked login and the
 /// pool's unmasked job push are read as the messages they carry; other frames stay silent.
 #[test]
@@ -1904,21 +1883,24 @@ fn stratum_inside_websocket_frames() {
     // The login (about 500 bytes: a 16-bit length) masked, a job push (under 126) unmasked.
     s.run(&up(
         48000,
-        &websocket(&xmrig_login(), Some([0x37, 0xfa, 0x21, 0x3d])),
+        &test_support::websocket_frame(&xmrig_login(), Some([0x37, 0xfa, 0x21, 0x3d])),
     ));
     for r in [A, B] {
         assert_eq!(s.flows(r, DIR_FROM, MONERO), 1);
     }
     let job = b"{\"jsonrpc\":\"2.0\",\"method\":\"job\",\"params\":{\"blob\":\"0707\",\"job_id\":\"j2\",\"target\":\"ff\"}}";
-    s.run(&down(48001, &websocket(job, None)));
+    s.run(&down(48001, &test_support::websocket_frame(job, None)));
     for r in [A, B] {
         assert_eq!(s.stratum(r, DIR_TO, MONERO), 1);
     }
     // Not Stratum: JSON-RPC in a frame, a binary frame holding a login, a 0x81 byte opening
     // other data.
     let rpc = b"{\"jsonrpc\":\"2.0\",\"method\":\"eth_blockNumber\",\"params\":[],\"id\":1}";
-    s.run(&up(48002, &websocket(rpc, Some([1, 2, 3, 4]))));
-    let mut binary = websocket(&xmrig_login(), None);
+    s.run(&up(
+        48002,
+        &test_support::websocket_frame(rpc, Some([1, 2, 3, 4])),
+    ));
+    let mut binary = test_support::websocket_frame(&xmrig_login(), None);
     binary[0] = 0x82;
     s.run(&up(48003, &binary));
     s.run(&up(48004, &[0x81, 0x7f, 0xff, 0x00, 0x01]));

@@ -393,6 +393,27 @@ pub fn tls_client_hello(sni: Option<&str>) -> Vec<u8> {
     rec
 }
 
+/// A WebSocket final text frame around `message` (RFC 6455, section 5.2): masked with `key`, as a
+/// client sends it, or not, as a server does; a 7-bit length, or 126 and a 16-bit one.
+pub fn websocket_frame(message: &[u8], key: Option<[u8; 4]>) -> Vec<u8> {
+    let bit = if key.is_some() { 0x80 } else { 0 };
+    let mut f = vec![0x81];
+    if message.len() < 126 {
+        f.push(bit | message.len() as u8);
+    } else {
+        f.push(bit | 126);
+        f.extend_from_slice(&(message.len() as u16).to_be_bytes());
+    }
+    match key {
+        Some(k) => {
+            f.extend_from_slice(&k);
+            f.extend(message.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
+        }
+        None => f.extend_from_slice(message),
+    }
+    f
+}
+
 fn l4_pseudo_tail(proto: u8, len: usize) -> Vec<u8> {
     let mut v = vec![0, proto];
     v.extend_from_slice(&(len as u16).to_be_bytes());

@@ -704,27 +704,7 @@ fn a_session_inside_websocket_frames_counts_as_plain_stratum() {
     let (miner, pool) = ([198, 18, 0, 1].into(), [203, 0, 113, 9].into());
     let ranges = |a: IpAddr| u64::from(a == IpAddr::from([198, 18, 0, 1]));
     let name = |id: usize| (id == 0).then(|| "kp".to_string());
-    // RFC 6455 framing: 0x81 (final text frame), the length (7 bits, or 126 and 16 bits), the
-    // mask bit and key for the client's frames.
-    let frame = |m: &str, key: Option<[u8; 4]>| {
-        let m = m.as_bytes();
-        let bit = if key.is_some() { 0x80 } else { 0 };
-        let mut f = vec![0x81];
-        if m.len() < 126 {
-            f.push(bit | m.len() as u8);
-        } else {
-            f.push(bit | 126);
-            f.extend_from_slice(&(m.len() as u16).to_be_bytes());
-        }
-        match key {
-            Some(k) => {
-                f.extend_from_slice(&k);
-                f.extend(m.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
-            }
-            None => f.extend_from_slice(m),
-        }
-        f
-    };
+    let frame = |m: &str, key| test_support::websocket_frame(m.as_bytes(), key);
     let key = Some([0x37, 0xfa, 0x21, 0x3d]);
     let login = format!(
         r#"{{"id":1,"jsonrpc":"2.0","method":"login","params":{{"login":"{WALLET}","pass":"x","agent":"XMRig/6.16.0"}}}}"#

@@ -45,27 +45,9 @@ pub fn messages(payload: &[u8]) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use test_support::websocket_frame as frame;
 
-    /// A text frame around `m`, masked with `key` or not.
-    fn frame(m: &[u8], key: Option<[u8; 4]>) -> Vec<u8> {
-        let mask = if key.is_some() { 0x80 } else { 0 };
-        let mut f = vec![0x81];
-        if m.len() < 126 {
-            f.push(mask | m.len() as u8);
-        } else {
-            f.push(mask | 126);
-            f.extend_from_slice(&(m.len() as u16).to_be_bytes());
-        }
-        match key {
-            Some(k) => {
-                f.extend_from_slice(&k);
-                f.extend(m.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
-            }
-            None => f.extend_from_slice(m),
-        }
-        f
-    }
+    use super::*;
 
     #[test]
     fn frames_become_lines() {
