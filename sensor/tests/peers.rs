@@ -28,8 +28,6 @@ mod common;
 
 use std::{
     net::{Ipv4Addr, SocketAddr, UdpSocket},
-    path::Path,
-    process::Command,
     thread,
     time::{Duration, Instant},
 };
@@ -382,27 +380,6 @@ fn pe_two_routers_on_one_mirror_port() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn replay_json(config: &Path, pcap: &Path, om: &Path, json: &Path) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_mining-sensor"))
-        .arg("replay")
-        .arg("--config")
-        .arg(config)
-        .arg("--json")
-        .arg(json)
-        .arg("--openmetrics")
-        .arg(om)
-        .args(["--bucket", "1m"])
-        .arg(pcap)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap()
-}
-
 fn sum(samples: &Value, metric: &str, labels: &[(&str, &str)]) -> u64 {
     samples
         .as_array()
@@ -464,7 +441,20 @@ fn pe_replay_of_a_capture_from_two_routers() {
     )
     .unwrap();
     let om = dir.join("out.om");
-    let report = replay_json(&config, &pcap, &om, &dir.join("report.json"));
+    let page = dir.join("report.html");
+    let (_, report) = common::replay(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--openmetrics",
+            om.to_str().unwrap(),
+            "--report",
+            page.to_str().unwrap(),
+            "--bucket",
+            "1m",
+        ],
+        &[&pcap],
+    );
     let totals = &report["totals"];
     let peer = |m: &str, dir: &str, p: &str| {
         sum(
@@ -520,22 +510,6 @@ fn pe_replay_of_a_capture_from_two_routers() {
     );
     // The analyst report: each neighbour's share of the range's bytes over time, and in the
     // headline the neighbour that carried most: b, 49 of the 90 packets of equal size, 54.4%.
-    let page = dir.join("report.html");
-    let out = Command::new(env!("CARGO_BIN_EXE_mining-sensor"))
-        .arg("replay")
-        .arg("--config")
-        .arg(&config)
-        .arg("--report")
-        .arg(&page)
-        .args(["--bucket", "1m"])
-        .arg(&pcap)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let page = std::fs::read_to_string(&page).unwrap();
     // The chart's title, as SVG text (plotters writes the apostrophes as entities).
     assert!(
