@@ -126,31 +126,7 @@ impl Pair {
 
     /// Sends raw Ethernet frames from the client's link.
     fn send_frames(&self, frames: Vec<Vec<u8>>) {
-        in_ns(&self.client, move || {
-            // SAFETY: plain socket calls with valid buffers.
-            unsafe {
-                let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-                assert!(fd >= 0);
-                let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-                sll.sll_family = libc::AF_PACKET as u16;
-                sll.sll_ifindex = libc::if_nametoindex(c"c0".as_ptr()) as i32;
-                sll.sll_halen = 6;
-                for f in &frames {
-                    let n = libc::sendto(
-                        fd,
-                        f.as_ptr().cast(),
-                        f.len(),
-                        0,
-                        (&sll as *const libc::sockaddr_ll).cast(),
-                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                    );
-                    assert_eq!(n, f.len() as isize, "{}", std::io::Error::last_os_error());
-                }
-                libc::close(fd);
-            }
-        })
-        .join()
-        .unwrap();
+        common::send_frames(&self.client, "c0", frames, Duration::ZERO);
     }
 }
 

@@ -157,36 +157,9 @@ fn send(ns: &str, from: &str, to: &str, n: usize) {
 }
 
 /// Sends `frames` as they are (VLAN tags in the bytes, as a trunk port carries them) out of `dev`
-/// in namespace `ns`, through an AF_PACKET socket, paced like `send`.
-fn send_frames(ns: &str, dev: &'static str, frames: Vec<Vec<u8>>) {
-    in_ns(ns, move || {
-        // SAFETY: plain socket calls with valid arguments and buffers.
-        unsafe {
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-            assert!(fd >= 0, "{}", std::io::Error::last_os_error());
-            let ifindex = libc::if_nametoindex(format!("{dev}\0").as_ptr().cast());
-            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-            sll.sll_family = libc::AF_PACKET as u16;
-            sll.sll_ifindex = ifindex as i32;
-            sll.sll_halen = 6;
-            for f in &frames {
-                sll.sll_addr[..6].copy_from_slice(&f[..6]);
-                let n = libc::sendto(
-                    fd,
-                    f.as_ptr().cast(),
-                    f.len(),
-                    0,
-                    (&sll as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                );
-                assert_eq!(n, f.len() as isize, "{}", std::io::Error::last_os_error());
-                thread::sleep(Duration::from_millis(2));
-            }
-            libc::close(fd);
-        }
-    })
-    .join()
-    .unwrap();
+/// in namespace `ns`, paced like `send`.
+fn send_frames(ns: &str, dev: &str, frames: Vec<Vec<u8>>) {
+    common::send_frames(ns, dev, frames, Duration::from_millis(2));
 }
 
 fn mac(s: &str) -> [u8; 6] {

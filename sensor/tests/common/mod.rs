@@ -306,6 +306,41 @@ pub fn wait_for(
     }
 }
 
+/// Sends `frames` as they are (Ethernet header and any VLAN tags in the bytes) out of `dev` in
+/// namespace `ns`, through an AF_PACKET socket, `pause` after each.
+pub fn send_frames(ns: &str, dev: &str, frames: Vec<Vec<u8>>, pause: Duration) {
+    let dev = format!("{dev}\0");
+    in_ns(ns, move || {
+        // SAFETY: plain socket calls with valid arguments and buffers.
+        unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_ifindex = libc::if_nametoindex(dev.as_ptr().cast()) as i32;
+            sll.sll_halen = 6;
+            for f in &frames {
+                sll.sll_addr[..6].copy_from_slice(&f[..6]);
+                let n = libc::sendto(
+                    fd,
+                    f.as_ptr().cast(),
+                    f.len(),
+                    0,
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                );
+                assert_eq!(n, f.len() as isize, "{}", std::io::Error::last_os_error());
+                if !pause.is_zero() {
+                    thread::sleep(pause);
+                }
+            }
+            libc::close(fd);
+        }
+    })
+    .join()
+    .unwrap();
+}
+
 // Replay of captures built by a test.
 
 /// Writes `packets` (capture time, frame) as a pcap file.
