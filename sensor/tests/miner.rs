@@ -475,13 +475,7 @@ fn replay(config: &Path, pcap: &Path, dir: &Path) -> Value {
 
 /// The report's final total of `metric` over the samples whose labels include `labels`.
 fn replay_total(report: &Value, metric: &str, labels: &[(&str, &str)]) -> u64 {
-    report["totals"]
-        .as_array()
-        .expect("totals")
-        .iter()
-        .filter(|s| s["metric"] == metric && labels.iter().all(|(k, v)| s["labels"][*k] == *v))
-        .map(|s| s["value"].as_u64().unwrap())
-        .sum()
+    common::sample_sum(&report["totals"], metric, labels)
 }
 
 /// The report's `metric` over samples with `labels` at time `at` (capture time): its value at the
@@ -498,13 +492,7 @@ fn replay_at(report: &Value, metric: &str, labels: &[(&str, &str)], at: SystemTi
         .iter()
         .rfind(|b| b["end"].as_f64().unwrap() <= at)
         .unwrap_or_else(|| panic!("no bucket ended by {at}"));
-    let value = bucket["samples"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["metric"] == metric && labels.iter().all(|(k, v)| s["labels"][*k] == *v))
-        .map(|s| s["value"].as_u64().unwrap())
-        .sum();
+    let value = common::sample_sum(&bucket["samples"], metric, labels);
     (bucket["end"].as_f64().unwrap(), value)
 }
 

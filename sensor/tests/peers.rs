@@ -34,7 +34,6 @@ use std::{
 
 use common::{Namespaces, http_get, in_ns, samples, sh, spawn_sensor, wait_for};
 use pcap_file::DataLink;
-use serde_json::Value;
 use test_support::Packet;
 
 const SENSOR_PORT: u16 = 19831;
@@ -353,16 +352,6 @@ fn pe_two_routers_on_one_mirror_port() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn sum(samples: &Value, metric: &str, labels: &[(&str, &str)]) -> u64 {
-    samples
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["metric"] == metric && labels.iter().all(|(k, v)| s["labels"][*k] == *v))
-        .map(|s| s["value"].as_u64().unwrap())
-        .sum()
-}
-
 #[test]
 fn pe_replay_of_a_capture_from_two_routers() {
     let dir = std::env::temp_dir().join(format!("pe-replay-{}", std::process::id()));
@@ -430,7 +419,7 @@ fn pe_replay_of_a_capture_from_two_routers() {
     );
     let totals = &report["totals"];
     let peer = |m: &str, dir: &str, p: &str| {
-        sum(
+        common::sample_sum(
             totals,
             m,
             &[("range", "w"), ("direction", dir), ("peer", p)],
@@ -449,7 +438,8 @@ fn pe_replay_of_a_capture_from_two_routers() {
     assert_eq!(peer(pp, "to", "a"), 9);
     assert_eq!(peer(pb, "to", "a"), 9 * IP_BYTES);
     // The shares add up to the range's totals: 27 + 49 + 5 = 81 from, 9 to.
-    let total = |m: &str, dir: &str| sum(totals, m, &[("range", "w"), ("direction", dir)]);
+    let total =
+        |m: &str, dir: &str| common::sample_sum(totals, m, &[("range", "w"), ("direction", dir)]);
     assert_eq!(total("mining_sensor_packets_total", "from"), 81);
     assert_eq!(total("mining_sensor_bytes_total", "from"), 81 * IP_BYTES);
     assert_eq!(total("mining_sensor_packets_total", "to"), 9);
@@ -458,7 +448,7 @@ fn pe_replay_of_a_capture_from_two_routers() {
     let buckets = report["buckets"].as_array().unwrap();
     assert_eq!(buckets.len(), 2);
     assert_eq!(
-        sum(
+        common::sample_sum(
             &buckets[0]["samples"],
             pp,
             &[("range", "w"), ("direction", "from"), ("peer", "a")]
@@ -466,7 +456,7 @@ fn pe_replay_of_a_capture_from_two_routers() {
         18
     );
     assert_eq!(
-        sum(
+        common::sample_sum(
             &buckets[1]["samples"],
             pp,
             &[("range", "w"), ("direction", "from"), ("peer", "a")]

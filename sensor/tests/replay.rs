@@ -60,13 +60,7 @@ fn at(secs: u64, millis: u64) -> Duration {
 }
 
 fn total(report: &Value, metric: &str, labels: &[(&str, &str)]) -> u64 {
-    report["totals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["metric"] == metric && labels.iter().all(|(k, v)| s["labels"][*k] == *v))
-        .map(|s| s["value"].as_u64().unwrap())
-        .sum()
+    common::sample_sum(&report["totals"], metric, labels)
 }
 
 #[test]
@@ -464,15 +458,11 @@ fn a_synthetic_season_shows_the_tenfold_rise() {
     let buckets = r["buckets"].as_array().unwrap();
     assert_eq!(buckets.len(), 90);
     let flows_at = |i: usize| -> u64 {
-        buckets[i]["samples"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|s| {
-                s["metric"] == "mining_sensor_stratum_flows_total" && s["labels"]["range"] == "kp"
-            })
-            .map(|s| s["value"].as_u64().unwrap())
-            .sum()
+        common::sample_sum(
+            &buckets[i]["samples"],
+            "mining_sensor_stratum_flows_total",
+            &[("range", "kp")],
+        )
     };
     let first_third = flows_at(29);
     let last_third = flows_at(89) - flows_at(59);

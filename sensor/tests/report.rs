@@ -239,15 +239,11 @@ fn a_tenfold_rise_on_one_connection_reads_ten_on_a_dated_axis() {
     let (m, json) = rendered("three-days", &s.packets, &[]);
 
     // The counts behind the page: 24 + 240 shares, each 10,000 hashes.
-    let hashes: u64 = json["totals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| {
-            s["metric"] == "mining_sensor_share_hashes_total" && s["labels"]["range"] == "kp"
-        })
-        .map(|s| s["value"].as_u64().unwrap())
-        .sum();
+    let hashes = common::sample_sum(
+        &json["totals"],
+        "mining_sensor_share_hashes_total",
+        &[("range", "kp")],
+    );
     assert_eq!(hashes, 2_640_000);
 
     // Thirds of the period Monday 00:00:00 to Wednesday 23:59:59 (259,199 s, 86,399.7 s each):

@@ -343,6 +343,18 @@ pub fn send_frames(ns: &str, dev: &str, frames: Vec<Vec<u8>>, pause: Duration) {
 
 // Replay of captures built by a test.
 
+/// The sum of `metric` over the samples (a replay report's `totals` or a bucket's `samples`)
+/// whose labels include `labels`.
+pub fn sample_sum(samples: &serde_json::Value, metric: &str, labels: &[(&str, &str)]) -> u64 {
+    samples
+        .as_array()
+        .expect("samples")
+        .iter()
+        .filter(|s| s["metric"] == metric && labels.iter().all(|(k, v)| s["labels"][*k] == *v))
+        .map(|s| s["value"].as_u64().unwrap())
+        .sum()
+}
+
 /// Writes `packets` (capture time, frame) as a pcap file.
 pub fn write_pcap(path: &Path, link: pcap_file::DataLink, packets: &[(Duration, Vec<u8>)]) {
     let f = std::fs::File::create(path).unwrap();
