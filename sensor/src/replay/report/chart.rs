@@ -166,15 +166,12 @@ pub fn timeline(grid: &Grid, offset: UtcOffset, t: &Timeline<'_>) -> String {
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         let _ = root.fill(&WHITE);
+        let labels = ticks(lo, hi, offset, 8);
         let x = Axis {
             lo,
             hi,
-            ticks: ticks(lo, hi, offset, 8)
-                .into_iter()
-                .map(|(t, _)| t)
-                .collect(),
+            ticks: labels.iter().map(|(t, _)| *t).collect(),
         };
-        let labels = ticks(lo, hi, offset, 8);
         let built = ChartBuilder::on(&root)
             .caption(t.title, (FONT, 16))
             .margin(8)
