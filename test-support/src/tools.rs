@@ -43,3 +43,22 @@ pub const AIOSTRATUM_PROXY_PIP: &[&[&str]] = &[
 
 /// What `aiostratum-proxy --version` prints once it is installed.
 pub const AIOSTRATUM_PROXY_VERSION: &str = "aiostratum-proxy/1.1";
+
+/// The Python side of the benign TLS corpus (`sensor/tests/tls.rs` runs
+/// `sensor/tests/tls/corpus.py` with it: WebSocket over TLS, a chat-like stream, HTTPS
+/// long-poll), a virtual environment under the workspace's target directory holding the
+/// `websockets` library from PyPI; the rest of the script is Python's own `ssl` (OpenSSL).
+pub const TLS_CORPUS_VENV: &str = "target/tools/tls-corpus";
+
+/// The `pip install` arguments that fill it.
+pub const TLS_CORPUS_PIP: &[&str] = &["websockets==15.0.1"];
+
+/// What `python -c 'import websockets; print(websockets.__version__)'` prints once it is there.
+pub const WEBSOCKETS_VERSION: &str = "15.0.1";
+
+/// The Debian packages of the TLS namespace test, real servers and clients of both the mining
+/// sessions and the benign corpus (Debian 12 ships stunnel 5.68, nginx 1.22.1, OpenSSH 9.2p1, all
+/// on OpenSSL 3.0): `stunnel4` as a pool's TLS front and as a miner's generic tunnel, `nginx`
+/// for HTTPS pages and a large download, `openssh-server` and `openssh-client` for SSH on 443.
+/// `openssl` and `curl` are in the general list.
+pub const TLS_APT_PACKAGES: &[&str] = &["stunnel4", "nginx", "openssh-server", "openssh-client"];

@@ -60,7 +60,8 @@ enum Cmd {
 /// Debian packages: iproute2 (namespaces), prometheus (promtool and the harness's server),
 /// systemd (systemd-analyze for deploy/ checks), ethtool, openssl and curl (the TLS tests),
 /// chromium and a font (the analyst report rendered in a real browser), and the packet tools the
-/// benchmarks and capture tests use; python3-venv for the proxy test's Python environment.
+/// benchmarks and capture tests use; python3-venv for the proxy test's Python environment. The
+/// TLS test's servers and clients are listed in `tools::TLS_APT_PACKAGES` and installed with these.
 const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "prometheus",
@@ -164,6 +165,7 @@ fn setup(apt: bool) -> Result<()> {
         apt_packages()?;
     }
     aiostratum_proxy()?;
+    tls_corpus()?;
     xmrig_miner(apt)?;
     step(&format!(
         "setup complete in {:.1}s",
@@ -340,10 +342,40 @@ fn aiostratum_proxy() -> Result<()> {
     Ok(())
 }
 
+/// The Python peers of the benign TLS corpus (`sensor/tests/tls.rs`): `websockets` in a virtual
+/// environment of its own (see `tools`), installed once.
+fn tls_corpus() -> Result<()> {
+    let venv = root().join(tools::TLS_CORPUS_VENV);
+    let installed = Command::new(venv.join("bin/python"))
+        .args(["-c", "import websockets; print(websockets.__version__)"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == tools::WEBSOCKETS_VERSION);
+    if installed {
+        return Ok(());
+    }
+    step(&format!(
+        "installing websockets {} into {}",
+        tools::WEBSOCKETS_VERSION,
+        venv.display()
+    ));
+    status(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+        .context("python3 with its venv module is needed for the TLS corpus test")?;
+    status(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(tools::TLS_CORPUS_PIP),
+    )
+}
+
 fn apt_packages() -> Result<()> {
+    let wanted: Vec<&str> = APT_PACKAGES
+        .iter()
+        .chain(tools::TLS_APT_PACKAGES)
+        .copied()
+        .collect();
     let out = Command::new("dpkg-query")
         .args(["-W", "-f=${Package} ${db:Status-Status}\n"])
-        .args(APT_PACKAGES)
+        .args(&wanted)
         .output();
     let installed: Vec<String> = match out {
         Ok(o) => String::from_utf8_lossy(&o.stdout)
@@ -353,10 +385,10 @@ fn apt_packages() -> Result<()> {
             .collect(),
         Err(_) => bail!(
             "dpkg-query not found: install these packages by hand: {}",
-            APT_PACKAGES.join(" ")
+            wanted.join(" ")
         ),
     };
-    let missing: Vec<&str> = APT_PACKAGES
+    let missing: Vec<&str> = wanted
         .iter()
         .copied()
         .filter(|p| !installed.iter().any(|i| i == p))
