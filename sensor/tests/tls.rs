@@ -3,10 +3,12 @@
 //! vantage namespace, with the sensor's suspect flows counted per session.
 //!
 //! ```text
-//!  miner ns: XMRig x5, stunnel       vantage ns: mining-sensor (XDP native     pool ns: stunnel (server), the test's
-//!  (client), curl, ssh, Python        on tlv0, tlv1), tcpdump on tlv0           pools, nginx, sshd, Python servers
-//!  tlm0 198.18.0.2/24  <--->  tlv0 198.18.0.1/24 [forwarding] tlv1 198.18.1.1/24  <--->  tlp0 198.18.1.2/24
-//!                                                                                        + 198.18.1.X/32 per session
+//!  miner ns                  vantage ns                                  pool ns
+//!  XMRig x5, stunnel         mining-sensor (XDP native on tlv0, tlv1),   stunnel (server), pools,
+//!  (client), curl, ssh,      tcpdump on tlv0                             nginx, sshd, Python
+//!  Python                                                                servers
+//!  tlm0 198.18.0.2/24 <-> tlv0 198.18.0.1/24 [fwd] tlv1 198.18.1.1/24 <-> tlp0 198.18.1.2/24,
+//!                                                                        198.18.1.X/32 each session
 //! ```
 //!
 //! Every session (the table `SESSIONS`) has a server address of its own, and the sensor watches
@@ -81,10 +83,11 @@ enum Client {
     XmrigTls,
     /// Plaintext XMRig through stunnel in client mode, which sends `sni` as server_name.
     XmrigTunnel { sni: &'static str },
-    /// curl fetching two pages per connection every 3 s: HTTP/1.1 by name, HTTP/2 by name,
-    /// HTTP/1.1 by IP literal (no SNI), in turn.
+    /// A connection every 3 s, in turn: curl fetching two pages over HTTP/1.1 by name, over
+    /// HTTP/2 by name, over HTTP/1.1 by IP literal (no SNI), and `openssl s_client` one page.
     Https,
-    /// curl downloading `DOWNLOAD_BYTES` once, nginx limiting the rate to 2 MB/s.
+    /// curl downloading `DOWNLOAD_BYTES` once, nginx limiting the rate to 2 MiB/s
+    /// (`limit_rate 2m`).
     Download,
     /// `corpus.py ws-client`.
     WebSocket,
@@ -585,9 +588,17 @@ fn https_pages(ns: &str, dir: &Path, s: &Session) -> Outcome {
     let (mut connections, mut n) = (0, 0u32);
     let ip = s.addr().to_string();
     while started.elapsed() + Duration::from_secs(3) < SESSION && n < 100 {
-        let (version, host) = match n % 3 {
-            0 => ("--http1.1", s.server),
-            1 => ("--http2", s.server),
+        n += 1;
+        if n % 4 == 0 {
+            // OpenSSL's own client: one page over HTTP/1.0, the server closing.
+            openssl_get(ns, dir, s)?;
+            connections += 1;
+            thread::sleep(Duration::from_secs(3));
+            continue;
+        }
+        let (version, host) = match n % 4 {
+            1 => ("--http1.1", s.server),
+            2 => ("--http2", s.server),
             _ => ("--http1.1", ip.as_str()),
         };
         let urls = [
@@ -614,13 +625,43 @@ fn https_pages(ns: &str, dir: &Path, s: &Session) -> Outcome {
             return Err(format!("{urls:?}: {out}"));
         }
         connections += 1;
-        n += 1;
         thread::sleep(Duration::from_secs(3));
     }
     Ok((
-        format!("{connections} connections, 2 pages each"),
+        format!("{connections} connections (curl: 2 pages each; openssl s_client: 1)"),
         connections,
     ))
+}
+
+/// `GET /` over HTTP/1.0 with `openssl s_client`, which verifies the server as curl does.
+fn openssl_get(ns: &str, dir: &Path, s: &Session) -> Result<(), String> {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "timeout", "10", "openssl", "s_client"])
+        .args(["-quiet", "-verify_return_error", "-CAfile"])
+        .arg(dir.join("benign.crt"))
+        .args([
+            "-connect",
+            &format!("{}:{}", s.server, s.port),
+            "-servername",
+            s.server,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("openssl: {e}"))?;
+    let request = format!("GET / HTTP/1.0\r\nHost: {}\r\n\r\n", s.server);
+    let written = child.stdin.take().unwrap().write_all(request.as_bytes());
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if written.is_err() || !text.starts_with("HTTP/1.1 200 OK") {
+        return Err(format!(
+            "openssl s_client: {}: {text:.80} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
 }
 
 fn download(ns: &str, dir: &Path, s: &Session) -> Outcome {
@@ -1100,7 +1141,11 @@ fn observe(s: &Session, packets: &[Packet], out: &Path) -> Observed {
         flows.entry(p.cport).or_default()[usize::from(!p.to_server)].add(p);
     }
     let t0 = packets.first().map_or(Duration::ZERO, |p| p.t);
-    let mut listing = String::new();
+    let mut listing = String::from(
+        "# seconds from the session's first packet, direction (c>s client to server), then each TLS\n\
+         # record's content type and length (the 5-byte header not counted), or for a stream that\n\
+         # is not TLS each TCP segment's payload length\n",
+    );
     let mut summary = String::new();
     let mut hellos = BTreeSet::new();
     // Per direction: (records or segments, bytes, application-data sizes, their times).
@@ -1121,16 +1166,14 @@ fn observe(s: &Session, packets: &[Packet], out: &Path) -> Observed {
                 ""
             }
         );
+        // Both directions in time order (a direction's own order kept at equal times).
+        let mut lines: Vec<(Duration, String)> = Vec::new();
         for (dir, stream, arrow) in [(0, up, "c>s"), (1, down, "s>c")] {
             match stream.records() {
                 Some(records) => {
                     tls = true;
                     for (t, kind, len) in records {
-                        let _ = writeln!(
-                            listing,
-                            "{:10.3} {arrow} tls type={kind} len={len}",
-                            (t - t0).as_secs_f64()
-                        );
+                        lines.push((t, format!("{arrow} tls type={kind} len={len}")));
                         if kind == 23 {
                             sizes[dir].push((t, len));
                         }
@@ -1139,16 +1182,15 @@ fn observe(s: &Session, packets: &[Packet], out: &Path) -> Observed {
                 None => {
                     for (i, (o, t)) in stream.starts.iter().enumerate() {
                         let end = stream.starts.get(i + 1).map_or(stream.bytes.len(), |n| n.0);
-                        let _ = writeln!(
-                            listing,
-                            "{:10.3} {arrow} tcp len={}",
-                            (*t - t0).as_secs_f64(),
-                            end - o
-                        );
+                        lines.push((*t, format!("{arrow} tcp len={}", end - o)));
                         sizes[dir].push((*t, end - o));
                     }
                 }
             }
+        }
+        lines.sort_by_key(|l| l.0);
+        for (t, line) in lines {
+            let _ = writeln!(listing, "{:10.3} {line}", (t - t0).as_secs_f64());
         }
     }
     std::fs::write(out.join(format!("{}.records.txt", s.name)), &listing).unwrap();
