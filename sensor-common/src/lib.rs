@@ -6,6 +6,7 @@
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 pub mod dns;
+pub mod http;
 pub mod stratum;
 pub mod tls;
 pub mod websocket;

@@ -20,8 +20,9 @@
 //! `bench_*`) and the per-packet flow (`try_sensor`, `tcp`); `maps` every map and global shared
 //! with the agent; `parse` the header walk; `count` the range lookup and the counters; `signals`
 //! the suspect signals (DNS, TLS, Stratum V2, pool endpoints); `scan` the Stratum scan and the flow
-//! table; `events` the agent's event ring; `capture` the hand-over to deep inspection; `replay`
-//! the batch entry of `mining-sensor replay`.
+//! table; `http` the body of an HTTP message, scanned as the segment; `events` the agent's event
+//! ring; `capture` the hand-over to deep inspection; `replay` the batch entry of `mining-sensor
+//! replay`.
 #![no_std]
 #![no_main]
 #![feature(asm_experimental_arch)]
@@ -29,6 +30,7 @@
 mod capture;
 mod count;
 mod events;
+mod http;
 mod maps;
 mod parse;
 mod replay;
@@ -292,6 +294,15 @@ fn tcp<const COMPAT: bool>(
         plen -= h.len;
         first = unmasked;
         mask = h.key64();
+    }
+    // Mining JSON-RPC in an HTTP message's body (Ethereum getwork over HTTP POST, the pool's
+    // answer in the response): the body, when it begins in the window, is read as the segment.
+    if (first == b'P' || first == b'H')
+        && let Some((at, b)) = http::body(ctx, payload, plen)
+    {
+        payload += at;
+        plen -= at;
+        first = b;
     }
     // Which segments are scanned, so that non-mining traffic pays almost nothing:
     // - one whose first byte is `{` can start a JSON message: always;

@@ -2119,3 +2119,114 @@ fn escapes_in_keys_and_method_names() {
     s.run(&Packet::tcp4(miner, pool, 46320, 3333, not_login.as_bytes()).build());
     assert_eq!(s.all_stratum(), 6);
 }
+
+/// An HTTP/1.1 POST as Go's HTTP client writes one (the getwork clients of Ethereum-era pools;
+/// ethminer's `http://` scheme posts the same JSON-RPC), to `path`, with `body`.
+fn http_post(path: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: 198.51.100.70\r\nUser-Agent: Go-http-client/1.1\r\nContent-Length: {}\r\nAccept: application/json\r\nContent-Type: application/json\r\nAccept-Encoding: gzip\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A pool's (or node's) HTTP/1.1 answer with `body`.
+fn http_reply(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nDate: Thu, 03 Dec 2026 12:00:00 GMT\r\nContent-Length: {}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Ethereum getwork over HTTP POST on port 80 (issue 21, "Reshaped plaintext"): each request's
+/// body is scanned as the segment, so the first `eth_getWork` opens an ethereum flow and every
+/// request counts; the pool's answers (getWork's three hashes, `true` for a share) match no rule
+/// but are candidates on the known flow, for the deep parser. Ordinary HTTP on the same hosts
+/// stays silent: a node's JSON-RPC (`eth_getBalance`), a form posting login and password, a page
+/// quoting a miner's JSON, JSON quoting a method in a string, a JSON-RPC batch, a GET.
+#[test]
+fn getwork_over_http_post_opens_an_ethereum_flow() {
+    let mut s = Sensor::with(&format!(
+        "[inspect]\ncapture_mode = \"inline\"\nbudget = 2\n{CONFIG}"
+    ));
+    let (m, pool) = (ip("192.0.2.70"), ip("198.51.100.70"));
+    let path = "/0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5/rig1";
+    let h = "0x416e293fb0bd38d28e5ff6bd43bc13a0252333f9985485cbd5ed49f3c79d2960";
+    let session = [
+        http_post(
+            path,
+            r#"{"jsonrpc":"2.0","id":1,"method":"eth_getWork","params":[]}"#,
+        ),
+        http_reply(&format!(
+            r#"{{"id":1,"jsonrpc":"2.0","result":["{h}","{h}","0x0000000100000000000000000000000000000000000000000000000000000000"]}}"#
+        )),
+        http_post(
+            path,
+            &format!(
+                r#"{{"jsonrpc":"2.0","id":2,"method":"eth_submitHashrate","params":["0x1e8480","{h}"]}}"#
+            ),
+        ),
+        http_reply(r#"{"id":2,"jsonrpc":"2.0","result":true}"#),
+        http_post(
+            path,
+            &format!(
+                r#"{{"jsonrpc":"2.0","id":3,"method":"eth_submitWork","params":["0x63d8903c474b670f","{h}","{h}"]}}"#
+            ),
+        ),
+        http_reply(r#"{"id":3,"jsonrpc":"2.0","result":true}"#),
+    ];
+    for (i, seg) in session.iter().enumerate() {
+        let (a, b, sp, dp) = if i % 2 == 0 {
+            (m, pool, 47000, 80)
+        } else {
+            (pool, m, 80, 47000)
+        };
+        s.run(&Packet::tcp4(a, b, sp, dp, seg).build());
+    }
+    // The three requests are Stratum packets of one ethereum flow, opened by the first; the
+    // three answers are no Stratum packets; all six are candidates.
+    assert_eq!(s.flows(C, DIR_FROM, ETHEREUM), 1);
+    assert_eq!(s.stratum(C, DIR_FROM, ETHEREUM), 3);
+    assert_eq!(s.all_stratum(), 3);
+    assert_eq!(s.k.flows().unwrap().len(), 1);
+    assert_eq!(s.k.read_samples().unwrap().len(), 6);
+    // An XMRig login posted in a body is mining JSON-RPC too: a monero flow.
+    let login = String::from_utf8(xmrig_login()).unwrap();
+    s.run(&Packet::tcp4(m, pool, 47001, 80, &http_post("/", &login)).build());
+    assert_eq!(s.flows(C, DIR_FROM, MONERO), 1);
+    assert_eq!(s.all_stratum(), 4);
+    assert_eq!(s.k.read_samples().unwrap().len(), 1);
+
+    let traps: [Vec<u8>; 8] = [
+        http_post(
+            "/",
+            r#"{"jsonrpc":"2.0","method":"eth_getBalance","params":["0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5","latest"],"id":1}"#,
+        ),
+        http_reply(r#"{"jsonrpc":"2.0","id":1,"result":"0x10d4f"}"#),
+        http_post("/login", "login=bob&pass=hunter2&agent=XMRig%2F6.16.0"),
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html><script>var w = {\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_getWork\",\"params\":[]};</script></html>".to_vec(),
+        http_post(
+            "/notes",
+            r#"{"note":"{\"jsonrpc\":\"2.0\",\"method\":\"eth_getWork\",\"params\":[]}"}"#,
+        ),
+        http_post(
+            "/",
+            r#"[{"jsonrpc":"2.0","id":1,"method":"eth_getWork","params":[]}]"#,
+        ),
+        format!("GET / HTTP/1.1\r\nHost: x\r\n\r\n{login}").into_bytes(),
+        // A response whose head runs past the window: its body is not looked for.
+        [
+            b"HTTP/1.1 200 OK\r\nSet-Cookie: ".as_slice(),
+            &[b'a'; 600],
+            b"\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_getWork\",\"params\":[]}",
+        ]
+        .concat(),
+    ];
+    for (i, t) in traps.iter().enumerate() {
+        s.run(&Packet::tcp4(m, pool, 47100 + i as u16, 8545, t).build());
+    }
+    assert_eq!(s.all_stratum(), 4);
+    assert_eq!(s.k.flows().unwrap().len(), 2);
+    assert_eq!(s.k.read_samples().unwrap().len(), 0);
+}
