@@ -20,7 +20,8 @@
 //! `bench_*`) and the per-packet flow (`try_sensor`, `tcp`); `maps` every map and global shared
 //! with the agent; `parse` the header walk; `count` the range lookup and the counters; `signals`
 //! the suspect signals (DNS, TLS, Stratum V2, pool endpoints); `scan` the Stratum scan and the flow
-//! table; `http` the body of an HTTP message, scanned as the segment; `events` the agent's event
+//! table; `http` the body of an HTTP message, scanned as the segment; `opening` a new flow's
+//! first message held over its segments; `events` the agent's event
 //! ring; `capture` the hand-over to deep inspection; `replay` the batch entry of `mining-sensor
 //! replay`.
 #![no_std]
@@ -32,6 +33,7 @@ mod count;
 mod events;
 mod http;
 mod maps;
+mod opening;
 mod parse;
 mod replay;
 mod scan;
@@ -227,6 +229,7 @@ fn tcp<const COMPAT: bool>(
     let plen = ip.end - payload;
     let sport = u16::from_be_bytes([h[0], h[1]]);
     let dport = u16::from_be_bytes([h[2], h[3]]);
+    let seq = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
     // The suspect signals of this segment's flow, each counted once per flow.
     let flag = |reason| {
         suspect(
@@ -286,7 +289,11 @@ fn tcp<const COMPAT: bool>(
     // Stratum inside a WebSocket text frame (browser-miner bridges): the frame's payload, unmasked,
     // is what is scanned, and its first byte what decides.
     let (mut payload, mut plen, mut first, mut mask) = (payload, plen, first, 0u64);
+    // Whether the segment is scanned from its first byte (no frame or HTTP head before): only
+    // such a segment is held as, or joined to, a new flow's opening.
+    let mut plain = true;
     if first == websocket::TEXT_FIN {
+        plain = false;
         let Some((h, unmasked)) = websocket_frame(ctx, payload, plen) else {
             return Ok(candidate);
         };
@@ -303,6 +310,7 @@ fn tcp<const COMPAT: bool>(
         payload += at;
         plen -= at;
         first = b;
+        plain = false;
     }
     // Which segments are scanned, so that non-mining traffic pays almost nothing:
     // - one whose first byte is `{` can start a JSON message: always;
@@ -323,20 +331,38 @@ fn tcp<const COMPAT: bool>(
     // Blanks may come before a message's `{` (pools' JSON parsers skip them; a miner hiding from
     // signature matching sends them): such a segment can open a message too.
     let opens = first == b'{' || matches!(first, b' ' | b'\t' | b'\r' | b'\n');
-    if !opens && (!recent_stratum(key) || flow_unknown(key)) {
+    // A new flow's first message held from its earlier segment (split before any marker): the
+    // segment that continues it is scanned after it (`opening`).
+    let joined = if plain && opening::maybe_held(key) {
+        opening::opening_join(seq as u64, src_is_lo as u64) as usize
+    } else {
+        0
+    };
+    if !opens && joined == 0 && (!recent_stratum(key) || flow_unknown(key)) {
         return Ok(candidate);
     }
 
-    let n = load_window(ctx, payload, plen)?;
+    let (n, whole) = if joined != 0 {
+        opening::load_after(ctx, payload, plen, joined)?
+    } else {
+        let n = load_window(ctx, payload, plen)?;
+        (n, n == plen)
+    };
+    let settle = plain && (opens || joined != 0);
+    let flags = (whole as u64 * opening::WHOLE)
+        | (src_is_lo as u64 * opening::FROM_LO)
+        | (settle as u64 * opening::SETTLE);
+    let next_seq = seq.wrapping_add(plen as u32) as u64;
+    let [n, joined, flags, next_seq] = opening::forget([n as u64, joined as u64, flags, next_seq]);
     if mask != 0 {
         // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
         unsafe { (*scratch).buf.xor(mask) };
     }
     let origin = ingress(ctx) as u64 | (src_is_lo as u64) << 32;
     let found = if COMPAT {
-        inspect_window_compat(n as u64, src_ranges, dst_ranges, origin)
+        inspect_window_compat(n, src_ranges, dst_ranges, origin)
     } else {
-        inspect_window(n as u64, src_ranges, dst_ranges, origin)
+        inspect_window(n, src_ranges, dst_ranges, origin)
     };
     if found & NEW_FLOW != 0 {
         debug!(
@@ -347,13 +373,17 @@ fn tcp<const COMPAT: bool>(
             dport
         );
     }
+    // An undecided opening of a new flow is held (or extended, or dropped once decided).
+    let held = flags & opening::SETTLE != 0
+        && opening::opening_settle(found, n, joined, next_seq, flags) != 0;
     // A segment the scan did not recognise (a plain reply such as `{"id":4,"result":true}`, a
     // message's continuation) is a candidate too when its flow is a known Stratum flow: a
     // continuation got here only on one; a segment that opens a message pays the `RECENT` read
     // and, only when its slot is recent, the flow-table lookup.
     Ok(candidate
         || found & CANDIDATE != 0
-        || (inspect_budget() > 0 && (!opens || (recent_stratum(key) && !flow_unknown(key)))))
+        || (inspect_budget() > 0
+            && (held || !opens || (recent_stratum(key) && !flow_unknown(key)))))
 }
 
 /// The header of the WebSocket text frame at `payload` and its payload's first byte, unmasked;

@@ -2230,3 +2230,128 @@ fn getwork_over_http_post_opens_an_ethereum_flow() {
     assert_eq!(s.k.flows().unwrap().len(), 2);
     assert_eq!(s.k.read_samples().unwrap().len(), 0);
 }
+
+/// XMRig's login as it logs in with a pool account (no wallet-long string, so only its `agent`
+/// key decides), one line.
+fn xmrig_account_login() -> Vec<u8> {
+    b"{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"rig01\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0\",\"algo\":[\"rx/0\",\"cn/2\",\"cn/r\"]}}\n".to_vec()
+}
+
+/// A login on a new flow split so that no segment alone is Stratum (issue 21: "a first segment
+/// of one byte"): at byte 1 (`{`), before `"method"` (byte 24: `{"id":1,"jsonrpc":"2.0",` is
+/// 24 bytes) and before `"agent"` (byte 78: 24 + `"method":"login",` 17 + `"params":{` 10 +
+/// `"login":"rig01",` 16 + `"pass":"x",` 11). The first segment is held,
+/// the next in sequence scanned after it: one flow, one Stratum packet each, both segments
+/// candidates. Three splits on one flow extend the held bytes. Traps: a REST client's JSON split
+/// in two stays silent (its opening is dropped at the line end), a segment after a gap is not
+/// joined, nor one from the other endpoint.
+#[test]
+fn a_login_split_before_any_marker_opens_its_flow() {
+    let mut s = Sensor::with(&format!(
+        "[inspect]\ncapture_mode = \"inline\"\nbudget = 2\n{CONFIG}"
+    ));
+    let (m, pool) = (ip("192.0.2.80"), ip("198.51.100.80"));
+    let login = xmrig_account_login();
+    let text = String::from_utf8(login.clone()).unwrap();
+    let (method, agent) = (
+        text.find("\"method\"").unwrap(),
+        text.find("\"agent\"").unwrap(),
+    );
+    assert_eq!((method, agent), (24, 24 + 17 + 10 + 16 + 11));
+    let seg = |sport: u16, from: usize, to: usize| {
+        Packet::tcp4(m, pool, sport, 3333, &login[from..to])
+            .tcp_seq(1000 + from as u32)
+            .build()
+    };
+    for (sport, cut) in [(48000, 1), (48001, method), (48002, agent)] {
+        s.run(&seg(sport, 0, cut));
+        // Held, undecided: no Stratum yet.
+        assert_eq!(s.all_stratum(), (sport - 48000) as u64);
+        s.run(&seg(sport, cut, login.len()));
+    }
+    assert_eq!(s.flows(C, DIR_FROM, MONERO), 3);
+    assert_eq!(s.stratum(C, DIR_FROM, MONERO), 3);
+    assert_eq!(s.k.read_samples().unwrap().len(), 6);
+    // Split three times on one flow: held, extended twice, decided by the last segment.
+    let cuts = [0, 1, method, agent, login.len()];
+    for w in cuts.windows(2) {
+        s.run(&seg(48003, w[0], w[1]));
+    }
+    assert_eq!(s.flows(C, DIR_FROM, MONERO), 4);
+    assert_eq!(s.stratum(C, DIR_FROM, MONERO), 4);
+    use sensor_common::Stat;
+    assert_eq!(s.k.stat(Stat::OpeningsHeld).unwrap(), 4);
+    assert_eq!(s.k.stat(Stat::OpeningsRemoved).unwrap(), 4);
+    assert_eq!(s.k.openings().unwrap(), 0);
+    assert_eq!(s.k.read_samples().unwrap().len(), 4);
+
+    // A REST client's JSON in two segments: held, then dropped when the joined message ends.
+    let rest = b"{\"user\":\"bob\",\"items\":[1,2,3],\"note\":\"a login and a pass\"}\n";
+    s.run(
+        &Packet::tcp4(m, pool, 48010, 8080, &rest[..20])
+            .tcp_seq(7)
+            .build(),
+    );
+    s.run(
+        &Packet::tcp4(m, pool, 48010, 8080, &rest[20..])
+            .tcp_seq(27)
+            .build(),
+    );
+    // A split login whose second segment comes after a gap (one byte lost): not joined, and the
+    // opening is dropped; one whose continuation comes from the pool's side: not joined.
+    s.run(&seg(48011, 0, method));
+    s.run(
+        &Packet::tcp4(m, pool, 48011, 3333, &login[method..])
+            .tcp_seq(1000 + method as u32 + 1)
+            .build(),
+    );
+    s.run(&seg(48012, 0, method));
+    s.run(
+        &Packet::tcp4(pool, m, 3333, 48012, &login[method..])
+            .tcp_seq(1000 + method as u32)
+            .build(),
+    );
+    assert_eq!(s.all_stratum(), 4);
+    assert_eq!(s.k.flows().unwrap().len(), 4);
+    // Held: the REST opening, the gap's, the other side's (4 + 3); removed: the REST one at its
+    // line end and the gap's (4 + 2); the other side's waits.
+    assert_eq!(s.k.stat(Stat::OpeningsHeld).unwrap(), 7);
+    assert_eq!(s.k.stat(Stat::OpeningsRemoved).unwrap(), 6);
+    assert_eq!(s.k.openings().unwrap(), 1);
+}
+
+/// A flood of openings (a `{` alone from 4,100 new flows, more than `OPENING_ENTRIES`) is held
+/// within the map's bound, the LRU evicting the oldest (held minus removed minus entries, the
+/// agent's `opening_evictions_total`), and a login split after it still opens its flow.
+#[test]
+fn a_flood_of_openings_stays_bounded_and_a_split_login_still_counts() {
+    use sensor_common::{OPENING_ENTRIES, Stat};
+    let mut s = Sensor::new();
+    let (m, pool) = (ip("192.0.2.81"), ip("198.51.100.81"));
+    for i in 0..4100u32 {
+        let (a, port) = (ip(&format!("198.18.{}.{}", 2 + i / 250, 1 + i % 250)), 3333);
+        s.run(&Packet::tcp4(a, pool, 50000, port, b"{").tcp_seq(1).build());
+    }
+    let held = s.k.stat(Stat::OpeningsHeld).unwrap();
+    let entries = s.k.openings().unwrap() as u64;
+    assert_eq!(held, 4100);
+    assert_eq!(s.k.stat(Stat::OpeningsRemoved).unwrap(), 0);
+    assert!(entries <= OPENING_ENTRIES as u64, "{entries}");
+    assert!(
+        held - entries >= 4,
+        "at least 4,100 - 4,096 evicted: {entries} left"
+    );
+    let login = xmrig_account_login();
+    s.run(
+        &Packet::tcp4(m, pool, 48100, 3333, &login[..1])
+            .tcp_seq(9)
+            .build(),
+    );
+    s.run(
+        &Packet::tcp4(m, pool, 48100, 3333, &login[1..])
+            .tcp_seq(10)
+            .build(),
+    );
+    assert_eq!(s.flows(C, DIR_FROM, MONERO), 1);
+    assert_eq!(s.all_stratum(), 1);
+}

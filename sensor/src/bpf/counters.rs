@@ -115,4 +115,12 @@ impl Kernel {
         // sees them again.
         Ok(map.iter().filter_map(|r| r.ok()).collect())
     }
+
+    /// Entries of `OPENINGS`: new flows' unfinished first messages the program holds (a walk
+    /// over at most `OPENING_ENTRIES` keys).
+    pub fn openings(&self) -> Result<usize> {
+        let map: aya::maps::HashMap<&MapData, FlowKey, sensor_common::Opening> =
+            aya::maps::HashMap::try_from(self.ebpf.map("OPENINGS").context("map OPENINGS")?)?;
+        Ok(map.keys().filter_map(|k| k.ok()).count())
+    }
 }

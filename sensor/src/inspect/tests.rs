@@ -802,3 +802,36 @@ fn a_getwork_session_over_http_counts_its_shares() {
     s.expire(10);
     assert!(s.has(r#"mining_sensor_reported_hashrate{coin="ethereum",range="kp"} 2000000"#));
 }
+
+/// A login split before any marker on a new flow (a first segment of one byte, `{`; one cut
+/// before `"method"`; one before `"agent"`), as the kernel hands both segments over (the first
+/// held as the flow's opening): joined, the login counts once, with its coin and agent.
+#[test]
+fn a_login_split_before_any_marker_counts_once_with_coin_and_agent() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    let (miner, pool) = ([198, 18, 0, 1].into(), [203, 0, 113, 9].into());
+    let ranges = |a: IpAddr| u64::from(a == IpAddr::from([198, 18, 0, 1]));
+    let name = |id: usize| (id == 0).then(|| "kp".to_string());
+    let login = format!(
+        "{{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0\",\"algo\":[\"rx/0\"]}}}}\n"
+    );
+    // `{"id":1,"jsonrpc":"2.0",` is 24 bytes; `"agent"` follows the 95-character wallet:
+    // 24 + `"method":"login",` 17 + `"params":{` 10 + `"login":"` 9 + 95 + `","pass":"x",` 13.
+    let (method, agent) = (24, 24 + 17 + 10 + 9 + 95 + 13);
+    assert_eq!(login.find("\"agent\""), Some(agent));
+    let now = s.t0 + Duration::from_secs(1);
+    let mut lines = Vec::new();
+    for (sport, cut) in [(40100, 1), (40101, method), (40102, agent)] {
+        for (seq, part) in [(1000, &login[..cut]), (1000 + cut as u32, &login[cut..])] {
+            let f = Packet::tcp4(miner, pool, sport, 3333, part.as_bytes())
+                .tcp_seq(seq)
+                .build();
+            lines.extend(s.i.frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name));
+        }
+    }
+    assert_eq!(lines.len(), 3);
+    for l in &lines {
+        assert_eq!((l.coin, l.agent), ("monero", "xmrig"));
+    }
+    assert!(s.has(r#"mining_sensor_miner_logins_total{agent="xmrig",coin="monero",range="kp"} 3"#));
+}

@@ -83,6 +83,8 @@ pub struct Drainer {
     suspect: HashMap<u32, u64>,
     /// Evictions already exported.
     evictions: u64,
+    /// `OPENINGS` entries evicted so far (see `openings`).
+    opening_evictions: u64,
 }
 
 impl Drainer {
@@ -142,6 +144,7 @@ impl Drainer {
         let started = Instant::now();
         self.drain_counters(kernel, labels, metrics)?;
         self.mining_flows(kernel, labels, metrics, flow_idle_timeout)?;
+        self.openings(kernel, metrics)?;
         metrics
             .drain_duration
             .observe(started.elapsed().as_secs_f64());
@@ -327,6 +330,26 @@ impl Drainer {
             }
         }
 
+        Ok(())
+    }
+
+    /// The kernel's held openings: their memory, and how many the LRU evicted (held, minus what
+    /// the program removed, minus what is there).
+    fn openings(&mut self, kernel: &Kernel, metrics: &Metrics) -> Result<()> {
+        let entries = kernel.openings()?;
+        metrics
+            .opening_bytes
+            .set((entries * sensor_common::OPENING_ENTRY_BYTES) as i64);
+        let evicted = kernel
+            .stat(Stat::OpeningsHeld)?
+            .saturating_sub(kernel.stat(Stat::OpeningsRemoved)?)
+            .saturating_sub(entries as u64);
+        if evicted > self.opening_evictions {
+            metrics
+                .opening_evictions
+                .inc_by(evicted - self.opening_evictions);
+            self.opening_evictions = evicted;
+        }
         Ok(())
     }
 
