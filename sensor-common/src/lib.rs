@@ -8,6 +8,7 @@
 pub mod dns;
 pub mod http;
 pub mod stratum;
+pub mod sv2;
 pub mod tls;
 pub mod websocket;
 

@@ -21,9 +21,9 @@
 //! with the agent; `parse` the header walk; `count` the range lookup and the counters; `signals`
 //! the suspect signals (DNS, TLS, Stratum V2, pool endpoints); `scan` the Stratum scan and the flow
 //! table; `http` the body of an HTTP message, scanned as the segment; `opening` a new flow's
-//! first message held over its segments; `events` the agent's event
-//! ring; `capture` the hand-over to deep inspection; `replay` the batch entry of `mining-sensor
-//! replay`.
+//! first message held over its segments; `sv2` Stratum V2 shares by size; `events` the agent's
+//! event ring; `capture` the hand-over to deep inspection; `replay` the batch entry of
+//! `mining-sensor replay`.
 #![no_std]
 #![no_main]
 #![feature(asm_experimental_arch)]
@@ -38,6 +38,7 @@ mod parse;
 mod replay;
 mod scan;
 mod signals;
+mod sv2;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
@@ -261,11 +262,17 @@ fn tcp<const COMPAT: bool>(
     // Stratum V2 has no readable content: its Noise handshake opens with exactly 64 bytes from the
     // client and 234 from the server. On a pool port either size is the signal; elsewhere (443
     // included) the pair, the answer on the same flow (`noise_handshake`).
-    let on_pool_port = (plen == 64 && pool_port(dport)) || (plen == 234 && pool_port(sport));
-    if on_pool_port
-        || ((plen == 64 || plen == 234) && noise_handshake(ip, sport, dport, plen, first))
-    {
+    // (Sizes compared through `sv2::is_size`, so that the verifier does not learn `plen` and walk
+    // the rest of the path once more for each size.)
+    let (hello, answer) = (sv2::is_size(plen, 64), sv2::is_size(plen, 234));
+    let on_pool_port = (hello && pool_port(dport)) || (answer && pool_port(sport));
+    if on_pool_port || ((hello || answer) && noise_handshake(ip, sport, dport, plen, first)) {
         candidate |= flag(Reason::StratumV2);
+        // The client sent the 64 bytes, the server the 234: its later frames of a share's size
+        // are shares (`sv2`).
+        sv2::remember(ip, sport, dport, hello);
+    } else if sv2::is_size(plen, sensor_common::sv2::SHARE_FRAME) {
+        sv2::share(ip, sport, dport, seq, src_ranges | dst_ranges);
     }
     // A TLS handshake record: a ClientHello without server_name towards a pool, or one naming a
     // server in a pool domain on any port, is a signal. The record type first: most TCP payload is

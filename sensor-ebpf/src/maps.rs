@@ -221,3 +221,14 @@ pub(crate) static OPENINGS: LruHashMap<FlowKey, sensor_common::Opening> =
 #[map]
 pub(crate) static OPENING_SLOTS: Array<u64> =
     Array::with_max_entries(sensor_common::RECENT_SLOTS as u32, 0);
+
+/// Stratum V2 flows (their handshake seen, see `sv2`): the sequence number after the client's
+/// last counted share (high 32 bits) and whether the client is the key's lower endpoint (bit 0).
+#[map]
+pub(crate) static SV2_FLOWS: LruHashMap<FlowKey, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// Stratum V2 shares counted by their encrypted size, per range (`UNWATCHED_SLOT` for flows
+/// outside every range).
+#[map]
+pub(crate) static SV2_SHARES: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(sensor_common::UNWATCHED_SLOT as u32 + 1, 0);

@@ -2355,3 +2355,57 @@ fn a_flood_of_openings_stays_bounded_and_a_split_login_still_counts() {
     assert_eq!(s.flows(C, DIR_FROM, MONERO), 1);
     assert_eq!(s.all_stratum(), 1);
 }
+
+/// Stratum V2 shares by their encrypted size (`sensor_common::sv2`): after the handshake, each
+/// client segment of 22 + 24 + 16 = 62 bytes (an encrypted `SubmitSharesStandard`) counts once
+/// per range, a retransmission not again; the server's 62-byte frames, 63-byte ones (an extended
+/// share without extranonce), two shares in one 124-byte segment, and 62-byte segments on a flow
+/// without the handshake count nothing.
+#[test]
+fn stratum_v2_shares_count_by_their_encrypted_size() {
+    let mut s = Sensor::with(
+        "[pools]\nports = [34254]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
+    );
+    const R: u32 = 0; // range c
+    let shares = |s: &Sensor| {
+        s.k.sv2_shares()
+            .unwrap()
+            .into_iter()
+            .map(|(_, n)| n)
+            .sum::<u64>()
+    };
+    let (m, pool) = (ip("192.0.2.90"), ip("203.0.113.90"));
+    let noise = |n: usize| (0..n).map(|i| (i * 37 + 167) as u8).collect::<Vec<u8>>();
+    let up = |sport: u16, dport: u16, seq: u32, n: usize| {
+        Packet::tcp4(m, pool, sport, dport, &noise(n))
+            .tcp_seq(seq)
+            .build()
+    };
+    let down =
+        |sport: u16, dport: u16, n: usize| Packet::tcp4(pool, m, dport, sport, &noise(n)).build();
+    // On the pool port: hello 64 (seq 1..65), answer 234, then three shares at 65, 127, 189, the
+    // second retransmitted.
+    s.run(&up(44000, 34254, 1, 64));
+    s.run(&down(44000, 34254, 234));
+    for seq in [65, 127, 127, 189] {
+        s.run(&up(44000, 34254, seq, 62));
+    }
+    assert_eq!(shares(&s), 3);
+    // The server's 62-byte frames, a 63-byte client frame, two shares in one segment: no more.
+    s.run(&down(44000, 34254, 62));
+    s.run(&up(44000, 34254, 251, 63));
+    s.run(&up(44000, 34254, 314, 124));
+    assert_eq!(shares(&s), 3);
+    // On 443 (the handshake's pair decides there): one share.
+    s.run(&up(44001, 443, 1, 64));
+    s.run(&down(44001, 443, 234));
+    s.run(&up(44001, 443, 65, 62));
+    assert_eq!(shares(&s), 4);
+    // 62-byte segments of a flow without the handshake (the answer never came): nothing.
+    s.run(&up(44002, 443, 1, 64));
+    s.run(&up(44002, 443, 65, 62));
+    assert_eq!(shares(&s), 4);
+    // All in range c (the miner's): its cell holds the four.
+    let cells = s.k.sv2_shares().unwrap();
+    assert_eq!(cells.iter().find(|c| c.0 == R).unwrap().1, 4);
+}

@@ -116,6 +116,12 @@ impl Kernel {
         Ok(map.iter().filter_map(|r| r.ok()).collect())
     }
 
+    /// Stratum V2 shares counted by size (`SV2_SHARES`), per range id (`UNWATCHED_SLOT` for
+    /// flows outside every range), summed across CPUs.
+    pub fn sv2_shares(&self) -> Result<Vec<(u32, u64)>> {
+        self.sums("SV2_SHARES", 0..=sensor_common::UNWATCHED_SLOT as u32)
+    }
+
     /// Entries of `OPENINGS`: new flows' unfinished first messages the program holds (a walk
     /// over at most `OPENING_ENTRIES` keys).
     pub fn openings(&self) -> Result<usize> {

@@ -74,6 +74,8 @@ pub struct Drainer {
     peer_traffic: HashMap<u32, Counter>,
     stratum_packets: HashMap<u32, u64>,
     stratum_flows: HashMap<u32, u64>,
+    /// Stratum V2 shares per range id, as last drained.
+    sv2_shares: HashMap<u32, u64>,
     parse: HashMap<u32, u64>,
     mining_series: HashSet<(String, &'static str)>,
     /// Stratum and suspect series already exported, by (map, cell, range name).
@@ -165,6 +167,7 @@ impl Drainer {
         labels: &Labels,
         metrics: &Metrics,
     ) -> Result<()> {
+        self.sv2_shares(kernel, labels, metrics)?;
         // Traffic: every labelled interface slot (and slot 0, traffic of interfaces the agent did
         // not register, should there be any) x every configured range x direction.
         let mut cells = Vec::new();
@@ -330,6 +333,33 @@ impl Drainer {
             }
         }
 
+        Ok(())
+    }
+
+    /// Stratum V2 shares the kernel counted by their encrypted size, into `shares_total` with
+    /// coin and result `unknown` (nothing of a share is readable; the pool's verdict is sealed
+    /// too).
+    fn sv2_shares(&mut self, kernel: &Kernel, labels: &Labels, metrics: &Metrics) -> Result<()> {
+        for (idx, now) in kernel.sv2_shares()? {
+            let before = self.sv2_shares.insert(idx, now).unwrap_or(0);
+            if now <= before {
+                continue;
+            }
+            let range = if idx as usize == UNWATCHED_SLOT {
+                Some(UNWATCHED)
+            } else {
+                labels
+                    .range_slots()
+                    .find(|&(id, _)| id == idx as usize)
+                    .map(|(_, name)| name)
+            };
+            if let Some(range) = range {
+                metrics
+                    .shares
+                    .with_label_values(&[range, "unknown", "unknown"])
+                    .inc_by(now - before);
+            }
+        }
         Ok(())
     }
 
