@@ -2409,3 +2409,36 @@ fn stratum_v2_shares_count_by_their_encrypted_size() {
     let cells = s.k.sv2_shares().unwrap();
     assert_eq!(cells.iter().find(|c| c.0 == R).unwrap().1, 4);
 }
+
+/// XMRig's login with its wallet (`xmrig_login`) split the same ways: at byte 1 and before
+/// `"method"` the opening is held and the next segment decides; cut before `"agent"`, the first
+/// segment is decided alone (its 95-character wallet before `"pass"`, the bridges' rule). Each
+/// flow counts once, with one Stratum packet.
+#[test]
+fn a_wallet_login_split_anywhere_counts_once() {
+    use sensor_common::Stat;
+    let mut s = Sensor::new();
+    let (m, pool) = (ip("192.0.2.82"), ip("198.51.100.82"));
+    let login = xmrig_login();
+    let text = String::from_utf8(login.clone()).unwrap();
+    // 24 + `"method":"login",` 17 + `"params":{` 10 + `"login":"` 9 + 95 + `","pass":"x",` 13.
+    let agent = text.find("\"agent\"").unwrap();
+    assert_eq!(agent, 24 + 17 + 10 + 9 + 95 + 13);
+    for (sport, cut) in [(48200, 1), (48201, 24), (48202, agent)] {
+        s.run(
+            &Packet::tcp4(m, pool, sport, 3333, &login[..cut])
+                .tcp_seq(5)
+                .build(),
+        );
+        s.run(
+            &Packet::tcp4(m, pool, sport, 3333, &login[cut..])
+                .tcp_seq(5 + cut as u32)
+                .build(),
+        );
+    }
+    assert_eq!(s.flows(C, DIR_FROM, MONERO), 3);
+    assert_eq!(s.stratum(C, DIR_FROM, MONERO), 3);
+    // Held: the first two openings; the third was decided at once.
+    assert_eq!(s.k.stat(Stat::OpeningsHeld).unwrap(), 2);
+    assert_eq!(s.k.stat(Stat::OpeningsRemoved).unwrap(), 2);
+}
