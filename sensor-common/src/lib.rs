@@ -392,14 +392,27 @@ pub struct Opening {
     pub len: u16,
     /// 1 when the lower endpoint of the key sent it (see `FlowKey`).
     pub from_lo: u8,
-    pub _pad: u8,
+    /// What is held: [`OPENING_MESSAGE`] or [`OPENING_HELLO`].
+    pub kind: u8,
+    /// A ClientHello's: bytes of the window (the held bytes, then the next segment's) before the
+    /// walk goes on, and where the extensions end in it; 0 for `end` when the whole hello so far
+    /// is held (cut before its extensions), to be walked from its start.
+    pub skip: u16,
+    pub end: u16,
+    pub _pad: [u8; 4],
     pub bytes: [u8; OPENING_BYTES],
 }
+
+/// [`Opening::kind`]: the start of a JSON message (a login split before any marker).
+pub const OPENING_MESSAGE: u8 = 0;
+/// [`Opening::kind`]: the end of a ClientHello's first segment, for the walk over its extensions
+/// to go on in the next (see `tls::split`).
+pub const OPENING_HELLO: u8 = 1;
 
 /// Bytes of kernel memory one `OPENINGS` entry holds: its key and value.
 pub const OPENING_ENTRY_BYTES: usize =
     core::mem::size_of::<FlowKey>() + core::mem::size_of::<Opening>();
-const _: () = assert!(OPENING_ENTRY_BYTES == 40 + 272 && OPENING_BYTES.is_power_of_two());
+const _: () = assert!(OPENING_ENTRY_BYTES == 40 + 280 && OPENING_BYTES.is_power_of_two());
 
 /// `CAPTURE_MODE` of the kernel program (a load-time constant, so the verifier prunes the other
 /// mode): candidates go nowhere (deep inspection off).

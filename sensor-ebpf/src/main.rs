@@ -20,7 +20,8 @@
 //! `bench_*`) and the per-packet flow (`try_sensor`, `tcp`); `maps` every map and global shared
 //! with the agent; `parse` the header walk; `count` the range lookup and the counters; `signals`
 //! the suspect signals (DNS, TLS, Stratum V2, pool endpoints); `scan` the Stratum scan and the flow
-//! table; `http` the body of an HTTP message, scanned as the segment; `opening` a new flow's
+//! table; `http` the body of an HTTP message, scanned as the segment; `hello` a ClientHello split
+//! over two segments; `opening` a new flow's
 //! first message held over its segments; `sv2` Stratum V2 shares by size; `events` the agent's
 //! event ring; `capture` the hand-over to deep inspection; `replay` the batch entry of
 //! `mining-sensor replay`.
@@ -31,6 +32,7 @@
 mod capture;
 mod count;
 mod events;
+mod hello;
 mod http;
 mod maps;
 mod opening;
@@ -278,12 +280,31 @@ fn tcp<const COMPAT: bool>(
     // server in a pool domain on any port, is a signal. The record type first: most TCP payload is
     // TLS application data (23) and pays nothing more; then the handshake type, so that only
     // ClientHellos (one a connection) are copied and walked.
+    // Towards a pool (its port or address), a segment may continue a ClientHello split over two
+    // (`hello`): its flow's slot tells, one array read.
+    let to_pool = pool || pool_port(dport);
+    if to_pool
+        && first != 22
+        && let Some(hello) = hello::continued(ctx, ip, sport, dport, seq, payload, plen)
+    {
+        if hello == HELLO_NO_SNI {
+            candidate |= flag(Reason::TlsNoSni);
+        } else if hello != 0 && pool_sni::<COMPAT>(hello) {
+            candidate |= flag(Reason::TlsPoolSni);
+        }
+        return Ok(candidate);
+    }
     if first == 22 {
-        if plen < 43 || handshake_type(ctx, payload)? != 1 {
+        if plen < 6 || handshake_type(ctx, payload)? != 1 {
             return Ok(candidate);
         }
         let n = load_hello(ctx, payload, plen)?;
-        let hello = client_hello(n as u64);
+        let mut hello = client_hello(n as u64);
+        // Cut by the segment's end, towards a pool: decided from this segment if it can be, else
+        // held for the next (`hello`).
+        if hello == 0 && to_pool && n == plen {
+            hello = hello::first(ip, sport, dport, n, seq.wrapping_add(plen as u32));
+        }
         if hello == HELLO_NO_SNI {
             if pool || pool_port(dport) {
                 candidate |= flag(Reason::TlsNoSni);

@@ -51,7 +51,7 @@ pub extern "C" fn opening_join(seq: u64, from_lo: u64) -> u64 {
     // SAFETY: LRU map value, valid for the program run; a concurrent update by another CPU
     // (the flow's segments on two CPUs) at worst joins bytes of either version.
     let o = unsafe { &*o };
-    if o.from_lo as u64 != from_lo {
+    if o.from_lo as u64 != from_lo || o.kind != sensor_common::OPENING_MESSAGE {
         return 0;
     }
     if o.next_seq as u64 != seq || now().saturating_sub(o.at_ns) > OPENING_MAX_AGE_NS {
@@ -96,7 +96,10 @@ pub extern "C" fn opening_hold(n: u64, next_seq: u64, from_lo: u64, fresh: u64) 
         stage.next_seq = next_seq as u32;
         stage.len = (n as usize & (OPENING_BYTES - 1)) as u16;
         stage.from_lo = from_lo as u8;
-        stage._pad = 0;
+        stage.kind = sensor_common::OPENING_MESSAGE;
+        stage.skip = 0;
+        stage.end = 0;
+        stage._pad = [0; 4];
         let key = &(*scratch).key;
         if OPENINGS.insert(key, stage, BPF_ANY as u64).is_err() {
             return 0;
@@ -112,7 +115,7 @@ pub extern "C" fn opening_hold(n: u64, next_seq: u64, from_lo: u64, fresh: u64) 
 }
 
 #[inline(always)]
-fn remove(key: &FlowKey) {
+pub(crate) fn remove(key: &FlowKey) {
     if OPENINGS.remove(key).is_ok() {
         stat(Stat::OpeningsRemoved);
     }

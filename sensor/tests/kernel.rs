@@ -2442,3 +2442,88 @@ fn a_wallet_login_split_anywhere_counts_once() {
     assert_eq!(s.k.stat(Stat::OpeningsHeld).unwrap(), 2);
     assert_eq!(s.k.stat(Stat::OpeningsRemoved).unwrap(), 2);
 }
+
+/// A ClientHello record with `extensions` (type, data), as `sensor_common::tls`'s tests build
+/// one: 5 record + 4 handshake + 2 version + 32 random + 1 + 32 session id + 2 + 10 suites + 2
+/// compression = 90 bytes, then the extensions' 2-byte length and the extensions.
+fn client_hello_with(extensions: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    let mut ext = Vec::new();
+    for (t, d) in extensions {
+        ext.extend_from_slice(&t.to_be_bytes());
+        ext.extend_from_slice(&(d.len() as u16).to_be_bytes());
+        ext.extend_from_slice(d);
+    }
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[0x5a; 32]);
+    body.push(32);
+    body.extend_from_slice(&[0x11; 32]);
+    let suites = [0x13u8, 1, 0x13, 2, 0x13, 3, 0xc0, 0x2b, 0xc0, 0x2f];
+    body.extend_from_slice(&(suites.len() as u16).to_be_bytes());
+    body.extend_from_slice(&suites);
+    body.extend_from_slice(&[1, 0]);
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let mut hs = vec![1, 0, (body.len() >> 8) as u8, body.len() as u8];
+    hs.extend_from_slice(&body);
+    let mut rec = vec![22, 3, 1, (hs.len() >> 8) as u8, hs.len() as u8];
+    rec.extend_from_slice(&hs);
+    rec
+}
+
+/// A ClientHello split over two segments towards a pool port is decided as a whole one: cut
+/// before its extensions (byte 20), inside its last extension's header, or inside a 1,220-byte
+/// post-quantum key share with the server name after it (byte 1,000 of 1,357 + 25). Without a
+/// name: `tls_no_sni`; naming a pool domain: `tls_pool_sni`; naming another server, or a second
+/// segment out of sequence: nothing.
+#[test]
+fn a_client_hello_split_over_two_segments_is_decided() {
+    use sensor_common::Reason;
+    const R: usize = 0; // the only range of this configuration
+    let mut s = Sensor::with(
+        "[pools]\nports = [14433]\nextra_domains = [\"pool.example\"]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
+    );
+    let (no_sni, sni) = (Reason::TlsNoSni as usize, Reason::TlsPoolSni as usize);
+    let (m, pool) = (ip("192.0.2.9"), ip("203.0.113.50"));
+    let split = |s: &mut Sensor, sport: u16, hello: &[u8], cut: usize, gap: u32| {
+        s.run(
+            &Packet::tcp4(m, pool, sport, 14433, &hello[..cut])
+                .tcp_seq(7)
+                .build(),
+        );
+        s.run(
+            &Packet::tcp4(m, pool, sport, 14433, &hello[cut..])
+                .tcp_seq(7 + cut as u32 + gap)
+                .build(),
+        );
+    };
+    let small = tls_client_hello(None);
+    split(&mut s, 44100, &small, 20, 0);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, no_sni).unwrap(), 1);
+    split(&mut s, 44101, &small, small.len() - 3, 0);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, no_sni).unwrap(), 2);
+    let groups = (10u16, vec![0, 2, 0, 29]);
+    let key_share = (51u16, vec![0x11; 1220]);
+    let name = |n: &str| {
+        let mut d = vec![0, (n.len() + 3) as u8, 0, 0, n.len() as u8];
+        d.extend_from_slice(n.as_bytes());
+        (0u16, d)
+    };
+    // 90 + 2 + 8 + 1,224 = 1,324 bytes to the name's extension: the cut at 1,000 is inside the
+    // key share.
+    let pq = client_hello_with(&[groups.clone(), key_share.clone(), name("xmr.pool.example")]);
+    assert_eq!(pq.len(), 1324 + 4 + 5 + 16);
+    split(&mut s, 44102, &pq, 1000, 0);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, sni).unwrap(), 1);
+    // No name after the key share: decided from the first segment (the lengths say nothing
+    // follows); the second changes nothing.
+    let pq_plain = client_hello_with(&[groups.clone(), key_share.clone()]);
+    split(&mut s, 44103, &pq_plain, 1000, 0);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, no_sni).unwrap(), 3);
+    // Another server's name, or the second segment one byte late: nothing.
+    let other = client_hello_with(&[groups.clone(), key_share.clone(), name("www.example.org")]);
+    split(&mut s, 44104, &other, 1000, 0);
+    split(&mut s, 44105, &small, 20, 1);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, no_sni).unwrap(), 3);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, sni).unwrap(), 1);
+    assert_eq!(s.all_stratum(), 0);
+}

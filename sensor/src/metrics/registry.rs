@@ -114,7 +114,7 @@ impl Metrics {
         );
         let opening_bytes = IntGauge::with_opts(Opts::new(
             names::OPENING_BYTES,
-            "Bytes of kernel memory holding new flows' unfinished first messages (a login split before any marker) at the last drain: entries of the OPENINGS map times its key and value (bounded: 4,096 entries of 312 bytes).",
+            "Bytes of kernel memory holding new flows' unfinished first messages (a login split before any marker) at the last drain: entries of the OPENINGS map times its key and value (bounded: 4,096 entries of 320 bytes).",
         ))
         .expect("valid metric");
         let opening_evictions = counter(
