@@ -19,10 +19,13 @@ fuzz_target!(|data: &[u8]| {
     buf[..n].copy_from_slice(&data[..n]);
     // The first segment of a split ClientHello: where its walk stops lies after the fixed part
     // and before the extensions' end, past the segment only when an extension's body runs on; a
-    // name it finds lies in the segment.
+    // name it reads (one not whole has no length) lies in the segment.
     match split(&buf, n) {
         Split::Cut { at, end } => assert!(43 < at && at <= end && end > n, "{at} {end} {n}"),
-        Split::Decided(h) => assert!(h.sni != HAS_SNI || h.name_at + h.name_len <= n, "{h:?}"),
+        Split::Decided(h) => assert!(
+            h.sni != HAS_SNI || h.name_len == 0 || h.name_at + h.name_len <= n,
+            "{h:?}"
+        ),
         Split::Early => assert!(n >= 6),
         Split::Not => {}
     }
