@@ -1,4 +1,5 @@
-//! The ClientHello walk and the server name's copy into a query name (the code the XDP program
+//! The ClientHello walk, its split-segment variant (`split`), and the server name's copy into a
+//! query name (the code the XDP program
 //! runs for `tls_no_sni` and `tls_pool_sni`, compiled for the host) on any TCP payload: no panic,
 //! and what they conclude agrees with an independent reading: the name found is the first
 //! server_name entry's bytes, and the pool-domain walk over the copy offers the keys `name_key`
@@ -9,13 +10,25 @@ use libfuzzer_sys::fuzz_target;
 use sensor_common::{
     dns::{COMPLETE, HEADER, QueryName, name_key},
     stratum::{WINDOW, Window},
-    tls::{HAS_SNI, HELLO_WINDOW, HostCopy, MAX_HOST, client_hello, host_to_query},
+    tls::{HAS_SNI, HELLO_WINDOW, HostCopy, MAX_HOST, Split, client_hello, host_to_query, split},
 };
 
 fuzz_target!(|data: &[u8]| {
     let n = data.len().min(HELLO_WINDOW);
     let mut buf = [0u8; HELLO_WINDOW];
     buf[..n].copy_from_slice(&data[..n]);
+    // The first segment of a split ClientHello: where its walk stops lies after the fixed part
+    // and before the extensions' end, past the segment only when an extension's body runs on; a
+    // name it reads (one not whole has no length) lies in the segment.
+    match split(&buf, n) {
+        Split::Cut { at, end } => assert!(43 < at && at <= end && end > n, "{at} {end} {n}"),
+        Split::Decided(h) => assert!(
+            h.sni != HAS_SNI || h.name_len == 0 || h.name_at + h.name_len <= n,
+            "{h:?}"
+        ),
+        Split::Early => assert!(n >= 6),
+        Split::Not => {}
+    }
     let h = client_hello(&buf, n);
     if h.sni != HAS_SNI || h.name_len == 0 {
         return;

@@ -6,7 +6,9 @@
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 pub mod dns;
+pub mod http;
 pub mod stratum;
+pub mod sv2;
 pub mod tls;
 pub mod websocket;
 
@@ -352,11 +354,65 @@ pub enum Stat {
     SamplesLost = 4,
     /// `tap`: candidates passed uninspected because no AF_XDP socket served their receive queue.
     NoSocket = 5,
+    /// New flows' unfinished first messages held in `OPENINGS` (see [`Opening`]).
+    OpeningsHeld = 6,
+    /// Held openings the program removed: decided (the joined message was Stratum), continued
+    /// past [`OPENING_BYTES`] or out of order, or stale (so evictions = held - removed - entries).
+    OpeningsRemoved = 7,
 }
 
 impl Stat {
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 8;
 }
+
+/// Bytes of a new flow's unfinished first message the XDP program holds (a power of two): a
+/// client may split its login anywhere, down to a first segment of one byte `{`, so that no
+/// segment alone carries a marker. XMRig's login up to its `"agent"` key is 166 bytes with a
+/// 95-character wallet. A segment is held only when it opens a message (`{` or a blank first),
+/// matches no rule, fits here whole and ends without a line end, on a flow the flow table does
+/// not know; the next segment in sequence is scanned after it, up to `WINDOW - OPENING_BYTES`
+/// of its bytes.
+pub const OPENING_BYTES: usize = 256;
+/// Entries of the `OPENINGS` LRU map (the least recently used is evicted beyond it).
+pub const OPENING_ENTRIES: u32 = 4096;
+/// A held opening not continued within this is stale: not joined, and removed when its flow's
+/// next segment comes.
+pub const OPENING_MAX_AGE_NS: u64 = 10_000_000_000;
+
+/// Value of `OPENINGS` (keyed by [`FlowKey`]): the unfinished start of a new flow's first
+/// message, from one direction.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Opening {
+    /// When it was held or last extended (the program's clock).
+    pub at_ns: u64,
+    /// The sequence number that continues it.
+    pub next_seq: u32,
+    /// Bytes held (1..OPENING_BYTES).
+    pub len: u16,
+    /// 1 when the lower endpoint of the key sent it (see `FlowKey`).
+    pub from_lo: u8,
+    /// What is held: [`OPENING_MESSAGE`] or [`OPENING_HELLO`].
+    pub kind: u8,
+    /// A ClientHello's: bytes of the window (the held bytes, then the next segment's) before the
+    /// walk goes on, and where the extensions end in it; 0 for `end` when the whole hello so far
+    /// is held (cut before its extensions), to be walked from its start.
+    pub skip: u16,
+    pub end: u16,
+    pub _pad: [u8; 4],
+    pub bytes: [u8; OPENING_BYTES],
+}
+
+/// [`Opening::kind`]: the start of a JSON message (a login split before any marker).
+pub const OPENING_MESSAGE: u8 = 0;
+/// [`Opening::kind`]: the end of a ClientHello's first segment, for the walk over its extensions
+/// to go on in the next (see `tls::split`).
+pub const OPENING_HELLO: u8 = 1;
+
+/// Bytes of kernel memory one `OPENINGS` entry holds: its key and value.
+pub const OPENING_ENTRY_BYTES: usize =
+    core::mem::size_of::<FlowKey>() + core::mem::size_of::<Opening>();
+const _: () = assert!(OPENING_ENTRY_BYTES == 40 + 280 && OPENING_BYTES.is_power_of_two());
 
 /// `CAPTURE_MODE` of the kernel program (a load-time constant, so the verifier prunes the other
 /// mode): candidates go nowhere (deep inspection off).
@@ -488,6 +544,7 @@ mod pod {
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::SuspectKey {}
     unsafe impl aya::Pod for super::Sample {}
+    unsafe impl aya::Pod for super::Opening {}
 }
 
 #[cfg(test)]

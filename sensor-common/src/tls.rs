@@ -87,6 +87,19 @@ pub fn client_hello<const N: usize>(buf: &[u8; N], len: usize) -> Hello {
     if end > len {
         return Hello::decided(NOT_DECIDED);
     }
+    extensions(buf, len, off, end)
+}
+
+/// The walk over a ClientHello's extensions from `off` to their end `end` (offsets in `buf`,
+/// whose first `len` bytes are real; `end` at most `len`): what [`client_hello`] concludes from
+/// them, also for the second segment of a ClientHello split over two ([`split`]).
+#[inline(always)]
+pub fn extensions<const N: usize>(buf: &[u8; N], len: usize, off: usize, end: usize) -> Hello {
+    let len = if len > N { N } else { len };
+    if end > len {
+        return Hello::decided(NOT_DECIDED);
+    }
+    let mut off = off;
     let mut i = 0;
     while i < MAX_EXTENSIONS {
         if off == end {
@@ -109,6 +122,83 @@ pub fn client_hello<const N: usize>(buf: &[u8; N], len: usize) -> Hello {
         i += 1;
     }
     Hello::decided(NOT_DECIDED)
+}
+
+/// What the first segment of a ClientHello cut by the segment's end says ([`split`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// Not a ClientHello cut by the segment's end (a whole one, or none).
+    Not,
+    /// Decided from the segment alone: its server_name extension is whole in it, or the
+    /// extensions' lengths say none follows (what is cut is the body of its last extension).
+    Decided(Hello),
+    /// Cut before its extensions can be walked (the segment ends before their length field):
+    /// the whole segment goes with the next.
+    Early,
+    /// Cut in its extensions: the first extension not whole in the segment begins at `at` and
+    /// the extensions end at `end` (offsets from the record's start, `end` past the segment).
+    Cut { at: usize, end: usize },
+}
+
+/// The first segment (`len` bytes of `buf`) of a ClientHello split over two segments: where the
+/// walk over its extensions stopped, so that the next segment can go on from there (the XDP
+/// program holds the bytes from `at` on, at most a server_name extension's, with its opening
+/// map, see `sensor-ebpf/src/hello.rs`).
+#[inline(always)]
+pub fn split<const N: usize>(buf: &[u8; N], len: usize) -> Split {
+    let len = if len > N { N } else { len };
+    if len < 6 || byte(buf, 0) != 22 || byte(buf, 1) != 3 || byte(buf, 5) != 1 {
+        return Split::Not;
+    }
+    // The record's length: a segment holding all of it is no split.
+    if 5 + be16(buf, 3) <= len {
+        return Split::Not;
+    }
+    if len < 43 {
+        return Split::Early;
+    }
+    let mut off = 43;
+    off += 1 + byte(buf, off);
+    if off + 2 > len {
+        return Split::Early;
+    }
+    off += 2 + be16(buf, off);
+    if off + 1 > len {
+        return Split::Early;
+    }
+    off += 1 + byte(buf, off);
+    if off + 2 > len {
+        return Split::Early;
+    }
+    let end = off + 2 + be16(buf, off);
+    off += 2;
+    if end <= len {
+        // The extensions end inside the segment: the record's length says more follows (a
+        // malformed or padded record); `client_hello` decides on what is here.
+        return Split::Not;
+    }
+    let mut i = 0;
+    while i < MAX_EXTENSIONS {
+        if off == end {
+            return Split::Decided(Hello::decided(NO_SNI));
+        }
+        if off > end {
+            return Split::Not;
+        }
+        if off + 4 > len {
+            return Split::Cut { at: off, end };
+        }
+        let elen = be16(buf, off + 2);
+        if be16(buf, off) == 0 {
+            if off + 4 + elen > len {
+                return Split::Cut { at: off, end };
+            }
+            return Split::Decided(extensions(buf, len, off, off + 4 + elen));
+        }
+        off += 4 + elen;
+        i += 1;
+    }
+    Split::Not
 }
 
 /// Longest host name a server_name (and a DNS name) holds.
@@ -308,6 +398,90 @@ mod tests {
             host_to_query(&buf, 0, MAX_HOST + 1, &mut out, &mut HostCopy::default()),
             0
         );
+    }
+
+    #[test]
+    fn a_client_hello_split_in_two_goes_on_where_its_first_segment_stopped() {
+        // Extensions: supported_groups (4 + 4 bytes), signature_algorithms (4 + 4), a 1,220-byte
+        // key share (4 + 1,220), then server_name (4 + 21 for "pool.example.org": 2 + 1 + 2 +
+        // 16). The hello's fixed part: 5 record + 4 handshake + 2 + 32 + 1 + 32 session id + 2 +
+        // 10 suites + 2 compression = 90, the extensions' length 2: the first extension at 92.
+        let exts = vec![
+            (10u16, vec![0, 2, 0, 29]),
+            (13, vec![0, 2, 4, 3]),
+            (51, vec![0x11; 1220]),
+            sni("pool.example.org"),
+        ];
+        let h = hello(&exts);
+        let (first, key_share, name) = (92, 92 + 8 + 8, 92 + 8 + 8 + 1224);
+        assert_eq!(h.len(), name + 25);
+        let mut buf = [0u8; HELLO_WINDOW];
+        let cut = |buf: &mut [u8; HELLO_WINDOW], n: usize| {
+            buf[..n].copy_from_slice(&h[..n]);
+            split(buf, n)
+        };
+        let end = h.len();
+        // Cut inside the key share's body (at 1,000 bytes): the walk goes on at the server_name
+        // extension, past the segment's end.
+        assert_eq!(cut(&mut buf, 1000), Split::Cut { at: name, end });
+        // Cut inside an extension header, or inside server_name: from that extension on.
+        assert_eq!(
+            cut(&mut buf, key_share + 2),
+            Split::Cut { at: key_share, end }
+        );
+        assert_eq!(cut(&mut buf, name + 10), Split::Cut { at: name, end });
+        // Cut before the extensions' length: the whole segment goes on.
+        assert_eq!(cut(&mut buf, 20), Split::Early);
+        assert_eq!(cut(&mut buf, first - 1), Split::Early);
+        // server_name first and whole in the segment: named at once.
+        let mut named = exts.clone();
+        named.insert(0, named[3].clone());
+        named.pop();
+        let hn = hello(&named);
+        buf[..1000].copy_from_slice(&hn[..1000]);
+        match split(&buf, 1000) {
+            Split::Decided(found) => {
+                assert_eq!(found.sni, HAS_SNI);
+                assert_eq!(
+                    &hn[found.name_at..found.name_at + found.name_len],
+                    b"pool.example.org"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Without server_name, cut in the last extension's body: the lengths say no extension
+        // follows: no name, at once.
+        let plain = hello(&exts[..3]);
+        buf[..1000].copy_from_slice(&plain[..1000]);
+        assert_eq!(split(&buf, 1000), Split::Decided(Hello::decided(NO_SNI)));
+        // Whole, or no ClientHello: no split.
+        buf[..end].copy_from_slice(&h);
+        assert_eq!(split(&buf, end), Split::Not);
+        assert_eq!(split(&[0u8; HELLO_WINDOW], 100), Split::Not);
+        // The second segment, after the bytes carried from `at` (cut at name + 10: the window
+        // starts at `name`, the extensions end 25 bytes further): the walk from there decides.
+        let mut w = [0u8; HELLO_WINDOW];
+        w[..25].copy_from_slice(&h[name..]);
+        let found = extensions(&w, 25, 0, 25);
+        assert_eq!(found.sni, HAS_SNI);
+        assert_eq!(
+            &w[found.name_at..found.name_at + found.name_len],
+            b"pool.example.org"
+        );
+        // Cut at an extension boundary with no server_name after: the rest ends the walk.
+        let mut no_name = exts[..3].to_vec();
+        no_name.push((43, vec![2, 3, 4]));
+        let hx = hello(&no_name);
+        buf[..1000].copy_from_slice(&hx[..1000]);
+        assert_eq!(
+            split(&buf, 1000),
+            Split::Cut {
+                at: name,
+                end: name + 7
+            }
+        );
+        w[..7].copy_from_slice(&hx[name..]);
+        assert_eq!(extensions(&w, 7, 0, 7).sni, NO_SNI);
     }
 
     #[test]

@@ -101,7 +101,7 @@ pub(crate) fn lookup_ranges(ip: &Ip) -> (u64, u64) {
 /// Index of the lowest set bit (x != 0), without a table: BPF has no count-trailing-zeros
 /// instruction and LLVM's lowering would need a constant pool.
 #[inline(always)]
-fn lowest_bit(x: u64) -> usize {
+pub(crate) fn lowest_bit(x: u64) -> usize {
     let mut v = (x & x.wrapping_neg()) - 1;
     v -= (v >> 1) & 0x5555_5555_5555_5555;
     v = (v & 0x3333_3333_3333_3333) + ((v >> 2) & 0x3333_3333_3333_3333);

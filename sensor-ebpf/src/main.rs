@@ -20,8 +20,11 @@
 //! `bench_*`) and the per-packet flow (`try_sensor`, `tcp`); `maps` every map and global shared
 //! with the agent; `parse` the header walk; `count` the range lookup and the counters; `signals`
 //! the suspect signals (DNS, TLS, Stratum V2, pool endpoints); `scan` the Stratum scan and the flow
-//! table; `events` the agent's event ring; `capture` the hand-over to deep inspection; `replay`
-//! the batch entry of `mining-sensor replay`.
+//! table; `http` the body of an HTTP message, scanned as the segment; `hello` a ClientHello split
+//! over two segments; `opening` a new flow's
+//! first message held over its segments; `sv2` Stratum V2 shares by size; `events` the agent's
+//! event ring; `capture` the hand-over to deep inspection; `replay` the batch entry of
+//! `mining-sensor replay`.
 #![no_std]
 #![no_main]
 #![feature(asm_experimental_arch)]
@@ -29,11 +32,15 @@
 mod capture;
 mod count;
 mod events;
+mod hello;
+mod http;
 mod maps;
+mod opening;
 mod parse;
 mod replay;
 mod scan;
 mod signals;
+mod sv2;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
@@ -225,6 +232,7 @@ fn tcp<const COMPAT: bool>(
     let plen = ip.end - payload;
     let sport = u16::from_be_bytes([h[0], h[1]]);
     let dport = u16::from_be_bytes([h[2], h[3]]);
+    let seq = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
     // The suspect signals of this segment's flow, each counted once per flow.
     let flag = |reason| {
         suspect(
@@ -256,22 +264,47 @@ fn tcp<const COMPAT: bool>(
     // Stratum V2 has no readable content: its Noise handshake opens with exactly 64 bytes from the
     // client and 234 from the server. On a pool port either size is the signal; elsewhere (443
     // included) the pair, the answer on the same flow (`noise_handshake`).
-    let on_pool_port = (plen == 64 && pool_port(dport)) || (plen == 234 && pool_port(sport));
-    if on_pool_port
-        || ((plen == 64 || plen == 234) && noise_handshake(ip, sport, dport, plen, first))
-    {
+    // (Sizes compared through `sv2::is_size`, so that the verifier does not learn `plen` and walk
+    // the rest of the path once more for each size.)
+    let (hello, answer) = (sv2::is_size(plen, 64), sv2::is_size(plen, 234));
+    let on_pool_port = (hello && pool_port(dport)) || (answer && pool_port(sport));
+    if on_pool_port || ((hello || answer) && noise_handshake(ip, sport, dport, plen, first)) {
         candidate |= flag(Reason::StratumV2);
+        // The client sent the 64 bytes, the server the 234: its later frames of a share's size
+        // are shares (`sv2`).
+        sv2::remember(ip, sport, dport, hello);
+    } else if sv2::is_size(plen, sensor_common::sv2::SHARE_FRAME) {
+        sv2::share(ip, sport, dport, seq, src_ranges | dst_ranges);
     }
     // A TLS handshake record: a ClientHello without server_name towards a pool, or one naming a
     // server in a pool domain on any port, is a signal. The record type first: most TCP payload is
     // TLS application data (23) and pays nothing more; then the handshake type, so that only
     // ClientHellos (one a connection) are copied and walked.
+    // Towards a pool (its port or address), a segment may continue a ClientHello split over two
+    // (`hello`): its flow's slot tells, one array read.
+    let to_pool = pool || pool_port(dport);
+    if to_pool
+        && first != 22
+        && let Some(hello) = hello::continued(ctx, ip, sport, dport, seq, payload, plen)
+    {
+        if hello == HELLO_NO_SNI {
+            candidate |= flag(Reason::TlsNoSni);
+        } else if hello != 0 && pool_sni::<COMPAT>(hello) {
+            candidate |= flag(Reason::TlsPoolSni);
+        }
+        return Ok(candidate);
+    }
     if first == 22 {
-        if plen < 43 || handshake_type(ctx, payload)? != 1 {
+        if plen < 6 || handshake_type(ctx, payload)? != 1 {
             return Ok(candidate);
         }
         let n = load_hello(ctx, payload, plen)?;
-        let hello = client_hello(n as u64);
+        let mut hello = client_hello(n as u64);
+        // Cut by the segment's end, towards a pool: decided from this segment if it can be, else
+        // held for the next (`hello`).
+        if hello == 0 && to_pool && n == plen {
+            hello = hello::first(ip, sport, dport, n, seq.wrapping_add(plen as u32));
+        }
         if hello == HELLO_NO_SNI {
             if pool || pool_port(dport) {
                 candidate |= flag(Reason::TlsNoSni);
@@ -284,7 +317,11 @@ fn tcp<const COMPAT: bool>(
     // Stratum inside a WebSocket text frame (browser-miner bridges): the frame's payload, unmasked,
     // is what is scanned, and its first byte what decides.
     let (mut payload, mut plen, mut first, mut mask) = (payload, plen, first, 0u64);
+    // Whether the segment is scanned from its first byte (no frame or HTTP head before): only
+    // such a segment is held as, or joined to, a new flow's opening.
+    let mut plain = true;
     if first == websocket::TEXT_FIN {
+        plain = false;
         let Some((h, unmasked)) = websocket_frame(ctx, payload, plen) else {
             return Ok(candidate);
         };
@@ -292,6 +329,16 @@ fn tcp<const COMPAT: bool>(
         plen -= h.len;
         first = unmasked;
         mask = h.key64();
+    }
+    // Mining JSON-RPC in an HTTP message's body (Ethereum getwork over HTTP POST, the pool's
+    // answer in the response): the body, when it begins in the window, is read as the segment.
+    if (first == b'P' || first == b'H')
+        && let Some((at, b)) = http::body(ctx, payload, plen)
+    {
+        payload += at;
+        plen -= at;
+        first = b;
+        plain = false;
     }
     // Which segments are scanned, so that non-mining traffic pays almost nothing:
     // - one whose first byte is `{` can start a JSON message: always;
@@ -312,20 +359,38 @@ fn tcp<const COMPAT: bool>(
     // Blanks may come before a message's `{` (pools' JSON parsers skip them; a miner hiding from
     // signature matching sends them): such a segment can open a message too.
     let opens = first == b'{' || matches!(first, b' ' | b'\t' | b'\r' | b'\n');
-    if !opens && (!recent_stratum(key) || flow_unknown(key)) {
+    // A new flow's first message held from its earlier segment (split before any marker): the
+    // segment that continues it is scanned after it (`opening`).
+    let joined = if plain && opening::maybe_held(key) {
+        opening::opening_join(seq as u64, src_is_lo as u64) as usize
+    } else {
+        0
+    };
+    if !opens && joined == 0 && (!recent_stratum(key) || flow_unknown(key)) {
         return Ok(candidate);
     }
 
-    let n = load_window(ctx, payload, plen)?;
+    let (n, whole) = if joined != 0 {
+        opening::load_after(ctx, payload, plen, joined)?
+    } else {
+        let n = load_window(ctx, payload, plen)?;
+        (n, n == plen)
+    };
+    let settle = plain && (opens || joined != 0);
+    let flags = (whole as u64 * opening::WHOLE)
+        | (src_is_lo as u64 * opening::FROM_LO)
+        | (settle as u64 * opening::SETTLE);
+    let next_seq = seq.wrapping_add(plen as u32) as u64;
+    let [n, joined, flags, next_seq] = opening::forget([n as u64, joined as u64, flags, next_seq]);
     if mask != 0 {
         // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
         unsafe { (*scratch).buf.xor(mask) };
     }
     let origin = ingress(ctx) as u64 | (src_is_lo as u64) << 32;
     let found = if COMPAT {
-        inspect_window_compat(n as u64, src_ranges, dst_ranges, origin)
+        inspect_window_compat(n, src_ranges, dst_ranges, origin)
     } else {
-        inspect_window(n as u64, src_ranges, dst_ranges, origin)
+        inspect_window(n, src_ranges, dst_ranges, origin)
     };
     if found & NEW_FLOW != 0 {
         debug!(
@@ -336,13 +401,17 @@ fn tcp<const COMPAT: bool>(
             dport
         );
     }
+    // An undecided opening of a new flow is held (or extended, or dropped once decided).
+    let held = flags & opening::SETTLE != 0
+        && opening::opening_settle(found, n, joined, next_seq, flags) != 0;
     // A segment the scan did not recognise (a plain reply such as `{"id":4,"result":true}`, a
     // message's continuation) is a candidate too when its flow is a known Stratum flow: a
     // continuation got here only on one; a segment that opens a message pays the `RECENT` read
     // and, only when its slot is recent, the flow-table lookup.
     Ok(candidate
         || found & CANDIDATE != 0
-        || (inspect_budget() > 0 && (!opens || (recent_stratum(key) && !flow_unknown(key)))))
+        || (inspect_budget() > 0
+            && (held || !opens || (recent_stratum(key) && !flow_unknown(key)))))
 }
 
 /// The header of the WebSocket text frame at `payload` and its payload's first byte, unmasked;

@@ -126,6 +126,11 @@ pub(crate) struct Scratch {
     /// The transport header's offset and the IP packet's end, passed through memory (see
     /// `try_sensor`).
     pub(crate) offsets: [u64; 2],
+    /// A new flow's opening being held or extended, staged here for `OPENINGS` (see `opening`).
+    pub(crate) opening: sensor_common::Opening,
+    /// The window's length, the opening's bytes at its start, the flags of `opening_settle` and
+    /// the sequence number after the segment, passed through memory (see `opening::forget`).
+    pub(crate) window: [u64; 4],
 }
 
 /// State of one scan: the scanner, where it is and what it found. It lives in SCRATCH, not on
@@ -203,3 +208,27 @@ pub(crate) fn bump(event: ParseEvent) {
         unsafe { *p += 1 };
     }
 }
+
+/// New flows' unfinished first messages, held so that the next segment is scanned after them (a
+/// login split before any marker; see `opening`). LRU: the least recently used goes first.
+#[map]
+pub(crate) static OPENINGS: LruHashMap<FlowKey, sensor_common::Opening> =
+    LruHashMap::with_max_entries(sensor_common::OPENING_ENTRIES, 0);
+
+/// When an opening was last held in each `RECENT`-sized slot of flows: a segment is looked up in
+/// `OPENINGS` only when its slot held one within `OPENING_MAX_AGE_NS` (one array read for the
+/// rest).
+#[map]
+pub(crate) static OPENING_SLOTS: Array<u64> =
+    Array::with_max_entries(sensor_common::RECENT_SLOTS as u32, 0);
+
+/// Stratum V2 flows (their handshake seen, see `sv2`): the sequence number after the client's
+/// last counted share (high 32 bits) and whether the client is the key's lower endpoint (bit 0).
+#[map]
+pub(crate) static SV2_FLOWS: LruHashMap<FlowKey, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// Stratum V2 shares counted by their encrypted size, per range (`UNWATCHED_SLOT` for flows
+/// outside every range).
+#[map]
+pub(crate) static SV2_SHARES: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(sensor_common::UNWATCHED_SLOT as u32 + 1, 0);

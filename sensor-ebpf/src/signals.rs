@@ -200,15 +200,32 @@ pub extern "C" fn client_hello(n: u64) -> u64 {
         return 0;
     };
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    let hello = unsafe { &(*scratch).hello };
+    let h = sensor_common::tls::client_hello(hello, n as usize);
+    hello_answer(h.sni as u64, h.name_at as u64, h.name_len as u64)
+}
+
+/// `client_hello`'s answer for what a walk over SCRATCH.hello found (`sni`, and where the name
+/// is): also for a ClientHello split over two segments (see `hello`). A global function: the copy
+/// of the name is verified once for every walk.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn hello_answer(sni: u64, name_at: u64, name_len: u64) -> u64 {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
     let (hello, buf, host) =
         unsafe { (&(*scratch).hello, &mut (*scratch).buf, &mut (*scratch).host) };
-    let h = sensor_common::tls::client_hello(hello, n as usize);
-    match h.sni {
+    match sni as u8 {
         sensor_common::tls::NO_SNI => HELLO_NO_SNI,
-        sensor_common::tls::HAS_SNI => {
-            sensor_common::tls::host_to_query(hello, h.name_at, h.name_len, buf.bytes_mut(), host)
-                as u64
-        }
+        sensor_common::tls::HAS_SNI => sensor_common::tls::host_to_query(
+            hello,
+            name_at as usize,
+            name_len as usize,
+            buf.bytes_mut(),
+            host,
+        ) as u64,
         _ => 0,
     }
 }

@@ -2119,3 +2119,411 @@ fn escapes_in_keys_and_method_names() {
     s.run(&Packet::tcp4(miner, pool, 46320, 3333, not_login.as_bytes()).build());
     assert_eq!(s.all_stratum(), 6);
 }
+
+/// An HTTP/1.1 POST as Go's HTTP client writes one (the getwork clients of Ethereum-era pools;
+/// ethminer's `http://` scheme posts the same JSON-RPC), to `path`, with `body`.
+fn http_post(path: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: 198.51.100.70\r\nUser-Agent: Go-http-client/1.1\r\nContent-Length: {}\r\nAccept: application/json\r\nContent-Type: application/json\r\nAccept-Encoding: gzip\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A pool's (or node's) HTTP/1.1 answer with `body`.
+fn http_reply(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nDate: Thu, 03 Dec 2026 12:00:00 GMT\r\nContent-Length: {}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Ethereum getwork over HTTP POST on port 80 (issue 21, "Reshaped plaintext"): each request's
+/// body is scanned as the segment, so the first `eth_getWork` opens an ethereum flow and every
+/// request counts; the pool's answers (getWork's three hashes, `true` for a share) match no rule
+/// but are candidates on the known flow, for the deep parser. Ordinary HTTP on the same hosts
+/// stays silent: a node's JSON-RPC (`eth_getBalance`), a form posting login and password, a page
+/// quoting a miner's JSON, JSON quoting a method in a string, a JSON-RPC batch, a GET.
+#[test]
+fn getwork_over_http_post_opens_an_ethereum_flow() {
+    let mut s = Sensor::with(&format!(
+        "[inspect]\ncapture_mode = \"inline\"\nbudget = 2\n{CONFIG}"
+    ));
+    let (m, pool) = (ip("192.0.2.70"), ip("198.51.100.70"));
+    let path = "/0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5/rig1";
+    let h = "0x416e293fb0bd38d28e5ff6bd43bc13a0252333f9985485cbd5ed49f3c79d2960";
+    let session = [
+        http_post(
+            path,
+            r#"{"jsonrpc":"2.0","id":1,"method":"eth_getWork","params":[]}"#,
+        ),
+        http_reply(&format!(
+            r#"{{"id":1,"jsonrpc":"2.0","result":["{h}","{h}","0x0000000100000000000000000000000000000000000000000000000000000000"]}}"#
+        )),
+        http_post(
+            path,
+            &format!(
+                r#"{{"jsonrpc":"2.0","id":2,"method":"eth_submitHashrate","params":["0x1e8480","{h}"]}}"#
+            ),
+        ),
+        http_reply(r#"{"id":2,"jsonrpc":"2.0","result":true}"#),
+        http_post(
+            path,
+            &format!(
+                r#"{{"jsonrpc":"2.0","id":3,"method":"eth_submitWork","params":["0x63d8903c474b670f","{h}","{h}"]}}"#
+            ),
+        ),
+        http_reply(r#"{"id":3,"jsonrpc":"2.0","result":true}"#),
+    ];
+    for (i, seg) in session.iter().enumerate() {
+        let (a, b, sp, dp) = if i % 2 == 0 {
+            (m, pool, 47000, 80)
+        } else {
+            (pool, m, 80, 47000)
+        };
+        s.run(&Packet::tcp4(a, b, sp, dp, seg).build());
+    }
+    // The three requests are Stratum packets of one ethereum flow, opened by the first; the
+    // three answers are no Stratum packets; all six are candidates.
+    assert_eq!(s.flows(C, DIR_FROM, ETHEREUM), 1);
+    assert_eq!(s.stratum(C, DIR_FROM, ETHEREUM), 3);
+    assert_eq!(s.all_stratum(), 3);
+    assert_eq!(s.k.flows().unwrap().len(), 1);
+    assert_eq!(s.k.read_samples().unwrap().len(), 6);
+    // An XMRig login posted in a body is mining JSON-RPC too: a monero flow.
+    let login = String::from_utf8(xmrig_login()).unwrap();
+    s.run(&Packet::tcp4(m, pool, 47001, 80, &http_post("/", &login)).build());
+    assert_eq!(s.flows(C, DIR_FROM, MONERO), 1);
+    assert_eq!(s.all_stratum(), 4);
+    assert_eq!(s.k.read_samples().unwrap().len(), 1);
+
+    let traps: [Vec<u8>; 8] = [
+        http_post(
+            "/",
+            r#"{"jsonrpc":"2.0","method":"eth_getBalance","params":["0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5","latest"],"id":1}"#,
+        ),
+        http_reply(r#"{"jsonrpc":"2.0","id":1,"result":"0x10d4f"}"#),
+        http_post("/login", "login=bob&pass=hunter2&agent=XMRig%2F6.16.0"),
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html><script>var w = {\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_getWork\",\"params\":[]};</script></html>".to_vec(),
+        http_post(
+            "/notes",
+            r#"{"note":"{\"jsonrpc\":\"2.0\",\"method\":\"eth_getWork\",\"params\":[]}"}"#,
+        ),
+        http_post(
+            "/",
+            r#"[{"jsonrpc":"2.0","id":1,"method":"eth_getWork","params":[]}]"#,
+        ),
+        format!("GET / HTTP/1.1\r\nHost: x\r\n\r\n{login}").into_bytes(),
+        // A response whose head runs past the window: its body is not looked for.
+        [
+            b"HTTP/1.1 200 OK\r\nSet-Cookie: ".as_slice(),
+            &[b'a'; 600],
+            b"\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_getWork\",\"params\":[]}",
+        ]
+        .concat(),
+    ];
+    for (i, t) in traps.iter().enumerate() {
+        s.run(&Packet::tcp4(m, pool, 47100 + i as u16, 8545, t).build());
+    }
+    assert_eq!(s.all_stratum(), 4);
+    assert_eq!(s.k.flows().unwrap().len(), 2);
+    assert_eq!(s.k.read_samples().unwrap().len(), 0);
+}
+
+/// XMRig's login as it logs in with a pool account (no wallet-long string, so only its `agent`
+/// key decides), one line.
+fn xmrig_account_login() -> Vec<u8> {
+    b"{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"rig01\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0\",\"algo\":[\"rx/0\",\"cn/2\",\"cn/r\"]}}\n".to_vec()
+}
+
+/// A login on a new flow split so that no segment alone is Stratum (issue 21: "a first segment
+/// of one byte"): at byte 1 (`{`), before `"method"` (byte 24: `{"id":1,"jsonrpc":"2.0",` is
+/// 24 bytes) and before `"agent"` (byte 78: 24 + `"method":"login",` 17 + `"params":{` 10 +
+/// `"login":"rig01",` 16 + `"pass":"x",` 11). The first segment is held,
+/// the next in sequence scanned after it: one flow, one Stratum packet each, both segments
+/// candidates. Three splits on one flow extend the held bytes. Traps: a REST client's JSON split
+/// in two stays silent (its opening is dropped at the line end), a segment after a gap is not
+/// joined, nor one from the other endpoint.
+#[test]
+fn a_login_split_before_any_marker_opens_its_flow() {
+    let mut s = Sensor::with(&format!(
+        "[inspect]\ncapture_mode = \"inline\"\nbudget = 2\n{CONFIG}"
+    ));
+    let (m, pool) = (ip("192.0.2.80"), ip("198.51.100.80"));
+    let login = xmrig_account_login();
+    let text = String::from_utf8(login.clone()).unwrap();
+    let (method, agent) = (
+        text.find("\"method\"").unwrap(),
+        text.find("\"agent\"").unwrap(),
+    );
+    assert_eq!((method, agent), (24, 24 + 17 + 10 + 16 + 11));
+    let seg = |sport: u16, from: usize, to: usize| {
+        Packet::tcp4(m, pool, sport, 3333, &login[from..to])
+            .tcp_seq(1000 + from as u32)
+            .build()
+    };
+    for (sport, cut) in [(48000, 1), (48001, method), (48002, agent)] {
+        s.run(&seg(sport, 0, cut));
+        // Held, undecided: no Stratum yet.
+        assert_eq!(s.all_stratum(), (sport - 48000) as u64);
+        s.run(&seg(sport, cut, login.len()));
+    }
+    assert_eq!(s.flows(C, DIR_FROM, MONERO), 3);
+    assert_eq!(s.stratum(C, DIR_FROM, MONERO), 3);
+    assert_eq!(s.k.read_samples().unwrap().len(), 6);
+    // Split three times on one flow: held, extended twice, decided by the last segment.
+    let cuts = [0, 1, method, agent, login.len()];
+    for w in cuts.windows(2) {
+        s.run(&seg(48003, w[0], w[1]));
+    }
+    assert_eq!(s.flows(C, DIR_FROM, MONERO), 4);
+    assert_eq!(s.stratum(C, DIR_FROM, MONERO), 4);
+    use sensor_common::Stat;
+    assert_eq!(s.k.stat(Stat::OpeningsHeld).unwrap(), 4);
+    assert_eq!(s.k.stat(Stat::OpeningsRemoved).unwrap(), 4);
+    assert_eq!(s.k.openings().unwrap(), 0);
+    assert_eq!(s.k.read_samples().unwrap().len(), 4);
+
+    // A REST client's JSON in two segments: held, then dropped when the joined message ends.
+    let rest = b"{\"user\":\"bob\",\"items\":[1,2,3],\"note\":\"a login and a pass\"}\n";
+    s.run(
+        &Packet::tcp4(m, pool, 48010, 8080, &rest[..20])
+            .tcp_seq(7)
+            .build(),
+    );
+    s.run(
+        &Packet::tcp4(m, pool, 48010, 8080, &rest[20..])
+            .tcp_seq(27)
+            .build(),
+    );
+    // A split login whose second segment comes after a gap (one byte lost): not joined, and the
+    // opening is dropped; one whose continuation comes from the pool's side: not joined.
+    s.run(&seg(48011, 0, method));
+    s.run(
+        &Packet::tcp4(m, pool, 48011, 3333, &login[method..])
+            .tcp_seq(1000 + method as u32 + 1)
+            .build(),
+    );
+    s.run(&seg(48012, 0, method));
+    s.run(
+        &Packet::tcp4(pool, m, 3333, 48012, &login[method..])
+            .tcp_seq(1000 + method as u32)
+            .build(),
+    );
+    assert_eq!(s.all_stratum(), 4);
+    assert_eq!(s.k.flows().unwrap().len(), 4);
+    // Held: the REST opening, the gap's, the other side's (4 + 3); removed: the REST one at its
+    // line end and the gap's (4 + 2); the other side's waits.
+    assert_eq!(s.k.stat(Stat::OpeningsHeld).unwrap(), 7);
+    assert_eq!(s.k.stat(Stat::OpeningsRemoved).unwrap(), 6);
+    assert_eq!(s.k.openings().unwrap(), 1);
+}
+
+/// A flood of openings (a `{` alone from 4,100 new flows, more than `OPENING_ENTRIES`) is held
+/// within the map's bound, the LRU evicting the oldest (held minus removed minus entries, the
+/// agent's `opening_evictions_total`), and a login split after it still opens its flow.
+#[test]
+fn a_flood_of_openings_stays_bounded_and_a_split_login_still_counts() {
+    use sensor_common::{OPENING_ENTRIES, Stat};
+    let mut s = Sensor::new();
+    let (m, pool) = (ip("192.0.2.81"), ip("198.51.100.81"));
+    for i in 0..4100u32 {
+        let (a, port) = (ip(&format!("198.18.{}.{}", 2 + i / 250, 1 + i % 250)), 3333);
+        s.run(&Packet::tcp4(a, pool, 50000, port, b"{").tcp_seq(1).build());
+    }
+    let held = s.k.stat(Stat::OpeningsHeld).unwrap();
+    let entries = s.k.openings().unwrap() as u64;
+    assert_eq!(held, 4100);
+    assert_eq!(s.k.stat(Stat::OpeningsRemoved).unwrap(), 0);
+    assert!(entries <= OPENING_ENTRIES as u64, "{entries}");
+    assert!(
+        held - entries >= 4,
+        "at least 4,100 - 4,096 evicted: {entries} left"
+    );
+    let login = xmrig_account_login();
+    s.run(
+        &Packet::tcp4(m, pool, 48100, 3333, &login[..1])
+            .tcp_seq(9)
+            .build(),
+    );
+    s.run(
+        &Packet::tcp4(m, pool, 48100, 3333, &login[1..])
+            .tcp_seq(10)
+            .build(),
+    );
+    assert_eq!(s.flows(C, DIR_FROM, MONERO), 1);
+    assert_eq!(s.all_stratum(), 1);
+}
+
+/// Stratum V2 shares by their encrypted size (`sensor_common::sv2`): after the handshake, each
+/// client segment of 22 + 24 + 16 = 62 bytes (an encrypted `SubmitSharesStandard`) counts once
+/// per range, a retransmission not again; the server's 62-byte frames, 63-byte ones (an extended
+/// share without extranonce), two shares in one 124-byte segment, and 62-byte segments on a flow
+/// without the handshake count nothing.
+#[test]
+fn stratum_v2_shares_count_by_their_encrypted_size() {
+    let mut s = Sensor::with(
+        "[pools]\nports = [34254]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
+    );
+    const R: u32 = 0; // range c
+    let shares = |s: &Sensor| {
+        s.k.sv2_shares()
+            .unwrap()
+            .into_iter()
+            .map(|(_, n)| n)
+            .sum::<u64>()
+    };
+    let (m, pool) = (ip("192.0.2.90"), ip("203.0.113.90"));
+    let noise = |n: usize| (0..n).map(|i| (i * 37 + 167) as u8).collect::<Vec<u8>>();
+    let up = |sport: u16, dport: u16, seq: u32, n: usize| {
+        Packet::tcp4(m, pool, sport, dport, &noise(n))
+            .tcp_seq(seq)
+            .build()
+    };
+    let down =
+        |sport: u16, dport: u16, n: usize| Packet::tcp4(pool, m, dport, sport, &noise(n)).build();
+    // On the pool port: hello 64 (seq 1..65), answer 234, then three shares at 65, 127, 189, the
+    // second retransmitted.
+    s.run(&up(44000, 34254, 1, 64));
+    s.run(&down(44000, 34254, 234));
+    for seq in [65, 127, 127, 189] {
+        s.run(&up(44000, 34254, seq, 62));
+    }
+    assert_eq!(shares(&s), 3);
+    // The server's 62-byte frames, a 63-byte client frame, two shares in one segment: no more.
+    s.run(&down(44000, 34254, 62));
+    s.run(&up(44000, 34254, 251, 63));
+    s.run(&up(44000, 34254, 314, 124));
+    assert_eq!(shares(&s), 3);
+    // On 443 (the handshake's pair decides there): one share.
+    s.run(&up(44001, 443, 1, 64));
+    s.run(&down(44001, 443, 234));
+    s.run(&up(44001, 443, 65, 62));
+    assert_eq!(shares(&s), 4);
+    // 62-byte segments of a flow without the handshake (the answer never came): nothing.
+    s.run(&up(44002, 443, 1, 64));
+    s.run(&up(44002, 443, 65, 62));
+    assert_eq!(shares(&s), 4);
+    // All in range c (the miner's): its cell holds the four.
+    let cells = s.k.sv2_shares().unwrap();
+    assert_eq!(cells.iter().find(|c| c.0 == R).unwrap().1, 4);
+}
+
+/// XMRig's login with its wallet (`xmrig_login`) split the same ways: at byte 1 and before
+/// `"method"` the opening is held and the next segment decides; cut before `"agent"`, the first
+/// segment is decided alone (its 95-character wallet before `"pass"`, the bridges' rule). Each
+/// flow counts once, with one Stratum packet.
+#[test]
+fn a_wallet_login_split_anywhere_counts_once() {
+    use sensor_common::Stat;
+    let mut s = Sensor::new();
+    let (m, pool) = (ip("192.0.2.82"), ip("198.51.100.82"));
+    let login = xmrig_login();
+    let text = String::from_utf8(login.clone()).unwrap();
+    // 24 + `"method":"login",` 17 + `"params":{` 10 + `"login":"` 9 + 95 + `","pass":"x",` 13.
+    let agent = text.find("\"agent\"").unwrap();
+    assert_eq!(agent, 24 + 17 + 10 + 9 + 95 + 13);
+    for (sport, cut) in [(48200, 1), (48201, 24), (48202, agent)] {
+        s.run(
+            &Packet::tcp4(m, pool, sport, 3333, &login[..cut])
+                .tcp_seq(5)
+                .build(),
+        );
+        s.run(
+            &Packet::tcp4(m, pool, sport, 3333, &login[cut..])
+                .tcp_seq(5 + cut as u32)
+                .build(),
+        );
+    }
+    assert_eq!(s.flows(C, DIR_FROM, MONERO), 3);
+    assert_eq!(s.stratum(C, DIR_FROM, MONERO), 3);
+    // Held: the first two openings; the third was decided at once.
+    assert_eq!(s.k.stat(Stat::OpeningsHeld).unwrap(), 2);
+    assert_eq!(s.k.stat(Stat::OpeningsRemoved).unwrap(), 2);
+}
+
+/// A ClientHello record with `extensions` (type, data), as `sensor_common::tls`'s tests build
+/// one: 5 record + 4 handshake + 2 version + 32 random + 1 + 32 session id + 2 + 10 suites + 2
+/// compression = 90 bytes, then the extensions' 2-byte length and the extensions.
+fn client_hello_with(extensions: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    let mut ext = Vec::new();
+    for (t, d) in extensions {
+        ext.extend_from_slice(&t.to_be_bytes());
+        ext.extend_from_slice(&(d.len() as u16).to_be_bytes());
+        ext.extend_from_slice(d);
+    }
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[0x5a; 32]);
+    body.push(32);
+    body.extend_from_slice(&[0x11; 32]);
+    let suites = [0x13u8, 1, 0x13, 2, 0x13, 3, 0xc0, 0x2b, 0xc0, 0x2f];
+    body.extend_from_slice(&(suites.len() as u16).to_be_bytes());
+    body.extend_from_slice(&suites);
+    body.extend_from_slice(&[1, 0]);
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let mut hs = vec![1, 0, (body.len() >> 8) as u8, body.len() as u8];
+    hs.extend_from_slice(&body);
+    let mut rec = vec![22, 3, 1, (hs.len() >> 8) as u8, hs.len() as u8];
+    rec.extend_from_slice(&hs);
+    rec
+}
+
+/// A ClientHello split over two segments towards a pool port is decided as a whole one: cut
+/// before its extensions (byte 20), inside its last extension's header, or inside a 1,220-byte
+/// post-quantum key share with the server name after it (byte 1,000 of 1,357 + 25). Without a
+/// name: `tls_no_sni`; naming a pool domain: `tls_pool_sni`; naming another server, or a second
+/// segment out of sequence: nothing.
+#[test]
+fn a_client_hello_split_over_two_segments_is_decided() {
+    use sensor_common::Reason;
+    const R: usize = 0; // the only range of this configuration
+    let mut s = Sensor::with(
+        "[pools]\nports = [14433]\nextra_domains = [\"pool.example\"]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
+    );
+    let (no_sni, sni) = (Reason::TlsNoSni as usize, Reason::TlsPoolSni as usize);
+    let (m, pool) = (ip("192.0.2.9"), ip("203.0.113.50"));
+    let split = |s: &mut Sensor, sport: u16, hello: &[u8], cut: usize, gap: u32| {
+        s.run(
+            &Packet::tcp4(m, pool, sport, 14433, &hello[..cut])
+                .tcp_seq(7)
+                .build(),
+        );
+        s.run(
+            &Packet::tcp4(m, pool, sport, 14433, &hello[cut..])
+                .tcp_seq(7 + cut as u32 + gap)
+                .build(),
+        );
+    };
+    let small = tls_client_hello(None);
+    split(&mut s, 44100, &small, 20, 0);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, no_sni).unwrap(), 1);
+    split(&mut s, 44101, &small, small.len() - 3, 0);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, no_sni).unwrap(), 2);
+    let groups = (10u16, vec![0, 2, 0, 29]);
+    let key_share = (51u16, vec![0x11; 1220]);
+    let name = |n: &str| {
+        let mut d = vec![0, (n.len() + 3) as u8, 0, 0, n.len() as u8];
+        d.extend_from_slice(n.as_bytes());
+        (0u16, d)
+    };
+    // 90 + 2 + 8 + 1,224 = 1,324 bytes to the name's extension: the cut at 1,000 is inside the
+    // key share.
+    let pq = client_hello_with(&[groups.clone(), key_share.clone(), name("xmr.pool.example")]);
+    assert_eq!(pq.len(), 1324 + 4 + 5 + 16);
+    split(&mut s, 44102, &pq, 1000, 0);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, sni).unwrap(), 1);
+    // No name after the key share: decided from the first segment (the lengths say nothing
+    // follows); the second changes nothing.
+    let pq_plain = client_hello_with(&[groups.clone(), key_share.clone()]);
+    split(&mut s, 44103, &pq_plain, 1000, 0);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, no_sni).unwrap(), 3);
+    // Another server's name, or the second segment one byte late: nothing.
+    let other = client_hello_with(&[groups.clone(), key_share.clone(), name("www.example.org")]);
+    split(&mut s, 44104, &other, 1000, 0);
+    split(&mut s, 44105, &small, 20, 1);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, no_sni).unwrap(), 3);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, sni).unwrap(), 1);
+    assert_eq!(s.all_stratum(), 0);
+}

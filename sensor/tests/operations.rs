@@ -669,6 +669,8 @@ fn a_fresh_sensor_exports_the_series_the_sizing_table_counts() {
         ("mining_sensor_flow_table_entries", 1),
         ("mining_sensor_flow_table_capacity", 1),
         ("mining_sensor_flow_table_evictions_total", 1),
+        ("mining_sensor_opening_bytes", 1),
+        ("mining_sensor_opening_evictions_total", 1),
         ("mining_sensor_events_total", 1),
         ("mining_sensor_events_lost_total", 1),
         ("mining_sensor_parse_events_total", 17),
@@ -684,6 +686,6 @@ fn a_fresh_sensor_exports_the_series_the_sizing_table_counts() {
         families, want,
         "series per metric, against deploy/README.md's table"
     );
-    assert_eq!(want.values().sum::<usize>(), 145);
+    assert_eq!(want.values().sum::<usize>(), 147);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -363,7 +363,7 @@ mod scanner;
 mod tests;
 mod window;
 
-pub(crate) use self::window::{HIGHS, ONES, low_bytes};
+pub(crate) use self::window::{HIGHS, ONES, eq_bytes, first_byte, low_bytes};
 pub use self::{
     scanner::{Scanner, scan, scan_byte_wise, scan_slice, token_end},
     window::{WINDOW_WORDS, Window, long_run},

@@ -11,7 +11,7 @@ pub(super) const BLANKS: u64 = ONES * b' ' as u64;
 /// The high bit of each byte of `w` equal to `c`, exactly (no borrow between bytes, unlike the
 /// shorter `(v - ONES) & !v` test): the masks are combined and cut at any byte.
 #[inline(always)]
-pub(super) const fn eq_bytes(w: u64, c: u8) -> u64 {
+pub(crate) const fn eq_bytes(w: u64, c: u8) -> u64 {
     let v = w ^ (ONES * c as u64);
     !(((v & LOWS) + LOWS) | v) & HIGHS
 }
@@ -214,7 +214,7 @@ unsafe fn unaligned_u64(at: *const u8) -> u64 {
 /// trailing-zeros instruction (BPF has none): the lowest flag is `1 << (8k + 7)`, and multiplying
 /// `1 << 8k` by 0x0001020304050607 puts `k` in the top byte.
 #[inline(always)]
-pub(super) const fn first_byte(flags: u64) -> usize {
+pub(crate) const fn first_byte(flags: u64) -> usize {
     let lowest = flags & flags.wrapping_neg();
     ((lowest >> 7).wrapping_mul(0x0001_0203_0405_0607) >> 56) as usize
 }

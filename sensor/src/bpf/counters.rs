@@ -115,4 +115,18 @@ impl Kernel {
         // sees them again.
         Ok(map.iter().filter_map(|r| r.ok()).collect())
     }
+
+    /// Stratum V2 shares counted by size (`SV2_SHARES`), per range id (`UNWATCHED_SLOT` for
+    /// flows outside every range), summed across CPUs.
+    pub fn sv2_shares(&self) -> Result<Vec<(u32, u64)>> {
+        self.sums("SV2_SHARES", 0..=sensor_common::UNWATCHED_SLOT as u32)
+    }
+
+    /// Entries of `OPENINGS`: new flows' unfinished first messages the program holds (a walk
+    /// over at most `OPENING_ENTRIES` keys).
+    pub fn openings(&self) -> Result<usize> {
+        let map: aya::maps::HashMap<&MapData, FlowKey, sensor_common::Opening> =
+            aya::maps::HashMap::try_from(self.ebpf.map("OPENINGS").context("map OPENINGS")?)?;
+        Ok(map.keys().filter_map(|k| k.ok()).count())
+    }
 }

@@ -308,15 +308,23 @@ impl Inspector {
         }
         // A message split over segments is read whole once its last segment is here.
         let data = if t.proto == IPPROTO_TCP {
-            let data = self.streams.join(
-                (t.src, t.sport, t.dst, t.dport),
-                t.seq,
-                t.payload,
-                t.whole,
-                now,
-            );
+            let dir = (t.src, t.sport, t.dst, t.dport);
+            let data = self.streams.join(dir, t.seq, t.payload, t.whole, now);
             self.publish_streams();
-            data
+            // The message left open at the end of a whole segment is read once, whole, with the
+            // next segment: read now, repaired, a login cut before its `"agent"` would count
+            // without it (a new flow's login split on purpose, see the kernel's `opening`).
+            let open = self
+                .streams
+                .kept(&dir, t.seq.wrapping_add(t.payload.len() as u32));
+            match data {
+                _ if open == 0 || open > data.len() => data,
+                std::borrow::Cow::Borrowed(d) => std::borrow::Cow::Borrowed(&d[..d.len() - open]),
+                std::borrow::Cow::Owned(mut d) => {
+                    d.truncate(d.len() - open);
+                    std::borrow::Cow::Owned(d)
+                }
+            }
         } else {
             std::borrow::Cow::Borrowed(t.payload)
         };

@@ -84,6 +84,15 @@ impl Streams {
         data
     }
 
+    /// Bytes of the unfinished message kept for `dir` to be continued at `next_seq` (0 when
+    /// none): what `join` just kept at the end of the segment ending there.
+    pub fn kept(&self, dir: &Direction, next_seq: u32) -> usize {
+        self.tails
+            .get(dir)
+            .filter(|t| t.next_seq == next_seq)
+            .map_or(0, |t| t.bytes.len())
+    }
+
     fn keep(&mut self, dir: Direction, next_seq: u32, tail: &[u8], now: Instant) {
         self.drop_tail(&dir);
         if self.bytes + tail.len() > MAX_BYTES {

@@ -732,3 +732,106 @@ fn a_session_inside_websocket_frames_counts_as_plain_stratum() {
     assert!(s.has(r#"mining_sensor_shares_total{coin="monero",range="kp",result="accepted"} 1"#));
     assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 10000"#));
 }
+
+/// Ethereum getwork over HTTP POST (ethminer's `http://` scheme, Go clients): the requests' and
+/// answers' bodies are read as plain ethproxy messages, so the share submitted for the work
+/// getWork handed out counts at that work's boundary, with the pool's verdict, and the reported
+/// rate too. No login travels (the account is in the URL's path): none counts.
+#[test]
+fn a_getwork_session_over_http_counts_its_shares() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    let (miner, pool) = ([198, 18, 0, 1].into(), [203, 0, 113, 9].into());
+    let ranges = |a: IpAddr| u64::from(a == IpAddr::from([198, 18, 0, 1]));
+    let name = |id: usize| (id == 0).then(|| "kp".to_string());
+    let post = |body: &str| {
+        format!(
+            "POST /0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5/rig1 HTTP/1.1\r\nHost: 203.0.113.9\r\nUser-Agent: Go-http-client/1.1\r\nContent-Length: {}\r\nContent-Type: application/json\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let reply = |body: &str| {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let h = "0x416e293fb0bd38d28e5ff6bd43bc13a0252333f9985485cbd5ed49f3c79d2960";
+    // Boundary 2^224 (a 1 in the 8th hex digit of 64): 2^256 / 2^224 = 2^32 = 4,294,967,296
+    // hashes a share.
+    let boundary = "0x0000000100000000000000000000000000000000000000000000000000000000";
+    let now = s.t0 + Duration::from_secs(1);
+    let mut lines = Vec::new();
+    for (up, bytes) in [
+        (
+            true,
+            post(r#"{"jsonrpc":"2.0","id":1,"method":"eth_getWork","params":[]}"#),
+        ),
+        (
+            false,
+            reply(&format!(
+                r#"{{"id":1,"jsonrpc":"2.0","result":["{h}","{h}","{boundary}"]}}"#
+            )),
+        ),
+        (
+            true,
+            post(&format!(
+                r#"{{"jsonrpc":"2.0","id":2,"method":"eth_submitHashrate","params":["0x1e8480","{h}"]}}"#
+            )),
+        ),
+        (false, reply(r#"{"id":2,"jsonrpc":"2.0","result":true}"#)),
+        (
+            true,
+            post(&format!(
+                r#"{{"jsonrpc":"2.0","id":3,"method":"eth_submitWork","params":["0x63d8903c474b670f","{h}","{h}"]}}"#
+            )),
+        ),
+        (false, reply(r#"{"id":3,"jsonrpc":"2.0","result":true}"#)),
+    ] {
+        let f = if up {
+            Packet::tcp4(miner, pool, 40000, 80, bytes.as_bytes()).build()
+        } else {
+            Packet::tcp4(pool, miner, 80, 40000, bytes.as_bytes()).build()
+        };
+        lines.extend(s.i.frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name));
+    }
+    assert!(lines.is_empty());
+    assert!(s.has(r#"mining_sensor_shares_total{coin="ethereum",range="kp",result="accepted"} 1"#));
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="ethereum",range="kp"} 4294967296"#));
+    // 0x1e8480 = 1x16^5 + 14x16^4 + 8x16^3 + 4x16^2 + 8x16 = 2,000,000 hashes per second, set
+    // at the next expiry tick.
+    s.expire(10);
+    assert!(s.has(r#"mining_sensor_reported_hashrate{coin="ethereum",range="kp"} 2000000"#));
+}
+
+/// A login split before any marker on a new flow (a first segment of one byte, `{`; one cut
+/// before `"method"`; one before `"agent"`), as the kernel hands both segments over (the first
+/// held as the flow's opening): joined, the login counts once, with its coin and agent.
+#[test]
+fn a_login_split_before_any_marker_counts_once_with_coin_and_agent() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    let (miner, pool) = ([198, 18, 0, 1].into(), [203, 0, 113, 9].into());
+    let ranges = |a: IpAddr| u64::from(a == IpAddr::from([198, 18, 0, 1]));
+    let name = |id: usize| (id == 0).then(|| "kp".to_string());
+    let login = format!(
+        "{{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0\",\"algo\":[\"rx/0\"]}}}}\n"
+    );
+    // `{"id":1,"jsonrpc":"2.0",` is 24 bytes; `"agent"` follows the 95-character wallet:
+    // 24 + `"method":"login",` 17 + `"params":{` 10 + `"login":"` 9 + 95 + `","pass":"x",` 13.
+    let (method, agent) = (24, 24 + 17 + 10 + 9 + 95 + 13);
+    assert_eq!(login.find("\"agent\""), Some(agent));
+    let now = s.t0 + Duration::from_secs(1);
+    let mut lines = Vec::new();
+    for (sport, cut) in [(40100, 1), (40101, method), (40102, agent)] {
+        for (seq, part) in [(1000, &login[..cut]), (1000 + cut as u32, &login[cut..])] {
+            let f = Packet::tcp4(miner, pool, sport, 3333, part.as_bytes())
+                .tcp_seq(seq)
+                .build();
+            lines.extend(s.i.frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name));
+        }
+    }
+    assert_eq!(lines.len(), 3);
+    for l in &lines {
+        assert_eq!((l.coin, l.agent), ("monero", "xmrig"));
+    }
+    assert!(s.has(r#"mining_sensor_miner_logins_total{agent="xmrig",coin="monero",range="kp"} 3"#));
+}

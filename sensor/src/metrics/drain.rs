@@ -74,6 +74,8 @@ pub struct Drainer {
     peer_traffic: HashMap<u32, Counter>,
     stratum_packets: HashMap<u32, u64>,
     stratum_flows: HashMap<u32, u64>,
+    /// Stratum V2 shares per range id, as last drained.
+    sv2_shares: HashMap<u32, u64>,
     parse: HashMap<u32, u64>,
     mining_series: HashSet<(String, &'static str)>,
     /// Stratum and suspect series already exported, by (map, cell, range name).
@@ -83,6 +85,8 @@ pub struct Drainer {
     suspect: HashMap<u32, u64>,
     /// Evictions already exported.
     evictions: u64,
+    /// `OPENINGS` entries evicted so far (see `openings`).
+    opening_evictions: u64,
 }
 
 impl Drainer {
@@ -142,6 +146,7 @@ impl Drainer {
         let started = Instant::now();
         self.drain_counters(kernel, labels, metrics)?;
         self.mining_flows(kernel, labels, metrics, flow_idle_timeout)?;
+        self.openings(kernel, metrics)?;
         metrics
             .drain_duration
             .observe(started.elapsed().as_secs_f64());
@@ -162,6 +167,7 @@ impl Drainer {
         labels: &Labels,
         metrics: &Metrics,
     ) -> Result<()> {
+        self.sv2_shares(kernel, labels, metrics)?;
         // Traffic: every labelled interface slot (and slot 0, traffic of interfaces the agent did
         // not register, should there be any) x every configured range x direction.
         let mut cells = Vec::new();
@@ -327,6 +333,53 @@ impl Drainer {
             }
         }
 
+        Ok(())
+    }
+
+    /// Stratum V2 shares the kernel counted by their encrypted size, into `shares_total` with
+    /// coin and result `unknown` (nothing of a share is readable; the pool's verdict is sealed
+    /// too).
+    fn sv2_shares(&mut self, kernel: &Kernel, labels: &Labels, metrics: &Metrics) -> Result<()> {
+        for (idx, now) in kernel.sv2_shares()? {
+            let before = self.sv2_shares.insert(idx, now).unwrap_or(0);
+            if now <= before {
+                continue;
+            }
+            let range = if idx as usize == UNWATCHED_SLOT {
+                Some(UNWATCHED)
+            } else {
+                labels
+                    .range_slots()
+                    .find(|&(id, _)| id == idx as usize)
+                    .map(|(_, name)| name)
+            };
+            if let Some(range) = range {
+                metrics
+                    .shares
+                    .with_label_values(&[range, "unknown", "unknown"])
+                    .inc_by(now - before);
+            }
+        }
+        Ok(())
+    }
+
+    /// The kernel's held openings: their memory, and how many the LRU evicted (held, minus what
+    /// the program removed, minus what is there).
+    fn openings(&mut self, kernel: &Kernel, metrics: &Metrics) -> Result<()> {
+        let entries = kernel.openings()?;
+        metrics
+            .opening_bytes
+            .set((entries * sensor_common::OPENING_ENTRY_BYTES) as i64);
+        let evicted = kernel
+            .stat(Stat::OpeningsHeld)?
+            .saturating_sub(kernel.stat(Stat::OpeningsRemoved)?)
+            .saturating_sub(entries as u64);
+        if evicted > self.opening_evictions {
+            metrics
+                .opening_evictions
+                .inc_by(evicted - self.opening_evictions);
+            self.opening_evictions = evicted;
+        }
         Ok(())
     }
 

@@ -56,6 +56,8 @@ pub struct Metrics {
     pub drain_duration: Histogram,
     pub last_drain: Gauge,
     pub flow_evictions: IntCounter,
+    pub opening_bytes: IntGauge,
+    pub opening_evictions: IntCounter,
     pub events: IntCounter,
     pub events_lost: IntCounter,
     pub miner_logins: IntCounterVec,
@@ -110,6 +112,15 @@ impl Metrics {
             names::FLOW_TABLE_EVICTIONS,
             "Flows the kernel's LRU flow table evicted to make room (flows created minus entries).",
         );
+        let opening_bytes = IntGauge::with_opts(Opts::new(
+            names::OPENING_BYTES,
+            "Bytes of kernel memory holding new flows' unfinished first messages (a login split before any marker) at the last drain: entries of the OPENINGS map times its key and value (bounded: 4,096 entries of 320 bytes).",
+        ))
+        .expect("valid metric");
+        let opening_evictions = counter(
+            names::OPENING_EVICTIONS,
+            "New flows' unfinished first messages the kernel's OPENINGS map (LRU) evicted to make room before their next segment came (held minus removed minus entries).",
+        );
         let events = counter(
             names::EVENTS,
             "Flow events the kernel wrote to its ring buffer.",
@@ -136,6 +147,8 @@ impl Metrics {
             Box::new(reassembly_bytes.clone()),
             Box::new(reassembly_evictions.clone()),
             Box::new(flow_evictions.clone()),
+            Box::new(opening_bytes.clone()),
+            Box::new(opening_evictions.clone()),
             Box::new(events.clone()),
             Box::new(events_lost.clone()),
             Box::new(flow_entries.clone()),
@@ -235,6 +248,8 @@ impl Metrics {
             drain_duration,
             last_drain,
             flow_evictions,
+            opening_bytes,
+            opening_evictions,
             events,
             events_lost,
             miner_logins: counter_vec(

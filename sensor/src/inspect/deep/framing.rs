@@ -7,11 +7,14 @@
 //! follow it, whatever their line breaks. A line that does not begin with `{` (the tail of a
 //! message begun in an earlier segment, a banner) is skipped, and so is the rest of a line where
 //! the JSON turns invalid (reading resumes at the next line).
+//! A payload that opens an HTTP POST or an HTTP/1.x response whose body begins within the
+//! kernel's window (`sensor_common::http`) is read from its body on: Ethereum's getwork over HTTP
+//! carries its JSON-RPC there, one message a body.
 //! The whole payload yields nothing when it looks like HTML (`<html`, `<script`, `<title`,
 //! `<!doctype` anywhere in a payload that does not open with `{`, as Emerging Threats' rules
-//! exclude them), an HTTP request or response (it
-//! begins with `HTTP/` or a method such as `POST `), or a language server's framing (it begins with
-//! `Content-Length:`): those quote JSON that no miner sent.
+//! exclude them), any other HTTP message (it begins with `HTTP/` or a method such as `GET `: a
+//! body not found in the window, a request without one), or a language server's framing (it
+//! begins with `Content-Length:`): those quote JSON that no miner sent.
 
 use serde_json::{Map, Value};
 
@@ -47,6 +50,9 @@ pub fn read(payload: &[u8]) -> (Vec<Message>, Vec<Map<String, Value>>) {
 /// Calls `f` with each JSON object of `payload`, and with its [`Cut`] if it is a repaired
 /// truncated last message.
 fn each_object(payload: &[u8], mut f: impl FnMut(Map<String, Value>, Option<&Cut>)) {
+    // Mining JSON-RPC in the body of an HTTP POST or response (getwork over HTTP): the body is
+    // read as the payload, found as the kernel finds it.
+    let payload = sensor_common::http::body(payload).unwrap_or(payload);
     if quotes_foreign_json(payload) {
         return;
     }

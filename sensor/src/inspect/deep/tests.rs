@@ -231,6 +231,47 @@ fn ethproxy_submit_login() {
     assert_eq!((push.dialect, push.method), (Dialect::Ethereum, None));
 }
 
+/// Ethereum getwork over HTTP (ethminer's `http://` pools, Go clients, a node's RPC port): each
+/// POST body is a request, each response body an answer, read as the same JSON would be alone.
+/// An XMRig login posted in a body is read too.
+#[test]
+fn mining_json_rpc_in_http_bodies() {
+    let head = "POST /0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5/rig1 HTTP/1.1\r\nHost: 198.51.100.70\r\nUser-Agent: Go-http-client/1.1\r\nContent-Length: 59\r\nContent-Type: application/json\r\n\r\n";
+    let get = one(&format!(
+        r#"{head}{{"jsonrpc":"2.0","id":1,"method":"eth_getWork","params":[]}}"#
+    ));
+    assert_eq!(
+        (get.dialect, get.method.as_deref(), get.is_login),
+        (Dialect::Ethereum, Some("eth_getWork"), false)
+    );
+    let h = "0x".to_owned() + &"ab".repeat(32);
+    let work = one(&format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{{\"id\":1,\"jsonrpc\":\"2.0\",\"result\":[\"{h}\",\"{h}\",\"0x00000000ffff\"]}}"
+    ));
+    assert_eq!((work.dialect, work.method), (Dialect::Ethereum, None));
+    // Bare line ends, as some servers write them.
+    let bare = one(&format!(
+        "HTTP/1.0 200 OK\n\n{{\"id\":1,\"jsonrpc\":\"2.0\",\"result\":[\"{h}\",\"{h}\",\"0x00000000ffff\"]}}"
+    ));
+    assert_eq!(bare.dialect, Dialect::Ethereum);
+    let login = one(&format!(
+        "POST / HTTP/1.1\r\nHost: x\r\n\r\n{}",
+        xmrig_login()
+    ));
+    assert_eq!(
+        (login.is_login, login.agent.map(|a| a.family), login.coin),
+        (true, Some("xmrig"), Coin::Monero)
+    );
+    // The kernel's scan of the body agrees: ethereum for the request, no rule for the answer.
+    let body = |p: &str| sensor_common::http::body(p.as_bytes()).map(scan_slice);
+    assert_eq!(
+        body(&format!(
+            r#"{head}{{"jsonrpc":"2.0","id":1,"method":"eth_getWork","params":[]}}"#
+        )),
+        Some(Some(Dialect::Ethereum))
+    );
+}
+
 #[test]
 fn ethereum_stratum_subscribe() {
     for (p, fam, v) in [
@@ -458,7 +499,18 @@ fn not_stratum() {
     for p in [
         "HTTP/1.1 200 OK\r\n\r\n<html><script>var l = {\"method\":\"login\"};</script>",
         &format!("<!DOCTYPE html>\n{}\n", xmrig_login()),
-        &format!("POST / HTTP/1.1\r\nHost: x\r\n\r\n{}", xmrig_login()),
+        // A request that is no POST, and a POST whose head ends past the kernel's window.
+        &format!("GET / HTTP/1.1\r\nHost: x\r\n\r\n{}", xmrig_login()),
+        &format!(
+            "POST / HTTP/1.1\r\nCookie: {}\r\n\r\n{}",
+            "a".repeat(600),
+            xmrig_login()
+        ),
+        // Ordinary JSON-RPC to a node, and a form, in POST bodies; a node's answer.
+        "POST / HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"jsonrpc\":\"2.0\",\"method\":\"eth_getBalance\",\"params\":[\"0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5\",\"latest\"],\"id\":1}",
+        "POST /login HTTP/1.1\r\n\r\nlogin=bob&pass=hunter2&agent=XMRig%2F6.16.0",
+        "HTTP/1.1 200 OK\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"0x10d4f\"}",
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html><script>var w = {\"method\":\"eth_getWork\"};</script></html>",
         r#"{"jsonrpc":"2.0","method":"eth_blockNumber","params":[],"id":1}"#,
         r#"{"jsonrpc":"2.0","id":1,"result":"0x10d4f"}"#,
         "Content-Length: 52\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\"}",

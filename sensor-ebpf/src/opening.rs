@@ -1,0 +1,216 @@
+//! A new flow's first message split so that no segment alone carries a marker (a first segment of
+//! one byte `{`, a login cut before its method or its `"agent"` key): the segment is held in
+//! `OPENINGS`, bounded (`OPENING_BYTES` a flow, `OPENING_ENTRIES` flows, LRU), and the next
+//! segment in sequence from the same endpoint is scanned after it, as one window. What is held:
+//! a segment that opens a message, matches no rule, fits whole and ends without a line end (a
+//! whole message ends with one), on a flow the flow table does not know. Such segments are
+//! candidates too, so that deep inspection joins the same bytes (`inspect::stream`).
+//!
+//! Segments reach `OPENINGS` only through a slot array (`OPENING_SLOTS`, one read): a flow whose
+//! slot held no opening within `OPENING_MAX_AGE_NS` pays nothing more.
+
+use aya_ebpf::bindings::BPF_ANY;
+use sensor_common::{
+    FlowKey, OPENING_BYTES, OPENING_MAX_AGE_NS, Stat, recent_slot, stratum::WINDOW,
+};
+
+use crate::{
+    maps::{OPENING_SLOTS, OPENINGS, SCRATCH, stat},
+    replay::now,
+    scan::flow_unknown,
+};
+
+/// Words of an opening, copied a word at a time (a byte loop or `memcpy` of 256 bytes is what
+/// the BPF backend cannot emit well).
+const WORDS: usize = OPENING_BYTES / 8;
+
+/// Whether `key`'s slot held an opening within `OPENING_MAX_AGE_NS`.
+#[inline(always)]
+pub(crate) fn maybe_held(key: &FlowKey) -> bool {
+    match OPENING_SLOTS.get(recent_slot(key)) {
+        Some(&t) if t != 0 => now().saturating_sub(t) <= OPENING_MAX_AGE_NS,
+        _ => false,
+    }
+}
+
+/// The opening held for SCRATCH's key that a segment with sequence number `seq` from the key's
+/// lower endpoint (`from_lo`) continues: its bytes are copied to the window's start and their
+/// count returned; 0 when there is none. One this segment does not continue (another sequence
+/// number: a gap or a retransmission; or stale) is removed; one from the other endpoint stays.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn opening_join(seq: u64, from_lo: u64) -> u64 {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    let key = unsafe { &(*scratch).key };
+    let Some(o) = OPENINGS.get_ptr(key) else {
+        return 0;
+    };
+    // SAFETY: LRU map value, valid for the program run; a concurrent update by another CPU
+    // (the flow's segments on two CPUs) at worst joins bytes of either version.
+    let o = unsafe { &*o };
+    if o.from_lo as u64 != from_lo || o.kind != sensor_common::OPENING_MESSAGE {
+        return 0;
+    }
+    if o.next_seq as u64 != seq || now().saturating_sub(o.at_ns) > OPENING_MAX_AGE_NS {
+        remove(key);
+        return 0;
+    }
+    let len = o.len as usize & (OPENING_BYTES - 1);
+    let src = o.bytes.as_ptr().cast::<u64>();
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    let dst = unsafe { (*scratch).buf.bytes_mut().as_mut_ptr().cast::<u64>() };
+    let mut i = 0;
+    while i < WORDS {
+        // SAFETY: both hold at least OPENING_BYTES bytes, 8-aligned (`Opening::bytes` follows
+        // 16 bytes of header; `Window` is words). Volatile: no `memcpy` call.
+        unsafe { core::ptr::write_volatile(dst.add(i), core::ptr::read_volatile(src.add(i))) };
+        i += 1;
+    }
+    len as u64
+}
+
+/// The window's first `n` bytes (`n` < `OPENING_BYTES`) held as SCRATCH's key's opening, to be
+/// continued by `next_seq` from `from_lo`; `fresh` when the flow held none (counted). Returns 1.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn opening_hold(n: u64, next_seq: u64, from_lo: u64, fresh: u64) -> u64 {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    let now = now();
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    unsafe {
+        let stage = &mut (*scratch).opening;
+        let src = (*scratch).buf.bytes_mut().as_ptr().cast::<u64>();
+        let dst = stage.bytes.as_mut_ptr().cast::<u64>();
+        let mut i = 0;
+        while i < WORDS {
+            // SAFETY: as in `opening_join`.
+            core::ptr::write_volatile(dst.add(i), core::ptr::read_volatile(src.add(i)));
+            i += 1;
+        }
+        stage.at_ns = now;
+        stage.next_seq = next_seq as u32;
+        stage.len = (n as usize & (OPENING_BYTES - 1)) as u16;
+        stage.from_lo = from_lo as u8;
+        stage.kind = sensor_common::OPENING_MESSAGE;
+        stage.skip = 0;
+        stage.end = 0;
+        stage._pad = [0; 4];
+        let key = &(*scratch).key;
+        if OPENINGS.insert(key, stage, BPF_ANY as u64).is_err() {
+            return 0;
+        }
+        if fresh != 0 {
+            stat(Stat::OpeningsHeld);
+        }
+        if let Some(t) = OPENING_SLOTS.get_ptr_mut(recent_slot(key)) {
+            *t = now | 1;
+        }
+    }
+    1
+}
+
+#[inline(always)]
+pub(crate) fn remove(key: &FlowKey) {
+    if OPENINGS.remove(key).is_ok() {
+        stat(Stat::OpeningsRemoved);
+    }
+}
+
+/// Loads the segment at `payload` into the window after the `joined` bytes of its flow's
+/// opening, up to `WINDOW - OPENING_BYTES` bytes; returns the window's length and whether the
+/// whole segment is in it.
+#[inline(always)]
+pub(crate) fn load_after(
+    ctx: &aya_ebpf::programs::XdpContext,
+    payload: usize,
+    plen: usize,
+    joined: usize,
+) -> Result<(usize, bool), ()> {
+    let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
+    // Read through a volatile, so that the mask stays: LLVM knows `opening_join`'s result is
+    // below OPENING_BYTES and dropped it, but the verifier, which checks that function apart,
+    // does not.
+    // SAFETY: reads a local.
+    let at = unsafe { core::ptr::read_volatile(&joined) } & (OPENING_BYTES - 1);
+    // SAFETY: map value pointer; at + (WINDOW - OPENING_BYTES) <= WINDOW bytes of the window.
+    let dst = unsafe {
+        (*scratch)
+            .buf
+            .bytes_mut()
+            .as_mut_ptr()
+            .add(at)
+            .cast::<[u8; WINDOW - OPENING_BYTES]>()
+    };
+    let m = crate::parse::load_into(ctx, payload, plen, dst)?;
+    Ok((at + m, m == plen))
+}
+
+/// After the scan of a window of `n` bytes (`joined` of them a held opening; `found` the scan's
+/// result): a decided flow's opening goes, an undecided one is held or extended. `flags` holds
+/// `WHOLE` (the segment is all in the window) and `FROM_LO` (its source is the key's lower
+/// endpoint). Returns 1 when the segment is now held (a candidate). A global function: verified
+/// once, not once per path of the caller's.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn opening_settle(
+    found: u64,
+    n: u64,
+    joined: u64,
+    next_seq: u64,
+    flags: u64,
+) -> u64 {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    let (key, buf) = unsafe { (&(*scratch).key, &(*scratch).buf) };
+    if found != 0 {
+        if joined != 0 {
+            remove(key);
+        }
+        return 0;
+    }
+    let n = n as usize;
+    let from_lo = (flags & FROM_LO != 0) as u64;
+    let holdable = flags & WHOLE != 0 && n > 0 && n < OPENING_BYTES && buf.byte(n - 1) != b'\n';
+    if joined != 0 {
+        if holdable {
+            return opening_hold(n as u64, next_seq, from_lo, 0);
+        }
+        remove(key);
+        return 0;
+    }
+    if holdable && flow_unknown(key) {
+        return opening_hold(n as u64, next_seq, from_lo, 1);
+    }
+    0
+}
+
+/// `opening_settle` flags.
+pub(crate) const WHOLE: u64 = 1;
+pub(crate) const FROM_LO: u64 = 2;
+/// Not an `opening_settle` flag: whether to call it (a plain segment that opens a message or
+/// continues an opening).
+pub(crate) const SETTLE: u64 = 4;
+
+/// `values` written to SCRATCH and read back: the verifier tracks no values in map memory, so
+/// the paths that reach here with different known values (a joined opening or none, a plain
+/// segment or not) go on as one state, and the scan and what follows it are verified once
+/// rather than once per path (the same device as `try_sensor`'s offsets).
+#[inline(always)]
+pub(crate) fn forget(values: [u64; 4]) -> [u64; 4] {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return values;
+    };
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    unsafe {
+        let w = core::ptr::addr_of_mut!((*scratch).window);
+        core::ptr::write_volatile(w, values);
+        core::ptr::read_volatile(w)
+    }
+}

@@ -1,0 +1,170 @@
+//! Reshaped plaintext and encrypted shares through `mining-sensor replay` (kernel and agent, as
+//! the issue's held-out captures are checked): getwork over HTTP POST, a login split before any
+//! marker on a new flow, and Stratum V2 shares by size, each with exact counts in the JSON
+//! report. Needs root (BPF_PROG_TEST_RUN); no namespace.
+//!
+//! Real-world ranges appear here only inside capture files: the miner is in range `kp` of the
+//! default configuration.
+
+mod common;
+
+use std::{net::Ipv4Addr, time::Duration};
+
+use common::{replay, sample_sum, tmp, write_pcap};
+use pcap_file::DataLink;
+use serde_json::Value;
+use test_support::Packet;
+
+/// 2019-06-01T00:00:00Z.
+const T0: u64 = 1_559_347_200;
+const MINER: &str = "175.45.178.10";
+const POOL: &str = "198.51.100.5";
+const WALLET: &str = "4AdUndXHHZ6cfufTMvppY6JwXNouMBzSkbLYfpAV5Usx3skxNgYeYTRj5UzqtReoS44qo9mtmXCqY45DJ852K5Jv2684Rge";
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn at(millis: u64) -> Duration {
+    Duration::from_secs(T0) + Duration::from_millis(millis)
+}
+
+/// Replays `packets` (one every 10 ms) and returns the report.
+fn run(name: &str, packets: Vec<Packet>) -> Value {
+    let dir = tmp(name);
+    let file = dir.join("session.pcap");
+    let frames: Vec<(Duration, Vec<u8>)> = packets
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (at(10 * i as u64), p.build()))
+        .collect();
+    write_pcap(&file, DataLink::ETHERNET, &frames);
+    replay(&[], &[&file]).1
+}
+
+fn total(report: &Value, metric: &str, labels: &[(&str, &str)]) -> u64 {
+    sample_sum(&report["totals"], metric, labels)
+}
+
+/// Ethereum getwork over HTTP POST on port 80, as a Go client posts it: three requests (getWork,
+/// submitHashrate, submitWork) and the pool's three answers. One ethereum flow, three Stratum
+/// packets from `kp`, one share accepted at the work's boundary 2^224: 2^256 / 2^224 = 2^32 =
+/// 4,294,967,296 hashes.
+#[test]
+fn evasive_getwork_over_http_replays_with_its_share() {
+    let (m, p) = (ip(MINER), ip(POOL));
+    let post = |body: String| {
+        format!(
+            "POST /0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5/rig1 HTTP/1.1\r\nHost: {POOL}\r\nUser-Agent: Go-http-client/1.1\r\nContent-Length: {}\r\nContent-Type: application/json\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let reply = |body: String| {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let h = "0x416e293fb0bd38d28e5ff6bd43bc13a0252333f9985485cbd5ed49f3c79d2960";
+    let b = "0x0000000100000000000000000000000000000000000000000000000000000000";
+    let messages = [
+        post(r#"{"jsonrpc":"2.0","id":1,"method":"eth_getWork","params":[]}"#.into()),
+        reply(format!(
+            r#"{{"id":1,"jsonrpc":"2.0","result":["{h}","{h}","{b}"]}}"#
+        )),
+        post(format!(
+            r#"{{"jsonrpc":"2.0","id":2,"method":"eth_submitHashrate","params":["0x1e8480","{h}"]}}"#
+        )),
+        reply(r#"{"id":2,"jsonrpc":"2.0","result":true}"#.into()),
+        post(format!(
+            r#"{{"jsonrpc":"2.0","id":3,"method":"eth_submitWork","params":["0x63d8903c474b670f","{h}","{h}"]}}"#
+        )),
+        reply(r#"{"id":3,"jsonrpc":"2.0","result":true}"#.into()),
+    ];
+    let packets = messages
+        .iter()
+        .enumerate()
+        .map(|(i, msg)| {
+            if i % 2 == 0 {
+                Packet::tcp4(m, p, 51000, 80, msg.as_bytes())
+            } else {
+                Packet::tcp4(p, m, 80, 51000, msg.as_bytes())
+            }
+        })
+        .collect();
+    let r = run("getwork", packets);
+    let kp = [
+        ("range", "kp"),
+        ("direction", "from"),
+        ("dialect", "ethereum"),
+    ];
+    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &kp), 1);
+    assert_eq!(total(&r, "mining_sensor_stratum_packets_total", &kp), 3);
+    let share = [
+        ("range", "kp"),
+        ("coin", "ethereum"),
+        ("result", "accepted"),
+    ];
+    assert_eq!(total(&r, "mining_sensor_shares_total", &share), 1);
+    assert_eq!(
+        total(
+            &r,
+            "mining_sensor_share_hashes_total",
+            &[("range", "kp"), ("coin", "ethereum")]
+        ),
+        4_294_967_296
+    );
+}
+
+/// XMRig's login split at byte 1 on a new flow (the first segment `{` alone), then the pool's
+/// reply: one monero flow opened by the login's second segment, and the login counted once with
+/// its coin and agent.
+#[test]
+fn evasive_a_login_split_at_its_first_byte_replays_with_coin_and_agent() {
+    let (m, p) = (ip(MINER), ip(POOL));
+    let login = format!(
+        "{{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0\",\"algo\":[\"rx/0\"]}}}}\n"
+    );
+    let reply = b"{\"id\":1,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"id\":\"s1\",\"job\":{\"blob\":\"0707\",\"job_id\":\"j1\",\"target\":\"b88d0600\",\"algo\":\"rx/0\"},\"status\":\"OK\"}}\n";
+    let packets = vec![
+        Packet::tcp4(m, p, 51001, 3333, &login.as_bytes()[..1]).tcp_seq(100),
+        Packet::tcp4(m, p, 51001, 3333, &login.as_bytes()[1..]).tcp_seq(101),
+        Packet::tcp4(p, m, 3333, 51001, reply),
+    ];
+    let r = run("split", packets);
+    let kp = [
+        ("range", "kp"),
+        ("direction", "from"),
+        ("dialect", "monero"),
+    ];
+    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &kp), 1);
+    assert_eq!(total(&r, "mining_sensor_stratum_packets_total", &kp), 1);
+    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
+}
+
+/// Stratum V2 on a pool port: the 64-byte hello, the 234-byte answer, then four 62-byte client
+/// frames (one a retransmission): three shares, coin and result unknown, in range `kp`.
+#[test]
+fn evasive_stratum_v2_shares_replay_by_size() {
+    let (m, p) = (ip(MINER), ip(POOL));
+    let noise = |n: usize| (0..n).map(|i| (i * 37 + 167) as u8).collect::<Vec<u8>>();
+    let mut packets = vec![
+        Packet::tcp4(m, p, 51002, 34254, &noise(64)).tcp_seq(1),
+        Packet::tcp4(p, m, 34254, 51002, &noise(234)),
+    ];
+    for seq in [65, 127, 127, 189] {
+        packets.push(Packet::tcp4(m, p, 51002, 34254, &noise(62)).tcp_seq(seq));
+    }
+    let r = run("sv2", packets);
+    let unknown = [("range", "kp"), ("coin", "unknown"), ("result", "unknown")];
+    assert_eq!(total(&r, "mining_sensor_shares_total", &unknown), 3);
+    assert_eq!(
+        total(
+            &r,
+            "mining_sensor_suspect_flows_total",
+            &[("range", "kp"), ("reason", "stratum_v2")]
+        ),
+        1
+    );
+}
