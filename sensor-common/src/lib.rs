@@ -8,6 +8,7 @@
 pub mod dns;
 pub mod stratum;
 pub mod tls;
+pub mod tls_shape;
 pub mod websocket;
 
 /// Stacked VLAN tags followed (802.1ad outer + 802.1Q inner is two; some carriers stack more). The
@@ -303,16 +304,20 @@ pub enum Reason {
     StratumV2 = 3,
     /// A TLS ClientHello whose server_name is in a configured pool domain, on any port.
     TlsPoolSni = 4,
+    /// A TLS flow whose records over time have Stratum's shape (decided by the agent from the
+    /// program's `tls_shape` records).
+    EncryptedStratum = 5,
 }
 
 impl Reason {
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
     pub const NAMES: [&'static str; Self::COUNT] = [
         "tls_no_sni",
         "pool_endpoint",
         "pool_dns",
         "stratum_v2",
         "tls_pool_sni",
+        "encrypted_stratum",
     ];
 }
 
@@ -352,10 +357,13 @@ pub enum Stat {
     SamplesLost = 4,
     /// `tap`: candidates passed uninspected because no AF_XDP socket served their receive queue.
     NoSocket = 5,
+    /// TLS flows whose shape the program started recording (`TLS_SHAPES`), so that evictions =
+    /// started - judged - entries.
+    ShapesStarted = 6,
 }
 
 impl Stat {
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
 }
 
 /// `CAPTURE_MODE` of the kernel program (a load-time constant, so the verifier prunes the other
@@ -488,6 +496,7 @@ mod pod {
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::SuspectKey {}
     unsafe impl aya::Pod for super::Sample {}
+    unsafe impl aya::Pod for super::tls_shape::TlsShape {}
 }
 
 #[cfg(test)]
@@ -497,15 +506,15 @@ mod tests {
     #[test]
     fn indexes_are_dense_and_in_bounds() {
         // By hand: 32 interface slots x (63 ranges + unwatched) x 2 directions = 4,096 traffic
-        // cells; 64 range slots x 2 directions x 3 dialects = 384 Stratum cells; 64 x 2 x 5
-        // reasons = 640 suspect cells; 17 parse events. The last cell of each is its count - 1.
+        // cells; 64 range slots x 2 directions x 3 dialects = 384 Stratum cells; 64 x 2 x 6
+        // reasons = 768 suspect cells; 17 parse events. The last cell of each is its count - 1.
         assert_eq!(traffic_index(0, 0, 0), 0);
         assert_eq!(traffic_index(31, 63, 1), 4_095);
         assert_eq!(TRAFFIC_CELLS, 4_096);
         assert_eq!(stratum_index(63, 1, 2), 383);
         assert_eq!(STRATUM_CELLS, 384);
-        assert_eq!(suspect_index(63, 1, 4), 639);
-        assert_eq!(SUSPECT_CELLS, 640);
+        assert_eq!(suspect_index(63, 1, 5), 767);
+        assert_eq!(SUSPECT_CELLS, 768);
         // 63 ranges x 2 directions x (16 neighbours + other) = 2,142 peer cells.
         assert_eq!(peer_index(62, 1, 16), 2_141);
         assert_eq!(PEER_CELLS, 2_142);
@@ -533,7 +542,8 @@ mod tests {
                 "pool_endpoint",
                 "pool_dns",
                 "stratum_v2",
-                "tls_pool_sni"
+                "tls_pool_sni",
+                "encrypted_stratum"
             ]
         );
         assert_eq!(
@@ -542,9 +552,10 @@ mod tests {
                 Reason::PoolEndpoint as usize,
                 Reason::PoolDns as usize,
                 Reason::StratumV2 as usize,
-                Reason::TlsPoolSni as usize
+                Reason::TlsPoolSni as usize,
+                Reason::EncryptedStratum as usize
             ],
-            [0, 1, 2, 3, 4]
+            [0, 1, 2, 3, 4, 5]
         );
     }
 

@@ -5,14 +5,14 @@
 //! walk).
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_loop, programs::XdpContext};
-use sensor_common::{EVENT_SUSPECT_FLOW, FlowKey, Reason, dns, stratum};
+use sensor_common::{EVENT_SUSPECT_FLOW, FlowKey, Reason, Stat, dns, stratum, tls_shape};
 
 use crate::{
     count::{bit_in, count_suspect},
     events::emit,
     maps::{
         NOISE_HELLOS, POOL_DOMAIN_FILTER, POOL_DOMAINS, POOL_PORTS, SCRATCH, SUSPECTS, Scratch,
-        inspect_budget,
+        TLS_SHAPES, inspect_budget, stat,
     },
     parse::{IPPROTO_UDP, Ip, load_into, load_window, ptr_at},
     replay::{ingress, now},
@@ -231,6 +231,75 @@ pub(crate) fn load_hello(ctx: &XdpContext, payload: usize, plen: usize) -> Resul
     load_into(ctx, payload, plen, unsafe {
         core::ptr::addr_of_mut!((*scratch).hello)
     })
+}
+
+/// `encrypted_stratum`: starts recording the shape of the flow whose ClientHello this is (a
+/// retransmitted or second ClientHello on a flow already recorded changes nothing).
+#[inline(always)]
+pub(crate) fn shape_start(
+    ctx: &XdpContext,
+    ip: &Ip,
+    sport: u16,
+    dport: u16,
+    src_ranges: u64,
+    dst_ranges: u64,
+) {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    let (key, s) = unsafe { (&mut (*scratch).key, &mut (*scratch).shape) };
+    let client_is_lo = fill_flow_key(key, ip, sport, dport);
+    s.first_ns = now();
+    s.src_ranges = src_ranges;
+    s.dst_ranges = dst_ranges;
+    s.ifindex = ingress(ctx);
+    s.records = 0;
+    s.bytes = [0; 2];
+    s.client_is_lo = client_is_lo as u8;
+    // The kept records need no clearing: only the first `records` are read.
+    if TLS_SHAPES.insert(key, s, BPF_NOEXIST as u64).is_ok() {
+        stat(Stat::ShapesStarted);
+    }
+}
+
+/// `encrypted_stratum`: records the application-data record whose header opens this segment, if
+/// its flow is being recorded. Segments that continue a record (their first bytes are ciphertext)
+/// are not looked at: a record's length field already says how large it is.
+#[inline(always)]
+pub(crate) fn shape_record(ctx: &XdpContext, ip: &Ip, sport: u16, dport: u16, payload: usize) {
+    let Ok(h) = ptr_at::<[u8; 5]>(ctx, payload) else {
+        return;
+    };
+    // SAFETY: bounds checked by ptr_at.
+    let h = unsafe { &*h };
+    if !tls_shape::app_data(h[0], h[1], h[2]) {
+        return;
+    }
+    let len = u16::from_be_bytes([h[3], h[4]]) as u32;
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    let key = unsafe { &mut (*scratch).key };
+    let src_is_lo = fill_flow_key(key, ip, sport, dport);
+    let Some(s) = TLS_SHAPES.get_ptr_mut(key) else {
+        return;
+    };
+    // SAFETY: LRU map value. Two CPUs recording one flow at the same instant may lose a record
+    // (plain stores, no atomics); a Stratum flow's records are a round trip apart at the least.
+    unsafe {
+        let server = src_is_lo != ((*s).client_is_lo != 0);
+        let ticks = now().wrapping_sub((*s).first_ns) / tls_shape::TICK_NS;
+        let i = (*s).records;
+        if (i as usize) < tls_shape::SHAPE_RECORDS {
+            (*s).first[i as usize & (tls_shape::SHAPE_RECORDS - 1)] =
+                tls_shape::pack(ticks, server, len);
+        }
+        (*s).records = i.saturating_add(1);
+        let b = &mut (*s).bytes[server as usize & 1];
+        *b = b.wrapping_add(len);
+    }
 }
 
 /// Counts the packet's flow once for `reason` (see `suspect_new`); true when the packet is a

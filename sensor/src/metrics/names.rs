@@ -35,6 +35,8 @@ pub const SHARES_UNKNOWN_DIFFICULTY: &str = "mining_sensor_shares_unknown_diffic
 pub const REPORTED_HASHRATE: &str = "mining_sensor_reported_hashrate";
 pub const REASSEMBLY_BYTES: &str = "mining_sensor_reassembly_bytes";
 pub const REASSEMBLY_EVICTIONS: &str = "mining_sensor_reassembly_evictions_total";
+pub const TLS_SHAPE_BYTES: &str = "mining_sensor_tls_shape_bytes";
+pub const TLS_SHAPE_EVICTIONS: &str = "mining_sensor_tls_shape_evictions_total";
 
 /// The `direction` label: traffic from a watched range (its source is in the range) or to it.
 pub const FROM: &str = "from";
