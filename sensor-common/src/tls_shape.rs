@@ -2,8 +2,9 @@
 //! decision (made by the agent, `sensor/src/shape/`). Stratum over TLS hides its content, not its
 //! rhythm: a submit is one small client record answered by a smaller server record, a job is one
 //! server record of near-constant size arriving unasked. The program records, per tracked flow,
-//! the length, direction and time of the first [`SHAPE_RECORDS`] application-data records (one
-//! per TCP segment: the record whose header opens the segment) and a running sum of all of them.
+//! the length, direction and time of the first [`SHAPE_RECORDS`] application-data records after
+//! the opening ([`OPENING_MS`]; one per TCP segment: the record whose header opens the segment)
+//! and a running sum of all of them.
 //!
 //! A flow is tracked from its ClientHello (which the program already reads), and only when it
 //! involves a watched range, a configured pool address or a pool port: unwatched HTTPS pays no
@@ -14,6 +15,41 @@
 pub const SHAPE_FLOWS: u32 = 8192;
 /// Application-data records kept per flow, in the order seen.
 pub const SHAPE_RECORDS: usize = 64;
+/// Records within this time of the ClientHello are the opening, summed but not kept: the rest of
+/// the handshake (TLS 1.3 sends its certificate, Finished messages and session tickets as
+/// application data), the login and the login reply, whose job makes it job-sized or larger. Two
+/// to three round trips; 5 s covers a 1-second round trip with room. The kept records are then
+/// all of the session's rhythm.
+pub const OPENING_MS: u32 = 5_000;
+/// [`OPENING_MS`] in ticks.
+pub const OPENING_TICKS: u64 = OPENING_MS as u64 * 1_000_000 / TICK_NS;
+/// A flow is recorded for at most this long after its ClientHello: the agent judges every flow by
+/// then (see `sensor/src/shape/`), and a segment of a flow whose slot saw no ClientHello for
+/// longer costs no lookup.
+pub const RECORD_MS: u64 = 600_000;
+/// Slots of `SHAPE_RECENT`, the program's filter in front of `TLS_SHAPES`: the time of the latest
+/// ClientHello recorded on a flow hashed to each ([`shape_slot`]). An application-data segment
+/// whose slot is older than [`RECORD_MS`] (most, once the flows of its slot are judged) is not
+/// looked up: watched TLS traffic pays a hash and an array read, not a key build and a hash-table
+/// lookup.
+pub const SHAPE_SLOTS: usize = 1 << 16;
+
+/// A flow's slot in `SHAPE_RECENT`, the same in both directions: its two addresses and two ports
+/// each folded by XOR (symmetric), then mixed ([`crate::mix`]).
+#[inline(always)]
+pub fn shape_slot(a: &[u8; 16], b: &[u8; 16], pa: u16, pb: u16) -> u32 {
+    let w = |x: &[u8; 16]| {
+        let (hi, lo) = x.split_first_chunk::<8>().unwrap_or((&[0; 8], &[]));
+        let lo = lo.first_chunk::<8>().unwrap_or(&[0; 8]);
+        (u64::from_ne_bytes(*hi), u64::from_ne_bytes(*lo))
+    };
+    let ((a0, a1), (b0, b1)) = (w(a), w(b));
+    let h = crate::mix(
+        crate::mix(crate::mix(0, a0 ^ b0), a1 ^ b1),
+        (pa ^ pb) as u64,
+    );
+    (h >> 32) as u32 & (SHAPE_SLOTS as u32 - 1)
+}
 /// The unit of a record's time: 10 ms from the ClientHello, in 16 bits, so records up to
 /// [`MAX_TICKS`] x 10 ms (655 s) after it are kept; later ones only count in the sums.
 pub const TICK_NS: u64 = 10_000_000;
@@ -74,14 +110,16 @@ pub struct TlsShape {
     pub src_ranges: u64,
     pub dst_ranges: u64,
     pub ifindex: u32,
-    /// Application-data records seen: the first [`SHAPE_RECORDS`] are in `first`.
+    /// Application-data records seen, the opening's included.
     pub records: u32,
     /// Sum of the length fields of all records seen, client and server.
     pub bytes: [u32; 2],
     /// 1 when the client is the key's lower endpoint.
     pub client_is_lo: u8,
-    pub _pad: [u8; 7],
-    /// Packed records ([`pack`]).
+    /// Records after the opening kept in `first` (at most [`SHAPE_RECORDS`]).
+    pub kept: u8,
+    pub _pad: [u8; 6],
+    /// Packed records ([`pack`]), the first `kept` after the opening.
     pub first: [u32; SHAPE_RECORDS],
 }
 
@@ -93,8 +131,13 @@ pub const SHAPE_MAP_BYTES: u64 = SHAPE_FLOWS as u64 * ENTRY_BYTES;
 impl TlsShape {
     /// The kept records, in the order seen.
     pub fn kept(&self) -> impl Iterator<Item = Record> + '_ {
-        let n = (self.records as usize).min(SHAPE_RECORDS);
+        let n = (self.kept as usize).min(SHAPE_RECORDS);
         self.first[..n].iter().map(|r| unpack(*r))
+    }
+
+    /// Whether no more records are kept.
+    pub fn full(&self) -> bool {
+        self.kept as usize >= SHAPE_RECORDS
     }
 }
 
@@ -119,6 +162,23 @@ mod tests {
         // 16,640, fits the 15 bits.
         assert_eq!(unpack(pack(70_000, false, 16_640)).ms, 655_350);
         assert_eq!(unpack(pack(70_000, false, 16_640)).len, 16_640);
+        // 5 s of 10 ms ticks.
+        assert_eq!(OPENING_TICKS, 500);
+    }
+
+    #[test]
+    fn a_flow_has_one_slot_both_ways() {
+        let (a, b) = ([1u8; 16], [2u8; 16]);
+        assert_eq!(
+            shape_slot(&a, &b, 40000, 443),
+            shape_slot(&b, &a, 443, 40000)
+        );
+        assert!(shape_slot(&a, &b, 40000, 443) < SHAPE_SLOTS as u32);
+        // Another port, another slot (for these inputs).
+        assert_ne!(
+            shape_slot(&a, &b, 40000, 443),
+            shape_slot(&a, &b, 40001, 443)
+        );
     }
 
     #[test]
@@ -132,7 +192,7 @@ mod tests {
 
     #[test]
     fn layout() {
-        // 3 x 8 + 4 + 4 + 2 x 4 + 1 + 7 + 64 x 4 = 304 bytes; with the 40-byte key, 8,192 flows
+        // 3 x 8 + 4 + 4 + 2 x 4 + 1 + 1 + 6 + 64 x 4 = 304 bytes; with the 40-byte key, 8,192 flows
         // take 2,818,048 bytes.
         assert_eq!(core::mem::size_of::<TlsShape>(), 304);
         assert_eq!(ENTRY_BYTES, 344);

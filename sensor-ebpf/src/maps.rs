@@ -10,7 +10,7 @@ use sensor_common::{
     Counter, FILTER_WORDS, FlowKey, FlowState, IFINDEX_DIRECT, MAX_IFACE_SLOTS, MAX_PEER_KEYS,
     MAX_QUEUES, PEER_CELLS, POOL_PORT_WORDS, ParseEvent, ReplayHeader, STRATUM_CELLS,
     SUSPECT_CELLS, Stat, SuspectKey, TRAFFIC_CELLS, dns, stratum,
-    tls_shape::{SHAPE_FLOWS, TlsShape},
+    tls_shape::{SHAPE_FLOWS, SHAPE_SLOTS, TlsShape},
 };
 
 #[map]
@@ -57,6 +57,10 @@ pub(crate) static NOISE_HELLOS: LruHashMap<FlowKey, u64> = LruHashMap::with_max_
 #[map]
 pub(crate) static TLS_SHAPES: LruHashMap<FlowKey, TlsShape> =
     LruHashMap::with_max_entries(SHAPE_FLOWS, 0);
+/// The filter in front of `TLS_SHAPES`: when a ClientHello was last recorded on a flow of each
+/// `tls_shape::shape_slot` (0: never).
+#[map]
+pub(crate) static SHAPE_RECENT: Array<u64> = Array::with_max_entries(SHAPE_SLOTS as u32, 0);
 /// Keys of the configured pool domains (`sensor_common::dns::name_key`), written by the agent.
 #[map]
 pub(crate) static POOL_DOMAINS: HashMap<u64, u8> =

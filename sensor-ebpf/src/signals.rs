@@ -11,8 +11,8 @@ use crate::{
     count::{bit_in, count_suspect},
     events::emit,
     maps::{
-        NOISE_HELLOS, POOL_DOMAIN_FILTER, POOL_DOMAINS, POOL_PORTS, SCRATCH, SUSPECTS, Scratch,
-        TLS_SHAPES, inspect_budget, stat,
+        NOISE_HELLOS, POOL_DOMAIN_FILTER, POOL_DOMAINS, POOL_PORTS, SCRATCH, SHAPE_RECENT,
+        SUSPECTS, Scratch, TLS_SHAPES, inspect_budget, stat,
     },
     parse::{IPPROTO_UDP, Ip, load_into, load_window, ptr_at},
     replay::{ingress, now},
@@ -250,21 +250,28 @@ pub(crate) fn shape_start(
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
     let (key, s) = unsafe { (&mut (*scratch).key, &mut (*scratch).shape) };
     let client_is_lo = fill_flow_key(key, ip, sport, dport);
-    s.first_ns = now();
+    let now = now();
+    s.first_ns = now;
     s.src_ranges = src_ranges;
     s.dst_ranges = dst_ranges;
     s.ifindex = ingress(ctx);
     s.records = 0;
     s.bytes = [0; 2];
     s.client_is_lo = client_is_lo as u8;
-    // The kept records need no clearing: only the first `records` are read.
+    s.kept = 0;
+    // The kept records need no clearing: only the first `kept` are read.
     if TLS_SHAPES.insert(key, s, BPF_NOEXIST as u64).is_ok() {
         stat(Stat::ShapesStarted);
+        let slot = tls_shape::shape_slot(&ip.src, &ip.dst, sport, dport);
+        if let Some(t) = SHAPE_RECENT.get_ptr_mut(slot) {
+            // SAFETY: array value; a race between CPUs leaves one of two recent times.
+            unsafe { *t = now };
+        }
     }
 }
 
 /// `encrypted_stratum`: records the application-data record whose header opens this segment, if
-/// its flow is being recorded. Segments that continue a record (their first bytes are ciphertext)
+/// its flow is being recorded (kept after the opening, summed always). Segments that continue a record (their first bytes are ciphertext)
 /// are not looked at: a record's length field already says how large it is.
 #[inline(always)]
 pub(crate) fn shape_record(ctx: &XdpContext, ip: &Ip, sport: u16, dport: u16, payload: usize) {
@@ -277,6 +284,17 @@ pub(crate) fn shape_record(ctx: &XdpContext, ip: &Ip, sport: u16, dport: u16, pa
         return;
     }
     let len = u16::from_be_bytes([h[3], h[4]]) as u32;
+    // Most segments stop here: no ClientHello recorded on a flow of their slot (lately), with no
+    // clock read where none ever was.
+    let slot = tls_shape::shape_slot(&ip.src, &ip.dst, sport, dport);
+    let recent = match SHAPE_RECENT.get(slot) {
+        Some(&t) if t != 0 => t,
+        _ => return,
+    };
+    let now = now();
+    if now.wrapping_sub(recent) > tls_shape::RECORD_MS * 1_000_000 {
+        return;
+    }
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -290,13 +308,17 @@ pub(crate) fn shape_record(ctx: &XdpContext, ip: &Ip, sport: u16, dport: u16, pa
     // (plain stores, no atomics); a Stratum flow's records are a round trip apart at the least.
     unsafe {
         let server = src_is_lo != ((*s).client_is_lo != 0);
-        let ticks = now().wrapping_sub((*s).first_ns) / tls_shape::TICK_NS;
-        let i = (*s).records;
-        if (i as usize) < tls_shape::SHAPE_RECORDS {
-            (*s).first[i as usize & (tls_shape::SHAPE_RECORDS - 1)] =
-                tls_shape::pack(ticks, server, len);
+        let ticks = now.wrapping_sub((*s).first_ns) / tls_shape::TICK_NS;
+        if ticks > tls_shape::RECORD_MS * 1_000_000 / tls_shape::TICK_NS {
+            // Judged by now; the agent has not read the table since (replay between buckets).
+            return;
         }
-        (*s).records = i.saturating_add(1);
+        let i = (*s).kept as usize;
+        if ticks >= tls_shape::OPENING_TICKS && i < tls_shape::SHAPE_RECORDS {
+            (*s).first[i & (tls_shape::SHAPE_RECORDS - 1)] = tls_shape::pack(ticks, server, len);
+            (*s).kept = i as u8 + 1;
+        }
+        (*s).records = (*s).records.saturating_add(1);
         let b = &mut (*s).bytes[server as usize & 1];
         *b = b.wrapping_add(len);
     }

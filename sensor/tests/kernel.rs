@@ -1267,6 +1267,7 @@ fn tls_shapes_are_recorded_from_the_client_hello_on_watched_and_pool_flows() {
     run(&k, 0, &up(50000, 443, &tls_client_hello(None)));
     run(&k, 50, &down(443, 50000, &tls_client_hello(None)[..60]));
     run(&k, 100, &up(50000, 443, &tls_client_hello(None)));
+    run(&k, 4_990, &up(50000, 443, &tls_app_data(53, true)));
     run(&k, 20_000, &up(50000, 443, &tls_app_data(264, true)));
     run(&k, 20_150, &down(443, 50000, &tls_app_data(80, true)));
     run(&k, 70_000, &down(443, 50000, &tls_app_data(393, true)));
@@ -1294,7 +1295,7 @@ fn tls_shapes_are_recorded_from_the_client_hello_on_watched_and_pool_flows() {
     run(&k, 1_000, &up(52000, 22, &tls_app_data(264, true)[3..]));
     run(&k, 2_000, &up(53000, 443, &tls_app_data(264, true)));
     // Recorded although unwatched: towards a pool port, and towards a pool address, whose flow
-    // sees 70 records of 100 bytes, 10 ms apart, alternating from the client.
+    // sees 70 records of 100 bytes, 10 ms apart from 6 s on, alternating from the client.
     run(
         &k,
         0,
@@ -1313,7 +1314,7 @@ fn tls_shapes_are_recorded_from_the_client_hello_on_watched_and_pool_flows() {
         } else {
             Packet::tcp4(pool, other, 443, 55000, &r)
         };
-        run(&k, 1_000 + i * 10, &f.build());
+        run(&k, 6_000 + i * 10, &f.build());
     }
 
     assert_eq!(k.stat(Stat::ShapesStarted).unwrap(), 3);
@@ -1342,10 +1343,12 @@ fn tls_shapes_are_recorded_from_the_client_hello_on_watched_and_pool_flows() {
             rec(90_000, true, 16_401),
         ]
     );
-    // 264 from the client; 80 + 393 + 16,401 = 16,874 from the server.
-    assert_eq!(mining.bytes, [264, 16_874]);
+    // The record at 4.99 s is the opening's: summed, not kept. 53 + 264 from the client; 80 + 393
+    // + 16,401 = 16,874 from the server.
+    assert_eq!((mining.records, mining.kept), (5, 4));
+    assert_eq!(mining.bytes, [317, 16_874]);
     assert_eq!(of(14433).records, 0);
-    // 70 records: the first 64 kept (32 each way, from 1 s in 10 ms steps), all 70 summed: 35 x
+    // 70 records: the first 64 kept (32 each way, from 6 s in 10 ms steps), all 70 summed: 35 x
     // 100 each way. The client (198.51.100.30) orders after the pool (.5): the key's high side.
     let busy = of(55000);
     assert_eq!(busy.client_is_lo, 0);
@@ -1353,8 +1356,8 @@ fn tls_shapes_are_recorded_from_the_client_hello_on_watched_and_pool_flows() {
     assert_eq!(busy.kept().count(), SHAPE_RECORDS);
     assert_eq!(busy.bytes, [3_500, 3_500]);
     let kept: Vec<Record> = busy.kept().collect();
-    assert_eq!(kept[0], rec(1_000, false, 100));
-    assert_eq!(kept[63], rec(1_630, true, 100));
+    assert_eq!(kept[0], rec(6_000, false, 100));
+    assert_eq!(kept[63], rec(6_630, true, 100));
     // Nothing of it is a suspect flow yet: the verdict is the agent's.
     let es = sensor_common::Reason::EncryptedStratum as usize;
     assert_eq!(k.suspect_cell(A, DIR_FROM, es).unwrap(), 0);

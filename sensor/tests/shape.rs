@@ -2,7 +2,9 @@
 //! two XMRig sessions over TLS (TLS 1.3 to 443 from the watched range, TLS 1.2 to a pool port
 //! from outside it) among the benign TLS shapes (WebSocket keepalives, a download, a long-poll, a
 //! chat, a short HTTPS exchange) and SSH; the two sessions, and only they, must come out flagged,
-//! in the bucket their verdict falls in, with their events. Needs root (BPF_PROG_TEST_RUN).
+//! in the bucket their verdict falls in, with their events. And live: real TLS between two
+//! namespaces made here (`sh-*`, addresses in 198.18.0.0/15). Needs root (BPF_PROG_TEST_RUN,
+//! namespaces), python3 and openssl.
 //!
 //! Real-world ranges appear only inside the capture file, as the project's rules allow.
 
@@ -235,5 +237,215 @@ fn replay_flags_encrypted_stratum_by_its_shape_and_nothing_benign() {
     assert_eq!(events[1]["range"], "unwatched");
     assert_eq!(events[1]["src"], "198.18.3.4");
     assert_eq!(events[1]["dport"], 14433);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The pool side of the live test (Python's `ssl`, i.e. OpenSSL): on port 443 a Stratum pool by
+/// sizes (the login answered at once with 700 bytes, each submit 150 ms later with 63, jobs of
+/// 376 at 70 s and 190 s into the session); on port 8443 a WebSocket-like server pinging every
+/// 20 s with 6 bytes. Each line written is one TLS record. Every loop ends by itself: at the
+/// client's close or after 300 s.
+const POOL_PY: &str = r#"
+import socket, ssl, sys, threading, time
+cert, key, addr = sys.argv[1], sys.argv[2], sys.argv[3]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+def line(n, head):
+    return (head + "x" * (n - len(head) - 3) + '"}\n').encode()
+def pool(conn):
+    t0, jobs, buf = time.monotonic(), [70, 190], b""
+    conn.settimeout(0.05)
+    while time.monotonic() - t0 < 300:
+        if jobs and time.monotonic() - t0 >= jobs[0]:
+            jobs.pop(0)
+            conn.sendall(line(376, '{"jsonrpc":"2.0","method":"job","params":{"blob":"'))
+        try:
+            d = conn.recv(4096)
+        except socket.timeout:
+            continue
+        if not d:
+            return
+        buf += d
+        while b"\n" in buf:
+            msg, buf = buf.split(b"\n", 1)
+            if b'"login"' in msg:
+                conn.sendall(line(700, '{"id":1,"jsonrpc":"2.0","error":null,"result":{"job":"'))
+            elif b'"submit"' in msg:
+                time.sleep(0.15)
+                conn.sendall(line(63, '{"id":2,"jsonrpc":"2.0","result":"'))
+def pinger(conn):
+    conn.settimeout(20)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 300:
+        try:
+            if not conn.recv(4096):
+                return
+        except socket.timeout:
+            conn.sendall(b"\x89\x04ping")
+def listener(port):
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((addr, port))
+    ls.listen()
+    ls.settimeout(60)
+    return ls
+def serve(ls, handler):
+    conn, _ = ls.accept()
+    with ctx.wrap_socket(conn, server_side=True) as s:
+        handler(s)
+ts = [threading.Thread(target=serve, args=(listener(p), h)) for p, h in [(443, pool), (8443, pinger)]]
+for t in ts: t.start()
+print("ready", flush=True)
+for t in ts: t.join()
+"#;
+
+/// The miner side: to 443 without SNI, a 450-byte login, then a 247-byte submit every 30 s from
+/// 20 s, for 250 s; to 8443, a 10-byte pong to every ping. Both close at 250 s.
+const MINER_PY: &str = r#"
+import socket, ssl, sys, threading, time
+host = sys.argv[1]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+def line(n, head):
+    return (head + "x" * (n - len(head) - 3) + '"}\n').encode()
+def connect(port):
+    return ctx.wrap_socket(socket.create_connection((host, port), timeout=30))
+def drain(s):
+    try:
+        while s.recv(4096):
+            pass
+    except OSError:
+        pass
+def pong(s):
+    s.settimeout(30)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 250:
+        try:
+            if not s.recv(4096):
+                return
+            s.sendall(b"\x8a\x84abcdpong")
+        except socket.timeout:
+            pass
+m = connect(443)
+w = connect(8443)
+t0 = time.monotonic()
+threading.Thread(target=drain, args=(m,), daemon=True).start()
+p = threading.Thread(target=pong, args=(w,))
+p.start()
+m.sendall(line(450, '{"id":1,"jsonrpc":"2.0","method":"login","params":{"login":"'))
+k = 0
+while 20 + 30 * k < 250:
+    time.sleep(max(0, t0 + 20 + 30 * k - time.monotonic()))
+    m.sendall(line(247, '{"id":2,"jsonrpc":"2.0","method":"submit","params":{"id":"'))
+    k += 1
+time.sleep(max(0, t0 + 250 - time.monotonic()))
+m.close()
+p.join()
+w.close()
+"#;
+
+/// A live session: real TLS (Python's `ssl`, OpenSSL 3) between two namespaces, the sensor on
+/// the vantage namespace's links in between. The Stratum-shaped session is counted once, in the
+/// miner's range, at 4 minutes (a drain after its 240th second), with its event; the WebSocket-like
+/// pinger beside it, from the same address, is not; both are forgotten, none evicted. About 4.5
+/// minutes.
+#[test]
+fn live_tls_session_is_flagged_by_its_shape() {
+    use common::{Line, Proc, self_signed, spawn_sensor, wait_for};
+    use std::process::{Command, Stdio};
+    let line = Line::new(
+        "sh",
+        ["shm0", "198.18.9.2/24", "shv0", "198.18.9.1/24"],
+        ["shp0", "198.18.10.2/24", "shv1", "198.18.10.1/24"],
+    );
+    let dir = tmp("shape-live");
+    let (cert, key) = (dir.join("pool.crt"), dir.join("pool.key"));
+    self_signed(&cert, &key, "/CN=pool.example", &[]);
+    let cfg = dir.join("sensor.toml");
+    let events = dir.join("events.jsonl");
+    std::fs::write(
+        &cfg,
+        format!(
+            "drain_interval = \"1s\"\nlisten = \"127.0.0.1:9871\"\n\
+             [[ranges]]\nname = \"m\"\ncidrs = [\"198.18.9.0/24\"]\n\
+             [events]\nsink = \"file\"\npath = \"{}\"\n",
+            events.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.join("sensor.log");
+    let _sensor = spawn_sensor(
+        &line.vantage,
+        &cfg,
+        &["--iface", "shv0", "--iface", "shv1", "--xdp-mode", "native"],
+        &log,
+        "info",
+    );
+    let labels = [
+        ("range", "m"),
+        ("direction", "from"),
+        ("reason", "encrypted_stratum"),
+    ];
+    let metric = "mining_sensor_suspect_flows_total";
+    let wait = Duration::from_secs(20);
+    assert_eq!(
+        wait_for(&line.vantage, 9871, metric, &labels, 0.0, wait),
+        0.0
+    );
+    let netns = |ns: &str| {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns]);
+        c
+    };
+    let mut pool = netns(&line.pool);
+    pool.args(["python3", "-c", POOL_PY])
+        .arg(&cert)
+        .arg(&key)
+        .arg("198.18.10.2")
+        .stdout(Stdio::piped());
+    let mut pool = Proc(pool.spawn().unwrap());
+    let mut ready = [0u8; 6];
+    std::io::Read::read_exact(pool.0.stdout.as_mut().unwrap(), &mut ready).unwrap();
+    assert_eq!(&ready, b"ready\n");
+    let started = std::time::Instant::now();
+    let miner = netns(&line.miner)
+        .args(["python3", "-c", MINER_PY, "198.18.10.2"])
+        .status()
+        .unwrap();
+    assert!(miner.success());
+    // The miner ran its 250 s; the session was judged at 240 s (and the pinger, not Stratum, too).
+    assert!(started.elapsed() >= Duration::from_secs(250));
+    assert_eq!(
+        wait_for(&line.vantage, 9871, metric, &labels, 1.0, wait),
+        1.0
+    );
+    let m = common::samples(&common::http_get(&line.vantage, 9871, "/metrics"));
+    let total: f64 = m
+        .iter()
+        .filter(|((n, l), _)| n == metric && l["reason"] == "encrypted_stratum")
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(total, 1.0);
+    assert_eq!(
+        common::get(&m, "mining_sensor_tls_shape_bytes", &[]),
+        0.0,
+        "both flows judged and forgotten"
+    );
+    assert_eq!(
+        common::get(&m, "mining_sensor_tls_shape_evictions_total", &[]),
+        0.0
+    );
+    let text = std::fs::read_to_string(&events).unwrap();
+    let flagged: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["reason"] == "encrypted_stratum")
+        .collect();
+    assert_eq!(flagged.len(), 1, "{text}");
+    assert_eq!(flagged[0]["event"], "suspect_flow");
+    assert_eq!(flagged[0]["src"], "198.18.9.2");
+    assert_eq!(flagged[0]["dst"], "198.18.10.2");
+    assert_eq!(flagged[0]["dport"], 443);
     let _ = std::fs::remove_dir_all(&dir);
 }

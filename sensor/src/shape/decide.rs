@@ -19,7 +19,7 @@
 
 use std::collections::VecDeque;
 
-use sensor_common::tls_shape::Record;
+use sensor_common::tls_shape::{OPENING_MS, Record};
 
 /// An inclusive range of record lengths.
 #[derive(Clone, Copy, Debug)]
@@ -34,11 +34,6 @@ impl Band {
     }
 }
 
-/// Records within this time of the ClientHello are the opening: the rest of the handshake (TLS
-/// 1.3 sends its certificate, Finished messages and session tickets as application data), the
-/// login and the login reply, whose job makes it job-sized or larger. Two to three round trips;
-/// 5 s covers a 1-second round trip with room.
-pub const OPENING_MS: u32 = 5_000;
 /// A server record within this time of an unanswered client record answers it. A pool answers a
 /// share after checking it (milliseconds of hashing) and a round trip; 2 s covers a 1-second round
 /// trip twice over. A job arriving in that time is still a job (see [`classify`]).
@@ -78,7 +73,8 @@ pub const MIN_JOBS: u32 = 1;
 pub const ANOMALY_BASE: u32 = 1;
 pub const EVIDENCE_PER_ANOMALY: u32 = 4;
 
-/// What a flow's records show, after the opening.
+/// What a flow's records show, after the opening (which the program does not keep; skipped here
+/// too, for records built by hand).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Features {
     /// Submit-band client records answered in the reply band.

@@ -14,10 +14,7 @@ pub mod decide;
 mod tests;
 
 use anyhow::Result;
-use sensor_common::{
-    EVENT_SUSPECT_FLOW, Event, FlowKey, Reason,
-    tls_shape::{SHAPE_RECORDS, TlsShape},
-};
+use sensor_common::{EVENT_SUSPECT_FLOW, Event, FlowKey, Reason, tls_shape::TlsShape};
 
 use crate::{bpf::shapes::ShapeMaps, metrics::Metrics};
 use decide::Verdict;
@@ -27,8 +24,8 @@ use decide::Verdict;
 /// drain interval).
 pub const DECIDE_MS: u64 = 240_000;
 /// A flow with nothing against Stratum's shape but not yet the evidence (a slow pool's first job
-/// after its login) is watched until this age, then forgotten.
-pub const LATE_MS: u64 = 600_000;
+/// after its login) is watched until this age, then forgotten: as long as the program records it.
+pub const LATE_MS: u64 = sensor_common::tls_shape::RECORD_MS;
 
 /// What the judge does with a flow now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +44,7 @@ pub fn judge(shape: &TlsShape, now_ns: u64, end: bool) -> Judgement {
     let age_ms = now_ns.saturating_sub(shape.first_ns) / 1_000_000;
     let features = decide::classify(shape.kept(), if end { u64::MAX } else { age_ms });
     let bytes = shape.bytes[0] as u64 + shape.bytes[1] as u64;
-    let full = shape.records as usize >= SHAPE_RECORDS;
+    let full = shape.full();
     let due = end || full || age_ms >= DECIDE_MS;
     match decide::verdict(&features, bytes, age_ms) {
         Verdict::Stratum if due => Judgement::Flag,

@@ -11,7 +11,7 @@
 //!   seed hash is 376: 393;
 //! - `keepalived` with the session id is 102: 119; its `KEEPALIVED` answer 71: 88.
 
-use sensor_common::tls_shape::{SHAPE_RECORDS, TlsShape, pack};
+use sensor_common::tls_shape::{OPENING_MS, SHAPE_RECORDS, TlsShape, pack};
 
 use super::{
     Judgement,
@@ -28,8 +28,8 @@ const KEEPALIVE_ANSWER: u32 = 88;
 /// (ms after the ClientHello, from the server, record length).
 type Rec = (u32, bool, u32);
 
-/// A recorded flow of these records, starting at 1,000 s on the program's clock; its byte sums
-/// are those of the records.
+/// A recorded flow of these records, starting at 1,000 s on the program's clock, as the program
+/// records it: the first 64 after the opening kept, all summed.
 fn shape(records: &[Rec]) -> TlsShape {
     let mut s = TlsShape {
         first_ns: 1_000_000_000_000,
@@ -39,12 +39,14 @@ fn shape(records: &[Rec]) -> TlsShape {
         records: records.len() as u32,
         bytes: [0; 2],
         client_is_lo: 1,
-        _pad: [0; 7],
+        kept: 0,
+        _pad: [0; 6],
         first: [0; SHAPE_RECORDS],
     };
-    for (i, &(ms, server, len)) in records.iter().enumerate() {
-        if i < SHAPE_RECORDS {
-            s.first[i] = pack(ms as u64 / 10, server, len);
+    for &(ms, server, len) in records {
+        if ms >= OPENING_MS && (s.kept as usize) < SHAPE_RECORDS {
+            s.first[s.kept as usize] = pack(ms as u64 / 10, server, len);
+            s.kept += 1;
         }
         s.bytes[server as usize] += len;
     }
