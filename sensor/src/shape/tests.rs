@@ -435,3 +435,34 @@ fn benign_periodic_requests_without_pushes_are_never_proven() {
     assert_eq!(verdict_of(&r), Verdict::Unproven);
     assert_eq!(judge(&shape(&r), at(600_000), false), Judgement::Clear);
 }
+
+#[test]
+fn evidence_counts_and_waiting_submits_at_their_edges() {
+    // One answered submit and a job is not yet Stratum; two are (`minimal`, above).
+    let one = vec![
+        (10_000, false, SUBMIT),
+        (10_150, true, REPLY),
+        (40_000, true, JOB),
+        (70_000, true, JOB),
+    ];
+    let f = features(&one, 240_000);
+    assert_eq!((f.submits, f.jobs, f.span_ms), (1, 2, 60_000));
+    assert_eq!(verdict_of(&one), Verdict::Unproven);
+    // Four submits in a burst wait together and are answered in order; a fifth pushes the first
+    // out unanswered (an anomaly), and the four replies then answer the other four.
+    let burst = |n: u32| -> Vec<Rec> {
+        let mut r: Vec<Rec> = (0..n).map(|k| (10_000 + k * 10, false, SUBMIT)).collect();
+        r.extend((0..4).map(|k| (10_200 + k * 10, true, REPLY)));
+        r
+    };
+    let f = features(&burst(4), 240_000);
+    assert_eq!((f.submits, f.anomalies), (4, 0));
+    let f = features(&burst(5), 240_000);
+    assert_eq!((f.submits, f.anomalies), (4, 1));
+    // The keepalive band starts at 70: a 69-byte client record answered in the reply band fits no
+    // exchange.
+    let ka = |len| vec![(10_000, false, len), (10_100, true, KEEPALIVE_ANSWER)];
+    assert_eq!(features(&ka(70), 240_000).keepalives, 1);
+    let f = features(&ka(69), 240_000);
+    assert_eq!((f.keepalives, f.anomalies), (0, 1));
+}
