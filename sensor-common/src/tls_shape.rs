@@ -118,7 +118,10 @@ pub struct TlsShape {
     pub client_is_lo: u8,
     /// Records after the opening kept in `first` (at most [`SHAPE_RECORDS`]).
     pub kept: u8,
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 2],
+    /// Ticks from the ClientHello to the latest record, kept or not: how long the flow has lived
+    /// once its kept records are full.
+    pub last_tick: u32,
     /// Packed records ([`pack`]), the first `kept` after the opening.
     pub first: [u32; SHAPE_RECORDS],
 }
@@ -133,6 +136,11 @@ impl TlsShape {
     pub fn kept(&self) -> impl Iterator<Item = Record> + '_ {
         let n = (self.kept as usize).min(SHAPE_RECORDS);
         self.first[..n].iter().map(|r| unpack(*r))
+    }
+
+    /// Milliseconds from the ClientHello to the latest record.
+    pub fn last_ms(&self) -> u64 {
+        self.last_tick as u64 * (TICK_NS / 1_000_000)
     }
 
     /// Whether no more records are kept.
@@ -192,7 +200,7 @@ mod tests {
 
     #[test]
     fn layout() {
-        // 3 x 8 + 4 + 4 + 2 x 4 + 1 + 1 + 6 + 64 x 4 = 304 bytes; with the 40-byte key, 8,192 flows
+        // 3 x 8 + 4 + 4 + 2 x 4 + 1 + 1 + 2 + 4 + 64 x 4 = 304 bytes; with the 40-byte key, 8,192 flows
         // take 2,818,048 bytes.
         assert_eq!(core::mem::size_of::<TlsShape>(), 304);
         assert_eq!(ENTRY_BYTES, 344);

@@ -259,6 +259,7 @@ pub(crate) fn shape_start(
     s.bytes = [0; 2];
     s.client_is_lo = client_is_lo as u8;
     s.kept = 0;
+    s.last_tick = 0;
     // The kept records need no clearing: only the first `kept` are read.
     if TLS_SHAPES.insert(key, s, BPF_NOEXIST as u64).is_ok() {
         stat(Stat::ShapesStarted);
@@ -319,6 +320,7 @@ pub(crate) fn shape_record(ctx: &XdpContext, ip: &Ip, sport: u16, dport: u16, pa
             (*s).kept = i as u8 + 1;
         }
         (*s).records = (*s).records.saturating_add(1);
+        (*s).last_tick = ticks as u32;
         let b = &mut (*s).bytes[server as usize & 1];
         *b = b.wrapping_add(len);
     }

@@ -1346,6 +1346,8 @@ fn tls_shapes_are_recorded_from_the_client_hello_on_watched_and_pool_flows() {
     // The record at 4.99 s is the opening's: summed, not kept. 53 + 264 from the client; 80 + 393
     // + 16,401 = 16,874 from the server.
     assert_eq!((mining.records, mining.kept), (5, 4));
+    // Its latest record: the 16,401-byte one at 90 s.
+    assert_eq!(mining.last_tick, 9_000);
     assert_eq!(mining.bytes, [317, 16_874]);
     assert_eq!(of(14433).records, 0);
     // 70 records: the first 64 kept (32 each way, from 6 s in 10 ms steps), all 70 summed: 35 x
@@ -1353,6 +1355,7 @@ fn tls_shapes_are_recorded_from_the_client_hello_on_watched_and_pool_flows() {
     let busy = of(55000);
     assert_eq!(busy.client_is_lo, 0);
     assert_eq!(busy.records, 70);
+    assert_eq!(busy.last_ms(), 6_690);
     assert_eq!(busy.kept().count(), SHAPE_RECORDS);
     assert_eq!(busy.bytes, [3_500, 3_500]);
     let kept: Vec<Record> = busy.kept().collect();
@@ -1361,14 +1364,15 @@ fn tls_shapes_are_recorded_from_the_client_hello_on_watched_and_pool_flows() {
     // Nothing of it is a suspect flow yet: the verdict is the agent's.
     let es = sensor_common::Reason::EncryptedStratum as usize;
     assert_eq!(k.suspect_cell(A, DIR_FROM, es).unwrap(), 0);
-    // The agent's judge at 100 s: the busy flow's kept records are full, so it is judged now (not
-    // Stratum) and forgotten; the other two wait for their 4 minutes. Memory: 2 flows of 344
+    // The agent's judge at 2 minutes: the busy flow's kept records are full, so it is judged now
+    // (nothing proven: its 100-byte exchanges are no submits) and forgotten; the other two wait
+    // for their 4 minutes. Memory: 2 flows of 344
     // bytes (a 40-byte key and a 304-byte value); nothing evicted.
     let metrics = mining_sensor::metrics::Metrics::new();
     let mut judge = mining_sensor::shape::Judge::new(k.shape_maps().unwrap());
     let started = k.stat(Stat::ShapesStarted).unwrap();
     let flagged = judge
-        .run(T0 + 100_000_000_000, false, started, &metrics)
+        .run(T0 + 120_000_000_000, false, started, &metrics)
         .unwrap();
     assert!(flagged.is_empty());
     assert_eq!(k.shape_maps().unwrap().flows().len(), 2);

@@ -8,9 +8,10 @@
 //! - a submit is 150 to 250 bytes of JSON: a client record of 166 to 290, band [`SUBMIT`];
 //! - the pool's reply to it (`{"id":N,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}`
 //!   and its kin) is 60 to 90 bytes: a server record of 76 to 130, band [`REPLY`];
-//! - a job push is 300 to 500 bytes, unasked, of near-constant size for one coin (the blob's
-//!   length is the coin's, the job id's and target's the pool's): a server record of 316 to 540,
-//!   band [`JOB`], spread within [`JOB_SPREAD`];
+//! - a job push is about 300 to 500 bytes, unasked, of near-constant size for one coin (the
+//!   blob's length is the coin's, the job id's and target's the pool's; algorithms without a seed
+//!   hash, such as `argon2/chukwa`, make it about 280): taken as 270 to 550, a server record of 286
+//!   to 590, band [`JOB`], spread within [`JOB_SPREAD`];
 //! - a keepalive (`keepalived` with the session id, 70 to 115 bytes) answered with
 //!   `"status":"KEEPALIVED"` (about 71): a client record of 86 to 155 ([`KEEPALIVE`]) answered
 //!   in the reply band; neither evidence nor against it;
@@ -48,8 +49,9 @@ pub const SUBMIT: Band = Band { lo: 160, hi: 300 };
 pub const REPLY: Band = Band { lo: 70, hi: 140 };
 /// A client record below the submit band answered in the reply band: a keepalive.
 pub const KEEPALIVE: Band = Band { lo: 70, hi: 159 };
-/// 300 to 500 bytes of JSON plus 16 to 40, from just above the submit band.
-pub const JOB: Band = Band { lo: 310, hi: 560 };
+/// 300 to 500 bytes of JSON give or take a tenth (270 to 550) plus 16 to 40. Server records only:
+/// it may overlap the client's submit band.
+pub const JOB: Band = Band { lo: 286, hi: 590 };
 /// Job pushes of one flow differ by a few bytes (a job id, a height's digits, a transaction
 /// count's varint); a target of 16 hex digits instead of 8 adds 8. Twice that.
 pub const JOB_SPREAD: u32 = 16;

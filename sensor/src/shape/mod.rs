@@ -23,6 +23,10 @@ use decide::Verdict;
 /// evidence of a few submits and a job, within the 5 minutes the verdict is due by (plus at most a
 /// drain interval).
 pub const DECIDE_MS: u64 = 240_000;
+/// A flow whose kept records filled early (a busy session: a share every second keeps 64 records
+/// in half a minute) is judged at this age: by then its records, the latest one's time included,
+/// have had the time to span the minute [`decide::MIN_SPAN_MS`] asks for after the opening.
+pub const FULL_DECIDE_MS: u64 = 120_000;
 /// A flow with nothing against Stratum's shape but not yet the evidence (a slow pool's first job
 /// after its login) is watched until this age, then forgotten: as long as the program records it.
 pub const LATE_MS: u64 = sensor_common::tls_shape::RECORD_MS;
@@ -42,14 +46,24 @@ pub enum Judgement {
 /// packets will come (the end of a replay).
 pub fn judge(shape: &TlsShape, now_ns: u64, end: bool) -> Judgement {
     let age_ms = now_ns.saturating_sub(shape.first_ns) / 1_000_000;
-    let features = decide::classify(shape.kept(), if end { u64::MAX } else { age_ms });
+    let mut features = decide::classify(shape.kept(), if end { u64::MAX } else { age_ms });
+    // The flow lives on past its kept records: its span runs to its latest record.
+    if let Some(first) = shape.kept().next() {
+        let lived = shape.last_ms().saturating_sub(first.ms as u64);
+        features.span_ms = features.span_ms.max(lived.min(u32::MAX as u64) as u32);
+    }
     let bytes = shape.bytes[0] as u64 + shape.bytes[1] as u64;
     let full = shape.full();
-    let due = end || full || age_ms >= DECIDE_MS;
-    match decide::verdict(&features, bytes, age_ms) {
+    let verdict = decide::verdict(&features, bytes, age_ms);
+    // Full: nothing more will be kept; a flow already against Stratum goes at once, the others
+    // once old enough for their span.
+    let due = end
+        || age_ms >= DECIDE_MS
+        || (full && (verdict == Verdict::NotStratum || age_ms >= FULL_DECIDE_MS));
+    match verdict {
         Verdict::Stratum if due => Judgement::Flag,
         Verdict::NotStratum if due => Judgement::Clear,
-        Verdict::Unproven if end || full || age_ms >= LATE_MS => Judgement::Clear,
+        Verdict::Unproven if due && (end || full || age_ms >= LATE_MS) => Judgement::Clear,
         _ => Judgement::Wait,
     }
 }

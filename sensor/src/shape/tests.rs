@@ -40,7 +40,8 @@ fn shape(records: &[Rec]) -> TlsShape {
         bytes: [0; 2],
         client_is_lo: 1,
         kept: 0,
-        _pad: [0; 6],
+        _pad: [0; 2],
+        last_tick: 0,
         first: [0; SHAPE_RECORDS],
     };
     for &(ms, server, len) in records {
@@ -49,6 +50,7 @@ fn shape(records: &[Rec]) -> TlsShape {
             s.kept += 1;
         }
         s.bytes[server as usize] += len;
+        s.last_tick = ms / 10;
     }
     s
 }
@@ -203,25 +205,25 @@ fn each_band_and_the_reply_time_at_their_edges() {
         verdict_of(&minimal(SUBMIT, 141, JOB, 150)),
         Verdict::NotStratum
     );
-    // Job band 310..=560: 309 unasked is an anomaly, and without a job nothing is proven.
+    // Job band 286..=590: 285 unasked is an anomaly, and without a job nothing is proven.
     assert_eq!(
-        verdict_of(&minimal(SUBMIT, REPLY, 310, 150)),
+        verdict_of(&minimal(SUBMIT, REPLY, 286, 150)),
         Verdict::Stratum
     );
     assert_eq!(
-        verdict_of(&minimal(SUBMIT, REPLY, 560, 150)),
+        verdict_of(&minimal(SUBMIT, REPLY, 590, 150)),
         Verdict::Stratum
     );
     assert_eq!(
-        features(&minimal(SUBMIT, REPLY, 309, 150), 240_000).anomalies,
+        features(&minimal(SUBMIT, REPLY, 285, 150), 240_000).anomalies,
         1
     );
     assert_eq!(
-        verdict_of(&minimal(SUBMIT, REPLY, 309, 150)),
+        verdict_of(&minimal(SUBMIT, REPLY, 285, 150)),
         Verdict::Unproven
     );
     assert_eq!(
-        verdict_of(&minimal(SUBMIT, REPLY, 561, 150)),
+        verdict_of(&minimal(SUBMIT, REPLY, 591, 150)),
         Verdict::Unproven
     );
     // A reply 2 s after its submit answers it; 2.01 s is too late: the submit counts unanswered
@@ -465,4 +467,37 @@ fn evidence_counts_and_waiting_submits_at_their_edges() {
     assert_eq!(features(&ka(70), 240_000).keepalives, 1);
     let f = features(&ka(69), 240_000);
     assert_eq!((f.keepalives, f.anomalies), (0, 1));
+}
+
+#[test]
+fn a_busy_session_is_judged_at_two_minutes_on_its_kept_records() {
+    // A test pool's low difficulty: XMRig submits every 0.5 s from 6 s on, each answered after
+    // 20 ms, and a job every 15 s (from 15 s), for 2 minutes. The 64 kept records are those of
+    // 6 s to 21.5 s: 31 submits (6 s to 21 s) and their 31 replies, the job of 15 s (63), and the
+    // submit of 21.5 s. Its span runs on to the latest record, the reply at 119.52 s.
+    let mut r = OPENING.to_vec();
+    let mut t = 6_000;
+    while t < 120_000 {
+        r.push((t, false, SUBMIT));
+        r.push((t + 20, true, REPLY));
+        if t % 15_000 == 0 {
+            r.push((t + 250, true, JOB));
+        }
+        t += 500;
+    }
+    let s = shape(&r);
+    assert!(s.full());
+    let kept: Vec<_> = s.kept().collect();
+    assert_eq!(kept.iter().filter(|k| k.len == JOB).count(), 1);
+    assert_eq!(kept[63].ms, 21_500);
+    assert_eq!(s.last_ms(), 119_520);
+    // Bytes: 1,737 of opening, 228 submits (6 s to 119.5 s) x (264 + 80) = 78,432, 7 jobs (15 s
+    // to 105 s) x 393 = 2,751: 82,920 in 120 s, 691 B/s.
+    assert_eq!(s.bytes[0] as u64 + s.bytes[1] as u64, 82_920);
+    // Not before 2 minutes, then Stratum: its kept records span 15.5 s, its life 113.52 s.
+    assert_eq!(judge(&s, at(119_990), false), Judgement::Wait);
+    assert_eq!(judge(&s, at(120_000), false), Judgement::Flag);
+    // A download that fills its records is judged at once, not at 2 minutes.
+    let d: Vec<Rec> = (0..64).map(|k| (6_000 + k * 10, true, 16_401)).collect();
+    assert_eq!(judge(&shape(&d), at(7_000), false), Judgement::Clear);
 }
