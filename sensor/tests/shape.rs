@@ -194,9 +194,10 @@ fn replay_flags_encrypted_stratum_by_its_shape_and_nothing_benign() {
     let (out, report) = replay(&["--bucket", "1m"], &[&file]);
     assert!(out.status.success(), "{out:?}");
     let es = "encrypted_stratum";
-    // Session 1 is judged at the first bucket end 4 minutes after its ClientHello (240 s),
-    // session 2 (started at 5 s) at the capture's end (the 300 s bucket): each once, under the
-    // range of its client (kp, `from`) or as unwatched.
+    // Both sessions are flagged at the 240 s bucket end: session 1 there being 4 minutes old,
+    // session 2 (started at 5 s, 235 s old) having shown twice the evidence asked for (its second
+    // job came at 225 s); at 180 s each had shown one job only. Each once, under the range of its
+    // client (kp, `from`) or as unwatched.
     assert_eq!(sample(&report["totals"], es, "kp"), 1);
     assert_eq!(sample(&report["totals"], es, "unwatched"), 1);
     assert_eq!(
@@ -215,11 +216,12 @@ fn replay_flags_encrypted_stratum_by_its_shape_and_nothing_benign() {
             .unwrap_or_else(|| panic!("a bucket ending at {end} s"))
     };
     assert_eq!(sample(&bucket(180)["samples"], es, "kp"), 0);
+    assert_eq!(sample(&bucket(180)["samples"], es, "unwatched"), 0);
     assert_eq!(sample(&bucket(240)["samples"], es, "kp"), 1);
-    assert_eq!(sample(&bucket(240)["samples"], es, "unwatched"), 0);
-    // The two events, each at its session's last record before the verdict: session 1's reply
-    // at 230.15 s; session 2's last submit is 20 + 22 x 12 = 284 s after its start, its reply
-    // 150 ms later: 5 + 284.15 = 289.15 s.
+    assert_eq!(sample(&bucket(240)["samples"], es, "unwatched"), 1);
+    // The two events, each at its session's last record before the verdict: session 2's last
+    // submit before 240 s is 20 + 17 x 12 = 224 s after its start, its reply 150 ms later: 5 +
+    // 224.15 = 229.15 s; session 1's reply at 230.15 s.
     let events: Vec<&Value> = report["events"]
         .as_array()
         .unwrap()
@@ -228,15 +230,15 @@ fn replay_flags_encrypted_stratum_by_its_shape_and_nothing_benign() {
         .collect();
     assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(events[0]["event"], "suspect_flow");
-    assert_eq!(events[0]["ts"], "2019-06-01T00:03:50.150Z");
-    assert_eq!(events[0]["range"], "kp");
-    assert_eq!(events[0]["src"], "175.45.178.10");
-    assert_eq!(events[0]["dst"], "198.51.100.5");
-    assert_eq!(events[0]["dport"], 443);
-    assert_eq!(events[1]["ts"], "2019-06-01T00:04:49.150Z");
-    assert_eq!(events[1]["range"], "unwatched");
-    assert_eq!(events[1]["src"], "198.18.3.4");
-    assert_eq!(events[1]["dport"], 14433);
+    assert_eq!(events[0]["ts"], "2019-06-01T00:03:49.150Z");
+    assert_eq!(events[0]["range"], "unwatched");
+    assert_eq!(events[0]["src"], "198.18.3.4");
+    assert_eq!(events[0]["dport"], 14433);
+    assert_eq!(events[1]["ts"], "2019-06-01T00:03:50.150Z");
+    assert_eq!(events[1]["range"], "kp");
+    assert_eq!(events[1]["src"], "175.45.178.10");
+    assert_eq!(events[1]["dst"], "198.51.100.5");
+    assert_eq!(events[1]["dport"], 443);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -347,9 +349,8 @@ w.close()
 
 /// A live session: real TLS (Python's `ssl`, OpenSSL 3) between two namespaces, the sensor on
 /// the vantage namespace's links in between. The Stratum-shaped session is counted once, in the
-/// miner's range, at 4 minutes (a drain after its 240th second), with its event; the WebSocket-like
-/// pinger beside it, from the same address, is not; both are forgotten, none evicted. About 4.5
-/// minutes.
+/// miner's range (at its second job, 190 s in), with its event; the WebSocket-like pinger beside
+/// it, from the same address, is not; both are forgotten, none evicted. About 4.5 minutes.
 #[test]
 fn live_tls_session_is_flagged_by_its_shape() {
     use common::{Line, Proc, self_signed, spawn_sensor, wait_for};
@@ -414,7 +415,7 @@ fn live_tls_session_is_flagged_by_its_shape() {
         .status()
         .unwrap();
     assert!(miner.success());
-    // The miner ran its 250 s; the session was judged at 240 s (and the pinger, not Stratum, too).
+    // The miner ran its 250 s; the session was judged at 190 s, the pinger (not Stratum) at 240 s.
     assert!(started.elapsed() >= Duration::from_secs(250));
     assert_eq!(
         wait_for(&line.vantage, 9871, metric, &labels, 1.0, wait),

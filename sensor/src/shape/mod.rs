@@ -19,14 +19,19 @@ use sensor_common::{EVENT_SUSPECT_FLOW, Event, FlowKey, Reason, tls_shape::TlsSh
 use crate::{bpf::shapes::ShapeMaps, metrics::Metrics};
 use decide::Verdict;
 
-/// A flow is judged once its records after this age are in, or its kept records are full: the
-/// evidence of a few submits and a job, within the 5 minutes the verdict is due by (plus at most a
-/// drain interval).
+/// A flow is judged at this age at the latest (or sooner, below): the evidence of a few submits
+/// and a job, within the 5 minutes the verdict is due by (plus at most a drain interval).
 pub const DECIDE_MS: u64 = 240_000;
 /// A flow whose kept records filled early (a busy session: a share every second keeps 64 records
 /// in half a minute) is judged at this age: by then its records, the latest one's time included,
 /// have had the time to span the minute [`decide::MIN_SPAN_MS`] asks for after the opening.
 pub const FULL_DECIDE_MS: u64 = 120_000;
+/// Twice the evidence the verdict asks for ([`decide::MIN_SUBMITS`], [`decide::MIN_JOBS`]): a
+/// flow that shows it, over the minute's span and with nothing against it, is flagged as soon as
+/// it does (a session at a usual cadence within two or three minutes) rather than at
+/// [`DECIDE_MS`], which exists for the slowest sessions (a share a minute, a job a block).
+pub const EARLY_SUBMITS: u32 = 2 * decide::MIN_SUBMITS;
+pub const EARLY_JOBS: u32 = 2 * decide::MIN_JOBS;
 /// A flow with nothing against Stratum's shape but not yet the evidence (a slow pool's first job
 /// after its login) is watched until this age, then forgotten: as long as the program records it.
 pub const LATE_MS: u64 = sensor_common::tls_shape::RECORD_MS;
@@ -56,10 +61,12 @@ pub fn judge(shape: &TlsShape, now_ns: u64, end: bool) -> Judgement {
     let full = shape.full();
     let verdict = decide::verdict(&features, bytes, age_ms);
     // Full: nothing more will be kept; a flow already against Stratum goes at once, the others
-    // once old enough for their span.
+    // once old enough for their span. Twice the evidence asked for is decided at once.
+    let strong = features.submits >= EARLY_SUBMITS && features.jobs >= EARLY_JOBS;
     let due = end
         || age_ms >= DECIDE_MS
-        || (full && (verdict == Verdict::NotStratum || age_ms >= FULL_DECIDE_MS));
+        || (full && (verdict == Verdict::NotStratum || age_ms >= FULL_DECIDE_MS))
+        || (verdict == Verdict::Stratum && strong);
     match verdict {
         Verdict::Stratum if due => Judgement::Flag,
         Verdict::NotStratum if due => Judgement::Clear,

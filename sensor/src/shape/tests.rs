@@ -115,9 +115,15 @@ fn xmrig_over_tls_is_stratum_by_its_shape() {
     // 786: 5,275 in 240 s, 22 B/s.
     let s = shape(&r);
     assert_eq!(s.bytes[0] + s.bytes[1], 5_275);
-    // Judged at 4 minutes, not before.
-    assert_eq!(judge(&s, at(239_990), false), Judgement::Wait);
     assert_eq!(judge(&s, at(240_000), false), Judgement::Flag);
+    // Twice the evidence asked for (4 submits, 2 jobs) is decided at once: up to 190 s the flow
+    // shows 6 submits but 1 job and waits; with the job of 190 s it is flagged.
+    let before = shape(&xmrig(190_000));
+    assert_eq!(features(&xmrig(190_000), 189_990).jobs, 1);
+    assert_eq!(judge(&before, at(189_990), false), Judgement::Wait);
+    let with = shape(&xmrig(190_010));
+    assert_eq!(features(&xmrig(190_010), 190_010).jobs, 2);
+    assert_eq!(judge(&with, at(190_010), false), Judgement::Flag);
 }
 
 #[test]
