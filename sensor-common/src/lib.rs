@@ -10,6 +10,7 @@ pub mod http;
 pub mod stratum;
 pub mod sv2;
 pub mod tls;
+pub mod tls_shape;
 pub mod websocket;
 
 /// Stacked VLAN tags followed (802.1ad outer + 802.1Q inner is two; some carriers stack more). The
@@ -305,16 +306,20 @@ pub enum Reason {
     StratumV2 = 3,
     /// A TLS ClientHello whose server_name is in a configured pool domain, on any port.
     TlsPoolSni = 4,
+    /// A TLS flow whose records over time have Stratum's shape (decided by the agent from the
+    /// program's `tls_shape` records).
+    EncryptedStratum = 5,
 }
 
 impl Reason {
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
     pub const NAMES: [&'static str; Self::COUNT] = [
         "tls_no_sni",
         "pool_endpoint",
         "pool_dns",
         "stratum_v2",
         "tls_pool_sni",
+        "encrypted_stratum",
     ];
 }
 
@@ -359,10 +364,13 @@ pub enum Stat {
     /// Held openings the program removed: decided (the joined message was Stratum), continued
     /// past [`OPENING_BYTES`] or out of order, or stale (so evictions = held - removed - entries).
     OpeningsRemoved = 7,
+    /// TLS flows whose shape the program started recording (`TLS_SHAPES`), so that evictions =
+    /// started - judged - entries.
+    ShapesStarted = 8,
 }
 
 impl Stat {
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
 }
 
 /// Bytes of a new flow's unfinished first message the XDP program holds (a power of two): a
@@ -545,6 +553,7 @@ mod pod {
     unsafe impl aya::Pod for super::SuspectKey {}
     unsafe impl aya::Pod for super::Sample {}
     unsafe impl aya::Pod for super::Opening {}
+    unsafe impl aya::Pod for super::tls_shape::TlsShape {}
 }
 
 #[cfg(test)]
@@ -554,15 +563,15 @@ mod tests {
     #[test]
     fn indexes_are_dense_and_in_bounds() {
         // By hand: 32 interface slots x (63 ranges + unwatched) x 2 directions = 4,096 traffic
-        // cells; 64 range slots x 2 directions x 3 dialects = 384 Stratum cells; 64 x 2 x 5
-        // reasons = 640 suspect cells; 17 parse events. The last cell of each is its count - 1.
+        // cells; 64 range slots x 2 directions x 3 dialects = 384 Stratum cells; 64 x 2 x 6
+        // reasons = 768 suspect cells; 17 parse events. The last cell of each is its count - 1.
         assert_eq!(traffic_index(0, 0, 0), 0);
         assert_eq!(traffic_index(31, 63, 1), 4_095);
         assert_eq!(TRAFFIC_CELLS, 4_096);
         assert_eq!(stratum_index(63, 1, 2), 383);
         assert_eq!(STRATUM_CELLS, 384);
-        assert_eq!(suspect_index(63, 1, 4), 639);
-        assert_eq!(SUSPECT_CELLS, 640);
+        assert_eq!(suspect_index(63, 1, 5), 767);
+        assert_eq!(SUSPECT_CELLS, 768);
         // 63 ranges x 2 directions x (16 neighbours + other) = 2,142 peer cells.
         assert_eq!(peer_index(62, 1, 16), 2_141);
         assert_eq!(PEER_CELLS, 2_142);
@@ -590,7 +599,8 @@ mod tests {
                 "pool_endpoint",
                 "pool_dns",
                 "stratum_v2",
-                "tls_pool_sni"
+                "tls_pool_sni",
+                "encrypted_stratum"
             ]
         );
         assert_eq!(
@@ -599,9 +609,10 @@ mod tests {
                 Reason::PoolEndpoint as usize,
                 Reason::PoolDns as usize,
                 Reason::StratumV2 as usize,
-                Reason::TlsPoolSni as usize
+                Reason::TlsPoolSni as usize,
+                Reason::EncryptedStratum as usize
             ],
-            [0, 1, 2, 3, 4]
+            [0, 1, 2, 3, 4, 5]
         );
     }
 

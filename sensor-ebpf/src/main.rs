@@ -58,7 +58,7 @@ use crate::{
     },
     signals::{
         HELLO_NO_SNI, client_hello, dns_query, load_hello, noise_handshake, pool_port, pool_sni,
-        suspect,
+        shape_record, shape_start, suspect,
     },
 };
 
@@ -294,9 +294,22 @@ fn tcp<const COMPAT: bool>(
         }
         return Ok(candidate);
     }
+    // The shape of a TLS flow over time (`encrypted_stratum`, decided by the agent) is recorded
+    // only for flows that involve a watched range, a pool address or a pool port: unwatched HTTPS
+    // pays two bitmap reads per application-data segment and no lookup.
+    let shaped = src_ranges | dst_ranges != 0 || pool;
+    if first == 23 {
+        if plen >= 5 && (shaped || pool_port(dport) || pool_port(sport)) {
+            shape_record(ctx, ip, sport, dport, payload);
+        }
+        return Ok(candidate);
+    }
     if first == 22 {
         if plen < 6 || handshake_type(ctx, payload)? != 1 {
             return Ok(candidate);
+        }
+        if shaped || pool_port(dport) {
+            shape_start(ctx, ip, sport, dport, src_ranges, dst_ranges);
         }
         let n = load_hello(ctx, payload, plen)?;
         let mut hello = client_hello(n as u64);

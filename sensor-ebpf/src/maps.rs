@@ -10,6 +10,7 @@ use sensor_common::{
     Counter, FILTER_WORDS, FlowKey, FlowState, IFINDEX_DIRECT, MAX_IFACE_SLOTS, MAX_PEER_KEYS,
     MAX_QUEUES, PEER_CELLS, POOL_PORT_WORDS, ParseEvent, ReplayHeader, STRATUM_CELLS,
     SUSPECT_CELLS, Stat, SuspectKey, TRAFFIC_CELLS, dns, stratum,
+    tls_shape::{SHAPE_FLOWS, SHAPE_SLOTS, TlsShape},
 };
 
 #[map]
@@ -50,6 +51,16 @@ pub(crate) static SUSPECTS: LruHashMap<SuspectKey, u8> = LruHashMap::with_max_en
 /// of the hello (ns), its lowest bit saying whether its sender was the key's low side.
 #[map]
 pub(crate) static NOISE_HELLOS: LruHashMap<FlowKey, u64> = LruHashMap::with_max_entries(16384, 0);
+/// TLS flows whose shape is being recorded for the `encrypted_stratum` decision (see
+/// `signals::shape_start`): from the ClientHello until the agent has judged the flow and deleted
+/// it, or the LRU evicts it.
+#[map]
+pub(crate) static TLS_SHAPES: LruHashMap<FlowKey, TlsShape> =
+    LruHashMap::with_max_entries(SHAPE_FLOWS, 0);
+/// The filter in front of `TLS_SHAPES`: when a ClientHello was last recorded on a flow of each
+/// `tls_shape::shape_slot` (0: never).
+#[map]
+pub(crate) static SHAPE_RECENT: Array<u64> = Array::with_max_entries(SHAPE_SLOTS as u32, 0);
 /// Keys of the configured pool domains (`sensor_common::dns::name_key`), written by the agent.
 #[map]
 pub(crate) static POOL_DOMAINS: HashMap<u64, u8> =
@@ -121,6 +132,8 @@ pub(crate) struct Scratch {
     pub(crate) hello: [u8; sensor_common::tls::HELLO_WINDOW],
     /// The copy of a ClientHello's server name into `buf` (see `client_hello`).
     pub(crate) host: sensor_common::tls::HostCopy,
+    /// A new flow's shape record, built here before its insert (too large for the stack).
+    pub(crate) shape: TlsShape,
     /// Replay: the header of the packet being run (see `replay_enter`).
     pub(crate) pkt: ReplayHeader,
     /// The transport header's offset and the IP packet's end, passed through memory (see

@@ -5,14 +5,14 @@
 //! walk).
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_loop, programs::XdpContext};
-use sensor_common::{EVENT_SUSPECT_FLOW, FlowKey, Reason, dns, stratum};
+use sensor_common::{EVENT_SUSPECT_FLOW, FlowKey, Reason, Stat, dns, stratum, tls_shape};
 
 use crate::{
     count::{bit_in, count_suspect},
     events::emit,
     maps::{
-        NOISE_HELLOS, POOL_DOMAIN_FILTER, POOL_DOMAINS, POOL_PORTS, SCRATCH, SUSPECTS, Scratch,
-        inspect_budget,
+        NOISE_HELLOS, POOL_DOMAIN_FILTER, POOL_DOMAINS, POOL_PORTS, SCRATCH, SHAPE_RECENT,
+        SUSPECTS, Scratch, TLS_SHAPES, inspect_budget, stat,
     },
     parse::{IPPROTO_UDP, Ip, load_into, load_window, ptr_at},
     replay::{ingress, now},
@@ -248,6 +248,99 @@ pub(crate) fn load_hello(ctx: &XdpContext, payload: usize, plen: usize) -> Resul
     load_into(ctx, payload, plen, unsafe {
         core::ptr::addr_of_mut!((*scratch).hello)
     })
+}
+
+/// `encrypted_stratum`: starts recording the shape of the flow whose ClientHello this is (a
+/// retransmitted or second ClientHello on a flow already recorded changes nothing).
+#[inline(always)]
+pub(crate) fn shape_start(
+    ctx: &XdpContext,
+    ip: &Ip,
+    sport: u16,
+    dport: u16,
+    src_ranges: u64,
+    dst_ranges: u64,
+) {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    let (key, s) = unsafe { (&mut (*scratch).key, &mut (*scratch).shape) };
+    let client_is_lo = fill_flow_key(key, ip, sport, dport);
+    let now = now();
+    s.first_ns = now;
+    s.src_ranges = src_ranges;
+    s.dst_ranges = dst_ranges;
+    s.ifindex = ingress(ctx);
+    s.records = 0;
+    s.bytes = [0; 2];
+    s.client_is_lo = client_is_lo as u8;
+    s.kept = 0;
+    s.last_tick = 0;
+    // The kept records need no clearing: only the first `kept` are read.
+    if TLS_SHAPES.insert(key, s, BPF_NOEXIST as u64).is_ok() {
+        stat(Stat::ShapesStarted);
+        let slot = tls_shape::shape_slot(&ip.src, &ip.dst, sport, dport);
+        if let Some(t) = SHAPE_RECENT.get_ptr_mut(slot) {
+            // SAFETY: array value; a race between CPUs leaves one of two recent times.
+            unsafe { *t = now };
+        }
+    }
+}
+
+/// `encrypted_stratum`: records the application-data record whose header opens this segment, if
+/// its flow is being recorded (kept after the opening, summed always). Segments that continue a record (their first bytes are ciphertext)
+/// are not looked at: a record's length field already says how large it is.
+#[inline(always)]
+pub(crate) fn shape_record(ctx: &XdpContext, ip: &Ip, sport: u16, dport: u16, payload: usize) {
+    let Ok(h) = ptr_at::<[u8; 5]>(ctx, payload) else {
+        return;
+    };
+    // SAFETY: bounds checked by ptr_at.
+    let h = unsafe { &*h };
+    if !tls_shape::app_data(h[0], h[1], h[2]) {
+        return;
+    }
+    let len = u16::from_be_bytes([h[3], h[4]]) as u32;
+    // Most segments stop here: no ClientHello recorded on a flow of their slot (lately), with no
+    // clock read where none ever was.
+    let slot = tls_shape::shape_slot(&ip.src, &ip.dst, sport, dport);
+    let recent = match SHAPE_RECENT.get(slot) {
+        Some(&t) if t != 0 => t,
+        _ => return,
+    };
+    let now = now();
+    if now.wrapping_sub(recent) > tls_shape::RECORD_MS * 1_000_000 {
+        return;
+    }
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    let key = unsafe { &mut (*scratch).key };
+    let src_is_lo = fill_flow_key(key, ip, sport, dport);
+    let Some(s) = TLS_SHAPES.get_ptr_mut(key) else {
+        return;
+    };
+    // SAFETY: LRU map value. Two CPUs recording one flow at the same instant may lose a record
+    // (plain stores, no atomics); a Stratum flow's records are a round trip apart at the least.
+    unsafe {
+        let server = src_is_lo != ((*s).client_is_lo != 0);
+        let ticks = now.wrapping_sub((*s).first_ns) / tls_shape::TICK_NS;
+        if ticks > tls_shape::RECORD_MS * 1_000_000 / tls_shape::TICK_NS {
+            // Judged by now; the agent has not read the table since (replay between buckets).
+            return;
+        }
+        let i = (*s).kept as usize;
+        if ticks >= tls_shape::OPENING_TICKS && i < tls_shape::SHAPE_RECORDS {
+            (*s).first[i & (tls_shape::SHAPE_RECORDS - 1)] = tls_shape::pack(ticks, server, len);
+            (*s).kept = i as u8 + 1;
+        }
+        (*s).records = (*s).records.saturating_add(1);
+        (*s).last_tick = ticks as u32;
+        let b = &mut (*s).bytes[server as usize & 1];
+        *b = b.wrapping_add(len);
+    }
 }
 
 /// Counts the packet's flow once for `reason` (see `suspect_new`); true when the packet is a

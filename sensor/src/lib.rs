@@ -4,6 +4,7 @@
 //! - `config`: the TOML configuration, its types and validation;
 //! - `bpf`: the XDP object from userspace: loading, maps, counters, test runs, the range tries;
 //! - `metrics`: metric names, the registry, draining the kernel's counters, the HTTP(S) endpoint;
+//! - `shape`: the `encrypted_stratum` verdict on TLS flows from the records the kernel keeps;
 //! - `inspect`: deep inspection of candidate packets (frames, Stratum JSON, agents, coins);
 //! - `capture`: how candidates reach userspace (AF_XDP sockets);
 //! - `events`: flow and login events and their sinks;
@@ -19,3 +20,4 @@ pub mod inspect;
 pub mod metrics;
 pub mod replay;
 pub mod run;
+pub mod shape;

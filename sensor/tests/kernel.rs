@@ -1218,6 +1218,169 @@ fn tls_naming_a_pool_domain_on_any_port() {
     assert_eq!(s.all_stratum(), 0);
 }
 
+/// `encrypted_stratum`'s records: from a ClientHello on a flow with a watched endpoint, a pool
+/// address or a pool port, every segment that opens with an application-data record header is kept
+/// (its length field, direction and time from the ClientHello, in 10 ms steps), the first 64 of a
+/// flow, and summed; unwatched flows, flows without a ClientHello (SSH), other record types and
+/// segments continuing a record are not. Run through replay's batch entry, whose clock is the
+/// packets' capture time, so the times are exact.
+#[test]
+fn tls_shapes_are_recorded_from_the_client_hello_on_watched_and_pool_flows() {
+    use mining_sensor::bpf::{BatchPacket, batch_input};
+    use sensor_common::{
+        REPLAY_DONE, Stat,
+        tls_shape::{Record, SHAPE_RECORDS},
+    };
+    use test_support::tls_app_data;
+    let cfg = Config::parse(
+        &format!("[pools]\nports = [14433]\nendpoints = [\"198.51.100.5\"]\n{CONFIG}"),
+        "test",
+    )
+    .unwrap();
+    let mut k = load_for_replay(&cfg);
+    k.configure(&cfg).unwrap();
+    k.set_iface_slot(1, SLOT as u32).unwrap();
+    const T0: u64 = 1_700_000_000_000_000_000;
+    let mut input = Vec::new();
+    let mut run = |k: &Kernel, ms: u64, frame: &[u8]| {
+        batch_input(
+            (0..1).map(|_| BatchPacket {
+                ts_ns: T0 + ms * 1_000_000,
+                ifindex: 1,
+                data: frame,
+                wire_len: frame.len(),
+            }),
+            &mut input,
+        );
+        assert_eq!(
+            k.batch_runner().unwrap().run_batch(&input).unwrap(),
+            REPLAY_DONE + 1
+        );
+    };
+    // m is in range a; the server (198.51.100.20) in no range and no pool.
+    let (m, server) = (ip("198.18.0.9"), ip("198.51.100.20"));
+    let up = |sport: u16, dport: u16, p: &[u8]| Packet::tcp4(m, server, sport, dport, p).build();
+    let down = |sport: u16, dport: u16, p: &[u8]| Packet::tcp4(server, m, sport, dport, p).build();
+    // The mining-shaped flow to 443: the ClientHello (again at 100 ms: no reset), the server's
+    // handshake record (type 22) and an alert (21), not application data; a submit (264) and its
+    // reply (80), a job (393), the first segment of a 16,401-byte record and its continuation.
+    run(&k, 0, &up(50000, 443, &tls_client_hello(None)));
+    run(&k, 50, &down(443, 50000, &tls_client_hello(None)[..60]));
+    run(&k, 100, &up(50000, 443, &tls_client_hello(None)));
+    run(&k, 4_990, &up(50000, 443, &tls_app_data(53, true)));
+    run(&k, 20_000, &up(50000, 443, &tls_app_data(264, true)));
+    run(&k, 20_150, &down(443, 50000, &tls_app_data(80, true)));
+    run(&k, 70_000, &down(443, 50000, &tls_app_data(393, true)));
+    run(&k, 90_000, &down(443, 50000, &tls_app_data(16_401, false)));
+    run(
+        &k,
+        90_010,
+        &down(443, 50000, &tls_app_data(16_401, false)[5..]),
+    );
+    run(&k, 95_000, &up(50000, 443, &[21, 3, 3, 0, 2, 1, 0]));
+    // Not recorded: an unwatched flow on 443, SSH from the watched address (no ClientHello), and
+    // application data on a watched flow whose ClientHello was not seen.
+    let other = ip("198.51.100.30");
+    run(
+        &k,
+        0,
+        &Packet::tcp4(other, server, 51000, 443, &tls_client_hello(None)).build(),
+    );
+    run(
+        &k,
+        1_000,
+        &Packet::tcp4(other, server, 51000, 443, &tls_app_data(264, true)).build(),
+    );
+    run(&k, 0, &up(52000, 22, b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"));
+    run(&k, 1_000, &up(52000, 22, &tls_app_data(264, true)[3..]));
+    run(&k, 2_000, &up(53000, 443, &tls_app_data(264, true)));
+    // Recorded although unwatched: towards a pool port, and towards a pool address, whose flow
+    // sees 70 records of 100 bytes, 10 ms apart from 6 s on, alternating from the client.
+    run(
+        &k,
+        0,
+        &Packet::tcp4(other, server, 54000, 14433, &tls_client_hello(None)).build(),
+    );
+    let pool = ip("198.51.100.5");
+    run(
+        &k,
+        0,
+        &Packet::tcp4(other, pool, 55000, 443, &tls_client_hello(None)).build(),
+    );
+    for i in 0..70u64 {
+        let r = tls_app_data(100, true);
+        let f = if i % 2 == 0 {
+            Packet::tcp4(other, pool, 55000, 443, &r)
+        } else {
+            Packet::tcp4(pool, other, 443, 55000, &r)
+        };
+        run(&k, 6_000 + i * 10, &f.build());
+    }
+
+    assert_eq!(k.stat(Stat::ShapesStarted).unwrap(), 3);
+    let flows = k.shape_maps().unwrap().flows();
+    assert_eq!(flows.len(), 3);
+    let of = |port: u16| {
+        flows
+            .iter()
+            .find(|(key, _)| key.port_lo == port || key.port_hi == port)
+            .map(|(_, s)| *s)
+            .unwrap()
+    };
+    let mining = of(50000);
+    assert_eq!(mining.first_ns, T0);
+    // The client (198.18.0.9) is in range a (bit 0); 198.18 orders before 198.51: the key's low
+    // side.
+    assert_eq!((mining.src_ranges, mining.dst_ranges), (1 << A, 0));
+    assert_eq!((mining.client_is_lo, mining.ifindex), (1, 1));
+    let rec = |ms, server, len| Record { ms, server, len };
+    assert_eq!(
+        mining.kept().collect::<Vec<_>>(),
+        vec![
+            rec(20_000, false, 264),
+            rec(20_150, true, 80),
+            rec(70_000, true, 393),
+            rec(90_000, true, 16_401),
+        ]
+    );
+    // The record at 4.99 s is the opening's: summed, not kept. 53 + 264 from the client; 80 + 393
+    // + 16,401 = 16,874 from the server.
+    assert_eq!((mining.records, mining.kept), (5, 4));
+    // Its latest record: the 16,401-byte one at 90 s.
+    assert_eq!(mining.last_tick, 9_000);
+    assert_eq!(mining.bytes, [317, 16_874]);
+    assert_eq!(of(14433).records, 0);
+    // 70 records: the first 64 kept (32 each way, from 6 s in 10 ms steps), all 70 summed: 35 x
+    // 100 each way. The client (198.51.100.30) orders after the pool (.5): the key's high side.
+    let busy = of(55000);
+    assert_eq!(busy.client_is_lo, 0);
+    assert_eq!(busy.records, 70);
+    assert_eq!(busy.last_ms(), 6_690);
+    assert_eq!(busy.kept().count(), SHAPE_RECORDS);
+    assert_eq!(busy.bytes, [3_500, 3_500]);
+    let kept: Vec<Record> = busy.kept().collect();
+    assert_eq!(kept[0], rec(6_000, false, 100));
+    assert_eq!(kept[63], rec(6_630, true, 100));
+    // Nothing of it is a suspect flow yet: the verdict is the agent's.
+    let es = sensor_common::Reason::EncryptedStratum as usize;
+    assert_eq!(k.suspect_cell(A, DIR_FROM, es).unwrap(), 0);
+    // The agent's judge at 2 minutes: the busy flow's kept records are full, so it is judged now
+    // (nothing proven: its 100-byte exchanges are no submits) and forgotten; the other two wait
+    // for their 4 minutes. Memory: 2 flows of 344
+    // bytes (a 40-byte key and a 304-byte value); nothing evicted.
+    let metrics = mining_sensor::metrics::Metrics::new();
+    let mut judge = mining_sensor::shape::Judge::new(k.shape_maps().unwrap());
+    let started = k.stat(Stat::ShapesStarted).unwrap();
+    let flagged = judge
+        .run(T0 + 120_000_000_000, false, started, &metrics)
+        .unwrap();
+    assert!(flagged.is_empty());
+    assert_eq!(k.shape_maps().unwrap().flows().len(), 2);
+    assert_eq!(metrics.tls_shape_bytes.get(), 688);
+    assert_eq!(metrics.tls_shape_evictions.get(), 0);
+    assert_eq!(k.suspect_cell(A, DIR_FROM, es).unwrap(), 0);
+}
+
 #[test]
 fn candidates_are_copied_every_stratum_packet_and_suspects_within_the_budget() {
     use sensor_common::Stat;

@@ -620,7 +620,7 @@ fn soak_counters_equal_what_the_driver_received_and_flows_beyond_the_table_are_a
 
 /// `deploy/README.md`'s sizing table, held to a running sensor: with 3 ranges and 2 interfaces,
 /// right after start, each metric has the series the table's formula gives (its rows without their
-/// optional parts), 145 `mining_sensor_` series in all.
+/// optional parts), 153 `mining_sensor_` series in all.
 #[test]
 fn a_fresh_sensor_exports_the_series_the_sizing_table_counts() {
     let p = Pair::new("size");
@@ -660,7 +660,7 @@ fn a_fresh_sensor_exports_the_series_the_sizing_table_counts() {
         ("mining_sensor_bytes_total", r * 2 * i),
         ("mining_sensor_stratum_packets_total", r * 2 * d),
         ("mining_sensor_stratum_flows_total", r * 2 * d),
-        ("mining_sensor_suspect_flows_total", r * 2 * 5),
+        ("mining_sensor_suspect_flows_total", r * 2 * 6),
         ("mining_sensor_interface_up", i),
         ("mining_sensor_xdp_attached", i),
         ("mining_sensor_build_info", 1),
@@ -673,6 +673,8 @@ fn a_fresh_sensor_exports_the_series_the_sizing_table_counts() {
         ("mining_sensor_opening_evictions_total", 1),
         ("mining_sensor_events_total", 1),
         ("mining_sensor_events_lost_total", 1),
+        ("mining_sensor_tls_shape_bytes", 1),
+        ("mining_sensor_tls_shape_evictions_total", 1),
         ("mining_sensor_parse_events_total", 17),
         ("mining_sensor_watched_prefixes", r * 2),
         // Deep inspection's, present at start in the default `inline` capture mode.
@@ -686,6 +688,6 @@ fn a_fresh_sensor_exports_the_series_the_sizing_table_counts() {
         families, want,
         "series per metric, against deploy/README.md's table"
     );
-    assert_eq!(want.values().sum::<usize>(), 147);
+    assert_eq!(want.values().sum::<usize>(), 155);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -393,6 +393,27 @@ pub fn tls_client_hello(sni: Option<&str>) -> Vec<u8> {
     rec
 }
 
+/// A TLS application-data record (`17 03 03`, then the length) whose length field is `len`:
+/// TCP payload for tests of the `encrypted_stratum` shape. Its body stands for ciphertext: bytes
+/// that follow no pattern a scanner could read (a multiplicative sequence seeded by `len`). With
+/// `whole` the segment carries the whole record; else only its first `min(len, 64)` bytes, as the
+/// first segment of a record split over several.
+pub fn tls_app_data(len: u16, whole: bool) -> Vec<u8> {
+    let mut rec = vec![23, 3, 3];
+    rec.extend_from_slice(&len.to_be_bytes());
+    let body = if whole {
+        len as usize
+    } else {
+        (len as usize).min(64)
+    };
+    let mut x = u32::from(len) | 1;
+    rec.extend((0..body).map(|_| {
+        x = x.wrapping_mul(0x9e37_79b1).wrapping_add(0x7f4a_7c15);
+        (x >> 24) as u8
+    }));
+    rec
+}
+
 /// A WebSocket final text frame around `message` (RFC 6455, section 5.2): masked with `key`, as a
 /// client sends it, or not, as a server does; a 7-bit length, or 126 and a 16-bit one.
 pub fn websocket_frame(message: &[u8], key: Option<[u8; 4]>) -> Vec<u8> {

@@ -21,6 +21,7 @@ mod maps;
 mod peers;
 pub mod ranges;
 mod rings;
+pub mod shapes;
 mod testrun;
 
 use aya::Ebpf;

@@ -37,6 +37,8 @@ pub const REASSEMBLY_BYTES: &str = "mining_sensor_reassembly_bytes";
 pub const REASSEMBLY_EVICTIONS: &str = "mining_sensor_reassembly_evictions_total";
 pub const OPENING_BYTES: &str = "mining_sensor_opening_bytes";
 pub const OPENING_EVICTIONS: &str = "mining_sensor_opening_evictions_total";
+pub const TLS_SHAPE_BYTES: &str = "mining_sensor_tls_shape_bytes";
+pub const TLS_SHAPE_EVICTIONS: &str = "mining_sensor_tls_shape_evictions_total";
 
 /// The `direction` label: traffic from a watched range (its source is in the range) or to it.
 pub const FROM: &str = "from";

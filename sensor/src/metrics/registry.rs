@@ -66,6 +66,9 @@ pub struct Metrics {
     pub inspect_candidates: IntCounter,
     pub reassembly_bytes: IntGauge,
     pub reassembly_evictions: IntCounter,
+    /// `encrypted_stratum`: memory of the TLS flows the kernel records, and those it evicted.
+    pub tls_shape_bytes: IntGauge,
+    pub tls_shape_evictions: IntCounter,
     pub capture_drops: IntCounterVec,
     pub afxdp_sockets: IntGaugeVec,
     pub shares: IntCounterVec,
@@ -142,10 +145,21 @@ impl Metrics {
             names::REASSEMBLY_EVICTIONS,
             "Unfinished split messages dropped to keep reassembly within its 8 MiB (the oldest half each time).",
         );
+        let tls_shape_bytes = IntGauge::with_opts(Opts::new(
+            names::TLS_SHAPE_BYTES,
+            "Bytes of kernel memory holding the TLS flows whose shape is being recorded for encrypted_stratum (keys and values; the table holds at most 8,192 flows, 2.8 MB).",
+        ))
+        .expect("valid metric");
+        let tls_shape_evictions = counter(
+            names::TLS_SHAPE_EVICTIONS,
+            "TLS flows the kernel's shape table evicted to make room before the agent judged them (started minus judged minus entries).",
+        );
         for m in [
             Box::new(inspect_candidates.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reassembly_bytes.clone()),
             Box::new(reassembly_evictions.clone()),
+            Box::new(tls_shape_bytes.clone()),
+            Box::new(tls_shape_evictions.clone()),
             Box::new(flow_evictions.clone()),
             Box::new(opening_bytes.clone()),
             Box::new(opening_evictions.clone()),
@@ -198,7 +212,7 @@ impl Metrics {
             suspect_flows: counter_vec(
                 &r,
                 names::SUSPECT_FLOWS,
-                "Flows with a sign of mining but no readable Stratum, each once per reason: pool_endpoint (traffic with a configured pool address), stratum_v2 (the V2 Noise handshake's shape: a 64- or 234-byte payload on a pool port, the 64/234 pair on any port), tls_no_sni (a ClientHello without server_name towards a pool), tls_pool_sni (a ClientHello naming a server in a pool domain, any port), pool_dns (a DNS query for a name in a pool domain).",
+                "Flows with a sign of mining but no readable Stratum, each once per reason: pool_endpoint (traffic with a configured pool address), stratum_v2 (the V2 Noise handshake's shape: a 64- or 234-byte payload on a pool port, the 64/234 pair on any port), tls_no_sni (a ClientHello without server_name towards a pool), tls_pool_sni (a ClientHello naming a server in a pool domain, any port), pool_dns (a DNS query for a name in a pool domain), encrypted_stratum (a TLS flow whose records over time have Stratum's shape: submits answered by small replies, unasked jobs of one size, few bytes).",
                 &["range", "direction", "reason"],
             ),
             mining_flows: gauge_vec(
@@ -273,6 +287,8 @@ impl Metrics {
             inspect_candidates,
             reassembly_bytes,
             reassembly_evictions,
+            tls_shape_bytes,
+            tls_shape_evictions,
             capture_drops: counter_vec(
                 &r,
                 names::CAPTURE_DROPS,

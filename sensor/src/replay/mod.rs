@@ -189,11 +189,21 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
     // The Inspector's clock at capture time `ts`: windows (distinct miners, reported rates)
     // follow the capture.
     let clock = |ts: Duration| start + ts.saturating_sub(first_packet.get().unwrap_or(ts));
+    // `encrypted_stratum`: the TLS flows the program recorded are judged at every bucket's end
+    // (all batches before it done), by capture time, and every one left at the capture's end.
+    let judge = std::cell::RefCell::new(crate::shape::Judge::new(kernel.shape_maps()?));
+    let shape_events = std::cell::RefCell::new(Vec::new());
     let snapshot = |end: u128,
+                    last: bool,
                     drainer: &mut Drainer,
                     kernel: &Kernel,
                     buckets: &mut Vec<Bucket>|
      -> Result<()> {
+        let started = kernel.stat(sensor_common::Stat::ShapesStarted)?;
+        let flagged = judge
+            .borrow_mut()
+            .run(end as u64, last, started, &metrics)?;
+        shape_events.borrow_mut().extend(flagged);
         drainer.drain_counters(kernel, &labels, &metrics)?;
         let end_ts = Duration::from_nanos(u64::try_from(end).unwrap_or(u64::MAX));
         inspector.borrow_mut().publish_rates(clock(end_ts));
@@ -257,7 +267,7 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
             if t >= end {
                 // Everything before the boundary is counted before the counters are read.
                 dispatch.finish(&mut read_rings)?;
-                snapshot(end, &mut drainer, &kernel, &mut buckets)?;
+                snapshot(end, false, &mut drainer, &kernel, &mut buckets)?;
                 bucket_end = Some((t / bucket + 1) * bucket);
             }
             if frame.wire_len + ReplayHeader::SIZE > dispatch.max_input {
@@ -300,7 +310,7 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
         events.push((wall_ns(line.at), 1, serde_json::to_value(line)?));
     }
     if let Some(end) = bucket_end {
-        snapshot(end, &mut drainer, &kernel, &mut buckets)?;
+        snapshot(end, true, &mut drainer, &kernel, &mut buckets)?;
     } else {
         drainer.drain_counters(&kernel, &labels, &metrics)?;
     }
@@ -313,6 +323,17 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
         if lost > 0 {
             warn!("{lost} {what} did not fit in their ring buffer and are missing from the output");
         }
+    }
+    for e in shape_events.take() {
+        let iface = labels.ifaces.get(e.ifindex as usize).cloned().flatten();
+        let wall = std::time::UNIX_EPOCH + Duration::from_nanos(e.ts_ns);
+        let line = crate::events::line_at(
+            &e,
+            |id| labels.ranges.get(id).cloned().flatten(),
+            iface.as_deref().unwrap_or("?"),
+            wall,
+        );
+        events.push((e.ts_ns, 0, serde_json::to_value(line)?));
     }
     // Ties (events of one packet, or of flows on different workers at the same instant) break
     // the same way on every run.

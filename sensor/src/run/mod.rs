@@ -63,6 +63,10 @@ struct Agent {
     candidates: tokio::sync::mpsc::Sender<Candidate>,
     metrics: Metrics,
     drainer: Drainer,
+    /// `encrypted_stratum`: judges the TLS flows the program records, at every drain.
+    judge: crate::shape::Judge,
+    /// Where the judge's suspect events go, as the kernel's.
+    writer: SharedWriter,
     labels: Labels,
     ids: RangeIds,
     peer_ids: crate::bpf::PeerIds,
@@ -72,6 +76,7 @@ struct Agent {
 
 impl Agent {
     fn drain(&mut self) {
+        self.judge_shapes();
         if let Err(e) = self.drainer.drain(
             &self.kernel,
             &self.labels,
@@ -86,6 +91,50 @@ impl Agent {
                 .interface_up
                 .with_label_values(&[&i.name])
                 .set(up as i64);
+        }
+    }
+}
+
+impl Agent {
+    /// Judges the recorded TLS flows; a flow flagged is counted (drained next) and reported.
+    fn judge_shapes(&mut self) {
+        let judged = self
+            .kernel
+            .stat(sensor_common::Stat::ShapesStarted)
+            .and_then(|started| {
+                self.judge
+                    .run(crate::bpf::monotonic_ns(), false, started, &self.metrics)
+            });
+        let events = match judged {
+            Ok(events) => events,
+            Err(e) => {
+                error!(error = %format!("{e:#}"), "judging TLS flows' shapes failed; retried at the next drain");
+                return;
+            }
+        };
+        for e in events {
+            let written = self
+                .names
+                .read()
+                .map_err(|_| anyhow::anyhow!("names lock poisoned"))
+                .and_then(|names| {
+                    let line = crate::events::line(
+                        &e,
+                        |id| names.ranges.get(id).cloned().flatten(),
+                        names
+                            .ifaces
+                            .get(&e.ifindex)
+                            .map_or("unknown", String::as_str),
+                    );
+                    self.writer
+                        .lock()
+                        .map_err(|_| anyhow::anyhow!("event writer lock poisoned"))?
+                        .write(&line)
+                });
+            if let Err(e) = written {
+                self.metrics.events_lost.inc();
+                error!(error = %format!("{e:#}"), "a suspect flow event could not be written");
+            }
         }
     }
 }
@@ -158,7 +207,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         crate::inspect::Inspector::new(key, metrics.clone(), config.inspect.distinct_window),
         kernel.range_lookup()?,
         names.clone(),
-        writer,
+        writer.clone(),
         metrics.events_lost.clone(),
     );
     let mode = config.inspect.capture_mode;
@@ -179,6 +228,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             (CaptureMode::Inline, _) => "candidates pass and are copied",
         }
     );
+    let judge = crate::shape::Judge::new(kernel.shape_maps()?);
     let mut agent = Agent {
         config_seen: opts.config.as_deref().and_then(file_hash),
         names,
@@ -187,6 +237,8 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         candidates,
         metrics: metrics.clone(),
         drainer: Drainer::default(),
+        judge,
+        writer,
         labels: Labels::new(),
         ids: RangeIds::default(),
         peer_ids: Default::default(),

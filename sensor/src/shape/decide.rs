@@ -1,0 +1,183 @@
+//! Whether a TLS flow's records have Stratum's shape. Every threshold is derived from the shape
+//! of XMRig-family Stratum over TLS (README, "Suspect flows", `encrypted_stratum`):
+//!
+//! - a record's length field is its plaintext plus the TLS overhead: 17 bytes for TLS 1.3 (the
+//!   inner content type and a 16-byte tag), 24 for TLS 1.2 AES-GCM (8-byte explicit nonce and the
+//!   tag), 16 for TLS 1.2 ChaCha20-Poly1305; with the 5-byte header that is the 21 to 29 bytes a
+//!   message grows by. The bands below take 16 to 40 (CBC suites reach about 40);
+//! - a submit is 150 to 250 bytes of JSON: a client record of 166 to 290, band [`SUBMIT`];
+//! - the pool's reply to it (`{"id":N,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}`
+//!   and its kin) is 60 to 90 bytes: a server record of 76 to 130, band [`REPLY`];
+//! - a job push is about 300 to 500 bytes, unasked, of near-constant size for one coin (the
+//!   blob's length is the coin's, the job id's and target's the pool's; algorithms without a seed
+//!   hash, such as `argon2/chukwa`, make it about 280): taken as 270 to 550, a server record of 286
+//!   to 590, band [`JOB`], spread within [`JOB_SPREAD`];
+//! - a keepalive (`keepalived` with the session id, 70 to 115 bytes) answered with
+//!   `"status":"KEEPALIVED"` (about 71): a client record of 86 to 155 ([`KEEPALIVE`]) answered
+//!   in the reply band; neither evidence nor against it;
+//! - shares come at the pool's vardiff cadence, one per 10 to 60 s, keepalives every 60 s, jobs at
+//!   each block (Monero's 2 minutes) or template refresh: a few hundred bytes a minute.
+
+use std::collections::VecDeque;
+
+use sensor_common::tls_shape::{OPENING_MS, Record};
+
+/// An inclusive range of record lengths.
+#[derive(Clone, Copy, Debug)]
+pub struct Band {
+    pub lo: u32,
+    pub hi: u32,
+}
+
+impl Band {
+    pub const fn contains(&self, len: u32) -> bool {
+        self.lo <= len && len <= self.hi
+    }
+}
+
+/// A server record within this time of an unanswered client record answers it. A pool answers a
+/// share after checking it (milliseconds of hashing) and a round trip; 2 s covers a 1-second round
+/// trip twice over. A job arriving in that time is still a job (see [`classify`]).
+pub const REPLY_MS: u32 = 2_000;
+/// Client records waiting for an answer at once: a miner finding shares in a burst sends a few
+/// submits before the first reply. More than this is not a request-reply exchange.
+pub const MAX_PENDING: usize = 4;
+
+/// 150 to 250 bytes of JSON plus 16 to 40 of overhead, to round figures.
+pub const SUBMIT: Band = Band { lo: 160, hi: 300 };
+/// 60 to 90 bytes of JSON plus 16 to 40.
+pub const REPLY: Band = Band { lo: 70, hi: 140 };
+/// A client record below the submit band answered in the reply band: a keepalive.
+pub const KEEPALIVE: Band = Band { lo: 70, hi: 159 };
+/// 300 to 500 bytes of JSON give or take a tenth (270 to 550) plus 16 to 40. Server records only:
+/// it may overlap the client's submit band.
+pub const JOB: Band = Band { lo: 286, hi: 590 };
+/// Job pushes of one flow differ by a few bytes (a job id, a height's digits, a transaction
+/// count's varint); a target of 16 hex digits instead of 8 adds 8. Twice that.
+pub const JOB_SPREAD: u32 = 16;
+/// Submits of one flow differ by their request id's digits (1 to 3) and a job id's length;
+/// answered client records further apart than this are messages of a conversation.
+pub const SUBMIT_SPREAD: u32 = 24;
+/// No Stratum record after the opening comes near this: a page, a file or a stream.
+pub const MAX_RECORD: u32 = 1_024;
+/// "Few bytes overall": both directions together, over the flow's life. A share every 5 s (twice
+/// the fastest usual cadence) at the bands' tops is (300 + 140) / 5 = 88 B/s, a job every 5 s
+/// 560 / 5 = 112 B/s: 200 B/s; five times that.
+pub const MAX_BYTES_PER_S: u64 = 1_000;
+/// "Long-lived": the records after the opening span at least a minute.
+pub const MIN_SPAN_MS: u32 = 60_000;
+/// Evidence: submits answered by a reply, and unasked job-sized server records.
+pub const MIN_SUBMITS: u32 = 2;
+pub const MIN_JOBS: u32 = 1;
+/// Records that fit no Stratum exchange (an unasked server record that is not job-sized, a
+/// client record answered out of the bands, a client record never answered) are tolerated up to
+/// one, plus one for every four records of evidence (a job crossing a submit's reply).
+pub const ANOMALY_BASE: u32 = 1;
+pub const EVIDENCE_PER_ANOMALY: u32 = 4;
+
+/// What a flow's records show, after the opening (which the program does not keep; skipped here
+/// too, for records built by hand).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Features {
+    /// Submit-band client records answered in the reply band.
+    pub submits: u32,
+    /// Keepalive-band client records answered in the reply band.
+    pub keepalives: u32,
+    /// Job-band server records with no client record waiting.
+    pub jobs: u32,
+    /// Smallest and largest job-band server record (asked or not), and answered submit.
+    pub job_min: u32,
+    pub job_max: u32,
+    pub submit_min: u32,
+    pub submit_max: u32,
+    /// Records that fit no Stratum exchange.
+    pub anomalies: u32,
+    /// Records over [`MAX_RECORD`].
+    pub large: u32,
+    /// From the first record after the opening to the last, ms.
+    pub span_ms: u32,
+}
+
+/// Walks the kept records; `age_ms` is the flow's age now (a client record still waiting is an
+/// anomaly only once its reply time has passed).
+pub fn classify(records: impl IntoIterator<Item = Record>, age_ms: u64) -> Features {
+    let mut f = Features {
+        job_min: u32::MAX,
+        submit_min: u32::MAX,
+        ..Features::default()
+    };
+    let mut pending: VecDeque<Record> = VecDeque::new();
+    let mut first_ms = None;
+    for r in records {
+        if r.ms < OPENING_MS {
+            continue;
+        }
+        f.span_ms = r.ms - *first_ms.get_or_insert(r.ms);
+        while pending.front().is_some_and(|c| r.ms - c.ms > REPLY_MS) {
+            pending.pop_front();
+            f.anomalies += 1;
+        }
+        if r.len > MAX_RECORD {
+            f.large += 1;
+        } else if !r.server {
+            pending.push_back(r);
+            if pending.len() > MAX_PENDING {
+                pending.pop_front();
+                f.anomalies += 1;
+            }
+        } else if JOB.contains(r.len) {
+            // A job is a job whether or not a submit happens to be waiting: it does not answer it.
+            f.job_min = f.job_min.min(r.len);
+            f.job_max = f.job_max.max(r.len);
+            if pending.is_empty() {
+                f.jobs += 1;
+            }
+        } else if let Some(c) = pending.pop_front() {
+            if REPLY.contains(r.len) && SUBMIT.contains(c.len) {
+                f.submits += 1;
+                f.submit_min = f.submit_min.min(c.len);
+                f.submit_max = f.submit_max.max(c.len);
+            } else if REPLY.contains(r.len) && KEEPALIVE.contains(c.len) {
+                f.keepalives += 1;
+            } else {
+                f.anomalies += 1;
+            }
+        } else {
+            f.anomalies += 1;
+        }
+    }
+    f.anomalies += pending
+        .iter()
+        .filter(|c| age_ms > (c.ms + REPLY_MS) as u64)
+        .count() as u32;
+    f
+}
+
+/// The verdict on a flow's features.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Stratum's shape.
+    Stratum,
+    /// Something that Stratum never does: a large record, too many bytes, job or submit sizes
+    /// that vary, or too many records outside Stratum's exchanges.
+    NotStratum,
+    /// Nothing against Stratum, but not yet the evidence (submits, a job, a minute).
+    Unproven,
+}
+
+/// `bytes` is the sum of all records' lengths (not only those kept), `age_ms` the flow's age.
+pub fn verdict(f: &Features, bytes: u64, age_ms: u64) -> Verdict {
+    let evidence = f.submits + f.keepalives + f.jobs;
+    let against = f.large > 0
+        || bytes * 1_000 > MAX_BYTES_PER_S * age_ms.max(1_000)
+        || (f.jobs > 0 && f.job_max - f.job_min > JOB_SPREAD)
+        || (f.submits > 0 && f.submit_max - f.submit_min > SUBMIT_SPREAD)
+        || f.anomalies > ANOMALY_BASE + evidence / EVIDENCE_PER_ANOMALY;
+    if against {
+        Verdict::NotStratum
+    } else if f.submits >= MIN_SUBMITS && f.jobs >= MIN_JOBS && f.span_ms >= MIN_SPAN_MS {
+        Verdict::Stratum
+    } else {
+        Verdict::Unproven
+    }
+}
