@@ -138,7 +138,8 @@ impl Session {
 /// sensor's default pool ports, 443 is not. Server names: supportxmr.com, moneroocean.stream,
 /// hashvault.pro and nanopool.org are default pool domains, example.net is not.
 const SESSIONS: &[Session] = &[
-    // XMRig's own TLS on 443: no SNI and no pool port, so nothing the sensor knows today.
+    // XMRig's own TLS on 443: no SNI and no pool port; only its records' shape (the server is a
+    // watched range, so the flow is recorded from its ClientHello on).
     Session {
         name: "xmrig-tls-443",
         host: 10,
@@ -146,7 +147,7 @@ const SESSIONS: &[Session] = &[
         port: 443,
         client: Client::XmrigTls,
         hellos: &[None],
-        expect: &[],
+        expect: &[("encrypted_stratum", 1)],
     },
     // XMRig's own TLS to a pool port: a ClientHello without SNI there.
     Session {
@@ -156,7 +157,7 @@ const SESSIONS: &[Session] = &[
         port: 20128,
         client: Client::XmrigTls,
         hellos: &[None],
-        expect: &[("tls_no_sni", 1)],
+        expect: &[("tls_no_sni", 1), ("encrypted_stratum", 1)],
     },
     // A tunnel naming the pool, on 443 and on a pool port: the pool's SNI, and no
     // `tls_no_sni` (there is a server_name).
@@ -169,7 +170,7 @@ const SESSIONS: &[Session] = &[
             sni: "pool.supportxmr.com",
         },
         hellos: &[Some("pool.supportxmr.com")],
-        expect: &[("tls_pool_sni", 1)],
+        expect: &[("tls_pool_sni", 1), ("encrypted_stratum", 1)],
     },
     Session {
         name: "tunnel-pool-sni-pool-port",
@@ -180,9 +181,9 @@ const SESSIONS: &[Session] = &[
             sni: "xmr-eu1.nanopool.org",
         },
         hellos: &[Some("xmr-eu1.nanopool.org")],
-        expect: &[("tls_pool_sni", 1)],
+        expect: &[("tls_pool_sni", 1), ("encrypted_stratum", 1)],
     },
-    // A tunnel to 443 under a name in no pool domain: nothing the sensor knows today.
+    // A tunnel to 443 under a name in no pool domain: only its records' shape.
     Session {
         name: "tunnel-other-sni-443",
         host: 14,
@@ -192,7 +193,7 @@ const SESSIONS: &[Session] = &[
             sni: "cdn.example.net",
         },
         hellos: &[Some("cdn.example.net")],
-        expect: &[],
+        expect: &[("encrypted_stratum", 1)],
     },
     // The benign corpus: nothing, ever.
     Session {
