@@ -126,6 +126,9 @@ pub(crate) struct Scratch {
     /// The transport header's offset and the IP packet's end, passed through memory (see
     /// `try_sensor`).
     pub(crate) offsets: [u64; 2],
+    /// A deep-inspection copy being made (`inline` capture), handed to `SAMPLES` at its length
+    /// (see `capture::sample`).
+    pub(crate) sample: sensor_common::Sample,
 }
 
 /// State of one scan: the scanner, where it is and what it found. It lives in SCRATCH, not on
