@@ -3,12 +3,12 @@
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use sensor_common::{
-    CAPTURE_INLINE, CAPTURE_TAP, MAX_QUEUES, SAMPLE_HEADER, Sample, Stat, xsk_key,
+    CAPTURE_INLINE, CAPTURE_TAP, MAX_QUEUES, SAMPLE_BYTES, SAMPLE_HEADER, Sample, Stat, xsk_key,
 };
 
 use crate::{
     count::slot_of,
-    events::wakeup,
+    events::room,
     maps::{SAMPLES, SCRATCH, XSKS, capture_mode, stat},
     parse::load_into,
     replay::{ingress, now, wire_len},
@@ -55,6 +55,17 @@ pub(crate) fn capture(ctx: &XdpContext) -> u32 {
 fn sample(ctx: &XdpContext) {
     let frame_len = ctx.data_end() - ctx.data();
     let wire = wire_len(ctx);
+    // Room for the longest record this frame can make, or no copy: with nobody reading the ring,
+    // a copy made only for the ring to refuse it doubled what a candidate cost.
+    let most = if frame_len > SAMPLE_BYTES {
+        SAMPLE_BYTES
+    } else {
+        frame_len
+    };
+    let Some(flags) = room(&SAMPLES, (SAMPLE_HEADER + most) as u64) else {
+        stat(Stat::SamplesLost);
+        return;
+    };
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -84,7 +95,7 @@ fn sample(ctx: &XdpContext) {
     };
     // SAFETY: `s` holds `size_of::<Sample>()` bytes, at least `len`.
     let record = unsafe { core::slice::from_raw_parts(s.cast::<u8>(), len) };
-    if SAMPLES.output::<[u8]>(record, wakeup(&SAMPLES)).is_err() {
+    if SAMPLES.output::<[u8]>(record, flags).is_err() {
         stat(Stat::SamplesLost);
         return;
     }
