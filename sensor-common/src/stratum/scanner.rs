@@ -210,8 +210,16 @@ impl Scanner {
         let mut used = 0;
         if self.in_str == 0 {
             let w = buf.load8(p);
-            // Line ends and the other control bytes (a tab is rare enough) take the byte-wise step.
-            let stop = first_of(w, b'"') | below_blank(w);
+            // Line ends and the other control bytes take the byte-wise step, except inside an open
+            // message (pretty-printed JSON), where they are blanks: up to the next quote, when no
+            // `}` comes before it and the braces stay open (1..=127, the byte-wise rule).
+            let quote = first_of(w, b'"');
+            let q = if quote == 0 { 8 } else { first_byte(quote) };
+            let open = self.in_msg != 0
+                && self.depth >= 1
+                && eq_bytes(w, b'}') & low_bytes(q) == 0
+                && self.depth as u32 + count_flags(eq_bytes(w, b'{') & low_bytes(q)) as u32 <= 127;
+            let stop = if open { quote } else { quote | below_blank(w) };
             let k = if stop == 0 { 8 } else { first_byte(stop) };
             // The braces among the bytes passed here (no quote among them: all outside strings).
             let opens = count_flags(eq_bytes(w, b'{') & low_bytes(k));
@@ -219,7 +227,11 @@ impl Scanner {
             self.depth = self.depth.wrapping_add(opens).wrapping_sub(closes);
             if k > 0 && self.after_method != 0 {
                 // Only blanks and the colon may stand between "method" and its value.
-                let blank = eq_bytes(w, b' ') | eq_bytes(w, b'\t') | eq_bytes(w, b':');
+                let blank = eq_bytes(w, b' ')
+                    | eq_bytes(w, b'\t')
+                    | eq_bytes(w, b'\r')
+                    | eq_bytes(w, b'\n')
+                    | eq_bytes(w, b':');
                 if !blank & HIGHS & low_bytes(k) != 0 {
                     self.after_method = 0;
                 }
