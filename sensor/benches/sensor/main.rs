@@ -157,6 +157,11 @@ fn main() {
             fig.insert("xdp_pass_baseline_ns".into(), b);
         }
     }
+    for (name, frame) in crafted() {
+        let (s, b) = per_packet(&mut k, &frame, &o);
+        fig.insert(format!("{name}_ns"), s);
+        fig.insert(format!("{name}_baseline_ns"), b);
+    }
     drop(k);
     step("per-packet cost of the program's bpf_loop build (kernels before 6.9)");
     let mut k = Kernel::load_variant(&cfg, Variant::BpfLoop).unwrap();
