@@ -226,81 +226,21 @@ pub(crate) fn million_prefixes() -> Vec<IpNet> {
     v
 }
 
-/// The worst packets a flooder can craft against the program (issue "Cost and abuse"), a family
-/// each, to a pool port from a watched address (so that every counter is paid for too). The
-/// Stratum window is 512 bytes: each JSON-looking payload fills it with what the scanner can only
-/// take a byte at a step, or a decision call at every token, and never completes a rule.
+/// The crafted packets' frames (`test_support::crafted`, one per family), to a pool address from
+/// a watched one, so that every counter is paid for too.
 pub(crate) fn crafted() -> Vec<(&'static str, Vec<u8>)> {
     let pool = Ipv4Addr::new(203, 0, 113, 20);
-    let tcp = |sport, payload: &[u8]| Packet::tcp4(kp(7), pool, sport, 3333, payload).build();
-    // Blanks and line ends before any `{`: a message may still begin, byte by byte.
-    let blanks = b" \r\n\t".repeat(128);
-    // One string of `\u` escapes: every byte through the byte-wise step.
-    let mut escapes = b"{\"".to_vec();
-    while escapes.len() + 6 <= 512 {
-        escapes.extend_from_slice(b"\\u0041");
-    }
-    // Pretty-printed JSON that never ends: line ends inside an open message, byte by byte.
-    let mut pretty = b"{".to_vec();
-    pretty.extend(b"\n".repeat(511));
-    // A marker at every token: `"pass"` (7 bytes with its punctuation) calls the decision
-    // function each time and completes no rule alone.
-    let mut markers = b"{".to_vec();
-    while markers.len() + 7 <= 512 {
-        markers.extend_from_slice(b"\"pass\",");
-    }
-    // The escapes inside a masked WebSocket text frame (a client's): unmasked, then scanned.
-    let websocket = test_support::websocket_frame(&escapes, Some([0x37, 0xfa, 0x21, 0x3d]));
-    // The longest DNS name the walk follows: 16 labels of 14 letters (239 bytes with dots).
-    let name = vec!["abcdefghijklmn"; 16].join(".");
-    let dns = test_support::dns_query(0x4242, &name, false);
-    vec![
-        ("crafted_json_blanks", tcp(40001, &blanks)),
-        ("crafted_json_escapes", tcp(40002, &escapes)),
-        ("crafted_json_pretty", tcp(40003, &pretty)),
-        ("crafted_json_markers", tcp(40004, &markers)),
-        ("crafted_websocket", tcp(40005, &websocket)),
-        (
-            "crafted_dns_name",
-            Packet::udp4(kp(7), pool, 40006, 53, &dns).build(),
-        ),
-        (
-            "crafted_client_hello",
-            Packet::tcp4(kp(7), pool, 40007, 443, &crafted_client_hello()).build(),
-        ),
-    ]
-}
-
-/// A ClientHello with as many extensions as the walk looks at (31 empty ones of an unassigned
-/// type, then server_name) and the longest server name (253 bytes, 16 labels, in a pool domain's
-/// shape: the pool-domain walk runs over every label).
-fn crafted_client_hello() -> Vec<u8> {
-    let mut name = vec!["abcdefghijklmno"; 15].join(".");
-    name.push_str(".supportxmr.com");
-    name.truncate(253);
-    let mut ext = Vec::new();
-    for i in 0..31u16 {
-        ext.extend_from_slice(&(0xfa00 + i).to_be_bytes());
-        ext.extend_from_slice(&[0, 0]);
-    }
-    let n = name.len() as u16;
-    ext.extend_from_slice(&[0, 0]);
-    ext.extend_from_slice(&(n + 5).to_be_bytes());
-    ext.extend_from_slice(&(n + 3).to_be_bytes());
-    ext.push(0);
-    ext.extend_from_slice(&n.to_be_bytes());
-    ext.extend_from_slice(name.as_bytes());
-    let mut body = vec![3, 3];
-    body.extend_from_slice(&[0x5a; 32]);
-    body.push(0);
-    body.extend_from_slice(&[0, 4, 0x13, 1, 0xc0, 0x2f, 1, 0]);
-    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
-    body.extend_from_slice(&ext);
-    let hs_len = body.len() as u32;
-    let mut rec = vec![22, 3, 1];
-    rec.extend_from_slice(&((hs_len + 4) as u16).to_be_bytes());
-    rec.push(1);
-    rec.extend_from_slice(&hs_len.to_be_bytes()[1..]);
-    rec.extend_from_slice(&body);
-    rec
+    test_support::crafted::crafted()
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let sport = 40001 + i as u16;
+            let p = if c.udp {
+                Packet::udp4(kp(7), pool, sport, c.dport, &c.payload)
+            } else {
+                Packet::tcp4(kp(7), pool, sport, c.dport, &c.payload)
+            };
+            (c.family, p.build())
+        })
+        .collect()
 }
