@@ -49,7 +49,7 @@ pub(crate) fn capture(ctx: &XdpContext) -> u32 {
 /// then a record of the header and the bytes copied, no longer. A record reserved at the largest
 /// size (1,560 bytes) spread a share's few hundred bytes over the whole ring, each into cache
 /// lines no recent record had touched; records at their length follow one another, and the copy
-/// of a share went from about 340 ns to about 100 ns over the share's own cost (quick benchmark
+/// of a share went from about 340 ns to 130 to 250 ns over the share's own cost (quick benchmark
 /// runs, README "Benchmarks").
 #[inline(always)]
 fn sample(ctx: &XdpContext) {
