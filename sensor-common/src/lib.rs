@@ -456,6 +456,10 @@ pub struct Sample {
     pub data: [u8; SAMPLE_BYTES],
 }
 
+/// Bytes of a `Sample` before `data`. A record in `SAMPLES` holds the header and `cap_len` bytes
+/// of `data`, no more.
+pub const SAMPLE_HEADER: usize = core::mem::offset_of!(Sample, data);
+
 /// `Event::kind`: a new Stratum flow.
 pub const EVENT_STRATUM_FLOW: u8 = 0;
 /// `Event::kind`: a new suspect flow (for one reason, in `Event::dialect`).

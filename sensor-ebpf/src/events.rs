@@ -50,9 +50,27 @@ pub(crate) fn emit(
 /// a quarter, every record wakes it, so a burst cannot fill the ring while it sleeps.
 #[inline(always)]
 pub(crate) fn wakeup(ring: &RingBuf) -> u64 {
-    if ring.query(BPF_RB_AVAIL_DATA as u64) * 4 >= ring.query(BPF_RB_RING_SIZE as u64) {
+    room(ring, 0).unwrap_or(BPF_RB_FORCE_WAKEUP as u64)
+}
+
+/// The flags to submit a record of `bytes` with (see `wakeup`), or `None` when the ring has no
+/// room for it: then nothing is copied for a record the ring would refuse. Another CPU may fill
+/// the ring in between; the ring then refuses the record, as it would have anyway.
+#[inline(always)]
+pub(crate) fn room(ring: &RingBuf, bytes: u64) -> Option<u64> {
+    let (used, size) = (
+        ring.query(BPF_RB_AVAIL_DATA as u64),
+        ring.query(BPF_RB_RING_SIZE as u64),
+    );
+    if used + bytes + RECORD_HEADER > size {
+        return None;
+    }
+    Some(if used * 4 >= size {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
-    }
+    })
 }
+
+/// The ring's own header in front of every record (`BPF_RINGBUF_HDR_SZ`).
+const RECORD_HEADER: u64 = 8;

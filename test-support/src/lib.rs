@@ -6,6 +6,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+pub mod crafted;
 pub mod tools;
 
 #[derive(Clone, Debug)]

@@ -40,7 +40,9 @@ pub struct Scanner {
     depth: u8,
     /// The hex digits of a `\uXXXX` escape read so far, as a number.
     code: u16,
-    _pad: [u8; 6],
+    /// A wallet-long string was noted among the words since the rules last ran (see `close`).
+    fresh: u8,
+    _pad: [u8; 5],
 }
 
 impl Default for Scanner {
@@ -66,7 +68,8 @@ impl Scanner {
             prev: 0,
             depth: 0,
             code: 0,
-            _pad: [0; 6],
+            fresh: 0,
+            _pad: [0; 5],
         }
     }
 
@@ -102,6 +105,7 @@ impl Scanner {
             self.after_method = 0;
             self.methods = 0;
             self.words = 0;
+            self.fresh = 0;
             self.depth = 0;
             self.prev = b;
             return 0;
@@ -204,14 +208,43 @@ impl Scanner {
         run: impl Fn(usize, usize) -> u64,
     ) -> (usize, u8) {
         let p = pos & (WINDOW - 1);
+        if self.at_start != 0 && self.escaped == 0 {
+            // Before a message: blanks, tabs and line ends change nothing (the line end that made
+            // `at_start` reset the rest), up to 8 a step; the first other byte goes byte-wise. A
+            // crafted payload of blanks alone went a byte a step.
+            let w = buf.load8(p);
+            let blank =
+                eq_bytes(w, b' ') | eq_bytes(w, b'\t') | eq_bytes(w, b'\r') | eq_bytes(w, b'\n');
+            let other = !blank & HIGHS;
+            let k = if other == 0 { 8 } else { first_byte(other) };
+            if k > 0 {
+                return (k, 0);
+            }
+        }
         if self.escaped != 0 || self.at_start != 0 {
+            return self.byte_wise(buf, p, end);
+        }
+        if self.in_str != 0 && buf.byte(p) == b'\\' {
+            // A `\uXXXX` escape whole in the window is one step; any other escape goes byte-wise.
+            let n = self.unicode_escape(buf, p, pos, len);
+            if n != 0 {
+                return (n, 0);
+            }
             return self.byte_wise(buf, p, end);
         }
         let mut used = 0;
         if self.in_str == 0 {
             let w = buf.load8(p);
-            // Line ends and the other control bytes (a tab is rare enough) take the byte-wise step.
-            let stop = first_of(w, b'"') | below_blank(w);
+            // Line ends and the other control bytes take the byte-wise step, except inside an open
+            // message (pretty-printed JSON), where they are blanks: up to the next quote, when no
+            // `}` comes before it and the braces stay open (1..=127, the byte-wise rule).
+            let quote = first_of(w, b'"');
+            let q = if quote == 0 { 8 } else { first_byte(quote) };
+            let open = self.in_msg != 0
+                && self.depth >= 1
+                && eq_bytes(w, b'}') & low_bytes(q) == 0
+                && self.depth as u32 + count_flags(eq_bytes(w, b'{') & low_bytes(q)) as u32 <= 127;
+            let stop = if open { quote } else { quote | below_blank(w) };
             let k = if stop == 0 { 8 } else { first_byte(stop) };
             // The braces among the bytes passed here (no quote among them: all outside strings).
             let opens = count_flags(eq_bytes(w, b'{') & low_bytes(k));
@@ -219,7 +252,11 @@ impl Scanner {
             self.depth = self.depth.wrapping_add(opens).wrapping_sub(closes);
             if k > 0 && self.after_method != 0 {
                 // Only blanks and the colon may stand between "method" and its value.
-                let blank = eq_bytes(w, b' ') | eq_bytes(w, b'\t') | eq_bytes(w, b':');
+                let blank = eq_bytes(w, b' ')
+                    | eq_bytes(w, b'\t')
+                    | eq_bytes(w, b'\r')
+                    | eq_bytes(w, b'\n')
+                    | eq_bytes(w, b':');
                 if !blank & HIGHS & low_bytes(k) != 0 {
                     self.after_method = 0;
                 }
@@ -287,6 +324,44 @@ impl Scanner {
         (used, 0)
     }
 
+    /// The `\uXXXX` escape at `p` (inside a string, no escape under way) in one step, leaving the
+    /// state as the byte-wise step leaves it after the escape's six bytes; returns 6, or 0 when
+    /// no such escape is whole in the window (a crafted string of escapes went a byte a step).
+    #[inline(always)]
+    fn unicode_escape(&mut self, buf: &Window, p: usize, pos: usize, len: usize) -> usize {
+        if pos + 6 > len {
+            return 0;
+        }
+        let w = buf.load8(p);
+        if w & 0xffff != (b'\\' as u64) | (b'u' as u64) << 8 {
+            return 0;
+        }
+        let d = [
+            hex_digit((w >> 16) as u8),
+            hex_digit((w >> 24) as u8),
+            hex_digit((w >> 32) as u8),
+            hex_digit((w >> 40) as u8),
+        ];
+        if (d[0] | d[1] | d[2] | d[3]) > 0xf {
+            return 0;
+        }
+        self.code = (d[0] as u16) << 12 | (d[1] as u16) << 8 | (d[2] as u16) << 4 | d[3] as u16;
+        let b = if self.code < 0x80 {
+            self.code as u8
+        } else {
+            0x80
+        };
+        // As the byte-wise step adds a string's byte (see `step_with`).
+        let c = b | ((fold_byte(b) ^ b) & self.after_method.wrapping_neg());
+        self.pending |= (c as u64) << (8 * (self.token_len & 7));
+        self.token_len += 1;
+        if self.token_len & 7 == 0 {
+            self.hash = fold(self.hash, self.pending);
+            self.pending = 0;
+        }
+        6
+    }
+
     /// The byte at `p` through the byte-wise rules, with `prev` as they would have it. A line end
     /// reads `prev`: the last byte before it that is no carriage return. Both go byte-wise (they
     /// are control bytes), so the first of a run of carriage returns, or a line end right after
@@ -324,11 +399,14 @@ impl Scanner {
             // No marker has this length (nor has "method"): only the method-name expectation
             // ends, without calling the decision function. A string as long as a wallet is noted
             // (branch-free) among the words; the rules see it at the next marker.
-            self.words |= ((self.token_len >= ADDRESS_MIN_LEN) as u32) << ADDRESS_BIT;
+            let address = ((self.token_len >= ADDRESS_MIN_LEN) as u32) << ADDRESS_BIT;
+            self.fresh |= (address & !self.words != 0) as u8;
+            self.words |= address;
             self.after_method = 0;
             return 0;
         }
-        if MARKER_SLOTS[slot(self.hash)] == 0 {
+        let marker = MARKER_SLOTS[slot(self.hash)] as u32;
+        if marker == 0 {
             // No marker hashes to this slot: what `token_end` would decide for a string that is
             // no marker, without the call. Most strings of a message (`"jsonrpc"`, `"params"`,
             // values) end here.
@@ -336,6 +414,17 @@ impl Scanner {
                 (self.after_method == 0 && self.hash == METHOD_HASH && self.token_len == 6) as u8;
             return 0;
         }
+        if self.after_method == 0
+            && self.fresh == 0
+            && self.words & (1u32 << (marker.wrapping_sub(1) & 31)) != 0
+        {
+            // A word whose marker is among the words already (or a string sharing its slot): the
+            // decision function would add nothing and run the rules over what they last saw
+            // (only a wallet-long string, `fresh`, adds a word without them). A message of one
+            // marker over and over made a call per token.
+            return 0;
+        }
+        self.fresh = 0;
         let packed = end(self.pack(), self.hash, self.token_len);
         self.methods = (packed & MASK24) as u32;
         self.words = ((packed >> 24) & MASK24) as u32;

@@ -546,3 +546,37 @@ fn escapes_in_keys_and_method_names() {
         Some(Dialect::Monero)
     );
 }
+
+#[test]
+fn a_repeated_marker_after_a_wallet_long_string_still_runs_the_rules() {
+    // The decision function is skipped for a word already among the words, except when a
+    // wallet-long string was noted since the rules last ran: here the second "pass" is the first
+    // marker after the wallet, and only then do login (the method), login and pass (words) and
+    // the wallet-long string (95 characters, ADDRESS) hold the login rule.
+    let msg = format!(
+        "{{\"method\":\"login\",\"params\":{{\"login\":\"x\",\"pass\":\"y\",\"login\":\"{WALLET}\",\"pass\":\"z\"}}}}\n"
+    );
+    assert_eq!(scan_slice(msg.as_bytes()), Some(Dialect::Monero));
+    assert_eq!(
+        scan_byte_wise(msg.as_bytes(), msg.len()),
+        Dialect::Monero as u8 + 1
+    );
+    // Without the last marker the rules never see the wallet: no match.
+    let cut = msg.find(",\"pass\":\"z\"").unwrap();
+    assert_eq!(scan_slice(&msg.as_bytes()[..cut]), None);
+    // One marker over and over completes no rule.
+    let mut markers = b"{".to_vec();
+    while markers.len() + 7 <= WINDOW {
+        markers.extend_from_slice(b"\"pass\",");
+    }
+    assert_eq!(scan_slice(&markers), None);
+}
+
+#[test]
+fn unicode_escapes_hash_as_their_bytes_in_one_step_each() {
+    // `\u006c\u006f\u0067\u0069\u006e` is "login" (0x6c 0x6f 0x67 0x69 0x6e), as method and key;
+    // with "pass" and "agent" the login rule holds.
+    let msg = b"{\"method\":\"\\u006c\\u006f\\u0067\\u0069\\u006e\",\"params\":{\"\\u006cogin\":\"w\",\"pass\":\"x\",\"agent\":\"XMRig/6.21.0\"}}\n";
+    assert_eq!(scan_slice(msg), Some(Dialect::Monero));
+    assert_eq!(scan_byte_wise(msg, msg.len()), Dialect::Monero as u8 + 1);
+}

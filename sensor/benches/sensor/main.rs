@@ -13,6 +13,9 @@
 //! - `stratum_submit_copied_ns`: the share as a live flow's shares go, handed to deep inspection
 //!   (copied into the sample ring, which is drained between batches of 100 runs; see
 //!   `per_packet_copied`), and its `_baseline_ns` run the same way;
+//! - `crafted_*_ns`: the worst packet of each family a flooder can craft (`test_support::crafted`:
+//!   blank-prefixed, escaped, pretty-printed and marker-laden JSON to a pool port, a masked
+//!   WebSocket frame, the longest DNS name, a ClientHello with 32 extensions and a long name);
 //! - `stratum_login_new_flow_ns`: the login as the first packet of its flow, one run per sample
 //!   (see `per_packet_first`), and its `_baseline_ns` run the same way;
 //! - `veth_throughput_ratio`: packets per second received on a veth with the sensor attached in
@@ -156,6 +159,11 @@ fn main() {
         if name == "unwatched_tcp" {
             fig.insert("xdp_pass_baseline_ns".into(), b);
         }
+    }
+    for (name, frame) in crafted() {
+        let (s, b) = per_packet(&mut k, &frame, &o);
+        fig.insert(format!("{name}_ns"), s);
+        fig.insert(format!("{name}_baseline_ns"), b);
     }
     drop(k);
     step("per-packet cost of the program's bpf_loop build (kernels before 6.9)");
@@ -309,6 +317,10 @@ fn main() {
     fig.insert("report_blank_render_ms".into(), blank_ms);
 
     let over = |a: &str, b: &str| fig[a] - fig[b];
+    let worst_crafted = crafted()
+        .iter()
+        .map(|(name, _)| over(&format!("{name}_ns"), &format!("{name}_baseline_ns")))
+        .fold(0.0, f64::max);
     let goals = [
         (
             "unwatched traffic over XDP_PASS (ns)",
@@ -340,6 +352,13 @@ fn main() {
             ),
             "<=",
             500.0,
+        ),
+        (
+            "worst crafted packet over XDP_PASS (ns)",
+            "max of crafted_*_ns - crafted_*_baseline_ns",
+            worst_crafted,
+            "<=",
+            2000.0,
         ),
         (
             "unwatched traffic, 1M prefixes, over XDP_PASS (ns)",

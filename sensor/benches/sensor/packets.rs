@@ -225,3 +225,22 @@ pub(crate) fn million_prefixes() -> Vec<IpNet> {
     v.push("198.18.201.99/32".parse().unwrap());
     v
 }
+
+/// The crafted packets' frames (`test_support::crafted`, one per family), to a pool address from
+/// a watched one, so that every counter is paid for too.
+pub(crate) fn crafted() -> Vec<(&'static str, Vec<u8>)> {
+    let pool = Ipv4Addr::new(203, 0, 113, 20);
+    test_support::crafted::crafted()
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let sport = 40001 + i as u16;
+            let p = if c.udp {
+                Packet::udp4(kp(7), pool, sport, c.dport, &c.payload)
+            } else {
+                Packet::tcp4(kp(7), pool, sport, c.dport, &c.payload)
+            };
+            (c.family, p.build())
+        })
+        .collect()
+}

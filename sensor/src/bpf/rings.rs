@@ -62,14 +62,34 @@ impl Kernel {
     }
 }
 
-/// A sample record from the ring buffer.
+/// A sample record from the ring buffer: the header and `cap_len` bytes of the frame (the kernel
+/// writes no more), the rest of `data` zero.
 pub fn sample_from(bytes: &[u8]) -> Result<sensor_common::Sample> {
-    if bytes.len() < std::mem::size_of::<sensor_common::Sample>() {
+    use sensor_common::{SAMPLE_BYTES, SAMPLE_HEADER, Sample};
+    if bytes.len() < SAMPLE_HEADER {
         bail!("sample record of {} bytes is too short", bytes.len());
     }
-    // SAFETY: `Sample` is plain `#[repr(C)]` data valid for any bytes; the length is checked and
-    // the read is unaligned.
-    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
+    let mut s = Sample {
+        ts_ns: 0,
+        ifindex: 0,
+        frame_len: 0,
+        cap_len: 0,
+        _pad: 0,
+        data: [0; SAMPLE_BYTES],
+    };
+    let n = bytes.len().min(std::mem::size_of::<Sample>());
+    // SAFETY: `Sample` is plain `#[repr(C)]` data valid for any bytes; `n` is at most its size.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), (&raw mut s).cast::<u8>(), n);
+    }
+    if s.cap_len as usize > n - SAMPLE_HEADER {
+        bail!(
+            "sample record of {} bytes announces {} bytes of frame",
+            bytes.len(),
+            s.cap_len
+        );
+    }
+    Ok(s)
 }
 
 /// An event record from the ring buffer.
