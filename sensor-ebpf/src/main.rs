@@ -296,10 +296,11 @@ fn tcp<const COMPAT: bool>(
     }
     // The shape of a TLS flow over time (`encrypted_stratum`, decided by the agent) is recorded
     // only for flows that involve a watched range, a pool address or a pool port: unwatched HTTPS
-    // pays two bitmap reads per application-data segment and no lookup.
-    let shaped = src_ranges | dst_ranges != 0 || pool;
+    // pays two bitmap reads per application-data segment (the destination port's, read once
+    // above, and the source port's) and no lookup.
+    let shaped = src_ranges | dst_ranges != 0 || to_pool;
     if first == 23 {
-        if plen >= 5 && (shaped || pool_port(dport) || pool_port(sport)) {
+        if plen >= 5 && (shaped || pool_port(sport)) {
             shape_record(ctx, ip, sport, dport, payload);
         }
         return Ok(candidate);
@@ -308,7 +309,7 @@ fn tcp<const COMPAT: bool>(
         if plen < 6 || handshake_type(ctx, payload)? != 1 {
             return Ok(candidate);
         }
-        if shaped || pool_port(dport) {
+        if shaped {
             shape_start(ctx, ip, sport, dport, src_ranges, dst_ranges);
         }
         let n = load_hello(ctx, payload, plen)?;

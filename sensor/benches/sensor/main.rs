@@ -137,12 +137,18 @@ fn main() {
         return;
     }
 
+    // For iterating on one figure: `MINING_SENSOR_BENCH_ROWS=unwatched_tcp,stratum_submit` runs
+    // only those packets (their rows and baselines), printed, with nothing written.
+    let rows: Option<Vec<String>> = std::env::var("MINING_SENSOR_BENCH_ROWS")
+        .ok()
+        .map(|v| v.split(',').map(|r| r.trim().to_string()).collect());
+    let wanted = |name: &str| rows.as_ref().is_none_or(|r| r.iter().any(|x| x == name));
     step("per-packet cost, embedded default configuration");
     let cfg = Config::embedded_default();
     let mut k = Kernel::load_with_ranges(&cfg).unwrap();
     k.set_iface_slot(1, 1).unwrap();
     let mut rings = [k.take_events().unwrap(), k.take_samples().unwrap()];
-    for (name, frame) in frames() {
+    for (name, frame) in frames().into_iter().filter(|(n, _)| wanted(n)) {
         if name == "stratum_login" {
             let (s, b) = per_packet_first(&mut k, &mut rings, &frame, &o);
             fig.insert("stratum_login_new_flow_ns".into(), s);
@@ -160,12 +166,18 @@ fn main() {
             fig.insert("xdp_pass_baseline_ns".into(), b);
         }
     }
-    for (name, frame) in crafted() {
+    for (name, frame) in crafted().into_iter().filter(|(n, _)| wanted(n)) {
         let (s, b) = per_packet(&mut k, &frame, &o);
         fig.insert(format!("{name}_ns"), s);
         fig.insert(format!("{name}_baseline_ns"), b);
     }
     drop(k);
+    if rows.is_some() {
+        for (name, v) in &fig {
+            println!("{name} {v:.1}");
+        }
+        return;
+    }
     step("per-packet cost of the program's bpf_loop build (kernels before 6.9)");
     let mut k = Kernel::load_variant(&cfg, Variant::BpfLoop).unwrap();
     k.configure(&cfg).unwrap();
