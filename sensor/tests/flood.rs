@@ -155,19 +155,13 @@ fn cost_flood_beside_a_session_keeps_its_counts() {
         &log,
         "info",
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !http_get(&t.vantage, SENSOR_PORT, "/metrics")
-        .contains("mining_sensor_xdp_attached{iface=\"cov1\",mode=\"native\"} 1")
-    {
-        let why = || std::fs::read_to_string(&log).unwrap_or_default();
-        assert!(
-            Instant::now() < deadline,
-            "sensor did not attach: {}",
-            why()
-        );
-        assert!(sensor.0.try_wait().unwrap().is_none(), "exited: {}", why());
-        thread::sleep(Duration::from_millis(100));
-    }
+    common::wait_exported(
+        &t.vantage,
+        SENSOR_PORT,
+        &mut sensor,
+        &log,
+        "mining_sensor_xdp_attached{iface=\"cov1\",mode=\"native\"} 1",
+    );
 
     // The crafted frames, each family from a source port of its own, so that each makes at most
     // one flow: 7 x ROUNDS frames.

@@ -537,22 +537,13 @@ fn live_path_end_to_end() {
         // The kernel's aya-log records ("new stratum flow") come at debug.
         "debug",
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !http_get(&t.vantage, SENSOR_PORT, "/metrics")
-        .contains("mining_sensor_xdp_attached{iface=\"v1\",mode=\"native\"} 1")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "sensor did not attach: {}",
-            std::fs::read_to_string(dir.join("sensor.log")).unwrap()
-        );
-        assert!(
-            sensor.0.try_wait().unwrap().is_none(),
-            "sensor exited: {}",
-            std::fs::read_to_string(dir.join("sensor.log")).unwrap()
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    common::wait_exported(
+        &t.vantage,
+        SENSOR_PORT,
+        &mut sensor,
+        &dir.join("sensor.log"),
+        "mining_sensor_xdp_attached{iface=\"v1\",mode=\"native\"} 1",
+    );
 
     // A real Prometheus scraping the sensor every second.
     let prom_cfg = dir.join("prometheus.yml");

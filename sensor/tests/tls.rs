@@ -1337,23 +1337,13 @@ fn tls_mining_sessions_and_the_benign_tls_corpus() {
         &sensor_log,
         "info",
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !http_get(&t.vantage, SENSOR_PORT, "/metrics")
-        .contains("mining_sensor_xdp_attached{iface=\"tlv1\",mode=\"native\"} 1")
-    {
-        let log = || std::fs::read_to_string(&sensor_log).unwrap_or_default();
-        assert!(
-            Instant::now() < deadline,
-            "sensor did not attach: {}",
-            log()
-        );
-        assert!(
-            sensor.0.try_wait().unwrap().is_none(),
-            "sensor exited: {}",
-            log()
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    common::wait_exported(
+        &t.vantage,
+        SENSOR_PORT,
+        &mut sensor,
+        &sensor_log,
+        "mining_sensor_xdp_attached{iface=\"tlv1\",mode=\"native\"} 1",
+    );
     let pcap = dir.join("vantage.pcap");
     let dump = start_capture(&t.vantage, "tlv0", &pcap);
 

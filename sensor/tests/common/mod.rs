@@ -280,6 +280,28 @@ pub fn spawn_sensor(ns: &str, config: &Path, args: &[&str], log: &Path, log_leve
     Proc(child)
 }
 
+/// Waits, at most 30 s, until the sensor in `ns` shows `line` on `/metrics` (its XDP program
+/// attached to an interface, say); fails with the sensor's log when it exits first or the time
+/// passes.
+#[allow(dead_code)]
+pub fn wait_exported(ns: &str, port: u16, sensor: &mut Proc, log: &Path, line: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http_get(ns, port, "/metrics").contains(line) {
+        let log = || std::fs::read_to_string(log).unwrap_or_default();
+        assert!(
+            Instant::now() < deadline,
+            "sensor did not show {line:?}: {}",
+            log()
+        );
+        assert!(
+            sensor.0.try_wait().unwrap().is_none(),
+            "sensor exited: {}",
+            log()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
 pub type Samples = BTreeMap<(String, BTreeMap<String, String>), f64>;
 
 /// Scrapes `/metrics` in `ns` until `name{labels}` equals `want` or `timeout` passes; returns the
