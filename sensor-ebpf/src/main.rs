@@ -422,10 +422,14 @@ fn tcp<const COMPAT: bool>(
     // message's continuation) is a candidate too when its flow is a known Stratum flow: a
     // continuation got here only on one; a segment that opens a message pays the `RECENT` read
     // and, only when its slot is recent, the flow-table lookup.
+    // A segment that opens a JSON message running past the window with nothing recognised in
+    // it (a login padded with an unknown key of hundreds of bytes before its method) goes to
+    // deep inspection too, which reads the whole segment.
+    let long = opens && flags & opening::WHOLE == 0 && found == 0;
     Ok(candidate
         || found & CANDIDATE != 0
         || (inspect_budget() > 0
-            && (held || !opens || (recent_stratum(key) && !flow_unknown(key)))))
+            && (held || long || !opens || (recent_stratum(key) && !flow_unknown(key)))))
 }
 
 /// The header of the WebSocket text frame at `payload` and its payload's first byte, unmasked;

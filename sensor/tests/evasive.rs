@@ -143,6 +143,41 @@ fn evasive_a_login_split_at_its_first_byte_replays_with_coin_and_agent() {
     assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
 }
 
+/// XMRig's login with an unknown key of 600 bytes before `method` (pools' JSON parsers ignore
+/// unknown keys): the segment is 1 + 600 + 12 + ... bytes, so no marker lies in the kernel's
+/// 512-byte window. The pool's login reply opens the monero flow (one Stratum packet, to `kp`);
+/// the login, handed whole to deep inspection as a JSON opening longer than the window, is
+/// counted once with its coin and agent.
+#[test]
+fn evasive_a_login_padded_past_the_window_replays_with_coin_and_agent() {
+    let (m, p) = (ip(MINER), ip(POOL));
+    let pad = "x".repeat(600);
+    let login = format!(
+        "{{\"pad\":\"{pad}\",\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0\",\"algo\":[\"rx/0\"]}}}}\n"
+    );
+    // `{"pad":"` is 8 bytes, then the 600 x's: `method` starts past byte 608.
+    assert!(login.find("method").unwrap() > 512);
+    let reply = b"{\"id\":1,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"id\":\"s1\",\"job\":{\"blob\":\"0707\",\"job_id\":\"j1\",\"target\":\"b88d0600\",\"algo\":\"rx/0\"},\"status\":\"OK\"}}\n";
+    // Beside it, a trap: a JSON-RPC call to a node padded the same way, on the same pool port
+    // (also handed to deep inspection, and nothing there).
+    let call = format!(
+        "{{\"pad\":\"{pad}\",\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"eth_getBalance\",\"params\":[\"0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5\",\"latest\"]}}\n"
+    );
+    let packets = vec![
+        Packet::tcp4(m, p, 51002, 3333, login.as_bytes()).tcp_seq(100),
+        Packet::tcp4(m, p, 51003, 3333, call.as_bytes()).tcp_seq(100),
+        Packet::tcp4(p, m, 3333, 51002, reply),
+    ];
+    let r = run("padded", packets);
+    let to_kp = [("range", "kp"), ("direction", "to"), ("dialect", "monero")];
+    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &to_kp), 1);
+    // The reply's flow only: the padded call opened none.
+    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
+    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &[]), 1);
+}
+
 /// Stratum V2 on a pool port: the 64-byte hello, the 234-byte answer, then four 62-byte client
 /// frames (one a retransmission): three shares, coin and result unknown, in range `kp`.
 #[test]

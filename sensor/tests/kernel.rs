@@ -1509,6 +1509,37 @@ fn every_json_packet_of_a_stratum_flow_is_a_candidate_past_the_budget() {
     assert_eq!(s.k.flows().unwrap().len(), 2);
 }
 
+/// A segment that opens a JSON message and runs past the 512-byte window with nothing recognised
+/// in it (a login padded with an unknown key before its method) is a candidate, on a flow the
+/// table does not know, so that deep inspection reads it whole; it is no Stratum packet and
+/// opens no flow. Shorter JSON without a marker, and long text that opens no JSON, are neither.
+#[test]
+fn a_json_opening_longer_than_the_window_is_a_candidate() {
+    use sensor_common::Stat;
+    let mut s = Sensor::with(&format!("[inspect]\ncapture_mode = \"inline\"\n{CONFIG}"));
+    let (m, pool) = (ip("198.18.0.9"), ip("203.0.113.50"));
+    let up = |sport: u16, p: &[u8]| Packet::tcp4(m, pool, sport, 3333, p).build();
+    // `{"pad":"` (8 bytes) and 600 x's: the method starts at byte 630, past the window.
+    let padded = [
+        b"{\"pad\":\"".as_slice(),
+        &[b'x'; 600],
+        b"\",\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{}}\n",
+    ]
+    .concat();
+    s.run(&up(45400, &padded));
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 1);
+    let samples = s.k.read_samples().unwrap();
+    assert_eq!(samples.len(), 1);
+    assert_eq!(s.all_stratum(), 0);
+    assert!(s.k.flows().unwrap().is_empty());
+    // A short JSON message with no marker (whole in the window), and 600 bytes of text that
+    // open no message: no candidate.
+    s.run(&up(45401, b"{\"a\":1,\"b\":[1,2,3]}\n"));
+    s.run(&up(45402, &[b'x'; 600]));
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 1);
+    assert!(s.k.read_samples().unwrap().is_empty());
+}
+
 /// Budget 0 turns deep inspection off for Stratum flows too: nothing is handed over, and the
 /// Stratum counting is what it is with inspection on.
 #[test]
