@@ -126,11 +126,15 @@ pub fn classify(records: impl IntoIterator<Item = Record>, age_ms: u64) -> Featu
                 f.anomalies += 1;
             }
         } else if JOB.contains(r.len) {
-            // A job is a job whether or not a submit happens to be waiting: it does not answer it.
-            f.job_min = f.job_min.min(r.len);
-            f.job_max = f.job_max.max(r.len);
+            // A job-sized record does not answer a waiting submit. Only an unasked one is a job
+            // and sets the job size: one that comes while a submit waits may be a job crossing
+            // the reply, or a job and the reply in one record (a TLS tunnel such as stunnel
+            // writes what it has read as one record: 293 + 81 - 17 = 357 bytes seen), whose size
+            // says nothing of the job's.
             if pending.is_empty() {
                 f.jobs += 1;
+                f.job_min = f.job_min.min(r.len);
+                f.job_max = f.job_max.max(r.len);
             }
         } else if let Some(c) = pending.pop_front() {
             if REPLY.contains(r.len) && SUBMIT.contains(c.len) {

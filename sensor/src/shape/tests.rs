@@ -507,3 +507,23 @@ fn a_busy_session_is_judged_at_two_minutes_on_its_kept_records() {
     let d: Vec<Rec> = (0..64).map(|k| (6_000 + k * 10, true, 16_401)).collect();
     assert_eq!(judge(&shape(&d), at(7_000), false), Judgement::Clear);
 }
+
+#[test]
+fn a_job_and_a_reply_in_one_record_do_not_spread_the_job_size() {
+    // XMRig through a TLS tunnel (stunnel) whose pool pushed a job just as it answered a submit:
+    // the tunnel wrote both as one record, JOB + REPLY - 17 = 393 + 80 - 17 = 456 bytes, right
+    // after the submit of 110 s (as the namespace harness saw it: 293 + 81 - 17 = 357).
+    let mut r = xmrig(240_000);
+    r.retain(|&(ms, _, _)| ms != 110_150);
+    r.push((110_010, true, JOB + REPLY - 17));
+    r.sort_by_key(|&(ms, _, _)| ms);
+    // Submits at 20, 50, ..., 230 s: 8, of which 7 answered; the one at 110 s waits 2 s in vain
+    // (the joined record is job-sized and does not answer it): one anomaly, within 1 + 9 / 4.
+    // Jobs: the unasked ones at 70 and 190 s, 393 each; the joined record sets no job size.
+    let f = features(&r, 240_000);
+    assert_eq!(
+        (f.submits, f.jobs, f.job_min, f.job_max, f.anomalies),
+        (7, 2, JOB, JOB, 1)
+    );
+    assert_eq!(judge(&shape(&r), at(240_000), false), Judgement::Flag);
+}
