@@ -702,19 +702,6 @@ fn long_poll(ns: &str, dir: &Path, s: &Session) -> Outcome {
     Ok((format!("{n} requests held {POLL_HOLD:?} each"), 1))
 }
 
-fn corpus_python() -> PathBuf {
-    let python = workspace()
-        .join(test_support::tools::TLS_CORPUS_VENV)
-        .join("bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: `cargo xtask setup` installs websockets {} there",
-        python.display(),
-        test_support::tools::WEBSOCKETS_VERSION
-    );
-    python
-}
-
 fn corpus_script() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/tls/corpus.py")
@@ -724,7 +711,7 @@ fn corpus_script() -> String {
 }
 
 fn python_client(ns: &str, args: &[&str]) -> Result<String, String> {
-    let python = corpus_python();
+    let python = common::corpus_python();
     let script = corpus_script();
     let mut all = vec![script.as_str()];
     all.extend_from_slice(args);
@@ -1385,7 +1372,7 @@ fn tls_mining_sessions_and_the_benign_tls_corpus() {
     let cert = format!("{d}/benign.crt");
     let key = format!("{d}/benign.key");
     let life = (LIFETIME_S - 10).to_string();
-    let python = corpus_python();
+    let python = common::corpus_python();
     let python = python.to_str().unwrap();
     let script = corpus_script();
     let (ws, poll, chat_s, ssh_s) = (

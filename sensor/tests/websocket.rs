@@ -22,7 +22,6 @@ mod common;
 use common::{Line, Proc, http_get, spawn_sensor, wait_for};
 
 use std::{
-    path::{Path, PathBuf},
     process::{Command, Stdio},
     time::Duration,
 };
@@ -85,26 +84,11 @@ else:
     asyncio.run(client(sys.argv[2], int(sys.argv[3])))
 "#;
 
-fn python() -> PathBuf {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the sensor crate is in the workspace")
-        .join(test_support::tools::TLS_CORPUS_VENV)
-        .join("bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: `cargo xtask setup` installs websockets {} there",
-        python.display(),
-        test_support::tools::WEBSOCKETS_VERSION
-    );
-    python
-}
-
 /// `SCRIPT args` in `ns`, under `timeout`.
 fn script(ns: &str, args: &[&str]) -> Command {
     let mut c = Command::new("ip");
     c.args(["netns", "exec", ns, "timeout", "90"])
-        .arg(python())
+        .arg(common::corpus_python())
         .args(["-c", SCRIPT])
         .args(args);
     c

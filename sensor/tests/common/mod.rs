@@ -302,6 +302,24 @@ pub fn wait_exported(ns: &str, port: u16, sensor: &mut Proc, log: &Path, line: &
     }
 }
 
+/// The Python of the virtual environment `cargo xtask setup` makes with `websockets` (the TLS
+/// corpus's peers and the WebSocket test's endpoints).
+#[allow(dead_code)]
+pub fn corpus_python() -> PathBuf {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the sensor crate is in the workspace")
+        .join(test_support::tools::TLS_CORPUS_VENV)
+        .join("bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: `cargo xtask setup` installs websockets {} there",
+        python.display(),
+        test_support::tools::WEBSOCKETS_VERSION
+    );
+    python
+}
+
 pub type Samples = BTreeMap<(String, BTreeMap<String, String>), f64>;
 
 /// Scrapes `/metrics` in `ns` until `name{labels}` equals `want` or `timeout` passes; returns the
