@@ -113,24 +113,7 @@ impl Agent {
             }
         };
         for e in events {
-            let written = self
-                .names
-                .read()
-                .map_err(|_| anyhow::anyhow!("names lock poisoned"))
-                .and_then(|names| {
-                    let line = crate::events::line(
-                        &e,
-                        |id| names.ranges.get(id).cloned().flatten(),
-                        names
-                            .ifaces
-                            .get(&e.ifindex)
-                            .map_or("unknown", String::as_str),
-                    );
-                    self.writer
-                        .lock()
-                        .map_err(|_| anyhow::anyhow!("event writer lock poisoned"))?
-                        .write(&line)
-                });
+            let written = readers::write_event(&self.names, &self.writer, &e);
             if let Err(e) = written {
                 self.metrics.events_lost.inc();
                 error!(error = %format!("{e:#}"), "a suspect flow event could not be written");

@@ -20,28 +20,36 @@ pub(super) fn spawn_events(
     lost: prometheus::IntCounter,
 ) -> Result<()> {
     spawn_ring_reader(ring, "event", move |item| {
-        let written = bpf::event_from(item).and_then(|e| {
-            let names = names
-                .read()
-                .map_err(|_| anyhow::anyhow!("names lock poisoned"))?;
-            let line = crate::events::line(
-                &e,
-                |id| names.ranges.get(id).cloned().flatten(),
-                names
-                    .ifaces
-                    .get(&e.ifindex)
-                    .map_or("unknown", String::as_str),
-            );
-            writer
-                .lock()
-                .map_err(|_| anyhow::anyhow!("event writer lock poisoned"))?
-                .write(&line)
-        });
+        let written = bpf::event_from(item).and_then(|e| write_event(&names, &writer, &e));
         if let Err(e) = written {
             lost.inc();
             error!(error = %format!("{e:#}"), "a flow event could not be written");
         }
     })
+}
+
+/// Writes a flow event as its JSON line, with the range and interface names in force, to the
+/// configured sink.
+pub(super) fn write_event(
+    names: &SharedNames,
+    writer: &SharedWriter,
+    e: &sensor_common::Event,
+) -> Result<()> {
+    let names = names
+        .read()
+        .map_err(|_| anyhow::anyhow!("names lock poisoned"))?;
+    let line = crate::events::line(
+        e,
+        |id| names.ranges.get(id).cloned().flatten(),
+        names
+            .ifaces
+            .get(&e.ifindex)
+            .map_or("unknown", String::as_str),
+    );
+    writer
+        .lock()
+        .map_err(|_| anyhow::anyhow!("event writer lock poisoned"))?
+        .write(&line)
 }
 
 /// Inspects candidates one by one: counts logins and writes their event lines.
