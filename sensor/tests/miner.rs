@@ -30,7 +30,7 @@
 
 mod common;
 
-use common::{IO_TIMEOUT, Line, Proc, http_get, in_ns, samples, sh, spawn_sensor, wait_for};
+use common::{IO_TIMEOUT, Line, http_get, in_ns, samples, spawn_sensor, wait_for};
 
 use std::{
     collections::BTreeMap,
@@ -415,43 +415,6 @@ fn sensor_value(ns: &str, name: &str, extra: &[(&str, &str)]) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// tcpdump on `dev` in `ns`, writing `file`; running (its file begun) on return.
-fn start_capture(ns: &str, dev: &str, file: &Path) -> Proc {
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "tcpdump",
-            "-i",
-            dev,
-            "-n",
-            "-U",
-            "--immediate-mode",
-            "-w",
-        ])
-        .arg(file)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tcpdump (cargo xtask setup installs it)");
-    let started = Instant::now();
-    while std::fs::metadata(file).map_or(0, |m| m.len()) < 24 {
-        assert!(started.elapsed() < IO_TIMEOUT, "tcpdump did not start");
-        thread::sleep(Duration::from_millis(20));
-    }
-    Proc(child)
-}
-
-/// Stops tcpdump with SIGINT (it writes each packet as it comes, so nothing is held back).
-fn stop_capture(mut dump: Proc) {
-    sh(&["kill", "-INT", &dump.0.id().to_string()]);
-    let started = Instant::now();
-    while dump.0.try_wait().unwrap().is_none() {
-        assert!(started.elapsed() < IO_TIMEOUT, "tcpdump did not stop");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// `replay --config CONFIG --json --bucket 1s` over `pcap`: the report.
 fn replay(config: &Path, pcap: &Path, dir: &Path) -> Value {
     let json = dir.join("replay.json");
@@ -540,7 +503,7 @@ fn xmrig_hash_rate_shares_and_difficulty_change_live_and_in_replay() {
         "mining_sensor_xdp_attached{iface=\"xmv1\",mode=\"native\"} 1",
     );
     let pcap = dir.join("vantage.pcap");
-    let dump = start_capture(&t.vantage, "xmv0", &pcap);
+    let dump = common::start_capture(&t.vantage, "xmv0", &pcap);
 
     let addr: SocketAddr = format!("{POOL}:{POOL_PORT}").parse().unwrap();
     let listener = common::listen(&t.pool, addr);
@@ -630,7 +593,7 @@ fn xmrig_hash_rate_shares_and_difficulty_change_live_and_in_replay() {
     drop(miner);
     // The close's last segments, then the capture ends.
     thread::sleep(Duration::from_millis(300));
-    stop_capture(dump);
+    common::stop_capture(dump);
     let rate_sensor = (hashes_end - hashes_start) / elapsed;
     eprintln!(
         "XMRig {rate_miner:.1} H/s (its 60 s figure), sensor {rate_sensor:.1} H/s \

@@ -258,6 +258,43 @@ impl Drop for Proc {
     }
 }
 
+/// tcpdump on `dev` in `ns`, writing `file`; running (its file begun) on return.
+pub fn start_capture(ns: &str, dev: &str, file: &Path) -> Proc {
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "tcpdump",
+            "-i",
+            dev,
+            "-n",
+            "-U",
+            "--immediate-mode",
+            "-w",
+        ])
+        .arg(file)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tcpdump (cargo xtask setup installs it)");
+    let started = Instant::now();
+    while std::fs::metadata(file).map_or(0, |m| m.len()) < 24 {
+        assert!(started.elapsed() < IO_TIMEOUT, "tcpdump did not start");
+        thread::sleep(Duration::from_millis(20));
+    }
+    Proc(child)
+}
+
+/// Stops tcpdump with SIGINT (it writes each packet as it comes, so nothing is held back).
+pub fn stop_capture(mut dump: Proc) {
+    sh(&["kill", "-INT", &dump.0.id().to_string()]);
+    let started = Instant::now();
+    while dump.0.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < IO_TIMEOUT, "tcpdump did not stop");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Starts `mining-sensor run --config CONFIG ARGS...` inside namespace `ns`, its log (at
 /// `log_level`, `MINING_SENSOR_LOG`) in `log`; killed when the returned guard drops.
 pub fn spawn_sensor(ns: &str, config: &Path, args: &[&str], log: &Path, log_level: &str) -> Proc {
