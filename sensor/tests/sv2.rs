@@ -1,10 +1,12 @@
 //! Stratum V2 between a device and a pool built on the reference implementation's protocol crates
-//! (`test_support::sv2`: SRI's `noise_sv2`, `codec_sv2` and message crates, pinned), once on the
-//! Stratum V2 pool port 34254 and once on 443 (issue "Encrypted and evasive mining": "Stratum V2
-//! on a pool port and on 443"). The handshake, the frames and their encryption are the library's.
-//! The sensor must flag each flow `stratum_v2` once and count every `SubmitSharesStandard` as a
-//! share of coin and result `unknown`, and nothing else; the segments on the wire must have the
-//! sizes the README derives from the spec; and a capture of the same sessions, replayed through
+//! (`test_support::sv2`: SRI's `noise_sv2`, `codec_sv2` and message crates, pinned): a standard
+//! channel once on the Stratum V2 pool port 34254 and once on 443 (issue "Encrypted and evasive
+//! mining": "Stratum V2 on a pool port and on 443"), and an extended channel, as SRI's translator
+//! opens towards its pool, on 34254. The handshake, the frames and their encryption are the
+//! library's. The sensor must flag each flow `stratum_v2` once and count every
+//! `SubmitSharesStandard` as a share of coin and result `unknown`, and nothing else (an extended
+//! channel's shares are not counted: README, `stratum_v2`); the segments on the wire must have the
+//! sizes worked out by hand from the spec; and a capture of the same sessions, replayed through
 //! `replay`, must count the same.
 //!
 //! ```text
@@ -35,20 +37,47 @@ const POOL_HOST: &str = "198.18.53.2";
 /// sent (refused with `SubmitShares.Error`): every one a `SubmitSharesStandard` frame.
 const SHARES: u32 = 5;
 const STALE: u32 = 1;
-/// The sessions: the destination port and the seeds of the device's and the pool's keys. On 443
-/// the signal is the 64/234 pair, which a payload opening with a TLS record's type (20-23) or `{`
-/// does not make (README, `stratum_v2`); a random key's first byte is one of those 5 values in
-/// 256, so the seeds are fixed and the test checks the first bytes they give.
-const SESSIONS: [(u16, u64, u64); 2] = [(34254, 1, 2), (443, 3, 4)];
+/// The extranonce an extended channel's device rolls, in bytes.
+const EXTRANONCE: u16 = 8;
+/// The sessions: the destination port, the channel and the seeds of the device's and the pool's
+/// keys: a standard channel on 34254 and on 443, and an extended one (as SRI's translator opens
+/// towards its pool) on 34254. On 443 the signal is the 64/234 pair, which a payload opening with
+/// a TLS record's type (20-23) or `{` does not make (README, `stratum_v2`); a random key's first
+/// byte is one of those 5 values in 256, so the seeds are fixed and the test checks the first
+/// bytes they give.
+const SESSIONS: [(u16, sv2::Channel, u64, u64); 3] = [
+    (34254, sv2::Channel::Standard, 1, 2),
+    (443, sv2::Channel::Standard, 3, 4),
+    (
+        34254,
+        sv2::Channel::Extended {
+            extranonce: EXTRANONCE,
+        },
+        5,
+        6,
+    ),
+];
 
-/// One session to the pool on `port`: (the device's report, the pool's).
-fn session(t: &Line, port: u16, seeds: (u64, u64)) -> (sv2::Report, sv2::Report) {
+/// One session to the pool on `port` (its shares as the constants say): (the device's report,
+/// the pool's).
+fn session(
+    t: &Line,
+    port: u16,
+    channel: sv2::Channel,
+    seeds: (u64, u64),
+) -> (sv2::Report, sv2::Report) {
     let addr = SocketAddr::from((POOL, port));
     let listener = common::listen(&t.pool, addr);
     let pool = std::thread::spawn(move || sv2::pool(common::accept(&listener), seeds.1));
     let device = in_ns(&t.miner, move || {
         let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
-        sv2::device(stream, POOL_HOST, port, SHARES, STALE, seeds.0)
+        let plan = sv2::Plan {
+            channel,
+            shares: SHARES,
+            stale: STALE,
+            seed: seeds.0,
+        };
+        sv2::device(stream, POOL_HOST, port, plan)
     })
     .join()
     .unwrap()
@@ -137,8 +166,8 @@ fn s2_stratum_v2_from_the_reference_crates_on_a_pool_port_and_on_443() {
     let dump = common::start_capture(&t.vantage, "s2v0", &pcap);
 
     let mut reports = Vec::new();
-    for (port, device_seed, pool_seed) in SESSIONS {
-        let (device, pool) = session(&t, port, (device_seed, pool_seed));
+    for (port, channel, device_seed, pool_seed) in SESSIONS {
+        let (device, pool) = session(&t, port, channel, (device_seed, pool_seed));
         // The device mined SHARES shares on the pool's job, each accepted after the pool hashed
         // the header again, and STALE on a job the pool never sent, refused.
         assert_eq!((device.accepted, device.rejected), (SHARES, STALE));
@@ -151,18 +180,20 @@ fn s2_stratum_v2_from_the_reference_crates_on_a_pool_port_and_on_443() {
                 "port {port}: a handshake message opens with {first}: pick other seeds"
             );
         }
-        reports.push((port, device, pool));
+        reports.push((channel, device, pool));
     }
     let sessions = SESSIONS.len() as f64;
-    let shares = sessions * f64::from(SHARES + STALE);
+    // Only the standard channels' shares, 2 sessions x (5 + 1) = 12: an extended channel's are
+    // 63 bytes and more, of the sizes other messages have too (README, `stratum_v2`).
+    let shares = 2.0 * f64::from(SHARES + STALE);
 
-    // Live: each flow flagged once, every SubmitSharesStandard counted (2 sessions x (5 + 1) =
-    // 12), coin and result unknown (the verdict is sealed).
+    // Live: each flow flagged once, every SubmitSharesStandard counted, coin and result unknown
+    // (the verdict is sealed).
     let settle = Duration::from_secs(10);
     let unknown = [("coin", "unknown"), ("range", RANGE), ("result", "unknown")];
     // A suspect flow is counted at the packet that shows the sign, with that packet's direction
     // (contract.md, as for `stratum_flows_total`): on 34254 the device's 64-byte hello, from the
-    // range; on 443 the pair, counted at the pool's 234-byte answer, to the range.
+    // range (twice); on 443 the pair, counted at the pool's 234-byte answer, to the range.
     let sv2_from = [
         ("direction", "from"),
         ("range", RANGE),
@@ -175,7 +206,7 @@ fn s2_stratum_v2_from_the_reference_crates_on_a_pool_port_and_on_443() {
     ];
     for (name, labels, want) in [
         ("mining_sensor_shares_total", &unknown[..], shares),
-        ("mining_sensor_suspect_flows_total", &sv2_from[..], 1.0),
+        ("mining_sensor_suspect_flows_total", &sv2_from[..], 2.0),
         ("mining_sensor_suspect_flows_total", &sv2_to[..], 1.0),
     ] {
         assert_eq!(
@@ -207,18 +238,32 @@ fn s2_stratum_v2_from_the_reference_crates_on_a_pool_port_and_on_443() {
     //   "s2-device" 10 = 51: 62 bytes, 22 + 78 = 100;
     // - OpenStandardMiningChannel: request id 4, "s2-worker" 10, hash rate 4, max target 32 =
     //   50 bytes, 22 + 66 = 88;
-    // - SubmitSharesStandard: six u32, 24 bytes, 22 + 40 = 62, SHARES + STALE times.
+    // - SubmitSharesStandard: six u32, 24 bytes, 22 + 40 = 62, SHARES + STALE times;
+    // - on the extended channel, OpenExtendedMiningChannel: 50 + the extranonce size's 2 = 52
+    //   bytes, 22 + 68 = 90; SubmitSharesExtended: 24 + the extranonce with its length byte, 1 +
+    //   8 = 33 bytes, 22 + 49 = 71.
     // Each is written after the pool's answer to the one before, so none shares a segment.
     // The pool's first segment is its answer, 64 + (64 + 16) + (74 + 16) = 234.
-    let mut client = vec![64, 100, 88];
-    client.extend([62; (SHARES + STALE) as usize]);
-    for (port, device, pool) in &reports {
-        let (to, from) = payload_sizes(&pcap, *port);
-        assert_eq!(to, client, "client segments to port {port}");
-        assert_eq!(from.first(), Some(&234), "server segments from port {port}");
+    let standard = [[64, 100, 88].as_slice(), &[62; (SHARES + STALE) as usize]].concat();
+    let extended = [[64, 100, 90].as_slice(), &[71; (SHARES + STALE) as usize]].concat();
+    // The capture's segments to 34254 are its two sessions' one after the other.
+    let (to, from) = payload_sizes(&pcap, 34254);
+    assert_eq!(to, [&standard[..], &extended[..]].concat(), "to 34254");
+    assert_eq!(
+        (from[0], from.iter().filter(|&&n| n == 234).count()),
+        (234, 2)
+    );
+    let (to, from) = payload_sizes(&pcap, 443);
+    assert_eq!(to, standard, "to 443");
+    assert_eq!(from[0], 234, "from 443");
+    for (channel, device, pool) in &reports {
         // The library's writes, as each side recorded them, are those segments.
         let written: Vec<usize> = device.writes.iter().map(|w| w.bytes).collect();
-        assert_eq!(written, client, "device writes on port {port}");
+        let want = match channel {
+            sv2::Channel::Standard => &standard,
+            sv2::Channel::Extended { .. } => &extended,
+        };
+        assert_eq!(&written, want, "device writes, {channel:?}");
         assert_eq!(pool.sizes("handshake"), [234]);
     }
 
@@ -232,7 +277,7 @@ fn s2_stratum_v2_from_the_reference_crates_on_a_pool_port_and_on_443() {
         total("mining_sensor_shares_total", &[("range", RANGE)]),
         shares
     );
-    assert_eq!(total("mining_sensor_suspect_flows_total", &sv2_from), 1.0);
+    assert_eq!(total("mining_sensor_suspect_flows_total", &sv2_from), 2.0);
     assert_eq!(total("mining_sensor_suspect_flows_total", &sv2_to), 1.0);
     assert_eq!(
         total("mining_sensor_suspect_flows_total", &[("range", RANGE)]),

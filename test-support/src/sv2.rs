@@ -24,7 +24,7 @@ use std::{
     time::Duration,
 };
 
-use binary_sv2::{GetSize, Serialize, Str0255, Sv2Option, U256};
+use binary_sv2::{GetSize, Seq0255, Serialize, Str0255, Sv2Option, U256};
 use codec_sv2::{
     Decoded, Decrypted, Handshake, InitiatorSent, NoiseDecoder, NoiseEncoder,
     TransportDecryptState, TransportEncryptState,
@@ -36,15 +36,20 @@ use common_messages_sv2::{
 };
 use framing_sv2::framing::MessageFrame;
 use mining_sv2::{
-    CHANNEL_BIT_MINING_SET_NEW_PREV_HASH, CHANNEL_BIT_NEW_MINING_JOB,
-    CHANNEL_BIT_OPEN_STANDARD_MINING_CHANNEL, CHANNEL_BIT_OPEN_STANDARD_MINING_CHANNEL_SUCCESS,
-    CHANNEL_BIT_SUBMIT_SHARES_ERROR, CHANNEL_BIT_SUBMIT_SHARES_STANDARD,
+    CHANNEL_BIT_MINING_SET_NEW_PREV_HASH, CHANNEL_BIT_NEW_EXTENDED_MINING_JOB,
+    CHANNEL_BIT_NEW_MINING_JOB, CHANNEL_BIT_OPEN_EXTENDED_MINING_CHANNEL,
+    CHANNEL_BIT_OPEN_EXTENDED_MINING_CHANNEL_SUCCESS, CHANNEL_BIT_OPEN_STANDARD_MINING_CHANNEL,
+    CHANNEL_BIT_OPEN_STANDARD_MINING_CHANNEL_SUCCESS, CHANNEL_BIT_SUBMIT_SHARES_ERROR,
+    CHANNEL_BIT_SUBMIT_SHARES_EXTENDED, CHANNEL_BIT_SUBMIT_SHARES_STANDARD,
     CHANNEL_BIT_SUBMIT_SHARES_SUCCESS, MESSAGE_TYPE_MINING_SET_NEW_PREV_HASH,
-    MESSAGE_TYPE_NEW_MINING_JOB, MESSAGE_TYPE_OPEN_STANDARD_MINING_CHANNEL,
-    MESSAGE_TYPE_OPEN_STANDARD_MINING_CHANNEL_SUCCESS, MESSAGE_TYPE_SUBMIT_SHARES_ERROR,
-    MESSAGE_TYPE_SUBMIT_SHARES_STANDARD, MESSAGE_TYPE_SUBMIT_SHARES_SUCCESS, NewMiningJob,
+    MESSAGE_TYPE_NEW_EXTENDED_MINING_JOB, MESSAGE_TYPE_NEW_MINING_JOB,
+    MESSAGE_TYPE_OPEN_EXTENDED_MINING_CHANNEL, MESSAGE_TYPE_OPEN_EXTENDED_MINING_CHANNEL_SUCCESS,
+    MESSAGE_TYPE_OPEN_STANDARD_MINING_CHANNEL, MESSAGE_TYPE_OPEN_STANDARD_MINING_CHANNEL_SUCCESS,
+    MESSAGE_TYPE_SUBMIT_SHARES_ERROR, MESSAGE_TYPE_SUBMIT_SHARES_EXTENDED,
+    MESSAGE_TYPE_SUBMIT_SHARES_STANDARD, MESSAGE_TYPE_SUBMIT_SHARES_SUCCESS, NewExtendedMiningJob,
+    NewMiningJob, OpenExtendedMiningChannel, OpenExtendedMiningChannelSuccess,
     OpenStandardMiningChannel, OpenStandardMiningChannelSuccess, SetNewPrevHash, SubmitSharesError,
-    SubmitSharesStandard, SubmitSharesSuccess,
+    SubmitSharesExtended, SubmitSharesStandard, SubmitSharesSuccess,
 };
 use noise_sv2::{ELLSWIFT_ENCODING_SIZE, INITIATOR_EXPECTED_HANDSHAKE_MESSAGE_SIZE};
 use secp256k1::hashes::{Hash, sha256d};
@@ -62,6 +67,8 @@ const JOB_ID: u32 = 1;
 /// The job's block version and `nBits` (regtest's easiest, 0x207fffff).
 const VERSION: u32 = 0x2000_0000;
 const NBITS: u32 = 0x207f_ffff;
+/// The extranonce prefix the pool gives the channel.
+const EXTRANONCE_PREFIX: [u8; 4] = [0, 0, 0, 1];
 /// Why the pool refuses a share on a job it never sent (an error code of sv2-spec's list).
 const INVALID_JOB: &str = "invalid-job-id";
 
@@ -116,26 +123,38 @@ pub fn authority_public_key() -> [u8; 32] {
     kp.x_only_public_key().0.serialize()
 }
 
+/// The kind of channel the device opens (sv2-spec, "Mining Protocol"): a standard channel, whose
+/// jobs carry the merkle root and whose shares are `SubmitSharesStandard`; or an extended one,
+/// whose jobs carry the coinbase around an extranonce of `extranonce` bytes the device rolls, and
+/// whose shares are `SubmitSharesExtended` (what SRI's translator opens towards its pool).
+#[derive(Clone, Copy, Debug)]
+pub enum Channel {
+    Standard,
+    Extended { extranonce: u16 },
+}
+
+/// A device's session: `shares` shares mined on the pool's job, then `stale` on a job the pool
+/// never sent; the device's ephemeral key from a generator seeded with `seed`.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    pub channel: Channel,
+    pub shares: u32,
+    pub stale: u32,
+    pub seed: u64,
+}
+
 /// Plays a device on `stream` towards the pool at `host`:`port` (named in `SetupConnection`):
-/// the handshake, a standard channel, then `shares` shares it mined on the pool's job, then
-/// `stale` more on a job the pool never sent, each waited for before the next; closes the
-/// connection at the end. Its ephemeral key comes from a generator seeded with `seed`.
-pub fn device(
-    stream: TcpStream,
-    host: &str,
-    port: u16,
-    shares: u32,
-    stale: u32,
-    seed: u64,
-) -> io::Result<Report> {
+/// the handshake, a channel, the pool's job, then the shares of `plan`, each waited for before
+/// the next; closes the connection at the end.
+pub fn device(stream: TcpStream, host: &str, port: u16, plan: Plan) -> io::Result<Report> {
     stream.set_read_timeout(Some(READ_TIMEOUT))?;
-    let mut c = Conn::initiate(stream, seed)?;
+    let mut c = Conn::initiate(stream, plan.seed)?;
     let setup = SetupConnection {
         protocol: Protocol::MiningProtocol,
         min_version: 2,
         max_version: 2,
-        // REQUIRES_STANDARD_JOBS: the device mines standard jobs only.
-        flags: 1,
+        // REQUIRES_STANDARD_JOBS for a standard channel's device, none for an extended one.
+        flags: matches!(plan.channel, Channel::Standard) as u32,
         endpoint_host: Str0255::try_from(host).map_err(lib)?,
         endpoint_port: port,
         vendor: Str0255::try_from("mining-sensor-test").map_err(lib)?,
@@ -150,63 +169,129 @@ pub fn device(
         CHANNEL_BIT_SETUP_CONNECTION,
     )?;
     c.expect(MESSAGE_TYPE_SETUP_CONNECTION_SUCCESS)?;
-    let open = OpenStandardMiningChannel {
-        request_id: 1,
-        user_identity: Str0255::try_from("s2-worker").map_err(lib)?,
-        nominal_hash_rate: 1e6,
-        max_target: U256::from(&[0xff; 32]),
+    let user_identity = Str0255::try_from("s2-worker").map_err(lib)?;
+    let max_target = U256::from(&[0xff; 32]);
+    // What the job leaves to the device: the merkle root (standard), or the coinbase around
+    // the extranonce prefix and the device's part (extended).
+    let (channel_id, target, job) = match plan.channel {
+        Channel::Standard => {
+            let open = OpenStandardMiningChannel {
+                request_id: 1,
+                user_identity,
+                nominal_hash_rate: 1e6,
+                max_target,
+            };
+            c.send(
+                "OpenStandardMiningChannel",
+                open,
+                MESSAGE_TYPE_OPEN_STANDARD_MINING_CHANNEL,
+                CHANNEL_BIT_OPEN_STANDARD_MINING_CHANNEL,
+            )?;
+            let mut m = c.expect(MESSAGE_TYPE_OPEN_STANDARD_MINING_CHANNEL_SUCCESS)?;
+            let opened: OpenStandardMiningChannelSuccess =
+                binary_sv2::from_bytes(&mut m).map_err(lib)?;
+            let (channel_id, target) = (opened.channel_id, to_array(opened.target.as_bytes())?);
+            let mut m = c.expect(MESSAGE_TYPE_NEW_MINING_JOB)?;
+            let job: NewMiningJob = binary_sv2::from_bytes(&mut m).map_err(lib)?;
+            let root = to_array(job.merkle_root.as_bytes())?;
+            (
+                channel_id,
+                target,
+                Job::standard(job.job_id, job.version, root),
+            )
+        }
+        Channel::Extended { extranonce } => {
+            let open = OpenExtendedMiningChannel {
+                request_id: 1,
+                user_identity,
+                nominal_hash_rate: 1e6,
+                max_target,
+                min_extranonce_size: extranonce,
+            };
+            c.send(
+                "OpenExtendedMiningChannel",
+                open,
+                MESSAGE_TYPE_OPEN_EXTENDED_MINING_CHANNEL,
+                CHANNEL_BIT_OPEN_EXTENDED_MINING_CHANNEL,
+            )?;
+            let mut m = c.expect(MESSAGE_TYPE_OPEN_EXTENDED_MINING_CHANNEL_SUCCESS)?;
+            let opened: OpenExtendedMiningChannelSuccess =
+                binary_sv2::from_bytes(&mut m).map_err(lib)?;
+            let (channel_id, target) = (opened.channel_id, to_array(opened.target.as_bytes())?);
+            let prefix = opened.extranonce_prefix.as_bytes().to_vec();
+            let size = usize::from(opened.extranonce_size);
+            let mut m = c.expect(MESSAGE_TYPE_NEW_EXTENDED_MINING_JOB)?;
+            let job: NewExtendedMiningJob = binary_sv2::from_bytes(&mut m).map_err(lib)?;
+            let job = Job {
+                job_id: job.job_id,
+                version: job.version,
+                merkle_root: [0; 32],
+                coinbase: Some(Coinbase {
+                    head: job.coinbase_tx_prefix.as_bytes().to_vec(),
+                    prefix,
+                    size,
+                    tail: job.coinbase_tx_suffix.as_bytes().to_vec(),
+                }),
+            };
+            (channel_id, target, job)
+        }
     };
-    c.send(
-        "OpenStandardMiningChannel",
-        open,
-        MESSAGE_TYPE_OPEN_STANDARD_MINING_CHANNEL,
-        CHANNEL_BIT_OPEN_STANDARD_MINING_CHANNEL,
-    )?;
-    let mut success = c.expect(MESSAGE_TYPE_OPEN_STANDARD_MINING_CHANNEL_SUCCESS)?;
-    let opened: OpenStandardMiningChannelSuccess =
-        binary_sv2::from_bytes(&mut success).map_err(lib)?;
-    let (channel_id, target) = (opened.channel_id, to_array(opened.target.as_bytes())?);
-    let mut job = c.expect(MESSAGE_TYPE_NEW_MINING_JOB)?;
-    let job: NewMiningJob = binary_sv2::from_bytes(&mut job).map_err(lib)?;
-    let (job_id, version, merkle_root) = (
-        job.job_id,
-        job.version,
-        to_array(job.merkle_root.as_bytes())?,
-    );
     let mut prev = c.expect(MESSAGE_TYPE_MINING_SET_NEW_PREV_HASH)?;
     let prev: SetNewPrevHash = binary_sv2::from_bytes(&mut prev).map_err(lib)?;
-    let header = Header {
-        version,
-        prev_hash: to_array(prev.prev_hash.as_bytes())?,
-        merkle_root,
-        ntime: prev.min_ntime,
-        nbits: prev.nbits,
-    };
+    let prev_hash = to_array(prev.prev_hash.as_bytes())?;
     let mut report = Report::default();
     let mut nonce = 0u32;
-    for sequence_number in 0..shares + stale {
+    for sequence_number in 0..plan.shares + plan.stale {
         // Past `shares`, the job id is one the pool never sent: a stale share.
-        let job_id = if sequence_number < shares {
-            job_id
+        let job_id = if sequence_number < plan.shares {
+            job.job_id
         } else {
-            job_id + 1
+            job.job_id + 1
+        };
+        // The device's part of the extranonce: the sequence number, so each share rolls it.
+        let mut extranonce = Vec::new();
+        if let Some(c) = &job.coinbase {
+            extranonce = sequence_number.to_le_bytes().to_vec();
+            extranonce.resize(c.size, 0);
+        }
+        let header = Header {
+            version: job.version,
+            prev_hash,
+            merkle_root: job.root(&extranonce),
+            ntime: prev.min_ntime,
+            nbits: prev.nbits,
         };
         nonce = header.mine(nonce, &target)?;
-        let share = SubmitSharesStandard {
-            channel_id,
-            sequence_number,
-            job_id,
-            nonce,
-            ntime: header.ntime,
-            version: header.version,
-        };
+        match plan.channel {
+            Channel::Standard => c.send(
+                "SubmitSharesStandard",
+                SubmitSharesStandard {
+                    channel_id,
+                    sequence_number,
+                    job_id,
+                    nonce,
+                    ntime: header.ntime,
+                    version: header.version,
+                },
+                MESSAGE_TYPE_SUBMIT_SHARES_STANDARD,
+                CHANNEL_BIT_SUBMIT_SHARES_STANDARD,
+            )?,
+            Channel::Extended { .. } => c.send(
+                "SubmitSharesExtended",
+                SubmitSharesExtended {
+                    channel_id,
+                    sequence_number,
+                    job_id,
+                    nonce,
+                    ntime: header.ntime,
+                    version: header.version,
+                    extranonce: (&extranonce[..]).try_into().map_err(lib)?,
+                },
+                MESSAGE_TYPE_SUBMIT_SHARES_EXTENDED,
+                CHANNEL_BIT_SUBMIT_SHARES_EXTENDED,
+            )?,
+        }
         nonce = nonce.wrapping_add(1);
-        c.send(
-            "SubmitSharesStandard",
-            share,
-            MESSAGE_TYPE_SUBMIT_SHARES_STANDARD,
-            CHANNEL_BIT_SUBMIT_SHARES_STANDARD,
-        )?;
         match c.recv()? {
             (MESSAGE_TYPE_SUBMIT_SHARES_SUCCESS, _) => report.accepted += 1,
             (MESSAGE_TYPE_SUBMIT_SHARES_ERROR, _) => report.rejected += 1,
@@ -222,10 +307,10 @@ pub fn device(
 }
 
 /// Plays a pool on `stream`: the handshake (as responder, with the authority key), the
-/// connection and channel set-up, one job, then an answer to each share until the device closes
-/// the connection: success when the job is the one sent and the header's hash is within the
-/// channel's target, an error otherwise. Its ephemeral and static keys come from a generator
-/// seeded with `seed`.
+/// connection and channel set-up (standard or extended, as the device asks), one job, then an
+/// answer to each share until the device closes the connection: success when the job is the one
+/// sent and the header's hash is within the channel's target, an error otherwise. Its ephemeral
+/// and static keys come from a generator seeded with `seed`.
 pub fn pool(stream: TcpStream, seed: u64) -> io::Result<Report> {
     stream.set_read_timeout(Some(READ_TIMEOUT))?;
     let mut c = Conn::respond(stream, seed)?;
@@ -239,53 +324,113 @@ pub fn pool(stream: TcpStream, seed: u64) -> io::Result<Report> {
         MESSAGE_TYPE_SETUP_CONNECTION_SUCCESS,
         CHANNEL_BIT_SETUP_CONNECTION_SUCCESS,
     )?;
-    let mut open = c.expect(MESSAGE_TYPE_OPEN_STANDARD_MINING_CHANNEL)?;
-    let open: OpenStandardMiningChannel = binary_sv2::from_bytes(&mut open).map_err(lib)?;
     let mut target = TARGET;
-    let prefix = [0u8, 0, 0, 1];
-    c.send(
-        "OpenStandardMiningChannel.Success",
-        OpenStandardMiningChannelSuccess {
-            request_id: open.request_id,
-            channel_id: CHANNEL_ID,
-            target: U256::from(&mut target),
-            extranonce_prefix: (&prefix[..]).try_into().map_err(lib)?,
-            group_channel_id: 0,
-        },
-        MESSAGE_TYPE_OPEN_STANDARD_MINING_CHANNEL_SUCCESS,
-        CHANNEL_BIT_OPEN_STANDARD_MINING_CHANNEL_SUCCESS,
-    )?;
-    // The job: a merkle root and previous block hash of the pool's making (no template source
-    // here), activated at once by the previous hash.
-    let header = Header {
-        version: VERSION,
-        prev_hash: sha256d::Hash::hash(b"previous block").to_byte_array(),
-        merkle_root: sha256d::Hash::hash(b"coinbase").to_byte_array(),
-        ntime: 1_700_000_000,
-        nbits: NBITS,
+    let prefix = EXTRANONCE_PREFIX;
+    // The job, of the pool's making (no template source here): a coinbase around the extranonce,
+    // whose hash is the merkle root (a block of the coinbase alone), and a previous block hash.
+    let (coinbase_prefix, coinbase_suffix) = (b"s2 coinbase prefix", b"s2 coinbase suffix");
+    let (version, ntime) = (VERSION, 1_700_000_000);
+    let (kind, mut open) = c.recv()?;
+    let job = match kind {
+        MESSAGE_TYPE_OPEN_STANDARD_MINING_CHANNEL => {
+            let open: OpenStandardMiningChannel = binary_sv2::from_bytes(&mut open).map_err(lib)?;
+            c.send(
+                "OpenStandardMiningChannel.Success",
+                OpenStandardMiningChannelSuccess {
+                    request_id: open.request_id,
+                    channel_id: CHANNEL_ID,
+                    target: U256::from(&mut target),
+                    extranonce_prefix: (&prefix[..]).try_into().map_err(lib)?,
+                    group_channel_id: 0,
+                },
+                MESSAGE_TYPE_OPEN_STANDARD_MINING_CHANNEL_SUCCESS,
+                CHANNEL_BIT_OPEN_STANDARD_MINING_CHANNEL_SUCCESS,
+            )?;
+            // The standard job's root: the coinbase with the channel's whole extranonce.
+            let mut coinbase = coinbase_prefix.to_vec();
+            coinbase.extend(prefix);
+            coinbase.extend(coinbase_suffix);
+            let job = Job::standard(
+                JOB_ID,
+                version,
+                sha256d::Hash::hash(&coinbase).to_byte_array(),
+            );
+            let mut root = job.merkle_root;
+            c.send(
+                "NewMiningJob",
+                NewMiningJob {
+                    channel_id: CHANNEL_ID,
+                    job_id: job.job_id,
+                    // A future job, activated by the SetNewPrevHash that follows.
+                    min_ntime: Sv2Option::new(None),
+                    version,
+                    merkle_root: U256::from(&mut root),
+                },
+                MESSAGE_TYPE_NEW_MINING_JOB,
+                CHANNEL_BIT_NEW_MINING_JOB,
+            )?;
+            job
+        }
+        MESSAGE_TYPE_OPEN_EXTENDED_MINING_CHANNEL => {
+            let open: OpenExtendedMiningChannel = binary_sv2::from_bytes(&mut open).map_err(lib)?;
+            let size = open.min_extranonce_size;
+            c.send(
+                "OpenExtendedMiningChannel.Success",
+                OpenExtendedMiningChannelSuccess {
+                    request_id: open.request_id,
+                    channel_id: CHANNEL_ID,
+                    target: U256::from(&mut target),
+                    extranonce_size: size,
+                    extranonce_prefix: (&prefix[..]).try_into().map_err(lib)?,
+                    group_channel_id: 0,
+                },
+                MESSAGE_TYPE_OPEN_EXTENDED_MINING_CHANNEL_SUCCESS,
+                CHANNEL_BIT_OPEN_EXTENDED_MINING_CHANNEL_SUCCESS,
+            )?;
+            let (mut head, mut tail) = (coinbase_prefix.to_vec(), coinbase_suffix.to_vec());
+            c.send(
+                "NewExtendedMiningJob",
+                NewExtendedMiningJob {
+                    channel_id: CHANNEL_ID,
+                    job_id: JOB_ID,
+                    min_ntime: Sv2Option::new(None),
+                    version,
+                    version_rolling_allowed: false,
+                    merkle_path: Seq0255::new(Vec::new()).map_err(lib)?,
+                    coinbase_tx_prefix: (&mut head[..]).try_into().map_err(lib)?,
+                    coinbase_tx_suffix: (&mut tail[..]).try_into().map_err(lib)?,
+                },
+                MESSAGE_TYPE_NEW_EXTENDED_MINING_JOB,
+                CHANNEL_BIT_NEW_EXTENDED_MINING_JOB,
+            )?;
+            Job {
+                job_id: JOB_ID,
+                version,
+                merkle_root: [0; 32],
+                coinbase: Some(Coinbase {
+                    head: coinbase_prefix.to_vec(),
+                    prefix: prefix.to_vec(),
+                    size: usize::from(size),
+                    tail: coinbase_suffix.to_vec(),
+                }),
+            }
+        }
+        other => {
+            return Err(io::Error::other(format!(
+                "message type {other:#x} where a channel's opening was due"
+            )));
+        }
     };
-    let mut merkle_root = header.merkle_root;
-    c.send(
-        "NewMiningJob",
-        NewMiningJob {
-            channel_id: CHANNEL_ID,
-            job_id: JOB_ID,
-            min_ntime: Sv2Option::new(None),
-            version: header.version,
-            merkle_root: U256::from(&mut merkle_root),
-        },
-        MESSAGE_TYPE_NEW_MINING_JOB,
-        CHANNEL_BIT_NEW_MINING_JOB,
-    )?;
-    let mut prev_hash = header.prev_hash;
+    let prev_hash = sha256d::Hash::hash(b"previous block").to_byte_array();
+    let mut prev = prev_hash;
     c.send(
         "SetNewPrevHash",
         SetNewPrevHash {
             channel_id: CHANNEL_ID,
             job_id: JOB_ID,
-            prev_hash: U256::from(&mut prev_hash),
-            min_ntime: header.ntime,
-            nbits: header.nbits,
+            prev_hash: U256::from(&mut prev),
+            min_ntime: ntime,
+            nbits: NBITS,
         },
         MESSAGE_TYPE_MINING_SET_NEW_PREV_HASH,
         CHANNEL_BIT_MINING_SET_NEW_PREV_HASH,
@@ -298,29 +443,48 @@ pub fn pool(stream: TcpStream, seed: u64) -> io::Result<Report> {
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
             Err(e) => return Err(e),
         };
-        if kind != MESSAGE_TYPE_SUBMIT_SHARES_STANDARD {
-            return Err(io::Error::other(format!(
-                "unexpected message type {kind:#x}"
-            )));
-        }
-        let share: SubmitSharesStandard = binary_sv2::from_bytes(&mut payload).map_err(lib)?;
-        let valid = share.job_id == JOB_ID
-            && within(
-                &Header {
-                    version: share.version,
-                    ntime: share.ntime,
-                    ..header
-                }
-                .hash(share.nonce),
-                &TARGET,
-            );
-        if valid {
+        // (channel, sequence number, job, nonce, ntime, version, the device's extranonce)
+        let share = match kind {
+            MESSAGE_TYPE_SUBMIT_SHARES_STANDARD => {
+                let s: SubmitSharesStandard = binary_sv2::from_bytes(&mut payload).map_err(lib)?;
+                let n = s.sequence_number;
+                (
+                    s.channel_id,
+                    n,
+                    s.job_id,
+                    s.nonce,
+                    s.ntime,
+                    s.version,
+                    Vec::new(),
+                )
+            }
+            MESSAGE_TYPE_SUBMIT_SHARES_EXTENDED => {
+                let s: SubmitSharesExtended = binary_sv2::from_bytes(&mut payload).map_err(lib)?;
+                let e = s.extranonce.as_bytes().to_vec();
+                let n = s.sequence_number;
+                (s.channel_id, n, s.job_id, s.nonce, s.ntime, s.version, e)
+            }
+            _ => {
+                return Err(io::Error::other(format!(
+                    "unexpected message type {kind:#x}"
+                )));
+            }
+        };
+        let (channel_id, sequence_number, job_id, nonce, ntime, version, extranonce) = share;
+        let header = Header {
+            version,
+            prev_hash,
+            merkle_root: job.root(&extranonce),
+            ntime,
+            nbits: NBITS,
+        };
+        if job_id == job.job_id && within(&header.hash(nonce), &TARGET) {
             report.accepted += 1;
             c.send(
                 "SubmitShares.Success",
                 SubmitSharesSuccess {
-                    channel_id: share.channel_id,
-                    last_sequence_number: share.sequence_number,
+                    channel_id,
+                    last_sequence_number: sequence_number,
                     new_submits_accepted_count: 1,
                     new_shares_sum: 1,
                 },
@@ -332,8 +496,8 @@ pub fn pool(stream: TcpStream, seed: u64) -> io::Result<Report> {
             c.send(
                 "SubmitShares.Error",
                 SubmitSharesError {
-                    channel_id: share.channel_id,
-                    sequence_number: share.sequence_number,
+                    channel_id,
+                    sequence_number,
                     error_code: Str0255::try_from(INVALID_JOB).map_err(lib)?,
                 },
                 MESSAGE_TYPE_SUBMIT_SHARES_ERROR,
@@ -343,6 +507,44 @@ pub fn pool(stream: TcpStream, seed: u64) -> io::Result<Report> {
     }
     report.writes = c.writes;
     Ok(report)
+}
+
+/// A job as the device mines it: its id and version, and its merkle root (standard) or the
+/// coinbase around the extranonce (extended).
+struct Job {
+    job_id: u32,
+    version: u32,
+    merkle_root: [u8; 32],
+    coinbase: Option<Coinbase>,
+}
+
+/// An extended job's coinbase: its prefix, the channel's extranonce prefix, the size of the
+/// device's part of the extranonce and the suffix; its hash with the device's part is the root.
+struct Coinbase {
+    head: Vec<u8>,
+    prefix: Vec<u8>,
+    size: usize,
+    tail: Vec<u8>,
+}
+
+impl Job {
+    fn standard(job_id: u32, version: u32, merkle_root: [u8; 32]) -> Self {
+        Self {
+            job_id,
+            version,
+            merkle_root,
+            coinbase: None,
+        }
+    }
+
+    /// The merkle root with the device's `extranonce` (a block of the coinbase alone: its hash).
+    fn root(&self, extranonce: &[u8]) -> [u8; 32] {
+        let Some(c) = &self.coinbase else {
+            return self.merkle_root;
+        };
+        let coinbase = [&c.head[..], &c.prefix, extranonce, &c.tail].concat();
+        sha256d::Hash::hash(&coinbase).to_byte_array()
+    }
 }
 
 /// A block header's fields but the nonce.
@@ -553,15 +755,26 @@ mod tests {
     use super::*;
     use std::{net::TcpListener, thread};
 
-    /// A whole session over loopback: what each side wrote, in bytes, as the library made it.
-    #[test]
-    fn a_standard_channel_session_has_the_sizes_derived_from_the_spec() {
+    /// A whole session over loopback: (the device's report, the pool's).
+    fn session(channel: Channel) -> (Report, Report) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let pool = thread::spawn(move || pool(l.accept().unwrap().0, 2));
         let stream = TcpStream::connect(addr).unwrap();
-        let dev = device(stream, "127.0.0.1", addr.port(), 3, 1, 1).unwrap();
-        let pool = pool.join().unwrap().unwrap();
+        let plan = Plan {
+            channel,
+            shares: 3,
+            stale: 1,
+            seed: 1,
+        };
+        let dev = device(stream, "127.0.0.1", addr.port(), plan).unwrap();
+        (dev, pool.join().unwrap().unwrap())
+    }
+
+    /// What each side wrote, in bytes, as the library made it.
+    #[test]
+    fn a_standard_channel_session_has_the_sizes_derived_from_the_spec() {
+        let (dev, pool) = session(Channel::Standard);
         // 3 shares on the pool's job accepted, 1 on a job it never sent refused, on both sides.
         assert_eq!((dev.accepted, dev.rejected), (3, 1));
         assert_eq!((pool.accepted, pool.rejected), (3, 1));
@@ -580,6 +793,23 @@ mod tests {
         // strings each with its length byte: "127.0.0.1" 10, "mining-sensor-test" 19, "cpu" 4,
         // "0.1.0" 6, "s2-device" 10 = 49; 60 bytes, 22 + 76 = 98 on the wire.
         assert_eq!(dev.sizes("SetupConnection"), [98]);
+    }
+
+    #[test]
+    fn an_extended_channel_session_has_the_sizes_derived_from_the_spec() {
+        let (dev, pool) = session(Channel::Extended { extranonce: 8 });
+        assert_eq!((dev.accepted, dev.rejected), (3, 1));
+        assert_eq!((pool.accepted, pool.rejected), (3, 1));
+        // OpenExtendedMiningChannel: request id 4, "s2-worker" 10, hash rate 4, max target 32,
+        // extranonce size 2 = 52 bytes, 22 + 68 = 90.
+        assert_eq!(dev.sizes("OpenExtendedMiningChannel"), [90]);
+        // A share: six u32 (24) and the 8-byte extranonce with its length byte (9) = 33 bytes,
+        // 22 + 49 = 71: 63 + the extranonce's length, never 62.
+        assert_eq!(dev.sizes("SubmitSharesExtended"), [71; 4]);
+        // The job: channel 4, job 4, an empty min_ntime (1), version 4, version rolling 1, an
+        // empty merkle path (1), the coinbase's prefix and suffix of 18 bytes each with a
+        // 2-byte length (20 + 20) = 55 bytes, 22 + 71 = 93.
+        assert_eq!(pool.sizes("NewExtendedMiningJob"), [93]);
     }
 
     #[test]
