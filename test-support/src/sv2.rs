@@ -3,7 +3,7 @@
 //! `mining_sv2`, versions pinned in this crate's manifest). The Noise NX handshake, every
 //! message's encoding and the encryption of every frame are the library's: this module only
 //! decides what to send when and writes the library's bytes to the socket, one write per message,
-//! so what crosses the wire is what SRI's own roles send.
+//! so each frame on the wire is as SRI's own roles would send it.
 //!
 //! SRI's roles themselves (`pool_sv2`, `translator_sv2`) cannot run here: the pool needs a template
 //! source (Bitcoin Core 30.2 or later over IPC, or SRI's Template Provider, a Bitcoin Core fork),
@@ -11,10 +11,11 @@
 //! provider downloads Bitcoin Core's release binaries at run time. So the pool here makes its own
 //! job, as a pool does from a template.
 //!
-//! The session is a standard channel's (sv2-spec, "Mining Protocol"): `SetupConnection` and its
-//! success, `OpenStandardMiningChannel` and its success, a future `NewMiningJob` activated by
-//! `SetNewPrevHash`, then `SubmitSharesStandard` frames each answered by `SubmitShares.Success` or
-//! `SubmitShares.Error`. The device really mines: it searches nonces until the block header's
+//! The session (sv2-spec, "Mining Protocol"): `SetupConnection` and its success, a channel opened
+//! (`OpenStandardMiningChannel` or `OpenExtendedMiningChannel`, see [`Channel`]) and its success,
+//! a future job (`NewMiningJob` or `NewExtendedMiningJob`) activated by `SetNewPrevHash`, then
+//! shares (`SubmitSharesStandard` or `SubmitSharesExtended`) each answered by
+//! `SubmitShares.Success` or `SubmitShares.Error`. The device really mines: it searches nonces until the block header's
 //! double SHA-256 is within the channel's target, and the pool checks the hash again before it
 //! accepts.
 
