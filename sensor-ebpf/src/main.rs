@@ -268,7 +268,9 @@ fn tcp<const COMPAT: bool>(
     // the rest of the path once more for each size.)
     let (hello, answer) = (sv2::is_size(plen, 64), sv2::is_size(plen, 234));
     let on_pool_port = (hello && pool_port(dport)) || (answer && pool_port(sport));
-    if on_pool_port || ((hello || answer) && noise_handshake(ip, sport, dport, plen, first)) {
+    if on_pool_port
+        || ((hello || answer) && noise_handshake(ctx, ip, (sport, dport), (payload, plen), first))
+    {
         candidate |= flag(Reason::StratumV2);
         // The client sent the 64 bytes, the server the 234: its later frames of a share's size
         // are shares (`sv2`).

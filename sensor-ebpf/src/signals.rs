@@ -14,7 +14,7 @@ use crate::{
         NOISE_HELLOS, POOL_DOMAIN_FILTER, POOL_DOMAINS, POOL_PORTS, SCRATCH, SHAPE_RECENT,
         SUSPECTS, Scratch, TLS_SHAPES, inspect_budget, stat,
     },
-    parse::{IPPROTO_UDP, Ip, load_into, load_window, ptr_at},
+    parse::{IPPROTO_UDP, Ip, byte, load_into, load_window, ptr_at},
     replay::{ingress, now},
     scan::{CANDIDATE, STEPS_PER_CALL, fill_flow_key},
 };
@@ -153,13 +153,22 @@ const NOISE_ANSWER_NS: u64 = 10_000_000_000;
 
 /// Stratum V2 off the pool ports (443 included): a 64-byte payload (the initiator's Noise hello),
 /// then, the other way on the same flow within 10 s, a 234-byte one (the responder's answer),
-/// neither opening with a TLS record's type (20-23) or `{`. True at the answer: the handshake's
-/// shape, which nothing but a Noise handshake of Stratum V2's sizes gives (SSH's encrypted
-/// packets cannot be 234 bytes long, a TLS record opens with its type). `first` is the payload's
-/// first byte.
+/// neither opening with a TLS record's header or a JSON message's start
+/// (`sensor_common::sv2::may_be_noise`). True at the answer: the handshake's shape, which nothing
+/// but a Noise handshake of Stratum V2's sizes gives (SSH's encrypted packets cannot be 234 bytes
+/// long, a TLS record opens with its header). `first` is the payload's first byte, at `payload`;
+/// the second is read only when the first is one a header or JSON opens with.
 #[inline(always)]
-pub(crate) fn noise_handshake(ip: &Ip, sport: u16, dport: u16, plen: usize, first: u8) -> bool {
-    if (20..=23).contains(&first) || first == b'{' {
+pub(crate) fn noise_handshake(
+    ctx: &XdpContext,
+    ip: &Ip,
+    (sport, dport): (u16, u16),
+    (payload, plen): (usize, usize),
+    first: u8,
+) -> bool {
+    if ((20..=23).contains(&first) || first == b'{')
+        && !sensor_common::sv2::may_be_noise(first, byte(ctx, payload + 1).unwrap_or(0))
+    {
         return false;
     }
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {

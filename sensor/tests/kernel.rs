@@ -1125,19 +1125,30 @@ fn the_stratum_v2_handshake_on_any_port() {
     s.run(&down(47001, 8443, &noise(234)));
     assert_eq!(s.k.suspect_cell(R, DIR_TO, v2).unwrap(), 2);
     // Not the handshake: an answer without a hello; both sizes the same way; a TLS record of 64
-    // bytes then 234; JSON of 64 bytes then 234.
+    // bytes (application data, version 3.3) then 234; JSON of 64 bytes then 234; a hello then
+    // a TLS handshake record of 234.
     s.run(&down(47002, 443, &noise(234)));
     s.run(&up(47003, 443, &noise(64)));
     s.run(&up(47003, 443, &noise(234)));
-    let mut tls = noise(64);
-    tls[0] = 23;
-    s.run(&up(47004, 443, &tls));
+    let with = |n: usize, head: [u8; 2]| {
+        let mut p = noise(n);
+        p[..2].copy_from_slice(&head);
+        p
+    };
+    s.run(&up(47004, 443, &with(64, [23, 3])));
     s.run(&down(47004, 443, &noise(234)));
-    let mut json = noise(64);
-    json[0] = b'{';
-    s.run(&up(47005, 443, &json));
+    s.run(&up(47005, 443, &with(64, *b"{\"")));
     s.run(&down(47005, 443, &noise(234)));
+    s.run(&up(47006, 443, &noise(64)));
+    s.run(&down(47006, 443, &with(234, [22, 3])));
     assert_eq!(s.k.suspect_cell(R, DIR_TO, v2).unwrap(), 2);
+    // Key bytes that open with a record type or a brace but not a header's second byte: a
+    // handshake (the hello 0x17 0xcc, the answer 0x16 0x04; then `{` and 0xcc): 2 more.
+    s.run(&up(47007, 443, &with(64, [23, 0xcc])));
+    s.run(&down(47007, 443, &with(234, [22, 4])));
+    s.run(&up(47008, 443, &with(64, [b'{', 0xcc])));
+    s.run(&down(47008, 443, &noise(234)));
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, v2).unwrap(), 4);
     assert_eq!(s.k.suspect_cell(R, DIR_FROM, v2).unwrap(), 0);
     assert_eq!(s.all_stratum(), 0);
 }

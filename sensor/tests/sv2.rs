@@ -42,9 +42,9 @@ const EXTRANONCE: u16 = 8;
 /// The sessions: the destination port, the channel and the seeds of the device's and the pool's
 /// keys: a standard channel on 34254 and on 443, and an extended one (as SRI's translator opens
 /// towards its pool) on 34254. On 443 the signal is the 64/234 pair, which a payload opening with
-/// a TLS record's type (20-23) or `{` does not make (README, `stratum_v2`); a random key's first
-/// byte is one of those 5 values in 256, so the seeds are fixed and the test checks the first
-/// bytes they give.
+/// a TLS record's header or a JSON message's start does not make (README, `stratum_v2`; 10 of
+/// the 65,536 first-two-byte pairs); the seeds are fixed and the test checks that neither
+/// message even opens with a record type (20-23) or `{`.
 const SESSIONS: [(u16, sv2::Channel, u64, u64); 3] = [
     (34254, sv2::Channel::Standard, 1, 2),
     (443, sv2::Channel::Standard, 3, 4),
