@@ -28,6 +28,61 @@ pub const fn may_be_noise(first: u8, second: u8) -> bool {
     !(tls || json)
 }
 
+/// The shortest encrypted `SubmitSharesExtended`: 22 + 24 + 1 (the extranonce's length) + 16.
+pub const EXTENDED_MIN: usize = HEADER + MAC + SUBMIT_SHARES_STANDARD + 1 + MAC;
+/// The longest: with a 32-byte extranonce (`B0_32`).
+pub const EXTENDED_MAX: usize = EXTENDED_MIN + 32;
+
+/// A Stratum V2 flow's state in the kernel's table (`SV2_FLOWS`), one `u64`: which endpoint is the
+/// client, where the next share may start, and what the flow's extended shares look like.
+pub mod flow {
+    /// The client is the flow key's lower endpoint.
+    pub const CLIENT_IS_LO: u64 = 1;
+    /// Bits 32 to 63 hold the sequence number after the last client segment counted or learned
+    /// from: an earlier one is a retransmission.
+    pub const NEXT_VALID: u64 = 1 << 1;
+    /// A standard share was counted: the flow's channels are standard ones, and segments of an
+    /// extended share's sizes are other messages.
+    pub const STANDARD: u64 = 1 << 2;
+    /// Bits 8 to 15 hold the size its extended shares were learned to have.
+    pub const LEARNED: u64 = 1 << 3;
+    /// Where the extended share size (learned, or the candidate) sits.
+    pub const SIZE_SHIFT: u32 = 8;
+}
+
+/// A client segment of `len` bytes (`EXTENDED_MIN..=EXTENDED_MAX`) at sequence number `seq` on a
+/// Stratum V2 flow in `state`: the new state and how many extended shares to count. Within one
+/// channel every `SubmitSharesExtended` has the same size (its extranonce's length is the
+/// channel's), but other client messages have sizes in the same range (`OpenExtendedMiningChannel`
+/// with a short user name, `UpdateChannel` at 78 bytes, a short `SetupConnection`), so the size is
+/// learned: two consecutive client segments of that range with the same size are shares, both
+/// counted, and from then on each segment of that size is one. A segment of another size before
+/// that replaces the candidate; a segment not past the last one looked at (a retransmission), or
+/// any on a flow whose standard shares were counted, changes nothing. Ambiguous (README,
+/// `stratum_v2`): two other messages of one size in a row (a proxy opening two channels with the
+/// same user name) are counted as shares, and a share whose size another message shares is
+/// counted with it.
+pub const fn extended_share(state: u64, seq: u32, len: u32) -> (u64, u32) {
+    use flow::*;
+    if state & STANDARD != 0 {
+        return (state, 0);
+    }
+    let next = (state >> 32) as u32;
+    if state & NEXT_VALID != 0 && (seq.wrapping_sub(next) as i32) < 0 {
+        return (state, 0);
+    }
+    let size = ((state >> SIZE_SHIFT) & 0xff) as u32;
+    let kept = (state & CLIENT_IS_LO) | NEXT_VALID | (seq.wrapping_add(len) as u64) << 32;
+    if state & LEARNED != 0 {
+        let counted = if size == len { 1 } else { 0 };
+        (kept | LEARNED | (size as u64) << SIZE_SHIFT, counted)
+    } else if size == len {
+        (kept | LEARNED | (size as u64) << SIZE_SHIFT, 2)
+    } else {
+        (kept | (len as u64 & 0xff) << SIZE_SHIFT, 0)
+    }
+}
+
 /// Bytes of a Noise transport message's authentication tag (ChaCha20-Poly1305).
 pub const MAC: usize = 16;
 /// Bytes of a Stratum V2 frame header in plain text (extension type, message type, length).
@@ -50,6 +105,43 @@ mod tests {
         let extended =
             |extranonce: usize| HEADER + MAC + SUBMIT_SHARES_STANDARD + 1 + extranonce + MAC;
         assert_eq!((extended(0), extended(32)), (63, 95));
+    }
+
+    #[test]
+    fn extended_shares_are_learned_from_two_of_one_size() {
+        use flow::*;
+        // By hand: 22 + 24 + 1 + 16 = 63, with 32 extranonce bytes 95.
+        assert_eq!((EXTENDED_MIN, EXTENDED_MAX), (63, 95));
+        // A translator's channel: `OpenExtendedMiningChannel` of 90 bytes at seq 1000, then
+        // shares of 71 (an 8-byte extranonce) at 1090, 1161, 1232 (1161 retransmitted), then an
+        // `UpdateChannel` of 78 at 1303 and a share at 1381.
+        let mut state = CLIENT_IS_LO | NEXT_VALID | 1000 << 32;
+        let mut counted = Vec::new();
+        for (seq, len) in [
+            (1000, 90),
+            (1090, 71),
+            (1161, 71),
+            (1161, 71),
+            (1232, 71),
+            (1303, 78),
+            (1381, 71),
+        ] {
+            let (next, n) = extended_share(state, seq, len);
+            state = next;
+            counted.push(n);
+        }
+        // 90: a candidate; 71: another candidate; 71 again: learned, both counted; the
+        // retransmission: nothing; 71: one; 78: not the size; 71: one. 2 + 1 + 1 = 4 shares of
+        // the 4 sent.
+        assert_eq!(counted, [0, 0, 2, 0, 1, 0, 1]);
+        assert_eq!(state >> 32, 1381 + 71);
+        assert_eq!((state >> SIZE_SHIFT) & 0xff, 71);
+        assert_ne!(state & LEARNED, 0);
+        assert_eq!(state & CLIENT_IS_LO, CLIENT_IS_LO);
+        // On a flow whose standard shares were counted, nothing.
+        let standard = CLIENT_IS_LO | NEXT_VALID | STANDARD | 500 << 32;
+        assert_eq!(extended_share(standard, 500, 88), (standard, 0));
+        assert_eq!(extended_share(standard, 588, 88), (standard, 0));
     }
 
     #[test]

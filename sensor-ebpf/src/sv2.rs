@@ -2,10 +2,14 @@
 //! (`remember`, where the `stratum_v2` signal fires), each client segment of exactly
 //! `SHARE_FRAME` bytes is one `SubmitSharesStandard`, counted once (a retransmission, whose
 //! sequence number is not past the last counted one, is not) per watched range of either
-//! endpoint (`UNWATCHED_SLOT` outside all); the agent exports them as `shares_total` with coin and
-//! result `unknown`.
+//! endpoint (`UNWATCHED_SLOT` outside all); client segments of an extended share's sizes teach
+//! the flow its `SubmitSharesExtended` size and then count as shares (`extended`). The agent
+//! exports them as `shares_total` with coin and result `unknown`.
 
-use sensor_common::{FlowKey, MAX_RANGES, UNWATCHED_SLOT};
+use sensor_common::{
+    FlowKey, MAX_RANGES, UNWATCHED_SLOT,
+    sv2::{EXTENDED_MAX, EXTENDED_MIN, extended_share, flow},
+};
 
 use crate::{
     count::lowest_bit,
@@ -60,8 +64,44 @@ pub(crate) fn share(ip: &Ip, sport: u16, dport: u16, seq: u32, ranges: u64) {
     }
     let after = seq.wrapping_add(sensor_common::sv2::SHARE_FRAME as u32);
     // SAFETY: as above.
-    unsafe { *v = (after as u64) << 32 | 2 | (state & 1) };
+    unsafe { *v = (after as u64) << 32 | flow::NEXT_VALID | flow::STANDARD | (state & 1) };
     sv2_count(ranges);
+}
+
+/// Whether a segment of `plen` bytes has an extended share's size, without a comparison of
+/// `plen` (see `is_size`).
+#[inline(always)]
+pub(crate) fn is_extended_size(plen: usize) -> bool {
+    core::hint::black_box(plen as u64).wrapping_sub(EXTENDED_MIN as u64)
+        <= (EXTENDED_MAX - EXTENDED_MIN) as u64
+}
+
+/// A segment of an extended share's size (`is_extended_size`, `plen` bytes) with sequence number
+/// `seq`: on a Stratum V2 flow, from its client, it teaches or matches the flow's extended share
+/// size (`sensor_common::sv2::extended_share`), and the shares it proves are counted.
+#[inline(always)]
+pub(crate) fn extended(ip: &Ip, sport: u16, dport: u16, seq: u32, plen: usize, ranges: u64) {
+    let Some((key, src_is_lo)) = key(ip, sport, dport) else {
+        return;
+    };
+    let Some(v) = SV2_FLOWS.get_ptr_mut(key) else {
+        return;
+    };
+    // SAFETY: LRU map value; as in `share`.
+    let state = unsafe { *v };
+    if (state & flow::CLIENT_IS_LO != 0) != src_is_lo {
+        return;
+    }
+    let (next, shares) = extended_share(state, seq, plen as u32);
+    // SAFETY: as above.
+    unsafe { *v = next };
+    // At most 2: the candidate and the segment that confirmed its size.
+    if shares > 0 {
+        sv2_count(ranges);
+    }
+    if shares > 1 {
+        sv2_count(ranges);
+    }
 }
 
 /// Counts one share in each range of `ranges` (or unwatched). A global function: the loop over

@@ -2615,6 +2615,68 @@ fn stratum_v2_shares_count_by_their_encrypted_size() {
     assert_eq!(cells.iter().find(|c| c.0 == R).unwrap().1, 4);
 }
 
+/// Stratum V2 extended shares, learned by size (`sensor_common::sv2::extended_share`): on a flow
+/// after the handshake, client segments of 63 to 95 bytes; two in a row of one size are shares,
+/// and from then on each of that size. Hand count below: 4 shares of the 4 sent.
+#[test]
+fn stratum_v2_extended_shares_count_once_their_size_is_learned() {
+    let mut s = Sensor::with(
+        "[pools]\nports = [34254]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
+    );
+    let shares = |s: &Sensor| {
+        s.k.sv2_shares()
+            .unwrap()
+            .into_iter()
+            .map(|(_, n)| n)
+            .sum::<u64>()
+    };
+    let (m, pool) = (ip("192.0.2.91"), ip("203.0.113.91"));
+    let outside = ip("198.51.100.91");
+    let noise = |n: usize| (0..n).map(|i| (i * 37 + 167) as u8).collect::<Vec<u8>>();
+    let seg = |src, dst, sport, dport, seq: u32, n: usize| {
+        Packet::tcp4(src, dst, sport, dport, &noise(n))
+            .tcp_seq(seq)
+            .build()
+    };
+    // Handshake on the pool port; `SetupConnection` 100 bytes at 65, `OpenExtendedMiningChannel`
+    // 90 at 165; the pool's 234-byte answer and a 71-byte server frame between.
+    s.run(&seg(m, pool, 45000, 34254, 1, 64));
+    s.run(&seg(pool, m, 34254, 45000, 1, 234));
+    s.run(&seg(m, pool, 45000, 34254, 65, 100));
+    s.run(&seg(m, pool, 45000, 34254, 165, 90));
+    s.run(&seg(pool, m, 34254, 45000, 235, 71));
+    assert_eq!(shares(&s), 0);
+    // Shares of 71 bytes (an 8-byte extranonce) at 255 and 326: the size learned, both counted.
+    s.run(&seg(m, pool, 45000, 34254, 255, 71));
+    assert_eq!(shares(&s), 0);
+    s.run(&seg(m, pool, 45000, 34254, 326, 71));
+    assert_eq!(shares(&s), 2);
+    // The second retransmitted: nothing; an `UpdateChannel` (78): nothing; shares at 397 and
+    // 475: 2 more.
+    s.run(&seg(m, pool, 45000, 34254, 326, 71));
+    s.run(&seg(m, pool, 45000, 34254, 397, 71));
+    s.run(&seg(m, pool, 45000, 34254, 468, 78));
+    s.run(&seg(m, pool, 45000, 34254, 546, 71));
+    assert_eq!(shares(&s), 4);
+    // The pool's segments of that size never count.
+    s.run(&seg(pool, m, 34254, 45000, 306, 71));
+    s.run(&seg(pool, m, 34254, 45000, 377, 71));
+    assert_eq!(shares(&s), 4);
+    // Traps: the same segments on a flow without the handshake (the pool port, a range), and on
+    // a Stratum V2 flow between two unwatched endpoints on 443 (flagged by the pair, but its
+    // extended-size segments are not looked at: no range, no pool port): nothing.
+    for seq in [1, 72, 143] {
+        s.run(&seg(m, pool, 45001, 34254, seq, 71));
+    }
+    let far = ip("203.0.113.92");
+    s.run(&seg(outside, far, 45002, 443, 1, 64));
+    s.run(&seg(far, outside, 443, 45002, 1, 234));
+    for seq in [65, 136, 207] {
+        s.run(&seg(outside, far, 45002, 443, seq, 71));
+    }
+    assert_eq!(shares(&s), 4);
+}
+
 /// XMRig's login with its wallet (`xmrig_login`) split the same ways: at byte 1 and before
 /// `"method"` the opening is held and the next segment decides; cut before `"agent"`, the first
 /// segment is decided alone (its 95-character wallet before `"pass"`, the bridges' rule). Each
