@@ -5,7 +5,8 @@
 //! (channel id, sequence number, job id, nonce, ntime, version): 24 bytes, so its frame is
 //! 22 + 24 + 16 = [`SHARE_FRAME`] bytes whatever it holds. `SubmitSharesExtended` carries an
 //! extranonce of 0 to 32 bytes after a length byte (63 to 95 bytes on the wire), so no
-//! extended-channel share is 62 bytes.
+//! extended-channel share is 62 bytes; within a channel its size is fixed, and is learned per flow
+//! ([`extended_share`]).
 //!
 //! What else a client may send in 62 bytes (a 24-byte payload): a `SetupConnection` whose five
 //! strings total 8 bytes, or a `CloseChannel` whose reason is 19 bytes long; each at most once
