@@ -15,7 +15,7 @@ use sensor_common::tls_shape::{OPENING_MS, SHAPE_RECORDS, TlsShape, pack};
 
 use super::{
     Judgement,
-    decide::{Features, Verdict, classify, verdict},
+    decide::{Cadence, Features, Verdict, classify, jobless, verdict},
     judge,
 };
 
@@ -109,6 +109,12 @@ fn xmrig_over_tls_is_stratum_by_its_shape() {
             anomalies: 0,
             large: 0,
             span_ms: 210_150,
+            // 7 gaps of 30 s: 210 s, and 7 x 900 s^2 (a cadence of no variation).
+            cadence: Cadence {
+                gaps: 7,
+                sum_ms: 210_000,
+                sq_ms2: 6_300_000_000,
+            },
         }
     );
     // Bytes: the opening 53 + 467 + 250 + 250 + 717 = 1,737, 8 x (264 + 80) = 2,752, 2 x 393 =
@@ -441,6 +447,13 @@ fn benign_periodic_requests_without_pushes_are_never_proven() {
         })
         .collect();
     assert_eq!(verdict_of(&r), Verdict::Unproven);
+    // Without a job, the submits alone would do, but their cadence does not vary: 18 gaps of
+    // 30 s, a coefficient of variation of 0 (a share's is near 1). At the 4 minutes it waits.
+    let f = features(&r, 240_000);
+    assert_eq!((f.submits, f.anomalies, f.cadence.gaps), (19, 0, 18));
+    assert_eq!(f.cadence.cv(), 0.0);
+    assert!(!jobless(&f));
+    assert_eq!(judge(&shape(&r), at(240_000), false), Judgement::Wait);
     assert_eq!(judge(&shape(&r), at(600_000), false), Judgement::Clear);
 }
 
@@ -526,4 +539,193 @@ fn a_job_and_a_reply_in_one_record_do_not_spread_the_job_size() {
         (7, 2, JOB, JOB, 1)
     );
     assert_eq!(judge(&shape(&r), at(240_000), false), Judgement::Flag);
+}
+
+/// Submit-sized client records at `times` (ms), each answered 150 ms later in the reply band, and
+/// nothing else after the opening.
+fn submits_at(times: &[u32]) -> Vec<Rec> {
+    let mut r = OPENING.to_vec();
+    for &t in times {
+        r.push((t, false, SUBMIT));
+        r.push((t + 150, true, REPLY));
+    }
+    r
+}
+
+/// XMRig at a share every 30 s on average to a pool that pushed no job after the login within
+/// the 4 minutes: the gaps between its submits, 21, 3, 46, 7, 89, 13 and 31 s, are the quantiles
+/// of an exponential of mean 30 s at 1/14, 3/14, ..., 13/14 (2.2, 7.2, 13.2, 20.8, 30.9, 46.2,
+/// 79.2 s) rounded, the largest up so that they sum to 210 s, in a shuffled order: submits at
+/// 10, 31, 34, 80, 87, 176, 189 and 220 s.
+const JOBLESS: [u32; 8] = [
+    10_000, 31_000, 34_000, 80_000, 87_000, 176_000, 189_000, 220_000,
+];
+
+#[test]
+fn a_jobless_xmrig_session_is_stratum_on_its_submits_at_the_deadline() {
+    let r = submits_at(&JOBLESS);
+    let f = features(&r, 240_000);
+    // 8 submits, each answered; no job; nothing else. Span 10 s to 220.15 s.
+    assert_eq!(
+        (f.submits, f.jobs, f.anomalies, f.span_ms),
+        (8, 0, 0, 210_150)
+    );
+    // The gaps: 7, summing to 210 s, their squares to 441 + 9 + 2,116 + 49 + 7,921 + 169 + 961 =
+    // 11,666 s^2. CV^2 = 7 x 11,666 / 210^2 - 1 = 81,662 / 44,100 - 1 = 0.8518: CV 0.923.
+    assert_eq!(
+        f.cadence,
+        Cadence {
+            gaps: 7,
+            sum_ms: 210_000,
+            sq_ms2: 11_666_000_000,
+        }
+    );
+    assert!((f.cadence.cv() - 0.923).abs() < 0.001);
+    assert!(jobless(&f));
+    assert_eq!(verdict_of(&r), Verdict::Stratum);
+    // Without a job it never shows twice the evidence: flagged at the 4 minutes, not before
+    // (the agent's next drain: within 245 s with the default 5 s).
+    let s = shape(&r);
+    assert_eq!(judge(&s, at(239_990), false), Judgement::Wait);
+    assert_eq!(judge(&s, at(240_000), false), Judgement::Flag);
+    // Bytes: the opening 1,737 and 8 x (264 + 80) = 2,752: 4,489.
+    assert_eq!(s.bytes[0] + s.bytes[1], 4_489);
+}
+
+#[test]
+fn a_jobless_flow_needs_five_submits_and_nothing_else() {
+    // The first five of those submits (gaps 21, 3, 46, 7 s: mean 19.25, deviations 1.75,
+    // -16.25, 26.75, -12.25, squares summing to 1,132.75, CV sqrt(283.19) / 19.25 = 0.874) over
+    // 77.15 s: Stratum at the 4 minutes.
+    let five = submits_at(&JOBLESS[..5]);
+    assert_eq!(features(&five, 240_000).submits, 5);
+    assert_eq!(judge(&shape(&five), at(240_000), false), Judgement::Flag);
+    // Four (gaps 21, 3, 46 s, over 70.15 s) are not the evidence: watched until 10 minutes, then
+    // forgotten.
+    let four = submits_at(&JOBLESS[..4]);
+    assert_eq!(verdict_of(&four), Verdict::Unproven);
+    assert_eq!(judge(&shape(&four), at(240_000), false), Judgement::Wait);
+    assert_eq!(judge(&shape(&four), at(600_000), false), Judgement::Clear);
+    // One server record unasked (a 50-byte one at 100 s): a flow with a job may have one
+    // anomaly, a job-less one none.
+    let mut r = submits_at(&JOBLESS);
+    r.push((100_000, true, 50));
+    let f = features(&r, 240_000);
+    assert_eq!((f.submits, f.anomalies), (8, 1));
+    assert!(!jobless(&f));
+    assert_eq!(verdict_of(&r), Verdict::Unproven);
+    // So is a submit answered too late (2.01 s): unanswered, and its reply unasked.
+    let mut r = submits_at(&JOBLESS);
+    r.retain(|&(ms, _, _)| ms != 87_150);
+    r.push((89_010, true, REPLY));
+    r.sort_by_key(|&(ms, _, _)| ms);
+    let f = features(&r, 240_000);
+    assert_eq!((f.submits, f.anomalies), (7, 2));
+    assert_eq!(verdict_of(&r), Verdict::Unproven);
+}
+
+#[test]
+fn a_jobless_flow_needs_a_cadence_of_chance_neither_a_timer_nor_a_person() {
+    // A timer with jitter: gaps of 21 and 39 s in turn (7 requests at 10, 31, 70, 91, 130, 151,
+    // 190 s), mean 30, each 9 from it: CV 9 / 30 = 3/10 exactly, the least a share's cadence
+    // may have (in integers: 100 x 6 x 3 x (21,000^2 + 39,000^2) = 109 x 180,000^2 =
+    // 3,531,600,000,000).
+    let timer = |a: u32| {
+        submits_at(&[
+            10_000,
+            10_000 + a,
+            70_000,
+            70_000 + a,
+            130_000,
+            130_000 + a,
+            190_000,
+        ])
+    };
+    let f = features(&timer(21_000), 240_000);
+    assert_eq!(
+        f.cadence,
+        Cadence {
+            gaps: 6,
+            sum_ms: 180_000,
+            sq_ms2: 5_886_000_000,
+        }
+    );
+    assert!(jobless(&f));
+    assert_eq!(verdict_of(&timer(21_000)), Verdict::Stratum);
+    // 10 ms less jitter (21.01 and 38.99 s): CV 8.99 / 30 = 0.2997, a timer's.
+    let f = features(&timer(21_010), 240_000);
+    assert!(!jobless(&f), "{}", f.cadence.cv());
+    assert_eq!(verdict_of(&timer(21_010)), Verdict::Unproven);
+    // A person: ten requests 3 s apart (10 to 37 s), then one more after a pause of 63 s (100
+    // s). Gaps: nine of 3 s and one of 63, mean 9, deviations -6 (nine) and 54: variance (9 x
+    // 36 + 2,916) / 10 = 324, standard deviation 18, CV 18 / 9 = 2 exactly, the most a share's
+    // cadence may have (10 x 4,050,000,000 = 5 x 90,000^2 = 40,500,000,000).
+    let person = |pause: u32| {
+        let mut t: Vec<u32> = (0..10).map(|k| 10_000 + k * 3_000).collect();
+        t.push(37_000 + pause);
+        submits_at(&t)
+    };
+    let f = features(&person(63_000), 240_000);
+    assert_eq!(
+        f.cadence,
+        Cadence {
+            gaps: 10,
+            sum_ms: 90_000,
+            sq_ms2: 4_050_000_000,
+        }
+    );
+    assert!(jobless(&f));
+    assert_eq!(verdict_of(&person(63_000)), Verdict::Stratum);
+    // A pause 10 ms longer: CV 3 x 60.01 / 90.01 = 2.0001, beyond.
+    let f = features(&person(63_010), 240_000);
+    assert!(!jobless(&f), "{}", f.cadence.cv());
+    assert_eq!(verdict_of(&person(63_010)), Verdict::Unproven);
+}
+
+#[test]
+fn jobless_benign_shapes_are_not_stratum() {
+    // A periodic API poll at submits' and replies' sizes, every 30 s: CV 0 (above,
+    // `benign_periodic_requests_without_pushes_are_never_proven`).
+    // A long-poll at the job-less session's own cadence and sizes: each request held until an
+    // event, the answer reply-sized, the next request at once. Every hold is over 2 s: each
+    // request counts unanswered and each answer unasked, 2 anomalies a request; no submit.
+    let mut r = Vec::new();
+    for w in JOBLESS.windows(2) {
+        r.push((w[0] + 200, false, SUBMIT));
+        r.push((w[1], true, REPLY));
+    }
+    let f = features(&r, 240_000);
+    assert_eq!((f.submits, f.jobs, f.anomalies), (0, 0, 14));
+    assert_eq!(verdict_of(&r), Verdict::NotStratum);
+    assert_eq!(judge(&shape(&r), at(240_000), false), Judgement::Clear);
+    // A chat without a job-band message: the client's lines at the job-less session's times,
+    // acknowledged in 80 bytes, sizes of a conversation; the other side's lines unasked.
+    let client = [180, 240, 205, 290, 170, 260, 230, 199];
+    let pushed = [120, 95, 88, 60];
+    let mut r = Vec::new();
+    for (k, &t) in JOBLESS.iter().enumerate() {
+        r.push((t, false, client[k]));
+        r.push((t + 120, true, 80));
+        if k % 2 == 1 {
+            r.push((t + 1_500, true, pushed[k / 2]));
+        }
+    }
+    r.sort_by_key(|&(ms, _, _)| ms);
+    let f = features(&r, 240_000);
+    // 8 answered in the bands, 290 - 170 = 120 apart; 4 unasked.
+    assert_eq!((f.submits, f.jobs, f.anomalies), (8, 0, 4));
+    assert_eq!(f.submit_max - f.submit_min, 120);
+    assert_eq!(verdict_of(&r), Verdict::NotStratum);
+    // The same chat's lines of one size, no other side (a client alone, its lines answered):
+    // only the unasked lines keep it from Stratum's shape. Without them, the README's limit.
+    let mut r: Vec<Rec> = r
+        .into_iter()
+        .filter(|&(_, server, len)| !server || len == 80)
+        .collect();
+    for rec in r.iter_mut().filter(|rec| !rec.1) {
+        rec.2 = 230;
+    }
+    let f = features(&r, 240_000);
+    assert_eq!((f.submits, f.anomalies), (8, 0));
+    assert_eq!(verdict_of(&r), Verdict::Stratum);
 }
