@@ -15,6 +15,9 @@
 //! - a keepalive (`keepalived` with the session id, 70 to 115 bytes) answered with
 //!   `"status":"KEEPALIVED"` (about 71): a client record of 86 to 155 ([`KEEPALIVE`]) answered
 //!   in the reply band; neither evidence nor against it;
+//! - Equihash Stratum (aiostratum-proxy's dialect) submits a 1,344-byte solution in hex: client
+//!   records of 2,816 to 3,040 ([`EQUIHASH_SUBMIT`]), answered by `true` in 51 to 140
+//!   ([`BOOL_REPLY`]);
 //! - shares come at the pool's vardiff cadence, one per 10 to 60 s, keepalives every 60 s, jobs at
 //!   each block (Monero's 2 minutes) or template refresh: a few hundred bytes a minute;
 //! - a share is found when a hash falls under the target, each hash an independent trial: share
@@ -61,7 +64,8 @@ pub const JOB_SPREAD: u32 = 16;
 /// Submits of one flow differ by their request id's digits (1 to 3) and a job id's length;
 /// answered client records further apart than this are messages of a conversation.
 pub const SUBMIT_SPREAD: u32 = 24;
-/// No Stratum record after the opening comes near this: a page, a file or a stream.
+/// No Stratum record after the opening comes near this (but an answered Equihash submit,
+/// [`EQUIHASH_SUBMIT`]): a page, a file or a stream.
 pub const MAX_RECORD: u32 = 1_024;
 /// "Few bytes overall": both directions together, over the flow's life. A share every 5 s (twice
 /// the fastest usual cadence) at the bands' tops is (300 + 140) / 5 = 88 B/s, a job every 5 s
@@ -77,6 +81,25 @@ pub const MIN_JOBS: u32 = 1;
 /// one, plus one for every four records of evidence (a job crossing a submit's reply).
 pub const ANOMALY_BASE: u32 = 1;
 pub const EVIDENCE_PER_ANOMALY: u32 = 4;
+
+/// Equihash Stratum (ZIP 301: Zcash and its kin; the dialect aiostratum-proxy carries): a
+/// `mining.submit` holds a 200,9 solution, 1,344 bytes after a 3-byte length, as 2,694 hex
+/// digits; with the account (up to about 100 bytes), the job id, the time (8 hex), the nonce's
+/// part (48 to 64 hex) and the framing (about 60), 2,800 to 3,000 bytes of JSON (2,828 for the
+/// namespace harness's `kvetak.rig1`): a client record of 2,816 to 3,040. The one record over
+/// [`MAX_RECORD`] a Stratum flow sends after its opening, and only when answered.
+pub const EQUIHASH_SUBMIT: Band = Band {
+    lo: 2_816,
+    hi: 3_040,
+};
+/// Its answer, `{"id":N,"result":true,"error":null}` (35 to 41 bytes; more with `"jsonrpc"` or an
+/// error object, up to the reply band's top): a server record of 51 to 140. Only for an Equihash
+/// submit: XMRig's replies keep [`REPLY`].
+pub const BOOL_REPLY: Band = Band { lo: 51, hi: 140 };
+/// [`MAX_BYTES_PER_S`] for a flow whose submits are Equihash's, each about ten times XMRig's: a
+/// share and a job every 5 s at the bands' tops are (3,040 + 140 + 590) / 5 = 754 B/s; five times
+/// that, to round figures (a proxy carrying several workers: about 13 at a share every 10 s).
+pub const MAX_BYTES_PER_S_EQUIHASH: u64 = 4_000;
 
 /// Stratum without a job: a pool that pushes jobs only at Monero's blocks (one per 2 minutes on
 /// average, Poisson) sends none between the opening and the verdict's 4 minutes in e^(-235/120),
@@ -151,8 +174,10 @@ impl Cadence {
 /// too, for records built by hand).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Features {
-    /// Submit-band client records answered in the reply band.
+    /// Submit-band client records answered in the reply band, and Equihash submits.
     pub submits: u32,
+    /// Of those, Equihash submits ([`EQUIHASH_SUBMIT`] answered in [`BOOL_REPLY`]).
+    pub equihash: u32,
     /// Keepalive-band client records answered in the reply band.
     pub keepalives: u32,
     /// Job-band server records with no client record waiting.
@@ -192,7 +217,8 @@ pub fn classify(records: impl IntoIterator<Item = Record>, age_ms: u64) -> Featu
             pending.pop_front();
             f.anomalies += 1;
         }
-        if r.len > MAX_RECORD {
+        let equihash = !r.server && EQUIHASH_SUBMIT.contains(r.len);
+        if r.len > MAX_RECORD && !equihash {
             f.large += 1;
         } else if !r.server {
             pending.push_back(r);
@@ -212,7 +238,10 @@ pub fn classify(records: impl IntoIterator<Item = Record>, age_ms: u64) -> Featu
                 f.job_max = f.job_max.max(r.len);
             }
         } else if let Some(c) = pending.pop_front() {
-            if REPLY.contains(r.len) && SUBMIT.contains(c.len) {
+            let xmrig = REPLY.contains(r.len) && SUBMIT.contains(c.len);
+            let equihash = BOOL_REPLY.contains(r.len) && EQUIHASH_SUBMIT.contains(c.len);
+            if xmrig || equihash {
+                f.equihash += u32::from(equihash);
                 f.submits += 1;
                 f.submit_min = f.submit_min.min(c.len);
                 f.submit_max = f.submit_max.max(c.len);
@@ -262,8 +291,13 @@ pub fn jobless(f: &Features) -> bool {
 /// `bytes` is the sum of all records' lengths (not only those kept), `age_ms` the flow's age.
 pub fn verdict(f: &Features, bytes: u64, age_ms: u64) -> Verdict {
     let evidence = f.submits + f.keepalives + f.jobs;
+    let max_bytes_per_s = if f.equihash > 0 {
+        MAX_BYTES_PER_S_EQUIHASH
+    } else {
+        MAX_BYTES_PER_S
+    };
     let against = f.large > 0
-        || bytes * 1_000 > MAX_BYTES_PER_S * age_ms.max(1_000)
+        || bytes * 1_000 > max_bytes_per_s * age_ms.max(1_000)
         || (f.jobs > 0 && f.job_max - f.job_min > JOB_SPREAD)
         || (f.submits > 0 && f.submit_max - f.submit_min > SUBMIT_SPREAD)
         || f.anomalies > ANOMALY_BASE + evidence / EVIDENCE_PER_ANOMALY;

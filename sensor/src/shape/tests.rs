@@ -100,6 +100,7 @@ fn xmrig_over_tls_is_stratum_by_its_shape() {
         features(&r, 240_000),
         Features {
             submits: 8,
+            equihash: 0,
             keepalives: 0,
             jobs: 2,
             job_min: JOB,
@@ -728,4 +729,91 @@ fn jobless_benign_shapes_are_not_stratum() {
     let f = features(&r, 240_000);
     assert_eq!((f.submits, f.anomalies), (8, 0));
     assert_eq!(verdict_of(&r), Verdict::Stratum);
+}
+
+/// Equihash Stratum (aiostratum-proxy's dialect) over TLS 1.3: a `mining.submit` of 2,828 bytes
+/// (account `kvetak.rig1`, a 1-digit job id, the time, a 54-hex nonce part and the 2,694-hex
+/// solution: `sensor/tests/proxy.rs`'s and the namespace harness's) is a 2,845-byte record; the
+/// pool's `{"id":3,"result":true,"error":null}` (36) a 53-byte one; a `mining.notify` with three
+/// 64-hex hashes (291) a 308-byte one.
+const EQ_SUBMIT: u32 = 2_845;
+const EQ_REPLY: u32 = 53;
+const EQ_JOB: u32 = 308;
+
+#[test]
+fn a_proxys_equihash_upstream_is_stratum_by_its_shape() {
+    // The proxy's opening: its subscribe (120) and the answer (100), an authorize (90) answered
+    // (53), the target (127) and the first job, within half a second. Then three workers' shares
+    // through it: a submit every 2.5 s from 6 s (6, 8.5, ..., 68.5 s: 26), each answered 50 ms
+    // later, and a job every 15 s from 16.5 s (16.5, 31.5, 46.5, 61.5 s: 4), none while a submit
+    // waits.
+    let mut r: Vec<Rec> = vec![
+        (100, false, 120),
+        (200, true, 100),
+        (300, false, 90),
+        (400, true, EQ_REPLY),
+        (420, true, 127),
+        (430, true, EQ_JOB),
+    ];
+    for k in 0..26 {
+        let t = 6_000 + k * 2_500;
+        r.push((t, false, EQ_SUBMIT));
+        r.push((t + 50, true, EQ_REPLY));
+    }
+    for j in 0..4 {
+        r.push((16_500 + j * 15_000, true, EQ_JOB));
+    }
+    r.sort_by_key(|&(ms, _, _)| ms);
+    let f = features(&r, 70_000);
+    // Every submit over 1,024 bytes, none large; span 6 s to 68.55 s.
+    assert_eq!(
+        (f.submits, f.equihash, f.jobs, f.anomalies, f.large),
+        (26, 26, 4, 0, 0)
+    );
+    assert_eq!(f.span_ms, 62_550);
+    // Bytes: the opening 120 + 100 + 90 + 53 + 127 + 308 = 798, 26 x (2,845 + 53) = 75,348, 4 x
+    // 308 = 1,232: 77,378 in 70 s, 1,105 B/s: over XMRig's 1,000, within Equihash's 4,000.
+    let s = shape(&r);
+    assert_eq!(s.bytes[0] + s.bytes[1], 77_378);
+    assert_eq!(verdict(&f, 77_378, 70_000), Verdict::Stratum);
+    let xmrig_sized = Features { equihash: 0, ..f };
+    assert_eq!(verdict(&xmrig_sized, 77_378, 70_000), Verdict::NotStratum);
+    // Twice the evidence asked for, over a minute: flagged at once.
+    assert_eq!(judge(&s, at(70_000), false), Judgement::Flag);
+}
+
+#[test]
+fn equihash_bands_and_volume_at_their_edges() {
+    // Submit band 2,816..=3,040 (answered in 51..=140); outside it a record over 1,024 is large.
+    for (submit, reply, want) in [
+        (2_816, EQ_REPLY, Verdict::Stratum),
+        (3_040, EQ_REPLY, Verdict::Stratum),
+        (2_815, EQ_REPLY, Verdict::NotStratum),
+        (3_041, EQ_REPLY, Verdict::NotStratum),
+        (EQ_SUBMIT, 51, Verdict::Stratum),
+        (EQ_SUBMIT, 140, Verdict::Stratum),
+        // 50 and 141 answer nothing: two anomalies against the one allowed.
+        (EQ_SUBMIT, 50, Verdict::NotStratum),
+        (EQ_SUBMIT, 141, Verdict::NotStratum),
+    ] {
+        let r = minimal(submit, reply, EQ_JOB, 150);
+        assert_eq!(verdict_of(&r), want, "{submit} answered by {reply}");
+    }
+    assert_eq!(
+        features(&minimal(2_815, EQ_REPLY, EQ_JOB, 150), 240_000).large,
+        2
+    );
+    // An XMRig-sized submit answered in the Equihash answer's size below the reply band: no.
+    assert_eq!(
+        features(&minimal(SUBMIT, EQ_REPLY, JOB, 150), 240_000).submits,
+        0
+    );
+    // An Equihash submit left unanswered is an anomaly, not a large record.
+    let f = features(&[(10_000, false, EQ_SUBMIT)], 240_000);
+    assert_eq!((f.large, f.anomalies), (0, 1));
+    // 4,000 B/s with Equihash submits: at 240 s, 960,000 bytes pass, 960,001 do not.
+    let f = features(&minimal(EQ_SUBMIT, EQ_REPLY, EQ_JOB, 150), 240_000);
+    assert_eq!(f.equihash, 2);
+    assert_eq!(verdict(&f, 960_000, 240_000), Verdict::Stratum);
+    assert_eq!(verdict(&f, 960_001, 240_000), Verdict::NotStratum);
 }
