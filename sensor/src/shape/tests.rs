@@ -817,3 +817,66 @@ fn equihash_bands_and_volume_at_their_edges() {
     assert_eq!(verdict(&f, 960_000, 240_000), Verdict::Stratum);
     assert_eq!(verdict(&f, 960_001, 240_000), Verdict::NotStratum);
 }
+
+/// The job-less rule's reach (README, "Job-less"), by simulation: XMRig sessions whose pool
+/// pushes no job, shares at exponential gaps (a Poisson process from the login) of a mean of 10 to
+/// 60 s, each answered 150 ms later, judged at the 4 minutes. A seeded generator (xorshift64*),
+/// 20,000 sessions a cadence: the share of sessions flagged, and why the others are not.
+#[test]
+fn jobless_sessions_flagged_by_cadence_in_simulation() {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut uniform = move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        // (0, 1]
+        ((state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) + 1) as f64 / (1u64 << 53) as f64
+    };
+    const SESSIONS: u32 = 20_000;
+    let mut rates = Vec::new();
+    for mean_s in [10.0, 20.0, 30.0, 45.0, 60.0] {
+        let (mut flagged, mut few, mut low, mut high) = (0u32, 0u32, 0u32, 0u32);
+        for _ in 0..SESSIONS {
+            let mut times = Vec::new();
+            let mut t = -uniform().ln() * mean_s * 1_000.0;
+            while t < 239_840.0 {
+                if t >= OPENING_MS as f64 {
+                    // The program's 10 ms steps.
+                    times.push(t as u32 / 10 * 10);
+                }
+                t += -uniform().ln() * mean_s * 1_000.0;
+            }
+            let r = submits_at(&times);
+            let s = shape(&r);
+            let f = classify(s.kept(), 240_000);
+            if judge(&s, at(240_000), false) == Judgement::Flag {
+                flagged += 1;
+            } else if f.submits < super::decide::JOBLESS_SUBMITS {
+                few += 1;
+            } else if !f.cadence.cv_at_least(super::decide::CADENCE_CV_MIN) {
+                low += 1;
+            } else if !f.cadence.cv_at_most(super::decide::CADENCE_CV_MAX) {
+                high += 1;
+            }
+        }
+        let pct = |n: u32| f64::from(n) * 100.0 / f64::from(SESSIONS);
+        eprintln!(
+            "a share every {mean_s} s: {:.1}% flagged; {:.1}% under 5 submits, {:.2}% CV under 0.3, {:.3}% over 2",
+            pct(flagged),
+            pct(few),
+            pct(low),
+            pct(high)
+        );
+        rates.push((pct(flagged), pct(few), pct(low), pct(high)));
+    }
+    // What the README states: every 10 s all but a few in ten thousand; every 30 s about 88%
+    // (under 5 submits in the 235 s for a Poisson count of mean 235 / 30 = 7.83: e^-7.83 (1 +
+    // 7.83 + 7.83^2/2 + 7.83^3/6 + 7.83^4/24) = 11.0%; a CV under 0.3 about 1%); every 60 s about
+    // a third; a CV over 2 hardly ever.
+    assert!(rates[0].0 > 99.5, "{rates:?}");
+    assert!((86.0..90.0).contains(&rates[2].0), "{rates:?}");
+    assert!((9.5..12.5).contains(&rates[2].1), "{rates:?}");
+    assert!(rates[2].2 < 1.5, "{rates:?}");
+    assert!((30.0..40.0).contains(&rates[4].0), "{rates:?}");
+    assert!(rates.iter().all(|r| r.3 < 0.1), "{rates:?}");
+}
