@@ -7,8 +7,9 @@
 //!  XMRig x5, stunnel         mining-sensor (XDP native on shtv0, shtv1), stunnel (server), pools,
 //!  (client), aiostratum-     tcpdump on shtv0                            nginx, sshd, Python
 //!  proxy, curl, ssh, Python                                              servers
-//!  shtm0 198.18.0.2/24 <-> shtv0 198.18.0.1/24 [fwd] shtv1 198.18.1.1/24 <-> shtp0 198.18.1.2/24,
-//!                                                                        198.18.1.X/32 each session
+//!  shtm0 198.18.0.2/24 <-> shtv0 198.18.0.1/24 [fwd] shtv1 198.18.1.1/24 <-> shtp0 198.18.1.2/24
+//!                                                                        and 198.18.1.X/32, one a
+//!                                                                        session
 //! ```
 //!
 //! Every session (the table `SESSIONS`) has a server address of its own, and the sensor watches

@@ -112,8 +112,8 @@ pub const JOBLESS_SUBMITS: u32 = 5;
 /// The least coefficient of variation of the gaps between a job-less flow's answered submits, as
 /// a fraction (3/10). Exponential gaps have 1; with 4 to 7 gaps the sample's (population form,
 /// below) is under 3/10 in under 1% of sessions at a share every 30 s (0.7%, by simulation:
-/// `jobless_sessions_flagged_by_cadence_in_simulation`). A timer polling at a fixed period has 0, and
-/// one with jitter of up to half its period either way (uniform on 0.5 to 1.5 periods)
+/// `jobless_sessions_flagged_by_cadence_in_simulation`). A timer polling at a fixed period has 0,
+/// and one with jitter of up to half its period either way (uniform on 0.5 to 1.5 periods)
 /// 1/sqrt(12) = 0.289: under it.
 pub const CADENCE_CV_MIN: (u64, u64) = (3, 10);
 /// The most: 2. Exponential gaps exceed it in under 0.03% of sessions (n gaps reach sqrt(n - 1)
