@@ -1,7 +1,8 @@
 //! `encrypted_stratum` through `mining-sensor replay`: a capture written here, minutes long, of
-//! two XMRig sessions over TLS (TLS 1.3 to 443 from the watched range, TLS 1.2 to a pool port
-//! from outside it) among the benign TLS shapes (WebSocket keepalives, a download, a long-poll, a
-//! chat, a short HTTPS exchange) and SSH; the two sessions, and only they, must come out flagged,
+//! three XMRig sessions over TLS (TLS 1.3 to 443 from the watched range, one of them to a pool
+//! that pushes no job; TLS 1.2 to a pool port from outside it) among the benign TLS shapes
+//! (WebSocket keepalives, a download, a long-poll, a chat, a short HTTPS exchange) and SSH; the
+//! three sessions, and only they, must come out flagged,
 //! in the bucket their verdict falls in, with their events. And live: real TLS between two
 //! namespaces made here (`sh-*`, addresses in 198.18.0.0/15). Needs root (BPF_PROG_TEST_RUN,
 //! namespaces), python3 and openssl.
@@ -61,6 +62,15 @@ impl Flow {
 /// 376-byte job at each of `jobs`; until `until` ms. (The message sizes are those of
 /// `sensor/src/shape/tests.rs`.)
 fn xmrig(overhead: u16, every: u64, jobs: &[u64], until: u64) -> Vec<(u64, bool, u16)> {
+    let submits: Vec<u64> = (0..)
+        .map(|k| 20_000 + k * every)
+        .take_while(|&t| t < until)
+        .collect();
+    xmrig_at(overhead, &submits, jobs)
+}
+
+/// The same session with its submits at `submits` (ms).
+fn xmrig_at(overhead: u16, submits: &[u64], jobs: &[u64]) -> Vec<(u64, bool, u16)> {
     let mut r = vec![
         (50, false, 36 + overhead),
         (60, false, 450 + overhead),
@@ -68,11 +78,9 @@ fn xmrig(overhead: u16, every: u64, jobs: &[u64], until: u64) -> Vec<(u64, bool,
         (310, true, 250),
         (420, true, 700 + overhead),
     ];
-    let mut t = 20_000;
-    while t < until {
+    for &t in submits {
         r.push((t, false, 247 + overhead));
         r.push((t + 150, true, 63 + overhead));
-        t += every;
     }
     r.extend(jobs.iter().map(|&j| (j, true, 376 + overhead)));
     r.sort();
@@ -108,6 +116,22 @@ fn replay_flags_encrypted_stratum_by_its_shape_and_nothing_benign() {
             server: (pool, 14433),
             start_ms: 5_000,
             records: xmrig(24, 12_000, &[100_000, 220_000], 290_000),
+        },
+        // 9. XMRig over TLS 1.3 to 443 from kp to a pool that pushes no job in the 5 minutes
+        //    (one that pushes only at blocks): a share every 30 s on average, at chance's gaps
+        //    (`sensor/src/shape/tests.rs`, `JOBLESS`: 21, 3, 46, 7, 89, 13, 31 s, then 42 and 20).
+        Flow {
+            client: (kp("11"), 40002),
+            server: (pool, 443),
+            start_ms: 0,
+            records: xmrig_at(
+                17,
+                &[
+                    10_000, 31_000, 34_000, 80_000, 87_000, 176_000, 189_000, 220_000, 262_000,
+                    282_000,
+                ],
+                &[],
+            ),
         },
         // 3. WebSocket over TLS from kp: the server pings every 20 s (23), the client pongs (27).
         Flow {
@@ -194,11 +218,12 @@ fn replay_flags_encrypted_stratum_by_its_shape_and_nothing_benign() {
     let (out, report) = replay(&["--bucket", "1m"], &[&file]);
     assert!(out.status.success(), "{out:?}");
     let es = "encrypted_stratum";
-    // Both sessions are flagged at the 240 s bucket end: session 1 there being 4 minutes old,
-    // session 2 (started at 5 s, 235 s old) having shown twice the evidence asked for (its second
-    // job came at 225 s); at 180 s each had shown one job only. Each once, under the range of its
-    // client (kp, `from`) or as unwatched.
-    assert_eq!(sample(&report["totals"], es, "kp"), 1);
+    // The three sessions are flagged at the 240 s bucket end: session 1 there being 4 minutes
+    // old, session 2 (started at 5 s, 235 s old) having shown twice the evidence asked for (its
+    // second job came at 225 s), session 9 (no job) 4 minutes old with its 8 submits at chance's
+    // cadence; at 180 s each of the first two had shown one job only, and session 9 was not yet
+    // due. Each once, under the range of its client (kp, `from`) or as unwatched.
+    assert_eq!(sample(&report["totals"], es, "kp"), 2);
     assert_eq!(sample(&report["totals"], es, "unwatched"), 1);
     assert_eq!(
         common::sample_sum(
@@ -206,7 +231,7 @@ fn replay_flags_encrypted_stratum_by_its_shape_and_nothing_benign() {
             "mining_sensor_suspect_flows_total",
             &[("reason", es)]
         ),
-        2
+        3
     );
     let buckets = report["buckets"].as_array().unwrap();
     let bucket = |end: u64| {
@@ -217,28 +242,34 @@ fn replay_flags_encrypted_stratum_by_its_shape_and_nothing_benign() {
     };
     assert_eq!(sample(&bucket(180)["samples"], es, "kp"), 0);
     assert_eq!(sample(&bucket(180)["samples"], es, "unwatched"), 0);
-    assert_eq!(sample(&bucket(240)["samples"], es, "kp"), 1);
+    assert_eq!(sample(&bucket(240)["samples"], es, "kp"), 2);
     assert_eq!(sample(&bucket(240)["samples"], es, "unwatched"), 1);
-    // The two events, each at its session's last record before the verdict: session 2's last
-    // submit before 240 s is 20 + 17 x 12 = 224 s after its start, its reply 150 ms later: 5 +
-    // 224.15 = 229.15 s; session 1's reply at 230.15 s.
+    // The three events, in time order, each at its session's last record before the verdict:
+    // session 9's reply to its submit of 220 s, at 220.15 s; session 2's last submit before
+    // 240 s is 20 + 17 x 12 = 224 s after its start, its reply 150 ms later: 5 + 224.15 =
+    // 229.15 s; session 1's reply at 230.15 s.
     let events: Vec<&Value> = report["events"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|e| e["reason"] == es)
         .collect();
-    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events.len(), 3, "{events:?}");
     assert_eq!(events[0]["event"], "suspect_flow");
-    assert_eq!(events[0]["ts"], "2019-06-01T00:03:49.150Z");
-    assert_eq!(events[0]["range"], "unwatched");
-    assert_eq!(events[0]["src"], "198.18.3.4");
-    assert_eq!(events[0]["dport"], 14433);
-    assert_eq!(events[1]["ts"], "2019-06-01T00:03:50.150Z");
-    assert_eq!(events[1]["range"], "kp");
-    assert_eq!(events[1]["src"], "175.45.178.10");
-    assert_eq!(events[1]["dst"], "198.51.100.5");
-    assert_eq!(events[1]["dport"], 443);
+    assert_eq!(events[0]["ts"], "2019-06-01T00:03:40.150Z");
+    assert_eq!(events[0]["range"], "kp");
+    assert_eq!(events[0]["src"], "175.45.178.11");
+    assert_eq!(events[0]["dport"], 443);
+    assert_eq!(events[1]["event"], "suspect_flow");
+    assert_eq!(events[1]["ts"], "2019-06-01T00:03:49.150Z");
+    assert_eq!(events[1]["range"], "unwatched");
+    assert_eq!(events[1]["src"], "198.18.3.4");
+    assert_eq!(events[1]["dport"], 14433);
+    assert_eq!(events[2]["ts"], "2019-06-01T00:03:50.150Z");
+    assert_eq!(events[2]["range"], "kp");
+    assert_eq!(events[2]["src"], "175.45.178.10");
+    assert_eq!(events[2]["dst"], "198.51.100.5");
+    assert_eq!(events[2]["dport"], 443);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -4,11 +4,12 @@
 //!
 //! ```text
 //!  miner ns                  vantage ns                                  pool ns
-//!  XMRig x5, stunnel         mining-sensor (XDP native on tlv0, tlv1),   stunnel (server), pools,
-//!  (client), curl, ssh,      tcpdump on tlv0                             nginx, sshd, Python
-//!  Python                                                                servers
-//!  tlm0 198.18.0.2/24 <-> tlv0 198.18.0.1/24 [fwd] tlv1 198.18.1.1/24 <-> tlp0 198.18.1.2/24,
-//!                                                                        198.18.1.X/32 each session
+//!  XMRig x5, stunnel         mining-sensor (XDP native on shtv0, shtv1), stunnel (server), pools,
+//!  (client), aiostratum-     tcpdump on shtv0                            nginx, sshd, Python
+//!  proxy, curl, ssh, Python                                              servers
+//!  shtm0 198.18.0.2/24 <-> shtv0 198.18.0.1/24 [fwd] shtv1 198.18.1.1/24 <-> shtp0 198.18.1.2/24
+//!                                                                        and 198.18.1.X/32, one a
+//!                                                                        session
 //! ```
 //!
 //! Every session (the table `SESSIONS`) has a server address of its own, and the sensor watches
@@ -26,7 +27,12 @@
 //!   only with the pool option `"sni": true`), whatever the URL's host, name or IP literal;
 //! - plaintext XMRig through stunnel in client mode (a generic TLS tunnel, on the miner's own
 //!   loopback) with SNI: a pool's name on 443 and on nanopool's TLS port 14433, and a name in no
-//!   pool domain on 443.
+//!   pool domain on 443;
+//! - a proxy's TLS upstream: aiostratum-proxy 1.1 (PyPI), whose pool settings take `ssl: true`
+//!   (its `aiojsonrpc2` client wraps the connection in Python's `ssl`, OpenSSL, naming the pool's
+//!   host as server_name), to 443 under a name in no pool domain, carrying the shares of three
+//!   scripted Equihash miners (the proxy speaks Equihash Stratum, ZIP 301, not XMRig's dialect)
+//!   to a test Equihash pool behind the same stunnel front, a job every 15 s.
 //!
 //! Benign, each as long as the mining sessions where it is long-lived: HTTPS pages (nginx and
 //! curl, HTTP/1.1 and HTTP/2, by name and by IP literal, which sends no SNI), a large download,
@@ -37,14 +43,16 @@
 //! What must hold, per session: the ClientHellos in the capture carry the server names the table
 //! says (the premise), and the sensor's suspect flows by reason are exactly the table's, one per
 //! flow (metrics and events); every reason the table does not name is zero, and no session is a
-//! readable Stratum flow. Each session's packets are written to `target/tmp/tls/SESSION.pcap`,
+//! readable Stratum flow; and each session's capture, replayed alone (`mining-sensor replay`, where
+//! every flow is judged at the capture's end), gives the same suspects by reason. Each session's
+//! packets are written to `target/tmp/tls/SESSION.pcap`,
 //! its TLS records (or, for SSH, TCP segments) with direction, time and size to
 //! `SESSION.records.txt`, and a summary is printed.
 //!
 //! Needs root, iproute2, tcpdump and the tools `cargo xtask setup` installs (XMRig, stunnel4,
 //! nginx, openssh-server, curl, openssl, and `websockets` in `target/tools/tls-corpus`). Addresses
 //! from 198.18.0.0/15 only; every process runs under `timeout` and every loop is bounded: the
-//! whole test takes about 130 s.
+//! whole test takes about 140 s (the replays of the captures included).
 
 mod common;
 
@@ -97,6 +105,9 @@ enum Client {
     Chat,
     /// ssh running `cat`, a line typed every 0.5 to 2 s, keepalives every 5 s.
     Ssh,
+    /// aiostratum-proxy on the miner's loopback with its pool over TLS (`ssl: true`), and
+    /// `PROXY_WORKERS` scripted Equihash miners connected to it.
+    ProxyTls,
 }
 
 /// One session: a server of its own, its client, and what the sensor must say of it.
@@ -122,13 +133,17 @@ impl Session {
         Ipv4Addr::new(198, 18, 1, self.host)
     }
     fn mining(&self) -> bool {
-        matches!(self.client, Client::XmrigTls | Client::XmrigTunnel { .. })
+        matches!(
+            self.client,
+            Client::XmrigTls | Client::XmrigTunnel { .. } | Client::ProxyTls
+        )
     }
     /// The test pool's plaintext port (in the pool namespace, behind stunnel).
     fn pool_port(&self) -> u16 {
         13300 + u16::from(self.host)
     }
-    /// The tunnel's port on the miner's loopback, where plaintext XMRig connects.
+    /// The tunnel's port on the miner's loopback, where plaintext XMRig connects (and where the
+    /// proxy listens for its miners).
     fn tunnel_port(&self) -> u16 {
         13400 + u16::from(self.host)
     }
@@ -193,6 +208,17 @@ const SESSIONS: &[Session] = &[
             sni: "cdn.example.net",
         },
         hellos: &[Some("cdn.example.net")],
+        expect: &[("encrypted_stratum", 1)],
+    },
+    // A proxy's TLS upstream on 443, named in no pool domain: the shares of three miners and the
+    // pool's jobs on one flow, found by its records' shape alone.
+    Session {
+        name: "proxy-tls-443",
+        host: 15,
+        server: "zec.example.net",
+        port: 443,
+        client: Client::ProxyTls,
+        hellos: &[Some("zec.example.net")],
         expect: &[("encrypted_stratum", 1)],
     },
     // The benign corpus: nothing, ever.
@@ -382,7 +408,10 @@ const FIRST_DIFFICULTY: u64 = 2_000;
 
 #[derive(Default, Debug)]
 struct Tally {
+    /// XMRig's logins; the Equihash pool's subscriptions (one a connection).
     logins: u64,
+    /// The Equihash pool's authorizations (one a worker behind the proxy).
+    authorizes: u64,
     submits: u64,
     jobs: u64,
     keepalives: u64,
@@ -396,7 +425,7 @@ struct Pool {
 }
 
 impl Pool {
-    fn start(listener: TcpListener) -> Self {
+    fn start(listener: TcpListener, serve: fn(TcpListener, &Mutex<Tally>, &AtomicBool)) -> Self {
         let tally = Arc::new(Mutex::new(Tally::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -541,6 +570,230 @@ fn serve(listener: TcpListener, tally: &Mutex<Tally>, stop: &AtomicBool) {
             return;
         }
     }
+}
+
+// The proxy's side: an Equihash pool (ZIP 301, as `sensor/tests/proxy.rs`'s) for the proxy's one
+// connection, and the miners behind the proxy.
+
+/// Workers behind the proxy, and each one's mean pause between shares (exponential, as a share's).
+const PROXY_WORKERS: u64 = 3;
+const PROXY_SHARE_EVERY_S: f64 = 9.0;
+
+/// Accepts the proxy's connection (through the stunnel front) and answers it as an Equihash pool:
+/// the subscription, `true` for each authorize (the first followed by the target and a job) and
+/// each share, and a new job every `JOB_EVERY`.
+fn serve_equihash(listener: TcpListener, tally: &Mutex<Tally>, stop: &AtomicBool) {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(LIFETIME_S);
+    let stream = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if stop.load(Ordering::Relaxed) || Instant::now() > deadline {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(_) => return,
+        }
+    };
+    stream.set_nonblocking(false).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut out = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    // A job: version 04000000 (Zcash), three 64-hex hashes that change with each job, the time,
+    // the bits, and clean_jobs false (the proxy keeps its last three jobs).
+    let notify = |n: u64| {
+        let h = |k: u64| format!("{:016x}", n * 3 + k).repeat(4);
+        format!(
+            "{{\"id\":null,\"method\":\"mining.notify\",\"params\":[\"{n}\",\"04000000\",\"{}\",\"{}\",\"{}\",\"5b0c2a6e\",\"1d0f2c4b\",false]}}\n",
+            h(0),
+            h(1),
+            h(2)
+        )
+    };
+    let mut next_job: Option<Instant> = None;
+    let mut line = Vec::new();
+    for _ in 0..100_000 {
+        if stop.load(Ordering::Relaxed) || Instant::now() > deadline {
+            return;
+        }
+        if next_job.is_some_and(|t| Instant::now() >= t) {
+            let n = {
+                let mut t = tally.lock().unwrap();
+                t.jobs += 1;
+                t.jobs
+            };
+            if out.write_all(notify(n).as_bytes()).is_err() {
+                return;
+            }
+            next_job = Some(Instant::now() + JOB_EVERY);
+        }
+        match r.read_until(b'\n', &mut line) {
+            Ok(0) => return,
+            Ok(_) if line.ends_with(b"\n") => {}
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(_) => return,
+        }
+        let v: Value = serde_json::from_slice(&line).unwrap_or(Value::Null);
+        line.clear();
+        let id = v["id"].clone();
+        let mut t = tally.lock().unwrap();
+        let reply = match v["method"].as_str().unwrap_or("") {
+            "mining.subscribe" => {
+                t.logins += 1;
+                format!("{{\"id\":{id},\"result\":[null,\"e1e1e1e1\"],\"error\":null}}\n")
+            }
+            "mining.authorize" => {
+                t.authorizes += 1;
+                let mut reply = format!("{{\"id\":{id},\"result\":true,\"error\":null}}\n");
+                if next_job.is_none() {
+                    t.jobs += 1;
+                    // The target 2^240, as `sensor/tests/proxy.rs`'s pool sets it.
+                    let target = format!("0001{}", "0".repeat(60));
+                    let _ = write!(
+                        reply,
+                        "{{\"id\":null,\"method\":\"mining.set_target\",\"params\":[\"{target}\"]}}\n{}",
+                        notify(t.jobs)
+                    );
+                    next_job = Some(Instant::now() + JOB_EVERY);
+                }
+                reply
+            }
+            "mining.submit" => {
+                t.submits += 1;
+                format!("{{\"id\":{id},\"result\":true,\"error\":null}}\n")
+            }
+            other => {
+                t.unexpected.push(format!("method {other:?}"));
+                continue;
+            }
+        };
+        drop(t);
+        if out.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// aiostratum-proxy in `ns`, listening on the session's tunnel port for its miners, its pool the
+/// session's server over TLS (`ssl: true`, not verifying the pool's certificate).
+fn spawn_proxy(ns: &str, dir: &Path, s: &Session) -> Timed {
+    let bin = workspace()
+        .join(test_support::tools::AIOSTRATUM_PROXY_VENV)
+        .join("bin/aiostratum-proxy");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo xtask setup`",
+        bin.display()
+    );
+    let conf = dir.join("proxy.yaml");
+    std::fs::write(
+        &conf,
+        format!(
+            "proxies:\n- name: {}\n  worker_class: aiostratum_proxy.protocols.equihash.EquihashWorkerProtocol\n  \
+             pool_class: aiostratum_proxy.protocols.equihash.EquihashPoolProtocol\n  listen:\n  - host: '127.0.0.1'\n    \
+             port: {}\n  pools:\n  - name: pool\n    host: {}\n    port: {}\n    account_name: kvetak\n    \
+             account_password: x\n    ssl: true\n    ssl_verify: false\n",
+            s.name,
+            s.tunnel_port(),
+            s.server,
+            s.port
+        ),
+    )
+    .unwrap();
+    spawn_in(
+        ns,
+        dir,
+        "aiostratum-proxy",
+        bin.to_str().unwrap(),
+        &["-c", conf.to_str().unwrap(), "-l"],
+    )
+}
+
+/// One Equihash miner behind the proxy (in the thread's namespace): subscribe, authorize as
+/// `kvetak.rigN`, then a share after each exponential pause (mean `PROXY_SHARE_EVERY_S`, seeded)
+/// on the latest job, until `until`. Returns the shares the proxy answered `true`.
+fn equihash_miner(port: u16, worker: u64, until: Instant) -> Result<u64, String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let s = loop {
+        // The proxy listens once its interpreter has started.
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() >= deadline => {
+                return Err(format!("no proxy at {addr}: {e}"));
+            }
+            Err(_) => thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .map_err(|e| e.to_string())?;
+    let mut w = s.try_clone().map_err(|e| e.to_string())?;
+    let mut r = BufReader::new(s);
+    let send = |w: &mut std::net::TcpStream, m: String| {
+        w.write_all(m.as_bytes())
+            .map_err(|e| format!("to the proxy: {e}"))
+    };
+    send(
+        &mut w,
+        format!(
+            "{{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"nheqminer/0.5c\",null,\"127.0.0.1\",\"{port}\"]}}\n"
+        ),
+    )?;
+    send(
+        &mut w,
+        format!(
+            "{{\"id\":2,\"method\":\"mining.authorize\",\"params\":[\"kvetak.rig{worker}\",\"x\"]}}\n"
+        ),
+    )?;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ worker);
+    let mut pause = || {
+        // u in (0, 1]: -ln(u) is exponential of mean 1.
+        let u = ((rng.next() >> 11) + 1) as f64 / (1u64 << 53) as f64;
+        Duration::from_secs_f64(-u.ln() * PROXY_SHARE_EVERY_S)
+    };
+    let solution = format!("fd4005{}", "00".repeat(1344));
+    let (mut job, mut id, mut accepted) = (None::<String>, 2u64, 0u64);
+    let mut next = Instant::now() + pause();
+    let mut line = Vec::new();
+    for _ in 0..100_000 {
+        if Instant::now() >= until {
+            return Ok(accepted);
+        }
+        if let Some(j) = job.as_ref().filter(|_| Instant::now() >= next) {
+            id += 1;
+            send(
+                &mut w,
+                format!(
+                    "{{\"id\":{id},\"method\":\"mining.submit\",\"params\":[\"kvetak.rig{worker}\",\"{j}\",\"5b0c2a6e\",\"{id:054x}\",\"{solution}\"]}}\n"
+                ),
+            )?;
+            next = Instant::now() + pause();
+        }
+        match r.read_until(b'\n', &mut line) {
+            Ok(0) => return Err("the proxy closed the connection".into()),
+            Ok(_) if line.ends_with(b"\n") => {}
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(e) => return Err(format!("from the proxy: {e}")),
+        }
+        let v: Value = serde_json::from_slice(&line).map_err(|e| format!("{line:?}: {e}"))?;
+        line.clear();
+        if v["method"] == "mining.notify" {
+            job = v["params"][0].as_str().map(str::to_string);
+        } else if v["id"].as_u64().is_some_and(|i| i > 2) {
+            if v["result"] != true {
+                return Err(format!("a share refused: {v}"));
+            }
+            accepted += 1;
+        }
+    }
+    Ok(accepted)
 }
 
 fn spawn_xmrig(ns: &str, url: &str, tls: bool, log: &Path) -> Timed {
@@ -1263,9 +1516,9 @@ fn start_capture(ns: &str, dev: &str, file: &Path) -> Timed {
 #[test]
 fn tls_mining_sessions_and_the_benign_tls_corpus() {
     let t = Line::new(
-        "tl",
-        ["tlm0", &format!("{MINER}/24"), "tlv0", "198.18.0.1/24"],
-        ["tlp0", "198.18.1.2/24", "tlv1", "198.18.1.1/24"],
+        "sht",
+        ["shtm0", &format!("{MINER}/24"), "shtv0", "198.18.0.1/24"],
+        ["shtp0", "198.18.1.2/24", "shtv1", "198.18.1.1/24"],
     );
     for s in SESSIONS {
         sh(&[
@@ -1276,7 +1529,7 @@ fn tls_mining_sessions_and_the_benign_tls_corpus() {
             "add",
             &format!("{}/32", s.addr()),
             "dev",
-            "tlp0",
+            "shtp0",
         ]);
     }
     let mut hosts = String::from("127.0.0.1 localhost\n");
@@ -1285,7 +1538,7 @@ fn tls_mining_sessions_and_the_benign_tls_corpus() {
     }
     let _hosts = HostsFile::new(&t.miner, &hosts);
 
-    let dir = std::env::temp_dir().join(format!("tl-tls-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("sht-tls-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tls");
@@ -1313,9 +1566,9 @@ fn tls_mining_sessions_and_the_benign_tls_corpus() {
         &dir.join("sensor.toml"),
         &[
             "--iface",
-            "tlv0",
+            "shtv0",
             "--iface",
-            "tlv1",
+            "shtv1",
             "--listen",
             &listen,
             "--xdp-mode",
@@ -1329,10 +1582,10 @@ fn tls_mining_sessions_and_the_benign_tls_corpus() {
         SENSOR_PORT,
         &mut sensor,
         &sensor_log,
-        "mining_sensor_xdp_attached{iface=\"tlv1\",mode=\"native\"} 1",
+        "mining_sensor_xdp_attached{iface=\"shtv1\",mode=\"native\"} 1",
     );
     let pcap = dir.join("vantage.pcap");
-    let dump = start_capture(&t.vantage, "tlv0", &pcap);
+    let dump = start_capture(&t.vantage, "shtv0", &pcap);
 
     // Certificates: the pools' (XMRig and stunnel verify nothing unless told to), and one naming
     // every benign server, which its clients verify.
@@ -1366,7 +1619,12 @@ fn tls_mining_sessions_and_the_benign_tls_corpus() {
     let mut pools = Vec::new();
     for s in SESSIONS.iter().filter(|s| s.mining()) {
         let addr = SocketAddr::from(([127, 0, 0, 1], s.pool_port()));
-        pools.push((s, Pool::start(common::listen(&t.pool, addr))));
+        let serve = if s.client == Client::ProxyTls {
+            serve_equihash
+        } else {
+            serve
+        };
+        pools.push((s, Pool::start(common::listen(&t.pool, addr), serve)));
     }
     let d = dir.display().to_string();
     let cert = format!("{d}/benign.crt");
@@ -1475,6 +1733,7 @@ fn tls_mining_sessions_and_the_benign_tls_corpus() {
 
     // Every session at once.
     let started = Instant::now();
+    let mut workers = Vec::new();
     let miners: Vec<Timed> = SESSIONS
         .iter()
         .filter(|s| s.mining())
@@ -1483,6 +1742,16 @@ fn tls_mining_sessions_and_the_benign_tls_corpus() {
             match s.client {
                 Client::XmrigTls => {
                     spawn_xmrig(&t.miner, &format!("{}:{}", s.server, s.port), true, &log)
+                }
+                Client::ProxyTls => {
+                    let until = started + SESSION;
+                    for k in 1..=PROXY_WORKERS {
+                        let port = s.tunnel_port();
+                        workers.push(common::in_ns(&t.miner, move || {
+                            equihash_miner(port, k, until)
+                        }));
+                    }
+                    spawn_proxy(&t.miner, &dir, s)
                 }
                 _ => spawn_xmrig(
                     &t.miner,
@@ -1510,8 +1779,17 @@ fn tls_mining_sessions_and_the_benign_tls_corpus() {
         })
         .collect();
     thread::sleep(SESSION.saturating_sub(started.elapsed()));
-    drop(miners);
     let mut problems = Vec::new();
+    // The proxy's miners end at the session's end by themselves.
+    let mut proxied = 0;
+    for (k, w) in workers.into_iter().enumerate() {
+        match w.join() {
+            Ok(Ok(n)) => proxied += n,
+            Ok(Err(e)) => problems.push(format!("proxy worker {}: {e}", k + 1)),
+            Err(_) => problems.push(format!("proxy worker {}: panicked", k + 1)),
+        }
+    }
+    drop(miners);
     // TCP connections per session: one for each miner, as many as each benign client made.
     let mut connections: BTreeMap<&str, usize> = SESSIONS
         .iter()
@@ -1552,19 +1830,26 @@ fn tls_mining_sessions_and_the_benign_tls_corpus() {
         out.display()
     );
 
-    // The miners mined through TLS: one login each, shares answered.
+    // The miners mined through TLS: one login each (the proxy's subscription, and an authorize
+    // for each of its workers), shares answered (all the proxy's workers' shares reached the
+    // pool).
     for (s, tally) in &tallies {
-        let log =
-            std::fs::read_to_string(dir.join(format!("xmrig-{}.log", s.name))).unwrap_or_default();
+        let log = if s.client == Client::ProxyTls {
+            assert_eq!(tally.authorizes, PROXY_WORKERS, "{}: {tally:?}", s.name);
+            assert_eq!(tally.submits, proxied, "{}: the workers' shares", s.name);
+            std::fs::read_to_string(dir.join("aiostratum-proxy.err")).unwrap_or_default()
+        } else {
+            std::fs::read_to_string(dir.join(format!("xmrig-{}.log", s.name))).unwrap_or_default()
+        };
         eprintln!("{}: pool saw {tally:?}", s.name);
         assert_eq!(
             tally.logins, 1,
-            "{}: one login; XMRig's log:\n{log}",
+            "{}: one login; the client's log:\n{log}",
             s.name
         );
         assert!(
             tally.submits >= 1,
-            "{}: no share in {SESSION:?}; XMRig's log:\n{log}",
+            "{}: no share in {SESSION:?}; the client's log:\n{log}",
             s.name
         );
         assert!(tally.unexpected.is_empty(), "{}: {tally:?}", s.name);
@@ -1625,6 +1910,36 @@ fn tls_mining_sessions_and_the_benign_tls_corpus() {
         let seen: BTreeMap<String, u64> =
             seen.into_iter().map(|(r, f)| (r, f.len() as u64)).collect();
         assert_eq!(seen, want, "{}: suspect_flow events by reason", s.name);
+    }
+    // Each session's capture replayed alone: the same suspects by reason. At a capture's end
+    // every recorded flow is judged, so the benign sessions face every rule here, the job-less
+    // one included (the live counts are read at 120 s, before the 4 minutes at which a flow
+    // without a job is judged on its submits alone).
+    let replay_config = dir.join("replay.toml");
+    std::fs::write(
+        &replay_config,
+        "[[ranges]]\nname = \"servers\"\ncidrs = [\"198.18.1.0/24\"]\n",
+    )
+    .unwrap();
+    for s in SESSIONS {
+        let pcap = out.join(format!("{}.pcap", s.name));
+        let (_, report) = common::replay(&["--config", replay_config.to_str().unwrap()], &[&pcap]);
+        let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
+        for e in report["totals"].as_array().unwrap() {
+            let n = e["value"].as_u64().unwrap_or(0);
+            if e["metric"] == "mining_sensor_suspect_flows_total" && n > 0 {
+                *by_reason
+                    .entry(e["labels"]["reason"].as_str().unwrap().to_string())
+                    .or_default() += n;
+            }
+        }
+        let want: BTreeMap<String, u64> =
+            s.expect.iter().map(|(r, n)| (r.to_string(), *n)).collect();
+        assert_eq!(
+            by_reason, want,
+            "{}: replayed, suspect flows by reason",
+            s.name
+        );
     }
     // TLS hides the Stratum: no session is a readable Stratum flow.
     let stratum: f64 = m

@@ -20,7 +20,9 @@ use crate::{bpf::shapes::ShapeMaps, metrics::Metrics};
 use decide::Verdict;
 
 /// A flow is judged at this age at the latest (or sooner, below): the evidence of a few submits
-/// and a job, within the 5 minutes the verdict is due by (plus at most a drain interval).
+/// and a job, or without a job of a few submits at a share's random cadence ([`decide::jobless`],
+/// judged at this age only, on all its records), within the 5 minutes the verdict is due by (plus
+/// at most a drain interval).
 pub const DECIDE_MS: u64 = 240_000;
 /// A flow whose kept records filled early (a busy session: a share every second keeps 64 records
 /// in half a minute) is judged at this age: by then its records, the latest one's time included,
@@ -61,7 +63,8 @@ pub fn judge(shape: &TlsShape, now_ns: u64, end: bool) -> Judgement {
     let full = shape.full();
     let verdict = decide::verdict(&features, bytes, age_ms);
     // Full: nothing more will be kept; a flow already against Stratum goes at once, the others
-    // once old enough for their span. Twice the evidence asked for is decided at once.
+    // once old enough for their span. Twice the evidence asked for is decided at once; a job-less
+    // flow never shows it, and is judged when due.
     let strong = features.submits >= EARLY_SUBMITS && features.jobs >= EARLY_JOBS;
     let due = end
         || age_ms >= DECIDE_MS

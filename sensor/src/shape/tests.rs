@@ -15,7 +15,7 @@ use sensor_common::tls_shape::{OPENING_MS, SHAPE_RECORDS, TlsShape, pack};
 
 use super::{
     Judgement,
-    decide::{Features, Verdict, classify, verdict},
+    decide::{Cadence, Features, Verdict, classify, jobless, verdict},
     judge,
 };
 
@@ -100,6 +100,7 @@ fn xmrig_over_tls_is_stratum_by_its_shape() {
         features(&r, 240_000),
         Features {
             submits: 8,
+            equihash: 0,
             keepalives: 0,
             jobs: 2,
             job_min: JOB,
@@ -109,6 +110,12 @@ fn xmrig_over_tls_is_stratum_by_its_shape() {
             anomalies: 0,
             large: 0,
             span_ms: 210_150,
+            // 7 gaps of 30 s: 210 s, and 7 x 900 s^2 (a cadence of no variation).
+            cadence: Cadence {
+                gaps: 7,
+                sum_ms: 210_000,
+                sq_ms2: 6_300_000_000,
+            },
         }
     );
     // Bytes: the opening 53 + 467 + 250 + 250 + 717 = 1,737, 8 x (264 + 80) = 2,752, 2 x 393 =
@@ -441,6 +448,13 @@ fn benign_periodic_requests_without_pushes_are_never_proven() {
         })
         .collect();
     assert_eq!(verdict_of(&r), Verdict::Unproven);
+    // Without a job, the submits alone would do, but their cadence does not vary: 18 gaps of
+    // 30 s, a coefficient of variation of 0 (a share's is near 1). At the 4 minutes it waits.
+    let f = features(&r, 240_000);
+    assert_eq!((f.submits, f.anomalies, f.cadence.gaps), (19, 0, 18));
+    assert_eq!(f.cadence.cv(), 0.0);
+    assert!(!jobless(&f));
+    assert_eq!(judge(&shape(&r), at(240_000), false), Judgement::Wait);
     assert_eq!(judge(&shape(&r), at(600_000), false), Judgement::Clear);
 }
 
@@ -526,4 +540,343 @@ fn a_job_and_a_reply_in_one_record_do_not_spread_the_job_size() {
         (7, 2, JOB, JOB, 1)
     );
     assert_eq!(judge(&shape(&r), at(240_000), false), Judgement::Flag);
+}
+
+/// Submit-sized client records at `times` (ms), each answered 150 ms later in the reply band, and
+/// nothing else after the opening.
+fn submits_at(times: &[u32]) -> Vec<Rec> {
+    let mut r = OPENING.to_vec();
+    for &t in times {
+        r.push((t, false, SUBMIT));
+        r.push((t + 150, true, REPLY));
+    }
+    r
+}
+
+/// XMRig at a share every 30 s on average to a pool that pushed no job after the login within
+/// the 4 minutes: the gaps between its submits, 21, 3, 46, 7, 89, 13 and 31 s, are the quantiles
+/// of an exponential of mean 30 s at 1/14, 3/14, ..., 13/14 (2.2, 7.2, 13.2, 20.8, 30.9, 46.2,
+/// 79.2 s) rounded, the largest up so that they sum to 210 s, in a shuffled order: submits at
+/// 10, 31, 34, 80, 87, 176, 189 and 220 s.
+const JOBLESS: [u32; 8] = [
+    10_000, 31_000, 34_000, 80_000, 87_000, 176_000, 189_000, 220_000,
+];
+
+#[test]
+fn a_jobless_xmrig_session_is_stratum_on_its_submits_at_the_deadline() {
+    let r = submits_at(&JOBLESS);
+    let f = features(&r, 240_000);
+    // 8 submits, each answered; no job; nothing else. Span 10 s to 220.15 s.
+    assert_eq!(
+        (f.submits, f.jobs, f.anomalies, f.span_ms),
+        (8, 0, 0, 210_150)
+    );
+    // The gaps: 7, summing to 210 s, their squares to 441 + 9 + 2,116 + 49 + 7,921 + 169 + 961 =
+    // 11,666 s^2. CV^2 = 7 x 11,666 / 210^2 - 1 = 81,662 / 44,100 - 1 = 0.8518: CV 0.923.
+    assert_eq!(
+        f.cadence,
+        Cadence {
+            gaps: 7,
+            sum_ms: 210_000,
+            sq_ms2: 11_666_000_000,
+        }
+    );
+    assert!((f.cadence.cv() - 0.923).abs() < 0.001);
+    assert!(jobless(&f));
+    assert_eq!(verdict_of(&r), Verdict::Stratum);
+    // Without a job it never shows twice the evidence: flagged at the 4 minutes, not before
+    // (the agent's next drain: within 245 s with the default 5 s).
+    let s = shape(&r);
+    assert_eq!(judge(&s, at(239_990), false), Judgement::Wait);
+    assert_eq!(judge(&s, at(240_000), false), Judgement::Flag);
+    // Bytes: the opening 1,737 and 8 x (264 + 80) = 2,752: 4,489.
+    assert_eq!(s.bytes[0] + s.bytes[1], 4_489);
+}
+
+#[test]
+fn a_jobless_flow_needs_five_submits_and_nothing_else() {
+    // The first five of those submits (gaps 21, 3, 46, 7 s: mean 19.25, deviations 1.75,
+    // -16.25, 26.75, -12.25, squares summing to 1,132.75, CV sqrt(283.19) / 19.25 = 0.874) over
+    // 77.15 s: Stratum at the 4 minutes.
+    let five = submits_at(&JOBLESS[..5]);
+    assert_eq!(features(&five, 240_000).submits, 5);
+    assert_eq!(judge(&shape(&five), at(240_000), false), Judgement::Flag);
+    // Four (gaps 21, 3, 46 s, over 70.15 s) are not the evidence: watched until 10 minutes, then
+    // forgotten.
+    let four = submits_at(&JOBLESS[..4]);
+    assert_eq!(verdict_of(&four), Verdict::Unproven);
+    assert_eq!(judge(&shape(&four), at(240_000), false), Judgement::Wait);
+    assert_eq!(judge(&shape(&four), at(600_000), false), Judgement::Clear);
+    // One server record unasked (a 50-byte one at 100 s): a flow with a job may have one
+    // anomaly, a job-less one none.
+    let mut r = submits_at(&JOBLESS);
+    r.push((100_000, true, 50));
+    let f = features(&r, 240_000);
+    assert_eq!((f.submits, f.anomalies), (8, 1));
+    assert!(!jobless(&f));
+    assert_eq!(verdict_of(&r), Verdict::Unproven);
+    // So is a submit answered too late (2.01 s): unanswered, and its reply unasked.
+    let mut r = submits_at(&JOBLESS);
+    r.retain(|&(ms, _, _)| ms != 87_150);
+    r.push((89_010, true, REPLY));
+    r.sort_by_key(|&(ms, _, _)| ms);
+    let f = features(&r, 240_000);
+    assert_eq!((f.submits, f.anomalies), (7, 2));
+    assert_eq!(verdict_of(&r), Verdict::Unproven);
+}
+
+#[test]
+fn a_jobless_flow_needs_a_cadence_of_chance_neither_a_timer_nor_a_person() {
+    // A timer with jitter: gaps of 21 and 39 s in turn (7 requests at 10, 31, 70, 91, 130, 151,
+    // 190 s), mean 30, each 9 from it: CV 9 / 30 = 3/10 exactly, the least a share's cadence
+    // may have (in integers: 100 x 6 x 3 x (21,000^2 + 39,000^2) = 109 x 180,000^2 =
+    // 3,531,600,000,000).
+    let timer = |a: u32| {
+        submits_at(&[
+            10_000,
+            10_000 + a,
+            70_000,
+            70_000 + a,
+            130_000,
+            130_000 + a,
+            190_000,
+        ])
+    };
+    let f = features(&timer(21_000), 240_000);
+    assert_eq!(
+        f.cadence,
+        Cadence {
+            gaps: 6,
+            sum_ms: 180_000,
+            sq_ms2: 5_886_000_000,
+        }
+    );
+    assert!(jobless(&f));
+    assert_eq!(verdict_of(&timer(21_000)), Verdict::Stratum);
+    // 10 ms less jitter (21.01 and 38.99 s): CV 8.99 / 30 = 0.2997, a timer's.
+    let f = features(&timer(21_010), 240_000);
+    assert!(!jobless(&f), "{}", f.cadence.cv());
+    assert_eq!(verdict_of(&timer(21_010)), Verdict::Unproven);
+    // A person: ten requests 3 s apart (10 to 37 s), then one more after a pause of 63 s (100
+    // s). Gaps: nine of 3 s and one of 63, mean 9, deviations -6 (nine) and 54: variance (9 x
+    // 36 + 2,916) / 10 = 324, standard deviation 18, CV 18 / 9 = 2 exactly, the most a share's
+    // cadence may have (10 x 4,050,000,000 = 5 x 90,000^2 = 40,500,000,000).
+    let person = |pause: u32| {
+        let mut t: Vec<u32> = (0..10).map(|k| 10_000 + k * 3_000).collect();
+        t.push(37_000 + pause);
+        submits_at(&t)
+    };
+    let f = features(&person(63_000), 240_000);
+    assert_eq!(
+        f.cadence,
+        Cadence {
+            gaps: 10,
+            sum_ms: 90_000,
+            sq_ms2: 4_050_000_000,
+        }
+    );
+    assert!(jobless(&f));
+    assert_eq!(verdict_of(&person(63_000)), Verdict::Stratum);
+    // A pause 10 ms longer: CV 3 x 60.01 / 90.01 = 2.0001, beyond.
+    let f = features(&person(63_010), 240_000);
+    assert!(!jobless(&f), "{}", f.cadence.cv());
+    assert_eq!(verdict_of(&person(63_010)), Verdict::Unproven);
+}
+
+#[test]
+fn jobless_benign_shapes_are_not_stratum() {
+    // A periodic API poll at submits' and replies' sizes, every 30 s: CV 0 (above,
+    // `benign_periodic_requests_without_pushes_are_never_proven`).
+    // A long-poll at the job-less session's own cadence and sizes: each request held until an
+    // event, the answer reply-sized, the next request at once. Every hold is over 2 s: each
+    // request counts unanswered and each answer unasked, 2 anomalies a request; no submit.
+    let mut r = Vec::new();
+    for w in JOBLESS.windows(2) {
+        r.push((w[0] + 200, false, SUBMIT));
+        r.push((w[1], true, REPLY));
+    }
+    let f = features(&r, 240_000);
+    assert_eq!((f.submits, f.jobs, f.anomalies), (0, 0, 14));
+    assert_eq!(verdict_of(&r), Verdict::NotStratum);
+    assert_eq!(judge(&shape(&r), at(240_000), false), Judgement::Clear);
+    // A chat without a job-band message: the client's lines at the job-less session's times,
+    // acknowledged in 80 bytes, sizes of a conversation; the other side's lines unasked.
+    let client = [180, 240, 205, 290, 170, 260, 230, 199];
+    let pushed = [120, 95, 88, 60];
+    let mut r = Vec::new();
+    for (k, &t) in JOBLESS.iter().enumerate() {
+        r.push((t, false, client[k]));
+        r.push((t + 120, true, 80));
+        if k % 2 == 1 {
+            r.push((t + 1_500, true, pushed[k / 2]));
+        }
+    }
+    r.sort_by_key(|&(ms, _, _)| ms);
+    let f = features(&r, 240_000);
+    // 8 answered in the bands, 290 - 170 = 120 apart; 4 unasked.
+    assert_eq!((f.submits, f.jobs, f.anomalies), (8, 0, 4));
+    assert_eq!(f.submit_max - f.submit_min, 120);
+    assert_eq!(verdict_of(&r), Verdict::NotStratum);
+    // The same chat's lines of one size, no other side (a client alone, its lines answered):
+    // only the unasked lines keep it from Stratum's shape. Without them, the README's limit.
+    let mut r: Vec<Rec> = r
+        .into_iter()
+        .filter(|&(_, server, len)| !server || len == 80)
+        .collect();
+    for rec in r.iter_mut().filter(|rec| !rec.1) {
+        rec.2 = 230;
+    }
+    let f = features(&r, 240_000);
+    assert_eq!((f.submits, f.anomalies), (8, 0));
+    assert_eq!(verdict_of(&r), Verdict::Stratum);
+}
+
+/// Equihash Stratum (aiostratum-proxy's dialect) over TLS 1.3: a `mining.submit` of 2,828 bytes
+/// (account `kvetak.rig1`, a 1-digit job id, the time, a 54-hex nonce part and the 2,694-hex
+/// solution: `sensor/tests/proxy.rs`'s and the namespace harness's) is a 2,845-byte record; the
+/// pool's `{"id":3,"result":true,"error":null}` (36) a 53-byte one; a `mining.notify` with three
+/// 64-hex hashes (291) a 308-byte one.
+const EQ_SUBMIT: u32 = 2_845;
+const EQ_REPLY: u32 = 53;
+const EQ_JOB: u32 = 308;
+
+#[test]
+fn a_proxys_equihash_upstream_is_stratum_by_its_shape() {
+    // The proxy's opening: its subscribe (120) and the answer (100), an authorize (90) answered
+    // (53), the target (127) and the first job, within half a second. Then three workers' shares
+    // through it: a submit every 2.5 s from 6 s (6, 8.5, ..., 68.5 s: 26), each answered 50 ms
+    // later, and a job every 15 s from 16.5 s (16.5, 31.5, 46.5, 61.5 s: 4), none while a submit
+    // waits.
+    let mut r: Vec<Rec> = vec![
+        (100, false, 120),
+        (200, true, 100),
+        (300, false, 90),
+        (400, true, EQ_REPLY),
+        (420, true, 127),
+        (430, true, EQ_JOB),
+    ];
+    for k in 0..26 {
+        let t = 6_000 + k * 2_500;
+        r.push((t, false, EQ_SUBMIT));
+        r.push((t + 50, true, EQ_REPLY));
+    }
+    for j in 0..4 {
+        r.push((16_500 + j * 15_000, true, EQ_JOB));
+    }
+    r.sort_by_key(|&(ms, _, _)| ms);
+    let f = features(&r, 70_000);
+    // Every submit over 1,024 bytes, none large; span 6 s to 68.55 s.
+    assert_eq!(
+        (f.submits, f.equihash, f.jobs, f.anomalies, f.large),
+        (26, 26, 4, 0, 0)
+    );
+    assert_eq!(f.span_ms, 62_550);
+    // Bytes: the opening 120 + 100 + 90 + 53 + 127 + 308 = 798, 26 x (2,845 + 53) = 75,348, 4 x
+    // 308 = 1,232: 77,378 in 70 s, 1,105 B/s: over XMRig's 1,000, within Equihash's 4,000.
+    let s = shape(&r);
+    assert_eq!(s.bytes[0] + s.bytes[1], 77_378);
+    assert_eq!(verdict(&f, 77_378, 70_000), Verdict::Stratum);
+    let xmrig_sized = Features { equihash: 0, ..f };
+    assert_eq!(verdict(&xmrig_sized, 77_378, 70_000), Verdict::NotStratum);
+    // Twice the evidence asked for, over a minute: flagged at once.
+    assert_eq!(judge(&s, at(70_000), false), Judgement::Flag);
+}
+
+#[test]
+fn equihash_bands_and_volume_at_their_edges() {
+    // Submit band 2,816..=3,040 (answered in 51..=140); outside it a record over 1,024 is large.
+    for (submit, reply, want) in [
+        (2_816, EQ_REPLY, Verdict::Stratum),
+        (3_040, EQ_REPLY, Verdict::Stratum),
+        (2_815, EQ_REPLY, Verdict::NotStratum),
+        (3_041, EQ_REPLY, Verdict::NotStratum),
+        (EQ_SUBMIT, 51, Verdict::Stratum),
+        (EQ_SUBMIT, 140, Verdict::Stratum),
+        // 50 and 141 answer nothing: two anomalies against the one allowed.
+        (EQ_SUBMIT, 50, Verdict::NotStratum),
+        (EQ_SUBMIT, 141, Verdict::NotStratum),
+    ] {
+        let r = minimal(submit, reply, EQ_JOB, 150);
+        assert_eq!(verdict_of(&r), want, "{submit} answered by {reply}");
+    }
+    assert_eq!(
+        features(&minimal(2_815, EQ_REPLY, EQ_JOB, 150), 240_000).large,
+        2
+    );
+    // An XMRig-sized submit answered in the Equihash answer's size below the reply band: no.
+    assert_eq!(
+        features(&minimal(SUBMIT, EQ_REPLY, JOB, 150), 240_000).submits,
+        0
+    );
+    // An Equihash submit left unanswered is an anomaly, not a large record.
+    let f = features(&[(10_000, false, EQ_SUBMIT)], 240_000);
+    assert_eq!((f.large, f.anomalies), (0, 1));
+    // 4,000 B/s with Equihash submits: at 240 s, 960,000 bytes pass, 960,001 do not.
+    let f = features(&minimal(EQ_SUBMIT, EQ_REPLY, EQ_JOB, 150), 240_000);
+    assert_eq!(f.equihash, 2);
+    assert_eq!(verdict(&f, 960_000, 240_000), Verdict::Stratum);
+    assert_eq!(verdict(&f, 960_001, 240_000), Verdict::NotStratum);
+}
+
+/// The job-less rule's reach (README, "Job-less"), by simulation: XMRig sessions whose pool
+/// pushes no job, shares at exponential gaps (a Poisson process from the login) of a mean of 10 to
+/// 60 s, each answered 150 ms later, judged at the 4 minutes. A seeded generator (xorshift64*),
+/// 20,000 sessions a cadence: the share of sessions flagged, and why the others are not.
+#[test]
+fn jobless_sessions_flagged_by_cadence_in_simulation() {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut uniform = move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        // (0, 1]
+        ((state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) + 1) as f64 / (1u64 << 53) as f64
+    };
+    const SESSIONS: u32 = 20_000;
+    let mut rates = Vec::new();
+    for mean_s in [10.0, 20.0, 30.0, 45.0, 60.0] {
+        let (mut flagged, mut few, mut low, mut high) = (0u32, 0u32, 0u32, 0u32);
+        for _ in 0..SESSIONS {
+            let mut times = Vec::new();
+            let mut t = -uniform().ln() * mean_s * 1_000.0;
+            while t < 239_840.0 {
+                if t >= OPENING_MS as f64 {
+                    // The program's 10 ms steps.
+                    times.push(t as u32 / 10 * 10);
+                }
+                t += -uniform().ln() * mean_s * 1_000.0;
+            }
+            let r = submits_at(&times);
+            let s = shape(&r);
+            let f = classify(s.kept(), 240_000);
+            if judge(&s, at(240_000), false) == Judgement::Flag {
+                flagged += 1;
+            } else if f.submits < super::decide::JOBLESS_SUBMITS {
+                few += 1;
+            } else if !f.cadence.cv_at_least(super::decide::CADENCE_CV_MIN) {
+                low += 1;
+            } else if !f.cadence.cv_at_most(super::decide::CADENCE_CV_MAX) {
+                high += 1;
+            }
+        }
+        let pct = |n: u32| f64::from(n) * 100.0 / f64::from(SESSIONS);
+        eprintln!(
+            "a share every {mean_s} s: {:.1}% flagged; {:.1}% under 5 submits, {:.2}% CV under 0.3, {:.3}% over 2",
+            pct(flagged),
+            pct(few),
+            pct(low),
+            pct(high)
+        );
+        rates.push((pct(flagged), pct(few), pct(low), pct(high)));
+    }
+    // What the README states: every 10 s all but a few in ten thousand; every 30 s about 88%
+    // (under 5 submits in the 235 s for a Poisson count of mean 235 / 30 = 7.83: e^-7.83 (1 +
+    // 7.83 + 7.83^2/2 + 7.83^3/6 + 7.83^4/24) = 11.0%; a CV under 0.3 about 1%); every 60 s about
+    // a third; a CV over 2 hardly ever.
+    assert!(rates[0].0 > 99.5, "{rates:?}");
+    assert!((86.0..90.0).contains(&rates[2].0), "{rates:?}");
+    assert!((9.5..12.5).contains(&rates[2].1), "{rates:?}");
+    assert!(rates[2].2 < 1.5, "{rates:?}");
+    assert!((30.0..40.0).contains(&rates[4].0), "{rates:?}");
+    assert!(rates.iter().all(|r| r.3 < 0.1), "{rates:?}");
 }
