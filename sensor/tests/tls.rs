@@ -473,19 +473,24 @@ fn job_json(n: u64, difficulty: u64) -> String {
     )
 }
 
-fn serve(listener: TcpListener, tally: &Mutex<Tally>, stop: &AtomicBool) {
+/// The pool's one connection: accepted before `deadline` unless `stop` comes first, then
+/// blocking, without Nagle's delay, reads bounded by 200 ms.
+fn accept_one(
+    listener: TcpListener,
+    stop: &AtomicBool,
+    deadline: Instant,
+) -> Option<std::net::TcpStream> {
     listener.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(LIFETIME_S);
     let stream = loop {
         match listener.accept() {
             Ok((s, _)) => break s,
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
                 if stop.load(Ordering::Relaxed) || Instant::now() > deadline {
-                    return;
+                    return None;
                 }
                 thread::sleep(Duration::from_millis(20));
             }
-            Err(_) => return,
+            Err(_) => return None,
         }
     };
     stream.set_nonblocking(false).unwrap();
@@ -493,6 +498,14 @@ fn serve(listener: TcpListener, tally: &Mutex<Tally>, stop: &AtomicBool) {
     stream
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
+    Some(stream)
+}
+
+fn serve(listener: TcpListener, tally: &Mutex<Tally>, stop: &AtomicBool) {
+    let deadline = Instant::now() + Duration::from_secs(LIFETIME_S);
+    let Some(stream) = accept_one(listener, stop, deadline) else {
+        return;
+    };
     let mut out = stream.try_clone().unwrap();
     let mut r = BufReader::new(stream);
     let (mut difficulty, mut window_hashes) = (FIRST_DIFFICULTY, 0u64);
@@ -583,25 +596,10 @@ const PROXY_SHARE_EVERY_S: f64 = 9.0;
 /// the subscription, `true` for each authorize (the first followed by the target and a job) and
 /// each share, and a new job every `JOB_EVERY`.
 fn serve_equihash(listener: TcpListener, tally: &Mutex<Tally>, stop: &AtomicBool) {
-    listener.set_nonblocking(true).unwrap();
     let deadline = Instant::now() + Duration::from_secs(LIFETIME_S);
-    let stream = loop {
-        match listener.accept() {
-            Ok((s, _)) => break s,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if stop.load(Ordering::Relaxed) || Instant::now() > deadline {
-                    return;
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-            Err(_) => return,
-        }
+    let Some(stream) = accept_one(listener, stop, deadline) else {
+        return;
     };
-    stream.set_nonblocking(false).unwrap();
-    stream.set_nodelay(true).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
     let mut out = stream.try_clone().unwrap();
     let mut r = BufReader::new(stream);
     // A job: version 04000000 (Zcash), three 64-hex hashes that change with each job, the time,
