@@ -328,6 +328,14 @@ fn tcp<const COMPAT: bool>(
         }
         return Ok(candidate);
     }
+    // A WebSocket text frame compressed with permessage-deflate (RSV1): its DEFLATE stream runs
+    // over every earlier message of its direction, which the program cannot inflate. On a flow
+    // that involves a watched range, a pool address or a pool port it goes to deep inspection,
+    // which inflates each direction's messages in order and opens the flow if they are Stratum
+    // (`inspect::deflate`); no Stratum packet is counted here. Other traffic pays this compare.
+    if first == websocket::DEFLATED_TEXT_FIN {
+        return Ok(candidate || (inspect_budget() > 0 && (shaped || pool_port(sport))));
+    }
     // Stratum inside a WebSocket text frame (browser-miner bridges): the frame's payload, unmasked,
     // is what is scanned, and its first byte what decides.
     let (mut payload, mut plen, mut first, mut mask) = (payload, plen, first, 0u64);

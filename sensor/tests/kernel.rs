@@ -2101,6 +2101,48 @@ fn stratum_inside_websocket_frames() {
     assert_eq!(s.all_stratum(), 2 * 2);
 }
 
+/// WebSocket frames compressed with permessage-deflate (RSV1: first byte c1) cannot be read by
+/// the program: on a flow of a watched range, a pool address or a pool port each is a candidate,
+/// so that deep inspection inflates the flow's messages in order, and none is a Stratum packet or
+/// opens a flow (the agent opens it). Between two unwatched endpoints on another port: nothing.
+#[test]
+fn compressed_websocket_frames_go_to_deep_inspection() {
+    use sensor_common::Stat;
+    let mut s = Sensor::with(&format!("[inspect]\ncapture_mode = \"inline\"\n{CONFIG}"));
+    // Any bytes stand for the DEFLATE payload: the program does not read it. The login's bytes,
+    // so that a reader of the payload as text would find a marker.
+    let deflated = |key: Option<[u8; 4]>| {
+        let mut f = test_support::websocket_frame(&xmrig_login(), key);
+        f[0] = 0xc1;
+        f
+    };
+    let (miner, server) = (ip("198.18.1.20"), ip("198.51.100.50")); // miner in ranges a and b
+    let (x, y) = (ip("198.51.100.7"), ip("198.51.100.8")); // in no range
+    // The watched miner's masked frame to 443, and the server's unmasked answer: 2 candidates.
+    s.run(&Packet::tcp4(miner, server, 48100, 443, &deflated(Some([9, 8, 7, 6]))).build());
+    s.run(&Packet::tcp4(server, miner, 443, 48100, &deflated(None)).build());
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 2);
+    // Unwatched endpoints towards a pool port (3333) and from one: 2 more.
+    s.run(&Packet::tcp4(x, y, 48101, 3333, &deflated(Some([1, 2, 3, 4]))).build());
+    s.run(&Packet::tcp4(y, x, 3333, 48101, &deflated(None)).build());
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 4);
+    // Unwatched endpoints on 8080: none.
+    s.run(&Packet::tcp4(x, y, 48102, 8080, &deflated(Some([1, 2, 3, 4]))).build());
+    s.run(&Packet::tcp4(y, x, 8080, 48102, &deflated(None)).build());
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 4);
+    // Each candidate copied whole (a 16-bit length: 4 + 4 bytes of header with the mask, 4
+    // without, and the login's bytes).
+    let samples = s.k.read_samples().unwrap();
+    assert_eq!(samples.len(), 4);
+    let login = xmrig_login().len();
+    let sizes: Vec<usize> = samples.iter().map(|s| s.cap_len as usize).collect();
+    let frame = |masked: usize| 54 + 4 + masked * 4 + login;
+    assert_eq!(sizes, vec![frame(1), frame(0), frame(1), frame(0)]);
+    // No Stratum packet, no flow.
+    assert_eq!(s.all_stratum(), 0);
+    assert!(s.k.flows().unwrap().is_empty());
+}
+
 /// Reshaped logins the kernel still recognises: blanks, blank lines and CRLFs before the `{`
 /// (pools' parsers skip them), and an agent string holding HTML-looking text. A blank-led segment
 /// that is not Stratum stays silent.
