@@ -1540,6 +1540,86 @@ fn a_json_opening_longer_than_the_window_is_a_candidate() {
     assert!(s.k.read_samples().unwrap().is_empty());
 }
 
+/// A login padded with an unknown key of kilobytes before its method, over several segments of
+/// a new flow: the first (a JSON opening past the window, nothing recognised) and the next
+/// `OPENING_FOLLOW_SEGMENTS` (3) in sequence from the same endpoint are candidates, handed over
+/// as they are for deep inspection to join, while the flow is unknown; a gap or the flow's
+/// opening ends that. Nothing of it is a Stratum packet.
+#[test]
+fn a_login_padded_over_several_segments_is_handed_over_whole() {
+    use sensor_common::Stat;
+    let mut s = Sensor::with(&format!("[inspect]\ncapture_mode = \"inline\"\n{CONFIG}"));
+    let (m, pool) = (ip("198.18.0.9"), ip("203.0.113.50"));
+    let padded = |pad: usize| {
+        [
+            format!("{{\"pad\":\"{}\",", "x".repeat(pad)).as_bytes(),
+            &xmrig_login()[1..],
+        ]
+        .concat()
+    };
+    // Segments of 1,448 bytes (an MSS), from sequence number 1000.
+    let segments = |sport: u16, msg: &[u8]| -> Vec<Vec<u8>> {
+        msg.chunks(1448)
+            .enumerate()
+            .map(|(i, c)| {
+                Packet::tcp4(m, pool, sport, 3333, c)
+                    .tcp_seq(1000 + 1448 * i as u32)
+                    .build()
+            })
+            .collect()
+    };
+    // XMRig's login is 398 bytes; padded with 3,000 x's: 8 + 3,000 + 2 + 397 = 3,407 bytes, 3
+    // segments (1,448, 1,448, 511), all candidates.
+    let login = padded(3000);
+    assert_eq!(login.len(), 3407);
+    let segs = segments(45500, &login);
+    assert_eq!(segs.len(), 3);
+    for seg in &segs {
+        s.run(seg);
+    }
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 3);
+    assert_eq!(s.all_stratum(), 0);
+    // The pool's reply opens the flow (a Stratum packet, a candidate); the miner's next segment
+    // (a submit, at 1000 + 3,407 = 4,407) is scanned as any segment of a Stratum flow: a Stratum
+    // packet and a candidate, and the entry, with one segment left, is gone.
+    s.run(&Packet::tcp4(pool, m, 3333, 45500, LOGIN_REPLY).build());
+    s.run(
+        &Packet::tcp4(m, pool, 45500, 3333, SUBMIT)
+            .tcp_seq(4407)
+            .build(),
+    );
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 5);
+    assert_eq!(s.all_stratum(), 2 * 2);
+    assert_eq!(s.k.openings().unwrap(), 0);
+    // Padded with 6,000: 6,407 bytes, 5 segments (4 x 1,448 and 615): the first and the next 3
+    // are candidates, the 5th is not.
+    let segs = segments(45501, &padded(6000));
+    assert_eq!(segs.len(), 5);
+    for seg in &segs {
+        s.run(seg);
+    }
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 5 + 4);
+    // A gap: the first segment, then the third: only the first.
+    let segs = segments(45502, &login);
+    s.run(&segs[0]);
+    s.run(&segs[2]);
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 9 + 1);
+    // Held 3 times, each removed (flow opened, last segment, gap): none left, none evicted.
+    assert_eq!(s.k.stat(Stat::OpeningsHeld).unwrap(), 3);
+    assert_eq!(s.k.stat(Stat::OpeningsRemoved).unwrap(), 3);
+    assert_eq!(s.k.openings().unwrap(), 0);
+    // Copied whole: 54 bytes of headers and the segment (the sample holds 1,536).
+    let sizes: Vec<u32> =
+        s.k.read_samples()
+            .unwrap()
+            .iter()
+            .map(|x| x.cap_len)
+            .collect();
+    assert_eq!(sizes.len(), 10);
+    assert_eq!(&sizes[..3], &[1502, 1502, 565]);
+    assert_eq!(s.all_stratum(), 2 * 2);
+}
+
 /// Budget 0 turns deep inspection off for Stratum flows too: nothing is handed over, and the
 /// Stratum counting is what it is with inspection on.
 #[test]
