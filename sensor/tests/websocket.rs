@@ -275,6 +275,12 @@ fn session(prefix: &str, compression: &str) {
             &[("agent", "xmrig"), ("coin", "monero"), ("range", RANGE)][..],
             1.0,
         ),
+        // The flow in the kernel's table (opened there by the agent when compressed).
+        (
+            "mining_sensor_mining_flows",
+            &[("dialect", "monero"), ("range", RANGE)][..],
+            1.0,
+        ),
         ("mining_sensor_shares_total", &accepted[..], SHARES as f64),
         (
             "mining_sensor_share_hashes_total",

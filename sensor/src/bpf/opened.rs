@@ -14,8 +14,9 @@ use sensor_common::{FlowKey, FlowState, IPPROTO_TCP};
 
 use super::Kernel;
 
-/// `BPF_NOEXIST`: insert only a key that is not there.
+/// `BPF_NOEXIST`: insert only a key that is not there; `BPF_EXIST`: update only one that is.
 const BPF_NOEXIST: u64 = 1;
+const BPF_EXIST: u64 = 2;
 
 /// `FLOWS`, owned, and the clock its times are on.
 pub struct FlowTable {
@@ -65,14 +66,32 @@ pub fn tcp_flow_key(src: (IpAddr, u16), dst: (IpAddr, u16)) -> FlowKey {
     }
 }
 
-impl crate::inspect::OpenFlows for FlowTable {
-    fn open(&mut self, key: &FlowKey, ranges: u64, dialect: u8, wall: SystemTime) -> bool {
-        let now = if self.replay {
+impl FlowTable {
+    /// The program's clock at `wall`.
+    fn now(&self, wall: SystemTime) -> u64 {
+        if self.replay {
             wall.duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64)
         } else {
             super::monotonic_ns()
-        };
+        }
+    }
+}
+
+impl crate::inspect::OpenFlows for FlowTable {
+    fn touch(&mut self, key: &FlowKey, wall: SystemTime) {
+        let now = self.now(wall);
+        if let Ok(mut state) = self.flows.get(key, 0)
+            && now > state.last_seen_ns
+        {
+            state.last_seen_ns = now;
+            // Evicted meanwhile: not put back.
+            let _ = self.flows.insert(key, state, BPF_EXIST);
+        }
+    }
+
+    fn open(&mut self, key: &FlowKey, ranges: u64, dialect: u8, wall: SystemTime) -> bool {
+        let now = self.now(wall);
         let state = FlowState {
             first_seen_ns: now,
             last_seen_ns: now,

@@ -78,6 +78,10 @@ pub trait OpenFlows: Send {
         dialect: u8,
         wall: std::time::SystemTime,
     ) -> bool;
+    /// A later Stratum message of a flow read here: its entry's last time moves to `wall`'s
+    /// moment, as the program moves it at each Stratum packet it reads, so that the flow stays
+    /// in `mining_flows` while its messages come.
+    fn touch(&mut self, key: &sensor_common::FlowKey, wall: std::time::SystemTime);
 }
 
 /// The login hash key: the first 32 bytes of `path`, or random bytes for this process's life.
@@ -288,7 +292,8 @@ impl Inspector {
 
     /// Counts flow `id` in `stratum_flows_total` once, as the program counts the flows it finds
     /// (every range of the source `from`, of the destination `to`, else `unwatched`), when its
-    /// Stratum was found here only and the flow table did not hold it (see [`OpenFlows`]).
+    /// Stratum was found here only and the flow table did not hold it (see [`OpenFlows`]); at
+    /// its later Stratum messages, touches its entry.
     #[allow(clippy::too_many_arguments)]
     fn open_flow(
         &mut self,
@@ -303,15 +308,18 @@ impl Inspector {
         let Some(note) = self.seen.get_mut(&id) else {
             return;
         };
+        let key = crate::bpf::opened::tcp_flow_key((t.src, t.sport), (t.dst, t.dport));
         if std::mem::replace(&mut note.opened, true) {
+            if let Some(flows) = &mut self.flows {
+                flows.touch(&key, wall);
+            }
             return;
         }
         let (src, dst) = (src & RANGE_MASK, dst & RANGE_MASK);
-        if let Some(flows) = &mut self.flows {
-            let key = crate::bpf::opened::tcp_flow_key((t.src, t.sport), (t.dst, t.dport));
-            if !flows.open(&key, src | dst, dialect as u8, wall) {
-                return;
-            }
+        if let Some(flows) = &mut self.flows
+            && !flows.open(&key, src | dst, dialect as u8, wall)
+        {
+            return;
         }
         let mut cells = Vec::new();
         for (ranges, direction) in [(src, names::FROM), (dst, names::TO)] {

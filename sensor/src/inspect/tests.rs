@@ -733,11 +733,19 @@ fn a_session_inside_websocket_frames_counts_as_plain_stratum() {
     assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 10000"#));
 }
 
-/// A flow table that holds the keys opened in it (the kernel's `FLOWS` in the agent).
+/// A flow table that holds the keys opened in it (the kernel's `FLOWS` in the agent), and
+/// counts the touches.
 #[derive(Clone, Default)]
-struct Table(std::sync::Arc<std::sync::Mutex<Vec<(sensor_common::FlowKey, u64, u8)>>>);
+struct Table(
+    std::sync::Arc<std::sync::Mutex<Vec<(sensor_common::FlowKey, u64, u8)>>>,
+    std::sync::Arc<std::sync::atomic::AtomicU32>,
+);
 
 impl OpenFlows for Table {
+    fn touch(&mut self, _: &sensor_common::FlowKey, _: SystemTime) {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn open(
         &mut self,
         key: &sensor_common::FlowKey,
@@ -827,6 +835,9 @@ fn a_compressed_websocket_session_opens_its_flow_once() {
     assert_eq!((opened[0].1, opened[0].2), (1, 0));
     // 198.18.0.1 before 203.0.113.9: the miner is the key's lower endpoint.
     assert_eq!((opened[0].0.port_lo, opened[0].0.port_hi), (40000, 443));
+    // Touched at each later Stratum message: the login reply (its `result.job.blob`) and the
+    // two submits, 3; the two `OK` replies are no Stratum message.
+    assert_eq!(table.1.load(std::sync::atomic::Ordering::Relaxed), 3);
     // The session's two inflaters: 2 x 44,032 bytes.
     assert!(s.has("mining_sensor_inflate_bytes 88064"));
 
