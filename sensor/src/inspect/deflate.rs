@@ -7,7 +7,10 @@
 //! direction of a flow.
 //!
 //! - A message is inflated with its direction's inflater, after its four bytes are put back
-//!   (RFC 7692, 7.2.2). When that fails (a message missed before it: a back reference past what
+//!   (RFC 7692, 7.2.2), also after a gap in the sequence numbers: what the program does not hand
+//!   over between two compressed messages is mostly control frames (pings and pongs, which a
+//!   session sends every few seconds) and uncompressed messages, neither part of the DEFLATE
+//!   stream. When that fails (a compressed message missed before it: a back reference past what
 //!   was inflated), it is tried alone, as the first message of a stream (what every message is
 //!   under `*_no_context_takeover`, and what the first message seen of a direction is taken for):
 //!   if that works (UTF-8 without a NUL byte: an inflater started mid-stream reads what it missed
@@ -17,9 +20,12 @@
 //!   each message afresh, and a message that refers to nothing before it inflates the same
 //!   after earlier history, so the negotiation (in the HTTP Upgrade, which the program does not
 //!   hand over) need not be seen.
-//! - A message cut by its segment's end (longer than a segment, or than a copy's sample), split
-//!   over several frames, or out of sequence cannot be inflated whole: the direction's state is
-//!   lost, as for a missed message.
+//!   A compressed message missed (a frame behind a control frame in one segment, a copy the
+//!   sample ring dropped) leaves the stream wrong: what its direction's later messages inflate to
+//!   is not what was sent (no JSON, or a failure, which loses the direction). A retransmission
+//!   (before the direction's next sequence number) is skipped.
+//! - A message cut by its segment's end (longer than a segment, or than a copy's sample) or split
+//!   over several frames cannot be inflated whole: the direction's state is lost.
 //! - Bounded: at most [`MAX_MESSAGE_BYTES`] inflated a message (more: the direction is dropped),
 //!   [`MAX_DIRECTIONS`] inflaters in all (the least recently used is evicted beyond, counted),
 //!   each dropped after [`MAX_AGE`] unused, and a direction that inflated
@@ -168,14 +174,10 @@ impl Inflaters {
             Some(_) => true,
             None => false,
         };
-        let continued = self
-            .by_dir
-            .get_mut(&dir)
-            .filter(|i| i.next_seq == seq)
-            .map(|i| run(&mut i.inflate, data));
+        let continued = self.by_dir.get_mut(&dir).map(|i| run(&mut i.inflate, data));
         let outcome = match continued {
             Some(Outcome::Inflated(m, end)) => Outcome::Inflated(m, end),
-            // No state (a first message, or one after a loss), a gap, or a failure: alone.
+            // No state (a first message, or one after a loss), or a failure: alone.
             _ => {
                 if had {
                     self.lost += 1;
