@@ -396,11 +396,11 @@ pub struct Opening {
     pub at_ns: u64,
     /// The sequence number that continues it.
     pub next_seq: u32,
-    /// Bytes held (1..OPENING_BYTES).
+    /// Bytes held (1..OPENING_BYTES); for [`OPENING_FOLLOW`], segments still to hand over.
     pub len: u16,
     /// 1 when the lower endpoint of the key sent it (see `FlowKey`).
     pub from_lo: u8,
-    /// What is held: [`OPENING_MESSAGE`] or [`OPENING_HELLO`].
+    /// What is held: [`OPENING_MESSAGE`], [`OPENING_HELLO`] or [`OPENING_FOLLOW`].
     pub kind: u8,
     /// A ClientHello's: bytes of the window (the held bytes, then the next segment's) before the
     /// walk goes on, and where the extensions end in it; 0 for `end` when the whole hello so far
@@ -416,6 +416,16 @@ pub const OPENING_MESSAGE: u8 = 0;
 /// [`Opening::kind`]: the end of a ClientHello's first segment, for the walk over its extensions
 /// to go on in the next (see `tls::split`).
 pub const OPENING_HELLO: u8 = 1;
+/// [`Opening::kind`]: a new flow whose first segment opened a JSON message and ran past the
+/// scanner's window with nothing recognised (a login padded with an unknown key of kilobytes
+/// before its method): no bytes are held, `len` counts the segments still to hand over, and
+/// each next segment in sequence from the same endpoint goes to deep inspection as it is, which
+/// joins the message (`inspect::stream`).
+pub const OPENING_FOLLOW: u8 = 2;
+/// Segments after such a first one handed over: a message over at most 4 segments (at a
+/// 1,448-byte MSS, about 5.7 KB; a login padded further is still found by its flow's other
+/// messages, without its coin and agent).
+pub const OPENING_FOLLOW_SEGMENTS: u16 = 3;
 
 /// Bytes of kernel memory one `OPENINGS` entry holds: its key and value.
 pub const OPENING_ENTRY_BYTES: usize =

@@ -7,17 +7,27 @@
 /// The first byte of a final text frame (FIN, opcode 1): what a Stratum message is sent as.
 pub const TEXT_FIN: u8 = 0x81;
 
+/// The first byte of a final text frame compressed with permessage-deflate (RFC 7692: FIN, RSV1,
+/// opcode 1): what a browser or the `websockets` library sends once the extension is negotiated.
+/// Its payload is raw DEFLATE (the trailing `00 00 ff ff` of a sync flush removed), continuing
+/// the LZ77 window of the same direction's earlier messages unless `*_no_context_takeover` was
+/// negotiated: neither the kernel nor a reader of one frame can read it, only a reader of every
+/// message of the direction in order (the agent's `inspect::deflate`).
+pub const DEFLATED_TEXT_FIN: u8 = 0xc1;
+
 /// The longest frame header: 2 bytes, an 8-byte extended length and a 4-byte mask key.
 pub const MAX_HEADER: usize = 14;
 
-/// A frame header: its length, the payload's length and the mask key (0 when unmasked, the key's
-/// four bytes little-endian otherwise, see [`Header::key64`]).
+/// A frame header: its length, the payload's length, the mask key (0 when unmasked, the key's
+/// four bytes little-endian otherwise, see [`Header::key64`]) and whether RSV1 marks its message
+/// as compressed (permessage-deflate).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
     pub len: usize,
     pub payload: u64,
     pub masked: bool,
     pub key: [u8; 4],
+    pub compressed: bool,
 }
 
 impl Header {
@@ -31,11 +41,13 @@ impl Header {
 
 /// The header at the start of `buf` (at least [`MAX_HEADER`] bytes, the frame's first `len` of
 /// them real), if it is a text or continuation frame (opcodes 0, 1) whose header fits `len`.
+/// RSV1 (permessage-deflate's mark of a compressed message) is allowed and reported; RSV2 and
+/// RSV3 are not.
 #[inline(always)]
 pub fn header(buf: &[u8; MAX_HEADER + 2], len: usize) -> Option<Header> {
     let (b0, b1) = (buf[0], buf[1]);
-    // No reserved bits; opcode 0 (continuation) or 1 (text).
-    if b0 & 0x70 != 0 || b0 & 0x0f > 1 {
+    // No RSV2 or RSV3; opcode 0 (continuation) or 1 (text).
+    if b0 & 0x30 != 0 || b0 & 0x0f > 1 {
         return None;
     }
     let masked = b1 & 0x80 != 0;
@@ -70,6 +82,7 @@ pub fn header(buf: &[u8; MAX_HEADER + 2], len: usize) -> Option<Header> {
         payload,
         masked,
         key,
+        compressed: b0 & 0x40 != 0,
     })
 }
 
@@ -92,7 +105,8 @@ mod tests {
                 len: 2,
                 payload: 5,
                 masked: false,
-                key: [0; 4]
+                key: [0; 4],
+                compressed: false,
             })
         );
         // A client's masked frame of 300 bytes: 81 fe 01 2c, then the key 37 fa 21 3d.
@@ -102,10 +116,13 @@ mod tests {
             (8, 300, true, [0x37, 0xfa, 0x21, 0x3d])
         );
         assert_eq!(h.key64(), 0x3d21_fa37_3d21_fa37);
-        // Binary (opcode 2), close (8), reserved bits, or a header longer than the segment: none.
+        // A compressed text frame (c1: FIN, RSV1, text) of 5 bytes: read, marked compressed.
+        let h = header(&buf(&[DEFLATED_TEXT_FIN, 0x05]), 2).unwrap();
+        assert_eq!((h.len, h.payload, h.compressed), (2, 5, true));
+        // Binary (opcode 2), close (8), RSV2 (a1), or a header longer than the segment: none.
         assert_eq!(header(&buf(&[0x82, 0x05]), 2), None);
         assert_eq!(header(&buf(&[0x88, 0x00]), 2), None);
-        assert_eq!(header(&buf(&[0xc1, 0x05]), 2), None);
+        assert_eq!(header(&buf(&[0xa1, 0x05]), 2), None);
         assert_eq!(header(&buf(&[0x81, 0x85, 1, 2]), 4), None);
     }
 }

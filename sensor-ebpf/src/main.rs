@@ -336,6 +336,14 @@ fn tcp<const COMPAT: bool>(
         }
         return Ok(candidate);
     }
+    // A WebSocket text frame compressed with permessage-deflate (RSV1): its DEFLATE stream runs
+    // over every earlier message of its direction, which the program cannot inflate. On a flow
+    // that involves a watched range, a pool address or a pool port it goes to deep inspection,
+    // which inflates each direction's messages in order and opens the flow if they are Stratum
+    // (`inspect::deflate`); no Stratum packet is counted here. Other traffic pays this compare.
+    if first == websocket::DEFLATED_TEXT_FIN {
+        return Ok(candidate || (inspect_budget() > 0 && (shaped || pool_port(sport))));
+    }
     // Stratum inside a WebSocket text frame (browser-miner bridges): the frame's payload, unmasked,
     // is what is scanned, and its first byte what decides.
     let (mut payload, mut plen, mut first, mut mask) = (payload, plen, first, 0u64);
@@ -383,11 +391,24 @@ fn tcp<const COMPAT: bool>(
     let opens = first == b'{' || matches!(first, b' ' | b'\t' | b'\r' | b'\n');
     // A new flow's first message held from its earlier segment (split before any marker): the
     // segment that continues it is scanned after it (`opening`).
-    let joined = if plain && opening::maybe_held(key) {
+    let held_slot = plain && opening::maybe_held(key);
+    let joined = if held_slot {
         opening::opening_join(seq as u64, src_is_lo as u64) as usize
     } else {
         0
     };
+    // The next segments of a new flow whose first message ran past the window unrecognised
+    // (`long` below) go to deep inspection as they are, which joins the message.
+    if held_slot
+        && joined == 0
+        && opening::opening_follow(
+            seq as u64,
+            src_is_lo as u64,
+            seq.wrapping_add(plen as u32) as u64,
+        ) != 0
+    {
+        return Ok(candidate || inspect_budget() > 0);
+    }
     if !opens && joined == 0 && (!recent_stratum(key) || flow_unknown(key)) {
         return Ok(candidate);
     }
@@ -434,6 +455,10 @@ fn tcp<const COMPAT: bool>(
     // it (a login padded with an unknown key of hundreds of bytes before its method) goes to
     // deep inspection too, which reads the whole segment.
     let long = opens && flags & opening::WHOLE == 0 && found == 0;
+    // ... and so do its next few segments, when it is a new flow's first (`opening`).
+    if long && joined == 0 && flags & opening::SETTLE != 0 && inspect_budget() > 0 {
+        opening::opening_follow_start(next_seq, (flags & opening::FROM_LO != 0) as u64);
+    }
     Ok(candidate
         || found & CANDIDATE != 0
         || (inspect_budget() > 0

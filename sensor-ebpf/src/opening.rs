@@ -6,12 +6,18 @@
 //! whole message ends with one), on a flow the flow table does not know. Such segments are
 //! candidates too, so that deep inspection joins the same bytes (`inspect::stream`).
 //!
+//! A new flow's first segment that opens a JSON message and runs past the scanner's window with
+//! nothing recognised (a login padded with kilobytes before its method) is noted there too, as
+//! an `OPENING_FOLLOW` entry without bytes: its next `OPENING_FOLLOW_SEGMENTS` segments in
+//! sequence from the same endpoint are handed to deep inspection as they are.
+//!
 //! Segments reach `OPENINGS` only through a slot array (`OPENING_SLOTS`, one read): a flow whose
 //! slot held no opening within `OPENING_MAX_AGE_NS` pays nothing more.
 
-use aya_ebpf::bindings::BPF_ANY;
+use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
 use sensor_common::{
-    FlowKey, OPENING_BYTES, OPENING_MAX_AGE_NS, Stat, recent_slot, stratum::WINDOW,
+    FlowKey, OPENING_BYTES, OPENING_FOLLOW, OPENING_FOLLOW_SEGMENTS, OPENING_MAX_AGE_NS, Stat,
+    recent_slot, stratum::WINDOW,
 };
 
 use crate::{
@@ -110,6 +116,87 @@ pub extern "C" fn opening_hold(n: u64, next_seq: u64, from_lo: u64, fresh: u64) 
         if let Some(t) = OPENING_SLOTS.get_ptr_mut(recent_slot(key)) {
             *t = now | 1;
         }
+    }
+    1
+}
+
+/// A new flow whose first segment opened a JSON message and ran past the window with nothing
+/// recognised (`long` in `tcp`): its next `OPENING_FOLLOW_SEGMENTS` segments in sequence from the
+/// same endpoint (`from_lo`), the first at `next_seq`, are to be handed over too (an
+/// `OPENING_FOLLOW` entry, no bytes). Only on a flow the table does not know and that holds no
+/// opening. Returns 1 when noted.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn opening_follow_start(next_seq: u64, from_lo: u64) -> u64 {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    let now = now();
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    unsafe {
+        let key = &(*scratch).key;
+        if !flow_unknown(key) {
+            return 0;
+        }
+        let stage = &mut (*scratch).opening;
+        stage.at_ns = now;
+        stage.next_seq = next_seq as u32;
+        stage.len = OPENING_FOLLOW_SEGMENTS;
+        stage.from_lo = from_lo as u8;
+        stage.kind = OPENING_FOLLOW;
+        stage.skip = 0;
+        stage.end = 0;
+        stage._pad = [0; 4];
+        // Not over an entry already there (counted when it was held).
+        if OPENINGS.insert(key, stage, BPF_NOEXIST as u64).is_err() {
+            return 0;
+        }
+        stat(Stat::OpeningsHeld);
+        if let Some(t) = OPENING_SLOTS.get_ptr_mut(recent_slot(key)) {
+            *t = now | 1;
+        }
+    }
+    1
+}
+
+/// Whether the segment with sequence number `seq` from the key's lower endpoint (`from_lo`),
+/// ending at `next_seq`, is one SCRATCH's key's `OPENING_FOLLOW` entry waits for: then the entry
+/// moves past it (removed after its last segment) and 1 is returned. An entry this segment does
+/// not continue (a gap, a retransmission, stale, or its flow now known) is removed; one from the
+/// other endpoint stays.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn opening_follow(seq: u64, from_lo: u64, next_seq: u64) -> u64 {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    let key = unsafe { &(*scratch).key };
+    let Some(o) = OPENINGS.get_ptr_mut(key) else {
+        return 0;
+    };
+    // SAFETY: LRU map value, valid for the program run; the flow's segments on two CPUs at
+    // worst hand one segment more or fewer over.
+    let o = unsafe { &mut *o };
+    if o.kind != OPENING_FOLLOW || o.from_lo as u64 != from_lo {
+        return 0;
+    }
+    let now = now();
+    // Out of sequence or stale; or the flow became known (the pool's reply opened it), whose
+    // segments are scanned and handed over as any Stratum flow's.
+    if o.next_seq as u64 != seq
+        || now.saturating_sub(o.at_ns) > OPENING_MAX_AGE_NS
+        || !flow_unknown(key)
+    {
+        remove(key);
+        return 0;
+    }
+    if o.len <= 1 {
+        remove(key);
+    } else {
+        o.len -= 1;
+        o.next_seq = next_seq as u32;
+        o.at_ns = now;
     }
     1
 }

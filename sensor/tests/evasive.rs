@@ -1,6 +1,7 @@
 //! Reshaped plaintext and encrypted shares through `mining-sensor replay` (kernel and agent, as
 //! the held-out captures are checked): getwork over HTTP POST, a login split before any
-//! marker on a new flow, and Stratum V2 shares by size, each with exact counts in the JSON
+//! marker on a new flow, a login padded past the window in one segment and over three, and
+//! Stratum V2 shares by size, each with exact counts in the JSON
 //! report. Needs root (BPF_PROG_TEST_RUN); no namespace.
 //!
 //! Real-world ranges appear here only inside capture files: the miner is in range `kp` of the
@@ -173,6 +174,47 @@ fn evasive_a_login_padded_past_the_window_replays_with_coin_and_agent() {
     assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &to_kp), 1);
     // The reply's flow only: the padded call opened none.
     assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
+    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &[]), 1);
+}
+
+/// XMRig's login padded with an unknown key of 3,500 bytes before `method`, sent over 3 segments
+/// of a new flow (an MSS of 1,448: 8 + 3,500 + 2 + 246 = 3,756 bytes, segments of 1,448, 1,448
+/// and 860), interleaved with a JSON-RPC call to a node padded the same way on the same pool port
+/// (8 + 3,500 + 2 + 115 = 3,625 bytes: 1,448, 1,448 and 729), then the pool's login reply. The
+/// kernel hands each first segment and the next ones of its flow over; deep inspection joins
+/// them: one login with its coin and agent, and the call nothing. The reply opens the monero flow
+/// (to `kp`); the call's flow is none.
+#[test]
+fn evasive_a_login_padded_over_three_segments_replays_with_coin_and_agent() {
+    let (m, p) = (ip(MINER), ip(POOL));
+    let pad = "x".repeat(3500);
+    let login = format!(
+        "{{\"pad\":\"{pad}\",\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0\",\"algo\":[\"rx/0\"]}}}}\n"
+    );
+    let call = format!(
+        "{{\"pad\":\"{pad}\",\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"eth_getBalance\",\"params\":[\"0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5\",\"latest\"]}}\n"
+    );
+    assert_eq!((login.len(), call.len()), (3756, 3625));
+    let segments = |sport: u16, msg: &str| -> Vec<Packet> {
+        msg.as_bytes()
+            .chunks(1448)
+            .enumerate()
+            .map(|(i, c)| Packet::tcp4(m, p, sport, 3333, c).tcp_seq(100 + 1448 * i as u32))
+            .collect()
+    };
+    let (a, b) = (segments(51004, &login), segments(51005, &call));
+    assert_eq!((a.len(), b.len()), (3, 3));
+    let reply = b"{\"id\":1,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"id\":\"s1\",\"job\":{\"blob\":\"0707\",\"job_id\":\"j1\",\"target\":\"b88d0600\",\"algo\":\"rx/0\"},\"status\":\"OK\"}}\n";
+    let mut packets: Vec<Packet> = a.into_iter().zip(b).flat_map(|(x, y)| [x, y]).collect();
+    packets.push(Packet::tcp4(p, m, 3333, 51004, reply));
+    let r = run("padded3", packets);
+    let to_kp = [("range", "kp"), ("direction", "to"), ("dialect", "monero")];
+    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &to_kp), 1);
+    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
+    // The reply only: no segment of either padded message is a Stratum packet.
+    assert_eq!(total(&r, "mining_sensor_stratum_packets_total", &[]), 1);
     let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
     assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
     assert_eq!(total(&r, "mining_sensor_miner_logins_total", &[]), 1);

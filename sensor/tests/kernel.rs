@@ -1551,6 +1551,86 @@ fn a_json_opening_longer_than_the_window_is_a_candidate() {
     assert!(s.k.read_samples().unwrap().is_empty());
 }
 
+/// A login padded with an unknown key of kilobytes before its method, over several segments of
+/// a new flow: the first (a JSON opening past the window, nothing recognised) and the next
+/// `OPENING_FOLLOW_SEGMENTS` (3) in sequence from the same endpoint are candidates, handed over
+/// as they are for deep inspection to join, while the flow is unknown; a gap or the flow's
+/// opening ends that. Nothing of it is a Stratum packet.
+#[test]
+fn a_login_padded_over_several_segments_is_handed_over_whole() {
+    use sensor_common::Stat;
+    let mut s = Sensor::with(&format!("[inspect]\ncapture_mode = \"inline\"\n{CONFIG}"));
+    let (m, pool) = (ip("198.18.0.9"), ip("203.0.113.50"));
+    let padded = |pad: usize| {
+        [
+            format!("{{\"pad\":\"{}\",", "x".repeat(pad)).as_bytes(),
+            &xmrig_login()[1..],
+        ]
+        .concat()
+    };
+    // Segments of 1,448 bytes (an MSS), from sequence number 1000.
+    let segments = |sport: u16, msg: &[u8]| -> Vec<Vec<u8>> {
+        msg.chunks(1448)
+            .enumerate()
+            .map(|(i, c)| {
+                Packet::tcp4(m, pool, sport, 3333, c)
+                    .tcp_seq(1000 + 1448 * i as u32)
+                    .build()
+            })
+            .collect()
+    };
+    // XMRig's login is 398 bytes; padded with 3,000 x's: 8 + 3,000 + 2 + 397 = 3,407 bytes, 3
+    // segments (1,448, 1,448, 511), all candidates.
+    let login = padded(3000);
+    assert_eq!(login.len(), 3407);
+    let segs = segments(45500, &login);
+    assert_eq!(segs.len(), 3);
+    for seg in &segs {
+        s.run(seg);
+    }
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 3);
+    assert_eq!(s.all_stratum(), 0);
+    // The pool's reply opens the flow (a Stratum packet, a candidate); the miner's next segment
+    // (a submit, at 1000 + 3,407 = 4,407) is scanned as any segment of a Stratum flow: a Stratum
+    // packet and a candidate, and the entry, with one segment left, is gone.
+    s.run(&Packet::tcp4(pool, m, 3333, 45500, LOGIN_REPLY).build());
+    s.run(
+        &Packet::tcp4(m, pool, 45500, 3333, SUBMIT)
+            .tcp_seq(4407)
+            .build(),
+    );
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 5);
+    assert_eq!(s.all_stratum(), 2 * 2);
+    assert_eq!(s.k.openings().unwrap(), 0);
+    // Padded with 6,000: 6,407 bytes, 5 segments (4 x 1,448 and 615): the first and the next 3
+    // are candidates, the 5th is not.
+    let segs = segments(45501, &padded(6000));
+    assert_eq!(segs.len(), 5);
+    for seg in &segs {
+        s.run(seg);
+    }
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 5 + 4);
+    // A gap: the first segment, then the third: only the first.
+    let segs = segments(45502, &login);
+    s.run(&segs[0]);
+    s.run(&segs[2]);
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 9 + 1);
+    // Held 3 times, each removed (flow opened, last segment, gap): none left, none evicted.
+    assert_eq!(s.k.stat(Stat::OpeningsHeld).unwrap(), 3);
+    assert_eq!(s.k.stat(Stat::OpeningsRemoved).unwrap(), 3);
+    assert_eq!(s.k.openings().unwrap(), 0);
+    // Copied whole: 54 bytes of headers and the segment (the sample holds 1,536).
+    let sizes: Vec<u32> =
+        s.k.read_samples()
+            .unwrap()
+            .iter()
+            .map(|x| x.cap_len)
+            .collect();
+    assert_eq!(sizes.len(), 10);
+    assert_eq!(&sizes[..3], &[1502, 1502, 565]);
+    assert_eq!(s.all_stratum(), 2 * 2);
+}
+
 /// Budget 0 turns deep inspection off for Stratum flows too: nothing is handed over, and the
 /// Stratum counting is what it is with inspection on.
 #[test]
@@ -2110,6 +2190,48 @@ fn stratum_inside_websocket_frames() {
     s.run(&up(48003, &binary));
     s.run(&up(48004, &[0x81, 0x7f, 0xff, 0x00, 0x01]));
     assert_eq!(s.all_stratum(), 2 * 2);
+}
+
+/// WebSocket frames compressed with permessage-deflate (RSV1: first byte c1) cannot be read by
+/// the program: on a flow of a watched range, a pool address or a pool port each is a candidate,
+/// so that deep inspection inflates the flow's messages in order, and none is a Stratum packet or
+/// opens a flow (the agent opens it). Between two unwatched endpoints on another port: nothing.
+#[test]
+fn compressed_websocket_frames_go_to_deep_inspection() {
+    use sensor_common::Stat;
+    let mut s = Sensor::with(&format!("[inspect]\ncapture_mode = \"inline\"\n{CONFIG}"));
+    // Any bytes stand for the DEFLATE payload: the program does not read it. The login's bytes,
+    // so that a reader of the payload as text would find a marker.
+    let deflated = |key: Option<[u8; 4]>| {
+        let mut f = test_support::websocket_frame(&xmrig_login(), key);
+        f[0] = 0xc1;
+        f
+    };
+    let (miner, server) = (ip("198.18.1.20"), ip("198.51.100.50")); // miner in ranges a and b
+    let (x, y) = (ip("198.51.100.7"), ip("198.51.100.8")); // in no range
+    // The watched miner's masked frame to 443, and the server's unmasked answer: 2 candidates.
+    s.run(&Packet::tcp4(miner, server, 48100, 443, &deflated(Some([9, 8, 7, 6]))).build());
+    s.run(&Packet::tcp4(server, miner, 443, 48100, &deflated(None)).build());
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 2);
+    // Unwatched endpoints towards a pool port (3333) and from one: 2 more.
+    s.run(&Packet::tcp4(x, y, 48101, 3333, &deflated(Some([1, 2, 3, 4]))).build());
+    s.run(&Packet::tcp4(y, x, 3333, 48101, &deflated(None)).build());
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 4);
+    // Unwatched endpoints on 8080: none.
+    s.run(&Packet::tcp4(x, y, 48102, 8080, &deflated(Some([1, 2, 3, 4]))).build());
+    s.run(&Packet::tcp4(y, x, 8080, 48102, &deflated(None)).build());
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 4);
+    // Each candidate copied whole (a 16-bit length: 4 + 4 bytes of header with the mask, 4
+    // without, and the login's bytes).
+    let samples = s.k.read_samples().unwrap();
+    assert_eq!(samples.len(), 4);
+    let login = xmrig_login().len();
+    let sizes: Vec<usize> = samples.iter().map(|s| s.cap_len as usize).collect();
+    let frame = |masked: usize| 54 + 4 + masked * 4 + login;
+    assert_eq!(sizes, vec![frame(1), frame(0), frame(1), frame(0)]);
+    // No Stratum packet, no flow.
+    assert_eq!(s.all_stratum(), 0);
+    assert!(s.k.flows().unwrap().is_empty());
 }
 
 /// Reshaped logins the kernel still recognises: blanks, blank lines and CRLFs before the `{`

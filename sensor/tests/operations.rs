@@ -681,6 +681,8 @@ fn a_fresh_sensor_exports_the_series_the_sizing_table_counts() {
         ("mining_sensor_inspect_candidates_total", 1),
         ("mining_sensor_reassembly_bytes", 1),
         ("mining_sensor_reassembly_evictions_total", 1),
+        ("mining_sensor_inflate_bytes", 1),
+        ("mining_sensor_inflate_evictions_total", 1),
         ("mining_sensor_capture_drops_total", 3),
     ];
     let want: std::collections::BTreeMap<&str, usize> = table.into_iter().collect();
@@ -688,6 +690,6 @@ fn a_fresh_sensor_exports_the_series_the_sizing_table_counts() {
         families, want,
         "series per metric, against deploy/README.md's table"
     );
-    assert_eq!(want.values().sum::<usize>(), 155);
+    assert_eq!(want.values().sum::<usize>(), 157);
     let _ = std::fs::remove_dir_all(&dir);
 }

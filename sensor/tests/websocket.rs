@@ -6,16 +6,20 @@
 //! its hashes, exactly as for plaintext Stratum.
 //!
 //! ```text
-//!  miner ns                     vantage ns (mining-sensor, XDP native on wsv0, wsv1)       pool ns
-//!  wsm0 198.18.22.2/24  <--->  wsv0 198.18.22.1/24   [forwarding]   wsv1 198.18.23.1/24  <--->  wsp0 198.18.23.2/24
+//!  miner ns                     vantage ns (mining-sensor, XDP native on evv0, evv1)       pool ns
+//!  evm0 198.18.22.2/24  <--->  evv0 198.18.22.1/24   [forwarding]   evv1 198.18.23.1/24  <--->  evp0 198.18.23.2/24
 //! ```
 //!
-//! Compression is off on both ends: a frame compressed with permessage-deflate (RSV1 set) is not
-//! read (README, "Reshaped messages"), and this test is about the framing and the masking.
+//! Twice: with compression off on both ends (the framing and the masking), and with the
+//! library's default permessage-deflate (RFC 7692, context takeover both ways: the kernel hands
+//! the compressed frames over, deep inspection inflates each direction in order and opens the
+//! flow, README "Reshaped messages"). The compressed run also holds a false-positive trap: a
+//! compressed WebSocket chat of JSON that is not mining, from the miner's address to a chat
+//! server in the pool's namespace, which must count nothing.
 //!
 //! Needs root, iproute2 and the virtual environment `cargo xtask setup` makes for the TLS test
-//! (`websockets`). Addresses are from 198.18.0.0/15 only; both ends run under `timeout`, and the
-//! session is `SHARES` request-reply exchanges.
+//! (`websockets`). Addresses are from 198.18.0.0/15 only; every end runs under `timeout`, and the
+//! sessions are `SHARES` request-reply exchanges and `CHAT` chat messages.
 
 mod common;
 
@@ -37,16 +41,30 @@ const SHARES: u64 = 12;
 const TARGET: &str = "f3220000";
 const SHARE_HASHES: u64 = 480_045;
 
-/// Both ends. `server HOST PORT TARGET`: answers each text message as a pool (a login with a
-/// job at TARGET, a submit with OK) until the client closes. `client URI SHARES`: XMRig's login,
+/// Chat messages the trap's client sends, each answered.
+const CHAT: u64 = 12;
+const CHAT_PORT: u16 = 8282;
+
+/// Both ends; COMPRESSION is `deflate` (the library's default) or `none`. `server HOST PORT
+/// TARGET COMPRESSION`: answers each text message as a pool (a login with a job at TARGET, a
+/// submit with OK) until the client closes. `client URI SHARES COMPRESSION`: XMRig's login,
 /// then SHARES submits, each waited for; prints `shares N` (the answers that said OK).
+/// `chat-server HOST PORT COMPRESSION` and `chat URI N COMPRESSION`: a chat of JSON messages that
+/// are not mining (a room join, N messages, each acknowledged and echoed); prints `chat N`.
 const SCRIPT: &str = r#"
 import asyncio, json, sys
 import websockets
 
 WALLET = "48edfHu7V9Z84YzzMa6fUueoELZ9ZRXq9VetWzYGzKt52XU5xvqgzYnDK9URnRoJMk1j8nLwEVsaSWJ4fhdUyZijBGUicoD"
 
-async def server(host, port, target):
+# Pings both ways every 0.2 s (the library's default is 20 s): control frames between the
+# messages, which the sensor does not see and must read past.
+PING = 0.2
+
+def compression(arg):
+    return "deflate" if arg == "deflate" else None
+
+async def server(host, port, target, comp):
     async def handler(ws):
         async for text in ws:
             msg = json.loads(text)
@@ -57,12 +75,12 @@ async def server(host, port, target):
             else:
                 reply = {"id": msg["id"], "jsonrpc": "2.0", "error": None, "result": {"status": "OK"}}
             await ws.send(json.dumps(reply, separators=(",", ":")) + "\n")
-    async with websockets.serve(handler, host, port, compression=None):
+    async with websockets.serve(handler, host, port, compression=compression(comp), ping_interval=PING):
         print("ready", flush=True)
         await asyncio.sleep(60)
 
-async def client(uri, shares):
-    async with websockets.connect(uri, compression=None) as ws:
+async def client(uri, shares, comp):
+    async with websockets.connect(uri, compression=compression(comp), ping_interval=PING) as ws:
         login = {"id": 1, "jsonrpc": "2.0", "method": "login", "params": {"login": WALLET, "pass": "x",
                  "agent": "XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0", "algo": ["rx/0"]}}
         await ws.send(json.dumps(login, separators=(",", ":")) + "\n")
@@ -75,13 +93,44 @@ async def client(uri, shares):
                       "algo": "rx/0"}}
             await ws.send(json.dumps(submit, separators=(",", ":")) + "\n")
             ok += '"OK"' in await ws.recv()
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
     print("shares", ok, flush=True)
 
-if sys.argv[1] == "server":
-    asyncio.run(server(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
+async def chat_server(host, port, comp):
+    async def handler(ws):
+        async for text in ws:
+            msg = json.loads(text)
+            await ws.send(json.dumps({"id": msg["id"], "result": {"status": "OK", "delivered": True}}))
+            if msg["method"] == "message":
+                await ws.send(json.dumps({"method": "message", "params": {"room": "lobby",
+                              "from": "ana", "text": msg["params"]["text"], "ts": 1700000000 + msg["id"]}}))
+    async with websockets.serve(handler, host, port, compression=compression(comp), ping_interval=PING):
+        print("ready", flush=True)
+        await asyncio.sleep(60)
+
+async def chat(uri, n, comp):
+    got = 0
+    async with websockets.connect(uri, compression=compression(comp), ping_interval=PING) as ws:
+        await ws.send(json.dumps({"id": 1, "method": "join", "params": {"room": "lobby", "user": "bo",
+                                  "agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"}}))
+        assert '"OK"' in await ws.recv()
+        for i in range(n):
+            await ws.send(json.dumps({"id": i + 2, "method": "message", "params": {"room": "lobby",
+                                      "text": "hello number %d, see you at the submit of the report" % i}}))
+            got += '"OK"' in await ws.recv()
+            await ws.recv()
+            await asyncio.sleep(0.02)
+    print("chat", got, flush=True)
+
+mode, args = sys.argv[1], sys.argv[2:]
+if mode == "server":
+    asyncio.run(server(args[0], int(args[1]), args[2], args[3]))
+elif mode == "client":
+    asyncio.run(client(args[0], int(args[1]), args[2]))
+elif mode == "chat-server":
+    asyncio.run(chat_server(args[0], int(args[1]), args[2]))
 else:
-    asyncio.run(client(sys.argv[2], int(sys.argv[3])))
+    asyncio.run(chat(args[0], int(args[1]), args[2]))
 "#;
 
 /// `SCRIPT args` in `ns`, under `timeout`.
@@ -94,14 +143,55 @@ fn script(ns: &str, args: &[&str]) -> Command {
     c
 }
 
+/// A server of SCRIPT's (`server` or `chat-server`) in `ns`, once it said it is listening.
+fn serve(ns: &str, args: &[&str], log: std::path::PathBuf) -> Proc {
+    let mut server = Proc(
+        script(ns, args)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("a WebSocket server"),
+    );
+    // Wait for its "ready" line (the library is listening).
+    let mut out = server.0.stdout.take().unwrap();
+    let mut ready = [0u8; 6];
+    std::io::Read::read_exact(&mut out, &mut ready).expect("the server's ready line");
+    assert_eq!(&ready, b"ready\n");
+    server
+}
+
+/// A client of SCRIPT's in `ns`, run to its end; its one output line.
+fn run_client(ns: &str, args: &[&str]) -> String {
+    let client = script(ns, args).output().expect("a WebSocket client");
+    assert!(
+        client.status.success(),
+        "client: {}",
+        String::from_utf8_lossy(&client.stderr)
+    );
+    String::from_utf8_lossy(&client.stdout).trim().to_string()
+}
+
 #[test]
 fn stratum_in_websocket_frames_between_real_endpoints_counts_exactly() {
+    session("evws", "none");
+}
+
+/// The same session with permessage-deflate, as browsers and the library offer it by default,
+/// beside a compressed chat that must count nothing.
+#[test]
+fn stratum_in_compressed_websocket_frames_counts_exactly() {
+    session("evwz", "deflate");
+}
+
+/// The session with COMPRESSION `none` or `deflate` (then with the chat beside it), in
+/// namespaces named from `prefix`.
+fn session(prefix: &str, compression: &str) {
     let t = Line::new(
-        "ws",
-        ["wsm0", "198.18.22.2/24", "wsv0", "198.18.22.1/24"],
-        ["wsp0", "198.18.23.2/24", "wsv1", "198.18.23.1/24"],
+        prefix,
+        ["evm0", "198.18.22.2/24", "evv0", "198.18.22.1/24"],
+        ["evp0", "198.18.23.2/24", "evv1", "198.18.23.1/24"],
     );
-    let dir = std::env::temp_dir().join(format!("ws-stratum-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("{prefix}-stratum-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("sensor.toml");
     std::fs::write(
@@ -118,9 +208,9 @@ fn stratum_in_websocket_frames_between_real_endpoints_counts_exactly() {
         &config,
         &[
             "--iface",
-            "wsv0",
+            "evv0",
             "--iface",
-            "wsv1",
+            "evv1",
             "--listen",
             &listen,
             "--xdp-mode",
@@ -134,39 +224,41 @@ fn stratum_in_websocket_frames_between_real_endpoints_counts_exactly() {
         SENSOR_PORT,
         &mut sensor,
         &log,
-        "mining_sensor_xdp_attached{iface=\"wsv1\",mode=\"native\"} 1",
+        "mining_sensor_xdp_attached{iface=\"evv1\",mode=\"native\"} 1",
     );
 
     let port = POOL_PORT.to_string();
-    let mut server = Proc(
-        script(&t.pool, &["server", POOL, &port, TARGET])
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.join("server.log")).unwrap())
-            .spawn()
-            .expect("the WebSocket pool"),
+    let server = serve(
+        &t.pool,
+        &["server", POOL, &port, TARGET, compression],
+        dir.join("server.log"),
     );
-    // Wait for its "ready" line (the library is listening).
-    let mut out = server.0.stdout.take().unwrap();
-    let mut ready = [0u8; 6];
-    std::io::Read::read_exact(&mut out, &mut ready).expect("the server's ready line");
-    assert_eq!(&ready, b"ready\n");
+    let chat = (compression == "deflate").then(|| {
+        let port = CHAT_PORT.to_string();
+        serve(
+            &t.pool,
+            &["chat-server", POOL, &port, compression],
+            dir.join("chat.log"),
+        )
+    });
 
     let uri = format!("ws://{POOL}:{POOL_PORT}/");
     let shares = SHARES.to_string();
-    let client = script(&t.miner, &["client", &uri, &shares])
-        .output()
-        .expect("the WebSocket miner");
-    assert!(
-        client.status.success(),
-        "client: {}",
-        String::from_utf8_lossy(&client.stderr)
-    );
     // The pool said OK to every share.
     assert_eq!(
-        String::from_utf8_lossy(&client.stdout).trim(),
+        run_client(&t.miner, &["client", &uri, &shares, compression]),
         format!("shares {SHARES}")
     );
+    if chat.is_some() {
+        let uri = format!("ws://{POOL}:{CHAT_PORT}/");
+        let n = CHAT.to_string();
+        assert_eq!(
+            run_client(&t.miner, &["chat", &uri, &n, compression]),
+            format!("chat {CHAT}")
+        );
+    }
     drop(server);
+    drop(chat);
 
     let settle = Duration::from_secs(10);
     let monero = [("coin", "monero"), ("range", RANGE)];
@@ -187,6 +279,12 @@ fn stratum_in_websocket_frames_between_real_endpoints_counts_exactly() {
             &[("agent", "xmrig"), ("coin", "monero"), ("range", RANGE)][..],
             1.0,
         ),
+        // The flow in the kernel's table (opened there by the agent when compressed).
+        (
+            "mining_sensor_mining_flows",
+            &[("dialect", "monero"), ("range", RANGE)][..],
+            1.0,
+        ),
         ("mining_sensor_shares_total", &accepted[..], SHARES as f64),
         (
             "mining_sensor_share_hashes_total",
@@ -201,7 +299,11 @@ fn stratum_in_websocket_frames_between_real_endpoints_counts_exactly() {
             http_get(&t.vantage, SENSOR_PORT, "/metrics")
         );
     }
-    // Nothing else: one flow, one login, every share accepted (none rejected or unknown).
+    // Nothing else: one flow, one login, every share accepted (none rejected or unknown); the
+    // chat (13 messages from the client, 25 from the server: 13 acknowledgements and 12 echoes)
+    // none of these. The chat ended before the pool's counts were awaited; its last frames are
+    // given the drain's and the inspector's time to pass.
+    std::thread::sleep(Duration::from_secs(2));
     let m = common::samples(&http_get(&t.vantage, SENSOR_PORT, "/metrics"));
     let sum = |name: &str| -> f64 {
         m.iter()
@@ -212,6 +314,21 @@ fn stratum_in_websocket_frames_between_real_endpoints_counts_exactly() {
     assert_eq!(sum("mining_sensor_stratum_flows_total"), 1.0);
     assert_eq!(sum("mining_sensor_miner_logins_total"), 1.0);
     assert_eq!(sum("mining_sensor_shares_total"), SHARES as f64);
+    // Compressed: the session's two directions hold an inflater each (43 KiB, 44,032 bytes, each:
+    // 88,064), the chat's none (each direction gave up after 8 messages without Stratum); none
+    // evicted. Uncompressed: none.
+    let inflaters = if compression == "deflate" { 2 } else { 0 };
+    let exported = |name: &str| -> f64 {
+        m.iter()
+            .filter(|((n, _), _)| n == name)
+            .map(|(_, v)| v)
+            .sum()
+    };
+    assert_eq!(
+        exported("mining_sensor_inflate_bytes"),
+        (inflaters * 44_032) as f64
+    );
+    assert_eq!(exported("mining_sensor_inflate_evictions_total"), 0.0);
     drop(sensor);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -18,6 +18,7 @@ mod counters;
 mod filter;
 mod load;
 mod maps;
+pub mod opened;
 mod peers;
 pub mod ranges;
 mod rings;

@@ -13,6 +13,7 @@
 //! hash of the login (`deep::login_hash`), and only the hash appears in events.
 
 pub mod deep;
+pub mod deflate;
 pub mod frame;
 pub mod stream;
 pub mod websocket;
@@ -38,7 +39,7 @@ use crate::{
         wire::{Signal, signals},
     },
     config::UNWATCHED,
-    metrics::Metrics,
+    metrics::{Metrics, names},
 };
 
 /// Flows remembered (the agent a `mining.subscribe` named before the login; whether the login
@@ -65,6 +66,23 @@ pub const LOGIN_COIN_WAIT_MESSAGES: u32 = 4;
 /// ... and for at most this long (checked at the flow's next message and at each expiry): then it
 /// counts as `unknown`, as it does when its flow is forgotten or a replay ends first.
 pub const LOGIN_COIN_WAIT: Duration = Duration::from_secs(60);
+
+/// Where the agent opens a flow whose Stratum the kernel program could not read (compressed
+/// WebSocket messages): the program's flow table (`bpf::opened`). `open` inserts the flow unless
+/// it is there, and says whether it did: only then is it counted in `stratum_flows_total` here.
+pub trait OpenFlows: Send {
+    fn open(
+        &mut self,
+        key: &sensor_common::FlowKey,
+        ranges: u64,
+        dialect: u8,
+        wall: std::time::SystemTime,
+    ) -> bool;
+    /// A later Stratum message of a flow read here: its entry's last time moves to `wall`'s
+    /// moment, as the program moves it at each Stratum packet it reads, so that the flow stays
+    /// in `mining_flows` while its messages come.
+    fn touch(&mut self, key: &sensor_common::FlowKey, wall: std::time::SystemTime);
+}
 
 /// The login hash key: the first 32 bytes of `path`, or random bytes for this process's life.
 pub fn login_key(path: Option<&Path>) -> Result<[u8; 32]> {
@@ -134,6 +152,8 @@ struct FlowNote {
     /// Stratum V1 names the miner software in `mining.subscribe`, before `mining.authorize`.
     agent: Option<deep::Agent>,
     logged_in: bool,
+    /// Whether the agent tried to open the flow (see [`OpenFlows`]).
+    opened: bool,
     /// The flow's coin: its login's, else the first message's that names one.
     coin: Coin,
     coin_from_login: bool,
@@ -152,6 +172,7 @@ impl FlowNote {
             at,
             agent: None,
             logged_in: false,
+            opened: false,
             coin: Coin::Unknown,
             coin_from_login: false,
             ranges: Vec::new(),
@@ -219,6 +240,12 @@ pub struct Inspector {
     addr_ranges: HashMap<IpAddr, u64>,
     /// `streams.evicted` when last published.
     streams_evicted: u64,
+    /// Compressed WebSocket messages, inflated per direction.
+    inflaters: deflate::Inflaters,
+    /// `inflaters.evicted` when last published.
+    inflaters_evicted: u64,
+    /// The kernel's flow table, for the flows found only here; `None`: counted without it.
+    flows: Option<Box<dyn OpenFlows>>,
 }
 
 impl Inspector {
@@ -239,6 +266,77 @@ impl Inspector {
             streams: stream::Streams::default(),
             streams_evicted: 0,
             addr_ranges: HashMap::new(),
+            inflaters: deflate::Inflaters::default(),
+            inflaters_evicted: 0,
+            flows: None,
+        }
+    }
+
+    /// Opens the flows found only here (compressed WebSocket messages) in `flows`, the kernel's
+    /// flow table, so that each counts once whichever side finds it first.
+    pub fn open_flows_in(&mut self, flows: impl OpenFlows + 'static) {
+        self.flows = Some(Box::new(flows));
+    }
+
+    /// The inflaters' memory and evictions, as metrics.
+    fn publish_inflaters(&mut self) {
+        self.metrics
+            .inflate_bytes
+            .set(self.inflaters.bytes() as i64);
+        let evicted = self.inflaters.evicted;
+        self.metrics
+            .inflate_evictions
+            .inc_by(evicted - self.inflaters_evicted);
+        self.inflaters_evicted = evicted;
+    }
+
+    /// Counts flow `id` in `stratum_flows_total` once, as the program counts the flows it finds
+    /// (every range of the source `from`, of the destination `to`, else `unwatched`), when its
+    /// Stratum was found here only and the flow table did not hold it (see [`OpenFlows`]); at
+    /// its later Stratum messages, touches its entry.
+    #[allow(clippy::too_many_arguments)]
+    fn open_flow(
+        &mut self,
+        id: FlowId,
+        t: &frame::Transport,
+        dialect: deep::Dialect,
+        src: u64,
+        dst: u64,
+        wall: std::time::SystemTime,
+        range_name: &impl Fn(usize) -> Option<String>,
+    ) {
+        let Some(note) = self.seen.get_mut(&id) else {
+            return;
+        };
+        let key = crate::bpf::opened::tcp_flow_key((t.src, t.sport), (t.dst, t.dport));
+        if std::mem::replace(&mut note.opened, true) {
+            if let Some(flows) = &mut self.flows {
+                flows.touch(&key, wall);
+            }
+            return;
+        }
+        let (src, dst) = (src & RANGE_MASK, dst & RANGE_MASK);
+        if let Some(flows) = &mut self.flows
+            && !flows.open(&key, src | dst, dialect as u8, wall)
+        {
+            return;
+        }
+        let mut cells = Vec::new();
+        for (ranges, direction) in [(src, names::FROM), (dst, names::TO)] {
+            for r in (0..MAX_RANGES).filter(|r| ranges & (1 << r) != 0) {
+                if let Some(name) = range_name(r) {
+                    cells.push((name, direction));
+                }
+            }
+        }
+        if src | dst == 0 {
+            cells.push((UNWATCHED.to_string(), names::NONE));
+        }
+        for (range, direction) in cells {
+            self.metrics
+                .stratum_flows
+                .with_label_values(&[&range, direction, dialect.name()])
+                .inc();
         }
     }
 
@@ -306,9 +404,18 @@ impl Inspector {
         if t.payload.is_empty() {
             return self.late_logins();
         }
+        // Compressed WebSocket messages: inflated with their direction's earlier ones.
+        let dir = (t.src, t.sport, t.dst, t.dport);
+        let inflated = t.proto == IPPROTO_TCP && deflate::compressed(t.payload);
         // A message split over segments is read whole once its last segment is here.
-        let data = if t.proto == IPPROTO_TCP {
-            let dir = (t.src, t.sport, t.dst, t.dport);
+        let data = if inflated {
+            let m = self.inflaters.messages(dir, t.seq, t.payload, t.whole, now);
+            self.publish_inflaters();
+            match m {
+                Some(m) => std::borrow::Cow::Owned(m),
+                None => return self.late_logins(),
+            }
+        } else if t.proto == IPPROTO_TCP {
             let data = self.streams.join(dir, t.seq, t.payload, t.whole, now);
             self.publish_streams();
             // The message left open at the end of a whole segment is read once, whole, with the
@@ -341,7 +448,11 @@ impl Inspector {
             return self.late_logins();
         }
         // The watched ranges of both endpoints: a map lookup each, remembered (see `addr_ranges`).
-        let ranges = self.ranges_of(t.src, &ranges_of) | self.ranges_of(t.dst, &ranges_of);
+        let (src_ranges, dst_ranges) = (
+            self.ranges_of(t.src, &ranges_of),
+            self.ranges_of(t.dst, &ranges_of),
+        );
+        let ranges = src_ranges | dst_ranges;
         let (a, b) = ((t.src, t.sport), (t.dst, t.dport));
         let id = if a <= b {
             (a.0, a.1, b.0, b.1, t.proto)
@@ -385,6 +496,11 @@ impl Inspector {
             if let Some(p) = note.take_ready_login(now, job) {
                 out.push(self.count(p));
             }
+        }
+        // Stratum the program could not read: the flow is opened here, once.
+        if inflated && let Some(m) = messages.first() {
+            self.inflaters.confirm(dir);
+            self.open_flow(id, &t, m.dialect, src_ranges, dst_ranges, wall, &range_name);
         }
         // The ranges (a map lookup per endpoint) only for a payload that says something of work.
         let names = (!work.is_empty()).then(|| range_labels(ranges, &range_name));
@@ -589,6 +705,8 @@ impl Inspector {
         self.addr_ranges.clear();
         self.streams.expire(now);
         self.publish_streams();
+        self.inflaters.expire(now);
+        self.publish_inflaters();
         let window = self.window;
         let mut entries = 0;
         for hashes in self.distinct.values_mut() {

@@ -733,6 +733,134 @@ fn a_session_inside_websocket_frames_counts_as_plain_stratum() {
     assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 10000"#));
 }
 
+/// A flow table that holds the keys opened in it (the kernel's `FLOWS` in the agent), and
+/// counts the touches.
+#[derive(Clone, Default)]
+struct Table(
+    std::sync::Arc<std::sync::Mutex<Vec<(sensor_common::FlowKey, u64, u8)>>>,
+    std::sync::Arc<std::sync::atomic::AtomicU32>,
+);
+
+impl OpenFlows for Table {
+    fn touch(&mut self, _: &sensor_common::FlowKey, _: SystemTime) {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn open(
+        &mut self,
+        key: &sensor_common::FlowKey,
+        ranges: u64,
+        dialect: u8,
+        _: SystemTime,
+    ) -> bool {
+        let mut t = self.0.lock().unwrap();
+        if t.iter().any(|(k, ..)| k == key) {
+            return false;
+        }
+        t.push((*key, ranges, dialect));
+        true
+    }
+}
+
+/// The same session compressed with permessage-deflate (context takeover both ways, each
+/// direction one DEFLATE stream as Python's `websockets` keeps it): inflated per direction and
+/// read as plain Stratum; the kernel could not see it, so the flow is opened here, once, in the
+/// flow table and in `stratum_flows_total`. A flow the table already holds (the kernel counted
+/// it) is not counted again.
+#[test]
+fn a_compressed_websocket_session_opens_its_flow_once() {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut s = Session::new(Duration::from_secs(3600));
+    let table = Table::default();
+    s.i.open_flows_in(table.clone());
+    let (miner, pool) = ([198, 18, 0, 1].into(), [203, 0, 113, 9].into());
+    let ranges = |a: IpAddr| u64::from(a == IpAddr::from([198, 18, 0, 1]));
+    let name = |id: usize| (id == 0).then(|| "kp".to_string());
+    let (mut up_z, mut down_z) = (
+        Compress::new(Compression::default(), false),
+        Compress::new(Compression::default(), false),
+    );
+    let deflate = |c: &mut Compress, m: &str, key| {
+        let mut out = Vec::with_capacity(m.len() + 64);
+        c.compress_vec(m.as_bytes(), &mut out, FlushCompress::Sync)
+            .unwrap();
+        out.truncate(out.len() - 4);
+        let mut f = test_support::websocket_frame(&out, key);
+        f[0] = sensor_common::websocket::DEFLATED_TEXT_FIN;
+        f
+    };
+    let key = Some([0x37, 0xfa, 0x21, 0x3d]);
+    let login = format!(
+        r#"{{"id":1,"jsonrpc":"2.0","method":"login","params":{{"login":"{WALLET}","pass":"x","agent":"XMRig/6.16.0"}}}}"#
+    );
+    let reply = r#"{"id":1,"jsonrpc":"2.0","error":null,"result":{"id":"s1","job":{"blob":"0707","job_id":"j1","target":"b88d0600"},"status":"OK"}}"#;
+    let ok2 = r#"{"id":2,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#;
+    let ok3 = r#"{"id":3,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#;
+    let now = s.t0 + Duration::from_secs(1);
+    let mut lines = Vec::new();
+    let (mut up_seq, mut down_seq) = (1000u32, 5000u32);
+    for (up, m) in [
+        (true, login.clone()),
+        (false, reply.to_string()),
+        (true, monero_submit(2)),
+        (false, ok2.to_string()),
+        (true, monero_submit(3)),
+        (false, ok3.to_string()),
+    ] {
+        let f = if up {
+            let bytes = deflate(&mut up_z, &m, key);
+            let f = Packet::tcp4(miner, pool, 40000, 443, &bytes).tcp_seq(up_seq);
+            up_seq += bytes.len() as u32;
+            f.build()
+        } else {
+            let bytes = deflate(&mut down_z, &m, None);
+            let f = Packet::tcp4(pool, miner, 443, 40000, &bytes).tcp_seq(down_seq);
+            down_seq += bytes.len() as u32;
+            f.build()
+        };
+        lines.extend(s.i.frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name));
+    }
+    assert_eq!(lines.len(), 1);
+    assert_eq!((lines[0].coin, lines[0].agent), ("monero", "xmrig"));
+    // Two shares at the login job's target b88d0600: 2 x 10,000 hashes.
+    assert!(s.has(r#"mining_sensor_shares_total{coin="monero",range="kp",result="accepted"} 2"#));
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 20000"#));
+    // The flow, once: the miner (range kp, id 0) its source, `from`; in the table with range
+    // bit 0 and dialect monero (0).
+    assert!(s.has(
+        r#"mining_sensor_stratum_flows_total{dialect="monero",direction="from",range="kp"} 1"#
+    ));
+    let opened = table.0.lock().unwrap().clone();
+    assert_eq!(opened.len(), 1);
+    assert_eq!((opened[0].1, opened[0].2), (1, 0));
+    // 198.18.0.1 before 203.0.113.9: the miner is the key's lower endpoint.
+    assert_eq!((opened[0].0.port_lo, opened[0].0.port_hi), (40000, 443));
+    // Touched at each later Stratum message: the login reply (its `result.job.blob`) and the
+    // two submits, 3; the two `OK` replies are no Stratum message.
+    assert_eq!(table.1.load(std::sync::atomic::Ordering::Relaxed), 3);
+    // The session's two inflaters: 2 x 44,032 bytes.
+    assert!(s.has("mining_sensor_inflate_bytes 88064"));
+
+    // Another flow the table already holds (the kernel found it first): its login counts, the
+    // flow is not counted again.
+    table.0.lock().unwrap().push((
+        crate::bpf::opened::tcp_flow_key((miner.into(), 40001), (pool.into(), 443)),
+        1,
+        0,
+    ));
+    let mut c = Compress::new(Compression::default(), false);
+    let f = Packet::tcp4(miner, pool, 40001, 443, &deflate(&mut c, &login, key)).build();
+    let lines =
+        s.i.frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name);
+    assert_eq!(table.0.lock().unwrap().len(), 2);
+    assert!(s.has(
+        r#"mining_sensor_stratum_flows_total{dialect="monero",direction="from",range="kp"} 1"#
+    ));
+    // Its login names its coin by the wallet (a Monero address): counted at once.
+    assert_eq!(lines.len(), 1);
+    assert!(s.has(r#"mining_sensor_miner_logins_total{agent="xmrig",coin="monero",range="kp"} 2"#));
+}
+
 /// Ethereum getwork over HTTP POST (ethminer's `http://` scheme, Go clients): the requests' and
 /// answers' bodies are read as plain ethproxy messages, so the share submitted for the work
 /// getWork handed out counts at that work's boundary, with the pool's verdict, and the reported

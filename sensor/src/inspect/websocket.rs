@@ -18,7 +18,8 @@ pub fn messages(payload: &[u8]) -> Option<Vec<u8>> {
         let rest = &payload[at..];
         let n = rest.len().min(buf.len());
         buf[..n].copy_from_slice(&rest[..n]);
-        let Some(h) = header(&buf, n) else {
+        // A compressed frame is read with its direction's earlier messages (`deflate`), not here.
+        let Some(h) = header(&buf, n).filter(|h| !h.compressed) else {
             break;
         };
         let start = at + h.len;

@@ -39,7 +39,11 @@ pub const OPENING_BYTES: &str = "mining_sensor_opening_bytes";
 pub const OPENING_EVICTIONS: &str = "mining_sensor_opening_evictions_total";
 pub const TLS_SHAPE_BYTES: &str = "mining_sensor_tls_shape_bytes";
 pub const TLS_SHAPE_EVICTIONS: &str = "mining_sensor_tls_shape_evictions_total";
+pub const INFLATE_BYTES: &str = "mining_sensor_inflate_bytes";
+pub const INFLATE_EVICTIONS: &str = "mining_sensor_inflate_evictions_total";
 
 /// The `direction` label: traffic from a watched range (its source is in the range) or to it.
 pub const FROM: &str = "from";
 pub const TO: &str = "to";
+/// ... and of the flows outside every range (`range="unwatched"`).
+pub const NONE: &str = "none";

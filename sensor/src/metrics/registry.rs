@@ -66,6 +66,8 @@ pub struct Metrics {
     pub inspect_candidates: IntCounter,
     pub reassembly_bytes: IntGauge,
     pub reassembly_evictions: IntCounter,
+    pub inflate_bytes: IntGauge,
+    pub inflate_evictions: IntCounter,
     /// `encrypted_stratum`: memory of the TLS flows the kernel records, and those it evicted.
     pub tls_shape_bytes: IntGauge,
     pub tls_shape_evictions: IntCounter,
@@ -145,6 +147,15 @@ impl Metrics {
             names::REASSEMBLY_EVICTIONS,
             "Unfinished split messages dropped to keep reassembly within its 8 MiB (the oldest half each time).",
         );
+        let inflate_bytes = IntGauge::with_opts(Opts::new(
+            names::INFLATE_BYTES,
+            "Memory deep inspection holds to inflate compressed WebSocket messages, estimated: 43 KiB a flow direction (DEFLATE's 32 KiB window and the decoder's tables), at most 256 directions (11 MiB).",
+        ))
+        .expect("valid metric");
+        let inflate_evictions = counter(
+            names::INFLATE_EVICTIONS,
+            "Inflaters of compressed WebSocket messages dropped to stay within 256 flow directions (the least recently used each time); the direction's later messages are not read.",
+        );
         let tls_shape_bytes = IntGauge::with_opts(Opts::new(
             names::TLS_SHAPE_BYTES,
             "Bytes of kernel memory holding the TLS flows whose shape is being recorded for encrypted_stratum (keys and values; the table holds at most 8,192 flows, 2.8 MB).",
@@ -158,6 +169,8 @@ impl Metrics {
             Box::new(inspect_candidates.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reassembly_bytes.clone()),
             Box::new(reassembly_evictions.clone()),
+            Box::new(inflate_bytes.clone()),
+            Box::new(inflate_evictions.clone()),
             Box::new(tls_shape_bytes.clone()),
             Box::new(tls_shape_evictions.clone()),
             Box::new(flow_evictions.clone()),
@@ -287,6 +300,8 @@ impl Metrics {
             inspect_candidates,
             reassembly_bytes,
             reassembly_evictions,
+            inflate_bytes,
+            inflate_evictions,
             tls_shape_bytes,
             tls_shape_evictions,
             capture_drops: counter_vec(

@@ -116,6 +116,7 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
         config.inspect.distinct_window,
     );
     inspector.keep_tally();
+    inspector.open_flows_in(kernel.flow_table(true)?);
     // Read between batches (the rings) and at every bucket's end (the reported rates).
     let inspector = std::cell::RefCell::new(inspector);
     let start = std::time::Instant::now();

@@ -185,9 +185,12 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     // Deep inspection: readers hand candidates to one inspector task.
     let (candidates, queue) = tokio::sync::mpsc::channel(CANDIDATE_QUEUE);
     let key = crate::inspect::login_key(config.inspect.login_key_file.as_deref())?;
+    let mut inspector =
+        crate::inspect::Inspector::new(key, metrics.clone(), config.inspect.distinct_window);
+    inspector.open_flows_in(kernel.flow_table(false)?);
     spawn_inspector(
         queue,
-        crate::inspect::Inspector::new(key, metrics.clone(), config.inspect.distinct_window),
+        inspector,
         kernel.range_lookup()?,
         names.clone(),
         writer.clone(),

@@ -1,0 +1,48 @@
+//! The reader of compressed WebSocket messages (permessage-deflate) on any bytes, cut into
+//! segments at the points the input's first byte picks: no panic, what comes out is text (UTF-8
+//! without a NUL byte, a line per message), no message inflates past its bound, and the
+//! inflaters stay within theirs.
+#![no_main]
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::{Duration, Instant},
+};
+
+use libfuzzer_sys::fuzz_target;
+use mining_sensor::inspect::deflate::{
+    INFLATER_BYTES, Inflaters, MAX_DIRECTIONS, MAX_MESSAGE_BYTES,
+};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&cuts, data)) = data.split_first() else {
+        return;
+    };
+    let a: IpAddr = Ipv4Addr::new(198, 18, 0, 1).into();
+    let b: IpAddr = Ipv4Addr::new(198, 18, 0, 2).into();
+    let t = Instant::now();
+    let mut i = Inflaters::default();
+    // Segments of the input, cut every `cuts % 64 + 1` x 17 bytes, in two directions in turn,
+    // each direction's sequence numbers consecutive; then the whole input as one segment.
+    let step = (cuts as usize % 64 + 1) * 17;
+    let mut seq = [1u32, 1u32];
+    for (n, seg) in data.chunks(step).enumerate() {
+        let d = n % 2;
+        let dir = if d == 0 { (a, 40000, b, 8181) } else { (b, 8181, a, 40000) };
+        check(i.messages(dir, seq[d], seg, true, t + Duration::from_millis(n as u64)), seg);
+        seq[d] = seq[d].wrapping_add(seg.len() as u32);
+    }
+    check(i.messages((a, 40001, b, 8181), 7, data, cuts & 1 == 0, t), data);
+    assert!(i.held() <= MAX_DIRECTIONS);
+    assert_eq!(i.bytes(), i.held() * INFLATER_BYTES);
+});
+
+fn check(out: Option<Vec<u8>>, input: &[u8]) {
+    let Some(out) = out else {
+        return;
+    };
+    assert!(!out.contains(&0));
+    assert!(std::str::from_utf8(&out).is_ok());
+    // Each message at most MAX_MESSAGE_BYTES and a line end; a frame at least 2 bytes.
+    assert!(out.len() <= (input.len() / 2 + 1) * (MAX_MESSAGE_BYTES + 1));
+}
