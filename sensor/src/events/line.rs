@@ -101,7 +101,7 @@ pub fn line_at(
     let (range, direction) = ranges
         .first()
         .map(|r| (r.range.clone(), r.direction))
-        .unwrap_or_else(|| (crate::config::UNWATCHED.to_string(), "none"));
+        .unwrap_or_else(|| (crate::config::UNWATCHED.to_string(), names::NONE));
     EventLine {
         ts: humantime::format_rfc3339_millis(wall).to_string(),
         event: match e.kind {

@@ -241,7 +241,7 @@ impl Drainer {
             cells.push((
                 stratum_index(UNWATCHED_SLOT, DIR_FROM, dl),
                 UNWATCHED,
-                "none",
+                names::NONE,
                 *dialect,
             ));
         }
@@ -303,7 +303,7 @@ impl Drainer {
             cells.push((
                 suspect_index(UNWATCHED_SLOT, DIR_FROM, r),
                 UNWATCHED,
-                "none",
+                names::NONE,
                 *reason,
             ));
         }
