@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::{IO_TIMEOUT, Line, http_get, in_ns, samples, send_frames, spawn_sensor, wait_for};
+use common::{IO_TIMEOUT, Line, http_get, in_ns, samples, send_frames, wait_for};
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -137,31 +137,8 @@ fn cost_flood_beside_a_session_keeps_its_counts() {
         format!("drain_interval = \"200ms\"\n[[ranges]]\nname = \"{RANGE}\"\ncidrs = [\"198.18.20.0/24\"]\n"),
     )
     .unwrap();
-    let listen = format!("127.0.0.1:{SENSOR_PORT}");
     let log = dir.join("sensor.log");
-    let mut sensor = spawn_sensor(
-        &t.vantage,
-        &config,
-        &[
-            "--iface",
-            "cov0",
-            "--iface",
-            "cov1",
-            "--listen",
-            &listen,
-            "--xdp-mode",
-            "native",
-        ],
-        &log,
-        "info",
-    );
-    common::wait_exported(
-        &t.vantage,
-        SENSOR_PORT,
-        &mut sensor,
-        &log,
-        "mining_sensor_xdp_attached{iface=\"cov1\",mode=\"native\"} 1",
-    );
+    let sensor = common::sensor_on_line(&t, ["cov0", "cov1"], SENSOR_PORT, &config, &log);
 
     // The crafted frames, each family from a source port of its own, so that each makes at most
     // one flow: 7 x ROUNDS frames.

@@ -30,7 +30,7 @@
 
 mod common;
 
-use common::{IO_TIMEOUT, Line, http_get, in_ns, samples, spawn_sensor, wait_for};
+use common::{IO_TIMEOUT, Line, http_get, in_ns, samples, wait_for};
 
 use std::{
     collections::BTreeMap,
@@ -478,30 +478,7 @@ fn xmrig_hash_rate_shares_and_difficulty_change_live_and_in_replay() {
     )
     .unwrap();
     let sensor_log = dir.join("sensor.log");
-    let listen = format!("127.0.0.1:{SENSOR_PORT}");
-    let mut sensor = spawn_sensor(
-        &t.vantage,
-        &config,
-        &[
-            "--iface",
-            "xmv0",
-            "--iface",
-            "xmv1",
-            "--listen",
-            &listen,
-            "--xdp-mode",
-            "native",
-        ],
-        &sensor_log,
-        "info",
-    );
-    common::wait_exported(
-        &t.vantage,
-        SENSOR_PORT,
-        &mut sensor,
-        &sensor_log,
-        "mining_sensor_xdp_attached{iface=\"xmv1\",mode=\"native\"} 1",
-    );
+    let sensor = common::sensor_on_line(&t, ["xmv0", "xmv1"], SENSOR_PORT, &config, &sensor_log);
     let pcap = dir.join("vantage.pcap");
     let dump = common::start_capture(&t.vantage, "xmv0", &pcap);
 

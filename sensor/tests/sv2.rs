@@ -19,7 +19,7 @@
 
 mod common;
 
-use common::{IO_TIMEOUT, Line, http_get, in_ns, spawn_sensor, wait_for};
+use common::{IO_TIMEOUT, Line, http_get, in_ns, wait_for};
 
 use std::{
     net::{SocketAddr, TcpStream},
@@ -137,31 +137,8 @@ fn s2_stratum_v2_from_the_reference_crates_on_a_pool_port_and_on_443() {
         ),
     )
     .unwrap();
-    let listen = format!("127.0.0.1:{SENSOR_PORT}");
     let log = dir.join("sensor.log");
-    let mut sensor = spawn_sensor(
-        &t.vantage,
-        &config,
-        &[
-            "--iface",
-            "s2v0",
-            "--iface",
-            "s2v1",
-            "--listen",
-            &listen,
-            "--xdp-mode",
-            "native",
-        ],
-        &log,
-        "info",
-    );
-    common::wait_exported(
-        &t.vantage,
-        SENSOR_PORT,
-        &mut sensor,
-        &log,
-        "mining_sensor_xdp_attached{iface=\"s2v1\",mode=\"native\"} 1",
-    );
+    let sensor = common::sensor_on_line(&t, ["s2v0", "s2v1"], SENSOR_PORT, &config, &log);
     let pcap = dir.join("sv2.pcap");
     let dump = common::start_capture(&t.vantage, "s2v0", &pcap);
 

@@ -23,7 +23,7 @@
 
 mod common;
 
-use common::{Line, Proc, http_get, spawn_sensor, wait_for};
+use common::{Line, Proc, http_get, wait_for};
 
 use std::{
     process::{Command, Stdio},
@@ -201,31 +201,8 @@ fn session(prefix: &str, compression: &str) {
         ),
     )
     .unwrap();
-    let listen = format!("127.0.0.1:{SENSOR_PORT}");
     let log = dir.join("sensor.log");
-    let mut sensor = spawn_sensor(
-        &t.vantage,
-        &config,
-        &[
-            "--iface",
-            "evv0",
-            "--iface",
-            "evv1",
-            "--listen",
-            &listen,
-            "--xdp-mode",
-            "native",
-        ],
-        &log,
-        "info",
-    );
-    common::wait_exported(
-        &t.vantage,
-        SENSOR_PORT,
-        &mut sensor,
-        &log,
-        "mining_sensor_xdp_attached{iface=\"evv1\",mode=\"native\"} 1",
-    );
+    let sensor = common::sensor_on_line(&t, ["evv0", "evv1"], SENSOR_PORT, &config, &log);
 
     let port = POOL_PORT.to_string();
     let server = serve(

@@ -321,6 +321,46 @@ pub fn spawn_sensor(ns: &str, config: &Path, args: &[&str], log: &Path, log_leve
 /// attached to an interface, say); fails with the sensor's log when it exits first or the time
 /// passes.
 #[allow(dead_code)]
+/// The sensor in the line's vantage namespace, attached in native mode to `ifaces` (the
+/// interface towards the miner, then towards the pool), serving metrics on 127.0.0.1:`port`;
+/// returns once the second interface's attachment is exported (the first's came before it).
+pub fn sensor_on_line(
+    line: &Line,
+    ifaces: [&str; 2],
+    port: u16,
+    config: &Path,
+    log: &Path,
+) -> Proc {
+    let listen = format!("127.0.0.1:{port}");
+    let mut sensor = spawn_sensor(
+        &line.vantage,
+        config,
+        &[
+            "--iface",
+            ifaces[0],
+            "--iface",
+            ifaces[1],
+            "--listen",
+            &listen,
+            "--xdp-mode",
+            "native",
+        ],
+        log,
+        "info",
+    );
+    wait_exported(
+        &line.vantage,
+        port,
+        &mut sensor,
+        log,
+        &format!(
+            "mining_sensor_xdp_attached{{iface=\"{}\",mode=\"native\"}} 1",
+            ifaces[1]
+        ),
+    );
+    sensor
+}
+
 pub fn wait_exported(ns: &str, port: u16, sensor: &mut Proc, log: &Path, line: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !http_get(ns, port, "/metrics").contains(line) {
