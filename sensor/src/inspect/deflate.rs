@@ -39,7 +39,7 @@ use std::{
 };
 
 use flate2::{Decompress, FlushDecompress, Status};
-use sensor_common::websocket::{DEFLATED_TEXT_FIN, MAX_HEADER, header};
+use sensor_common::websocket::DEFLATED_TEXT_FIN;
 
 use super::stream::Direction;
 
@@ -127,17 +127,13 @@ impl Inflaters {
         let mut out = Vec::new();
         let mut at = 0;
         while at < payload.len() {
-            let mut buf = [0u8; MAX_HEADER + 2];
-            let rest = &payload[at..];
-            let n = rest.len().min(buf.len());
-            buf[..n].copy_from_slice(&rest[..n]);
-            let Some(h) = header(&buf, n) else {
+            let Some(h) = super::websocket::frame_at(payload, at) else {
                 break;
             };
             let start = at + h.len;
             let end = (start as u64).saturating_add(h.payload);
             // A message this reader cannot have whole: the stream is broken from here on.
-            let fin = buf[0] & 0x80 != 0;
+            let fin = payload[at] & 0x80 != 0;
             if !h.compressed || !fin || end > payload.len() as u64 || !whole {
                 self.lose(&dir);
                 break;

@@ -2,7 +2,7 @@
 //! carry, unmasked, for the deep parser. The frame header is read as the XDP program reads it
 //! (`sensor_common::websocket`).
 
-use sensor_common::websocket::{MAX_HEADER, TEXT_FIN, header};
+use sensor_common::websocket::{Header, MAX_HEADER, TEXT_FIN, header};
 
 /// The payloads of the text frames that open `payload`, unmasked, one a line (a frame cut by the
 /// segment's end last, without its line end, so that it reads as a cut message); `None` when the
@@ -14,12 +14,8 @@ pub fn messages(payload: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(payload.len());
     let mut at = 0;
     while at < payload.len() {
-        let mut buf = [0u8; MAX_HEADER + 2];
-        let rest = &payload[at..];
-        let n = rest.len().min(buf.len());
-        buf[..n].copy_from_slice(&rest[..n]);
         // A compressed frame is read with its direction's earlier messages (`deflate`), not here.
-        let Some(h) = header(&buf, n).filter(|h| !h.compressed) else {
+        let Some(h) = frame_at(payload, at).filter(|h| !h.compressed) else {
             break;
         };
         let start = at + h.len;
@@ -42,6 +38,16 @@ pub fn messages(payload: &[u8]) -> Option<Vec<u8>> {
         at = end;
     }
     (!out.is_empty()).then_some(out)
+}
+
+/// The header of the frame at `at` in `payload`, as the XDP program reads one (from at most
+/// `MAX_HEADER + 2` bytes); `None` when those bytes hold none.
+pub(super) fn frame_at(payload: &[u8], at: usize) -> Option<Header> {
+    let mut buf = [0u8; MAX_HEADER + 2];
+    let rest = payload.get(at..)?;
+    let n = rest.len().min(buf.len());
+    buf[..n].copy_from_slice(&rest[..n]);
+    header(&buf, n)
 }
 
 #[cfg(test)]
