@@ -473,6 +473,31 @@ fn job_json(n: u64, difficulty: u64) -> String {
     )
 }
 
+/// What a test pool's read of its connection gave.
+enum Got {
+    /// A whole line, as JSON (`Null` when it is not).
+    Message(Value),
+    /// Nothing whole yet (the read timed out, or the line is not finished).
+    Again,
+    /// The peer closed or the read failed.
+    Closed,
+}
+
+/// Reads on towards the next line end into `line`: a whole line is parsed and `line` cleared.
+fn read_message(r: &mut BufReader<std::net::TcpStream>, line: &mut Vec<u8>) -> Got {
+    match r.read_until(b'\n', line) {
+        Ok(0) => Got::Closed,
+        Ok(_) if line.ends_with(b"\n") => {
+            let v = serde_json::from_slice(line).unwrap_or(Value::Null);
+            line.clear();
+            Got::Message(v)
+        }
+        Ok(_) => Got::Again,
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Got::Again,
+        Err(_) => Got::Closed,
+    }
+}
+
 /// The pool's one connection: accepted before `deadline` unless `stop` comes first, then
 /// blocking, without Nagle's delay, reads bounded by 200 ms.
 fn accept_one(
@@ -539,15 +564,11 @@ fn serve(listener: TcpListener, tally: &Mutex<Tally>, stop: &AtomicBool) {
             }
             next_job = Some(Instant::now() + JOB_EVERY);
         }
-        match r.read_until(b'\n', &mut line) {
-            Ok(0) => return,
-            Ok(_) if line.ends_with(b"\n") => {}
-            Ok(_) => continue,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
-            Err(_) => return,
-        }
-        let v: Value = serde_json::from_slice(&line).unwrap_or(Value::Null);
-        line.clear();
+        let v = match read_message(&mut r, &mut line) {
+            Got::Message(v) => v,
+            Got::Again => continue,
+            Got::Closed => return,
+        };
         let id = v["id"].clone();
         let mut t = tally.lock().unwrap();
         let reply = match v["method"].as_str().unwrap_or("") {
@@ -630,15 +651,11 @@ fn serve_equihash(listener: TcpListener, tally: &Mutex<Tally>, stop: &AtomicBool
             }
             next_job = Some(Instant::now() + JOB_EVERY);
         }
-        match r.read_until(b'\n', &mut line) {
-            Ok(0) => return,
-            Ok(_) if line.ends_with(b"\n") => {}
-            Ok(_) => continue,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
-            Err(_) => return,
-        }
-        let v: Value = serde_json::from_slice(&line).unwrap_or(Value::Null);
-        line.clear();
+        let v = match read_message(&mut r, &mut line) {
+            Got::Message(v) => v,
+            Got::Again => continue,
+            Got::Closed => return,
+        };
         let id = v["id"].clone();
         let mut t = tally.lock().unwrap();
         let reply = match v["method"].as_str().unwrap_or("") {
