@@ -1,12 +1,22 @@
 //! The Stratum scanner (the code the XDP program runs, compiled for the host) on any payload: no
-//! panic, and the token-at-a-time scan agrees with scanning byte by byte.
+//! panic, and the token-at-a-time scan agrees with scanning byte by byte, on a payload of any flow
+//! and of a flow already known to be Stratum.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sensor_common::stratum::{scan_byte_wise, scan_slice};
+use sensor_common::stratum::{
+    WINDOW, Window, scan_byte_wise, scan_byte_wise_flow, scan_flow, scan_slice,
+};
 
 fuzz_target!(|data: &[u8]| {
     let fast = scan_slice(data);
     let slow = scan_byte_wise(data, data.len());
     assert_eq!(fast.map(|d| d as u8 + 1).unwrap_or(0), slow);
+    let mut buf = Window::new();
+    let n = data.len().min(WINDOW);
+    buf.bytes_mut()[..n].copy_from_slice(&data[..n]);
+    assert_eq!(
+        scan_flow(&mut buf, n, true),
+        scan_byte_wise_flow(data, data.len(), true)
+    );
 });

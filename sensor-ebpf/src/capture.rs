@@ -1,7 +1,10 @@
 //! The hand-over of a candidate to deep inspection: in `tap` mode a redirect to the AF_XDP socket
 //! of its interface and queue, in `inline` mode a copy of its first bytes into the sample ring.
 
-use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use aya_ebpf::{
+    bindings::{BPF_RB_NO_WAKEUP, xdp_action},
+    programs::XdpContext,
+};
 use sensor_common::{
     CAPTURE_INLINE, CAPTURE_TAP, MAX_QUEUES, SAMPLE_BYTES, SAMPLE_HEADER, Sample, Stat, xsk_key,
 };
@@ -9,7 +12,7 @@ use sensor_common::{
 use crate::{
     count::slot_of,
     events::room,
-    maps::{SAMPLES, SCRATCH, XSKS, capture_mode, stat},
+    maps::{SAMPLES, XSKS, capture_mode, stat},
     parse::load_into,
     replay::{ingress, now, wire_len},
 };
@@ -45,59 +48,87 @@ pub(crate) fn capture(ctx: &XdpContext) -> u32 {
     }
 }
 
-/// Copies the first `SAMPLE_BYTES` of the frame into the `SAMPLES` ring: the frame into SCRATCH,
-/// then a record of the header and the bytes copied, no longer. A record reserved at the largest
-/// size (1,560 bytes) spread a share's few hundred bytes over the whole ring, each into cache
-/// lines no recent record had touched; records at their length follow one another, and the copy
-/// of a share went from about 340 ns to 130 to 250 ns over the share's own cost (quick benchmark
-/// runs, README "Benchmarks").
+/// Copies the first `SAMPLE_BYTES` of the frame into the `SAMPLES` ring: a record reserved at the
+/// smallest of four sizes that holds them (`SAMPLE_SIZES`), the frame loaded straight into it, its
+/// header written in place. Two earlier ways, measured (quick benchmark runs, README
+/// "Benchmarks"): a record reserved at the largest size (1,560 bytes) spread a share's few hundred
+/// bytes over the whole ring, each into cache lines no recent record had touched (the copy cost
+/// about 340 ns over the share's own cost); the frame copied into SCRATCH and then into a record
+/// at its length (`bpf_ringbuf_output`) copied every byte twice. The reader takes `cap_len`
+/// bytes, whatever the record's size.
 #[inline(always)]
 fn sample(ctx: &XdpContext) {
     let frame_len = ctx.data_end() - ctx.data();
-    let wire = wire_len(ctx);
-    // Room for the longest record this frame can make, or no copy: with nobody reading the ring,
-    // a copy made only for the ring to refuse it doubled what a candidate cost.
     let most = if frame_len > SAMPLE_BYTES {
         SAMPLE_BYTES
     } else {
         frame_len
     };
-    let Some(flags) = room(&SAMPLES, (SAMPLE_HEADER + most) as u64) else {
-        stat(Stat::SamplesLost);
-        return;
-    };
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-        return;
-    };
-    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-    let s = unsafe { core::ptr::addr_of_mut!((*scratch).sample) };
-    // SAFETY: `s` points at a Sample in map memory; `load_into` writes at most `SAMPLE_BYTES`
-    // bytes into `data`.
-    let Ok(n) = load_into(ctx, 0, frame_len, unsafe {
-        core::ptr::addr_of_mut!((*s).data)
-    }) else {
-        return;
-    };
-    // SAFETY: as above; the header is written field by field.
-    unsafe {
-        core::ptr::addr_of_mut!((*s).ts_ns).write(now());
-        core::ptr::addr_of_mut!((*s).ifindex).write(ingress(ctx));
-        core::ptr::addr_of_mut!((*s).frame_len).write(wire as u32);
-        core::ptr::addr_of_mut!((*s).cap_len).write(n as u32);
-        core::ptr::addr_of_mut!((*s)._pad).write(0);
-    }
-    // The record: the header and `n` bytes (`load_into` returned 0 < n <= SAMPLE_BYTES).
-    let len = SAMPLE_HEADER + n;
-    let len = if len > core::mem::size_of::<Sample>() {
-        core::mem::size_of::<Sample>()
+    let copied = if most <= SAMPLE_SIZES[0] {
+        record::<{ SAMPLE_SIZES[0] }>(ctx, frame_len)
+    } else if most <= SAMPLE_SIZES[1] {
+        record::<{ SAMPLE_SIZES[1] }>(ctx, frame_len)
+    } else if most <= SAMPLE_SIZES[2] {
+        record::<{ SAMPLE_SIZES[2] }>(ctx, frame_len)
     } else {
-        len
+        record::<{ SAMPLE_SIZES[3] }>(ctx, frame_len)
     };
-    // SAFETY: `s` holds `size_of::<Sample>()` bytes, at least `len`.
-    let record = unsafe { core::slice::from_raw_parts(s.cast::<u8>(), len) };
-    if SAMPLES.output::<[u8]>(record, flags).is_err() {
-        stat(Stat::SamplesLost);
-        return;
-    }
-    stat(Stat::Candidates);
+    stat(if copied {
+        Stat::Candidates
+    } else {
+        Stat::SamplesLost
+    });
 }
+
+/// The bytes of frame a sample record holds, by size: the smallest that holds the frame's first
+/// `SAMPLE_BYTES` is reserved (a share's frame of about 230 bytes takes the first, its record 280
+/// bytes; a login of about 500 the second).
+const SAMPLE_SIZES: [usize; 4] = [256, 512, 1024, SAMPLE_BYTES];
+
+/// A sample record holding up to `D` bytes of frame: `Sample` with a shorter `data`.
+#[repr(C)]
+struct Record<const D: usize> {
+    ts_ns: u64,
+    ifindex: u32,
+    frame_len: u32,
+    cap_len: u32,
+    _pad: u32,
+    data: [u8; D],
+}
+
+/// One sample record of up to `D` bytes of frame; false when the ring has no room for it.
+#[inline(always)]
+fn record<const D: usize>(ctx: &XdpContext, frame_len: usize) -> bool {
+    // Room for the record, or no copy: with nobody reading the ring, a copy made only for the
+    // ring to refuse it doubled what a candidate cost.
+    let Some(flags) = room(&SAMPLES, core::mem::size_of::<Record<D>>() as u64) else {
+        return false;
+    };
+    let Some(mut entry) = SAMPLES.reserve::<Record<D>>(0) else {
+        return false;
+    };
+    let r = entry.as_mut_ptr();
+    // SAFETY: `r` points at a reserved, writable record in the ring; `load_into` writes at most
+    // `D` bytes into `data`.
+    let Ok(n) = load_into(ctx, 0, frame_len, unsafe {
+        core::ptr::addr_of_mut!((*r).data)
+    }) else {
+        entry.discard(BPF_RB_NO_WAKEUP as u64);
+        return false;
+    };
+    // SAFETY: as above; every header field is written before the record is submitted.
+    unsafe {
+        core::ptr::addr_of_mut!((*r).ts_ns).write(now());
+        core::ptr::addr_of_mut!((*r).ifindex).write(ingress(ctx));
+        core::ptr::addr_of_mut!((*r).frame_len).write(wire_len(ctx) as u32);
+        core::ptr::addr_of_mut!((*r).cap_len).write(n as u32);
+        core::ptr::addr_of_mut!((*r)._pad).write(0);
+    }
+    entry.submit(flags);
+    true
+}
+
+const _: () = assert!(
+    core::mem::offset_of!(Record<256>, data) == SAMPLE_HEADER
+        && core::mem::size_of::<Record<SAMPLE_BYTES>>() == core::mem::size_of::<Sample>()
+);

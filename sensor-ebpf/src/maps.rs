@@ -144,9 +144,6 @@ pub(crate) struct Scratch {
     /// The window's length, the opening's bytes at its start, the flags of `opening_settle` and
     /// the sequence number after the segment, passed through memory (see `opening::forget`).
     pub(crate) window: [u64; 4],
-    /// A deep-inspection copy being made (`inline` capture), handed to `SAMPLES` at its length
-    /// (see `capture::sample`).
-    pub(crate) sample: sensor_common::Sample,
 }
 
 /// State of one scan: the scanner, where it is and what it found. It lives in SCRATCH, not on

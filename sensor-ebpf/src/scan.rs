@@ -44,13 +44,25 @@ fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin:
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
-    let d = scan::<COMPAT>(scratch, n as usize);
+    // SAFETY: map value pointer, valid for the program run.
+    let key = unsafe { &(*scratch).key };
+    // The flow is looked up before the scan when its `RECENT` slot says it may be a Stratum
+    // flow: a known flow's message is then decided at its method
+    // (`stratum::KNOWN_FLOW_METHODS`), and the lookup serves the counting below too. Any other
+    // segment pays one array read more, and the lookup only once the scan finds a message.
+    let recent = recent_stratum(key);
+    let mut existing = if recent { FLOWS.get_ptr_mut(key) } else { None };
+    let d = if COMPAT {
+        scan_window_compat(n, existing.is_some() as u64)
+    } else {
+        scan_window(n, existing.is_some() as u64)
+    };
     if d == 0 {
         return 0;
     }
-    // SAFETY: map value pointer, valid for the program run.
-    let key = unsafe { &(*scratch).key };
-    let existing = FLOWS.get_ptr_mut(key);
+    if !recent {
+        existing = FLOWS.get_ptr_mut(key);
+    }
     let now = now();
     if let Some(t) = RECENT.get_ptr_mut(sensor_common::recent_slot(key)) {
         // SAFETY: array value; CPUs racing here write nearly the same time. Written about once
@@ -121,6 +133,29 @@ fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin:
     dialect | candidate
 }
 
+/// Scans the first `n` bytes of the SCRATCH window, of a known Stratum flow's segment when
+/// `known` is 1; returns `dialect + 1` or 0. A global function, so that the flow-table pointer
+/// `inspect` holds across it does not make the verifier walk the scan once for each of its
+/// states (a flow found or none).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn scan_window(n: u64, known: u64) -> u8 {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    scan::<false>(scratch, n as usize, known != 0)
+}
+
+/// `scan_window` with the `bpf_loop` scan, for `sensor_compat`.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn scan_window_compat(n: u64, known: u64) -> u8 {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    scan::<true>(scratch, n as usize, known != 0)
+}
+
 /// One scanner step: a token, a run of a long string, or a byte where the byte-wise rules apply.
 /// Returns whether the scan is over (the window's end, or a message recognised). Generic only so
 /// that each build of the program gets its own copy, inlined (shared, LLVM made a subprogram of
@@ -187,13 +222,13 @@ extern "C" fn scan_steps(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
 /// flags at every byte, past its 1M-instruction budget). Every step consumes at least a byte, so
 /// the loop ends within `WINDOW` steps.
 #[inline(always)]
-fn scan<const COMPAT: bool>(scratch: *mut Scratch, n: usize) -> u8 {
+fn scan<const COMPAT: bool>(scratch: *mut Scratch, n: usize, known: bool) -> u8 {
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
     unsafe {
         (*scratch).buf.seal(n);
         let c = &mut (*scratch).scan;
         // Volatile: a plain assignment became calls to a byte-at-a-time `memset` (see `zero`).
-        core::ptr::write_volatile(&mut c.scanner, stratum::Scanner::new());
+        core::ptr::write_volatile(&mut c.scanner, stratum::Scanner::for_flow(known));
         c.pos = 0;
         c.len = n as u64;
         c.found = 0;

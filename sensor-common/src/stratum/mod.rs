@@ -213,6 +213,14 @@ pub const RULES: [Rule; 11] = [
     ),
 ];
 
+/// On a flow already counted as Stratum (the XDP program looks it up before the scan), a message
+/// whose method is one of these is a Stratum message at its method: a share's `job_id` and
+/// `nonce`, a job's `blob`, a login's `pass` and `agent` are not waited for (an XMRig share's scan
+/// stops after its first 41 bytes rather than 82, where `"nonce"` ends), and a `mining.*` method is
+/// final at once rather than at its message's end (the flow keeps the dialect it was counted
+/// with). Every other message needs a rule of [`RULES`], as on any flow.
+const KNOWN_FLOW_METHODS: u32 = LOGIN | SUBMIT | JOB;
+
 const FNV_OFFSET: u32 = 0x811c_9dc5;
 const FNV_PRIME: u32 = 0x0100_0193;
 
@@ -365,6 +373,8 @@ mod window;
 
 pub(crate) use self::window::{HIGHS, ONES, eq_bytes, first_byte, low_bytes};
 pub use self::{
-    scanner::{Scanner, scan, scan_byte_wise, scan_slice, token_end},
+    scanner::{
+        Scanner, scan, scan_byte_wise, scan_byte_wise_flow, scan_flow, scan_slice, token_end,
+    },
     window::{WINDOW_WORDS, Window, long_run},
 };

@@ -2,8 +2,9 @@
 //! string token and, when a token that is a marker closes, applies [`RULES`](super::RULES).
 
 use super::{
-    ADDRESS_BIT, ADDRESS_MIN_LEN, Dialect, FNV_OFFSET, MARKER_SLOTS, MAX_MARKER_LEN, METHOD_HASH,
-    MIN_MARKER_LEN, WINDOW, fold, marker_bit, match_rules, slot, window::*,
+    ADDRESS_BIT, ADDRESS_MIN_LEN, Dialect, FNV_OFFSET, KNOWN_FLOW_METHODS, MARKER_SLOTS,
+    MAX_MARKER_LEN, METHOD_HASH, MIN_MARKER_LEN, WINDOW, fold, marker_bit, match_rules, slot,
+    window::*,
 };
 
 /// The scanner's state between bytes. `#[repr(C)]` plain data, so that the XDP program can keep it
@@ -42,7 +43,10 @@ pub struct Scanner {
     code: u16,
     /// A wallet-long string was noted among the words since the rules last ran (see `close`).
     fresh: u8,
-    _pad: [u8; 5],
+    /// The payload belongs to a flow already counted as Stratum: a message's method decides at
+    /// once (see [`KNOWN_FLOW_METHODS`](super::KNOWN_FLOW_METHODS)).
+    known: u8,
+    _pad: [u8; 4],
 }
 
 impl Default for Scanner {
@@ -53,6 +57,11 @@ impl Default for Scanner {
 
 impl Scanner {
     pub const fn new() -> Self {
+        Self::for_flow(false)
+    }
+
+    /// A scanner for a payload of a flow already counted as Stratum (`known`) or of any other.
+    pub const fn for_flow(known: bool) -> Self {
         Self {
             pending: 0,
             hash: FNV_OFFSET,
@@ -69,7 +78,8 @@ impl Scanner {
             depth: 0,
             code: 0,
             fresh: 0,
-            _pad: [0; 5],
+            known: known as u8,
+            _pad: [0; 4],
         }
     }
 
@@ -439,6 +449,7 @@ impl Scanner {
             | ((self.words as u64 & MASK24) << 24)
             | ((self.after_method as u64 & 1) << 48)
             | ((self.provisional as u64 & 3) << 49)
+            | ((self.known as u64 & 1) << KNOWN_SHIFT)
     }
 
     /// At the end of the window: a provisional match stands.
@@ -449,6 +460,8 @@ impl Scanner {
 }
 
 const MASK24: u64 = (1 << 24) - 1;
+/// `token_end`'s bit of a known flow (see `Scanner::known`).
+const KNOWN_SHIFT: u32 = 51;
 
 /// `Scanner::escaped`: after a backslash; from `ESCAPE_HEX` on, before the 1st..4th hex digit of
 /// a `\u` escape.
@@ -482,15 +495,16 @@ fn unescape(b: u8) -> u8 {
 
 /// What a closing quote decides, as a pure function of scalars so that the XDP program can make
 /// it a BPF global function. `packed` holds the message's method markers (bits 0..24), other
-/// markers (24..48), the after-`"method"` flag (48) and a provisional Bitcoin match (49..51);
-/// `hash` and `len` describe the string that just ended. Returns the same layout, plus the
-/// recognised `dialect + 1` at bits 52..54 (0: keep scanning).
+/// markers (24..48), the after-`"method"` flag (48), a provisional Bitcoin match (49..51) and
+/// whether the flow is known (51); `hash` and `len` describe the string that just ended. Returns
+/// the same layout, plus the recognised `dialect + 1` at bits 52..54 (0: keep scanning).
 #[inline(always)]
 pub fn token_end(packed: u64, hash: u32, len: u32) -> u64 {
     let mut methods = (packed & MASK24) as u32;
     let mut words = ((packed >> 24) & MASK24) as u32;
     let mut after_method = (packed >> 48) & 1;
     let mut provisional = (packed >> 49) & 3;
+    let known = (packed >> KNOWN_SHIFT) & 1;
     let mut found = 0u64;
     let m = marker_bit(hash, len);
     if after_method != 0 {
@@ -503,16 +517,19 @@ pub fn token_end(packed: u64, hash: u32, len: u32) -> u64 {
     }
     if m != 0 {
         let d = match_rules(methods, words) as u64;
-        if d == Dialect::Bitcoin as u64 + 1 {
+        if d == Dialect::Bitcoin as u64 + 1 && known == 0 {
             provisional = d;
         } else if d != 0 {
             found = d;
+        } else if known != 0 && methods & KNOWN_FLOW_METHODS != 0 {
+            found = Dialect::Monero as u64 + 1;
         }
     }
     (methods as u64 & MASK24)
         | ((words as u64 & MASK24) << 24)
         | (after_method << 48)
         | (provisional << 49)
+        | (known << KNOWN_SHIFT)
         | (found << 52)
 }
 
@@ -520,9 +537,14 @@ pub fn token_end(packed: u64, hash: u32, len: u32) -> u64 {
 /// dialect as `dialect + 1`, or 0 when there is none. Several messages in one segment are each
 /// checked; the first that matches decides.
 pub fn scan(buf: &mut Window, len: usize) -> u8 {
+    scan_flow(buf, len, false)
+}
+
+/// [`scan`] of a payload of a flow already counted as Stratum (`known`) or of any other.
+pub fn scan_flow(buf: &mut Window, len: usize, known: bool) -> u8 {
     buf.seal(len);
     let buf = &*buf;
-    let mut s = Scanner::new();
+    let mut s = Scanner::for_flow(known);
     let mut pos = 0;
     while pos < WINDOW && pos < len {
         let (advance, d) = s.feed_with(buf, pos, len, token_end, |p, l| long_run(buf, p, l));
@@ -537,7 +559,12 @@ pub fn scan(buf: &mut Window, len: usize) -> u8 {
 /// The reference the fast scan is held to: [`Scanner::step`] on each of the first `len` bytes of
 /// `payload` (at most [`WINDOW`]), then [`Scanner::finish`]. For tests and the fuzz target.
 pub fn scan_byte_wise(payload: &[u8], len: usize) -> u8 {
-    let mut s = Scanner::new();
+    scan_byte_wise_flow(payload, len, false)
+}
+
+/// [`scan_byte_wise`] of a payload of a flow already counted as Stratum (`known`) or of any other.
+pub fn scan_byte_wise_flow(payload: &[u8], len: usize, known: bool) -> u8 {
+    let mut s = Scanner::for_flow(known);
     for &b in payload.iter().take(len.min(WINDOW)) {
         let d = s.step(b);
         if d != 0 {

@@ -338,6 +338,15 @@ fn fast_and_byte_wise_scans_agree() {
                 String::from_utf8_lossy(&msg[..len])
             );
             found[fast as usize] += 1;
+            // The same on a known flow's payload.
+            let fast = scan_flow(&mut buf, len, true);
+            let slow = scan_byte_wise_flow(&msg, len, true);
+            assert_eq!(
+                fast,
+                slow,
+                "known flow, len {len}: {}",
+                String::from_utf8_lossy(&msg[..len])
+            );
         }
     }
     // The generator reaches every outcome, so the comparison covers them all.
@@ -579,4 +588,51 @@ fn unicode_escapes_hash_as_their_bytes_in_one_step_each() {
     let msg = b"{\"method\":\"\\u006c\\u006f\\u0067\\u0069\\u006e\",\"params\":{\"\\u006cogin\":\"w\",\"pass\":\"x\",\"agent\":\"XMRig/6.21.0\"}}\n";
     assert_eq!(scan_slice(msg), Some(Dialect::Monero));
     assert_eq!(scan_byte_wise(msg, msg.len()), Dialect::Monero as u8 + 1);
+}
+
+#[test]
+fn on_a_known_flow_the_method_decides() {
+    let on = |s: &str, known: bool| {
+        let mut buf = Window::new();
+        buf.bytes_mut()[..s.len()].copy_from_slice(s.as_bytes());
+        let fast = scan_flow(&mut buf, s.len(), known);
+        assert_eq!(
+            fast,
+            scan_byte_wise_flow(s.as_bytes(), s.len(), known),
+            "{s}"
+        );
+        Dialect::from_index(fast.wrapping_sub(1))
+    };
+    // XMRig's share, cut after its method (`{"id":2,` 8 bytes, `"jsonrpc":"2.0",` 16,
+    // `"method":` 9, `"submit"` 8: 41 bytes) and before its "job_id" and "nonce": a Stratum
+    // message only on a known flow; whole, on any flow.
+    let share = r#"{"id":2,"jsonrpc":"2.0","method":"submit","params":{"id":"7d","job_id":"1","nonce":"b8000000","result":"abcdef0123456789"}}"#;
+    assert_eq!(on(&share[..41], false), None);
+    assert_eq!(on(&share[..41], true), Some(Dialect::Monero));
+    assert_eq!(on(share, false), Some(Dialect::Monero));
+    assert_eq!(on(share, true), Some(Dialect::Monero));
+    // A job push before its blob, a login before its pass, alike.
+    assert_eq!(on(r#"{"jsonrpc":"2.0","method":"job","#, false), None);
+    assert_eq!(
+        on(r#"{"jsonrpc":"2.0","method":"job","#, true),
+        Some(Dialect::Monero)
+    );
+    assert_eq!(on(r#"{"id":1,"method":"login","#, false), None);
+    assert_eq!(
+        on(r#"{"id":1,"method":"login","#, true),
+        Some(Dialect::Monero)
+    );
+    // The pool's plain reply has no method: nothing, known flow or not. A method that is some
+    // other marker decides nothing either, nor a method name as a key's value.
+    for s in [
+        r#"{"id":2,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#,
+        r#"{"id":2,"method":"pass","params":{}}"#,
+        r#"{"id":2,"action":"submit","params":{}}"#,
+    ] {
+        assert_eq!(on(s, true), None, "{s}");
+        assert_eq!(on(s, false), None, "{s}");
+    }
+    // A message must still begin well: a method after text that is no JSON message decides
+    // nothing (the scanner's own guard, known flow or not).
+    assert_eq!(on(r#"x{"method":"submit"}"#, true), None);
 }
