@@ -280,14 +280,12 @@ impl Inspector {
 
     /// The inflaters' memory and evictions, as metrics.
     fn publish_inflaters(&mut self) {
-        self.metrics
-            .inflate_bytes
-            .set(self.inflaters.bytes() as i64);
-        let evicted = self.inflaters.evicted;
-        self.metrics
-            .inflate_evictions
-            .inc_by(evicted - self.inflaters_evicted);
-        self.inflaters_evicted = evicted;
+        publish_bounded(
+            (&self.metrics.inflate_bytes, &self.metrics.inflate_evictions),
+            self.inflaters.bytes(),
+            self.inflaters.evicted,
+            &mut self.inflaters_evicted,
+        );
     }
 
     /// Counts flow `id` in `stratum_flows_total` once, as the program counts the flows it finds
@@ -355,14 +353,15 @@ impl Inspector {
 
     /// The reassembly's memory and evictions, as metrics.
     fn publish_streams(&mut self) {
-        self.metrics
-            .reassembly_bytes
-            .set(self.streams.bytes() as i64);
-        let evicted = self.streams.evicted;
-        self.metrics
-            .reassembly_evictions
-            .inc_by(evicted - self.streams_evicted);
-        self.streams_evicted = evicted;
+        publish_bounded(
+            (
+                &self.metrics.reassembly_bytes,
+                &self.metrics.reassembly_evictions,
+            ),
+            self.streams.bytes(),
+            self.streams.evicted,
+            &mut self.streams_evicted,
+        );
     }
 
     /// Keeps a [`Tally`] of who did the work from now on (replay's report reads it).
@@ -809,6 +808,19 @@ fn range_labels(ranges: u64, range_name: &impl Fn(usize) -> Option<String>) -> V
         names.push(UNWATCHED.to_string());
     }
     names
+}
+
+/// A bounded table's memory in use (`bytes`, a gauge) and the entries it has evicted in all
+/// (`evicted`), the counter moved on by those since the last publication (`published`).
+fn publish_bounded(
+    (gauge, counter): (&prometheus::IntGauge, &prometheus::IntCounter),
+    bytes: usize,
+    evicted: u64,
+    published: &mut u64,
+) {
+    gauge.set(bytes as i64);
+    counter.inc_by(evicted - *published);
+    *published = evicted;
 }
 
 #[cfg(test)]
