@@ -2683,6 +2683,11 @@ fn a_flood_of_openings_stays_bounded_and_a_split_login_still_counts() {
     assert_eq!(s.all_stratum(), 1);
 }
 
+/// Stratum V2 shares counted by size, over every range.
+fn sv2_shares(s: &Sensor) -> u64 {
+    s.k.sv2_shares().unwrap().into_iter().map(|(_, n)| n).sum()
+}
+
 /// Stratum V2 shares by their encrypted size (`sensor_common::sv2`): after the handshake, each
 /// client segment of 22 + 24 + 16 = 62 bytes (an encrypted `SubmitSharesStandard`) counts once
 /// per range, a retransmission not again; the server's 62-byte frames, 63-byte ones (an extended
@@ -2694,13 +2699,6 @@ fn stratum_v2_shares_count_by_their_encrypted_size() {
         "[pools]\nports = [34254]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
     );
     const R: u32 = 0; // range c
-    let shares = |s: &Sensor| {
-        s.k.sv2_shares()
-            .unwrap()
-            .into_iter()
-            .map(|(_, n)| n)
-            .sum::<u64>()
-    };
     let (m, pool) = (ip("192.0.2.90"), ip("203.0.113.90"));
     let noise = |n: usize| (0..n).map(|i| (i * 37 + 167) as u8).collect::<Vec<u8>>();
     let up = |sport: u16, dport: u16, seq: u32, n: usize| {
@@ -2717,21 +2715,21 @@ fn stratum_v2_shares_count_by_their_encrypted_size() {
     for seq in [65, 127, 127, 189] {
         s.run(&up(44000, 34254, seq, 62));
     }
-    assert_eq!(shares(&s), 3);
+    assert_eq!(sv2_shares(&s), 3);
     // The server's 62-byte frames, a 63-byte client frame, two shares in one segment: no more.
     s.run(&down(44000, 34254, 62));
     s.run(&up(44000, 34254, 251, 63));
     s.run(&up(44000, 34254, 314, 124));
-    assert_eq!(shares(&s), 3);
+    assert_eq!(sv2_shares(&s), 3);
     // On 443 (the handshake's pair decides there): one share.
     s.run(&up(44001, 443, 1, 64));
     s.run(&down(44001, 443, 234));
     s.run(&up(44001, 443, 65, 62));
-    assert_eq!(shares(&s), 4);
+    assert_eq!(sv2_shares(&s), 4);
     // 62-byte segments of a flow without the handshake (the answer never came): nothing.
     s.run(&up(44002, 443, 1, 64));
     s.run(&up(44002, 443, 65, 62));
-    assert_eq!(shares(&s), 4);
+    assert_eq!(sv2_shares(&s), 4);
     // All in range c (the miner's): its cell holds the four.
     let cells = s.k.sv2_shares().unwrap();
     assert_eq!(cells.iter().find(|c| c.0 == R).unwrap().1, 4);
@@ -2745,13 +2743,6 @@ fn stratum_v2_extended_shares_count_once_their_size_is_learned() {
     let mut s = Sensor::with(
         "[pools]\nports = [34254]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
     );
-    let shares = |s: &Sensor| {
-        s.k.sv2_shares()
-            .unwrap()
-            .into_iter()
-            .map(|(_, n)| n)
-            .sum::<u64>()
-    };
     let (m, pool) = (ip("192.0.2.91"), ip("203.0.113.91"));
     let outside = ip("198.51.100.91");
     let noise = |n: usize| (0..n).map(|i| (i * 37 + 167) as u8).collect::<Vec<u8>>();
@@ -2767,23 +2758,23 @@ fn stratum_v2_extended_shares_count_once_their_size_is_learned() {
     s.run(&seg(m, pool, 45000, 34254, 65, 100));
     s.run(&seg(m, pool, 45000, 34254, 165, 90));
     s.run(&seg(pool, m, 34254, 45000, 235, 71));
-    assert_eq!(shares(&s), 0);
+    assert_eq!(sv2_shares(&s), 0);
     // Shares of 71 bytes (an 8-byte extranonce) at 255 and 326: the size learned, both counted.
     s.run(&seg(m, pool, 45000, 34254, 255, 71));
-    assert_eq!(shares(&s), 0);
+    assert_eq!(sv2_shares(&s), 0);
     s.run(&seg(m, pool, 45000, 34254, 326, 71));
-    assert_eq!(shares(&s), 2);
+    assert_eq!(sv2_shares(&s), 2);
     // The second retransmitted: nothing; an `UpdateChannel` (78): nothing; shares at 397 and
     // 475: 2 more.
     s.run(&seg(m, pool, 45000, 34254, 326, 71));
     s.run(&seg(m, pool, 45000, 34254, 397, 71));
     s.run(&seg(m, pool, 45000, 34254, 468, 78));
     s.run(&seg(m, pool, 45000, 34254, 546, 71));
-    assert_eq!(shares(&s), 4);
+    assert_eq!(sv2_shares(&s), 4);
     // The pool's segments of that size never count.
     s.run(&seg(pool, m, 34254, 45000, 306, 71));
     s.run(&seg(pool, m, 34254, 45000, 377, 71));
-    assert_eq!(shares(&s), 4);
+    assert_eq!(sv2_shares(&s), 4);
     // Traps: the same segments on a flow without the handshake (the pool port, a range), and on
     // a Stratum V2 flow between two unwatched endpoints on 443 (flagged by the pair, but its
     // extended-size segments are not looked at: no range, no pool port): nothing.
@@ -2796,7 +2787,7 @@ fn stratum_v2_extended_shares_count_once_their_size_is_learned() {
     for seq in [65, 136, 207] {
         s.run(&seg(outside, far, 45002, 443, seq, 71));
     }
-    assert_eq!(shares(&s), 4);
+    assert_eq!(sv2_shares(&s), 4);
 }
 
 /// XMRig's login with its wallet (`xmrig_login`) split the same ways: at byte 1 and before
