@@ -68,6 +68,7 @@ const MAX_OFFSET: u64 = 0x3fff;
 /// The program: its loops (the Stratum scan, the DNS name walk) are `may_goto` loops, which
 /// kernels from 6.9 on verify and run.
 #[xdp]
+#[inline(always)]
 pub fn sensor(ctx: XdpContext) -> u32 {
     run::<false>(ctx)
 }
@@ -76,6 +77,7 @@ pub fn sensor(ctx: XdpContext) -> u32 {
 /// callbacks (Linux 5.18 on), each call a few steps. Up to about 10% slower on a Stratum packet; the
 /// agent loads it only when the kernel refuses `sensor`.
 #[xdp]
+#[inline(always)]
 pub fn sensor_compat(ctx: XdpContext) -> u32 {
     run::<true>(ctx)
 }
@@ -93,8 +95,10 @@ fn run<const COMPAT: bool>(ctx: XdpContext) -> u32 {
         Ok(true) => capture(&ctx),
         _ => xdp_action::XDP_PASS,
     };
-    // One call site of the per-packet code for both paths, so that it stays inlined: called from
-    // two, LLVM made it a subprogram, a call more for every live packet (see BENCHMARKS.md).
+    // One call site of the per-packet code for both paths: called from two, LLVM made it a
+    // subprogram, a call more for every live packet (see BENCHMARKS.md). Its size alone did the
+    // same later, hence `#[inline(always)]` down from the entry points (a unit test of the agent
+    // checks the built object).
     if replay {
         return replay_next(&ctx);
     }
@@ -117,6 +121,10 @@ pub fn bench_tx(_ctx: XdpContext) -> u32 {
 }
 
 /// Parses and counts the packet; `Ok(true)` when it is a candidate for deep inspection.
+/// Inlined by force: once the per-packet code grew past LLVM's inlining threshold it became a
+/// subprogram, a BPF-to-BPF call (its frame and saved registers) more for every packet, unwatched
+/// ones included (about 10 ns on this machine; see README, "Benchmarks").
+#[inline(always)]
 fn try_sensor<const COMPAT: bool>(ctx: &XdpContext) -> Result<bool, ()> {
     bump(ParseEvent::Seen);
     let Some(mut ip) = parse_ip(ctx) else {
