@@ -7,6 +7,7 @@
 
 pub mod dns;
 pub mod http;
+pub mod ring;
 pub mod stratum;
 pub mod sv2;
 pub mod tls;

@@ -5,7 +5,7 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
     maps::RingBuf,
 };
-use sensor_common::{Event, FlowKey, Stat};
+use sensor_common::{Event, FlowKey, Stat, ring};
 
 use crate::maps::{EVENTS, stat};
 
@@ -39,18 +39,25 @@ pub(crate) fn emit(
         core::ptr::addr_of_mut!((*e).src_is_lo).write((origin >> 32) as u8 & 1);
         core::ptr::addr_of_mut!((*e)._pad).write(0);
     }
-    entry.submit(wakeup(&EVENTS));
+    entry.submit(wakeup(&EVENTS, core::mem::size_of::<Event>() as u64));
     stat(Stat::EventsSent);
 }
 
-/// The flags to submit a ring record with. A wake-up is an interrupt the submitting CPU sends
-/// itself (irq work) to wake the reader, and one for the flow event and one for the copy made a
-/// login that opens its flow several times as costly (see BENCHMARKS.md). So none is sent while
-/// the ring is less than a quarter full: the agent reads its rings every `RING_POLL` anyway; past
-/// a quarter, every record wakes it, so a burst cannot fill the ring while it sleeps.
+/// The flags to submit a ring record of `bytes` with, once it is reserved. A wake-up is an
+/// interrupt the submitting CPU sends itself (irq work) to wake the reader: on this VM about 6 us,
+/// ten times a share's whole cost. So a record wakes the reader only when it takes the ring past
+/// a quarter or past half full (`sensor_common::ring`): once per fill, which brings the reader in
+/// before a burst fills the ring. Otherwise the agent reads its rings every `RING_POLL`. (Every
+/// record past a quarter used to wake the reader: a burst it was slow to drain then paid the
+/// interrupt on every record; README, "Events and deep-inspection copies".)
 #[inline(always)]
-pub(crate) fn wakeup(ring: &RingBuf) -> u64 {
-    room(ring, 0).unwrap_or(BPF_RB_FORCE_WAKEUP as u64)
+pub(crate) fn wakeup(ring: &RingBuf, bytes: u64) -> u64 {
+    let (used, size) = (
+        ring.query(BPF_RB_AVAIL_DATA as u64),
+        ring.query(BPF_RB_RING_SIZE as u64),
+    );
+    // `used` holds this record already.
+    wakes(used.saturating_sub(bytes + RECORD_HEADER), used, size)
 }
 
 /// The flags to submit a record of `bytes` with (see `wakeup`), or `None` when the ring has no
@@ -62,14 +69,22 @@ pub(crate) fn room(ring: &RingBuf, bytes: u64) -> Option<u64> {
         ring.query(BPF_RB_AVAIL_DATA as u64),
         ring.query(BPF_RB_RING_SIZE as u64),
     );
-    if used + bytes + RECORD_HEADER > size {
+    let after = used + bytes + RECORD_HEADER;
+    if after > size {
         return None;
     }
-    Some(if used * 4 >= size {
+    Some(wakes(used, after, size))
+}
+
+/// `BPF_RB_FORCE_WAKEUP` for a record that takes the ring's used bytes from `before` to `after`
+/// past a quarter or half of its `size` (`sensor_common::ring`), else `BPF_RB_NO_WAKEUP`.
+#[inline(always)]
+fn wakes(before: u64, after: u64, size: u64) -> u64 {
+    if ring::wakes_reader(before, after, size) {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
-    })
+    }
 }
 
 /// The ring's own header in front of every record (`BPF_RINGBUF_HDR_SZ`).

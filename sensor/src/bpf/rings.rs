@@ -102,8 +102,9 @@ pub fn event_from(bytes: &[u8]) -> Result<Event> {
 }
 
 /// How often a ring buffer is read whether or not the kernel woke the reader: the program sends
-/// no wake-up while a ring is less than a quarter full (each costs an interrupt; see `wakeup` in
-/// the kernel crate), so this bounds how late an event or a deep-inspection copy is read.
+/// a wake-up only for the record that takes a ring past a quarter or half full (each costs an
+/// interrupt; see `sensor_common::ring`), so this bounds how late an event or a deep-inspection
+/// copy is read.
 pub const RING_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Hands every record of a kernel ring buffer to `record`, in a task of its own: when the kernel
