@@ -11,7 +11,7 @@
 //! - `*_bpf_loop_ns`: the login, the share and the DNS query through the program's build for
 //!   kernels before 6.9 (`sensor_compat`, whose loops are `bpf_loop` callbacks), the same way;
 //! - `stratum_submit_copied_ns`: the share as a live flow's shares go, handed to deep inspection
-//!   (copied into the sample ring, which is drained between batches of 100 runs; see
+//!   (copied into the sample ring while a reader thread drains it, as the agent does; see
 //!   `per_packet_copied`), and its `_baseline_ns` run the same way;
 //! - `crafted_*_ns`: the worst packet of each family a flooder can craft (`test_support::crafted`:
 //!   blank-prefixed, escaped, pretty-printed and marker-laden JSON to a pool port, a masked

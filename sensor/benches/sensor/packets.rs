@@ -84,15 +84,26 @@ fn drain(rings: &mut [aya::maps::RingBuf<aya::maps::MapData>]) -> u32 {
 /// over, as a live Stratum flow's shares are (inline mode: a copy into the sample ring). The flow
 /// exists already; runs go in batches of `COPIED_BATCH`, the rings drained after each so that no
 /// copy finds the ring full (with nobody reading it, `per_packet` mostly measures that path).
+/// A batch fills over half the ring, so that the copies go through ring memory as a live flow's
+/// do between the agent's reads (it is woken once a ring is a quarter full). Batches of 100, as
+/// this figure was first measured, each paid the program's cold start after the drain, about
+/// 100 ns a packet; a reader thread draining beside the runs made the ring's cache lines move
+/// between the CPUs at every record, which a reader woken at a quarter does not (README,
+/// "Benchmarks").
 pub(crate) fn per_packet_copied(
     k: &mut Kernel,
     rings: &mut [aya::maps::RingBuf<aya::maps::MapData>],
     frame: &[u8],
     o: &Opts,
 ) -> (f64, f64) {
-    // 100 samples of at most 1,536 bytes each: a tenth of the 1 MiB sample ring.
-    const COPIED_BATCH: u32 = 100;
-    let batches = if o.quick { 300 } else { 2_000 };
+    // A share's record is 288 bytes with the ring's own header (its frame of at most 256 bytes in
+    // the smallest record size): 2,000 of them are 576,000 bytes of the 1 MiB sample ring.
+    const COPIED_BATCH: u32 = 2_000;
+    assert!(
+        frame.len() <= 256,
+        "a batch of larger records may not fit the ring"
+    );
+    let batches = if o.quick { 150 } else { 1_000 };
     drain(rings);
     let mut sensor = Vec::new();
     let mut base = Vec::new();
