@@ -1,11 +1,13 @@
-//! A TLS ClientHello split over two segments (`sensor_common::tls::split`), towards a pool port or
-//! a pool address: the first segment's walk stops where the segment ends, the bytes from the
-//! first extension not whole in it (at most `OPENING_BYTES`: a server_name extension fits) are
-//! held in `OPENINGS` with where the walk goes on, and the next segment in sequence from the same
-//! endpoint is walked after them. A first segment cut before the extensions' length is held
-//! whole when it fits, and the hello walked from its start. What is decided is what one segment
-//! would decide: `tls_no_sni`, or a server name for `tls_pool_sni`.
-
+//! A TLS ClientHello split over two segments (`sensor_common::tls::split`), on any port: the
+//! first segment's walk stops where the segment ends, the bytes from the first extension not whole
+//! in it (at most `OPENING_BYTES`: a server_name extension fits) are held in `OPENINGS` with where
+//! the walk goes on, and the next segment in sequence from the same endpoint is walked after them.
+//! A first segment cut before the extensions' length is held whole when it fits, and the hello
+//! walked from its start. What is decided is what one segment would decide: `tls_no_sni` (the
+//! caller counts it only towards a pool), or a server name for `tls_pool_sni`. Only a ClientHello
+//! cut before its server_name is decided holds anything (one map update per such connection);
+//! later segments reach the entry through `OPENING_SLOTS` (see `opening::maybe_held`), and off
+//! the pool ports only those that do not open like a TLS record (`tcp` in `main.rs`).
 use aya_ebpf::{bindings::BPF_ANY, programs::XdpContext};
 use sensor_common::{
     OPENING_BYTES, OPENING_HELLO, OPENING_MAX_AGE_NS, Stat, recent_slot,
@@ -133,7 +135,8 @@ pub(crate) fn continued(
 
 /// The held ClientHello rest of SCRATCH's key that a segment `seq` from `from_lo` continues: its
 /// bytes copied to SCRATCH.hello's start, the walk's state to SCRATCH.window; returns their count
-/// plus 1, or 0. The entry goes either way (one segment continues it).
+/// plus 1, or 0. The entry goes once joined (one segment continues it) or stale; one that a
+/// segment out of sequence finds stays for its continuation.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn hello_join(seq: u64, from_lo: u64) -> u64 {
@@ -150,24 +153,35 @@ pub extern "C" fn hello_join(seq: u64, from_lo: u64) -> u64 {
     if o.kind != OPENING_HELLO || o.from_lo as u64 != from_lo {
         return 0;
     }
-    let fresh = now().saturating_sub(o.at_ns) <= OPENING_MAX_AGE_NS;
-    let ok = fresh && o.next_seq as u64 == seq;
-    let len = o.len as usize & (OPENING_BYTES - 1);
-    if ok {
-        let mut i = 0;
-        while i < OPENING_BYTES {
-            if i >= len {
-                break;
-            }
-            // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-            unsafe { (*scratch).hello[i] = o.bytes[i] };
-            i += 1;
-        }
-        // SAFETY: as above.
-        unsafe { (*scratch).window = [len as u64, o.skip as u64, o.end as u64, 0] };
+    if now().saturating_sub(o.at_ns) > OPENING_MAX_AGE_NS {
+        remove(key);
+        return 0;
     }
+    // Out of sequence (a segment after a gap, come before the one that continues the hello, or
+    // a retransmission of one before it): the entry waits for its continuation.
+    if o.next_seq as u64 != seq {
+        return 0;
+    }
+    let len = o.len as usize & (OPENING_BYTES - 1);
+    let mut i = 0;
+    while i < OPENING_BYTES {
+        if i >= len {
+            break;
+        }
+        // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+        unsafe { (*scratch).hello[i] = o.bytes[i] };
+        i += 1;
+    }
+    // SAFETY: as above.
+    unsafe { (*scratch).window = [len as u64, o.skip as u64, o.end as u64, 0] };
     remove(key);
-    if ok { len as u64 + 1 } else { 0 }
+    // The slot forgets it too, so that later segments of flows hashed there stop at the slot's
+    // read (another flow's opening held in the same slot meanwhile loses its join: 1 in 65,536).
+    if let Some(t) = OPENING_SLOTS.get_ptr_mut(recent_slot(key)) {
+        // SAFETY: array value; a racing CPU's write wins or loses, either is a valid time.
+        unsafe { *t = 0 };
+    }
+    len as u64 + 1
 }
 
 /// The walk over SCRATCH.hello (`n` bytes: the held rest, then the segment) from where
