@@ -244,3 +244,80 @@ fn split_client_hellos_that_never_go_on_stay_bounded() {
     }
     assert_eq!(s.k.suspect_cell(R, DIR_FROM, sni).unwrap(), 1);
 }
+
+/// Over three segments, as a 536-byte MSS (or a tunnel's) cuts a post-quantum hello: the walk
+/// cut again by the second segment is held once more, for the third; never for a fourth. The
+/// 1,349-byte hello (name's extension at 1,324..1,349):
+/// - 0..536, 536..1,072, 1,072..1,349: the second ends 252 bytes short of the name's extension,
+///   the third holds it whole;
+/// - 0..536, 536..1,340, 1,340..1,349: the extension's first 16 bytes carried to the third;
+/// - 0..20, 20..556, 556..1,349: a first segment held whole (cut before the extensions), the
+///   second cut in the key share;
+/// - 0..400, 400..800, 800..1,200, 1,200..1,349: the name in a fourth: not decided;
+/// - another server's name over three: nothing; towards the pool port, no name, 0..20, 20..60,
+///   60..1,324 (each of the first two before the extensions' length, held whole): `tls_no_sni`.
+///
+/// Each of the six flows is held twice and joined twice (the four-segment one: its third
+/// segment joins, is cut again and is not held).
+#[test]
+fn a_client_hello_over_three_segments_is_decided() {
+    let mut s = Sensor::with(HELLO_CONFIG);
+    let (sni, no_sni) = (Reason::TlsPoolSni as usize, Reason::TlsNoSni as usize);
+    let ends = (ip("192.0.2.9"), ip("203.0.113.50"));
+    let pool = pq_hello(0x11, Some("xmr.pool.example"));
+    let run_all = |s: &mut Sensor, port: (u16, u16), h: &[u8], cuts: &[usize]| {
+        for seg in segments(ends, port, h, cuts) {
+            s.run(&seg);
+        }
+    };
+    let segs = segments(ends, (45500, 443), &pool, &[536, 1072]);
+    s.run(&segs[0]);
+    assert_eq!(held(&s), (1, 0, 1));
+    s.run(&segs[1]);
+    // Joined, cut again, held again.
+    assert_eq!(held(&s), (2, 1, 1));
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, sni).unwrap(), 0);
+    s.run(&segs[2]);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, sni).unwrap(), 1);
+    assert_eq!(held(&s), (2, 2, 0));
+    run_all(&mut s, (45501, 443), &pool, &[536, 1340]);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, sni).unwrap(), 2);
+    run_all(&mut s, (45502, 443), &pool, &[20, 556]);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, sni).unwrap(), 3);
+    run_all(&mut s, (45503, 443), &pool, &[400, 800, 1200]);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, sni).unwrap(), 3);
+    let other = pq_hello(0x11, Some("www.example.org"));
+    run_all(&mut s, (45504, 443), &other, &[536, 1072]);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, sni).unwrap(), 3);
+    let plain = pq_hello(0x11, None);
+    assert_eq!(plain.len(), NAME_EXT);
+    run_all(&mut s, (45505, 14433), &plain, &[20, 60]);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, no_sni).unwrap(), 1);
+    assert_eq!(held(&s), (12, 12, 0));
+    assert_eq!(s.all_stratum(), 0);
+}
+
+/// Over three segments, out of sequence: the third before the second waits; the second joins
+/// and is held again; the second once more (retransmitted) waits; the third, sent again,
+/// decides.
+#[test]
+fn a_three_segment_client_hello_out_of_sequence() {
+    let mut s = Sensor::with(HELLO_CONFIG);
+    let sni = Reason::TlsPoolSni as usize;
+    let ends = (ip("192.0.2.9"), ip("203.0.113.50"));
+    let pool = pq_hello(0x11, Some("xmr.pool.example"));
+    let segs = segments(ends, (45600, 443), &pool, &[536, 1072]);
+    for (i, want) in [
+        (0, (1, 0, 1)),
+        (2, (1, 0, 1)),
+        (1, (2, 1, 1)),
+        (1, (2, 1, 1)),
+    ] {
+        s.run(&segs[i]);
+        assert_eq!(held(&s), want, "segment {i}");
+        assert_eq!(s.k.suspect_cell(R, DIR_FROM, sni).unwrap(), 0);
+    }
+    s.run(&segs[2]);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, sni).unwrap(), 1);
+    assert_eq!(held(&s), (2, 2, 0));
+}
