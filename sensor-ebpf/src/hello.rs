@@ -228,9 +228,10 @@ pub extern "C" fn hello_resume(n: u64, next_seq: u64, from_lo: u64, whole: u64) 
         2
     };
     if end == 0 {
-        // Held whole: the ordinary walk over the joined hello, then, cut again, `split`'s.
+        // Held whole: the ordinary walk over the joined hello; cut again, `split`'s, which
+        // decides on a whole server_name before the extensions' end too.
         let h = client_hello(n);
-        if h != 0 || stage > 1 {
+        if h != 0 {
             return h;
         }
         return hello_split(n, next_seq, from_lo, stage, 0);

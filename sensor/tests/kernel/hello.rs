@@ -25,6 +25,9 @@ fn pq_hello(fill: u8, name: Option<&str>) -> Vec<u8> {
     client_hello_with(&ext)
 }
 
+/// A name in the configured pool domain, 16 bytes.
+const POOL_NAME_BYTES: &[u8] = b"xmr.pool.example";
+
 /// Where the name's extension starts in a `pq_hello`.
 const NAME_EXT: usize = 92 + 8 + 1224;
 
@@ -255,9 +258,11 @@ fn split_client_hellos_that_never_go_on_stay_bounded() {
 ///   second cut in the key share;
 /// - 0..400, 400..800, 800..1,200, 1,200..1,349: the name in a fourth: not decided;
 /// - another server's name over three: nothing; towards the pool port, no name, 0..20, 20..60,
-///   60..1,324 (each of the first two before the extensions' length, held whole): `tls_no_sni`.
+///   60..1,324 (each of the first two before the extensions' length, held whole): `tls_no_sni`;
+/// - the name first (92..117), 0..20, 20..60, 60..200, 200..: held whole twice, the name whole in
+///   the third long before the extensions' end: decided by the third.
 ///
-/// Each of the six flows is held twice and joined twice (the four-segment one: its third
+/// Each of the seven flows is held twice and joined twice (the four-segment one: its third
 /// segment joins, is cut again and is not held).
 #[test]
 fn a_client_hello_over_three_segments_is_decided() {
@@ -294,6 +299,21 @@ fn a_client_hello_over_three_segments_is_decided() {
     run_all(&mut s, (45505, 14433), &plain, &[20, 60]);
     assert_eq!(s.k.suspect_cell(R, DIR_FROM, no_sni).unwrap(), 1);
     assert_eq!(held(&s), (12, 12, 0));
+    // The name first (its extension at 92..117), then the key share: 0..20 and 20..60 held
+    // whole, the third (60..200) completes the name long before the extensions end (1,349):
+    // decided there, the fourth not looked at.
+    let name_first = client_hello_with(&[
+        (0, {
+            let mut d = vec![0, 19, 0, 0, 16];
+            d.extend_from_slice(POOL_NAME_BYTES);
+            d
+        }),
+        (10, vec![0, 2, 0, 29]),
+        (51, vec![0x11; 1220]),
+    ]);
+    run_all(&mut s, (45506, 443), &name_first, &[20, 60, 200]);
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, sni).unwrap(), 4);
+    assert_eq!(held(&s), (14, 14, 0));
     assert_eq!(s.all_stratum(), 0);
 }
 
