@@ -10,6 +10,7 @@
 //! cut before its server_name is decided holds anything (one map update per such connection);
 //! later segments reach the entry through `OPENING_SLOTS` (see `opening::maybe_held`), and off
 //! the pool ports only those that do not open like a TLS record (`tcp` in `main.rs`).
+
 use aya_ebpf::{bindings::BPF_ANY, programs::XdpContext};
 use sensor_common::{
     OPENING_BYTES, OPENING_HELLO, OPENING_HELLO_LAST, OPENING_MAX_AGE_NS, Stat, recent_slot,
