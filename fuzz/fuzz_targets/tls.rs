@@ -1,4 +1,4 @@
-//! The ClientHello walk, its split-segment variant (`split`), and the server name's copy into a
+//! The ClientHello walk, its split-segment variants (`split`, `split_extensions`), and the server name's copy into a
 //! query name (the code the XDP program
 //! runs for `tls_no_sni` and `tls_pool_sni`, compiled for the host) on any TCP payload: no panic,
 //! and what they conclude agrees with an independent reading: the name found is the first
@@ -10,7 +10,10 @@ use libfuzzer_sys::fuzz_target;
 use sensor_common::{
     dns::{COMPLETE, HEADER, QueryName, name_key},
     stratum::{WINDOW, Window},
-    tls::{HAS_SNI, HELLO_WINDOW, HostCopy, MAX_HOST, Split, client_hello, host_to_query, split},
+    tls::{
+        HAS_SNI, HELLO_WINDOW, HostCopy, MAX_HOST, Split, client_hello, host_to_query, split,
+        split_extensions,
+    },
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -28,6 +31,23 @@ fuzz_target!(|data: &[u8]| {
         ),
         Split::Early => assert!(n >= 6),
         Split::Not => {}
+    }
+    // The walk going on from a held rest (a second or third segment): the first 4 bytes say
+    // where it starts and where the extensions end. It stops at or after its start, at the
+    // extensions' end it was given, past the bytes only when cut; a name it reads lies in them.
+    if n >= 4 {
+        let (off, end) = (
+            usize::from(u16::from_be_bytes([data[0], data[1]])),
+            usize::from(u16::from_be_bytes([data[2], data[3]])),
+        );
+        match split_extensions(&buf, n, off, end) {
+            Split::Cut { at, end: e } => assert!(off <= at && e == end && end > n, "{at} {e}"),
+            Split::Decided(h) => assert!(
+                h.sni != HAS_SNI || h.name_len == 0 || h.name_at + h.name_len <= n,
+                "{h:?}"
+            ),
+            other => assert!(end > n, "{other:?}"),
+        }
     }
     let h = client_hello(&buf, n);
     if h.sni != HAS_SNI || h.name_len == 0 {

@@ -401,7 +401,8 @@ pub struct Opening {
     pub len: u16,
     /// 1 when the lower endpoint of the key sent it (see `FlowKey`).
     pub from_lo: u8,
-    /// What is held: [`OPENING_MESSAGE`], [`OPENING_HELLO`] or [`OPENING_FOLLOW`].
+    /// What is held: [`OPENING_MESSAGE`], [`OPENING_HELLO`], [`OPENING_HELLO_LAST`] or
+    /// [`OPENING_FOLLOW`].
     pub kind: u8,
     /// A ClientHello's: bytes of the window (the held bytes, then the next segment's) before the
     /// walk goes on, and where the extensions end in it; 0 for `end` when the whole hello so far
@@ -417,6 +418,9 @@ pub const OPENING_MESSAGE: u8 = 0;
 /// [`Opening::kind`]: the end of a ClientHello's first segment, for the walk over its extensions
 /// to go on in the next (see `tls::split`).
 pub const OPENING_HELLO: u8 = 1;
+/// [`Opening::kind`]: the end of a ClientHello's second segment, cut again before it decides:
+/// the third segment is the last walked (a hello over at most three segments).
+pub const OPENING_HELLO_LAST: u8 = 3;
 /// [`Opening::kind`]: a new flow whose first segment opened a JSON message and ran past the
 /// scanner's window with nothing recognised (a login padded with an unknown key of kilobytes
 /// before its method): no bytes are held, `len` counts the segments still to hand over, and

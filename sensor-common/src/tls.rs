@@ -124,23 +124,25 @@ pub fn extensions<const N: usize>(buf: &[u8; N], len: usize, off: usize, end: us
     Hello::decided(NOT_DECIDED)
 }
 
-/// What the first segment of a ClientHello cut by the segment's end says ([`split`]).
+/// What the first segment of a ClientHello cut by the segment's end says ([`split`]), or a held
+/// rest and the segment after it ([`split_extensions`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
     /// Not a ClientHello cut by the segment's end (a whole one, or none).
     Not,
-    /// Decided from the segment alone: its server_name extension is whole in it, or the
+    /// Decided from the bytes so far: its server_name extension is whole in them, or the
     /// extensions' lengths say none follows (what is cut is the body of its last extension).
     Decided(Hello),
     /// Cut before its extensions can be walked (the segment ends before their length field):
     /// the whole segment goes with the next.
     Early,
     /// Cut in its extensions: the first extension not whole in the segment begins at `at` and
-    /// the extensions end at `end` (offsets from the record's start, `end` past the segment).
+    /// the extensions end at `end` (offsets in `buf`: from the record's start for [`split`],
+    /// `end` past the bytes walked).
     Cut { at: usize, end: usize },
 }
 
-/// The first segment (`len` bytes of `buf`) of a ClientHello split over two segments: where the
+/// The first segment (`len` bytes of `buf`) of a ClientHello split over segments: where the
 /// walk over its extensions stopped, so that the next segment can go on from there (the XDP
 /// program holds the bytes from `at` on, at most a server_name extension's, with its opening
 /// map, see `sensor-ebpf/src/hello.rs`).
@@ -177,6 +179,26 @@ pub fn split<const N: usize>(buf: &[u8; N], len: usize) -> Split {
         // malformed or padded record); `client_hello` decides on what is here.
         return Split::Not;
     }
+    split_extensions(buf, len, off, end)
+}
+
+/// The walk over a cut ClientHello's extensions from `off` (their end at `end`) over the first
+/// `len` bytes of `buf`: [`split`]'s after the extensions' length, and the walk over a held rest
+/// and the segment that continues it (`sensor-ebpf/src/hello.rs`), which may be cut again (a
+/// hello over three segments). With `end` within `len` nothing more is needed: `Decided` with
+/// what [`extensions`] concludes (`NOT_DECIDED` for a malformed walk).
+#[inline(always)]
+pub fn split_extensions<const N: usize>(
+    buf: &[u8; N],
+    len: usize,
+    off: usize,
+    end: usize,
+) -> Split {
+    let len = if len > N { N } else { len };
+    if end <= len {
+        return Split::Decided(extensions(buf, len, off, end));
+    }
+    let mut off = off;
     let mut i = 0;
     while i < MAX_EXTENSIONS {
         if off == end {
@@ -482,6 +504,95 @@ mod tests {
         );
         w[..7].copy_from_slice(&hx[name..]);
         assert_eq!(extensions(&w, 7, 0, 7).sni, NO_SNI);
+    }
+
+    /// What the XDP program carries from a cut walk to the next segment (`hello_split`): the
+    /// bytes from `at` on that are in the window, how many more to skip, where the extensions
+    /// end past them.
+    fn carry(w: &[u8], n: usize, s: Split) -> (Vec<u8>, usize, usize) {
+        let Split::Cut { at, end } = s else {
+            panic!("{s:?}")
+        };
+        let base = at.min(n);
+        (w[base..n].to_vec(), at - base, end - base)
+    }
+
+    /// The next window: the carried bytes, then the segment.
+    fn join(carried: &[u8], seg: &[u8]) -> ([u8; HELLO_WINDOW], usize) {
+        let mut w = [0u8; HELLO_WINDOW];
+        w[..carried.len()].copy_from_slice(carried);
+        w[carried.len()..carried.len() + seg.len()].copy_from_slice(seg);
+        (w, carried.len() + seg.len())
+    }
+
+    #[test]
+    fn a_client_hello_over_three_segments_is_walked_segment_by_segment() {
+        // The hello of the two-segment test: server_name's extension at 1,332 (92 + 8 + 8 +
+        // 1,224), 25 bytes to 1,357.
+        let exts = vec![
+            (10u16, vec![0, 2, 0, 29]),
+            (13, vec![0, 2, 4, 3]),
+            (51, vec![0x11; 1220]),
+            sni("pool.example.org"),
+        ];
+        let h = hello(&exts);
+        assert_eq!(h.len(), 1357);
+        let mut buf = [0u8; HELLO_WINDOW];
+        // At a 536-byte MSS: 0..536, 536..1,072, 1,072..1,357. The first stops in the key
+        // share: on at 1,332, that is 1,332 - 536 = 796 bytes into the next window, the
+        // extensions' end 821.
+        buf[..536].copy_from_slice(&h[..536]);
+        let first = split(&buf, 536);
+        assert_eq!(
+            first,
+            Split::Cut {
+                at: 1332,
+                end: 1357
+            }
+        );
+        let (c, skip, end) = carry(&buf, 536, first);
+        assert_eq!((c.len(), skip, end), (0, 796, 821));
+        // The second (536 bytes) ends before 796: cut again, nothing carried, 260 more to skip
+        // in the third, the extensions' end at 285 of it.
+        let (w, n) = join(&c, &h[536..1072]);
+        let second = split_extensions(&w, n, skip, end);
+        assert_eq!(second, Split::Cut { at: 796, end: 821 });
+        let (c, skip, end) = carry(&w, n, second);
+        assert_eq!((c.len(), skip, end), (0, 260, 285));
+        // The third (285 bytes) holds the extension whole: the name at 260 + 9.
+        let (w, n) = join(&c, &h[1072..]);
+        assert_eq!(n, 285);
+        let Split::Decided(found) = split_extensions(&w, n, skip, end) else {
+            panic!()
+        };
+        assert_eq!(
+            (found.sni, found.name_at, found.name_len),
+            (HAS_SNI, 269, 16)
+        );
+        assert_eq!(&w[269..285], b"pool.example.org");
+        // The second cut inside the name's extension (0..536, 536..1,340, 1,340..1,357): its
+        // first 8 bytes (1,332..1,340) are carried, and the third (17 bytes) completes it: the
+        // window is the extension's 25 bytes, the name at 9.
+        let (w, n) = join(&[], &h[536..1340]);
+        let second = split_extensions(&w, n, 796, 821);
+        assert_eq!(second, Split::Cut { at: 796, end: 821 });
+        let (c, skip, end) = carry(&w, n, second);
+        assert_eq!((c.len(), skip, end), (8, 0, 25));
+        assert_eq!(c, &h[1332..1340]);
+        let (w, n) = join(&c, &h[1340..]);
+        let Split::Decided(found) = split_extensions(&w, n, skip, end) else {
+            panic!()
+        };
+        assert_eq!((found.sni, found.name_at, found.name_len), (HAS_SNI, 9, 16));
+        // With the extensions' end in the window, the walk is `extensions`': no name after the
+        // key share (a hello of the first three extensions, 1,332 bytes, its second segment
+        // 536..1,332) is no name.
+        let plain = hello(&exts[..3]);
+        let (w, n) = join(&[], &plain[536..]);
+        assert_eq!(
+            split_extensions(&w, n, 796, 796),
+            Split::Decided(Hello::decided(NO_SNI))
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@
 //! with the agent; `parse` the header walk; `count` the range lookup and the counters; `signals`
 //! the suspect signals (DNS, TLS, Stratum V2, pool endpoints); `scan` the Stratum scan and the flow
 //! table; `http` the body of an HTTP message, scanned as the segment; `hello` a ClientHello split
-//! over two segments; `opening` a new flow's
+//! over segments; `opening` a new flow's
 //! first message held over its segments; `sv2` Stratum V2 shares by size; `events` the agent's
 //! event ring; `capture` the hand-over to deep inspection; `replay` the batch entry of
 //! `mining-sensor replay`.
@@ -296,15 +296,19 @@ fn tcp<const COMPAT: bool>(
     // server in a pool domain on any port, is a signal. The record type first: most TCP payload is
     // TLS application data (23) and pays nothing more; then the handshake type, so that only
     // ClientHellos (one a connection) are copied and walked.
-    // Towards a pool (its port or address), a segment may continue a ClientHello split over two
-    // (`hello`): its flow's slot tells, one array read.
+    // A segment may continue a ClientHello split over segments (`hello`): its flow's slot tells,
+    // a key and one array read. Towards a pool (its port or address) any segment but a handshake
+    // record's looks; elsewhere only one whose first byte is not a TLS record's type (20-23), so
+    // that HTTPS application data pays nothing for it (a continuation opening with one of those
+    // 4 bytes in 256 is not joined there).
     let to_pool = pool || pool_port(dport);
-    if to_pool
-        && first != 22
+    if ((to_pool && first != 22) || !(20..=23).contains(&first))
         && let Some(hello) = hello::continued(ctx, ip, sport, dport, seq, payload, plen)
     {
         if hello == HELLO_NO_SNI {
-            candidate |= flag(Reason::TlsNoSni);
+            if to_pool {
+                candidate |= flag(Reason::TlsNoSni);
+            }
         } else if hello != 0 && pool_sni::<COMPAT>(hello) {
             candidate |= flag(Reason::TlsPoolSni);
         }
@@ -330,13 +334,14 @@ fn tcp<const COMPAT: bool>(
         }
         let n = load_hello(ctx, payload, plen)?;
         let mut hello = client_hello(n as u64);
-        // Cut by the segment's end, towards a pool: decided from this segment if it can be, else
-        // held for the next (`hello`).
-        if hello == 0 && to_pool && n == plen {
+        // Cut by the segment's end, on any port: decided from this segment if it can be, else
+        // held for the next (`hello`): one map update per TLS connection whose ClientHello is
+        // split before its server_name.
+        if hello == 0 && n == plen {
             hello = hello::first(ip, sport, dport, n, seq.wrapping_add(plen as u32));
         }
         if hello == HELLO_NO_SNI {
-            if pool || pool_port(dport) {
+            if to_pool {
                 candidate |= flag(Reason::TlsNoSni);
             }
         } else if hello != 0 && pool_sni::<COMPAT>(hello) {

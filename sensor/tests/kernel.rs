@@ -16,6 +16,10 @@ use sensor_common::{
 };
 use test_support::{Packet, tls_client_hello};
 
+/// ClientHellos split over segments on any port.
+#[path = "kernel/hello.rs"]
+mod hello;
+
 const XDP_PASS: u32 = 2;
 const SLOT: usize = 1;
 const A: usize = 0; // 198.18.0.0/15, 2001:db8:a::/48
