@@ -372,7 +372,8 @@ fn tcp<const COMPAT: bool>(
     // answer in the response): the body, when it begins in the window, is read as the segment; a
     // chunked body from its first chunk's data, also when it opens a segment after its head's
     // (only on a flow that involves a watched range, a pool address or a pool port: other
-    // traffic pays one compare). A body whose JSON runs on in a next chunk goes to deep
+    // traffic pays the first byte's compares, and one that opens with a hex digit the source
+    // port's bit). A body whose JSON runs on in a next chunk goes to deep
     // inspection, which de-chunks it, when the scan finds nothing in its first chunk.
     let mut chunks = false;
     let body = if first == b'P' || first == b'H' {
@@ -441,7 +442,8 @@ fn tcp<const COMPAT: bool>(
     let settle = plain && (opens || joined != 0);
     let flags = (whole as u64 * opening::WHOLE)
         | (src_is_lo as u64 * opening::FROM_LO)
-        | (settle as u64 * opening::SETTLE);
+        | (settle as u64 * opening::SETTLE)
+        | (chunks as u64 * http::CHUNKS);
     let next_seq = seq.wrapping_add(plen as u32) as u64;
     let [n, joined, flags, next_seq] = opening::forget([n as u64, joined as u64, flags, next_seq]);
     if mask != 0 {
@@ -483,7 +485,7 @@ fn tcp<const COMPAT: bool>(
         || (inspect_budget() > 0
             && (held
                 || long
-                || (chunks && found == 0)
+                || (flags & http::CHUNKS != 0 && found == 0)
                 || !opens
                 || (recent_stratum(key) && !flow_unknown(key)))))
 }

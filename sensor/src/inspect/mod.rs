@@ -273,8 +273,9 @@ impl Inspector {
         }
     }
 
-    /// Opens the flows found only here (compressed WebSocket messages) in `flows`, the kernel's
-    /// flow table, so that each counts once whichever side finds it first.
+    /// Opens the flows found only here (compressed WebSocket messages, HTTP bodies whose JSON a
+    /// chunk boundary cut) in `flows`, the kernel's flow table, so that each counts once
+    /// whichever side finds it first.
     pub fn open_flows_in(&mut self, flows: impl OpenFlows + 'static) {
         self.flows = Some(Box::new(flows));
     }
