@@ -374,13 +374,25 @@ fn tcp<const COMPAT: bool>(
         mask = h.key64();
     }
     // Mining JSON-RPC in an HTTP message's body (Ethereum getwork over HTTP POST, the pool's
-    // answer in the response): the body, when it begins in the window, is read as the segment.
-    if (first == b'P' || first == b'H')
-        && let Some((at, b)) = http::body(ctx, payload, plen)
-    {
-        payload += at;
-        plen -= at;
-        first = b;
+    // answer in the response): the body, when it begins in the window, is read as the segment; a
+    // chunked body from its first chunk's data, also when it opens a segment after its head's
+    // (only on a flow that involves a watched range, a pool address or a pool port: other
+    // traffic pays the first byte's compares, and one that opens with a hex digit the source
+    // port's bit). A body whose JSON runs on in a next chunk goes to deep
+    // inspection, which de-chunks it, when the scan finds nothing in its first chunk.
+    let mut chunks = false;
+    let body = if first == b'P' || first == b'H' {
+        http::body(ctx, payload, plen)
+    } else if first.is_ascii_hexdigit() && mask == 0 && (shaped || pool_port(sport)) {
+        http::chunk_segment(ctx, payload, plen)
+    } else {
+        None
+    };
+    if let Some(b) = body {
+        payload += b.at;
+        plen -= b.at;
+        first = b.first;
+        chunks = b.more;
         plain = false;
     }
     // Which segments are scanned, so that non-mining traffic pays almost nothing:
@@ -435,7 +447,8 @@ fn tcp<const COMPAT: bool>(
     let settle = plain && (opens || joined != 0);
     let flags = (whole as u64 * opening::WHOLE)
         | (src_is_lo as u64 * opening::FROM_LO)
-        | (settle as u64 * opening::SETTLE);
+        | (settle as u64 * opening::SETTLE)
+        | (chunks as u64 * http::CHUNKS);
     let next_seq = seq.wrapping_add(plen as u32) as u64;
     let [n, joined, flags, next_seq] = opening::forget([n as u64, joined as u64, flags, next_seq]);
     if mask != 0 {
@@ -475,7 +488,11 @@ fn tcp<const COMPAT: bool>(
     Ok(candidate
         || found & CANDIDATE != 0
         || (inspect_budget() > 0
-            && (held || long || !opens || (recent_stratum(key) && !flow_unknown(key)))))
+            && (held
+                || long
+                || (flags & http::CHUNKS != 0 && found == 0)
+                || !opens
+                || (recent_stratum(key) && !flow_unknown(key)))))
 }
 
 /// The header of the WebSocket text frame at `payload` and its payload's first byte, unmasked;

@@ -2562,6 +2562,142 @@ fn getwork_over_http_post_opens_an_ethereum_flow() {
     assert_eq!(s.k.read_samples().unwrap().len(), 0);
 }
 
+/// One chunk of a chunked body (`Transfer-Encoding: chunked`): the size of `body` in hex, `ext`
+/// (a chunk extension, `;name=value`, or nothing), CRLF, the data, CRLF, then the last chunk.
+fn one_chunk(ext: &str, body: &str) -> String {
+    format!("{:x}{ext}\r\n{body}\r\n0\r\n\r\n", body.len())
+}
+
+/// An HTTP/1.1 POST's head as Node's HTTP client writes one without `Content-Length`.
+const CHUNKED_POST: &str = "POST /0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5/rig1 HTTP/1.1\r\nContent-Type: application/json\r\nHost: 198.51.100.72\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n";
+/// A pool's HTTP/1.1 answer's head without `Content-Length`.
+const CHUNKED_REPLY: &str = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nDate: Thu, 03 Dec 2026 12:00:00 GMT\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+/// Getwork over HTTP with chunked bodies (issue 21, "Reshaped plaintext"): a body whose first
+/// chunk's size line stands where the JSON would is scanned from the chunk's data, in each shape.
+/// Flow 1: getWork in one chunk after its head (opens the ethereum flow), the work in one chunk
+/// with an extension (`;x=y`), submitHashrate in a chunk with an extension, a head alone then its
+/// body in the next segment (the body opens with the size line: read on a flow of a watched
+/// range), its verdict likewise: 3 Stratum packets, 1 flow, every segment a candidate (8).
+/// Flow 2: getWork over three chunks (16 + 27 + 16 = 59 bytes, a boundary inside `eth_getWork`):
+/// the scan of the first chunk finds nothing, so the segment goes to deep inspection (which
+/// de-chunks it and opens the flow); no Stratum packet, no flow here. Flow 3: a new flow whose
+/// head came alone, its body in the next segment: opened by the body. Flow 4: the same between
+/// two unwatched addresses on port 80: not read (other traffic pays nothing new).
+/// Traps on watched flows: chunked REST JSON in one chunk, request and answer (nothing, no
+/// candidate); over two chunks (a candidate, for deep inspection, which counts nothing); lines
+/// that look like a size line but are none (`0x3b`, a blank before the CRLF, 17 digits, a bare
+/// LF) and a size line followed by no `{`: nothing.
+#[test]
+fn getwork_with_chunked_bodies_opens_an_ethereum_flow() {
+    let mut s = Sensor::with(&format!(
+        "[inspect]\ncapture_mode = \"inline\"\nbudget = 2\n{CONFIG}"
+    ));
+    let (m, pool) = (ip("192.0.2.72"), ip("198.51.100.72"));
+    let h = "0x416e293fb0bd38d28e5ff6bd43bc13a0252333f9985485cbd5ed49f3c79d2960";
+    let get_work = r#"{"jsonrpc":"2.0","id":1,"method":"eth_getWork","params":[]}"#;
+    let work = format!(
+        r#"{{"id":1,"jsonrpc":"2.0","result":["{h}","{h}","0x0000000100000000000000000000000000000000000000000000000000000000"]}}"#
+    );
+    let rate = format!(
+        r#"{{"jsonrpc":"2.0","id":2,"method":"eth_submitHashrate","params":["0x1e8480","{h}"]}}"#
+    );
+    let submit = format!(
+        r#"{{"jsonrpc":"2.0","id":3,"method":"eth_submitWork","params":["0x63d8903c474b670f","{h}","{h}"]}}"#
+    );
+    // The first chunk's size line: getWork's 59 bytes are 0x3b.
+    assert!(one_chunk("", get_work).starts_with("3b\r\n{"));
+    let session = [
+        (true, format!("{CHUNKED_POST}{}", one_chunk("", get_work))),
+        (
+            false,
+            format!("{CHUNKED_REPLY}{}", one_chunk(";x=y", &work)),
+        ),
+        (true, format!("{CHUNKED_POST}{}", one_chunk(";n=1", &rate))),
+        (
+            false,
+            format!(
+                "{CHUNKED_REPLY}{}",
+                one_chunk("", r#"{"id":2,"jsonrpc":"2.0","result":true}"#)
+            ),
+        ),
+        (true, CHUNKED_POST.to_string()),
+        (true, one_chunk("", &submit)),
+        (false, CHUNKED_REPLY.to_string()),
+        (
+            false,
+            one_chunk("", r#"{"id":3,"jsonrpc":"2.0","result":true}"#),
+        ),
+    ];
+    for (up, seg) in &session {
+        let p = if *up {
+            Packet::tcp4(m, pool, 47300, 80, seg.as_bytes())
+        } else {
+            Packet::tcp4(pool, m, 80, 47300, seg.as_bytes())
+        };
+        s.run(&p.build());
+    }
+    assert_eq!(s.flows(C, DIR_FROM, ETHEREUM), 1);
+    assert_eq!(s.stratum(C, DIR_FROM, ETHEREUM), 3);
+    assert_eq!(s.all_stratum(), 3);
+    assert_eq!(s.k.flows().unwrap().len(), 1);
+    assert_eq!(s.k.read_samples().unwrap().len(), 8);
+
+    // Flow 2: `{"jsonrpc":"2.0"` (0x10), `,"id":1,"method":"eth_getWo` (0x1b), `rk","params":[]}`.
+    assert_eq!(&get_work[38..43], "getWo");
+    let three = format!(
+        "{CHUNKED_POST}10\r\n{}\r\n1b\r\n{}\r\n10\r\n{}\r\n0\r\n\r\n",
+        &get_work[..16],
+        &get_work[16..43],
+        &get_work[43..]
+    );
+    s.run(&Packet::tcp4(m, pool, 47301, 80, three.as_bytes()).build());
+    assert_eq!(s.all_stratum(), 3);
+    assert_eq!(s.k.flows().unwrap().len(), 1);
+    assert_eq!(s.k.read_samples().unwrap().len(), 1);
+
+    // Flow 3: the head alone (nothing), then the body: a new flow.
+    s.run(&Packet::tcp4(m, pool, 47302, 80, CHUNKED_POST.as_bytes()).build());
+    assert_eq!(s.all_stratum(), 3);
+    s.run(&Packet::tcp4(m, pool, 47302, 80, one_chunk("", get_work).as_bytes()).build());
+    assert_eq!(s.flows(C, DIR_FROM, ETHEREUM), 2);
+    assert_eq!(s.stratum(C, DIR_FROM, ETHEREUM), 4);
+    assert_eq!(s.k.flows().unwrap().len(), 2);
+    assert_eq!(s.k.read_samples().unwrap().len(), 1);
+
+    // Flow 4: a body after its head between unwatched addresses: not read.
+    let (u, v) = (ip("198.51.100.80"), ip("198.51.100.81"));
+    s.run(&Packet::tcp4(u, v, 47303, 80, one_chunk("", get_work).as_bytes()).build());
+    assert_eq!(s.all_stratum(), 4);
+    assert_eq!(s.k.read_samples().unwrap().len(), 0);
+
+    let rest = r#"{"user":"ana","items":[1,2,3],"method":"update"}"#;
+    let not_a_size = |line: &str| format!("{CHUNKED_POST}{line}{get_work}\r\n0\r\n\r\n");
+    let traps: [String; 9] = [
+        format!("{CHUNKED_POST}{}", one_chunk("", rest)),
+        format!("{CHUNKED_REPLY}{}", one_chunk("", r#"{"ok":true,"id":7}"#)),
+        not_a_size("0x3b\r\n"),
+        not_a_size("3b \r\n"),
+        not_a_size("0000000000000003b\r\n"),
+        not_a_size("3b\n"),
+        format!("0x3b\r\n{get_work}\r\n0\r\n\r\n"),
+        format!("3b\r\nhello {get_work}\r\n0\r\n\r\n"),
+        // Over two chunks: `{"user":` (8), the rest (40 = 0x28): a candidate.
+        format!(
+            "{CHUNKED_POST}8\r\n{}\r\n28\r\n{}\r\n0\r\n\r\n",
+            &rest[..8],
+            &rest[8..]
+        ),
+    ];
+    assert_eq!(rest.len() - 8, 0x28);
+    for (i, t) in traps.iter().enumerate() {
+        s.run(&Packet::tcp4(m, pool, 47400 + i as u16, 8545, t.as_bytes()).build());
+    }
+    assert_eq!(s.all_stratum(), 4);
+    assert_eq!(s.k.flows().unwrap().len(), 2);
+    assert_eq!(s.k.read_samples().unwrap().len(), 1);
+}
+
 /// XMRig's login as it logs in with a pool account (no wallet-long string, so only its `agent`
 /// key decides), one line.
 fn xmrig_account_login() -> Vec<u8> {

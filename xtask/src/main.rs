@@ -169,6 +169,7 @@ fn setup(apt: bool) -> Result<()> {
     aiostratum_proxy()?;
     tls_corpus()?;
     xmrig_miner(apt)?;
+    node_js(apt)?;
     step(&format!(
         "setup complete in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -426,6 +427,40 @@ fn sha256_of(file: &Path) -> Result<String> {
         .next()
         .unwrap_or_default()
         .to_string())
+}
+
+/// Node.js for sensor/tests/chunked.rs (its `http` module is the HTTP server and client that send
+/// chunked bodies): the one that came with npm (`xmrig_miner`), or, where XMRig was already
+/// there and no `node` is, Debian's `npm`, which brings Debian's `nodejs` (for the reason given
+/// there, not its `nodejs` by name). Nothing is done where `node` runs.
+fn node_js(apt: bool) -> Result<()> {
+    let works = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if works {
+        return Ok(());
+    }
+    if !apt {
+        step(
+            "node not found and Debian packages skipped: sensor/tests/chunked.rs will fail; install npm (it brings Node.js) and run `cargo xtask setup` again",
+        );
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "node is needed by sensor/tests/chunked.rs: run `sudo apt-get install npm` or `sudo -E cargo xtask setup`"
+        );
+    }
+    step("installing Debian's npm and Node.js (for sensor/tests/chunked.rs)");
+    status(Command::new("apt-get").args(["update", "-q"]))?;
+    status(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends", "npm"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }
 
 /// XMRig for sensor/tests/miner.rs, the real miner whose own hash rate the sensor's is checked

@@ -12,6 +12,7 @@
 //! No login (wallet, user name) is stored or exported: distinct miners are counted by a keyed
 //! hash of the login (`deep::login_hash`), and only the hash appears in events.
 
+pub mod chunked;
 pub mod deep;
 pub mod deflate;
 pub mod frame;
@@ -272,8 +273,9 @@ impl Inspector {
         }
     }
 
-    /// Opens the flows found only here (compressed WebSocket messages) in `flows`, the kernel's
-    /// flow table, so that each counts once whichever side finds it first.
+    /// Opens the flows found only here (compressed WebSocket messages, HTTP bodies whose JSON a
+    /// chunk boundary cut) in `flows`, the kernel's flow table, so that each counts once
+    /// whichever side finds it first.
     pub fn open_flows_in(&mut self, flows: impl OpenFlows + 'static) {
         self.flows = Some(Box::new(flows));
     }
@@ -439,6 +441,12 @@ impl Inspector {
             Some(m) => std::borrow::Cow::Owned(m),
             None => data,
         };
+        // A chunked HTTP body: its chunks' data joined. Over several chunks the kernel may have
+        // read none of it (a boundary inside a token), so Stratum found there opens the flow.
+        let (data, split) = match chunked::data(&data) {
+            Some(d) => (std::borrow::Cow::Owned(d.bytes), d.chunks > 1),
+            None => (data, false),
+        };
         // The Stratum messages, and what the payload says of work (the pool's replies are no
         // Stratum message), from one parse.
         let (messages, objects) = deep::read(&data);
@@ -497,8 +505,12 @@ impl Inspector {
             }
         }
         // Stratum the program could not read: the flow is opened here, once.
-        if inflated && let Some(m) = messages.first() {
-            self.inflaters.confirm(dir);
+        if (inflated || split)
+            && let Some(m) = messages.first()
+        {
+            if inflated {
+                self.inflaters.confirm(dir);
+            }
             self.open_flow(id, &t, m.dialect, src_ranges, dst_ranges, wall, &range_name);
         }
         // The ranges (a map lookup per endpoint) only for a payload that says something of work.

@@ -931,6 +931,110 @@ fn a_getwork_session_over_http_counts_its_shares() {
     assert!(s.has(r#"mining_sensor_reported_hashrate{coin="ethereum",range="kp"} 2000000"#));
 }
 
+/// The getwork session with chunked bodies (`Transfer-Encoding: chunked`, as Node's HTTP client
+/// posts and Go's, Node's and aiohttp's servers answer without `Content-Length`), in each shape:
+/// getWork's JSON over three chunks in its head's segment (16 + 27 + 16 = 59 bytes, a boundary
+/// inside `eth_getWork`: the kernel scans none of it, so the flow is opened here), the answer in
+/// one chunk with an extension, a verdict whose body opens a segment after its head's, a submit
+/// likewise. Two shares at the boundary 2^224: one accepted, one rejected, 2 x 2^32 =
+/// 8,589,934,592 hashes; the flow once. A chunked REST exchange beside it counts nothing.
+#[test]
+fn a_getwork_session_with_chunked_bodies_counts_its_shares() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    let table = Table::default();
+    s.i.open_flows_in(table.clone());
+    let (miner, pool) = ([198, 18, 0, 1].into(), [203, 0, 113, 9].into());
+    let ranges = |a: IpAddr| u64::from(a == IpAddr::from([198, 18, 0, 1]));
+    let name = |id: usize| (id == 0).then(|| "kp".to_string());
+    let post_head = "POST /0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5/rig1 HTTP/1.1\r\nHost: 203.0.113.9\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n";
+    let reply_head =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    // One chunk: its size in hex, its data, CRLF, the last chunk.
+    let chunk = |ext: &str, body: &str| format!("{:x}{ext}\r\n{body}\r\n0\r\n\r\n", body.len());
+    let get_work = r#"{"jsonrpc":"2.0","id":1,"method":"eth_getWork","params":[]}"#;
+    assert_eq!(&get_work[38..43], "getWo");
+    let three = format!(
+        "10\r\n{}\r\n1b\r\n{}\r\n10\r\n{}\r\n0\r\n\r\n",
+        &get_work[..16],
+        &get_work[16..43],
+        &get_work[43..]
+    );
+    let h = "0x416e293fb0bd38d28e5ff6bd43bc13a0252333f9985485cbd5ed49f3c79d2960";
+    let boundary = "0x0000000100000000000000000000000000000000000000000000000000000000";
+    let work = format!(r#"{{"id":1,"jsonrpc":"2.0","result":["{h}","{h}","{boundary}"]}}"#);
+    let submit = |id: u32, nonce: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"eth_submitWork","params":["{nonce}","{h}","{h}"]}}"#
+        )
+    };
+    let now = s.t0 + Duration::from_secs(1);
+    let mut lines = Vec::new();
+    let (mut up_seq, mut down_seq) = (1000u32, 9000u32);
+    let mut segments = vec![
+        (true, format!("{post_head}{three}")),
+        (false, format!("{reply_head}{}", chunk(";x=y", &work))),
+        (
+            true,
+            format!("{post_head}{}", chunk("", &submit(2, "0x63d8903c474b670f"))),
+        ),
+        (false, reply_head.to_string()),
+        (
+            false,
+            chunk("", r#"{"id":2,"jsonrpc":"2.0","result":true}"#),
+        ),
+        (true, post_head.to_string()),
+        (true, chunk("", &submit(3, "0x63d8903c474b6710"))),
+        (
+            false,
+            format!(
+                "{reply_head}{}",
+                chunk("", r#"{"id":3,"jsonrpc":"2.0","result":false}"#)
+            ),
+        ),
+    ];
+    // A REST client's chunked JSON on another flow: a body over two chunks and its answer.
+    let rest = r#"{"user":"ana","items":[1,2,3],"method":"update"}"#;
+    let rest_two = format!(
+        "8\r\n{}\r\n{:x}\r\n{}\r\n0\r\n\r\n",
+        &rest[..8],
+        rest.len() - 8,
+        &rest[8..]
+    );
+    segments.push((true, format!("POST /api/cart HTTP/1.1\r\nHost: 203.0.113.9\r\nTransfer-Encoding: chunked\r\n\r\n{rest_two}")));
+    segments.push((
+        false,
+        format!("{reply_head}{}", chunk("", r#"{"ok":true,"id":7}"#)),
+    ));
+    for (i, (up, bytes)) in segments.iter().enumerate() {
+        let sport = if i < 8 { 40010 } else { 40011 };
+        let f = if *up {
+            let f = Packet::tcp4(miner, pool, sport, 80, bytes.as_bytes()).tcp_seq(up_seq);
+            up_seq += bytes.len() as u32;
+            f.build()
+        } else {
+            let f = Packet::tcp4(pool, miner, 80, sport, bytes.as_bytes()).tcp_seq(down_seq);
+            down_seq += bytes.len() as u32;
+            f.build()
+        };
+        lines.extend(s.i.frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name));
+    }
+    assert!(lines.is_empty());
+    assert!(s.has(r#"mining_sensor_shares_total{coin="ethereum",range="kp",result="accepted"} 1"#));
+    assert!(s.has(r#"mining_sensor_shares_total{coin="ethereum",range="kp",result="rejected"} 1"#));
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="ethereum",range="kp"} 8589934592"#));
+    // The flow opened here once (the first request over three chunks), range bit 0, dialect
+    // ethereum; the REST flow not at all.
+    assert!(s.has(
+        r#"mining_sensor_stratum_flows_total{dialect="ethereum",direction="from",range="kp"} 1"#
+    ));
+    let opened = table.0.lock().unwrap().clone();
+    assert_eq!(opened.len(), 1);
+    assert_eq!(
+        (opened[0].0.port_lo, opened[0].1, opened[0].2),
+        (40010, 1, sensor_common::stratum::Dialect::Ethereum as u8)
+    );
+}
+
 /// A login split before any marker on a new flow (a first segment of one byte, `{`; one cut
 /// before `"method"`; one before `"agent"`), as the kernel hands both segments over (the first
 /// held as the flow's opening): joined, the login counts once, with its coin and agent.
