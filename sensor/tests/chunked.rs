@@ -21,10 +21,7 @@ mod common;
 
 use common::{Line, Proc, http_get, replay, sample_sum, start_capture, stop_capture, wait_for};
 
-use std::{
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{process::Command, time::Duration};
 
 const SENSOR_PORT: u16 = 19833;
 const RANGE: &str = "ckminer";
@@ -153,18 +150,11 @@ fn script(ns: &str, args: &[&str]) -> Command {
 
 /// A server of SCRIPT's in `ns`, once it said it is listening.
 fn serve(ns: &str, args: &[&str], log: std::path::PathBuf) -> Proc {
-    let mut server = Proc(
-        script(ns, args)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .expect("node (cargo xtask setup installs it with npm)"),
-    );
-    let mut out = server.0.stdout.take().unwrap();
-    let mut ready = [0u8; 6];
-    std::io::Read::read_exact(&mut out, &mut ready).expect("the server's ready line");
-    assert_eq!(&ready, b"ready\n");
-    server
+    common::spawn_ready(
+        script(ns, args),
+        &log,
+        "node (cargo xtask setup installs it with npm)",
+    )
 }
 
 /// A program run to its end in `ns`; its output, trimmed.

@@ -25,10 +25,7 @@ mod common;
 
 use common::{Line, Proc, http_get, wait_for};
 
-use std::{
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{process::Command, time::Duration};
 
 const SENSOR_PORT: u16 = 19832;
 const RANGE: &str = "wsminer";
@@ -145,19 +142,7 @@ fn script(ns: &str, args: &[&str]) -> Command {
 
 /// A server of SCRIPT's (`server` or `chat-server`) in `ns`, once it said it is listening.
 fn serve(ns: &str, args: &[&str], log: std::path::PathBuf) -> Proc {
-    let mut server = Proc(
-        script(ns, args)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .expect("a WebSocket server"),
-    );
-    // Wait for its "ready" line (the library is listening).
-    let mut out = server.0.stdout.take().unwrap();
-    let mut ready = [0u8; 6];
-    std::io::Read::read_exact(&mut out, &mut ready).expect("the server's ready line");
-    assert_eq!(&ready, b"ready\n");
-    server
+    common::spawn_ready(script(ns, args), &log, "a WebSocket server")
 }
 
 /// A client of SCRIPT's in `ns`, run to its end; its one output line.

@@ -258,6 +258,23 @@ impl Drop for Proc {
     }
 }
 
+/// A server started by `c`, its stderr to `log`, once it printed its `ready` line (it listens);
+/// `what` names it in the panic when it cannot start.
+pub fn spawn_ready(mut c: Command, log: &Path, what: &str) -> Proc {
+    let mut server = Proc(
+        c.stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what}: {e}")),
+    );
+    let mut out = server.0.stdout.take().unwrap();
+    let mut ready = [0u8; 6];
+    std::io::Read::read_exact(&mut out, &mut ready)
+        .unwrap_or_else(|e| panic!("{what}'s ready line: {e} (its log: {})", log.display()));
+    assert_eq!(&ready, b"ready\n", "{what}");
+    server
+}
+
 /// tcpdump on `dev` in `ns`, writing `file`; running (its file begun) on return.
 pub fn start_capture(ns: &str, dev: &str, file: &Path) -> Proc {
     let child = Command::new("ip")
