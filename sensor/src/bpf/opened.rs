@@ -1,6 +1,6 @@
 //! Flows the agent opens in the program's flow table: Stratum the program cannot read (WebSocket
-//! messages compressed with permessage-deflate, inflated by deep inspection) is found in
-//! userspace, and its flow goes into `FLOWS` there, so that it counts in `mining_flows` and in
+//! messages compressed with permessage-deflate, inflated by deep inspection; an HTTP body whose
+//! JSON runs over several chunks, joined by deep inspection) is found in userspace, and its flow goes into `FLOWS` there, so that it counts in `mining_flows` and in
 //! `stratum_flows_total` once, whichever side finds it first (an insert only where no entry is).
 //!
 //! An own handle (a duplicated file descriptor), as for `shapes`.
