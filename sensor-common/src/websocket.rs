@@ -86,9 +86,40 @@ pub fn header(buf: &[u8; MAX_HEADER + 2], len: usize) -> Option<Header> {
     })
 }
 
+/// The whole length (header, mask key and payload) of the control frame (close, ping or pong:
+/// FIN, opcode 8, 9 or 10, no RSV bit, at most 125 bytes of payload, RFC 6455 5.5) that opens a
+/// segment whose first two bytes are `b0` and `b1`; `None` for any other frame. A browser's or a
+/// library's pong (or ping) can share a segment with the compressed message written after it.
+#[inline(always)]
+pub fn control_len(b0: u8, b1: u8) -> Option<usize> {
+    if !matches!(b0, 0x88..=0x8a) || b1 & 0x7f > 125 {
+        return None;
+    }
+    Some(2 + if b1 & 0x80 != 0 { 4 } else { 0 } + (b1 & 0x7f) as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_frames_as_rfc_6455_lays_them_out() {
+        // A server's empty ping: 89 00, 2 bytes.
+        assert_eq!(control_len(0x89, 0x00), Some(2));
+        // A client's pong answering a 4-byte ping: 8a 84, the key, 4 bytes: 10.
+        assert_eq!(control_len(0x8a, 0x84), Some(10));
+        // A close with its 2-byte code, masked: 88 82, key, code: 8. The longest: 2 + 4 + 125.
+        assert_eq!(control_len(0x88, 0x82), Some(8));
+        assert_eq!(control_len(0x89, 0xfd), Some(131));
+        // 126 bytes (an extended length) is no control frame; nor a ping without FIN (09), one
+        // with RSV1 (c9), a text (81) or binary (82) frame, or opcode 11 (8b, reserved).
+        assert_eq!(control_len(0x89, 0x7e), None);
+        assert_eq!(control_len(0x09, 0x00), None);
+        assert_eq!(control_len(0xc9, 0x00), None);
+        assert_eq!(control_len(0x81, 0x05), None);
+        assert_eq!(control_len(0x82, 0x05), None);
+        assert_eq!(control_len(0x8b, 0x00), None);
+    }
 
     fn buf(bytes: &[u8]) -> [u8; MAX_HEADER + 2] {
         let mut b = [0u8; MAX_HEADER + 2];

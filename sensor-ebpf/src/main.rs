@@ -44,7 +44,10 @@ mod sv2;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
-use sensor_common::{DIR_FROM, DIR_TO, POOL_BIT, ParseEvent, RANGE_MASK, Reason, dns, websocket};
+use sensor_common::{
+    DIR_FROM, DIR_TO, POOL_BIT, ParseEvent, RANGE_MASK, Reason, dns, websocket,
+    websocket::DEFLATED_TEXT_FIN as DEFLATED,
+};
 
 use crate::{
     capture::capture,
@@ -354,8 +357,19 @@ fn tcp<const COMPAT: bool>(
     // that involves a watched range, a pool address or a pool port it goes to deep inspection,
     // which inflates each direction's messages in order and opens the flow if they are Stratum
     // (`inspect::deflate`); no Stratum packet is counted here. Other traffic pays this compare.
-    if first == websocket::DEFLATED_TEXT_FIN {
-        return Ok(candidate || (inspect_budget() > 0 && (shaped || pool_port(sport))));
+    // A control frame (a pong, a ping) written just before a compressed message shares its
+    // segment: on the same flows, such a segment goes too when the byte after the control frame
+    // opens a compressed text frame (a lone ping or pong does not), so that no message of the
+    // direction's DEFLATE stream is missed.
+    if first == DEFLATED || matches!(first, 0x88..=0x8a) {
+        let handed = (shaped || pool_port(sport))
+            && (first == DEFLATED
+                || (plen > 2
+                    && websocket::control_len(first, byte(ctx, payload + 1).unwrap_or(0))
+                        .is_some_and(|c| {
+                            c < plen && byte(ctx, payload + c).ok() == Some(DEFLATED)
+                        })));
+        return Ok(candidate || (inspect_budget() > 0 && handed));
     }
     // Stratum inside a WebSocket text frame (browser-miner bridges): the frame's payload, unmasked,
     // is what is scanned, and its first byte what decides.

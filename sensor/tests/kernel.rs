@@ -2236,6 +2236,24 @@ fn compressed_websocket_frames_go_to_deep_inspection() {
     // No Stratum packet, no flow.
     assert_eq!(s.all_stratum(), 0);
     assert!(s.k.flows().unwrap().is_empty());
+    // A masked pong (8a 84, the key, 4 bytes: 10 in all) and a compressed frame behind it in one
+    // segment: a candidate on the pool port, not on 8080; a lone pong, or one before an
+    // uncompressed text frame (81), is not.
+    let pong = [0x8a, 0x84, 1, 2, 3, 4, 0x70, 0x6f, 0x6e, 0x67];
+    let behind = [pong.as_slice(), &deflated(Some([1, 2, 3, 4]))].concat();
+    let text = [
+        pong.as_slice(),
+        &test_support::websocket_frame(&xmrig_login(), Some([1, 2, 3, 4])),
+    ]
+    .concat();
+    s.run(&Packet::tcp4(x, y, 48103, 3333, &behind).build());
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 5);
+    s.run(&Packet::tcp4(x, y, 48104, 3333, &pong).build());
+    s.run(&Packet::tcp4(x, y, 48105, 3333, &text).build());
+    s.run(&Packet::tcp4(x, y, 48106, 8080, &behind).build());
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 5);
+    assert_eq!(s.k.read_samples().unwrap().len(), 1);
+    assert_eq!(s.all_stratum(), 0);
 }
 
 /// Reshaped logins the kernel still recognises: blanks, blank lines and CRLFs before the `{`

@@ -20,10 +20,12 @@
 //!   each message afresh, and a message that refers to nothing before it inflates the same
 //!   after earlier history, so the negotiation (in the HTTP Upgrade, which the program does not
 //!   hand over) need not be seen.
-//!   A compressed message missed (a frame behind a control frame in one segment, a copy the
-//!   sample ring dropped) leaves the stream wrong: what its direction's later messages inflate to
-//!   is not what was sent (no JSON, or a failure, which loses the direction). A retransmission
-//!   (before the direction's next sequence number) is skipped.
+//!   Control frames (pings, pongs) and uncompressed messages sharing a segment with compressed
+//!   ones are read past (the kernel hands over a segment whose control frame a compressed frame
+//!   follows). A compressed message missed (a copy the sample ring dropped, one behind a frame
+//!   this reader cannot read past) leaves the stream wrong: what its direction's later messages
+//!   inflate to is not what was sent (no JSON, or a failure, which loses the direction). A
+//!   retransmission (before the direction's next sequence number) is skipped.
 //! - A message cut by its segment's end (longer than a segment, or than a copy's sample) or split
 //!   over several frames cannot be inflated whole: the direction's state is lost.
 //! - Bounded: at most [`MAX_MESSAGE_BYTES`] inflated a message (more: the direction is dropped),
@@ -39,7 +41,7 @@ use std::{
 };
 
 use flate2::{Decompress, FlushDecompress, Status};
-use sensor_common::websocket::DEFLATED_TEXT_FIN;
+use sensor_common::websocket::{DEFLATED_TEXT_FIN, TEXT_FIN, control_len};
 
 use super::stream::Direction;
 
@@ -105,9 +107,35 @@ pub struct Inflaters {
     pub lost: u64,
 }
 
-/// Whether `payload` opens with a compressed WebSocket text frame.
+/// Whether `payload` holds a compressed WebSocket text frame first, or behind control frames
+/// (pongs, pings) and uncompressed messages whole in the segment.
 pub fn compressed(payload: &[u8]) -> bool {
-    payload.first() == Some(&DEFLATED_TEXT_FIN)
+    let mut at = 0;
+    while at < payload.len() {
+        if payload[at] == DEFLATED_TEXT_FIN {
+            return true;
+        }
+        if let Some(n) = control_at(payload, at) {
+            at += n;
+            continue;
+        }
+        match super::websocket::frame_at(payload, at) {
+            Some(h) if payload[at] == TEXT_FIN && !h.compressed => {
+                match (at + h.len).checked_add(h.payload as usize) {
+                    Some(end) if end <= payload.len() => at = end,
+                    _ => return false,
+                }
+            }
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// The length of the whole control frame at `at` in `payload`, if one is there whole.
+fn control_at(payload: &[u8], at: usize) -> Option<usize> {
+    let (b0, b1) = (*payload.get(at)?, *payload.get(at + 1)?);
+    control_len(b0, b1).filter(|n| at + n <= payload.len())
 }
 
 impl Inflaters {
@@ -127,23 +155,39 @@ impl Inflaters {
         let mut out = Vec::new();
         let mut at = 0;
         while at < payload.len() {
+            // Control frames (pings, pongs) are no part of a message: skipped.
+            if let Some(n) = control_at(payload, at) {
+                at += n;
+                continue;
+            }
             let Some(h) = super::websocket::frame_at(payload, at) else {
                 break;
             };
             let start = at + h.len;
             let end = (start as u64).saturating_add(h.payload);
-            // A message this reader cannot have whole: the stream is broken from here on.
             let fin = payload[at] & 0x80 != 0;
+            let unmasked = |end: usize| -> Vec<u8> {
+                payload[start..end]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| b ^ h.key[i % 4])
+                    .collect()
+            };
+            // An uncompressed message whole in the segment is no part of the DEFLATE stream
+            // (RFC 7692, 6): its text as it is.
+            if payload[at] == TEXT_FIN && end <= payload.len() as u64 {
+                out.extend_from_slice(&unmasked(end as usize));
+                out.push(b'\n');
+                at = end as usize;
+                continue;
+            }
+            // A message this reader cannot have whole: the stream is broken from here on.
             if !h.compressed || !fin || end > payload.len() as u64 || !whole {
                 self.lose(&dir);
                 break;
             }
             let end = end as usize;
-            let mut data: Vec<u8> = payload[start..end]
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b ^ h.key[i % 4])
-                .collect();
+            let mut data = unmasked(end);
             data.extend_from_slice(&SYNC_TAIL);
             let span = (seq.wrapping_add(at as u32), seq.wrapping_add(end as u32));
             if let Some(m) = self.inflate(dir, span, &data, now) {

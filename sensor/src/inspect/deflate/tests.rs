@@ -236,3 +236,42 @@ fn inflaters_are_bounded_in_number_and_age() {
     i.expire(t + Duration::from_millis(MAX_DIRECTIONS as u64 + 1) + MAX_AGE);
     assert_eq!(i.held(), 0);
 }
+
+/// A pong (or ping) written just before a compressed message shares its segment, as does an
+/// uncompressed message: the control frame is skipped, the uncompressed text read as it is, and
+/// the DEFLATE stream goes on, so that the third message, whose bytes refer to the second's,
+/// still inflates.
+#[test]
+fn a_control_frame_or_an_uncompressed_message_before_a_compressed_one_is_read_past() {
+    let (login, s0, s1) = (hex(LOGIN), hex(SUBMIT_0), hex(SUBMIT_1));
+    let key = Some([0x37, 0xfa, 0x21, 0x3d]);
+    // A masked pong answering a 4-byte ping: 8a 84, the key, 4 bytes (10 in all).
+    let pong = [0x8a, 0x84, 1, 2, 3, 4, 0x70, 0x6f, 0x6e, 0x67];
+    // An uncompressed masked text frame (81) of a keepalive the client sends.
+    let keepalive = br#"{"id":9,"jsonrpc":"2.0","method":"keepalived","params":{"id":"5f3a"}}"#;
+    let plain = test_support::websocket_frame(keepalive, key);
+    let second = [pong.as_slice(), &frame(&s0, key)].concat();
+    let third = [plain.as_slice(), &frame(&s1, key)].concat();
+    assert!(compressed(&second) && compressed(&third) && !compressed(&pong) && !compressed(&plain));
+    let mut i = Inflaters::default();
+    let t = Instant::now();
+    let out = feed(&mut i, dir(2), &[frame(&login, key), second, third], t);
+    assert_eq!(
+        out[1].as_deref(),
+        Some(format!("{}\n", submit_text(0)).as_bytes())
+    );
+    let keepalive_line = [keepalive.as_slice(), b"\n"].concat();
+    assert_eq!(
+        out[2].as_deref(),
+        Some(
+            [keepalive_line.as_slice(), submit_text(1).as_bytes(), b"\n"]
+                .concat()
+                .as_slice()
+        )
+    );
+    assert_eq!((i.lost, i.evicted), (0, 0));
+    // A control frame cut by the segment's end, or one with a 126-byte payload (no control
+    // frame): not read past, nothing compressed found.
+    assert!(!compressed(&pong[..5]));
+    assert!(!compressed(&[0x89, 0x7e, 0xc1, 0x00]));
+}
