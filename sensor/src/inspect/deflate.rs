@@ -174,10 +174,12 @@ impl Inflaters {
                     .collect()
             };
             // An uncompressed message whole in the segment is no part of the DEFLATE stream
-            // (RFC 7692, 6): its text as it is.
+            // (RFC 7692, 6): its text as it is (none that is not text).
             if payload[at] == TEXT_FIN && end <= payload.len() as u64 {
-                out.extend_from_slice(&unmasked(end as usize));
-                out.push(b'\n');
+                if let Outcome::Inflated(m, _) = text(unmasked(end as usize), false) {
+                    out.extend_from_slice(&m);
+                    out.push(b'\n');
+                }
                 at = end as usize;
                 continue;
             }
