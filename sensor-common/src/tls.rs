@@ -422,18 +422,24 @@ mod tests {
         );
     }
 
+    /// Extensions: supported_groups (4 + 4 bytes), signature_algorithms (4 + 4), a 1,220-byte key
+    /// share (4 + 1,220), then server_name (4 + 21 for "pool.example.org").
+    fn post_quantum_extensions() -> Vec<(u16, Vec<u8>)> {
+        vec![
+            (10u16, vec![0, 2, 0, 29]),
+            (13, vec![0, 2, 4, 3]),
+            (51, vec![0x11; 1220]),
+            sni("pool.example.org"),
+        ]
+    }
+
     #[test]
     fn a_client_hello_split_in_two_goes_on_where_its_first_segment_stopped() {
         // Extensions: supported_groups (4 + 4 bytes), signature_algorithms (4 + 4), a 1,220-byte
         // key share (4 + 1,220), then server_name (4 + 21 for "pool.example.org": 2 + 1 + 2 +
         // 16). The hello's fixed part: 5 record + 4 handshake + 2 + 32 + 1 + 32 session id + 2 +
         // 10 suites + 2 compression = 90, the extensions' length 2: the first extension at 92.
-        let exts = vec![
-            (10u16, vec![0, 2, 0, 29]),
-            (13, vec![0, 2, 4, 3]),
-            (51, vec![0x11; 1220]),
-            sni("pool.example.org"),
-        ];
+        let exts = post_quantum_extensions();
         let h = hello(&exts);
         let (first, key_share, name) = (92, 92 + 8 + 8, 92 + 8 + 8 + 1224);
         assert_eq!(h.len(), name + 25);
@@ -529,12 +535,7 @@ mod tests {
     fn a_client_hello_over_three_segments_is_walked_segment_by_segment() {
         // The hello of the two-segment test: server_name's extension at 1,332 (92 + 8 + 8 +
         // 1,224), 25 bytes to 1,357.
-        let exts = vec![
-            (10u16, vec![0, 2, 0, 29]),
-            (13, vec![0, 2, 4, 3]),
-            (51, vec![0x11; 1220]),
-            sni("pool.example.org"),
-        ];
+        let exts = post_quantum_extensions();
         let h = hello(&exts);
         assert_eq!(h.len(), 1357);
         let mut buf = [0u8; HELLO_WINDOW];
