@@ -289,12 +289,7 @@ fn chunked_getwork_between_real_http_programs_counts_exactly() {
     // no share.
     std::thread::sleep(Duration::from_secs(2));
     let m = common::samples(&http_get(&t.vantage, SENSOR_PORT, "/metrics"));
-    let sum = |name: &str| -> f64 {
-        m.iter()
-            .filter(|((n, l), _)| n == name && l.get("range").map(String::as_str) == Some(RANGE))
-            .map(|(_, v)| v)
-            .sum()
-    };
+    let sum = |name: &str| common::range_sum(&m, name, RANGE);
     assert_eq!(sum("mining_sensor_stratum_flows_total"), 2.0);
     assert_eq!(
         sum("mining_sensor_shares_total"),

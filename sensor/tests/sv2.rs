@@ -198,12 +198,7 @@ fn s2_stratum_v2_from_the_reference_crates_on_a_pool_port_and_on_443() {
     common::stop_capture(dump);
     // Nothing else: no other share, no other reason, no Stratum V1 flow.
     let m = common::samples(&http_get(&t.vantage, SENSOR_PORT, "/metrics"));
-    let sum = |name: &str| -> f64 {
-        m.iter()
-            .filter(|((n, l), _)| n == name && l.get("range").map(String::as_str) == Some(RANGE))
-            .map(|(_, v)| v)
-            .sum()
-    };
+    let sum = |name: &str| common::range_sum(&m, name, RANGE);
     assert_eq!(sum("mining_sensor_shares_total"), shares);
     assert_eq!(sum("mining_sensor_suspect_flows_total"), sessions);
     assert_eq!(sum("mining_sensor_stratum_flows_total"), 0.0);

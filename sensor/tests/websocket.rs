@@ -267,12 +267,7 @@ fn session(prefix: &str, compression: &str) {
     // given the drain's and the inspector's time to pass.
     std::thread::sleep(Duration::from_secs(2));
     let m = common::samples(&http_get(&t.vantage, SENSOR_PORT, "/metrics"));
-    let sum = |name: &str| -> f64 {
-        m.iter()
-            .filter(|((n, l), _)| n == name && l.get("range").map(String::as_str) == Some(RANGE))
-            .map(|(_, v)| v)
-            .sum()
-    };
+    let sum = |name: &str| common::range_sum(&m, name, RANGE);
     assert_eq!(sum("mining_sensor_stratum_flows_total"), 1.0);
     assert_eq!(sum("mining_sensor_miner_logins_total"), 1.0);
     assert_eq!(sum("mining_sensor_shares_total"), SHARES as f64);

@@ -219,6 +219,14 @@ fn sample_key(name: &str, labels: &[(&str, &str)]) -> (String, BTreeMap<String, 
     )
 }
 
+/// The sum of every `name` sample of `range`, whatever its other labels.
+pub fn range_sum(s: &Samples, name: &str, range: &str) -> f64 {
+    s.iter()
+        .filter(|((n, l), _)| n == name && l.get("range").map(String::as_str) == Some(range))
+        .map(|(_, v)| v)
+        .sum()
+}
+
 pub fn get(s: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
     *s.get(&sample_key(name, labels))
         .unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
