@@ -86,13 +86,19 @@ pub fn header(buf: &[u8; MAX_HEADER + 2], len: usize) -> Option<Header> {
     })
 }
 
+/// Whether `b0` opens a control frame: FIN, no RSV bit, opcode 8 (close), 9 (ping) or 10 (pong).
+#[inline(always)]
+pub const fn is_control(b0: u8) -> bool {
+    matches!(b0, 0x88..=0x8a)
+}
+
 /// The whole length (header, mask key and payload) of the control frame (close, ping or pong:
 /// FIN, opcode 8, 9 or 10, no RSV bit, at most 125 bytes of payload, RFC 6455 5.5) that opens a
 /// segment whose first two bytes are `b0` and `b1`; `None` for any other frame. A browser's or a
 /// library's pong (or ping) can share a segment with the compressed message written after it.
 #[inline(always)]
 pub fn control_len(b0: u8, b1: u8) -> Option<usize> {
-    if !matches!(b0, 0x88..=0x8a) || b1 & 0x7f > 125 {
+    if !is_control(b0) || b1 & 0x7f > 125 {
         return None;
     }
     Some(2 + if b1 & 0x80 != 0 { 4 } else { 0 } + (b1 & 0x7f) as usize)

@@ -361,7 +361,7 @@ fn tcp<const COMPAT: bool>(
     // segment: on the same flows, such a segment goes too when the byte after the control frame
     // opens a compressed text frame (a lone ping or pong does not), so that no message of the
     // direction's DEFLATE stream is missed.
-    if first == DEFLATED || matches!(first, 0x88..=0x8a) {
+    if first == DEFLATED || websocket::is_control(first) {
         let handed = (shaped || pool_port(sport))
             && (first == DEFLATED
                 || (plen > 2
