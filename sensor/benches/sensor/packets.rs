@@ -69,6 +69,113 @@ pub(crate) fn per_packet_first(
     (median(sensor), median(base))
 }
 
+/// Median ns of a login opening its flow, warm, over a frame the program passes at once: replay's
+/// batch entry (`Kernel::load_for_replay`, the same per-packet code) runs a batch of logins, each
+/// opening its own flow, interleaved with the same batch in which every login but the first is a
+/// frame of the same length that is not IP (the program reads its EtherType and passes it). The
+/// first login of both batches takes the new-flow path once after the flows were emptied and the
+/// rings read, so the rest find the program, its maps and rings as a busy link keeps them; the
+/// difference between the batches, over the logins after the first, is the cost of one more
+/// login opening its flow. `k` is loaded for replay; `notip` is the frame of the baseline batch.
+pub(crate) fn per_packet_first_batched(
+    k: &mut Kernel,
+    rings: &mut [aya::maps::RingBuf<aya::maps::MapData>],
+    notip: &[u8],
+    o: &Opts,
+) -> f64 {
+    use sensor_common::{REPLAY_BATCH_MAX, REPLAY_DONE, ReplayHeader};
+    let login = login();
+    let frame = |j: u16| {
+        Packet::tcp4(
+            kp(6),
+            Ipv4Addr::new(203, 0, 113, 20),
+            20_000 + j,
+            3333,
+            &login,
+        )
+        .build()
+    };
+    let len = frame(0).len();
+    assert_eq!(
+        notip.len(),
+        len,
+        "the baseline's frames are the logins' length"
+    );
+    let n =
+        (mining_sensor::bpf::batch_linear_max() / (len + ReplayHeader::SIZE)).min(REPLAY_BATCH_MAX);
+    assert!(
+        n >= 3,
+        "{n} logins of {len} bytes to a batch: too few to measure"
+    );
+    let logins: Vec<Vec<u8>> = (0..n as u16).map(frame).collect();
+    let layout = |frames: &[&[u8]], sample: u64, out: &mut Vec<u8>| {
+        mining_sensor::bpf::batch_input(
+            frames
+                .iter()
+                .enumerate()
+                .map(|(j, f)| mining_sensor::bpf::BatchPacket {
+                    ts_ns: 1_559_347_200_000_000_000 + sample * 1_000_000 + j as u64 * 1_000,
+                    ifindex: 1,
+                    data: f,
+                    wire_len: f.len(),
+                }),
+            out,
+        )
+    };
+    let samples: u64 = if o.quick { 3_000 } else { 20_000 };
+    let mut sensor = Vec::new();
+    let mut base = Vec::new();
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    let all: Vec<&[u8]> = logins.iter().map(|f| f.as_slice()).collect();
+    let mut first_only: Vec<&[u8]> = vec![&logins[0]];
+    first_only.extend(std::iter::repeat_n(notip, n - 1));
+    k.clear_flows().unwrap();
+    drain(rings);
+    let mut records = None;
+    for i in 0..samples {
+        layout(&all, 2 * i, &mut with);
+        layout(&first_only, 2 * i + 1, &mut without);
+        let (code, t) = k.batch_runner().unwrap().time_batch(&with).unwrap();
+        assert_eq!(
+            code,
+            REPLAY_DONE + n as u32,
+            "sample {i}: the batch did not run whole"
+        );
+        sensor.push(t.as_nanos() as f64);
+        assert_eq!(
+            k.clear_flows().unwrap(),
+            n,
+            "sample {i}: a login made no flow"
+        );
+        let made = drain(rings);
+        let (code, t) = k.batch_runner().unwrap().time_batch(&without).unwrap();
+        assert_eq!(
+            code,
+            REPLAY_DONE + n as u32,
+            "sample {i}: the baseline did not run whole"
+        );
+        base.push(t.as_nanos() as f64);
+        assert_eq!(
+            k.clear_flows().unwrap(),
+            1,
+            "sample {i}: the baseline's login made no flow"
+        );
+        let one = drain(rings);
+        // Every login wrote what the first did: none skipped its event or copy.
+        assert_eq!(
+            made,
+            one * n as u32,
+            "sample {i}: {made} records for {n} logins, {one} for one"
+        );
+        records.get_or_insert(one);
+    }
+    eprintln!(
+        "bench: {n} logins of {len} bytes a batch, {} records each",
+        records.unwrap()
+    );
+    (median(sensor) - median(base)) / (n - 1) as f64
+}
+
 /// Reads every record waiting in `rings`; returns how many there were.
 fn drain(rings: &mut [aya::maps::RingBuf<aya::maps::MapData>]) -> u32 {
     let mut n = 0;

@@ -33,7 +33,7 @@ pub use maps::RangeLookup;
 pub use peers::PeerIds;
 pub(crate) use rings::spawn_ring_reader;
 pub use rings::{RING_POLL, event_from, sample_from};
-pub use testrun::{BatchPacket, BatchRunner, batch_input};
+pub use testrun::{BatchPacket, BatchRunner, batch_input, batch_linear_max};
 
 use crate::bpf::{filter::Filter, ranges::TrieEntries};
 

@@ -57,6 +57,16 @@ where
     out.extend_from_slice(first.data);
 }
 
+/// BPF_PROG_TEST_RUN keeps at most this much of its input in the frame's linear part: a page less
+/// XDP's headroom (256 bytes) and the room for `skb_shared_info` (320 bytes on 64-bit kernels).
+/// The rest would go to fragments, which a batch cannot use: the kernel program checks and
+/// refuses such a batch (`REPLAY_BAD_LAYOUT`). Replay's `probe_max_input` confirms the figure.
+pub fn batch_linear_max() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    (page.max(4096) as usize).saturating_sub(256 + 320)
+}
+
 /// Runs a program loaded by `Kernel::load_for_replay` over batches; see `ReplayHeader`.
 #[derive(Clone, Copy)]
 pub struct BatchRunner<'a> {
@@ -67,6 +77,11 @@ impl BatchRunner<'_> {
     /// One BPF_PROG_TEST_RUN over `input` (the first `ReplayHeader` then the packets, as
     /// `ReplayHeader` lays them out); returns the program's return value.
     pub fn run_batch(&self, input: &[u8]) -> Result<u32> {
+        Ok(self.time_batch(input)?.0)
+    }
+
+    /// `run_batch`, with the kernel's time for the whole batch (the benchmarks).
+    pub fn time_batch(&self, input: &[u8]) -> Result<(u32, std::time::Duration)> {
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
         // egress_ifindex. `data` is the metadata's length: the first header.
         let mut ctx = [0u8; 24];
@@ -77,7 +92,7 @@ impl BatchRunner<'_> {
             ctx_in: Some(&ctx),
             ..TestRunOptions::new()
         })?;
-        Ok(r.return_value)
+        Ok((r.return_value, r.duration))
     }
 }
 

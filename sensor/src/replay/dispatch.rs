@@ -66,22 +66,12 @@ pub(super) fn ring_room(jobs: usize) -> (u32, u32) {
     )
 }
 
-/// BPF_PROG_TEST_RUN keeps at most this much of its input in the frame's linear part: a page less
-/// XDP's headroom (256 bytes) and the room for `skb_shared_info` (320 bytes on 64-bit kernels).
-/// The rest would go to fragments, which a batch cannot use: the kernel program checks and
-/// refuses such a batch (`REPLAY_BAD_LAYOUT`). `probe_max_input` confirms the figure.
-fn linear_max() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    (page.max(4096) as usize).saturating_sub(256 + 320)
-}
-
 /// The largest batch this kernel keeps whole in the frame's linear part, starting from
-/// `linear_max`: a batch of two frames that are not IP (an experimental EtherType, which the
-/// program only counts in `parse_events_total{event="seen"}` and `"not_ip"`, never in what replay
-/// reports) either runs whole or is refused before anything of it runs.
+/// `bpf::batch_linear_max`: a batch of two frames that are not IP (an experimental EtherType,
+/// which the program only counts in `parse_events_total{event="seen"}` and `"not_ip"`, never in
+/// what replay reports) either runs whole or is refused before anything of it runs.
 fn probe_max_input(runner: &BatchRunner<'_>) -> Result<usize> {
-    let mut max = linear_max();
+    let mut max = crate::bpf::batch_linear_max();
     let mut input = Vec::new();
     while max >= 1024 {
         let second = 64;
