@@ -1,7 +1,8 @@
-//! The reader of compressed WebSocket messages (permessage-deflate) on any bytes, cut into
-//! segments at the points the input's first byte picks: no panic, what comes out is text (UTF-8
-//! without a NUL byte, a line per message), no message inflates past its bound, and the
-//! inflaters stay within theirs.
+//! The readers of WebSocket messages that span frames or segments, on any bytes cut into segments
+//! at the points the input's first byte picks: compressed messages (permessage-deflate): no
+//! panic, what comes out is text (UTF-8 without a NUL byte, a line per message), no message
+//! inflates past its bound, and the inflaters stay within theirs; messages sent in several
+//! frames (`fragments`): no panic, no joined message past its bound, the open ones within theirs.
 #![no_main]
 
 use std::{
@@ -10,8 +11,9 @@ use std::{
 };
 
 use libfuzzer_sys::fuzz_target;
-use mining_sensor::inspect::deflate::{
-    INFLATER_BYTES, Inflaters, MAX_DIRECTIONS, MAX_MESSAGE_BYTES,
+use mining_sensor::inspect::{
+    deflate::{INFLATER_BYTES, Inflaters, MAX_DIRECTIONS, MAX_MESSAGE_BYTES},
+    fragments::{self, Fragments},
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -26,10 +28,20 @@ fuzz_target!(|data: &[u8]| {
     // each direction's sequence numbers consecutive; then the whole input as one segment.
     let step = (cuts as usize % 64 + 1) * 17;
     let mut seq = [1u32, 1u32];
+    let mut f = Fragments::default();
     for (n, seg) in data.chunks(step).enumerate() {
         let d = n % 2;
         let dir = if d == 0 { (a, 40000, b, 8181) } else { (b, 8181, a, 40000) };
-        check(i.messages(dir, seq[d], seg, true, t + Duration::from_millis(n as u64)), seg);
+        let at = t + Duration::from_millis(n as u64);
+        check(i.messages(dir, seq[d], seg, true, at), seg);
+        // A joined message is at most its bound; a whole text frame at most its segment.
+        if let Some(out) = f.messages(dir, seq[d], seg, at) {
+            assert!(out.ends_with(b"\n"));
+            for line in out.split(|&b| b == b'\n') {
+                assert!(line.len() <= fragments::MAX_MESSAGE_BYTES.max(seg.len()));
+            }
+        }
+        assert!(f.bytes() <= 2 * (fragments::MAX_MESSAGE_BYTES + seg.len()));
         seq[d] = seq[d].wrapping_add(seg.len() as u32);
     }
     check(i.messages((a, 40001, b, 8181), 7, data, cuts & 1 == 0, t), data);

@@ -86,6 +86,15 @@ pub fn header(buf: &[u8; MAX_HEADER + 2], len: usize) -> Option<Header> {
     })
 }
 
+/// Whether `b0` opens a frame of a message sent in several frames (RFC 6455, 5.4), uncompressed:
+/// a text frame without FIN (`01`), or a continuation frame, without FIN (`00`) or with (`80`).
+/// A miner hiding its messages can cut each into fragments no frame of which holds a whole
+/// marker; every WebSocket endpoint must accept them.
+#[inline(always)]
+pub const fn is_fragment(b0: u8) -> bool {
+    matches!(b0, 0x00 | 0x01 | 0x80)
+}
+
 /// Whether `b0` opens a control frame: FIN, no RSV bit, opcode 8 (close), 9 (ping) or 10 (pong).
 #[inline(always)]
 pub const fn is_control(b0: u8) -> bool {

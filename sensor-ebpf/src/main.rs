@@ -360,15 +360,24 @@ fn tcp<const COMPAT: bool>(
     // A control frame (a pong, a ping) written just before a compressed message shares its
     // segment: on the same flows, such a segment goes too when the byte after the control frame
     // opens a compressed text frame (a lone ping or pong does not), so that no message of the
-    // direction's DEFLATE stream is missed.
-    if first == DEFLATED || websocket::is_control(first) {
+    // direction's DEFLATE stream is missed. A message sent in several frames (a text frame
+    // without FIN, continuation frames: `websocket::is_fragment`) is joined by deep inspection
+    // too (`inspect::fragments`): a segment that opens with such a frame, whole in it, or with a
+    // control frame before one, goes on the same flows.
+    if first == DEFLATED || websocket::is_control(first) || websocket::is_fragment(first) {
         let handed = (shaped || pool_port(sport))
-            && (first == DEFLATED
-                || (plen > 2
-                    && websocket::control_len(first, byte(ctx, payload + 1).unwrap_or(0))
-                        .is_some_and(|c| {
-                            c < plen && byte(ctx, payload + c).ok() == Some(DEFLATED)
-                        })));
+            && if websocket::is_fragment(first) {
+                whole_frame(ctx, payload, plen)
+            } else {
+                first == DEFLATED
+                    || (plen > 2
+                        && websocket::control_len(first, byte(ctx, payload + 1).unwrap_or(0))
+                            .is_some_and(|c| {
+                                c < plen
+                                    && byte(ctx, payload + c)
+                                        .is_ok_and(|b| b == DEFLATED || websocket::is_fragment(b))
+                            }))
+            };
         return Ok(candidate || (inspect_budget() > 0 && handed));
     }
     // Stratum inside a WebSocket text frame (browser-miner bridges): the frame's payload, unmasked,
@@ -524,6 +533,18 @@ fn websocket_frame(
         return None;
     }
     Some((h, buf[h.len & 15] ^ h.key[0]))
+}
+
+/// Whether the segment at `payload` opens with a WebSocket frame whose header and payload it
+/// holds whole.
+#[inline(always)]
+fn whole_frame(ctx: &XdpContext, payload: usize, plen: usize) -> bool {
+    let mut buf = [0u8; websocket::MAX_HEADER + 2];
+    let Ok(n) = load_into(ctx, payload, plen, &mut buf as *mut _) else {
+        return false;
+    };
+    websocket::header(&buf, n)
+        .is_some_and(|h| (h.len as u64).saturating_add(h.payload) <= plen as u64)
 }
 
 /// The handshake message type of a TLS handshake record at `payload` (its sixth byte).

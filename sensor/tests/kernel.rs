@@ -2256,6 +2256,55 @@ fn compressed_websocket_frames_go_to_deep_inspection() {
     assert_eq!(s.all_stratum(), 0);
 }
 
+/// A WebSocket message sent in several frames (a text frame without FIN, continuations, the last
+/// with FIN; `websocket::is_fragment`) cannot be scanned: no frame need hold a marker. A segment
+/// that opens with such a frame, whole, or with a control frame before one, is a candidate on a
+/// flow of a watched range, a pool address or a pool port, for deep inspection to join; it counts
+/// no Stratum packet. Between two unwatched endpoints on another port, or cut by the segment's
+/// end: nothing.
+#[test]
+fn fragmented_websocket_messages_go_to_deep_inspection() {
+    use sensor_common::Stat;
+    let mut s = Sensor::with(&format!("[inspect]\ncapture_mode = \"inline\"\n{CONFIG}"));
+    let login = xmrig_login();
+    let frame = |b0: u8, part: &[u8], key: Option<[u8; 4]>| {
+        let mut f = test_support::websocket_frame(part, key);
+        f[0] = b0;
+        f
+    };
+    let key = Some([0x37, 0xfa, 0x21, 0x3d]);
+    let (first, middle, last) = (
+        frame(0x01, &login[..8], key),
+        frame(0x00, &login[8..16], key),
+        frame(0x80, b"", key),
+    );
+    let (miner, server) = (ip("198.18.1.20"), ip("198.51.100.50")); // miner in ranges a and b
+    let (x, y) = (ip("198.51.100.7"), ip("198.51.100.8")); // in no range
+    // The watched miner's three fragments to 443, one a segment: 3 candidates.
+    for f in [&first, &middle, &last] {
+        s.run(&Packet::tcp4(miner, server, 48200, 443, f).build());
+    }
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 3);
+    // Unwatched endpoints from a pool port (3333), unmasked, and a pong before a fragment in
+    // one segment towards it: 2 more.
+    s.run(&Packet::tcp4(y, x, 3333, 48201, &frame(0x01, &login[..8], None)).build());
+    let pong = [0x8a, 0x84, 1, 2, 3, 4, 0x70, 0x6f, 0x6e, 0x67];
+    let behind = [pong.as_slice(), &middle].concat();
+    s.run(&Packet::tcp4(x, y, 48201, 3333, &behind).build());
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 5);
+    // Not handed: the same on 8080 between unwatched endpoints; a fragment cut by the segment's
+    // end (its last byte missing); a 00 byte opening other data (a 2-byte header saying 127
+    // bytes more, 3 there).
+    s.run(&Packet::tcp4(x, y, 48202, 8080, &first).build());
+    s.run(&Packet::tcp4(x, y, 48202, 8080, &behind).build());
+    s.run(&Packet::tcp4(miner, server, 48203, 443, &first[..first.len() - 1]).build());
+    s.run(&Packet::tcp4(miner, server, 48204, 443, &[0x00, 0x7f, 1, 2, 3]).build());
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 5);
+    assert_eq!(s.k.read_samples().unwrap().len(), 5);
+    assert_eq!(s.all_stratum(), 0);
+    assert!(s.k.flows().unwrap().is_empty());
+}
+
 /// Reshaped logins the kernel still recognises: blanks, blank lines and CRLFs before the `{`
 /// (pools' parsers skip them), and an agent string holding HTML-looking text. A blank-led segment
 /// that is not Stratum stays silent.

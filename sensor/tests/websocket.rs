@@ -10,12 +10,14 @@
 //!  evm0 198.18.22.2/24  <--->  evv0 198.18.22.1/24   [forwarding]   evv1 198.18.23.1/24  <--->  evp0 198.18.23.2/24
 //! ```
 //!
-//! Twice: with compression off on both ends (the framing and the masking), and with the
+//! Three times: with compression off on both ends (the framing and the masking), and with the
 //! library's default permessage-deflate (RFC 7692, context takeover both ways: the kernel hands
 //! the compressed frames over, deep inspection inflates each direction in order and opens the
-//! flow, README "Reshaped messages"). The compressed run also holds a false-positive trap: a
-//! compressed WebSocket chat of JSON that is not mining, from the miner's address to a chat
-//! server in the pool's namespace, which must count nothing.
+//! flow, README "Reshaped messages"). And uncompressed with every message sent in frames of 8
+//! characters (RFC 6455 fragmentation: deep inspection joins them, `inspect::fragments`). The
+//! compressed and fragmented runs also hold a false-positive trap: a WebSocket chat of JSON that
+//! is not mining, sent the same way, from the miner's address to a chat server in the pool's
+//! namespace, which must count nothing.
 //!
 //! Needs root, iproute2 and the virtual environment `cargo xtask setup` makes for the TLS test
 //! (`websockets`). Addresses are from 198.18.0.0/15 only; every end runs under `timeout`, and the
@@ -42,7 +44,8 @@ const SHARE_HASHES: u64 = 480_045;
 const CHAT: u64 = 12;
 const CHAT_PORT: u16 = 8282;
 
-/// Both ends; COMPRESSION is `deflate` (the library's default) or `none`. `server HOST PORT
+/// Both ends; COMPRESSION is `deflate` (the library's default), `none`, or `fragments` (none,
+/// and every message sent in frames of 8 characters). `server HOST PORT
 /// TARGET COMPRESSION`: answers each text message as a pool (a login with a job at TARGET, a
 /// submit with OK) until the client closes. `client URI SHARES COMPRESSION`: XMRig's login,
 /// then SHARES submits, each waited for; prints `shares N` (the answers that said OK).
@@ -61,6 +64,14 @@ PING = 0.2
 def compression(arg):
     return "deflate" if arg == "deflate" else None
 
+# `fragments`: every message in frames of 8 characters (a text frame without FIN, continuations,
+# an empty last one with FIN: how the library sends an iterable), no frame a whole message.
+async def send(ws, comp, text):
+    if comp == "fragments":
+        await ws.send([text[i:i + 8] for i in range(0, len(text), 8)])
+    else:
+        await ws.send(text)
+
 async def server(host, port, target, comp):
     async def handler(ws):
         async for text in ws:
@@ -71,7 +82,7 @@ async def server(host, port, target, comp):
                     "algo": "rx/0", "height": 2540000, "seed_hash": "7b4d"}, "status": "OK"}}
             else:
                 reply = {"id": msg["id"], "jsonrpc": "2.0", "error": None, "result": {"status": "OK"}}
-            await ws.send(json.dumps(reply, separators=(",", ":")) + "\n")
+            await send(ws, comp, json.dumps(reply, separators=(",", ":")) + "\n")
     async with websockets.serve(handler, host, port, compression=compression(comp), ping_interval=PING):
         print("ready", flush=True)
         await asyncio.sleep(60)
@@ -80,7 +91,7 @@ async def client(uri, shares, comp):
     async with websockets.connect(uri, compression=compression(comp), ping_interval=PING) as ws:
         login = {"id": 1, "jsonrpc": "2.0", "method": "login", "params": {"login": WALLET, "pass": "x",
                  "agent": "XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0", "algo": ["rx/0"]}}
-        await ws.send(json.dumps(login, separators=(",", ":")) + "\n")
+        await send(ws, comp, json.dumps(login, separators=(",", ":")) + "\n")
         assert "job" in await ws.recv()
         ok = 0
         for n in range(shares):
@@ -88,7 +99,7 @@ async def client(uri, shares, comp):
                       "job_id": "311", "nonce": "%08x" % n,
                       "result": "f1e2d3c4b5a6978800112233445566778899aabbccddeeff0011223344556677",
                       "algo": "rx/0"}}
-            await ws.send(json.dumps(submit, separators=(",", ":")) + "\n")
+            await send(ws, comp, json.dumps(submit, separators=(",", ":")) + "\n")
             ok += '"OK"' in await ws.recv()
             await asyncio.sleep(0.1)
     print("shares", ok, flush=True)
@@ -97,9 +108,9 @@ async def chat_server(host, port, comp):
     async def handler(ws):
         async for text in ws:
             msg = json.loads(text)
-            await ws.send(json.dumps({"id": msg["id"], "result": {"status": "OK", "delivered": True}}))
+            await send(ws, comp, json.dumps({"id": msg["id"], "result": {"status": "OK", "delivered": True}}))
             if msg["method"] == "message":
-                await ws.send(json.dumps({"method": "message", "params": {"room": "lobby",
+                await send(ws, comp, json.dumps({"method": "message", "params": {"room": "lobby",
                               "from": "ana", "text": msg["params"]["text"], "ts": 1700000000 + msg["id"]}}))
     async with websockets.serve(handler, host, port, compression=compression(comp), ping_interval=PING):
         print("ready", flush=True)
@@ -108,11 +119,11 @@ async def chat_server(host, port, comp):
 async def chat(uri, n, comp):
     got = 0
     async with websockets.connect(uri, compression=compression(comp), ping_interval=PING) as ws:
-        await ws.send(json.dumps({"id": 1, "method": "join", "params": {"room": "lobby", "user": "bo",
+        await send(ws, comp, json.dumps({"id": 1, "method": "join", "params": {"room": "lobby", "user": "bo",
                                   "agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"}}))
         assert '"OK"' in await ws.recv()
         for i in range(n):
-            await ws.send(json.dumps({"id": i + 2, "method": "message", "params": {"room": "lobby",
+            await send(ws, comp, json.dumps({"id": i + 2, "method": "message", "params": {"room": "lobby",
                                       "text": "hello number %d, see you at the submit of the report" % i}}))
             got += '"OK"' in await ws.recv()
             await ws.recv()
@@ -168,8 +179,17 @@ fn stratum_in_compressed_websocket_frames_counts_exactly() {
     session("evwz", "deflate");
 }
 
-/// The session with COMPRESSION `none` or `deflate` (then with the chat beside it), in
-/// namespaces named from `prefix`.
+/// The same session uncompressed, every message of both ends sent in frames of 8 characters
+/// (RFC 6455 fragmentation, which every endpoint must accept: no frame holds a whole marker),
+/// beside a chat sent the same way that must count nothing. The program hands the fragments over
+/// on the watched range's flows and deep inspection joins them (`inspect::fragments`).
+#[test]
+fn stratum_in_fragmented_websocket_messages_counts_exactly() {
+    session("evwf", "fragments");
+}
+
+/// The session with COMPRESSION `none`, `deflate` or `fragments` (with the chat beside it but
+/// for `none`), in namespaces named from `prefix`.
 fn session(prefix: &str, compression: &str) {
     let t = Line::new(
         prefix,
@@ -195,7 +215,7 @@ fn session(prefix: &str, compression: &str) {
         &["server", POOL, &port, TARGET, compression],
         dir.join("server.log"),
     );
-    let chat = (compression == "deflate").then(|| {
+    let chat = (compression != "none").then(|| {
         let port = CHAT_PORT.to_string();
         serve(
             &t.pool,
@@ -286,6 +306,10 @@ fn session(prefix: &str, compression: &str) {
         (inflaters * 44_032) as f64
     );
     assert_eq!(exported("mining_sensor_inflate_evictions_total"), 0.0);
+    // No message left open half-joined, none evicted (the fragments' memory counts with the other
+    // joins').
+    assert_eq!(exported("mining_sensor_reassembly_bytes"), 0.0);
+    assert_eq!(exported("mining_sensor_reassembly_evictions_total"), 0.0);
     drop(sensor);
     let _ = std::fs::remove_dir_all(&dir);
 }

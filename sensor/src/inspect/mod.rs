@@ -15,6 +15,7 @@
 pub mod chunked;
 pub mod deep;
 pub mod deflate;
+pub mod fragments;
 pub mod frame;
 pub mod stream;
 pub mod websocket;
@@ -234,12 +235,14 @@ pub struct Inspector {
     late: Vec<LoginLine>,
     /// Messages split over TCP segments, waiting for their next segment.
     streams: stream::Streams,
+    /// WebSocket messages sent in several frames, waiting for their next fragment.
+    fragments: fragments::Fragments,
     /// The watched ranges of addresses seen lately: each lookup in the kernel's tries is a system
     /// call, and every Stratum packet of a flow names the same two addresses. Emptied at each
     /// expiry (every 10 s live, so a reload's new ranges apply within 10 s) and when it holds
     /// [`MAX_ADDR_RANGES`].
     addr_ranges: HashMap<IpAddr, u64>,
-    /// `streams.evicted` when last published.
+    /// `streams.evicted` and `fragments.evicted` when last published.
     streams_evicted: u64,
     /// Compressed WebSocket messages, inflated per direction.
     inflaters: deflate::Inflaters,
@@ -265,6 +268,7 @@ impl Inspector {
             tally: None,
             late: Vec::new(),
             streams: stream::Streams::default(),
+            fragments: fragments::Fragments::default(),
             streams_evicted: 0,
             addr_ranges: HashMap::new(),
             inflaters: deflate::Inflaters::default(),
@@ -360,8 +364,8 @@ impl Inspector {
                 &self.metrics.reassembly_bytes,
                 &self.metrics.reassembly_evictions,
             ),
-            self.streams.bytes(),
-            self.streams.evicted,
+            self.streams.bytes() + self.fragments.bytes(),
+            self.streams.evicted + self.fragments.evicted,
             &mut self.streams_evicted,
         );
     }
@@ -408,8 +412,17 @@ impl Inspector {
         // Compressed WebSocket messages: inflated with their direction's earlier ones.
         let dir = (t.src, t.sport, t.dst, t.dport);
         let inflated = t.proto == IPPROTO_TCP && deflate::compressed(t.payload);
+        // WebSocket messages sent in several frames: joined with their direction's earlier ones.
+        let joined = t.proto == IPPROTO_TCP && !inflated && fragments::fragmented(t.payload);
         // A message split over segments is read whole once its last segment is here.
-        let data = if inflated {
+        let data = if joined {
+            let m = self.fragments.messages(dir, t.seq, t.payload, now);
+            self.publish_streams();
+            match m {
+                Some(m) => std::borrow::Cow::Owned(m),
+                None => return self.late_logins(),
+            }
+        } else if inflated {
             let m = self.inflaters.messages(dir, t.seq, t.payload, t.whole, now);
             self.publish_inflaters();
             match m {
@@ -436,8 +449,8 @@ impl Inspector {
         } else {
             std::borrow::Cow::Borrowed(t.payload)
         };
-        // Stratum inside WebSocket frames: the messages they carry.
-        let data = match websocket::messages(&data) {
+        // Stratum inside WebSocket frames: the messages they carry (joined fragments are).
+        let data = match websocket::messages(&data).filter(|_| !joined) {
             Some(m) => std::borrow::Cow::Owned(m),
             None => data,
         };
@@ -505,7 +518,7 @@ impl Inspector {
             }
         }
         // Stratum the program could not read: the flow is opened here, once.
-        if (inflated || split)
+        if (inflated || split || joined)
             && let Some(m) = messages.first()
         {
             if inflated {
@@ -715,6 +728,7 @@ impl Inspector {
     pub fn expire(&mut self, now: Instant) {
         self.addr_ranges.clear();
         self.streams.expire(now);
+        self.fragments.expire(now);
         self.publish_streams();
         self.inflaters.expire(now);
         self.publish_inflaters();
