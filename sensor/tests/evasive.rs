@@ -1,7 +1,8 @@
 //! Reshaped plaintext and encrypted shares through `mining-sensor replay` (kernel and agent, as
 //! the held-out captures are checked): getwork over HTTP POST, a login split before any
-//! marker on a new flow, a login padded past the window in one segment and over three, and
-//! Stratum V2 shares by size, each with exact counts in the JSON
+//! marker on a new flow, a login padded past the window in one segment and over three, Stratum
+//! V2 shares by size, and a session in fragmented WebSocket messages, each with exact counts in
+//! the JSON
 //! report. Needs root (BPF_PROG_TEST_RUN); no namespace.
 //!
 //! Real-world ranges appear here only inside capture files: the miner is in range `kp` of the
@@ -243,5 +244,102 @@ fn evasive_stratum_v2_shares_replay_by_size() {
             &[("range", "kp"), ("reason", "stratum_v2")]
         ),
         1
+    );
+}
+
+/// XMRig's session inside WebSocket frames on 443, every message cut into frames of 8 bytes (a
+/// text frame without FIN, continuations, an empty last one with FIN; RFC 6455, 5.4), each frame
+/// a segment of its own, the client's masked with a fresh key each, and a pong of its own segment
+/// between two of the login's fragments (which the program does not hand over: a gap of 6 bytes in
+/// the sequence). No frame holds a whole marker; deep inspection joins the fragments: one monero
+/// flow, opened by the agent (no Stratum packet: the kernel read none), the login with its coin and
+/// agent, and both shares accepted at the login reply's target `b88d0600` (t = 0x068db8 =
+/// 429,496; (2^32 - 1) / 429,496 = 10,000, rest 7,295): 20,000 hashes.
+#[test]
+fn evasive_stratum_in_fragmented_websocket_messages_replays_with_its_shares() {
+    let (m, p) = (ip(MINER), ip(POOL));
+    let login = format!(
+        "{{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0\",\"algo\":[\"rx/0\"]}}}}\n"
+    );
+    let reply = "{\"id\":1,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"id\":\"s1\",\"job\":{\"blob\":\"0707\",\"job_id\":\"j1\",\"target\":\"b88d0600\",\"algo\":\"rx/0\"},\"status\":\"OK\"}}\n";
+    let submit = |id: u32| {
+        format!(
+            "{{\"id\":{id},\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{{\"id\":\"s1\",\"job_id\":\"j1\",\"nonce\":\"0000000{id}\",\"result\":\"{}\"}}}}\n",
+            "ab".repeat(32)
+        )
+    };
+    let ok = |id: u32| {
+        format!(
+            "{{\"id\":{id},\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{{\"status\":\"OK\"}}}}\n"
+        )
+    };
+    // The frames of `msg` in 8-byte fragments, the client's masked (a key a frame).
+    let frames = |msg: &str, masked: bool| -> Vec<Vec<u8>> {
+        let parts: Vec<&[u8]> = msg.as_bytes().chunks(8).collect();
+        let mut out: Vec<Vec<u8>> = parts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let key = masked.then_some([i as u8, 0x5a, 0xc3, 0x17]);
+                let mut f = test_support::websocket_frame(c, key);
+                f[0] = if i == 0 { 0x01 } else { 0x00 };
+                f
+            })
+            .collect();
+        let mut last = test_support::websocket_frame(b"", masked.then_some([9, 9, 9, 9]));
+        last[0] = 0x80;
+        out.push(last);
+        out
+    };
+    let mut packets = Vec::new();
+    let (mut up, mut down) = (1000u32, 5000u32);
+    let mut send = |packets: &mut Vec<Packet>, from_miner: bool, seg: Vec<u8>| {
+        let (seq, p) = if from_miner {
+            (&mut up, Packet::tcp4(m, p, 51006, 443, &seg))
+        } else {
+            (&mut down, Packet::tcp4(p, m, 443, 51006, &seg))
+        };
+        packets.push(p.tcp_seq(*seq));
+        *seq += seg.len() as u32;
+    };
+    for (i, f) in frames(&login, true).into_iter().enumerate() {
+        if i == 5 {
+            // A masked empty pong: 8a 80 and the key.
+            send(&mut packets, true, vec![0x8a, 0x80, 1, 2, 3, 4]);
+        }
+        send(&mut packets, true, f);
+    }
+    for f in frames(reply, false) {
+        send(&mut packets, false, f);
+    }
+    for id in [2, 3] {
+        for f in frames(&submit(id), true) {
+            send(&mut packets, true, f);
+        }
+        for f in frames(&ok(id), false) {
+            send(&mut packets, false, f);
+        }
+    }
+    let r = run("fragments", packets);
+    let kp = [
+        ("range", "kp"),
+        ("direction", "from"),
+        ("dialect", "monero"),
+    ];
+    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &kp), 1);
+    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
+    assert_eq!(total(&r, "mining_sensor_stratum_packets_total", &[]), 0);
+    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
+    let accepted = [("range", "kp"), ("coin", "monero"), ("result", "accepted")];
+    assert_eq!(total(&r, "mining_sensor_shares_total", &accepted), 2);
+    assert_eq!(total(&r, "mining_sensor_shares_total", &[]), 2);
+    assert_eq!(
+        total(
+            &r,
+            "mining_sensor_share_hashes_total",
+            &[("range", "kp"), ("coin", "monero")]
+        ),
+        20_000
     );
 }
