@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
         let at = t + Duration::from_millis(n as u64);
         check(i.messages(dir, seq[d], seg, true, at), seg);
         // A joined message is at most its bound; a whole text frame at most its segment.
-        if let Some(out) = f.messages(dir, seq[d], seg, at) {
+        if let Some(out) = f.messages(dir, seq[d], seg, true, at) {
             assert!(out.ends_with(b"\n"));
             for line in out.split(|&b| b == b'\n') {
                 assert!(line.len() <= fragments::MAX_MESSAGE_BYTES.max(seg.len()));

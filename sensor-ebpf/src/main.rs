@@ -367,7 +367,7 @@ fn tcp<const COMPAT: bool>(
     if first == DEFLATED || websocket::is_control(first) || websocket::is_fragment(first) {
         let handed = (shaped || pool_port(sport))
             && if websocket::is_fragment(first) {
-                whole_frame(ctx, payload, plen)
+                frame_end(ctx, payload, plen).is_some_and(|e| e <= plen as u64)
             } else {
                 first == DEFLATED
                     || (plen > 2
@@ -382,6 +382,7 @@ fn tcp<const COMPAT: bool>(
     }
     // Stratum inside a WebSocket text frame (browser-miner bridges): the frame's payload, unmasked,
     // is what is scanned, and its first byte what decides.
+    let (segment, segment_len) = (payload, plen);
     let (mut payload, mut plen, mut first, mut mask) = (payload, plen, first, 0u64);
     // Whether the segment is scanned from its first byte (no frame or HTTP head before): only
     // such a segment is held as, or joined to, a new flow's opening.
@@ -423,10 +424,15 @@ fn tcp<const COMPAT: bool>(
     // - one that continues a message (printable first byte) only on a flow already known to be
     //   Stratum, where a later message may start after a newline: an array read (`RECENT`) and,
     //   when a Stratum packet passed on a flow of its slot lately, one flow-table lookup;
-    // - anything else (TLS records, binary protocols): never.
+    // - anything else (TLS records, binary protocols): never. But the rest of a new flow's first
+    //   WebSocket frame that ran past its segment with nothing recognised in it (`cut` below)
+    //   opens the next segments with masked bytes and no header: on a flow that involves a
+    //   watched range, a pool address or a pool port, a segment whose first byte is not
+    //   printable pays the flow key and its slot's read to be handed over as one
+    //   (`opening_follow`).
     let printable =
         (0x20..0x7f).contains(&first) || first == b'\t' || first == b'\r' || first == b'\n';
-    if !printable {
+    if !printable && !(plain && (shaped || pool_port(sport))) {
         return Ok(candidate);
     }
     // Only segments that may carry JSON pay for the flow key.
@@ -434,6 +440,16 @@ fn tcp<const COMPAT: bool>(
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
     let key = unsafe { &mut (*scratch).key };
     let src_is_lo = fill_flow_key(key, ip, sport, dport);
+    if !printable {
+        return Ok(candidate
+            || (inspect_budget() > 0
+                && opening::maybe_held(key)
+                && opening::opening_follow(
+                    seq as u64,
+                    src_is_lo as u64,
+                    seq.wrapping_add(plen as u32) as u64,
+                ) != 0));
+    }
     // Blanks may come before a message's `{` (pools' JSON parsers skip them; a miner hiding from
     // signature matching sends them): such a segment can open a message too.
     let opens = first == b'{' || matches!(first, b' ' | b'\t' | b'\r' | b'\n');
@@ -472,7 +488,8 @@ fn tcp<const COMPAT: bool>(
         | (src_is_lo as u64 * opening::FROM_LO)
         | (settle as u64 * opening::SETTLE)
         | (chunks as u64 * http::CHUNKS);
-    let next_seq = seq.wrapping_add(plen as u32) as u64;
+    // The segment's end, header or head included.
+    let next_seq = seq.wrapping_add(segment_len as u32) as u64;
     let [n, joined, flags, next_seq] = opening::forget([n as u64, joined as u64, flags, next_seq]);
     if mask != 0 {
         // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
@@ -503,9 +520,17 @@ fn tcp<const COMPAT: bool>(
     // A segment that opens a JSON message running past the window with nothing recognised in
     // it (a login padded with an unknown key of hundreds of bytes before its method) goes to
     // deep inspection too, which reads the whole segment.
-    let long = opens && flags & opening::WHOLE == 0 && found == 0;
+    // So does one that opens with a WebSocket frame running past its end (a longer message in
+    // one frame), whose rest the next segments carry (read again from the packet here, rather
+    // than kept from the frame's header above, so that the paths that join in between carry no
+    // more state).
+    let cut = opens
+        && found == 0
+        && byte(ctx, segment) == Ok(websocket::TEXT_FIN)
+        && frame_end(ctx, segment, segment_len).is_some_and(|e| e > segment_len as u64);
+    let long = opens && (flags & opening::WHOLE == 0 || cut) && found == 0;
     // ... and so do its next few segments, when it is a new flow's first (`opening`).
-    if long && joined == 0 && flags & opening::SETTLE != 0 && inspect_budget() > 0 {
+    if long && joined == 0 && (flags & opening::SETTLE != 0 || cut) && inspect_budget() > 0 {
         opening::opening_follow_start(next_seq, (flags & opening::FROM_LO != 0) as u64);
     }
     Ok(candidate
@@ -535,16 +560,13 @@ fn websocket_frame(
     Some((h, buf[h.len & 15] ^ h.key[0]))
 }
 
-/// Whether the segment at `payload` opens with a WebSocket frame whose header and payload it
-/// holds whole.
+/// Where the WebSocket frame that opens the segment at `payload` ends (its header and payload),
+/// from the segment's start; `None` when the segment opens with no frame header.
 #[inline(always)]
-fn whole_frame(ctx: &XdpContext, payload: usize, plen: usize) -> bool {
+fn frame_end(ctx: &XdpContext, payload: usize, plen: usize) -> Option<u64> {
     let mut buf = [0u8; websocket::MAX_HEADER + 2];
-    let Ok(n) = load_into(ctx, payload, plen, &mut buf as *mut _) else {
-        return false;
-    };
-    websocket::header(&buf, n)
-        .is_some_and(|h| (h.len as u64).saturating_add(h.payload) <= plen as u64)
+    let n = load_into(ctx, payload, plen, &mut buf as *mut _).ok()?;
+    websocket::header(&buf, n).map(|h| (h.len as u64).saturating_add(h.payload))
 }
 
 /// The handshake message type of a TLS handshake record at `payload` (its sixth byte).

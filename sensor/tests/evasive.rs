@@ -343,3 +343,43 @@ fn evasive_stratum_in_fragmented_websocket_messages_replays_with_its_shares() {
         20_000
     );
 }
+
+/// XMRig's login padded to 3,000 bytes with an unknown key, in one masked WebSocket frame to 443
+/// over three segments (cut at 1,001 and 2,002 bytes of the frame: the second opens with a masked
+/// byte that is not printable, the third with one that is), then the pool's reply. The kernel
+/// reads no marker in the first segment's window and hands it and the next two over (the rest of
+/// the frame, no header); deep inspection joins the frame: the login with its coin and agent. The
+/// reply opens the monero flow (to `kp`).
+#[test]
+fn evasive_a_padded_login_in_one_websocket_frame_over_three_segments_replays_with_coin_and_agent() {
+    let (m, p) = (ip(MINER), ip(POOL));
+    let pad = "x".repeat(3000);
+    let login = format!(
+        "{{\"pad\":\"{pad}\",\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0\",\"algo\":[\"rx/0\"]}}}}\n"
+    );
+    let key = [0x37, 0xfa, 0x21, 0x3d];
+    let frame = test_support::websocket_frame(login.as_bytes(), Some(key));
+    // 8 bytes of header (a 16-bit length and the key): the cuts fall at payload bytes 993 and
+    // 1,994, an `x` masked with the key's second byte (0x78 ^ 0xfa = 0x82) and third (0x59, `Y`).
+    assert_eq!((frame[1001], frame[2002]), (0x82, b'Y'));
+    let cuts = [0, 1001, 2002, frame.len()];
+    let mut packets: Vec<Packet> = cuts
+        .windows(2)
+        .map(|w| Packet::tcp4(m, p, 51011, 443, &frame[w[0]..w[1]]).tcp_seq(100 + w[0] as u32))
+        .collect();
+    let reply = b"{\"id\":1,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"id\":\"s1\",\"job\":{\"blob\":\"0707\",\"job_id\":\"j1\",\"target\":\"b88d0600\",\"algo\":\"rx/0\"},\"status\":\"OK\"}}\n";
+    packets.push(Packet::tcp4(
+        p,
+        m,
+        443,
+        51011,
+        &test_support::websocket_frame(reply, None),
+    ));
+    let r = run("wsframe3", packets);
+    let to_kp = [("range", "kp"), ("direction", "to"), ("dialect", "monero")];
+    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &to_kp), 1);
+    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
+    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &[]), 1);
+}

@@ -2305,6 +2305,53 @@ fn fragmented_websocket_messages_go_to_deep_inspection() {
     assert!(s.k.flows().unwrap().is_empty());
 }
 
+/// A padded login in one masked WebSocket frame over three segments (a 16-bit length, 8 bytes of
+/// header): the first segment's window holds no marker and the frame runs past the segment, so
+/// the segment is a candidate and the flow's next segments in sequence are handed over too,
+/// though they open with no frame header: the second with a masked byte that is not printable,
+/// the third with one that is. A segment out of sequence is not, nor anything after it; between
+/// two unwatched endpoints on another port, the second is not (it opens with a byte that is not
+/// printable: not read there), so the third is out of sequence for the flow's entry.
+#[test]
+fn a_websocket_frame_over_segments_is_handed_over_whole() {
+    use sensor_common::Stat;
+    let mut s = Sensor::with(&format!("[inspect]\ncapture_mode = \"inline\"\n{CONFIG}"));
+    let pad = "x".repeat(3000);
+    let login = String::from_utf8(xmrig_login()).unwrap();
+    let padded = format!("{{\"pad\":\"{pad}\",{}", &login[1..]);
+    let frame = test_support::websocket_frame(padded.as_bytes(), Some([0x37, 0xfa, 0x21, 0x3d]));
+    // Payload bytes 993 and 1,994: `x` masked with the key's second byte (0x82), and third (`Y`).
+    assert_eq!((frame[1001], frame[2002]), (0x82, b'Y'));
+    let seg = |src, dst, sport, dport, at: usize, to: usize| {
+        Packet::tcp4(src, dst, sport, dport, &frame[at..to])
+            .tcp_seq(100 + at as u32)
+            .build()
+    };
+    let (miner, server) = (ip("198.18.1.20"), ip("198.51.100.50")); // miner in ranges a and b
+    let end = frame.len();
+    s.run(&seg(miner, server, 48300, 443, 0, 1001));
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 1);
+    // Out of sequence (a byte late): not handed, and the entry is gone.
+    s.run(&seg(miner, server, 48300, 443, 1002, 2002));
+    s.run(&seg(miner, server, 48300, 443, 2002, end));
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 1);
+    // Another flow, in sequence: all three.
+    for (at, to) in [(0, 1001), (1001, 2002), (2002, end)] {
+        s.run(&seg(miner, server, 48301, 443, at, to));
+    }
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 4);
+    // Between unwatched endpoints on 8080: the first only (a JSON message past the window, as
+    // on any flow).
+    let (x, y) = (ip("198.51.100.7"), ip("198.51.100.8"));
+    for (at, to) in [(0, 1001), (1001, 2002), (2002, end)] {
+        s.run(&seg(x, y, 48302, 8080, at, to));
+    }
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 5);
+    assert_eq!(s.k.read_samples().unwrap().len(), 5);
+    assert_eq!(s.all_stratum(), 0);
+    assert!(s.k.flows().unwrap().is_empty());
+}
+
 /// Reshaped logins the kernel still recognises: blanks, blank lines and CRLFs before the `{`
 /// (pools' parsers skip them), and an agent string holding HTML-looking text. A blank-led segment
 /// that is not Stratum stays silent.

@@ -1,15 +1,20 @@
-//! WebSocket messages sent in several frames (RFC 6455, 5.4): a text frame without FIN (`01`),
-//! then continuation frames (`00`), the last with FIN (`80`). Every WebSocket endpoint must
-//! accept them, so a miner hiding its Stratum can cut each message into fragments of a few bytes,
+//! WebSocket messages that span frames or segments. A message sent in several frames (RFC 6455,
+//! 5.4) is a text frame without FIN (`01`), then continuation frames (`00`), the last with FIN
+//! (`80`). Every WebSocket endpoint must accept them, so a miner hiding its Stratum can cut each message into fragments of a few bytes,
 //! none holding a whole marker; the `websockets` library sends one so when given an iterable
 //! (its last frame an empty continuation with FIN). The program hands a segment that opens with
 //! such a frame, whole, to deep inspection on a flow that involves a watched range, a pool
 //! address or a pool port (`sensor_common::websocket::is_fragment`); this joins each direction's
 //! fragments into the message and opens the flow when it is Stratum.
 //!
-//! - Frames are read from the segment's start while each is whole in it: a frame cut by the
-//!   segment's end cannot be continued (the program does not hand over the segment that holds its
-//!   rest, which opens with no frame header), and drops the direction's open message.
+//! - A frame the segment's end cuts (a message longer than a segment, such as a login padded past
+//!   one) goes on in the next segment, which opens with no frame header: its rest is joined when
+//!   that segment comes next in sequence (`continues`), unmasked at the key's phase where the
+//!   last segment left it. The program hands such segments over for a new flow whose first frame
+//!   runs past its segment with nothing recognised in it (as for a padded plaintext login:
+//!   `opening_follow_start`). A segment missed inside a frame, or one a capture cut short, drops
+//!   the direction's open message; a segment a capture cut short is read as before when it
+//!   opens the frame (its cut message repaired where it can be).
 //! - Control frames (pings, pongs), which may come between a message's fragments, are read past;
 //!   so are up to [`MAX_GAP`] bytes of the direction's sequence numbers between two fragments (a
 //!   pong or a ping in a segment of its own, which the program does not hand over). A larger gap,
@@ -43,10 +48,23 @@ pub const MAX_AGE: Duration = Duration::from_secs(60);
 pub const MAX_GAP: u32 = 4 * 131;
 
 struct Open {
+    /// The message's payload so far, unmasked.
     bytes: Vec<u8>,
-    /// The sequence number after the message's last fragment.
+    /// The sequence number after the message's last byte seen.
     next_seq: u32,
     used: Instant,
+    /// The frame the last segment's end cut, whose rest opens the next segment.
+    cut: Option<Cut>,
+}
+
+/// A frame cut by its segment's end: its mask key, the payload bytes seen (the key's phase), the
+/// bytes still to come, and whether it ends its message (FIN).
+#[derive(Clone, Copy)]
+struct Cut {
+    key: [u8; 4],
+    done: u64,
+    left: u64,
+    fin: bool,
 }
 
 #[derive(Default)]
@@ -56,25 +74,28 @@ pub struct Fragments {
     pub evicted: u64,
 }
 
-/// Whether `payload` holds a fragment of a message (`is_fragment`) whole, first or behind control
-/// frames and whole text frames.
-pub fn fragmented(payload: &[u8]) -> bool {
+/// Whether deep inspection reads `payload` here rather than as whole frames: it holds a fragment
+/// of a message (`is_fragment`) whole, or (captured `whole`) ends inside a text or continuation
+/// frame, first or behind control frames and whole text frames. A segment a capture cut short is
+/// read as before (its cut message repaired where it can be).
+pub fn spans(payload: &[u8], whole: bool) -> bool {
     let mut at = 0;
     while at < payload.len() {
         if let Some(n) = control_at(payload, at) {
             at += n;
             continue;
         }
-        let Some((h, end)) = whole_frame(payload, at) else {
+        let Some(h) = frame_at(payload, at).filter(|h| !h.compressed) else {
             return false;
         };
-        if h.compressed {
-            return false;
+        let end = ((at + h.len) as u64).saturating_add(h.payload);
+        if end > payload.len() as u64 {
+            return whole;
         }
         if is_fragment(payload[at]) {
             return true;
         }
-        at = end;
+        at = end as usize;
     }
     false
 }
@@ -85,96 +106,167 @@ fn control_at(payload: &[u8], at: usize) -> Option<usize> {
     control_len(b0, b1).filter(|n| at + n <= payload.len())
 }
 
-/// The header of the text or continuation frame at `at` and where the frame ends, if it is whole
-/// in `payload`.
-fn whole_frame(payload: &[u8], at: usize) -> Option<(sensor_common::websocket::Header, usize)> {
-    let h = frame_at(payload, at)?;
-    let end = ((at + h.len) as u64).checked_add(h.payload)?;
-    (end <= payload.len() as u64).then_some((h, end as usize))
+/// `bytes` unmasked with `key` from phase `done` (payload bytes of the frame before them).
+fn unmask(bytes: &[u8], key: [u8; 4], done: u64) -> impl Iterator<Item = u8> + '_ {
+    let phase = (done % 4) as usize;
+    bytes
+        .iter()
+        .enumerate()
+        .map(move |(i, b)| b ^ key[(i + phase) % 4])
 }
 
 impl Fragments {
-    /// The messages a segment of `dir` (sequence number `seq`) completes, one a line: whole text
-    /// frames as they are, fragmented messages joined with their earlier fragments. `None` when
-    /// it completes none.
+    /// Whether a segment of `dir` at `seq` carries the rest of a frame the previous segment's end
+    /// cut (it opens with no frame header: only the sequence number tells).
+    pub fn continues(&self, dir: &Direction, seq: u32) -> bool {
+        self.open
+            .get(dir)
+            .is_some_and(|o| o.cut.is_some() && o.next_seq == seq)
+    }
+
+    /// The messages a segment of `dir` (sequence number `seq`, captured `whole`) completes, one a
+    /// line: whole text frames as they are, a message in several frames or segments joined with
+    /// what came before it. `None` when it completes none.
     pub fn messages(
         &mut self,
         dir: Direction,
         seq: u32,
         payload: &[u8],
+        whole: bool,
         now: Instant,
     ) -> Option<Vec<u8>> {
         self.expire(now);
         let mut out = Vec::new();
+        // The rest of the frame the previous segment's end cut.
         let mut at = 0;
+        if let Some(o) = self.open.get_mut(&dir)
+            && let Some(c) = o.cut
+        {
+            match seq.wrapping_sub(o.next_seq) as i32 {
+                0 => {
+                    let n = c.left.min(payload.len() as u64) as usize;
+                    o.bytes.extend(unmask(&payload[..n], c.key, c.done));
+                    o.next_seq = seq.wrapping_add(n as u32);
+                    o.used = now;
+                    o.cut = Some(Cut {
+                        done: c.done + n as u64,
+                        left: c.left - n as u64,
+                        ..c
+                    })
+                    .filter(|c| c.left > 0);
+                    at = n;
+                    if o.cut.is_some() && !whole {
+                        self.open.remove(&dir);
+                        return None;
+                    }
+                    if o.cut.is_none() && c.fin {
+                        self.finish(&dir, &mut out);
+                    }
+                }
+                // A retransmission of a segment already read: skipped.
+                gap if gap < 0 => return None,
+                // Bytes of the frame missed: the message cannot be read.
+                _ => {
+                    self.open.remove(&dir);
+                }
+            }
+        }
         while at < payload.len() {
             if let Some(n) = control_at(payload, at) {
                 at += n;
                 continue;
             }
-            let Some((h, end)) = whole_frame(payload, at).filter(|(h, _)| !h.compressed) else {
-                // A frame cut by the segment's end, compressed, or no frame: nothing after it
-                // can be continued.
+            let Some(h) = frame_at(payload, at).filter(|h| !h.compressed) else {
+                // Compressed, or no frame: nothing after it can be continued.
                 self.open.remove(&dir);
                 break;
             };
-            let data = payload[at + h.len..end]
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b ^ h.key[i % 4]);
-            let (here, after) = (seq.wrapping_add(at as u32), seq.wrapping_add(end as u32));
+            let start = at + h.len;
+            let full = (start as u64).saturating_add(h.payload);
+            let end = full.min(payload.len() as u64) as usize;
+            let data = unmask(&payload[start..end], h.key, 0);
+            let here = seq.wrapping_add(at as u32);
+            let cut = (full > end as u64).then_some(Cut {
+                key: h.key,
+                done: (end - start) as u64,
+                left: full - end as u64,
+                fin: payload[at] & 0x80 != 0,
+            });
+            // A frame cut short by the capture, or too long to join: not kept.
+            if cut.is_some() && (!whole || full - start as u64 > MAX_MESSAGE_BYTES as u64) {
+                self.open.remove(&dir);
+                break;
+            }
+            let after = seq.wrapping_add(end as u32);
             match payload[at] {
-                TEXT_FIN => {
+                // A message in one frame, whole: read as it is. A message's first fragment, or a
+                // frame the segment's end cuts: whatever was open is abandoned.
+                TEXT_FIN if cut.is_none() => {
                     out.extend(data);
                     out.push(b'\n');
                 }
-                // A message's first fragment: whatever was open is abandoned.
-                0x01 => {
-                    if !self.open.contains_key(&dir) && self.open.len() >= MAX_DIRECTIONS {
-                        self.evict_oldest();
-                    }
-                    self.open.insert(
-                        dir,
-                        Open {
-                            bytes: data.collect(),
-                            next_seq: after,
-                            used: now,
-                        },
-                    );
-                }
+                TEXT_FIN | 0x01 => self.start(dir, data.collect(), after, cut, now),
                 // A continuation: joined when it follows the open message's last fragment.
-                b0 => {
-                    match self
-                        .open
-                        .get(&dir)
-                        .map(|o| here.wrapping_sub(o.next_seq) as i32)
-                    {
-                        // Nothing open, or a retransmission of a fragment already joined.
-                        None => {}
-                        Some(gap) if gap < 0 => {}
-                        // Fragments missed: the message cannot be read.
-                        Some(gap) if gap > MAX_GAP as i32 => {
+                b0 => match self
+                    .open
+                    .get(&dir)
+                    .map(|o| here.wrapping_sub(o.next_seq) as i32)
+                {
+                    // Nothing open, or a retransmission of a fragment already joined.
+                    None => {}
+                    Some(gap) if gap < 0 => {}
+                    // Fragments missed: the message cannot be read.
+                    Some(gap) if gap > MAX_GAP as i32 => {
+                        self.open.remove(&dir);
+                    }
+                    Some(_) => {
+                        let o = self.open.get_mut(&dir).expect("present");
+                        o.bytes.extend(data);
+                        o.next_seq = after;
+                        o.used = now;
+                        o.cut = cut;
+                        if o.bytes.len() > MAX_MESSAGE_BYTES {
                             self.open.remove(&dir);
-                        }
-                        Some(_) => {
-                            let o = self.open.get_mut(&dir).expect("present");
-                            o.bytes.extend(data);
-                            o.next_seq = after;
-                            o.used = now;
-                            if o.bytes.len() > MAX_MESSAGE_BYTES {
-                                self.open.remove(&dir);
-                            } else if b0 & 0x80 != 0 {
-                                let o = self.open.remove(&dir).expect("present");
-                                out.extend_from_slice(&o.bytes);
-                                out.push(b'\n');
-                            }
+                        } else if cut.is_none() && b0 & 0x80 != 0 {
+                            self.finish(&dir, &mut out);
                         }
                     }
-                }
+                },
             }
             at = end;
         }
         (!out.is_empty()).then_some(out)
+    }
+
+    /// Opens `dir`'s message with its first bytes.
+    fn start(
+        &mut self,
+        dir: Direction,
+        bytes: Vec<u8>,
+        next_seq: u32,
+        cut: Option<Cut>,
+        now: Instant,
+    ) {
+        if !self.open.contains_key(&dir) && self.open.len() >= MAX_DIRECTIONS {
+            self.evict_oldest();
+        }
+        self.open.insert(
+            dir,
+            Open {
+                bytes,
+                next_seq,
+                used: now,
+                cut,
+            },
+        );
+    }
+
+    /// Ends `dir`'s message: its bytes and a line end onto `out`.
+    fn finish(&mut self, dir: &Direction, out: &mut Vec<u8>) {
+        if let Some(o) = self.open.remove(dir) {
+            out.extend_from_slice(&o.bytes);
+            out.push(b'\n');
+        }
     }
 
     /// Bytes held in open messages.
@@ -221,6 +313,10 @@ mod tests {
         f
     }
 
+    fn spans_whole(payload: &[u8]) -> bool {
+        spans(payload, true)
+    }
+
     const LOGIN: &[u8] = br#"{"id":1,"jsonrpc":"2.0","method":"login","params":{"login":"x"}}"#;
 
     #[test]
@@ -239,12 +335,12 @@ mod tests {
         ];
         let mut seq = 1000u32;
         for s in &segs[..3] {
-            assert_eq!(f.messages(DIR, seq, s, now), None);
-            assert!(fragmented(s));
+            assert_eq!(f.messages(DIR, seq, s, true, now), None);
+            assert!(spans_whole(s));
             seq += s.len() as u32;
         }
         assert_eq!(f.bytes(), LOGIN.len());
-        let m = f.messages(DIR, seq, &segs[3], now).unwrap();
+        let m = f.messages(DIR, seq, &segs[3], true, now).unwrap();
         assert_eq!(m, [LOGIN, b"\n"].concat());
         assert_eq!(f.bytes(), 0);
         // All in one segment, unmasked (a pool's), with a pong between two fragments and a
@@ -257,9 +353,9 @@ mod tests {
             frame(0x81, b"{\"x\":1}", None),
         ]
         .concat();
-        assert!(fragmented(&one));
+        assert!(spans_whole(&one));
         assert_eq!(
-            f.messages(DIR, 5000, &one, now).unwrap(),
+            f.messages(DIR, 5000, &one, true, now).unwrap(),
             [LOGIN, b"\n{\"x\":1}\n"].concat()
         );
     }
@@ -276,8 +372,8 @@ mod tests {
         // MAX_GAP exactly too; one byte more is a missed fragment: nothing.
         for (gap, joined) in [(6, true), (MAX_GAP, true), (MAX_GAP + 1, false)] {
             let mut f = Fragments::default();
-            assert_eq!(f.messages(DIR, 100, &first, now), None);
-            let m = f.messages(DIR, after + gap, &last, now);
+            assert_eq!(f.messages(DIR, 100, &first, true, now), None);
+            let m = f.messages(DIR, after + gap, &last, true, now);
             assert_eq!(m.is_some(), joined, "gap {gap}");
             assert_eq!(f.bytes(), 0);
         }
@@ -286,19 +382,19 @@ mod tests {
         let mut f = Fragments::default();
         let mid = frame(0x00, &LOGIN[9..20], None);
         let end = frame(0x80, &LOGIN[20..], None);
-        assert_eq!(f.messages(DIR, 100, &first, now), None);
-        assert_eq!(f.messages(DIR, after, &mid, now), None);
+        assert_eq!(f.messages(DIR, 100, &first, true, now), None);
+        assert_eq!(f.messages(DIR, after, &mid, true, now), None);
         // The middle fragment again (before the sequence number that continues): skipped.
-        assert_eq!(f.messages(DIR, after, &mid, now), None);
+        assert_eq!(f.messages(DIR, after, &mid, true, now), None);
         let m = f
-            .messages(DIR, after + mid.len() as u32, &end, now)
+            .messages(DIR, after + mid.len() as u32, &end, true, now)
             .unwrap();
         assert_eq!(m, [LOGIN, b"\n"].concat());
         // A continuation with nothing open, or after MAX_AGE: nothing, nothing kept.
-        assert_eq!(f.messages(DIR, 9, &end, now), None);
-        assert_eq!(f.messages(DIR, 100, &first, now), None);
+        assert_eq!(f.messages(DIR, 9, &end, true, now), None);
+        assert_eq!(f.messages(DIR, 100, &first, true, now), None);
         let later = now + MAX_AGE;
-        assert_eq!(f.messages(DIR, after, &last, later), None);
+        assert_eq!(f.messages(DIR, after, &last, true, later), None);
         assert_eq!(f.bytes(), 0);
         // A message over MAX_MESSAGE_BYTES is dropped.
         let big = vec![b'x'; 40_000];
@@ -306,22 +402,26 @@ mod tests {
         let mut seq = 0u32;
         for (i, c) in big.chunks(8_000).enumerate() {
             let p = frame(if i == 0 { 0x01 } else { 0x00 }, c, None);
-            assert_eq!(f.messages(DIR, seq, &p, now), None);
+            assert_eq!(f.messages(DIR, seq, &p, true, now), None);
             seq += p.len() as u32;
         }
         assert!(f.bytes() <= MAX_MESSAGE_BYTES, "{}", f.bytes());
-        assert_eq!(f.messages(DIR, seq, &frame(0x80, b"", None), now), None);
-        // A frame cut by the segment's end drops what was open; a compressed fragment too.
+        assert_eq!(
+            f.messages(DIR, seq, &frame(0x80, b"", None), true, now),
+            None
+        );
+        // A frame cut by a capture (the segment not captured whole) drops what was open; a
+        // compressed fragment too.
         let mut f = Fragments::default();
-        assert_eq!(f.messages(DIR, 100, &first, now), None);
+        assert_eq!(f.messages(DIR, 100, &first, true, now), None);
         let cut = &last[..last.len() - 1];
-        assert!(!fragmented(cut));
-        assert_eq!(f.messages(DIR, after, cut, now), None);
+        assert!(!spans(cut, false));
+        assert_eq!(f.messages(DIR, after, cut, false, now), None);
         assert_eq!(f.bytes(), 0);
         let mut compressed = frame(0x01, &LOGIN[..9], None);
         compressed[0] = 0x41;
-        assert!(!fragmented(&compressed));
-        assert!(!fragmented(&frame(0x81, LOGIN, None)));
+        assert!(!spans_whole(&compressed));
+        assert!(!spans_whole(&frame(0x81, LOGIN, None)));
     }
 
     #[test]
@@ -332,9 +432,70 @@ mod tests {
         for i in 0..MAX_DIRECTIONS as u16 + 2 {
             let dir = (DIR.0, i, DIR.2, DIR.3);
             let at = now + Duration::from_millis(i as u64);
-            assert_eq!(f.messages(dir, 0, &first, at), None);
+            assert_eq!(f.messages(dir, 0, &first, true, at), None);
         }
         assert_eq!(f.evicted, 2);
         assert_eq!(f.bytes(), MAX_DIRECTIONS * 6);
+    }
+
+    /// A login padded to 3,000 bytes, one masked frame (a 16-bit length: 8 bytes of header with
+    /// the key) over three segments, the second and third opening with no header.
+    #[test]
+    fn a_frame_over_segments_joins_into_its_message() {
+        let now = Instant::now();
+        let padded = [
+            br#"{"pad":""#.as_slice(),
+            &[b'x'; 3000],
+            br#"","#,
+            &LOGIN[1..],
+        ]
+        .concat();
+        let f3 = frame(0x81, &padded, Some([0x37, 0xfa, 0x21, 0x3d]));
+        assert_eq!(f3.len(), 8 + padded.len());
+        // Cuts at 1,000 and 2,001 bytes: the key's phase moves by 992 (0) and 1,001 (1).
+        let (a, b, c) = (&f3[..1000], &f3[1000..2001], &f3[2001..]);
+        let (sa, sb, sc) = (7u32, 1007u32, 2008u32);
+        assert!(spans_whole(a));
+        assert!(!spans(a, false), "a capture's cut is read as before");
+        let mut f = Fragments::default();
+        assert_eq!(f.messages(DIR, sa, a, true, now), None);
+        assert!(f.continues(&DIR, sb));
+        assert!(!f.continues(&DIR, sb + 1));
+        assert_eq!(f.messages(DIR, sb, b, true, now), None);
+        assert_eq!(f.bytes(), 2001 - 8);
+        // The second segment again (a retransmission): skipped.
+        assert_eq!(f.messages(DIR, sb, b, true, now), None);
+        // The last, with a whole text frame after the rest: both messages.
+        let tail = [c, &frame(0x81, b"{\"x\":1}", None)].concat();
+        assert_eq!(
+            f.messages(DIR, sc, &tail, true, now).unwrap(),
+            [padded.as_slice(), b"\n{\"x\":1}\n"].concat()
+        );
+        assert_eq!(f.bytes(), 0);
+        // The third without the second: nothing, nothing kept.
+        let mut f = Fragments::default();
+        assert_eq!(f.messages(DIR, sa, a, true, now), None);
+        assert_eq!(f.messages(DIR, sc, c, true, now), None);
+        assert_eq!(f.bytes(), 0);
+        // The frame's rest cut by a capture: dropped.
+        let mut f = Fragments::default();
+        assert_eq!(f.messages(DIR, sa, a, true, now), None);
+        assert_eq!(f.messages(DIR, sb, b, false, now), None);
+        assert_eq!(f.bytes(), 0);
+        // A fragment (no FIN) cut by its segment's end, its rest, then the last fragment.
+        let first = frame(0x01, &padded[..1500], None);
+        let last = frame(0x80, &padded[1500..], None);
+        let mut f = Fragments::default();
+        assert_eq!(f.messages(DIR, 0, &first[..700], true, now), None);
+        assert_eq!(f.messages(DIR, 700, &first[700..], true, now), None);
+        let m = f
+            .messages(DIR, first.len() as u32, &last, true, now)
+            .unwrap();
+        assert_eq!(m, [padded.as_slice(), b"\n"].concat());
+        // A frame longer than MAX_MESSAGE_BYTES is not kept.
+        let huge = frame(0x81, &vec![b'x'; MAX_MESSAGE_BYTES + 1], None);
+        let mut f = Fragments::default();
+        assert_eq!(f.messages(DIR, 0, &huge[..1400], true, now), None);
+        assert!(!f.continues(&DIR, 1400));
     }
 }

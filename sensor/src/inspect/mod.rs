@@ -411,12 +411,17 @@ impl Inspector {
         }
         // Compressed WebSocket messages: inflated with their direction's earlier ones.
         let dir = (t.src, t.sport, t.dst, t.dport);
-        let inflated = t.proto == IPPROTO_TCP && deflate::compressed(t.payload);
-        // WebSocket messages sent in several frames: joined with their direction's earlier ones.
-        let joined = t.proto == IPPROTO_TCP && !inflated && fragments::fragmented(t.payload);
+        // The rest of a WebSocket frame the previous segment's end cut (no header: only the
+        // sequence number tells).
+        let tcp = t.proto == IPPROTO_TCP;
+        let continued = tcp && self.fragments.continues(&dir, t.seq);
+        let inflated = tcp && !continued && deflate::compressed(t.payload);
+        // WebSocket messages that span frames or segments: joined with their direction's
+        // earlier bytes.
+        let joined = continued || (tcp && !inflated && fragments::spans(t.payload, t.whole));
         // A message split over segments is read whole once its last segment is here.
         let data = if joined {
-            let m = self.fragments.messages(dir, t.seq, t.payload, now);
+            let m = self.fragments.messages(dir, t.seq, t.payload, t.whole, now);
             self.publish_streams();
             match m {
                 Some(m) => std::borrow::Cow::Owned(m),
