@@ -23,6 +23,23 @@ const MINER: &str = "175.45.178.10";
 const POOL: &str = "198.51.100.5";
 const WALLET: &str = "4AdUndXHHZ6cfufTMvppY6JwXNouMBzSkbLYfpAV5Usx3skxNgYeYTRj5UzqtReoS44qo9mtmXCqY45DJ852K5Jv2684Rge";
 
+/// XMRig's login, with an unknown key `pad` of that many bytes before the rest when `pad` is not
+/// empty (pools' JSON parsers ignore unknown keys).
+fn xmrig_login(pad: &str) -> String {
+    let pad = if pad.is_empty() {
+        String::new()
+    } else {
+        format!("\"pad\":\"{pad}\",")
+    };
+    format!(
+        "{{{pad}\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0\",\"algo\":[\"rx/0\"]}}}}\n"
+    )
+}
+
+/// The pool's answer to it: session `s1`, job `j1` at target `b88d0600` (t = 0x068db8 = 429,496;
+/// (2^32 - 1) / 429,496 = 10,000 hashes a share, rest 7,295).
+const LOGIN_REPLY: &str = "{\"id\":1,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"id\":\"s1\",\"job\":{\"blob\":\"0707\",\"job_id\":\"j1\",\"target\":\"b88d0600\",\"algo\":\"rx/0\"},\"status\":\"OK\"}}\n";
+
 fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
@@ -124,10 +141,8 @@ fn evasive_getwork_over_http_replays_with_its_share() {
 #[test]
 fn evasive_a_login_split_at_its_first_byte_replays_with_coin_and_agent() {
     let (m, p) = (ip(MINER), ip(POOL));
-    let login = format!(
-        "{{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0\",\"algo\":[\"rx/0\"]}}}}\n"
-    );
-    let reply = b"{\"id\":1,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"id\":\"s1\",\"job\":{\"blob\":\"0707\",\"job_id\":\"j1\",\"target\":\"b88d0600\",\"algo\":\"rx/0\"},\"status\":\"OK\"}}\n";
+    let login = xmrig_login("");
+    let reply = LOGIN_REPLY.as_bytes();
     let packets = vec![
         Packet::tcp4(m, p, 51001, 3333, &login.as_bytes()[..1]).tcp_seq(100),
         Packet::tcp4(m, p, 51001, 3333, &login.as_bytes()[1..]).tcp_seq(101),
@@ -154,12 +169,10 @@ fn evasive_a_login_split_at_its_first_byte_replays_with_coin_and_agent() {
 fn evasive_a_login_padded_past_the_window_replays_with_coin_and_agent() {
     let (m, p) = (ip(MINER), ip(POOL));
     let pad = "x".repeat(600);
-    let login = format!(
-        "{{\"pad\":\"{pad}\",\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0\",\"algo\":[\"rx/0\"]}}}}\n"
-    );
+    let login = xmrig_login(&pad);
     // `{"pad":"` is 8 bytes, then the 600 x's: `method` starts past byte 608.
     assert!(login.find("method").unwrap() > 512);
-    let reply = b"{\"id\":1,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"id\":\"s1\",\"job\":{\"blob\":\"0707\",\"job_id\":\"j1\",\"target\":\"b88d0600\",\"algo\":\"rx/0\"},\"status\":\"OK\"}}\n";
+    let reply = LOGIN_REPLY.as_bytes();
     // Beside it, a trap: a JSON-RPC call to a node padded the same way, on the same pool port
     // (also handed to deep inspection, and nothing there).
     let call = format!(
@@ -191,9 +204,7 @@ fn evasive_a_login_padded_past_the_window_replays_with_coin_and_agent() {
 fn evasive_a_login_padded_over_three_segments_replays_with_coin_and_agent() {
     let (m, p) = (ip(MINER), ip(POOL));
     let pad = "x".repeat(3500);
-    let login = format!(
-        "{{\"pad\":\"{pad}\",\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0\",\"algo\":[\"rx/0\"]}}}}\n"
-    );
+    let login = xmrig_login(&pad);
     let call = format!(
         "{{\"pad\":\"{pad}\",\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"eth_getBalance\",\"params\":[\"0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5\",\"latest\"]}}\n"
     );
@@ -207,7 +218,7 @@ fn evasive_a_login_padded_over_three_segments_replays_with_coin_and_agent() {
     };
     let (a, b) = (segments(51004, &login), segments(51005, &call));
     assert_eq!((a.len(), b.len()), (3, 3));
-    let reply = b"{\"id\":1,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"id\":\"s1\",\"job\":{\"blob\":\"0707\",\"job_id\":\"j1\",\"target\":\"b88d0600\",\"algo\":\"rx/0\"},\"status\":\"OK\"}}\n";
+    let reply = LOGIN_REPLY.as_bytes();
     let mut packets: Vec<Packet> = a.into_iter().zip(b).flat_map(|(x, y)| [x, y]).collect();
     packets.push(Packet::tcp4(p, m, 3333, 51004, reply));
     let r = run("padded3", packets);
@@ -258,10 +269,8 @@ fn evasive_stratum_v2_shares_replay_by_size() {
 #[test]
 fn evasive_stratum_in_fragmented_websocket_messages_replays_with_its_shares() {
     let (m, p) = (ip(MINER), ip(POOL));
-    let login = format!(
-        "{{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0\",\"algo\":[\"rx/0\"]}}}}\n"
-    );
-    let reply = "{\"id\":1,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"id\":\"s1\",\"job\":{\"blob\":\"0707\",\"job_id\":\"j1\",\"target\":\"b88d0600\",\"algo\":\"rx/0\"},\"status\":\"OK\"}}\n";
+    let login = xmrig_login("");
+    let reply = LOGIN_REPLY;
     let submit = |id: u32| {
         format!(
             "{{\"id\":{id},\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{{\"id\":\"s1\",\"job_id\":\"j1\",\"nonce\":\"0000000{id}\",\"result\":\"{}\"}}}}\n",
@@ -354,9 +363,7 @@ fn evasive_stratum_in_fragmented_websocket_messages_replays_with_its_shares() {
 fn evasive_a_padded_login_in_one_websocket_frame_over_three_segments_replays_with_coin_and_agent() {
     let (m, p) = (ip(MINER), ip(POOL));
     let pad = "x".repeat(3000);
-    let login = format!(
-        "{{\"pad\":\"{pad}\",\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0\",\"algo\":[\"rx/0\"]}}}}\n"
-    );
+    let login = xmrig_login(&pad);
     let key = [0x37, 0xfa, 0x21, 0x3d];
     let frame = test_support::websocket_frame(login.as_bytes(), Some(key));
     // 8 bytes of header (a 16-bit length and the key): the cuts fall at payload bytes 993 and
@@ -367,7 +374,7 @@ fn evasive_a_padded_login_in_one_websocket_frame_over_three_segments_replays_wit
         .windows(2)
         .map(|w| Packet::tcp4(m, p, 51011, 443, &frame[w[0]..w[1]]).tcp_seq(100 + w[0] as u32))
         .collect();
-    let reply = b"{\"id\":1,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"id\":\"s1\",\"job\":{\"blob\":\"0707\",\"job_id\":\"j1\",\"target\":\"b88d0600\",\"algo\":\"rx/0\"},\"status\":\"OK\"}}\n";
+    let reply = LOGIN_REPLY.as_bytes();
     packets.push(Packet::tcp4(
         p,
         m,

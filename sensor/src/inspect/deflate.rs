@@ -41,9 +41,9 @@ use std::{
 };
 
 use flate2::{Decompress, FlushDecompress, Status};
-use sensor_common::websocket::{DEFLATED_TEXT_FIN, TEXT_FIN, control_len};
+use sensor_common::websocket::{DEFLATED_TEXT_FIN, TEXT_FIN};
 
-use super::stream::Direction;
+use super::{stream::Direction, websocket::control_at};
 
 /// Inflated bytes of one message at most (a Stratum message is under 3 KB; a job with a long
 /// blob a few KB): a message that inflates to more drops its direction (a deflate bomb costs
@@ -130,12 +130,6 @@ pub fn compressed(payload: &[u8]) -> bool {
         }
     }
     false
-}
-
-/// The length of the whole control frame at `at` in `payload`, if one is there whole.
-fn control_at(payload: &[u8], at: usize) -> Option<usize> {
-    let (b0, b1) = (*payload.get(at)?, *payload.get(at + 1)?);
-    control_len(b0, b1).filter(|n| at + n <= payload.len())
 }
 
 impl Inflaters {

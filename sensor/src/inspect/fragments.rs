@@ -33,9 +33,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sensor_common::websocket::{TEXT_FIN, control_len, is_fragment};
+use sensor_common::websocket::{TEXT_FIN, is_fragment};
 
-use super::{stream::Direction, websocket::frame_at};
+use super::{
+    stream::Direction,
+    websocket::{control_at, frame_at},
+};
 
 /// The longest message joined (a Stratum message is under 3 KB, an Equihash share's about 3 KB).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
@@ -98,12 +101,6 @@ pub fn spans(payload: &[u8], whole: bool) -> bool {
         at = end as usize;
     }
     false
-}
-
-/// The length of the whole control frame at `at` in `payload`, if one is there whole.
-fn control_at(payload: &[u8], at: usize) -> Option<usize> {
-    let (b0, b1) = (*payload.get(at)?, *payload.get(at + 1)?);
-    control_len(b0, b1).filter(|n| at + n <= payload.len())
 }
 
 /// `bytes` unmasked with `key` from phase `done` (payload bytes of the frame before them).

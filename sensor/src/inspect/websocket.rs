@@ -2,7 +2,7 @@
 //! carry, unmasked, for the deep parser. The frame header is read as the XDP program reads it
 //! (`sensor_common::websocket`).
 
-use sensor_common::websocket::{Header, MAX_HEADER, TEXT_FIN, header};
+use sensor_common::websocket::{Header, MAX_HEADER, TEXT_FIN, control_len, header};
 
 /// The payloads of the text frames that open `payload`, unmasked, one a line (a frame cut by the
 /// segment's end last, without its line end, so that it reads as a cut message); `None` when the
@@ -38,6 +38,13 @@ pub fn messages(payload: &[u8]) -> Option<Vec<u8>> {
         at = end;
     }
     (!out.is_empty()).then_some(out)
+}
+
+/// The length of the whole control frame (a ping, a pong, a close) at `at` in `payload`, if one
+/// is there whole.
+pub(super) fn control_at(payload: &[u8], at: usize) -> Option<usize> {
+    let (b0, b1) = (*payload.get(at)?, *payload.get(at + 1)?);
+    control_len(b0, b1).filter(|n| at + n <= payload.len())
 }
 
 /// The header of the frame at `at` in `payload`, as the XDP program reads one (from at most
