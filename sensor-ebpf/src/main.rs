@@ -487,7 +487,11 @@ fn tcp<const COMPAT: bool>(
     let flags = (whole as u64 * opening::WHOLE)
         | (src_is_lo as u64 * opening::FROM_LO)
         | (settle as u64 * opening::SETTLE)
-        | (chunks as u64 * http::CHUNKS);
+        | (chunks as u64 * http::CHUNKS)
+        | (opens as u64 * OPENS)
+        | (candidate as u64 * SIGNALLED)
+        | (segment as u64 & 0xffff) << SEGMENT_AT
+        | (segment_len as u64 & 0xffff) << SEGMENT_LEN;
     // The segment's end, header or head included.
     let next_seq = seq.wrapping_add(segment_len as u32) as u64;
     let [n, joined, flags, next_seq] = opening::forget([n as u64, joined as u64, flags, next_seq]);
@@ -521,9 +525,16 @@ fn tcp<const COMPAT: bool>(
     // it (a login padded with an unknown key of hundreds of bytes before its method) goes to
     // deep inspection too, which reads the whole segment.
     // So does one that opens with a WebSocket frame running past its end (a longer message in
-    // one frame), whose rest the next segments carry (read again from the packet here, rather
-    // than kept from the frame's header above, so that the paths that join in between carry no
-    // more state).
+    // one frame), whose rest the next segments carry. The header is read again from the packet
+    // here, and the segment's offset and length come through `forget` in the flags, so that the
+    // paths that join before the scan carry no more state past it (585,725 verified instructions
+    // with the segment in registers of its own, 625,203 with the header's answer kept from the
+    // frame's first read; 521,935 so).
+    let (opens, candidate) = (flags & OPENS != 0, flags & SIGNALLED != 0);
+    let (segment, segment_len) = (
+        (flags >> SEGMENT_AT & 0xffff) as usize,
+        (flags >> SEGMENT_LEN & 0xffff) as usize,
+    );
     let cut = opens
         && found == 0
         && byte(ctx, segment) == Ok(websocket::TEXT_FIN)
@@ -559,6 +570,14 @@ fn websocket_frame(
     }
     Some((h, buf[h.len & 15] ^ h.key[0]))
 }
+
+/// Where the flags passed through `opening::forget` keep the segment's offset in the packet and
+/// its length (16 bits each), so that neither is live across the scan.
+const SEGMENT_AT: u32 = 32;
+/// ... and whether it opens a message, and whether a signal already made it a candidate.
+const OPENS: u64 = 1 << 5;
+const SIGNALLED: u64 = 1 << 6;
+const SEGMENT_LEN: u32 = 16;
 
 /// Where the WebSocket frame that opens the segment at `payload` ends (its header and payload),
 /// from the segment's start; `None` when the segment opens with no frame header.
