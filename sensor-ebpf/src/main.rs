@@ -366,18 +366,7 @@ fn tcp<const COMPAT: bool>(
     // control frame before one, goes on the same flows.
     if first == DEFLATED || websocket::is_control(first) || websocket::is_fragment(first) {
         let handed = (shaped || pool_port(sport))
-            && if websocket::is_fragment(first) {
-                frame_end(ctx, payload, plen).is_some_and(|e| e <= plen as u64)
-            } else {
-                first == DEFLATED
-                    || (plen > 2
-                        && websocket::control_len(first, byte(ctx, payload + 1).unwrap_or(0))
-                            .is_some_and(|c| {
-                                c < plen
-                                    && byte(ctx, payload + c)
-                                        .is_ok_and(|b| b == DEFLATED || websocket::is_fragment(b))
-                            }))
-            };
+            && websocket_handed(ctx.ctx, payload as u64, plen as u64, first as u64) != 0;
         return Ok(candidate || (inspect_budget() > 0 && handed));
     }
     // Stratum inside a WebSocket text frame (browser-miner bridges): the frame's payload, unmasked,
@@ -569,6 +558,40 @@ fn websocket_frame(
         return None;
     }
     Some((h, buf[h.len & 15] ^ h.key[0]))
+}
+
+/// Whether a segment that opens with a compressed text frame, a control frame or a fragment
+/// (`first`) goes to deep inspection on a flow of a watched range, a pool address or a pool port:
+/// a compressed frame; a fragment whole in the segment; a control frame before either. A global
+/// function: verified once, not once for every path that reaches it.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn websocket_handed(
+    ctx: *mut aya_ebpf::bindings::xdp_md,
+    payload: u64,
+    plen: u64,
+    first: u64,
+) -> u64 {
+    let ctx = XdpContext::new(ctx);
+    let (payload, plen, first) = (
+        payload as usize & 0xffff,
+        plen as usize & 0xffff,
+        first as u8,
+    );
+    let handed = if websocket::is_fragment(first) {
+        frame_end(&ctx, payload, plen).is_some_and(|e| e <= plen as u64)
+    } else {
+        first == DEFLATED
+            || (plen > 2
+                && websocket::control_len(first, byte(&ctx, payload + 1).unwrap_or(0)).is_some_and(
+                    |c| {
+                        c < plen
+                            && byte(&ctx, payload + c)
+                                .is_ok_and(|b| b == DEFLATED || websocket::is_fragment(b))
+                    },
+                ))
+    };
+    handed as u64
 }
 
 /// Where the flags passed through `opening::forget` keep the segment's offset in the packet and
