@@ -135,32 +135,26 @@ pub(crate) fn per_packet_first_batched(
     for i in 0..samples {
         layout(&all, 2 * i, &mut with);
         layout(&first_only, 2 * i + 1, &mut without);
-        let (code, t) = k.batch_runner().unwrap().time_batch(&with).unwrap();
-        assert_eq!(
-            code,
-            REPLAY_DONE + n as u32,
-            "sample {i}: the batch did not run whole"
-        );
-        sensor.push(t.as_nanos() as f64);
-        assert_eq!(
-            k.clear_flows().unwrap(),
-            n,
-            "sample {i}: a login made no flow"
-        );
-        let made = drain(rings);
-        let (code, t) = k.batch_runner().unwrap().time_batch(&without).unwrap();
-        assert_eq!(
-            code,
-            REPLAY_DONE + n as u32,
-            "sample {i}: the baseline did not run whole"
-        );
-        base.push(t.as_nanos() as f64);
-        assert_eq!(
-            k.clear_flows().unwrap(),
-            1,
-            "sample {i}: the baseline's login made no flow"
-        );
-        let one = drain(rings);
+        // One timed batch: its ns, checked to have run whole and made `flows` flows, and the
+        // ring records it wrote.
+        let mut timed = |input: &[u8], flows: usize, what: &str| {
+            let (code, t) = k.batch_runner().unwrap().time_batch(input).unwrap();
+            assert_eq!(
+                code,
+                REPLAY_DONE + n as u32,
+                "sample {i}: {what} did not run whole"
+            );
+            assert_eq!(
+                k.clear_flows().unwrap(),
+                flows,
+                "sample {i}: a login of {what} made no flow"
+            );
+            (t.as_nanos() as f64, drain(rings))
+        };
+        let (ns, made) = timed(&with, n, "the batch");
+        sensor.push(ns);
+        let (ns, one) = timed(&without, 1, "the baseline");
+        base.push(ns);
         // Every login wrote what the first did: none skipped its event or copy.
         assert_eq!(
             made,

@@ -274,13 +274,7 @@ impl Inflaters {
     }
 
     fn evict_oldest(&mut self) {
-        if let Some(oldest) = self
-            .by_dir
-            .iter()
-            .min_by_key(|(_, i)| i.used)
-            .map(|(d, _)| *d)
-        {
-            self.by_dir.remove(&oldest);
+        if super::stream::evict_oldest(&mut self.by_dir, |i| i.used) {
             self.evicted += 1;
         }
     }

@@ -278,13 +278,7 @@ impl Fragments {
     }
 
     fn evict_oldest(&mut self) {
-        if let Some(dir) = self
-            .open
-            .iter()
-            .min_by_key(|(_, o)| o.used)
-            .map(|(d, _)| *d)
-        {
-            self.open.remove(&dir);
+        if super::stream::evict_oldest(&mut self.open, |o| o.used) {
             self.evicted += 1;
         }
     }

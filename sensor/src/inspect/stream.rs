@@ -28,6 +28,16 @@ pub const MAX_AGE: Duration = Duration::from_secs(60);
 /// One direction of a flow: source and destination endpoints.
 pub type Direction = (IpAddr, u16, IpAddr, u16);
 
+/// Removes the entry of `by_dir` least recently `used`; returns whether there was one (the
+/// per-direction readers' LRU bound: inflaters, open fragmented messages).
+pub(super) fn evict_oldest<V>(
+    by_dir: &mut HashMap<Direction, V>,
+    used: impl Fn(&V) -> Instant,
+) -> bool {
+    let oldest = by_dir.iter().min_by_key(|(_, v)| used(v)).map(|(d, _)| *d);
+    oldest.is_some_and(|d| by_dir.remove(&d).is_some())
+}
+
 struct Tail {
     next_seq: u32,
     bytes: Vec<u8>,
