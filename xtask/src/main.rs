@@ -60,7 +60,8 @@ enum Cmd {
 /// Debian packages: iproute2 (namespaces), prometheus (promtool and the harness's server),
 /// systemd (systemd-analyze for deploy/ checks), ethtool, openssl and curl (the TLS tests),
 /// chromium and a font (the analyst report rendered in a real browser), and the packet tools the
-/// benchmarks and capture tests use; python3-venv for the proxy test's Python environment. The
+/// benchmarks and capture tests use (nftables drops segments so that a live capture holds
+/// retransmissions); python3-venv for the proxy test's Python environment. The
 /// TLS test's servers and clients are listed in `tools::TLS_APT_PACKAGES` and installed with these.
 const APT_PACKAGES: &[&str] = &[
     "iproute2",
@@ -70,6 +71,7 @@ const APT_PACKAGES: &[&str] = &[
     "tcpdump",
     "tshark",
     "tcpreplay",
+    "nftables",
     "bpftool",
     "libndpi-bin",
     "wrk",
