@@ -101,13 +101,18 @@ pub const fn is_control(b0: u8) -> bool {
     matches!(b0, 0x88..=0x8a)
 }
 
+/// The most payload a control frame carries (RFC 6455 5.5).
+const CONTROL_PAYLOAD_MAX: u8 = 125;
+/// The longest control frame, whole: its 2-byte header, a mask key and `CONTROL_PAYLOAD_MAX` bytes.
+pub const CONTROL_MAX: usize = 2 + 4 + CONTROL_PAYLOAD_MAX as usize;
+
 /// The whole length (header, mask key and payload) of the control frame (close, ping or pong:
 /// FIN, opcode 8, 9 or 10, no RSV bit, at most 125 bytes of payload, RFC 6455 5.5) that opens a
 /// segment whose first two bytes are `b0` and `b1`; `None` for any other frame. A browser's or a
 /// library's pong (or ping) can share a segment with the compressed message written after it.
 #[inline(always)]
 pub fn control_len(b0: u8, b1: u8) -> Option<usize> {
-    if !is_control(b0) || b1 & 0x7f > 125 {
+    if !is_control(b0) || b1 & 0x7f > CONTROL_PAYLOAD_MAX {
         return None;
     }
     Some(2 + if b1 & 0x80 != 0 { 4 } else { 0 } + (b1 & 0x7f) as usize)
@@ -126,6 +131,7 @@ mod tests {
         // A close with its 2-byte code, masked: 88 82, key, code: 8. The longest: 2 + 4 + 125.
         assert_eq!(control_len(0x88, 0x82), Some(8));
         assert_eq!(control_len(0x89, 0xfd), Some(131));
+        assert_eq!(CONTROL_MAX, 131);
         // 126 bytes (an extended length) is no control frame; nor a ping without FIN (09), one
         // with RSV1 (c9), a text (81) or binary (82) frame, or opcode 11 (8b, reserved).
         assert_eq!(control_len(0x89, 0x7e), None);

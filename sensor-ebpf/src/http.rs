@@ -12,11 +12,6 @@ use crate::{
     parse::{load_into, load_window},
 };
 
-/// Not an `opening_settle` flag (those are 1, 2 and 4; it reads only its own): in the flags that
-/// `opening::forget` hides from the verifier, a chunked body whose JSON runs on in a next chunk
-/// (`Body::more`), so that the paths with and without one go on as one state.
-pub(crate) const CHUNKS: u64 = 8;
-
 /// A body read as the segment: its offset in the payload, its first byte, and whether it is a
 /// chunked body whose JSON runs on in a next chunk in the window (`more`: the scan reads only
 /// the first chunk's data, and a chunk boundary may cut a token, so deep inspection de-chunks it).

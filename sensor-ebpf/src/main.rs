@@ -22,7 +22,7 @@
 //! the suspect signals (DNS, TLS, Stratum V2, pool endpoints); `scan` the Stratum scan and the flow
 //! table; `http` the body of an HTTP message, scanned as the segment; `hello` a ClientHello split
 //! over segments; `opening` a new flow's
-//! first message held over its segments; `sv2` Stratum V2 shares by size; `events` the agent's
+//! first message held over its segments; `flags` the segment's facts carried past the scan; `sv2` Stratum V2 shares by size; `events` the agent's
 //! event ring; `capture` the hand-over to deep inspection; `replay` the batch entry of
 //! `mining-sensor replay`.
 #![no_std]
@@ -32,6 +32,7 @@
 mod capture;
 mod count;
 mod events;
+mod flags;
 mod hello;
 mod http;
 mod maps;
@@ -473,14 +474,14 @@ fn tcp<const COMPAT: bool>(
         (n, n == plen)
     };
     let settle = plain && (opens || joined != 0);
-    let flags = (whole as u64 * opening::WHOLE)
-        | (src_is_lo as u64 * opening::FROM_LO)
-        | (settle as u64 * opening::SETTLE)
-        | (chunks as u64 * http::CHUNKS)
-        | (opens as u64 * OPENS)
-        | (candidate as u64 * SIGNALLED)
-        | (segment as u64 & 0xffff) << SEGMENT_AT
-        | (segment_len as u64 & 0xffff) << SEGMENT_LEN;
+    let flags = (whole as u64 * flags::WHOLE)
+        | (src_is_lo as u64 * flags::FROM_LO)
+        | (settle as u64 * flags::SETTLE)
+        | (chunks as u64 * flags::CHUNKS)
+        | (opens as u64 * flags::OPENS)
+        | (candidate as u64 * flags::SIGNALLED)
+        | (segment as u64 & 0xffff) << flags::SEGMENT_AT
+        | (segment_len as u64 & 0xffff) << flags::SEGMENT_LEN;
     // The segment's end, header or head included.
     let next_seq = seq.wrapping_add(segment_len as u32) as u64;
     let [n, joined, flags, next_seq] = opening::forget([n as u64, joined as u64, flags, next_seq]);
@@ -504,7 +505,7 @@ fn tcp<const COMPAT: bool>(
         );
     }
     // An undecided opening of a new flow is held (or extended, or dropped once decided).
-    let held = flags & opening::SETTLE != 0
+    let held = flags & flags::SETTLE != 0
         && opening::opening_settle(found, n, joined, next_seq, flags) != 0;
     // A segment the scan did not recognise (a plain reply such as `{"id":4,"result":true}`, a
     // message's continuation) is a candidate too when its flow is a known Stratum flow: a
@@ -519,26 +520,26 @@ fn tcp<const COMPAT: bool>(
     // paths that join before the scan carry no more state past it (585,725 verified instructions
     // with the segment in registers of its own, 625,203 with the header's answer kept from the
     // frame's first read; 521,935 so).
-    let (opens, candidate) = (flags & OPENS != 0, flags & SIGNALLED != 0);
+    let (opens, candidate) = (flags & flags::OPENS != 0, flags & flags::SIGNALLED != 0);
     let (segment, segment_len) = (
-        (flags >> SEGMENT_AT & 0xffff) as usize,
-        (flags >> SEGMENT_LEN & 0xffff) as usize,
+        (flags >> flags::SEGMENT_AT & 0xffff) as usize,
+        (flags >> flags::SEGMENT_LEN & 0xffff) as usize,
     );
     let cut = opens
         && found == 0
         && byte(ctx, segment) == Ok(websocket::TEXT_FIN)
         && frame_end(ctx, segment, segment_len).is_some_and(|e| e > segment_len as u64);
-    let long = opens && (flags & opening::WHOLE == 0 || cut) && found == 0;
+    let long = opens && (flags & flags::WHOLE == 0 || cut) && found == 0;
     // ... and so do its next few segments, when it is a new flow's first (`opening`).
-    if long && joined == 0 && (flags & opening::SETTLE != 0 || cut) && inspect_budget() > 0 {
-        opening::opening_follow_start(next_seq, (flags & opening::FROM_LO != 0) as u64);
+    if long && joined == 0 && (flags & flags::SETTLE != 0 || cut) && inspect_budget() > 0 {
+        opening::opening_follow_start(next_seq, (flags & flags::FROM_LO != 0) as u64);
     }
     Ok(candidate
         || found & CANDIDATE != 0
         || (inspect_budget() > 0
             && (held
                 || long
-                || (flags & http::CHUNKS != 0 && found == 0)
+                || (flags & flags::CHUNKS != 0 && found == 0)
                 || !opens
                 || (recent_stratum(key) && !flow_unknown(key)))))
 }
@@ -593,14 +594,6 @@ pub extern "C" fn websocket_handed(
     };
     handed as u64
 }
-
-/// Where the flags passed through `opening::forget` keep the segment's offset in the packet and
-/// its length (16 bits each), so that neither is live across the scan.
-const SEGMENT_AT: u32 = 32;
-/// ... and whether it opens a message, and whether a signal already made it a candidate.
-const OPENS: u64 = 1 << 5;
-const SIGNALLED: u64 = 1 << 6;
-const SEGMENT_LEN: u32 = 16;
 
 /// Where the WebSocket frame that opens the segment at `payload` ends (its header and payload),
 /// from the segment's start; `None` when the segment opens with no frame header.

@@ -21,6 +21,7 @@ use sensor_common::{
 };
 
 use crate::{
+    flags,
     maps::{OPENING_SLOTS, OPENINGS, SCRATCH, stat},
     replay::now,
     scan::flow_unknown,
@@ -239,9 +240,9 @@ pub(crate) fn load_after(
 
 /// After the scan of a window of `n` bytes (`joined` of them a held opening; `found` the scan's
 /// result): a decided flow's opening goes, an undecided one is held or extended. `flags` holds
-/// `WHOLE` (the segment is all in the window) and `FROM_LO` (its source is the key's lower
-/// endpoint). Returns 1 when the segment is now held (a candidate). A global function: verified
-/// once, not once per path of the caller's.
+/// `flags::WHOLE` (the segment is all in the window) and `flags::FROM_LO` (its source is the
+/// key's lower endpoint). Returns 1 when the segment is now held (a candidate). A global
+/// function: verified once, not once per path of the caller's.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn opening_settle(
@@ -263,8 +264,9 @@ pub extern "C" fn opening_settle(
         return 0;
     }
     let n = n as usize;
-    let from_lo = (flags & FROM_LO != 0) as u64;
-    let holdable = flags & WHOLE != 0 && n > 0 && n < OPENING_BYTES && buf.byte(n - 1) != b'\n';
+    let from_lo = (flags & flags::FROM_LO != 0) as u64;
+    let holdable =
+        flags & flags::WHOLE != 0 && n > 0 && n < OPENING_BYTES && buf.byte(n - 1) != b'\n';
     if joined != 0 {
         if holdable {
             return opening_hold(n as u64, next_seq, from_lo, 0);
@@ -277,13 +279,6 @@ pub extern "C" fn opening_settle(
     }
     0
 }
-
-/// `opening_settle` flags.
-pub(crate) const WHOLE: u64 = 1;
-pub(crate) const FROM_LO: u64 = 2;
-/// Not an `opening_settle` flag: whether to call it (a plain segment that opens a message or
-/// continues an opening).
-pub(crate) const SETTLE: u64 = 4;
 
 /// `values` written to SCRATCH and read back: the verifier tracks no values in map memory, so
 /// the paths that reach here with different known values (a joined opening or none, a plain

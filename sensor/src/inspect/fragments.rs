@@ -47,8 +47,8 @@ pub const MAX_DIRECTIONS: usize = 1_024;
 /// An open message not continued for this long is dropped.
 pub const MAX_AGE: Duration = Duration::from_secs(60);
 /// Bytes of a direction's stream that may pass unseen between two fragments: four control frames
-/// of the largest size (131 bytes: `control_len`).
-pub const MAX_GAP: u32 = 4 * 131;
+/// of the largest size (`websocket::CONTROL_MAX`, 131 bytes).
+pub const MAX_GAP: u32 = 4 * sensor_common::websocket::CONTROL_MAX as u32;
 
 struct Open {
     /// The message's payload so far, unmasked.
@@ -360,8 +360,9 @@ mod tests {
         );
         let after = 100 + first.len() as u32;
         // A pong of its own segment between (6 bytes, masked, empty): within MAX_GAP, joined;
-        // MAX_GAP exactly too; one byte more is a missed fragment: nothing.
-        for (gap, joined) in [(6, true), (MAX_GAP, true), (MAX_GAP + 1, false)] {
+        // MAX_GAP exactly too (four masked pings of 125 bytes: 4 x 131 = 524); one byte more is a
+        // missed fragment: nothing.
+        for (gap, joined) in [(6, true), (524, true), (525, false)] {
             let mut f = Fragments::default();
             assert_eq!(f.messages(DIR, 100, &first, true, now), None);
             let m = f.messages(DIR, after + gap, &last, true, now);
