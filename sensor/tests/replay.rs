@@ -632,51 +632,12 @@ fn live_miner(pool: std::net::SocketAddr) {
     }
 }
 
-/// tshark's reading of `file`: packets and IP bytes with `field` (ip.src or ip.dst) equal to
-/// `addr`. The reference for replay's traffic counts, from another parser.
-fn tshark_traffic(file: &Path, field: &str, addr: &str) -> (u64, u64) {
+/// tshark's reading of `file`: one field of each packet its display `filter` selects.
+fn tshark_fields(file: &Path, filter: &str, field: &str) -> Vec<String> {
     let out = Command::new("tshark")
         .args(["-n", "-r"])
         .arg(file)
-        .args([
-            "-Y",
-            &format!("{field} == {addr}"),
-            "-T",
-            "fields",
-            "-e",
-            "ip.len",
-        ])
-        .output()
-        .expect("tshark (cargo xtask setup installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lens: Vec<u64> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim().parse().unwrap())
-        .collect();
-    (lens.len() as u64, lens.iter().sum())
-}
-
-/// tshark's reading of `file`: the TCP segments with `field` equal to `addr` that resend data
-/// (retransmissions, spurious ones included) and hold any of `needles`.
-fn tshark_resent(file: &Path, field: &str, addr: &str, needles: &[&str]) -> u64 {
-    let out = Command::new("tshark")
-        .args(["-n", "-r"])
-        .arg(file)
-        .args([
-            "-Y",
-            &format!(
-                "{field} == {addr} && tcp.len > 0 && (tcp.analysis.retransmission || \
-                 tcp.analysis.fast_retransmission || tcp.analysis.spurious_retransmission)"
-            ),
-            "-T",
-            "fields",
-            "-e",
-            "tcp.payload",
-        ])
+        .args(["-Y", filter, "-T", "fields", "-e", field])
         .output()
         .expect("tshark (cargo xtask setup installs it)");
     assert!(
@@ -686,8 +647,31 @@ fn tshark_resent(file: &Path, field: &str, addr: &str, needles: &[&str]) -> u64 
     );
     String::from_utf8_lossy(&out.stdout)
         .lines()
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+/// tshark's reading of `file`: packets and IP bytes with `field` (ip.src or ip.dst) equal to
+/// `addr`. The reference for replay's traffic counts, from another parser.
+fn tshark_traffic(file: &Path, field: &str, addr: &str) -> (u64, u64) {
+    let lens: Vec<u64> = tshark_fields(file, &format!("{field} == {addr}"), "ip.len")
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    (lens.len() as u64, lens.iter().sum())
+}
+
+/// tshark's reading of `file`: the TCP segments with `field` equal to `addr` that resend data
+/// (retransmissions, spurious ones included) and hold any of `needles`.
+fn tshark_resent(file: &Path, field: &str, addr: &str, needles: &[&str]) -> u64 {
+    let filter = format!(
+        "{field} == {addr} && tcp.len > 0 && (tcp.analysis.retransmission || \
+         tcp.analysis.fast_retransmission || tcp.analysis.spurious_retransmission)"
+    );
+    tshark_fields(file, &filter, "tcp.payload")
+        .iter()
         .map(|hex| {
-            let hex = hex.trim().replace(':', "");
+            let hex = hex.replace(':', "");
             let bytes: Vec<u8> = (0..hex.len() / 2)
                 .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
                 .collect();
