@@ -323,6 +323,26 @@ fn tcp<const COMPAT: bool>(
     // pays two bitmap reads per application-data segment (the destination port's, read once
     // above, and the source port's) and no lookup.
     let shaped = src_ranges | dst_ranges != 0 || to_pool;
+    // The rest of a new flow's first WebSocket frame that ran past its segment (masked bytes, no
+    // header: `cut` below) may open with any byte, among them a TLS record's type or a frame's
+    // first byte, which the branches below take as theirs: on the flows above, such a segment
+    // pays the flow key and its slot's read, and goes to deep inspection when its flow waits
+    // for it (`opening_follow`), as a rest opening with any other byte does further down.
+    if (shaped || pool_port(sport)) && taken_before_follow(first) {
+        let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
+        // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+        let key = unsafe { &mut (*scratch).key };
+        let src_is_lo = fill_flow_key(key, ip, sport, dport);
+        if opening::maybe_held(key)
+            && opening::opening_follow(
+                seq as u64,
+                src_is_lo as u64,
+                seq.wrapping_add(plen as u32) as u64,
+            ) != 0
+        {
+            return Ok(candidate || inspect_budget() > 0);
+        }
+    }
     if first == 23 {
         if plen >= 5 && (shaped || pool_port(sport)) {
             shape_record(ctx, ip, sport, dport, payload);
@@ -593,6 +613,19 @@ pub extern "C" fn websocket_handed(
                 ))
     };
     handed as u64
+}
+
+/// Whether a segment's first byte is one that a branch of `tcp` before the follow check takes as
+/// its own: a TLS handshake or application-data record's type (22, 23) or a WebSocket frame's
+/// first byte (a text frame, compressed or not, a control frame, a fragment).
+#[inline(always)]
+fn taken_before_follow(first: u8) -> bool {
+    first == 22
+        || first == 23
+        || first == websocket::TEXT_FIN
+        || first == DEFLATED
+        || websocket::is_control(first)
+        || websocket::is_fragment(first)
 }
 
 /// Where the WebSocket frame that opens the segment at `payload` ends (its header and payload),

@@ -353,6 +353,43 @@ fn evasive_stratum_in_fragmented_websocket_messages_replays_with_its_shares() {
     );
 }
 
+/// The same padded login in one masked WebSocket frame over four segments, its key chosen so that
+/// each rest opens with a byte another branch of the program takes as its own: the second segment
+/// with a TLS handshake record's type (payload byte 992, an `x` masked with the key's first byte:
+/// 0x78 ^ 0x6e = 0x16), the third with a text frame's first byte (byte 1,993, the second key byte:
+/// 0x78 ^ 0xf9 = 0x81) and the fourth with a TLS application-data record's type (byte 2,994, the
+/// third: 0x78 ^ 0x6f = 0x17). The flow waits for each in sequence, so each is handed over as the
+/// frame's rest: the login with its coin and agent; the reply, the one Stratum packet, opens the
+/// flow.
+#[test]
+fn evasive_a_padded_websocket_login_whose_rests_look_like_tls_or_frames_replays_with_coin_and_agent()
+ {
+    let (m, p) = (ip(MINER), ip(POOL));
+    let login = xmrig_login(&"x".repeat(3000));
+    let frame = test_support::websocket_frame(login.as_bytes(), Some([0x6e, 0xf9, 0x6f, 0x3d]));
+    let cuts = [0, 1000, 2001, 3002, frame.len()];
+    assert_eq!((frame[1000], frame[2001], frame[3002]), (0x16, 0x81, 0x17));
+    let mut packets: Vec<Packet> = cuts
+        .windows(2)
+        .map(|w| Packet::tcp4(m, p, 51012, 443, &frame[w[0]..w[1]]).tcp_seq(100 + w[0] as u32))
+        .collect();
+    packets.push(Packet::tcp4(
+        p,
+        m,
+        443,
+        51012,
+        &test_support::websocket_frame(LOGIN_REPLY.as_bytes(), None),
+    ));
+    let r = run("wsframe4", packets);
+    let to_kp = [("range", "kp"), ("direction", "to"), ("dialect", "monero")];
+    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &to_kp), 1);
+    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
+    assert_eq!(total(&r, "mining_sensor_stratum_packets_total", &[]), 1);
+    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &[]), 1);
+}
+
 /// XMRig's login padded to 3,000 bytes with an unknown key, in one masked WebSocket frame to 443
 /// over three segments (cut at 1,001 and 2,002 bytes of the frame: the second opens with a masked
 /// byte that is not printable, the third with one that is), then the pool's reply. The kernel
