@@ -406,7 +406,9 @@ pub struct Opening {
     pub kind: u8,
     /// A ClientHello's: bytes of the window (the held bytes, then the next segment's) before the
     /// walk goes on, and where the extensions end in it; 0 for `end` when the whole hello so far
-    /// is held (cut before its extensions), to be walked from its start.
+    /// is held (cut before its extensions), to be walked from its start. For [`OPENING_FOLLOW`],
+    /// `skip` is the bytes of a WebSocket frame's rest still to come (0 when the entry follows a
+    /// plain message, by `len` segments).
     pub skip: u16,
     pub end: u16,
     pub _pad: [u8; 4],
@@ -429,7 +431,8 @@ pub const OPENING_HELLO_LAST: u8 = 3;
 pub const OPENING_FOLLOW: u8 = 2;
 /// Segments after such a first one handed over: a message over at most 4 segments (at a
 /// 1,448-byte MSS, about 5.7 KB; a login padded further is still found by its flow's other
-/// messages, without its coin and agent).
+/// messages, without its coin and agent). A WebSocket frame's rest is followed by its length
+/// instead (`websocket::MESSAGE_MAX` at most).
 pub const OPENING_FOLLOW_SEGMENTS: u16 = 3;
 
 /// Bytes of kernel memory one `OPENINGS` entry holds: its key and value.

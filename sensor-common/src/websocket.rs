@@ -101,6 +101,11 @@ pub const fn is_control(b0: u8) -> bool {
     matches!(b0, 0x88..=0x8a)
 }
 
+/// The longest message deep inspection joins from a direction's fragments or from a frame that
+/// runs over several segments (a Stratum message is under 3 KB, an Equihash share's about 3 KB);
+/// the program follows a frame's rest into the next segments only up to this many bytes.
+pub const MESSAGE_MAX: usize = 16 * 1024;
+
 /// The most payload a control frame carries (RFC 6455 5.5).
 const CONTROL_PAYLOAD_MAX: u8 = 125;
 /// The longest control frame, whole: its 2-byte header, a mask key and `CONTROL_PAYLOAD_MAX` bytes.

@@ -500,6 +500,7 @@ fn tcp<const COMPAT: bool>(
         | (chunks as u64 * flags::CHUNKS)
         | (opens as u64 * flags::OPENS)
         | (candidate as u64 * flags::SIGNALLED)
+        | ((mask != 0 && (shaped || pool_port(sport))) as u64 * flags::MASKED_WATCHED)
         | (segment as u64 & 0xffff) << flags::SEGMENT_AT
         | (segment_len as u64 & 0xffff) << flags::SEGMENT_LEN;
     // The segment's end, header or head included.
@@ -545,14 +546,28 @@ fn tcp<const COMPAT: bool>(
         (flags >> flags::SEGMENT_AT & 0xffff) as usize,
         (flags >> flags::SEGMENT_LEN & 0xffff) as usize,
     );
-    let cut = opens
-        && found == 0
-        && byte(ctx, segment) == Ok(websocket::TEXT_FIN)
-        && frame_end(ctx, segment, segment_len).is_some_and(|e| e > segment_len as u64);
+    // The bytes of the frame that opens the segment which run past its end (0 when none does),
+    // read for a segment that opened a message and matched nothing, and for a client's frame
+    // that matched on a flow that involves a watched range, a pool address or a pool port (a
+    // Stratum message longer than its segment, such as a padded submit): other segments pay
+    // nothing more.
+    let masked = flags & flags::MASKED_WATCHED != 0;
+    let frame_rest = if (opens && found == 0) || (masked && found != 0) {
+        frame_rest(ctx.ctx, segment as u64, segment_len as u64)
+    } else {
+        0
+    };
+    let cut = opens && found == 0 && frame_rest > 0;
     let long = opens && (flags & flags::WHOLE == 0 || cut) && found == 0;
-    // ... and so do its next few segments, when it is a new flow's first (`opening`).
-    if long && joined == 0 && (flags & flags::SETTLE != 0 || cut) && inspect_budget() > 0 {
-        opening::opening_follow_start(next_seq, (flags & flags::FROM_LO != 0) as u64);
+    // ... and so do its next few segments, when it is a new flow's first (`opening`); so does
+    // the rest of a client's frame that matched (the flow is known now), which opens the next
+    // segments with masked bytes and no header: printable or not, the scan reads nothing there.
+    if joined == 0
+        && ((long && (flags & flags::SETTLE != 0 || cut))
+            || (masked && found != 0 && frame_rest > 0))
+        && inspect_budget() > 0
+    {
+        opening::opening_follow_start(next_seq, (flags & flags::FROM_LO != 0) as u64, frame_rest);
     }
     Ok(candidate
         || found & CANDIDATE != 0
@@ -613,6 +628,20 @@ pub extern "C" fn websocket_handed(
                 ))
     };
     handed as u64
+}
+
+/// The bytes of the WebSocket text frame that opens the segment at `payload` which run past its
+/// `plen` bytes; 0 when the segment opens with no text frame or its frame ends in it. A global
+/// function: verified once, not once for every path that reaches it.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn frame_rest(ctx: *mut aya_ebpf::bindings::xdp_md, payload: u64, plen: u64) -> u64 {
+    let ctx = XdpContext::new(ctx);
+    let (payload, plen) = (payload as usize & 0xffff, plen as usize & 0xffff);
+    if byte(&ctx, payload) != Ok(websocket::TEXT_FIN) {
+        return 0;
+    }
+    frame_end(&ctx, payload, plen).map_or(0, |e| e.saturating_sub(plen as u64))
 }
 
 /// Whether a segment's first byte is one that a branch of `tcp` before the follow check takes as

@@ -17,7 +17,7 @@
 use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
 use sensor_common::{
     FlowKey, OPENING_BYTES, OPENING_FOLLOW, OPENING_FOLLOW_SEGMENTS, OPENING_MAX_AGE_NS, Stat,
-    recent_slot, stratum::WINDOW,
+    recent_slot, stratum::WINDOW, websocket,
 };
 
 use crate::{
@@ -125,27 +125,37 @@ pub extern "C" fn opening_hold(n: u64, next_seq: u64, from_lo: u64, fresh: u64) 
 /// recognised (`long` in `tcp`): its next `OPENING_FOLLOW_SEGMENTS` segments in sequence from the
 /// same endpoint (`from_lo`), the first at `next_seq`, are to be handed over too (an
 /// `OPENING_FOLLOW` entry, no bytes). Only on a flow the table does not know and that holds no
-/// opening. Returns 1 when noted.
+/// opening. When the segment opened with a WebSocket frame whose `frame_rest` bytes run past it
+/// (at most `websocket::MESSAGE_MAX`), the segments that carry them are handed over instead,
+/// however many, on a known flow too (a client's Stratum message longer than its segment).
+/// Returns 1 when noted.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn opening_follow_start(next_seq: u64, from_lo: u64) -> u64 {
+pub extern "C" fn opening_follow_start(next_seq: u64, from_lo: u64, frame_rest: u64) -> u64 {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
+    if frame_rest > websocket::MESSAGE_MAX as u64 {
+        return 0;
+    }
     let now = now();
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
     unsafe {
         let key = &(*scratch).key;
-        if !flow_unknown(key) {
+        if frame_rest == 0 && !flow_unknown(key) {
             return 0;
         }
         let stage = &mut (*scratch).opening;
         stage.at_ns = now;
         stage.next_seq = next_seq as u32;
-        stage.len = OPENING_FOLLOW_SEGMENTS;
+        stage.len = if frame_rest == 0 {
+            OPENING_FOLLOW_SEGMENTS
+        } else {
+            0
+        };
         stage.from_lo = from_lo as u8;
         stage.kind = OPENING_FOLLOW;
-        stage.skip = 0;
+        stage.skip = frame_rest as u16;
         stage.end = 0;
         stage._pad = [0; 4];
         // Not over an entry already there (counted when it was held).
@@ -162,9 +172,9 @@ pub extern "C" fn opening_follow_start(next_seq: u64, from_lo: u64) -> u64 {
 
 /// Whether the segment with sequence number `seq` from the key's lower endpoint (`from_lo`),
 /// ending at `next_seq`, is one SCRATCH's key's `OPENING_FOLLOW` entry waits for: then the entry
-/// moves past it (removed after its last segment) and 1 is returned. An entry this segment does
-/// not continue (a gap, a retransmission, stale, or its flow now known) is removed; one from the
-/// other endpoint stays.
+/// moves past it (removed after its last segment, or once a frame's rest ends in it) and 1 is
+/// returned. An entry this segment does not continue (a gap, a retransmission, stale, or, but for
+/// a frame's rest, its flow now known) is removed; one from the other endpoint stays.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn opening_follow(seq: u64, from_lo: u64, next_seq: u64) -> u64 {
@@ -184,18 +194,26 @@ pub extern "C" fn opening_follow(seq: u64, from_lo: u64, next_seq: u64) -> u64 {
     }
     let now = now();
     // Out of sequence or stale; or the flow became known (the pool's reply opened it), whose
-    // segments are scanned and handed over as any Stratum flow's.
+    // segments are scanned and handed over as any Stratum flow's. A frame's rest is followed to
+    // its end whatever the flow's state: its bytes are known to be the frame's.
     if o.next_seq as u64 != seq
         || now.saturating_sub(o.at_ns) > OPENING_MAX_AGE_NS
-        || !flow_unknown(key)
+        || (o.skip == 0 && !flow_unknown(key))
     {
         remove(key);
         return 0;
     }
-    if o.len <= 1 {
+    let len = next_seq.wrapping_sub(seq) as u32;
+    let last = if o.skip != 0 {
+        len >= o.skip as u32
+    } else {
+        o.len <= 1
+    };
+    if last {
         remove(key);
     } else {
-        o.len -= 1;
+        o.len = o.len.saturating_sub(1);
+        o.skip = (o.skip as u32).saturating_sub(len) as u16;
         o.next_seq = next_seq as u32;
         o.at_ns = now;
     }

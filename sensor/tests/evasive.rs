@@ -390,6 +390,92 @@ fn evasive_a_padded_websocket_login_whose_rests_look_like_tls_or_frames_replays_
     assert_eq!(total(&r, "mining_sensor_miner_logins_total", &[]), 1);
 }
 
+/// A known flow in WebSocket frames to 443 (XMRig's login, the pool's reply at 10,000 hashes a
+/// share), then a submit padded after its result with 3,000 bytes, in one masked frame over three
+/// segments whose rests open with a TLS handshake record's type (payload byte 992, an `x` masked
+/// with the key's first byte: 0x78 ^ 0x6e = 0x16) and a pong's first byte (byte 1,993: 0x78 ^
+/// 0xf2 = 0x8a), then a submit in one whole frame; each answered OK. The first segment of the
+/// padded submit is a Stratum packet (its method is in the window); the program follows its
+/// frame's rest to the frame's end, so deep inspection joins the submit, and the whole submit
+/// after it is scanned as any: 4 Stratum packets (login, reply, both submits), 2 shares
+/// accepted, 20,000 hashes.
+#[test]
+fn evasive_a_padded_submit_in_one_websocket_frame_on_a_known_flow_counts_its_share() {
+    let (m, p) = (ip(MINER), ip(POOL));
+    let submit = |id: u32, pad: &str| {
+        let pad = if pad.is_empty() {
+            String::new()
+        } else {
+            format!(",\"pad\":\"{pad}\"")
+        };
+        format!(
+            "{{\"id\":{id},\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{{\"id\":\"s1\",\"job_id\":\"j1\",\"nonce\":\"0000000{id}\",\"result\":\"{}\"{pad}}}}}\n",
+            "ab".repeat(32)
+        )
+    };
+    let ok = |id: u32| {
+        format!(
+            "{{\"id\":{id},\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{{\"status\":\"OK\"}}}}\n"
+        )
+    };
+    let padded = submit(2, &"x".repeat(3000));
+    let pad_at = padded.find("xxx").unwrap();
+    assert!(pad_at < 992 && 1993 < pad_at + 3000);
+    let big = test_support::websocket_frame(padded.as_bytes(), Some([0x6e, 0xf2, 0x21, 0x3d]));
+    assert_eq!((big[1000], big[2001]), (0x16, 0x8a));
+    let (mut up, mut down) = (1000u32, 5000u32);
+    let mut packets = Vec::new();
+    let mut send = |from_miner: bool, seg: &[u8]| {
+        let (seq, pkt) = if from_miner {
+            (&mut up, Packet::tcp4(m, p, 51013, 443, seg))
+        } else {
+            (&mut down, Packet::tcp4(p, m, 443, 51013, seg))
+        };
+        packets.push(pkt.tcp_seq(*seq));
+        *seq += seg.len() as u32;
+    };
+    let key = Some([0x11, 0x22, 0x33, 0x44]);
+    send(
+        true,
+        &test_support::websocket_frame(xmrig_login("").as_bytes(), key),
+    );
+    send(
+        false,
+        &test_support::websocket_frame(LOGIN_REPLY.as_bytes(), None),
+    );
+    for w in [0, 1000, 2001, big.len()].windows(2) {
+        send(true, &big[w[0]..w[1]]);
+    }
+    send(
+        false,
+        &test_support::websocket_frame(ok(2).as_bytes(), None),
+    );
+    send(
+        true,
+        &test_support::websocket_frame(submit(3, "").as_bytes(), key),
+    );
+    send(
+        false,
+        &test_support::websocket_frame(ok(3).as_bytes(), None),
+    );
+    let r = run("wsknown", packets);
+    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
+    assert_eq!(total(&r, "mining_sensor_stratum_packets_total", &[]), 4);
+    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
+    let accepted = [("range", "kp"), ("coin", "monero"), ("result", "accepted")];
+    assert_eq!(total(&r, "mining_sensor_shares_total", &accepted), 2);
+    assert_eq!(total(&r, "mining_sensor_shares_total", &[]), 2);
+    assert_eq!(
+        total(
+            &r,
+            "mining_sensor_share_hashes_total",
+            &[("range", "kp"), ("coin", "monero")]
+        ),
+        20_000
+    );
+}
+
 /// XMRig's login padded to 3,000 bytes with an unknown key, in one masked WebSocket frame to 443
 /// over three segments (cut at 1,001 and 2,002 bytes of the frame: the second opens with a masked
 /// byte that is not printable, the third with one that is), then the pool's reply. The kernel

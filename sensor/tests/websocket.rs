@@ -10,12 +10,14 @@
 //!  evm0 198.18.22.2/24  <--->  evv0 198.18.22.1/24   [forwarding]   evv1 198.18.23.1/24  <--->  evp0 198.18.23.2/24
 //! ```
 //!
-//! Three times: with compression off on both ends (the framing and the masking), and with the
+//! Four times: with compression off on both ends (the framing and the masking), and with the
 //! library's default permessage-deflate (RFC 7692, context takeover both ways: the kernel hands
 //! the compressed frames over, deep inspection inflates each direction in order and opens the
 //! flow, README "Reshaped messages"). And uncompressed with every message sent in frames of 8
-//! characters (RFC 6455 fragmentation: deep inspection joins them, `inspect::fragments`). The
-//! compressed and fragmented runs also hold a false-positive trap: a WebSocket chat of JSON that
+//! characters (RFC 6455 fragmentation: deep inspection joins them, `inspect::fragments`). And
+//! uncompressed with every message that has parameters padded past three segments (a frame's
+//! rest in the next segments, masked, with no header). The compressed, fragmented and padded runs
+//! also hold a false-positive trap: a WebSocket chat of JSON that
 //! is not mining, sent the same way, from the miner's address to a chat server in the pool's
 //! namespace, which must count nothing.
 //!
@@ -44,8 +46,9 @@ const SHARE_HASHES: u64 = 480_045;
 const CHAT: u64 = 12;
 const CHAT_PORT: u16 = 8282;
 
-/// Both ends; COMPRESSION is `deflate` (the library's default), `none`, or `fragments` (none,
-/// and every message sent in frames of 8 characters). `server HOST PORT
+/// Both ends; COMPRESSION is `deflate` (the library's default), `none`, `fragments` (none,
+/// and every message sent in frames of 8 characters), or `padded` (none, and every message with
+/// parameters padded by 3,000 bytes after them). `server HOST PORT
 /// TARGET COMPRESSION`: answers each text message as a pool (a login with a job at TARGET, a
 /// submit with OK) until the client closes. `client URI SHARES COMPRESSION`: XMRig's login,
 /// then SHARES submits, each waited for; prints `shares N` (the answers that said OK).
@@ -66,7 +69,15 @@ def compression(arg):
 
 # `fragments`: every message in frames of 8 characters (a text frame without FIN, continuations,
 # an empty last one with FIN: how the library sends an iterable), no frame a whole message.
+# `padded`: every message with parameters (the client's, the chat's) padded at their end with an
+# unknown key of PAD bytes, one frame over three segments of the link's MSS.
+PAD = 3000
+
 async def send(ws, comp, text):
+    if comp == "padded" and isinstance(json.loads(text).get("params"), dict):
+        msg = json.loads(text)
+        msg["params"]["pad"] = "x" * PAD
+        text = json.dumps(msg, separators=(",", ":")) + "\n"
     if comp == "fragments":
         await ws.send([text[i:i + 8] for i in range(0, len(text), 8)])
     else:
@@ -188,8 +199,19 @@ fn stratum_in_fragmented_websocket_messages_counts_exactly() {
     session("evwf", "fragments");
 }
 
-/// The session with COMPRESSION `none`, `deflate` or `fragments` (with the chat beside it but
-/// for `none`), in namespaces named from `prefix`.
+/// The same session uncompressed, the login, every submit and the chat's messages padded after
+/// their parameters with 3,000 bytes: each a frame over three segments (the veth's MSS, 1,448
+/// bytes), whose rests open with masked bytes of the library's random keys, any byte, a TLS
+/// record's type or a frame's first byte among them. The program finds the login and each
+/// submit in its first segment and follows the frame's rest to its end (`opening_follow`);
+/// deep inspection joins each message.
+#[test]
+fn stratum_in_padded_websocket_frames_over_segments_counts_exactly() {
+    session("evwp", "padded");
+}
+
+/// The session with COMPRESSION `none`, `deflate`, `fragments` or `padded` (with the chat beside
+/// it but for `none`), in namespaces named from `prefix`.
 fn session(prefix: &str, compression: &str) {
     let t = Line::new(
         prefix,

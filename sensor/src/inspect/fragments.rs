@@ -10,9 +10,10 @@
 //! - A frame the segment's end cuts (a message longer than a segment, such as a login padded past
 //!   one) goes on in the next segment, which opens with no frame header: its rest is joined when
 //!   that segment comes next in sequence (`continues`), unmasked at the key's phase where the
-//!   last segment left it. The program hands such segments over for a new flow whose first frame
-//!   runs past its segment with nothing recognised in it (as for a padded plaintext login:
-//!   `opening_follow_start`). A segment missed inside a frame, or one a capture cut short, drops
+//!   last segment left it. The program hands such segments over, to the frame's end, for a new
+//!   flow whose first frame runs past its segment with nothing recognised in it (as for a padded
+//!   plaintext login), and for a client's frame that matched on a watched or pool flow (a padded
+//!   submit): `opening_follow_start`. A segment missed inside a frame, or one a capture cut short, drops
 //!   the direction's open message; a segment a capture cut short is read as before when it
 //!   opens the frame (its cut message repaired where it can be).
 //! - Control frames (pings, pongs), which may come between a message's fragments, are read past;
@@ -40,8 +41,8 @@ use super::{
     websocket::{control_at, frame_at},
 };
 
-/// The longest message joined (a Stratum message is under 3 KB, an Equihash share's about 3 KB).
-pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+/// The longest message joined.
+pub const MAX_MESSAGE_BYTES: usize = sensor_common::websocket::MESSAGE_MAX;
 /// Messages open at once over all flows.
 pub const MAX_DIRECTIONS: usize = 1_024;
 /// An open message not continued for this long is dropped.
