@@ -333,13 +333,7 @@ fn tcp<const COMPAT: bool>(
         // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
         let key = unsafe { &mut (*scratch).key };
         let src_is_lo = fill_flow_key(key, ip, sport, dport);
-        if opening::maybe_held(key)
-            && opening::opening_follow(
-                seq as u64,
-                src_is_lo as u64,
-                seq.wrapping_add(plen as u32) as u64,
-            ) != 0
-        {
+        if opening::maybe_held(key) && opening::waits_for(seq, src_is_lo, plen) {
             return Ok(candidate || inspect_budget() > 0);
         }
     }
@@ -454,11 +448,7 @@ fn tcp<const COMPAT: bool>(
         return Ok(candidate
             || (inspect_budget() > 0
                 && opening::maybe_held(key)
-                && opening::opening_follow(
-                    seq as u64,
-                    src_is_lo as u64,
-                    seq.wrapping_add(plen as u32) as u64,
-                ) != 0));
+                && opening::waits_for(seq, src_is_lo, plen)));
     }
     // Blanks may come before a message's `{` (pools' JSON parsers skip them; a miner hiding from
     // signature matching sends them): such a segment can open a message too.
@@ -473,14 +463,7 @@ fn tcp<const COMPAT: bool>(
     };
     // The next segments of a new flow whose first message ran past the window unrecognised
     // (`long` below) go to deep inspection as they are, which joins the message.
-    if held_slot
-        && joined == 0
-        && opening::opening_follow(
-            seq as u64,
-            src_is_lo as u64,
-            seq.wrapping_add(plen as u32) as u64,
-        ) != 0
-    {
+    if held_slot && joined == 0 && opening::waits_for(seq, src_is_lo, plen) {
         return Ok(candidate || inspect_budget() > 0);
     }
     if !opens && joined == 0 && (!recent_stratum(key) || flow_unknown(key)) {

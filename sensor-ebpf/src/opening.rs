@@ -220,6 +220,17 @@ pub extern "C" fn opening_follow(seq: u64, from_lo: u64, next_seq: u64) -> u64 {
     1
 }
 
+/// Whether the segment at `seq`, `plen` bytes from the key's lower endpoint when `from_lo`, is
+/// one SCRATCH's key's `OPENING_FOLLOW` entry waits for (`opening_follow`).
+#[inline(always)]
+pub(crate) fn waits_for(seq: u32, from_lo: bool, plen: usize) -> bool {
+    opening_follow(
+        seq as u64,
+        from_lo as u64,
+        seq.wrapping_add(plen as u32) as u64,
+    ) != 0
+}
+
 #[inline(always)]
 pub(crate) fn remove(key: &FlowKey) {
     if OPENINGS.remove(key).is_ok() {

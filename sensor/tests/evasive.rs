@@ -36,9 +36,39 @@ fn xmrig_login(pad: &str) -> String {
     )
 }
 
+/// A submit of XMRig's for job `j1` (id and nonce from `id`), padded after its result with an
+/// unknown key holding `pad` when it is not empty.
+fn xmrig_submit(id: u32, pad: &str) -> String {
+    let pad = if pad.is_empty() {
+        String::new()
+    } else {
+        format!(",\"pad\":\"{pad}\"")
+    };
+    format!(
+        "{{\"id\":{id},\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{{\"id\":\"s1\",\"job_id\":\"j1\",\"nonce\":\"0000000{id}\",\"result\":\"{}\"{pad}}}}}\n",
+        "ab".repeat(32)
+    )
+}
+
+/// The pool's OK to share `id`.
+fn ok(id: u32) -> String {
+    format!("{{\"id\":{id},\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{{\"status\":\"OK\"}}}}\n")
+}
+
 /// The pool's answer to it: session `s1`, job `j1` at target `b88d0600` (t = 0x068db8 = 429,496;
 /// (2^32 - 1) / 429,496 = 10,000 hashes a share, rest 7,295).
 const LOGIN_REPLY: &str = "{\"id\":1,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"id\":\"s1\",\"job\":{\"blob\":\"0707\",\"job_id\":\"j1\",\"target\":\"b88d0600\",\"algo\":\"rx/0\"},\"status\":\"OK\"}}\n";
+
+/// One Stratum flow in all, a monero one to `kp` (the miner's range), and XMRig's login counted
+/// once, with its coin and agent.
+fn assert_one_flow_to_kp_and_its_login(r: &Value) {
+    let to_kp = [("range", "kp"), ("direction", "to"), ("dialect", "monero")];
+    assert_eq!(total(r, "mining_sensor_stratum_flows_total", &to_kp), 1);
+    assert_eq!(total(r, "mining_sensor_stratum_flows_total", &[]), 1);
+    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
+    assert_eq!(total(r, "mining_sensor_miner_logins_total", &login), 1);
+    assert_eq!(total(r, "mining_sensor_miner_logins_total", &[]), 1);
+}
 
 fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
@@ -184,13 +214,8 @@ fn evasive_a_login_padded_past_the_window_replays_with_coin_and_agent() {
         Packet::tcp4(p, m, 3333, 51002, reply),
     ];
     let r = run("padded", packets);
-    let to_kp = [("range", "kp"), ("direction", "to"), ("dialect", "monero")];
-    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &to_kp), 1);
     // The reply's flow only: the padded call opened none.
-    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
-    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
-    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
-    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &[]), 1);
+    assert_one_flow_to_kp_and_its_login(&r);
 }
 
 /// XMRig's login padded with an unknown key of 3,500 bytes before `method`, sent over 3 segments
@@ -222,14 +247,9 @@ fn evasive_a_login_padded_over_three_segments_replays_with_coin_and_agent() {
     let mut packets: Vec<Packet> = a.into_iter().zip(b).flat_map(|(x, y)| [x, y]).collect();
     packets.push(Packet::tcp4(p, m, 3333, 51004, reply));
     let r = run("padded3", packets);
-    let to_kp = [("range", "kp"), ("direction", "to"), ("dialect", "monero")];
-    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &to_kp), 1);
-    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
     // The reply only: no segment of either padded message is a Stratum packet.
     assert_eq!(total(&r, "mining_sensor_stratum_packets_total", &[]), 1);
-    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
-    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
-    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &[]), 1);
+    assert_one_flow_to_kp_and_its_login(&r);
 }
 
 /// Stratum V2 on a pool port: the 64-byte hello, the 234-byte answer, then four 62-byte client
@@ -271,17 +291,7 @@ fn evasive_stratum_in_fragmented_websocket_messages_replays_with_its_shares() {
     let (m, p) = (ip(MINER), ip(POOL));
     let login = xmrig_login("");
     let reply = LOGIN_REPLY;
-    let submit = |id: u32| {
-        format!(
-            "{{\"id\":{id},\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{{\"id\":\"s1\",\"job_id\":\"j1\",\"nonce\":\"0000000{id}\",\"result\":\"{}\"}}}}\n",
-            "ab".repeat(32)
-        )
-    };
-    let ok = |id: u32| {
-        format!(
-            "{{\"id\":{id},\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{{\"status\":\"OK\"}}}}\n"
-        )
-    };
+    let submit = |id: u32| xmrig_submit(id, "");
     // The frames of `msg` in 8-byte fragments, the client's masked (a key a frame).
     let frames = |msg: &str, masked: bool| -> Vec<Vec<u8>> {
         let parts: Vec<&[u8]> = msg.as_bytes().chunks(8).collect();
@@ -381,13 +391,8 @@ fn evasive_a_padded_websocket_login_whose_rests_look_like_tls_or_frames_replays_
         &test_support::websocket_frame(LOGIN_REPLY.as_bytes(), None),
     ));
     let r = run("wsframe4", packets);
-    let to_kp = [("range", "kp"), ("direction", "to"), ("dialect", "monero")];
-    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &to_kp), 1);
-    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
     assert_eq!(total(&r, "mining_sensor_stratum_packets_total", &[]), 1);
-    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
-    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
-    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &[]), 1);
+    assert_one_flow_to_kp_and_its_login(&r);
 }
 
 /// A known flow in WebSocket frames to 443 (XMRig's login, the pool's reply at 10,000 hashes a
@@ -402,23 +407,7 @@ fn evasive_a_padded_websocket_login_whose_rests_look_like_tls_or_frames_replays_
 #[test]
 fn evasive_a_padded_submit_in_one_websocket_frame_on_a_known_flow_counts_its_share() {
     let (m, p) = (ip(MINER), ip(POOL));
-    let submit = |id: u32, pad: &str| {
-        let pad = if pad.is_empty() {
-            String::new()
-        } else {
-            format!(",\"pad\":\"{pad}\"")
-        };
-        format!(
-            "{{\"id\":{id},\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{{\"id\":\"s1\",\"job_id\":\"j1\",\"nonce\":\"0000000{id}\",\"result\":\"{}\"{pad}}}}}\n",
-            "ab".repeat(32)
-        )
-    };
-    let ok = |id: u32| {
-        format!(
-            "{{\"id\":{id},\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{{\"status\":\"OK\"}}}}\n"
-        )
-    };
-    let padded = submit(2, &"x".repeat(3000));
+    let padded = xmrig_submit(2, &"x".repeat(3000));
     let pad_at = padded.find("xxx").unwrap();
     assert!(pad_at < 992 && 1993 < pad_at + 3000);
     let big = test_support::websocket_frame(padded.as_bytes(), Some([0x6e, 0xf2, 0x21, 0x3d]));
@@ -452,7 +441,7 @@ fn evasive_a_padded_submit_in_one_websocket_frame_on_a_known_flow_counts_its_sha
     );
     send(
         true,
-        &test_support::websocket_frame(submit(3, "").as_bytes(), key),
+        &test_support::websocket_frame(xmrig_submit(3, "").as_bytes(), key),
     );
     send(
         false,
@@ -506,10 +495,5 @@ fn evasive_a_padded_login_in_one_websocket_frame_over_three_segments_replays_wit
         &test_support::websocket_frame(reply, None),
     ));
     let r = run("wsframe3", packets);
-    let to_kp = [("range", "kp"), ("direction", "to"), ("dialect", "monero")];
-    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &to_kp), 1);
-    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
-    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
-    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
-    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &[]), 1);
+    assert_one_flow_to_kp_and_its_login(&r);
 }
