@@ -2,7 +2,8 @@
 //! at the points the input's first byte picks: compressed messages (permessage-deflate): no
 //! panic, what comes out is text (UTF-8 without a NUL byte, a line per message), no message
 //! inflates past its bound, and the inflaters stay within theirs; messages sent in several
-//! frames (`fragments`): no panic, no joined message past its bound, the open ones within theirs.
+//! frames (`fragments`): no panic, no joined message past its bound, the open ones within theirs;
+//! compressed messages joined from fragments inflate to text, or to nothing.
 #![no_main]
 
 use std::{
@@ -29,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
     let step = (cuts as usize % 64 + 1) * 17;
     let mut seq = [1u32, 1u32];
     let mut f = Fragments::default();
+    let mut joined = Inflaters::default();
     for (n, seg) in data.chunks(step).enumerate() {
         let d = n % 2;
         let dir = if d == 0 { (a, 40000, b, 8181) } else { (b, 8181, a, 40000) };
@@ -42,11 +44,24 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         assert!(f.bytes() <= 2 * (fragments::MAX_MESSAGE_BYTES + seg.len()));
+        // A compressed message joined from fragments: at most the joined bound, inflated (a
+        // second set of inflaters, so that the segments' own stay as they were) to text.
+        for m in f.take_deflated() {
+            assert!(m.data.len() <= fragments::MAX_MESSAGE_BYTES + seg.len());
+            let len = m.data.len();
+            let out = joined.joined(dir, m.span, m.data, at).map(|mut o| {
+                o.push(b'\n');
+                o
+            });
+            check(out, &vec![0; len + 2]);
+        }
         seq[d] = seq[d].wrapping_add(seg.len() as u32);
     }
     check(i.messages((a, 40001, b, 8181), 7, data, cuts & 1 == 0, t), data);
-    assert!(i.held() <= MAX_DIRECTIONS);
-    assert_eq!(i.bytes(), i.held() * INFLATER_BYTES);
+    for i in [&i, &joined] {
+        assert!(i.held() <= MAX_DIRECTIONS);
+        assert_eq!(i.bytes(), i.held() * INFLATER_BYTES);
+    }
 });
 
 fn check(out: Option<Vec<u8>>, input: &[u8]) {

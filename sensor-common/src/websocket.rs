@@ -15,6 +15,13 @@ pub const TEXT_FIN: u8 = 0x81;
 /// message of the direction in order (the agent's `inspect::deflate`).
 pub const DEFLATED_TEXT_FIN: u8 = 0xc1;
 
+/// The first byte of the first frame of a compressed message sent in several frames (RSV1,
+/// opcode 1, no FIN: RFC 7692 sets RSV1 on a message's first frame only): its continuations are
+/// plain fragments (`is_fragment`), and the message's DEFLATE data is their payloads joined. It is
+/// `A` (0x41), printable: the program takes it for one only where a plain segment opening with it
+/// would not be scanned (a flow not known to be Stratum).
+pub const DEFLATED_TEXT: u8 = 0x41;
+
 /// The longest frame header: 2 bytes, an 8-byte extended length and a 4-byte mask key.
 pub const MAX_HEADER: usize = 14;
 

@@ -469,7 +469,15 @@ fn tcp<const COMPAT: bool>(
         return Ok(candidate || inspect_budget() > 0);
     }
     if !opens && joined == 0 && (!recent_stratum(key) || flow_unknown(key)) {
-        return Ok(candidate);
+        // The first frame of a compressed message sent in several frames opens with `A`: on a
+        // flow not known to be Stratum that involves a watched range, a pool address or a pool
+        // port, it goes to deep inspection as a fragment does, whole in the segment (on a known
+        // flow a segment opening with it is a candidate below, as any continuation).
+        let handed = first == websocket::DEFLATED_TEXT
+            && plain
+            && (shaped || pool_port(sport))
+            && websocket_handed(ctx.ctx, payload as u64, plen as u64, first as u64) != 0;
+        return Ok(candidate || (inspect_budget() > 0 && handed));
     }
 
     let (n, whole) = if joined != 0 {
@@ -583,7 +591,8 @@ fn websocket_frame(
 
 /// Whether a segment that opens with a compressed text frame, a control frame or a fragment
 /// (`first`) goes to deep inspection on a flow of a watched range, a pool address or a pool port:
-/// a compressed frame; a fragment whole in the segment; a control frame before either. A global
+/// a compressed frame; a fragment whole in the segment (a compressed message's first,
+/// `websocket::DEFLATED_TEXT`, too); a control frame before any of them. A global
 /// function: verified once, not once for every path that reaches it.
 #[unsafe(no_mangle)]
 #[inline(never)]
@@ -599,7 +608,7 @@ pub extern "C" fn websocket_handed(
         plen as usize & 0xffff,
         first as u8,
     );
-    let handed = if websocket::is_fragment(first) {
+    let handed = if websocket::is_fragment(first) || first == websocket::DEFLATED_TEXT {
         frame_end(&ctx, payload, plen).is_some_and(|e| e <= plen as u64)
     } else {
         first == DEFLATED
@@ -607,8 +616,11 @@ pub extern "C" fn websocket_handed(
                 && websocket::control_len(first, byte(&ctx, payload + 1).unwrap_or(0)).is_some_and(
                     |c| {
                         c < plen
-                            && byte(&ctx, payload + c)
-                                .is_ok_and(|b| b == DEFLATED || websocket::is_fragment(b))
+                            && byte(&ctx, payload + c).is_ok_and(|b| {
+                                b == DEFLATED
+                                    || b == websocket::DEFLATED_TEXT
+                                    || websocket::is_fragment(b)
+                            })
                     },
                 ))
     };

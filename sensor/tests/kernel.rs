@@ -2305,6 +2305,51 @@ fn fragmented_websocket_messages_go_to_deep_inspection() {
     assert!(s.k.flows().unwrap().is_empty());
 }
 
+/// The first frame of a compressed message sent in several frames (`41`: RSV1, text, no FIN;
+/// `websocket::DEFLATED_TEXT`) is a candidate as a fragment is, whole in its segment, or behind a
+/// control frame, on a flow of a watched range, a pool address or a pool port that is not known
+/// to be Stratum; it counts no Stratum packet. Between two unwatched endpoints on another port,
+/// or cut by the segment's end: nothing. On a known plaintext Stratum flow a segment opening
+/// with `A` is a continuation and is scanned as before: a message after its line end counts.
+#[test]
+fn a_compressed_message_in_several_frames_goes_to_deep_inspection() {
+    use sensor_common::{Stat, websocket::DEFLATED_TEXT};
+    let mut s = Sensor::with(&format!("[inspect]\ncapture_mode = \"inline\"\n{CONFIG}"));
+    // Raw DEFLATE's start as Python's zlib writes it (`2a c9 28 ...`), masked.
+    let mut first = test_support::websocket_frame(
+        &[0x2a, 0xc9, 0x28, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff],
+        Some([0x37, 0xfa, 0x21, 0x3d]),
+    );
+    first[0] = DEFLATED_TEXT;
+    let (miner, server) = (ip("192.0.2.20"), ip("198.51.100.50")); // miner in range c only
+    let (x, y) = (ip("198.51.100.7"), ip("198.51.100.8")); // in no range
+    // The watched miner's to 443; a pong before one from a pool port between unwatched
+    // endpoints: 2 candidates.
+    s.run(&Packet::tcp4(miner, server, 48210, 443, &first).build());
+    let pong = [0x8a, 0x84, 1, 2, 3, 4, 0x70, 0x6f, 0x6e, 0x67];
+    let behind = [pong.as_slice(), &first].concat();
+    s.run(&Packet::tcp4(y, x, 3333, 48211, &behind).build());
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 2);
+    // Not handed: on 8080 between unwatched endpoints, alone or behind the pong; cut by the
+    // segment's end.
+    s.run(&Packet::tcp4(x, y, 48212, 8080, &first).build());
+    s.run(&Packet::tcp4(x, y, 48212, 8080, &behind).build());
+    s.run(&Packet::tcp4(miner, server, 48213, 443, &first[..first.len() - 1]).build());
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 2);
+    assert_eq!(s.all_stratum(), 0);
+    assert!(s.k.flows().unwrap().is_empty());
+    // A known flow (the login: 1 Stratum packet, a candidate), then a segment opening with `A`
+    // that ends a message and holds a whole submit after its line end: scanned, 1 Stratum
+    // packet more, and a candidate as any continuation on a known flow.
+    s.run(&Packet::tcp4(miner, server, 48214, 3333, &xmrig_login()).build());
+    let rest = [b"AAAA\"}}\n".as_slice(), SUBMIT].concat();
+    s.run(&Packet::tcp4(miner, server, 48214, 3333, &rest).build());
+    assert_eq!(s.stratum(C, DIR_FROM, MONERO), 2);
+    assert_eq!(s.all_stratum(), 2);
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 4);
+    assert_eq!(s.k.read_samples().unwrap().len(), 4);
+}
+
 /// A padded login in one masked WebSocket frame over three segments (a 16-bit length, 8 bytes of
 /// header): the first segment's window holds no marker and the frame runs past the segment, so
 /// the segment is a candidate and the flow's next segments in sequence are handed over too,

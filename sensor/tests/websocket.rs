@@ -10,14 +10,15 @@
 //!  evm0 198.18.22.2/24  <--->  evv0 198.18.22.1/24   [forwarding]   evv1 198.18.23.1/24  <--->  evp0 198.18.23.2/24
 //! ```
 //!
-//! Four times: with compression off on both ends (the framing and the masking), and with the
+//! Five times: with compression off on both ends (the framing and the masking), and with the
 //! library's default permessage-deflate (RFC 7692, context takeover both ways: the kernel hands
 //! the compressed frames over, deep inspection inflates each direction in order and opens the
 //! flow, README "Reshaped messages"). And uncompressed with every message sent in frames of 8
 //! characters (RFC 6455 fragmentation: deep inspection joins them, `inspect::fragments`). And
 //! uncompressed with every message that has parameters padded past three segments (a frame's
-//! rest in the next segments, masked, with no header). The compressed, fragmented and padded runs
-//! also hold a false-positive trap: a WebSocket chat of JSON that
+//! rest in the next segments, masked, with no header). And compressed with every message sent
+//! in frames of 8 characters (joined, then inflated). All but the first also hold a
+//! false-positive trap: a WebSocket chat of JSON that
 //! is not mining, sent the same way, from the miner's address to a chat server in the pool's
 //! namespace, which must count nothing.
 //!
@@ -47,8 +48,9 @@ const CHAT: u64 = 12;
 const CHAT_PORT: u16 = 8282;
 
 /// Both ends; COMPRESSION is `deflate` (the library's default), `none`, `fragments` (none,
-/// and every message sent in frames of 8 characters), or `padded` (none, and every message with
-/// parameters padded by 3,000 bytes after them). `server HOST PORT
+/// and every message sent in frames of 8 characters), `padded` (none, and every message with
+/// parameters padded by 3,000 bytes after them), or `deflate-fragments` (the default
+/// compression, and every message sent in frames of 8 characters). `server HOST PORT
 /// TARGET COMPRESSION`: answers each text message as a pool (a login with a job at TARGET, a
 /// submit with OK) until the client closes. `client URI SHARES COMPRESSION`: XMRig's login,
 /// then SHARES submits, each waited for; prints `shares N` (the answers that said OK).
@@ -65,7 +67,7 @@ WALLET = "48edfHu7V9Z84YzzMa6fUueoELZ9ZRXq9VetWzYGzKt52XU5xvqgzYnDK9URnRoJMk1j8n
 PING = 0.2
 
 def compression(arg):
-    return "deflate" if arg == "deflate" else None
+    return "deflate" if arg in ("deflate", "deflate-fragments") else None
 
 # `fragments`: every message in frames of 8 characters (a text frame without FIN, continuations,
 # an empty last one with FIN: how the library sends an iterable), no frame a whole message.
@@ -78,7 +80,7 @@ async def send(ws, comp, text):
         msg = json.loads(text)
         msg["params"]["pad"] = "x" * PAD
         text = json.dumps(msg, separators=(",", ":")) + "\n"
-    if comp == "fragments":
+    if comp in ("fragments", "deflate-fragments"):
         await ws.send([text[i:i + 8] for i in range(0, len(text), 8)])
     else:
         await ws.send(text)
@@ -210,8 +212,18 @@ fn stratum_in_padded_websocket_frames_over_segments_counts_exactly() {
     session("evwp", "padded");
 }
 
-/// The session with COMPRESSION `none`, `deflate`, `fragments` or `padded` (with the chat beside
-/// it but for `none`), in namespaces named from `prefix`.
+/// The same session with permessage-deflate and every message of both ends sent in frames of 8
+/// characters: the library compresses each frame's text in the direction's one stream, RSV1 on a
+/// message's first frame only (`41`), continuations plain (`00`, `80`). The program hands the
+/// first frames over (`websocket::DEFLATED_TEXT`) and the continuations as fragments; deep
+/// inspection joins each message and inflates it in its place in the stream.
+#[test]
+fn stratum_in_compressed_websocket_messages_in_several_frames_counts_exactly() {
+    session("evwd", "deflate-fragments");
+}
+
+/// The session with COMPRESSION `none`, `deflate`, `fragments`, `padded` or `deflate-fragments`
+/// (with the chat beside it but for `none`), in namespaces named from `prefix`.
 fn session(prefix: &str, compression: &str) {
     let t = Line::new(
         prefix,
@@ -316,7 +328,11 @@ fn session(prefix: &str, compression: &str) {
     // Compressed: the session's two directions hold an inflater each (43 KiB, 44,032 bytes, each:
     // 88,064), the chat's none (each direction gave up after 8 messages without Stratum); none
     // evicted. Uncompressed: none.
-    let inflaters = if compression == "deflate" { 2 } else { 0 };
+    let inflaters = if compression.starts_with("deflate") {
+        2
+    } else {
+        0
+    };
     let exported = |name: &str| -> f64 {
         m.iter()
             .filter(|((n, _), _)| n == name)

@@ -26,8 +26,10 @@
 //!   this reader cannot read past) leaves the stream wrong: what its direction's later messages
 //!   inflate to is not what was sent (no JSON, or a failure, which loses the direction). A
 //!   retransmission (before the direction's next sequence number) is skipped.
-//! - A message cut by its segment's end (longer than a segment, or than a copy's sample) or split
-//!   over several frames cannot be inflated whole: the direction's state is lost.
+//! - A message cut by its segment's end (longer than a segment, or than a copy's sample) cannot
+//!   be inflated whole: the direction's state is lost. A message split over several frames (its
+//!   first `DEFLATED_TEXT`, RSV1 without FIN, then continuations) is joined by
+//!   `inspect::fragments` and inflated here once whole (`joined`), in its place in the stream.
 //! - Bounded: at most [`MAX_MESSAGE_BYTES`] inflated a message (more: the direction is dropped),
 //!   [`MAX_DIRECTIONS`] inflaters in all (the least recently used is evicted beyond, counted),
 //!   each dropped after [`MAX_AGE`] unused, and a direction that inflated
@@ -193,6 +195,22 @@ impl Inflaters {
             at = end;
         }
         (!out.is_empty()).then_some(out)
+    }
+
+    /// A compressed message of `dir` joined from its fragments (`inspect::fragments`), whose
+    /// frames span `span`: inflated after the direction's earlier messages, as one in a frame.
+    pub fn joined(
+        &mut self,
+        dir: Direction,
+        span: (u32, u32),
+        mut data: Vec<u8>,
+        now: Instant,
+    ) -> Option<Vec<u8>> {
+        if self.given_up.contains(&dir) {
+            return None;
+        }
+        data.extend_from_slice(&SYNC_TAIL);
+        self.inflate(dir, span, &data, now)
     }
 
     /// Inflates one message (its payload with the sync tail) of `dir` whose frame runs from

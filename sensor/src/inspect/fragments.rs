@@ -22,8 +22,10 @@
 //!   or a continuation with no message open, drops what was open: the message is not read (a
 //!   retransmission, before the sequence number that continues the message, is skipped).
 //! - A whole text frame between fragments (which RFC 6455 forbids) is read as its own message.
-//! - Compressed fragments (permessage-deflate) are not joined: the direction's open message is
-//!   dropped (`inspect::deflate` reads compressed messages of one frame).
+//! - A compressed message's fragments (permessage-deflate: its first frame `DEFLATED_TEXT`, RSV1
+//!   without FIN, then plain continuations) are joined the same way; the whole message goes to
+//!   the direction's inflater (`take_deflated`, `inspect::deflate`), not out as text. A
+//!   compressed message in one frame is `inspect::deflate`'s alone.
 //! - Bounded: at most [`MAX_MESSAGE_BYTES`] a message (more: dropped), [`MAX_DIRECTIONS`] open
 //!   messages in all (the least recently used is dropped beyond, counted in `evicted`), and one not
 //!   continued within [`MAX_AGE`] is dropped. Their bytes and evictions are exported with the
@@ -34,7 +36,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sensor_common::websocket::{TEXT_FIN, is_fragment};
+use sensor_common::websocket::{DEFLATED_TEXT, TEXT_FIN, is_fragment};
 
 use super::{
     stream::Direction,
@@ -59,6 +61,18 @@ struct Open {
     used: Instant,
     /// The frame the last segment's end cut, whose rest opens the next segment.
     cut: Option<Cut>,
+    /// A compressed message's (its first frame `DEFLATED_TEXT`): its bytes are DEFLATE data.
+    compressed: bool,
+    /// The sequence number of its first frame.
+    from_seq: u32,
+}
+
+/// A compressed message joined from its fragments, for the direction's inflater: its payloads
+/// (DEFLATE data, unmasked, without the sync flush's last four bytes) and the sequence numbers
+/// its frames span.
+pub struct Deflated {
+    pub span: (u32, u32),
+    pub data: Vec<u8>,
 }
 
 /// A frame cut by its segment's end: its mask key, the payload bytes seen (the key's phase), the
@@ -74,8 +88,21 @@ struct Cut {
 #[derive(Default)]
 pub struct Fragments {
     open: HashMap<Direction, Open>,
+    /// Compressed messages joined by the last `messages` call, to be inflated in order.
+    deflated: Vec<Deflated>,
     /// Open messages dropped to stay within [`MAX_DIRECTIONS`].
     pub evicted: u64,
+}
+
+/// Whether `b0` opens a fragment: an uncompressed message's (`is_fragment`) or a compressed
+/// message's first frame.
+fn fragment(b0: u8) -> bool {
+    is_fragment(b0) || b0 == DEFLATED_TEXT
+}
+
+/// A frame this joins: any but a compressed message in one frame (`inspect::deflate` reads those).
+fn joinable(h: &sensor_common::websocket::Header, b0: u8) -> bool {
+    !h.compressed || b0 == DEFLATED_TEXT
 }
 
 /// Whether deep inspection reads `payload` here rather than as whole frames: it holds a fragment
@@ -89,14 +116,14 @@ pub fn spans(payload: &[u8], whole: bool) -> bool {
             at += n;
             continue;
         }
-        let Some(h) = frame_at(payload, at).filter(|h| !h.compressed) else {
+        let Some(h) = frame_at(payload, at).filter(|h| joinable(h, payload[at])) else {
             return false;
         };
         let end = ((at + h.len) as u64).saturating_add(h.payload);
         if end > payload.len() as u64 {
             return whole;
         }
-        if is_fragment(payload[at]) {
+        if fragment(payload[at]) {
             return true;
         }
         at = end as usize;
@@ -174,7 +201,7 @@ impl Fragments {
                 at += n;
                 continue;
             }
-            let Some(h) = frame_at(payload, at).filter(|h| !h.compressed) else {
+            let Some(h) = frame_at(payload, at).filter(|h| joinable(h, payload[at])) else {
                 // Compressed, or no frame: nothing after it can be continued.
                 self.open.remove(&dir);
                 break;
@@ -203,7 +230,10 @@ impl Fragments {
                     out.extend(data);
                     out.push(b'\n');
                 }
-                TEXT_FIN | 0x01 => self.start(dir, data.collect(), after, cut, now),
+                TEXT_FIN | 0x01 | DEFLATED_TEXT => {
+                    let compressed = payload[at] == DEFLATED_TEXT;
+                    self.start(dir, data.collect(), (here, after), cut, compressed, now)
+                }
                 // A continuation: joined when it follows the open message's last fragment.
                 b0 => match self
                     .open
@@ -236,13 +266,15 @@ impl Fragments {
         (!out.is_empty()).then_some(out)
     }
 
-    /// Opens `dir`'s message with its first bytes.
+    /// Opens `dir`'s message with its first bytes, from its first frame's sequence number to the
+    /// one after them.
     fn start(
         &mut self,
         dir: Direction,
         bytes: Vec<u8>,
-        next_seq: u32,
+        (from_seq, next_seq): (u32, u32),
         cut: Option<Cut>,
+        compressed: bool,
         now: Instant,
     ) {
         if !self.open.contains_key(&dir) && self.open.len() >= MAX_DIRECTIONS {
@@ -255,15 +287,30 @@ impl Fragments {
                 next_seq,
                 used: now,
                 cut,
+                compressed,
+                from_seq,
             },
         );
     }
 
-    /// Ends `dir`'s message: its bytes and a line end onto `out`.
+    /// The compressed messages joined by the last `messages` call, in order.
+    pub fn take_deflated(&mut self) -> Vec<Deflated> {
+        std::mem::take(&mut self.deflated)
+    }
+
+    /// Ends `dir`'s message: its bytes and a line end onto `out`, or, compressed, onto the
+    /// messages to inflate.
     fn finish(&mut self, dir: &Direction, out: &mut Vec<u8>) {
-        if let Some(o) = self.open.remove(dir) {
-            out.extend_from_slice(&o.bytes);
-            out.push(b'\n');
+        match self.open.remove(dir) {
+            Some(o) if o.compressed => self.deflated.push(Deflated {
+                span: (o.from_seq, o.next_seq),
+                data: o.bytes,
+            }),
+            Some(o) => {
+                out.extend_from_slice(&o.bytes);
+                out.push(b'\n');
+            }
+            None => {}
         }
     }
 
@@ -403,18 +450,33 @@ mod tests {
             f.messages(DIR, seq, &frame(0x80, b"", None), true, now),
             None
         );
-        // A frame cut by a capture (the segment not captured whole) drops what was open; a
-        // compressed fragment too.
+        // A frame cut by a capture (the segment not captured whole) drops what was open.
         let mut f = Fragments::default();
         assert_eq!(f.messages(DIR, 100, &first, true, now), None);
         let cut = &last[..last.len() - 1];
         assert!(!spans(cut, false));
         assert_eq!(f.messages(DIR, after, cut, false, now), None);
         assert_eq!(f.bytes(), 0);
+        assert!(!spans_whole(&frame(0x81, LOGIN, None)));
+        // A compressed message's first frame (`41`) is joined with its continuations; the
+        // message goes to the inflater, not out as text: its bytes, and the sequence numbers
+        // from its first frame's header (100) to after its last frame.
         let mut compressed = frame(0x01, &LOGIN[..9], None);
         compressed[0] = 0x41;
-        assert!(!spans_whole(&compressed));
-        assert!(!spans_whole(&frame(0x81, LOGIN, None)));
+        assert!(spans_whole(&compressed));
+        assert_eq!(f.messages(DIR, 100, &compressed, true, now), None);
+        let end = frame(0x80, &LOGIN[9..12], None);
+        let at = 100 + compressed.len() as u32;
+        assert_eq!(f.messages(DIR, at, &end, true, now), None);
+        let d = f.take_deflated();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].span, (100, at + end.len() as u32));
+        assert_eq!(d[0].data, LOGIN[..12].to_vec());
+        assert!(f.take_deflated().is_empty());
+        // A compressed message in one frame is not joined here (`inspect::deflate` reads it).
+        let mut whole = frame(0x81, LOGIN, None);
+        whole[0] = 0xc1;
+        assert!(!spans_whole(&whole));
     }
 
     #[test]

@@ -421,7 +421,20 @@ impl Inspector {
         let joined = continued || (tcp && !inflated && fragments::spans(t.payload, t.whole));
         // A message split over segments is read whole once its last segment is here.
         let data = if joined {
-            let m = self.fragments.messages(dir, t.seq, t.payload, t.whole, now);
+            let mut m = self.fragments.messages(dir, t.seq, t.payload, t.whole, now);
+            // Compressed messages joined from their fragments: inflated in their direction's
+            // stream.
+            let deflated = self.fragments.take_deflated();
+            if !deflated.is_empty() {
+                for d in deflated {
+                    if let Some(text) = self.inflaters.joined(dir, d.span, d.data, now) {
+                        let out = m.get_or_insert_with(Vec::new);
+                        out.extend_from_slice(&text);
+                        out.push(b'\n');
+                    }
+                }
+                self.publish_inflaters();
+            }
             self.publish_streams();
             match m {
                 Some(m) => std::borrow::Cow::Owned(m),
@@ -526,7 +539,8 @@ impl Inspector {
         if (inflated || split || joined)
             && let Some(m) = messages.first()
         {
-            if inflated {
+            // (Joined fragments may have been a compressed message.)
+            if inflated || joined {
                 self.inflaters.confirm(dir);
             }
             self.open_flow(id, &t, m.dialect, src_ranges, dst_ranges, wall, &range_name);

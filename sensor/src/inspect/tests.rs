@@ -762,96 +762,173 @@ impl OpenFlows for Table {
     }
 }
 
-/// The same session compressed with permessage-deflate (context takeover both ways, each
-/// direction one DEFLATE stream as Python's `websockets` keeps it): inflated per direction and
-/// read as plain Stratum; the kernel could not see it, so the flow is opened here, once, in the
-/// flow table and in `stratum_flows_total`. A flow the table already holds (the kernel counted
-/// it) is not counted again.
-#[test]
-fn a_compressed_websocket_session_opens_its_flow_once() {
-    use flate2::{Compress, Compression, FlushCompress};
+/// The frames of `m`, compressed in the direction's stream `c` as Python's `websockets` sends it
+/// (permessage-deflate, context takeover): its text cut into `parts` pieces, each compressed and
+/// sync-flushed, the flush's last four bytes left off the last; one frame `c1`, or several, the
+/// first `41` (RSV1, no FIN), continuations `00`, the last `80`. Masked with `key` when given.
+fn deflated_frames(
+    c: &mut flate2::Compress,
+    m: &str,
+    parts: usize,
+    key: Option<[u8; 4]>,
+) -> Vec<Vec<u8>> {
+    let text = m.as_bytes();
+    let pieces: Vec<&[u8]> = text.chunks(text.len().div_ceil(parts)).collect();
+    let n = pieces.len();
+    pieces
+        .into_iter()
+        .enumerate()
+        .map(|(i, piece)| {
+            let mut out = Vec::with_capacity(piece.len() + 64);
+            c.compress_vec(piece, &mut out, flate2::FlushCompress::Sync)
+                .unwrap();
+            if i + 1 == n {
+                assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+                out.truncate(out.len() - 4);
+            }
+            let mut f = test_support::websocket_frame(&out, key);
+            f[0] = match (i, n) {
+                (0, 1) => sensor_common::websocket::DEFLATED_TEXT_FIN,
+                (0, _) => sensor_common::websocket::DEFLATED_TEXT,
+                (i, n) if i + 1 == n => 0x80,
+                _ => 0x00,
+            };
+            f
+        })
+        .collect()
+}
+
+/// A compressed WebSocket session between a miner in range `kp` (198.18.0.1:40000) and a pool
+/// (203.0.113.9:443), each direction one DEFLATE stream: XMRig's login, the pool's reply at target
+/// b88d0600 (10,000 hashes a share), two submits and their OKs, each message in the number of
+/// frames `parts` gives it, each frame a segment. Returns the session, its flow table and the login
+/// lines.
+fn compressed_session(parts: [usize; 6]) -> (Session, Table, Vec<LoginLine>) {
+    use flate2::{Compress, Compression};
     let mut s = Session::new(Duration::from_secs(3600));
     let table = Table::default();
     s.i.open_flows_in(table.clone());
     let (miner, pool) = ([198, 18, 0, 1].into(), [203, 0, 113, 9].into());
-    let ranges = |a: IpAddr| u64::from(a == IpAddr::from([198, 18, 0, 1]));
-    let name = |id: usize| (id == 0).then(|| "kp".to_string());
-    let (mut up_z, mut down_z) = (
+    let mut z = [
         Compress::new(Compression::default(), false),
         Compress::new(Compression::default(), false),
-    );
-    let deflate = |c: &mut Compress, m: &str, key| {
-        let mut out = Vec::with_capacity(m.len() + 64);
-        c.compress_vec(m.as_bytes(), &mut out, FlushCompress::Sync)
-            .unwrap();
-        out.truncate(out.len() - 4);
-        let mut f = test_support::websocket_frame(&out, key);
-        f[0] = sensor_common::websocket::DEFLATED_TEXT_FIN;
-        f
-    };
-    let key = Some([0x37, 0xfa, 0x21, 0x3d]);
-    let login = format!(
-        r#"{{"id":1,"jsonrpc":"2.0","method":"login","params":{{"login":"{WALLET}","pass":"x","agent":"XMRig/6.16.0"}}}}"#
-    );
-    let reply = r#"{"id":1,"jsonrpc":"2.0","error":null,"result":{"id":"s1","job":{"blob":"0707","job_id":"j1","target":"b88d0600"},"status":"OK"}}"#;
+    ];
     let ok2 = r#"{"id":2,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#;
     let ok3 = r#"{"id":3,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#;
     let now = s.t0 + Duration::from_secs(1);
     let mut lines = Vec::new();
-    let (mut up_seq, mut down_seq) = (1000u32, 5000u32);
-    for (up, m) in [
-        (true, login.clone()),
-        (false, reply.to_string()),
-        (true, monero_submit(2)),
-        (false, ok2.to_string()),
-        (true, monero_submit(3)),
-        (false, ok3.to_string()),
-    ] {
-        let f = if up {
-            let bytes = deflate(&mut up_z, &m, key);
-            let f = Packet::tcp4(miner, pool, 40000, 443, &bytes).tcp_seq(up_seq);
-            up_seq += bytes.len() as u32;
-            f.build()
-        } else {
-            let bytes = deflate(&mut down_z, &m, None);
-            let f = Packet::tcp4(pool, miner, 443, 40000, &bytes).tcp_seq(down_seq);
-            down_seq += bytes.len() as u32;
-            f.build()
-        };
-        lines.extend(s.i.frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name));
+    let mut seq = [1000u32, 5000u32];
+    let messages = [
+        compressed_login(),
+        COMPRESSED_REPLY.to_string(),
+        monero_submit(2),
+        ok2.to_string(),
+        monero_submit(3),
+        ok3.to_string(),
+    ];
+    for (k, (m, parts)) in messages.iter().zip(parts).enumerate() {
+        let up = k % 2 == 0;
+        let d = usize::from(!up);
+        let fs = deflated_frames(&mut z[d], m, parts, up.then_some(MINER_KEY));
+        assert_eq!(fs.len(), parts);
+        for bytes in fs {
+            let f = if up {
+                Packet::tcp4(miner, pool, 40000, 443, &bytes)
+            } else {
+                Packet::tcp4(pool, miner, 443, 40000, &bytes)
+            };
+            let f = f.tcp_seq(seq[d]).build();
+            seq[d] += bytes.len() as u32;
+            lines.extend(s.i.frame(
+                &f,
+                "copy",
+                "eth0",
+                now,
+                SystemTime::now(),
+                kp_ranges,
+                kp_name,
+            ));
+        }
     }
+    (s, table, lines)
+}
+
+const MINER_KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+const COMPRESSED_REPLY: &str = r#"{"id":1,"jsonrpc":"2.0","error":null,"result":{"id":"s1","job":{"blob":"0707","job_id":"j1","target":"b88d0600"},"status":"OK"}}"#;
+
+fn compressed_login() -> String {
+    format!(
+        r#"{{"id":1,"jsonrpc":"2.0","method":"login","params":{{"login":"{WALLET}","pass":"x","agent":"XMRig/6.16.0"}}}}"#
+    )
+}
+
+/// Range `kp` (id 0) is 198.18.0.1 alone.
+fn kp_ranges(a: IpAddr) -> u64 {
+    u64::from(a == IpAddr::from([198, 18, 0, 1]))
+}
+
+fn kp_name(id: usize) -> Option<String> {
+    (id == 0).then(|| "kp".to_string())
+}
+
+/// What a compressed session's login, shares and flow count: the login once with coin and agent,
+/// two shares at the login job's target b88d0600 (2 x 10,000 hashes), the flow once (the miner,
+/// range kp, id 0, its source: `from`; in the table with range bit 0 and dialect monero, 0), and
+/// both directions' inflaters held (2 x 44,032 bytes).
+fn assert_compressed_session_counted(s: &Session, table: &Table, lines: &[LoginLine]) {
     assert_eq!(lines.len(), 1);
     assert_eq!((lines[0].coin, lines[0].agent), ("monero", "xmrig"));
-    // Two shares at the login job's target b88d0600: 2 x 10,000 hashes.
     assert!(s.has(r#"mining_sensor_shares_total{coin="monero",range="kp",result="accepted"} 2"#));
     assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 20000"#));
-    // The flow, once: the miner (range kp, id 0) its source, `from`; in the table with range
-    // bit 0 and dialect monero (0).
     assert!(s.has(
         r#"mining_sensor_stratum_flows_total{dialect="monero",direction="from",range="kp"} 1"#
     ));
     let opened = table.0.lock().unwrap().clone();
     assert_eq!(opened.len(), 1);
     assert_eq!((opened[0].1, opened[0].2), (1, 0));
+    assert!(s.has("mining_sensor_inflate_bytes 88064"));
+}
+
+/// The session compressed with permessage-deflate, each message one frame: inflated per
+/// direction and read as plain Stratum; the kernel could not see it, so the flow is opened here,
+/// once, in the flow table and in `stratum_flows_total`. A flow the table already holds (the
+/// kernel counted it) is not counted again.
+#[test]
+fn a_compressed_websocket_session_opens_its_flow_once() {
+    use flate2::{Compress, Compression};
+    let (mut s, table, lines) = compressed_session([1; 6]);
+    assert_compressed_session_counted(&s, &table, &lines);
+    let opened = table.0.lock().unwrap().clone();
     // 198.18.0.1 before 203.0.113.9: the miner is the key's lower endpoint.
     assert_eq!((opened[0].0.port_lo, opened[0].0.port_hi), (40000, 443));
     // Touched at each later Stratum message: the login reply (its `result.job.blob`) and the
     // two submits, 3; the two `OK` replies are no Stratum message.
     assert_eq!(table.1.load(std::sync::atomic::Ordering::Relaxed), 3);
-    // The session's two inflaters: 2 x 44,032 bytes.
-    assert!(s.has("mining_sensor_inflate_bytes 88064"));
 
     // Another flow the table already holds (the kernel found it first): its login counts, the
     // flow is not counted again.
+    let (miner, pool) = (
+        std::net::Ipv4Addr::new(198, 18, 0, 1),
+        std::net::Ipv4Addr::new(203, 0, 113, 9),
+    );
     table.0.lock().unwrap().push((
         crate::bpf::opened::tcp_flow_key((miner.into(), 40001), (pool.into(), 443)),
         1,
         0,
     ));
     let mut c = Compress::new(Compression::default(), false);
-    let f = Packet::tcp4(miner, pool, 40001, 443, &deflate(&mut c, &login, key)).build();
-    let lines =
-        s.i.frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name);
+    let login = deflated_frames(&mut c, &compressed_login(), 1, Some(MINER_KEY));
+    let f = Packet::tcp4(miner, pool, 40001, 443, &login[0]).build();
+    let now = s.t0 + Duration::from_secs(1);
+    let lines = s.i.frame(
+        &f,
+        "copy",
+        "eth0",
+        now,
+        SystemTime::now(),
+        kp_ranges,
+        kp_name,
+    );
     assert_eq!(table.0.lock().unwrap().len(), 2);
     assert!(s.has(
         r#"mining_sensor_stratum_flows_total{dialect="monero",direction="from",range="kp"} 1"#
@@ -859,6 +936,17 @@ fn a_compressed_websocket_session_opens_its_flow_once() {
     // Its login names its coin by the wallet (a Monero address): counted at once.
     assert_eq!(lines.len(), 1);
     assert!(s.has(r#"mining_sensor_miner_logins_total{agent="xmrig",coin="monero",range="kp"} 2"#));
+}
+
+/// Compressed messages sent in several frames, as the `websockets` library sends a message
+/// given as an iterable: the login in three fragments, a submit in two, the other in one frame
+/// (`c1`), the pool's answers in one each. The fragments are joined and inflated in their place
+/// in the stream: the same counts as the session in single frames, and no message left open.
+#[test]
+fn compressed_messages_in_several_frames_are_joined_and_inflated_in_order() {
+    let (s, table, lines) = compressed_session([3, 1, 2, 1, 1, 1]);
+    assert_compressed_session_counted(&s, &table, &lines);
+    assert!(s.has("mining_sensor_reassembly_bytes 0"));
 }
 
 /// Ethereum getwork over HTTP POST (ethminer's `http://` scheme, Go clients): the requests' and
