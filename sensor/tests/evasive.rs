@@ -340,27 +340,77 @@ fn evasive_stratum_in_fragmented_websocket_messages_replays_with_its_shares() {
         }
     }
     let r = run("fragments", packets);
+    assert_session_opened_by_the_agent(&r);
+}
+
+/// A session the kernel read nothing of, whose flow the agent opened: one monero flow from `kp`,
+/// no Stratum packet, XMRig's login with its coin and agent, and both shares accepted at the login
+/// reply's target `b88d0600`: 2 x 10,000 = 20,000 hashes.
+fn assert_session_opened_by_the_agent(r: &Value) {
     let kp = [
         ("range", "kp"),
         ("direction", "from"),
         ("dialect", "monero"),
     ];
-    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &kp), 1);
-    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
-    assert_eq!(total(&r, "mining_sensor_stratum_packets_total", &[]), 0);
+    assert_eq!(total(r, "mining_sensor_stratum_flows_total", &kp), 1);
+    assert_eq!(total(r, "mining_sensor_stratum_flows_total", &[]), 1);
+    assert_eq!(total(r, "mining_sensor_stratum_packets_total", &[]), 0);
     let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
-    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
+    assert_eq!(total(r, "mining_sensor_miner_logins_total", &login), 1);
     let accepted = [("range", "kp"), ("coin", "monero"), ("result", "accepted")];
-    assert_eq!(total(&r, "mining_sensor_shares_total", &accepted), 2);
-    assert_eq!(total(&r, "mining_sensor_shares_total", &[]), 2);
+    assert_eq!(total(r, "mining_sensor_shares_total", &accepted), 2);
+    assert_eq!(total(r, "mining_sensor_shares_total", &[]), 2);
     assert_eq!(
         total(
-            &r,
+            r,
             "mining_sensor_share_hashes_total",
             &[("range", "kp"), ("coin", "monero")]
         ),
         20_000
     );
+}
+
+/// XMRig's session in WebSocket frames to 443 compressed with permessage-deflate (each direction
+/// one DEFLATE stream, context takeover), its messages sent in several frames as the `websockets`
+/// library sends an iterable (`test_support::deflated_frames`: a first frame `41`, RSV1 without
+/// FIN, then continuations): the login in three, each submit in two, the pool's answers in one
+/// frame each (`c1`); each frame a segment. The kernel hands the frames over unread; deep
+/// inspection joins each message and inflates it in its place in the stream: the same counts as
+/// the uncompressed fragments above.
+#[test]
+fn evasive_compressed_websocket_messages_in_several_frames_replay_with_their_shares() {
+    use flate2::{Compress, Compression};
+    let (m, p) = (ip(MINER), ip(POOL));
+    let mut z = [
+        Compress::new(Compression::default(), false),
+        Compress::new(Compression::default(), false),
+    ];
+    let messages = [
+        (xmrig_login(""), 3),
+        (LOGIN_REPLY.to_string(), 1),
+        (xmrig_submit(2, ""), 2),
+        (ok(2), 1),
+        (xmrig_submit(3, ""), 2),
+        (ok(3), 1),
+    ];
+    let (mut packets, mut seq) = (Vec::new(), [1000u32, 5000u32]);
+    for (k, (msg, parts)) in messages.iter().enumerate() {
+        let d = k % 2;
+        let key = (d == 0).then_some([0x37, 0xfa, 0x21, 0x3d]);
+        let frames = test_support::deflated_frames(&mut z[d], msg.as_bytes(), *parts, key);
+        assert_eq!(frames.len(), *parts);
+        for f in frames {
+            let pkt = if d == 0 {
+                Packet::tcp4(m, p, 51014, 443, &f)
+            } else {
+                Packet::tcp4(p, m, 443, 51014, &f)
+            };
+            packets.push(pkt.tcp_seq(seq[d]));
+            seq[d] += f.len() as u32;
+        }
+    }
+    let r = run("deflated", packets);
+    assert_session_opened_by_the_agent(&r);
 }
 
 /// The same padded login in one masked WebSocket frame over four segments, its key chosen so that

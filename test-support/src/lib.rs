@@ -440,6 +440,43 @@ pub fn websocket_frame(message: &[u8], key: Option<[u8; 4]>) -> Vec<u8> {
     f
 }
 
+/// The frames of message `m` compressed with permessage-deflate (RFC 7692) in its direction's
+/// stream `c` (context takeover), as Python's `websockets` sends it: the text cut into `parts`
+/// pieces, each compressed and sync-flushed, the flush's last four bytes (`00 00 ff ff`) left off
+/// the last piece only. One piece is one frame, `c1` (FIN, RSV1, text); several are a first frame
+/// `41` (RSV1, text, no FIN: RSV1 is set on a message's first frame only), continuations `00`
+/// and a last `80`. Masked with `key` when given.
+pub fn deflated_frames(
+    c: &mut flate2::Compress,
+    m: &[u8],
+    parts: usize,
+    key: Option<[u8; 4]>,
+) -> Vec<Vec<u8>> {
+    let pieces: Vec<&[u8]> = m.chunks(m.len().div_ceil(parts)).collect();
+    let n = pieces.len();
+    pieces
+        .into_iter()
+        .enumerate()
+        .map(|(i, piece)| {
+            let mut out = Vec::with_capacity(piece.len() + 64);
+            c.compress_vec(piece, &mut out, flate2::FlushCompress::Sync)
+                .expect("DEFLATE into a vector");
+            if i + 1 == n {
+                assert!(out.ends_with(&[0, 0, 0xff, 0xff]), "a sync flush's tail");
+                out.truncate(out.len() - 4);
+            }
+            let mut f = websocket_frame(&out, key);
+            f[0] = match (i, n) {
+                (0, 1) => 0xc1,
+                (0, _) => 0x41,
+                (i, n) if i + 1 == n => 0x80,
+                _ => 0x00,
+            };
+            f
+        })
+        .collect()
+}
+
 fn l4_pseudo_tail(proto: u8, len: usize) -> Vec<u8> {
     let mut v = vec![0, proto];
     v.extend_from_slice(&(len as u16).to_be_bytes());

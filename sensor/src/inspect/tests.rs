@@ -762,42 +762,6 @@ impl OpenFlows for Table {
     }
 }
 
-/// The frames of `m`, compressed in the direction's stream `c` as Python's `websockets` sends it
-/// (permessage-deflate, context takeover): its text cut into `parts` pieces, each compressed and
-/// sync-flushed, the flush's last four bytes left off the last; one frame `c1`, or several, the
-/// first `41` (RSV1, no FIN), continuations `00`, the last `80`. Masked with `key` when given.
-fn deflated_frames(
-    c: &mut flate2::Compress,
-    m: &str,
-    parts: usize,
-    key: Option<[u8; 4]>,
-) -> Vec<Vec<u8>> {
-    let text = m.as_bytes();
-    let pieces: Vec<&[u8]> = text.chunks(text.len().div_ceil(parts)).collect();
-    let n = pieces.len();
-    pieces
-        .into_iter()
-        .enumerate()
-        .map(|(i, piece)| {
-            let mut out = Vec::with_capacity(piece.len() + 64);
-            c.compress_vec(piece, &mut out, flate2::FlushCompress::Sync)
-                .unwrap();
-            if i + 1 == n {
-                assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
-                out.truncate(out.len() - 4);
-            }
-            let mut f = test_support::websocket_frame(&out, key);
-            f[0] = match (i, n) {
-                (0, 1) => sensor_common::websocket::DEFLATED_TEXT_FIN,
-                (0, _) => sensor_common::websocket::DEFLATED_TEXT,
-                (i, n) if i + 1 == n => 0x80,
-                _ => 0x00,
-            };
-            f
-        })
-        .collect()
-}
-
 /// A compressed WebSocket session between a miner in range `kp` (198.18.0.1:40000) and a pool
 /// (203.0.113.9:443), each direction one DEFLATE stream: XMRig's login, the pool's reply at target
 /// b88d0600 (10,000 hashes a share), two submits and their OKs, each message in the number of
@@ -829,7 +793,8 @@ fn compressed_session(parts: [usize; 6]) -> (Session, Table, Vec<LoginLine>) {
     for (k, (m, parts)) in messages.iter().zip(parts).enumerate() {
         let up = k % 2 == 0;
         let d = usize::from(!up);
-        let fs = deflated_frames(&mut z[d], m, parts, up.then_some(MINER_KEY));
+        let fs =
+            test_support::deflated_frames(&mut z[d], m.as_bytes(), parts, up.then_some(MINER_KEY));
         assert_eq!(fs.len(), parts);
         for bytes in fs {
             let f = if up {
@@ -917,7 +882,8 @@ fn a_compressed_websocket_session_opens_its_flow_once() {
         0,
     ));
     let mut c = Compress::new(Compression::default(), false);
-    let login = deflated_frames(&mut c, &compressed_login(), 1, Some(MINER_KEY));
+    let login =
+        test_support::deflated_frames(&mut c, compressed_login().as_bytes(), 1, Some(MINER_KEY));
     let f = Packet::tcp4(miner, pool, 40001, 443, &login[0]).build();
     let now = s.t0 + Duration::from_secs(1);
     let lines = s.i.frame(
