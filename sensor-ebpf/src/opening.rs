@@ -173,8 +173,9 @@ pub extern "C" fn opening_follow_start(next_seq: u64, from_lo: u64, frame_rest: 
 /// Whether the segment with sequence number `seq` from the key's lower endpoint (`from_lo`),
 /// ending at `next_seq`, is one SCRATCH's key's `OPENING_FOLLOW` entry waits for: then the entry
 /// moves past it (removed after its last segment, or once a frame's rest ends in it) and 1 is
-/// returned. An entry this segment does not continue (a gap, a retransmission, stale, or, but for
-/// a frame's rest, its flow now known) is removed; one from the other endpoint stays.
+/// returned. An entry this segment does not continue (a gap, stale, or, but for a frame's rest,
+/// its flow now known) is removed; a retransmission of a segment before it leaves it waiting, and
+/// one from the other endpoint stays.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn opening_follow(seq: u64, from_lo: u64, next_seq: u64) -> u64 {
@@ -193,9 +194,17 @@ pub extern "C" fn opening_follow(seq: u64, from_lo: u64, next_seq: u64) -> u64 {
         return 0;
     }
     let now = now();
-    // Out of sequence or stale; or the flow became known (the pool's reply opened it), whose
-    // segments are scanned and handed over as any Stratum flow's. A frame's rest is followed to
-    // its end whatever the flow's state: its bytes are known to be the frame's.
+    // A segment resent (one before the segment awaited: a retransmission on a lossy link) is not
+    // handed over again, deep inspection has it; the entry waits on.
+    if ((seq as u32).wrapping_sub(o.next_seq) as i32) < 0
+        && now.saturating_sub(o.at_ns) <= OPENING_MAX_AGE_NS
+    {
+        return 0;
+    }
+    // Out of sequence (past the segment awaited: one was missed) or stale; or the flow became
+    // known (the pool's reply opened it), whose segments are scanned and handed over as any
+    // Stratum flow's. A frame's rest is followed to its end whatever the flow's state: its bytes
+    // are known to be the frame's.
     if o.next_seq as u64 != seq
         || now.saturating_sub(o.at_ns) > OPENING_MAX_AGE_NS
         || (o.skip == 0 && !flow_unknown(key))

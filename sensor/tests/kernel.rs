@@ -2354,7 +2354,8 @@ fn a_compressed_message_in_several_frames_goes_to_deep_inspection() {
 /// header): the first segment's window holds no marker and the frame runs past the segment, so
 /// the segment is a candidate and the flow's next segments in sequence are handed over too,
 /// though they open with no frame header: the second with a masked byte that is not printable,
-/// the third with one that is. A segment out of sequence is not, nor anything after it; between
+/// the third with one that is. A segment past the one awaited is not, nor anything after it; a
+/// resent one (before it) is not handed over again, and the segments after it still are; between
 /// two unwatched endpoints on another port, the second is not (it opens with a byte that is not
 /// printable: not read there), so the third is out of sequence for the flow's entry.
 #[test]
@@ -2385,14 +2386,20 @@ fn a_websocket_frame_over_segments_is_handed_over_whole() {
         s.run(&seg(miner, server, 48301, 443, at, to));
     }
     assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 4);
+    // Another, its second segment resent before the third: the resent copy is not handed over
+    // again (deep inspection has it), and the third still is: 3 more.
+    for (at, to) in [(0, 1001), (1001, 2002), (1001, 2002), (2002, end)] {
+        s.run(&seg(miner, server, 48303, 443, at, to));
+    }
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 7);
     // Between unwatched endpoints on 8080: the first only (a JSON message past the window, as
     // on any flow).
     let (x, y) = (ip("198.51.100.7"), ip("198.51.100.8"));
     for (at, to) in [(0, 1001), (1001, 2002), (2002, end)] {
         s.run(&seg(x, y, 48302, 8080, at, to));
     }
-    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 5);
-    assert_eq!(s.k.read_samples().unwrap().len(), 5);
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 8);
+    assert_eq!(s.k.read_samples().unwrap().len(), 8);
     assert_eq!(s.all_stratum(), 0);
     assert!(s.k.flows().unwrap().is_empty());
 }
