@@ -102,6 +102,14 @@ pub const fn is_fragment(b0: u8) -> bool {
     matches!(b0, 0x00 | 0x01 | 0x80)
 }
 
+/// Whether `b0` opens a fragment of any message sent in several frames: an uncompressed one's
+/// (`is_fragment`) or the first frame of a compressed one (`DEFLATED_TEXT`). Where a segment
+/// opening with `A` is plain text that the program scans, `is_fragment` alone applies.
+#[inline(always)]
+pub const fn opens_fragment(b0: u8) -> bool {
+    is_fragment(b0) || b0 == DEFLATED_TEXT
+}
+
 /// Whether `b0` opens a control frame: FIN, no RSV bit, opcode 8 (close), 9 (ping) or 10 (pong).
 #[inline(always)]
 pub const fn is_control(b0: u8) -> bool {

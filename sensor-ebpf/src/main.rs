@@ -381,7 +381,7 @@ fn tcp<const COMPAT: bool>(
     // without FIN, continuation frames: `websocket::is_fragment`) is joined by deep inspection
     // too (`inspect::fragments`): a segment that opens with such a frame, whole in it, or with a
     // control frame before one, goes on the same flows.
-    if first == DEFLATED || websocket::is_control(first) || websocket::is_fragment(first) {
+    if websocket_branch(first) {
         let handed = (shaped || pool_port(sport))
             && websocket_handed(ctx.ctx, payload as u64, plen as u64, first as u64) != 0;
         return Ok(candidate || (inspect_budget() > 0 && handed));
@@ -608,7 +608,7 @@ pub extern "C" fn websocket_handed(
         plen as usize & 0xffff,
         first as u8,
     );
-    let handed = if websocket::is_fragment(first) || first == websocket::DEFLATED_TEXT {
+    let handed = if websocket::opens_fragment(first) {
         frame_end(&ctx, payload, plen).is_some_and(|e| e <= plen as u64)
     } else {
         first == DEFLATED
@@ -616,11 +616,8 @@ pub extern "C" fn websocket_handed(
                 && websocket::control_len(first, byte(&ctx, payload + 1).unwrap_or(0)).is_some_and(
                     |c| {
                         c < plen
-                            && byte(&ctx, payload + c).is_ok_and(|b| {
-                                b == DEFLATED
-                                    || b == websocket::DEFLATED_TEXT
-                                    || websocket::is_fragment(b)
-                            })
+                            && byte(&ctx, payload + c)
+                                .is_ok_and(|b| b == DEFLATED || websocket::opens_fragment(b))
                     },
                 ))
     };
@@ -641,17 +638,19 @@ pub extern "C" fn frame_rest(ctx: *mut aya_ebpf::bindings::xdp_md, payload: u64,
     frame_end(&ctx, payload, plen).map_or(0, |e| e.saturating_sub(plen as u64))
 }
 
+/// Whether a segment's first byte sends it down `tcp`'s WebSocket hand-over branch: a compressed
+/// text frame, a control frame or a fragment (`websocket_handed` decides there).
+#[inline(always)]
+fn websocket_branch(first: u8) -> bool {
+    first == DEFLATED || websocket::is_control(first) || websocket::is_fragment(first)
+}
+
 /// Whether a segment's first byte is one that a branch of `tcp` before the follow check takes as
-/// its own: a TLS handshake or application-data record's type (22, 23) or a WebSocket frame's
-/// first byte (a text frame, compressed or not, a control frame, a fragment).
+/// its own: a TLS handshake or application-data record's type (22, 23), a text frame's, or one
+/// of the WebSocket hand-over branch's.
 #[inline(always)]
 fn taken_before_follow(first: u8) -> bool {
-    first == 22
-        || first == 23
-        || first == websocket::TEXT_FIN
-        || first == DEFLATED
-        || websocket::is_control(first)
-        || websocket::is_fragment(first)
+    first == 22 || first == 23 || first == websocket::TEXT_FIN || websocket_branch(first)
 }
 
 /// Whether the segment at `payload` opens with a TLS record's header: a handshake or

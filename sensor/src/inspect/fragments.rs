@@ -36,7 +36,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sensor_common::websocket::{DEFLATED_TEXT, TEXT_FIN, is_fragment};
+use sensor_common::websocket::{DEFLATED_TEXT, TEXT_FIN, opens_fragment};
 
 use super::{
     stream::Direction,
@@ -94,19 +94,13 @@ pub struct Fragments {
     pub evicted: u64,
 }
 
-/// Whether `b0` opens a fragment: an uncompressed message's (`is_fragment`) or a compressed
-/// message's first frame.
-fn fragment(b0: u8) -> bool {
-    is_fragment(b0) || b0 == DEFLATED_TEXT
-}
-
 /// A frame this joins: any but a compressed message in one frame (`inspect::deflate` reads those).
 fn joinable(h: &sensor_common::websocket::Header, b0: u8) -> bool {
     !h.compressed || b0 == DEFLATED_TEXT
 }
 
 /// Whether deep inspection reads `payload` here rather than as whole frames: it holds a fragment
-/// of a message (`is_fragment`) whole, or (captured `whole`) ends inside a text or continuation
+/// of a message (`opens_fragment`) whole, or (captured `whole`) ends inside a text or continuation
 /// frame, first or behind control frames and whole text frames. A segment a capture cut short is
 /// read as before (its cut message repaired where it can be).
 pub fn spans(payload: &[u8], whole: bool) -> bool {
@@ -123,7 +117,7 @@ pub fn spans(payload: &[u8], whole: bool) -> bool {
         if end > payload.len() as u64 {
             return whole;
         }
-        if fragment(payload[at]) {
+        if opens_fragment(payload[at]) {
             return true;
         }
         at = end as usize;

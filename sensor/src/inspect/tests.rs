@@ -106,11 +106,17 @@ impl Session {
         } else {
             Packet::tcp4(pool, miner, 3333, 40000, payload.as_bytes()).build()
         };
+        self.feed(&f, at)
+    }
+
+    /// Inspects one frame at `at` seconds, range `kp` being 198.18.0.1 alone (id 0); the login
+    /// lines it gave.
+    fn feed(&mut self, f: &[u8], at: u64) -> Vec<LoginLine> {
         let ranges = |a: IpAddr| u64::from(a == IpAddr::from([198, 18, 0, 1]));
         let name = |id: usize| (id == 0).then(|| "kp".to_string());
         let now = self.t0 + Duration::from_secs(at);
         self.i
-            .frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name)
+            .frame(f, "copy", "eth0", now, SystemTime::now(), ranges, name)
     }
 
     fn expire(&mut self, at: u64) {
@@ -122,20 +128,20 @@ impl Session {
     }
 }
 
+/// XMRig's login with a Monero wallet.
+fn monero_login_json() -> String {
+    format!(
+        r#"{{"id":1,"jsonrpc":"2.0","method":"login","params":{{"login":"{WALLET}","pass":"x","agent":"XMRig/6.16.0"}}}}"#
+    )
+}
+
+/// The pool's reply to it: job `j1` at target b88d0600, 10,000 hashes a share (difficulty.rs
+/// works it out).
+const MONERO_LOGIN_REPLY: &str = r#"{"id":1,"jsonrpc":"2.0","error":null,"result":{"id":"s1","job":{"blob":"0707","job_id":"j1","target":"b88d0600"},"status":"OK"}}"#;
+
 fn monero_login(s: &mut Session) {
-    s.send(
-        true,
-        &format!(
-            r#"{{"id":1,"jsonrpc":"2.0","method":"login","params":{{"login":"{WALLET}","pass":"x","agent":"XMRig/6.16.0"}}}}"#
-        ),
-        0,
-    );
-    // Target b88d0600: 10,000 hashes a share (difficulty.rs works it out).
-    s.send(
-        false,
-        r#"{"id":1,"jsonrpc":"2.0","error":null,"result":{"id":"s1","job":{"blob":"0707","job_id":"j1","target":"b88d0600"},"status":"OK"}}"#,
-        0,
-    );
+    s.send(true, &monero_login_json(), 0);
+    s.send(false, MONERO_LOGIN_REPLY, 0);
 }
 
 fn monero_submit(id: u32) -> String {
@@ -473,11 +479,7 @@ fn an_account_login_takes_the_coin_its_session_shows() {
         0,
     );
     assert!(lines.is_empty());
-    let lines = s.send(
-        false,
-        r#"{"id":1,"jsonrpc":"2.0","error":null,"result":{"id":"s1","job":{"blob":"0707","job_id":"j1","target":"b88d0600"},"status":"OK"}}"#,
-        1,
-    );
+    let lines = s.send(false, MONERO_LOGIN_REPLY, 1);
     assert_eq!(lines.len(), 1);
     assert_eq!(
         (lines[0].coin, lines[0].agent, lines[0].dialect),
@@ -702,20 +704,13 @@ fn a_share_split_over_two_segments_counts_once() {
 fn a_session_inside_websocket_frames_counts_as_plain_stratum() {
     let mut s = Session::new(Duration::from_secs(3600));
     let (miner, pool) = ([198, 18, 0, 1].into(), [203, 0, 113, 9].into());
-    let ranges = |a: IpAddr| u64::from(a == IpAddr::from([198, 18, 0, 1]));
-    let name = |id: usize| (id == 0).then(|| "kp".to_string());
     let frame = |m: &str, key| test_support::websocket_frame(m.as_bytes(), key);
-    let key = Some([0x37, 0xfa, 0x21, 0x3d]);
-    let login = format!(
-        r#"{{"id":1,"jsonrpc":"2.0","method":"login","params":{{"login":"{WALLET}","pass":"x","agent":"XMRig/6.16.0"}}}}"#
-    );
-    let reply = r#"{"id":1,"jsonrpc":"2.0","error":null,"result":{"id":"s1","job":{"blob":"0707","job_id":"j1","target":"b88d0600"},"status":"OK"}}"#;
+    let key = Some(MINER_KEY);
     let ok = r#"{"id":2,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#;
-    let now = s.t0 + Duration::from_secs(1);
     let mut lines = Vec::new();
     for (up, bytes) in [
-        (true, frame(&login, key)),
-        (false, frame(reply, None)),
+        (true, frame(&monero_login_json(), key)),
+        (false, frame(MONERO_LOGIN_REPLY, None)),
         (true, frame(&monero_submit(2), key)),
         (false, frame(ok, None)),
     ] {
@@ -724,7 +719,7 @@ fn a_session_inside_websocket_frames_counts_as_plain_stratum() {
         } else {
             Packet::tcp4(pool, miner, 443, 40000, &bytes).build()
         };
-        lines.extend(s.i.frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name));
+        lines.extend(s.feed(&f, 1));
     }
     assert_eq!(lines.len(), 1);
     assert_eq!((lines[0].coin, lines[0].agent), ("monero", "xmrig"));
@@ -779,12 +774,11 @@ fn compressed_session(parts: [usize; 6]) -> (Session, Table, Vec<LoginLine>) {
     ];
     let ok2 = r#"{"id":2,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#;
     let ok3 = r#"{"id":3,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#;
-    let now = s.t0 + Duration::from_secs(1);
     let mut lines = Vec::new();
     let mut seq = [1000u32, 5000u32];
     let messages = [
-        compressed_login(),
-        COMPRESSED_REPLY.to_string(),
+        monero_login_json(),
+        MONERO_LOGIN_REPLY.to_string(),
         monero_submit(2),
         ok2.to_string(),
         monero_submit(3),
@@ -804,37 +798,13 @@ fn compressed_session(parts: [usize; 6]) -> (Session, Table, Vec<LoginLine>) {
             };
             let f = f.tcp_seq(seq[d]).build();
             seq[d] += bytes.len() as u32;
-            lines.extend(s.i.frame(
-                &f,
-                "copy",
-                "eth0",
-                now,
-                SystemTime::now(),
-                kp_ranges,
-                kp_name,
-            ));
+            lines.extend(s.feed(&f, 1));
         }
     }
     (s, table, lines)
 }
 
 const MINER_KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-const COMPRESSED_REPLY: &str = r#"{"id":1,"jsonrpc":"2.0","error":null,"result":{"id":"s1","job":{"blob":"0707","job_id":"j1","target":"b88d0600"},"status":"OK"}}"#;
-
-fn compressed_login() -> String {
-    format!(
-        r#"{{"id":1,"jsonrpc":"2.0","method":"login","params":{{"login":"{WALLET}","pass":"x","agent":"XMRig/6.16.0"}}}}"#
-    )
-}
-
-/// Range `kp` (id 0) is 198.18.0.1 alone.
-fn kp_ranges(a: IpAddr) -> u64 {
-    u64::from(a == IpAddr::from([198, 18, 0, 1]))
-}
-
-fn kp_name(id: usize) -> Option<String> {
-    (id == 0).then(|| "kp".to_string())
-}
 
 /// What a compressed session's login, shares and flow count: the login once with coin and agent,
 /// two shares at the login job's target b88d0600 (2 x 10,000 hashes), the flow once (the miner,
@@ -883,18 +853,9 @@ fn a_compressed_websocket_session_opens_its_flow_once() {
     ));
     let mut c = Compress::new(Compression::default(), false);
     let login =
-        test_support::deflated_frames(&mut c, compressed_login().as_bytes(), 1, Some(MINER_KEY));
+        test_support::deflated_frames(&mut c, monero_login_json().as_bytes(), 1, Some(MINER_KEY));
     let f = Packet::tcp4(miner, pool, 40001, 443, &login[0]).build();
-    let now = s.t0 + Duration::from_secs(1);
-    let lines = s.i.frame(
-        &f,
-        "copy",
-        "eth0",
-        now,
-        SystemTime::now(),
-        kp_ranges,
-        kp_name,
-    );
+    let lines = s.feed(&f, 1);
     assert_eq!(table.0.lock().unwrap().len(), 2);
     assert!(s.has(
         r#"mining_sensor_stratum_flows_total{dialect="monero",direction="from",range="kp"} 1"#
