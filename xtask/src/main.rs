@@ -547,28 +547,69 @@ fn cargo() -> Command {
     c
 }
 
-/// Runs `cmd`, echoing its output, and adds up the `test result:` lines of cargo's test runner.
-fn run_counting(mut cmd: Command, passed: &mut u64, failed: &mut u64) -> Result<bool> {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
-    let out = child.stdout.take().expect("piped");
-    for line in BufReader::new(out).lines() {
-        let line = line?;
-        println!("{line}");
-        if let Some(rest) = line.strip_prefix("test result: ") {
-            for part in rest.split(';') {
-                let words: Vec<&str> = part.split_whitespace().collect();
-                match words.as_slice() {
-                    [.., n, "passed"] => *passed += n.parse::<u64>().unwrap_or(0),
-                    [n, "failed"] => *failed += n.parse::<u64>().unwrap_or(0),
-                    _ => {}
+/// What the test runs added up: counts, and each failed test's captured output (cargo's
+/// `---- NAME stdout ----` section), printed again at the end, where a CI log's tail shows it.
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+    failures: Vec<Vec<String>>,
+}
+
+/// Lines of one failed test's output printed again at the end (its last ones: the panic).
+const FAILURE_LINES: usize = 60;
+
+impl Tally {
+    /// Runs `cmd`, echoing its output, and adds up the `test result:` lines of cargo's test
+    /// runner, keeping each failed test's section.
+    fn run(&mut self, mut cmd: Command) -> Result<bool> {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot run {cmd:?}"))?;
+        let out = child.stdout.take().expect("piped");
+        let mut section: Option<Vec<String>> = None;
+        for line in BufReader::new(out).lines() {
+            let line = line?;
+            println!("{line}");
+            if line.starts_with("---- ") && line.ends_with(" ----") {
+                self.failures.extend(section.take());
+                section = Some(vec![line]);
+                continue;
+            }
+            if line == "failures:" || line.starts_with("test result: ") {
+                self.failures.extend(section.take());
+            } else if let Some(s) = section.as_mut() {
+                s.push(line.clone());
+            }
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                for part in rest.split(';') {
+                    let words: Vec<&str> = part.split_whitespace().collect();
+                    match words.as_slice() {
+                        [.., n, "passed"] => self.passed += n.parse::<u64>().unwrap_or(0),
+                        [n, "failed"] => self.failed += n.parse::<u64>().unwrap_or(0),
+                        _ => {}
+                    }
                 }
             }
         }
+        self.failures.extend(section);
+        Ok(child.wait()?.success())
     }
-    Ok(child.wait()?.success())
+
+    /// Each failed test's section again (its first line and its last FAILURE_LINES).
+    fn print_failures(&self) {
+        for s in &self.failures {
+            println!("xtask: failed: {}", s[0]);
+            let skip = s.len().saturating_sub(FAILURE_LINES + 1);
+            if skip > 0 {
+                println!("  ({skip} lines left out; the whole output is above)");
+            }
+            for line in &s[1 + skip..] {
+                println!("  {line}");
+            }
+        }
+    }
 }
 
 fn test(cargo_args: &[String]) -> Result<()> {
@@ -579,16 +620,23 @@ fn test(cargo_args: &[String]) -> Result<()> {
     }
     setup(true)?;
     let started = Instant::now();
-    let (mut passed, mut failed) = (0u64, 0u64);
+    let mut tally = Tally::default();
     let mut problems = Vec::new();
 
     step("cargo test --workspace (unit, BPF_PROG_TEST_RUN and namespace harness tests)");
     let mut t = cargo();
     // The kernel crate builds only for bpfel-unknown-none (it is exercised through
     // BPF_PROG_TEST_RUN by sensor/tests/kernel.rs).
-    t.args(["test", "--workspace", "--exclude", "sensor-ebpf"])
-        .args(cargo_args);
-    if !run_counting(t, &mut passed, &mut failed)? {
+    // Every test binary runs even when one fails, so one failure hides no other.
+    t.args([
+        "test",
+        "--no-fail-fast",
+        "--workspace",
+        "--exclude",
+        "sensor-ebpf",
+    ])
+    .args(cargo_args);
+    if !tally.run(t)? {
         problems.push("cargo test");
     }
 
@@ -597,7 +645,7 @@ fn test(cargo_args: &[String]) -> Result<()> {
     t.args(["test", "-p", "mining-sensor", "--test", "kernel"])
         .args(cargo_args)
         .env("MINING_SENSOR_TEST_VARIANT", "bpf_loop");
-    if !run_counting(t, &mut passed, &mut failed)? {
+    if !tally.run(t)? {
         problems.push("cargo test (bpf_loop build)");
     }
 
@@ -608,8 +656,8 @@ fn test(cargo_args: &[String]) -> Result<()> {
         d.arg(&check).current_dir(root());
         let (mut p, mut f) = (0, 0);
         let ok = run_deploy_check(d, &mut p, &mut f)?;
-        passed += p;
-        failed += f;
+        tally.passed += p;
+        tally.failed += f;
         if !ok {
             problems.push("deploy/check.sh");
         }
@@ -623,28 +671,29 @@ fn test(cargo_args: &[String]) -> Result<()> {
             match fuzz(target) {
                 Ok(()) => {
                     println!("fuzz {target}: ok");
-                    passed += 1;
+                    tally.passed += 1;
                 }
                 Err(e) => {
                     eprintln!("xtask: fuzz {target}: {e:#}");
-                    failed += 1;
+                    tally.failed += 1;
                     problems.push("fuzz");
                 }
             }
         }
         match lint() {
-            Ok(n) => passed += n,
+            Ok(n) => tally.passed += n,
             Err(e) => {
                 eprintln!("xtask: {e:#}");
-                failed += 1;
+                tally.failed += 1;
                 problems.push("lint");
             }
         }
     }
 
     println!("xtask: finished in {:.0}s", started.elapsed().as_secs_f64());
-    println!("{passed} passed, {failed} failed");
-    if !problems.is_empty() || failed > 0 {
+    tally.print_failures();
+    println!("{} passed, {} failed", tally.passed, tally.failed);
+    if !problems.is_empty() || tally.failed > 0 {
         bail!("failed: {}", problems.join(", "));
     }
     Ok(())
@@ -792,4 +841,53 @@ fn exec(bin: &Path, args: &[String]) -> Result<()> {
     use std::os::unix::process::CommandExt as _;
     let err = Command::new(bin).arg("run").args(args).exec();
     Err(anyhow!("cannot run {}: {err}", bin.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two binaries' output as libtest prints it, the second with a failed test: the counts of
+    /// both, and the failed test's section without libtest's lists around it.
+    #[test]
+    fn a_failed_tests_output_is_kept_and_both_runs_counted() {
+        let out = "running 2 tests\n\
+            test a ... ok\n\
+            test b ... ok\n\
+            \n\
+            test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s\n\
+            \n\
+            running 3 tests\n\
+            test c ... ok\n\
+            test d ... FAILED\n\
+            test e ... ok\n\
+            \n\
+            failures:\n\
+            \n\
+            ---- d stdout ----\n\
+            \n\
+            thread 'd' panicked at sensor/tests/d.rs:9:5:\n\
+            assertion `left == right` failed\n\
+            \n\
+            \n\
+            failures:\n    d\n\
+            \n\
+            test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.02s\n";
+        let mut cmd = Command::new("printf");
+        cmd.args(["%s", out]);
+        let mut tally = Tally::default();
+        assert!(tally.run(cmd).unwrap());
+        assert_eq!((tally.passed, tally.failed), (4, 1));
+        assert_eq!(
+            tally.failures,
+            [[
+                "---- d stdout ----",
+                "",
+                "thread 'd' panicked at sensor/tests/d.rs:9:5:",
+                "assertion `left == right` failed",
+                "",
+                "",
+            ]]
+        );
+    }
 }
