@@ -26,6 +26,11 @@
 //!   without FIN, then plain continuations) are joined the same way; the whole message goes to
 //!   the direction's inflater (`take_deflated`, `inspect::deflate`), not out as text. A
 //!   compressed message in one frame is `inspect::deflate`'s alone.
+//! - A segment sent again after its message was joined (TCP resends a segment whose
+//!   acknowledgement is late; the program hands it over as it did the first time) lies before
+//!   where its direction's last joined message ended, which is kept ([`Fragments::already_read`]):
+//!   it is not read again. Read as frames, a frame's masked middle can look like a run of frames
+//!   whose last runs past the segment, and its "rest" would swallow the next message.
 //! - Bounded: at most [`MAX_MESSAGE_BYTES`] a message (more: dropped), [`MAX_DIRECTIONS`] open
 //!   messages in all (the least recently used is dropped beyond, counted in `evicted`), and one not
 //!   continued within [`MAX_AGE`] is dropped. Their bytes and evictions are exported with the
@@ -49,6 +54,10 @@ pub const MAX_MESSAGE_BYTES: usize = sensor_common::websocket::MESSAGE_MAX;
 pub const MAX_DIRECTIONS: usize = 1_024;
 /// An open message not continued for this long is dropped.
 pub const MAX_AGE: Duration = Duration::from_secs(60);
+/// How far before where a direction's last joined message ended a segment may start and still be
+/// taken for one sent again; further back it is another connection's (the same addresses and
+/// ports, a new initial sequence number), read as any. A sender resends within its window.
+pub const RESENT_WINDOW: u32 = 1 << 20;
 /// Bytes of a direction's stream that may pass unseen between two fragments: four control frames
 /// of the largest size (`websocket::CONTROL_MAX`, 131 bytes).
 pub const MAX_GAP: u32 = 4 * sensor_common::websocket::CONTROL_MAX as u32;
@@ -85,9 +94,19 @@ struct Cut {
     fin: bool,
 }
 
+/// Where a direction's last joined message ended (the sequence number after its last frame), and
+/// when.
+struct Read {
+    seq: u32,
+    used: Instant,
+}
+
 #[derive(Default)]
 pub struct Fragments {
     open: HashMap<Direction, Open>,
+    /// Each direction's last joined message's end, kept as long as an open message would be, and
+    /// as many (the least recently joined dropped beyond).
+    read: HashMap<Direction, Read>,
     /// Compressed messages joined by the last `messages` call, to be inflated in order.
     deflated: Vec<Deflated>,
     /// Open messages dropped to stay within [`MAX_DIRECTIONS`].
@@ -141,6 +160,20 @@ impl Fragments {
         self.open
             .get(dir)
             .is_some_and(|o| o.cut.is_some() && o.next_seq == seq)
+    }
+
+    /// How many of the `len` bytes of a segment of `dir` at `seq` lie before where the
+    /// direction's last joined message ended, sent again: all when the segment lies wholly
+    /// before, none when it starts there or after (or more than [`RESENT_WINDOW`] before).
+    pub fn already_read(&self, dir: &Direction, seq: u32, len: usize) -> usize {
+        let Some(r) = self.read.get(dir) else {
+            return 0;
+        };
+        match r.seq.wrapping_sub(seq) {
+            0 => 0,
+            behind if behind <= RESENT_WINDOW => (behind as usize).min(len),
+            _ => 0,
+        }
     }
 
     /// The messages a segment of `dir` (sequence number `seq`, captured `whole`) completes, one a
@@ -293,18 +326,29 @@ impl Fragments {
     }
 
     /// Ends `dir`'s message: its bytes and a line end onto `out`, or, compressed, onto the
-    /// messages to inflate.
+    /// messages to inflate; where it ended is kept (`already_read`).
     fn finish(&mut self, dir: &Direction, out: &mut Vec<u8>) {
-        match self.open.remove(dir) {
-            Some(o) if o.compressed => self.deflated.push(Deflated {
+        let Some(o) = self.open.remove(dir) else {
+            return;
+        };
+        if !self.read.contains_key(dir) && self.read.len() >= MAX_DIRECTIONS {
+            super::stream::evict_oldest(&mut self.read, |r| r.used);
+        }
+        self.read.insert(
+            *dir,
+            Read {
+                seq: o.next_seq,
+                used: o.used,
+            },
+        );
+        if o.compressed {
+            self.deflated.push(Deflated {
                 span: (o.from_seq, o.next_seq),
                 data: o.bytes,
-            }),
-            Some(o) => {
-                out.extend_from_slice(&o.bytes);
-                out.push(b'\n');
-            }
-            None => {}
+            });
+        } else {
+            out.extend_from_slice(&o.bytes);
+            out.push(b'\n');
         }
     }
 
@@ -313,10 +357,12 @@ impl Fragments {
         self.open.values().map(|o| o.bytes.len()).sum()
     }
 
-    /// Drops open messages not continued within [`MAX_AGE`].
+    /// Drops open messages not continued within [`MAX_AGE`], and messages' ends kept as long.
     pub fn expire(&mut self, now: Instant) {
         self.open
             .retain(|_, o| now.saturating_duration_since(o.used) < MAX_AGE);
+        self.read
+            .retain(|_, r| now.saturating_duration_since(r.used) < MAX_AGE);
     }
 
     fn evict_oldest(&mut self) {
@@ -546,5 +592,54 @@ mod tests {
         let mut f = Fragments::default();
         assert_eq!(f.messages(DIR, 0, &huge[..1400], true, now), None);
         assert!(!f.continues(&DIR, 1400));
+    }
+
+    /// A padded message's frame over three segments at 7, 1,007 and 2,008: it ends at 7 + 8 +
+    /// 3,000 = 3,015. Segments resent from before that are read as far as it, no further.
+    #[test]
+    fn where_a_joined_message_ended_is_kept_for_segments_sent_again() {
+        let now = Instant::now();
+        let f3 = frame(0x81, &[b'x'; 3000], Some([0xbe, 0xf2, 0x21, 0x39]));
+        let (a, b, c) = (&f3[..1000], &f3[1000..2001], &f3[2001..]);
+        let mut f = Fragments::default();
+        assert_eq!(f.messages(DIR, 7, a, true, now), None);
+        assert_eq!(f.messages(DIR, 1007, b, true, now), None);
+        // Open, not ended: nothing is taken for sent again.
+        assert_eq!(f.already_read(&DIR, 7, 1000), 0);
+        assert_eq!(f.messages(DIR, 2008, c, true, now).unwrap().len(), 3001);
+        let end = 3015;
+        assert_eq!(end, 2008 + c.len() as u32);
+        // Each segment again, wholly before the end.
+        assert_eq!(f.already_read(&DIR, 2008, c.len()), c.len());
+        assert_eq!(f.already_read(&DIR, 7, 1000), 1000);
+        // Sent again with 10 new bytes after it: the 1,007 before the end.
+        assert_eq!(f.already_read(&DIR, 2008, c.len() + 10), 1007);
+        // From the end on, or the other direction: nothing.
+        assert_eq!(f.already_read(&DIR, end, 100), 0);
+        assert_eq!(f.already_read(&DIR, end + 5, 100), 0);
+        let back = (DIR.2, DIR.3, DIR.0, DIR.1);
+        assert_eq!(f.already_read(&back, 7, 1000), 0);
+        // A window back at most: further, another connection's numbers (and across the wrap).
+        assert_eq!(f.already_read(&DIR, end - RESENT_WINDOW, 10), 10);
+        assert_eq!(f.already_read(&DIR, end - RESENT_WINDOW - 1, 10), 0);
+        assert_eq!(f.already_read(&DIR, end.wrapping_sub(5000), 10), 10);
+        // Kept as long as an open message.
+        f.expire(now + MAX_AGE - Duration::from_millis(1));
+        assert_eq!(f.already_read(&DIR, 7, 1000), 1000);
+        f.expire(now + MAX_AGE);
+        assert_eq!(f.already_read(&DIR, 7, 1000), 0);
+        // And as many: the first of MAX_DIRECTIONS + 1 directions' ends is dropped.
+        let mut f = Fragments::default();
+        for port in 0..=MAX_DIRECTIONS as u16 {
+            let dir = (DIR.0, port, DIR.2, DIR.3);
+            let at = now + Duration::from_millis(port.into());
+            assert_eq!(f.messages(dir, 7, a, true, at), None);
+            assert_eq!(f.messages(dir, 1007, b, true, at), None);
+            assert!(f.messages(dir, 2008, c, true, at).is_some());
+        }
+        assert_eq!(f.read.len(), MAX_DIRECTIONS);
+        assert_eq!(f.already_read(&(DIR.0, 0, DIR.2, DIR.3), 7, 10), 0);
+        assert_eq!(f.already_read(&(DIR.0, 1, DIR.2, DIR.3), 7, 10), 10);
+        assert_eq!(f.evicted, 0, "no message was dropped");
     }
 }

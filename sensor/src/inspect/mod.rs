@@ -403,18 +403,25 @@ impl Inspector {
             .inspected_packets
             .with_label_values(&[path])
             .inc();
-        let Some(t) = frame::transport(bytes) else {
+        let Some(mut t) = frame::transport(bytes) else {
             return self.late_logins();
         };
+        let dir = (t.src, t.sport, t.dst, t.dport);
+        let tcp = t.proto == IPPROTO_TCP;
+        // Bytes sent again from before where the direction's last joined WebSocket message
+        // ended: read once (a frame's masked middle read as frames could swallow what follows).
+        if tcp {
+            let n = self.fragments.already_read(&dir, t.seq, t.payload.len());
+            t.payload = &t.payload[n..];
+            t.seq = t.seq.wrapping_add(n as u32);
+        }
         if t.payload.is_empty() {
             return self.late_logins();
         }
-        // Compressed WebSocket messages: inflated with their direction's earlier ones.
-        let dir = (t.src, t.sport, t.dst, t.dport);
         // The rest of a WebSocket frame the previous segment's end cut (no header: only the
         // sequence number tells).
-        let tcp = t.proto == IPPROTO_TCP;
         let continued = tcp && self.fragments.continues(&dir, t.seq);
+        // Compressed WebSocket messages: inflated with their direction's earlier ones.
         let inflated = tcp && !continued && deflate::compressed(t.payload);
         // WebSocket messages that span frames or segments: joined with their direction's
         // earlier bytes.
