@@ -556,7 +556,8 @@ struct Tally {
     failures: Vec<Vec<String>>,
 }
 
-/// Lines of one failed test's output printed again at the end (its last ones: the panic).
+/// Lines of one failed test's output printed again at the end (its last ones before a backtrace:
+/// the panic).
 const FAILURE_LINES: usize = 60;
 
 impl Tally {
@@ -597,15 +598,20 @@ impl Tally {
         Ok(child.wait()?.success())
     }
 
-    /// Each failed test's section again (its first line and its last FAILURE_LINES).
+    /// Each failed test's section again: its first line and the last FAILURE_LINES before its
+    /// panic's backtrace (the backtrace is in the output above).
     fn print_failures(&self) {
         for s in &self.failures {
             println!("xtask: failed: {}", s[0]);
-            let skip = s.len().saturating_sub(FAILURE_LINES + 1);
+            let end = s
+                .iter()
+                .position(|l| l.starts_with("stack backtrace:"))
+                .unwrap_or(s.len());
+            let skip = end.saturating_sub(FAILURE_LINES + 1);
             if skip > 0 {
                 println!("  ({skip} lines left out; the whole output is above)");
             }
-            for line in &s[1 + skip..] {
+            for line in &s[1 + skip..end] {
                 println!("  {line}");
             }
         }

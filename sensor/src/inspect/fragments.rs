@@ -620,8 +620,8 @@ mod tests {
         let back = (DIR.2, DIR.3, DIR.0, DIR.1);
         assert_eq!(f.already_read(&back, 7, 1000), 0);
         // A window back at most: further, another connection's numbers (and across the wrap).
-        assert_eq!(f.already_read(&DIR, end - RESENT_WINDOW, 10), 10);
-        assert_eq!(f.already_read(&DIR, end - RESENT_WINDOW - 1, 10), 0);
+        assert_eq!(f.already_read(&DIR, end.wrapping_sub(RESENT_WINDOW), 10), 10);
+        assert_eq!(f.already_read(&DIR, end.wrapping_sub(RESENT_WINDOW + 1), 10), 0);
         assert_eq!(f.already_read(&DIR, end.wrapping_sub(5000), 10), 10);
         // Kept as long as an open message.
         f.expire(now + MAX_AGE - Duration::from_millis(1));
