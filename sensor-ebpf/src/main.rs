@@ -380,10 +380,24 @@ fn tcp<const COMPAT: bool>(
     // direction's DEFLATE stream is missed. A message sent in several frames (a text frame
     // without FIN, continuation frames: `websocket::is_fragment`) is joined by deep inspection
     // too (`inspect::fragments`): a segment that opens with such a frame, whole in it, or with a
-    // control frame before one, goes on the same flows.
+    // control frame before one, goes on the same flows. A compressed frame longer than its
+    // segment (a message padded with bytes that do not compress) goes on in the next segments
+    // with no header, in either direction: its rest is followed to its end as a client's
+    // matched frame's is (`opening_follow_start`), and deep inspection joins it.
     if websocket_branch(first) {
         let handed = (shaped || pool_port(sport))
             && websocket_handed(ctx.ctx, payload as u64, plen as u64, first as u64) != 0;
+        if handed && first == DEFLATED && inspect_budget() > 0 {
+            let rest = frame_rest(ctx.ctx, payload as u64, plen as u64);
+            if rest > 0 {
+                let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
+                // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+                let key = unsafe { &mut (*scratch).key };
+                let from_lo = fill_flow_key(key, ip, sport, dport);
+                let next_seq = seq.wrapping_add(plen as u32) as u64;
+                opening::opening_follow_start(next_seq, from_lo as u64, rest);
+            }
+        }
         return Ok(candidate || (inspect_budget() > 0 && handed));
     }
     // Stratum inside a WebSocket text frame (browser-miner bridges): the frame's payload, unmasked,
@@ -624,15 +638,15 @@ pub extern "C" fn websocket_handed(
     handed as u64
 }
 
-/// The bytes of the WebSocket text frame that opens the segment at `payload` which run past its
-/// `plen` bytes; 0 when the segment opens with no text frame or its frame ends in it. A global
-/// function: verified once, not once for every path that reaches it.
+/// The bytes of the WebSocket text frame (plain or compressed) that opens the segment at
+/// `payload` which run past its `plen` bytes; 0 when the segment opens with no such frame or its
+/// frame ends in it. A global function: verified once, not once for every path that reaches it.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn frame_rest(ctx: *mut aya_ebpf::bindings::xdp_md, payload: u64, plen: u64) -> u64 {
     let ctx = XdpContext::new(ctx);
     let (payload, plen) = (payload as usize & 0xffff, plen as usize & 0xffff);
-    if byte(&ctx, payload) != Ok(websocket::TEXT_FIN) {
+    if !matches!(byte(&ctx, payload), Ok(websocket::TEXT_FIN | DEFLATED)) {
         return 0;
     }
     frame_end(&ctx, payload, plen).map_or(0, |e| e.saturating_sub(plen as u64))

@@ -413,6 +413,76 @@ fn evasive_compressed_websocket_messages_in_several_frames_replay_with_their_sha
     assert_session_opened_by_the_agent(&r);
 }
 
+/// XMRig's session compressed as above, each message in one frame (`c1`), the login, both
+/// submits and the pool's login reply padded with 3,000 characters that hardly compress (a
+/// pseudo-random run over 64 letters: about 6 bits a character, so each of those frames holds
+/// over 2,200 bytes), each frame cut into segments of at most 1,000 bytes. The kernel hands each
+/// compressed frame's first segment over and follows its rest to the frame's end, in both
+/// directions (`opening_follow_start`); deep inspection joins each frame and inflates it in its
+/// place in the stream: the same counts as unpadded. Before, each cut message lost its
+/// direction's stream: no flow at all.
+#[test]
+fn evasive_compressed_websocket_messages_padded_past_a_segment_replay_with_their_shares() {
+    use flate2::{Compress, Compression};
+    let (m, p) = (ip(MINER), ip(POOL));
+    let mut x = 0x2545_f491u32;
+    let mut noise = || -> String {
+        let letters = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        (0..3000)
+            .map(|_| {
+                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                letters[(x >> 26) as usize] as char
+            })
+            .collect()
+    };
+    let reply = LOGIN_REPLY.replacen(
+        "\"error\"",
+        &format!("\"pad\":\"{}\",\"error\"", noise()),
+        1,
+    );
+    let messages = [
+        xmrig_login(&noise()),
+        reply,
+        xmrig_submit(2, &noise()),
+        ok(2),
+        xmrig_submit(3, &noise()),
+        ok(3),
+    ];
+    let mut z = [
+        Compress::new(Compression::default(), false),
+        Compress::new(Compression::default(), false),
+    ];
+    let (mut packets, mut seq, mut cut) = (Vec::new(), [1000u32, 5000u32], 0);
+    for (k, msg) in messages.iter().enumerate() {
+        let d = k % 2;
+        let key = (d == 0).then_some([0x37, 0xfa, 0x21, 0x3d]);
+        let [frame] = <[Vec<u8>; 1]>::try_from(test_support::deflated_frames(
+            &mut z[d],
+            msg.as_bytes(),
+            1,
+            key,
+        ))
+        .unwrap();
+        if msg.contains("pad") {
+            assert!(frame.len() > 2200, "{} bytes", frame.len());
+        }
+        for seg in frame.chunks(1000) {
+            let pkt = if d == 0 {
+                Packet::tcp4(m, p, 51015, 443, seg)
+            } else {
+                Packet::tcp4(p, m, 443, 51015, seg)
+            };
+            packets.push(pkt.tcp_seq(seq[d]));
+            seq[d] += seg.len() as u32;
+        }
+        cut += frame.len().div_ceil(1000) - 1;
+    }
+    // Four frames cut, each over three segments.
+    assert_eq!(cut, 8);
+    let r = run("deflatedpad", packets);
+    assert_session_opened_by_the_agent(&r);
+}
+
 /// The same padded login in one masked WebSocket frame over four segments, its key chosen so that
 /// each rest opens with a byte another branch of the program takes as its own: the second segment
 /// with a TLS handshake record's type (payload byte 992, an `x` masked with the key's first byte:

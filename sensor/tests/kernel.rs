@@ -2404,6 +2404,61 @@ fn a_websocket_frame_over_segments_is_handed_over_whole() {
     assert!(s.k.flows().unwrap().is_empty());
 }
 
+/// A compressed text frame (`c1`) longer than its segment (a message padded with bytes that do not
+/// compress): 3,000 bytes of payload, 8 of header, over three segments. On a watched range's flow
+/// to 443 the first segment is a candidate (a compressed frame) and the program follows the
+/// frame's rest to its end: the next two segments, which open with no frame header, are too; a
+/// segment after the frame's end that opens with a byte nothing reads is not. The pool's frame
+/// the other way (unmasked) the same. Between unwatched endpoints on 8080, nothing. A frame whose
+/// rest is over 16 KiB (`websocket::MESSAGE_MAX`) is not followed: its first segment only.
+#[test]
+fn a_compressed_frame_over_segments_is_followed_to_its_end() {
+    use sensor_common::{Stat, websocket::DEFLATED_TEXT_FIN};
+    let mut s = Sensor::with(&format!("[inspect]\ncapture_mode = \"inline\"\n{CONFIG}"));
+    let data: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let framed = |key| {
+        let mut f = test_support::websocket_frame(&data, key);
+        f[0] = DEFLATED_TEXT_FIN;
+        f
+    };
+    let (masked, plain) = (framed(Some([0x9d, 0x11, 0xe0, 0x42])), framed(None));
+    let (miner, server) = (ip("198.18.1.20"), ip("198.51.100.50")); // miner in ranges a and b
+    let (x, y) = (ip("198.51.100.7"), ip("198.51.100.8")); // in no range
+    let candidates = |s: &Sensor| s.k.stat(Stat::Candidates).unwrap();
+    // `f` from `src` to `dst` in segments cut at `cuts`, the first at sequence number `seq`.
+    let send = |s: &mut Sensor, f: &[u8], cuts: &[usize], (src, dst, sport, dport), seq: u32| {
+        for w in cuts.windows(2) {
+            let seg = &f[w[0]..w[1].min(f.len())];
+            let pkt = Packet::tcp4(src, dst, sport, dport, seg).tcp_seq(seq + w[0] as u32);
+            s.run(&pkt.build());
+        }
+    };
+    let three = [0, 1000, 2001, usize::MAX];
+    send(&mut s, &masked, &three, (miner, server, 48320, 443), 100);
+    assert_eq!(candidates(&s), 3);
+    let binary = [0x02u8, 0x9c, 0x03, 0xff, 0x10, 0x00, 0x7f, 0x80];
+    let after = (100 + masked.len()) as u32;
+    send(&mut s, &binary, &[0, 8], (miner, server, 48320, 443), after);
+    assert_eq!(candidates(&s), 3);
+    send(&mut s, &plain, &three, (server, miner, 443, 48320), 7000);
+    assert_eq!(candidates(&s), 6);
+    send(&mut s, &masked, &three, (x, y, 48321, 8080), 100);
+    assert_eq!(candidates(&s), 6);
+    let mut huge = test_support::websocket_frame(&vec![0x9c; 20_000], None);
+    huge[0] = DEFLATED_TEXT_FIN;
+    send(
+        &mut s,
+        &huge,
+        &[0, 1000, 2000],
+        (server, miner, 443, 48322),
+        100,
+    );
+    assert_eq!(candidates(&s), 7);
+    assert_eq!(s.k.read_samples().unwrap().len(), 7);
+    assert_eq!(s.all_stratum(), 0);
+    assert!(s.k.flows().unwrap().is_empty());
+}
+
 /// Reshaped logins the kernel still recognises: blanks, blank lines and CRLFs before the `{`
 /// (pools' parsers skip them), and an agent string holding HTML-looking text. A blank-led segment
 /// that is not Stratum stays silent.

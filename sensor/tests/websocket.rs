@@ -10,14 +10,16 @@
 //!  evm0 198.18.22.2/24  <--->  evv0 198.18.22.1/24   [forwarding]   evv1 198.18.23.1/24  <--->  evp0 198.18.23.2/24
 //! ```
 //!
-//! Five times: with compression off on both ends (the framing and the masking), and with the
+//! Six times: with compression off on both ends (the framing and the masking), and with the
 //! library's default permessage-deflate (RFC 7692, context takeover both ways: the kernel hands
 //! the compressed frames over, deep inspection inflates each direction in order and opens the
 //! flow, README "Reshaped messages"). And uncompressed with every message sent in frames of 8
 //! characters (RFC 6455 fragmentation: deep inspection joins them, `inspect::fragments`). And
 //! uncompressed with every message that has parameters padded past three segments (a frame's
 //! rest in the next segments, masked, with no header). And compressed with every message sent
-//! in frames of 8 characters (joined, then inflated). All but the first also hold a
+//! in frames of 8 characters (joined, then inflated). And compressed with every message that has
+//! parameters, and the pool's login reply, padded with random letters past three segments
+//! (compressed frames cut by their segments' ends). All but the first also hold a
 //! false-positive trap: a WebSocket chat of JSON that
 //! is not mining, sent the same way, from the miner's address to a chat server in the pool's
 //! namespace, which must count nothing.
@@ -49,15 +51,17 @@ const CHAT_PORT: u16 = 8282;
 
 /// Both ends; COMPRESSION is `deflate` (the library's default), `none`, `fragments` (none,
 /// and every message sent in frames of 8 characters), `padded` (none, and every message with
-/// parameters padded by 3,000 bytes after them), or `deflate-fragments` (the default
-/// compression, and every message sent in frames of 8 characters). `server HOST PORT
+/// parameters padded by 3,000 bytes after them), `deflate-fragments` (the default
+/// compression, and every message sent in frames of 8 characters), or `deflate-padded` (the
+/// default compression, every message with parameters and the login reply padded by 4,000
+/// random letters). `server HOST PORT
 /// TARGET COMPRESSION`: answers each text message as a pool (a login with a job at TARGET, a
 /// submit with OK) until the client closes. `client URI SHARES COMPRESSION`: XMRig's login,
 /// then SHARES submits, each waited for; prints `shares N` (the answers that said OK).
 /// `chat-server HOST PORT COMPRESSION` and `chat URI N COMPRESSION`: a chat of JSON messages that
 /// are not mining (a room join, N messages, each acknowledged and echoed); prints `chat N`.
 const SCRIPT: &str = r#"
-import asyncio, json, sys
+import asyncio, json, random, sys
 import websockets
 
 WALLET = "48edfHu7V9Z84YzzMa6fUueoELZ9ZRXq9VetWzYGzKt52XU5xvqgzYnDK9URnRoJMk1j8nLwEVsaSWJ4fhdUyZijBGUicoD"
@@ -67,18 +71,26 @@ WALLET = "48edfHu7V9Z84YzzMa6fUueoELZ9ZRXq9VetWzYGzKt52XU5xvqgzYnDK9URnRoJMk1j8n
 PING = 0.2
 
 def compression(arg):
-    return "deflate" if arg in ("deflate", "deflate-fragments") else None
+    return "deflate" if arg.startswith("deflate") else None
 
 # `fragments`: every message in frames of 8 characters (a text frame without FIN, continuations,
 # an empty last one with FIN: how the library sends an iterable), no frame a whole message.
 # `padded`: every message with parameters (the client's, the chat's) padded at their end with an
 # unknown key of PAD bytes, one frame over three segments of the link's MSS.
 PAD = 3000
+# `deflate-padded`: the same with NOISE random letters of 64 (6 bits each, which DEFLATE cannot
+# squeeze: about 3,000 bytes compressed, a frame over three segments), and the pool's login reply
+# padded so too.
+NOISE = 4000
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+def noise():
+    return "".join(random.choice(LETTERS) for _ in range(NOISE))
 
 async def send(ws, comp, text):
-    if comp == "padded" and isinstance(json.loads(text).get("params"), dict):
+    if comp in ("padded", "deflate-padded") and isinstance(json.loads(text).get("params"), dict):
         msg = json.loads(text)
-        msg["params"]["pad"] = "x" * PAD
+        msg["params"]["pad"] = "x" * PAD if comp == "padded" else noise()
         text = json.dumps(msg, separators=(",", ":")) + "\n"
     if comp in ("fragments", "deflate-fragments"):
         await ws.send([text[i:i + 8] for i in range(0, len(text), 8)])
@@ -93,6 +105,8 @@ async def server(host, port, target, comp):
                 reply = {"id": msg["id"], "jsonrpc": "2.0", "error": None, "result": {
                     "id": "5f3a", "job": {"blob": "0e0ea8c2a8f405", "job_id": "311", "target": target,
                     "algo": "rx/0", "height": 2540000, "seed_hash": "7b4d"}, "status": "OK"}}
+                if comp == "deflate-padded":
+                    reply["result"]["pad"] = noise()
             else:
                 reply = {"id": msg["id"], "jsonrpc": "2.0", "error": None, "result": {"status": "OK"}}
             await send(ws, comp, json.dumps(reply, separators=(",", ":")) + "\n")
@@ -222,7 +236,19 @@ fn stratum_in_compressed_websocket_messages_in_several_frames_counts_exactly() {
     session("evwd", "deflate-fragments");
 }
 
-/// The session with COMPRESSION `none`, `deflate`, `fragments`, `padded` or `deflate-fragments`
+/// The same session with permessage-deflate, every message with parameters (the client's, the
+/// chat's) and the pool's login reply padded with 4,000 random letters of 64, which DEFLATE cannot
+/// squeeze below 6 bits each: each such frame, about 3,000 bytes compressed, over three
+/// segments, its rest opening with compressed bytes. The program follows a compressed frame's
+/// rest to its end, both ways (`opening_follow_start`); deep inspection joins it and inflates it
+/// in its place in the stream (`inspect::fragments`).
+#[test]
+fn stratum_in_compressed_websocket_frames_padded_past_a_segment_counts_exactly() {
+    session("evwq", "deflate-padded");
+}
+
+/// The session with COMPRESSION `none`, `deflate`, `fragments`, `padded`, `deflate-fragments` or
+/// `deflate-padded`
 /// (with the chat beside it but for `none`), in namespaces named from `prefix`.
 fn session(prefix: &str, compression: &str) {
     let t = Line::new(

@@ -24,8 +24,11 @@
 //! - A whole text frame between fragments (which RFC 6455 forbids) is read as its own message.
 //! - A compressed message's fragments (permessage-deflate: its first frame `DEFLATED_TEXT`, RSV1
 //!   without FIN, then plain continuations) are joined the same way; the whole message goes to
-//!   the direction's inflater (`take_deflated`, `inspect::deflate`), not out as text. A
-//!   compressed message in one frame is `inspect::deflate`'s alone.
+//!   the direction's inflater (`take_deflated`, `inspect::deflate`), not out as text. So does a
+//!   compressed message in one frame the segment's end cuts (`DEFLATED_TEXT_FIN`: a message
+//!   padded with bytes that do not compress), once its rest is joined, and a compressed message
+//!   in one whole frame in a segment read here (before a fragment or a cut frame), in its
+//!   place; a segment of whole compressed frames only is `inspect::deflate`'s alone.
 //! - A segment sent again after its message was joined (TCP resends a segment whose
 //!   acknowledgement is late; the program hands it over as it did the first time) lies before
 //!   where its direction's last joined message ended, which is kept ([`Fragments::already_read`]):
@@ -41,7 +44,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sensor_common::websocket::{DEFLATED_TEXT, TEXT_FIN, opens_fragment};
+use sensor_common::websocket::{DEFLATED_TEXT, DEFLATED_TEXT_FIN, TEXT_FIN, opens_fragment};
 
 use super::{
     stream::Direction,
@@ -113,9 +116,10 @@ pub struct Fragments {
     pub evicted: u64,
 }
 
-/// A frame this joins: any but a compressed message in one frame (`inspect::deflate` reads those).
+/// A frame this reads: a text frame, plain or compressed, or a continuation (without RSV1, which
+/// only a message's first frame carries).
 fn joinable(h: &sensor_common::websocket::Header, b0: u8) -> bool {
-    !h.compressed || b0 == DEFLATED_TEXT
+    !h.compressed || b0 == DEFLATED_TEXT || b0 == DEFLATED_TEXT_FIN
 }
 
 /// Whether deep inspection reads `payload` here rather than as whole frames: it holds a fragment
@@ -257,8 +261,13 @@ impl Fragments {
                     out.extend(data);
                     out.push(b'\n');
                 }
-                TEXT_FIN | 0x01 | DEFLATED_TEXT => {
-                    let compressed = payload[at] == DEFLATED_TEXT;
+                // A compressed message in one frame, whole: to the inflater in its place.
+                DEFLATED_TEXT_FIN if cut.is_none() => self.deflated.push(Deflated {
+                    span: (here, after),
+                    data: data.collect(),
+                }),
+                TEXT_FIN | 0x01 | DEFLATED_TEXT | DEFLATED_TEXT_FIN => {
+                    let compressed = matches!(payload[at], DEFLATED_TEXT | DEFLATED_TEXT_FIN);
                     self.start(dir, data.collect(), (here, after), cut, compressed, now)
                 }
                 // A continuation: joined when it follows the open message's last fragment.
@@ -594,6 +603,53 @@ mod tests {
         assert!(!f.continues(&DIR, 1400));
     }
 
+    /// Compressed frames (their bytes here any bytes: the inflater reads them): one masked, of
+    /// 3,000 bytes, over three segments at 7, 1,007 and 2,008, joined after its rest, unmasked,
+    /// spanning 7 to 3,015; then a segment of a whole compressed frame (5 bytes) before a
+    /// compressed message's first fragment (`41`, 4 bytes), and its last fragment: both, in
+    /// order.
+    #[test]
+    fn compressed_frames_cut_or_before_fragments_go_to_the_inflater_in_order() {
+        let now = Instant::now();
+        let data: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut f3 = frame(0x81, &data, Some([0x9d, 0x11, 0xe0, 0x42]));
+        f3[0] = DEFLATED_TEXT_FIN;
+        let (a, b, c) = (&f3[..1000], &f3[1000..2001], &f3[2001..]);
+        assert!(spans_whole(a));
+        let mut f = Fragments::default();
+        assert_eq!(f.messages(DIR, 7, a, true, now), None);
+        assert!(f.continues(&DIR, 1007));
+        assert_eq!(f.messages(DIR, 1007, b, true, now), None);
+        assert!(f.take_deflated().is_empty());
+        assert_eq!(f.messages(DIR, 2008, c, true, now), None);
+        let d = f.take_deflated();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].span, (7, 3015));
+        assert_eq!(d[0].data, data);
+        assert_eq!(f.bytes(), 0);
+        // A whole compressed frame alone is the inflater's; before a fragment, read here.
+        let mut one = frame(0x81, b"abcde", None);
+        one[0] = DEFLATED_TEXT_FIN;
+        assert!(!spans_whole(&one));
+        let mut first = frame(0x01, b"fghi", None);
+        first[0] = DEFLATED_TEXT;
+        let segment = [one.as_slice(), &first].concat();
+        assert!(spans_whole(&segment));
+        assert_eq!(f.messages(DIR, 3015, &segment, true, now), None);
+        let last = frame(0x80, b"jk", None);
+        let at = 3015 + segment.len() as u32;
+        assert_eq!(f.messages(DIR, at, &last, true, now), None);
+        let d = f.take_deflated();
+        let spans: Vec<_> = d.iter().map(|d| (d.span, d.data.as_slice())).collect();
+        assert_eq!(
+            spans,
+            [
+                ((3015, 3022), b"abcde".as_slice()),
+                ((3022, at + 4), b"fghijk".as_slice())
+            ]
+        );
+    }
+
     /// A padded message's frame over three segments at 7, 1,007 and 2,008: it ends at 7 + 8 +
     /// 3,000 = 3,015. Segments resent from before that are read as far as it, no further.
     #[test]
@@ -620,8 +676,14 @@ mod tests {
         let back = (DIR.2, DIR.3, DIR.0, DIR.1);
         assert_eq!(f.already_read(&back, 7, 1000), 0);
         // A window back at most: further, another connection's numbers (and across the wrap).
-        assert_eq!(f.already_read(&DIR, end.wrapping_sub(RESENT_WINDOW), 10), 10);
-        assert_eq!(f.already_read(&DIR, end.wrapping_sub(RESENT_WINDOW + 1), 10), 0);
+        assert_eq!(
+            f.already_read(&DIR, end.wrapping_sub(RESENT_WINDOW), 10),
+            10
+        );
+        assert_eq!(
+            f.already_read(&DIR, end.wrapping_sub(RESENT_WINDOW + 1), 10),
+            0
+        );
         assert_eq!(f.already_read(&DIR, end.wrapping_sub(5000), 10), 10);
         // Kept as long as an open message.
         f.expire(now + MAX_AGE - Duration::from_millis(1));

@@ -421,11 +421,12 @@ impl Inspector {
         // The rest of a WebSocket frame the previous segment's end cut (no header: only the
         // sequence number tells).
         let continued = tcp && self.fragments.continues(&dir, t.seq);
-        // Compressed WebSocket messages: inflated with their direction's earlier ones.
-        let inflated = tcp && !continued && deflate::compressed(t.payload);
-        // WebSocket messages that span frames or segments: joined with their direction's
-        // earlier bytes.
-        let joined = continued || (tcp && !inflated && fragments::spans(t.payload, t.whole));
+        // WebSocket messages that span frames or segments, compressed or not: joined with their
+        // direction's earlier bytes (the compressed ones then inflated in their place).
+        let joined = continued || (tcp && fragments::spans(t.payload, t.whole));
+        // Compressed WebSocket messages whole in their frames: inflated with their direction's
+        // earlier ones.
+        let inflated = tcp && !joined && deflate::compressed(t.payload);
         // A message split over segments is read whole once its last segment is here.
         let data = if joined {
             let mut m = self.fragments.messages(dir, t.seq, t.payload, t.whole, now);
