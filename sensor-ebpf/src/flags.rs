@@ -15,25 +15,17 @@ pub(crate) const CHUNKS: u64 = 8;
 pub(crate) const OPENS: u64 = 1 << 5;
 /// A suspect signal already made the segment a candidate.
 pub(crate) const SIGNALLED: u64 = 1 << 6;
-/// The segment opens with a masked WebSocket text frame (a client's) on a flow that involves a
-/// watched range, a pool address or a pool port: where the frame runs past the segment on a
-/// known flow, its rest is followed (`opening_follow_start`).
-pub(crate) const MASKED_WATCHED: u64 = 1 << 7;
+/// The segment's flow involves a watched range, a pool address or a pool port: where it opens
+/// with a WebSocket text frame (a client's, masked, or a server's) that matched and runs past
+/// the segment, the frame's rest is followed (`opening_follow_start`).
+pub(crate) const WATCHED: u64 = 1 << 7;
 /// Where the segment's length in bytes (header or head included) is kept, 16 bits ...
 pub(crate) const SEGMENT_LEN: u32 = 16;
 /// ... and its offset in the packet, 16 bits, so that neither is live across the scan.
 pub(crate) const SEGMENT_AT: u32 = 32;
 
 const _: () = {
-    let bits = [
-        WHOLE,
-        FROM_LO,
-        SETTLE,
-        CHUNKS,
-        OPENS,
-        SIGNALLED,
-        MASKED_WATCHED,
-    ];
+    let bits = [WHOLE, FROM_LO, SETTLE, CHUNKS, OPENS, SIGNALLED, WATCHED];
     let mut seen = 0u64;
     let mut i = 0;
     while i < bits.len() {

@@ -507,7 +507,7 @@ fn tcp<const COMPAT: bool>(
         | (chunks as u64 * flags::CHUNKS)
         | (opens as u64 * flags::OPENS)
         | (candidate as u64 * flags::SIGNALLED)
-        | ((mask != 0 && (shaped || pool_port(sport))) as u64 * flags::MASKED_WATCHED)
+        | ((shaped || pool_port(sport)) as u64 * flags::WATCHED)
         | (segment as u64 & 0xffff) << flags::SEGMENT_AT
         | (segment_len as u64 & 0xffff) << flags::SEGMENT_LEN;
     // The segment's end, header or head included.
@@ -554,12 +554,13 @@ fn tcp<const COMPAT: bool>(
         (flags >> flags::SEGMENT_LEN & 0xffff) as usize,
     );
     // The bytes of the frame that opens the segment which run past its end (0 when none does),
-    // read for a segment that opened a message and matched nothing, and for a client's frame
-    // that matched on a flow that involves a watched range, a pool address or a pool port (a
-    // Stratum message longer than its segment, such as a padded submit): other segments pay
-    // nothing more.
-    let masked = flags & flags::MASKED_WATCHED != 0;
-    let frame_rest = if (opens && found == 0) || (masked && found != 0) {
+    // read for a segment that opened a message and matched nothing, and for a frame that
+    // matched on a flow that involves a watched range, a pool address or a pool port (a
+    // Stratum message longer than its segment, such as a padded submit, or a pool's job padded
+    // with text whose rest opens beyond ASCII): other segments pay nothing more.
+    let framed =
+        flags & flags::WATCHED != 0 && found != 0 && byte(ctx, segment) == Ok(websocket::TEXT_FIN);
+    let frame_rest = if (opens && found == 0) || framed {
         frame_rest(ctx.ctx, segment as u64, segment_len as u64)
     } else {
         0
@@ -567,11 +568,11 @@ fn tcp<const COMPAT: bool>(
     let cut = opens && found == 0 && frame_rest > 0;
     let long = opens && (flags & flags::WHOLE == 0 || cut) && found == 0;
     // ... and so do its next few segments, when it is a new flow's first (`opening`); so does
-    // the rest of a client's frame that matched (the flow is known now), which opens the next
-    // segments with masked bytes and no header: printable or not, the scan reads nothing there.
+    // the rest of a frame that matched (the flow is known now), which opens the next segments
+    // with no header (a client's masked bytes, a server's text): printable or not, the scan
+    // reads nothing there.
     if joined == 0
-        && ((long && (flags & flags::SETTLE != 0 || cut))
-            || (masked && found != 0 && frame_rest > 0))
+        && ((long && (flags & flags::SETTLE != 0 || cut)) || (framed && frame_rest > 0))
         && inspect_budget() > 0
     {
         opening::opening_follow_start(next_seq, (flags & flags::FROM_LO != 0) as u64, frame_rest);

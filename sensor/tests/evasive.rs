@@ -59,6 +59,17 @@ fn ok(id: u32) -> String {
 /// (2^32 - 1) / 429,496 = 10,000 hashes a share, rest 7,295).
 const LOGIN_REPLY: &str = "{\"id\":1,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"id\":\"s1\",\"job\":{\"blob\":\"0707\",\"job_id\":\"j1\",\"target\":\"b88d0600\",\"algo\":\"rx/0\"},\"status\":\"OK\"}}\n";
 
+/// One Stratum flow in all, and two shares, both accepted, from `kp` (monero), of `hashes`
+/// hashes together.
+fn assert_one_flow_with_two_shares(r: &Value, hashes: u64) {
+    assert_eq!(total(r, "mining_sensor_stratum_flows_total", &[]), 1);
+    let accepted = [("range", "kp"), ("coin", "monero"), ("result", "accepted")];
+    assert_eq!(total(r, "mining_sensor_shares_total", &accepted), 2);
+    assert_eq!(total(r, "mining_sensor_shares_total", &[]), 2);
+    let kp = [("range", "kp"), ("coin", "monero")];
+    assert_eq!(total(r, "mining_sensor_share_hashes_total", &kp), hashes);
+}
+
 /// One Stratum flow in all, a monero one to `kp` (the miner's range), and XMRig's login counted
 /// once, with its coin and agent.
 fn assert_one_flow_to_kp_and_its_login(r: &Value) {
@@ -68,6 +79,43 @@ fn assert_one_flow_to_kp_and_its_login(r: &Value) {
     let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
     assert_eq!(total(r, "mining_sensor_miner_logins_total", &login), 1);
     assert_eq!(total(r, "mining_sensor_miner_logins_total", &[]), 1);
+}
+
+/// A TCP session between the miner and the pool on 443, from the miner's `port`: each segment at
+/// its side's next sequence number (the miner's from 1,000, the pool's from 5,000).
+struct Wire {
+    port: u16,
+    seq: [u32; 2],
+    packets: Vec<Packet>,
+}
+
+impl Wire {
+    fn new(port: u16) -> Self {
+        Self {
+            port,
+            seq: [1000, 5000],
+            packets: Vec::new(),
+        }
+    }
+
+    /// `seg` from the miner (`true`) or the pool.
+    fn send(&mut self, from_miner: bool, seg: &[u8]) {
+        let (m, p) = (ip(MINER), ip(POOL));
+        let (side, pkt) = if from_miner {
+            (0, Packet::tcp4(m, p, self.port, 443, seg))
+        } else {
+            (1, Packet::tcp4(p, m, 443, self.port, seg))
+        };
+        self.packets.push(pkt.tcp_seq(self.seq[side]));
+        self.seq[side] += seg.len() as u32;
+    }
+
+    /// The miner's last segment, `seg`, sent again at its own sequence number.
+    fn resend(&mut self, seg: &[u8]) {
+        let at = self.seq[0] - seg.len() as u32;
+        let pkt = Packet::tcp4(ip(MINER), ip(POOL), self.port, 443, seg).tcp_seq(at);
+        self.packets.push(pkt);
+    }
 }
 
 fn ip(s: &str) -> Ipv4Addr {
@@ -288,7 +336,6 @@ fn evasive_stratum_v2_shares_replay_by_size() {
 /// 429,496; (2^32 - 1) / 429,496 = 10,000, rest 7,295): 20,000 hashes.
 #[test]
 fn evasive_stratum_in_fragmented_websocket_messages_replays_with_its_shares() {
-    let (m, p) = (ip(MINER), ip(POOL));
     let login = xmrig_login("");
     let reply = LOGIN_REPLY;
     let submit = |id: u32| xmrig_submit(id, "");
@@ -310,36 +357,26 @@ fn evasive_stratum_in_fragmented_websocket_messages_replays_with_its_shares() {
         out.push(last);
         out
     };
-    let mut packets = Vec::new();
-    let (mut up, mut down) = (1000u32, 5000u32);
-    let mut send = |packets: &mut Vec<Packet>, from_miner: bool, seg: Vec<u8>| {
-        let (seq, p) = if from_miner {
-            (&mut up, Packet::tcp4(m, p, 51006, 443, &seg))
-        } else {
-            (&mut down, Packet::tcp4(p, m, 443, 51006, &seg))
-        };
-        packets.push(p.tcp_seq(*seq));
-        *seq += seg.len() as u32;
-    };
+    let mut wire = Wire::new(51006);
     for (i, f) in frames(&login, true).into_iter().enumerate() {
         if i == 5 {
             // A masked empty pong: 8a 80 and the key.
-            send(&mut packets, true, vec![0x8a, 0x80, 1, 2, 3, 4]);
+            wire.send(true, &[0x8a, 0x80, 1, 2, 3, 4]);
         }
-        send(&mut packets, true, f);
+        wire.send(true, &f);
     }
     for f in frames(reply, false) {
-        send(&mut packets, false, f);
+        wire.send(false, &f);
     }
     for id in [2, 3] {
         for f in frames(&submit(id), true) {
-            send(&mut packets, true, f);
+            wire.send(true, &f);
         }
         for f in frames(&ok(id), false) {
-            send(&mut packets, false, f);
+            wire.send(false, &f);
         }
     }
-    let r = run("fragments", packets);
+    let r = run("fragments", wire.packets);
     assert_session_opened_by_the_agent(&r);
 }
 
@@ -526,63 +563,77 @@ fn evasive_a_padded_websocket_login_whose_rests_look_like_tls_or_frames_replays_
 /// accepted, 20,000 hashes.
 #[test]
 fn evasive_a_padded_submit_in_one_websocket_frame_on_a_known_flow_counts_its_share() {
-    let (m, p) = (ip(MINER), ip(POOL));
     let padded = xmrig_submit(2, &"x".repeat(3000));
     let pad_at = padded.find("xxx").unwrap();
     assert!(pad_at < 992 && 1993 < pad_at + 3000);
     let big = test_support::websocket_frame(padded.as_bytes(), Some([0x6e, 0xf2, 0x21, 0x3d]));
     assert_eq!((big[1000], big[2001]), (0x16, 0x8a));
-    let (mut up, mut down) = (1000u32, 5000u32);
-    let mut packets = Vec::new();
-    let mut send = |from_miner: bool, seg: &[u8]| {
-        let (seq, pkt) = if from_miner {
-            (&mut up, Packet::tcp4(m, p, 51013, 443, seg))
-        } else {
-            (&mut down, Packet::tcp4(p, m, 443, 51013, seg))
-        };
-        packets.push(pkt.tcp_seq(*seq));
-        *seq += seg.len() as u32;
-    };
+    let mut wire = Wire::new(51013);
     let key = Some([0x11, 0x22, 0x33, 0x44]);
-    send(
+    wire.send(
         true,
         &test_support::websocket_frame(xmrig_login("").as_bytes(), key),
     );
-    send(
+    wire.send(
         false,
         &test_support::websocket_frame(LOGIN_REPLY.as_bytes(), None),
     );
     for w in [0, 1000, 2001, big.len()].windows(2) {
-        send(true, &big[w[0]..w[1]]);
+        wire.send(true, &big[w[0]..w[1]]);
     }
-    send(
+    wire.send(
         false,
         &test_support::websocket_frame(ok(2).as_bytes(), None),
     );
-    send(
+    wire.send(
         true,
         &test_support::websocket_frame(xmrig_submit(3, "").as_bytes(), key),
     );
-    send(
+    wire.send(
         false,
         &test_support::websocket_frame(ok(3).as_bytes(), None),
     );
-    let r = run("wsknown", packets);
-    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
+    let r = run("wsknown", wire.packets);
     assert_eq!(total(&r, "mining_sensor_stratum_packets_total", &[]), 4);
     let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
     assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
-    let accepted = [("range", "kp"), ("coin", "monero"), ("result", "accepted")];
-    assert_eq!(total(&r, "mining_sensor_shares_total", &accepted), 2);
-    assert_eq!(total(&r, "mining_sensor_shares_total", &[]), 2);
-    assert_eq!(
-        total(
-            &r,
-            "mining_sensor_share_hashes_total",
-            &[("range", "kp"), ("coin", "monero")]
-        ),
-        20_000
+    assert_one_flow_with_two_shares(&r, 20_000);
+}
+
+/// A known flow in WebSocket frames to 443 (XMRig's login, the pool's reply at 10,000 hashes a
+/// share, a share on job `j1`), then the pool's job push `j2` at target `dc460300` (t = 0x0346dc =
+/// 214,748; (2^32 - 1) / 214,748 = 20,000, rest 7,295) padded after its blob with 1,500 `é`, one
+/// frame over three segments whose rests open with UTF-8 beyond ASCII (`a9`, `c3`), then a share
+/// on `j2`; each answered OK. The job's method is in its first segment's window; the program
+/// follows the frame's rest, so deep inspection reads the job and its target: 2 shares, 10,000 +
+/// 20,000 = 30,000 hashes. Before, the rests were not handed over: the job was lost and its share
+/// counted at the difficulty in force (20,000 hashes in all).
+#[test]
+fn evasive_a_pools_job_padded_with_text_beyond_ascii_counts_its_shares_difficulty() {
+    let mut wire = Wire::new(51016);
+    let key = Some([0x11, 0x22, 0x33, 0x44]);
+    let client = |m: &str| test_support::websocket_frame(m.as_bytes(), key);
+    let pool = |m: &str| test_support::websocket_frame(m.as_bytes(), None);
+    wire.send(true, &client(&xmrig_login("")));
+    wire.send(false, &pool(LOGIN_REPLY));
+    wire.send(true, &client(&xmrig_submit(2, "")));
+    wire.send(false, &pool(&ok(2)));
+    let job = format!(
+        "{{\"jsonrpc\":\"2.0\",\"method\":\"job\",\"params\":{{\"blob\":\"0707\",\"pad\":\"{}\",\"job_id\":\"j2\",\"target\":\"dc460300\",\"algo\":\"rx/0\",\"id\":\"s1\"}}}}\n",
+        "é".repeat(1500)
     );
+    let frame = pool(&job);
+    assert_eq!((frame[1000], frame[2001]), (0xa9, 0xc3));
+    for w in [0, 1000, 2001, frame.len()].windows(2) {
+        wire.send(false, &frame[w[0]..w[1]]);
+    }
+    wire.send(
+        true,
+        &client(&xmrig_submit(3, "").replace("\"j1\"", "\"j2\"")),
+    );
+    wire.send(false, &pool(&ok(3)));
+    let r = run("wsjobutf8", wire.packets);
+    assert_one_flow_with_two_shares(&r, 30_000);
 }
 
 /// The padded submit of the test above resent (its frame's last segment sent again, as TCP does
@@ -596,7 +647,6 @@ fn evasive_a_padded_submit_in_one_websocket_frame_on_a_known_flow_counts_its_sha
 /// 2 shares accepted, 20,000 hashes.
 #[test]
 fn evasive_a_resent_rest_of_a_padded_websocket_frame_is_not_read_again() {
-    let (m, p) = (ip(MINER), ip(POOL));
     let key = [0xbe, 0xf2, 0x21, 0x39];
     let frames: Vec<Vec<u8>> = [2, 3]
         .map(|id| {
@@ -605,60 +655,31 @@ fn evasive_a_resent_rest_of_a_padded_websocket_frame_is_not_read_again() {
         .into();
     // 8 bytes of header: frame byte 2,003 is payload byte 1,995, an `x` under the key's fourth.
     assert_eq!((frames[0][2003], frames[0][2004]), (0x41, 0xc6));
-    let (mut up, mut down) = (1000u32, 5000u32);
-    let mut packets = Vec::new();
-    // `again`: the miner's last segment sent again, at its own sequence number.
-    let mut send = |from_miner: bool, seg: &[u8], again: bool| {
-        let (seq, pkt) = if from_miner {
-            (&mut up, Packet::tcp4(m, p, 51014, 443, seg))
-        } else {
-            (&mut down, Packet::tcp4(p, m, 443, 51014, seg))
-        };
-        if again {
-            packets.push(pkt.tcp_seq(*seq - seg.len() as u32));
-        } else {
-            packets.push(pkt.tcp_seq(*seq));
-            *seq += seg.len() as u32;
-        }
-    };
+    let mut wire = Wire::new(51014);
     let login_key = Some([0x11, 0x22, 0x33, 0x44]);
-    send(
+    wire.send(
         true,
         &test_support::websocket_frame(xmrig_login("").as_bytes(), login_key),
-        false,
     );
-    send(
+    wire.send(
         false,
         &test_support::websocket_frame(LOGIN_REPLY.as_bytes(), None),
-        false,
     );
     for (n, frame) in frames.iter().enumerate() {
         let cuts = [0, 1000, 2003, frame.len()];
         for w in cuts.windows(2) {
-            send(true, &frame[w[0]..w[1]], false);
+            wire.send(true, &frame[w[0]..w[1]]);
         }
         if n == 0 {
-            send(true, &frame[2003..], true);
+            wire.resend(&frame[2003..]);
         }
-        send(
+        wire.send(
             false,
             &test_support::websocket_frame(ok(2 + n as u32).as_bytes(), None),
-            false,
         );
     }
-    let r = run("wsresent", packets);
-    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
-    let accepted = [("range", "kp"), ("coin", "monero"), ("result", "accepted")];
-    assert_eq!(total(&r, "mining_sensor_shares_total", &accepted), 2);
-    assert_eq!(total(&r, "mining_sensor_shares_total", &[]), 2);
-    assert_eq!(
-        total(
-            &r,
-            "mining_sensor_share_hashes_total",
-            &[("range", "kp"), ("coin", "monero")]
-        ),
-        20_000
-    );
+    let r = run("wsresent", wire.packets);
+    assert_one_flow_with_two_shares(&r, 20_000);
 }
 
 /// XMRig's login padded to 3,000 bytes with an unknown key, in one masked WebSocket frame to 443

@@ -2404,6 +2404,46 @@ fn a_websocket_frame_over_segments_is_handed_over_whole() {
     assert!(s.k.flows().unwrap().is_empty());
 }
 
+/// A pool's job push in one WebSocket frame (unmasked, a server's) padded after its blob with
+/// 1,500 `é` (3,000 bytes of UTF-8, `c3 a9` each) over three segments, its method in the first
+/// segment's window: the first is a Stratum packet (to the watched miner), and the program
+/// follows the frame's rest, whose segments open with bytes beyond ASCII that nothing else
+/// reads: both are candidates; a segment after the frame's end that opens with such a byte is
+/// not.
+#[test]
+fn a_servers_frame_that_matched_is_followed_over_rests_beyond_ascii() {
+    use sensor_common::Stat;
+    let mut s = Sensor::with(&format!("[inspect]\ncapture_mode = \"inline\"\n{CONFIG}"));
+    let job = format!(
+        "{{\"jsonrpc\":\"2.0\",\"method\":\"job\",\"params\":{{\"blob\":\"0707\",\"pad\":\"{}\",\"job_id\":\"j2\",\"target\":\"dc460300\"}}}}\n",
+        "é".repeat(1500)
+    );
+    let frame = test_support::websocket_frame(job.as_bytes(), None);
+    // 4 bytes of header: frame bytes 1,000 and 2,001 are the pad's.
+    assert_eq!((frame[1000], frame[2001]), (0xa9, 0xc3));
+    let (miner, server) = (ip("198.18.1.20"), ip("198.51.100.50")); // miner in ranges a and b
+    for w in [0, 1000, 2001, frame.len()].windows(2) {
+        let seg = &frame[w[0]..w[1]];
+        s.run(
+            &Packet::tcp4(server, miner, 443, 48330, seg)
+                .tcp_seq(100 + w[0] as u32)
+                .build(),
+        );
+    }
+    assert_eq!(s.stratum(A, DIR_TO, MONERO), 1);
+    assert_eq!(s.all_stratum(), 2, "ranges a and b");
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 3);
+    let after = (100 + frame.len()) as u32;
+    let text = "é, fin".as_bytes();
+    s.run(
+        &Packet::tcp4(server, miner, 443, 48330, text)
+            .tcp_seq(after)
+            .build(),
+    );
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 3);
+    assert_eq!(s.k.read_samples().unwrap().len(), 3);
+}
+
 /// A compressed text frame (`c1`) longer than its segment (a message padded with bytes that do not
 /// compress): 3,000 bytes of payload, 8 of header, over three segments. On a watched range's flow
 /// to 443 the first segment is a candidate (a compressed frame) and the program follows the
