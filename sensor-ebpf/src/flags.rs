@@ -15,9 +15,10 @@ pub(crate) const CHUNKS: u64 = 8;
 pub(crate) const OPENS: u64 = 1 << 5;
 /// A suspect signal already made the segment a candidate.
 pub(crate) const SIGNALLED: u64 = 1 << 6;
-/// The segment's flow involves a watched range, a pool address or a pool port: where it opens
-/// with a WebSocket text frame (a client's, masked, or a server's) that matched and runs past
-/// the segment, the frame's rest is followed (`opening_follow_start`).
+/// The segment is not plain (a frame or a body opens it) and its flow involves a watched range, a
+/// pool address or a pool port: where it opens with a WebSocket text frame (a client's, masked,
+/// or a server's) that matched and runs past the segment, the frame's rest is followed
+/// (`opening_follow_start`). Plain segments, the most scanned, read no pool-port bit for it.
 pub(crate) const WATCHED: u64 = 1 << 7;
 /// Where the segment's length in bytes (header or head included) is kept, 16 bits ...
 pub(crate) const SEGMENT_LEN: u32 = 16;

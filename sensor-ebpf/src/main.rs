@@ -507,7 +507,7 @@ fn tcp<const COMPAT: bool>(
         | (chunks as u64 * flags::CHUNKS)
         | (opens as u64 * flags::OPENS)
         | (candidate as u64 * flags::SIGNALLED)
-        | ((shaped || pool_port(sport)) as u64 * flags::WATCHED)
+        | ((!plain && (shaped || pool_port(sport))) as u64 * flags::WATCHED)
         | (segment as u64 & 0xffff) << flags::SEGMENT_AT
         | (segment_len as u64 & 0xffff) << flags::SEGMENT_LEN;
     // The segment's end, header or head included.
