@@ -81,6 +81,9 @@ fn assert_one_flow_to_kp_and_its_login(r: &Value) {
     assert_eq!(total(r, "mining_sensor_miner_logins_total", &[]), 1);
 }
 
+/// The mask key of the miner's login frame in `Wire::login`.
+const LOGIN_KEY: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
+
 /// A TCP session between the miner and the pool on 443, from the miner's `port`: each segment at
 /// its side's next sequence number (the miner's from 1,000, the pool's from 5,000).
 struct Wire {
@@ -108,6 +111,17 @@ impl Wire {
         };
         self.packets.push(pkt.tcp_seq(self.seq[side]));
         self.seq[side] += seg.len() as u32;
+    }
+
+    /// A known flow in WebSocket frames: XMRig's login (masked with `LOGIN_KEY`) and the pool's
+    /// reply at 10,000 hashes a share, each a frame in a segment.
+    fn login(&mut self) {
+        let login = test_support::websocket_frame(xmrig_login("").as_bytes(), Some(LOGIN_KEY));
+        self.send(true, &login);
+        self.send(
+            false,
+            &test_support::websocket_frame(LOGIN_REPLY.as_bytes(), None),
+        );
     }
 
     /// The miner's last segment, `seg`, sent again at its own sequence number.
@@ -417,7 +431,6 @@ fn assert_session_opened_by_the_agent(r: &Value) {
 #[test]
 fn evasive_compressed_websocket_messages_in_several_frames_replay_with_their_shares() {
     use flate2::{Compress, Compression};
-    let (m, p) = (ip(MINER), ip(POOL));
     let mut z = [
         Compress::new(Compression::default(), false),
         Compress::new(Compression::default(), false),
@@ -430,23 +443,17 @@ fn evasive_compressed_websocket_messages_in_several_frames_replay_with_their_sha
         (xmrig_submit(3, ""), 2),
         (ok(3), 1),
     ];
-    let (mut packets, mut seq) = (Vec::new(), [1000u32, 5000u32]);
+    let mut wire = Wire::new(51014);
     for (k, (msg, parts)) in messages.iter().enumerate() {
         let d = k % 2;
         let key = (d == 0).then_some([0x37, 0xfa, 0x21, 0x3d]);
         let frames = test_support::deflated_frames(&mut z[d], msg.as_bytes(), *parts, key);
         assert_eq!(frames.len(), *parts);
         for f in frames {
-            let pkt = if d == 0 {
-                Packet::tcp4(m, p, 51014, 443, &f)
-            } else {
-                Packet::tcp4(p, m, 443, 51014, &f)
-            };
-            packets.push(pkt.tcp_seq(seq[d]));
-            seq[d] += f.len() as u32;
+            wire.send(d == 0, &f);
         }
     }
-    let r = run("deflated", packets);
+    let r = run("deflated", wire.packets);
     assert_session_opened_by_the_agent(&r);
 }
 
@@ -461,7 +468,6 @@ fn evasive_compressed_websocket_messages_in_several_frames_replay_with_their_sha
 #[test]
 fn evasive_compressed_websocket_messages_padded_past_a_segment_replay_with_their_shares() {
     use flate2::{Compress, Compression};
-    let (m, p) = (ip(MINER), ip(POOL));
     let mut x = 0x2545_f491u32;
     let mut noise = || -> String {
         let letters = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -489,7 +495,7 @@ fn evasive_compressed_websocket_messages_padded_past_a_segment_replay_with_their
         Compress::new(Compression::default(), false),
         Compress::new(Compression::default(), false),
     ];
-    let (mut packets, mut seq, mut cut) = (Vec::new(), [1000u32, 5000u32], 0);
+    let (mut wire, mut cut) = (Wire::new(51015), 0);
     for (k, msg) in messages.iter().enumerate() {
         let d = k % 2;
         let key = (d == 0).then_some([0x37, 0xfa, 0x21, 0x3d]);
@@ -504,19 +510,13 @@ fn evasive_compressed_websocket_messages_padded_past_a_segment_replay_with_their
             assert!(frame.len() > 2200, "{} bytes", frame.len());
         }
         for seg in frame.chunks(1000) {
-            let pkt = if d == 0 {
-                Packet::tcp4(m, p, 51015, 443, seg)
-            } else {
-                Packet::tcp4(p, m, 443, 51015, seg)
-            };
-            packets.push(pkt.tcp_seq(seq[d]));
-            seq[d] += seg.len() as u32;
+            wire.send(d == 0, seg);
         }
         cut += frame.len().div_ceil(1000) - 1;
     }
     // Four frames cut, each over three segments.
     assert_eq!(cut, 8);
-    let r = run("deflatedpad", packets);
+    let r = run("deflatedpad", wire.packets);
     assert_session_opened_by_the_agent(&r);
 }
 
@@ -569,15 +569,7 @@ fn evasive_a_padded_submit_in_one_websocket_frame_on_a_known_flow_counts_its_sha
     let big = test_support::websocket_frame(padded.as_bytes(), Some([0x6e, 0xf2, 0x21, 0x3d]));
     assert_eq!((big[1000], big[2001]), (0x16, 0x8a));
     let mut wire = Wire::new(51013);
-    let key = Some([0x11, 0x22, 0x33, 0x44]);
-    wire.send(
-        true,
-        &test_support::websocket_frame(xmrig_login("").as_bytes(), key),
-    );
-    wire.send(
-        false,
-        &test_support::websocket_frame(LOGIN_REPLY.as_bytes(), None),
-    );
+    wire.login();
     for w in [0, 1000, 2001, big.len()].windows(2) {
         wire.send(true, &big[w[0]..w[1]]);
     }
@@ -587,7 +579,7 @@ fn evasive_a_padded_submit_in_one_websocket_frame_on_a_known_flow_counts_its_sha
     );
     wire.send(
         true,
-        &test_support::websocket_frame(xmrig_submit(3, "").as_bytes(), key),
+        &test_support::websocket_frame(xmrig_submit(3, "").as_bytes(), Some(LOGIN_KEY)),
     );
     wire.send(
         false,
@@ -611,11 +603,9 @@ fn evasive_a_padded_submit_in_one_websocket_frame_on_a_known_flow_counts_its_sha
 #[test]
 fn evasive_a_pools_job_padded_with_text_beyond_ascii_counts_its_shares_difficulty() {
     let mut wire = Wire::new(51016);
-    let key = Some([0x11, 0x22, 0x33, 0x44]);
-    let client = |m: &str| test_support::websocket_frame(m.as_bytes(), key);
+    wire.login();
+    let client = |m: &str| test_support::websocket_frame(m.as_bytes(), Some(LOGIN_KEY));
     let pool = |m: &str| test_support::websocket_frame(m.as_bytes(), None);
-    wire.send(true, &client(&xmrig_login("")));
-    wire.send(false, &pool(LOGIN_REPLY));
     wire.send(true, &client(&xmrig_submit(2, "")));
     wire.send(false, &pool(&ok(2)));
     let job = format!(
@@ -656,15 +646,7 @@ fn evasive_a_resent_rest_of_a_padded_websocket_frame_is_not_read_again() {
     // 8 bytes of header: frame byte 2,003 is payload byte 1,995, an `x` under the key's fourth.
     assert_eq!((frames[0][2003], frames[0][2004]), (0x41, 0xc6));
     let mut wire = Wire::new(51014);
-    let login_key = Some([0x11, 0x22, 0x33, 0x44]);
-    wire.send(
-        true,
-        &test_support::websocket_frame(xmrig_login("").as_bytes(), login_key),
-    );
-    wire.send(
-        false,
-        &test_support::websocket_frame(LOGIN_REPLY.as_bytes(), None),
-    );
+    wire.login();
     for (n, frame) in frames.iter().enumerate() {
         let cuts = [0, 1000, 2003, frame.len()];
         for w in cuts.windows(2) {
