@@ -52,6 +52,12 @@ enum Cmd {
         /// Fewer and shorter runs (a couple of minutes).
         #[arg(long)]
         quick: bool,
+        /// Instead, this tree's program against another revision's (a commit, tag or branch):
+        /// its object is built in target/against, both are loaded in one process and measured
+        /// turn about, and each row prints both figures and the pairs' difference with its
+        /// quartiles (target/bench/against.json too). `MINING_SENSOR_BENCH_ROWS` picks rows.
+        #[arg(long, value_name = "REV")]
+        against: Option<String>,
     },
     /// Formatting and clippy on the host crates and, with the nightly, on the kernel crate.
     Lint,
@@ -108,7 +114,7 @@ fn main() -> ExitCode {
         Cmd::Setup { no_apt } => setup(!no_apt),
         Cmd::Test { cargo_args } => test(&cargo_args),
         Cmd::Run { args } => run(&args),
-        Cmd::Bench { quick } => bench(quick),
+        Cmd::Bench { quick, against } => bench(quick, against.as_deref()),
         Cmd::Fuzz { target } => setup(false).and_then(|_| fuzz(&target)),
         Cmd::Lint => lint().map(|_| ()),
     };
@@ -794,7 +800,7 @@ fn lint() -> Result<u64> {
     Ok(3)
 }
 
-fn bench(quick: bool) -> Result<()> {
+fn bench(quick: bool, against: Option<&str>) -> Result<()> {
     if !is_root() {
         bail!("the benchmarks load BPF programs and create network namespaces: run as root");
     }
@@ -803,6 +809,10 @@ fn bench(quick: bool) -> Result<()> {
     c.args(["bench", "-p", "mining-sensor", "--bench", "sensor", "--"]);
     if quick {
         c.arg("--quick");
+    }
+    if let Some(rev) = against {
+        c.env("MINING_SENSOR_BENCH_AGAINST", object_of(rev)?);
+        return status(&mut c);
     }
     status(&mut c)?;
     if !quick {
@@ -830,6 +840,91 @@ fn bench(quick: bool) -> Result<()> {
     Ok(())
 }
 
+/// The XDP object of revision `rev`, built from its tree (`git archive`) in
+/// target/against/<commit> by its own `build.rs`, with a target directory all such builds share;
+/// its path, from cargo's report of the build script's output directory.
+fn object_of(rev: &str) -> Result<PathBuf> {
+    let out = Command::new("git")
+        .current_dir(root())
+        .args(["rev-parse", "--verify", &format!("{rev}^{{commit}}")])
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "--against {rev}: not a revision of this repository ({})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let commit = String::from_utf8(out.stdout)?.trim().to_string();
+    let against = root().join("target/against");
+    let tree = against.join(&commit);
+    if !tree.join("Cargo.toml").exists() {
+        step(&format!(
+            "the tree of {rev} ({commit}) into {}",
+            tree.display()
+        ));
+        std::fs::create_dir_all(&tree)?;
+        let archive = Command::new("git")
+            .current_dir(root())
+            .args(["archive", "--format=tar", &commit])
+            .output()?;
+        if !archive.status.success() {
+            bail!("git archive {commit} failed");
+        }
+        let mut tar = Command::new("tar")
+            .current_dir(&tree)
+            .arg("-x")
+            .stdin(std::process::Stdio::piped())
+            .spawn()?;
+        use std::io::Write as _;
+        tar.stdin
+            .take()
+            .expect("piped")
+            .write_all(&archive.stdout)?;
+        if !tar.wait()?.success() {
+            bail!("unpacking {commit} into {} failed", tree.display());
+        }
+    }
+    step(&format!("building {rev}'s XDP object"));
+    let built = Command::new(env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")))
+        .current_dir(&tree)
+        .env("CARGO_TARGET_DIR", against.join("target"))
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "mining-sensor",
+            "--lib",
+            "--message-format=json",
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    if !built.status.success() {
+        bail!("building {rev} ({commit}) failed");
+    }
+    let report = String::from_utf8_lossy(&built.stdout);
+    let out_dir = build_script_out_dir(&report, "mining-sensor")
+        .ok_or_else(|| anyhow::anyhow!("cargo reported no build script run of mining-sensor"))?;
+    let object = PathBuf::from(out_dir).join("sensor");
+    if !object.exists() {
+        bail!("{rev}'s build wrote no object at {}", object.display());
+    }
+    Ok(object)
+}
+
+/// The output directory cargo's JSON report (`--message-format=json`) gives for `package`'s
+/// build script.
+fn build_script_out_dir<'a>(report: &'a str, package: &str) -> Option<&'a str> {
+    report
+        .lines()
+        .filter(|l| l.contains("\"reason\":\"build-script-executed\""))
+        .find(|l| l.contains(&format!("#{package}@")) || l.contains(&format!("/{package}#")))
+        .and_then(|l| {
+            let key = "\"out_dir\":\"";
+            let at = l.find(key)? + key.len();
+            l[at..].split('"').next()
+        })
+}
+
 fn run(args: &[String]) -> Result<()> {
     setup(true)?;
     step("cargo build --release -p mining-sensor");
@@ -852,6 +947,28 @@ fn exec(bin: &Path, args: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Lines of cargo's JSON report as cargo 1.95 writes them (trimmed): the build script of
+    /// sensor-common's dependency and mining-sensor's; the second's output directory is taken.
+    #[test]
+    fn the_objects_directory_is_read_from_cargos_report() {
+        let report = concat!(
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///t/sensor#mining-sensor@0.1.0","target":{"name":"build-script-build"}}"#,
+            "\n",
+            r#"{"reason":"build-script-executed","package_id":"registry+https://github.com/rust-lang/crates.io-index#libc@0.2.177","out_dir":"/t/target/release/build/libc-1/out"}"#,
+            "\n",
+            r#"{"reason":"build-script-executed","package_id":"path+file:///t/sensor#mining-sensor@0.1.0","linked_libs":[],"out_dir":"/t/target/release/build/mining-sensor-2/out"}"#,
+            "\n",
+        );
+        assert_eq!(
+            build_script_out_dir(report, "mining-sensor"),
+            Some("/t/target/release/build/mining-sensor-2/out")
+        );
+        assert_eq!(build_script_out_dir(report, "sensor-common"), None);
+        // A package in a folder of its own name: cargo leaves the name out of the id.
+        let own = r#"{"reason":"build-script-executed","package_id":"path+file:///t/mining-sensor#0.1.0","out_dir":"/o"}"#;
+        assert_eq!(build_script_out_dir(own, "mining-sensor"), Some("/o"));
+    }
 
     /// Two binaries' output as libtest prints it, the second with a failed test: the counts of
     /// both, and the failed test's section without libtest's lists around it.

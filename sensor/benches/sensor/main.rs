@@ -1,5 +1,6 @@
 //! `cargo xtask bench [--quick]`: what the sensor costs, with every baseline measured in the same
-//! run. Writes `target/bench/summary.json`, prints a table, and (full runs) rewrites
+//! run. (`cargo xtask bench --against <rev>` compares this program with another revision's
+//! instead: `against`.) Writes `target/bench/summary.json`, prints a table, and (full runs) rewrites
 //! `BENCHMARKS.md`. Needs root: it loads BPF programs and creates network namespaces.
 //!
 //! Figures (each the median of repeated runs):
@@ -44,6 +45,7 @@
 //!   process then, which holds what the agent holds (the loaded program, its maps' user-side
 //!   copies of the prefixes, the metrics).
 
+mod against;
 mod packets;
 mod replay;
 mod report;
@@ -147,6 +149,11 @@ fn main() {
         .ok()
         .map(|v| v.split(',').map(|r| r.trim().to_string()).collect());
     let wanted = |name: &str| rows.as_ref().is_none_or(|r| r.iter().any(|x| x == name));
+    // Against another revision's program, turn about in this process (`against`).
+    if let Ok(path) = std::env::var("MINING_SENSOR_BENCH_AGAINST") {
+        against::compare(&path, &wanted, &o, &out_dir);
+        return;
+    }
     step("per-packet cost, embedded default configuration");
     let cfg = Config::embedded_default();
     let mut k = Kernel::load_with_ranges(&cfg).unwrap();
@@ -159,8 +166,7 @@ fn main() {
             fig.insert("stratum_login_new_flow_baseline_ns".into(), b);
             // The same, warm (`per_packet_first_batched`): its figure over the not-IP frame the
             // program passes at once, plus that frame's own cost over XDP_PASS.
-            let mut notip = frame.clone();
-            notip[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+            let notip = login_notip();
             let (ns, nb) = per_packet(&mut k, &notip, &o);
             let mut r = Kernel::load_for_replay(&cfg).unwrap();
             r.configure(&cfg).unwrap();

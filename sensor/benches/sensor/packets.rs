@@ -20,6 +20,14 @@ pub(crate) fn login() -> Vec<u8> {
     format!("{{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\",\"agent\":\"XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0\",\"algo\":[\"rx/0\",\"cn/2\",\"cn/r\",\"cn/fast\",\"cn/half\",\"cn/xao\",\"cn/rto\",\"cn/rwz\",\"cn/zls\",\"cn/double\",\"cn-lite/1\",\"cn-heavy/0\",\"cn-pico\",\"rx/wow\",\"rx/arq\",\"argon2/chukwa\"]}}}}\n").into_bytes()
 }
 
+/// A frame of the login row's length that is not IP (the local experimental EtherType 0x88b5):
+/// the program reads its EtherType and passes it, the baseline of the batched new-flow login.
+pub(crate) fn login_notip() -> Vec<u8> {
+    let mut f = Packet::tcp4(kp(6), Ipv4Addr::new(203, 0, 113, 20), 44322, 3333, &login()).build();
+    f[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+    f
+}
+
 /// An XMRig share.
 pub(crate) const SUBMIT: &[u8] = b"{\"id\":2,\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{\"id\":\"7d\",\"job_id\":\"1\",\"nonce\":\"b8000000\",\"result\":\"abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789\"}}\n";
 
@@ -83,58 +91,105 @@ pub(crate) fn per_packet_first_batched(
     notip: &[u8],
     o: &Opts,
 ) -> f64 {
-    use sensor_common::{REPLAY_BATCH_MAX, REPLAY_DONE, ReplayHeader};
-    let login = login();
-    let frame = |j: u16| {
-        Packet::tcp4(
-            kp(6),
-            Ipv4Addr::new(203, 0, 113, 20),
-            20_000 + j,
-            3333,
-            &login,
-        )
-        .build()
-    };
-    let len = frame(0).len();
-    assert_eq!(
-        notip.len(),
-        len,
-        "the baseline's frames are the logins' length"
-    );
-    let n =
-        (mining_sensor::bpf::batch_linear_max() / (len + ReplayHeader::SIZE)).min(REPLAY_BATCH_MAX);
-    assert!(
-        n >= 3,
-        "{n} logins of {len} bytes to a batch: too few to measure"
-    );
-    let logins: Vec<Vec<u8>> = (0..n as u16).map(frame).collect();
-    let layout = |frames: &[&[u8]], sample: u64, out: &mut Vec<u8>| {
-        mining_sensor::bpf::batch_input(
-            frames
-                .iter()
-                .enumerate()
-                .map(|(j, f)| mining_sensor::bpf::BatchPacket {
-                    ts_ns: 1_559_347_200_000_000_000 + sample * 1_000_000 + j as u64 * 1_000,
-                    ifindex: 1,
-                    data: f,
-                    wire_len: f.len(),
-                }),
-            out,
-        )
-    };
-    let samples: u64 = if o.quick { 3_000 } else { 20_000 };
-    let mut sensor = Vec::new();
-    let mut base = Vec::new();
-    let (mut with, mut without) = (Vec::new(), Vec::new());
-    let all: Vec<&[u8]> = logins.iter().map(|f| f.as_slice()).collect();
-    let mut first_only: Vec<&[u8]> = vec![&logins[0]];
-    first_only.extend(std::iter::repeat_n(notip, n - 1));
+    let b = BatchedLogins::new(notip);
+    let (mut sensor, mut base) = (Vec::new(), Vec::new());
     k.clear_flows().unwrap();
     drain(rings);
     let mut records = None;
-    for i in 0..samples {
-        layout(&all, 2 * i, &mut with);
-        layout(&first_only, 2 * i + 1, &mut without);
+    for i in 0..b.samples(o) {
+        let (with, without, one) = b.sample(k, rings, i);
+        sensor.push(with);
+        base.push(without);
+        records.get_or_insert(one);
+    }
+    eprintln!(
+        "bench: {} logins of {} bytes a batch, {} records each",
+        b.n,
+        b.len,
+        records.unwrap()
+    );
+    (median(sensor) - median(base)) / (b.n - 1) as f64
+}
+
+/// The two batches of `per_packet_first_batched`: `n` logins opening their flows, and the first
+/// of them followed by `n - 1` frames that are not IP.
+pub(crate) struct BatchedLogins {
+    pub(crate) n: usize,
+    len: usize,
+    logins: Vec<Vec<u8>>,
+    notip: Vec<u8>,
+}
+
+impl BatchedLogins {
+    pub(crate) fn new(notip: &[u8]) -> Self {
+        use sensor_common::{REPLAY_BATCH_MAX, ReplayHeader};
+        let login = login();
+        let frame = |j: u16| {
+            Packet::tcp4(
+                kp(6),
+                Ipv4Addr::new(203, 0, 113, 20),
+                20_000 + j,
+                3333,
+                &login,
+            )
+            .build()
+        };
+        let len = frame(0).len();
+        assert_eq!(
+            notip.len(),
+            len,
+            "the baseline's frames are the logins' length"
+        );
+        let n = (mining_sensor::bpf::batch_linear_max() / (len + ReplayHeader::SIZE))
+            .min(REPLAY_BATCH_MAX);
+        assert!(
+            n >= 3,
+            "{n} logins of {len} bytes to a batch: too few to measure"
+        );
+        Self {
+            n,
+            len,
+            logins: (0..n as u16).map(frame).collect(),
+            notip: notip.to_vec(),
+        }
+    }
+
+    pub(crate) fn samples(&self, o: &Opts) -> u64 {
+        if o.quick { 3_000 } else { 20_000 }
+    }
+
+    /// Sample `i` on `k` (loaded for replay, its flows emptied and `rings` read): the ns of the
+    /// batch of logins and of the baseline batch, each checked to have run whole and made its
+    /// flows, and the ring records one login writes (every login wrote as many: none skipped its
+    /// event or copy).
+    pub(crate) fn sample(
+        &self,
+        k: &mut Kernel,
+        rings: &mut [aya::maps::RingBuf<aya::maps::MapData>],
+        i: u64,
+    ) -> (f64, f64, u32) {
+        use sensor_common::REPLAY_DONE;
+        let n = self.n;
+        let layout = |frames: &[&[u8]], sample: u64| {
+            let mut out = Vec::new();
+            mining_sensor::bpf::batch_input(
+                frames
+                    .iter()
+                    .enumerate()
+                    .map(|(j, f)| mining_sensor::bpf::BatchPacket {
+                        ts_ns: 1_559_347_200_000_000_000 + sample * 1_000_000 + j as u64 * 1_000,
+                        ifindex: 1,
+                        data: f,
+                        wire_len: f.len(),
+                    }),
+                &mut out,
+            );
+            out
+        };
+        let all: Vec<&[u8]> = self.logins.iter().map(|f| f.as_slice()).collect();
+        let mut first_only: Vec<&[u8]> = vec![&self.logins[0]];
+        first_only.extend(std::iter::repeat_n(self.notip.as_slice(), n - 1));
+        let (with, without) = (layout(&all, 2 * i), layout(&first_only, 2 * i + 1));
         // One timed batch: its ns, checked to have run whole and made `flows` flows, and the
         // ring records it wrote.
         let mut timed = |input: &[u8], flows: usize, what: &str| {
@@ -152,26 +207,18 @@ pub(crate) fn per_packet_first_batched(
             (t.as_nanos() as f64, drain(rings))
         };
         let (ns, made) = timed(&with, n, "the batch");
-        sensor.push(ns);
-        let (ns, one) = timed(&without, 1, "the baseline");
-        base.push(ns);
-        // Every login wrote what the first did: none skipped its event or copy.
+        let (base, one) = timed(&without, 1, "the baseline");
         assert_eq!(
             made,
             one * n as u32,
             "sample {i}: {made} records for {n} logins, {one} for one"
         );
-        records.get_or_insert(one);
+        (ns, base, one)
     }
-    eprintln!(
-        "bench: {n} logins of {len} bytes a batch, {} records each",
-        records.unwrap()
-    );
-    (median(sensor) - median(base)) / (n - 1) as f64
 }
 
 /// Reads every record waiting in `rings`; returns how many there were.
-fn drain(rings: &mut [aya::maps::RingBuf<aya::maps::MapData>]) -> u32 {
+pub(crate) fn drain(rings: &mut [aya::maps::RingBuf<aya::maps::MapData>]) -> u32 {
     let mut n = 0;
     for r in rings.iter_mut() {
         while r.next().is_some() {
@@ -197,28 +244,12 @@ pub(crate) fn per_packet_copied(
     frame: &[u8],
     o: &Opts,
 ) -> (f64, f64) {
-    // A share's record is 288 bytes with the ring's own header (its frame of at most 256 bytes in
-    // the smallest record size): 2,000 of them are 576,000 bytes of the 1 MiB sample ring.
-    const COPIED_BATCH: u32 = 2_000;
-    assert!(
-        frame.len() <= 256,
-        "a batch of larger records may not fit the ring"
-    );
-    let batches = if o.quick { 150 } else { 1_000 };
+    let batches = copied_batches(o);
     drain(rings);
     let mut sensor = Vec::new();
     let mut base = Vec::new();
     for i in 0..batches {
-        sensor.push(
-            k.test_run_repeat(frame, COPIED_BATCH, false)
-                .unwrap()
-                .as_nanos() as f64,
-        );
-        assert_eq!(
-            drain(rings),
-            COPIED_BATCH,
-            "batch {i}: a run was not copied"
-        );
+        sensor.push(copied_batch(k, rings, frame, i));
         base.push(
             k.test_run_repeat(frame, COPIED_BATCH, true)
                 .unwrap()
@@ -226,6 +257,39 @@ pub(crate) fn per_packet_copied(
         );
     }
     (median(sensor), median(base))
+}
+
+/// Runs per batch of `per_packet_copied`. A share's record is 288 bytes with the ring's own header
+/// (its frame of at most 256 bytes in the smallest record size): 2,000 of them are 576,000 bytes of
+/// the 1 MiB sample ring.
+pub(crate) const COPIED_BATCH: u32 = 2_000;
+
+pub(crate) fn copied_batches(o: &Opts) -> usize {
+    if o.quick { 150 } else { 1_000 }
+}
+
+/// One batch of `per_packet_copied` on `k`: ns per packet, every run checked to have been copied
+/// (its rings read after).
+pub(crate) fn copied_batch(
+    k: &mut Kernel,
+    rings: &mut [aya::maps::RingBuf<aya::maps::MapData>],
+    frame: &[u8],
+    i: usize,
+) -> f64 {
+    assert!(
+        frame.len() <= 256,
+        "a batch of larger records may not fit the ring"
+    );
+    let ns = k
+        .test_run_repeat(frame, COPIED_BATCH, false)
+        .unwrap()
+        .as_nanos() as f64;
+    assert_eq!(
+        drain(rings),
+        COPIED_BATCH,
+        "batch {i}: a run was not copied"
+    );
+    ns
 }
 
 /// Median ns/packet of the sensor and of the baseline over `frame`, interleaved run by run.

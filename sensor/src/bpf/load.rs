@@ -88,12 +88,20 @@ fn first_line(text: &str) -> &str {
 impl Kernel {
     /// Loads (and verifies) the program with maps sized from `cfg`.
     pub fn load(cfg: &Config) -> Result<Self> {
-        Self::load_as(cfg, false, None)
+        Self::load_as(cfg, false, None, OBJECT)
     }
 
     /// Loads that build of the program, with no fallback (for tests of both).
     pub fn load_variant(cfg: &Config, variant: Variant) -> Result<Self> {
-        Self::load_as(cfg, false, Some(variant))
+        Self::load_as(cfg, false, Some(variant), OBJECT)
+    }
+
+    /// `load` of another revision's object (`object`, its `sensor` file as `build.rs` wrote it)
+    /// in place of the embedded one: the benchmarks' comparison of two revisions in one run
+    /// (`cargo xtask bench --against`). Its maps and globals must be the ones this revision
+    /// sizes and sets; loading says which one is missing when they are not.
+    pub fn load_object(cfg: &Config, object: &[u8]) -> Result<Self> {
+        Self::load_as(cfg, false, None, object)
     }
 
     /// The build of the program that was loaded.
@@ -104,16 +112,21 @@ impl Kernel {
     /// Loads the program as `replay` runs it: over batches of packets with their capture time
     /// (`Kernel::run_batch`), with the same per-packet code as `load`.
     pub fn load_for_replay(cfg: &Config) -> Result<Self> {
-        Self::load_for_replay_as(cfg, None)
+        Self::load_for_replay_as(cfg, None, OBJECT)
     }
 
     /// `load_for_replay` with that build of the program, with no fallback (for tests of both).
     pub fn load_for_replay_variant(cfg: &Config, variant: Variant) -> Result<Self> {
-        Self::load_for_replay_as(cfg, Some(variant))
+        Self::load_for_replay_as(cfg, Some(variant), OBJECT)
     }
 
-    fn load_for_replay_as(cfg: &Config, want: Option<Variant>) -> Result<Self> {
-        let mut k = Self::load_as(cfg, true, want)?;
+    /// `load_for_replay` of another revision's object (see `load_object`).
+    pub fn load_for_replay_object(cfg: &Config, object: &[u8]) -> Result<Self> {
+        Self::load_for_replay_as(cfg, None, object)
+    }
+
+    fn load_for_replay_as(cfg: &Config, want: Option<Variant>, object: &[u8]) -> Result<Self> {
+        let mut k = Self::load_as(cfg, true, want, object)?;
         let fd = k.program()?.fd()?.try_clone()?;
         let mut next = ProgramArray::try_from(
             k.ebpf
@@ -126,7 +139,7 @@ impl Kernel {
 
     /// Loads the object and one build of the program: `want`, or the `may_goto` one and, if the
     /// kernel refuses it (before Linux 6.9), the `bpf_loop` one.
-    fn load_as(cfg: &Config, replay: bool, want: Option<Variant>) -> Result<Self> {
+    fn load_as(cfg: &Config, replay: bool, want: Option<Variant>, object: &[u8]) -> Result<Self> {
         raise_memlock_limit();
         let capture = cfg.inspect.capture_mode.kernel_value();
         let replay = replay as u32;
@@ -147,7 +160,7 @@ impl Kernel {
             .map_max_entries("RANGES_V6", cfg.max_prefixes)
             .map_max_entries("EVENTS", cfg.events.ring_bytes)
             .map_max_entries("SUSPECTS", cfg.flow_table_size)
-            .load(OBJECT)
+            .load(object)
             .context("loading the XDP object (is this kernel built with BPF, and are we root or CAP_BPF+CAP_NET_ADMIN?)")?;
         let variant = match want {
             Some(v) => {
