@@ -13,7 +13,7 @@
 
 use aya_ebpf::{bindings::BPF_ANY, programs::XdpContext};
 use sensor_common::{
-    OPENING_BYTES, OPENING_HELLO, OPENING_HELLO_LAST, OPENING_MAX_AGE_NS, Stat, recent_slot,
+    OPENING_BYTES, OPENING_HELLO, OPENING_HELLO_LAST, OPENING_MAX_AGE_NS, Stat,
     tls::{HELLO_WINDOW, Hello, Split, split, split_extensions},
 };
 
@@ -22,7 +22,7 @@ use crate::{
     opening::{maybe_held, remove},
     parse::{Ip, load_into},
     replay::now,
-    scan::fill_flow_key,
+    scan::packet_flow,
     signals::{client_hello, hello_answer},
 };
 
@@ -36,12 +36,9 @@ fn answer(h: Hello) -> u64 {
 /// decides alone (`client_hello`'s answer), or 0, its rest held for the next segment.
 #[inline(always)]
 pub(crate) fn first(ip: &Ip, sport: u16, dport: u16, n: usize, next_seq: u32) -> u64 {
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+    let Some((_, from_lo)) = packet_flow(ip, sport, dport) else {
         return 0;
     };
-    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-    let key = unsafe { &mut (*scratch).key };
-    let from_lo = fill_flow_key(key, ip, sport, dport);
     hello_split(n as u64, next_seq as u64, from_lo as u64, 0, 0)
 }
 
@@ -105,10 +102,10 @@ pub extern "C" fn hello_split(n: u64, next_seq: u64, from_lo: u64, stage: u64, r
     stage_entry.end = end as u16;
     stage_entry._pad = [0; 4];
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-    let key = unsafe { &(*scratch).key };
+    let key = unsafe { &(*scratch).flow.key };
     if OPENINGS.insert(key, stage_entry, BPF_ANY as u64).is_ok() {
         stat(Stat::OpeningsHeld);
-        if let Some(t) = OPENING_SLOTS.get_ptr_mut(recent_slot(key)) {
+        if let Some(t) = OPENING_SLOTS.get_ptr_mut(unsafe { (*scratch).flow.slot } as u32) {
             // SAFETY: array value; racing CPUs write nearly the same time.
             unsafe { *t = now | 1 };
         }
@@ -130,10 +127,8 @@ pub(crate) fn continued(
     plen: usize,
 ) -> Option<u64> {
     let scratch = SCRATCH.get_ptr_mut(0)?;
-    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-    let key = unsafe { &mut (*scratch).key };
-    let from_lo = fill_flow_key(key, ip, sport, dport);
-    if !maybe_held(key) {
+    let (flow, from_lo) = packet_flow(ip, sport, dport)?;
+    if !maybe_held(flow) {
         return None;
     }
     let joined = hello_join(seq as u64, from_lo as u64);
@@ -171,7 +166,7 @@ pub extern "C" fn hello_join(seq: u64, from_lo: u64) -> u64 {
         return 0;
     };
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-    let key = unsafe { &(*scratch).key };
+    let key = unsafe { &(*scratch).flow.key };
     let Some(o) = OPENINGS.get_ptr(key) else {
         return 0;
     };
@@ -204,7 +199,7 @@ pub extern "C" fn hello_join(seq: u64, from_lo: u64) -> u64 {
     remove(key);
     // The slot forgets it too, so that later segments of flows hashed there stop at the slot's
     // read (another flow's opening held in the same slot meanwhile loses its join: 1 in 65,536).
-    if let Some(t) = OPENING_SLOTS.get_ptr_mut(recent_slot(key)) {
+    if let Some(t) = OPENING_SLOTS.get_ptr_mut(unsafe { (*scratch).flow.slot } as u32) {
         // SAFETY: array value; a racing CPU's write wins or loses, either is a valid time.
         unsafe { *t = 0 };
     }

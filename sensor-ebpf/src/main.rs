@@ -57,7 +57,7 @@ use crate::{
     parse::{IPPROTO_TCP, IPPROTO_UDP, Ip, byte, load_into, load_window, parse_ip, ptr_at},
     replay::{ingress, replay_enter, replay_next},
     scan::{
-        CANDIDATE, NEW_FLOW, fill_flow_key, flow_unknown, inspect_window, inspect_window_compat,
+        CANDIDATE, NEW_FLOW, flow_unknown, inspect_window, inspect_window_compat, packet_flow,
         recent_stratum,
     },
     signals::{
@@ -331,11 +331,8 @@ fn tcp<const COMPAT: bool>(
     // A TLS record's header (its type, then version 3.0 to 3.4) pays a compare more instead: the
     // HTTPS of a watched range is its most common traffic, and a rest opens so 5 times in 2^24.
     if (shaped || pool_port(sport)) && taken_before_follow(first) && !tls_header(ctx, payload) {
-        let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
-        // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-        let key = unsafe { &mut (*scratch).key };
-        let src_is_lo = fill_flow_key(key, ip, sport, dport);
-        if opening::maybe_held(key) && opening::waits_for(seq, src_is_lo, plen) {
+        let (flow, src_is_lo) = packet_flow(ip, sport, dport).ok_or(())?;
+        if opening::maybe_held(flow) && opening::waits_for(seq, src_is_lo, plen) {
             return Ok(candidate || inspect_budget() > 0);
         }
     }
@@ -390,10 +387,7 @@ fn tcp<const COMPAT: bool>(
         if handed && first == DEFLATED && inspect_budget() > 0 {
             let rest = frame_rest(ctx.ctx, payload as u64, plen as u64);
             if rest > 0 {
-                let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
-                // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-                let key = unsafe { &mut (*scratch).key };
-                let from_lo = fill_flow_key(key, ip, sport, dport);
+                let (_, from_lo) = packet_flow(ip, sport, dport).ok_or(())?;
                 let next_seq = seq.wrapping_add(plen as u32) as u64;
                 opening::opening_follow_start(next_seq, from_lo as u64, rest);
             }
@@ -456,14 +450,11 @@ fn tcp<const COMPAT: bool>(
         return Ok(candidate);
     }
     // Only segments that may carry JSON pay for the flow key.
-    let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
-    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-    let key = unsafe { &mut (*scratch).key };
-    let src_is_lo = fill_flow_key(key, ip, sport, dport);
+    let (flow, src_is_lo) = packet_flow(ip, sport, dport).ok_or(())?;
     if !printable {
         return Ok(candidate
             || (inspect_budget() > 0
-                && opening::maybe_held(key)
+                && opening::maybe_held(flow)
                 && opening::waits_for(seq, src_is_lo, plen)));
     }
     // Blanks may come before a message's `{` (pools' JSON parsers skip them; a miner hiding from
@@ -471,7 +462,7 @@ fn tcp<const COMPAT: bool>(
     let opens = first == b'{' || matches!(first, b' ' | b'\t' | b'\r' | b'\n');
     // A new flow's first message held from its earlier segment (split before any marker): the
     // segment that continues it is scanned after it (`opening`).
-    let held_slot = plain && opening::maybe_held(key);
+    let held_slot = plain && opening::maybe_held(flow);
     let joined = if held_slot {
         opening::opening_join(seq as u64, src_is_lo as u64) as usize
     } else {
@@ -482,7 +473,7 @@ fn tcp<const COMPAT: bool>(
     if held_slot && joined == 0 && opening::waits_for(seq, src_is_lo, plen) {
         return Ok(candidate || inspect_budget() > 0);
     }
-    if !opens && joined == 0 && (!recent_stratum(key) || flow_unknown(key)) {
+    if !opens && joined == 0 && (!recent_stratum(flow) || flow_unknown(&flow.key)) {
         // The first frame of a compressed message sent in several frames opens with `A`: on a
         // flow not known to be Stratum that involves a watched range, a pool address or a pool
         // port, it goes to deep inspection as a fragment does, whole in the segment (on a known
@@ -513,7 +504,9 @@ fn tcp<const COMPAT: bool>(
     // The segment's end, header or head included.
     let next_seq = seq.wrapping_add(segment_len as u32) as u64;
     let [n, joined, flags, next_seq] = opening::forget([n as u64, joined as u64, flags, next_seq]);
-    if mask != 0 {
+    if mask != 0
+        && let Some(scratch) = SCRATCH.get_ptr_mut(0)
+    {
         // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
         unsafe { (*scratch).buf.xor(mask) };
     }
@@ -584,7 +577,7 @@ fn tcp<const COMPAT: bool>(
                 || long
                 || (flags & flags::CHUNKS != 0 && found == 0)
                 || !opens
-                || (recent_stratum(key) && !flow_unknown(key)))))
+                || (recent_stratum(flow) && !flow_unknown(&flow.key)))))
 }
 
 /// The header of the WebSocket text frame at `payload` and its payload's first byte, unmasked;

@@ -124,7 +124,8 @@ pub(crate) struct Scratch {
     pub(crate) buf: stratum::Window,
     /// The scan's state between steps (see `scan`).
     pub(crate) scan: ScanState,
-    pub(crate) key: FlowKey,
+    /// The packet's flow (see `scan::packet_flow`).
+    pub(crate) flow: Flow,
     pub(crate) suspect: SuspectKey,
     /// The walk over a DNS query's name (see `pool_dns`).
     pub(crate) dns: dns::QueryName,
@@ -144,6 +145,16 @@ pub(crate) struct Scratch {
     /// The window's length, the opening's bytes at its start, the flags of `opening_settle` and
     /// the sequence number after the segment, passed through memory (see `opening::forget`).
     pub(crate) window: [u64; 4],
+}
+
+/// A packet's flow key and its slot in the tables indexed by slot (`RECENT`, `OPENING_SLOTS`):
+/// `recent_slot` hashes the key's 40 bytes, and a JSON segment's path reads those tables up to
+/// four times, so the slot is computed once, where the key is filled (`scan::packet_flow`).
+#[repr(C)]
+pub(crate) struct Flow {
+    pub(crate) key: FlowKey,
+    /// `recent_slot(&key)`.
+    pub(crate) slot: u64,
 }
 
 /// State of one scan: the scanner, where it is and what it found. It lives in SCRATCH, not on

@@ -17,12 +17,12 @@
 use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
 use sensor_common::{
     FlowKey, OPENING_BYTES, OPENING_FOLLOW, OPENING_FOLLOW_SEGMENTS, OPENING_MAX_AGE_NS, Stat,
-    recent_slot, stratum::WINDOW, websocket,
+    stratum::WINDOW, websocket,
 };
 
 use crate::{
     flags,
-    maps::{OPENING_SLOTS, OPENINGS, SCRATCH, stat},
+    maps::{Flow, OPENING_SLOTS, OPENINGS, SCRATCH, stat},
     replay::now,
     scan::flow_unknown,
 };
@@ -31,10 +31,10 @@ use crate::{
 /// the BPF backend cannot emit well).
 const WORDS: usize = OPENING_BYTES / 8;
 
-/// Whether `key`'s slot held an opening within `OPENING_MAX_AGE_NS`.
+/// Whether `flow`'s slot held an opening within `OPENING_MAX_AGE_NS`.
 #[inline(always)]
-pub(crate) fn maybe_held(key: &FlowKey) -> bool {
-    match OPENING_SLOTS.get(recent_slot(key)) {
+pub(crate) fn maybe_held(flow: &Flow) -> bool {
+    match OPENING_SLOTS.get(flow.slot as u32) {
         Some(&t) if t != 0 => now().saturating_sub(t) <= OPENING_MAX_AGE_NS,
         _ => false,
     }
@@ -51,7 +51,7 @@ pub extern "C" fn opening_join(seq: u64, from_lo: u64) -> u64 {
         return 0;
     };
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-    let key = unsafe { &(*scratch).key };
+    let key = unsafe { &(*scratch).flow.key };
     let Some(o) = OPENINGS.get_ptr(key) else {
         return 0;
     };
@@ -107,14 +107,14 @@ pub extern "C" fn opening_hold(n: u64, next_seq: u64, from_lo: u64, fresh: u64) 
         stage.skip = 0;
         stage.end = 0;
         stage._pad = [0; 4];
-        let key = &(*scratch).key;
+        let key = &(*scratch).flow.key;
         if OPENINGS.insert(key, stage, BPF_ANY as u64).is_err() {
             return 0;
         }
         if fresh != 0 {
             stat(Stat::OpeningsHeld);
         }
-        if let Some(t) = OPENING_SLOTS.get_ptr_mut(recent_slot(key)) {
+        if let Some(t) = OPENING_SLOTS.get_ptr_mut((*scratch).flow.slot as u32) {
             *t = now | 1;
         }
     }
@@ -141,7 +141,7 @@ pub extern "C" fn opening_follow_start(next_seq: u64, from_lo: u64, frame_rest: 
     let now = now();
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
     unsafe {
-        let key = &(*scratch).key;
+        let key = &(*scratch).flow.key;
         if frame_rest == 0 && !flow_unknown(key) {
             return 0;
         }
@@ -163,7 +163,7 @@ pub extern "C" fn opening_follow_start(next_seq: u64, from_lo: u64, frame_rest: 
             return 0;
         }
         stat(Stat::OpeningsHeld);
-        if let Some(t) = OPENING_SLOTS.get_ptr_mut(recent_slot(key)) {
+        if let Some(t) = OPENING_SLOTS.get_ptr_mut((*scratch).flow.slot as u32) {
             *t = now | 1;
         }
     }
@@ -183,7 +183,7 @@ pub extern "C" fn opening_follow(seq: u64, from_lo: u64, next_seq: u64) -> u64 {
         return 0;
     };
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-    let key = unsafe { &(*scratch).key };
+    let key = unsafe { &(*scratch).flow.key };
     let Some(o) = OPENINGS.get_ptr_mut(key) else {
         return 0;
     };
@@ -294,7 +294,7 @@ pub extern "C" fn opening_settle(
         return 0;
     };
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-    let (key, buf) = unsafe { (&(*scratch).key, &(*scratch).buf) };
+    let (key, buf) = unsafe { (&(*scratch).flow.key, &(*scratch).buf) };
     if found != 0 {
         if joined != 0 {
             remove(key);

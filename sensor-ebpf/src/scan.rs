@@ -3,12 +3,14 @@
 //! flow table it counts Stratum flows in.
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_loop};
-use sensor_common::{EVENT_STRATUM_FLOW, FlowKey, FlowState, ParseEvent, Stat, stratum};
+use sensor_common::{
+    EVENT_STRATUM_FLOW, FlowKey, FlowState, ParseEvent, Stat, recent_slot, stratum,
+};
 
 use crate::{
     count::{count_stratum_flow, count_stratum_packet},
     events::emit,
-    maps::{FLOWS, RECENT, SCRATCH, Scratch, bump, inspect_budget, stat},
+    maps::{FLOWS, Flow, RECENT, SCRATCH, Scratch, bump, inspect_budget, stat},
     parse::{IPPROTO_TCP, Ip},
     replay::now,
 };
@@ -18,7 +20,7 @@ pub(crate) const NEW_FLOW: u64 = 1 << 8;
 /// Result bit of `inspect_window` and `suspect_new`: hand the packet to deep inspection.
 pub(crate) const CANDIDATE: u64 = 1 << 9;
 
-/// Scans the payload window in SCRATCH (key in SCRATCH too) and counts what it finds. A global
+/// Scans the payload window in SCRATCH (its flow in SCRATCH too) and counts what it finds. A global
 /// function with scalar arguments: verified once, whatever the caller's state. Returns 0 when the
 /// window holds no Stratum message, else the dialect plus `NEW_FLOW` for a new flow.
 #[unsafe(no_mangle)]
@@ -45,12 +47,13 @@ fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin:
         return 0;
     };
     // SAFETY: map value pointer, valid for the program run.
-    let key = unsafe { &(*scratch).key };
+    let flow = unsafe { &(*scratch).flow };
+    let key = &flow.key;
     // The flow is looked up before the scan when its `RECENT` slot says it may be a Stratum
     // flow: a known flow's message is then decided at its method
     // (`stratum::KNOWN_FLOW_METHODS`), and the lookup serves the counting below too. Any other
     // segment pays one array read more, and the lookup only once the scan finds a message.
-    let recent = recent_stratum(key);
+    let recent = recent_stratum(flow);
     let mut existing = if recent { FLOWS.get_ptr_mut(key) } else { None };
     let d = if COMPAT {
         scan_window_compat(n, existing.is_some() as u64)
@@ -64,7 +67,7 @@ fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin:
         existing = FLOWS.get_ptr_mut(key);
     }
     let now = now();
-    if let Some(t) = RECENT.get_ptr_mut(sensor_common::recent_slot(key)) {
+    if let Some(t) = RECENT.get_ptr_mut(flow.slot as u32) {
         // SAFETY: array value; CPUs racing here write nearly the same time. Written about once
         // a second per slot at most: its cache line is then not moved between CPUs on every
         // Stratum packet.
@@ -275,11 +278,11 @@ fn scan<const COMPAT: bool>(scratch: *mut Scratch, n: usize, known: bool) -> u8 
 /// How stale a `RECENT` slot may be before a Stratum packet writes it again.
 const RECENT_REFRESH_NS: u64 = 1 << 30;
 
-/// Whether a flow with `key`'s slot carried a Stratum packet within `MAX_FLOW_IDLE_NS` (slots are
-/// shared, so sometimes another flow did: the flow table decides then).
+/// Whether a flow with `flow`'s slot carried a Stratum packet within `MAX_FLOW_IDLE_NS` (slots
+/// are shared, so sometimes another flow did: the flow table decides then).
 #[inline(always)]
-pub(crate) fn recent_stratum(key: &FlowKey) -> bool {
-    match RECENT.get(sensor_common::recent_slot(key)) {
+pub(crate) fn recent_stratum(flow: &Flow) -> bool {
+    match RECENT.get(flow.slot as u32) {
         Some(&t) if t != 0 => now().saturating_sub(t) <= sensor_common::MAX_FLOW_IDLE_NS,
         _ => false,
     }
@@ -297,6 +300,20 @@ pub(crate) fn flow_unknown(key: &FlowKey) -> bool {
 #[inline(always)]
 fn insert_new_flow(key: &FlowKey, state: &FlowState) -> Result<(), i32> {
     FLOWS.insert(key, state, BPF_NOEXIST as u64)
+}
+
+/// Fills SCRATCH's flow for the packet: its key (`fill_flow_key`) and the key's slot
+/// (`recent_slot`), which every later read of a table by slot on the packet's path takes from
+/// there; and whether the packet's source is the key's lower endpoint. Every path fills it
+/// before it reads the flow (the key stays in SCRATCH: the BPF stack is nearly full).
+#[inline(always)]
+pub(crate) fn packet_flow(ip: &Ip, sport: u16, dport: u16) -> Option<(&'static Flow, bool)> {
+    let scratch = SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    let flow = unsafe { &mut (*scratch).flow };
+    let src_is_lo = fill_flow_key(&mut flow.key, ip, sport, dport);
+    flow.slot = recent_slot(&flow.key) as u64;
+    Some((flow, src_is_lo))
 }
 
 /// Writes the flow key into `key` (lower endpoint first, so that both directions give the same

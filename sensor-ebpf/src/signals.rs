@@ -5,7 +5,7 @@
 //! walk).
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_loop, programs::XdpContext};
-use sensor_common::{EVENT_SUSPECT_FLOW, FlowKey, Reason, Stat, dns, stratum, tls_shape};
+use sensor_common::{EVENT_SUSPECT_FLOW, Reason, Stat, dns, stratum, tls_shape};
 
 use crate::{
     count::{bit_in, count_suspect},
@@ -16,7 +16,7 @@ use crate::{
     },
     parse::{IPPROTO_UDP, Ip, byte, load_into, load_window, ptr_at},
     replay::{ingress, now},
-    scan::{CANDIDATE, STEPS_PER_CALL, fill_flow_key},
+    scan::{CANDIDATE, STEPS_PER_CALL, fill_flow_key, packet_flow},
 };
 
 #[inline(always)]
@@ -171,13 +171,10 @@ pub(crate) fn noise_handshake(
     {
         return false;
     }
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+    let Some((flow, src_is_lo)) = packet_flow(ip, sport, dport) else {
         return false;
     };
-    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-    let key = unsafe { &mut (*scratch).key };
-    let src_is_lo = fill_flow_key(key, ip, sport, dport) as u64;
-    let key: &FlowKey = key;
+    let (key, src_is_lo) = (&flow.key, src_is_lo as u64);
     let now = now();
     if plen == 64 {
         let _ = NOISE_HELLOS.insert(key, (now & !1) | src_is_lo, 0);
@@ -273,9 +270,12 @@ pub(crate) fn shape_start(
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
+    let Some((flow, client_is_lo)) = packet_flow(ip, sport, dport) else {
+        return;
+    };
+    let key = &flow.key;
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-    let (key, s) = unsafe { (&mut (*scratch).key, &mut (*scratch).shape) };
-    let client_is_lo = fill_flow_key(key, ip, sport, dport);
+    let s = unsafe { &mut (*scratch).shape };
     let now = now();
     s.first_ns = now;
     s.src_ranges = src_ranges;
@@ -322,12 +322,10 @@ pub(crate) fn shape_record(ctx: &XdpContext, ip: &Ip, sport: u16, dport: u16, pa
     if now.wrapping_sub(recent) > tls_shape::RECORD_MS * 1_000_000 {
         return;
     }
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+    let Some((flow, src_is_lo)) = packet_flow(ip, sport, dport) else {
         return;
     };
-    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-    let key = unsafe { &mut (*scratch).key };
-    let src_is_lo = fill_flow_key(key, ip, sport, dport);
+    let key = &flow.key;
     let Some(s) = TLS_SHAPES.get_ptr_mut(key) else {
         return;
     };

@@ -13,9 +13,9 @@ use sensor_common::{
 
 use crate::{
     count::lowest_bit,
-    maps::{SCRATCH, SV2_FLOWS, SV2_SHARES},
+    maps::{SV2_FLOWS, SV2_SHARES},
     parse::Ip,
-    scan::fill_flow_key,
+    scan::packet_flow,
 };
 
 /// The flow of the packet in `ip` is Stratum V2 and its client is the packet's source
@@ -136,9 +136,6 @@ fn add(index: u32) {
 /// The flow key in SCRATCH and whether the packet's source is its lower endpoint.
 #[inline(always)]
 fn key(ip: &Ip, sport: u16, dport: u16) -> Option<(&'static FlowKey, bool)> {
-    let scratch = SCRATCH.get_ptr_mut(0)?;
-    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-    let key = unsafe { &mut (*scratch).key };
-    let src_is_lo = fill_flow_key(key, ip, sport, dport);
-    Some((key, src_is_lo))
+    let (flow, src_is_lo) = packet_flow(ip, sport, dport)?;
+    Some((&flow.key, src_is_lo))
 }
