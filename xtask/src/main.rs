@@ -59,6 +59,18 @@ enum Cmd {
         #[arg(long, value_name = "REV")]
         against: Option<String>,
     },
+    /// Setup, then where one bench row's time goes in the XDP program, by source line: the row's
+    /// packet runs while `perf` samples every CPU, each sample put on the source line of the JIT
+    /// image it hit (or, in a helper, of the call). Prints; writes target/bench/profile.txt.
+    /// Needs root.
+    Profile {
+        /// A bench row (`stratum_submit`, `stratum_login`, `crafted_websocket`, ...) or
+        /// `stratum_login_new_flow_batched`.
+        row: String,
+        /// How long to sample.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Formatting and clippy on the host crates and, with the nightly, on the kernel crate.
     Lint,
 }
@@ -115,6 +127,7 @@ fn main() -> ExitCode {
         Cmd::Test { cargo_args } => test(&cargo_args),
         Cmd::Run { args } => run(&args),
         Cmd::Bench { quick, against } => bench(quick, against.as_deref()),
+        Cmd::Profile { row, seconds } => profile(&row, seconds),
         Cmd::Fuzz { target } => setup(false).and_then(|_| fuzz(&target)),
         Cmd::Lint => lint().map(|_| ()),
     };
@@ -838,6 +851,19 @@ fn bench(quick: bool, against: Option<&str>) -> Result<()> {
         step("BENCHMARKS.md updated");
     }
     Ok(())
+}
+
+fn profile(row: &str, seconds: u64) -> Result<()> {
+    if !is_root() {
+        bail!("profiling loads the BPF program and samples every CPU with perf: run as root");
+    }
+    setup(true)?;
+    status(
+        cargo()
+            .args(["bench", "-p", "mining-sensor", "--bench", "sensor"])
+            .env("MINING_SENSOR_BENCH_PROFILE", row)
+            .env("MINING_SENSOR_BENCH_PROFILE_SECONDS", seconds.to_string()),
+    )
 }
 
 /// The XDP object of revision `rev`, built from its tree (`git archive`) in

@@ -1,6 +1,6 @@
 //! `cargo xtask bench [--quick]`: what the sensor costs, with every baseline measured in the same
 //! run. (`cargo xtask bench --against <rev>` compares this program with another revision's
-//! instead: `against`.) Writes `target/bench/summary.json`, prints a table, and (full runs) rewrites
+//! instead: `against`; `cargo xtask profile <row>` samples where one row's time goes: `profile`.) Writes `target/bench/summary.json`, prints a table, and (full runs) rewrites
 //! `BENCHMARKS.md`. Needs root: it loads BPF programs and creates network namespaces.
 //!
 //! Figures (each the median of repeated runs):
@@ -47,6 +47,7 @@
 
 mod against;
 mod packets;
+mod profile;
 mod replay;
 mod report;
 mod veth;
@@ -149,6 +150,15 @@ fn main() {
         .ok()
         .map(|v| v.split(',').map(|r| r.trim().to_string()).collect());
     let wanted = |name: &str| rows.as_ref().is_none_or(|r| r.iter().any(|x| x == name));
+    // Where one row's time goes, by source line (`profile`).
+    if let Ok(row) = std::env::var("MINING_SENSOR_BENCH_PROFILE") {
+        let seconds = std::env::var("MINING_SENSOR_BENCH_PROFILE_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10);
+        profile::profile(&row, seconds, &out_dir);
+        return;
+    }
     // Against another revision's program, turn about in this process (`against`).
     if let Ok(path) = std::env::var("MINING_SENSOR_BENCH_AGAINST") {
         against::compare(&path, &wanted, &o, &out_dir);

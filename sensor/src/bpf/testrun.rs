@@ -134,6 +134,11 @@ impl Kernel {
         Ok(BatchRunner { program })
     }
 
+    /// The loaded program's id (what `bpftool prog` and `cargo xtask profile` name it by).
+    pub fn program_id(&mut self) -> Result<u32> {
+        Ok(self.program()?.info()?.id())
+    }
+
     /// Runs the program `repeat` times over `frame` in the kernel; returns the kernel's average
     /// time per run. `baseline` runs the object's trivial `bench_pass` program instead.
     pub fn test_run_repeat(
