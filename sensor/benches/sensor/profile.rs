@@ -121,18 +121,29 @@ impl Image {
             .output()
             .expect("bpftool (Debian's bpftool, which `cargo xtask setup` installs)");
         let source = source_lines(&String::from_utf8_lossy(&xlated.stdout));
-        let mut lines: Vec<(u64, String)> = info
+        let mut lines: Vec<(u64, &Line)> = info
             .line_insns
             .iter()
             .zip(&info.jited_lines)
-            .map(|(insn, addr)| {
-                (
-                    *addr,
-                    source.get(insn).cloned().unwrap_or_else(|| "?".into()),
-                )
+            .filter_map(|(insn, addr)| Some((*addr, source.get(insn)?)))
+            .collect();
+        lines.sort_by_key(|(addr, _)| *addr);
+        // A line of a dependency (aya's map helpers, core's integer methods) inlined into the
+        // program says little alone: it is shown with the project's line before it in the
+        // image, the one it was inlined for.
+        let mut within: Option<&Line> = None;
+        let lines = lines
+            .into_iter()
+            .map(|(addr, l)| {
+                if l.own {
+                    within = Some(l);
+                    (addr, l.text.clone())
+                } else {
+                    let place = within.map_or("?", |w| w.place.as_str());
+                    (addr, format!("{}  (in {place})", l.text))
+                }
             })
             .collect();
-        lines.sort();
         Self { functions, lines }
     }
 
@@ -209,28 +220,49 @@ fn function(sym: &str) -> String {
     name.splitn(4, '_').nth(3).unwrap_or(name).to_string()
 }
 
-/// Instruction index to "file:line  source" from `bpftool prog dump xlated linum`: each
-/// instruction takes the source line printed last before it.
-fn source_lines(xlated: &str) -> HashMap<u32, String> {
+/// A source line as `bpftool prog dump xlated linum` prints it.
+struct Line {
+    /// `file:line`.
+    place: String,
+    /// `file:line` and the line's text, shortened.
+    text: String,
+    /// In the project's own sources (not a dependency's or the standard library's).
+    own: bool,
+}
+
+/// Instruction index to its source line from `bpftool prog dump xlated linum`: each instruction
+/// takes the line printed last before it.
+fn source_lines(xlated: &str) -> HashMap<u32, Line> {
+    let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let workspace = std::fs::canonicalize(workspace).unwrap_or_default();
     let mut out = HashMap::new();
-    let mut current: Option<String> = None;
+    let mut current: Option<(String, String, bool)> = None;
     for l in xlated.lines() {
         if let Some(rest) = l.strip_prefix("; ") {
-            if let Some((text, place)) = rest.rsplit_once(" [file:") {
-                let file = place.split_whitespace().next().unwrap_or("?");
-                let file = file.rsplit('/').next().unwrap_or(file);
-                let line = place
+            if let Some((text, at)) = rest.rsplit_once(" [file:") {
+                let path = at.split_whitespace().next().unwrap_or("?");
+                let file = path.rsplit('/').next().unwrap_or(path);
+                let line = at
                     .split("line_num:")
                     .nth(1)
                     .and_then(|s| s.split_whitespace().next())
                     .unwrap_or("?");
                 let text: String = text.trim().chars().take(70).collect();
-                current = Some(format!("{:<28} {text}", format!("{file}:{line}")));
+                let place = format!("{file}:{line}");
+                let own = Path::new(path).starts_with(&workspace);
+                current = Some((format!("{place:<28} {text}"), place, own));
             }
         } else if let Some((index, _)) = l.trim_start().split_once(": ")
-            && let (Ok(i), Some(c)) = (index.parse::<u32>(), &current)
+            && let (Ok(i), Some((text, place, own))) = (index.parse::<u32>(), &current)
         {
-            out.insert(i, c.clone());
+            out.insert(
+                i,
+                Line {
+                    place: place.clone(),
+                    text: text.clone(),
+                    own: *own,
+                },
+            );
         }
     }
     out
