@@ -64,8 +64,8 @@ enum Cmd {
     /// image it hit (or, in a helper, of the call). Prints; writes target/bench/profile.txt.
     /// Needs root.
     Profile {
-        /// A bench row (`stratum_submit`, `stratum_login`, `crafted_websocket`, ...) or
-        /// `stratum_login_new_flow_batched`.
+        /// A bench row (`stratum_submit`, `stratum_login`, `crafted_websocket`, ...),
+        /// `stratum_submit_copied` or `stratum_login_new_flow_batched`.
         row: String,
         /// How long to sample.
         #[arg(long, default_value_t = 10)]

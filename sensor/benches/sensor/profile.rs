@@ -22,12 +22,15 @@ use std::{
 
 use mining_sensor::{bpf::Kernel, config::Config};
 
-use crate::packets::{BatchedLogins, crafted, drain, frames, login_notip};
+use crate::packets::{BatchedLogins, copied_batch, crafted, drain, frames, login_notip};
 
 /// The row's packet, run until `perf` is done.
 pub(crate) fn profile(row: &str, seconds: u64, out_dir: &Path) {
     let cfg = Config::embedded_default();
     let batched = row == "stratum_login_new_flow_batched";
+    // The share as `per_packet_copied` runs it: every run copied into the sample ring.
+    let copied = row == "stratum_submit_copied";
+    let row_frame = if copied { "stratum_submit" } else { row };
     let mut k = if batched {
         let mut k = Kernel::load_for_replay(&cfg).unwrap();
         k.configure(&cfg).unwrap();
@@ -44,10 +47,11 @@ pub(crate) fn profile(row: &str, seconds: u64, out_dir: &Path) {
         let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
         Some(
             all.iter()
-                .find(|(n, _)| *n == row)
+                .find(|(n, _)| *n == row_frame)
                 .unwrap_or_else(|| {
                     panic!(
-                        "no bench row {row}: one of {}, or stratum_login_new_flow_batched",
+                        "no bench row {row}: one of {}, stratum_submit_copied or \
+                         stratum_login_new_flow_batched",
                         names.join(", ")
                     )
                 })
@@ -69,9 +73,18 @@ pub(crate) fn profile(row: &str, seconds: u64, out_dir: &Path) {
         .expect("perf (Debian's linux-perf, which `cargo xtask setup` installs)");
     let logins = batched.then(|| BatchedLogins::new(&login_notip()));
     let started = Instant::now();
-    let mut i = 0;
+    let mut i = 0u64;
+    if let (true, Some(f)) = (copied, &frame) {
+        // The flow made first, as the bench's runs before the copied share's make it: its
+        // event is not a copy.
+        k.test_run_repeat(f, 1, false).unwrap();
+    }
+    drain(&mut rings);
     while perf.try_wait().unwrap().is_none() {
         match (&frame, &logins) {
+            (Some(f), _) if copied => {
+                copied_batch(&mut k, &mut rings, f, i as usize);
+            }
             (Some(f), _) => {
                 k.test_run_repeat(f, 20_000, false).unwrap();
             }
