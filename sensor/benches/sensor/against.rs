@@ -216,29 +216,36 @@ pub(crate) fn compare(
     .unwrap();
 }
 
-/// `per_packet`'s runs in a block: the bench's own number of runs, spread over the blocks at
-/// twice its density (20 a block quick, 26 full), each a tenth of its `repeat`, so that the drift
-/// within a pair is small.
-fn per_packet(sides: &mut [Side; 2], frame: &[u8], o: &Opts, blocks: usize) -> Pairs {
-    let (runs, repeat) = ((o.runs * 10).div_ceil(blocks), o.repeat / 10);
-    (0..runs)
-        .map(|r| {
+/// `n` pairs: `run(side, program, pair)` on each program, the one that goes first alternating,
+/// then `base` on this one's baseline.
+fn turn_about(
+    sides: &mut [Side; 2],
+    n: usize,
+    mut run: impl FnMut(usize, &mut Side, usize) -> f64,
+    mut base: impl FnMut(&mut Side) -> f64,
+) -> Pairs {
+    (0..n)
+        .map(|i| {
             let mut ns = [0.0; 2];
-            for s in order(r) {
-                ns[s] = sides[s]
-                    .k
-                    .test_run_repeat(frame, repeat, false)
-                    .unwrap()
-                    .as_nanos() as f64;
+            for s in order(i) {
+                ns[s] = run(s, &mut sides[s], i);
             }
-            let base = sides[0]
-                .k
-                .test_run_repeat(frame, repeat, true)
-                .unwrap()
-                .as_nanos() as f64;
-            (ns[0], ns[1], base)
+            (ns[0], ns[1], base(&mut sides[0]))
         })
         .collect()
+}
+
+/// `per_packet`'s runs in a block: the bench's own number of runs, spread over the blocks at
+/// ten times its density (21 a block quick, 14 full), each a tenth of its `repeat`, so that the
+/// drift within a pair is small.
+fn per_packet(sides: &mut [Side; 2], frame: &[u8], o: &Opts, blocks: usize) -> Pairs {
+    let (runs, repeat) = ((o.runs * 10).div_ceil(blocks), o.repeat / 10);
+    let time = |s: &mut Side, baseline: bool| {
+        s.k.test_run_repeat(frame, repeat, baseline)
+            .unwrap()
+            .as_nanos() as f64
+    };
+    turn_about(sides, runs, |_, s, _| time(s, false), |s| time(s, true))
 }
 
 /// `per_packet_copied`'s batches in a block: a batch of each program per pair.
@@ -246,21 +253,16 @@ fn copied(sides: &mut [Side; 2], frame: &[u8], o: &Opts, blocks: usize) -> Pairs
     for s in sides.iter_mut() {
         drain(&mut s.rings);
     }
-    (0..copied_batches(o).div_ceil(blocks))
-        .map(|i| {
-            let mut ns = [0.0; 2];
-            for s in order(i) {
-                let Side { k, rings } = &mut sides[s];
-                ns[s] = copied_batch(k, rings, frame, i);
-            }
-            let base = sides[0]
-                .k
-                .test_run_repeat(frame, COPIED_BATCH, true)
+    turn_about(
+        sides,
+        copied_batches(o).div_ceil(blocks),
+        |_, s, i| copied_batch(&mut s.k, &mut s.rings, frame, i),
+        |s| {
+            s.k.test_run_repeat(frame, COPIED_BATCH, true)
                 .unwrap()
-                .as_nanos() as f64;
-            (ns[0], ns[1], base)
-        })
-        .collect()
+                .as_nanos() as f64
+        },
+    )
 }
 
 /// `per_packet_first_batched`'s samples in a block, a sample of each program per pair: each
@@ -277,17 +279,15 @@ fn new_flow_batched(sides: &mut [Side; 2], o: &Opts, blocks: usize) -> Pairs {
         side.k.clear_flows().unwrap();
         drain(&mut side.rings);
     }
-    (0..b.samples(o).div_ceil(blocks as u64))
-        .map(|i| {
-            let mut ns = [0.0; 2];
-            for s in order(i as usize) {
-                let Side { k, rings } = &mut sides[s];
-                let (with, without, _) = b.sample(k, rings, i);
-                ns[s] = (with - without) / (b.n - 1) as f64 + notip_over[s];
-            }
-            (ns[0], ns[1], 0.0)
-        })
-        .collect()
+    turn_about(
+        sides,
+        b.samples(o).div_ceil(blocks as u64) as usize,
+        |p, s, i| {
+            let (with, without, _) = b.sample(&mut s.k, &mut s.rings, i as u64);
+            (with - without) / (b.n - 1) as f64 + notip_over[p]
+        },
+        |_| 0.0,
+    )
 }
 
 /// Which program goes first in pair or block `i`: this one in even ones, the other in odd ones.

@@ -330,35 +330,39 @@ struct BpfProgInfo {
     run_cnt: u64,
 }
 
+/// The `bpf` syscall with `attr` (`union bpf_attr`, as much of it as `cmd` reads, the rest 0).
+///
+/// # Safety
+/// Every pointer in `attr` must be valid for what `cmd` writes through it.
+unsafe fn bpf(cmd: libc::c_long, attr: &mut [u64; 16]) -> libc::c_long {
+    // SAFETY: `attr` is longer than what the commands used here read or write; its pointers are
+    // the caller's.
+    unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(attr),
+        )
+    }
+}
+
 fn prog_info(id: u32) -> ProgInfo {
     const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
     const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
-    // union bpf_attr, as the two commands read it: an id; or an fd, a length and a pointer.
+    // The two commands read an id; or an fd, a length and a pointer.
     let mut attr = [0u64; 16];
     attr[0] = id as u64;
-    // SAFETY: the bpf syscall with a zeroed attr of more than the command reads.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_GET_FD_BY_ID,
-            attr.as_mut_ptr(),
-            std::mem::size_of_val(&attr),
-        )
-    };
+    // SAFETY: no pointers in `attr`.
+    let fd = unsafe { bpf(BPF_PROG_GET_FD_BY_ID, &mut attr) };
     assert!(fd >= 0, "program {id}: {}", std::io::Error::last_os_error());
     let get = |info: &mut BpfProgInfo| {
         let mut attr = [0u64; 16];
         attr[0] = fd as u64 | ((std::mem::size_of::<BpfProgInfo>() as u64) << 32);
         attr[1] = info as *mut BpfProgInfo as u64;
-        // SAFETY: `info` is writable for the length given; the kernel writes no more.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_OBJ_GET_INFO_BY_FD,
-                attr.as_mut_ptr(),
-                std::mem::size_of_val(&attr),
-            )
-        };
+        // SAFETY: the kernel writes at most the length given into `info`, and into the buffers
+        // its fields point at (vectors of the lengths their counts give) no more than the counts.
+        let r = unsafe { bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) };
         assert_eq!(r, 0, "program info: {}", std::io::Error::last_os_error());
     };
     let mut counts = BpfProgInfo::default();
