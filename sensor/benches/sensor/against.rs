@@ -274,7 +274,7 @@ fn new_flow_batched(sides: &mut [Side; 2], o: &Opts, blocks: usize) -> Pairs {
     let b = BatchedLogins::new(&notip);
     let mut notip_over = [0.0; 2];
     for (s, side) in sides.iter_mut().enumerate() {
-        let (ns, base) = crate::packets::per_packet(&mut side.k, &notip, o);
+        let (ns, base) = crate::packets::per_packet(std::slice::from_mut(&mut side.k), &notip, o);
         notip_over[s] = ns - base;
         side.k.clear_flows().unwrap();
         drain(&mut side.rings);

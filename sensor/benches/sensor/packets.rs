@@ -292,11 +292,13 @@ pub(crate) fn copied_batch(
     ns
 }
 
-/// Median ns/packet of the sensor and of the baseline over `frame`, interleaved run by run.
-pub(crate) fn per_packet(k: &mut Kernel, frame: &[u8], o: &Opts) -> (f64, f64) {
+/// Median ns/packet of the sensor and of the baseline over `frame`, interleaved run by run; the
+/// runs go to the loads of the program in `ks` in turn (see `PER_PACKET_LOADS`).
+pub(crate) fn per_packet(ks: &mut [Kernel], frame: &[u8], o: &Opts) -> (f64, f64) {
     let mut sensor = Vec::new();
     let mut base = Vec::new();
-    for _ in 0..o.runs {
+    for r in 0..o.runs {
+        let k = &mut ks[r % ks.len()];
         sensor.push(
             k.test_run_repeat(frame, o.repeat, false)
                 .unwrap()
