@@ -3,10 +3,11 @@
 //! so that what the machine does meanwhile (this VM's speed drifts by a third within minutes)
 //! falls on both alike. Benchmark builds run one after the other could not resolve differences
 //! of 10% (README, "What those steps cost"); pairs taken moments apart can, with one more care:
-//! two loads of the same object differ too. Compared with itself in one process, the program
-//! loaded first was slower in most runs, by 15 to 20 ns on a share and by 10 to 54 ns on a new
-//! flow's login, each time with a narrow interval: where the JIT's image and the maps land in
-//! memory moves a figure by as much as a change of the program does. So the comparison runs in
+//! two loads of the same object differ too. Compared with itself in one process, each loaded
+//! once, the program loaded first was slower on a share in three runs of three (by 14 to 19 ns)
+//! and on a new flow's login by 54 and 11 ns in two, faster by 26 in the third, each time with a
+//! narrow interval: where the JIT's image and the maps land in memory moves a figure by as much
+//! as a change of the program does. So the comparison runs in
 //! blocks, each with both programs loaded afresh (the one loaded first alternating), and a
 //! difference counts only as far as the blocks agree.
 //!
