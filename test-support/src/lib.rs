@@ -4,11 +4,13 @@
 //! Checksums are real, so the frames are valid on the wire and in capture tools too. `tools` names
 //! the real programs the tests run (fetched by `cargo xtask setup`) and where they are found.
 //! `sv2` (feature `sv2`, on for the sensor's tests) is a Stratum V2 device and pool built on the
-//! reference implementation's protocol crates.
+//! reference implementation's protocol crates. `sign_test` is the benchmarks' comparison's
+//! verdict.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub mod crafted;
+pub mod sign_test;
 #[cfg(feature = "sv2")]
 pub mod sv2;
 pub mod tools;

@@ -84,7 +84,7 @@ impl Compared {
         let n = self.blocks.len();
         let slower = self.blocks.iter().filter(|d| **d > 0.0).count();
         let faster = self.blocks.iter().filter(|d| **d < 0.0).count();
-        let needed = agreeing_blocks(n);
+        let needed = test_support::sign_test::agreeing(n);
         if faster >= needed {
             "this faster"
         } else if slower >= needed {
@@ -93,19 +93,6 @@ impl Compared {
             "not resolved"
         }
     }
-}
-
-/// The fewest of `n` blocks that must agree for a fair coin to give as many or more either way
-/// at most one time in 40 (two-sided sign test at 5%).
-fn agreeing_blocks(n: usize) -> usize {
-    let total = 2f64.powi(n as i32);
-    // P(X >= k) for X ~ Binomial(n, 1/2).
-    let tail = |k: usize| (k..=n).map(|i| binomial(n, i)).sum::<f64>() / total;
-    (n / 2 + 1..=n).find(|&k| tail(k) <= 0.025).unwrap_or(n + 1)
-}
-
-fn binomial(n: usize, k: usize) -> f64 {
-    (0..k).fold(1.0, |c, i| c * (n - i) as f64 / (i + 1) as f64)
 }
 
 /// Runs the comparison against the object at `path` and prints it; writes
