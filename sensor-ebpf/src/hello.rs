@@ -18,8 +18,8 @@ use sensor_common::{
 };
 
 use crate::{
-    maps::{OPENING_SLOTS, OPENINGS, SCRATCH, stat},
-    opening::{maybe_held, remove},
+    maps::{OPENINGS, SCRATCH, stat},
+    opening::{mark_slot, maybe_held, remove},
     parse::{Ip, load_into},
     replay::now,
     scan::packet_flow,
@@ -105,10 +105,8 @@ pub extern "C" fn hello_split(n: u64, next_seq: u64, from_lo: u64, stage: u64, r
     let key = unsafe { &(*scratch).flow.key };
     if OPENINGS.insert(key, stage_entry, BPF_ANY as u64).is_ok() {
         stat(Stat::OpeningsHeld);
-        if let Some(t) = OPENING_SLOTS.get_ptr_mut(unsafe { (*scratch).flow.slot } as u32) {
-            // SAFETY: array value; racing CPUs write nearly the same time.
-            unsafe { *t = now | 1 };
-        }
+        // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+        mark_slot(unsafe { &(*scratch).flow }, now | 1);
     }
     0
 }
@@ -199,10 +197,8 @@ pub extern "C" fn hello_join(seq: u64, from_lo: u64) -> u64 {
     remove(key);
     // The slot forgets it too, so that later segments of flows hashed there stop at the slot's
     // read (another flow's opening held in the same slot meanwhile loses its join: 1 in 65,536).
-    if let Some(t) = OPENING_SLOTS.get_ptr_mut(unsafe { (*scratch).flow.slot } as u32) {
-        // SAFETY: array value; a racing CPU's write wins or loses, either is a valid time.
-        unsafe { *t = 0 };
-    }
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    mark_slot(unsafe { &(*scratch).flow }, 0);
     len as u64 + 1
 }
 

@@ -40,6 +40,16 @@ pub(crate) fn maybe_held(flow: &Flow) -> bool {
     }
 }
 
+/// Writes `flow`'s slot: the time an opening was held for it (`now | 1`, never 0), or 0 once its
+/// opening is gone.
+#[inline(always)]
+pub(crate) fn mark_slot(flow: &Flow, value: u64) {
+    if let Some(t) = OPENING_SLOTS.get_ptr_mut(flow.slot as u32) {
+        // SAFETY: array value; racing CPUs write nearly the same time, or one of two valid ones.
+        unsafe { *t = value };
+    }
+}
+
 /// The opening held for SCRATCH's key that a segment with sequence number `seq` from the key's
 /// lower endpoint (`from_lo`) continues: its bytes are copied to the window's start and their
 /// count returned; 0 when there is none. One this segment does not continue (another sequence
@@ -114,9 +124,7 @@ pub extern "C" fn opening_hold(n: u64, next_seq: u64, from_lo: u64, fresh: u64) 
         if fresh != 0 {
             stat(Stat::OpeningsHeld);
         }
-        if let Some(t) = OPENING_SLOTS.get_ptr_mut((*scratch).flow.slot as u32) {
-            *t = now | 1;
-        }
+        mark_slot(&(*scratch).flow, now | 1);
     }
     1
 }
@@ -163,9 +171,7 @@ pub extern "C" fn opening_follow_start(next_seq: u64, from_lo: u64, frame_rest: 
             return 0;
         }
         stat(Stat::OpeningsHeld);
-        if let Some(t) = OPENING_SLOTS.get_ptr_mut((*scratch).flow.slot as u32) {
-            *t = now | 1;
-        }
+        mark_slot(&(*scratch).flow, now | 1);
     }
     1
 }

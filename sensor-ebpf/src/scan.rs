@@ -304,15 +304,30 @@ fn insert_new_flow(key: &FlowKey, state: &FlowState) -> Result<(), i32> {
 
 /// Fills SCRATCH's flow for the packet: its key (`fill_flow_key`) and the key's slot
 /// (`recent_slot`), which every later read of a table by slot on the packet's path takes from
-/// there; and whether the packet's source is the key's lower endpoint. Every path fills it
-/// before it reads the flow (the key stays in SCRATCH: the BPF stack is nearly full).
+/// there; and whether the packet's source is the key's lower endpoint. Every path that reads a
+/// table by slot fills it so first (the key stays in SCRATCH: the BPF stack is nearly full).
 #[inline(always)]
 pub(crate) fn packet_flow(ip: &Ip, sport: u16, dport: u16) -> Option<(&'static Flow, bool)> {
+    let (flow, src_is_lo) = fill_flow(ip, sport, dport)?;
+    flow.slot = recent_slot(&flow.key) as u64;
+    Some((flow, src_is_lo))
+}
+
+/// `packet_flow` without the slot, for the paths that read no table by slot (Stratum V2 sizes,
+/// the TLS shape, the Noise handshake): they pay no hash. The slot left in SCRATCH may be an
+/// earlier packet's; the `&FlowKey` this returns cannot be handed to a reader of the slot.
+#[inline(always)]
+pub(crate) fn packet_key(ip: &Ip, sport: u16, dport: u16) -> Option<(&'static FlowKey, bool)> {
+    let (flow, src_is_lo) = fill_flow(ip, sport, dport)?;
+    Some((&flow.key, src_is_lo))
+}
+
+#[inline(always)]
+fn fill_flow(ip: &Ip, sport: u16, dport: u16) -> Option<(&'static mut Flow, bool)> {
     let scratch = SCRATCH.get_ptr_mut(0)?;
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
     let flow = unsafe { &mut (*scratch).flow };
     let src_is_lo = fill_flow_key(&mut flow.key, ip, sport, dport);
-    flow.slot = recent_slot(&flow.key) as u64;
     Some((flow, src_is_lo))
 }
 

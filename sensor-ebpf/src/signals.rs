@@ -16,7 +16,7 @@ use crate::{
     },
     parse::{IPPROTO_UDP, Ip, byte, load_into, load_window, ptr_at},
     replay::{ingress, now},
-    scan::{CANDIDATE, STEPS_PER_CALL, fill_flow_key, packet_flow},
+    scan::{CANDIDATE, STEPS_PER_CALL, fill_flow_key, packet_key},
 };
 
 #[inline(always)]
@@ -171,10 +171,10 @@ pub(crate) fn noise_handshake(
     {
         return false;
     }
-    let Some((flow, src_is_lo)) = packet_flow(ip, sport, dport) else {
+    let Some((key, src_is_lo)) = packet_key(ip, sport, dport) else {
         return false;
     };
-    let (key, src_is_lo) = (&flow.key, src_is_lo as u64);
+    let src_is_lo = src_is_lo as u64;
     let now = now();
     if plen == 64 {
         let _ = NOISE_HELLOS.insert(key, (now & !1) | src_is_lo, 0);
@@ -270,10 +270,9 @@ pub(crate) fn shape_start(
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    let Some((flow, client_is_lo)) = packet_flow(ip, sport, dport) else {
+    let Some((key, client_is_lo)) = packet_key(ip, sport, dport) else {
         return;
     };
-    let key = &flow.key;
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
     let s = unsafe { &mut (*scratch).shape };
     let now = now();
@@ -322,10 +321,9 @@ pub(crate) fn shape_record(ctx: &XdpContext, ip: &Ip, sport: u16, dport: u16, pa
     if now.wrapping_sub(recent) > tls_shape::RECORD_MS * 1_000_000 {
         return;
     }
-    let Some((flow, src_is_lo)) = packet_flow(ip, sport, dport) else {
+    let Some((key, src_is_lo)) = packet_key(ip, sport, dport) else {
         return;
     };
-    let key = &flow.key;
     let Some(s) = TLS_SHAPES.get_ptr_mut(key) else {
         return;
     };

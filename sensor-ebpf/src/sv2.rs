@@ -7,7 +7,7 @@
 //! exports them as `shares_total` with coin and result `unknown`.
 
 use sensor_common::{
-    FlowKey, MAX_RANGES, UNWATCHED_SLOT,
+    MAX_RANGES, UNWATCHED_SLOT,
     sv2::{EXTENDED_MAX, EXTENDED_MIN, extended_share, flow},
 };
 
@@ -15,14 +15,14 @@ use crate::{
     count::lowest_bit,
     maps::{SV2_FLOWS, SV2_SHARES},
     parse::Ip,
-    scan::packet_flow,
+    scan::packet_key,
 };
 
 /// The flow of the packet in `ip` is Stratum V2 and its client is the packet's source
 /// (`client_is_src`) or destination.
 #[inline(always)]
 pub(crate) fn remember(ip: &Ip, sport: u16, dport: u16, client_is_src: bool) {
-    let Some(key) = key(ip, sport, dport) else {
+    let Some(key) = packet_key(ip, sport, dport) else {
         return;
     };
     let (key, src_is_lo) = key;
@@ -49,7 +49,7 @@ pub(crate) fn is_size(plen: usize, size: usize) -> bool {
 /// is a Stratum V2 flow and it comes from the client, past the last share counted.
 #[inline(always)]
 pub(crate) fn share(ip: &Ip, sport: u16, dport: u16, seq: u32, ranges: u64) {
-    let Some((key, src_is_lo)) = key(ip, sport, dport) else {
+    let Some((key, src_is_lo)) = packet_key(ip, sport, dport) else {
         return;
     };
     let Some(v) = SV2_FLOWS.get_ptr_mut(key) else {
@@ -81,7 +81,7 @@ pub(crate) fn is_extended_size(plen: usize) -> bool {
 /// size (`sensor_common::sv2::extended_share`), and the shares it proves are counted.
 #[inline(always)]
 pub(crate) fn extended(ip: &Ip, sport: u16, dport: u16, seq: u32, plen: usize, ranges: u64) {
-    let Some((key, src_is_lo)) = key(ip, sport, dport) else {
+    let Some((key, src_is_lo)) = packet_key(ip, sport, dport) else {
         return;
     };
     let Some(v) = SV2_FLOWS.get_ptr_mut(key) else {
@@ -131,11 +131,4 @@ fn add(index: u32) {
         // SAFETY: per-CPU cell, no concurrent writer on this CPU.
         unsafe { *c += 1 };
     }
-}
-
-/// The flow key in SCRATCH and whether the packet's source is its lower endpoint.
-#[inline(always)]
-fn key(ip: &Ip, sport: u16, dport: u16) -> Option<(&'static FlowKey, bool)> {
-    let (flow, src_is_lo) = packet_flow(ip, sport, dport)?;
-    Some((&flow.key, src_is_lo))
 }
