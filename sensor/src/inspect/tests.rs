@@ -728,6 +728,44 @@ fn a_session_inside_websocket_frames_counts_as_plain_stratum() {
     assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 10000"#));
 }
 
+/// A masked frame whose bytes happen to hold a line that opens with `{` (here a key chosen to make
+/// payload bytes 40 and 41 read `\n{`) is read as frames, not kept as plain text: kept, the
+/// frame was cut there and its end put before the next submit's frame, and neither share counted
+/// (XMRig's 6th share in a replayed WebSocket session was lost so, with key `c4 b7 3f 4c`).
+#[test]
+fn a_masked_frame_whose_bytes_hold_a_json_line_counts_its_share() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    let (miner, pool) = ([198, 18, 0, 1].into(), [203, 0, 113, 9].into());
+    let frame = |m: &str, key| test_support::websocket_frame(m.as_bytes(), key);
+    let ok = |id: u32| {
+        format!(r#"{{"id":{id},"jsonrpc":"2.0","error":null,"result":{{"status":"OK"}}}}"#)
+    };
+    let first = monero_submit(2);
+    let p = first.as_bytes();
+    let unlucky = [p[40] ^ b'\n', p[41] ^ b'{', 0x5a, 0xa5];
+    let masked = frame(&first, Some(unlucky));
+    // A 2-byte header and the key: payload byte 40 is the frame's byte 46.
+    assert_eq!(&masked[46..48], b"\n{");
+    for (up, bytes) in [
+        (true, frame(&monero_login_json(), Some(MINER_KEY))),
+        (false, frame(MONERO_LOGIN_REPLY, None)),
+        (true, masked),
+        (false, frame(&ok(2), None)),
+        (true, frame(&monero_submit(3), Some(MINER_KEY))),
+        (false, frame(&ok(3), None)),
+    ] {
+        let f = if up {
+            Packet::tcp4(miner, pool, 40000, 8080, &bytes).build()
+        } else {
+            Packet::tcp4(pool, miner, 8080, 40000, &bytes).build()
+        };
+        s.feed(&f, 1);
+    }
+    // Two shares at the login job's target b88d0600: 2 x 10,000 hashes.
+    assert!(s.has(r#"mining_sensor_shares_total{coin="monero",range="kp",result="accepted"} 2"#));
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 20000"#));
+}
+
 /// A flow table that holds the keys opened in it (the kernel's `FLOWS` in the agent), and
 /// counts the touches.
 #[derive(Clone, Default)]

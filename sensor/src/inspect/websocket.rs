@@ -40,6 +40,13 @@ pub fn messages(payload: &[u8]) -> Option<Vec<u8>> {
     (!out.is_empty()).then_some(out)
 }
 
+/// Whether `payload` opens with a text frame's header (what [`messages`] reads): its bytes are
+/// frames, masked or not, and no plain-text reading of them (a line that opens with `{` in a
+/// masked payload is chance) applies.
+pub fn opens_text_frame(payload: &[u8]) -> bool {
+    payload.first() == Some(&TEXT_FIN) && frame_at(payload, 0).is_some()
+}
+
 /// The length of the whole control frame (a ping, a pong, a close) at `at` in `payload`, if one
 /// is there whole.
 pub(super) fn control_at(payload: &[u8], at: usize) -> Option<usize> {
