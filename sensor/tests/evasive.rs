@@ -696,3 +696,34 @@ fn evasive_a_padded_login_in_one_websocket_frame_over_three_segments_replays_wit
     let r = run("wsframe3", packets);
     assert_one_flow_to_kp_and_its_login(&r);
 }
+
+/// A submit's two segments in reverse order on a known flow (the first lost before the vantage
+/// point and sent again after the second, or so sent on purpose: TCP delivers them in order):
+/// its share counts, once, with the other submit's.
+#[test]
+fn evasive_a_submit_whose_segments_come_in_reverse_order_counts_its_share() {
+    let mut w = Wire::new(40123);
+    w.send(true, xmrig_login("").as_bytes());
+    w.send(false, LOGIN_REPLY.as_bytes());
+    let submit = xmrig_submit(2, "");
+    // Cut after `"method":"sub` (37 bytes): the later part first, at its own sequence number.
+    let (a, b) = submit.as_bytes().split_at(37);
+    assert!(a.ends_with(b"\"sub"));
+    let at = w.seq[0];
+    let seg =
+        |seq: u32, bytes: &[u8]| Packet::tcp4(ip(MINER), ip(POOL), w.port, 443, bytes).tcp_seq(seq);
+    let (later, first) = (seg(at + 37, b), seg(at, a));
+    w.packets.extend([later, first]);
+    w.seq[0] += submit.len() as u32;
+    w.send(false, ok(2).as_bytes());
+    w.send(true, xmrig_submit(3, "").as_bytes());
+    w.send(false, ok(3).as_bytes());
+    let r = run("reverse-order", w.packets);
+    // The login opened the flow, from the miner in `kp`.
+    let from_kp = [("range", "kp"), ("direction", "from"), ("dialect", "monero")];
+    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &from_kp), 1);
+    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
+    // Two shares at the login job's 10,000 hashes.
+    assert_one_flow_with_two_shares(&r, 20_000);
+}

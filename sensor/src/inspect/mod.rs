@@ -467,9 +467,7 @@ impl Inspector {
             // The message left open at the end of a whole segment is read once, whole, with the
             // next segment: read now, repaired, a login cut before its `"agent"` would count
             // without it (a new flow's login split on purpose, see the kernel's `opening`).
-            let open = self
-                .streams
-                .kept(&dir, t.seq.wrapping_add(t.payload.len() as u32));
+            let open = self.streams.last_kept();
             match data {
                 _ if open == 0 || open > data.len() => data,
                 std::borrow::Cow::Borrowed(d) => std::borrow::Cow::Borrowed(&d[..d.len() - open]),

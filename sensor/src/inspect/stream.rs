@@ -10,6 +10,13 @@
 //! its missing bytes cannot be joined). A retransmission of an earlier segment is read alone, as
 //! before (the shares it repeats count once, see `activity::ledger`); a segment after a gap drops
 //! the tail, which can no longer be completed.
+//!
+//! Segments out of order: a segment that continues nothing here and opens inside a message (its
+//! first non-blank byte is no `{`) is read alone and also kept, one a direction, as the possible
+//! later part of a message whose earlier segment comes after it (lost before the vantage point
+//! and sent again, or sent so on purpose: TCP delivers it in order). When a later segment's
+//! unfinished message ends where the kept one begins, the two are read joined. Both kinds count
+//! in the same bounds.
 
 use std::{
     borrow::Cow,
@@ -47,6 +54,11 @@ struct Tail {
 #[derive(Default)]
 pub struct Streams {
     tails: HashMap<Direction, Tail>,
+    /// Per direction, the last segment that opened inside a message and continued nothing here;
+    /// its `next_seq` is its own sequence number (where the message it ends would have to end).
+    early: HashMap<Direction, Tail>,
+    /// The bytes at the end of what the last `join` returned that it kept as unfinished.
+    last_kept: usize,
     bytes: usize,
     /// Tails dropped to stay within [`MAX_BYTES`].
     pub evicted: u64,
@@ -64,34 +76,111 @@ impl Streams {
         whole: bool,
         now: Instant,
     ) -> Cow<'a, [u8]> {
-        let data = match self.tails.get(&dir) {
+        self.last_kept = 0;
+        // Before where the direction's tail waits: sent again, read alone, the tail left as it is.
+        let mut again = false;
+        let mut data = match self.tails.get(&dir) {
             Some(t) if t.next_seq == seq => {
                 let t = self.tails.remove(&dir).expect("present");
                 self.bytes -= t.bytes.len();
-                let mut joined = t.bytes;
-                joined.extend_from_slice(payload);
-                Cow::Owned(joined)
+                if t.bytes.is_empty() {
+                    Cow::Borrowed(payload)
+                } else {
+                    let mut joined = t.bytes;
+                    joined.extend_from_slice(payload);
+                    Cow::Owned(joined)
+                }
             }
             Some(t) => {
-                // After the tail's end: a segment was missed and the message cannot be completed.
-                // Before it: a retransmission, read alone; the tail still waits.
+                // After the tail's end: a segment was missed and the message cannot be completed
+                // (what follows the gap may be read with its start later). Before it: a
+                // retransmission, read alone; the tail still waits.
+                // Before the early segment too: not seen yet, the start of what came early.
+                let first_seen = self
+                    .early
+                    .get(&dir)
+                    .is_some_and(|e| (e.next_seq.wrapping_sub(seq) as i32) > 0);
                 if (seq.wrapping_sub(t.next_seq) as i32) > 0 {
                     self.drop_tail(&dir);
+                    self.keep_early(dir, seq, payload, whole, now);
+                } else {
+                    again = !first_seen;
                 }
                 Cow::Borrowed(payload)
             }
-            None => Cow::Borrowed(payload),
+            None => {
+                self.keep_early(dir, seq, payload, whole, now);
+                Cow::Borrowed(payload)
+            }
         };
+        let mut end = seq.wrapping_add(payload.len() as u32);
         // The message still open at the end, one line or several (pretty-printed).
-        let open = (whole && !payload.is_empty())
+        let mut open = (whole && !again && !payload.is_empty())
             .then(|| super::deep::open_message(&data))
             .flatten();
+        // Its rest already here, out of order: read joined, and what is open at the rest's end
+        // waits instead.
+        if open.is_some()
+            && let Some(e) = self.early.remove(&dir)
+        {
+            self.bytes -= e.bytes.len();
+            if e.next_seq == end {
+                end = end.wrapping_add(e.bytes.len() as u32);
+                let mut joined = data.into_owned();
+                joined.extend_from_slice(&e.bytes);
+                open = super::deep::open_message(&joined);
+                data = Cow::Owned(joined);
+            } else {
+                self.keep_early(dir, e.next_seq, &e.bytes, true, e.at);
+            }
+        }
         if let Some(tail) = open.and_then(|i| data.get(i..))
             && tail.len() <= MAX_TAIL
         {
-            self.keep(dir, seq.wrapping_add(payload.len() as u32), tail, now);
+            self.last_kept = tail.len();
+            self.keep(dir, end, tail, now);
+        } else if matches!(data, Cow::Owned(_)) && whole {
+            // A message completed by joining: an empty tail marks where it ended until the next
+            // segment, so that a retransmission of its later part (from before there) is told
+            // from a segment come early and is not kept.
+            self.keep(dir, end, &[], now);
         }
         data
+    }
+
+    /// Bytes at the end of what the last [`Streams::join`] returned that wait as an unfinished
+    /// message for the next segment (0 when none): read then, whole.
+    pub fn last_kept(&self) -> usize {
+        self.last_kept
+    }
+
+    /// Keeps `payload` (at `seq`) as the direction's early segment when it opens inside a message,
+    /// holds a `}` and was captured whole.
+    fn keep_early(&mut self, dir: Direction, seq: u32, payload: &[u8], whole: bool, at: Instant) {
+        let inside = payload
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|&b| b != b'{');
+        // Where a message could end (a banner, an HTTP head hold none).
+        let ends = payload.contains(&b'}');
+        if !whole || !inside || !ends || payload.len() > MAX_TAIL {
+            return;
+        }
+        if let Some(e) = self.early.remove(&dir) {
+            self.bytes -= e.bytes.len();
+        }
+        if self.bytes + payload.len() > MAX_BYTES {
+            self.drop_oldest_half();
+        }
+        self.bytes += payload.len();
+        self.early.insert(
+            dir,
+            Tail {
+                next_seq: seq,
+                bytes: payload.to_vec(),
+                at,
+            },
+        );
     }
 
     /// Bytes of the unfinished message kept for `dir` to be continued at `next_seq` (0 when
@@ -126,26 +215,33 @@ impl Streams {
     }
 
     fn drop_oldest_half(&mut self) {
-        let mut times: Vec<Instant> = self.tails.values().map(|t| t.at).collect();
+        let mut times: Vec<Instant> = self
+            .tails
+            .values()
+            .chain(self.early.values())
+            .map(|t| t.at)
+            .collect();
         times.sort_unstable();
         let Some(&cut) = times.get(times.len() / 2) else {
             return;
         };
-        let before = self.tails.len();
+        let before = self.tails.len() + self.early.len();
         self.drop_until(cut);
-        self.evicted += (before - self.tails.len()) as u64;
+        self.evicted += (before - self.tails.len() - self.early.len()) as u64;
     }
 
-    /// Drops every tail last extended at or before `cut`.
+    /// Drops every tail last extended, and every early segment kept, at or before `cut`.
     fn drop_until(&mut self, cut: Instant) {
         let bytes = &mut self.bytes;
-        self.tails.retain(|_, t| {
+        let mut keep = |t: &Tail| {
             let keep = t.at > cut;
             if !keep {
                 *bytes -= t.bytes.len();
             }
             keep
-        });
+        };
+        self.tails.retain(|_, t| keep(t));
+        self.early.retain(|_, t| keep(t));
     }
 
     /// Drops the tails not continued within [`MAX_AGE`] of `now`.
@@ -239,10 +335,63 @@ mod tests {
         assert_eq!(&*s.join(dir(1), 100, b"{\"a\":", true, t), b"{\"a\":");
         assert_eq!(s.bytes(), 5);
         assert_eq!(&*s.join(dir(1), 105, b"1}\n", true, t), b"{\"a\":1}\n");
-        // A gap: sequence 200 after a tail ending at 150 drops it.
+        // A gap: sequence 200 after a tail ending at 150 drops it. The segment after the gap opens
+        // inside a message: it is kept early (its 3 bytes), should its message's start come later.
         s.join(dir(1), 145, b"{\"b\":", true, t);
         assert_eq!(&*s.join(dir(1), 200, b"2}\n", true, t), b"2}\n");
+        assert_eq!(s.bytes(), 3);
+    }
+
+    /// A submit's two segments in reverse order (the first lost before the vantage point and sent
+    /// again after the second): read joined when the first comes.
+    #[test]
+    fn a_message_whose_segments_come_in_reverse_order_is_read_joined() {
+        let mut s = Streams::default();
+        let t = Instant::now();
+        let msg =
+            b"{\"id\":4,\"method\":\"submit\",\"params\":{\"job_id\":\"1\",\"nonce\":\"00\"}}\n";
+        let (a, b) = msg.split_at(20);
+        // The second segment first, at 1020: it continues nothing; read alone, and kept early.
+        assert_eq!(&*s.join(dir(1), 1020, b, true, t), b);
+        assert_eq!(s.bytes(), b.len());
+        // The first, at 1000: its unfinished message ends at 1020, where the early one begins.
+        assert_eq!(&*s.join(dir(1), 1000, a, true, t), msg);
+        assert_eq!((s.bytes(), s.last_kept()), (0, 0));
+
+        // Both sent again now (before where the joined message ended, 1064): read alone, kept
+        // neither early nor as a tail.
+        assert_eq!(&*s.join(dir(1), 1020, b, true, t), b);
+        assert_eq!(&*s.join(dir(1), 1000, a, true, t), a);
         assert_eq!(s.bytes(), 0);
+
+        // On another flow, from 3000: the early segment (44 bytes of the 64-byte submit, with its
+        // line end) ends with the start of the next message (11 bytes), which waits to be
+        // continued at the early segment's end, 3020 + 55 = 3075.
+        let next = b"{\"id\":5,\"me";
+        let b2 = [b, next.as_slice()].concat();
+        assert_eq!(b.len(), 44);
+        s.join(dir(3), 3020, &b2, true, t);
+        assert_eq!(
+            &*s.join(dir(3), 3000, a, true, t),
+            [msg.as_slice(), next].concat()
+        );
+        assert_eq!((s.bytes(), s.last_kept()), (11, 11));
+        let rest = b"thod\":\"submit\"}\n";
+        assert_eq!(
+            &*s.join(dir(3), 3075, rest, true, t),
+            [next.as_slice(), rest].concat()
+        );
+        assert_eq!(s.bytes(), 0);
+
+        // An early segment that the next unfinished message does not reach stays kept; one that
+        // holds no `}`, or opens a message, is not kept.
+        s.join(dir(2), 2040, b"\"00\"}}\n", true, t);
+        s.join(dir(2), 2000, b"{\"id\":6,\"method\":", true, t);
+        assert_eq!(s.bytes(), 7 + 17);
+        let mut s = Streams::default();
+        s.join(dir(1), 1, b"\"params\":[", true, t);
+        s.join(dir(1), 2, b"{\"id\":6", true, t);
+        assert_eq!(s.bytes(), 7, "only the second, as an unfinished message");
     }
 
     #[test]
