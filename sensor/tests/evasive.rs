@@ -720,7 +720,11 @@ fn evasive_a_submit_whose_segments_come_in_reverse_order_counts_its_share() {
     w.send(false, ok(3).as_bytes());
     let r = run("reverse-order", w.packets);
     // The login opened the flow, from the miner in `kp`.
-    let from_kp = [("range", "kp"), ("direction", "from"), ("dialect", "monero")];
+    let from_kp = [
+        ("range", "kp"),
+        ("direction", "from"),
+        ("dialect", "monero"),
+    ];
     assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &from_kp), 1);
     let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
     assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);

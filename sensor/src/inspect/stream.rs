@@ -163,28 +163,13 @@ impl Streams {
             .is_some_and(|&b| b != b'{');
         // Where a message could end (a banner, an HTTP head hold none).
         let ends = payload.contains(&b'}');
-        if !whole || !inside || !ends || payload.len() > MAX_TAIL {
-            return;
+        if whole && inside && ends && payload.len() <= MAX_TAIL {
+            self.put(true, dir, seq, payload, at);
         }
-        if let Some(e) = self.early.remove(&dir) {
-            self.bytes -= e.bytes.len();
-        }
-        if self.bytes + payload.len() > MAX_BYTES {
-            self.drop_oldest_half();
-        }
-        self.bytes += payload.len();
-        self.early.insert(
-            dir,
-            Tail {
-                next_seq: seq,
-                bytes: payload.to_vec(),
-                at,
-            },
-        );
     }
 
     /// Bytes of the unfinished message kept for `dir` to be continued at `next_seq` (0 when
-    /// none): what `join` just kept at the end of the segment ending there.
+    /// none): whether a segment there continues a message.
     pub fn kept(&self, dir: &Direction, next_seq: u32) -> usize {
         self.tails
             .get(dir)
@@ -193,17 +178,36 @@ impl Streams {
     }
 
     fn keep(&mut self, dir: Direction, next_seq: u32, tail: &[u8], now: Instant) {
-        self.drop_tail(&dir);
-        if self.bytes + tail.len() > MAX_BYTES {
+        self.put(false, dir, next_seq, tail, now);
+    }
+
+    /// Puts `bytes` in the direction's place among the early segments (`early`) or the tails,
+    /// in place of what was there, within [`MAX_BYTES`].
+    fn put(&mut self, early: bool, dir: Direction, next_seq: u32, bytes: &[u8], at: Instant) {
+        let map = if early {
+            &mut self.early
+        } else {
+            &mut self.tails
+        };
+        if let Some(old) = map.remove(&dir) {
+            self.bytes -= old.bytes.len();
+        }
+        if self.bytes + bytes.len() > MAX_BYTES {
             self.drop_oldest_half();
         }
-        self.bytes += tail.len();
-        self.tails.insert(
+        self.bytes += bytes.len();
+        let map = if early {
+            &mut self.early
+        } else {
+            &mut self.tails
+        };
+        let bytes = bytes.to_vec();
+        map.insert(
             dir,
             Tail {
                 next_seq,
-                bytes: tail.to_vec(),
-                at: now,
+                bytes,
+                at,
             },
         );
     }
