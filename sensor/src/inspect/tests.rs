@@ -659,8 +659,8 @@ fn a_waiting_login_counts_unknown_when_the_wait_runs_out() {
 }
 
 /// A share longer than a segment (an Equihash 200,9 solution is 1,344 bytes of hex, 2.7 KB): its
-/// two segments, in sequence, make one share; the second segment again (a retransmission) adds
-/// nothing; the reassembly's bytes are back to 0 once the message is whole.
+/// two segments, in sequence, make one share; the second segment again, then the first (each a
+/// retransmission) add nothing; the reassembly's bytes are back to 0 once the message is whole.
 #[test]
 fn a_share_split_over_two_segments_counts_once() {
     let mut s = Session::new(Duration::from_secs(3600));
@@ -687,13 +687,16 @@ fn a_share_split_over_two_segments_counts_once() {
     frame(&mut s.i, seg(6400, b));
     frame(&mut s.i, seg(6400, b));
     assert_eq!(s.i.streams.bytes(), 0);
+    frame(&mut s.i, seg(5000, a));
+    assert_eq!(s.i.streams.bytes(), 0);
     s.send(
         false,
         r#"{"id":2,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#,
         2,
     );
-    // One share at the login job's 10,000 hashes.
+    // One share at the login job's 10,000 hashes, and no other.
     assert!(s.has(r#"mining_sensor_shares_total{coin="monero",range="kp",result="accepted"} 1"#));
+    assert!(!s.metrics.render().contains(r#"result="unknown""#));
     assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 10000"#));
     assert!(s.has("mining_sensor_reassembly_bytes 0"));
 }
