@@ -236,8 +236,8 @@ fn hello_of_a_real_tls_client_split_over_two_and_three_segments() {
     // 4 + 2 + 1 + 2 + 16 bytes of extension.
     assert_eq!(ext_end - o, 25);
     // Payload bytes per segment. Two: the first ends in the extension's header, the second
-    // completes it. Three: the first ends before the extensions, the second in the extension's
-    // header, the third completes it.
+    // completes it. Three: the first ends before the extensions, the second in the extension
+    // (in its header at half of two, 73 bytes; 8 bytes into it at 76), the third completes it.
     // No segment under `MIN_PAYLOAD`: on Linux 6.18.44 a route's `advmss` of 85 (a 73-byte third)
     // gave segments of 76 bytes, the MSS raised to 88, `TCP_MIN_MSS` (earlier kernels here sent
     // 73; `tcp_min_snd_mss` is 48).
