@@ -25,7 +25,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run one fuzz target (stratum_scan, config, capture, deep, dns, tls, activity, http, inflate) for the bounded time `test` uses.
+    /// Run one fuzz target (stratum_scan, config, capture, deep, dns, tls, activity, stream, http, inflate) for the bounded time `test` uses.
     Fuzz { target: String },
     /// Install the BPF toolchain (nightly rust-src, bpf-linker on the nightly's LLVM), the
     /// Debian packages the tests use and the XMRig miner (into target/tools). Idempotent.
@@ -115,6 +115,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "dns",
     "tls",
     "activity",
+    "stream",
     "http",
     "inflate",
 ];
