@@ -24,41 +24,54 @@ use mining_sensor::{bpf::Kernel, config::Config};
 
 use crate::packets::{BatchedLogins, copied_batch, crafted, drain, frames, login_notip};
 
+/// What a row runs while `perf` samples.
+enum Workload {
+    /// A bench row's frame, in runs of 20,000 repeats.
+    Repeat(Vec<u8>),
+    /// The share as `per_packet_copied` runs it: every run copied into the sample ring.
+    Copied(Vec<u8>),
+    /// A new flow's login each run, warm, as `stratum_login_new_flow_batched` measures it.
+    NewFlows(BatchedLogins),
+}
+
+impl Workload {
+    /// The workload of `row`, with the program it runs on (loaded for replay for batches).
+    fn of(row: &str, cfg: &Config) -> (Self, Kernel) {
+        if row == "stratum_login_new_flow_batched" {
+            let mut k = Kernel::load_for_replay(cfg).unwrap();
+            k.configure(cfg).unwrap();
+            return (Self::NewFlows(BatchedLogins::new(&login_notip())), k);
+        }
+        let copied = row == "stratum_submit_copied";
+        let name = if copied { "stratum_submit" } else { row };
+        let all: Vec<(&str, Vec<u8>)> = frames().into_iter().chain(crafted()).collect();
+        let Some((_, frame)) = all.iter().find(|(n, _)| *n == name) else {
+            let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
+            panic!(
+                "no bench row {row}: one of {}, stratum_submit_copied or \
+                 stratum_login_new_flow_batched",
+                names.join(", ")
+            )
+        };
+        let k = Kernel::load_with_ranges(cfg).unwrap();
+        let frame = frame.clone();
+        (
+            if copied {
+                Self::Copied(frame)
+            } else {
+                Self::Repeat(frame)
+            },
+            k,
+        )
+    }
+}
+
 /// The row's packet, run until `perf` is done.
 pub(crate) fn profile(row: &str, seconds: u64, out_dir: &Path) {
     let cfg = Config::embedded_default();
-    let batched = row == "stratum_login_new_flow_batched";
-    // The share as `per_packet_copied` runs it: every run copied into the sample ring.
-    let copied = row == "stratum_submit_copied";
-    let row_frame = if copied { "stratum_submit" } else { row };
-    let mut k = if batched {
-        let mut k = Kernel::load_for_replay(&cfg).unwrap();
-        k.configure(&cfg).unwrap();
-        k
-    } else {
-        Kernel::load_with_ranges(&cfg).unwrap()
-    };
+    let (work, mut k) = Workload::of(row, &cfg);
     k.set_iface_slot(1, 1).unwrap();
     let mut rings = [k.take_events().unwrap(), k.take_samples().unwrap()];
-    let frame = if batched {
-        None
-    } else {
-        let all: Vec<(&str, Vec<u8>)> = frames().into_iter().chain(crafted()).collect();
-        let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
-        Some(
-            all.iter()
-                .find(|(n, _)| *n == row_frame)
-                .unwrap_or_else(|| {
-                    panic!(
-                        "no bench row {row}: one of {}, stratum_submit_copied or \
-                         stratum_login_new_flow_batched",
-                        names.join(", ")
-                    )
-                })
-                .1
-                .clone(),
-        )
-    };
     let id = k.program_id().unwrap();
     let image = Image::of(id);
     let data = out_dir.join("profile.data");
@@ -71,27 +84,25 @@ pub(crate) fn profile(row: &str, seconds: u64, out_dir: &Path) {
         .stderr(Stdio::null())
         .spawn()
         .expect("perf (Debian's linux-perf, which `cargo xtask setup` installs)");
-    let logins = batched.then(|| BatchedLogins::new(&login_notip()));
     let started = Instant::now();
     let mut i = 0u64;
-    if let (true, Some(f)) = (copied, &frame) {
+    if let Workload::Copied(f) = &work {
         // The flow made first, as the bench's runs before the copied share's make it: its
         // event is not a copy.
         k.test_run_repeat(f, 1, false).unwrap();
     }
     drain(&mut rings);
     while perf.try_wait().unwrap().is_none() {
-        match (&frame, &logins) {
-            (Some(f), _) if copied => {
+        match &work {
+            Workload::Copied(f) => {
                 copied_batch(&mut k, &mut rings, f, i as usize);
             }
-            (Some(f), _) => {
+            Workload::Repeat(f) => {
                 k.test_run_repeat(f, 20_000, false).unwrap();
             }
-            (None, Some(b)) => {
+            Workload::NewFlows(b) => {
                 b.sample(&mut k, &mut rings, i);
             }
-            _ => unreachable!(),
         }
         drain(&mut rings);
         i += 1;
