@@ -61,8 +61,8 @@ use crate::{
         recent_stratum,
     },
     signals::{
-        HELLO_NO_SNI, client_hello, dns_query, load_hello, noise_handshake, pool_port, pool_sni,
-        shape_record, shape_start, suspect,
+        HELLO_NO_SNI, client_hello, dns_query, load_hello, may_be_noise, noise_handshake,
+        pool_port, pool_sni, shape_record, shape_start, suspect,
     },
 };
 
@@ -274,15 +274,15 @@ fn tcp<const COMPAT: bool>(
         Err(()) => byte(ctx, payload)?,
     };
     // Stratum V2 has no readable content: its Noise handshake opens with exactly 64 bytes from the
-    // client and 234 from the server. On a pool port either size is the signal; elsewhere (443
-    // included) the pair, the answer on the same flow (`noise_handshake`).
+    // client and 234 from the server, neither opening as TLS or JSON does (`may_be_noise`). On a
+    // pool port either size is the signal; elsewhere (443 included) the pair, the answer on the
+    // same flow (`noise_handshake`).
     // (Sizes compared through `sv2::is_size`, so that the verifier does not learn `plen` and walk
     // the rest of the path once more for each size.)
     let (hello, answer) = (sv2::is_size(plen, 64), sv2::is_size(plen, 234));
-    let on_pool_port = (hello && pool_port(dport)) || (answer && pool_port(sport));
-    if on_pool_port
-        || ((hello || answer) && noise_handshake(ctx, ip, (sport, dport), (payload, plen), first))
-    {
+    let noise = (hello || answer) && may_be_noise(ctx, payload, first);
+    let on_pool_port = noise && ((hello && pool_port(dport)) || (answer && pool_port(sport)));
+    if on_pool_port || (noise && noise_handshake(ip, (sport, dport), plen)) {
         candidate |= flag(Reason::StratumV2);
         // The client sent the 64 bytes, the server the 234: its later frames of a share's size
         // are shares (`sv2`).

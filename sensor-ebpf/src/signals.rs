@@ -151,26 +151,24 @@ fn dns_walk<const COMPAT: bool>(n: u64) -> u64 {
 /// The longest a Noise responder may take to answer the hello and still make a handshake.
 const NOISE_ANSWER_NS: u64 = 10_000_000_000;
 
+/// Whether a payload of a Noise handshake message's size may be one: it opens with neither a TLS
+/// record's header nor a JSON message's start (`sensor_common::sv2::may_be_noise`; a plaintext
+/// Stratum message of 64 or 234 bytes is no handshake, on a pool port either). `first` is the
+/// payload's first byte, at `payload`; the second is read only when the first is one a header or
+/// JSON opens with.
+#[inline(always)]
+pub(crate) fn may_be_noise(ctx: &XdpContext, payload: usize, first: u8) -> bool {
+    !((20..=23).contains(&first) || first == b'{')
+        || sensor_common::sv2::may_be_noise(first, byte(ctx, payload + 1).unwrap_or(0))
+}
+
 /// Stratum V2 off the pool ports (443 included): a 64-byte payload (the initiator's Noise hello),
 /// then, the other way on the same flow within 10 s, a 234-byte one (the responder's answer),
-/// neither opening with a TLS record's header or a JSON message's start
-/// (`sensor_common::sv2::may_be_noise`). True at the answer: the handshake's shape, which nothing
-/// but a Noise handshake of Stratum V2's sizes gives (SSH's encrypted packets cannot be 234 bytes
-/// long, a TLS record opens with its header). `first` is the payload's first byte, at `payload`;
-/// the second is read only when the first is one a header or JSON opens with.
+/// each one that `may_be_noise`. True at the answer: the handshake's shape, which nothing but a
+/// Noise handshake of Stratum V2's sizes gives (SSH's encrypted packets cannot be 234 bytes
+/// long, a TLS record opens with its header).
 #[inline(always)]
-pub(crate) fn noise_handshake(
-    ctx: &XdpContext,
-    ip: &Ip,
-    (sport, dport): (u16, u16),
-    (payload, plen): (usize, usize),
-    first: u8,
-) -> bool {
-    if ((20..=23).contains(&first) || first == b'{')
-        && !sensor_common::sv2::may_be_noise(first, byte(ctx, payload + 1).unwrap_or(0))
-    {
-        return false;
-    }
+pub(crate) fn noise_handshake(ip: &Ip, (sport, dport): (u16, u16), plen: usize) -> bool {
     let Some((key, src_is_lo)) = packet_key(ip, sport, dport) else {
         return false;
     };

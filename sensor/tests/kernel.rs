@@ -1100,6 +1100,49 @@ fn the_stratum_v2_handshake_shape_on_a_pool_port() {
     assert_eq!(s.all_stratum(), 0);
 }
 
+/// Plaintext Stratum of a Noise message's size on a pool port is no Stratum V2 handshake, nor are
+/// TLS records of those sizes: a cpuminer's `mining.authorize` of 64 bytes to the port and the
+/// pool's 234-byte answer to its subscribe flagged a replayed session `stratum_v2`, and its
+/// client's later segments of a share's encrypted size would have counted as shares.
+#[test]
+fn json_and_tls_of_the_handshakes_sizes_on_a_pool_port_are_no_stratum_v2() {
+    use sensor_common::Reason;
+    const R: usize = 0; // the only range of this configuration
+    let mut s = Sensor::with(
+        "[pools]\nports = [3333]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
+    );
+    let v2 = Reason::StratumV2 as usize;
+    let (m, pool) = (ip("192.0.2.9"), ip("203.0.113.50"));
+    let up = |sport: u16, p: &[u8]| Packet::tcp4(m, pool, sport, 3333, p).build();
+    let down = |sport: u16, p: &[u8]| Packet::tcp4(pool, m, 3333, sport, p).build();
+    let authorize = "{\"id\": 2, \"method\": \"mining.authorize\", \"params\": [\"www\", \"x\"]}\n";
+    let reply = format!(
+        "{{\"id\":1,\"result\":[[[\"mining.set_difficulty\",\"1\"],[\"mining.notify\",\"1\"]],\"{}\",4],\"error\":null}}\n",
+        "0".repeat(142)
+    );
+    // A submit of 62 bytes, an encrypted standard share's size.
+    let submit = "{\"id\": 4, \"method\": \"mining.submit\", \"params\": [\"www\", \"1f\"]}\n";
+    assert_eq!((authorize.len(), reply.len(), submit.len()), (64, 234, 62));
+    s.run(&up(45000, authorize.as_bytes()));
+    s.run(&down(45000, reply.as_bytes()));
+    s.run(&up(45000, submit.as_bytes()));
+    // TLS records of those sizes: application data (23, version 3.3) up, a handshake record
+    // (22) down.
+    let record = |n: usize, kind: u8| {
+        let mut r = vec![0x5a; n];
+        r[..3].copy_from_slice(&[kind, 3, 3]);
+        r
+    };
+    s.run(&up(45001, &record(64, 23)));
+    s.run(&down(45001, &record(234, 22)));
+    assert_eq!(s.k.suspect_cell(R, DIR_FROM, v2).unwrap(), 0);
+    assert_eq!(s.k.suspect_cell(R, DIR_TO, v2).unwrap(), 0);
+    assert_eq!(sv2_shares(&s), 0);
+    // The three JSON messages are Stratum packets: the authorize, the reply (the subscribe's,
+    // naming `mining.notify`) and the submit.
+    assert_eq!(s.all_stratum(), 3);
+}
+
 /// Stratum V2 off the pool ports (443 included): the 64-byte hello and, the other way on the same
 /// flow, the 234-byte answer make the handshake, counted once at the answer; either alone, both
 /// the same way, or TLS records and JSON of those sizes, count nothing.
