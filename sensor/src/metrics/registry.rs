@@ -140,12 +140,12 @@ impl Metrics {
         );
         let reassembly_bytes = IntGauge::with_opts(Opts::new(
             names::REASSEMBLY_BYTES,
-            "Bytes deep inspection keeps of messages split over TCP segments, waiting for their next segment (bounded: 16 KiB a flow direction, 8 MiB in all), and of WebSocket messages sent in several frames, waiting for their next fragment (16 KiB a direction, 1,024 directions).",
+            "Bytes deep inspection keeps of messages split over TCP segments, waiting for their next segment, and of segments come before the one they continue (bounded: 16 KiB each, one of each kind a flow direction, 8 MiB in all), and of WebSocket messages sent in several frames, waiting for their next fragment (16 KiB a direction, 1,024 directions).",
         ))
         .expect("valid metric");
         let reassembly_evictions = counter(
             names::REASSEMBLY_EVICTIONS,
-            "Unfinished split messages dropped to keep reassembly within its 8 MiB (the oldest half each time), and fragmented WebSocket messages dropped beyond 1,024 open at once (the least recently continued).",
+            "Unfinished split messages and early segments dropped to keep reassembly within its 8 MiB (the oldest half each time), and fragmented WebSocket messages dropped beyond 1,024 open at once (the least recently continued).",
         );
         let inflate_bytes = IntGauge::with_opts(Opts::new(
             names::INFLATE_BYTES,
