@@ -1,7 +1,8 @@
 //! The joiner of messages split over TCP segments (`inspect::stream`), fed any run of segments in
 //! any order, sent again or after gaps: no panic; what it returns holds at least the segment, what
-//! the last join kept is the end of what it returned, what it keeps stays within its bound, and
-//! once all of it has aged past `MAX_AGE` nothing is kept.
+//! the last join kept is the end of what it returned, what it dropped at a gap is within the
+//! bound of a tail and handed back once, what it keeps stays within its bound, and once all of
+//! it has aged past `MAX_AGE` nothing is kept.
 #![no_main]
 
 use std::{
@@ -10,7 +11,7 @@ use std::{
 };
 
 use libfuzzer_sys::fuzz_target;
-use mining_sensor::inspect::stream::{Direction, MAX_AGE, MAX_BYTES, Streams};
+use mining_sensor::inspect::stream::{Direction, MAX_AGE, MAX_BYTES, MAX_TAIL, Streams};
 
 fuzz_target!(|data: &[u8]| {
     let t0 = Instant::now();
@@ -35,6 +36,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(out.len() >= payload.len());
         assert!(s.last_kept() <= out.len());
         assert!(s.bytes() <= MAX_BYTES);
+        if let Some(cut) = s.take_dropped() {
+            assert!(!cut.is_empty() && cut.len() <= MAX_TAIL);
+            assert!(s.take_dropped().is_none());
+        }
     }
     s.expire(at + MAX_AGE + Duration::from_secs(1));
     assert_eq!(s.bytes(), 0);

@@ -1,6 +1,7 @@
 //! Reshaped plaintext and encrypted shares through `mining-sensor replay` (kernel and agent, as
 //! the issue's held-out captures are checked): getwork over HTTP POST, a login split before any
-//! marker on a new flow, a login padded past the window in one segment and over three, Stratum
+//! marker on a new flow and one whose segments come in reverse order, a login padded past the
+//! window in one segment and over three, Stratum
 //! V2 shares by size, and a session in fragmented WebSocket messages, each with exact counts in
 //! the JSON
 //! report. Needs root (BPF_PROG_TEST_RUN); no namespace.
@@ -729,5 +730,43 @@ fn evasive_a_submit_whose_segments_come_in_reverse_order_counts_its_share() {
     let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
     assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
     // Two shares at the login job's 10,000 hashes.
+    assert_one_flow_with_two_shares(&r, 20_000);
+}
+
+/// XMRig's login on a new flow in two segments in reverse order (its first lost before the vantage
+/// point and sent again after the second): the kernel hands over a new flow's segments from the
+/// login's opening on, so its later part never reaches deep inspection; the first part, cut after
+/// the agent, still names coin and agent, and counts once when the miner's next segment shows the
+/// rest will not come.
+#[test]
+fn evasive_a_new_flows_login_whose_segments_come_in_reverse_order_counts_with_coin_and_agent() {
+    let mut w = Wire::new(40124);
+    let login = xmrig_login("");
+    let cut = login.find("\"algo\"").unwrap();
+    let (a, b) = login.as_bytes().split_at(cut);
+    assert!(a.ends_with(b"gcc/5.4.0\","));
+    let at = w.seq[0];
+    let seg =
+        |seq: u32, bytes: &[u8]| Packet::tcp4(ip(MINER), ip(POOL), w.port, 443, bytes).tcp_seq(seq);
+    let (later, first) = (seg(at + cut as u32, b), seg(at, a));
+    w.packets.extend([later, first]);
+    w.seq[0] += login.len() as u32;
+    w.send(false, LOGIN_REPLY.as_bytes());
+    for id in 2..=3 {
+        w.send(true, xmrig_submit(id, "").as_bytes());
+        w.send(false, ok(id).as_bytes());
+    }
+    let r = run("reverse-login", w.packets);
+    // The login's first part (its method and the wallet in the window) opened the flow, from
+    // the miner in `kp`; the login counts once, with its coin and agent.
+    let from_kp = [
+        ("range", "kp"),
+        ("direction", "from"),
+        ("dialect", "monero"),
+    ];
+    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &from_kp), 1);
+    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &[]), 1);
     assert_one_flow_with_two_shares(&r, 20_000);
 }

@@ -433,6 +433,8 @@ impl Inspector {
         // and putting its end before the next one (a share lost, or two). Unless a plain
         // message's tail waits for this very segment (its rest may open with any byte).
         let framed = websocket::opens_text_frame(t.payload) && self.streams.kept(&dir, t.seq) == 0;
+        // A message cut by a missed segment, dropped unread (see below).
+        let mut cut = None;
         // A message split over segments is read whole once its last segment is here.
         let data = if joined {
             let mut m = self.fragments.messages(dir, t.seq, t.payload, t.whole, now);
@@ -463,6 +465,7 @@ impl Inspector {
             }
         } else if tcp && !framed {
             let data = self.streams.join(dir, t.seq, t.payload, t.whole, now);
+            cut = self.streams.take_dropped();
             self.publish_streams();
             // The message left open at the end of a whole segment is read once, whole, with the
             // next segment: read now, repaired, a login cut before its `"agent"` would count
@@ -492,7 +495,15 @@ impl Inspector {
         };
         // The Stratum messages, and what the payload says of work (the pool's replies are no
         // Stratum message), from one parse.
-        let (messages, objects) = deep::read(&data);
+        let (mut messages, objects) = deep::read(&data);
+        // A message a missed segment cut, its rest never to come (a new flow's login whose later
+        // segment came first, before the program knew the flow): read repaired, for its login
+        // alone, which counts once a flow. Not for its shares: a submit cut before its nonce
+        // could not be told from the whole one sent again, and would count twice.
+        if let Some(cut) = cut {
+            let logins = deep::read(&cut).0.into_iter().filter(|m| m.is_login);
+            messages.splice(0..0, logins);
+        }
         let work: Vec<Signal> = objects.iter().flat_map(signals).collect();
         if messages.is_empty() && work.is_empty() {
             return self.late_logins();

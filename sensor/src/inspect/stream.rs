@@ -9,7 +9,8 @@
 //! Only segments captured whole are kept (a capture's snap length or a sample's size may cut one:
 //! its missing bytes cannot be joined). A retransmission of an earlier segment is read alone, as
 //! before (the shares it repeats count once, see `activity::ledger`); a segment after a gap drops
-//! the tail, which can no longer be completed.
+//! the tail, which can no longer be completed, and hands it back to be read for what its start
+//! says (`take_dropped`).
 //!
 //! Segments out of order: a segment that continues nothing here and opens inside a message (its
 //! first non-blank byte is no `{`) is read alone and also kept, one a direction, as the possible
@@ -59,6 +60,8 @@ pub struct Streams {
     early: HashMap<Direction, Tail>,
     /// The bytes at the end of what the last `join` returned that it kept as unfinished.
     last_kept: usize,
+    /// The unfinished message the last `join` dropped at a gap (empty when none).
+    dropped: Vec<u8>,
     bytes: usize,
     /// Tails dropped to stay within [`MAX_BYTES`].
     pub evicted: u64,
@@ -77,6 +80,7 @@ impl Streams {
         now: Instant,
     ) -> Cow<'a, [u8]> {
         self.last_kept = 0;
+        self.dropped.clear();
         // Before where the direction's tail waits: sent again, read alone, the tail left as it is.
         let mut again = false;
         let mut data = match self.tails.get(&dir) {
@@ -91,21 +95,23 @@ impl Streams {
                     Cow::Owned(joined)
                 }
             }
-            Some(t) => {
+            Some(t) if (seq.wrapping_sub(t.next_seq) as i32) > 0 => {
                 // After the tail's end: a segment was missed and the message cannot be completed
-                // (what follows the gap may be read with its start later). Before it: a
-                // retransmission, read alone; the tail still waits.
-                // Before the early segment too: not seen yet, the start of what came early.
-                let first_seen = self
+                // (what follows the gap may be read with its start later). The cut message is
+                // handed back (`take_dropped`).
+                let t = self.tails.remove(&dir).expect("present");
+                self.bytes -= t.bytes.len();
+                self.dropped = t.bytes;
+                self.keep_early(dir, seq, payload, whole, now);
+                Cow::Borrowed(payload)
+            }
+            Some(_) => {
+                // Before it: a retransmission, read alone; the tail still waits. Unless it is
+                // before the early segment too: not seen yet, the start of what came early.
+                again = self
                     .early
                     .get(&dir)
-                    .is_some_and(|e| (e.next_seq.wrapping_sub(seq) as i32) > 0);
-                if (seq.wrapping_sub(t.next_seq) as i32) > 0 {
-                    self.drop_tail(&dir);
-                    self.keep_early(dir, seq, payload, whole, now);
-                } else {
-                    again = !first_seen;
-                }
+                    .is_none_or(|e| (e.next_seq.wrapping_sub(seq) as i32) <= 0);
                 Cow::Borrowed(payload)
             }
             None => {
@@ -120,32 +126,35 @@ impl Streams {
             .flatten();
         // Its rest already here, out of order: read joined, and what is open at the rest's end
         // waits instead.
-        if open.is_some()
-            && let Some(e) = self.early.remove(&dir)
-        {
+        if open.is_some() && self.early.get(&dir).is_some_and(|e| e.next_seq == end) {
+            let e = self.early.remove(&dir).expect("present");
             self.bytes -= e.bytes.len();
-            if e.next_seq == end {
-                end = end.wrapping_add(e.bytes.len() as u32);
-                let mut joined = data.into_owned();
-                joined.extend_from_slice(&e.bytes);
-                open = super::deep::open_message(&joined);
-                data = Cow::Owned(joined);
-            } else {
-                self.keep_early(dir, e.next_seq, &e.bytes, true, e.at);
-            }
+            end = end.wrapping_add(e.bytes.len() as u32);
+            let mut joined = data.into_owned();
+            joined.extend_from_slice(&e.bytes);
+            open = super::deep::open_message(&joined);
+            data = Cow::Owned(joined);
         }
         if let Some(tail) = open.and_then(|i| data.get(i..))
             && tail.len() <= MAX_TAIL
         {
             self.last_kept = tail.len();
-            self.keep(dir, end, tail, now);
+            self.put(false, dir, end, tail, now);
         } else if matches!(data, Cow::Owned(_)) && whole {
             // A message completed by joining: an empty tail marks where it ended until the next
             // segment, so that a retransmission of its later part (from before there) is told
             // from a segment come early and is not kept.
-            self.keep(dir, end, &[], now);
+            self.put(false, dir, end, &[], now);
         }
         data
+    }
+
+    /// The unfinished message the last [`Streams::join`] dropped because a segment was missed
+    /// after it (`None` when it dropped none): it will never be whole, but its start may still
+    /// say something (a new flow's login whose later segment came first, and so was never
+    /// handed over, names its coin and often its agent before the cut).
+    pub fn take_dropped(&mut self) -> Option<Vec<u8>> {
+        (!self.dropped.is_empty()).then(|| std::mem::take(&mut self.dropped))
     }
 
     /// Bytes at the end of what the last [`Streams::join`] returned that wait as an unfinished
@@ -177,32 +186,27 @@ impl Streams {
             .map_or(0, |t| t.bytes.len())
     }
 
-    fn keep(&mut self, dir: Direction, next_seq: u32, tail: &[u8], now: Instant) {
-        self.put(false, dir, next_seq, tail, now);
+    /// The early segments (`early`) or the tails.
+    fn kind(&mut self, early: bool) -> &mut HashMap<Direction, Tail> {
+        if early {
+            &mut self.early
+        } else {
+            &mut self.tails
+        }
     }
 
     /// Puts `bytes` in the direction's place among the early segments (`early`) or the tails,
     /// in place of what was there, within [`MAX_BYTES`].
     fn put(&mut self, early: bool, dir: Direction, next_seq: u32, bytes: &[u8], at: Instant) {
-        let map = if early {
-            &mut self.early
-        } else {
-            &mut self.tails
-        };
-        if let Some(old) = map.remove(&dir) {
+        if let Some(old) = self.kind(early).remove(&dir) {
             self.bytes -= old.bytes.len();
         }
         if self.bytes + bytes.len() > MAX_BYTES {
             self.drop_oldest_half();
         }
         self.bytes += bytes.len();
-        let map = if early {
-            &mut self.early
-        } else {
-            &mut self.tails
-        };
         let bytes = bytes.to_vec();
-        map.insert(
+        self.kind(early).insert(
             dir,
             Tail {
                 next_seq,
@@ -210,12 +214,6 @@ impl Streams {
                 at,
             },
         );
-    }
-
-    fn drop_tail(&mut self, dir: &Direction) {
-        if let Some(t) = self.tails.remove(dir) {
-            self.bytes -= t.bytes.len();
-        }
     }
 
     fn drop_oldest_half(&mut self) {
@@ -342,8 +340,16 @@ mod tests {
         // A gap: sequence 200 after a tail ending at 150 drops it. The segment after the gap opens
         // inside a message: it is kept early (its 3 bytes), should its message's start come later.
         s.join(dir(1), 145, b"{\"b\":", true, t);
+        assert_eq!(s.take_dropped(), None);
         assert_eq!(&*s.join(dir(1), 200, b"2}\n", true, t), b"2}\n");
         assert_eq!(s.bytes(), 3);
+        // The dropped tail is handed back once, for what its start says.
+        assert_eq!(s.take_dropped().as_deref(), Some(&b"{\"b\":"[..]));
+        assert_eq!(s.take_dropped(), None);
+        // A retransmission (sequence 100, before where the tail waits) drops nothing.
+        s.join(dir(2), 100, b"{\"c\":", true, t);
+        s.join(dir(2), 100, b"{\"c\":", true, t);
+        assert_eq!(s.take_dropped(), None);
     }
 
     /// A submit's two segments in reverse order (the first lost before the vantage point and sent
