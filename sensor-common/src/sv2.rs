@@ -24,10 +24,23 @@
 /// message: 1 - (251/256)^2, about 3.9% of sessions, which the reference implementation's
 /// handshakes showed.)
 pub const fn may_be_noise(first: u8, second: u8) -> bool {
-    let tls = first >= 20 && first <= 23 && second == 3;
-    let json = first == b'{' && matches!(second, b'"' | b'}' | b' ' | b'\t' | b'\r' | b'\n');
-    !(tls || json)
+    match first {
+        TLS_FIRST_TYPE..=TLS_LAST_TYPE => second != 3,
+        b'{' => !matches!(second, b'"' | b'}' | b' ' | b'\t' | b'\r' | b'\n'),
+        _ => true,
+    }
 }
+
+/// Whether [`may_be_noise`] needs the second byte after `first`: only when `first` is one a TLS
+/// record's header or a JSON message opens with (any other payload may be Noise at once, and
+/// the XDP program reads no further byte).
+pub const fn second_byte_decides(first: u8) -> bool {
+    matches!(first, TLS_FIRST_TYPE..=TLS_LAST_TYPE | b'{')
+}
+
+/// A TLS record's content types: change_cipher_spec (20) to application_data (23).
+const TLS_FIRST_TYPE: u8 = 20;
+const TLS_LAST_TYPE: u8 = 23;
 
 /// The shortest encrypted `SubmitSharesExtended`: 22 + 24 + 1 (the extranonce's length) + 16.
 pub const EXTENDED_MIN: usize = HEADER + MAC + SUBMIT_SHARES_STANDARD + 1 + MAC;
@@ -166,5 +179,12 @@ mod tests {
             .filter(|&(a, b)| !may_be_noise(a, b))
             .count();
         assert_eq!(hidden, 10);
+        // The second byte is read only after the 5 first bytes those pairs open with: 20 to 23
+        // and `{`; after any other, a payload may be a handshake's whatever follows.
+        let decides: Vec<u8> = (0..=255u8).filter(|&a| second_byte_decides(a)).collect();
+        assert_eq!(decides, [20, 21, 22, 23, b'{']);
+        for a in (0..=255u8).filter(|&a| !second_byte_decides(a)) {
+            assert!((0..=255u8).all(|b| may_be_noise(a, b)));
+        }
     }
 }

@@ -158,8 +158,9 @@ const NOISE_ANSWER_NS: u64 = 10_000_000_000;
 /// JSON opens with.
 #[inline(always)]
 pub(crate) fn may_be_noise(ctx: &XdpContext, payload: usize, first: u8) -> bool {
-    !((20..=23).contains(&first) || first == b'{')
-        || sensor_common::sv2::may_be_noise(first, byte(ctx, payload + 1).unwrap_or(0))
+    use sensor_common::sv2;
+    !sv2::second_byte_decides(first)
+        || sv2::may_be_noise(first, byte(ctx, payload + 1).unwrap_or(0))
 }
 
 /// Stratum V2 off the pool ports (443 included): a 64-byte payload (the initiator's Noise hello),
