@@ -27,8 +27,8 @@ use serde_json::json;
 use crate::{
     Opts, median,
     packets::{
-        BatchedLogins, COPIED_BATCH, copied_batch, copied_batches, crafted, drain, frames,
-        login_notip,
+        BatchedLogins, COPIED_BATCH, LOGIN_NEW_FLOW_BATCHED_ROW, SUBMIT_COPIED_ROW, SUBMIT_ROW,
+        copied_batch, copied_batches, crafted, drain, frames, login_notip,
     },
 };
 
@@ -156,18 +156,15 @@ pub(crate) fn compare(
         let mut sides = load_pair(block, false);
         for (name, frame) in &rows {
             results.push((row(name), per_packet(&mut sides, frame, o, blocks)));
-            if *name == "stratum_submit" {
-                results.push((
-                    row("stratum_submit_copied"),
-                    copied(&mut sides, frame, o, blocks),
-                ));
+            if *name == SUBMIT_ROW {
+                results.push((row(SUBMIT_COPIED_ROW), copied(&mut sides, frame, o, blocks)));
             }
         }
         drop(sides);
         if new_flow {
             let mut replay = load_pair(block, true);
             results.push((
-                row("stratum_login_new_flow_batched"),
+                row(LOGIN_NEW_FLOW_BATCHED_ROW),
                 new_flow_batched(&mut replay, o, blocks),
             ));
         }

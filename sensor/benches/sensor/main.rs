@@ -201,16 +201,16 @@ fn main() {
             let over = per_packet_first_batched(&mut r, &mut replay_rings, &notip, &o);
             fig.insert("not_ip_ns".into(), ns);
             fig.insert("not_ip_baseline_ns".into(), nb);
-            fig.insert("stratum_login_new_flow_batched_ns".into(), ns + over);
-            fig.insert("stratum_login_new_flow_batched_baseline_ns".into(), nb);
+            fig.insert(format!("{LOGIN_NEW_FLOW_BATCHED_ROW}_ns"), ns + over);
+            fig.insert(format!("{LOGIN_NEW_FLOW_BATCHED_ROW}_baseline_ns"), nb);
         }
         let (s, b) = per_packet(&mut loads, &frame, &o);
         fig.insert(format!("{name}_ns"), s);
         fig.insert(format!("{name}_baseline_ns"), b);
-        if name == "stratum_submit" {
+        if name == SUBMIT_ROW {
             let (s, b) = per_packet_copied(&mut loads[0], &mut rings, &frame, &o);
-            fig.insert("stratum_submit_copied_ns".into(), s);
-            fig.insert("stratum_submit_copied_baseline_ns".into(), b);
+            fig.insert(format!("{SUBMIT_COPIED_ROW}_ns"), s);
+            fig.insert(format!("{SUBMIT_COPIED_ROW}_baseline_ns"), b);
         }
         if name == "unwatched_tcp" {
             fig.insert("xdp_pass_baseline_ns".into(), b);
@@ -233,7 +233,7 @@ fn main() {
     k.configure(&cfg).unwrap();
     k.set_iface_slot(1, 1).unwrap();
     for (name, frame) in frames() {
-        if ["stratum_login", "stratum_submit", "unwatched_udp_dns"].contains(&name) {
+        if ["stratum_login", SUBMIT_ROW, "unwatched_udp_dns"].contains(&name) {
             let (s, b) = per_packet(std::slice::from_mut(&mut k), &frame, &o);
             fig.insert(format!("{name}_bpf_loop_ns"), s);
             fig.insert(format!("{name}_bpf_loop_baseline_ns"), b);

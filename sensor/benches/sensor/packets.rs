@@ -28,6 +28,13 @@ pub(crate) fn login_notip() -> Vec<u8> {
     f
 }
 
+/// The share's row (`frames`), which is also measured copied into the sample ring.
+pub(crate) const SUBMIT_ROW: &str = "stratum_submit";
+/// The share copied into the sample ring each run (`per_packet_copied`).
+pub(crate) const SUBMIT_COPIED_ROW: &str = "stratum_submit_copied";
+/// A new flow's login each run, warm (`per_packet_first_batched`).
+pub(crate) const LOGIN_NEW_FLOW_BATCHED_ROW: &str = "stratum_login_new_flow_batched";
+
 /// An XMRig share.
 pub(crate) const SUBMIT: &[u8] = b"{\"id\":2,\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{\"id\":\"7d\",\"job_id\":\"1\",\"nonce\":\"b8000000\",\"result\":\"abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789\"}}\n";
 
@@ -327,7 +334,7 @@ pub(crate) fn frames() -> Vec<(&'static str, Vec<u8>)> {
         ),
         (
             // A share: what most of a mining session's client messages are.
-            "stratum_submit",
+            SUBMIT_ROW,
             Packet::tcp4(kp(6), other2, 44326, 3333, SUBMIT).build(),
         ),
         (

@@ -22,7 +22,10 @@ use std::{
 
 use mining_sensor::{bpf::Kernel, config::Config};
 
-use crate::packets::{BatchedLogins, copied_batch, crafted, drain, frames, login_notip};
+use crate::packets::{
+    BatchedLogins, LOGIN_NEW_FLOW_BATCHED_ROW, SUBMIT_COPIED_ROW, SUBMIT_ROW, copied_batch,
+    crafted, drain, frames, login_notip,
+};
 
 /// What a row runs while `perf` samples.
 enum Workload {
@@ -37,19 +40,19 @@ enum Workload {
 impl Workload {
     /// The workload of `row`, with the program it runs on (loaded for replay for batches).
     fn of(row: &str, cfg: &Config) -> (Self, Kernel) {
-        if row == "stratum_login_new_flow_batched" {
+        if row == LOGIN_NEW_FLOW_BATCHED_ROW {
             let mut k = Kernel::load_for_replay(cfg).unwrap();
             k.configure(cfg).unwrap();
             return (Self::NewFlows(BatchedLogins::new(&login_notip())), k);
         }
-        let copied = row == "stratum_submit_copied";
-        let name = if copied { "stratum_submit" } else { row };
+        let copied = row == SUBMIT_COPIED_ROW;
+        let name = if copied { SUBMIT_ROW } else { row };
         let all: Vec<(&str, Vec<u8>)> = frames().into_iter().chain(crafted()).collect();
         let Some((_, frame)) = all.iter().find(|(n, _)| *n == name) else {
             let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
             panic!(
-                "no bench row {row}: one of {}, stratum_submit_copied or \
-                 stratum_login_new_flow_batched",
+                "no bench row {row}: one of {}, {SUBMIT_COPIED_ROW} or \
+                 {LOGIN_NEW_FLOW_BATCHED_ROW}",
                 names.join(", ")
             )
         };
