@@ -82,6 +82,21 @@ fn assert_one_flow_to_kp_and_its_login(r: &Value) {
     assert_eq!(total(r, "mining_sensor_miner_logins_total", &[]), 1);
 }
 
+/// One Stratum flow in all, a monero one from `kp` (the miner's login opened it), and XMRig's
+/// login counted once, with its coin and agent.
+fn assert_one_flow_from_kp_and_its_login(r: &Value) {
+    let from_kp = [
+        ("range", "kp"),
+        ("direction", "from"),
+        ("dialect", "monero"),
+    ];
+    assert_eq!(total(r, "mining_sensor_stratum_flows_total", &from_kp), 1);
+    assert_eq!(total(r, "mining_sensor_stratum_flows_total", &[]), 1);
+    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
+    assert_eq!(total(r, "mining_sensor_miner_logins_total", &login), 1);
+    assert_eq!(total(r, "mining_sensor_miner_logins_total", &[]), 1);
+}
+
 /// The mask key of the miner's login frame in `Wire::login`.
 const LOGIN_KEY: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
 
@@ -123,6 +138,19 @@ impl Wire {
             false,
             &test_support::websocket_frame(LOGIN_REPLY.as_bytes(), None),
         );
+    }
+
+    /// The miner's `msg` in two segments cut at byte `cut`, the later one first (the first lost
+    /// before the vantage point and sent again after the second, or so sent on purpose: TCP
+    /// delivers them in order), each at its own sequence number.
+    fn send_reversed(&mut self, msg: &[u8], cut: usize) {
+        let (first, later) = msg.split_at(cut);
+        let at = self.seq[0];
+        for (seq, seg) in [(at + cut as u32, later), (at, first)] {
+            let pkt = Packet::tcp4(ip(MINER), ip(POOL), self.port, 443, seg).tcp_seq(seq);
+            self.packets.push(pkt);
+        }
+        self.seq[0] += msg.len() as u32;
     }
 
     /// The miner's last segment, `seg`, sent again at its own sequence number.
@@ -707,28 +735,15 @@ fn evasive_a_submit_whose_segments_come_in_reverse_order_counts_its_share() {
     w.send(true, xmrig_login("").as_bytes());
     w.send(false, LOGIN_REPLY.as_bytes());
     let submit = xmrig_submit(2, "");
-    // Cut after `"method":"sub` (37 bytes): the later part first, at its own sequence number.
-    let (a, b) = submit.as_bytes().split_at(37);
-    assert!(a.ends_with(b"\"sub"));
-    let at = w.seq[0];
-    let seg =
-        |seq: u32, bytes: &[u8]| Packet::tcp4(ip(MINER), ip(POOL), w.port, 443, bytes).tcp_seq(seq);
-    let (later, first) = (seg(at + 37, b), seg(at, a));
-    w.packets.extend([later, first]);
-    w.seq[0] += submit.len() as u32;
+    // Cut after `"method":"sub` (37 bytes).
+    assert!(submit[..37].ends_with("\"sub"));
+    w.send_reversed(submit.as_bytes(), 37);
     w.send(false, ok(2).as_bytes());
     w.send(true, xmrig_submit(3, "").as_bytes());
     w.send(false, ok(3).as_bytes());
     let r = run("reverse-order", w.packets);
     // The login opened the flow, from the miner in `kp`.
-    let from_kp = [
-        ("range", "kp"),
-        ("direction", "from"),
-        ("dialect", "monero"),
-    ];
-    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &from_kp), 1);
-    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
-    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
+    assert_one_flow_from_kp_and_its_login(&r);
     // Two shares at the login job's 10,000 hashes.
     assert_one_flow_with_two_shares(&r, 20_000);
 }
@@ -743,14 +758,8 @@ fn evasive_a_new_flows_login_whose_segments_come_in_reverse_order_counts_with_co
     let mut w = Wire::new(40124);
     let login = xmrig_login("");
     let cut = login.find("\"algo\"").unwrap();
-    let (a, b) = login.as_bytes().split_at(cut);
-    assert!(a.ends_with(b"gcc/5.4.0\","));
-    let at = w.seq[0];
-    let seg =
-        |seq: u32, bytes: &[u8]| Packet::tcp4(ip(MINER), ip(POOL), w.port, 443, bytes).tcp_seq(seq);
-    let (later, first) = (seg(at + cut as u32, b), seg(at, a));
-    w.packets.extend([later, first]);
-    w.seq[0] += login.len() as u32;
+    assert!(login[..cut].ends_with("gcc/5.4.0\","));
+    w.send_reversed(login.as_bytes(), cut);
     w.send(false, LOGIN_REPLY.as_bytes());
     for id in 2..=3 {
         w.send(true, xmrig_submit(id, "").as_bytes());
@@ -759,14 +768,6 @@ fn evasive_a_new_flows_login_whose_segments_come_in_reverse_order_counts_with_co
     let r = run("reverse-login", w.packets);
     // The login's first part (its method and the wallet in the window) opened the flow, from
     // the miner in `kp`; the login counts once, with its coin and agent.
-    let from_kp = [
-        ("range", "kp"),
-        ("direction", "from"),
-        ("dialect", "monero"),
-    ];
-    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &from_kp), 1);
-    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
-    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
-    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &[]), 1);
+    assert_one_flow_from_kp_and_its_login(&r);
     assert_one_flow_with_two_shares(&r, 20_000);
 }
