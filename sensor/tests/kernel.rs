@@ -124,6 +124,12 @@ struct Sensor {
     k: Kernel,
 }
 
+/// A configuration watching one range, `c` (192.0.2.0/24, index 0), after `other` sections
+/// (pools, events).
+fn c_config(other: &str) -> String {
+    format!("{other}[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n")
+}
+
 impl Sensor {
     fn new() -> Self {
         Self::with(CONFIG)
@@ -134,6 +140,11 @@ impl Sensor {
         let mut k = load_with_ranges(&cfg);
         k.set_iface_slot(1, SLOT as u32).unwrap();
         Self { k }
+    }
+
+    /// A program watching one range, `c` (`c_config`).
+    fn watching_c(other: &str) -> Self {
+        Self::with(&c_config(other))
     }
 
     /// Runs the program and checks it passed the frame on unchanged.
@@ -970,9 +981,7 @@ fn hostile_frames_count_exactly_what_the_rules_say() {
 fn each_new_flow_is_one_event_and_a_full_ring_counts_its_losses() {
     use sensor_common::Stat;
     // One page of ring buffer holds about 56 events of 72 bytes (with the kernel's headers).
-    let mut s = Sensor::with(
-        "[events]\nring_bytes = 4096\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
-    );
+    let mut s = Sensor::watching_c("[events]\nring_bytes = 4096\n");
     let login = xmrig_login();
     for i in 0..100u16 {
         s.run(&Packet::tcp4(ip("192.0.2.9"), ip("198.51.100.7"), 30000 + i, 3333, &login).build());
@@ -1021,8 +1030,8 @@ fn each_new_flow_is_one_event_and_a_full_ring_counts_its_losses() {
 fn pool_endpoints_count_once_per_flow_and_are_not_traffic() {
     use sensor_common::Reason;
     const R: usize = 0; // the only range of this configuration
-    let mut s = Sensor::with(
-        "[pools]\nports = [3333, 34254]\nendpoints = [\"198.51.100.5\", \"2001:db8:ffff::/48\"]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
+    let mut s = Sensor::watching_c(
+        "[pools]\nports = [3333, 34254]\nendpoints = [\"198.51.100.5\", \"2001:db8:ffff::/48\"]\n",
     );
     let pe = Reason::PoolEndpoint as usize;
     let (m, pool) = (ip("192.0.2.9"), ip("198.51.100.5"));
@@ -1076,9 +1085,7 @@ fn pool_endpoints_count_once_per_flow_and_are_not_traffic() {
 fn the_stratum_v2_handshake_shape_on_a_pool_port() {
     use sensor_common::Reason;
     const R: usize = 0; // the only range of this configuration
-    let mut s = Sensor::with(
-        "[pools]\nports = [34254]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
-    );
+    let mut s = Sensor::watching_c("[pools]\nports = [34254]\n");
     let v2 = Reason::StratumV2 as usize;
     let (m, pool) = (ip("192.0.2.9"), ip("203.0.113.50"));
     let noise = |n: usize| (0..n).map(|i| (i * 37 + 11) as u8).collect::<Vec<u8>>();
@@ -1108,9 +1115,7 @@ fn the_stratum_v2_handshake_shape_on_a_pool_port() {
 fn json_and_tls_of_the_handshakes_sizes_on_a_pool_port_are_no_stratum_v2() {
     use sensor_common::Reason;
     const R: usize = 0; // the only range of this configuration
-    let mut s = Sensor::with(
-        "[pools]\nports = [3333]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
-    );
+    let mut s = Sensor::watching_c("[pools]\nports = [3333]\n");
     let v2 = Reason::StratumV2 as usize;
     let (m, pool) = (ip("192.0.2.9"), ip("203.0.113.50"));
     let up = |sport: u16, p: &[u8]| Packet::tcp4(m, pool, sport, 3333, p).build();
@@ -1150,9 +1155,7 @@ fn json_and_tls_of_the_handshakes_sizes_on_a_pool_port_are_no_stratum_v2() {
 fn the_stratum_v2_handshake_on_any_port() {
     use sensor_common::Reason;
     const R: usize = 0; // the only range of this configuration
-    let mut s = Sensor::with(
-        "[pools]\nports = [34254]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
-    );
+    let mut s = Sensor::watching_c("[pools]\nports = [34254]\n");
     let v2 = Reason::StratumV2 as usize;
     let (m, pool) = (ip("192.0.2.9"), ip("203.0.113.50"));
     // Pseudo-random bytes, first byte 0xa7 (not a TLS record type, not `{`).
@@ -1204,9 +1207,7 @@ fn the_stratum_v2_handshake_on_any_port() {
 fn tls_without_server_name_towards_a_pool() {
     use sensor_common::Reason;
     const R: usize = 0; // the only range of this configuration
-    let mut s = Sensor::with(
-        "[pools]\nports = [14433]\nendpoints = [\"198.51.100.5\"]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
-    );
+    let mut s = Sensor::watching_c("[pools]\nports = [14433]\nendpoints = [\"198.51.100.5\"]\n");
     let (tls, pe) = (Reason::TlsNoSni as usize, Reason::PoolEndpoint as usize);
     let (m, other) = (ip("192.0.2.9"), ip("203.0.113.50"));
     // To a pool port: counted once per flow.
@@ -1240,9 +1241,7 @@ fn tls_naming_a_pool_domain_on_any_port() {
     use sensor_common::Reason;
     use test_support::tls_client_hello;
     const R: usize = 0; // the only range of this configuration
-    let mut s = Sensor::with(
-        "[pools]\nextra_domains = [\"pool.example\"]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
-    );
+    let mut s = Sensor::watching_c("[pools]\nextra_domains = [\"pool.example\"]\n");
     let sni = Reason::TlsPoolSni as usize;
     let no_sni = Reason::TlsNoSni as usize;
     let (m, server) = (ip("192.0.2.9"), ip("203.0.113.50"));
@@ -1819,9 +1818,7 @@ fn dns_queries_for_pool_domains_flag_their_flow() {
     assert_eq!(s.all_stratum(), 0);
 
     // `domains` replaces the defaults.
-    let mut s = Sensor::with(
-        "[pools]\ndomains = [\"pool.example\"]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
-    );
+    let mut s = Sensor::watching_c("[pools]\ndomains = [\"pool.example\"]\n");
     s.run(
         &Packet::udp4(
             m,
@@ -3139,9 +3136,7 @@ fn sv2_shares(s: &Sensor) -> u64 {
 /// without the handshake count nothing.
 #[test]
 fn stratum_v2_shares_count_by_their_encrypted_size() {
-    let mut s = Sensor::with(
-        "[pools]\nports = [34254]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
-    );
+    let mut s = Sensor::watching_c("[pools]\nports = [34254]\n");
     const R: u32 = 0; // range c
     let (m, pool) = (ip("192.0.2.90"), ip("203.0.113.90"));
     let noise = |n: usize| (0..n).map(|i| (i * 37 + 167) as u8).collect::<Vec<u8>>();
@@ -3184,9 +3179,7 @@ fn stratum_v2_shares_count_by_their_encrypted_size() {
 /// and from then on each of that size. Hand count below: 4 shares of the 4 sent.
 #[test]
 fn stratum_v2_extended_shares_count_once_their_size_is_learned() {
-    let mut s = Sensor::with(
-        "[pools]\nports = [34254]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
-    );
+    let mut s = Sensor::watching_c("[pools]\nports = [34254]\n");
     let (m, pool) = (ip("192.0.2.91"), ip("203.0.113.91"));
     let outside = ip("198.51.100.91");
     let noise = |n: usize| (0..n).map(|i| (i * 37 + 167) as u8).collect::<Vec<u8>>();
@@ -3303,9 +3296,8 @@ fn client_hello_with(extensions: &[(u16, Vec<u8>)]) -> Vec<u8> {
 fn a_client_hello_split_over_two_segments_is_decided() {
     use sensor_common::Reason;
     const R: usize = 0; // the only range of this configuration
-    let mut s = Sensor::with(
-        "[pools]\nports = [14433]\nextra_domains = [\"pool.example\"]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n",
-    );
+    let mut s =
+        Sensor::watching_c("[pools]\nports = [14433]\nextra_domains = [\"pool.example\"]\n");
     let (no_sni, sni) = (Reason::TlsNoSni as usize, Reason::TlsPoolSni as usize);
     let (m, pool) = (ip("192.0.2.9"), ip("203.0.113.50"));
     let split = |s: &mut Sensor, sport: u16, hello: &[u8], cut: usize, gap: u32| {

@@ -6,9 +6,9 @@ use sensor_common::{OPENING_ENTRIES, Reason, Stat};
 
 use super::*;
 
-/// Range `c`, a pool port and one pool domain.
-const HELLO_CONFIG: &str = "[pools]\nports = [14433]\nextra_domains = [\"pool.example\"]\n[[ranges]]\nname = \"c\"\ncidrs = [\"192.0.2.0/24\"]\n";
-/// The only range of `HELLO_CONFIG`.
+/// A pool port and one pool domain, beside range `c` (`Sensor::watching_c`).
+const HELLO_POOLS: &str = "[pools]\nports = [14433]\nextra_domains = [\"pool.example\"]\n";
+/// The only range of the configuration.
 const R: usize = 0;
 
 /// A post-quantum-sized ClientHello: supported_groups (4 + 4 bytes), a 1,220-byte key share of
@@ -68,7 +68,7 @@ fn held(s: &Sensor) -> (u64, u64, usize) {
 /// its second segment joins it.
 #[test]
 fn a_client_hello_split_towards_443_is_decided_by_its_second_segment() {
-    let mut s = Sensor::with(HELLO_CONFIG);
+    let mut s = Sensor::watching_c(HELLO_POOLS);
     let (sni, no_sni) = (Reason::TlsPoolSni as usize, Reason::TlsNoSni as usize);
     let ends = (ip("192.0.2.9"), ip("203.0.113.50"));
     let pool = pq_hello(0x11, Some("xmr.pool.example"));
@@ -119,7 +119,7 @@ fn a_client_hello_split_towards_443_is_decided_by_its_second_segment() {
 /// decided on 443, and its entry waits; towards the pool port it is.
 #[test]
 fn a_continuation_opening_like_a_tls_record_is_joined_only_towards_a_pool() {
-    let mut s = Sensor::with(HELLO_CONFIG);
+    let mut s = Sensor::watching_c(HELLO_POOLS);
     let sni = Reason::TlsPoolSni as usize;
     let ends = (ip("192.0.2.9"), ip("203.0.113.50"));
     let h = pq_hello(0x17, Some("xmr.pool.example"));
@@ -141,7 +141,7 @@ fn a_continuation_opening_like_a_tls_record_is_joined_only_towards_a_pool() {
 /// and once more (retransmitted) changes nothing.
 #[test]
 fn a_continuation_out_of_sequence_still_joins_its_hello() {
-    let mut s = Sensor::with(HELLO_CONFIG);
+    let mut s = Sensor::watching_c(HELLO_POOLS);
     let sni = Reason::TlsPoolSni as usize;
     let (m, server) = (ip("192.0.2.9"), ip("203.0.113.50"));
     let h = pq_hello(0x11, Some("xmr.pool.example"));
@@ -181,7 +181,7 @@ fn a_continuation_out_of_sequence_still_joins_its_hello() {
 fn a_held_client_hello_expires_after_ten_seconds() {
     use mining_sensor::bpf::{BatchPacket, batch_input};
     use sensor_common::REPLAY_DONE;
-    let cfg = Config::parse(HELLO_CONFIG, "test").unwrap();
+    let cfg = Config::parse(&c_config(HELLO_POOLS), "test").unwrap();
     let mut k = load_for_replay(&cfg);
     k.configure(&cfg).unwrap();
     k.set_iface_slot(1, SLOT as u32).unwrap();
@@ -230,7 +230,7 @@ fn a_held_client_hello_expires_after_ten_seconds() {
 /// hello after them is still decided.
 #[test]
 fn split_client_hellos_that_never_go_on_stay_bounded() {
-    let mut s = Sensor::with(HELLO_CONFIG);
+    let mut s = Sensor::watching_c(HELLO_POOLS);
     let sni = Reason::TlsPoolSni as usize;
     let server = ip("203.0.113.50");
     let h = pq_hello(0x11, Some("xmr.pool.example"));
@@ -266,7 +266,7 @@ fn split_client_hellos_that_never_go_on_stay_bounded() {
 /// segment joins, is cut again and is not held).
 #[test]
 fn a_client_hello_over_three_segments_is_decided() {
-    let mut s = Sensor::with(HELLO_CONFIG);
+    let mut s = Sensor::watching_c(HELLO_POOLS);
     let (sni, no_sni) = (Reason::TlsPoolSni as usize, Reason::TlsNoSni as usize);
     let ends = (ip("192.0.2.9"), ip("203.0.113.50"));
     let pool = pq_hello(0x11, Some("xmr.pool.example"));
@@ -322,7 +322,7 @@ fn a_client_hello_over_three_segments_is_decided() {
 /// decides.
 #[test]
 fn a_three_segment_client_hello_out_of_sequence() {
-    let mut s = Sensor::with(HELLO_CONFIG);
+    let mut s = Sensor::watching_c(HELLO_POOLS);
     let sni = Reason::TlsPoolSni as usize;
     let ends = (ip("192.0.2.9"), ip("203.0.113.50"));
     let pool = pq_hello(0x11, Some("xmr.pool.example"));
