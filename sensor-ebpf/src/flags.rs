@@ -15,18 +15,23 @@ pub(crate) const CHUNKS: u64 = 8;
 pub(crate) const OPENS: u64 = 1 << 5;
 /// A suspect signal already made the segment a candidate.
 pub(crate) const SIGNALLED: u64 = 1 << 6;
-/// The segment is not plain (a frame or a body opens it) and its flow involves a watched range, a
-/// pool address or a pool port: where it opens with a WebSocket text frame (a client's, masked,
-/// or a server's) that matched and runs past the segment, the frame's rest is followed
-/// (`opening_follow_start`). Plain segments, the most scanned, read no pool-port bit for it.
-pub(crate) const WATCHED: u64 = 1 << 7;
+/// The segment is not plain (a frame or a body opens it): where it opens with a WebSocket text
+/// frame (a client's, masked, or a server's) that matched and runs past the segment, the frame's
+/// rest is followed (`opening_follow_start`).
+pub(crate) const NOT_PLAIN: u64 = 1 << 7;
+/// The segment is not plain and its flow involves a watched range, a pool address or a pool
+/// port; a frame's rest followed on any other flow is noted for `opening::frames_followed`.
+/// Plain segments, the most scanned, read no pool-port bit for it.
+pub(crate) const WATCHED: u64 = 1 << 8;
 /// Where the segment's length in bytes (header or head included) is kept, 16 bits ...
 pub(crate) const SEGMENT_LEN: u32 = 16;
 /// ... and its offset in the packet, 16 bits, so that neither is live across the scan.
 pub(crate) const SEGMENT_AT: u32 = 32;
 
 const _: () = {
-    let bits = [WHOLE, FROM_LO, SETTLE, CHUNKS, OPENS, SIGNALLED, WATCHED];
+    let bits = [
+        WHOLE, FROM_LO, SETTLE, CHUNKS, OPENS, SIGNALLED, NOT_PLAIN, WATCHED,
+    ];
     let mut seen = 0u64;
     let mut i = 0;
     while i < bits.len() {

@@ -330,7 +330,12 @@ fn tcp<const COMPAT: bool>(
     // waits for it (`opening_follow`), as a rest opening with any other byte does further down.
     // A TLS record's header (its type, then version 3.0 to 3.4) pays a compare more instead: the
     // HTTPS of a watched range is its most common traffic, and a rest opens so 5 times in 2^24.
-    if (shaped || pool_port(sport)) && taken_before_follow(first) && !tls_header(ctx, payload) {
+    // On other flows, only while a frame's rest is followed on one of them
+    // (`opening::frames_followed`, one array read otherwise).
+    if (shaped || pool_port(sport) || opening::frames_followed())
+        && taken_before_follow(first)
+        && !tls_header(ctx, payload)
+    {
         let (flow, src_is_lo) = packet_flow(ip, sport, dport).ok_or(())?;
         if opening::maybe_held(flow) && opening::waits_for(seq, src_is_lo, plen) {
             return Ok(candidate || inspect_budget() > 0);
@@ -389,7 +394,7 @@ fn tcp<const COMPAT: bool>(
             if rest > 0 {
                 let (_, from_lo) = packet_flow(ip, sport, dport).ok_or(())?;
                 let next_seq = seq.wrapping_add(plen as u32) as u64;
-                opening::opening_follow_start(next_seq, from_lo as u64, rest);
+                opening::opening_follow_start(next_seq, from_lo as u64, rest, 0);
             }
         }
         return Ok(candidate || (inspect_budget() > 0 && handed));
@@ -443,10 +448,11 @@ fn tcp<const COMPAT: bool>(
     //   opens the next segments with masked bytes and no header: on a flow that involves a
     //   watched range, a pool address or a pool port, a segment whose first byte is not
     //   printable pays the flow key and its slot's read to be handed over as one
-    //   (`opening_follow`).
+    //   (`opening_follow`); on any other flow only while a frame's rest is followed on one
+    //   (`opening::frames_followed`: one array read otherwise, at most 10 s after the last).
     let printable =
         (0x20..0x7f).contains(&first) || first == b'\t' || first == b'\r' || first == b'\n';
-    if !printable && !(plain && (shaped || pool_port(sport))) {
+    if !printable && !(plain && (shaped || pool_port(sport) || opening::frames_followed())) {
         return Ok(candidate);
     }
     // Only segments that may carry JSON pay for the flow key.
@@ -498,6 +504,7 @@ fn tcp<const COMPAT: bool>(
         | (chunks as u64 * flags::CHUNKS)
         | (opens as u64 * flags::OPENS)
         | (candidate as u64 * flags::SIGNALLED)
+        | (!plain as u64 * flags::NOT_PLAIN)
         | ((!plain && (shaped || pool_port(sport))) as u64 * flags::WATCHED)
         | (segment as u64 & 0xffff) << flags::SEGMENT_AT
         | (segment_len as u64 & 0xffff) << flags::SEGMENT_LEN;
@@ -548,11 +555,11 @@ fn tcp<const COMPAT: bool>(
     );
     // The bytes of the frame that opens the segment which run past its end (0 when none does),
     // read for a segment that opened a message and matched nothing, and for a frame that
-    // matched on a flow that involves a watched range, a pool address or a pool port (a
-    // Stratum message longer than its segment, such as a padded submit, or a pool's job padded
-    // with text whose rest opens beyond ASCII): other segments pay nothing more.
-    let framed =
-        flags & flags::WATCHED != 0 && found != 0 && byte(ctx, segment) == Ok(websocket::TEXT_FIN);
+    // matched (a Stratum message longer than its segment, such as a padded submit, or a pool's
+    // job padded with text whose rest opens beyond ASCII): other segments pay nothing more.
+    let framed = flags & flags::NOT_PLAIN != 0
+        && found != 0
+        && byte(ctx, segment) == Ok(websocket::TEXT_FIN);
     let frame_rest = if (opens && found == 0) || framed {
         frame_rest(ctx.ctx, segment as u64, segment_len as u64)
     } else {
@@ -568,7 +575,12 @@ fn tcp<const COMPAT: bool>(
         && ((long && (flags & flags::SETTLE != 0 || cut)) || (framed && frame_rest > 0))
         && inspect_budget() > 0
     {
-        opening::opening_follow_start(next_seq, (flags & flags::FROM_LO != 0) as u64, frame_rest);
+        opening::opening_follow_start(
+            next_seq,
+            (flags & flags::FROM_LO != 0) as u64,
+            frame_rest,
+            (flags & flags::WATCHED == 0) as u64,
+        );
     }
     Ok(candidate
         || found & CANDIDATE != 0

@@ -246,6 +246,13 @@ pub(crate) static OPENINGS: LruHashMap<FlowKey, sensor_common::Opening> =
 pub(crate) static OPENING_SLOTS: Array<u64> =
     Array::with_max_entries(sensor_common::RECENT_SLOTS as u32, 0);
 
+/// When the rest of a WebSocket frame was last set to be followed on a flow that involves no
+/// watched range, pool address or pool port (`now | 1`; 0 once `OPENING_MAX_AGE_NS` passed with
+/// none): only while it is not 0 does such a flow's segment that opens with a byte no other
+/// branch reads pay its flow key to be looked for among the followed (`opening::frames_followed`).
+#[map]
+pub(crate) static UNWATCHED_FOLLOW: Array<u64> = Array::with_max_entries(1, 0);
+
 /// Stratum V2 flows (their handshake seen, see `sv2`): the sequence number after the client's
 /// last counted share (high 32 bits) and whether the client is the key's lower endpoint (bit 0).
 #[map]

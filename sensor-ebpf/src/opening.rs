@@ -22,7 +22,7 @@ use sensor_common::{
 
 use crate::{
     flags,
-    maps::{Flow, OPENING_SLOTS, OPENINGS, SCRATCH, stat},
+    maps::{Flow, OPENING_SLOTS, OPENINGS, SCRATCH, UNWATCHED_FOLLOW, stat},
     replay::now,
     scan::flow_unknown,
 };
@@ -38,6 +38,27 @@ pub(crate) fn maybe_held(flow: &Flow) -> bool {
         Some(&t) if t != 0 => now().saturating_sub(t) <= OPENING_MAX_AGE_NS,
         _ => false,
     }
+}
+
+/// Whether a WebSocket frame's rest may be followed on a flow that involves no watched range,
+/// pool address or pool port (`UNWATCHED_FOLLOW`): one array read while none was set to be within
+/// `OPENING_MAX_AGE_NS`, which is what other traffic pays; the first read after that clears it.
+#[inline(always)]
+pub(crate) fn frames_followed() -> bool {
+    let Some(t) = UNWATCHED_FOLLOW.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: array value; racing CPUs write a time or 0, either of which is valid.
+    unsafe {
+        if *t == 0 {
+            return false;
+        }
+        if now().saturating_sub(*t) > OPENING_MAX_AGE_NS {
+            *t = 0;
+            return false;
+        }
+    }
+    true
 }
 
 /// Writes `flow`'s slot: the time an opening was held for it (`now | 1`, never 0), or 0 once its
@@ -135,11 +156,17 @@ pub extern "C" fn opening_hold(n: u64, next_seq: u64, from_lo: u64, fresh: u64) 
 /// `OPENING_FOLLOW` entry, no bytes). Only on a flow the table does not know and that holds no
 /// opening. When the segment opened with a WebSocket frame whose `frame_rest` bytes run past it
 /// (at most `websocket::MESSAGE_MAX`), the segments that carry them are handed over instead,
-/// however many, on a known flow too (a client's Stratum message longer than its segment).
-/// Returns 1 when noted.
+/// however many, on a known flow too (a client's Stratum message longer than its segment). A
+/// frame's rest on a flow that involves no watched range, pool address or pool port
+/// (`unwatched`) is noted in `UNWATCHED_FOLLOW` too (`frames_followed`). Returns 1 when noted.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn opening_follow_start(next_seq: u64, from_lo: u64, frame_rest: u64) -> u64 {
+pub extern "C" fn opening_follow_start(
+    next_seq: u64,
+    from_lo: u64,
+    frame_rest: u64,
+    unwatched: u64,
+) -> u64 {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
@@ -172,6 +199,12 @@ pub extern "C" fn opening_follow_start(next_seq: u64, from_lo: u64, frame_rest: 
         }
         stat(Stat::OpeningsHeld);
         mark_slot(&(*scratch).flow, now | 1);
+        if frame_rest != 0
+            && unwatched != 0
+            && let Some(t) = UNWATCHED_FOLLOW.get_ptr_mut(0)
+        {
+            *t = now | 1;
+        }
     }
     1
 }

@@ -771,3 +771,117 @@ fn evasive_a_new_flows_login_whose_segments_come_in_reverse_order_counts_with_co
     assert_one_flow_from_kp_and_its_login(&r);
     assert_one_flow_with_two_shares(&r, 20_000);
 }
+
+/// XMRig's login and two submits, each padded with `pad` bytes in a WebSocket frame masked with
+/// its key (`keys`: the login's, then the submits'), from a miner to a pool on port 8080, both
+/// in no watched range, pool address or pool port, in segments of at most `mss` bytes; the pool
+/// answers each in an unpadded frame (the login at 10,000 hashes a share, both shares OK).
+fn unwatched_websocket_session(keys: [[u8; 4]; 3], mss: usize, pad: usize) -> Vec<Packet> {
+    let (m, p) = (ip("203.0.113.7"), ip("198.51.100.77"));
+    let mut seq = [100u32, 9000u32];
+    let mut packets = Vec::new();
+    let mut send = |from_miner: bool, bytes: &[u8]| {
+        for seg in bytes.chunks(mss) {
+            let (src, dst, sport, dport, side) = if from_miner {
+                (m, p, 51111, 8080, 0)
+            } else {
+                (p, m, 8080, 51111, 1)
+            };
+            packets.push(Packet::tcp4(src, dst, sport, dport, seg).tcp_seq(seq[side]));
+            seq[side] += seg.len() as u32;
+        }
+    };
+    let pad = "x".repeat(pad);
+    let server = |msg: &str| test_support::websocket_frame(msg.as_bytes(), None);
+    send(
+        true,
+        &test_support::websocket_frame(xmrig_login(&pad).as_bytes(), Some(keys[0])),
+    );
+    send(false, &server(LOGIN_REPLY));
+    for id in 2..=3 {
+        let submit = xmrig_submit(id, &pad);
+        send(
+            true,
+            &test_support::websocket_frame(submit.as_bytes(), Some(keys[id as usize - 1])),
+        );
+        send(false, &server(&ok(id)));
+    }
+    packets
+}
+
+/// One flow between the unwatched endpoints, XMRig's login with its coin and agent, and its 2
+/// shares accepted at the login job's 10,000 hashes.
+fn assert_unwatched_session_exact(r: &Value) {
+    assert_eq!(total(r, "mining_sensor_stratum_flows_total", &[]), 1);
+    let login = [
+        ("range", "unwatched"),
+        ("coin", "monero"),
+        ("agent", "xmrig"),
+    ];
+    assert_eq!(total(r, "mining_sensor_miner_logins_total", &login), 1);
+    assert_eq!(total(r, "mining_sensor_miner_logins_total", &[]), 1);
+    let accepted = [
+        ("range", "unwatched"),
+        ("coin", "monero"),
+        ("result", "accepted"),
+    ];
+    assert_eq!(total(r, "mining_sensor_shares_total", &accepted), 2);
+    assert_eq!(total(r, "mining_sensor_shares_total", &[]), 2);
+    assert_eq!(total(r, "mining_sensor_share_hashes_total", &[]), 20_000);
+}
+
+/// Stratum in masked WebSocket frames padded to 3,000 bytes on port 8080 between two endpoints in
+/// no watched range, pool address or pool port (as in a capture from the wild replayed with the
+/// default ranges): XMRig's login and two submits, each frame over three segments of 1,448
+/// bytes (8 bytes of header: the rests open at payload bytes 1,440 and 2,888, an `x` masked
+/// with the key's first byte), each rest opening with a byte the program reads no JSON in: the
+/// login's with 0xb5 (0x78 ^ 0xcd), the first submit's with a TLS application-data record's
+/// type (0x17 = 0x78 ^ 0x6f, then 0x69, no version), the second's with a text frame's first byte
+/// (0x81 = 0x78 ^ 0xf9). Every frame's rest is followed: the login with its coin and agent, both
+/// shares (before, the rests were not read there: no login and no share).
+#[test]
+fn evasive_stratum_in_padded_websocket_frames_between_unwatched_endpoints_counts_exactly() {
+    let keys = [
+        [0xcd, 0x5a, 0x21, 0x3d],
+        [0x6f, 0x11, 0x21, 0x3d],
+        [0xf9, 0x5a, 0x21, 0x3d],
+    ];
+    let pad = "x".repeat(3000);
+    let messages = [
+        xmrig_login(&pad),
+        xmrig_submit(2, &pad),
+        xmrig_submit(3, &pad),
+    ];
+    for ((msg, key), rest) in messages.iter().zip(keys).zip([0xb5, 0x17, 0x81]) {
+        let f = test_support::websocket_frame(msg.as_bytes(), Some(key));
+        assert!(2896 < f.len() && f.len() <= 3 * 1448, "three segments");
+        assert_eq!((f[1448], f[2896]), (rest, rest));
+    }
+    assert_eq!(0x78 ^ keys[1][1], 0x69);
+    let r = run("wsunwatched", unwatched_websocket_session(keys, 1448, 3000));
+    assert_unwatched_session_exact(&r);
+}
+
+/// The same session with 16 mask keys of every frame, a 1,448- or 997-byte MSS and 1,500 to
+/// 2,055 bytes of padding: every rest's first byte is a masked `x`, any of 256 values (printable,
+/// a TLS record's type, a frame's first byte, beyond ASCII): always exact.
+#[test]
+fn evasive_padded_websocket_sessions_between_unwatched_endpoints_count_exactly_whatever_the_keys() {
+    for seed in 0..16u8 {
+        let key = |i: u8| {
+            [
+                seed.wrapping_mul(37).wrapping_add(i * 85),
+                seed ^ 0x5a,
+                0x21 ^ i,
+                seed.wrapping_add(0x3d),
+            ]
+        };
+        let mss = if seed % 2 == 0 { 1448 } else { 997 };
+        let pad = 1500 + 37 * seed as usize;
+        let r = run(
+            &format!("wsunwatched{seed}"),
+            unwatched_websocket_session([key(0), key(1), key(2)], mss, pad),
+        );
+        assert_unwatched_session_exact(&r);
+    }
+}

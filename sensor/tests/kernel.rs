@@ -2395,9 +2395,12 @@ fn a_compressed_message_in_several_frames_goes_to_deep_inspection() {
 /// the segment is a candidate and the flow's next segments in sequence are handed over too,
 /// though they open with no frame header: the second with a masked byte that is not printable,
 /// the third with one that is. A segment past the one awaited is not, nor anything after it; a
-/// resent one (before it) is not handed over again, and the segments after it still are; between
-/// two unwatched endpoints on another port, the second is not (it opens with a byte that is not
-/// printable: not read there), so the third is out of sequence for the flow's entry.
+/// resent one (before it) is not handed over again, and the segments after it still are. Between
+/// two unwatched endpoints on another port all three are too: a frame's rest followed on such a
+/// flow is noted (`UNWATCHED_FOLLOW`), so that a segment there which opens with a byte that is
+/// not printable pays its flow key and is looked for (before, the second was not read, and the
+/// third was out of sequence for the flow's entry). A segment after the frame's end that opens
+/// with such a byte is not handed over, nor is one of another unwatched flow.
 #[test]
 fn a_websocket_frame_over_segments_is_handed_over_whole() {
     use sensor_common::Stat;
@@ -2432,14 +2435,28 @@ fn a_websocket_frame_over_segments_is_handed_over_whole() {
         s.run(&seg(miner, server, 48303, 443, at, to));
     }
     assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 7);
-    // Between unwatched endpoints on 8080: the first only (a JSON message past the window, as
-    // on any flow).
+    // Between unwatched endpoints on 8080: all three.
     let (x, y) = (ip("198.51.100.7"), ip("198.51.100.8"));
     for (at, to) in [(0, 1001), (1001, 2002), (2002, end)] {
         s.run(&seg(x, y, 48302, 8080, at, to));
     }
-    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 8);
-    assert_eq!(s.k.read_samples().unwrap().len(), 8);
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 10);
+    // After the frame's end, a segment that opens with the second's byte (0x82): not handed
+    // over; nor on another unwatched flow.
+    let binary = [0x82u8, 0x01, 0x02, 0x03];
+    let after = (100 + end) as u32;
+    s.run(
+        &Packet::tcp4(x, y, 48302, 8080, &binary)
+            .tcp_seq(after)
+            .build(),
+    );
+    s.run(
+        &Packet::tcp4(x, y, 48304, 8080, &binary)
+            .tcp_seq(100)
+            .build(),
+    );
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 10);
+    assert_eq!(s.k.read_samples().unwrap().len(), 10);
     assert_eq!(s.all_stratum(), 0);
     assert!(s.k.flows().unwrap().is_empty());
 }
