@@ -498,8 +498,8 @@ impl Inspector {
         let (mut messages, objects) = deep::read(&data);
         // A message a missed segment cut, its rest never to come (a new flow's login whose later
         // segment came first, before the program knew the flow): read repaired, for its login
-        // alone, which counts once a flow. Not for its shares: a submit cut before its nonce
-        // could not be told from the whole one sent again, and would count twice.
+        // alone, which counts once a flow. What it says of work is not read, as of any cut
+        // message (`deep::read` returns whole objects only: a difficulty cut short is another).
         if let Some(cut) = cut {
             let logins = deep::read(&cut).0.into_iter().filter(|m| m.is_login);
             messages.splice(0..0, logins);

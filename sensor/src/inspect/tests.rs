@@ -701,6 +701,48 @@ fn a_share_split_over_two_segments_counts_once() {
     assert!(s.has("mining_sensor_reassembly_bytes 0"));
 }
 
+/// A submit's first segment, cut before its nonce, whose second segment was missed: when the
+/// next submit shows the gap, the cut message is dropped and read for a login alone (a cut
+/// message says nothing of work), and the submit sent again whole (TCP resends what was not
+/// acknowledged) counts once: 2 shares accepted, none `unknown`.
+#[test]
+fn a_submit_cut_by_a_missed_segment_and_sent_again_whole_counts_once() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    monero_login(&mut s);
+    let (miner, pool) = ([198, 18, 0, 1].into(), [203, 0, 113, 9].into());
+    let ranges = |a: IpAddr| u64::from(a == IpAddr::from([198, 18, 0, 1]));
+    let name = |id: usize| (id == 0).then(|| "kp".to_string());
+    let (two, three) = (monero_submit(2) + "\n", monero_submit(3) + "\n");
+    let cut = two.find("\"nonce\"").unwrap();
+    let seg = |seq: usize, bytes: &[u8]| {
+        Packet::tcp4(miner, pool, 40000, 3333, bytes)
+            .tcp_seq(seq as u32)
+            .build()
+    };
+    let now = s.t0 + Duration::from_secs(1);
+    let frame = |i: &mut Inspector, f: Vec<u8>| {
+        i.frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name);
+    };
+    frame(&mut s.i, seg(5000, &two.as_bytes()[..cut]));
+    assert_eq!(s.i.streams.bytes(), cut);
+    // The next submit, after the missed segment: the cut one is dropped.
+    frame(&mut s.i, seg(5000 + two.len(), three.as_bytes()));
+    assert_eq!(s.i.streams.bytes(), 0);
+    // The first submit again, whole.
+    frame(&mut s.i, seg(5000, two.as_bytes()));
+    for id in 2..=3 {
+        s.send(
+            false,
+            &format!(r#"{{"id":{id},"jsonrpc":"2.0","error":null,"result":{{"status":"OK"}}}}"#),
+            2,
+        );
+    }
+    assert!(s.has(r#"mining_sensor_shares_total{coin="monero",range="kp",result="accepted"} 2"#));
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="monero",range="kp"} 20000"#));
+    s.expire(100);
+    assert!(!s.metrics.render().contains(r#"result="unknown""#));
+}
+
 /// A Monero session inside WebSocket frames (a browser-miner bridge): the client's frames masked,
 /// the pool's not. The login is attributed and the share counted as in plain Stratum.
 #[test]
