@@ -10,7 +10,7 @@
 //!  evm0 198.18.22.2/24  <--->  evv0 198.18.22.1/24   [forwarding]   evv1 198.18.23.1/24  <--->  evp0 198.18.23.2/24
 //! ```
 //!
-//! Six times: with compression off on both ends (the framing and the masking), and with the
+//! Seven times: with compression off on both ends (the framing and the masking), and with the
 //! library's default permessage-deflate (RFC 7692, context takeover both ways: the kernel hands
 //! the compressed frames over, deep inspection inflates each direction in order and opens the
 //! flow, README "Reshaped messages"). And uncompressed with every message sent in frames of 8
@@ -19,7 +19,8 @@
 //! rest in the next segments, masked, with no header). And compressed with every message sent
 //! in frames of 8 characters (joined, then inflated). And compressed with every message that has
 //! parameters, and the pool's login reply, padded with random letters past three segments
-//! (compressed frames cut by their segments' ends). All but the first also hold a
+//! (compressed frames cut by their segments' ends). And uncompressed and padded between
+//! addresses in no watched range. All but the first also hold a
 //! false-positive trap: a WebSocket chat of JSON that
 //! is not mining, sent the same way, from the miner's address to a chat server in the pool's
 //! namespace, which must count nothing.
@@ -226,6 +227,15 @@ fn stratum_in_padded_websocket_frames_over_segments_counts_exactly() {
     session("evwp", "padded");
 }
 
+/// The padded session between two addresses in no watched range (the configuration watches
+/// another /24), on a port that is no pool port: counted under `unwatched`, as exactly. The
+/// program follows each frame's rest there too, and segments of such flows that open with a byte
+/// it reads no JSON in are looked for while one is followed (`UNWATCHED_FOLLOW`).
+#[test]
+fn stratum_in_padded_websocket_frames_between_unwatched_addresses_counts_exactly() {
+    session_in("evwu", "padded", false);
+}
+
 /// The same session with permessage-deflate and every message of both ends sent in frames of 8
 /// characters: the library compresses each frame's text in the direction's one stream, RSV1 on a
 /// message's first frame only (`41`), continuations plain (`00`, `80`). The program hands the
@@ -249,8 +259,15 @@ fn stratum_in_compressed_websocket_frames_padded_past_a_segment_counts_exactly()
 
 /// The session with COMPRESSION `none`, `deflate`, `fragments`, `padded`, `deflate-fragments` or
 /// `deflate-padded`
-/// (with the chat beside it but for `none`), in namespaces named from `prefix`.
+/// (with the chat beside it but for `none`), in namespaces named from `prefix`, the miner in
+/// range `RANGE`.
 fn session(prefix: &str, compression: &str) {
+    session_in(prefix, compression, true);
+}
+
+/// [`session`], the miner in range `RANGE` when `watched`, else in none (the range is
+/// 198.18.99.0/24 then, and the counts are `unwatched`'s).
+fn session_in(prefix: &str, compression: &str, watched: bool) {
     let t = Line::new(
         prefix,
         ["evm0", "198.18.22.2/24", "evv0", "198.18.22.1/24"],
@@ -259,10 +276,15 @@ fn session(prefix: &str, compression: &str) {
     let dir = std::env::temp_dir().join(format!("{prefix}-stratum-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("sensor.toml");
+    let (cidr, range, direction) = if watched {
+        ("198.18.22.0/24", RANGE, "from")
+    } else {
+        ("198.18.99.0/24", "unwatched", "none")
+    };
     std::fs::write(
         &config,
         format!(
-            "drain_interval = \"200ms\"\n[[ranges]]\nname = \"{RANGE}\"\ncidrs = [\"198.18.22.0/24\"]\n"
+            "drain_interval = \"200ms\"\n[[ranges]]\nname = \"{RANGE}\"\ncidrs = [\"{cidr}\"]\n"
         ),
     )
     .unwrap();
@@ -303,28 +325,28 @@ fn session(prefix: &str, compression: &str) {
     drop(chat);
 
     let settle = Duration::from_secs(10);
-    let monero = [("coin", "monero"), ("range", RANGE)];
+    let monero = [("coin", "monero"), ("range", range)];
     let accepted = [&monero[..], &[("result", "accepted")]].concat();
     // 12 shares x 480,045 = 5,760,540 hashes.
     for (name, labels, want) in [
         (
             "mining_sensor_stratum_flows_total",
             &[
-                ("range", RANGE),
-                ("direction", "from"),
+                ("range", range),
+                ("direction", direction),
                 ("dialect", "monero"),
             ][..],
             1.0,
         ),
         (
             "mining_sensor_miner_logins_total",
-            &[("agent", "xmrig"), ("coin", "monero"), ("range", RANGE)][..],
+            &[("agent", "xmrig"), ("coin", "monero"), ("range", range)][..],
             1.0,
         ),
         // The flow in the kernel's table (opened there by the agent when compressed).
         (
             "mining_sensor_mining_flows",
-            &[("dialect", "monero"), ("range", RANGE)][..],
+            &[("dialect", "monero"), ("range", range)][..],
             1.0,
         ),
         ("mining_sensor_shares_total", &accepted[..], SHARES as f64),
@@ -347,7 +369,7 @@ fn session(prefix: &str, compression: &str) {
     // given the drain's and the inspector's time to pass.
     std::thread::sleep(Duration::from_secs(2));
     let m = common::samples(&http_get(&t.vantage, SENSOR_PORT, "/metrics"));
-    let sum = |name: &str| common::range_sum(&m, name, RANGE);
+    let sum = |name: &str| common::range_sum(&m, name, range);
     assert_eq!(sum("mining_sensor_stratum_flows_total"), 1.0);
     assert_eq!(sum("mining_sensor_miner_logins_total"), 1.0);
     assert_eq!(sum("mining_sensor_shares_total"), SHARES as f64);
