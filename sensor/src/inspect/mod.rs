@@ -501,7 +501,7 @@ impl Inspector {
         // alone, which counts once a flow. What it says of work is not read, as of any cut
         // message (`deep::read` returns whole objects only: a difficulty cut short is another).
         if let Some(cut) = cut {
-            let logins = deep::read(&cut).0.into_iter().filter(|m| m.is_login);
+            let logins = deep::inspect(&cut).into_iter().filter(|m| m.is_login);
             messages.splice(0..0, logins);
         }
         let work: Vec<Signal> = objects.iter().flat_map(signals).collect();
