@@ -331,9 +331,11 @@ fn tcp<const COMPAT: bool>(
     // A TLS record's header (its type, then version 3.0 to 3.4) pays a compare more instead: the
     // HTTPS of a watched range is its most common traffic, and a rest opens so 5 times in 2^24.
     // On other flows, only while a frame's rest is followed on one of them
-    // (`opening::frames_followed`, one array read otherwise).
-    if (shaped || pool_port(sport) || opening::frames_followed())
-        && taken_before_follow(first)
+    // (`opening::frames_followed`, one array read otherwise). The first byte is compared first:
+    // a segment that opens with no such byte reads neither the pool-port bit nor that array
+    // here, and those that are not printable read the array once, further down.
+    if taken_before_follow(first)
+        && (shaped || pool_port(sport) || opening::frames_followed())
         && !tls_header(ctx, payload)
     {
         let (flow, src_is_lo) = packet_flow(ip, sport, dport).ok_or(())?;
