@@ -427,16 +427,8 @@ fn evasive_stratum_in_fragmented_websocket_messages_replays_with_its_shares() {
 /// no Stratum packet, XMRig's login with its coin and agent, and both shares accepted at the login
 /// reply's target `b88d0600`: 2 x 10,000 = 20,000 hashes.
 fn assert_session_opened_by_the_agent(r: &Value) {
-    let kp = [
-        ("range", "kp"),
-        ("direction", "from"),
-        ("dialect", "monero"),
-    ];
-    assert_eq!(total(r, "mining_sensor_stratum_flows_total", &kp), 1);
-    assert_eq!(total(r, "mining_sensor_stratum_flows_total", &[]), 1);
+    assert_one_flow_from_kp_and_its_login(r);
     assert_eq!(total(r, "mining_sensor_stratum_packets_total", &[]), 0);
-    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
-    assert_eq!(total(r, "mining_sensor_miner_logins_total", &login), 1);
     let accepted = [("range", "kp"), ("coin", "monero"), ("result", "accepted")];
     assert_eq!(total(r, "mining_sensor_shares_total", &accepted), 2);
     assert_eq!(total(r, "mining_sensor_shares_total", &[]), 2);

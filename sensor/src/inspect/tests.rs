@@ -109,6 +109,16 @@ impl Session {
         self.feed(&f, at)
     }
 
+    /// Sends `bytes` from the miner to the pool as one segment at sequence number `seq`, at `at`
+    /// seconds.
+    fn segment(&mut self, seq: u32, bytes: &[u8], at: u64) {
+        let (miner, pool) = ([198, 18, 0, 1].into(), [203, 0, 113, 9].into());
+        let f = Packet::tcp4(miner, pool, 40000, 3333, bytes)
+            .tcp_seq(seq)
+            .build();
+        self.feed(&f, at);
+    }
+
     /// Inspects one frame at `at` seconds, range `kp` being 198.18.0.1 alone (id 0); the login
     /// lines it gave.
     fn feed(&mut self, f: &[u8], at: u64) -> Vec<LoginLine> {
@@ -665,29 +675,17 @@ fn a_waiting_login_counts_unknown_when_the_wait_runs_out() {
 fn a_share_split_over_two_segments_counts_once() {
     let mut s = Session::new(Duration::from_secs(3600));
     monero_login(&mut s);
-    let (miner, pool) = ([198, 18, 0, 1].into(), [203, 0, 113, 9].into());
-    let ranges = |a: IpAddr| u64::from(a == IpAddr::from([198, 18, 0, 1]));
-    let name = |id: usize| (id == 0).then(|| "kp".to_string());
     let solution = "ab".repeat(1400);
     let submit = format!(
         "{{\"id\":2,\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{{\"id\":\"s1\",\"job_id\":\"j1\",\"nonce\":\"00000002\",\"result\":\"{solution}\"}}}}\n"
     );
     let (a, b) = submit.as_bytes().split_at(1400);
-    let seg = |seq: u32, bytes: &[u8]| {
-        Packet::tcp4(miner, pool, 40000, 3333, bytes)
-            .tcp_seq(seq)
-            .build()
-    };
-    let now = s.t0 + Duration::from_secs(1);
-    let frame = |i: &mut Inspector, f: Vec<u8>| {
-        i.frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name);
-    };
-    frame(&mut s.i, seg(5000, a));
+    s.segment(5000, a, 1);
     assert_eq!(s.i.streams.bytes(), 1400);
-    frame(&mut s.i, seg(6400, b));
-    frame(&mut s.i, seg(6400, b));
+    s.segment(6400, b, 1);
+    s.segment(6400, b, 1);
     assert_eq!(s.i.streams.bytes(), 0);
-    frame(&mut s.i, seg(5000, a));
+    s.segment(5000, a, 1);
     assert_eq!(s.i.streams.bytes(), 0);
     s.send(
         false,
@@ -709,27 +707,15 @@ fn a_share_split_over_two_segments_counts_once() {
 fn a_submit_cut_by_a_missed_segment_and_sent_again_whole_counts_once() {
     let mut s = Session::new(Duration::from_secs(3600));
     monero_login(&mut s);
-    let (miner, pool) = ([198, 18, 0, 1].into(), [203, 0, 113, 9].into());
-    let ranges = |a: IpAddr| u64::from(a == IpAddr::from([198, 18, 0, 1]));
-    let name = |id: usize| (id == 0).then(|| "kp".to_string());
     let (two, three) = (monero_submit(2) + "\n", monero_submit(3) + "\n");
     let cut = two.find("\"nonce\"").unwrap();
-    let seg = |seq: usize, bytes: &[u8]| {
-        Packet::tcp4(miner, pool, 40000, 3333, bytes)
-            .tcp_seq(seq as u32)
-            .build()
-    };
-    let now = s.t0 + Duration::from_secs(1);
-    let frame = |i: &mut Inspector, f: Vec<u8>| {
-        i.frame(&f, "copy", "eth0", now, SystemTime::now(), ranges, name);
-    };
-    frame(&mut s.i, seg(5000, &two.as_bytes()[..cut]));
+    s.segment(5000, &two.as_bytes()[..cut], 1);
     assert_eq!(s.i.streams.bytes(), cut);
     // The next submit, after the missed segment: the cut one is dropped.
-    frame(&mut s.i, seg(5000 + two.len(), three.as_bytes()));
+    s.segment(5000 + two.len() as u32, three.as_bytes(), 1);
     assert_eq!(s.i.streams.bytes(), 0);
     // The first submit again, whole.
-    frame(&mut s.i, seg(5000, two.as_bytes()));
+    s.segment(5000, two.as_bytes(), 1);
     for id in 2..=3 {
         s.send(
             false,
