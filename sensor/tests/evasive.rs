@@ -1,7 +1,7 @@
 //! Reshaped plaintext and encrypted shares through `mining-sensor replay` (kernel and agent, as
 //! the issue's held-out captures are checked): getwork over HTTP POST, a login split before any
 //! marker on a new flow and one whose segments come in reverse order, a login padded past the
-//! window in one segment and over three, Stratum
+//! window in one segment and over three, an ethproxy session padded in every client message, Stratum
 //! V2 shares by size, and a session in fragmented WebSocket messages, each with exact counts in
 //! the JSON
 //! report. Needs root (BPF_PROG_TEST_RUN); no namespace.
@@ -876,4 +876,79 @@ fn evasive_padded_websocket_sessions_between_unwatched_endpoints_count_exactly_w
         );
         assert_unwatched_session_exact(&r);
     }
+}
+
+/// The replay workers' CPUs (replay's own count: its affinity set).
+fn replay_cpus() -> usize {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above, with the set's real size.
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    assert_eq!(rc, 0, "sched_getaffinity");
+    // SAFETY: a filled set.
+    (unsafe { libc::CPU_COUNT(&set) } as usize).max(1)
+}
+
+/// An ethproxy session (Ethereum) whose every client message is padded with an unknown key of
+/// 600 bytes before its method, on port 443: its login (`eth_submitLogin` with an address), then
+/// `rounds` rounds of the pool's work pushed (id 0, boundary 2^224: 2^256 / 2^224 = 2^32 hashes a
+/// share), a padded `eth_submitWork` and the pool's `true`. The pool's messages carry no marker,
+/// the client's none in the window: the program opens no flow. The agent reads the padded login
+/// whole and opens the flow in the program's table (and `RECENT`): from then on the pool's
+/// messages are handed over as on any Stratum flow's. Replay hands the kernel up to two jobs per
+/// CPU (each of 256 packets and less than a batch of 32 more) before it reads what the first job
+/// copied (`replay::dispatch`), so the rounds whose work was pushed before packet 574 x CPUs may
+/// have run before the flow was opened:
+/// their shares count without difficulty and, their replies unread, as `unknown`; every later
+/// one is accepted at 2^32 hashes. (Before, the flow was never opened: no flow, every share
+/// `unknown` without hashes.)
+#[test]
+fn evasive_an_ethproxy_session_padded_in_every_client_message_is_opened_at_its_login() {
+    let pad = "x".repeat(600);
+    let h = "0x416e293fb0bd38d28e5ff6bd43bc13a0252333f9985485cbd5ed49f3c79d2960";
+    let b = "0x0000000100000000000000000000000000000000000000000000000000000000";
+    let cpus = replay_cpus();
+    let rounds = 600 * cpus as u64;
+    let mut w = Wire::new(40200);
+    let client = |id: u64, method: &str, params: &str| {
+        format!(
+            "{{\"pad\":\"{pad}\",\"id\":{id},\"jsonrpc\":\"2.0\",\"method\":\"{method}\",\"params\":{params}}}\n"
+        )
+    };
+    let login = r#"["0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5","x"]"#;
+    w.send(true, client(1, "eth_submitLogin", login).as_bytes());
+    w.send(false, b"{\"id\":1,\"jsonrpc\":\"2.0\",\"result\":true}\n");
+    let work = format!("{{\"id\":0,\"jsonrpc\":\"2.0\",\"result\":[\"{h}\",\"{h}\",\"{b}\"]}}\n");
+    let share = format!("[\"0x63d8903c474b670f\",\"{h}\",\"{h}\"]");
+    for id in 2..rounds + 2 {
+        w.send(false, work.as_bytes());
+        w.send(true, client(id, "eth_submitWork", &share).as_bytes());
+        let ok = format!("{{\"id\":{id},\"jsonrpc\":\"2.0\",\"result\":true}}\n");
+        w.send(false, ok.as_bytes());
+    }
+    let r = run("ethproxy-padded", w.packets);
+    let from_kp = [
+        ("range", "kp"),
+        ("direction", "from"),
+        ("dialect", "ethereum"),
+    ];
+    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &from_kp), 1);
+    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
+    let login = [("range", "kp"), ("coin", "ethereum"), ("agent", "unknown")];
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &[]), 1);
+    assert_eq!(total(&r, "mining_sensor_shares_total", &[]), rounds);
+    // Round k's work is pushed at packet 2 + 3k: from 574 x CPUs on, after the flow was opened.
+    let before = (574 * cpus as u64).div_ceil(3);
+    let blind = total(&r, "mining_sensor_shares_unknown_difficulty_total", &[]);
+    assert!(
+        blind <= before,
+        "{blind} shares without difficulty, at most {before}"
+    );
+    let eth = [("range", "kp"), ("coin", "ethereum")];
+    let hashes = total(&r, "mining_sensor_share_hashes_total", &eth);
+    assert_eq!(hashes, (rounds - blind) << 32);
+    let accepted = [("coin", "ethereum"), ("result", "accepted")];
+    assert!(total(&r, "mining_sensor_shares_total", &accepted) >= rounds - before);
 }

@@ -1,14 +1,20 @@
 //! Flows the agent opens in the program's flow table: Stratum the program cannot read (WebSocket
 //! messages compressed with permessage-deflate, inflated by deep inspection; an HTTP body whose
-//! JSON runs over several chunks, joined by deep inspection) is found in userspace, and its flow goes into `FLOWS` there, so that it counts in `mining_flows` and in
+//! JSON runs over several chunks, joined by deep inspection; a login padded past the program's
+//! window on a flow whose pool's messages carry no marker either) is found in userspace, and its
+//! flow goes into `FLOWS` there, so that it counts in `mining_flows` and in
 //! `stratum_flows_total` once, whichever side finds it first (an insert only where no entry is).
 //!
-//! An own handle (a duplicated file descriptor), as for `shapes`.
+//! A flow opened here also marks its slot in `RECENT`, as the program marks it at a Stratum
+//! packet: a later segment of the flow that opens with `{` and matches no marker (a pool's bare
+//! reply, a padded message) is then handed over as on any flow the program found.
+//!
+//! Own handles (duplicated file descriptors), as for `shapes`.
 
 use std::{net::IpAddr, os::fd::AsFd as _, time::SystemTime};
 
 use anyhow::{Context as _, Result, bail};
-use aya::maps::{HashMap, Map, MapData};
+use aya::maps::{Array, HashMap, Map, MapData};
 
 use sensor_common::{FlowKey, FlowState, IPPROTO_TCP};
 
@@ -18,9 +24,10 @@ use super::Kernel;
 const BPF_NOEXIST: u64 = 1;
 const BPF_EXIST: u64 = 2;
 
-/// `FLOWS`, owned, and the clock its times are on.
+/// `FLOWS` and `RECENT`, owned, and the clock their times are on.
 pub struct FlowTable {
     flows: HashMap<MapData, FlowKey, FlowState>,
+    recent: Array<MapData, u64>,
     replay: bool,
 }
 
@@ -33,8 +40,14 @@ impl Kernel {
             _ => bail!("map FLOWS is not an LRU hash map"),
         };
         let data = MapData::from_fd(data.fd().as_fd().try_clone_to_owned()?)?;
+        let recent = match self.ebpf.map("RECENT").context("map RECENT")? {
+            Map::Array(m) => m,
+            _ => bail!("map RECENT is not an array"),
+        };
+        let recent = MapData::from_fd(recent.fd().as_fd().try_clone_to_owned()?)?;
         Ok(FlowTable {
             flows: HashMap::try_from(Map::LruHashMap(data))?,
+            recent: Array::try_from(Map::Array(recent))?,
             replay,
         })
     }
@@ -101,7 +114,12 @@ impl crate::inspect::OpenFlows for FlowTable {
             _pad: [0; 3],
         };
         // An entry already there: the program found the flow first and counted it.
-        self.flows.insert(key, state, BPF_NOEXIST).is_ok()
+        if self.flows.insert(key, state, BPF_NOEXIST).is_err() {
+            return false;
+        }
+        // Odd, as the program writes it (never 0, "never").
+        let _ = self.recent.set(sensor_common::recent_slot(key), now | 1, 0);
+        true
     }
 }
 

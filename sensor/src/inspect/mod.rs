@@ -70,7 +70,8 @@ pub const LOGIN_COIN_WAIT_MESSAGES: u32 = 4;
 pub const LOGIN_COIN_WAIT: Duration = Duration::from_secs(60);
 
 /// Where the agent opens a flow whose Stratum the kernel program could not read (compressed
-/// WebSocket messages): the program's flow table (`bpf::opened`). `open` inserts the flow unless
+/// WebSocket messages, a chunked body's JSON, a login padded past the program's window on a flow
+/// nothing else opened): the program's flow table (`bpf::opened`). `open` inserts the flow unless
 /// it is there, and says whether it did: only then is it counted in `stratum_flows_total` here.
 pub trait OpenFlows: Send {
     fn open(
@@ -148,14 +149,27 @@ struct PendingLogin {
 
 type FlowId = (IpAddr, u16, IpAddr, u16, u8);
 
+/// Whether the agent put a flow in the program's flow table (see [`OpenFlows`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Opened {
+    /// Not tried, or tried at a login the program had read too (its flow was there).
+    No,
+    /// Tried where the program could not read the flow's Stratum (compressed WebSocket messages,
+    /// a chunked body's JSON): its entry is touched at every later message read here, whether
+    /// the program or the agent put it there.
+    Tried,
+    /// Put there by the agent: the program had not found the flow.
+    Here,
+}
+
 /// What earlier candidates of a flow said.
 struct FlowNote {
     at: Instant,
     /// Stratum V1 names the miner software in `mining.subscribe`, before `mining.authorize`.
     agent: Option<deep::Agent>,
     logged_in: bool,
-    /// Whether the agent tried to open the flow (see [`OpenFlows`]).
-    opened: bool,
+    /// Whether the agent opened the flow, or tried to (see [`OpenFlows`]).
+    opened: Opened,
     /// The flow's coin: its login's, else the first message's that names one.
     coin: Coin,
     coin_from_login: bool,
@@ -174,7 +188,7 @@ impl FlowNote {
             at,
             agent: None,
             logged_in: false,
-            opened: false,
+            opened: Opened::No,
             coin: Coin::Unknown,
             coin_from_login: false,
             ranges: Vec::new(),
@@ -278,8 +292,8 @@ impl Inspector {
     }
 
     /// Opens the flows found only here (compressed WebSocket messages, HTTP bodies whose JSON a
-    /// chunk boundary cut) in `flows`, the kernel's flow table, so that each counts once
-    /// whichever side finds it first.
+    /// chunk boundary cut, logins the program did not read on flows it did not open) in
+    /// `flows`, the kernel's flow table, so that each counts once whichever side finds it first.
     pub fn open_flows_in(&mut self, flows: impl OpenFlows + 'static) {
         self.flows = Some(Box::new(flows));
     }
@@ -297,7 +311,10 @@ impl Inspector {
     /// Counts flow `id` in `stratum_flows_total` once, as the program counts the flows it finds
     /// (every range of the source `from`, of the destination `to`, else `unwatched`), when its
     /// Stratum was found here only and the flow table did not hold it (see [`OpenFlows`]); at
-    /// its later Stratum messages, touches its entry.
+    /// its later Stratum messages, touches its entry. `read` tells whether the program may have
+    /// read this message (a login in plain text): then a flow the table holds is the program's,
+    /// and only a flow put there here is touched later; else (Stratum the program cannot read)
+    /// the entry is touched whoever put it there.
     #[allow(clippy::too_many_arguments)]
     fn open_flow(
         &mut self,
@@ -308,21 +325,30 @@ impl Inspector {
         dst: u64,
         wall: std::time::SystemTime,
         range_name: &impl Fn(usize) -> Option<String>,
+        read: bool,
     ) {
         let Some(note) = self.seen.get_mut(&id) else {
             return;
         };
         let key = crate::bpf::opened::tcp_flow_key((t.src, t.sport), (t.dst, t.dport));
-        if std::mem::replace(&mut note.opened, true) {
+        if note.opened != Opened::No {
             if let Some(flows) = &mut self.flows {
                 flows.touch(&key, wall);
             }
             return;
         }
         let (src, dst) = (src & RANGE_MASK, dst & RANGE_MASK);
-        if let Some(flows) = &mut self.flows
-            && !flows.open(&key, src | dst, dialect as u8, wall)
-        {
+        let put = match &mut self.flows {
+            Some(flows) => flows.open(&key, src | dst, dialect as u8, wall),
+            // No table to ask: whether the program read the login is not known here.
+            None => !read,
+        };
+        if !read {
+            note.opened = Opened::Tried;
+        } else if put {
+            note.opened = Opened::Here;
+        }
+        if !put {
             return;
         }
         let mut cells = Vec::new();
@@ -524,6 +550,8 @@ impl Inspector {
             self.forget_oldest_half();
         }
         let mut out = std::mem::take(&mut self.late);
+        // The dialect of the flow's login when this payload holds it.
+        let mut login = None;
         for m in &messages {
             let note = self.seen.entry(id).or_insert_with(|| FlowNote::new(now));
             note.at = now;
@@ -537,6 +565,7 @@ impl Inspector {
             // One login per flow: a retransmission counts once.
             if m.is_login && !note.logged_in {
                 note.logged_in = true;
+                login = Some(m.dialect);
                 let mut m = m.clone();
                 if m.agent.is_none() {
                     m.agent = note.agent.clone();
@@ -566,7 +595,34 @@ impl Inspector {
             if inflated || joined {
                 self.inflaters.confirm(dir);
             }
-            self.open_flow(id, &t, m.dialect, src_ranges, dst_ranges, wall, &range_name);
+            self.open_flow(
+                id,
+                &t,
+                m.dialect,
+                src_ranges,
+                dst_ranges,
+                wall,
+                &range_name,
+                false,
+            );
+        } else if tcp
+            && let Some(m) = messages.first()
+            && (login.is_some() || self.seen.get(&id).is_some_and(|n| n.opened == Opened::Here))
+        {
+            // A login the program may have missed (padded past its window in every message of
+            // an Ethereum session, whose pool's messages carry no marker either: nothing else
+            // opens the flow there), and the later messages of a flow opened so.
+            let dialect = login.unwrap_or(m.dialect);
+            self.open_flow(
+                id,
+                &t,
+                dialect,
+                src_ranges,
+                dst_ranges,
+                wall,
+                &range_name,
+                true,
+            );
         }
         // The ranges (a map lookup per endpoint) only for a payload that says something of work.
         let names = (!work.is_empty()).then(|| range_labels(ranges, &range_name));

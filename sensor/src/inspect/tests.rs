@@ -136,6 +136,14 @@ impl Session {
     fn has(&self, line: &str) -> bool {
         self.metrics.render().lines().any(|l| l == line)
     }
+
+    /// Whether any sample of `metric` was rendered.
+    fn render_has(&self, metric: &str) -> bool {
+        self.metrics
+            .render()
+            .lines()
+            .any(|l| l.starts_with(&format!("{metric}{{")))
+    }
 }
 
 /// XMRig's login with a Monero wallet.
@@ -932,6 +940,66 @@ fn a_compressed_websocket_session_opens_its_flow_once() {
     // Its login names its coin by the wallet (a Monero address): counted at once.
     assert_eq!(lines.len(), 1);
     assert!(s.has(r#"mining_sensor_miner_logins_total{agent="xmrig",coin="monero",range="kp"} 2"#));
+}
+
+/// A plain login the program did not read (padded past its window, say: its flow is not in the
+/// table) opens its flow here: once in the table, with its ranges and dialect, and once in
+/// `stratum_flows_total`; the flow's later Stratum messages touch its entry (the submit; the
+/// pool's `OK` is none). A login whose flow the table holds (the program read it) counts no flow
+/// and touches nothing later; without a table, nothing is opened or counted either (whether
+/// the program read the login is not known).
+#[test]
+fn a_plain_login_the_program_missed_opens_its_flow_once() {
+    let flows =
+        r#"mining_sensor_stratum_flows_total{dialect="monero",direction="from",range="kp"} 1"#;
+    let mut s = Session::new(Duration::from_secs(3600));
+    let table = Table::default();
+    s.i.open_flows_in(table.clone());
+    s.send(true, &monero_login_json(), 0);
+    let opened = table.0.lock().unwrap().clone();
+    assert_eq!(opened.len(), 1);
+    // 198.18.0.1:40000 before 203.0.113.9:3333; range bit 0 (kp), dialect monero (0).
+    assert_eq!(
+        (
+            opened[0].0.port_lo,
+            opened[0].0.port_hi,
+            opened[0].1,
+            opened[0].2
+        ),
+        (40000, 3333, 1, 0)
+    );
+    assert!(s.has(flows));
+    s.send(false, MONERO_LOGIN_REPLY, 0);
+    s.send(true, &monero_submit(2), 1);
+    s.send(
+        false,
+        r#"{"id":2,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#,
+        1,
+    );
+    // The login reply (a job) and the submit.
+    assert_eq!(table.1.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(table.0.lock().unwrap().len(), 1);
+    assert!(s.has(flows));
+
+    // The program read this one: its flow is in the table already.
+    let mut s = Session::new(Duration::from_secs(3600));
+    let table = Table::default();
+    s.i.open_flows_in(table.clone());
+    let key = crate::bpf::opened::tcp_flow_key(
+        ([198, 18, 0, 1].into(), 40000),
+        ([203, 0, 113, 9].into(), 3333),
+    );
+    table.0.lock().unwrap().push((key, 1, 0));
+    monero_login(&mut s);
+    s.send(true, &monero_submit(2), 1);
+    assert_eq!(table.1.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert!(!s.render_has("mining_sensor_stratum_flows_total"));
+    assert!(s.has(r#"mining_sensor_miner_logins_total{agent="xmrig",coin="monero",range="kp"} 1"#));
+
+    // No table.
+    let mut s = Session::new(Duration::from_secs(3600));
+    monero_login(&mut s);
+    assert!(!s.render_has("mining_sensor_stratum_flows_total"));
 }
 
 /// Compressed messages sent in several frames, as the `websockets` library sends a message
