@@ -223,6 +223,11 @@ impl FlowNote {
         }
         let mut p = self.pending.take()?;
         p.message.coin = self.coin;
+        // A `mining.subscribe` that came after the login (its segment lost before the vantage
+        // point and sent again after the login's) names the agent too.
+        if p.message.agent.is_none() {
+            p.message.agent = self.agent.clone();
+        }
         Some(p)
     }
 }

@@ -381,6 +381,25 @@ fn a_reported_rate_counts_for_five_minutes() {
     assert!(s.has(r#"mining_sensor_reported_hashrate{coin="ethereum",range="kp"} 1048576"#));
 }
 
+/// The same when the subscribe comes after the authorize (its segment lost before the vantage
+/// point and sent again after the authorize's; pools answer neither before both are in): the
+/// login, waiting for its flow's first job, takes the agent the subscribe names.
+#[test]
+fn a_stratum_v1_login_takes_the_agent_a_later_subscribe_named() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    let auth = r#"{"id": 2, "method": "mining.authorize", "params": ["w1", "x"]}"#;
+    assert!(s.send(true, auth, 0).is_empty());
+    let sub = r#"{"id": 1, "method": "mining.subscribe", "params": ["cgminer/4.10.0"]}"#;
+    assert!(s.send(true, sub, 0).is_empty());
+    let notify = r#"{"params":["bf","4d16b6f85af6e2198f44ae2a6de67f78487ae5611b77c6c0440b921e00000000","01000000","0000","00000000",[],"00000002","1c2ac4af","504e86b9",false],"id":null,"method":"mining.notify"}"#;
+    let lines = s.send(false, notify, 1);
+    assert_eq!(lines.len(), 1);
+    assert_eq!((lines[0].coin, lines[0].agent), ("unknown", "cgminer"));
+    assert!(
+        s.has(r#"mining_sensor_miner_logins_total{agent="cgminer",coin="unknown",range="kp"} 1"#)
+    );
+}
+
 #[test]
 fn a_stratum_v1_login_takes_the_agent_its_subscribe_named() {
     let metrics = Metrics::new();
