@@ -514,9 +514,9 @@ impl Inspector {
             std::borrow::Cow::Borrowed(t.payload)
         };
         // Stratum inside WebSocket frames: the messages they carry (joined fragments are).
-        let data = match websocket::messages(&data).filter(|_| !joined) {
-            Some(m) => std::borrow::Cow::Owned(m),
-            None => data,
+        let (data, in_frames) = match websocket::messages(&data).filter(|_| !joined) {
+            Some(m) => (std::borrow::Cow::Owned(m), true),
+            None => (data, false),
         };
         // A chunked HTTP body: its chunks' data joined. Over several chunks the kernel may have
         // read none of it (a boundary inside a token), so Stratum found there opens the flow.
@@ -612,11 +612,18 @@ impl Inspector {
             );
         } else if tcp
             && let Some(m) = messages.first()
-            && (login.is_some() || self.seen.get(&id).is_some_and(|n| n.opened == Opened::Here))
+            && (self.seen.get(&id).is_some_and(|n| n.opened == Opened::Here)
+                || (login.is_some()
+                    && !in_frames
+                    && !split
+                    && sensor_common::stratum::scan_slice(t.payload).is_none()))
         {
-            // A login the program may have missed (padded past its window in every message of
-            // an Ethereum session, whose pool's messages carry no marker either: nothing else
-            // opens the flow there), and the later messages of a flow opened so.
+            // A login in plain text where the program's own scan of the segment (the same
+            // scanner, over the same window) finds no Stratum: the program did not read it
+            // (padded past its window in every message of an Ethereum session, whose pool's
+            // messages carry no marker either: nothing else opens the flow there). A login the
+            // scan finds was counted there, and its flow may have been evicted since (a full
+            // table): not opened again here. Then the later messages of a flow opened so.
             let dialect = login.unwrap_or(m.dialect);
             self.open_flow(
                 id,

@@ -961,20 +961,24 @@ fn a_compressed_websocket_session_opens_its_flow_once() {
     assert!(s.has(r#"mining_sensor_miner_logins_total{agent="xmrig",coin="monero",range="kp"} 2"#));
 }
 
-/// A plain login the program did not read (padded past its window, say: its flow is not in the
-/// table) opens its flow here: once in the table, with its ranges and dialect, and once in
-/// `stratum_flows_total`; the flow's later Stratum messages touch its entry (the submit; the
-/// pool's `OK` is none). A login whose flow the table holds (the program read it) counts no flow
-/// and touches nothing later; without a table, nothing is opened or counted either (whether
-/// the program read the login is not known).
+/// A plain login the program did not read (padded with an unknown key of 600 bytes before its
+/// method: the program's scan of the segment's window finds nothing) opens its flow here: once
+/// in the table, with its ranges and dialect, and once in `stratum_flows_total`; the flow's later
+/// Stratum messages touch its entry (the job and the submit; the pool's `OK` is none). A login
+/// the program's scan finds was counted there: its flow is not opened here, even when the table
+/// no longer holds it (evicted from a full table: opening it would count it twice), and nothing
+/// is touched later; without a table nothing is opened or counted either.
 #[test]
 fn a_plain_login_the_program_missed_opens_its_flow_once() {
     let flows =
         r#"mining_sensor_stratum_flows_total{dialect="monero",direction="from",range="kp"} 1"#;
+    let padded =
+        monero_login_json().replacen('{', &format!(r#"{{"pad":"{}","#, "x".repeat(600)), 1);
+    assert_eq!(sensor_common::stratum::scan_slice(padded.as_bytes()), None);
     let mut s = Session::new(Duration::from_secs(3600));
     let table = Table::default();
     s.i.open_flows_in(table.clone());
-    s.send(true, &monero_login_json(), 0);
+    s.send(true, &padded, 0);
     let opened = table.0.lock().unwrap().clone();
     assert_eq!(opened.len(), 1);
     // 198.18.0.1:40000 before 203.0.113.9:3333; range bit 0 (kp), dialect monero (0).
@@ -988,6 +992,7 @@ fn a_plain_login_the_program_missed_opens_its_flow_once() {
         (40000, 3333, 1, 0)
     );
     assert!(s.has(flows));
+    assert!(s.has(r#"mining_sensor_miner_logins_total{agent="xmrig",coin="monero",range="kp"} 1"#));
     s.send(false, MONERO_LOGIN_REPLY, 0);
     s.send(true, &monero_submit(2), 1);
     s.send(
@@ -1000,24 +1005,25 @@ fn a_plain_login_the_program_missed_opens_its_flow_once() {
     assert_eq!(table.0.lock().unwrap().len(), 1);
     assert!(s.has(flows));
 
-    // The program read this one: its flow is in the table already.
+    // The program read this one (its scan finds the login), and the table lacks its flow.
+    let plain = monero_login_json();
+    assert_eq!(
+        sensor_common::stratum::scan_slice(plain.as_bytes()),
+        Some(sensor_common::stratum::Dialect::Monero)
+    );
     let mut s = Session::new(Duration::from_secs(3600));
     let table = Table::default();
     s.i.open_flows_in(table.clone());
-    let key = crate::bpf::opened::tcp_flow_key(
-        ([198, 18, 0, 1].into(), 40000),
-        ([203, 0, 113, 9].into(), 3333),
-    );
-    table.0.lock().unwrap().push((key, 1, 0));
     monero_login(&mut s);
     s.send(true, &monero_submit(2), 1);
+    assert!(table.0.lock().unwrap().is_empty());
     assert_eq!(table.1.load(std::sync::atomic::Ordering::Relaxed), 0);
     assert!(!s.render_has("mining_sensor_stratum_flows_total"));
     assert!(s.has(r#"mining_sensor_miner_logins_total{agent="xmrig",coin="monero",range="kp"} 1"#));
 
     // No table.
     let mut s = Session::new(Duration::from_secs(3600));
-    monero_login(&mut s);
+    s.send(true, &padded, 0);
     assert!(!s.render_has("mining_sensor_stratum_flows_total"));
 }
 
