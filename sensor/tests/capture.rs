@@ -14,10 +14,12 @@
 
 mod common;
 
-use common::{IO_TIMEOUT, Namespaces, http_get, in_ns, samples, sh, spawn_sensor, veth, wait_for};
+use common::{
+    IO_TIMEOUT, Namespaces, http_get, in_ns, read_line, samples, sh, spawn_sensor, veth, wait_for,
+};
 
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufReader, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     process::Command,
     thread,
@@ -76,12 +78,6 @@ fn mirror_port(pool: &str, sensor: &str) {
             "s0",
         ]);
     }
-}
-
-fn read_line(r: &mut BufReader<TcpStream>) -> String {
-    let mut l = String::new();
-    r.read_line(&mut l).unwrap();
-    l
 }
 
 /// A Monero pool for one session on `l`: a job for the login, OK for each submit.

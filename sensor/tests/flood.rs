@@ -18,10 +18,10 @@
 
 mod common;
 
-use common::{IO_TIMEOUT, Line, http_get, in_ns, samples, send_frames, wait_for};
+use common::{IO_TIMEOUT, Line, http_get, in_ns, read_line, samples, send_frames, wait_for};
 
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufReader, Write},
     net::{Ipv4Addr, SocketAddr, TcpStream},
     thread,
     time::{Duration, Instant},
@@ -45,29 +45,13 @@ const TARGET: &str = "f3220000";
 const SHARE_HASHES: u64 = 480_045;
 const WALLET: &str = "48edfHu7V9Z84YzzMa6fUueoELZ9ZRXq9VetWzYGzKt52XU5xvqgzYnDK9URnRoJMk1j8nLwEVsaSWJ4fhdUyZijBGUicoD";
 
-fn read_line(r: &mut BufReader<TcpStream>) -> String {
-    let mut line = String::new();
-    r.read_line(&mut line).expect("read a line");
-    line
-}
-
 /// The pool: one connection, a login reply with a job at `TARGET`, every submit accepted, until
 /// the client closes (at most `SHARES` + 2 lines).
 fn pool(l: std::net::TcpListener) -> u64 {
-    let s = common::accept(&l);
-    s.set_nodelay(true).unwrap();
-    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    let mut w = s.try_clone().unwrap();
-    let mut r = BufReader::new(s);
     let mut submits = 0;
-    for _ in 0..SHARES + 2 {
-        let line = read_line(&mut r);
-        if line.is_empty() {
-            break;
-        }
-        let v: serde_json::Value = serde_json::from_str(&line).expect("client JSON");
-        let id = v["id"].clone();
-        let reply = match v["method"].as_str().unwrap_or("") {
+    common::answer_lines(common::accept(&l), SHARES as usize + 2, |v| {
+        let id = &v["id"];
+        match v["method"].as_str().unwrap_or("") {
             "login" => format!(
                 "{{\"id\":{id},\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{{\"id\":\"5f3a\",\"job\":{{\"blob\":\"0e0ea8c2a8f405\",\"job_id\":\"311\",\"target\":\"{TARGET}\",\"algo\":\"rx/0\",\"height\":2540000,\"seed_hash\":\"7b4d\"}},\"extensions\":[\"algo\",\"keepalive\"],\"status\":\"OK\"}}}}\n"
             ),
@@ -78,9 +62,8 @@ fn pool(l: std::net::TcpListener) -> u64 {
                 )
             }
             other => panic!("pool: unexpected method {other:?}"),
-        };
-        w.write_all(reply.as_bytes()).unwrap();
-    }
+        }
+    });
     submits
 }
 

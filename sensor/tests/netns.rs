@@ -18,12 +18,13 @@
 mod common;
 
 use common::{
-    IO_TIMEOUT, Namespaces, Proc, get, http_get, in_ns, output, samples, sh, spawn_sensor, wait_for,
+    IO_TIMEOUT, Namespaces, Proc, get, http_get, in_ns, output, read_line, samples, sh,
+    spawn_sensor, wait_for,
 };
 use test_support::dns_query;
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{BufReader, Read, Write},
     net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     process::{Command, Stdio},
     sync::{
@@ -269,12 +270,6 @@ fn observe(
     })
 }
 
-fn read_line(r: &mut BufReader<TcpStream>) -> String {
-    let mut line = String::new();
-    r.read_line(&mut line).expect("read a line");
-    line
-}
-
 /// The harness's pool: answers Monero (XMRig-family) and Bitcoin (Stratum V1) requests line by
 /// line, one write per answer, on `listeners` until `conns` connections have closed.
 fn pool(listeners: Vec<TcpListener>, conns: usize) -> impl FnOnce() + Send {
@@ -300,19 +295,9 @@ fn pool(listeners: Vec<TcpListener>, conns: usize) -> impl FnOnce() + Send {
 }
 
 fn serve_miner(s: TcpStream) {
-    s.set_nonblocking(false).unwrap();
-    s.set_nodelay(true).unwrap();
-    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    let mut w = s.try_clone().unwrap();
-    let mut r = BufReader::new(s);
-    for _ in 0..32 {
-        let line = read_line(&mut r);
-        if line.is_empty() {
-            return;
-        }
-        let v: serde_json::Value = serde_json::from_str(&line).expect("client JSON");
-        let id = v["id"].clone();
-        let reply = match v["method"].as_str().unwrap_or("") {
+    common::answer_lines(s, 32, |v| {
+        let id = &v["id"];
+        match v["method"].as_str().unwrap_or("") {
             "login" => format!(
                 "{{\"id\":{id},\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{{\"id\":\"5f3a\",\"job\":{{\"blob\":\"0e0ea8c2a8f405\",\"job_id\":\"311\",\"target\":\"f3220000\",\"algo\":\"rx/0\",\"height\":2540000,\"seed_hash\":\"7b4d\"}},\"extensions\":[\"algo\",\"keepalive\"],\"status\":\"OK\"}}}}\n"
             ),
@@ -335,9 +320,8 @@ fn serve_miner(s: TcpStream) {
                 "{{\"id\":{id},\"jsonrpc\":\"2.0\",\"result\":[\"0x1a2b\",\"0x3c4d\",\"0x0000000112e0be826d694b2e62d01511f12a6061fbaec8bc02357593e70e52ba\"]}}\n"
             ),
             other => panic!("pool: unexpected method {other:?}"),
-        };
-        w.write_all(reply.as_bytes()).unwrap();
-    }
+        }
+    });
 }
 
 const WALLET: &str = "48edfHu7V9Z84YzzMa6fUueoELZ9ZRXq9VetWzYGzKt52XU5xvqgzYnDK9URnRoJMk1j8nLwEVsaSWJ4fhdUyZijBGUicoD";

@@ -14,10 +14,10 @@
 
 mod common;
 
-use common::{IO_TIMEOUT, Line, http_get, in_ns, wait_for};
+use common::{IO_TIMEOUT, Line, http_get, in_ns, read_line, wait_for};
 
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufReader, Write},
     net::{Ipv4Addr, SocketAddr, TcpStream},
     thread,
     time::Duration,
@@ -37,28 +37,11 @@ const HEADER: &str = "0x416e293fb0bd38d28e5ff6bd43bc13a0252333f9985485cbd5ed49f3
 const BOUNDARY: &str = "0x0000000100000000000000000000000000000000000000000000000000000000";
 const SHARE_HASHES: u64 = 1 << 32;
 
-fn read_line(r: &mut BufReader<TcpStream>) -> String {
-    let mut line = String::new();
-    r.read_line(&mut line).expect("read a line");
-    line
-}
-
 /// The pool: one connection; `true` to the login and to each share, the work to `eth_getWork`,
 /// until the client closes (at most `SHARES` + 2 lines). Returns the shares it took.
 fn pool(l: std::net::TcpListener) -> u64 {
-    let s = common::accept(&l);
-    s.set_nodelay(true).unwrap();
-    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    let mut w = s.try_clone().unwrap();
-    let mut r = BufReader::new(s);
     let mut shares = 0;
-    for _ in 0..SHARES + 2 {
-        let line = read_line(&mut r);
-        if line.is_empty() {
-            break;
-        }
-        let v: serde_json::Value = serde_json::from_str(&line).expect("client JSON");
-        let id = v["id"].clone();
+    common::answer_lines(common::accept(&l), SHARES as usize + 2, |v| {
         let result = match v["method"].as_str().unwrap_or("") {
             "eth_submitLogin" => "true".to_string(),
             "eth_getWork" => format!("[\"{HEADER}\",\"{HEADER}\",\"{BOUNDARY}\"]"),
@@ -68,9 +51,11 @@ fn pool(l: std::net::TcpListener) -> u64 {
             }
             other => panic!("pool: unexpected method {other:?}"),
         };
-        let reply = format!("{{\"id\":{id},\"jsonrpc\":\"2.0\",\"result\":{result}}}\n");
-        w.write_all(reply.as_bytes()).unwrap();
-    }
+        format!(
+            "{{\"id\":{},\"jsonrpc\":\"2.0\",\"result\":{result}}}\n",
+            v["id"]
+        )
+    });
     shares
 }
 

@@ -19,10 +19,12 @@
 
 mod common;
 
-use common::{IO_TIMEOUT, Line, Proc, http_get, in_ns, samples, sh, spawn_sensor, wait_for};
+use common::{
+    IO_TIMEOUT, Line, Proc, http_get, in_ns, read_line, samples, sh, spawn_sensor, wait_for,
+};
 
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufReader, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     process::{Command, Stdio},
     thread,
@@ -37,12 +39,6 @@ const PROXY_PORT: u16 = 10666;
 const SHARES: usize = 3;
 /// The pool's `mining.set_target` (2^240).
 const TARGET: &str = "0001000000000000000000000000000000000000000000000000000000000000";
-
-fn read_line(r: &mut BufReader<TcpStream>) -> String {
-    let mut l = String::new();
-    r.read_line(&mut l).unwrap();
-    l
-}
 
 /// An Equihash pool for the proxy's one connection: the subscription (Zcash style, no
 /// extranonce2 size), `true` for the authorize followed by the target and a job (8 params,

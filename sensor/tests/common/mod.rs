@@ -3,7 +3,7 @@
 
 use std::{
     collections::BTreeMap,
-    io::{Read, Write},
+    io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpStream},
     os::fd::AsRawFd,
     path::{Path, PathBuf},
@@ -131,6 +131,35 @@ pub fn accept(l: &std::net::TcpListener) -> TcpStream {
             }
             Err(e) => panic!("accept: {e}"),
         }
+    }
+}
+
+/// One line from `r` (empty when the other side closed), within the socket's read timeout.
+pub fn read_line(r: &mut BufReader<TcpStream>) -> String {
+    let mut line = String::new();
+    r.read_line(&mut line).expect("read a line");
+    line
+}
+
+/// A harness pool's side of one connection: each JSON line the client sends, up to `max`, is
+/// answered with what `answer` makes of it, in one write; stops when the client closes first.
+pub fn answer_lines(
+    s: TcpStream,
+    max: usize,
+    mut answer: impl FnMut(&serde_json::Value) -> String,
+) {
+    s.set_nonblocking(false).unwrap();
+    s.set_nodelay(true).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    for _ in 0..max {
+        let line = read_line(&mut r);
+        if line.is_empty() {
+            return;
+        }
+        let v: serde_json::Value = serde_json::from_str(&line).expect("client JSON");
+        w.write_all(answer(&v).as_bytes()).unwrap();
     }
 }
 
