@@ -31,6 +31,25 @@ pub const fn may_be_noise(first: u8, second: u8) -> bool {
     }
 }
 
+/// Whether the first 16 bytes of a payload, as two 8-byte words `a` and `b` (in either byte
+/// order), are 7-bit text: no byte 0, none of 0x80 or above. Such a payload is no Noise handshake
+/// message: that is a public key (ElligatorSwift), uniform bytes, whose first 16 are text with a
+/// chance of (127/256)^16, about 1.4 in 100,000. Text of a handshake's size is what a JSON
+/// message cut after its first byte leaves (a 65-byte `mining.subscribe` sent as `{` and the
+/// 64 bytes after it, as a miner hiding from signature matching splits it): the opening bytes
+/// [`may_be_noise`] reads are then a key's or a string's, no brace.
+pub const fn is_text16(a: u64, b: u64) -> bool {
+    (a | b) & HIGHS == 0 && !has_zero_byte(a) && !has_zero_byte(b)
+}
+
+/// Whether a byte of `w` is 0 (exact as a yes or no: a borrow runs only above a zero byte).
+const fn has_zero_byte(w: u64) -> bool {
+    w.wrapping_sub(LOWS) & !w & HIGHS != 0
+}
+
+const LOWS: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
 /// Whether [`may_be_noise`] needs the second byte after `first`: only when `first` is one a TLS
 /// record's header or a JSON message opens with (any other payload may be Noise at once, and
 /// the XDP program reads no further byte).
@@ -185,6 +204,39 @@ mod tests {
         assert_eq!(decides, [20, 21, 22, 23, b'{']);
         for a in (0..=255u8).filter(|&a| !second_byte_decides(a)) {
             assert!((0..=255u8).all(|b| may_be_noise(a, b)));
+        }
+    }
+
+    #[test]
+    fn text_is_no_handshake() {
+        let words = |b: &[u8]| {
+            (
+                u64::from_le_bytes(b[..8].try_into().unwrap()),
+                u64::from_le_bytes(b[8..16].try_into().unwrap()),
+            )
+        };
+        // The rest of a `mining.subscribe` cut after its `{`; a pretty-printed message's rest
+        // (blanks and newlines are text too).
+        for t in [
+            &b"\"id\":1,\"method\":\"mining.subscribe\""[..],
+            b"\n    \"id\": 1,\r\n\t\"m",
+        ] {
+            let (a, b) = words(t);
+            assert!(is_text16(a, b), "{t:?}");
+        }
+        // One byte of 0x80 or above, or a 0, anywhere in the 16: may be a key.
+        for at in 0..16 {
+            for bad in [0x00, 0x80, 0xa7, 0xff] {
+                let mut t = *b"abcdefghijklmnop";
+                t[at] = bad;
+                let (a, b) = words(&t);
+                assert!(!is_text16(a, b), "{bad:#x} at {at}");
+            }
+        }
+        // Every byte from 1 to 0x7f, in every position, is text.
+        for v in 1..=0x7fu8 {
+            let (a, b) = words(&[v; 16]);
+            assert!(is_text16(a, b), "{v:#x}");
         }
     }
 }

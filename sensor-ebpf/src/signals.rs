@@ -153,14 +153,29 @@ const NOISE_ANSWER_NS: u64 = 10_000_000_000;
 
 /// Whether a payload of a Noise handshake message's size may be one: it opens with neither a TLS
 /// record's header nor a JSON message's start (`sensor_common::sv2::may_be_noise`; a plaintext
-/// Stratum message of 64 or 234 bytes is no handshake, on a pool port either). `first` is the
-/// payload's first byte, at `payload`; the second is read only when the first is one a header or
-/// JSON opens with.
+/// Stratum message of 64 or 234 bytes is no handshake, on a pool port either), and its first 16
+/// bytes are not 7-bit text (`sv2::is_text16`: the rest of a JSON message cut after its `{`).
+/// `first` is the payload's first byte, at `payload`; the second is read only when the first is
+/// one a header or JSON opens with; the 16 straight from the packet (a payload of these sizes not
+/// in the frame's linear part is judged by its first bytes alone).
 #[inline(always)]
 pub(crate) fn may_be_noise(ctx: &XdpContext, payload: usize, first: u8) -> bool {
     use sensor_common::sv2;
-    !sv2::second_byte_decides(first)
-        || sv2::may_be_noise(first, byte(ctx, payload + 1).unwrap_or(0))
+    let opens = !sv2::second_byte_decides(first)
+        || sv2::may_be_noise(first, byte(ctx, payload + 1).unwrap_or(0));
+    opens
+        && match ptr_at::<[u8; 16]>(ctx, payload) {
+            Ok(p) => {
+                // SAFETY: bounds checked by ptr_at; read unaligned, as bytes.
+                let b = unsafe { core::ptr::read_unaligned(p) };
+                let (a, c) = (
+                    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+                    u64::from_le_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]),
+                );
+                !sv2::is_text16(a, c)
+            }
+            Err(()) => true,
+        }
 }
 
 /// Stratum V2 off the pool ports (443 included): a 64-byte payload (the initiator's Noise hello),

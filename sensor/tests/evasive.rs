@@ -952,3 +952,81 @@ fn evasive_an_ethproxy_session_padded_in_every_client_message_is_opened_at_its_l
     let accepted = [("coin", "ethereum"), ("result", "accepted")];
     assert!(total(&r, "mining_sensor_shares_total", &accepted) >= rounds - before);
 }
+
+/// A Stratum V1 session (cpuminer's subscribe, an authorize with a Bitcoin address, two submits)
+/// to pool port 3333 with every client message split after its `{` (pools join the segments):
+/// the rest of the 65-byte subscribe is 64 bytes, a Noise hello's size, and the submits' rests
+/// 86 bytes each, an encrypted extended share's size twice in a row. The rests are text, so no
+/// Stratum V2: exactly 1 flow, the login (`bitcoin`, `cpuminer`), 2 accepted shares at the
+/// difficulty 8 set (8 x 2^32 hashes each: 68,719,476,736), nothing `stratum_v2`. Before the
+/// text test, the flow was flagged `stratum_v2` and the two rests counted 2 more shares.
+#[test]
+fn evasive_a_stratum_v1_session_split_after_every_brace_on_a_pool_port_counts_exactly() {
+    let notify = r#"{"params":["bf","4d16b6f85af6e2198f44ae2a6de67f78487ae5611b77c6c0440b921e00000000","01000000","0000","00000000",[],"00000002","1c2ac4af","504e86b9",false],"id":null,"method":"mining.notify"}"#;
+    let session: [(bool, &str); 10] = [
+        (
+            true,
+            r#"{"id":1,"method":"mining.subscribe","params":["cpuminer/2.5.1"]}"#,
+        ),
+        (
+            false,
+            r#"{"id":1,"result":[[["mining.notify","ae68"]],"08000002",4],"error":null}"#,
+        ),
+        (
+            true,
+            r#"{"id":2,"method":"mining.authorize","params":["1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2","x"]}"#,
+        ),
+        (false, r#"{"id":2,"result":true,"error":null}"#),
+        (
+            false,
+            r#"{"id":null,"method":"mining.set_difficulty","params":[8]}"#,
+        ),
+        (false, notify),
+        (
+            true,
+            r#"{"id":3,"method":"mining.submit","params":["w","bf","00000000","504e86b9","00000001"]}"#,
+        ),
+        (false, r#"{"id":3,"result":true,"error":null}"#),
+        (
+            true,
+            r#"{"id":4,"method":"mining.submit","params":["w","bf","00000000","504e86b9","00000002"]}"#,
+        ),
+        (false, r#"{"id":4,"result":true,"error":null}"#),
+    ];
+    let (m, p) = (ip(MINER), ip(POOL));
+    let mut seq = [1000u32, 5000u32];
+    let mut packets = Vec::new();
+    for (up, msg) in session {
+        let text = format!("{msg}\n");
+        let parts: Vec<&[u8]> = if up {
+            vec![&text.as_bytes()[..1], &text.as_bytes()[1..]]
+        } else {
+            vec![text.as_bytes()]
+        };
+        for part in parts {
+            let (pkt, side) = if up {
+                (Packet::tcp4(m, p, 40555, 3333, part), 0)
+            } else {
+                (Packet::tcp4(p, m, 3333, 40555, part), 1)
+            };
+            packets.push(pkt.tcp_seq(seq[side]));
+            seq[side] += part.len() as u32;
+        }
+    }
+    // With their newlines: the subscribe 65 bytes, each submit 87 (rests of 64 and 86).
+    assert_eq!((session[0].1.len() + 1, session[6].1.len() + 1), (65, 87));
+    let r = run("v1-split-braces", packets);
+    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
+    let login = [("range", "kp"), ("coin", "bitcoin"), ("agent", "cpuminer")];
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &[]), 1);
+    let accepted = [("range", "kp"), ("coin", "bitcoin"), ("result", "accepted")];
+    assert_eq!(total(&r, "mining_sensor_shares_total", &accepted), 2);
+    assert_eq!(total(&r, "mining_sensor_shares_total", &[]), 2);
+    assert_eq!(
+        total(&r, "mining_sensor_share_hashes_total", &[]),
+        (2 * 8) << 32
+    );
+    let v2 = [("reason", "stratum_v2")];
+    assert_eq!(total(&r, "mining_sensor_suspect_flows_total", &v2), 0);
+}

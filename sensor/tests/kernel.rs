@@ -1140,12 +1140,36 @@ fn json_and_tls_of_the_handshakes_sizes_on_a_pool_port_are_no_stratum_v2() {
     };
     s.run(&up(45001, &record(64, 23)));
     s.run(&down(45001, &record(234, 22)));
+    // A session whose every client message is split after its `{` (pools join the segments): the
+    // rest of a 65-byte subscribe is 64 bytes of text, then the rests of two 87-byte submits, 86
+    // bytes each, an encrypted extended share's size (63 to 95) twice in a row. Before the text
+    // test, the first made the flow Stratum V2 and the two others counted as 2 shares.
+    let subscribe = "{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"cpuminer/2.5.1\"]}\n";
+    let submit = |n: u8| {
+        format!(
+            "{{\"id\":{n},\"method\":\"mining.submit\",\"params\":[\"w\",\"bf\",\"00000000\",\"504e86b9\",\"0000000{n}\"]}}\n"
+        )
+    };
+    assert_eq!((subscribe.len(), submit(3).len()), (65, 87));
+    let mut seq = 1000;
+    for msg in [subscribe.to_string(), submit(3), submit(4)] {
+        for part in [&msg.as_bytes()[..1], &msg.as_bytes()[1..]] {
+            s.run(
+                &Packet::tcp4(m, pool, 45002, 3333, part)
+                    .tcp_seq(seq)
+                    .build(),
+            );
+            seq += part.len() as u32;
+        }
+    }
     assert_eq!(s.k.suspect_cell(R, DIR_FROM, v2).unwrap(), 0);
     assert_eq!(s.k.suspect_cell(R, DIR_TO, v2).unwrap(), 0);
     assert_eq!(sv2_shares(&s), 0);
-    // The three JSON messages are Stratum packets: the authorize, the reply (the subscribe's,
-    // naming `mining.notify`) and the submit.
-    assert_eq!(s.all_stratum(), 3);
+    // Stratum packets: the authorize, the reply (the subscribe's, naming `mining.notify`), the
+    // submit, and the split subscribe's rest (the new flow's held `{` joined to it, see
+    // `opening`); the submits' rests open inside their message (a continuation on the known
+    // flow: handed over, no Stratum packet).
+    assert_eq!(s.all_stratum(), 4);
 }
 
 /// Stratum V2 off the pool ports (443 included): the 64-byte hello and, the other way on the same
