@@ -535,8 +535,12 @@ fn tcp<const COMPAT: bool>(
         );
     }
     // An undecided opening of a new flow is held (or extended, or dropped once decided).
-    let held = flags & flags::SETTLE != 0
-        && opening::opening_settle(found, n, joined, next_seq, flags) != 0;
+    let settled = if flags & flags::SETTLE != 0 {
+        opening::opening_settle(found, n, joined, next_seq, flags)
+    } else {
+        0
+    };
+    let held = settled == opening::HELD;
     // A segment the scan did not recognise (a plain reply such as `{"id":4,"result":true}`, a
     // message's continuation) is a candidate too when its flow is a known Stratum flow: a
     // continuation got here only on one; a segment that opens a message pays the `RECENT` read
@@ -568,7 +572,8 @@ fn tcp<const COMPAT: bool>(
         0
     };
     let cut = opens && found == 0 && frame_rest > 0;
-    let long = opens && (flags & flags::WHOLE == 0 || cut) && found == 0;
+    let long =
+        opens && (flags & flags::WHOLE == 0 || cut || settled == opening::UNHELD) && found == 0;
     // ... and so do its next few segments, when it is a new flow's first (`opening`); so does
     // the rest of a frame that matched (the flow is known now), which opens the next segments
     // with no header (a client's masked bytes, a server's text): printable or not, the scan

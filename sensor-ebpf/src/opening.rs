@@ -318,8 +318,10 @@ pub(crate) fn load_after(
 /// After the scan of a window of `n` bytes (`joined` of them a held opening; `found` the scan's
 /// result): a decided flow's opening goes, an undecided one is held or extended. `flags` holds
 /// `flags::WHOLE` (the segment is all in the window) and `flags::FROM_LO` (its source is the
-/// key's lower endpoint). Returns 1 when the segment is now held (a candidate). A global
-/// function: verified once, not once per path of the caller's.
+/// key's lower endpoint). Returns [`HELD`] when the segment is now held (a candidate), [`UNHELD`]
+/// when it would be but is too long to hold (`OPENING_BYTES` or more, and no line end: followed
+/// as a message that runs past the window is), else 0. A global function: verified once, not
+/// once per path of the caller's.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn opening_settle(
@@ -351,11 +353,23 @@ pub extern "C" fn opening_settle(
         remove(key);
         return 0;
     }
-    if holdable && flow_unknown(key) {
+    let unheld = flags & flags::WHOLE != 0 && n >= OPENING_BYTES && buf.byte(n - 1) != b'\n';
+    if (holdable || unheld) && flow_unknown(key) {
+        if unheld {
+            return UNHELD;
+        }
         return opening_hold(n as u64, next_seq, from_lo, 1);
     }
     0
 }
+
+/// `opening_settle`: the segment is held.
+pub(crate) const HELD: u64 = 1;
+/// `opening_settle`: a new flow's first segment that opens a message, matches nothing, fits the
+/// window and ends without a line end, but is too long to hold (a login padded with 600 bytes
+/// before its method and split at byte 300): its next segments are followed, as those of one
+/// that runs past the window (`OPENING_FOLLOW`), and it is a candidate itself.
+pub(crate) const UNHELD: u64 = 2;
 
 /// `values` written to SCRATCH and read back: the verifier tracks no values in map memory, so
 /// the paths that reach here with different known values (a joined opening or none, a plain

@@ -1030,3 +1030,24 @@ fn evasive_a_stratum_v1_session_split_after_every_brace_on_a_pool_port_counts_ex
     let v2 = [("reason", "stratum_v2")];
     assert_eq!(total(&r, "mining_sensor_suspect_flows_total", &v2), 0);
 }
+
+/// XMRig's login padded with an unknown key of 600 bytes before its method, sent in two segments
+/// cut at byte 256, 300 or 511: the first opens the message with no marker, fits the window and
+/// is too long to be held whole (`OPENING_BYTES`), so the program hands it over and follows the
+/// next segment (`opening::UNHELD`); deep inspection joins the two. The pool's reply opens the
+/// flow; the login counts with its coin and agent (before, it was lost at these cuts; at byte 1,
+/// 100 or 700 it counted: held, or its markers in the second segment's window).
+#[test]
+fn evasive_a_padded_login_split_within_the_window_replays_with_coin_and_agent() {
+    let pad = "x".repeat(600);
+    let login = xmrig_login(&pad);
+    for cut in [256, 300, 511] {
+        let mut w = Wire::new(40777);
+        let (a, b) = login.as_bytes().split_at(cut);
+        w.send(true, a);
+        w.send(true, b);
+        w.send(false, LOGIN_REPLY.as_bytes());
+        let r = run("padded-split", w.packets);
+        assert_one_flow_to_kp_and_its_login(&r);
+    }
+}
