@@ -652,7 +652,10 @@ fn live_path_end_to_end() {
     })
     .join()
     .unwrap();
-    in_ns(&t.miner, opaque_client(pool_v2, vec![0x3c; 64], 234))
+    // A Noise hello's 64 bytes: a public key, uniform bytes (text of that size is no hello,
+    // `sensor_common::sv2::is_text16`).
+    let hello: Vec<u8> = (0..64u32).map(|i| (i * 37 + 167) as u8).collect();
+    in_ns(&t.miner, opaque_client(pool_v2, hello, 234))
         .join()
         .unwrap();
     in_ns(&t.miner, benign_client(web, udp, 50)).join().unwrap();
