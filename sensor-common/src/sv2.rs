@@ -15,6 +15,8 @@
 //! counted. Several frames in one segment (124 bytes for two shares) are not counted: a sum of
 //! sizes is ambiguous.
 
+use crate::stratum::{HIGHS, eq_bytes};
+
 /// Whether a payload of a Noise handshake message's size (64 or 234 bytes) may be one, from its
 /// first two bytes: not when they are a TLS record's header (type 20 to 23, then the version's
 /// major byte 3) or the start of a JSON message (`{`, then `"`, `}` or a blank), the ordinary
@@ -39,16 +41,8 @@ pub const fn may_be_noise(first: u8, second: u8) -> bool {
 /// 64 bytes after it, as a miner hiding from signature matching splits it): the opening bytes
 /// [`may_be_noise`] reads are then a key's or a string's, no brace.
 pub const fn is_text16(a: u64, b: u64) -> bool {
-    (a | b) & HIGHS == 0 && !has_zero_byte(a) && !has_zero_byte(b)
+    (a | b) & HIGHS == 0 && eq_bytes(a, 0) == 0 && eq_bytes(b, 0) == 0
 }
-
-/// Whether a byte of `w` is 0 (exact as a yes or no: a borrow runs only above a zero byte).
-const fn has_zero_byte(w: u64) -> bool {
-    w.wrapping_sub(LOWS) & !w & HIGHS != 0
-}
-
-const LOWS: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
 
 /// Whether [`may_be_noise`] needs the second byte after `first`: only when `first` is one a TLS
 /// record's header or a JSON message opens with (any other payload may be Noise at once, and
