@@ -152,7 +152,7 @@ type FlowId = (IpAddr, u16, IpAddr, u16, u8);
 /// Whether the agent put a flow in the program's flow table (see [`OpenFlows`]).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Opened {
-    /// Not tried, or tried at a login the program had read too (its flow was there).
+    /// Not tried, or tried at a plain login whose flow the table already held.
     No,
     /// Tried where the program could not read the flow's Stratum (compressed WebSocket messages,
     /// a chunked body's JSON): its entry is touched at every later message read here, whether
@@ -316,10 +316,11 @@ impl Inspector {
     /// Counts flow `id` in `stratum_flows_total` once, as the program counts the flows it finds
     /// (every range of the source `from`, of the destination `to`, else `unwatched`), when its
     /// Stratum was found here only and the flow table did not hold it (see [`OpenFlows`]); at
-    /// its later Stratum messages, touches its entry. `read` tells whether the program may have
-    /// read this message (a login in plain text): then a flow the table holds is the program's,
-    /// and only a flow put there here is touched later; else (Stratum the program cannot read)
-    /// the entry is touched whoever put it there.
+    /// its later Stratum messages, touches its entry. `plain_login`: a login in plain text that
+    /// the program's scan found nothing in; a flow the table holds then was opened by a later
+    /// message the program read (a pool's reply), and only a flow put there here is touched
+    /// later; without a table nothing is counted. Else (Stratum the program cannot read at all:
+    /// compressed, chunked) the entry is touched whoever put it there.
     #[allow(clippy::too_many_arguments)]
     fn open_flow(
         &mut self,
@@ -330,7 +331,7 @@ impl Inspector {
         dst: u64,
         wall: std::time::SystemTime,
         range_name: &impl Fn(usize) -> Option<String>,
-        read: bool,
+        plain_login: bool,
     ) {
         let Some(note) = self.seen.get_mut(&id) else {
             return;
@@ -345,10 +346,10 @@ impl Inspector {
         let (src, dst) = (src & RANGE_MASK, dst & RANGE_MASK);
         let put = match &mut self.flows {
             Some(flows) => flows.open(&key, src | dst, dialect as u8, wall),
-            // No table to ask: whether the program read the login is not known here.
-            None => !read,
+            // No table to open it in (a plain login's flow is counted only with one).
+            None => !plain_login,
         };
-        if !read {
+        if !plain_login {
             note.opened = Opened::Tried;
         } else if put {
             note.opened = Opened::Here;
