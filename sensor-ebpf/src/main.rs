@@ -138,9 +138,15 @@ fn try_sensor<const COMPAT: bool>(ctx: &XdpContext) -> Result<bool, ()> {
     // path through the link and network headers (VLAN tags, IPv4 options, IPv6 extension
     // headers) otherwise reached the transport code with its own known offsets, and the
     // transport code was verified once per path.
-    if ip.l4 as u64 > MAX_OFFSET || ip.end as u64 > MAX_OFFSET {
+    if ip.l4 as u64 > MAX_OFFSET {
         // Not in a frame's linear part: nothing past the network header can be read.
         ip.l4 = 0;
+    } else if ip.end as u64 > MAX_OFFSET {
+        // A packet longer than a frame's linear part can be (a jumbo frame's fragments, a
+        // capture's segment merged by GRO, 65,535 bytes at most): its transport header and first
+        // bytes are read as any packet's, up to here. Ending the transport code's view at once
+        // lost a merged segment of more than 16 KB of shares.
+        ip.end = MAX_OFFSET as usize;
     }
     if let Some(s) = SCRATCH.get_ptr_mut(0) {
         // SAFETY: map value pointer, valid for the program run; only this CPU uses it.

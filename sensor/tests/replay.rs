@@ -882,3 +882,79 @@ fn a_live_session_captured_and_rewritten_to_kp_replays_exactly() {
     assert_eq!(flows[0]["dport"], 3333);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A capture made on a busy proxy's host: its upstream's submits leave in segments its TSO has
+/// not cut yet, and the pool's replies arrive merged by its GRO, each segment many messages long.
+/// XMRig's login, the pool's reply at target `b88d0600` (10,000 hashes a share), then two bursts
+/// of 150 submits: the first sent as one segment of 16,800 bytes (more than 16 KiB, past which
+/// the program read no transport header at all) and answered by one of 9,750, the second in
+/// segments of 2,896 bytes (two MSS merged; messages straddle them) both ways. Every share counts
+/// once, accepted: 300 shares, 3,000,000 hashes. Before, deep inspection read a sample's 1,536
+/// bytes of each segment, and nothing of the first burst: 74 shares counted, 40 of them accepted
+/// (with the program's fix alone, 150 accepted; with the whole frames alone, 53).
+#[test]
+fn segments_merged_by_the_capturing_hosts_gro_are_read_whole() {
+    let dir = tmp("gro");
+    let (m, p) = (ip(MINER), ip(POOL));
+    let mut seq = [1000u32, 5000u32];
+    let mut packets = Vec::new();
+    let mut send = |up: bool, seg: &[u8]| {
+        let pkt = if up {
+            Packet::tcp4(m, p, 50100, 3333, seg)
+        } else {
+            Packet::tcp4(p, m, 3333, 50100, seg)
+        };
+        let side = usize::from(!up);
+        packets.push(pkt.tcp_seq(seq[side]).build());
+        seq[side] += seg.len() as u32;
+    };
+    send(true, &login());
+    send(false, REPLY);
+    // 112 bytes each (ids of 3 digits), 65 for their OKs.
+    let submit = |id: u32| {
+        format!(
+            "{{\"id\":{id},\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{{\"id\":\"7d\",\"job_id\":\"1\",\"nonce\":\"{id:08x}\",\"result\":\"ab\"}}}}\n"
+        )
+    };
+    let ok = |id: u32| {
+        format!(
+            "{{\"id\":{id},\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{{\"status\":\"OK\"}}}}\n"
+        )
+    };
+    let burst = |ids: std::ops::Range<u32>, f: &dyn Fn(u32) -> String| -> Vec<u8> {
+        ids.flat_map(|id| f(id).into_bytes()).collect()
+    };
+    let (up, down) = (burst(100..250, &submit), burst(100..250, &ok));
+    assert_eq!((up.len(), down.len()), (16_800, 9_750));
+    send(true, &up);
+    send(false, &down);
+    for (side, bytes) in [
+        (true, burst(300..450, &submit)),
+        (false, burst(300..450, &ok)),
+    ] {
+        for seg in bytes.chunks(2_896) {
+            send(side, seg);
+        }
+    }
+    let frames: Vec<(Duration, Vec<u8>)> = packets
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| (at(0, 10 * i as u64), f))
+        .collect();
+    let file = dir.join("proxy-host.pcap");
+    write_pcap(&file, DataLink::ETHERNET, &frames);
+    let (_, r) = replay(&[], &[&file]);
+    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
+    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
+    let accepted = [("range", "kp"), ("coin", "monero"), ("result", "accepted")];
+    assert_eq!(total(&r, "mining_sensor_shares_total", &accepted), 300);
+    assert_eq!(total(&r, "mining_sensor_shares_total", &[]), 300);
+    assert_eq!(
+        total(&r, "mining_sensor_share_hashes_total", &[]),
+        3_000_000
+    );
+    let problems = r["files"][0]["problems"].to_string();
+    assert!(problems.contains("frames longer than"), "{problems}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

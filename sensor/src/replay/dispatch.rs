@@ -10,6 +10,7 @@ use sensor_common::{
     ReplayHeader,
 };
 
+use super::whole::Whole;
 use crate::bpf::BatchRunner;
 
 /// A packet on its way to the kernel.
@@ -39,6 +40,8 @@ struct Batch {
 struct Job {
     batches: Vec<Batch>,
     packets: usize,
+    /// Its frames longer than a sample's copy, kept whole in `Dispatch::whole` while it runs.
+    kept: Vec<u64>,
 }
 
 /// Packets per job. Bounds what the jobs in flight can write into the rings (see `ring_room`).
@@ -191,6 +194,8 @@ pub(super) struct Dispatch {
     pub(super) max_input: usize,
     spare_lists: Vec<Vec<Queued>>,
     names: Vec<String>,
+    /// Frames of the jobs in flight longer than a sample's copy, for deep inspection.
+    whole: Whole,
 }
 
 impl Dispatch {
@@ -245,6 +250,7 @@ impl Dispatch {
                 .map(|_| Job {
                     batches: Vec::new(),
                     packets: 0,
+                    kept: Vec::new(),
                 })
                 .collect(),
             inflight: 0,
@@ -252,22 +258,31 @@ impl Dispatch {
             max_input,
             spare_lists: Vec::new(),
             names,
+            whole: Whole::default(),
         })
     }
 
     /// Queues a packet on its flow's worker. A packet longer than a batch holds is cut to fit:
-    /// its header says how long it was, and its IP length checks against that.
+    /// its header says how long it was, and its IP length checks against that. A packet longer
+    /// than a sample's copy is kept whole (`Whole`) until its job has run and the rings were read.
     pub(super) fn push(
         &mut self,
         mut q: Queued,
-        after: &mut impl FnMut() -> Result<()>,
+        after: &mut impl FnMut(&mut Whole) -> Result<()>,
     ) -> Result<()> {
         let w = flow_worker(&q.data, self.jobs.len());
+        let kept = Whole::wanted(q.data.len()).then(|| {
+            let ts_ns = q.ts.as_nanos() as u64;
+            let ifindex = q.file as u32 + 1;
+            self.whole.keep(ifindex, ts_ns, q.wire_len as u32, &q.data)
+        });
         q.data.truncate(self.max_input - ReplayHeader::SIZE);
         let size = ReplayHeader::SIZE + q.data.len();
         if !self.pending[w].is_empty() && self.pending_bytes[w] + size > self.max_input {
             self.close_batch(w, after)?;
         }
+        // The job the packet's batch will be in (`close_batch` above may have sent the last).
+        self.open[w].kept.extend(kept);
         self.pending[w].push(q);
         self.pending_bytes[w] += size;
         if self.pending[w].len() >= REPLAY_BATCH_MAX {
@@ -277,7 +292,11 @@ impl Dispatch {
     }
 
     /// Lays the worker's pending packets out as a batch of its open job; sends the job when full.
-    fn close_batch(&mut self, w: usize, after: &mut impl FnMut() -> Result<()>) -> Result<()> {
+    fn close_batch(
+        &mut self,
+        w: usize,
+        after: &mut impl FnMut(&mut Whole) -> Result<()>,
+    ) -> Result<()> {
         if self.pending[w].is_empty() {
             return Ok(());
         }
@@ -298,7 +317,7 @@ impl Dispatch {
         Ok(())
     }
 
-    fn send(&mut self, w: usize, after: &mut impl FnMut() -> Result<()>) -> Result<()> {
+    fn send(&mut self, w: usize, after: &mut impl FnMut(&mut Whole) -> Result<()>) -> Result<()> {
         if self.open[w].batches.is_empty() {
             return Ok(());
         }
@@ -307,6 +326,7 @@ impl Dispatch {
             Job {
                 batches: Vec::new(),
                 packets: 0,
+                kept: Vec::new(),
             },
         );
         while self.inflight >= self.max_inflight {
@@ -324,7 +344,7 @@ impl Dispatch {
         Ok(())
     }
 
-    fn complete_one(&mut self, after: &mut impl FnMut() -> Result<()>) -> Result<()> {
+    fn complete_one(&mut self, after: &mut impl FnMut(&mut Whole) -> Result<()>) -> Result<()> {
         let done = self
             .done
             .recv()
@@ -333,8 +353,17 @@ impl Dispatch {
         self.check(done, after)
     }
 
-    fn check(&mut self, done: Done, after: &mut impl FnMut() -> Result<()>) -> Result<()> {
-        let Done { job, codes, error } = done;
+    fn check(
+        &mut self,
+        done: Done,
+        after: &mut impl FnMut(&mut Whole) -> Result<()>,
+    ) -> Result<()> {
+        let Done {
+            mut job,
+            codes,
+            error,
+        } = done;
+        let kept = std::mem::take(&mut job.kept);
         for (i, batch) in job.batches.into_iter().enumerate() {
             let n = batch.n;
             let at = || {
@@ -366,11 +395,16 @@ impl Dispatch {
             // Emptied by the worker once the batch ran.
             self.spare_lists.push(batch.packets);
         }
-        after()
+        after(&mut self.whole)?;
+        self.whole.forget(&kept);
+        Ok(())
     }
 
     /// Sends every pending batch and waits until all have run and their output is read.
-    pub(super) fn finish(&mut self, after: &mut impl FnMut() -> Result<()>) -> Result<()> {
+    pub(super) fn finish(
+        &mut self,
+        after: &mut impl FnMut(&mut Whole) -> Result<()>,
+    ) -> Result<()> {
         for w in 0..self.jobs.len() {
             self.close_batch(w, after)?;
             self.send(w, after)?;
@@ -378,6 +412,6 @@ impl Dispatch {
         while self.inflight > 0 {
             self.complete_one(after)?;
         }
-        after()
+        after(&mut self.whole)
     }
 }

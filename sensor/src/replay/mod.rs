@@ -10,7 +10,8 @@
 //! - `reader`: capture files (pcap, pcapng, gzip) read a frame at a time, bad records reported;
 //!   `link` makes every link type an Ethernet frame, `stream` is the bytes under the parser.
 //! - `merge`: each file read ahead on a thread of its own, the files merged in timestamp order.
-//! - `dispatch`: frames batched per flow onto workers, one per CPU, run through the kernel.
+//! - `dispatch`: frames batched per flow onto workers, one per CPU, run through the kernel;
+//!   `whole` keeps the frames longer than the kernel's copy for deep inspection.
 //! - this module: the `replay` entry and its options, buckets and the rings read between batches.
 //! - `results`: the `Report` all outputs come from; `output` writes OpenMetrics and the terminal
 //!   summary, `report` the HTML page.
@@ -25,6 +26,7 @@ mod results;
 mod stream;
 #[cfg(test)]
 mod tests;
+mod whole;
 
 use std::{
     cell::Cell,
@@ -215,7 +217,7 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
         Ok(())
     };
     // What the batches run so far made the kernel report, stamped with their packets' capture time.
-    let mut read_rings = || -> Result<()> {
+    let mut read_rings = |whole: &mut whole::Whole| -> Result<()> {
         let iface = |ifindex: u32| {
             labels
                 .ifaces
@@ -233,7 +235,10 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
         }
         while let Some(item) = sample_ring.next() {
             let s = crate::bpf::sample_from(&item)?;
-            let bytes = &s.data[..(s.cap_len as usize).min(s.data.len())];
+            let copy = &s.data[..(s.cap_len as usize).min(s.data.len())];
+            // A frame longer than the copy is read whole from the capture.
+            let kept = whole.take(s.ifindex, s.ts_ns, s.frame_len, copy);
+            let bytes = kept.as_deref().unwrap_or(copy);
             let ts = Duration::from_nanos(s.ts_ns);
             let wall = std::time::UNIX_EPOCH + ts;
             for line in inspector.borrow_mut().frame(
@@ -295,10 +300,11 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
     for (report, n) in reports.iter_mut().zip(oversize) {
         if n > 0 {
             let msg = format!(
-                "{n} frames longer than the {} bytes a replay batch holds (jumbo frames, or \
-                 segments merged by the capturing host's GRO): counted by their IP lengths, their \
-                 content inspected up to that length only",
-                max_input - ReplayHeader::SIZE
+                "{n} frames longer than the {max} bytes a replay batch holds (jumbo frames, or \
+                 segments merged by the capturing host's GRO): counted by their IP lengths; the \
+                 program read their first {max} bytes, deep inspection the Stratum messages in \
+                 them whole",
+                max = max_input - ReplayHeader::SIZE
             );
             warn!("{}: {msg}", report.file);
             report.problems.push(msg);
