@@ -66,9 +66,12 @@ const FAMILIES: &[(&str, &str)] = &[
     ("cast_xmr", "cast-xmr"),
     ("minergate", "minergate"),
     ("bzminer", "bzminer"),
-    // Equihash (Zcash) miners, as they name themselves in `mining.subscribe`.
+    // Equihash (Zcash) miners, as they name themselves in `mining.subscribe`: NiceHash's
+    // nheqminer as `nheqminer/0.5c` (`ZcashMiner::userAgent` in libstratum/ZcashStratum.cpp,
+    // `STANDALONE_MINER_VERSION` in version.h), its own family (a miner, not NiceHash's proxy).
     ("ewbf", "ewbf"),
     ("equihashminer", "equihashminer"),
+    ("nheqminer", "nheqminer"),
 ];
 
 fn is_token_byte(b: u8) -> bool {

@@ -1003,6 +1003,12 @@ fn zcash_sessions() {
     assert_eq!(ewbf.agent, agent("ewbf", "0.3.4b"));
     let eqm = one(r#"{"id":1,"method":"mining.subscribe","params":["equihashminer"]}"#);
     assert_eq!(eqm.agent.map(|a| a.family), Some("equihashminer"));
+    // nheqminer's subscribe as its StratumClient::connect writes it (before: `unknown`).
+    let nheq = one(
+        r#"{"id":1,"method":"mining.subscribe","params":["nheqminer/0.5c", null,"eu1-zcash.flypool.org","3333"]}"#,
+    );
+    assert_eq!(nheq.agent, agent("nheqminer", "0.5c"));
+    assert_eq!(nheq.coin, Coin::Zcash);
 }
 
 /// The coin a pool host names: one ticker or name among its labels, or a pool of one coin.
