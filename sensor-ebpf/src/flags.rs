@@ -23,6 +23,9 @@ pub(crate) const NOT_PLAIN: u64 = 1 << 7;
 /// port; a frame's rest followed on any other flow is noted for `opening::frames_followed`.
 /// Plain segments, the most scanned, read no pool-port bit for it.
 pub(crate) const WATCHED: u64 = 1 << 8;
+/// The flow's slot held an opening lately (`opening::maybe_held`): a segment that matched
+/// nothing may be the other endpoint's answer to a followed opening (`opening::answers`).
+pub(crate) const HELD_SLOT: u64 = 1 << 9;
 /// Where the segment's length in bytes (header or head included) is kept, 16 bits ...
 pub(crate) const SEGMENT_LEN: u32 = 16;
 /// ... and its offset in the packet, 16 bits, so that neither is live across the scan.
@@ -30,7 +33,7 @@ pub(crate) const SEGMENT_AT: u32 = 32;
 
 const _: () = {
     let bits = [
-        WHOLE, FROM_LO, SETTLE, CHUNKS, OPENS, SIGNALLED, NOT_PLAIN, WATCHED,
+        WHOLE, FROM_LO, SETTLE, CHUNKS, OPENS, SIGNALLED, NOT_PLAIN, WATCHED, HELD_SLOT,
     ];
     let mut seen = 0u64;
     let mut i = 0;

@@ -514,6 +514,7 @@ fn tcp<const COMPAT: bool>(
         | (candidate as u64 * flags::SIGNALLED)
         | (!plain as u64 * flags::NOT_PLAIN)
         | ((!plain && (shaped || pool_port(sport))) as u64 * flags::WATCHED)
+        | (held_slot as u64 * flags::HELD_SLOT)
         | (segment as u64 & 0xffff) << flags::SEGMENT_AT
         | (segment_len as u64 & 0xffff) << flags::SEGMENT_LEN;
     // The segment's end, header or head included.
@@ -602,7 +603,10 @@ fn tcp<const COMPAT: bool>(
                 || long
                 || (flags & flags::CHUNKS != 0 && found == 0)
                 || !opens
-                || (recent_stratum(flow) && !flow_unknown(&flow.key)))))
+                || (recent_stratum(flow) && !flow_unknown(&flow.key))
+                || (found == 0
+                    && flags & flags::HELD_SLOT != 0
+                    && opening::opening_answers((flags & flags::FROM_LO != 0) as u64) != 0))))
 }
 
 /// The header of the WebSocket text frame at `payload` and its payload's first byte, unmasked;

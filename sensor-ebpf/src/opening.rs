@@ -251,13 +251,15 @@ pub extern "C" fn opening_follow(seq: u64, from_lo: u64, next_seq: u64) -> u64 {
         remove(key);
         return 0;
     }
+    // The segments to follow all passed (the last one left the entry at 0): this one is scanned
+    // as any other, and the entry goes. Kept until here, it let the other endpoint's answers to
+    // the last followed segment through (`opening_answers`).
+    if o.skip == 0 && o.len == 0 {
+        remove(key);
+        return 0;
+    }
     let len = next_seq.wrapping_sub(seq) as u32;
-    let last = if o.skip != 0 {
-        len >= o.skip as u32
-    } else {
-        o.len <= 1
-    };
-    if last {
+    if o.skip != 0 && len >= o.skip as u32 {
         remove(key);
     } else {
         o.len = o.len.saturating_sub(1);
@@ -266,6 +268,31 @@ pub extern "C" fn opening_follow(seq: u64, from_lo: u64, next_seq: u64) -> u64 {
         o.at_ns = now;
     }
     1
+}
+
+/// Whether SCRATCH's key's flow is followed (`OPENING_FOLLOW`, within `OPENING_MAX_AGE_NS`) from
+/// the endpoint that did not send this segment (`from_lo` is the segment's): the segment, which
+/// matched nothing, is the other endpoint's message while the opening is read, such as a pool's
+/// `true` and work package answering an ethproxy login padded past the window. Handed over too:
+/// until the kernel knows the flow (its first Stratum packet, or the agent opening it at the
+/// login) the pool's messages, which carry no marker, went nowhere, and the shares they set the
+/// difficulty of counted without hashes.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn opening_answers(from_lo: u64) -> u64 {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    let key = unsafe { &(*scratch).flow.key };
+    let Some(o) = OPENINGS.get_ptr(key) else {
+        return 0;
+    };
+    // SAFETY: LRU map value, valid for the program run; read only.
+    let o = unsafe { &*o };
+    (o.kind == OPENING_FOLLOW
+        && o.from_lo as u64 != from_lo
+        && now().saturating_sub(o.at_ns) <= OPENING_MAX_AGE_NS) as u64
 }
 
 /// Whether the segment at `seq`, `plen` bytes from the key's lower endpoint when `from_lo`, is

@@ -1699,6 +1699,34 @@ fn a_login_padded_over_several_segments_is_handed_over_whole() {
     assert_eq!(sizes.len(), 10);
     assert_eq!(&sizes[..3], &[1502, 1502, 565]);
     assert_eq!(s.all_stratum(), 2 * 2);
+    // The other endpoint's messages that match nothing (an ethproxy pool's `true`) are handed
+    // over while the client is followed and until its segment after the last followed one
+    // (`opening_answers`); on a flow nobody follows, and after that, not.
+    let answer = |sport: u16| {
+        Packet::tcp4(
+            pool,
+            m,
+            3333,
+            sport,
+            b"{\"id\":1,\"jsonrpc\":\"2.0\",\"result\":true}\n",
+        )
+        .build()
+    };
+    let segs = segments(45503, &padded(6000));
+    s.run(&segs[0]);
+    s.run(&answer(45503));
+    s.run(&answer(45504));
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 10 + 2);
+    for seg in &segs[1..4] {
+        s.run(seg);
+    }
+    s.run(&answer(45503));
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 12 + 3 + 1);
+    s.run(&segs[4]);
+    s.run(&answer(45503));
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 16);
+    assert_eq!(s.k.openings().unwrap(), 0);
+    assert_eq!(s.all_stratum(), 2 * 2);
 }
 
 /// Budget 0 turns deep inspection off for Stratum flows too: nothing is handed over, and the
