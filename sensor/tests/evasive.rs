@@ -891,6 +891,74 @@ fn replay_cpus() -> usize {
     (unsafe { libc::CPU_COUNT(&set) } as usize).max(1)
 }
 
+/// An ethproxy work package's header hash (its seed hash too), and the boundary 2^224 it
+/// carries: 2^256 / 2^224 = 2^32 hashes a share.
+const ETH_HASH: &str = "0x416e293fb0bd38d28e5ff6bd43bc13a0252333f9985485cbd5ed49f3c79d2960";
+const ETH_BOUNDARY: &str = "0x0000000100000000000000000000000000000000000000000000000000000000";
+/// ethminer's login, with an address.
+const ETH_LOGIN: &str = r#"["0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5","x"]"#;
+
+/// An ethproxy client's request, padded with an unknown key holding `pad` before its method when
+/// `pad` is not empty.
+fn eth_request(id: u64, method: &str, params: &str, pad: &str) -> String {
+    let pad = if pad.is_empty() {
+        String::new()
+    } else {
+        format!("\"pad\":\"{pad}\",")
+    };
+    format!(
+        "{{{pad}\"id\":{id},\"jsonrpc\":\"2.0\",\"method\":\"{method}\",\"params\":{params}}}\n"
+    )
+}
+
+/// The pool's work package answering request `id` (0: pushed), at `ETH_BOUNDARY`.
+fn eth_work(id: u64) -> String {
+    format!(
+        "{{\"id\":{id},\"jsonrpc\":\"2.0\",\"result\":[\"{ETH_HASH}\",\"{ETH_HASH}\",\"{ETH_BOUNDARY}\"]}}\n"
+    )
+}
+
+/// The pool's `true` to request `id`.
+fn eth_true(id: u64) -> String {
+    format!("{{\"id\":{id},\"jsonrpc\":\"2.0\",\"result\":true}}\n")
+}
+
+/// An `eth_submitWork`'s params.
+fn eth_share() -> String {
+    format!("[\"0x63d8903c474b670f\",\"{ETH_HASH}\",\"{ETH_HASH}\"]")
+}
+
+/// One Stratum flow in all, an ethereum one from `kp`, its login counted once; `shares` shares,
+/// all accepted at 2^32 hashes, none without difficulty.
+fn assert_one_ethproxy_flow_from_kp_with_accepted_shares(r: &Value, shares: u64) {
+    let from_kp = [
+        ("range", "kp"),
+        ("direction", "from"),
+        ("dialect", "ethereum"),
+    ];
+    assert_eq!(total(r, "mining_sensor_stratum_flows_total", &from_kp), 1);
+    assert_eq!(total(r, "mining_sensor_stratum_flows_total", &[]), 1);
+    let login = [("range", "kp"), ("coin", "ethereum"), ("agent", "unknown")];
+    assert_eq!(total(r, "mining_sensor_miner_logins_total", &login), 1);
+    assert_eq!(total(r, "mining_sensor_miner_logins_total", &[]), 1);
+    let accepted = [
+        ("range", "kp"),
+        ("coin", "ethereum"),
+        ("result", "accepted"),
+    ];
+    assert_eq!(total(r, "mining_sensor_shares_total", &accepted), shares);
+    assert_eq!(total(r, "mining_sensor_shares_total", &[]), shares);
+    assert_eq!(
+        total(r, "mining_sensor_shares_unknown_difficulty_total", &[]),
+        0
+    );
+    let eth = [("range", "kp"), ("coin", "ethereum")];
+    assert_eq!(
+        total(r, "mining_sensor_share_hashes_total", &eth),
+        shares << 32
+    );
+}
+
 /// An ethproxy session (Ethereum) whose every client message is padded with an unknown key of
 /// 600 bytes before its method, on port 443: its login (`eth_submitLogin` with an address), then
 /// `rounds` rounds of the pool's work pushed (id 0, boundary 2^224: 2^256 / 2^224 = 2^32 hashes a
@@ -907,46 +975,21 @@ fn replay_cpus() -> usize {
 #[test]
 fn evasive_an_ethproxy_session_padded_in_every_client_message_is_opened_at_its_login() {
     let pad = "x".repeat(600);
-    let h = "0x416e293fb0bd38d28e5ff6bd43bc13a0252333f9985485cbd5ed49f3c79d2960";
-    let b = "0x0000000100000000000000000000000000000000000000000000000000000000";
-    let cpus = replay_cpus();
-    let rounds = 600 * cpus as u64;
+    let rounds = 600 * replay_cpus() as u64;
     let mut w = Wire::new(40200);
-    let client = |id: u64, method: &str, params: &str| {
-        format!(
-            "{{\"pad\":\"{pad}\",\"id\":{id},\"jsonrpc\":\"2.0\",\"method\":\"{method}\",\"params\":{params}}}\n"
-        )
-    };
-    let login = r#"["0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5","x"]"#;
-    w.send(true, client(1, "eth_submitLogin", login).as_bytes());
-    w.send(false, b"{\"id\":1,\"jsonrpc\":\"2.0\",\"result\":true}\n");
-    let work = format!("{{\"id\":0,\"jsonrpc\":\"2.0\",\"result\":[\"{h}\",\"{h}\",\"{b}\"]}}\n");
-    let share = format!("[\"0x63d8903c474b670f\",\"{h}\",\"{h}\"]");
+    w.send(
+        true,
+        eth_request(1, "eth_submitLogin", ETH_LOGIN, &pad).as_bytes(),
+    );
+    w.send(false, eth_true(1).as_bytes());
     for id in 2..rounds + 2 {
-        w.send(false, work.as_bytes());
-        w.send(true, client(id, "eth_submitWork", &share).as_bytes());
-        let ok = format!("{{\"id\":{id},\"jsonrpc\":\"2.0\",\"result\":true}}\n");
-        w.send(false, ok.as_bytes());
+        w.send(false, eth_work(0).as_bytes());
+        let submit = eth_request(id, "eth_submitWork", &eth_share(), &pad);
+        w.send(true, submit.as_bytes());
+        w.send(false, eth_true(id).as_bytes());
     }
     let r = run("ethproxy-padded", w.packets);
-    let from_kp = [
-        ("range", "kp"),
-        ("direction", "from"),
-        ("dialect", "ethereum"),
-    ];
-    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &from_kp), 1);
-    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
-    let login = [("range", "kp"), ("coin", "ethereum"), ("agent", "unknown")];
-    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
-    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &[]), 1);
-    assert_eq!(total(&r, "mining_sensor_shares_total", &[]), rounds);
-    let accepted = [("coin", "ethereum"), ("result", "accepted")];
-    assert_eq!(total(&r, "mining_sensor_shares_total", &accepted), rounds);
-    let blind = total(&r, "mining_sensor_shares_unknown_difficulty_total", &[]);
-    assert_eq!(blind, 0);
-    let eth = [("range", "kp"), ("coin", "ethereum")];
-    let hashes = total(&r, "mining_sensor_share_hashes_total", &eth);
-    assert_eq!(hashes, rounds << 32);
+    assert_one_ethproxy_flow_from_kp_with_accepted_shares(&r, rounds);
 }
 
 /// ethminer's ethproxy session with its login alone padded with an unknown key of 600 bytes
@@ -961,57 +1004,22 @@ fn evasive_an_ethproxy_session_padded_in_every_client_message_is_opened_at_its_l
 #[test]
 fn evasive_an_ethproxy_session_with_its_login_alone_padded_counts_every_share_with_its_hashes() {
     let pad = "x".repeat(600);
-    let h = "0x416e293fb0bd38d28e5ff6bd43bc13a0252333f9985485cbd5ed49f3c79d2960";
-    let b = "0x0000000100000000000000000000000000000000000000000000000000000000";
     let mut w = Wire::new(40201);
-    let client = |id: u64, method: &str, params: &str, pad: &str| {
-        let pad = if pad.is_empty() {
-            String::new()
-        } else {
-            format!("\"pad\":\"{pad}\",")
-        };
-        format!(
-            "{{{pad}\"id\":{id},\"jsonrpc\":\"2.0\",\"method\":\"{method}\",\"params\":{params}}}\n"
-        )
-    };
-    let login = r#"["0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5","x"]"#;
-    w.send(true, client(1, "eth_submitLogin", login, &pad).as_bytes());
-    w.send(false, b"{\"id\":1,\"jsonrpc\":\"2.0\",\"result\":true}\n");
-    w.send(true, client(2, "eth_getWork", "[]", "").as_bytes());
-    let work = |id: u64| {
-        format!("{{\"id\":{id},\"jsonrpc\":\"2.0\",\"result\":[\"{h}\",\"{h}\",\"{b}\"]}}\n")
-    };
-    w.send(false, work(2).as_bytes());
-    let share = format!("[\"0x63d8903c474b670f\",\"{h}\",\"{h}\"]");
+    w.send(
+        true,
+        eth_request(1, "eth_submitLogin", ETH_LOGIN, &pad).as_bytes(),
+    );
+    w.send(false, eth_true(1).as_bytes());
+    w.send(true, eth_request(2, "eth_getWork", "[]", "").as_bytes());
+    w.send(false, eth_work(2).as_bytes());
     for id in 3..8 {
-        w.send(true, client(id, "eth_submitWork", &share, "").as_bytes());
-        let ok = format!("{{\"id\":{id},\"jsonrpc\":\"2.0\",\"result\":true}}\n");
-        w.send(false, ok.as_bytes());
-        w.send(false, work(0).as_bytes());
+        let submit = eth_request(id, "eth_submitWork", &eth_share(), "");
+        w.send(true, submit.as_bytes());
+        w.send(false, eth_true(id).as_bytes());
+        w.send(false, eth_work(0).as_bytes());
     }
     let r = run("ethproxy-login-padded", w.packets);
-    let from_kp = [
-        ("range", "kp"),
-        ("direction", "from"),
-        ("dialect", "ethereum"),
-    ];
-    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &from_kp), 1);
-    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
-    let login = [("range", "kp"), ("coin", "ethereum")];
-    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
-    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &[]), 1);
-    let accepted = [
-        ("range", "kp"),
-        ("coin", "ethereum"),
-        ("result", "accepted"),
-    ];
-    assert_eq!(total(&r, "mining_sensor_shares_total", &accepted), 5);
-    assert_eq!(total(&r, "mining_sensor_shares_total", &[]), 5);
-    assert_eq!(
-        total(&r, "mining_sensor_shares_unknown_difficulty_total", &[]),
-        0
-    );
-    assert_eq!(total(&r, "mining_sensor_share_hashes_total", &[]), 5 << 32);
+    assert_one_ethproxy_flow_from_kp_with_accepted_shares(&r, 5);
 }
 
 /// A Stratum V1 session (cpuminer's subscribe, an authorize with a Bitcoin address, two submits)
