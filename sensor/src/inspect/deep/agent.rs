@@ -57,6 +57,11 @@ const FAMILIES: &[(&str, &str)] = &[
     ("gminer", "gminer"),
     ("phoenixminer", "phoenixminer"),
     ("ethminer", "ethminer"),
+    // ethminer's forks, as their EthStratumClient names them in `mining.subscribe`: kawpowminer
+    // (Ravencoin's KawPow) `kawpowminer/1.2.4` (project name and version, Stratum mode), nsfminer
+    // `nsfminer-1.3.8` (cable's `project_name_with_version`, EthereumStratum mode).
+    ("kawpowminer", "kawpowminer"),
+    ("nsfminer", "nsfminer"),
     ("claymore", "claymore"),
     ("ccminer", "ccminer"),
     ("t-rex", "t-rex"),

@@ -1009,6 +1009,15 @@ fn zcash_sessions() {
     );
     assert_eq!(nheq.agent, agent("nheqminer", "0.5c"));
     assert_eq!(nheq.coin, Coin::Zcash);
+    // ethminer's forks, their subscribes as jsoncpp writes them (keys in order).
+    let kawpow = one(
+        r#"{"id":1,"jsonrpc":"2.0","method":"mining.subscribe","params":["kawpowminer/1.2.4"]}"#,
+    );
+    assert_eq!(kawpow.agent, agent("kawpowminer", "1.2.4"));
+    let nsf = one(
+        r#"{"id":1,"method":"mining.subscribe","params":["nsfminer-1.3.8","EthereumStratum/1.0.0"]}"#,
+    );
+    assert_eq!(nsf.agent, agent("nsfminer", "1.3.8"));
 }
 
 /// The coin a pool host names: one ticker or name among its labels, or a pool of one coin.
