@@ -4,7 +4,8 @@
 //!   endian, 8 or 16 digits. As XMRig computes it, a 64-bit target T is taken as it is, a 32-bit
 //!   target t becomes T = (2^64-1) / ((2^32-1) / t), both divisions on integers, and the
 //!   difficulty, the expected hashes per share, is (2^64-1) / T.
-//! - Stratum V1 (`mining.set_difficulty [D]`) on sha256d: D x 2^32 hashes.
+//! - Stratum V1 (`mining.set_difficulty [D]`) on sha256d: D x 2^32 hashes; on scrypt (a login
+//!   with a Litecoin or Dogecoin address) D x 2^16 (`SCRYPT_PER_SHA256D`, applied per flow).
 //! - A 256-bit target (`mining.set_target`, Zcash-style pools) or boundary (the third item of an
 //!   `eth_getWork` answer): 2^256 / B hashes, exact in integers, rounded only when turned into an
 //!   `f64` for a counter.
@@ -33,6 +34,11 @@ pub fn monero_target(hex: &str) -> Option<u64> {
 pub fn sha256d_difficulty(d: f64) -> Option<f64> {
     (d.is_finite() && d > 0.0).then_some(d * 4_294_967_296.0)
 }
+
+/// What a share of a scrypt coin (Litecoin, Dogecoin) is worth against `sha256d_difficulty`'s
+/// figure for the same difficulty: scrypt pools' difficulty 1 is 2^16 hashes, not 2^32 (cpuminer
+/// divides a scrypt job's difficulty by 65,536 before it makes the target), so d x 2^16.
+pub const SCRYPT_PER_SHA256D: f64 = 1.0 / 65_536.0;
 
 /// Hashes per share of a 256-bit target or boundary: 1 to 64 hex digits, big endian, with or
 /// without `0x`: 2^256 / B.

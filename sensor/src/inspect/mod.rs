@@ -173,6 +173,9 @@ struct FlowNote {
     /// The flow's coin: its login's, else the first message's that names one.
     coin: Coin,
     coin_from_login: bool,
+    /// Its login named a scrypt coin (`deep::is_scrypt`): Stratum V1 difficulties are worth
+    /// `SCRYPT_PER_SHA256D` of their sha256d figure.
+    scrypt: bool,
     /// The range labels of its endpoints (`unwatched` outside every range) at its latest packet
     /// that said something of work, for its shares.
     ranges: Vec<String>,
@@ -191,6 +194,7 @@ impl FlowNote {
             opened: Opened::No,
             coin: Coin::Unknown,
             coin_from_login: false,
+            scrypt: false,
             ranges: Vec::new(),
             rate: None,
             pending: None,
@@ -206,6 +210,7 @@ impl FlowNote {
         if m.is_login && !self.coin_from_login {
             self.coin = m.coin;
             self.coin_from_login = true;
+            self.scrypt = deep::is_scrypt(m.dialect, m.coin);
         } else if self.coin == Coin::Unknown {
             self.coin = m.coin;
         }
@@ -666,9 +671,15 @@ impl Inspector {
         for signal in work {
             match signal {
                 Signal::Submit(share) => {
-                    let Some(counted) = self.ledger.submit(&id, share, since, &mut resolved) else {
+                    let Some(mut counted) = self.ledger.submit(&id, share, since, &mut resolved)
+                    else {
                         continue;
                     };
+                    if note.scrypt {
+                        counted.hashes = counted
+                            .hashes
+                            .map(|h| h * crate::activity::difficulty::SCRYPT_PER_SHA256D);
+                    }
                     if let Some(tally) = &mut self.tally {
                         for range in &note.ranges {
                             let who = Who {

@@ -308,6 +308,54 @@ fn a_stratum_v1_session_counts_shares_at_the_difficulty_set() {
     assert!(s.has(r#"mining_sensor_share_hashes_total{coin="unknown",range="kp"} 25769803776"#));
 }
 
+/// cpuminer's default algorithm is scrypt: a Litecoin login (coin `other`) whose pool sets
+/// difficulty 8 before the authorize is answered, then 3 accepted shares. A scrypt pool's
+/// difficulty 1 is 2^16 hashes: 8 x 65,536 = 524,288 a share, 1,572,864 for the 3 (at sha256d's
+/// 2^32, 103,079,215,104: 65,536 times too many, as before).
+#[test]
+fn a_scrypt_session_counts_its_shares_at_scrypts_difficulty_one() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(
+        true,
+        r#"{"id":1,"method":"mining.subscribe","params":["cpuminer/2.5.1"]}"#,
+        0,
+    );
+    s.send(
+        false,
+        r#"{"id":null,"method":"mining.set_difficulty","params":[8]}"#,
+        0,
+    );
+    s.send(
+        true,
+        r#"{"id":2,"method":"mining.authorize","params":["LdP8Qox1VAhCzLJNqrr74YovaWYyNBUWvL","x"]}"#,
+        0,
+    );
+    s.send(
+        false,
+        r#"{"id":null,"method":"mining.notify","params":["a","00","01","02",[],"20000000","1d00ffff","5f5e1000",true]}"#,
+        0,
+    );
+    for id in 3..=5 {
+        s.send(
+            true,
+            &format!(
+                r#"{{"id":{id},"method":"mining.submit","params":["w1","a","0000000{id}","5f5e1000","0000000{id}"]}}"#
+            ),
+            1,
+        );
+        s.send(
+            false,
+            &format!(r#"{{"id":{id},"result":true,"error":null}}"#),
+            1,
+        );
+    }
+    assert!(s.has(r#"mining_sensor_shares_total{coin="other",range="kp",result="accepted"} 3"#));
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="other",range="kp"} 1572864"#));
+    assert!(
+        s.has(r#"mining_sensor_miner_logins_total{agent="cpuminer",coin="other",range="kp"} 1"#)
+    );
+}
+
 #[test]
 fn the_hash_counter_starts_at_zero_once_a_difficulty_is_known() {
     let mut s = Session::new(Duration::from_secs(3600));

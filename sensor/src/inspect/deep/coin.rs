@@ -13,7 +13,9 @@
 //!   unknown. The address wins over a list without `rx/0` because the address names what the pool
 //!   pays out (old XMRig offered `cn/r`, Monero's algorithm until November 2019, to Monero pools).
 //! - bitcoin dialect: login a Bitcoin address -> bitcoin; a Zcash address -> zcash; a Monero
-//!   address -> monero; an Equihash job (`mining.notify` of 8 params whose version is `04000000`,
+//!   address -> monero; a Litecoin address (base58 of 34 starting with `L` or `M`, or bech32
+//!   `ltc1`) or a Dogecoin one (base58 of 34 starting with `D`) -> other, the scrypt coins
+//!   (`is_scrypt`: their shares count at another scale, see `activity::difficulty`); an Equihash job (`mining.notify` of 8 params whose version is `04000000`,
 //!   as Zcash pools send) -> zcash; anything else or no login (subscribe, set_difficulty) ->
 //!   unknown.
 //! - ethereum dialect -> ethereum.
@@ -142,9 +144,17 @@ pub(super) fn bitcoin_coin(login: Option<&str>) -> Coin {
         Coin::Zcash
     } else if is_monero_address(core) {
         Coin::Monero
+    } else if is_scrypt_address(core) {
+        Coin::Other
     } else {
         Coin::Unknown
     }
+}
+
+/// Whether a message of `dialect` naming `coin` says its flow mines a scrypt coin (Litecoin,
+/// Dogecoin): in the bitcoin dialect (Stratum V1) `other` comes from their addresses alone.
+pub fn is_scrypt(dialect: super::Dialect, coin: Coin) -> bool {
+    dialect == super::Dialect::Bitcoin && coin == Coin::Other
 }
 
 /// The leading alphanumeric run of a login: pools take `ADDRESS.worker`, `ADDRESS+diff`,
@@ -184,6 +194,22 @@ fn is_bitcoin_address(s: &str) -> bool {
         && (s == lower || s == s.to_ascii_uppercase())
         && lower
             .strip_prefix("bc1")
+            .is_some_and(|data| data.bytes().all(|b| BECH32.contains(&b)));
+    base58 || bech32
+}
+
+/// Litecoin (P2PKH `L`, P2SH `M`: base58 of 34; bech32 `ltc1`) or Dogecoin (P2PKH `D`, base58
+/// of 34). Litecoin's old P2SH addresses start with `3`, as Bitcoin's do: they count as Bitcoin.
+fn is_scrypt_address(s: &str) -> bool {
+    const BECH32: &[u8] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+    let base58 = s.len() == 34
+        && matches!(s.bytes().next(), Some(b'L' | b'M' | b'D'))
+        && s.bytes().all(is_base58);
+    let lower = s.to_ascii_lowercase();
+    let bech32 = (15..=75).contains(&s.len())
+        && (s == lower || s == s.to_ascii_uppercase())
+        && lower
+            .strip_prefix("ltc1")
             .is_some_and(|data| data.bytes().all(|b| BECH32.contains(&b)));
     base58 || bech32
 }

@@ -34,7 +34,7 @@ pub use sensor_common::stratum::Dialect;
 pub use self::{
     agent::Agent,
     classify::canonical_method,
-    coin::Coin,
+    coin::{Coin, is_scrypt},
     framing::{inspect, open_message, read},
     hash::login_hash,
 };

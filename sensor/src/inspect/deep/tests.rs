@@ -182,6 +182,33 @@ fn bitcoin_logins() {
         assert_eq!(auth(login).coin, Coin::Unknown, "{login}");
     }
     assert_eq!(auth(XMR).coin, Coin::Monero);
+    // The scrypt coins: Litecoin (L, M, ltc1) and Dogecoin (D) addresses are `other`, and mark
+    // the flow scrypt; a 33-character or `0`-holding one, or another first letter, says nothing.
+    for login in [
+        "LdP8Qox1VAhCzLJNqrr74YovaWYyNBUWvL.rig",
+        "MGxNPPB7eBoWPUaprtX9v9CXJZoD2465zN",
+        "ltc1qg82hgz8qkq8g8ajtlp8a4mz9c9y0lq2t0cy3hx",
+        "DH5yaieqoZN36fDVciNyRueRGvGLR3mr7L",
+    ] {
+        let m = auth(login);
+        assert_eq!(m.coin, Coin::Other, "{login}");
+        assert!(
+            crate::inspect::deep::is_scrypt(m.dialect, m.coin),
+            "{login}"
+        );
+    }
+    for login in [
+        "LdP8Qox1VAhCzLJNqrr74YovaWYyNBUWv",
+        "LdP8Qox1VAhCzLJNqrr74YovaWYyNBUW0L",
+        "KdP8Qox1VAhCzLJNqrr74YovaWYyNBUWvL",
+    ] {
+        assert_eq!(auth(login).coin, Coin::Unknown, "{login}");
+    }
+    // `other` in the monero dialect (a CryptoNote algorithm) is no scrypt.
+    assert!(!crate::inspect::deep::is_scrypt(
+        Dialect::Monero,
+        Coin::Other
+    ));
     let m = auth(&format!("{ETH}.rig"));
     assert_eq!((m.dialect, m.coin), (Dialect::Ethereum, Coin::Ethereum));
     assert!(m.is_login);
