@@ -265,24 +265,9 @@ fn a_forgotten_flow_and_replays_end_leave_its_shares_unknown() {
     assert!(s.has(r#"mining_sensor_shares_total{coin="unknown",range="kp",result="unknown"} 1"#));
 }
 
-#[test]
-fn a_stratum_v1_session_counts_shares_at_the_difficulty_set() {
-    let mut s = Session::new(Duration::from_secs(3600));
-    s.send(
-        true,
-        r#"{"id":1,"method":"mining.subscribe","params":["cgminer/4.10.0"]}"#,
-        0,
-    );
-    s.send(
-        true,
-        r#"{"id":2,"method":"mining.authorize","params":["w1","x"]}"#,
-        0,
-    );
-    s.send(
-        false,
-        r#"{"id":null,"method":"mining.set_difficulty","params":[2]}"#,
-        0,
-    );
+/// A Stratum V1 job (`mining.notify`) at second 0, then 3 submits for it (ids 3 to 5), each
+/// accepted, at second 1.
+fn job_and_three_accepted_v1_shares(s: &mut Session) {
     s.send(
         false,
         r#"{"id":null,"method":"mining.notify","params":["a","00","01","02",[],"20000000","1d00ffff","5f5e1000",true]}"#,
@@ -302,6 +287,27 @@ fn a_stratum_v1_session_counts_shares_at_the_difficulty_set() {
             1,
         );
     }
+}
+
+#[test]
+fn a_stratum_v1_session_counts_shares_at_the_difficulty_set() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(
+        true,
+        r#"{"id":1,"method":"mining.subscribe","params":["cgminer/4.10.0"]}"#,
+        0,
+    );
+    s.send(
+        true,
+        r#"{"id":2,"method":"mining.authorize","params":["w1","x"]}"#,
+        0,
+    );
+    s.send(
+        false,
+        r#"{"id":null,"method":"mining.set_difficulty","params":[2]}"#,
+        0,
+    );
+    job_and_three_accepted_v1_shares(&mut s);
     // 3 accepted; difficulty 2 is 2 x 2^32 = 8,589,934,592 hashes a share, x 3 = 25,769,803,776.
     // The login "w1" names no coin, nor does any other message: coin "unknown".
     assert!(s.has(r#"mining_sensor_shares_total{coin="unknown",range="kp",result="accepted"} 3"#));
@@ -330,25 +336,7 @@ fn a_scrypt_session_counts_its_shares_at_scrypts_difficulty_one() {
         r#"{"id":2,"method":"mining.authorize","params":["LdP8Qox1VAhCzLJNqrr74YovaWYyNBUWvL","x"]}"#,
         0,
     );
-    s.send(
-        false,
-        r#"{"id":null,"method":"mining.notify","params":["a","00","01","02",[],"20000000","1d00ffff","5f5e1000",true]}"#,
-        0,
-    );
-    for id in 3..=5 {
-        s.send(
-            true,
-            &format!(
-                r#"{{"id":{id},"method":"mining.submit","params":["w1","a","0000000{id}","5f5e1000","0000000{id}"]}}"#
-            ),
-            1,
-        );
-        s.send(
-            false,
-            &format!(r#"{{"id":{id},"result":true,"error":null}}"#),
-            1,
-        );
-    }
+    job_and_three_accepted_v1_shares(&mut s);
     assert!(s.has(r#"mining_sensor_shares_total{coin="other",range="kp",result="accepted"} 3"#));
     assert!(s.has(r#"mining_sensor_share_hashes_total{coin="other",range="kp"} 1572864"#));
     assert!(

@@ -183,35 +183,32 @@ pub(super) fn is_monero_address(s: &str) -> bool {
 }
 
 fn is_bitcoin_address(s: &str) -> bool {
-    const BECH32: &[u8] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
     let base58 = (26..=35).contains(&s.len())
         && matches!(s.bytes().next(), Some(b'1' | b'3'))
         && s.bytes().all(is_base58);
-    // bech32 is all lower or all upper case; the data part is at least 6 checksum characters plus
-    // a witness version and program.
+    base58 || is_bech32(s, "bc1")
+}
+
+/// A segwit address of the coin whose bech32 prefix is `hrp` (with its separator `1`): all lower
+/// or all upper case, and a data part of at least 6 checksum characters plus a witness version
+/// and program, at most 71.
+fn is_bech32(s: &str, hrp: &str) -> bool {
+    const BECH32: &[u8] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
     let lower = s.to_ascii_lowercase();
-    let bech32 = (14..=74).contains(&s.len())
+    (hrp.len() + 11..=hrp.len() + 71).contains(&s.len())
         && (s == lower || s == s.to_ascii_uppercase())
         && lower
-            .strip_prefix("bc1")
-            .is_some_and(|data| data.bytes().all(|b| BECH32.contains(&b)));
-    base58 || bech32
+            .strip_prefix(hrp)
+            .is_some_and(|data| data.bytes().all(|b| BECH32.contains(&b)))
 }
 
 /// Litecoin (P2PKH `L`, P2SH `M`: base58 of 34; bech32 `ltc1`) or Dogecoin (P2PKH `D`, base58
 /// of 34). Litecoin's old P2SH addresses start with `3`, as Bitcoin's do: they count as Bitcoin.
 fn is_scrypt_address(s: &str) -> bool {
-    const BECH32: &[u8] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
     let base58 = s.len() == 34
         && matches!(s.bytes().next(), Some(b'L' | b'M' | b'D'))
         && s.bytes().all(is_base58);
-    let lower = s.to_ascii_lowercase();
-    let bech32 = (15..=75).contains(&s.len())
-        && (s == lower || s == s.to_ascii_uppercase())
-        && lower
-            .strip_prefix("ltc1")
-            .is_some_and(|data| data.bytes().all(|b| BECH32.contains(&b)));
-    base58 || bech32
+    base58 || is_bech32(s, "ltc1")
 }
 
 fn is_zcash_address(s: &str) -> bool {
