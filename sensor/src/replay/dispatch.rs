@@ -24,6 +24,24 @@ pub(super) struct Queued {
     pub(super) wire_len: usize,
 }
 
+/// The ingress interface that stands for capture file `file` (files are numbered from 0; index 0
+/// is no interface).
+pub(super) fn file_ifindex(file: usize) -> u32 {
+    file as u32 + 1
+}
+
+impl Queued {
+    /// What the program takes for its ingress interface, and what its samples carry back.
+    fn ifindex(&self) -> u32 {
+        file_ifindex(self.file)
+    }
+
+    /// Its capture time in ns since the Unix epoch: the program's clock for it, and its samples'.
+    fn ts_ns(&self) -> u64 {
+        self.ts.as_nanos() as u64
+    }
+}
+
 /// One BPF_PROG_TEST_RUN's packets. The worker lays them out and, once they ran, drops them: the
 /// dispatching thread, which every packet passes through, neither copies nor frees frames.
 struct Batch {
@@ -105,8 +123,8 @@ fn probe_max_input(runner: &BatchRunner<'_>) -> Result<usize> {
 fn layout(packets: &[Queued], out: &mut Vec<u8>) {
     crate::bpf::batch_input(
         packets.iter().map(|p| crate::bpf::BatchPacket {
-            ts_ns: p.ts.as_nanos() as u64,
-            ifindex: p.file as u32 + 1,
+            ts_ns: p.ts_ns(),
+            ifindex: p.ifindex(),
             data: &p.data,
             wire_len: p.wire_len,
         }),
@@ -272,9 +290,8 @@ impl Dispatch {
     ) -> Result<()> {
         let w = flow_worker(&q.data, self.jobs.len());
         let kept = Whole::wanted(q.data.len()).then(|| {
-            let ts_ns = q.ts.as_nanos() as u64;
-            let ifindex = q.file as u32 + 1;
-            self.whole.keep(ifindex, ts_ns, q.wire_len as u32, &q.data)
+            self.whole
+                .keep(q.ifindex(), q.ts_ns(), q.wire_len as u32, &q.data)
         });
         q.data.truncate(self.max_input - ReplayHeader::SIZE);
         let size = ReplayHeader::SIZE + q.data.len();

@@ -45,7 +45,7 @@ use tracing::warn;
 use sensor_common::ReplayHeader;
 
 use self::{
-    dispatch::{Dispatch, Queued, ring_room, worker_cpus},
+    dispatch::{Dispatch, Queued, file_ifindex, ring_room, worker_cpus},
     merge::{Merge, ReadAhead},
     reader::open_capture,
     results::samples,
@@ -152,9 +152,10 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| report.file.clone());
-        labels.ifaces[i + 1] = Some(label);
-        // Each file stands for an interface: its packets carry `i + 1` as their ingress ifindex.
-        kernel.set_iface_slot(i as u32 + 1, i as u32 + 1)?;
+        // Each file stands for an interface: its packets carry it as their ingress ifindex.
+        let ifindex = file_ifindex(i);
+        labels.ifaces[ifindex as usize] = Some(label);
+        kernel.set_iface_slot(ifindex, ifindex)?;
         reports.push(report);
     }
     let names: Vec<String> = reports.iter().map(|r| r.file.clone()).collect();

@@ -28,8 +28,6 @@ type Key = (u32, u64, u32);
 pub(super) struct Whole {
     frames: HashMap<Key, Vec<(u64, Vec<u8>)>>,
     next: u64,
-    /// Frames read whole in place of their copies, over the whole replay.
-    pub(super) read: u64,
 }
 
 impl Whole {
@@ -68,7 +66,6 @@ impl Whole {
         if alike.is_empty() {
             self.frames.remove(&key);
         }
-        self.read += 1;
         Some(frame)
     }
 
@@ -113,7 +110,6 @@ mod tests {
         assert_eq!(w.take(1, 7, 2999, &a[..SAMPLE_BYTES]), None);
         // A copy shorter than SAMPLE_BYTES is its frame whole.
         assert_eq!(w.take(1, 7, 3000, &a[..100]), None);
-        assert_eq!(w.read, 1);
         w.forget(&[ia, ib]);
         assert_eq!(w.len(), 0);
         assert!(w.frames.is_empty());
