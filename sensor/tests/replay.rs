@@ -958,3 +958,83 @@ fn segments_merged_by_the_capturing_hosts_gro_are_read_whole() {
     assert!(problems.contains("frames longer than"), "{problems}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A scrypt session logging in with an account (cpuminer's `worker.1`: no address names its
+/// coin or algorithm), on Stratum V1's port 3333: subscribe, the reply's extranonce1, authorize,
+/// difficulty 16, the job, then 3 submits, each accepted, the first a real scrypt share of that
+/// job (`test_support::shares`, the worked example: its scrypt hash is difficulty 695.8). Its
+/// shares count at scrypt's difficulty 1, 2^16 hashes: 3 x 16 x 65,536 = 3,145,728 (before,
+/// at sha256d's 2^32: 206,158,430,208, 65,536 times the work).
+#[test]
+fn an_account_scrypt_session_replays_at_scrypts_difficulty() {
+    use test_support::shares::{SCRYPT_EN1, SCRYPT_NOTIFY, SCRYPT_SHARE};
+    let dir = tmp("scrypt");
+    let (m, p) = (ip(MINER), ip(POOL));
+    let mut seq = [1000u32, 5000u32];
+    let mut frames = Vec::new();
+    let mut send = |up: bool, msg: &str| {
+        let seg = format!("{msg}\n").into_bytes();
+        let pkt = if up {
+            Packet::tcp4(m, p, 50200, 3333, &seg)
+        } else {
+            Packet::tcp4(p, m, 3333, 50200, &seg)
+        };
+        let side = usize::from(!up);
+        frames.push((
+            at(0, 10 * frames.len() as u64),
+            pkt.tcp_seq(seq[side]).build(),
+        ));
+        seq[side] += seg.len() as u32;
+    };
+    send(
+        true,
+        r#"{"id":1,"method":"mining.subscribe","params":["cpuminer/2.5.1"]}"#,
+    );
+    send(
+        false,
+        &format!(
+            r#"{{"id":1,"result":[[["mining.notify","ae6812eb4cd7735a302a8a9dd95cf71f"]],"{SCRYPT_EN1}",4],"error":null}}"#
+        ),
+    );
+    send(
+        true,
+        r#"{"id":2,"method":"mining.authorize","params":["worker.1","x"]}"#,
+    );
+    send(false, r#"{"id":2,"result":true,"error":null}"#);
+    send(
+        false,
+        r#"{"id":null,"method":"mining.set_difficulty","params":[16]}"#,
+    );
+    send(false, SCRYPT_NOTIFY);
+    let [en2, ntime, nonce] = SCRYPT_SHARE;
+    for id in 3..=5 {
+        let nonce = if id == 3 {
+            nonce.to_owned()
+        } else {
+            format!("0000000{id}")
+        };
+        send(
+            true,
+            &format!(
+                r#"{{"id":{id},"method":"mining.submit","params":["worker.1","5c04","{en2}","{ntime}","{nonce}"]}}"#
+            ),
+        );
+        send(
+            false,
+            &format!(r#"{{"id":{id},"result":true,"error":null}}"#),
+        );
+    }
+    let file = dir.join("scrypt.pcap");
+    write_pcap(&file, DataLink::ETHERNET, &frames);
+    let (_, r) = replay(&[], &[&file]);
+    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
+    let login = [("range", "kp"), ("coin", "unknown"), ("agent", "cpuminer")];
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
+    let accepted = [("range", "kp"), ("result", "accepted")];
+    assert_eq!(total(&r, "mining_sensor_shares_total", &accepted), 3);
+    assert_eq!(
+        total(&r, "mining_sensor_share_hashes_total", &[]),
+        3_145_728
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -5,11 +5,12 @@
 //! the real programs the tests run (fetched by `cargo xtask setup`) and where they are found.
 //! `sv2` (feature `sv2`, on for the sensor's tests) is a Stratum V2 device and pool built on the
 //! reference implementation's protocol crates. `sign_test` is the benchmarks' comparison's
-//! verdict.
+//! verdict. `shares` holds two real Stratum V1 shares (sha256d and scrypt) with their jobs.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub mod crafted;
+pub mod shares;
 pub mod sign_test;
 #[cfg(feature = "sv2")]
 pub mod sv2;

@@ -6,6 +6,8 @@
 //! `share_hashes_total`):
 //! - `difficulty` turns what pools send (Monero targets, Stratum V1 difficulties, 256-bit targets
 //!   and boundaries) into hashes per share;
+//! - `proof` tells a Stratum V1 session's proof of work (sha256d or scrypt, whose difficulty 1
+//!   differ 65,536-fold) from its shares, when its login does not;
 //! - `wire` reads what a message says of work (shares, jobs, difficulties, verdicts, a miner's own
 //!   rate);
 //! - `ledger` keeps each flow's shares: once each, at their job's difficulty, with the result the
@@ -14,5 +16,6 @@
 
 pub mod difficulty;
 pub mod ledger;
+pub mod proof;
 pub mod tally;
 pub mod wire;

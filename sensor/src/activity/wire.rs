@@ -24,6 +24,7 @@ use crate::inspect::deep::canonical_method;
 use super::{
     difficulty::{monero_target, sha256d_difficulty, target_256},
     ledger::Submit,
+    proof::{Template, hex},
 };
 
 /// One fact about work.
@@ -44,6 +45,14 @@ pub enum Signal {
     },
     /// The miner's own rate, in hashes per second.
     ReportedRate(f64),
+    /// A Stratum V1 pool's `extranonce1` (its subscribe reply, `mining.set_extranonce`): the
+    /// coinbase bytes it gives the flow, for `proof`.
+    Extranonce(Vec<u8>),
+    /// What a Stratum V1 job gives of its block header, for `proof`.
+    Template {
+        job: String,
+        template: Template,
+    },
 }
 
 /// The signals of one message.
@@ -103,6 +112,12 @@ fn request(obj: &Map<String, Value>, method: &str, out: &mut Vec<Signal>) {
                     hashes: None,
                 });
             }
+            if let Some((job, template)) = list.and_then(|p| Template::of_notify(p)) {
+                out.push(Signal::Template { job, template });
+            }
+        }
+        "mining.set_extranonce" => {
+            out.extend(item(0).and_then(Value::as_str).and_then(extranonce));
         }
         "eth_submitWork" => {
             if let (Some(nonce), Some(header)) = (
@@ -136,6 +151,14 @@ fn reply(obj: &Map<String, Value>, out: &mut Vec<Signal>) {
         // A login reply brings the first job.
         Some(Value::Object(r)) => {
             out.extend(r.get("job").and_then(Value::as_object).and_then(monero_job));
+        }
+        // A Stratum V1 subscribe reply: subscriptions, extranonce1, extranonce2's size.
+        Some(Value::Array(r))
+            if r.len() == 3
+                && r[2].as_u64().is_some_and(|n| (1..=16).contains(&n))
+                && let Some(en1) = r[1].as_str().and_then(extranonce) =>
+        {
+            out.push(en1);
         }
         // ethproxy work: header, seed, boundary.
         Some(Value::Array(work)) => {
@@ -179,6 +202,13 @@ fn monero_job(job: &Map<String, Value>) -> Option<Signal> {
         job: id.to_owned(),
         hashes,
     })
+}
+
+/// An `extranonce1`: hex of 1 to 32 bytes.
+fn extranonce(s: &str) -> Option<Signal> {
+    hex(s)
+        .filter(|b| (1..=32).contains(&b.len()))
+        .map(Signal::Extranonce)
 }
 
 /// A request id as the JSON wrote it; `None` for `null` or none.
@@ -321,13 +351,38 @@ mod tests {
                 accepted: false
             }]
         );
-        // The subscribe reply is no verdict.
+        // The subscribe reply is no verdict; it gives the flow's extranonce1.
         assert_eq!(
             of(
                 r#"{"id":1,"result":[[["mining.notify","ae6812eb4cd7735a302a8a9dd95cf71f"]],"08000002",4],"error":null}"#
             ),
+            [Signal::Extranonce(vec![8, 0, 0, 2])]
+        );
+        assert_eq!(
+            of(r#"{"id":null,"method":"mining.set_extranonce","params":["a1b2",4]}"#),
+            [Signal::Extranonce(vec![0xa1, 0xb2])]
+        );
+        // Neither is an extranonce of odd digits or an extranonce2 size of 0.
+        assert_eq!(
+            of(r#"{"id":1,"result":[null,"080000021",4],"error":null}"#),
             []
         );
+        assert_eq!(
+            of(r#"{"id":1,"result":[null,"08000002",0],"error":null}"#),
+            []
+        );
+        // A job in Stratum V1's nine parameters gives its header's template too.
+        let notify = r#"{"id":null,"method":"mining.notify","params":["j1","0000000000000000000000000000000000000000000000000000000000000001","01","02",[],"20000000","1d00ffff","495fab29",true]}"#;
+        let signals = of(notify);
+        assert_eq!(
+            signals[0],
+            Signal::Job {
+                job: "j1".into(),
+                hashes: None
+            }
+        );
+        assert!(matches!(&signals[1], Signal::Template { job, .. } if job == "j1"));
+        assert_eq!(signals.len(), 2);
     }
 
     #[test]

@@ -37,6 +37,7 @@ use self::deep::{Coin, Message};
 use crate::{
     activity::{
         ledger::{Ledger, Resolved},
+        proof::{Budget, Pow, Prover},
         tally::{Tally, Who},
         wire::{Signal, signals},
     },
@@ -173,9 +174,12 @@ struct FlowNote {
     /// The flow's coin: its login's, else the first message's that names one.
     coin: Coin,
     coin_from_login: bool,
-    /// Its login named a scrypt coin (`deep::is_scrypt`): Stratum V1 difficulties are worth
-    /// `SCRYPT_PER_SHA256D` of their sha256d figure.
+    /// Its login named a scrypt coin (`deep::is_scrypt`), or a share proved scrypt
+    /// (`activity::proof`): Stratum V1 difficulties are worth `SCRYPT_PER_SHA256D` of their
+    /// sha256d figure.
     scrypt: bool,
+    /// A Stratum V1 flow's jobs and extranonce1, until a share proves its algorithm.
+    prover: Option<Box<Prover>>,
     /// The range labels of its endpoints (`unwatched` outside every range) at its latest packet
     /// that said something of work, for its shares.
     ranges: Vec<String>,
@@ -195,6 +199,7 @@ impl FlowNote {
             coin: Coin::Unknown,
             coin_from_login: false,
             scrypt: false,
+            prover: None,
             ranges: Vec::new(),
             rate: None,
             pending: None,
@@ -257,6 +262,8 @@ pub struct Inspector {
     /// Lines of logins counted outside `frame` (a wait that ran out at an expiry, a forgotten
     /// flow, replay's end): `frame` returns them with its own, `late_logins` hands them over.
     late: Vec<LoginLine>,
+    /// Scrypt hashes left for telling flows' proof of work (`activity::proof`).
+    scrypt_budget: Budget,
     /// Messages split over TCP segments, waiting for their next segment.
     streams: stream::Streams,
     /// WebSocket messages sent in several frames, waiting for their next fragment.
@@ -291,6 +298,7 @@ impl Inspector {
             rate_labels: Vec::new(),
             tally: None,
             late: Vec::new(),
+            scrypt_budget: Budget::default(),
             streams: stream::Streams::default(),
             fragments: fragments::Fragments::default(),
             streams_evicted: 0,
@@ -671,10 +679,20 @@ impl Inspector {
         for signal in work {
             match signal {
                 Signal::Submit(share) => {
+                    // What the share proves is read once the ledger has its difficulty.
+                    let proof = (!note.scrypt && note.prover.is_some())
+                        .then(|| (share.job.clone(), share.nonce.clone()));
                     let Some(mut counted) = self.ledger.submit(&id, share, since, &mut resolved)
                     else {
                         continue;
                     };
+                    if let (Some((job, parts)), Some(p), Some(h)) =
+                        (proof, note.prover.as_mut(), counted.hashes)
+                        && p.share(job.as_deref(), &parts, h, &mut self.scrypt_budget, now)
+                            == Some(Pow::Scrypt)
+                    {
+                        note.scrypt = true;
+                    }
                     if note.scrypt {
                         counted.hashes = counted
                             .hashes
@@ -723,6 +741,13 @@ impl Inspector {
                     resolved.extend(self.ledger.reply(&id, &request, accepted));
                 }
                 Signal::ReportedRate(rate) => note.rate = Some((rate, now)),
+                Signal::Extranonce(en1) if !note.scrypt => {
+                    note.prover.get_or_insert_default().extranonce(en1);
+                }
+                Signal::Template { job, template } if !note.scrypt => {
+                    note.prover.get_or_insert_default().template(job, template);
+                }
+                Signal::Extranonce(_) | Signal::Template { .. } => {}
             }
         }
         count_results(&self.metrics, note, &resolved);

@@ -344,6 +344,75 @@ fn a_scrypt_session_counts_its_shares_at_scrypts_difficulty_one() {
     );
 }
 
+/// A cpuminer session logging in with an account (`worker.1`, no address: its coin and algorithm
+/// unnamed): the subscribe reply's extranonce1, difficulty `d`, the job `notify`, then 3 accepted
+/// shares of it, the first `share` (extranonce2, ntime, nonce; `activity::proof::worked`), the
+/// others with nonces of their own.
+fn account_session_with_a_real_share(notify: &str, en1: &str, share: [&str; 3], d: u32) -> Session {
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(
+        true,
+        r#"{"id":1,"method":"mining.subscribe","params":["cpuminer/2.5.1"]}"#,
+        0,
+    );
+    s.send(
+        false,
+        &format!(r#"{{"id":1,"result":[[["mining.notify","ae6812eb4cd7735a302a8a9dd95cf71f"]],"{en1}",4],"error":null}}"#),
+        0,
+    );
+    s.send(
+        true,
+        r#"{"id":2,"method":"mining.authorize","params":["worker.1","x"]}"#,
+        0,
+    );
+    s.send(false, r#"{"id":2,"result":true,"error":null}"#, 0);
+    s.send(
+        false,
+        &format!(r#"{{"id":null,"method":"mining.set_difficulty","params":[{d}]}}"#),
+        0,
+    );
+    s.send(false, notify, 0);
+    let job: serde_json::Value = serde_json::from_str(notify).unwrap();
+    let job = job["params"][0].as_str().unwrap();
+    let [en2, ntime, nonce] = share;
+    for id in 3..=5 {
+        let nonce = if id == 3 {
+            nonce.to_owned()
+        } else {
+            format!("0000000{id}")
+        };
+        s.send(
+            true,
+            &format!(
+                r#"{{"id":{id},"method":"mining.submit","params":["worker.1","{job}","{en2}","{ntime}","{nonce}"]}}"#
+            ),
+            1,
+        );
+        s.send(
+            false,
+            &format!(r#"{{"id":{id},"result":true,"error":null}}"#),
+            1,
+        );
+    }
+    s
+}
+
+/// The same session twice: the worked scrypt share (its scrypt hash is difficulty 695.8) makes
+/// it a scrypt session, whose 3 shares at difficulty 16 are 3 x 16 x 2^16 = 3,145,728 hashes
+/// (before: 3 x 16 x 2^32 = 206,158,430,208, as for sha256d); the genesis block's share
+/// (sha256d difficulty 2,536.4) leaves it at sha256d's 3 x 1 x 2^32 = 12,884,901,888. The
+/// account names no coin: `unknown` both times.
+#[test]
+fn an_account_sessions_first_share_tells_scrypt_from_sha256d() {
+    use test_support::shares::*;
+    let s = account_session_with_a_real_share(SCRYPT_NOTIFY, SCRYPT_EN1, SCRYPT_SHARE, 16);
+    assert!(s.has(r#"mining_sensor_shares_total{coin="unknown",range="kp",result="accepted"} 3"#));
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="unknown",range="kp"} 3145728"#));
+    let s = account_session_with_a_real_share(GENESIS_NOTIFY, GENESIS_EN1, GENESIS_SHARE, 1);
+    assert!(s.has(r#"mining_sensor_shares_total{coin="unknown",range="kp",result="accepted"} 3"#));
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="unknown",range="kp"} 12884901888"#));
+}
+
 #[test]
 fn the_hash_counter_starts_at_zero_once_a_difficulty_is_known() {
     let mut s = Session::new(Duration::from_secs(3600));
