@@ -197,6 +197,11 @@ impl Prover {
         self.templates.push_back((job, t));
     }
 
+    /// Whether a share has decided the flow's proof of work.
+    pub fn decided(&self) -> bool {
+        self.decided
+    }
+
     /// What a share of `job` (its submit's parameters after the job, joined by commas) worth
     /// `sha256d_hashes` proves, once: `Some` the first time a share decides, `None` before and
     /// after. A scrypt hash is computed only when `budget` has one left.

@@ -174,9 +174,9 @@ struct FlowNote {
     /// The flow's coin: its login's, else the first message's that names one.
     coin: Coin,
     coin_from_login: bool,
-    /// Its login named a scrypt coin (`deep::is_scrypt`), or a share proved scrypt
-    /// (`activity::proof`): Stratum V1 difficulties are worth `SCRYPT_PER_SHA256D` of their
-    /// sha256d figure.
+    /// Its login named a scrypt coin (`deep::is_scrypt`) and no share proved sha256d, or a share
+    /// proved scrypt (`activity::proof`): Stratum V1 difficulties are worth
+    /// `SCRYPT_PER_SHA256D` of their sha256d figure.
     scrypt: bool,
     /// A Stratum V1 flow's jobs and extranonce1, until a share proves its algorithm.
     prover: Option<Box<Prover>>,
@@ -679,8 +679,13 @@ impl Inspector {
         for signal in work {
             match signal {
                 Signal::Submit(share) => {
-                    // What the share proves is read once the ledger has its difficulty.
-                    let proof = (!note.scrypt && note.prover.is_some())
+                    // What the share proves is read once the ledger has its difficulty; it
+                    // decides over what the login's address said (a DigiByte address looks
+                    // like a Dogecoin one, and DigiByte is mined on sha256d too).
+                    let proof = note
+                        .prover
+                        .as_ref()
+                        .is_some_and(|p| !p.decided())
                         .then(|| (share.job.clone(), share.nonce.clone()));
                     let Some(mut counted) = self.ledger.submit(&id, share, since, &mut resolved)
                     else {
@@ -688,10 +693,10 @@ impl Inspector {
                     };
                     if let (Some((job, parts)), Some(p), Some(h)) =
                         (proof, note.prover.as_mut(), counted.hashes)
-                        && p.share(job.as_deref(), &parts, h, &mut self.scrypt_budget, now)
-                            == Some(Pow::Scrypt)
+                        && let Some(pow) =
+                            p.share(job.as_deref(), &parts, h, &mut self.scrypt_budget, now)
                     {
-                        note.scrypt = true;
+                        note.scrypt = pow == Pow::Scrypt;
                     }
                     if note.scrypt {
                         counted.hashes = counted
@@ -741,13 +746,12 @@ impl Inspector {
                     resolved.extend(self.ledger.reply(&id, &request, accepted));
                 }
                 Signal::ReportedRate(rate) => note.rate = Some((rate, now)),
-                Signal::Extranonce(en1) if !note.scrypt => {
+                Signal::Extranonce(en1) => {
                     note.prover.get_or_insert_default().extranonce(en1);
                 }
-                Signal::Template { job, template } if !note.scrypt => {
+                Signal::Template { job, template } => {
                     note.prover.get_or_insert_default().template(job, template);
                 }
-                Signal::Extranonce(_) | Signal::Template { .. } => {}
             }
         }
         count_results(&self.metrics, note, &resolved);

@@ -344,11 +344,16 @@ fn a_scrypt_session_counts_its_shares_at_scrypts_difficulty_one() {
     );
 }
 
-/// A cpuminer session logging in with an account (`worker.1`, no address: its coin and algorithm
-/// unnamed): the subscribe reply's extranonce1, difficulty `d`, the job `notify`, then 3 accepted
-/// shares of it, the first `share` (extranonce2, ntime, nonce; `activity::proof::worked`), the
-/// others with nonces of their own.
-fn account_session_with_a_real_share(notify: &str, en1: &str, share: [&str; 3], d: u32) -> Session {
+/// A cpuminer session logging in as `login`: the subscribe reply's extranonce1, difficulty `d`,
+/// the job `notify`, then 3 accepted shares of it, the first `share` (extranonce2, ntime, nonce;
+/// `test_support::shares`), the others with nonces of their own.
+fn session_with_a_real_share(
+    login: &str,
+    notify: &str,
+    en1: &str,
+    share: [&str; 3],
+    d: u32,
+) -> Session {
     let mut s = Session::new(Duration::from_secs(3600));
     s.send(
         true,
@@ -362,7 +367,7 @@ fn account_session_with_a_real_share(notify: &str, en1: &str, share: [&str; 3], 
     );
     s.send(
         true,
-        r#"{"id":2,"method":"mining.authorize","params":["worker.1","x"]}"#,
+        &format!(r#"{{"id":2,"method":"mining.authorize","params":["{login}","x"]}}"#),
         0,
     );
     s.send(false, r#"{"id":2,"result":true,"error":null}"#, 0);
@@ -384,7 +389,7 @@ fn account_session_with_a_real_share(notify: &str, en1: &str, share: [&str; 3], 
         s.send(
             true,
             &format!(
-                r#"{{"id":{id},"method":"mining.submit","params":["worker.1","{job}","{en2}","{ntime}","{nonce}"]}}"#
+                r#"{{"id":{id},"method":"mining.submit","params":["{login}","{job}","{en2}","{ntime}","{nonce}"]}}"#
             ),
             1,
         );
@@ -397,7 +402,8 @@ fn account_session_with_a_real_share(notify: &str, en1: &str, share: [&str; 3], 
     s
 }
 
-/// The same session twice: the worked scrypt share (its scrypt hash is difficulty 695.8) makes
+/// An account's session (`worker.1`: no address names its coin or algorithm) twice: the worked
+/// scrypt share (its scrypt hash is difficulty 695.8) makes
 /// it a scrypt session, whose 3 shares at difficulty 16 are 3 x 16 x 2^16 = 3,145,728 hashes
 /// (before: 3 x 16 x 2^32 = 206,158,430,208, as for sha256d); the genesis block's share
 /// (sha256d difficulty 2,536.4) leaves it at sha256d's 3 x 1 x 2^32 = 12,884,901,888. The
@@ -405,12 +411,28 @@ fn account_session_with_a_real_share(notify: &str, en1: &str, share: [&str; 3], 
 #[test]
 fn an_account_sessions_first_share_tells_scrypt_from_sha256d() {
     use test_support::shares::*;
-    let s = account_session_with_a_real_share(SCRYPT_NOTIFY, SCRYPT_EN1, SCRYPT_SHARE, 16);
+    let s = session_with_a_real_share("worker.1", SCRYPT_NOTIFY, SCRYPT_EN1, SCRYPT_SHARE, 16);
     assert!(s.has(r#"mining_sensor_shares_total{coin="unknown",range="kp",result="accepted"} 3"#));
     assert!(s.has(r#"mining_sensor_share_hashes_total{coin="unknown",range="kp"} 3145728"#));
-    let s = account_session_with_a_real_share(GENESIS_NOTIFY, GENESIS_EN1, GENESIS_SHARE, 1);
+    let s = session_with_a_real_share("worker.1", GENESIS_NOTIFY, GENESIS_EN1, GENESIS_SHARE, 1);
     assert!(s.has(r#"mining_sensor_shares_total{coin="unknown",range="kp",result="accepted"} 3"#));
     assert!(s.has(r#"mining_sensor_share_hashes_total{coin="unknown",range="kp"} 12884901888"#));
+}
+
+/// A login whose address looks like Dogecoin's (`D`, 34 characters: scrypt, coin `other`) but
+/// whose share proves sha256d (DigiByte's addresses look so too, and DigiByte is mined on
+/// sha256d as well): the share decides, 3 x 2^32 = 12,884,901,888 hashes (by the address alone,
+/// 3 x 2^16 = 196,608).
+#[test]
+fn a_share_that_proves_sha256d_overrules_a_scrypt_looking_address() {
+    use test_support::shares::*;
+    let login = "DH5yaieqoZN36fDVciNyRueRGvGLR3mr7L";
+    let s = session_with_a_real_share(login, GENESIS_NOTIFY, GENESIS_EN1, GENESIS_SHARE, 1);
+    assert!(s.has(r#"mining_sensor_shares_total{coin="other",range="kp",result="accepted"} 3"#));
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="other",range="kp"} 12884901888"#));
+    // Its scrypt share keeps it at scrypt's scale: 3 x 16 x 2^16.
+    let s = session_with_a_real_share(login, SCRYPT_NOTIFY, SCRYPT_EN1, SCRYPT_SHARE, 16);
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="other",range="kp"} 3145728"#));
 }
 
 #[test]
