@@ -19,7 +19,7 @@ use sensor_common::{
 
 use crate::{
     maps::{OPENINGS, SCRATCH, stat},
-    opening::{mark_slot, maybe_held, remove},
+    opening::{held, mark_slot, maybe_held, remove},
     parse::{Ip, load_into},
     replay::now,
     scan::packet_flow,
@@ -160,12 +160,7 @@ pub(crate) fn continued(
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn hello_join(seq: u64, from_lo: u64) -> u64 {
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-        return 0;
-    };
-    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-    let key = unsafe { &(*scratch).flow.key };
-    let Some(o) = OPENINGS.get_ptr(key) else {
+    let Some((scratch, key, o)) = held() else {
         return 0;
     };
     // SAFETY: LRU map value, valid for the program run.

@@ -16,13 +16,13 @@
 
 use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
 use sensor_common::{
-    FlowKey, OPENING_BYTES, OPENING_FOLLOW, OPENING_FOLLOW_SEGMENTS, OPENING_MAX_AGE_NS, Stat,
-    stratum::WINDOW, websocket,
+    FlowKey, OPENING_BYTES, OPENING_FOLLOW, OPENING_FOLLOW_SEGMENTS, OPENING_MAX_AGE_NS, Opening,
+    Stat, stratum::WINDOW, websocket,
 };
 
 use crate::{
     flags,
-    maps::{Flow, OPENING_SLOTS, OPENINGS, SCRATCH, UNWATCHED_FOLLOW, stat},
+    maps::{Flow, OPENING_SLOTS, OPENINGS, SCRATCH, Scratch, UNWATCHED_FOLLOW, stat},
     replay::now,
     scan::flow_unknown,
 };
@@ -61,6 +61,18 @@ pub(crate) fn frames_followed() -> bool {
     true
 }
 
+/// SCRATCH, its flow key and the key's `OPENINGS` entry (an opening, a followed flow, a
+/// ClientHello's rest), for the global functions that read or move one; `None` when the flow
+/// holds none.
+#[inline(always)]
+pub(crate) fn held() -> Option<(*mut Scratch, &'static FlowKey, *mut Opening)> {
+    let scratch = SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: map value pointer, valid for the program run (the lifetime given here: no global
+    // function keeps it past its return); only this CPU uses it.
+    let key = unsafe { &(*scratch).flow.key };
+    Some((scratch, key, OPENINGS.get_ptr_mut(key)?))
+}
+
 /// Writes `flow`'s slot: the time an opening was held for it (`now | 1`, never 0), or 0 once its
 /// opening is gone.
 #[inline(always)]
@@ -78,12 +90,7 @@ pub(crate) fn mark_slot(flow: &Flow, value: u64) {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn opening_join(seq: u64, from_lo: u64) -> u64 {
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-        return 0;
-    };
-    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-    let key = unsafe { &(*scratch).flow.key };
-    let Some(o) = OPENINGS.get_ptr(key) else {
+    let Some((scratch, key, o)) = held() else {
         return 0;
     };
     // SAFETY: LRU map value, valid for the program run; a concurrent update by another CPU
@@ -218,12 +225,7 @@ pub extern "C" fn opening_follow_start(
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn opening_follow(seq: u64, from_lo: u64, next_seq: u64) -> u64 {
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-        return 0;
-    };
-    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-    let key = unsafe { &(*scratch).flow.key };
-    let Some(o) = OPENINGS.get_ptr_mut(key) else {
+    let Some((_, key, o)) = held() else {
         return 0;
     };
     // SAFETY: LRU map value, valid for the program run; the flow's segments on two CPUs at
@@ -280,12 +282,7 @@ pub extern "C" fn opening_follow(seq: u64, from_lo: u64, next_seq: u64) -> u64 {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn opening_answers(from_lo: u64) -> u64 {
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-        return 0;
-    };
-    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-    let key = unsafe { &(*scratch).flow.key };
-    let Some(o) = OPENINGS.get_ptr(key) else {
+    let Some((_, _, o)) = held() else {
         return 0;
     };
     // SAFETY: LRU map value, valid for the program run; read only.
