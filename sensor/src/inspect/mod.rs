@@ -178,6 +178,11 @@ struct FlowNote {
     /// proved scrypt (`activity::proof`): Stratum V1 difficulties are worth
     /// `SCRYPT_PER_SHA256D` of their sha256d figure.
     scrypt: bool,
+    /// XMRig's Stratum V1 session (a Bitcoin-shaped job on a flow whose `mining.subscribe`
+    /// named XMRig): XMRig speaks Stratum V1 only for GhostRider (Raptoreum), and takes a
+    /// `mining.set_difficulty` D as D x 65,536 hashes a share (`EthStratumClient`; its own log
+    /// says `diff 66` for D 0.001), scrypt's scale.
+    ghostrider: bool,
     /// A Stratum V1 flow's jobs and extranonce1, until a share proves its algorithm.
     prover: Option<Box<Prover>>,
     /// The range labels of its endpoints (`unwatched` outside every range) at its latest packet
@@ -199,6 +204,7 @@ impl FlowNote {
             coin: Coin::Unknown,
             coin_from_login: false,
             scrypt: false,
+            ghostrider: false,
             prover: None,
             ranges: Vec::new(),
             rate: None,
@@ -698,7 +704,7 @@ impl Inspector {
                     {
                         note.scrypt = pow == Pow::Scrypt;
                     }
-                    if note.scrypt {
+                    if note.scrypt || note.ghostrider {
                         counted.hashes = counted
                             .hashes
                             .map(|h| h * crate::activity::difficulty::SCRYPT_PER_SHA256D);
@@ -748,6 +754,13 @@ impl Inspector {
                 Signal::ReportedRate(rate) => note.rate = Some((rate, now)),
                 Signal::Extranonce(en1) => {
                     note.prover.get_or_insert_default().extranonce(en1);
+                }
+                Signal::Template { .. }
+                    if note.agent.as_ref().is_some_and(|a| a.family == deep::XMRIG) =>
+                {
+                    // Nothing for the prover: a GhostRider header proves neither algorithm.
+                    note.ghostrider = true;
+                    note.prover = None;
                 }
                 Signal::Template { job, template } => {
                     note.prover.get_or_insert_default().template(job, template);

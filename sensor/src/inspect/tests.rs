@@ -435,6 +435,58 @@ fn a_share_that_proves_sha256d_overrules_a_scrypt_looking_address() {
     assert!(s.has(r#"mining_sensor_share_hashes_total{coin="other",range="kp"} 3145728"#));
 }
 
+/// XMRig 6.16.0 mining GhostRider (`-a gr`): its subscribe, authorize and shares as it writes
+/// them (`EthStratumClient`: extranonce2 all zeros, the job's ntime, an 8-digit nonce), a
+/// Bitcoin-shaped job, difficulty 0.5. XMRig takes D as D x 65,536 hashes a share (its log:
+/// `new job ... diff 66 algo ghostrider` for D 0.001, run here), so 3 accepted shares are
+/// 3 x 32,768 = 98,304 hashes (at sha256d's D x 2^32, 6,442,450,944).
+#[test]
+fn xmrigs_ghostrider_session_counts_at_its_own_difficulty_scale() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(
+        true,
+        r#"{"id":1,"jsonrpc":"2.0","method":"mining.subscribe","params":["XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0"]}"#,
+        0,
+    );
+    s.send(
+        false,
+        r#"{"id":1,"result":[[["mining.notify","1"]],"01020304",4],"error":null}"#,
+        0,
+    );
+    s.send(
+        true,
+        r#"{"id":2,"jsonrpc":"2.0","method":"mining.authorize","params":["RKbTRq8NwXz7EH5iGCLYmWfmuDzZ2E5a8Y","x"]}"#,
+        0,
+    );
+    s.send(false, r#"{"id":2,"result":true,"error":null}"#, 0);
+    s.send(
+        false,
+        r#"{"id":null,"method":"mining.set_difficulty","params":[0.5]}"#,
+        0,
+    );
+    s.send(
+        false,
+        r#"{"id":null,"method":"mining.notify","params":["1","0000000000000000000000000000000000000000000000000000000000000000","01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff2503a08601062f503253482f04","0d2f7374726174756d506f6f6c2f00000000",[],"20000000","1d00ffff","6a5b0000",true]}"#,
+        0,
+    );
+    for id in 3..=5 {
+        s.send(
+            true,
+            &format!(
+                r#"{{"id":{id},"jsonrpc":"2.0","method":"mining.submit","params":["RKbTRq8NwXz7EH5iGCLYmWfmuDzZ2E5a8Y","1","00000000","6a5b0000","0000a0{id:02x}"]}}"#
+            ),
+            1,
+        );
+        s.send(
+            false,
+            &format!(r#"{{"id":{id},"result":true,"error":null}}"#),
+            1,
+        );
+    }
+    assert!(s.has(r#"mining_sensor_shares_total{coin="unknown",range="kp",result="accepted"} 3"#));
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="unknown",range="kp"} 98304"#));
+}
+
 #[test]
 fn the_hash_counter_starts_at_zero_once_a_difficulty_is_known() {
     let mut s = Session::new(Duration::from_secs(3600));

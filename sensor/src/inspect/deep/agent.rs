@@ -21,6 +21,9 @@ pub struct Agent {
 }
 
 pub(super) const UNKNOWN: &str = "unknown";
+/// XMRig's family: its Stratum V1 sessions are GhostRider's, whose difficulty scale differs
+/// (`inspect::FlowNote::ghostrider`).
+pub const XMRIG: &str = "xmrig";
 
 /// Product-token prefixes (lower case) and the family they name. Longer prefixes that share a
 /// start with a shorter one come first.
@@ -38,7 +41,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("xmrig-proxy", "xmrig-proxy"),
     ("xmr-node-proxy", "xmr-node-proxy"),
     ("aiostratum-proxy", "aiostratum-proxy"),
-    ("xmrig", "xmrig"),
+    ("xmrig", XMRIG),
     ("xmr-stak", "xmr-stak"),
     ("xmrstak", "xmr-stak"),
     ("cpuminer", "cpuminer"),

@@ -32,7 +32,7 @@ use std::fmt;
 pub use sensor_common::stratum::Dialect;
 
 pub use self::{
-    agent::Agent,
+    agent::{Agent, XMRIG},
     classify::canonical_method,
     coin::{Coin, is_scrypt},
     framing::{inspect, open_message, read},
