@@ -883,6 +883,44 @@ fn a_live_session_captured_and_rewritten_to_kp_replays_exactly() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A TCP session between `MINER` and `POOL` on port 3333, from the miner's `port`: each segment
+/// at its side's next sequence number (the miner's from 1,000, the pool's from 5,000), 10 ms
+/// after the one before.
+struct Wire {
+    port: u16,
+    seq: [u32; 2],
+    frames: Vec<(Duration, Vec<u8>)>,
+}
+
+impl Wire {
+    fn new(port: u16) -> Self {
+        Self {
+            port,
+            seq: [1000, 5000],
+            frames: Vec::new(),
+        }
+    }
+
+    /// `seg` from the miner (`up`) or the pool.
+    fn send(&mut self, up: bool, seg: &[u8]) {
+        let (m, p) = (ip(MINER), ip(POOL));
+        let pkt = if up {
+            Packet::tcp4(m, p, self.port, 3333, seg)
+        } else {
+            Packet::tcp4(p, m, 3333, self.port, seg)
+        };
+        let side = usize::from(!up);
+        let t = at(0, 10 * self.frames.len() as u64);
+        self.frames.push((t, pkt.tcp_seq(self.seq[side]).build()));
+        self.seq[side] += seg.len() as u32;
+    }
+
+    /// The session as a capture file.
+    fn write(&self, file: &Path) {
+        write_pcap(file, DataLink::ETHERNET, &self.frames);
+    }
+}
+
 /// A capture made on a busy proxy's host: its upstream's submits leave in segments its TSO has
 /// not cut yet, and the pool's replies arrive merged by its GRO, each segment many messages long.
 /// XMRig's login, the pool's reply at target `b88d0600` (10,000 hashes a share), then two bursts
@@ -895,21 +933,9 @@ fn a_live_session_captured_and_rewritten_to_kp_replays_exactly() {
 #[test]
 fn segments_merged_by_the_capturing_hosts_gro_are_read_whole() {
     let dir = tmp("gro");
-    let (m, p) = (ip(MINER), ip(POOL));
-    let mut seq = [1000u32, 5000u32];
-    let mut packets = Vec::new();
-    let mut send = |up: bool, seg: &[u8]| {
-        let pkt = if up {
-            Packet::tcp4(m, p, 50100, 3333, seg)
-        } else {
-            Packet::tcp4(p, m, 3333, 50100, seg)
-        };
-        let side = usize::from(!up);
-        packets.push(pkt.tcp_seq(seq[side]).build());
-        seq[side] += seg.len() as u32;
-    };
-    send(true, &login());
-    send(false, REPLY);
+    let mut w = Wire::new(50100);
+    w.send(true, &login());
+    w.send(false, REPLY);
     // 112 bytes each (ids of 3 digits), 65 for their OKs.
     let submit = |id: u32| {
         format!(
@@ -926,23 +952,18 @@ fn segments_merged_by_the_capturing_hosts_gro_are_read_whole() {
     };
     let (up, down) = (burst(100..250, &submit), burst(100..250, &ok));
     assert_eq!((up.len(), down.len()), (16_800, 9_750));
-    send(true, &up);
-    send(false, &down);
+    w.send(true, &up);
+    w.send(false, &down);
     for (side, bytes) in [
         (true, burst(300..450, &submit)),
         (false, burst(300..450, &ok)),
     ] {
         for seg in bytes.chunks(2_896) {
-            send(side, seg);
+            w.send(side, seg);
         }
     }
-    let frames: Vec<(Duration, Vec<u8>)> = packets
-        .into_iter()
-        .enumerate()
-        .map(|(i, f)| (at(0, 10 * i as u64), f))
-        .collect();
     let file = dir.join("proxy-host.pcap");
-    write_pcap(&file, DataLink::ETHERNET, &frames);
+    w.write(&file);
     let (_, r) = replay(&[], &[&file]);
     assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
     let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
@@ -969,23 +990,8 @@ fn segments_merged_by_the_capturing_hosts_gro_are_read_whole() {
 fn an_account_scrypt_session_replays_at_scrypts_difficulty() {
     use test_support::shares::{SCRYPT_EN1, SCRYPT_NOTIFY, SCRYPT_SHARE};
     let dir = tmp("scrypt");
-    let (m, p) = (ip(MINER), ip(POOL));
-    let mut seq = [1000u32, 5000u32];
-    let mut frames = Vec::new();
-    let mut send = |up: bool, msg: &str| {
-        let seg = format!("{msg}\n").into_bytes();
-        let pkt = if up {
-            Packet::tcp4(m, p, 50200, 3333, &seg)
-        } else {
-            Packet::tcp4(p, m, 3333, 50200, &seg)
-        };
-        let side = usize::from(!up);
-        frames.push((
-            at(0, 10 * frames.len() as u64),
-            pkt.tcp_seq(seq[side]).build(),
-        ));
-        seq[side] += seg.len() as u32;
-    };
+    let mut w = Wire::new(50200);
+    let mut send = |up: bool, msg: &str| w.send(up, format!("{msg}\n").as_bytes());
     send(
         true,
         r#"{"id":1,"method":"mining.subscribe","params":["cpuminer/2.5.1"]}"#,
@@ -1025,7 +1031,7 @@ fn an_account_scrypt_session_replays_at_scrypts_difficulty() {
         );
     }
     let file = dir.join("scrypt.pcap");
-    write_pcap(&file, DataLink::ETHERNET, &frames);
+    w.write(&file);
     let (_, r) = replay(&[], &[&file]);
     assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
     let login = [("range", "kp"), ("coin", "unknown"), ("agent", "cpuminer")];

@@ -344,20 +344,19 @@ fn a_scrypt_session_counts_its_shares_at_scrypts_difficulty_one() {
     );
 }
 
-/// A cpuminer session logging in as `login`: the subscribe reply's extranonce1, difficulty `d`,
-/// the job `notify`, then 3 accepted shares of it, the first `share` (extranonce2, ntime, nonce;
-/// `test_support::shares`), the others with nonces of their own.
+/// A Stratum V1 session of miner `agent` logging in as `login`: the subscribe reply's
+/// extranonce1, difficulty `d`, the job `notify`, then 3 accepted shares of it, the first
+/// `share` (extranonce2, ntime, nonce), the others with nonces of their own.
 fn session_with_a_real_share(
+    agent: &str,
     login: &str,
-    notify: &str,
-    en1: &str,
-    share: [&str; 3],
-    d: u32,
+    d: &str,
+    (notify, en1, share): (&str, &str, [&str; 3]),
 ) -> Session {
     let mut s = Session::new(Duration::from_secs(3600));
     s.send(
         true,
-        r#"{"id":1,"method":"mining.subscribe","params":["cpuminer/2.5.1"]}"#,
+        &format!(r#"{{"id":1,"method":"mining.subscribe","params":["{agent}"]}}"#),
         0,
     );
     s.send(
@@ -402,6 +401,19 @@ fn session_with_a_real_share(
     s
 }
 
+const CPUMINER: &str = "cpuminer/2.5.1";
+/// The real shares of `test_support::shares`, each with its job and extranonce1.
+const SCRYPT: (&str, &str, [&str; 3]) = (
+    test_support::shares::SCRYPT_NOTIFY,
+    test_support::shares::SCRYPT_EN1,
+    test_support::shares::SCRYPT_SHARE,
+);
+const GENESIS: (&str, &str, [&str; 3]) = (
+    test_support::shares::GENESIS_NOTIFY,
+    test_support::shares::GENESIS_EN1,
+    test_support::shares::GENESIS_SHARE,
+);
+
 /// An account's session (`worker.1`: no address names its coin or algorithm) twice: the worked
 /// scrypt share (its scrypt hash is difficulty 695.8) makes
 /// it a scrypt session, whose 3 shares at difficulty 16 are 3 x 16 x 2^16 = 3,145,728 hashes
@@ -410,11 +422,10 @@ fn session_with_a_real_share(
 /// account names no coin: `unknown` both times.
 #[test]
 fn an_account_sessions_first_share_tells_scrypt_from_sha256d() {
-    use test_support::shares::*;
-    let s = session_with_a_real_share("worker.1", SCRYPT_NOTIFY, SCRYPT_EN1, SCRYPT_SHARE, 16);
+    let s = session_with_a_real_share(CPUMINER, "worker.1", "16", SCRYPT);
     assert!(s.has(r#"mining_sensor_shares_total{coin="unknown",range="kp",result="accepted"} 3"#));
     assert!(s.has(r#"mining_sensor_share_hashes_total{coin="unknown",range="kp"} 3145728"#));
-    let s = session_with_a_real_share("worker.1", GENESIS_NOTIFY, GENESIS_EN1, GENESIS_SHARE, 1);
+    let s = session_with_a_real_share(CPUMINER, "worker.1", "1", GENESIS);
     assert!(s.has(r#"mining_sensor_shares_total{coin="unknown",range="kp",result="accepted"} 3"#));
     assert!(s.has(r#"mining_sensor_share_hashes_total{coin="unknown",range="kp"} 12884901888"#));
 }
@@ -425,64 +436,29 @@ fn an_account_sessions_first_share_tells_scrypt_from_sha256d() {
 /// 3 x 2^16 = 196,608).
 #[test]
 fn a_share_that_proves_sha256d_overrules_a_scrypt_looking_address() {
-    use test_support::shares::*;
     let login = "DH5yaieqoZN36fDVciNyRueRGvGLR3mr7L";
-    let s = session_with_a_real_share(login, GENESIS_NOTIFY, GENESIS_EN1, GENESIS_SHARE, 1);
+    let s = session_with_a_real_share(CPUMINER, login, "1", GENESIS);
     assert!(s.has(r#"mining_sensor_shares_total{coin="other",range="kp",result="accepted"} 3"#));
     assert!(s.has(r#"mining_sensor_share_hashes_total{coin="other",range="kp"} 12884901888"#));
     // Its scrypt share keeps it at scrypt's scale: 3 x 16 x 2^16.
-    let s = session_with_a_real_share(login, SCRYPT_NOTIFY, SCRYPT_EN1, SCRYPT_SHARE, 16);
+    let s = session_with_a_real_share(CPUMINER, login, "16", SCRYPT);
     assert!(s.has(r#"mining_sensor_share_hashes_total{coin="other",range="kp"} 3145728"#));
 }
 
-/// XMRig 6.16.0 mining GhostRider (`-a gr`): its subscribe, authorize and shares as it writes
-/// them (`EthStratumClient`: extranonce2 all zeros, the job's ntime, an 8-digit nonce), a
+/// XMRig 6.16.0 mining GhostRider (`-a gr`): its subscribe, and shares as it writes them
+/// (`EthStratumClient`: extranonce2 all zeros, the job's ntime, an 8-digit nonce), a
 /// Bitcoin-shaped job, difficulty 0.5. XMRig takes D as D x 65,536 hashes a share (its log:
 /// `new job ... diff 66 algo ghostrider` for D 0.001, run here), so 3 accepted shares are
 /// 3 x 32,768 = 98,304 hashes (at sha256d's D x 2^32, 6,442,450,944).
 #[test]
 fn xmrigs_ghostrider_session_counts_at_its_own_difficulty_scale() {
-    let mut s = Session::new(Duration::from_secs(3600));
-    s.send(
-        true,
-        r#"{"id":1,"jsonrpc":"2.0","method":"mining.subscribe","params":["XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0"]}"#,
-        0,
+    let notify = r#"{"id":null,"method":"mining.notify","params":["1","0000000000000000000000000000000000000000000000000000000000000000","01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff2503a08601062f503253482f04","0d2f7374726174756d506f6f6c2f00000000",[],"20000000","1d00ffff","6a5b0000",true]}"#;
+    let s = session_with_a_real_share(
+        "XMRig/6.16.0 (Linux x86_64) libuv/1.42.0 gcc/5.4.0",
+        "RKbTRq8NwXz7EH5iGCLYmWfmuDzZ2E5a8Y",
+        "0.5",
+        (notify, "01020304", ["00000000", "6a5b0000", "0000a003"]),
     );
-    s.send(
-        false,
-        r#"{"id":1,"result":[[["mining.notify","1"]],"01020304",4],"error":null}"#,
-        0,
-    );
-    s.send(
-        true,
-        r#"{"id":2,"jsonrpc":"2.0","method":"mining.authorize","params":["RKbTRq8NwXz7EH5iGCLYmWfmuDzZ2E5a8Y","x"]}"#,
-        0,
-    );
-    s.send(false, r#"{"id":2,"result":true,"error":null}"#, 0);
-    s.send(
-        false,
-        r#"{"id":null,"method":"mining.set_difficulty","params":[0.5]}"#,
-        0,
-    );
-    s.send(
-        false,
-        r#"{"id":null,"method":"mining.notify","params":["1","0000000000000000000000000000000000000000000000000000000000000000","01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff2503a08601062f503253482f04","0d2f7374726174756d506f6f6c2f00000000",[],"20000000","1d00ffff","6a5b0000",true]}"#,
-        0,
-    );
-    for id in 3..=5 {
-        s.send(
-            true,
-            &format!(
-                r#"{{"id":{id},"jsonrpc":"2.0","method":"mining.submit","params":["RKbTRq8NwXz7EH5iGCLYmWfmuDzZ2E5a8Y","1","00000000","6a5b0000","0000a0{id:02x}"]}}"#
-            ),
-            1,
-        );
-        s.send(
-            false,
-            &format!(r#"{{"id":{id},"result":true,"error":null}}"#),
-            1,
-        );
-    }
     assert!(s.has(r#"mining_sensor_shares_total{coin="unknown",range="kp",result="accepted"} 3"#));
     assert!(s.has(r#"mining_sensor_share_hashes_total{coin="unknown",range="kp"} 98304"#));
 }
