@@ -1044,3 +1044,34 @@ fn an_account_scrypt_session_replays_at_scrypts_difficulty() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// ethminer 0.19 in EthereumStratum/2.0.0 (`test_support::shares::ETHMINER_ESV2_SESSION`): the
+/// program opens the flow at the subscribe (no `mining.hello` in its table) and hands the
+/// pool's `mining.set` over on the known flow; its target is 4,000,000,000 hashes a share
+/// (`activity::wire`'s test), so two accepted shares are 8,000,000,000 (before: none, the
+/// shares counted without hashes).
+#[test]
+fn an_ethereumstratum_2_session_replays_with_its_hashes() {
+    let dir = tmp("esv2");
+    let mut w = Wire::new(50300);
+    for (up, msg) in test_support::shares::ETHMINER_ESV2_SESSION {
+        w.send(up, format!("{msg}\n").as_bytes());
+    }
+    let file = dir.join("esv2.pcap");
+    w.write(&file);
+    let (_, r) = replay(&[], &[&file]);
+    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
+    let login = [("range", "kp"), ("coin", "ethereum")];
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
+    let accepted = [
+        ("range", "kp"),
+        ("coin", "ethereum"),
+        ("result", "accepted"),
+    ];
+    assert_eq!(total(&r, "mining_sensor_shares_total", &accepted), 2);
+    assert_eq!(
+        total(&r, "mining_sensor_share_hashes_total", &[]),
+        8_000_000_000
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -13,6 +13,9 @@
 //! - ethproxy: `eth_submitWork` (`params[1]` the header, which names the work); an `eth_getWork`
 //!   answer or pushed work `result: [header, seed, boundary]`: a job at 2^256 / boundary;
 //!   `eth_submitHashrate` (`params[0]`, hex hashes per second): the miner's own rate.
+//! - EthereumStratum/2.0.0: `mining.set` (`params.target`, hex: 2^256 / T, for the jobs that
+//!   follow); `mining.hashrate` (`params[0]`, hex with or without `0x`): the miner's own rate;
+//!   its `mining.notify` and `mining.submit` are read as above.
 //!
 //! Request ids are compared as the JSON wrote them (a number's digits, a string's text), so a
 //! reply is matched to its request whichever the miner used.
@@ -136,6 +139,31 @@ fn request(obj: &Map<String, Value>, method: &str, out: &mut Vec<Signal>) {
                 .and_then(Value::as_str)
                 .and_then(|h| h.strip_prefix("0x"))
                 .and_then(|h| u128::from_str_radix(h, 16).ok());
+            if let Some(rate) = rate {
+                out.push(Signal::ReportedRate(rate as f64));
+            }
+        }
+        // EthereumStratum/2.0.0 (ethminer's `stratum2+tcp`, its forks): the session's
+        // parameters, among them the share target (hex, no `0x`, left-padded to 64 digits by the
+        // miner), for the jobs that follow.
+        "mining.set" => {
+            let target = params
+                .and_then(|p| p.get("target"))
+                .and_then(Value::as_str)
+                .and_then(target_256);
+            if let Some(hashes) = target {
+                out.push(Signal::Difficulty(hashes));
+            }
+        }
+        // Its rate report: compact hex without `0x` (`"500000"`), or with it. A number is
+        // ignored: clients that send one do not say in which unit.
+        "mining.hashrate" => {
+            let rate = item(0).and_then(Value::as_str).and_then(|h| {
+                let digits = h.strip_prefix("0x").unwrap_or(h);
+                (!digits.is_empty() && digits.len() <= 32)
+                    .then(|| u128::from_str_radix(digits, 16).ok())
+                    .flatten()
+            });
             if let Some(rate) = rate {
                 out.push(Signal::ReportedRate(rate as f64));
             }
@@ -369,6 +397,28 @@ mod tests {
         );
         assert_eq!(
             of(r#"{"id":1,"result":[null,"08000002",0],"error":null}"#),
+            []
+        );
+        // EthereumStratum/2.0.0, as ethminer's EthStratumClient documents its messages: the
+        // session's target (58 digits, left-padded to 64) is 2^256 / T = 4,000,000,000 hashes
+        // a share (floor, by hand); its rate report, 0x500000 = 5,242,880 hashes a second.
+        assert_eq!(
+            of(
+                r#"{"method":"mining.set","params":{"epoch":"dc","target":"0112e0be826d694b2e62d01511f12a6061fbaec8bc02357593e70e52ba","algo":"ethash","extranonce":"af4c"}}"#
+            ),
+            [Signal::Difficulty(4_000_000_000.0)]
+        );
+        assert_eq!(
+            of(r#"{"id":9,"method":"mining.hashrate","params":["500000","w-123"]}"#),
+            [Signal::ReportedRate(5_242_880.0)]
+        );
+        // A number says no unit; a `mining.set` without a target sets none.
+        assert_eq!(
+            of(r#"{"id":9,"method":"mining.hashrate","params":[5.2,"w-123"]}"#),
+            []
+        );
+        assert_eq!(
+            of(r#"{"method":"mining.set","params":{"epoch":"dc","algo":"ethash"}}"#),
             []
         );
         // A job in Stratum V1's nine parameters gives its header's template too.

@@ -536,6 +536,35 @@ fn a_reported_rate_counts_for_five_minutes() {
     assert!(s.has(r#"mining_sensor_reported_hashrate{coin="ethereum",range="kp"} 1048576"#));
 }
 
+/// ethminer 0.19 in EthereumStratum/2.0.0 (`test_support::shares::ETHMINER_ESV2_SESSION`: the
+/// pool's `mining.set` at 4,000,000,000 hashes a share, two accepted shares), then its rate
+/// report (0x500000 = 5,242,880 hashes a second). 2 x 4,000,000,000 = 8,000,000,000 hashes;
+/// before, `mining.set` and `mining.hashrate` were not read: the shares counted without hashes.
+#[test]
+fn an_ethereumstratum_2_session_counts_its_shares_hashes_and_rate() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    for (i, (up, msg)) in test_support::shares::ETHMINER_ESV2_SESSION
+        .iter()
+        .enumerate()
+    {
+        s.send(*up, msg, u64::from(i >= 8));
+    }
+    s.send(
+        true,
+        r#"{"id":9,"method":"mining.hashrate","params":["500000","w-123"]}"#,
+        1,
+    );
+    s.expire(10);
+    // The authorize's 0x address names the coin. The agent is in `mining.hello`, which neither
+    // the program's table nor deep inspection reads (README): `unknown`.
+    let login = r#"mining_sensor_miner_logins_total{agent="unknown",coin="ethereum",range="kp"} 1"#;
+    assert!(s.has(login));
+    let shares = r#"mining_sensor_shares_total{coin="ethereum",range="kp",result="accepted"} 2"#;
+    assert!(s.has(shares));
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="ethereum",range="kp"} 8000000000"#));
+    assert!(s.has(r#"mining_sensor_reported_hashrate{coin="ethereum",range="kp"} 5242880"#));
+}
+
 /// The same when the subscribe comes after the authorize (its segment lost before the vantage
 /// point and sent again after the authorize's; pools answer neither before both are in): the
 /// login, waiting for its flow's first job, takes the agent the subscribe names.

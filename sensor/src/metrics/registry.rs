@@ -337,7 +337,7 @@ impl Metrics {
             reported_hashrate: float_gauge_vec(
                 &r,
                 names::REPORTED_HASHRATE,
-                "Sum over flows whose miner reported its own rate (eth_submitHashrate) within the last 5 minutes of the latest rate, in hashes per second, per range and coin.",
+                "Sum over flows whose miner reported its own rate (eth_submitHashrate, mining.hashrate) within the last 5 minutes of the latest rate, in hashes per second, per range and coin.",
                 &["range", "coin"],
             ),
             registry: r,
