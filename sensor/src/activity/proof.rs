@@ -7,7 +7,7 @@
 //! counted 65,536 times its work. A share says it, though: it is a block header whose hash meets
 //! the target. From the session's subscribe reply (`extranonce1`), the job (`mining.notify`) and
 //! the submit (`extranonce2`, `ntime`, `nonce`, the version bits a miner rolls), the header is
-//! built as every V1 miner builds it (cpuminer's `gen_work`):
+//! built as every V1 miner builds it (cpuminer's `stratum_gen_work`):
 //! - the coinbase is `coinb1 | extranonce1 | extranonce2 | coinb2`, the merkle root its sha256d
 //!   folded with each branch (`sha256d(root | branch)`);
 //! - the header is version, the previous block's hash, the merkle root, ntime, nbits and nonce:
@@ -51,7 +51,8 @@ pub const MAX_TEMPLATES: usize = 4;
 /// transaction of a few hundred bytes; a block's branch is at most log2 of its transactions).
 const MAX_COINBASE_PART: usize = 4_096;
 const MAX_BRANCH: usize = 24;
-const MAX_EXTRANONCE: usize = 32;
+/// The longest extranonce (1 or 2) taken: pools give 4 to 8 bytes.
+pub const MAX_EXTRANONCE: usize = 32;
 
 /// What a `mining.notify` gives of the header (Stratum V1's nine parameters).
 #[derive(Clone, Debug, PartialEq, Eq)]

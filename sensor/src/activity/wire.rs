@@ -27,7 +27,7 @@ use crate::inspect::deep::canonical_method;
 use super::{
     difficulty::{monero_target, sha256d_difficulty, target_256},
     ledger::Submit,
-    proof::{Template, hex},
+    proof::{MAX_EXTRANONCE, Template, hex},
 };
 
 /// One fact about work.
@@ -232,10 +232,10 @@ fn monero_job(job: &Map<String, Value>) -> Option<Signal> {
     })
 }
 
-/// An `extranonce1`: hex of 1 to 32 bytes.
+/// An `extranonce1`: hex of 1 to `MAX_EXTRANONCE` bytes.
 fn extranonce(s: &str) -> Option<Signal> {
     hex(s)
-        .filter(|b| (1..=32).contains(&b.len()))
+        .filter(|b| (1..=MAX_EXTRANONCE).contains(&b.len()))
         .map(Signal::Extranonce)
 }
 
