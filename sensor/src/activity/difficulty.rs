@@ -18,13 +18,13 @@
 pub fn monero_target(hex: &str) -> Option<u64> {
     let t = match hex.len() {
         8 => {
-            let t = u32::from_le_bytes(le_bytes::<4>(hex)?);
+            let t = u32::from_le_bytes(bytes(hex)?.try_into().ok()?);
             if t == 0 {
                 return None;
             }
             u64::MAX / (u64::from(u32::MAX) / u64::from(t))
         }
-        16 => u64::from_le_bytes(le_bytes::<8>(hex)?),
+        16 => u64::from_le_bytes(bytes(hex)?.try_into().ok()?),
         _ => return None,
     };
     (t != 0).then(|| u64::MAX / t)
@@ -65,16 +65,17 @@ pub fn target_256(hex: &str) -> Option<f64> {
     Some(U256::MAX.div(b).to_f64())
 }
 
-/// `hex` as N bytes in the order written; digits only (`from_str_radix` alone takes a `+`).
-fn le_bytes<const N: usize>(hex: &str) -> Option<[u8; N]> {
-    if hex.len() != 2 * N || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+/// Hex digits, two a byte, as the bytes in the order written; `None` for an odd count or a
+/// non-digit (`from_str_radix` alone takes a `+`). What pools send of targets, extranonces and
+/// jobs' fields is read with it.
+pub fn bytes(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    let mut out = [0u8; N];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// An unsigned 256-bit number as two halves, with only what `target_256` needs. Ordered by the

@@ -34,6 +34,8 @@ use std::{collections::VecDeque, time::Instant};
 use ring::digest::{SHA256, digest};
 use serde_json::Value;
 
+use super::difficulty::bytes;
+
 /// The proofs of work a share can show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pow {
@@ -77,12 +79,12 @@ impl Template {
         }
         let text = |i: usize| params.get(i).and_then(Value::as_str);
         let job = text(0)?.to_owned();
-        let prev: [u8; 32] = hex(text(1)?)?.try_into().ok()?;
+        let prev: [u8; 32] = bytes(text(1)?)?.try_into().ok()?;
         let mut prevhash = [0u8; 32];
         for (to, from) in prevhash.chunks_exact_mut(4).zip(prev.chunks_exact(4)) {
             to.copy_from_slice(&[from[3], from[2], from[1], from[0]]);
         }
-        let part = |i: usize| hex(text(i)?).filter(|p| p.len() <= MAX_COINBASE_PART);
+        let part = |i: usize| bytes(text(i)?).filter(|p| p.len() <= MAX_COINBASE_PART);
         let (coinb1, coinb2) = (part(2)?, part(3)?);
         let branch = params.get(4)?.as_array()?;
         if branch.len() > MAX_BRANCH {
@@ -90,7 +92,7 @@ impl Template {
         }
         let branch = branch
             .iter()
-            .map(|b| hex(b.as_str()?)?.try_into().ok())
+            .map(|b| bytes(b.as_str()?)?.try_into().ok())
             .collect::<Option<Vec<[u8; 32]>>>()?;
         let version = number(text(5)?)?;
         let nbits = number(text(6)?)?;
@@ -114,7 +116,7 @@ impl Template {
         let [en2, ntime, nonce, rest @ ..] = parts else {
             return None;
         };
-        let en2 = hex(en2).filter(|e| e.len() <= MAX_EXTRANONCE)?;
+        let en2 = bytes(en2).filter(|e| e.len() <= MAX_EXTRANONCE)?;
         let (ntime, nonce) = (number(ntime)?, number(nonce)?);
         let version = match rest.first() {
             // The rolled bits replace the job's under BIP 310's default mask.
@@ -291,22 +293,9 @@ fn as_f64_le(b: &[u8; 32]) -> f64 {
         .fold(0.0, |acc, &byte| acc * 256.0 + f64::from(byte))
 }
 
-/// Hex digits, two a byte, in the order written; `None` for an odd count or a non-digit.
-pub fn hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// Eight hex digits as the big-endian number they write.
 fn number(s: &str) -> Option<u32> {
-    (s.len() == 8 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| u32::from_str_radix(s, 16).ok())
-        .flatten()
+    Some(u32::from_be_bytes(bytes(s)?.try_into().ok()?))
 }
 
 #[cfg(test)]
@@ -322,7 +311,7 @@ mod tests {
     fn header(notify: &str, en1: &str, share: [&str; 3]) -> [u8; 80] {
         template(notify)
             .1
-            .header(&hex(en1).unwrap(), &share)
+            .header(&bytes(en1).unwrap(), &share)
             .unwrap()
     }
 
@@ -349,13 +338,13 @@ mod tests {
         let mut hash = sha256d(&header(GENESIS_NOTIFY, GENESIS_EN1, GENESIS_SHARE));
         hash.reverse();
         assert_eq!(
-            hex("000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f").unwrap(),
+            bytes("000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f").unwrap(),
             hash
         );
         // The worked example's header, as published.
         assert_eq!(
             header(SCRYPT_NOTIFY, SCRYPT_EN1, SCRYPT_SHARE).to_vec(),
-            hex("02000000b0ad0dda1d38a4ede0bd42f44dd5238d5c1d377de73eafe77e2abd16b8ac7e0143c4345eb9ad9135836f5c31b697f62429c1be08d55906ff407852adfba680a5953f1a530eb6101ba001cb6a").unwrap()
+            bytes("02000000b0ad0dda1d38a4ede0bd42f44dd5238d5c1d377de73eafe77e2abd16b8ac7e0143c4345eb9ad9135836f5c31b697f62429c1be08d55906ff407852adfba680a5953f1a530eb6101ba001cb6a").unwrap()
         );
     }
 
@@ -387,7 +376,7 @@ mod tests {
             share(&mut p, "5c04", &SCRYPT_SHARE.join(","), at(16.0)),
             None
         );
-        p.extranonce(hex(SCRYPT_EN1).unwrap());
+        p.extranonce(bytes(SCRYPT_EN1).unwrap());
         // A job it has not seen: nothing, no try.
         assert_eq!(
             share(&mut p, "5c05", &SCRYPT_SHARE.join(","), at(16.0)),
@@ -412,7 +401,7 @@ mod tests {
         assert!(p.templates.is_empty());
         // After MAX_TRIES headers that prove nothing, the flow is not tried again.
         let mut p = Prover::default();
-        p.extranonce(hex(SCRYPT_EN1).unwrap());
+        p.extranonce(bytes(SCRYPT_EN1).unwrap());
         p.template(job, t);
         for _ in 0..MAX_TRIES {
             assert_eq!(
@@ -426,7 +415,7 @@ mod tests {
         );
         // A sha256d share decides sha256d.
         let mut p = Prover::default();
-        p.extranonce(hex(GENESIS_EN1).unwrap());
+        p.extranonce(bytes(GENESIS_EN1).unwrap());
         let (job, t) = template(GENESIS_NOTIFY);
         p.template(job, t);
         assert_eq!(
@@ -450,7 +439,7 @@ mod tests {
         assert_eq!((0..100).filter(|_| b.take(later)).count(), 64);
         // A share that finds the budget spent is not tried: the flow's next one decides.
         let mut p = Prover::default();
-        p.extranonce(hex(SCRYPT_EN1).unwrap());
+        p.extranonce(bytes(SCRYPT_EN1).unwrap());
         let (job, t) = template(SCRYPT_NOTIFY);
         p.template(job, t);
         let parts = SCRYPT_SHARE.join(",");
@@ -466,7 +455,7 @@ mod tests {
     #[test]
     fn rolled_version_bits_replace_the_jobs_under_the_default_mask() {
         let (_, t) = template(GENESIS_NOTIFY);
-        let en1 = hex(GENESIS_EN1).unwrap();
+        let en1 = bytes(GENESIS_EN1).unwrap();
         let [en2, ntime, nonce] = GENESIS_SHARE;
         let h = t.header(&en1, &[en2, ntime, nonce, "00002000"]).unwrap();
         // Version 1 with bit 13 rolled in: 0x00002001, little endian.
@@ -489,7 +478,7 @@ mod tests {
             assert!(Template::of_notify(n.as_array().unwrap()).is_none());
         }
         let (_, t) = template(GENESIS_NOTIFY);
-        let en1 = hex(GENESIS_EN1).unwrap();
+        let en1 = bytes(GENESIS_EN1).unwrap();
         assert!(t.header(&en1, &["01044554", "495fab29"]).is_none());
         assert!(
             t.header(&en1, &["0104455", "495fab29", "7c2bac1d"])

@@ -25,9 +25,9 @@ use serde_json::{Map, Value};
 use crate::inspect::deep::canonical_method;
 
 use super::{
-    difficulty::{monero_target, sha256d_difficulty, target_256},
+    difficulty::{bytes, monero_target, sha256d_difficulty, target_256},
     ledger::Submit,
-    proof::{MAX_EXTRANONCE, Template, hex},
+    proof::{MAX_EXTRANONCE, Template},
 };
 
 /// One fact about work.
@@ -234,7 +234,7 @@ fn monero_job(job: &Map<String, Value>) -> Option<Signal> {
 
 /// An `extranonce1`: hex of 1 to `MAX_EXTRANONCE` bytes.
 fn extranonce(s: &str) -> Option<Signal> {
-    hex(s)
+    bytes(s)
         .filter(|b| (1..=MAX_EXTRANONCE).contains(&b.len()))
         .map(Signal::Extranonce)
 }
