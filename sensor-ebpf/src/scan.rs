@@ -52,9 +52,13 @@ fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin:
     // The flow is looked up before the scan when its `RECENT` slot says it may be a Stratum
     // flow: a known flow's message is then decided at its method
     // (`stratum::KNOWN_FLOW_METHODS`), and the lookup serves the counting below too. Any other
-    // segment pays one array read more, and the lookup only once the scan finds a message.
+    // segment pays one array read more. When the scan finds a message on a flow whose slot
+    // carried no Stratum packet lately, the flow is almost always new: it is inserted at once
+    // (`BPF_NOEXIST`) and looked up only when that fails (a flow idle that long, or another
+    // CPU's insert of the same flow a moment before), so a new flow's login does not pay a
+    // lookup that finds nothing before its insert.
     let recent = recent_stratum(flow);
-    let mut existing = if recent { FLOWS.get_ptr_mut(key) } else { None };
+    let existing = if recent { FLOWS.get_ptr_mut(key) } else { None };
     let d = if COMPAT {
         scan_window_compat(n, existing.is_some() as u64)
     } else {
@@ -62,9 +66,6 @@ fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin:
     };
     if d == 0 {
         return 0;
-    }
-    if !recent {
-        existing = FLOWS.get_ptr_mut(key);
     }
     let now = now();
     if let Some(t) = RECENT.get_ptr_mut(flow.slot as u32) {
@@ -78,23 +79,12 @@ fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin:
         }
     }
     let budget = inspect_budget();
-    let mut candidate = 0;
+    // Every Stratum packet of a known flow is a candidate (the activity measure needs every
+    // share, job and reply), and a new flow's first; the budget only bounds suspect flows.
+    let candidate = if budget > 0 { CANDIDATE } else { 0 };
     let (dialect, new_flow) = match existing {
-        // SAFETY: LRU map value; concurrent updates of these statistics may race harmlessly.
-        Some(state) => unsafe {
-            (*state).last_seen_ns = now;
-            (*state).stratum_packets += 1;
-            // Every Stratum packet of a known flow is a candidate (the activity measure needs
-            // every share, job and reply); the budget only bounds suspect flows.
-            if budget > 0 {
-                candidate = CANDIDATE;
-            }
-            // A flow keeps the dialect of its first Stratum packet (EthereumStratum pools push
-            // `mining.notify` too).
-            ((*state).dialect as u64, false)
-        },
+        Some(state) => (known_packet(state, now), false),
         None => {
-            let take = budget > 0;
             let state = FlowState {
                 first_seen_ns: now,
                 last_seen_ns: now,
@@ -103,9 +93,6 @@ fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin:
                 dialect: d - 1,
                 _pad: [0; 3],
             };
-            if take {
-                candidate = CANDIDATE;
-            }
             match insert_new_flow(key, &state) {
                 Ok(()) => {
                     stat(Stat::FlowsCreated);
@@ -120,11 +107,14 @@ fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin:
                     );
                     ((d - 1) as u64, true)
                 }
-                // Lost a race with another CPU inserting the same flow: that CPU counted it.
-                Err(_) => {
-                    bump(ParseEvent::FlowInsertFailed);
-                    ((d - 1) as u64, false)
-                }
+                // In the table already (see above): counted as a known flow's packet.
+                Err(_) => match FLOWS.get_ptr_mut(key) {
+                    Some(state) => (known_packet(state, now), false),
+                    None => {
+                        bump(ParseEvent::FlowInsertFailed);
+                        ((d - 1) as u64, false)
+                    }
+                },
             }
         }
     };
@@ -134,6 +124,19 @@ fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin:
         return dialect | NEW_FLOW | candidate;
     }
     dialect | candidate
+}
+
+/// A known flow's Stratum packet: its statistics, and the dialect it was counted with (a flow
+/// keeps the dialect of its first Stratum packet: EthereumStratum pools push `mining.notify`
+/// too).
+#[inline(always)]
+fn known_packet(state: *mut FlowState, now: u64) -> u64 {
+    // SAFETY: LRU map value; concurrent updates of these statistics may race harmlessly.
+    unsafe {
+        (*state).last_seen_ns = now;
+        (*state).stratum_packets += 1;
+        (*state).dialect as u64
+    }
 }
 
 /// Scans the first `n` bytes of the SCRATCH window, of a known Stratum flow's segment when

@@ -604,6 +604,12 @@ fn continuations_are_scanned_on_recent_stratum_flows_only() {
     assert_eq!(stratum(&k), 3);
     run(&k, late + 1, &cont);
     assert_eq!(stratum(&k), 4);
+    // That submit found the flow by its insert's failure (no lookup before it on a flow whose
+    // slot is not recent): still one flow, counted once, all four Stratum packets its own.
+    assert_eq!(k.stratum_cell(true, C, DIR_FROM, MONERO).unwrap(), 1);
+    let flows = k.flows().unwrap();
+    assert_eq!(flows[0].1.stratum_packets, 4);
+    assert_eq!(k.parse_event(ParseEvent::FlowInsertFailed).unwrap(), 0);
 }
 
 #[test]
