@@ -1046,7 +1046,8 @@ fn an_account_scrypt_session_replays_at_scrypts_difficulty() {
 }
 
 /// ethminer 0.19 in EthereumStratum/2.0.0 (`test_support::shares::ETHMINER_ESV2_SESSION`): the
-/// program opens the flow at the subscribe (no `mining.hello` in its table) and hands the
+/// program opens the flow at `mining.hello`, EthereumStratum's (before, at the subscribe, as
+/// Stratum V1's `bitcoin`, the hello and its agent not handed over: `unknown`), and hands the
 /// pool's `mining.set` over on the known flow; its target is 4,000,000,000 hashes a share
 /// (`activity::wire`'s test), so two accepted shares are 8,000,000,000 (before: none, the
 /// shares counted without hashes).
@@ -1060,8 +1061,10 @@ fn an_ethereumstratum_2_session_replays_with_its_hashes() {
     let file = dir.join("esv2.pcap");
     w.write(&file);
     let (_, r) = replay(&[], &[&file]);
+    let flows = [("dialect", "ethereum")];
+    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &flows), 1);
     assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
-    let login = [("range", "kp"), ("coin", "ethereum")];
+    let login = [("range", "kp"), ("coin", "ethereum"), ("agent", "ethminer")];
     assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
     let accepted = [
         ("range", "kp"),

@@ -20,7 +20,7 @@ pub const SCRYPT_NOTIFY: &str = r#"{"id":null,"method":"mining.notify","params":
 pub const SCRYPT_EN1: &str = "60021014";
 pub const SCRYPT_SHARE: [&str; 3] = ["00000000", "531a3f95", "6acb01a0"];
 
-/// ethminer 0.19 in EthereumStratum/2.0.0 (`stratum2+tcp`), its messages as its
+/// ethminer 0.19 in EthereumStratum/2.0.0 (`stratum3+tcp`), its messages as its
 /// `EthStratumClient` writes them (the pool's `mining.set` and job are the examples in its
 /// comments), each `(from the miner, message)`: `mining.hello`, subscribe, authorize, the
 /// session's target (2^256 / T = 4,000,000,000 hashes a share), a job, two shares from its first

@@ -75,7 +75,7 @@ impl Dialect {
 /// to lower case before hashing it (ckpool, for one, matches `mining.*` names ignoring case, so a
 /// miner may send `MINING.SUBSCRIBE`), and compares every other string as sent (`KEEPALIVED` is a
 /// status value, not a method).
-pub const MARKERS: [&[u8]; 23] = [
+pub const MARKERS: [&[u8]; 24] = [
     b"login",                       // 0
     b"submit",                      // 1
     b"keepalived",                  // 2
@@ -99,6 +99,7 @@ pub const MARKERS: [&[u8]; 23] = [
     b"eth_submitwork",              // 20
     b"eth_submithashrate",          // 21
     b"EthereumStratum/1.0.0",       // 22
+    b"mining.hello",                // 23
 ];
 
 const fn bit(i: usize) -> u32 {
@@ -121,6 +122,7 @@ const MINING_NOTIFY: u32 = bit(15);
 const ETH_METHODS: u32 = bit(18) | bit(19) | bit(20) | bit(21);
 const ETHEREUM_STRATUM: u32 = bit(22);
 const ETH_STRATUM_METHODS: u32 = bit(11) | bit(15) | bit(17);
+const MINING_HELLO: u32 = bit(23);
 
 /// The shortest CryptoNote wallet: Monero's standard and subaddresses have 95 characters,
 /// integrated ones 106; the suffixes pools accept (`.worker`, `+difficulty`) only add to it.
@@ -128,10 +130,14 @@ pub const ADDRESS_MIN_LEN: u32 = 95;
 
 /// The word bit of a string of at least [`ADDRESS_MIN_LEN`] characters: no token of
 /// [`MARKERS`], but a shape the scanner notes when such a string closes. The bit after the
-/// markers', inside the 24 bits the scanner keeps per set.
+/// markers', inside the [`SET_BITS`] bits the scanner keeps per set.
 pub const ADDRESS: u32 = bit(ADDRESS_BIT as usize);
 const ADDRESS_BIT: u32 = MARKERS.len() as u32;
-const _: () = assert!(ADDRESS_BIT < 24 && ADDRESS_MIN_LEN > MAX_MARKER_LEN);
+const _: () = assert!(ADDRESS_BIT < SET_BITS && ADDRESS_MIN_LEN > MAX_MARKER_LEN);
+
+/// Bits the scanner keeps per marker set (methods, words) in the word its decision function
+/// takes and returns (`scanner::token_end`): the markers' and [`ADDRESS`]'s.
+pub const SET_BITS: u32 = 25;
 
 /// A rule holds when: some bit of `method_any` is the message's method (or `method_any` is 0), every
 /// bit of `words_all` occurs as another string, and some bit of `words_any` does (or it is 0). A
@@ -158,7 +164,7 @@ const fn rule(dialect: Dialect, what: &'static str, method_any: u32, words_all: 
 
 /// Evaluated in order; the first rule that holds names the dialect. Ethereum's Stratum variant reuses
 /// Bitcoin's method names, so its rules come first.
-pub const RULES: [Rule; 11] = [
+pub const RULES: [Rule; 12] = [
     rule(
         Dialect::Ethereum,
         "EthereumStratum/1.0.0 subscribe",
@@ -170,6 +176,12 @@ pub const RULES: [Rule; 11] = [
         "EthereumStratum/1.0.0 subscribe result",
         0,
         RESULT | ETHEREUM_STRATUM,
+    ),
+    rule(
+        Dialect::Ethereum,
+        "EthereumStratum/2.0.0 mining.hello with agent",
+        MINING_HELLO,
+        AGENT,
     ),
     rule(
         Dialect::Ethereum,

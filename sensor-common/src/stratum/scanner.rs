@@ -3,8 +3,8 @@
 
 use super::{
     ADDRESS_BIT, ADDRESS_MIN_LEN, Dialect, FNV_OFFSET, KNOWN_FLOW_METHODS, MARKER_SLOTS,
-    MAX_MARKER_LEN, METHOD_HASH, MIN_MARKER_LEN, WINDOW, fold, marker_bit, match_rules, slot,
-    window::*,
+    MAX_MARKER_LEN, METHOD_HASH, MIN_MARKER_LEN, SET_BITS, WINDOW, fold, marker_bit, match_rules,
+    slot, window::*,
 };
 
 /// The scanner's state between bytes. `#[repr(C)]` plain data, so that the XDP program can keep it
@@ -436,19 +436,19 @@ impl Scanner {
         }
         self.fresh = 0;
         let packed = end(self.pack(), self.hash, self.token_len);
-        self.methods = (packed & MASK24) as u32;
-        self.words = ((packed >> 24) & MASK24) as u32;
-        self.after_method = ((packed >> 48) & 1) as u8;
-        self.provisional = ((packed >> 49) & 3) as u8;
-        ((packed >> 52) & 3) as u8
+        self.methods = (packed & SET_MASK) as u32;
+        self.words = ((packed >> WORDS_SHIFT) & SET_MASK) as u32;
+        self.after_method = ((packed >> AFTER_METHOD_SHIFT) & 1) as u8;
+        self.provisional = ((packed >> PROVISIONAL_SHIFT) & 3) as u8;
+        ((packed >> FOUND_SHIFT) & 3) as u8
     }
 
     #[inline(always)]
     fn pack(&self) -> u64 {
-        (self.methods as u64 & MASK24)
-            | ((self.words as u64 & MASK24) << 24)
-            | ((self.after_method as u64 & 1) << 48)
-            | ((self.provisional as u64 & 3) << 49)
+        (self.methods as u64 & SET_MASK)
+            | ((self.words as u64 & SET_MASK) << WORDS_SHIFT)
+            | ((self.after_method as u64 & 1) << AFTER_METHOD_SHIFT)
+            | ((self.provisional as u64 & 3) << PROVISIONAL_SHIFT)
             | ((self.known as u64 & 1) << KNOWN_SHIFT)
     }
 
@@ -459,9 +459,16 @@ impl Scanner {
     }
 }
 
-const MASK24: u64 = (1 << 24) - 1;
+/// The layout of `token_end`'s word (see there): the method markers from bit 0, the other
+/// markers, then the flags and the answer, [`SET_BITS`] bits a set.
+const SET_MASK: u64 = (1 << SET_BITS) - 1;
+const WORDS_SHIFT: u32 = SET_BITS;
+const AFTER_METHOD_SHIFT: u32 = 2 * SET_BITS;
+const PROVISIONAL_SHIFT: u32 = AFTER_METHOD_SHIFT + 1;
 /// `token_end`'s bit of a known flow (see `Scanner::known`).
-const KNOWN_SHIFT: u32 = 51;
+const KNOWN_SHIFT: u32 = PROVISIONAL_SHIFT + 2;
+const FOUND_SHIFT: u32 = KNOWN_SHIFT + 1;
+const _: () = assert!(FOUND_SHIFT + 2 <= 64);
 
 /// `Scanner::escaped`: after a backslash; from `ESCAPE_HEX` on, before the 1st..4th hex digit of
 /// a `\u` escape.
@@ -494,16 +501,17 @@ fn unescape(b: u8) -> u8 {
 }
 
 /// What a closing quote decides, as a pure function of scalars so that the XDP program can make
-/// it a BPF global function. `packed` holds the message's method markers (bits 0..24), other
-/// markers (24..48), the after-`"method"` flag (48), a provisional Bitcoin match (49..51) and
-/// whether the flow is known (51); `hash` and `len` describe the string that just ended. Returns
-/// the same layout, plus the recognised `dialect + 1` at bits 52..54 (0: keep scanning).
+/// it a BPF global function. `packed` holds the message's method markers (`SET_BITS` bits from
+/// bit 0), other markers (the next `SET_BITS`), the after-`"method"` flag, a provisional Bitcoin
+/// match (2 bits) and whether the flow is known (1), in that order (the `*_SHIFT` constants);
+/// `hash` and `len` describe the string that just ended. Returns the same layout, plus the
+/// recognised `dialect + 1` in the 2 bits after (0: keep scanning).
 #[inline(always)]
 pub fn token_end(packed: u64, hash: u32, len: u32) -> u64 {
-    let mut methods = (packed & MASK24) as u32;
-    let mut words = ((packed >> 24) & MASK24) as u32;
-    let mut after_method = (packed >> 48) & 1;
-    let mut provisional = (packed >> 49) & 3;
+    let mut methods = (packed & SET_MASK) as u32;
+    let mut words = ((packed >> WORDS_SHIFT) & SET_MASK) as u32;
+    let mut after_method = (packed >> AFTER_METHOD_SHIFT) & 1;
+    let mut provisional = (packed >> PROVISIONAL_SHIFT) & 3;
     let known = (packed >> KNOWN_SHIFT) & 1;
     let mut found = 0u64;
     let m = marker_bit(hash, len);
@@ -525,12 +533,12 @@ pub fn token_end(packed: u64, hash: u32, len: u32) -> u64 {
             found = Dialect::Monero as u64 + 1;
         }
     }
-    (methods as u64 & MASK24)
-        | ((words as u64 & MASK24) << 24)
-        | (after_method << 48)
-        | (provisional << 49)
+    (methods as u64 & SET_MASK)
+        | ((words as u64 & SET_MASK) << WORDS_SHIFT)
+        | (after_method << AFTER_METHOD_SHIFT)
+        | (provisional << PROVISIONAL_SHIFT)
         | (known << KNOWN_SHIFT)
-        | (found << 52)
+        | (found << FOUND_SHIFT)
 }
 
 /// Scans the first `len` bytes of `buf` (a TCP payload) for a Stratum message and returns its

@@ -167,6 +167,30 @@ fn bitcoin_and_ethereum() {
     );
 }
 
+/// EthereumStratum/2.0.0's first message, as ethminer writes it (`EthStratumClient::
+/// connect_handler`, `stratum3+tcp`, and the first try of its protocol detection): its agent in
+/// `params.agent`. Ethereum at `agent`; `mining.hello` with no agent, or `"agent"` with another
+/// method, says nothing.
+#[test]
+fn ethereumstratum_2_hello() {
+    let hello = r#"{"id":1,"method":"mining.hello","params":{"agent":"ethminer-0.19.0","host":"eth.pool","port":"d05","proto":"EthereumStratum/2.0.0"}}"#;
+    assert_eq!(d(&format!("{hello}\n")), Some(Dialect::Ethereum));
+    assert_eq!(
+        d("{\"id\":1,\"method\":\"MINING.HELLO\",\"params\":{\"agent\":\"x\"}}\n"),
+        Some(Dialect::Ethereum)
+    );
+    assert_eq!(
+        d(
+            "{\"id\":1,\"method\":\"mining.hello\",\"params\":{\"proto\":\"EthereumStratum/2.0.0\"}}\n"
+        ),
+        None
+    );
+    assert_eq!(
+        d("{\"id\":1,\"method\":\"hello\",\"params\":{\"agent\":\"ethminer-0.19.0\"}}\n"),
+        None
+    );
+}
+
 #[test]
 fn second_message_after_newline_and_split_start() {
     // Tail of a previous message (split across segments, starting inside a string), then a new one.

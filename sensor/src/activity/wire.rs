@@ -143,7 +143,7 @@ fn request(obj: &Map<String, Value>, method: &str, out: &mut Vec<Signal>) {
                 out.push(Signal::ReportedRate(rate as f64));
             }
         }
-        // EthereumStratum/2.0.0 (ethminer's `stratum2+tcp`, its forks): the session's
+        // EthereumStratum/2.0.0 (ethminer's `stratum3+tcp`, its forks): the session's
         // parameters, among them the share target (hex, no `0x`, left-padded to 64 digits by the
         // miner), for the jobs that follow.
         "mining.set" => {

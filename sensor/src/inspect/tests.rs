@@ -536,8 +536,9 @@ fn a_reported_rate_counts_for_five_minutes() {
     assert!(s.has(r#"mining_sensor_reported_hashrate{coin="ethereum",range="kp"} 1048576"#));
 }
 
-/// ethminer 0.19 in EthereumStratum/2.0.0 (`test_support::shares::ETHMINER_ESV2_SESSION`: the
-/// pool's `mining.set` at 4,000,000,000 hashes a share, two accepted shares), then its rate
+/// ethminer 0.19 in EthereumStratum/2.0.0 (`test_support::shares::ETHMINER_ESV2_SESSION`: its
+/// agent in `mining.hello`, the pool's `mining.set` at 4,000,000,000 hashes a share, two
+/// accepted shares), then its rate
 /// report (0x500000 = 5,242,880 hashes a second). 2 x 4,000,000,000 = 8,000,000,000 hashes;
 /// before, `mining.set` and `mining.hashrate` were not read: the shares counted without hashes.
 #[test]
@@ -555,9 +556,10 @@ fn an_ethereumstratum_2_session_counts_its_shares_hashes_and_rate() {
         1,
     );
     s.expire(10);
-    // The authorize's 0x address names the coin. The agent is in `mining.hello`, which neither
-    // the program's table nor deep inspection reads (README): `unknown`.
-    let login = r#"mining_sensor_miner_logins_total{agent="unknown",coin="ethereum",range="kp"} 1"#;
+    // The authorize's 0x address names the coin, `mining.hello` the agent (before it was read,
+    // `unknown`).
+    let login =
+        r#"mining_sensor_miner_logins_total{agent="ethminer",coin="ethereum",range="kp"} 1"#;
     assert!(s.has(login));
     let shares = r#"mining_sensor_shares_total{coin="ethereum",range="kp",result="accepted"} 2"#;
     assert!(s.has(shares));

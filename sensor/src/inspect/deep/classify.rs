@@ -21,6 +21,7 @@
 //! - monero `login`: login `params.login`, agent `params.agent`; `is_login`.
 //! - `mining.subscribe`: agent `params[0]` (`params[1]` when `params[0]` is the
 //!   `EthereumStratum/...` protocol string), coin from the pool host `params[2]` (see `coin`).
+//!   `mining.hello` (EthereumStratum/2.0.0): ethereum, agent `params.agent`.
 //!   `mining.authorize`: login `params[0]`, `is_login`.
 //!   `mining.submit`: login `params[0]` (the worker, used as a coin hint only).
 //! - `eth_submitLogin`: login `params[0]`, agent from a top-level `agent` string or else from the
@@ -203,6 +204,23 @@ fn classify_mining(obj: &Map<String, Value>, method: &str, cut: Option<&Cut>) ->
             };
             let path = [Seg::Key("params".to_owned()), Seg::Index(slot)];
             agent = match param_str(slot) {
+                Some(s) => parse_agent(s, true),
+                None => cut
+                    .and_then(|c| c.dangling_at(&path))
+                    .and_then(|s| parse_agent(s, false)),
+            };
+        }
+        // EthereumStratum/2.0.0's first message (ethminer's `stratum3+tcp`, and the first try of
+        // its protocol detection): the agent in an object of parameters.
+        "mining.hello" => {
+            let agent_param = obj
+                .get("params")
+                .and_then(Value::as_object)
+                .and_then(|h| h.get("agent"))
+                .and_then(Value::as_str);
+            eth_stratum = true;
+            let path = [Seg::Key("params".to_owned()), Seg::Key("agent".to_owned())];
+            agent = match agent_param {
                 Some(s) => parse_agent(s, true),
                 None => cut
                     .and_then(|c| c.dangling_at(&path))

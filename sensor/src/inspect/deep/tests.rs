@@ -816,6 +816,10 @@ fn the_kernel_table_and_the_parser_agree_on_real_messages() {
             Some(Ethereum),
         ),
         (
+            r#"{"id":1,"method":"mining.hello","params":{"agent":"ethminer-0.19.0","host":"eth.pool","port":"d05","proto":"EthereumStratum/2.0.0"}}"#.to_owned(),
+            Some(Ethereum),
+        ),
+        (
             format!(r#"{{"worker":"eth1.0","jsonrpc":"2.0","params":["{ETH}","x"],"id":2,"method":"eth_submitLogin"}}"#),
             Some(Ethereum),
         ),
@@ -1045,6 +1049,17 @@ fn zcash_sessions() {
         r#"{"id":1,"method":"mining.subscribe","params":["nsfminer-1.3.8","EthereumStratum/1.0.0"]}"#,
     );
     assert_eq!(nsf.agent, agent("nsfminer", "1.3.8"));
+    // EthereumStratum/2.0.0: ethminer names itself in `mining.hello`'s object of parameters
+    // (`EthStratumClient::connect_handler`; before: no agent). Not a login.
+    let hello = one(
+        r#"{"id":1,"method":"mining.hello","params":{"agent":"ethminer-0.19.0","host":"eth.pool","port":"d05","proto":"EthereumStratum/2.0.0"}}"#,
+    );
+    assert_eq!(hello.agent, agent("ethminer", "0.19.0"));
+    assert_eq!(
+        (hello.dialect, hello.coin),
+        (Dialect::Ethereum, Coin::Ethereum)
+    );
+    assert!(!hello.is_login);
 }
 
 /// The coin a pool host names: one ticker or name among its labels, or a pool of one coin.
