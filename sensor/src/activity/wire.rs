@@ -135,12 +135,11 @@ fn request(obj: &Map<String, Value>, method: &str, out: &mut Vec<Signal>) {
             }
         }
         "eth_submitHashrate" => {
-            let rate = item(0)
+            if let Some(rate) = item(0)
                 .and_then(Value::as_str)
-                .and_then(|h| h.strip_prefix("0x"))
-                .and_then(|h| u128::from_str_radix(h, 16).ok());
-            if let Some(rate) = rate {
-                out.push(Signal::ReportedRate(rate as f64));
+                .and_then(|h| hex_rate(h, true))
+            {
+                out.push(Signal::ReportedRate(rate));
             }
         }
         // EthereumStratum/2.0.0 (ethminer's `stratum3+tcp`, its forks): the session's
@@ -158,18 +157,29 @@ fn request(obj: &Map<String, Value>, method: &str, out: &mut Vec<Signal>) {
         // Its rate report: compact hex without `0x` (`"500000"`), or with it. A number is
         // ignored: clients that send one do not say in which unit.
         "mining.hashrate" => {
-            let rate = item(0).and_then(Value::as_str).and_then(|h| {
-                let digits = h.strip_prefix("0x").unwrap_or(h);
-                (!digits.is_empty() && digits.len() <= 32)
-                    .then(|| u128::from_str_radix(digits, 16).ok())
-                    .flatten()
-            });
-            if let Some(rate) = rate {
-                out.push(Signal::ReportedRate(rate as f64));
+            if let Some(rate) = item(0)
+                .and_then(Value::as_str)
+                .and_then(|h| hex_rate(h, false))
+            {
+                out.push(Signal::ReportedRate(rate));
             }
         }
         _ => {}
     }
+}
+
+/// A miner's rate report in hex, hashes a second: `0x` and at most 32 hex digits (`0x` optional
+/// unless `prefixed`); `None` for anything else (no sign, no blank).
+fn hex_rate(h: &str, prefixed: bool) -> Option<f64> {
+    let digits = match h.strip_prefix("0x") {
+        Some(d) => d,
+        None if prefixed => return None,
+        None => h,
+    };
+    if digits.is_empty() || digits.len() > 32 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u128::from_str_radix(digits, 16).ok().map(|r| r as f64)
 }
 
 fn reply(obj: &Map<String, Value>, out: &mut Vec<Signal>) {
@@ -462,6 +472,19 @@ mod tests {
             ),
             [Signal::ReportedRate(5_242_880.0)]
         );
+        // ethproxy's rate has its `0x`; EthereumStratum/2.0.0's may; neither a sign nor more
+        // digits than 128 bits hold.
+        for (method, rate, read) in [
+            ("eth_submitHashrate", "500000", None),
+            ("eth_submitHashrate", "0x+500000", None),
+            ("mining.hashrate", "0x500000", Some(5_242_880.0)),
+            ("mining.hashrate", "+500000", None),
+            ("mining.hashrate", &"f".repeat(33), None),
+        ] {
+            let msg = format!(r#"{{"id":6,"method":"{method}","params":["{rate}","w"]}}"#);
+            let want: Vec<Signal> = read.map(Signal::ReportedRate).into_iter().collect();
+            assert_eq!(of(&msg), want, "{msg}");
+        }
         assert_eq!(
             of(r#"{"id":4,"jsonrpc":"2.0","result":true}"#),
             [Signal::Reply {
