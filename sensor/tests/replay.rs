@@ -985,7 +985,9 @@ fn segments_merged_by_the_capturing_hosts_gro_are_read_whole() {
 /// difficulty 16, the job, then 3 submits, each accepted, the first a real scrypt share of that
 /// job (`test_support::shares`, the worked example: its scrypt hash is difficulty 695.8). Its
 /// shares count at scrypt's difficulty 1, 2^16 hashes: 3 x 16 x 65,536 = 3,145,728 (before,
-/// at sha256d's 2^32: 206,158,430,208, 65,536 times the work).
+/// at sha256d's 2^32: 206,158,430,208, 65,536 times the work). The share names a scrypt coin:
+/// the login, which waits for it, and the shares are `other`, as a Litecoin or Dogecoin address
+/// makes them (before, `unknown`).
 #[test]
 fn an_account_scrypt_session_replays_at_scrypts_difficulty() {
     use test_support::shares::{SCRYPT_EN1, SCRYPT_NOTIFY, SCRYPT_SHARE};
@@ -1034,12 +1036,13 @@ fn an_account_scrypt_session_replays_at_scrypts_difficulty() {
     w.write(&file);
     let (_, r) = replay(&[], &[&file]);
     assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
-    let login = [("range", "kp"), ("coin", "unknown"), ("agent", "cpuminer")];
+    let login = [("range", "kp"), ("coin", "other"), ("agent", "cpuminer")];
     assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
-    let accepted = [("range", "kp"), ("result", "accepted")];
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &[]), 1);
+    let accepted = [("range", "kp"), ("coin", "other"), ("result", "accepted")];
     assert_eq!(total(&r, "mining_sensor_shares_total", &accepted), 3);
     assert_eq!(
-        total(&r, "mining_sensor_share_hashes_total", &[]),
+        total(&r, "mining_sensor_share_hashes_total", &[("coin", "other")]),
         3_145_728
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -205,6 +205,17 @@ impl Prover {
         self.decided
     }
 
+    /// Whether a later share may still decide: not decided, tries left, the pool's extranonce1
+    /// seen (a flow whose subscribe reply passed before the sensor started never decides) and a
+    /// job to build a header from (a job that is no Bitcoin-shaped template, another
+    /// algorithm's, gives none).
+    pub fn may_decide(&self) -> bool {
+        !self.decided
+            && self.tries < MAX_TRIES
+            && self.extranonce1.is_some()
+            && !self.templates.is_empty()
+    }
+
     /// What a share of `job` (its submit's parameters after the job, joined by commas) worth
     /// `sha256d_hashes` proves, once: `Some` the first time a share decides, `None` before and
     /// after. A scrypt hash is computed only when `budget` has one left.

@@ -64,7 +64,9 @@ pub const REPORTED_RATE_WINDOW: Duration = Duration::from_secs(300);
 /// this many further Stratum messages of the flow (a one-direction tap sees no job): a Monero
 /// pool's login reply is the next one, a Stratum V1 pool's first job among the next three
 /// (`mining.set_difficulty` or `set_target`, `mining.notify`, before or after the `authorize`
-/// reply).
+/// reply). A Stratum V1 flow whose first share may prove scrypt (its pool's extranonce1 seen)
+/// waits for that share instead, whatever the messages in between (see
+/// `FlowNote::take_ready_login`).
 pub const LOGIN_COIN_WAIT_MESSAGES: u32 = 4;
 /// ... and for at most this long (checked at the flow's next message and at each expiry): then it
 /// counts as `unknown`, as it does when its flow is forgotten or a replay ends first.
@@ -192,6 +194,8 @@ struct FlowNote {
     rate: Option<(f64, Instant)>,
     /// Its login, while it waits for the flow's coin.
     pending: Option<PendingLogin>,
+    /// A Stratum V1 job (`mining.notify`) came: later ones name no coin the first did not.
+    job_seen: bool,
 }
 
 impl FlowNote {
@@ -209,6 +213,7 @@ impl FlowNote {
             ranges: Vec::new(),
             rate: None,
             pending: None,
+            job_seen: false,
         }
     }
 
@@ -227,12 +232,19 @@ impl FlowNote {
         }
     }
 
-    /// The waiting login, once the flow has shown its coin, its first Stratum V1 job came (`job`)
-    /// or the wait is over at `now`, with that coin (`unknown` if none).
+    /// The waiting login, once the flow has shown its coin, its first Stratum V1 job came (`job`,
+    /// at this message or before) or the wait is over at `now`, with that coin (`unknown` if
+    /// none).
+    ///
+    /// A Stratum V1 flow whose first share may still prove scrypt (`activity::proof`: the
+    /// pool's extranonce1 seen, no share decided yet) waits for that share instead, within the
+    /// time alone: a scrypt share names a scrypt coin (`other`, as a Litecoin or Dogecoin
+    /// address does), where its jobs and messages name none.
     fn take_ready_login(&mut self, now: Instant, job: bool) -> Option<PendingLogin> {
+        self.job_seen |= job;
         let p = self.pending.as_ref()?;
-        let over = job
-            || p.waited >= LOGIN_COIN_WAIT_MESSAGES
+        let proving = self.prover.as_ref().is_some_and(|p| p.may_decide());
+        let over = (!proving && (self.job_seen || p.waited >= LOGIN_COIN_WAIT_MESSAGES))
             || now.saturating_duration_since(p.at) >= LOGIN_COIN_WAIT;
         if self.coin == Coin::Unknown && !over {
             return None;
@@ -577,6 +589,8 @@ impl Inspector {
         let mut out = std::mem::take(&mut self.late);
         // The dialect of the flow's login when this payload holds it.
         let mut login = None;
+        // Whether the payload holds a Stratum V1 job.
+        let mut job = false;
         for m in &messages {
             let note = self.seen.entry(id).or_insert_with(|| FlowNote::new(now));
             note.at = now;
@@ -607,8 +621,10 @@ impl Inspector {
                     waited: 0,
                 });
             }
-            let job = m.method.as_deref() == Some("mining.notify");
-            if let Some(p) = note.take_ready_login(now, job) {
+            // A job ends the wait once its work signals are read (below): its template is what
+            // a first share is proved against.
+            job |= m.method.as_deref() == Some("mining.notify");
+            if let Some(p) = note.take_ready_login(now, false) {
                 out.push(self.count(p));
             }
         }
@@ -661,6 +677,15 @@ impl Inspector {
         // A submit goes to the pool: the packet's destination.
         let pool = (t.dst, t.dport);
         self.activity(id, work, names, pool, now);
+        // A login that waited for its flow's first job, or its first share (see
+        // `FlowNote::take_ready_login`).
+        if let Some(p) = self
+            .seen
+            .get_mut(&id)
+            .and_then(|n| n.take_ready_login(now, job))
+        {
+            out.push(self.count(p));
+        }
         out
     }
 
@@ -680,7 +705,7 @@ impl Inspector {
         if let Some(ranges) = ranges {
             note.ranges = ranges;
         }
-        let coin = note.coin.label();
+        let mut coin = note.coin.label();
         let mut resolved = Vec::new();
         for signal in work {
             match signal {
@@ -703,6 +728,13 @@ impl Inspector {
                             p.share(job.as_deref(), &parts, h, &mut self.scrypt_budget, now)
                     {
                         note.scrypt = pow == Pow::Scrypt;
+                        // Scrypt's coins (Litecoin, Dogecoin and their kin) are `other`, as
+                        // their addresses are; sha256d's are several (Bitcoin and its forks):
+                        // a flow that named none still names none.
+                        if note.scrypt && note.coin == Coin::Unknown {
+                            note.coin = Coin::Other;
+                            coin = note.coin.label();
+                        }
                     }
                     if note.scrypt || note.ghostrider {
                         counted.hashes = counted
@@ -752,9 +784,11 @@ impl Inspector {
                     resolved.extend(self.ledger.reply(&id, &request, accepted));
                 }
                 Signal::ReportedRate(rate) => note.rate = Some((rate, now)),
-                Signal::Extranonce(en1) => {
+                // A GhostRider flow's shares prove nothing here (below): no prover again.
+                Signal::Extranonce(en1) if !note.ghostrider => {
                     note.prover.get_or_insert_default().extranonce(en1);
                 }
+                Signal::Extranonce(_) => {}
                 Signal::Template { .. }
                     if note.agent.as_ref().is_some_and(|a| a.family == deep::XMRIG) =>
                 {

@@ -422,12 +422,81 @@ const GENESIS: (&str, &str, [&str; 3]) = (
 /// account names no coin: `unknown` both times.
 #[test]
 fn an_account_sessions_first_share_tells_scrypt_from_sha256d() {
+    // Scrypt names a coin of its own (`other`, as a Litecoin or Dogecoin address does): the
+    // login waits past the job for the share, and counts with it (before, `unknown`).
     let s = session_with_a_real_share(CPUMINER, "worker.1", "16", SCRYPT);
-    assert!(s.has(r#"mining_sensor_shares_total{coin="unknown",range="kp",result="accepted"} 3"#));
-    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="unknown",range="kp"} 3145728"#));
+    assert!(
+        s.has(r#"mining_sensor_miner_logins_total{agent="cpuminer",coin="other",range="kp"} 1"#)
+    );
+    assert!(s.has(r#"mining_sensor_shares_total{coin="other",range="kp",result="accepted"} 3"#));
+    assert!(s.has(r#"mining_sensor_share_hashes_total{coin="other",range="kp"} 3145728"#));
+    // Sha256d's coins are several (Bitcoin and its forks): still `unknown`.
     let s = session_with_a_real_share(CPUMINER, "worker.1", "1", GENESIS);
+    assert!(
+        s.has(r#"mining_sensor_miner_logins_total{agent="cpuminer",coin="unknown",range="kp"} 1"#)
+    );
     assert!(s.has(r#"mining_sensor_shares_total{coin="unknown",range="kp",result="accepted"} 3"#));
     assert!(s.has(r#"mining_sensor_share_hashes_total{coin="unknown",range="kp"} 12884901888"#));
+}
+
+/// A scrypt-capable flow whose first share never comes (or proves nothing) is not held for
+/// ever: its login counts `unknown` when the wait's time is up, at the flow's next message or
+/// at an expiry, as any login waiting for its coin does.
+#[test]
+fn a_login_waiting_for_its_first_share_counts_unknown_when_the_wait_runs_out() {
+    let mut s = Session::new(Duration::from_secs(3600));
+    let (notify, en1, _) = SCRYPT;
+    s.send(
+        true,
+        &format!(r#"{{"id":1,"method":"mining.subscribe","params":["{CPUMINER}"]}}"#),
+        0,
+    );
+    s.send(
+        false,
+        &format!(r#"{{"id":1,"result":[[["mining.notify","ae68"]],"{en1}",4],"error":null}}"#),
+        0,
+    );
+    s.send(
+        true,
+        r#"{"id":2,"method":"mining.authorize","params":["worker.1","x"]}"#,
+        0,
+    );
+    s.send(false, r#"{"id":2,"result":true,"error":null}"#, 0);
+    s.send(
+        false,
+        r#"{"id":null,"method":"mining.set_difficulty","params":[16]}"#,
+        0,
+    );
+    // Five jobs and no share: the messages' bound does not end this wait.
+    for _ in 0..5 {
+        assert!(s.send(false, notify, 1).is_empty());
+    }
+    assert!(!s.render_has("mining_sensor_miner_logins_total"));
+    let lines = s.send(false, notify, LOGIN_COIN_WAIT.as_secs());
+    assert_eq!(lines.len(), 1);
+    assert_eq!((lines[0].coin, lines[0].agent), ("unknown", "cpuminer"));
+    // A job that is no Bitcoin-shaped template (its previous block hash 2 bytes, not 32) gives no
+    // header to prove: the login counts at that job, as before.
+    let mut s = Session::new(Duration::from_secs(3600));
+    s.send(
+        true,
+        &format!(r#"{{"id":1,"method":"mining.subscribe","params":["{CPUMINER}"]}}"#),
+        0,
+    );
+    s.send(
+        false,
+        &format!(r#"{{"id":1,"result":[[["mining.notify","ae68"]],"{en1}",4],"error":null}}"#),
+        0,
+    );
+    s.send(
+        true,
+        r#"{"id":2,"method":"mining.authorize","params":["worker.1","x"]}"#,
+        0,
+    );
+    let short = r#"{"id":null,"method":"mining.notify","params":["bf","4d16","0100","0000",[],"20000000","1d00ffff","5f5e1000",true]}"#;
+    let lines = s.send(false, short, 0);
+    assert_eq!(lines.len(), 1);
+    assert_eq!((lines[0].coin, lines[0].agent), ("unknown", "cpuminer"));
 }
 
 /// A login whose address looks like Dogecoin's (`D`, 34 characters: scrypt, coin `other`) but
