@@ -14,7 +14,7 @@ mod common;
 
 use std::{net::Ipv4Addr, time::Duration};
 
-use common::{replay, sample_sum, tmp, write_pcap};
+use common::{Wire, replay, sample_sum, tmp, write_pcap};
 use pcap_file::DataLink;
 use serde_json::Value;
 use test_support::Packet;
@@ -101,35 +101,19 @@ fn assert_one_flow_from_kp_and_its_login(r: &Value) {
 /// The mask key of the miner's login frame in `Wire::login`.
 const LOGIN_KEY: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
 
-/// A TCP session between the miner and the pool on 443, from the miner's `port`: each segment at
-/// its side's next sequence number (the miner's from 1,000, the pool's from 5,000).
-struct Wire {
-    port: u16,
-    seq: [u32; 2],
-    packets: Vec<Packet>,
+/// The sessions of these tests: the miner in `kp`, the pool on 443, from the miner's `port`.
+fn wire_at(port: u16) -> Wire {
+    Wire::new(ip(MINER), ip(POOL), port, 443)
 }
 
-impl Wire {
-    fn new(port: u16) -> Self {
-        Self {
-            port,
-            seq: [1000, 5000],
-            packets: Vec::new(),
-        }
-    }
+/// What these tests send besides a segment at a time.
+trait Sends {
+    fn login(&mut self);
+    fn send_reversed(&mut self, msg: &[u8], cut: usize);
+    fn resend(&mut self, seg: &[u8]);
+}
 
-    /// `seg` from the miner (`true`) or the pool.
-    fn send(&mut self, from_miner: bool, seg: &[u8]) {
-        let (m, p) = (ip(MINER), ip(POOL));
-        let (side, pkt) = if from_miner {
-            (0, Packet::tcp4(m, p, self.port, 443, seg))
-        } else {
-            (1, Packet::tcp4(p, m, 443, self.port, seg))
-        };
-        self.packets.push(pkt.tcp_seq(self.seq[side]));
-        self.seq[side] += seg.len() as u32;
-    }
-
+impl Sends for Wire {
     /// A known flow in WebSocket frames: XMRig's login (masked with `LOGIN_KEY`) and the pool's
     /// reply at 10,000 hashes a share, each a frame in a segment.
     fn login(&mut self) {
@@ -148,7 +132,8 @@ impl Wire {
         let (first, later) = msg.split_at(cut);
         let at = self.seq[0];
         for (seq, seg) in [(at + cut as u32, later), (at, first)] {
-            let pkt = Packet::tcp4(ip(MINER), ip(POOL), self.port, 443, seg).tcp_seq(seq);
+            let pkt =
+                Packet::tcp4(self.miner, self.pool, self.port, self.pool_port, seg).tcp_seq(seq);
             self.packets.push(pkt);
         }
         self.seq[0] += msg.len() as u32;
@@ -157,7 +142,7 @@ impl Wire {
     /// The miner's last segment, `seg`, sent again at its own sequence number.
     fn resend(&mut self, seg: &[u8]) {
         let at = self.seq[0] - seg.len() as u32;
-        let pkt = Packet::tcp4(ip(MINER), ip(POOL), self.port, 443, seg).tcp_seq(at);
+        let pkt = Packet::tcp4(self.miner, self.pool, self.port, self.pool_port, seg).tcp_seq(at);
         self.packets.push(pkt);
     }
 }
@@ -401,7 +386,7 @@ fn evasive_stratum_in_fragmented_websocket_messages_replays_with_its_shares() {
         out.push(last);
         out
     };
-    let mut wire = Wire::new(51006);
+    let mut wire = wire_at(51006);
     for (i, f) in frames(&login, true).into_iter().enumerate() {
         if i == 5 {
             // A masked empty pong: 8a 80 and the key.
@@ -465,7 +450,7 @@ fn evasive_compressed_websocket_messages_in_several_frames_replay_with_their_sha
         (xmrig_submit(3, ""), 2),
         (ok(3), 1),
     ];
-    let mut wire = Wire::new(51014);
+    let mut wire = wire_at(51014);
     for (k, (msg, parts)) in messages.iter().enumerate() {
         let d = k % 2;
         let key = (d == 0).then_some([0x37, 0xfa, 0x21, 0x3d]);
@@ -517,7 +502,7 @@ fn evasive_compressed_websocket_messages_padded_past_a_segment_replay_with_their
         Compress::new(Compression::default(), false),
         Compress::new(Compression::default(), false),
     ];
-    let (mut wire, mut cut) = (Wire::new(51015), 0);
+    let (mut wire, mut cut) = (wire_at(51015), 0);
     for (k, msg) in messages.iter().enumerate() {
         let d = k % 2;
         let key = (d == 0).then_some([0x37, 0xfa, 0x21, 0x3d]);
@@ -590,7 +575,7 @@ fn evasive_a_padded_submit_in_one_websocket_frame_on_a_known_flow_counts_its_sha
     assert!(pad_at < 992 && 1993 < pad_at + 3000);
     let big = test_support::websocket_frame(padded.as_bytes(), Some([0x6e, 0xf2, 0x21, 0x3d]));
     assert_eq!((big[1000], big[2001]), (0x16, 0x8a));
-    let mut wire = Wire::new(51013);
+    let mut wire = wire_at(51013);
     wire.login();
     for w in [0, 1000, 2001, big.len()].windows(2) {
         wire.send(true, &big[w[0]..w[1]]);
@@ -624,7 +609,7 @@ fn evasive_a_padded_submit_in_one_websocket_frame_on_a_known_flow_counts_its_sha
 /// counted at the difficulty in force (20,000 hashes in all).
 #[test]
 fn evasive_a_pools_job_padded_with_text_beyond_ascii_counts_its_shares_difficulty() {
-    let mut wire = Wire::new(51016);
+    let mut wire = wire_at(51016);
     wire.login();
     let client = |m: &str| test_support::websocket_frame(m.as_bytes(), Some(LOGIN_KEY));
     let pool = |m: &str| test_support::websocket_frame(m.as_bytes(), None);
@@ -667,7 +652,7 @@ fn evasive_a_resent_rest_of_a_padded_websocket_frame_is_not_read_again() {
         .into();
     // 8 bytes of header: frame byte 2,003 is payload byte 1,995, an `x` under the key's fourth.
     assert_eq!((frames[0][2003], frames[0][2004]), (0x41, 0xc6));
-    let mut wire = Wire::new(51014);
+    let mut wire = wire_at(51014);
     wire.login();
     for (n, frame) in frames.iter().enumerate() {
         let cuts = [0, 1000, 2003, frame.len()];
@@ -724,7 +709,7 @@ fn evasive_a_padded_login_in_one_websocket_frame_over_three_segments_replays_wit
 /// its share counts, once, with the other submit's.
 #[test]
 fn evasive_a_submit_whose_segments_come_in_reverse_order_counts_its_share() {
-    let mut w = Wire::new(40123);
+    let mut w = wire_at(40123);
     w.send(true, xmrig_login("").as_bytes());
     w.send(false, LOGIN_REPLY.as_bytes());
     let submit = xmrig_submit(2, "");
@@ -748,7 +733,7 @@ fn evasive_a_submit_whose_segments_come_in_reverse_order_counts_its_share() {
 /// rest will not come.
 #[test]
 fn evasive_a_new_flows_login_whose_segments_come_in_reverse_order_counts_with_coin_and_agent() {
-    let mut w = Wire::new(40124);
+    let mut w = wire_at(40124);
     let login = xmrig_login("");
     let cut = login.find("\"algo\"").unwrap();
     assert!(login[..cut].ends_with("gcc/5.4.0\","));
@@ -976,7 +961,7 @@ fn assert_one_ethproxy_flow_from_kp_with_accepted_shares(r: &Value, shares: u64)
 fn evasive_an_ethproxy_session_padded_in_every_client_message_is_opened_at_its_login() {
     let pad = "x".repeat(600);
     let rounds = 600 * replay_cpus() as u64;
-    let mut w = Wire::new(40200);
+    let mut w = wire_at(40200);
     w.send(
         true,
         eth_request(1, "eth_submitLogin", ETH_LOGIN, &pad).as_bytes(),
@@ -1004,7 +989,7 @@ fn evasive_an_ethproxy_session_padded_in_every_client_message_is_opened_at_its_l
 #[test]
 fn evasive_an_ethproxy_session_with_its_login_alone_padded_counts_every_share_with_its_hashes() {
     let pad = "x".repeat(600);
-    let mut w = Wire::new(40201);
+    let mut w = wire_at(40201);
     w.send(
         true,
         eth_request(1, "eth_submitLogin", ETH_LOGIN, &pad).as_bytes(),
@@ -1111,7 +1096,7 @@ fn evasive_a_padded_login_split_within_the_window_replays_with_coin_and_agent() 
     let pad = "x".repeat(600);
     let login = xmrig_login(&pad);
     for cut in [256, 300, 511] {
-        let mut w = Wire::new(40777);
+        let mut w = wire_at(40777);
         let (a, b) = login.as_bytes().split_at(cut);
         w.send(true, a);
         w.send(true, b);

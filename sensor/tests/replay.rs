@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{replay, tmp, write_pcap};
+use common::{Wire, replay, tmp, write_pcap};
 
 use std::{net::Ipv4Addr, path::Path, process::Command, time::Duration};
 
@@ -883,42 +883,20 @@ fn a_live_session_captured_and_rewritten_to_kp_replays_exactly() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A TCP session between `MINER` and `POOL` on port 3333, from the miner's `port`: each segment
-/// at its side's next sequence number (the miner's from 1,000, the pool's from 5,000), 10 ms
-/// after the one before.
-struct Wire {
-    port: u16,
-    seq: [u32; 2],
-    frames: Vec<(Duration, Vec<u8>)>,
+/// The sessions of these tests: `MINER` and `POOL` on port 3333, from the miner's `port`.
+fn wire_at(port: u16) -> Wire {
+    Wire::new(ip(MINER), ip(POOL), port, 3333)
 }
 
-impl Wire {
-    fn new(port: u16) -> Self {
-        Self {
-            port,
-            seq: [1000, 5000],
-            frames: Vec::new(),
-        }
-    }
-
-    /// `seg` from the miner (`up`) or the pool.
-    fn send(&mut self, up: bool, seg: &[u8]) {
-        let (m, p) = (ip(MINER), ip(POOL));
-        let pkt = if up {
-            Packet::tcp4(m, p, self.port, 3333, seg)
-        } else {
-            Packet::tcp4(p, m, 3333, self.port, seg)
-        };
-        let side = usize::from(!up);
-        let t = at(0, 10 * self.frames.len() as u64);
-        self.frames.push((t, pkt.tcp_seq(self.seq[side]).build()));
-        self.seq[side] += seg.len() as u32;
-    }
-
-    /// The session as a capture file.
-    fn write(&self, file: &Path) {
-        write_pcap(file, DataLink::ETHERNET, &self.frames);
-    }
+/// `w`'s session as a capture file, a segment every 10 ms.
+fn write_wire(w: &Wire, file: &Path) {
+    let frames: Vec<(Duration, Vec<u8>)> = w
+        .packets
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (at(0, 10 * i as u64), p.build()))
+        .collect();
+    write_pcap(file, DataLink::ETHERNET, &frames);
 }
 
 /// A capture made on a busy proxy's host: its upstream's submits leave in segments its TSO has
@@ -933,7 +911,7 @@ impl Wire {
 #[test]
 fn segments_merged_by_the_capturing_hosts_gro_are_read_whole() {
     let dir = tmp("gro");
-    let mut w = Wire::new(50100);
+    let mut w = wire_at(50100);
     w.send(true, &login());
     w.send(false, REPLY);
     // 112 bytes each (ids of 3 digits), 65 for their OKs.
@@ -963,7 +941,7 @@ fn segments_merged_by_the_capturing_hosts_gro_are_read_whole() {
         }
     }
     let file = dir.join("proxy-host.pcap");
-    w.write(&file);
+    write_wire(&w, &file);
     let (_, r) = replay(&[], &[&file]);
     assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
     let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
@@ -992,7 +970,7 @@ fn segments_merged_by_the_capturing_hosts_gro_are_read_whole() {
 fn an_account_scrypt_session_replays_at_scrypts_difficulty() {
     use test_support::shares::{SCRYPT_EN1, SCRYPT_NOTIFY, SCRYPT_SHARE};
     let dir = tmp("scrypt");
-    let mut w = Wire::new(50200);
+    let mut w = wire_at(50200);
     let mut send = |up: bool, msg: &str| w.send(up, format!("{msg}\n").as_bytes());
     send(
         true,
@@ -1033,7 +1011,7 @@ fn an_account_scrypt_session_replays_at_scrypts_difficulty() {
         );
     }
     let file = dir.join("scrypt.pcap");
-    w.write(&file);
+    write_wire(&w, &file);
     let (_, r) = replay(&[], &[&file]);
     assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 1);
     let login = [("range", "kp"), ("coin", "other"), ("agent", "cpuminer")];
@@ -1057,12 +1035,12 @@ fn an_account_scrypt_session_replays_at_scrypts_difficulty() {
 #[test]
 fn an_ethereumstratum_2_session_replays_with_its_hashes() {
     let dir = tmp("esv2");
-    let mut w = Wire::new(50300);
+    let mut w = wire_at(50300);
     for (up, msg) in test_support::shares::ETHMINER_ESV2_SESSION {
         w.send(up, format!("{msg}\n").as_bytes());
     }
     let file = dir.join("esv2.pcap");
-    w.write(&file);
+    write_wire(&w, &file);
     let (_, r) = replay(&[], &[&file]);
     let flows = [("dialect", "ethereum")];
     assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &flows), 1);

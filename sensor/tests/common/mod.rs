@@ -1,4 +1,5 @@
-//! Helpers shared by the namespace tests: commands, entering namespaces, HTTP, metric parsing.
+//! Helpers shared by the integration tests: commands, entering namespaces, HTTP, metric parsing,
+//! captures and the TCP sessions written into them (`Wire`).
 #![allow(dead_code)]
 
 use std::{
@@ -605,4 +606,52 @@ pub fn prom_query(ns: &str, port: u16, query: &str, time: Option<f64>) -> Vec<se
         .ok()
         .and_then(|v| v["data"]["result"].as_array().cloned())
         .unwrap_or_default()
+}
+
+/// A TCP session between a miner and a pool as the segments each sends, each side's sequence
+/// numbers running on (the miner's from 1,000, the pool's from 5,000): what the replay and
+/// evasive tests write as captures.
+pub struct Wire {
+    pub miner: std::net::Ipv4Addr,
+    pub pool: std::net::Ipv4Addr,
+    /// The miner's port.
+    pub port: u16,
+    pub pool_port: u16,
+    pub seq: [u32; 2],
+    pub packets: Vec<test_support::Packet>,
+}
+
+impl Wire {
+    pub fn new(
+        miner: std::net::Ipv4Addr,
+        pool: std::net::Ipv4Addr,
+        port: u16,
+        pool_port: u16,
+    ) -> Self {
+        Self {
+            miner,
+            pool,
+            port,
+            pool_port,
+            seq: [1000, 5000],
+            packets: Vec::new(),
+        }
+    }
+
+    /// `seg` from the miner (`true`) or the pool, at its side's next sequence number.
+    pub fn send(&mut self, from_miner: bool, seg: &[u8]) {
+        let (side, pkt) = if from_miner {
+            (
+                0,
+                test_support::Packet::tcp4(self.miner, self.pool, self.port, self.pool_port, seg),
+            )
+        } else {
+            (
+                1,
+                test_support::Packet::tcp4(self.pool, self.miner, self.pool_port, self.port, seg),
+            )
+        };
+        self.packets.push(pkt.tcp_seq(self.seq[side]));
+        self.seq[side] += seg.len() as u32;
+    }
 }
