@@ -213,19 +213,8 @@ fn classify_mining(obj: &Map<String, Value>, method: &str, cut: Option<&Cut>) ->
         // EthereumStratum/2.0.0's first message (ethminer's `stratum3+tcp`, and the first try of
         // its protocol detection): the agent in an object of parameters.
         "mining.hello" => {
-            let agent_param = obj
-                .get("params")
-                .and_then(Value::as_object)
-                .and_then(|h| h.get("agent"))
-                .and_then(Value::as_str);
             eth_stratum = true;
-            let path = [Seg::Key("params".to_owned()), Seg::Key("agent".to_owned())];
-            agent = match agent_param {
-                Some(s) => parse_agent(s, true),
-                None => cut
-                    .and_then(|c| c.dangling_at(&path))
-                    .and_then(|s| parse_agent(s, false)),
-            };
+            agent = agent_at(obj, &["params", "agent"], cut);
         }
         "mining.notify" => eth_stratum = params.is_some_and(|p| is_ethereum_notify(p)),
         "mining.authorize" | "mining.submit" => login = param_str(0),
