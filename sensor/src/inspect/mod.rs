@@ -232,16 +232,14 @@ impl FlowNote {
         }
     }
 
-    /// The waiting login, once the flow has shown its coin, its first Stratum V1 job came (`job`,
-    /// at this message or before) or the wait is over at `now`, with that coin (`unknown` if
-    /// none).
+    /// The waiting login, once the flow has shown its coin, its first Stratum V1 job came
+    /// (`job_seen`) or the wait is over at `now`, with that coin (`unknown` if none).
     ///
     /// A Stratum V1 flow whose first share may still prove scrypt (`activity::proof`: the
     /// pool's extranonce1 seen, no share decided yet) waits for that share instead, within the
     /// time alone: a scrypt share names a scrypt coin (`other`, as a Litecoin or Dogecoin
     /// address does), where its jobs and messages name none.
-    fn take_ready_login(&mut self, now: Instant, job: bool) -> Option<PendingLogin> {
-        self.job_seen |= job;
+    fn take_ready_login(&mut self, now: Instant) -> Option<PendingLogin> {
         let p = self.pending.as_ref()?;
         let proving = self.prover.as_ref().is_some_and(|p| p.may_decide());
         let over = (!proving && (self.job_seen || p.waited >= LOGIN_COIN_WAIT_MESSAGES))
@@ -624,7 +622,7 @@ impl Inspector {
             // A job ends the wait once its work signals are read (below): its template is what
             // a first share is proved against.
             job |= m.method.as_deref() == Some("mining.notify");
-            if let Some(p) = note.take_ready_login(now, false) {
+            if let Some(p) = note.take_ready_login(now) {
                 out.push(self.count(p));
             }
         }
@@ -679,11 +677,10 @@ impl Inspector {
         self.activity(id, work, names, pool, now);
         // A login that waited for its flow's first job, or its first share (see
         // `FlowNote::take_ready_login`).
-        if let Some(p) = self
-            .seen
-            .get_mut(&id)
-            .and_then(|n| n.take_ready_login(now, job))
-        {
+        if let Some(p) = self.seen.get_mut(&id).and_then(|n| {
+            n.job_seen |= job;
+            n.take_ready_login(now)
+        }) {
             out.push(self.count(p));
         }
         out

@@ -344,15 +344,9 @@ fn a_scrypt_session_counts_its_shares_at_scrypts_difficulty_one() {
     );
 }
 
-/// A Stratum V1 session of miner `agent` logging in as `login`: the subscribe reply's
-/// extranonce1, difficulty `d`, the job `notify`, then 3 accepted shares of it, the first
-/// `share` (extranonce2, ntime, nonce), the others with nonces of their own.
-fn session_with_a_real_share(
-    agent: &str,
-    login: &str,
-    d: &str,
-    (notify, en1, share): (&str, &str, [&str; 3]),
-) -> Session {
+/// A Stratum V1 session up to its login, at 0 s: `agent`'s `mining.subscribe`, the pool's reply
+/// with extranonce1 `en1`, the `mining.authorize` of `login`.
+fn subscribed_and_authorized(agent: &str, en1: &str, login: &str) -> Session {
     let mut s = Session::new(Duration::from_secs(3600));
     s.send(
         true,
@@ -369,6 +363,19 @@ fn session_with_a_real_share(
         &format!(r#"{{"id":2,"method":"mining.authorize","params":["{login}","x"]}}"#),
         0,
     );
+    s
+}
+
+/// A Stratum V1 session of miner `agent` logging in as `login`: the subscribe reply's
+/// extranonce1, difficulty `d`, the job `notify`, then 3 accepted shares of it, the first
+/// `share` (extranonce2, ntime, nonce), the others with nonces of their own.
+fn session_with_a_real_share(
+    agent: &str,
+    login: &str,
+    d: &str,
+    (notify, en1, share): (&str, &str, [&str; 3]),
+) -> Session {
+    let mut s = subscribed_and_authorized(agent, en1, login);
     s.send(false, r#"{"id":2,"result":true,"error":null}"#, 0);
     s.send(
         false,
@@ -444,23 +451,8 @@ fn an_account_sessions_first_share_tells_scrypt_from_sha256d() {
 /// at an expiry, as any login waiting for its coin does.
 #[test]
 fn a_login_waiting_for_its_first_share_counts_unknown_when_the_wait_runs_out() {
-    let mut s = Session::new(Duration::from_secs(3600));
     let (notify, en1, _) = SCRYPT;
-    s.send(
-        true,
-        &format!(r#"{{"id":1,"method":"mining.subscribe","params":["{CPUMINER}"]}}"#),
-        0,
-    );
-    s.send(
-        false,
-        &format!(r#"{{"id":1,"result":[[["mining.notify","ae68"]],"{en1}",4],"error":null}}"#),
-        0,
-    );
-    s.send(
-        true,
-        r#"{"id":2,"method":"mining.authorize","params":["worker.1","x"]}"#,
-        0,
-    );
+    let mut s = subscribed_and_authorized(CPUMINER, en1, "worker.1");
     s.send(false, r#"{"id":2,"result":true,"error":null}"#, 0);
     s.send(
         false,
@@ -477,22 +469,7 @@ fn a_login_waiting_for_its_first_share_counts_unknown_when_the_wait_runs_out() {
     assert_eq!((lines[0].coin, lines[0].agent), ("unknown", "cpuminer"));
     // A job that is no Bitcoin-shaped template (its previous block hash 2 bytes, not 32) gives no
     // header to prove: the login counts at that job, as before.
-    let mut s = Session::new(Duration::from_secs(3600));
-    s.send(
-        true,
-        &format!(r#"{{"id":1,"method":"mining.subscribe","params":["{CPUMINER}"]}}"#),
-        0,
-    );
-    s.send(
-        false,
-        &format!(r#"{{"id":1,"result":[[["mining.notify","ae68"]],"{en1}",4],"error":null}}"#),
-        0,
-    );
-    s.send(
-        true,
-        r#"{"id":2,"method":"mining.authorize","params":["worker.1","x"]}"#,
-        0,
-    );
+    let mut s = subscribed_and_authorized(CPUMINER, en1, "worker.1");
     let short = r#"{"id":null,"method":"mining.notify","params":["bf","4d16","0100","0000",[],"20000000","1d00ffff","5f5e1000",true]}"#;
     let lines = s.send(false, short, 0);
     assert_eq!(lines.len(), 1);
