@@ -470,13 +470,23 @@ pub struct Sample {
     pub frame_len: u32,
     /// Bytes of it in `data` (at most `SAMPLE_BYTES`).
     pub cap_len: u32,
-    pub _pad: u32,
+    /// `SAMPLE_OPENED` or 0.
+    pub flags: u32,
     pub data: [u8; SAMPLE_BYTES],
 }
 
 /// Bytes of a `Sample` before `data`. A record in `SAMPLES` holds the header and `cap_len` bytes
 /// of `data`, no more.
 pub const SAMPLE_HEADER: usize = core::mem::offset_of!(Sample, data);
+
+/// `Sample::flags`: the packet opened a Stratum flow, and the record carries that flow's `Event`
+/// between the header and the frame (at `SAMPLE_HEADER`, the frame at `SAMPLE_OPENED_HEADER`),
+/// instead of a record of its own in `EVENTS`: one ring record for a new flow's event and its
+/// copy (BENCHMARKS.md, "A new flow's login, taken apart by removal").
+pub const SAMPLE_OPENED: u32 = 1;
+
+/// Bytes of a `SAMPLE_OPENED` record before its frame.
+pub const SAMPLE_OPENED_HEADER: usize = SAMPLE_HEADER + core::mem::size_of::<Event>();
 
 /// `Event::kind`: a new Stratum flow.
 pub const EVENT_STRATUM_FLOW: u8 = 0;

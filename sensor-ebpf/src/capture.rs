@@ -6,13 +6,14 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use sensor_common::{
-    CAPTURE_INLINE, CAPTURE_TAP, MAX_QUEUES, SAMPLE_BYTES, SAMPLE_HEADER, Sample, Stat, xsk_key,
+    CAPTURE_INLINE, CAPTURE_TAP, Event, MAX_QUEUES, SAMPLE_BYTES, SAMPLE_HEADER, SAMPLE_OPENED,
+    SAMPLE_OPENED_HEADER, Sample, Stat, xsk_key,
 };
 
 use crate::{
     count::slot_of,
-    events::room,
-    maps::{SAMPLES, XSKS, capture_mode, stat},
+    events::{emit_opened, room},
+    maps::{SAMPLES, SCRATCH, XSKS, capture_mode, stat},
     parse::load_into,
     replay::{ingress, now, wire_len},
 };
@@ -56,28 +57,61 @@ pub(crate) fn capture(ctx: &XdpContext) -> u32 {
 /// about 340 ns over the share's own cost); the frame copied into SCRATCH and then into a record
 /// at its length (`bpf_ringbuf_output`) copied every byte twice. The reader takes `cap_len`
 /// bytes, whatever the record's size.
+///
+/// A packet that opened a Stratum flow (`scan::inspect` left its event in SCRATCH) has the event
+/// in its record (`SAMPLE_OPENED`); when no copy can be made, the event goes alone to `EVENTS`,
+/// as every event did before.
 #[inline(always)]
 fn sample(ctx: &XdpContext) {
-    let frame_len = ctx.data_end() - ctx.data();
-    let most = if frame_len > SAMPLE_BYTES {
-        SAMPLE_BYTES
-    } else {
-        frame_len
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return;
     };
-    let copied = if most <= SAMPLE_SIZES[0] {
-        record::<{ SAMPLE_SIZES[0] }>(ctx, frame_len)
-    } else if most <= SAMPLE_SIZES[1] {
-        record::<{ SAMPLE_SIZES[1] }>(ctx, frame_len)
-    } else if most <= SAMPLE_SIZES[2] {
-        record::<{ SAMPLE_SIZES[2] }>(ctx, frame_len)
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
+    let (carry, opened) = unsafe {
+        let carry = (*scratch).carry != 0;
+        if carry {
+            (*scratch).carry = 0;
+        }
+        (carry, core::ptr::addr_of!((*scratch).opened))
+    };
+    let copied = if carry {
+        sized::<1>(ctx, opened)
     } else {
-        record::<{ SAMPLE_SIZES[3] }>(ctx, frame_len)
+        sized::<0>(ctx, opened)
     };
     stat(if copied {
         Stat::Candidates
     } else {
         Stat::SamplesLost
     });
+    if carry {
+        if copied {
+            stat(Stat::EventsSent);
+        } else {
+            emit_opened(opened);
+        }
+    }
+}
+
+/// One sample record with `E` events (0, or 1: SCRATCH's `opened`) of the smallest size that
+/// holds the frame's first `SAMPLE_BYTES`; false when none could be made.
+#[inline(always)]
+fn sized<const E: usize>(ctx: &XdpContext, opened: *const Event) -> bool {
+    let frame_len = ctx.data_end() - ctx.data();
+    let most = if frame_len > SAMPLE_BYTES {
+        SAMPLE_BYTES
+    } else {
+        frame_len
+    };
+    if most <= SAMPLE_SIZES[0] {
+        record::<E, { SAMPLE_SIZES[0] }>(ctx, frame_len, opened)
+    } else if most <= SAMPLE_SIZES[1] {
+        record::<E, { SAMPLE_SIZES[1] }>(ctx, frame_len, opened)
+    } else if most <= SAMPLE_SIZES[2] {
+        record::<E, { SAMPLE_SIZES[2] }>(ctx, frame_len, opened)
+    } else {
+        record::<E, { SAMPLE_SIZES[3] }>(ctx, frame_len, opened)
+    }
 }
 
 /// The bytes of frame a sample record holds, by size: the smallest that holds the frame's first
@@ -85,26 +119,33 @@ fn sample(ctx: &XdpContext) {
 /// bytes; a login of about 500 the second).
 const SAMPLE_SIZES: [usize; 4] = [256, 512, 1024, SAMPLE_BYTES];
 
-/// A sample record holding up to `D` bytes of frame: `Sample` with a shorter `data`.
+/// A sample record holding `E` events (0 or 1) and up to `D` bytes of frame: `Sample` with a
+/// shorter `data`, and the event of the flow the packet opened before it when `E` is 1.
 #[repr(C)]
-struct Record<const D: usize> {
+struct Record<const E: usize, const D: usize> {
     ts_ns: u64,
     ifindex: u32,
     frame_len: u32,
     cap_len: u32,
-    _pad: u32,
+    flags: u32,
+    opened: [Event; E],
     data: [u8; D],
 }
 
-/// One sample record of up to `D` bytes of frame; false when the ring has no room for it.
+/// One sample record of up to `D` bytes of frame, with the event at `opened` when `E` is 1; false
+/// when the ring has no room for it.
 #[inline(always)]
-fn record<const D: usize>(ctx: &XdpContext, frame_len: usize) -> bool {
+fn record<const E: usize, const D: usize>(
+    ctx: &XdpContext,
+    frame_len: usize,
+    opened: *const Event,
+) -> bool {
     // Room for the record, or no copy: with nobody reading the ring, a copy made only for the
     // ring to refuse it doubled what a candidate cost.
-    let Some(flags) = room(&SAMPLES, core::mem::size_of::<Record<D>>() as u64) else {
+    let Some(flags) = room(&SAMPLES, core::mem::size_of::<Record<E, D>>() as u64) else {
         return false;
     };
-    let Some(mut entry) = SAMPLES.reserve::<Record<D>>(0) else {
+    let Some(mut entry) = SAMPLES.reserve::<Record<E, D>>(0) else {
         return false;
     };
     let r = entry.as_mut_ptr();
@@ -116,19 +157,28 @@ fn record<const D: usize>(ctx: &XdpContext, frame_len: usize) -> bool {
         entry.discard(BPF_RB_NO_WAKEUP as u64);
         return false;
     };
-    // SAFETY: as above; every header field is written before the record is submitted.
+    // SAFETY: as above; every header field (and the event, when the record has one) is written
+    // before the record is submitted; `opened` points at SCRATCH's event, written whole.
     unsafe {
         core::ptr::addr_of_mut!((*r).ts_ns).write(now());
         core::ptr::addr_of_mut!((*r).ifindex).write(ingress(ctx));
         core::ptr::addr_of_mut!((*r).frame_len).write(wire_len(ctx) as u32);
         core::ptr::addr_of_mut!((*r).cap_len).write(n as u32);
-        core::ptr::addr_of_mut!((*r)._pad).write(0);
+        if E == 1 {
+            core::ptr::addr_of_mut!((*r).flags).write(SAMPLE_OPENED);
+            core::ptr::addr_of_mut!((*r).opened)
+                .cast::<Event>()
+                .write(*opened);
+        } else {
+            core::ptr::addr_of_mut!((*r).flags).write(0);
+        }
     }
     entry.submit(flags);
     true
 }
 
 const _: () = assert!(
-    core::mem::offset_of!(Record<256>, data) == SAMPLE_HEADER
-        && core::mem::size_of::<Record<SAMPLE_BYTES>>() == core::mem::size_of::<Sample>()
+    core::mem::offset_of!(Record<0, 256>, data) == SAMPLE_HEADER
+        && core::mem::offset_of!(Record<1, 256>, data) == SAMPLE_OPENED_HEADER
+        && core::mem::size_of::<Record<0, SAMPLE_BYTES>>() == core::mem::size_of::<Sample>()
 );

@@ -9,10 +9,14 @@ use sensor_common::{Event, FlowKey, Stat, ring};
 
 use crate::maps::{EVENTS, stat};
 
-/// Reports a new Stratum flow through the ring buffer, written in place (no copy on the BPF
-/// stack, whose 512 bytes the call chain already mostly uses).
+/// Reports a new flow through the ring buffer, written in place (no copy on the BPF stack, whose
+/// 512 bytes the call chain already mostly uses); or, when `keep` is not null, into SCRATCH's
+/// `opened` at `keep`, for the packet's copy to carry (`capture::sample`). `origin` is the
+/// ingress interface, with whether the packet's source is the key's lower endpoint at bit 32.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn emit(
+    keep: *mut Event,
     key: &FlowKey,
     now: u64,
     src_ranges: u64,
@@ -21,13 +25,20 @@ pub(crate) fn emit(
     kind: u8,
     detail: u8,
 ) {
-    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
-        stat(Stat::EventsLost);
-        return;
+    let mut entry = None;
+    let e = if keep.is_null() {
+        let Some(mut r) = EVENTS.reserve::<Event>(0) else {
+            stat(Stat::EventsLost);
+            return;
+        };
+        let e = r.as_mut_ptr();
+        entry = Some(r);
+        e
+    } else {
+        keep
     };
-    let e = entry.as_mut_ptr();
-    // SAFETY: `e` points at a reserved, writable Event in the ring; every field is written
-    // before the entry is submitted.
+    // SAFETY: `e` points at a writable Event (a reserved ring record, or map memory); every
+    // field is written before the record is submitted.
     unsafe {
         core::ptr::addr_of_mut!((*e).ts_ns).write(now);
         core::ptr::addr_of_mut!((*e).key).write(*key);
@@ -39,6 +50,23 @@ pub(crate) fn emit(
         core::ptr::addr_of_mut!((*e).src_is_lo).write((origin >> 32) as u8 & 1);
         core::ptr::addr_of_mut!((*e)._pad).write(0);
     }
+    if let Some(r) = entry {
+        r.submit(wakeup(&EVENTS, core::mem::size_of::<Event>() as u64));
+        stat(Stat::EventsSent);
+    }
+}
+
+/// Sends the event SCRATCH's `opened` holds through the ring buffer: a new flow's event whose
+/// packet could not be copied with it (`capture::sample`).
+#[inline(always)]
+pub(crate) fn emit_opened(opened: *const Event) {
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        stat(Stat::EventsLost);
+        return;
+    };
+    // SAFETY: `opened` points at SCRATCH's event, written whole by `fill`; the entry is a
+    // reserved, writable Event.
+    unsafe { entry.as_mut_ptr().write(*opened) };
     entry.submit(wakeup(&EVENTS, core::mem::size_of::<Event>() as u64));
     stat(Stat::EventsSent);
 }

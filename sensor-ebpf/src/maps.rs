@@ -145,6 +145,10 @@ pub(crate) struct Scratch {
     /// The window's length, the opening's bytes at its start, the flags of `opening_settle` and
     /// the sequence number after the segment, passed through memory (see `opening::forget`).
     pub(crate) window: [u64; 4],
+    /// The event of the Stratum flow this packet opened, when the packet's copy carries it
+    /// (`carry` 1: set by `scan::inspect`, taken by `capture::sample` on the same packet).
+    pub(crate) opened: sensor_common::Event,
+    pub(crate) carry: u64,
 }
 
 /// A packet's flow key and its slot in the tables indexed by slot (`RECENT`, `OPENING_SLOTS`):

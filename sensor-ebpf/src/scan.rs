@@ -4,13 +4,13 @@
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_loop};
 use sensor_common::{
-    EVENT_STRATUM_FLOW, FlowKey, FlowState, ParseEvent, Stat, recent_slot, stratum,
+    CAPTURE_INLINE, EVENT_STRATUM_FLOW, FlowKey, FlowState, ParseEvent, Stat, recent_slot, stratum,
 };
 
 use crate::{
     count::{count_stratum_flow, count_stratum_packet},
     events::emit,
-    maps::{FLOWS, Flow, RECENT, SCRATCH, Scratch, bump, inspect_budget, stat},
+    maps::{FLOWS, Flow, RECENT, SCRATCH, Scratch, bump, capture_mode, inspect_budget, stat},
     parse::{IPPROTO_TCP, Ip},
     replay::now,
 };
@@ -96,7 +96,23 @@ fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin:
             match insert_new_flow(key, &state) {
                 Ok(()) => {
                     stat(Stat::FlowsCreated);
+                    // The packet is copied into the sample ring (every new Stratum flow's first
+                    // packet is a candidate): its record carries the event too, one ring record
+                    // instead of two (`capture::sample`, which sends the event alone when the
+                    // copy cannot be made). Otherwise the event takes the event ring.
+                    let carry = candidate != 0 && capture_mode() == CAPTURE_INLINE;
+                    // SAFETY: map value pointer, valid for the program run; only this CPU uses
+                    // it.
+                    let keep = unsafe {
+                        (*scratch).carry = carry as u64;
+                        if carry {
+                            core::ptr::addr_of_mut!((*scratch).opened)
+                        } else {
+                            core::ptr::null_mut()
+                        }
+                    };
                     emit(
+                        keep,
                         key,
                         now,
                         src_ranges,

@@ -423,6 +423,7 @@ pub extern "C" fn suspect_new(src_ranges: u64, dst_ranges: u64, origin: u64) -> 
     count_suspect(src_ranges, dst_ranges, reason);
     let now = now();
     emit(
+        core::ptr::null_mut(),
         &sk.flow,
         now,
         src_ranges,

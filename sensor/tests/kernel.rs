@@ -987,7 +987,9 @@ fn hostile_frames_count_exactly_what_the_rules_say() {
 fn each_new_flow_is_one_event_and_a_full_ring_counts_its_losses() {
     use sensor_common::Stat;
     // One page of ring buffer holds about 56 events of 72 bytes (with the kernel's headers).
-    let mut s = Sensor::watching_c("[events]\nring_bytes = 4096\n");
+    // Deep inspection off: no copy carries a new flow's event (see the next test), every event
+    // takes the event ring.
+    let mut s = Sensor::watching_c("[inspect]\nbudget = 0\n[events]\nring_bytes = 4096\n");
     let login = xmrig_login();
     for i in 0..100u16 {
         s.run(&Packet::tcp4(ip("192.0.2.9"), ip("198.51.100.7"), 30000 + i, 3333, &login).build());
@@ -1030,6 +1032,73 @@ fn each_new_flow_is_one_event_and_a_full_ring_counts_its_losses() {
     s.run(&Packet::tcp4(ip("192.0.2.9"), ip("198.51.100.7"), 40000, 3333, &login).build());
     assert_eq!(s.k.read_events().unwrap().len(), 1);
     assert_eq!(s.k.stat(Stat::EventsLost).unwrap(), lost);
+}
+
+/// A new Stratum flow's first packet is copied for deep inspection with its flow's event in the
+/// same sample record (`SAMPLE_OPENED`), one ring record where there were two; when the sample
+/// ring has no room for the copy, the event takes the event ring alone, as before.
+#[test]
+fn a_new_flows_copy_carries_its_event_and_the_event_ring_takes_what_it_cannot() {
+    use sensor_common::Stat;
+    // Worked out by hand: the login's frame is 14 + 20 + 20 + 398 = 452 bytes, so its record
+    // holds 512 bytes of frame: 8 (the ring's header) + 24 (the sample's) + 72 (the event) + 512
+    // = 616 bytes. The smallest sample ring, 65,536 bytes, admits a record while its used bytes
+    // stay within it: 106 records (65,296; a 107th would make 65,912). The other 14 events take
+    // the event ring, which holds them all (80 bytes each).
+    let mut s = Sensor::watching_c(
+        "[inspect]\ncapture_mode = \"inline\"\nsample_ring_bytes = 65536\n[events]\nring_bytes = 4096\n",
+    );
+    let login = xmrig_login();
+    assert_eq!(login.len(), 398);
+    for i in 0..120u16 {
+        s.run(&Packet::tcp4(ip("192.0.2.9"), ip("198.51.100.7"), 30000 + i, 3333, &login).build());
+    }
+    assert_eq!(s.k.stat(Stat::FlowsCreated).unwrap(), 120);
+    assert_eq!(s.k.stat(Stat::Candidates).unwrap(), 106);
+    assert_eq!(s.k.stat(Stat::SamplesLost).unwrap(), 14);
+    assert_eq!(s.k.stat(Stat::EventsSent).unwrap(), 120);
+    assert_eq!(s.k.stat(Stat::EventsLost).unwrap(), 0);
+    // The event ring's first (the flows whose copy found no room: the last 14), then those the
+    // copies carried, each flow once.
+    let events = s.k.read_events().unwrap();
+    let sports: Vec<u16> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(e.kind, sensor_common::EVENT_STRATUM_FLOW);
+            assert_eq!(e.dialect, MONERO as u8);
+            assert_eq!((e.src_ranges, e.dst_ranges, e.ifindex), (0b1, 0, 1));
+            let line = mining_sensor::events::line(e, |id| (id == 0).then(|| "c".into()), "lo");
+            assert_eq!(line.flow.src.to_string(), "192.0.2.9");
+            assert_eq!(line.flow.dport, 3333);
+            line.flow.sport
+        })
+        .collect();
+    let want: Vec<u16> = (30106..30120).chain(30000..30106).collect();
+    assert_eq!(sports, want);
+    // The copies themselves: the logins, whole.
+    let samples = s.k.read_samples().unwrap();
+    assert_eq!(samples.len(), 106);
+    for x in &samples {
+        assert_eq!((x.cap_len, x.frame_len), (452, 452));
+        assert_eq!(&x.data[54..452], &login[..]);
+    }
+    // Read out, the sample ring takes a new flow's copy and event again; a known flow's packet
+    // is a copy without one.
+    s.run(&Packet::tcp4(ip("192.0.2.9"), ip("198.51.100.7"), 40000, 3333, &login).build());
+    s.run(
+        &Packet::tcp4(
+            ip("198.51.100.7"),
+            ip("192.0.2.9"),
+            3333,
+            40000,
+            LOGIN_REPLY,
+        )
+        .build(),
+    );
+    let events = s.k.read_events().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(s.k.read_samples().unwrap().len(), 2);
+    assert_eq!(s.k.stat(Stat::EventsSent).unwrap(), 121);
 }
 
 #[test]

@@ -180,6 +180,7 @@ impl Kernel {
             },
             domain_filter: vec![0; sensor_common::dns::FILTER_WORDS],
             pool_ports: vec![0; POOL_PORT_WORDS],
+            read: Default::default(),
             peer_kinds: 0,
         })
     }

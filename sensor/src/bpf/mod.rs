@@ -50,6 +50,17 @@ pub struct Kernel {
     pool_ports: Vec<u64>,
     /// `PEER_KINDS` as written to the kernel.
     peer_kinds: u32,
+    /// Tests' reads of the rings in place (`read_samples`, `read_events`): what was read from the
+    /// sample ring and not yet asked for.
+    read: ReadRecords,
+}
+
+/// Sample records read from the ring in place and not yet handed out (`Kernel::read_samples`):
+/// their samples, and the events they carried (`Kernel::read_events`).
+#[derive(Default)]
+struct ReadRecords {
+    samples: Vec<sensor_common::Sample>,
+    carried: Vec<sensor_common::Event>,
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of the kernel program's times, which it reads with

@@ -30,12 +30,27 @@ impl Kernel {
 
     /// Reads every pending sample (tests): the ring stays in the object.
     pub fn read_samples(&mut self) -> Result<Vec<sensor_common::Sample>> {
-        self.read_ring("SAMPLES", sample_from)
+        self.drain_samples()?;
+        Ok(std::mem::take(&mut self.read.samples))
     }
 
-    /// Reads every pending event (tests): the ring stays in the object.
+    /// Reads every pending event (tests): those of the `EVENTS` ring, then those sample records
+    /// carried (`SAMPLE_OPENED`), each in its ring's order. The rings stay in the object; the
+    /// samples read for their events come from the next `read_samples`.
     pub fn read_events(&mut self) -> Result<Vec<Event>> {
-        self.read_ring("EVENTS", event_from)
+        self.drain_samples()?;
+        let mut events = self.read_ring("EVENTS", event_from)?;
+        events.append(&mut self.read.carried);
+        Ok(events)
+    }
+
+    /// Moves every pending sample record into `read`, its event apart.
+    fn drain_samples(&mut self) -> Result<()> {
+        for (s, e) in self.read_ring("SAMPLES", sample_from)? {
+            self.read.samples.push(s);
+            self.read.carried.extend(e);
+        }
+        Ok(())
     }
 
     /// Every pending record of ring `name`, parsed by `parse`.
@@ -63,9 +78,10 @@ impl Kernel {
 }
 
 /// A sample record from the ring buffer: the header and `cap_len` bytes of the frame (the kernel
-/// writes no more), the rest of `data` zero.
-pub fn sample_from(bytes: &[u8]) -> Result<sensor_common::Sample> {
-    use sensor_common::{SAMPLE_BYTES, SAMPLE_HEADER, Sample};
+/// writes no more), the rest of `data` zero; and the event of the Stratum flow the packet opened,
+/// when the record carries one (`SAMPLE_OPENED`: between the header and the frame).
+pub fn sample_from(bytes: &[u8]) -> Result<(sensor_common::Sample, Option<Event>)> {
+    use sensor_common::{SAMPLE_BYTES, SAMPLE_HEADER, SAMPLE_OPENED, SAMPLE_OPENED_HEADER, Sample};
     if bytes.len() < SAMPLE_HEADER {
         bail!("sample record of {} bytes is too short", bytes.len());
     }
@@ -74,22 +90,39 @@ pub fn sample_from(bytes: &[u8]) -> Result<sensor_common::Sample> {
         ifindex: 0,
         frame_len: 0,
         cap_len: 0,
-        _pad: 0,
+        flags: 0,
         data: [0; SAMPLE_BYTES],
     };
-    let n = bytes.len().min(std::mem::size_of::<Sample>());
-    // SAFETY: `Sample` is plain `#[repr(C)]` data valid for any bytes; `n` is at most its size.
+    // SAFETY: `Sample` is plain `#[repr(C)]` data valid for any bytes; the header is
+    // `SAMPLE_HEADER` bytes, checked above.
     unsafe {
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), (&raw mut s).cast::<u8>(), n);
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), (&raw mut s).cast::<u8>(), SAMPLE_HEADER);
     }
-    if s.cap_len as usize > n - SAMPLE_HEADER {
+    let (event, at) = if s.flags & SAMPLE_OPENED != 0 {
+        if bytes.len() < SAMPLE_OPENED_HEADER {
+            bail!(
+                "sample record of {} bytes is too short for the event it announces",
+                bytes.len()
+            );
+        }
+        (
+            Some(event_from(&bytes[SAMPLE_HEADER..])?),
+            SAMPLE_OPENED_HEADER,
+        )
+    } else {
+        (None, SAMPLE_HEADER)
+    };
+    let frame = &bytes[at..];
+    if s.cap_len as usize > frame.len().min(SAMPLE_BYTES) {
         bail!(
             "sample record of {} bytes announces {} bytes of frame",
             bytes.len(),
             s.cap_len
         );
     }
-    Ok(s)
+    let n = frame.len().min(SAMPLE_BYTES);
+    s.data[..n].copy_from_slice(&frame[..n]);
+    Ok((s, event))
 }
 
 /// An event record from the ring buffer.

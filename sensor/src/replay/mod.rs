@@ -228,14 +228,20 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
                 .unwrap_or_else(|| "?".into())
         };
         let range_name = |id: usize| labels.ranges.get(id).cloned().flatten();
-        while let Some(item) = event_ring.next() {
-            let e = crate::bpf::event_from(&item)?;
+        // A flow event, from the event ring or carried by a sample record.
+        let flow_event = |e: &sensor_common::Event| -> Result<_> {
             let wall = std::time::UNIX_EPOCH + Duration::from_nanos(e.ts_ns);
-            let line = crate::events::line_at(&e, range_name, &iface(e.ifindex), wall);
-            events.push((e.ts_ns, 0, serde_json::to_value(line)?));
+            let line = crate::events::line_at(e, range_name, &iface(e.ifindex), wall);
+            Ok((e.ts_ns, 0, serde_json::to_value(line)?))
+        };
+        while let Some(item) = event_ring.next() {
+            events.push(flow_event(&crate::bpf::event_from(&item)?)?);
         }
         while let Some(item) = sample_ring.next() {
-            let s = crate::bpf::sample_from(&item)?;
+            let (s, opened) = crate::bpf::sample_from(&item)?;
+            if let Some(e) = opened {
+                events.push(flow_event(&e)?);
+            }
             let copy = &s.data[..(s.cap_len as usize).min(s.data.len())];
             // A frame longer than the copy is read whole from the capture.
             let kept = whole.take(s.ifindex, s.ts_ns, s.frame_len, copy);

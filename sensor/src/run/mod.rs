@@ -29,7 +29,7 @@ use crate::{
 };
 use capabilities::drop_capabilities;
 use interfaces::{INTERFACE_WATCH, Iface, link_is_up};
-use readers::{spawn_events, spawn_inspector, spawn_kernel_log};
+use readers::{event_writer, spawn_events, spawn_inspector, spawn_kernel_log};
 use reload::{RangeIds, file_hash};
 
 /// Options of `run` that override the configuration file.
@@ -199,7 +199,12 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let mode = config.inspect.capture_mode;
     let xsks = match mode {
         CaptureMode::Inline => {
-            spawn_samples(kernel.take_samples()?, candidates.clone(), metrics.clone())?;
+            spawn_samples(
+                kernel.take_samples()?,
+                candidates.clone(),
+                metrics.clone(),
+                event_writer(names.clone(), writer.clone(), metrics.events_lost.clone()),
+            )?;
             None
         }
         CaptureMode::Tap => Some(kernel.take_xsks()?),

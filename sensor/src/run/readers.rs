@@ -19,13 +19,29 @@ pub(super) fn spawn_events(
     writer: SharedWriter,
     lost: prometheus::IntCounter,
 ) -> Result<()> {
-    spawn_ring_reader(ring, "event", move |item| {
-        let written = bpf::event_from(item).and_then(|e| write_event(&names, &writer, &e));
-        if let Err(e) = written {
+    let mut write = event_writer(names, writer, lost.clone());
+    spawn_ring_reader(ring, "event", move |item| match bpf::event_from(item) {
+        Ok(e) => write(&e),
+        Err(e) => {
+            lost.inc();
+            error!(error = %format!("{e:#}"), "a flow event could not be read");
+        }
+    })
+}
+
+/// Writes each flow event it is handed (from the event ring, or carried by a sample record),
+/// counting in `lost` those it could not write.
+pub(super) fn event_writer(
+    names: SharedNames,
+    writer: SharedWriter,
+    lost: prometheus::IntCounter,
+) -> impl FnMut(&sensor_common::Event) + Send + 'static {
+    move |e| {
+        if let Err(e) = write_event(&names, &writer, e) {
             lost.inc();
             error!(error = %format!("{e:#}"), "a flow event could not be written");
         }
-    })
+    }
 }
 
 /// Writes a flow event as its JSON line, with the range and interface names in force, to the
