@@ -76,7 +76,10 @@ struct Done {
 /// and at most one Stratum flow event and one suspect event per reason.
 pub(super) fn ring_room(jobs: usize) -> (u32, u32) {
     let record = |size: usize| size + 16;
-    let samples = jobs * JOB_PACKETS * record(std::mem::size_of::<sensor_common::Sample>());
+    // The largest sample record: a whole copy with the event of the flow it opened.
+    let samples = jobs
+        * JOB_PACKETS
+        * record(sensor_common::SAMPLE_OPENED_HEADER + sensor_common::SAMPLE_BYTES);
     let events = jobs
         * JOB_PACKETS
         * (1 + sensor_common::Reason::COUNT)

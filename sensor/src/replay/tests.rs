@@ -438,3 +438,17 @@ fn neighbour_counters_are_in_the_summary_and_openmetrics() {
         "{om}"
     );
 }
+
+/// The sample ring holds a sample record per packet of the jobs in flight at its largest: a
+/// whole copy (1,536 bytes) after the header (24) and the event of the flow its packet opened
+/// (72), and 16 more, 1,648 bytes. Worked out by hand for 5 jobs of 256 packets: 2,109,440
+/// bytes, so 4 MiB (2 MiB, sized for copies without an event, 1,576 bytes a record, holds 1,330
+/// of the 1,280 copies but only 1,272 with their events). The event ring: at most one Stratum
+/// flow event and one suspect event for each of the 6 reasons a packet, 88 bytes each: 788,480
+/// bytes, so 1 MiB.
+#[test]
+fn the_rings_hold_what_the_jobs_in_flight_can_write() {
+    assert_eq!(sensor_common::SAMPLE_OPENED_HEADER, 96);
+    assert_eq!(sensor_common::Reason::COUNT, 6);
+    assert_eq!(dispatch::ring_room(5), (4 << 20, 1 << 20));
+}
