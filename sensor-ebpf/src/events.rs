@@ -64,7 +64,7 @@ pub(crate) fn emit_opened(opened: *const Event) {
         stat(Stat::EventsLost);
         return;
     };
-    // SAFETY: `opened` points at SCRATCH's event, written whole by `fill`; the entry is a
+    // SAFETY: `opened` points at SCRATCH's event, written whole by `emit`; the entry is a
     // reserved, writable Event.
     unsafe { entry.as_mut_ptr().write(*opened) };
     entry.submit(wakeup(&EVENTS, core::mem::size_of::<Event>() as u64));
