@@ -25,34 +25,25 @@ pub(crate) fn emit(
     kind: u8,
     detail: u8,
 ) {
-    let mut entry = None;
-    let e = if keep.is_null() {
-        let Some(mut r) = EVENTS.reserve::<Event>(0) else {
-            stat(Stat::EventsLost);
-            return;
-        };
-        let e = r.as_mut_ptr();
-        entry = Some(r);
-        e
-    } else {
-        keep
+    let write = |e: *mut Event| {
+        // SAFETY: `e` points at a writable Event (a reserved ring record, or map memory); every
+        // field is written.
+        unsafe {
+            core::ptr::addr_of_mut!((*e).ts_ns).write(now);
+            core::ptr::addr_of_mut!((*e).key).write(*key);
+            core::ptr::addr_of_mut!((*e).src_ranges).write(src_ranges);
+            core::ptr::addr_of_mut!((*e).dst_ranges).write(dst_ranges);
+            core::ptr::addr_of_mut!((*e).ifindex).write(origin as u32);
+            core::ptr::addr_of_mut!((*e).kind).write(kind);
+            core::ptr::addr_of_mut!((*e).dialect).write(detail);
+            core::ptr::addr_of_mut!((*e).src_is_lo).write((origin >> 32) as u8 & 1);
+            core::ptr::addr_of_mut!((*e)._pad).write(0);
+        }
     };
-    // SAFETY: `e` points at a writable Event (a reserved ring record, or map memory); every
-    // field is written before the record is submitted.
-    unsafe {
-        core::ptr::addr_of_mut!((*e).ts_ns).write(now);
-        core::ptr::addr_of_mut!((*e).key).write(*key);
-        core::ptr::addr_of_mut!((*e).src_ranges).write(src_ranges);
-        core::ptr::addr_of_mut!((*e).dst_ranges).write(dst_ranges);
-        core::ptr::addr_of_mut!((*e).ifindex).write(origin as u32);
-        core::ptr::addr_of_mut!((*e).kind).write(kind);
-        core::ptr::addr_of_mut!((*e).dialect).write(detail);
-        core::ptr::addr_of_mut!((*e).src_is_lo).write((origin >> 32) as u8 & 1);
-        core::ptr::addr_of_mut!((*e)._pad).write(0);
-    }
-    if let Some(r) = entry {
-        r.submit(wakeup(&EVENTS, core::mem::size_of::<Event>() as u64));
-        stat(Stat::EventsSent);
+    if keep.is_null() {
+        send(write);
+    } else {
+        write(keep);
     }
 }
 
@@ -60,13 +51,20 @@ pub(crate) fn emit(
 /// packet could not be copied with it (`capture::sample`).
 #[inline(always)]
 pub(crate) fn emit_opened(opened: *const Event) {
+    // SAFETY: `opened` points at SCRATCH's event, written whole by `emit`; `e` at a reserved,
+    // writable Event.
+    send(|e| unsafe { e.write(*opened) });
+}
+
+/// One record of the event ring: reserved, filled whole by `write`, submitted; counted as sent,
+/// or as lost when the ring is full.
+#[inline(always)]
+fn send(write: impl FnOnce(*mut Event)) {
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         stat(Stat::EventsLost);
         return;
     };
-    // SAFETY: `opened` points at SCRATCH's event, written whole by `emit`; the entry is a
-    // reserved, writable Event.
-    unsafe { entry.as_mut_ptr().write(*opened) };
+    write(entry.as_mut_ptr());
     entry.submit(wakeup(&EVENTS, core::mem::size_of::<Event>() as u64));
     stat(Stat::EventsSent);
 }
