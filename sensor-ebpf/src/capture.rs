@@ -16,6 +16,7 @@ use crate::{
     maps::{SAMPLES, SCRATCH, XSKS, capture_mode, stat},
     parse::load_into,
     replay::{ingress, now, wire_len},
+    words::copy,
 };
 
 /// Hands a candidate to userspace; the return value is the packet's action.
@@ -166,9 +167,7 @@ fn record<const E: usize, const D: usize>(
         core::ptr::addr_of_mut!((*r).cap_len).write(n as u32);
         if E == 1 {
             core::ptr::addr_of_mut!((*r).flags).write(SAMPLE_OPENED);
-            core::ptr::addr_of_mut!((*r).opened)
-                .cast::<Event>()
-                .write(*opened);
+            copy(core::ptr::addr_of_mut!((*r).opened).cast::<Event>(), opened);
         } else {
             core::ptr::addr_of_mut!((*r).flags).write(0);
         }

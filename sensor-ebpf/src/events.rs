@@ -7,7 +7,10 @@ use aya_ebpf::{
 };
 use sensor_common::{Event, FlowKey, Stat, ring};
 
-use crate::maps::{EVENTS, stat};
+use crate::{
+    maps::{EVENTS, stat},
+    words::copy,
+};
 
 /// Reports a new flow through the ring buffer, written in place (no copy on the BPF stack, whose
 /// 512 bytes the call chain already mostly uses); or, when `keep` is not null, into SCRATCH's
@@ -30,7 +33,7 @@ pub(crate) fn emit(
         // field is written.
         unsafe {
             core::ptr::addr_of_mut!((*e).ts_ns).write(now);
-            core::ptr::addr_of_mut!((*e).key).write(*key);
+            copy(core::ptr::addr_of_mut!((*e).key), key);
             core::ptr::addr_of_mut!((*e).src_ranges).write(src_ranges);
             core::ptr::addr_of_mut!((*e).dst_ranges).write(dst_ranges);
             core::ptr::addr_of_mut!((*e).ifindex).write(origin as u32);
@@ -53,7 +56,7 @@ pub(crate) fn emit(
 pub(crate) fn emit_opened(opened: *const Event) {
     // SAFETY: `opened` points at SCRATCH's event, written whole by `emit`; `e` at a reserved,
     // writable Event.
-    send(|e| unsafe { e.write(*opened) });
+    send(|e| unsafe { copy(e, opened) });
 }
 
 /// One record of the event ring: reserved, filled whole by `write`, submitted; counted as sent,

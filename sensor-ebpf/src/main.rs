@@ -24,7 +24,7 @@
 //! over segments; `opening` a new flow's
 //! first message held over its segments; `flags` the segment's facts carried past the scan; `sv2` Stratum V2 shares by size; `events` the agent's
 //! event ring; `capture` the hand-over to deep inspection; `replay` the batch entry of
-//! `mining-sensor replay`.
+//! `mining-sensor replay`; `words` copies a word at a time.
 #![no_std]
 #![no_main]
 #![feature(asm_experimental_arch)]
@@ -42,6 +42,7 @@ mod replay;
 mod scan;
 mod signals;
 mod sv2;
+mod words;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
@@ -64,6 +65,7 @@ use crate::{
         HELLO_NO_SNI, client_hello, dns_query, load_hello, may_be_noise, noise_handshake,
         pool_port, pool_sni, shape_record, shape_start, suspect,
     },
+    words::zero_words,
 };
 
 /// The largest header offset the transport code is handed (see `try_sensor`).
@@ -609,6 +611,10 @@ fn tcp<const COMPAT: bool>(
                     && opening::opening_answers((flags & flags::FROM_LO != 0) as u64) != 0))))
 }
 
+/// The words of a WebSocket frame header's buffer (`websocket::header` reads 16 bytes).
+const FRAME_HEAD_WORDS: usize = 2;
+const _: () = assert!(websocket::MAX_HEADER + 2 == 8 * FRAME_HEAD_WORDS);
+
 /// The header of the WebSocket text frame at `payload` and its payload's first byte, unmasked;
 /// `None` when the segment holds no such frame with a byte of payload.
 #[inline(always)]
@@ -617,8 +623,14 @@ fn websocket_frame(
     payload: usize,
     plen: usize,
 ) -> Option<(websocket::Header, u8)> {
-    let mut buf = [0u8; websocket::MAX_HEADER + 2];
-    let n = load_into(ctx, payload, plen, &mut buf as *mut _).ok()?;
+    let mut words = core::mem::MaybeUninit::<[u64; FRAME_HEAD_WORDS]>::uninit();
+    // SAFETY: the words, zeroed with a store each (`[0u8; 16]` became a `memset` call: `words`),
+    // are the buffer's bytes.
+    let buf = unsafe {
+        zero_words(words.as_mut_ptr().cast(), FRAME_HEAD_WORDS);
+        &mut *words.as_mut_ptr().cast::<[u8; websocket::MAX_HEADER + 2]>()
+    };
+    let n = load_into(ctx, payload, plen, buf as *mut _).ok()?;
     let h = websocket::header(&buf, n)?;
     if h.len >= n {
         return None;
@@ -705,8 +717,14 @@ fn tls_header(ctx: &XdpContext, payload: usize) -> bool {
 /// from the segment's start; `None` when the segment opens with no frame header.
 #[inline(always)]
 fn frame_end(ctx: &XdpContext, payload: usize, plen: usize) -> Option<u64> {
-    let mut buf = [0u8; websocket::MAX_HEADER + 2];
-    let n = load_into(ctx, payload, plen, &mut buf as *mut _).ok()?;
+    let mut words = core::mem::MaybeUninit::<[u64; FRAME_HEAD_WORDS]>::uninit();
+    // SAFETY: the words, zeroed with a store each (`[0u8; 16]` became a `memset` call: `words`),
+    // are the buffer's bytes.
+    let buf = unsafe {
+        zero_words(words.as_mut_ptr().cast(), FRAME_HEAD_WORDS);
+        &mut *words.as_mut_ptr().cast::<[u8; websocket::MAX_HEADER + 2]>()
+    };
+    let n = load_into(ctx, payload, plen, buf as *mut _).ok()?;
     websocket::header(&buf, n).map(|h| (h.len as u64).saturating_add(h.payload))
 }
 

@@ -25,10 +25,10 @@ use crate::{
     maps::{Flow, OPENING_SLOTS, OPENINGS, SCRATCH, Scratch, UNWATCHED_FOLLOW, stat},
     replay::now,
     scan::flow_unknown,
+    words::{copy_words, zero},
 };
 
-/// Words of an opening, copied a word at a time (a byte loop or `memcpy` of 256 bytes is what
-/// the BPF backend cannot emit well).
+/// Words of an opening, copied a word at a time (`words`).
 const WORDS: usize = OPENING_BYTES / 8;
 
 /// Whether `flow`'s slot held an opening within `OPENING_MAX_AGE_NS`.
@@ -107,13 +107,9 @@ pub extern "C" fn opening_join(seq: u64, from_lo: u64) -> u64 {
     let src = o.bytes.as_ptr().cast::<u64>();
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
     let dst = unsafe { (*scratch).buf.bytes_mut().as_mut_ptr().cast::<u64>() };
-    let mut i = 0;
-    while i < WORDS {
-        // SAFETY: both hold at least OPENING_BYTES bytes, 8-aligned (`Opening::bytes` follows
-        // 16 bytes of header; `Window` is words). Volatile: no `memcpy` call.
-        unsafe { core::ptr::write_volatile(dst.add(i), core::ptr::read_volatile(src.add(i))) };
-        i += 1;
-    }
+    // SAFETY: both hold at least OPENING_BYTES bytes, 8-aligned (`Opening::bytes` follows 16
+    // bytes of header; `Window` is words), in different values.
+    unsafe { copy_words(dst, src, WORDS) };
     len as u64
 }
 
@@ -131,12 +127,8 @@ pub extern "C" fn opening_hold(n: u64, next_seq: u64, from_lo: u64, fresh: u64) 
         let stage = &mut (*scratch).opening;
         let src = (*scratch).buf.bytes_mut().as_ptr().cast::<u64>();
         let dst = stage.bytes.as_mut_ptr().cast::<u64>();
-        let mut i = 0;
-        while i < WORDS {
-            // SAFETY: as in `opening_join`.
-            core::ptr::write_volatile(dst.add(i), core::ptr::read_volatile(src.add(i)));
-            i += 1;
-        }
+        // SAFETY: as in `opening_join`.
+        copy_words(dst, src, WORDS);
         stage.at_ns = now;
         stage.next_seq = next_seq as u32;
         stage.len = (n as usize & (OPENING_BYTES - 1)) as u16;
@@ -144,7 +136,7 @@ pub extern "C" fn opening_hold(n: u64, next_seq: u64, from_lo: u64, fresh: u64) 
         stage.kind = sensor_common::OPENING_MESSAGE;
         stage.skip = 0;
         stage.end = 0;
-        stage._pad = [0; 4];
+        zero(stage._pad.as_mut_ptr(), stage._pad.len());
         let key = &(*scratch).flow.key;
         if OPENINGS.insert(key, stage, BPF_ANY as u64).is_err() {
             return 0;
@@ -199,7 +191,7 @@ pub extern "C" fn opening_follow_start(
         stage.kind = OPENING_FOLLOW;
         stage.skip = frame_rest as u16;
         stage.end = 0;
-        stage._pad = [0; 4];
+        zero(stage._pad.as_mut_ptr(), stage._pad.len());
         // Not over an entry already there (counted when it was held).
         if OPENINGS.insert(key, stage, BPF_NOEXIST as u64).is_err() {
             return 0;

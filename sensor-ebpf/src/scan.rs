@@ -13,6 +13,7 @@ use crate::{
     maps::{FLOWS, Flow, RECENT, SCRATCH, Scratch, bump, capture_mode, inspect_budget, stat},
     parse::{IPPROTO_TCP, Ip},
     replay::now,
+    words::zero,
 };
 
 /// `inspect_window` result bit: the packet opened a new Stratum flow.
@@ -85,15 +86,21 @@ fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin:
     let (dialect, new_flow) = match existing {
         Some(state) => (known_packet(state, now), false),
         None => {
-            let state = FlowState {
-                first_seen_ns: now,
-                last_seen_ns: now,
-                ranges: src_ranges | dst_ranges,
-                stratum_packets: 1,
-                dialect: d - 1,
-                _pad: [0; 3],
+            // Field by field, the padding zeroed a byte at a time (`words`): built whole, its
+            // `_pad: [0; 3]` became a `memset` call on every new flow.
+            let mut state = core::mem::MaybeUninit::<FlowState>::uninit();
+            let p = state.as_mut_ptr();
+            // SAFETY: every field of the local is written before it is read (`assume_init_ref`).
+            let state = unsafe {
+                core::ptr::addr_of_mut!((*p).first_seen_ns).write(now);
+                core::ptr::addr_of_mut!((*p).last_seen_ns).write(now);
+                core::ptr::addr_of_mut!((*p).ranges).write(src_ranges | dst_ranges);
+                core::ptr::addr_of_mut!((*p).stratum_packets).write(1);
+                core::ptr::addr_of_mut!((*p).dialect).write(d - 1);
+                zero(core::ptr::addr_of_mut!((*p)._pad).cast(), 3);
+                state.assume_init_ref()
             };
-            match insert_new_flow(key, &state) {
+            match insert_new_flow(key, state) {
                 Ok(()) => {
                     stat(Stat::FlowsCreated);
                     // The packet is copied into the sample ring (every new Stratum flow's first

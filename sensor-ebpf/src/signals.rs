@@ -17,6 +17,7 @@ use crate::{
     parse::{IPPROTO_UDP, Ip, byte, load_into, load_window, ptr_at},
     replay::{ingress, now},
     scan::{CANDIDATE, STEPS_PER_CALL, fill_flow_key, packet_key},
+    words::zero,
 };
 
 #[inline(always)]
@@ -385,7 +386,8 @@ pub(crate) fn suspect(
     let src_is_lo = fill_flow_key(&mut sk.flow, ip, sport, dport);
     sk.flow.proto = proto;
     sk.reason = reason as u8;
-    zero(&mut sk._pad);
+    // SAFETY: the key's own padding bytes.
+    unsafe { zero(sk._pad.as_mut_ptr(), sk._pad.len()) };
     let origin = ingress(ctx) as u64 | (src_is_lo as u64) << 32 | (data as u64) << ORIGIN_DATA;
     suspect_new(src_ranges, dst_ranges, origin) & CANDIDATE != 0
 }
@@ -433,14 +435,4 @@ pub extern "C" fn suspect_new(src_ranges: u64, dst_ranges: u64, origin: u64) -> 
         reason as u8,
     );
     if take { CANDIDATE } else { 0 }
-}
-
-/// Zeroes `bytes` with one store each. A plain `[0; N]` assignment became a call to `memset`, which
-/// BPF has only as a byte loop with a call and a branch per byte.
-#[inline(always)]
-fn zero(bytes: &mut [u8]) {
-    for b in bytes {
-        // SAFETY: a valid, exclusive byte.
-        unsafe { core::ptr::write_volatile(b, 0) };
-    }
 }
