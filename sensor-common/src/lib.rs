@@ -21,13 +21,40 @@ pub const MAX_VLAN_TAGS: usize = 4;
 /// IPv6 extension headers followed before giving up on the transport header.
 pub const MAX_IPV6_EXT: usize = 6;
 
-/// The EtherTypes both header walks read: IPv4, IPv6, and the VLAN tags they step over (802.1Q,
-/// 802.1ad, and the pre-standard 0x9100 some carriers still use for the outer tag).
+/// The EtherTypes both header walks read: IPv4, IPv6, the VLAN tags they step over (802.1Q,
+/// 802.1ad, and the pre-standard 0x9100 some carriers still use for the outer tag) and MPLS
+/// (below).
 pub const ETH_P_IPV4: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
 pub const ETH_P_8021Q: u16 = 0x8100;
 pub const ETH_P_8021AD: u16 = 0x88a8;
 pub const ETH_P_QINQ_LEGACY: u16 = 0x9100;
+/// MPLS (unicast and multicast): a stack of 4-byte label entries, after any VLAN tags, whose last
+/// (its bottom-of-stack bit set) is followed by the labelled packet. Both walks step over up to
+/// `MAX_MPLS_LABELS` entries and read an IPv4 or IPv6 packet after them by its version
+/// (`mpls_ip_version`), as routers that pop the stack do; a pseudowire (a control word, or an
+/// Ethernet frame) is not read.
+pub const ETH_P_MPLS_UC: u16 = 0x8847;
+pub const ETH_P_MPLS_MC: u16 = 0x8848;
+/// Label entries followed: a transport label, a service label and an entropy label pair are four;
+/// segment-routing stacks run longer.
+pub const MAX_MPLS_LABELS: usize = 8;
+
+/// Whether a label stack entry (its four bytes) is the bottom of the stack.
+#[inline(always)]
+pub const fn mpls_bottom(entry: [u8; 4]) -> bool {
+    entry[2] & 1 != 0
+}
+
+/// The IP version of the packet after an MPLS label stack, from its first byte: 4 or 6, else 0
+/// (not IP: a pseudowire's control word or Ethernet frame).
+#[inline(always)]
+pub const fn mpls_ip_version(first: u8) -> u8 {
+    match first >> 4 {
+        v @ (4 | 6) => v,
+        _ => 0,
+    }
+}
 /// Transport protocols counted and inspected.
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
@@ -173,7 +200,7 @@ pub enum ParseEvent {
     TruncatedVlan,
     /// More stacked VLAN tags than the parser follows.
     TooManyVlanTags,
-    /// Neither IPv4 nor IPv6 (ARP, LLDP, MPLS...): passed, not an error.
+    /// Neither IPv4 nor IPv6 nor MPLS (ARP, LLDP...): passed, not an error.
     NotIp,
     /// IPv4 header cut short.
     TruncatedIpv4,
@@ -199,10 +226,17 @@ pub enum ParseEvent {
     UnknownInterface,
     /// The flow table refused an insert (should never happen with an LRU map; counted, not silent).
     FlowInsertFailed,
+    /// An MPLS label stack cut short by the end of the frame.
+    TruncatedMpls,
+    /// More MPLS label entries than the parser follows (`MAX_MPLS_LABELS`).
+    TooManyMplsLabels,
+    /// An MPLS label stack whose packet is neither IPv4 nor IPv6 (a pseudowire): passed, not an
+    /// error, but traffic the sensor cannot read.
+    MplsNotIp,
 }
 
 impl ParseEvent {
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 20;
     /// Label values for `reason`, in index order.
     pub const NAMES: [&'static str; Self::COUNT] = [
         "seen",
@@ -222,6 +256,9 @@ impl ParseEvent {
         "other_transport",
         "unknown_interface",
         "flow_insert_failed",
+        "truncated_mpls",
+        "too_many_mpls_labels",
+        "mpls_not_ip",
     ];
 }
 
@@ -596,7 +633,7 @@ mod tests {
     fn indexes_are_dense_and_in_bounds() {
         // By hand: 32 interface slots x (63 ranges + unwatched) x 2 directions = 4,096 traffic
         // cells; 64 range slots x 2 directions x 3 dialects = 384 Stratum cells; 64 x 2 x 6
-        // reasons = 768 suspect cells; 17 parse events. The last cell of each is its count - 1.
+        // reasons = 768 suspect cells; 20 parse events. The last cell of each is its count - 1.
         assert_eq!(traffic_index(0, 0, 0), 0);
         assert_eq!(traffic_index(31, 63, 1), 4_095);
         assert_eq!(TRAFFIC_CELLS, 4_096);
@@ -608,7 +645,8 @@ mod tests {
         assert_eq!(peer_index(62, 1, 16), 2_141);
         assert_eq!(PEER_CELLS, 2_142);
         assert_eq!(ParseEvent::FlowInsertFailed as usize, 16);
-        assert_eq!(ParseEvent::COUNT, 17);
+        assert_eq!(ParseEvent::MplsNotIp as usize, 19);
+        assert_eq!(ParseEvent::COUNT, 20);
     }
 
     #[test]

@@ -1,13 +1,16 @@
-//! The header walk: Ethernet, up to `MAX_VLAN_TAGS` VLAN tags, IPv4 (options) or IPv6 (up to
-//! `MAX_IPV6_EXT` extension headers), down to the transport header's offset; the bounds-checked
-//! reads of packet memory it is built from, and the copies of payload into scratch memory.
+//! The header walk: Ethernet, up to `MAX_VLAN_TAGS` VLAN tags, up to `MAX_MPLS_LABELS` MPLS label
+//! entries, IPv4 (options) or IPv6 (up to `MAX_IPV6_EXT` extension headers), down to the transport
+//! header's offset; the bounds-checked reads of packet memory it is built from, and the copies of
+//! payload into scratch memory.
 
 use core::mem::size_of;
 
 use aya_ebpf::{helpers::bpf_xdp_load_bytes, programs::XdpContext};
 use sensor_common::{
-    ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, ETH_P_QINQ_LEGACY, IPV6_AUTH, IPV6_DSTOPTS,
-    IPV6_FRAGMENT, IPV6_HOPOPTS, IPV6_ROUTING, MAX_IPV6_EXT, MAX_VLAN_TAGS, ParseEvent, stratum,
+    ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, ETH_P_MPLS_MC, ETH_P_MPLS_UC,
+    ETH_P_QINQ_LEGACY, IPV6_AUTH, IPV6_DSTOPTS, IPV6_FRAGMENT, IPV6_HOPOPTS, IPV6_ROUTING,
+    MAX_IPV6_EXT, MAX_MPLS_LABELS, MAX_VLAN_TAGS, ParseEvent, mpls_bottom, mpls_ip_version,
+    stratum,
 };
 
 use crate::{
@@ -78,6 +81,9 @@ pub(crate) fn parse_ip(ctx: &XdpContext) -> Option<Ip> {
         ethertype = inner;
         l3 += 4;
     }
+    if ethertype == ETH_P_MPLS_UC || ethertype == ETH_P_MPLS_MC {
+        (ethertype, l3) = mpls(ctx, l3)?;
+    }
     if ethertype == ETH_P_IPV4 {
         parse_ipv4(ctx, l3)
     } else if ethertype == ETH_P_IPV6 {
@@ -91,6 +97,62 @@ pub(crate) fn parse_ip(ctx: &XdpContext) -> Option<Ip> {
     } else {
         bump(ParseEvent::NotIp);
         None
+    }
+}
+
+/// An MPLS label stack at `l3`: up to `MAX_MPLS_LABELS` entries to the one marked bottom of the
+/// stack. Returns the EtherType of the packet after it, told by its version (`mpls_ip_version`),
+/// and its offset; `None` (counted) when the stack is cut short, runs longer, or carries no IP.
+#[inline(always)]
+fn mpls(ctx: &XdpContext, mut l3: usize) -> Option<(u16, usize)> {
+    let mut bottom = false;
+    for _ in 0..MAX_MPLS_LABELS {
+        let Ok(e) = ptr_at::<[u8; 4]>(ctx, l3) else {
+            bump(ParseEvent::TruncatedMpls);
+            return None;
+        };
+        l3 += 4;
+        // SAFETY: bounds checked by ptr_at.
+        if mpls_bottom(unsafe { *e }) {
+            bottom = true;
+            break;
+        }
+    }
+    if !bottom {
+        bump(ParseEvent::TooManyMplsLabels);
+        return None;
+    }
+    // Through memory, so that the verifier sees a bounded unknown: with each stack depth's own
+    // known offset, it walked the IPv4 and IPv6 headers once for every depth.
+    let l3 = opaque_offset(l3);
+    let Ok(first) = ptr_at::<[u8; 2]>(ctx, l3) else {
+        bump(ParseEvent::TruncatedMpls);
+        return None;
+    };
+    // SAFETY: bounds checked by ptr_at.
+    match mpls_ip_version(unsafe { (*first)[0] }) {
+        4 => Some((ETH_P_IPV4, l3)),
+        6 => Some((ETH_P_IPV6, l3)),
+        _ => {
+            bump(ParseEvent::MplsNotIp);
+            None
+        }
+    }
+}
+
+/// `offset` (below 128) read back from SCRATCH's memory, where the verifier tracks no values,
+/// masked to its bound: one state for every value it had. 0 without SCRATCH.
+#[inline(always)]
+fn opaque_offset(offset: usize) -> usize {
+    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: map value pointer, valid for the program run; only this CPU uses it. `offsets` is
+    // written again, whole, after the header walk (`try_sensor`).
+    unsafe {
+        let o = core::ptr::addr_of_mut!((*s).offsets[0]);
+        core::ptr::write_volatile(o, offset as u64);
+        (core::ptr::read_volatile(o) & 0x7f) as usize
     }
 }
 

@@ -274,6 +274,75 @@ fn vlan_tags_do_not_change_ip_bytes() {
 }
 
 #[test]
+fn mpls_label_stacks_are_stepped_over_to_the_ip_packet() {
+    let mut s = Sensor::new();
+    // A login from range a under one label: counted as the plain frame would be, and scanned.
+    let login = Packet::tcp4(
+        ip("198.18.0.7"),
+        ip("198.51.100.1"),
+        40000,
+        3333,
+        &xmrig_login(),
+    );
+    let login_len = login.ip_len();
+    s.run(&login.clone().mpls(16).build());
+    assert_eq!(s.traffic(A, DIR_FROM), (1, login_len));
+    assert_eq!(s.stratum(A, DIR_FROM, MONERO), 1);
+    assert_eq!(s.flows(A, DIR_FROM, MONERO), 1);
+    // The pool's reply under a VLAN tag and three labels (transport, service, entropy), to a.
+    let reply = Packet::tcp4(
+        ip("198.51.100.1"),
+        ip("198.18.0.7"),
+        3333,
+        40000,
+        LOGIN_REPLY,
+    )
+    .vlan(0x8100, 7)
+    .mpls(16)
+    .mpls(7)
+    .mpls(30_000);
+    s.run(&reply.build());
+    assert_eq!(s.traffic(A, DIR_TO), (1, reply.ip_len()));
+    assert_eq!(s.stratum(A, DIR_TO, MONERO), 1);
+    // IPv6 under eight labels, the most followed, with four VLAN tags before them: 14 + 16 + 32
+    // bytes of headers.
+    let mut deep = Packet::udp6(ip6("2001:db8:a::1"), ip6("2001:db8:b::1"), 5353, 53, b"x")
+        .vlan(0x88a8, 1)
+        .vlan(0x8100, 2)
+        .vlan(0x8100, 3)
+        .vlan(0x8100, 4);
+    for label in 100..108 {
+        deep = deep.mpls(label);
+    }
+    let six = deep.ip_len();
+    assert_eq!(six, 40 + 8 + 1);
+    s.run(&deep.clone().build());
+    assert_eq!(s.traffic(A, DIR_FROM), (2, login_len + six));
+    // A ninth label: passed, not counted, reason recorded.
+    s.run(&deep.mpls(108).build());
+    assert_eq!(s.traffic(A, DIR_FROM), (2, login_len + six));
+    assert_eq!(s.event(ParseEvent::TooManyMplsLabels), 1);
+    // A pseudowire: one label (16, bottom of the stack, TTL 64) whose payload opens with a
+    // control word (first nibble 0), then an Ethernet frame. Not read: counted as MPLS carrying
+    // no IP.
+    let plain = Packet::tcp4(ip("198.18.0.9"), ip("198.51.100.1"), 1, 2, b"{}").build();
+    let mut pw = plain[..12].to_vec();
+    pw.extend_from_slice(&[0x88, 0x47, 0x00, 0x01, 0x01, 0x40, 0, 0, 0, 0]);
+    pw.extend_from_slice(&plain);
+    s.run(&pw);
+    assert_eq!(s.event(ParseEvent::MplsNotIp), 1);
+    // Stacks cut short: the bottom entry whole and no byte after it; an entry that is not the
+    // bottom, then the frame's end.
+    s.run(&pw[..18]);
+    let mut cut = pw[..14].to_vec();
+    cut.extend_from_slice(&[0x00, 0x01, 0x00, 0x40]);
+    s.run(&cut);
+    assert_eq!(s.event(ParseEvent::TruncatedMpls), 2);
+    assert_eq!(s.traffic(A, DIR_FROM), (2, login_len + six));
+    assert_eq!(s.event(ParseEvent::NotIp), 0);
+}
+
+#[test]
 fn ipv4_options_are_skipped_to_reach_the_payload() {
     let mut s = Sensor::new();
     for words in [1, 4, 10] {

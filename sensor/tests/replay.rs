@@ -1059,3 +1059,66 @@ fn an_ethereumstratum_2_session_replays_with_its_hashes() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A session captured on a provider's link, under MPLS: the miner's segments under a VLAN tag and
+/// two labels (transport and service), the pool's under three (a second transport label on the
+/// way back). The login, the pool's reply at target `b88d0600` (10,000 hashes a share), two
+/// submits and their acceptances: one Stratum flow, its login attributed, 2 shares accepted,
+/// 20,000 hashes, the IP bytes counted as on a plain Ethernet link. Before the header walks
+/// stepped over labels, replay counted nothing of it.
+#[test]
+fn a_session_under_mpls_labels_replays_with_its_login_and_shares() {
+    let dir = tmp("mpls");
+    let mut w = wire_at(50400);
+    w.send(true, &login());
+    w.send(false, REPLY);
+    w.send(true, SUBMIT);
+    w.send(false, OK);
+    w.send(
+        true,
+        b"{\"id\":3,\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{\"id\":\"7d\",\"job_id\":\"1\",\"nonce\":\"c8000000\",\"result\":\"cd\"}}\n",
+    );
+    w.send(
+        false,
+        b"{\"id\":3,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"status\":\"OK\"}}\n",
+    );
+    let up_bytes: u64 = w.packets.iter().step_by(2).map(|p| p.ip_len()).sum();
+    let frames: Vec<(Duration, Vec<u8>)> = w
+        .packets
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let labelled = if i % 2 == 0 {
+                p.clone().vlan(0x8100, 30).mpls(16_001).mpls(24)
+            } else {
+                p.clone().mpls(16_002).mpls(16_003).mpls(25)
+            };
+            (at(0, 10 * i as u64), labelled.build())
+        })
+        .collect();
+    let file = dir.join("mpls.pcap");
+    write_pcap(&file, DataLink::ETHERNET, &frames);
+    let (_, r) = replay(&[], &[&file]);
+    let from = [("range", "kp"), ("direction", "from")];
+    assert_eq!(total(&r, "mining_sensor_packets_total", &from), 3);
+    assert_eq!(total(&r, "mining_sensor_bytes_total", &from), up_bytes);
+    assert_eq!(
+        total(&r, "mining_sensor_packets_total", &[("direction", "to")]),
+        3
+    );
+    assert_eq!(
+        total(
+            &r,
+            "mining_sensor_stratum_flows_total",
+            &[("range", "kp"), ("dialect", "monero")]
+        ),
+        1
+    );
+    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
+    let accepted = [("range", "kp"), ("coin", "monero"), ("result", "accepted")];
+    assert_eq!(total(&r, "mining_sensor_shares_total", &accepted), 2);
+    assert_eq!(total(&r, "mining_sensor_shares_total", &[]), 2);
+    assert_eq!(total(&r, "mining_sensor_share_hashes_total", &[]), 20_000);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -55,6 +55,9 @@ pub struct Packet {
     /// Source and destination Ethernet addresses.
     macs: ([u8; 6], [u8; 6]),
     vlans: Vec<(u16, u16)>,
+    /// MPLS label entries after the VLAN tags, outermost first; the last gets the
+    /// bottom-of-stack bit.
+    labels: Vec<u32>,
     net: Net,
     transport: Transport,
     payload: Vec<u8>,
@@ -132,6 +135,7 @@ impl Packet {
         Self {
             macs: (DEFAULT_SRC_MAC, DEFAULT_DST_MAC),
             vlans: Vec::new(),
+            labels: Vec::new(),
             net,
             transport,
             payload: payload.to_vec(),
@@ -148,6 +152,14 @@ impl Packet {
     /// Adds a VLAN tag outside the ones already added (call order: outermost first).
     pub fn vlan(mut self, tpid: u16, vid: u16) -> Self {
         self.vlans.push((tpid, vid));
+        self
+    }
+
+    /// Adds an MPLS label entry (20-bit `label`, TTL 64) inside the ones already added (call order:
+    /// outermost first); the frame's EtherType becomes 0x8847 and the last entry marks the
+    /// bottom of the stack.
+    pub fn mpls(mut self, label: u32) -> Self {
+        self.labels.push(label & 0xf_ffff);
         self
     }
 
@@ -317,7 +329,8 @@ impl Packet {
     /// The Ethernet frame.
     pub fn build(&self) -> Vec<u8> {
         let ip = self.ip_bytes();
-        let mut f = Vec::with_capacity(14 + 4 * self.vlans.len() + ip.len());
+        let mut f =
+            Vec::with_capacity(14 + 4 * self.vlans.len() + 4 * self.labels.len() + ip.len());
         f.extend_from_slice(&self.macs.1);
         f.extend_from_slice(&self.macs.0);
         for &(tpid, vid) in &self.vlans {
@@ -325,10 +338,15 @@ impl Packet {
             f.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
         }
         let ethertype: u16 = match self.net {
+            _ if !self.labels.is_empty() => 0x8847,
             Net::V4 { .. } => 0x0800,
             Net::V6 { .. } => 0x86dd,
         };
         f.extend_from_slice(&ethertype.to_be_bytes());
+        for (i, &label) in self.labels.iter().enumerate() {
+            let bottom = (i + 1 == self.labels.len()) as u32;
+            f.extend_from_slice(&(label << 12 | bottom << 8 | 64).to_be_bytes());
+        }
         f.extend_from_slice(&ip);
         f
     }
@@ -558,9 +576,20 @@ mod tests {
         ];
         assert_eq!(ip, want);
         assert_eq!(p.ip_len(), 28 + 20 + 3);
-        let f = p.vlan(0x88a8, 10).vlan(0x8100, 20).build();
+        let f = p.clone().vlan(0x88a8, 10).vlan(0x8100, 20).build();
         assert_eq!(f.len(), 14 + 8 + 51);
         assert_eq!(&f[12..14], &[0x88, 0xa8]);
+        // Two MPLS labels inside a VLAN tag: the tag's EtherType 0x8847, then label 16 (00010),
+        // TC 0, S 0, TTL 64, and label 1000 (003e8) with S 1, then the IPv4 packet.
+        let f = p.vlan(0x8100, 20).mpls(16).mpls(1000).build();
+        assert_eq!(f.len(), 14 + 4 + 8 + 51);
+        assert_eq!(
+            &f[12..26],
+            &[
+                0x81, 0x00, 0x00, 0x14, 0x88, 0x47, 0x00, 0x01, 0x00, 0x40, 0x00, 0x3e, 0x81, 0x40
+            ]
+        );
+        assert_eq!(&f[26..], &want[..]);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Userspace reading of a captured frame, for deep inspection: the same header walk as the kernel
-//! program (Ethernet, up to four VLAN tags, IPv4 with options, IPv6 with up to six extension
-//! headers, TCP or UDP), down to the transport payload. A frame handed over by the kernel passed
+//! program (Ethernet, up to four VLAN tags, up to eight MPLS label entries, IPv4 with options, IPv6
+//! with up to six extension headers, TCP or UDP), down to the transport payload. A frame handed over by the kernel passed
 //! that walk already; this one tolerates a frame cut short by the copy (`inline` samples keep
 //! `SAMPLE_BYTES`), giving the payload bytes present.
 //!
@@ -11,9 +11,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use sensor_common::{
-    ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, ETH_P_QINQ_LEGACY, IPPROTO_TCP, IPPROTO_UDP,
-    IPV6_AUTH, IPV6_DSTOPTS, IPV6_FRAGMENT, IPV6_HOPOPTS, IPV6_ROUTING, MAX_IPV6_EXT,
-    MAX_VLAN_TAGS,
+    ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, ETH_P_MPLS_MC, ETH_P_MPLS_UC,
+    ETH_P_QINQ_LEGACY, IPPROTO_TCP, IPPROTO_UDP, IPV6_AUTH, IPV6_DSTOPTS, IPV6_FRAGMENT,
+    IPV6_HOPOPTS, IPV6_ROUTING, MAX_IPV6_EXT, MAX_MPLS_LABELS, MAX_VLAN_TAGS, mpls_bottom,
+    mpls_ip_version,
 };
 
 /// The transport view of a frame.
@@ -49,6 +50,25 @@ pub fn transport(frame: &[u8]) -> Option<Transport<'_>> {
         }
         ethertype = be16(frame, l3 + 2)?;
         l3 += 4;
+    }
+    if matches!(ethertype, ETH_P_MPLS_UC | ETH_P_MPLS_MC) {
+        let mut bottom = false;
+        for _ in 0..MAX_MPLS_LABELS {
+            let entry = frame.get(l3..l3 + 4)?;
+            l3 += 4;
+            if mpls_bottom([entry[0], entry[1], entry[2], entry[3]]) {
+                bottom = true;
+                break;
+            }
+        }
+        if !bottom {
+            return None;
+        }
+        ethertype = match mpls_ip_version(*frame.get(l3)?) {
+            4 => ETH_P_IPV4,
+            6 => ETH_P_IPV6,
+            _ => return None,
+        };
     }
     let (src, dst, proto, l4, end) = match ethertype {
         ETH_P_IPV4 => {
@@ -175,6 +195,45 @@ mod tests {
         .build();
         let t = transport(&v6).expect("parsed");
         assert_eq!((t.proto, t.dport, t.payload), (17, 53, &b"abc"[..]));
+    }
+
+    #[test]
+    fn mpls_label_stacks_are_stepped_over_as_the_kernel_does() {
+        let p = Packet::tcp4(
+            [198, 18, 0, 1].into(),
+            [198, 18, 0, 2].into(),
+            40000,
+            3333,
+            b"{\"id\":1}\n",
+        );
+        let f = p.clone().vlan(0x8100, 5).mpls(16).mpls(7).build();
+        let t = transport(&f).expect("parsed");
+        assert_eq!(
+            (t.sport, t.dport, t.payload),
+            (40000, 3333, &b"{\"id\":1}\n"[..])
+        );
+        let v6 = Packet::udp6(
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+            5353,
+            53,
+            b"abc",
+        );
+        let mut eight = v6.clone();
+        for label in 0..8 {
+            eight = eight.mpls(100 + label);
+        }
+        let f = eight.clone().build();
+        let t = transport(&f).expect("parsed");
+        assert_eq!((t.proto, t.dport, t.payload), (17, 53, &b"abc"[..]));
+        // A ninth label is more than the kernel follows: not read here either.
+        assert!(transport(&eight.mpls(108).build()).is_none());
+        // A pseudowire's control word after the stack: not IP.
+        let plain = p.build();
+        let mut pw = plain[..12].to_vec();
+        pw.extend_from_slice(&[0x88, 0x47, 0x00, 0x01, 0x01, 0x40, 0, 0, 0, 0]);
+        pw.extend_from_slice(&plain);
+        assert!(transport(&pw).is_none());
     }
 
     #[test]
