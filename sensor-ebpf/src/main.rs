@@ -631,7 +631,7 @@ fn websocket_frame(
         &mut *words.as_mut_ptr().cast::<[u8; websocket::MAX_HEADER + 2]>()
     };
     let n = load_into(ctx, payload, plen, buf as *mut _).ok()?;
-    let h = websocket::header(&buf, n)?;
+    let h = websocket::header(buf, n)?;
     if h.len >= n {
         return None;
     }
@@ -725,7 +725,7 @@ fn frame_end(ctx: &XdpContext, payload: usize, plen: usize) -> Option<u64> {
         &mut *words.as_mut_ptr().cast::<[u8; websocket::MAX_HEADER + 2]>()
     };
     let n = load_into(ctx, payload, plen, buf as *mut _).ok()?;
-    websocket::header(&buf, n).map(|h| (h.len as u64).saturating_add(h.payload))
+    websocket::header(buf, n).map(|h| (h.len as u64).saturating_add(h.payload))
 }
 
 /// The handshake message type of a TLS handshake record at `payload` (its sixth byte).

@@ -28,7 +28,7 @@ pub(crate) unsafe fn copy_words(dst: *mut u64, src: *const u64, words: usize) {
 pub(crate) unsafe fn copy<T>(dst: *mut T, src: *const T) {
     const {
         assert!(
-            core::mem::size_of::<T>() % 8 == 0 && core::mem::align_of::<T>() >= 8,
+            core::mem::size_of::<T>().is_multiple_of(8) && core::mem::align_of::<T>() >= 8,
             "copied as whole, aligned words"
         )
     };
