@@ -65,7 +65,7 @@ use crate::{
         HELLO_NO_SNI, client_hello, dns_query, load_hello, may_be_noise, noise_handshake,
         pool_port, pool_sni, shape_record, shape_start, suspect,
     },
-    words::zero_words,
+    words::zero,
 };
 
 /// The largest header offset the transport code is handed (see `try_sensor`).
@@ -627,7 +627,7 @@ fn websocket_frame(
     // SAFETY: the words, zeroed with a store each (`[0u8; 16]` became a `memset` call: `words`),
     // are the buffer's bytes.
     let buf = unsafe {
-        zero_words(words.as_mut_ptr().cast(), FRAME_HEAD_WORDS);
+        zero(words.as_mut_ptr().cast::<u64>(), FRAME_HEAD_WORDS);
         &mut *words.as_mut_ptr().cast::<[u8; websocket::MAX_HEADER + 2]>()
     };
     let n = load_into(ctx, payload, plen, buf as *mut _).ok()?;
@@ -721,7 +721,7 @@ fn frame_end(ctx: &XdpContext, payload: usize, plen: usize) -> Option<u64> {
     // SAFETY: the words, zeroed with a store each (`[0u8; 16]` became a `memset` call: `words`),
     // are the buffer's bytes.
     let buf = unsafe {
-        zero_words(words.as_mut_ptr().cast(), FRAME_HEAD_WORDS);
+        zero(words.as_mut_ptr().cast::<u64>(), FRAME_HEAD_WORDS);
         &mut *words.as_mut_ptr().cast::<[u8; websocket::MAX_HEADER + 2]>()
     };
     let n = load_into(ctx, payload, plen, buf as *mut _).ok()?;

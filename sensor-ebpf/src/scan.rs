@@ -97,7 +97,7 @@ fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin:
                 core::ptr::addr_of_mut!((*p).ranges).write(src_ranges | dst_ranges);
                 core::ptr::addr_of_mut!((*p).stratum_packets).write(1);
                 core::ptr::addr_of_mut!((*p).dialect).write(d - 1);
-                zero(core::ptr::addr_of_mut!((*p)._pad).cast(), 3);
+                zero(core::ptr::addr_of_mut!((*p)._pad).cast::<u8>(), 3);
                 state.assume_init_ref()
             };
             match insert_new_flow(key, state) {

@@ -36,30 +36,16 @@ pub(crate) unsafe fn copy<T>(dst: *mut T, src: *const T) {
     unsafe { copy_words(dst.cast(), src.cast(), core::mem::size_of::<T>() / 8) }
 }
 
-/// Zeroes `n` bytes at `p` with one store each.
+/// Zeroes `n` values at `p` (bytes or words) with one store each.
 ///
 /// # Safety
-/// `p` points at `n` writable bytes.
+/// `p` points at `n` writable, aligned `T`.
 #[inline(always)]
-pub(crate) unsafe fn zero(p: *mut u8, n: usize) {
+pub(crate) unsafe fn zero<T: Default>(p: *mut T, n: usize) {
     let mut i = 0;
     while i < n {
         // SAFETY: as the caller promises.
-        unsafe { core::ptr::write_volatile(p.add(i), 0) };
-        i += 1;
-    }
-}
-
-/// Zeroes `n` words at `p` with one store each.
-///
-/// # Safety
-/// `p` points at `n` writable, 8-aligned words.
-#[inline(always)]
-pub(crate) unsafe fn zero_words(p: *mut u64, n: usize) {
-    let mut i = 0;
-    while i < n {
-        // SAFETY: as the caller promises.
-        unsafe { core::ptr::write_volatile(p.add(i), 0) };
+        unsafe { core::ptr::write_volatile(p.add(i), T::default()) };
         i += 1;
     }
 }

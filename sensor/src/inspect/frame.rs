@@ -165,60 +165,56 @@ mod tests {
     use super::*;
     use test_support::Packet;
 
-    #[test]
-    fn reaches_the_payload_through_vlan_tags_and_ipv6() {
-        let v4 = Packet::tcp4(
+    /// A JSON line from 198.18.0.1:40000 to 198.18.0.2:3333.
+    fn login_segment() -> Packet {
+        Packet::tcp4(
             [198, 18, 0, 1].into(),
             [198, 18, 0, 2].into(),
             40000,
             3333,
             b"{\"id\":1}\n",
         )
-        .vlan(0x88a8, 10)
-        .vlan(0x8100, 20)
-        .vlan(0x8100, 30)
-        .ipv4_options(2)
-        .build();
-        let t = transport(&v4).expect("parsed");
-        assert_eq!(t.src, "198.18.0.1".parse::<IpAddr>().unwrap());
-        assert_eq!((t.proto, t.sport, t.dport), (6, 40000, 3333));
-        assert_eq!(t.payload, b"{\"id\":1}\n");
+    }
 
-        let v6 = Packet::udp6(
+    /// `abc` from [2001:db8::1]:5353 to [2001:db8::2]:53.
+    fn dns_datagram() -> Packet {
+        Packet::udp6(
             "2001:db8::1".parse().unwrap(),
             "2001:db8::2".parse().unwrap(),
             5353,
             53,
             b"abc",
         )
-        .ipv6_ext(60, 8)
-        .build();
+    }
+
+    #[test]
+    fn reaches_the_payload_through_vlan_tags_and_ipv6() {
+        let v4 = login_segment()
+            .vlan(0x88a8, 10)
+            .vlan(0x8100, 20)
+            .vlan(0x8100, 30)
+            .ipv4_options(2)
+            .build();
+        let t = transport(&v4).expect("parsed");
+        assert_eq!(t.src, "198.18.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!((t.proto, t.sport, t.dport), (6, 40000, 3333));
+        assert_eq!(t.payload, b"{\"id\":1}\n");
+
+        let v6 = dns_datagram().ipv6_ext(60, 8).build();
         let t = transport(&v6).expect("parsed");
         assert_eq!((t.proto, t.dport, t.payload), (17, 53, &b"abc"[..]));
     }
 
     #[test]
     fn mpls_label_stacks_are_stepped_over_as_the_kernel_does() {
-        let p = Packet::tcp4(
-            [198, 18, 0, 1].into(),
-            [198, 18, 0, 2].into(),
-            40000,
-            3333,
-            b"{\"id\":1}\n",
-        );
+        let p = login_segment();
         let f = p.clone().vlan(0x8100, 5).mpls(16).mpls(7).build();
         let t = transport(&f).expect("parsed");
         assert_eq!(
             (t.sport, t.dport, t.payload),
             (40000, 3333, &b"{\"id\":1}\n"[..])
         );
-        let v6 = Packet::udp6(
-            "2001:db8::1".parse().unwrap(),
-            "2001:db8::2".parse().unwrap(),
-            5353,
-            53,
-            b"abc",
-        );
+        let v6 = dns_datagram();
         let mut eight = v6.clone();
         for label in 0..8 {
             eight = eight.mpls(100 + label);
