@@ -24,7 +24,7 @@
 //! over segments; `opening` a new flow's
 //! first message held over its segments; `flags` the segment's facts carried past the scan; `sv2` Stratum V2 shares by size; `events` the agent's
 //! event ring; `capture` the hand-over to deep inspection; `replay` the batch entry of
-//! `mining-sensor replay`; `words` copies a word at a time.
+//! `mining-sensor replay`; `words` copies and zeroing without `memmove` or `memset` calls.
 #![no_std]
 #![no_main]
 #![feature(asm_experimental_arch)]
@@ -615,14 +615,15 @@ fn tcp<const COMPAT: bool>(
 const FRAME_HEAD_WORDS: usize = 2;
 const _: () = assert!(websocket::MAX_HEADER + 2 == 8 * FRAME_HEAD_WORDS);
 
-/// The header of the WebSocket text frame at `payload` and its payload's first byte, unmasked;
-/// `None` when the segment holds no such frame with a byte of payload.
+/// `f` of the first bytes of the segment at `payload` (as many as a WebSocket frame header's
+/// buffer holds) and of how many there were; `None` when there were none.
 #[inline(always)]
-fn websocket_frame(
+fn with_frame_head<R>(
     ctx: &XdpContext,
     payload: usize,
     plen: usize,
-) -> Option<(websocket::Header, u8)> {
+    f: impl FnOnce(&[u8; websocket::MAX_HEADER + 2], usize) -> Option<R>,
+) -> Option<R> {
     let mut words = core::mem::MaybeUninit::<[u64; FRAME_HEAD_WORDS]>::uninit();
     // SAFETY: the words, zeroed with a store each (`[0u8; 16]` became a `memset` call: `words`),
     // are the buffer's bytes.
@@ -631,11 +632,24 @@ fn websocket_frame(
         &mut *words.as_mut_ptr().cast::<[u8; websocket::MAX_HEADER + 2]>()
     };
     let n = load_into(ctx, payload, plen, buf as *mut _).ok()?;
-    let h = websocket::header(buf, n)?;
-    if h.len >= n {
-        return None;
-    }
-    Some((h, buf[h.len & 15] ^ h.key[0]))
+    f(buf, n)
+}
+
+/// The header of the WebSocket text frame at `payload` and its payload's first byte, unmasked;
+/// `None` when the segment holds no such frame with a byte of payload.
+#[inline(always)]
+fn websocket_frame(
+    ctx: &XdpContext,
+    payload: usize,
+    plen: usize,
+) -> Option<(websocket::Header, u8)> {
+    with_frame_head(ctx, payload, plen, |buf, n| {
+        let h = websocket::header(buf, n)?;
+        if h.len >= n {
+            return None;
+        }
+        Some((h, buf[h.len & 15] ^ h.key[0]))
+    })
 }
 
 /// Whether a segment that opens with a compressed text frame, a control frame or a fragment
@@ -717,15 +731,9 @@ fn tls_header(ctx: &XdpContext, payload: usize) -> bool {
 /// from the segment's start; `None` when the segment opens with no frame header.
 #[inline(always)]
 fn frame_end(ctx: &XdpContext, payload: usize, plen: usize) -> Option<u64> {
-    let mut words = core::mem::MaybeUninit::<[u64; FRAME_HEAD_WORDS]>::uninit();
-    // SAFETY: the words, zeroed with a store each (`[0u8; 16]` became a `memset` call: `words`),
-    // are the buffer's bytes.
-    let buf = unsafe {
-        zero(words.as_mut_ptr().cast::<u64>(), FRAME_HEAD_WORDS);
-        &mut *words.as_mut_ptr().cast::<[u8; websocket::MAX_HEADER + 2]>()
-    };
-    let n = load_into(ctx, payload, plen, buf as *mut _).ok()?;
-    websocket::header(buf, n).map(|h| (h.len as u64).saturating_add(h.payload))
+    with_frame_head(ctx, payload, plen, |buf, n| {
+        websocket::header(buf, n).map(|h| (h.len as u64).saturating_add(h.payload))
+    })
 }
 
 /// The handshake message type of a TLS handshake record at `payload` (its sixth byte).

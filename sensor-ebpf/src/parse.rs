@@ -140,8 +140,13 @@ fn mpls(ctx: &XdpContext, mut l3: usize) -> Option<(u16, usize)> {
     }
 }
 
-/// `offset` (below 128) read back from SCRATCH's memory, where the verifier tracks no values,
-/// masked to its bound: one state for every value it had. 0 without SCRATCH.
+/// The bound of a network header's offset after the link headers: 14 bytes of Ethernet, 4 VLAN
+/// tags and 8 MPLS label entries are 62.
+const MAX_L3: u64 = 0x7f;
+const _: () = assert!(14 + 4 * MAX_VLAN_TAGS + 4 * MAX_MPLS_LABELS <= MAX_L3 as usize);
+
+/// `offset` (at most `MAX_L3`) read back from SCRATCH's memory, where the verifier tracks no
+/// values, masked to its bound: one state for every value it had. 0 without SCRATCH.
 #[inline(always)]
 fn opaque_offset(offset: usize) -> usize {
     let Some(s) = SCRATCH.get_ptr_mut(0) else {
@@ -152,7 +157,7 @@ fn opaque_offset(offset: usize) -> usize {
     unsafe {
         let o = core::ptr::addr_of_mut!((*s).offsets[0]);
         core::ptr::write_volatile(o, offset as u64);
-        (core::ptr::read_volatile(o) & 0x7f) as usize
+        (core::ptr::read_volatile(o) & MAX_L3) as usize
     }
 }
 

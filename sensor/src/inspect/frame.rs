@@ -54,9 +54,9 @@ pub fn transport(frame: &[u8]) -> Option<Transport<'_>> {
     if matches!(ethertype, ETH_P_MPLS_UC | ETH_P_MPLS_MC) {
         let mut bottom = false;
         for _ in 0..MAX_MPLS_LABELS {
-            let entry = frame.get(l3..l3 + 4)?;
+            let entry = frame.get(l3..l3 + 4)?.try_into().ok()?;
             l3 += 4;
-            if mpls_bottom([entry[0], entry[1], entry[2], entry[3]]) {
+            if mpls_bottom(entry) {
                 bottom = true;
                 break;
             }
@@ -214,8 +214,7 @@ mod tests {
             (t.sport, t.dport, t.payload),
             (40000, 3333, &b"{\"id\":1}\n"[..])
         );
-        let v6 = dns_datagram();
-        let mut eight = v6.clone();
+        let mut eight = dns_datagram();
         for label in 0..8 {
             eight = eight.mpls(100 + label);
         }
