@@ -1,11 +1,11 @@
 //! The Stratum scanner (the code the XDP program runs, compiled for the host) on any payload: no
-//! panic, and the token-at-a-time scan agrees with scanning byte by byte, on a payload of any flow
-//! and of a flow already known to be Stratum.
+//! panic, and the token-at-a-time scan agrees with scanning byte by byte, on a payload of any flow,
+//! of a flow already known to be Stratum, and of a new flow whose login stops at its method.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use sensor_common::stratum::{
-    WINDOW, Window, scan_byte_wise, scan_byte_wise_flow, scan_flow, scan_slice,
+    Prior, WINDOW, Window, scan_byte_wise, scan_byte_wise_flow, scan_flow, scan_slice,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -15,8 +15,10 @@ fuzz_target!(|data: &[u8]| {
     let mut buf = Window::new();
     let n = data.len().min(WINDOW);
     buf.bytes_mut()[..n].copy_from_slice(&data[..n]);
-    assert_eq!(
-        scan_flow(&mut buf, n, true),
-        scan_byte_wise_flow(data, data.len(), true)
-    );
+    for prior in [Prior::KnownFlow, Prior::PoolLogin] {
+        assert_eq!(
+            scan_flow(&mut buf, n, prior),
+            scan_byte_wise_flow(data, data.len(), prior)
+        );
+    }
 });

@@ -8,7 +8,7 @@
 //! is never waited for. What is decided is what one segment would decide: `tls_no_sni` (the
 //! caller counts it only towards a pool), or a server name for `tls_pool_sni`. Only a ClientHello
 //! cut before its server_name is decided holds anything (one map update per such connection);
-//! later segments reach the entry through `OPENING_SLOTS` (see `opening::maybe_held`), and off
+//! later segments reach the entry through `RECENT`'s opening times (see `opening::maybe_held`), and off
 //! the pool ports only those that do not open like a TLS record (`tcp` in `main.rs`).
 
 use aya_ebpf::{bindings::BPF_ANY, programs::XdpContext};

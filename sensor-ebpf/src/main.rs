@@ -24,10 +24,13 @@
 //! over segments; `opening` a new flow's
 //! first message held over its segments; `flags` the segment's facts carried past the scan; `sv2` Stratum V2 shares by size; `events` the agent's
 //! event ring; `capture` the hand-over to deep inspection; `replay` the batch entry of
-//! `mining-sensor replay`; `words` copies and zeroing without `memmove` or `memset` calls.
+//! `mining-sensor replay`; `words` copies and zeroing without `memmove` or `memset` calls;
+//! `pools` the pool endpoints a new flow's login is decided at its method to.
 #![no_std]
 #![no_main]
 #![feature(asm_experimental_arch)]
+// `#[inline(always)]` on a closure (`tcp`'s `flag`).
+#![feature(stmt_expr_attributes)]
 
 mod capture;
 mod count;
@@ -38,6 +41,7 @@ mod http;
 mod maps;
 mod opening;
 mod parse;
+mod pools;
 mod replay;
 mod scan;
 mod signals;
@@ -253,8 +257,11 @@ fn tcp<const COMPAT: bool>(
     let sport = u16::from_be_bytes([h[0], h[1]]);
     let dport = u16::from_be_bytes([h[2], h[3]]);
     let seq = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
-    // The suspect signals of this segment's flow, each counted once per flow.
-    let flag = |reason| {
+    // The suspect signals of this segment's flow, each counted once per flow. Inlined at each
+    // of its calls: left to LLVM, an unrelated change once made a subprogram of it, whose
+    // captures by reference took the program's stack past the verifier's 512 bytes.
+    let flag = #[inline(always)]
+    |reason| {
         suspect(
             ctx,
             ip,

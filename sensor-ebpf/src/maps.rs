@@ -9,7 +9,9 @@ use aya_ebpf::{
 use sensor_common::{
     Counter, FILTER_WORDS, FlowKey, FlowState, IFINDEX_DIRECT, MAX_IFACE_SLOTS, MAX_PEER_KEYS,
     MAX_QUEUES, PEER_CELLS, POOL_PORT_WORDS, ParseEvent, ReplayHeader, STRATUM_CELLS,
-    SUSPECT_CELLS, Stat, SuspectKey, TRAFFIC_CELLS, dns, stratum,
+    SUSPECT_CELLS, Stat, SuspectKey, TRAFFIC_CELLS, dns,
+    pools::{self, PoolEndpoint},
+    stratum,
     tls_shape::{SHAPE_FLOWS, SHAPE_SLOTS, TlsShape},
 };
 
@@ -113,9 +115,17 @@ pub(crate) static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_e
 /// does not start a JSON message is looked up in FLOWS only when its slot is recent: on a transit
 /// link most such segments (TLS and other ciphertext continuing a record, a third of which start
 /// with a printable byte) then cost an array read instead of a flow-table lookup.
+/// Each slot's pair of times (`sensor_common::recent_stratum_index`): this one, and when an
+/// opening was held in it (`opening::maybe_held`).
 #[map]
 pub(crate) static RECENT: Array<u64> =
-    Array::with_max_entries(sensor_common::RECENT_SLOTS as u32, 0);
+    Array::with_max_entries(sensor_common::RECENT_ENTRIES as u32, 0);
+
+/// Pool endpoints: the destinations of logins that met their rule lately, by slot
+/// (`sensor_common::pools`).
+#[map]
+pub(crate) static POOL_ENDPOINTS: Array<PoolEndpoint> =
+    Array::with_max_entries(pools::SLOTS as u32, 0);
 
 /// Per-CPU working memory: the payload window the scanner reads (too large for the 512-byte BPF
 /// stack), the scan's state between its steps (see `scan`), and the other walks' state.
@@ -151,7 +161,7 @@ pub(crate) struct Scratch {
     pub(crate) carry: u64,
 }
 
-/// A packet's flow key and its slot in the tables indexed by slot (`RECENT`, `OPENING_SLOTS`):
+/// A packet's flow key and its slot in the tables indexed by slot (`RECENT`):
 /// `recent_slot` hashes the key's 40 bytes, and a JSON segment's path reads those tables up to
 /// four times, so the slot is computed once, where the key is filled (`scan::packet_flow`).
 #[repr(C)]
@@ -242,13 +252,6 @@ pub(crate) fn bump(event: ParseEvent) {
 #[map]
 pub(crate) static OPENINGS: LruHashMap<FlowKey, sensor_common::Opening> =
     LruHashMap::with_max_entries(sensor_common::OPENING_ENTRIES, 0);
-
-/// When an opening was last held in each `RECENT`-sized slot of flows: a segment is looked up in
-/// `OPENINGS` only when its slot held one within `OPENING_MAX_AGE_NS` (one array read for the
-/// rest).
-#[map]
-pub(crate) static OPENING_SLOTS: Array<u64> =
-    Array::with_max_entries(sensor_common::RECENT_SLOTS as u32, 0);
 
 /// When the rest of a WebSocket frame was last set to be followed on a flow that involves no
 /// watched range, pool address or pool port (`now | 1`; 0 once `OPENING_MAX_AGE_NS` passed with

@@ -11,18 +11,18 @@
 //! an `OPENING_FOLLOW` entry without bytes: its next `OPENING_FOLLOW_SEGMENTS` segments in
 //! sequence from the same endpoint are handed to deep inspection as they are.
 //!
-//! Segments reach `OPENINGS` only through a slot array (`OPENING_SLOTS`, one read): a flow whose
+//! Segments reach `OPENINGS` only through a slot array (`RECENT`'s opening times, one read): a flow whose
 //! slot held no opening within `OPENING_MAX_AGE_NS` pays nothing more.
 
 use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
 use sensor_common::{
     FlowKey, OPENING_BYTES, OPENING_FOLLOW, OPENING_FOLLOW_SEGMENTS, OPENING_MAX_AGE_NS, Opening,
-    Stat, stratum::WINDOW, websocket,
+    Stat, recent_opening_index, stratum::WINDOW, websocket,
 };
 
 use crate::{
     flags,
-    maps::{Flow, OPENING_SLOTS, OPENINGS, SCRATCH, Scratch, UNWATCHED_FOLLOW, stat},
+    maps::{Flow, OPENINGS, RECENT, SCRATCH, Scratch, UNWATCHED_FOLLOW, stat},
     replay::now,
     scan::flow_unknown,
     words::{copy_words, zero},
@@ -34,7 +34,7 @@ const WORDS: usize = OPENING_BYTES / 8;
 /// Whether `flow`'s slot held an opening within `OPENING_MAX_AGE_NS`.
 #[inline(always)]
 pub(crate) fn maybe_held(flow: &Flow) -> bool {
-    match OPENING_SLOTS.get(flow.slot as u32) {
+    match RECENT.get(recent_opening_index(flow.slot as u32)) {
         Some(&t) if t != 0 => now().saturating_sub(t) <= OPENING_MAX_AGE_NS,
         _ => false,
     }
@@ -77,7 +77,7 @@ pub(crate) fn held() -> Option<(*mut Scratch, &'static FlowKey, *mut Opening)> {
 /// opening is gone.
 #[inline(always)]
 pub(crate) fn mark_slot(flow: &Flow, value: u64) {
-    if let Some(t) = OPENING_SLOTS.get_ptr_mut(flow.slot as u32) {
+    if let Some(t) = RECENT.get_ptr_mut(recent_opening_index(flow.slot as u32)) {
         // SAFETY: array value; racing CPUs write nearly the same time, or one of two valid ones.
         unsafe { *t = value };
     }

@@ -4,7 +4,9 @@
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_loop};
 use sensor_common::{
-    CAPTURE_INLINE, EVENT_STRATUM_FLOW, FlowKey, FlowState, ParseEvent, Stat, recent_slot, stratum,
+    CAPTURE_INLINE, EVENT_STRATUM_FLOW, FlowKey, FlowState, ParseEvent, Stat, recent_slot,
+    recent_stratum_index,
+    stratum::{self, Prior},
 };
 
 use crate::{
@@ -12,6 +14,7 @@ use crate::{
     events::emit,
     maps::{FLOWS, Flow, RECENT, SCRATCH, Scratch, bump, capture_mode, inspect_budget, stat},
     parse::{IPPROTO_TCP, Ip},
+    pools,
     replay::now,
     words::zero,
 };
@@ -58,18 +61,38 @@ fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin:
     // (`BPF_NOEXIST`) and looked up only when that fails (a flow idle that long, or another
     // CPU's insert of the same flow a moment before), so a new flow's login does not pay a
     // lookup that finds nothing before its insert.
+    //
+    // A new flow's login to a pool endpoint (`pools`) is decided at its method, as a known
+    // flow's is: the evidence after it is most of what a new flow's login costs. The scan stops
+    // at the method (`Prior::PoolLogin`), the table is read, and the scan goes on from there
+    // when the destination is no pool endpoint: a payload with no login reads no table.
     let recent = recent_stratum(flow);
     let existing = if recent { FLOWS.get_ptr_mut(key) } else { None };
-    let d = if COMPAT {
-        scan_window_compat(n, existing.is_some() as u64)
+    let prior = if existing.is_some() {
+        Prior::KnownFlow
     } else {
-        scan_window(n, existing.is_some() as u64)
+        Prior::PoolLogin
     };
+    let scan = |prior: u64| {
+        if COMPAT {
+            scan_window_compat(n, prior)
+        } else {
+            scan_window(n, prior)
+        }
+    };
+    let mut d = scan(prior as u64);
+    // SAFETY: map value pointer, valid for the program run; the scan wrote it.
+    if d != 0
+        && unsafe { (*scratch).scan.scanner.at_login_method() }
+        && !pools::known(key, (origin >> 32) & 1 == 0)
+    {
+        d = scan(SCAN_ON);
+    }
     if d == 0 {
         return 0;
     }
     let now = now();
-    if let Some(t) = RECENT.get_ptr_mut(flow.slot as u32) {
+    if let Some(t) = RECENT.get_ptr_mut(recent_stratum_index(flow.slot as u32)) {
         // SAFETY: array value; CPUs racing here write nearly the same time. Written about once
         // a second per slot at most: its cache line is then not moved between CPUs on every
         // Stratum packet.
@@ -103,6 +126,14 @@ fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin:
             match insert_new_flow(key, state) {
                 Ok(()) => {
                     stat(Stat::FlowsCreated);
+                    // A login that met its rule teaches its destination; one decided at its
+                    // method by that does not keep it known (`sensor_common::pools`).
+                    // (The packet's direction read back from `origin`: kept in a register
+                    // across the scan, it took the stack past 512 bytes.)
+                    // SAFETY: map value pointer, valid for the program run; the scan wrote it.
+                    if unsafe { (*scratch).scan.scanner.login_met_rule() } {
+                        pools::learn(key, (origin >> 32) & 1 == 0, now);
+                    }
                     // The packet is copied into the sample ring (every new Stratum flow's first
                     // packet is a candidate): its record carries the event too, one ring record
                     // instead of two (`capture::sample`, which sends the event alone when the
@@ -162,27 +193,32 @@ fn known_packet(state: *mut FlowState, now: u64) -> u64 {
     }
 }
 
-/// Scans the first `n` bytes of the SCRATCH window, of a known Stratum flow's segment when
-/// `known` is 1; returns `dialect + 1` or 0. A global function, so that the flow-table pointer
+/// `scan_window`'s `prior` that scans on from where the scan stopped, without its prior (a login
+/// stopped at by `Prior::PoolLogin` to no pool endpoint).
+const SCAN_ON: u64 = 0xff;
+
+/// Scans the first `n` bytes of the SCRATCH window, of a flow of which `prior` (a
+/// `stratum::Prior`) is known, or on from where it stopped (`SCAN_ON`); returns `dialect + 1`
+/// or 0. A global function, so that the flow-table pointer
 /// `inspect` holds across it does not make the verifier walk the scan once for each of its
 /// states (a flow found or none).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn scan_window(n: u64, known: u64) -> u8 {
+pub extern "C" fn scan_window(n: u64, prior: u64) -> u8 {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
-    scan::<false>(scratch, n as usize, known != 0)
+    scan::<false>(scratch, n as usize, prior)
 }
 
 /// `scan_window` with the `bpf_loop` scan, for `sensor_compat`.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn scan_window_compat(n: u64, known: u64) -> u8 {
+pub extern "C" fn scan_window_compat(n: u64, prior: u64) -> u8 {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
-    scan::<true>(scratch, n as usize, known != 0)
+    scan::<true>(scratch, n as usize, prior)
 }
 
 /// One scanner step: a token, a run of a long string, or a byte where the byte-wise rules apply.
@@ -251,15 +287,23 @@ extern "C" fn scan_steps(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
 /// flags at every byte, past its 1M-instruction budget). Every step consumes at least a byte, so
 /// the loop ends within `WINDOW` steps.
 #[inline(always)]
-fn scan<const COMPAT: bool>(scratch: *mut Scratch, n: usize, known: bool) -> u8 {
+fn scan<const COMPAT: bool>(scratch: *mut Scratch, n: usize, prior: u64) -> u8 {
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
     unsafe {
-        (*scratch).buf.seal(n);
         let c = &mut (*scratch).scan;
-        // Volatile: a plain assignment became calls to a byte-at-a-time `memset` (see `zero`).
-        core::ptr::write_volatile(&mut c.scanner, stratum::Scanner::for_flow(known));
-        c.pos = 0;
-        c.len = n as u64;
+        if prior == SCAN_ON {
+            c.scanner.without_prior();
+        } else {
+            (*scratch).buf.seal(n);
+            // Volatile: a plain assignment became calls to a byte-at-a-time `memset` (see
+            // `zero`).
+            core::ptr::write_volatile(
+                &mut c.scanner,
+                stratum::Scanner::for_prior(Prior::from_u64(prior)),
+            );
+            c.pos = 0;
+            c.len = n as u64;
+        }
         c.found = 0;
     }
     if COMPAT {
@@ -308,7 +352,7 @@ const RECENT_REFRESH_NS: u64 = 1 << 30;
 /// are shared, so sometimes another flow did: the flow table decides then).
 #[inline(always)]
 pub(crate) fn recent_stratum(flow: &Flow) -> bool {
-    match RECENT.get(flow.slot as u32) {
+    match RECENT.get(recent_stratum_index(flow.slot as u32)) {
         Some(&t) if t != 0 => now().saturating_sub(t) <= sensor_common::MAX_FLOW_IDLE_NS,
         _ => false,
     }

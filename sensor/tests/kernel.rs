@@ -681,6 +681,108 @@ fn continuations_are_scanned_on_recent_stratum_flows_only() {
     assert_eq!(k.parse_event(ParseEvent::FlowInsertFailed).unwrap(), 0);
 }
 
+/// Pool endpoints (`sensor_common::pools`): the destination of a login that met its rule. For
+/// an hour after, a new flow's login to that endpoint counts at its method, as on a known flow:
+/// the login of a web API's shape, silent anywhere else, counts there. Only there (the same
+/// address on another port, another address, the other direction), only a login, and only for
+/// the hour after the last login with its evidence. Capture times make the clock, as in
+/// `continuations_are_scanned_on_recent_stratum_flows_only`.
+#[test]
+fn a_login_to_a_pool_endpoint_counts_at_its_method_for_an_hour() {
+    use mining_sensor::bpf::{BatchPacket, batch_input};
+    use sensor_common::REPLAY_DONE;
+    let cfg = Config::parse(CONFIG, "test").unwrap();
+    let mut k = load_for_replay(&cfg);
+    k.configure(&cfg).unwrap();
+    k.set_iface_slot(1, SLOT as u32).unwrap();
+    let mut input = Vec::new();
+    let mut run = |k: &Kernel, ts_ns: u64, frame: Vec<u8>| {
+        let packet = |_| BatchPacket {
+            ts_ns,
+            ifindex: 1,
+            data: &frame,
+            wire_len: frame.len(),
+        };
+        batch_input((0..1).map(packet), &mut input);
+        let runner = k.batch_runner().unwrap();
+        assert_eq!(runner.run_batch(&input).unwrap(), REPLAY_DONE + 1);
+    };
+    let flows = |k: &Kernel| k.flows().unwrap().len();
+    let (m, pool, other) = (ip("192.0.2.90"), ip("198.51.100.90"), ip("198.51.100.91"));
+    // A login with a user name and a password only: what a web API's looks like.
+    let bare: &[u8] =
+        b"{\"id\":1,\"method\":\"login\",\"params\":{\"login\":\"rig02\",\"pass\":\"x\"}}\n";
+    let to = |sport: u16, dst: Ipv4Addr, dport: u16, payload: &[u8]| {
+        Packet::tcp4(m, dst, sport, dport, payload).build()
+    };
+    let (t0, sec) = (1_559_347_200_000_000_000u64, 1_000_000_000u64);
+    let hour = 3600 * sec;
+    // Before any miner's login to it: silent.
+    run(&k, t0, to(50000, pool, 3333, bare));
+    assert_eq!(flows(&k), 0);
+    // XMRig's login (its `agent` is the evidence) teaches the endpoint.
+    run(&k, t0 + sec, to(50001, pool, 3333, &xmrig_account_login()));
+    assert_eq!(flows(&k), 1);
+    // The bare login from a new port now counts; to the same address's port 8080, to another
+    // address's 3333, or from the pool's endpoint to the miner, it does not.
+    run(&k, t0 + 2 * sec, to(50002, pool, 3333, bare));
+    assert_eq!(flows(&k), 2);
+    run(&k, t0 + 2 * sec, to(50003, pool, 8080, bare));
+    run(&k, t0 + 2 * sec, to(50004, other, 3333, bare));
+    run(
+        &k,
+        t0 + 2 * sec,
+        Packet::tcp4(pool, m, 3333, 50005, bare).build(),
+    );
+    assert_eq!(flows(&k), 2);
+    // Only a login: a share before its job_id and nonce needs its rule on a new flow still.
+    let share_head = &SUBMIT[..41];
+    assert_eq!(&share_head[33..], b"\"submit\"");
+    run(&k, t0 + 2 * sec, to(50006, pool, 3333, share_head));
+    assert_eq!(flows(&k), 2);
+    // An hour after the login with its evidence, still; a second later, no more: the bare
+    // login counted at its method taught nothing.
+    run(&k, t0 + sec + hour, to(50007, pool, 3333, bare));
+    assert_eq!(flows(&k), 3);
+    run(&k, t0 + 2 * sec + hour, to(50008, pool, 3333, bare));
+    assert_eq!(flows(&k), 3);
+    // A login with its evidence teaches it again.
+    run(
+        &k,
+        t0 + 3 * sec + hour,
+        to(50009, pool, 3333, &xmrig_login()),
+    );
+    run(&k, t0 + 4 * sec + hour, to(50010, pool, 3333, bare));
+    assert_eq!(flows(&k), 5);
+    // A flow the pool opens (its job push, the client hiding) teaches nothing: the endpoint it
+    // comes from is not a login's destination.
+    let job = b"{\"jsonrpc\":\"2.0\",\"method\":\"job\",\"params\":{\"blob\":\"0707\",\"job_id\":\"j2\",\"target\":\"ff\"}}\n";
+    run(
+        &k,
+        t0 + 4 * sec + hour,
+        Packet::tcp4(other, m, 3333, 50011, job).build(),
+    );
+    assert_eq!(flows(&k), 6);
+    run(&k, t0 + 5 * sec + hour, to(50012, other, 3333, bare));
+    assert_eq!(flows(&k), 6);
+    // IPv6 alike: the whole address and the port are the endpoint.
+    let (m6, pool6) = (ip6("2001:db8:c::90"), ip6("2001:db8:d::90"));
+    let to6 = |sport: u16, dst: Ipv6Addr, payload: &[u8]| {
+        Packet::tcp6(m6, dst, sport, 3333, payload).build()
+    };
+    run(&k, t0 + 5 * sec + hour, to6(50013, pool6, bare));
+    assert_eq!(flows(&k), 6);
+    run(&k, t0 + 5 * sec + hour, to6(50014, pool6, &xmrig_login()));
+    run(&k, t0 + 5 * sec + hour, to6(50015, pool6, bare));
+    assert_eq!(flows(&k), 8);
+    run(
+        &k,
+        t0 + 5 * sec + hour,
+        to6(50016, ip6("2001:db8:d::91"), bare),
+    );
+    assert_eq!(flows(&k), 8);
+}
+
 #[test]
 fn false_positive_traps_count_no_stratum() {
     let mut s = Sensor::new();
@@ -3239,8 +3341,10 @@ fn a_login_split_before_any_marker_opens_its_flow() {
         text.find("\"agent\"").unwrap(),
     );
     assert_eq!((method, agent), (24, 24 + 17 + 10 + 16 + 11));
+    // Each flow logs in to a pool port of its own: to an endpoint that took a login before, a
+    // segment holding the `login` method is decided there (`sensor_common::pools`).
     let seg = |sport: u16, from: usize, to: usize| {
-        Packet::tcp4(m, pool, sport, 3333, &login[from..to])
+        Packet::tcp4(m, pool, sport, sport - 48000 + 3333, &login[from..to])
             .tcp_seq(1000 + from as u32)
             .build()
     };
@@ -3282,13 +3386,13 @@ fn a_login_split_before_any_marker_opens_its_flow() {
     // opening is dropped; one whose continuation comes from the pool's side: not joined.
     s.run(&seg(48011, 0, method));
     s.run(
-        &Packet::tcp4(m, pool, 48011, 3333, &login[method..])
+        &Packet::tcp4(m, pool, 48011, 3344, &login[method..])
             .tcp_seq(1000 + method as u32 + 1)
             .build(),
     );
     s.run(&seg(48012, 0, method));
     s.run(
-        &Packet::tcp4(pool, m, 3333, 48012, &login[method..])
+        &Packet::tcp4(pool, m, 3345, 48012, &login[method..])
             .tcp_seq(1000 + method as u32)
             .build(),
     );

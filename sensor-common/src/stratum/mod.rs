@@ -233,6 +233,50 @@ pub const RULES: [Rule; 12] = [
 /// with). Every other message needs a rule of [`RULES`], as on any flow.
 const KNOWN_FLOW_METHODS: u32 = LOGIN | SUBMIT | JOB;
 
+/// On a new flow, a message whose method is one of these may be decided at its method, by
+/// whether its destination is a pool endpoint (`crate::pools`: the destination of a login that
+/// met its rule lately), as on a known flow: a login's `pass` and `agent` are not waited for.
+/// That evidence keeps a web API's `login` method silent; an endpoint that took a miner's whole
+/// login within the hour is a pool, not a web API. Every other message needs its rule (a
+/// `mining.subscribe` still waits for the end of its message: the first message names the
+/// flow's dialect).
+const POOL_LOGIN_METHODS: u32 = LOGIN;
+
+/// What the XDP program knows of a payload's flow before the scan, which lets a message be
+/// decided at its method (see [`KNOWN_FLOW_METHODS`], [`POOL_LOGIN_METHODS`]).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prior {
+    /// Nothing: every message needs a rule of [`RULES`].
+    None = 0,
+    /// The flow is counted as Stratum already.
+    KnownFlow = 1,
+    /// The flow is new: the scan stops at a login's method, as if its destination were a pool
+    /// endpoint, and says so (`Scanner::at_login_method`). The XDP program then reads its table
+    /// of pool endpoints, and scans on without the prior when the destination is none: a
+    /// payload with no login pays no read of that table.
+    PoolLogin = 2,
+}
+
+impl Prior {
+    /// From the XDP program's scalar (an unknown value reads as `None`).
+    #[inline(always)]
+    pub const fn from_u64(v: u64) -> Self {
+        match v {
+            1 => Self::KnownFlow,
+            2 => Self::PoolLogin,
+            _ => Self::None,
+        }
+    }
+}
+
+impl From<bool> for Prior {
+    /// `true`: a known flow.
+    fn from(known: bool) -> Self {
+        if known { Self::KnownFlow } else { Self::None }
+    }
+}
+
 const FNV_OFFSET: u32 = 0x811c_9dc5;
 const FNV_PRIME: u32 = 0x0100_0193;
 

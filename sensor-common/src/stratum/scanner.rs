@@ -2,9 +2,9 @@
 //! string token and, when a token that is a marker closes, applies [`RULES`](super::RULES).
 
 use super::{
-    ADDRESS_BIT, ADDRESS_MIN_LEN, Dialect, FNV_OFFSET, KNOWN_FLOW_METHODS, MARKER_SLOTS,
-    MAX_MARKER_LEN, METHOD_HASH, MIN_MARKER_LEN, SET_BITS, WINDOW, fold, marker_bit, match_rules,
-    slot, window::*,
+    ADDRESS_BIT, ADDRESS_MIN_LEN, Dialect, FNV_OFFSET, KNOWN_FLOW_METHODS, LOGIN, MARKER_SLOTS,
+    MAX_MARKER_LEN, METHOD_HASH, MIN_MARKER_LEN, POOL_LOGIN_METHODS, Prior, SET_BITS, WINDOW, fold,
+    marker_bit, match_rules, slot, window::*,
 };
 
 /// The scanner's state between bytes. `#[repr(C)]` plain data, so that the XDP program can keep it
@@ -43,11 +43,17 @@ pub struct Scanner {
     code: u16,
     /// A wallet-long string was noted among the words since the rules last ran (see `close`).
     fresh: u8,
-    /// The payload belongs to a flow already counted as Stratum: a message's method decides at
-    /// once (see [`KNOWN_FLOW_METHODS`](super::KNOWN_FLOW_METHODS)).
+    /// What is known of the payload's flow (a [`Prior`], the low 2 bits): on a flow already
+    /// counted as Stratum, or a new one to a pool endpoint, a message's method may decide at once
+    /// (see [`KNOWN_FLOW_METHODS`](super::KNOWN_FLOW_METHODS)). [`AT_LOGIN`] when the scan
+    /// stopped at a login's method by [`Prior::PoolLogin`], no rule holding yet (a bit here, not
+    /// a field: a 3-byte zeroed padding made the XDP program's scanner a `memset` call).
     known: u8,
     _pad: [u8; 4],
 }
+
+/// `Scanner::known`'s bit of a stop at a login's method.
+const AT_LOGIN: u8 = 0x80;
 
 impl Default for Scanner {
     fn default() -> Self {
@@ -62,6 +68,11 @@ impl Scanner {
 
     /// A scanner for a payload of a flow already counted as Stratum (`known`) or of any other.
     pub const fn for_flow(known: bool) -> Self {
+        Self::for_prior(if known { Prior::KnownFlow } else { Prior::None })
+    }
+
+    /// A scanner for a payload of whose flow `prior` is known.
+    pub const fn for_prior(prior: Prior) -> Self {
         Self {
             pending: 0,
             hash: FNV_OFFSET,
@@ -78,7 +89,7 @@ impl Scanner {
             depth: 0,
             code: 0,
             fresh: 0,
-            known: known as u8,
+            known: prior as u8,
             _pad: [0; 4],
         }
     }
@@ -436,6 +447,7 @@ impl Scanner {
         }
         self.fresh = 0;
         let packed = end(self.pack(), self.hash, self.token_len);
+        self.known = (self.known & 3) | (((packed >> AT_LOGIN_SHIFT) & 1) as u8 * AT_LOGIN);
         self.methods = (packed & SET_MASK) as u32;
         self.words = ((packed >> WORDS_SHIFT) & SET_MASK) as u32;
         self.after_method = ((packed >> AFTER_METHOD_SHIFT) & 1) as u8;
@@ -449,7 +461,29 @@ impl Scanner {
             | ((self.words as u64 & SET_MASK) << WORDS_SHIFT)
             | ((self.after_method as u64 & 1) << AFTER_METHOD_SHIFT)
             | ((self.provisional as u64 & 3) << PROVISIONAL_SHIFT)
-            | ((self.known as u64 & 1) << KNOWN_SHIFT)
+            | ((self.known as u64 & 3) << KNOWN_SHIFT)
+    }
+
+    /// Whether the scan stopped at a message with the `login` method that met its rule (not at
+    /// its method by a [`Prior`]): after a match, what teaches a pool endpoint (`crate::pools`).
+    #[inline(always)]
+    pub fn login_met_rule(&self) -> bool {
+        self.known != Prior::KnownFlow as u8
+            && self.known & AT_LOGIN == 0
+            && self.methods & LOGIN != 0
+    }
+
+    /// Whether the scan stopped at a login's method by [`Prior::PoolLogin`]: the message counts
+    /// if its destination is a pool endpoint; else [`Scanner::without_prior`] and scan on.
+    #[inline(always)]
+    pub fn at_login_method(&self) -> bool {
+        self.known & AT_LOGIN != 0
+    }
+
+    /// Drops the scan's prior, to scan on from where it stopped (see [`Prior::PoolLogin`]).
+    #[inline(always)]
+    pub fn without_prior(&mut self) {
+        self.known = Prior::None as u8;
     }
 
     /// At the end of the window: a provisional match stands.
@@ -465,9 +499,12 @@ const SET_MASK: u64 = (1 << SET_BITS) - 1;
 const WORDS_SHIFT: u32 = SET_BITS;
 const AFTER_METHOD_SHIFT: u32 = 2 * SET_BITS;
 const PROVISIONAL_SHIFT: u32 = AFTER_METHOD_SHIFT + 1;
-/// `token_end`'s bit of a known flow (see `Scanner::known`).
+/// `token_end`'s two bits of the flow's [`Prior`] (see `Scanner::known`).
 const KNOWN_SHIFT: u32 = PROVISIONAL_SHIFT + 2;
-const FOUND_SHIFT: u32 = KNOWN_SHIFT + 1;
+const FOUND_SHIFT: u32 = KNOWN_SHIFT + 2;
+/// `token_end`'s bit of a match made at a login's method by [`Prior::PoolLogin`].
+const AT_LOGIN_SHIFT: u32 = FOUND_SHIFT + 2;
+const _: () = assert!(AT_LOGIN_SHIFT < 64);
 const _: () = assert!(FOUND_SHIFT + 2 <= 64);
 
 /// `Scanner::escaped`: after a backslash; from `ESCAPE_HEX` on, before the 1st..4th hex digit of
@@ -503,16 +540,19 @@ fn unescape(b: u8) -> u8 {
 /// What a closing quote decides, as a pure function of scalars so that the XDP program can make
 /// it a BPF global function. `packed` holds the message's method markers (`SET_BITS` bits from
 /// bit 0), other markers (the next `SET_BITS`), the after-`"method"` flag, a provisional Bitcoin
-/// match (2 bits) and whether the flow is known (1), in that order (the `*_SHIFT` constants);
+/// match (2 bits) and the flow's [`Prior`] (2), in that order (the `*_SHIFT` constants);
 /// `hash` and `len` describe the string that just ended. Returns the same layout, plus the
-/// recognised `dialect + 1` in the 2 bits after (0: keep scanning).
+/// recognised `dialect + 1` in the 2 bits after (0: keep scanning), and after them whether it
+/// was recognised at a login's method by [`Prior::PoolLogin`].
 #[inline(always)]
 pub fn token_end(packed: u64, hash: u32, len: u32) -> u64 {
     let mut methods = (packed & SET_MASK) as u32;
     let mut words = ((packed >> WORDS_SHIFT) & SET_MASK) as u32;
     let mut after_method = (packed >> AFTER_METHOD_SHIFT) & 1;
     let mut provisional = (packed >> PROVISIONAL_SHIFT) & 3;
-    let known = (packed >> KNOWN_SHIFT) & 1;
+    let known = (packed >> KNOWN_SHIFT) & 3;
+    let known_flow = known == Prior::KnownFlow as u64;
+    let mut at_login = 0u64;
     let mut found = 0u64;
     let m = marker_bit(hash, len);
     if after_method != 0 {
@@ -525,12 +565,15 @@ pub fn token_end(packed: u64, hash: u32, len: u32) -> u64 {
     }
     if m != 0 {
         let d = match_rules(methods, words) as u64;
-        if d == Dialect::Bitcoin as u64 + 1 && known == 0 {
+        if d == Dialect::Bitcoin as u64 + 1 && !known_flow {
             provisional = d;
         } else if d != 0 {
             found = d;
-        } else if known != 0 && methods & KNOWN_FLOW_METHODS != 0 {
+        } else if known_flow && methods & KNOWN_FLOW_METHODS != 0 {
             found = Dialect::Monero as u64 + 1;
+        } else if known == Prior::PoolLogin as u64 && methods & POOL_LOGIN_METHODS != 0 {
+            found = Dialect::Monero as u64 + 1;
+            at_login = 1;
         }
     }
     (methods as u64 & SET_MASK)
@@ -539,6 +582,7 @@ pub fn token_end(packed: u64, hash: u32, len: u32) -> u64 {
         | (provisional << PROVISIONAL_SHIFT)
         | (known << KNOWN_SHIFT)
         | (found << FOUND_SHIFT)
+        | (at_login << AT_LOGIN_SHIFT)
 }
 
 /// Scans the first `len` bytes of `buf` (a TCP payload) for a Stratum message and returns its
@@ -548,11 +592,12 @@ pub fn scan(buf: &mut Window, len: usize) -> u8 {
     scan_flow(buf, len, false)
 }
 
-/// [`scan`] of a payload of a flow already counted as Stratum (`known`) or of any other.
-pub fn scan_flow(buf: &mut Window, len: usize, known: bool) -> u8 {
+/// [`scan`] of a payload of whose flow `prior` is known (`true`: a flow already counted as
+/// Stratum).
+pub fn scan_flow(buf: &mut Window, len: usize, prior: impl Into<Prior>) -> u8 {
     buf.seal(len);
     let buf = &*buf;
-    let mut s = Scanner::for_flow(known);
+    let mut s = Scanner::for_prior(prior.into());
     let mut pos = 0;
     while pos < WINDOW && pos < len {
         let (advance, d) = s.feed_with(buf, pos, len, token_end, |p, l| long_run(buf, p, l));
@@ -570,9 +615,9 @@ pub fn scan_byte_wise(payload: &[u8], len: usize) -> u8 {
     scan_byte_wise_flow(payload, len, false)
 }
 
-/// [`scan_byte_wise`] of a payload of a flow already counted as Stratum (`known`) or of any other.
-pub fn scan_byte_wise_flow(payload: &[u8], len: usize, known: bool) -> u8 {
-    let mut s = Scanner::for_flow(known);
+/// [`scan_byte_wise`] of a payload of whose flow `prior` is known.
+pub fn scan_byte_wise_flow(payload: &[u8], len: usize, prior: impl Into<Prior>) -> u8 {
+    let mut s = Scanner::for_prior(prior.into());
     for &b in payload.iter().take(len.min(WINDOW)) {
         let d = s.step(b);
         if d != 0 {

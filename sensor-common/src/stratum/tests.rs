@@ -371,6 +371,15 @@ fn fast_and_byte_wise_scans_agree() {
                 "known flow, len {len}: {}",
                 String::from_utf8_lossy(&msg[..len])
             );
+            // And on a new flow to a pool endpoint.
+            let fast = scan_flow(&mut buf, len, Prior::PoolLogin);
+            let slow = scan_byte_wise_flow(&msg, len, Prior::PoolLogin);
+            assert_eq!(
+                fast,
+                slow,
+                "known pool, len {len}: {}",
+                String::from_utf8_lossy(&msg[..len])
+            );
         }
     }
     // The generator reaches every outcome, so the comparison covers them all.
@@ -659,4 +668,105 @@ fn on_a_known_flow_the_method_decides() {
     // A message must still begin well: a method after text that is no JSON message decides
     // nothing (the scanner's own guard, known flow or not).
     assert_eq!(on(r#"x{"method":"submit"}"#, true), None);
+}
+
+#[test]
+fn to_a_pool_endpoint_a_login_decides_at_its_method() {
+    let on = |s: &str, prior: Prior| {
+        let mut buf = Window::new();
+        buf.bytes_mut()[..s.len()].copy_from_slice(s.as_bytes());
+        let fast = scan_flow(&mut buf, s.len(), prior);
+        assert_eq!(
+            fast,
+            scan_byte_wise_flow(s.as_bytes(), s.len(), prior),
+            "{s}"
+        );
+        Dialect::from_index(fast.wrapping_sub(1))
+    };
+    // A web API's login: a user name and a password, no agent, no wallet. Silent on a new flow;
+    // a miner's login to a pool endpoint (`crate::pools`), as on a known flow.
+    let web = r#"{"id":1,"method":"login","params":{"login":"bob","pass":"hunter2"}}"#;
+    assert_eq!(on(web, Prior::None), None);
+    assert_eq!(on(web, Prior::PoolLogin), Some(Dialect::Monero));
+    assert_eq!(on(web, Prior::KnownFlow), Some(Dialect::Monero));
+    // Decided at the method: cut after `"login"` (`{"id":1,` 8 bytes, `"method":` 9, `"login"`
+    // 7: 24), before any evidence.
+    assert_eq!(on(&web[..24], Prior::PoolLogin), Some(Dialect::Monero));
+    assert_eq!(on(&web[..23], Prior::PoolLogin), None);
+    // Only a login: a share before its job_id and nonce, a job push before its blob, need their
+    // rules on a new flow to a pool as on any new flow (they are not what a new flow opens with,
+    // and each rule is short anyway).
+    let share = r#"{"id":2,"jsonrpc":"2.0","method":"submit","params":{"id":"7d","job_id":"1","nonce":"b8000000"}}"#;
+    assert_eq!(on(&share[..41], Prior::PoolLogin), None);
+    assert_eq!(on(share, Prior::PoolLogin), Some(Dialect::Monero));
+    assert_eq!(
+        on(r#"{"jsonrpc":"2.0","method":"job","#, Prior::PoolLogin),
+        None
+    );
+    // A `mining.subscribe` still waits for its message's end: the first message names the
+    // flow's dialect, and EthereumStratum/1.0.0 says so in a later parameter.
+    let esv1 = "{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"ethminer/0.19.0\",\"EthereumStratum/1.0.0\"]}\n";
+    assert_eq!(on(esv1, Prior::PoolLogin), Some(Dialect::Ethereum));
+    assert_eq!(on(esv1, Prior::None), Some(Dialect::Ethereum));
+    assert_eq!(on(esv1, Prior::KnownFlow), Some(Dialect::Bitcoin));
+    // As the XDP program runs it: stopped at the method, then, to no pool endpoint, on from
+    // there without the prior. The web API's login then ends with no match; XMRig's meets its
+    // rule at `"pass"` (its wallet-long login before it) and, unlike a login taken at its
+    // method, teaches its endpoint.
+    let stop_then_on = |s: &str| {
+        let mut buf = Window::new();
+        buf.bytes_mut()[..s.len()].copy_from_slice(s.as_bytes());
+        buf.seal(s.len());
+        let mut sc = Scanner::for_prior(Prior::PoolLogin);
+        let mut pos = 0;
+        let run = |sc: &mut Scanner, pos: &mut usize| {
+            while *pos < s.len() {
+                let (advance, d) =
+                    sc.feed_with(&buf, *pos, s.len(), token_end, |p, l| long_run(&buf, p, l));
+                *pos += advance;
+                if d != 0 {
+                    return d;
+                }
+            }
+            sc.finish()
+        };
+        let first = run(&mut sc, &mut pos);
+        let stopped = (first, sc.at_login_method(), sc.login_met_rule(), pos);
+        sc.without_prior();
+        let on = run(&mut sc, &mut pos);
+        // Read after a match only, as the XDP program does.
+        (stopped, on, on != 0 && sc.login_met_rule())
+    };
+    assert_eq!(
+        stop_then_on(web),
+        ((Dialect::Monero as u8 + 1, true, false, 24), 0, false)
+    );
+    let xmrig = format!(
+        "{{\"id\":1,\"method\":\"login\",\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\"}}}}\n"
+    );
+    assert_eq!(
+        stop_then_on(&xmrig),
+        (
+            (Dialect::Monero as u8 + 1, true, false, 24),
+            Dialect::Monero as u8 + 1,
+            true
+        )
+    );
+    // A login whose rule holds at its method already (its params first) is no stop: it met
+    // its rule.
+    let params_first = format!(
+        "{{\"id\":1,\"params\":{{\"login\":\"{WALLET}\",\"pass\":\"x\"}},\"method\":\"login\"}}\n"
+    );
+    let (stopped, _, _) = stop_then_on(&params_first);
+    assert_eq!(
+        (stopped.0, stopped.1, stopped.2),
+        (Dialect::Monero as u8 + 1, false, true)
+    );
+    // The scanner's own guards hold: a login after text that is no JSON message, or a login
+    // key's value that is no method, decides nothing.
+    assert_eq!(on(r#"x{"method":"login"}"#, Prior::PoolLogin), None);
+    assert_eq!(
+        on(r#"{"id":1,"action":"login","params":{}}"#, Prior::PoolLogin),
+        None
+    );
 }

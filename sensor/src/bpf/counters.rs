@@ -113,8 +113,17 @@ impl Kernel {
         };
         let mut recent: aya::maps::Array<&mut MapData, u64> =
             aya::maps::Array::try_from(self.ebpf.map_mut("RECENT").context("map RECENT")?)?;
+        // A slot a time in objects built before `RECENT` held two times a slot (benchmarks
+        // `--against` an older revision).
+        let paired = recent.len() as usize == sensor_common::RECENT_ENTRIES;
         for k in &keys {
-            recent.set(sensor_common::recent_slot(k), 0, 0)?;
+            let slot = sensor_common::recent_slot(k);
+            let index = if paired {
+                sensor_common::recent_stratum_index(slot)
+            } else {
+                slot
+            };
+            recent.set(index, 0, 0)?;
         }
         Ok(keys.len())
     }

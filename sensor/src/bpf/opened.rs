@@ -119,7 +119,11 @@ impl crate::inspect::OpenFlows for FlowTable {
         // CI run of the padded ethproxy replay). Marked for a flow the program found first, the
         // slot is what the program marked itself. Odd, as the program writes it (never 0,
         // "never").
-        let _ = self.recent.set(sensor_common::recent_slot(key), now | 1, 0);
+        let _ = self.recent.set(
+            sensor_common::recent_stratum_index(sensor_common::recent_slot(key)),
+            now | 1,
+            0,
+        );
         // An entry already there: the program found the flow first and counted it.
         self.flows.insert(key, state, BPF_NOEXIST).is_ok()
     }
