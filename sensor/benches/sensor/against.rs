@@ -27,8 +27,9 @@ use serde_json::json;
 use crate::{
     Opts, median,
     packets::{
-        BatchedLogins, COPIED_BATCH, LOGIN_NEW_FLOW_BATCHED_ROW, SUBMIT_COPIED_ROW, SUBMIT_ROW,
-        copied_batch, copied_batches, crafted, drain, frames, login_notip,
+        BatchedLogins, COPIED_BATCH, LOGIN_NEW_FLOW_BATCHED_ROW, LOGIN_NEW_POOL_BATCHED_ROW, Pools,
+        SUBMIT_COPIED_ROW, SUBMIT_ROW, copied_batch, copied_batches, crafted, drain, frames,
+        login_notip,
     },
 };
 
@@ -163,10 +164,12 @@ pub(crate) fn compare(
         drop(sides);
         if new_flow {
             let mut replay = load_pair(block, true);
-            results.push((
-                row(LOGIN_NEW_FLOW_BATCHED_ROW),
-                new_flow_batched(&mut replay, o, blocks),
-            ));
+            for (name, pools) in [
+                (LOGIN_NEW_FLOW_BATCHED_ROW, Pools::One),
+                (LOGIN_NEW_POOL_BATCHED_ROW, Pools::Unseen),
+            ] {
+                results.push((row(name), new_flow_batched(&mut replay, pools, o, blocks)));
+            }
         }
     }
     for (i, pairs) in results {
@@ -254,9 +257,9 @@ fn copied(sides: &mut [Side; 2], frame: &[u8], o: &Opts, blocks: usize) -> Pairs
 /// program's figure per sample is its batches' difference over the logins after the first,
 /// plus the not-IP frame's own cost over XDP_PASS (measured on each program once a block); the
 /// baseline is 0, that cost being in the figure already.
-fn new_flow_batched(sides: &mut [Side; 2], o: &Opts, blocks: usize) -> Pairs {
+fn new_flow_batched(sides: &mut [Side; 2], pools: Pools, o: &Opts, blocks: usize) -> Pairs {
     let notip = login_notip();
-    let b = BatchedLogins::new(&notip);
+    let b = BatchedLogins::new(&notip, pools);
     let mut notip_over = [0.0; 2];
     for (s, side) in sides.iter_mut().enumerate() {
         let (ns, base) = crate::packets::per_packet(std::slice::from_mut(&mut side.k), &notip, o);

@@ -32,8 +32,22 @@ pub(crate) fn login_notip() -> Vec<u8> {
 pub(crate) const SUBMIT_ROW: &str = "stratum_submit";
 /// The share copied into the sample ring each run (`per_packet_copied`).
 pub(crate) const SUBMIT_COPIED_ROW: &str = "stratum_submit_copied";
-/// A new flow's login each run, warm (`per_packet_first_batched`).
+/// A new flow's login each run, warm (`per_packet_first_batched`), every one to the same pool
+/// endpoint: after the first, each is decided at its method (`sensor_common::pools`).
 pub(crate) const LOGIN_NEW_FLOW_BATCHED_ROW: &str = "stratum_login_new_flow_batched";
+/// The same, every login to a pool endpoint never seen (`Pools::Unseen`): each reads its
+/// evidence and teaches its endpoint.
+pub(crate) const LOGIN_NEW_POOL_BATCHED_ROW: &str = "stratum_login_new_pool_batched";
+
+/// Where `BatchedLogins`' logins go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pools {
+    /// All to one pool endpoint (203.0.113.20:3333), as a proxy's or a range's miners go.
+    One,
+    /// Each to an endpoint no login went to lately: port 3333 of an address of 198.18.0.0/15
+    /// by the login's number, in the order the samples run.
+    Unseen,
+}
 
 /// An XMRig share.
 pub(crate) const SUBMIT: &[u8] = b"{\"id\":2,\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{\"id\":\"7d\",\"job_id\":\"1\",\"nonce\":\"b8000000\",\"result\":\"abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789\"}}\n";
@@ -91,14 +105,16 @@ pub(crate) fn per_packet_first(
 /// first login of both batches takes the new-flow path once after the flows were emptied and the
 /// rings read, so the rest find the program, its maps and rings as a busy link keeps them; the
 /// difference between the batches, over the logins after the first, is the cost of one more
-/// login opening its flow. `k` is loaded for replay; `notip` is the frame of the baseline batch.
+/// login opening its flow. `k` is loaded for replay; `notip` is the frame of the baseline batch;
+/// `pools` where the logins go.
 pub(crate) fn per_packet_first_batched(
     k: &mut Kernel,
     rings: &mut [aya::maps::RingBuf<aya::maps::MapData>],
     notip: &[u8],
+    pools: Pools,
     o: &Opts,
 ) -> f64 {
-    let b = BatchedLogins::new(notip);
+    let b = BatchedLogins::new(notip, pools);
     let (mut sensor, mut base) = (Vec::new(), Vec::new());
     k.clear_flows().unwrap();
     drain(rings);
@@ -123,25 +139,16 @@ pub(crate) fn per_packet_first_batched(
 pub(crate) struct BatchedLogins {
     pub(crate) n: usize,
     len: usize,
-    logins: Vec<Vec<u8>>,
+    login: Vec<u8>,
+    pools: Pools,
     notip: Vec<u8>,
 }
 
 impl BatchedLogins {
-    pub(crate) fn new(notip: &[u8]) -> Self {
+    pub(crate) fn new(notip: &[u8], pools: Pools) -> Self {
         use sensor_common::{REPLAY_BATCH_MAX, ReplayHeader};
         let login = login();
-        let frame = |j: u16| {
-            Packet::tcp4(
-                kp(6),
-                Ipv4Addr::new(203, 0, 113, 20),
-                20_000 + j,
-                3333,
-                &login,
-            )
-            .build()
-        };
-        let len = frame(0).len();
+        let len = Self::frame(&login, pools, 0, 0).len();
         assert_eq!(
             notip.len(),
             len,
@@ -156,9 +163,27 @@ impl BatchedLogins {
         Self {
             n,
             len,
-            logins: (0..n as u16).map(frame).collect(),
+            login,
+            pools,
             notip: notip.to_vec(),
         }
+    }
+
+    /// Login `j` of the batch of sample `i`, the run's `k`-th (`k = i * REPLAY_BATCH_MAX + j`):
+    /// from a miner's port and address of its own, as a link's new flows come (the same few
+    /// flow keys in every sample found the flow table's buckets and the tables by slot in the
+    /// cache: about 200 ns less a login than keys never seen, README, "Benchmarks"), to the pool
+    /// endpoint of `pools`.
+    fn frame(login: &[u8], pools: Pools, i: u64, j: usize) -> Vec<u8> {
+        let k = i as usize * sensor_common::REPLAY_BATCH_MAX + j;
+        let (src, sport) = (kp((k / 64_000) as u32), 1024 + (k % 64_000) as u16);
+        let dst = match pools {
+            Pools::One => Ipv4Addr::new(203, 0, 113, 20),
+            // 131,072 addresses: one comes round again after 4,096 batches, its slot of
+            // `sensor_common::pools::SLOTS` (4,096) rewritten many times since.
+            Pools::Unseen => Ipv4Addr::from(0xc612_0000 + (k % (1 << 17)) as u32),
+        };
+        Packet::tcp4(src, dst, sport, 3333, login).build()
     }
 
     pub(crate) fn samples(&self, o: &Opts) -> u64 {
@@ -193,8 +218,14 @@ impl BatchedLogins {
             );
             out
         };
-        let all: Vec<&[u8]> = self.logins.iter().map(|f| f.as_slice()).collect();
-        let mut first_only: Vec<&[u8]> = vec![&self.logins[0]];
+        // Each batch's own endpoints when they must be unseen: the batch of logins is sample
+        // `2i`'s, the baseline's first login `2i + 1`'s (its slot would otherwise hold it).
+        let logins: Vec<Vec<u8>> = (0..n)
+            .map(|j| Self::frame(&self.login, self.pools, 2 * i, j))
+            .collect();
+        let first = Self::frame(&self.login, self.pools, 2 * i + 1, 0);
+        let all: Vec<&[u8]> = logins.iter().map(|f| f.as_slice()).collect();
+        let mut first_only: Vec<&[u8]> = vec![&first];
         first_only.extend(std::iter::repeat_n(self.notip.as_slice(), n - 1));
         let (with, without) = (layout(&all, 2 * i), layout(&first_only, 2 * i + 1));
         // One timed batch: its ns, checked to have run whole and made `flows` flows, and the

@@ -23,8 +23,8 @@ use std::{
 use mining_sensor::{bpf::Kernel, config::Config};
 
 use crate::packets::{
-    BatchedLogins, LOGIN_NEW_FLOW_BATCHED_ROW, SUBMIT_COPIED_ROW, SUBMIT_ROW, copied_batch,
-    crafted, drain, frames, login_notip,
+    BatchedLogins, LOGIN_NEW_FLOW_BATCHED_ROW, LOGIN_NEW_POOL_BATCHED_ROW, Pools,
+    SUBMIT_COPIED_ROW, SUBMIT_ROW, copied_batch, crafted, drain, frames, login_notip,
 };
 
 /// What a row runs while `perf` samples.
@@ -33,17 +33,23 @@ enum Workload {
     Repeat(Vec<u8>),
     /// The share as `per_packet_copied` runs it: every run copied into the sample ring.
     Copied(Vec<u8>),
-    /// A new flow's login each run, warm, as `stratum_login_new_flow_batched` measures it.
+    /// A new flow's login each run, warm, as `stratum_login_new_flow_batched` (or
+    /// `stratum_login_new_pool_batched`) measures it.
     NewFlows(BatchedLogins),
 }
 
 impl Workload {
     /// The workload of `row`, with the program it runs on (loaded for replay for batches).
     fn of(row: &str, cfg: &Config) -> (Self, Kernel) {
-        if row == LOGIN_NEW_FLOW_BATCHED_ROW {
-            let mut k = Kernel::load_for_replay(cfg).unwrap();
-            k.configure(cfg).unwrap();
-            return (Self::NewFlows(BatchedLogins::new(&login_notip())), k);
+        for (batched, pools) in [
+            (LOGIN_NEW_FLOW_BATCHED_ROW, Pools::One),
+            (LOGIN_NEW_POOL_BATCHED_ROW, Pools::Unseen),
+        ] {
+            if row == batched {
+                let mut k = Kernel::load_for_replay(cfg).unwrap();
+                k.configure(cfg).unwrap();
+                return (Self::NewFlows(BatchedLogins::new(&login_notip(), pools)), k);
+            }
         }
         let copied = row == SUBMIT_COPIED_ROW;
         let name = if copied { SUBMIT_ROW } else { row };
@@ -51,8 +57,8 @@ impl Workload {
         let Some((_, frame)) = all.iter().find(|(n, _)| *n == name) else {
             let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
             panic!(
-                "no bench row {row}: one of {}, {SUBMIT_COPIED_ROW} or \
-                 {LOGIN_NEW_FLOW_BATCHED_ROW}",
+                "no bench row {row}: one of {}, {SUBMIT_COPIED_ROW}, \
+                 {LOGIN_NEW_FLOW_BATCHED_ROW} or {LOGIN_NEW_POOL_BATCHED_ROW}",
                 names.join(", ")
             )
         };
