@@ -101,6 +101,34 @@ fn load_for_replay(cfg: &Config) -> Kernel {
     .expect("load (are the tests running as root?)")
 }
 
+/// The program loaded for replay with `cfg`, its interface slot set as `Sensor`'s is: for tests
+/// that run it a frame at a time through its batch entry (`run_at`), whose clock is the frames'
+/// capture times.
+fn replay_kernel(cfg: &Config) -> Kernel {
+    let mut k = load_for_replay(cfg);
+    k.configure(cfg).unwrap();
+    k.set_iface_slot(1, SLOT as u32).unwrap();
+    k
+}
+
+/// Runs `frame` through `k`'s batch entry (`replay_kernel`) at capture time `ts_ns`, checked to
+/// have run whole.
+fn run_at(k: &Kernel, ts_ns: u64, frame: &[u8]) {
+    use mining_sensor::bpf::{BatchPacket, batch_input};
+    let mut input = Vec::new();
+    let packet = |_| BatchPacket {
+        ts_ns,
+        ifindex: 1,
+        data: frame,
+        wire_len: frame.len(),
+    };
+    batch_input((0..1).map(packet), &mut input);
+    assert_eq!(
+        k.batch_runner().unwrap().run_batch(&input).unwrap(),
+        sensor_common::REPLAY_DONE + 1
+    );
+}
+
 #[test]
 fn this_kernel_runs_the_may_goto_build_and_the_other_loads_too() {
     // Linux 6.9 and later verify `may_goto`: a fallback here would hide a verifier regression of
@@ -630,12 +658,8 @@ fn signature_after_a_newline_and_in_split_segments() {
 /// Capture times make the clock: the program runs as replay runs it, one packet per batch.
 #[test]
 fn continuations_are_scanned_on_recent_stratum_flows_only() {
-    use mining_sensor::bpf::{BatchPacket, batch_input};
-    use sensor_common::{MAX_FLOW_IDLE_NS, REPLAY_DONE};
-    let cfg = Config::parse(CONFIG, "test").unwrap();
-    let mut k = load_for_replay(&cfg);
-    k.configure(&cfg).unwrap();
-    k.set_iface_slot(1, SLOT as u32).unwrap();
+    use sensor_common::MAX_FLOW_IDLE_NS;
+    let k = replay_kernel(&Config::parse(CONFIG, "test").unwrap());
     let (m, pool) = (ip("192.0.2.51"), ip("198.51.100.9"));
     let login = xmrig_login();
     let (head, tail) = login.split_at(200);
@@ -643,18 +667,12 @@ fn continuations_are_scanned_on_recent_stratum_flows_only() {
     cont.extend_from_slice(SUBMIT);
     let t0 = 1_559_347_200_000_000_000u64;
     let day = 24 * 3600 * 1_000_000_000u64;
-    let mut input = Vec::new();
-    let mut run = |k: &Kernel, ts_ns: u64, payload: &[u8]| {
-        let frame = Packet::tcp4(m, pool, 42100, 3333, payload).build();
-        let packet = |_| BatchPacket {
+    let run = |k: &Kernel, ts_ns: u64, payload: &[u8]| {
+        run_at(
+            k,
             ts_ns,
-            ifindex: 1,
-            data: &frame,
-            wire_len: frame.len(),
-        };
-        batch_input((0..1).map(packet), &mut input);
-        let runner = k.batch_runner().unwrap();
-        assert_eq!(runner.run_batch(&input).unwrap(), REPLAY_DONE + 1);
+            &Packet::tcp4(m, pool, 42100, 3333, payload).build(),
+        );
     };
     let stratum = |k: &Kernel| k.stratum_cell(false, C, DIR_FROM, MONERO).unwrap();
     run(&k, t0, head);
@@ -689,24 +707,8 @@ fn continuations_are_scanned_on_recent_stratum_flows_only() {
 /// `continuations_are_scanned_on_recent_stratum_flows_only`.
 #[test]
 fn a_login_to_a_pool_endpoint_counts_at_its_method_for_an_hour() {
-    use mining_sensor::bpf::{BatchPacket, batch_input};
-    use sensor_common::REPLAY_DONE;
-    let cfg = Config::parse(CONFIG, "test").unwrap();
-    let mut k = load_for_replay(&cfg);
-    k.configure(&cfg).unwrap();
-    k.set_iface_slot(1, SLOT as u32).unwrap();
-    let mut input = Vec::new();
-    let mut run = |k: &Kernel, ts_ns: u64, frame: Vec<u8>| {
-        let packet = |_| BatchPacket {
-            ts_ns,
-            ifindex: 1,
-            data: &frame,
-            wire_len: frame.len(),
-        };
-        batch_input((0..1).map(packet), &mut input);
-        let runner = k.batch_runner().unwrap();
-        assert_eq!(runner.run_batch(&input).unwrap(), REPLAY_DONE + 1);
-    };
+    let k = replay_kernel(&Config::parse(CONFIG, "test").unwrap());
+    let run = |k: &Kernel, ts_ns: u64, frame: Vec<u8>| run_at(k, ts_ns, &frame);
     let flows = |k: &Kernel| k.flows().unwrap().len();
     let (m, pool, other) = (ip("192.0.2.90"), ip("198.51.100.90"), ip("198.51.100.91"));
     // A login with a user name and a password only: what a web API's looks like.
@@ -1553,9 +1555,8 @@ fn tls_naming_a_pool_domain_on_any_port() {
 /// packets' capture time, so the times are exact.
 #[test]
 fn tls_shapes_are_recorded_from_the_client_hello_on_watched_and_pool_flows() {
-    use mining_sensor::bpf::{BatchPacket, batch_input};
     use sensor_common::{
-        REPLAY_DONE, Stat,
+        Stat,
         tls_shape::{Record, SHAPE_RECORDS},
     };
     use test_support::tls_app_data;
@@ -1564,26 +1565,9 @@ fn tls_shapes_are_recorded_from_the_client_hello_on_watched_and_pool_flows() {
         "test",
     )
     .unwrap();
-    let mut k = load_for_replay(&cfg);
-    k.configure(&cfg).unwrap();
-    k.set_iface_slot(1, SLOT as u32).unwrap();
+    let k = replay_kernel(&cfg);
     const T0: u64 = 1_700_000_000_000_000_000;
-    let mut input = Vec::new();
-    let mut run = |k: &Kernel, ms: u64, frame: &[u8]| {
-        batch_input(
-            (0..1).map(|_| BatchPacket {
-                ts_ns: T0 + ms * 1_000_000,
-                ifindex: 1,
-                data: frame,
-                wire_len: frame.len(),
-            }),
-            &mut input,
-        );
-        assert_eq!(
-            k.batch_runner().unwrap().run_batch(&input).unwrap(),
-            REPLAY_DONE + 1
-        );
-    };
+    let run = |k: &Kernel, ms: u64, frame: &[u8]| run_at(k, T0 + ms * 1_000_000, frame);
     // m is in range a; the server (198.51.100.20) in no range and no pool.
     let (m, server) = (ip("198.18.0.9"), ip("198.51.100.20"));
     let up = |sport: u16, dport: u16, p: &[u8]| Packet::tcp4(m, server, sport, dport, p).build();
