@@ -27,6 +27,8 @@
 //!   coin-hive-stratum send `{"login":"<wallet>[.worker][+diff]","pass":..}` with no agent). A web
 //!   API's login method with a user name and a password (`{"login":"bob","pass":"hunter2"}`) has
 //!   neither and stays silent; one whose user name or password runs to 95 characters would count.
+//!   To a pool endpoint (`crate::pools`: where a login with that evidence went within the hour)
+//!   a login counts at its method ([`Prior::PoolLogin`]).
 //!
 //! This file holds the table (dialects, markers, rules) and the token hash; `scanner` the pass over
 //! a payload that applies it, `window` the payload buffer it reads and the word-at-a-time helpers.
