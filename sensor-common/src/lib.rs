@@ -292,7 +292,11 @@ pub const RECENT_ENTRIES: usize = 2 * RECENT_SLOTS;
 
 const _: () = assert!(
     core::mem::size_of::<FlowKey>() == 40 && core::mem::align_of::<FlowKey>() == 8,
-    "recent_slot reads a FlowKey as five u64 words"
+    "FlowKey::words reads a FlowKey as five u64 words"
+);
+const _: () = assert!(
+    core::mem::offset_of!(FlowKey, addr_lo) == 0 && core::mem::offset_of!(FlowKey, addr_hi) == 16,
+    "FlowKey::words: the addresses are its first four words"
 );
 
 /// One step of a multiply-xorshift hash: folds the word `w` into `h`. Cheap, for spreading keys
@@ -306,10 +310,8 @@ pub const fn mix(h: u64, w: u64) -> u64 {
 /// A flow's slot in `RECENT`: [`mix`] over the key's five words.
 #[inline(always)]
 pub fn recent_slot(key: &FlowKey) -> u32 {
-    // SAFETY: FlowKey is 40 bytes of plain data aligned to 8, padding explicit: five u64 words.
-    let words = unsafe { &*(key as *const FlowKey).cast::<[u64; 5]>() };
     let mut h = 0u64;
-    for w in words {
+    for w in key.words() {
         h = mix(h, *w);
     }
     (h >> 32) as u32 & (RECENT_SLOTS as u32 - 1)
@@ -330,6 +332,17 @@ pub struct FlowKey {
     /// 4 or 6.
     pub family: u8,
     pub _pad: [u8; 2],
+}
+
+impl FlowKey {
+    /// The key as five native-endian words: the lower address (0, 1), the higher (2, 3), and
+    /// the ports, protocol and family (4). Hashed and compared a word at a time (as bytes, the
+    /// XDP program reads them one at a time).
+    #[inline(always)]
+    pub fn words(&self) -> &[u64; 5] {
+        // SAFETY: 40 bytes of plain data aligned to 8, padding explicit (asserted below).
+        unsafe { &*(self as *const FlowKey).cast::<[u64; 5]>() }
+    }
 }
 
 /// Value of the flow table: what the agent needs for the `mining_flows` gauge and for events.

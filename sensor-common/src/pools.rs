@@ -4,7 +4,7 @@
 //! reading that far is most of what a new flow's first message costs. A login that met its rule
 //! teaches the XDP program its destination (`POOL_ENDPOINTS`, a direct-mapped table of
 //! [`SLOTS`] entries); for [`TTL_NS`] after, a new flow's login to that endpoint is decided at its
-//! method, as on a flow already counted (`stratum::Prior::KnownPool`). Many connections to one
+//! method, as on a flow already counted (`stratum::Prior::PoolLogin`). Many connections to one
 //! pool or proxy, the case the sensor exists for, then pay the evidence once an hour each.
 //!
 //! Only a login that met its rule on a new flow teaches: one decided at its method by this table
@@ -42,19 +42,13 @@ pub struct Endpoint {
     pub _pad: [u8; 5],
 }
 
-const _: () = assert!(
-    core::mem::size_of::<PoolEndpoint>() == 32
-        && core::mem::offset_of!(FlowKey, addr_lo) == 0
-        && core::mem::offset_of!(FlowKey, addr_hi) == 16
-);
+const _: () = assert!(core::mem::size_of::<PoolEndpoint>() == 32);
 
 /// The destination endpoint of a packet of flow `key`, `dst_is_lo` telling which of the key's
 /// endpoints that is.
 #[inline(always)]
 pub fn destination(key: &FlowKey, dst_is_lo: bool) -> Endpoint {
-    // SAFETY: FlowKey is 40 bytes of plain data aligned to 8 (`recent_slot`), its addresses the
-    // first four words (asserted above).
-    let words = unsafe { &*(key as *const FlowKey).cast::<[u64; 5]>() };
+    let words = key.words();
     let (addr, port) = if dst_is_lo {
         ([words[0], words[1]], key.port_lo)
     } else {

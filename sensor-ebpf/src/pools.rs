@@ -1,5 +1,5 @@
-//! The table of pool endpoints (`sensor_common::pools`): read before a new flow's scan, written
-//! when a login met its rule on a new flow.
+//! The table of pool endpoints (`sensor_common::pools`): read when a new flow's scan stopped at a
+//! login's method (`stratum::Prior::PoolLogin`), written when a login met its rule on a new flow.
 
 use sensor_common::{FlowKey, pools};
 

@@ -84,7 +84,7 @@ fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin:
     // SAFETY: map value pointer, valid for the program run; the scan wrote it.
     if d != 0
         && unsafe { (*scratch).scan.scanner.at_login_method() }
-        && !pools::known(key, (origin >> 32) & 1 == 0)
+        && !pools::known(key, dst_is_lo(origin))
     {
         d = scan(SCAN_ON);
     }
@@ -132,7 +132,7 @@ fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin:
                     // across the scan, it took the stack past 512 bytes.)
                     // SAFETY: map value pointer, valid for the program run; the scan wrote it.
                     if unsafe { (*scratch).scan.scanner.login_met_rule() } {
-                        pools::learn(key, (origin >> 32) & 1 == 0, now);
+                        pools::learn(key, dst_is_lo(origin), now);
                     }
                     // The packet is copied into the sample ring (every new Stratum flow's first
                     // packet is a candidate): its record carries the event too, one ring record
@@ -178,6 +178,13 @@ fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin:
         return dialect | NEW_FLOW | candidate;
     }
     dialect | candidate
+}
+
+/// Whether the packet's destination is its flow key's lower endpoint, from `inspect_window`'s
+/// `origin` (the source's side in bit 32, as `tcp` packs it and `events::emit` reads it).
+#[inline(always)]
+fn dst_is_lo(origin: u64) -> bool {
+    (origin >> 32) & 1 == 0
 }
 
 /// A known flow's Stratum packet: its statistics, and the dialect it was counted with (a flow

@@ -63,12 +63,7 @@ impl Default for Scanner {
 
 impl Scanner {
     pub const fn new() -> Self {
-        Self::for_flow(false)
-    }
-
-    /// A scanner for a payload of a flow already counted as Stratum (`known`) or of any other.
-    pub const fn for_flow(known: bool) -> Self {
-        Self::for_prior(if known { Prior::KnownFlow } else { Prior::None })
+        Self::for_prior(Prior::None)
     }
 
     /// A scanner for a payload of whose flow `prior` is known.
@@ -505,7 +500,6 @@ const FOUND_SHIFT: u32 = KNOWN_SHIFT + 2;
 /// `token_end`'s bit of a match made at a login's method by [`Prior::PoolLogin`].
 const AT_LOGIN_SHIFT: u32 = FOUND_SHIFT + 2;
 const _: () = assert!(AT_LOGIN_SHIFT < 64);
-const _: () = assert!(FOUND_SHIFT + 2 <= 64);
 
 /// `Scanner::escaped`: after a backslash; from `ESCAPE_HEX` on, before the 1st..4th hex digit of
 /// a `\u` escape.

@@ -623,19 +623,23 @@ fn unicode_escapes_hash_as_their_bytes_in_one_step_each() {
     assert_eq!(scan_byte_wise(msg, msg.len()), Dialect::Monero as u8 + 1);
 }
 
+/// The dialect the scan of `s` finds with `prior` (`true`: a known flow), checked to be what the
+/// byte-wise scan finds.
+fn decided<P: Into<Prior> + Copy>(s: &str, prior: P) -> Option<Dialect> {
+    let mut buf = Window::new();
+    buf.bytes_mut()[..s.len()].copy_from_slice(s.as_bytes());
+    let fast = scan_flow(&mut buf, s.len(), prior);
+    assert_eq!(
+        fast,
+        scan_byte_wise_flow(s.as_bytes(), s.len(), prior),
+        "{s}"
+    );
+    Dialect::from_index(fast.wrapping_sub(1))
+}
+
 #[test]
 fn on_a_known_flow_the_method_decides() {
-    let on = |s: &str, known: bool| {
-        let mut buf = Window::new();
-        buf.bytes_mut()[..s.len()].copy_from_slice(s.as_bytes());
-        let fast = scan_flow(&mut buf, s.len(), known);
-        assert_eq!(
-            fast,
-            scan_byte_wise_flow(s.as_bytes(), s.len(), known),
-            "{s}"
-        );
-        Dialect::from_index(fast.wrapping_sub(1))
-    };
+    let on = decided::<bool>;
     // XMRig's share, cut after its method (`{"id":2,` 8 bytes, `"jsonrpc":"2.0",` 16,
     // `"method":` 9, `"submit"` 8: 41 bytes) and before its "job_id" and "nonce": a Stratum
     // message only on a known flow; whole, on any flow.
@@ -672,17 +676,7 @@ fn on_a_known_flow_the_method_decides() {
 
 #[test]
 fn to_a_pool_endpoint_a_login_decides_at_its_method() {
-    let on = |s: &str, prior: Prior| {
-        let mut buf = Window::new();
-        buf.bytes_mut()[..s.len()].copy_from_slice(s.as_bytes());
-        let fast = scan_flow(&mut buf, s.len(), prior);
-        assert_eq!(
-            fast,
-            scan_byte_wise_flow(s.as_bytes(), s.len(), prior),
-            "{s}"
-        );
-        Dialect::from_index(fast.wrapping_sub(1))
-    };
+    let on = decided::<Prior>;
     // A web API's login: a user name and a password, no agent, no wallet. Silent on a new flow;
     // a miner's login to a pool endpoint (`crate::pools`), as on a known flow.
     let web = r#"{"id":1,"method":"login","params":{"login":"bob","pass":"hunter2"}}"#;

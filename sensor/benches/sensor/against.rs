@@ -27,9 +27,8 @@ use serde_json::json;
 use crate::{
     Opts, median,
     packets::{
-        BatchedLogins, COPIED_BATCH, LOGIN_NEW_FLOW_BATCHED_ROW, LOGIN_NEW_POOL_BATCHED_ROW, Pools,
-        SUBMIT_COPIED_ROW, SUBMIT_ROW, copied_batch, copied_batches, crafted, drain, frames,
-        login_notip,
+        BATCHED_LOGIN_ROWS, BatchedLogins, COPIED_BATCH, Pools, SUBMIT_COPIED_ROW, SUBMIT_ROW,
+        copied_batch, copied_batches, crafted, drain, frames, login_notip,
     },
 };
 
@@ -164,10 +163,7 @@ pub(crate) fn compare(
         drop(sides);
         if new_flow {
             let mut replay = load_pair(block, true);
-            for (name, pools) in [
-                (LOGIN_NEW_FLOW_BATCHED_ROW, Pools::One),
-                (LOGIN_NEW_POOL_BATCHED_ROW, Pools::Unseen),
-            ] {
+            for (name, pools) in BATCHED_LOGIN_ROWS {
                 results.push((row(name), new_flow_batched(&mut replay, pools, o, blocks)));
             }
         }

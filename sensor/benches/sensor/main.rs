@@ -203,10 +203,7 @@ fn main() {
             let mut replay_rings = [r.take_events().unwrap(), r.take_samples().unwrap()];
             fig.insert("not_ip_ns".into(), ns);
             fig.insert("not_ip_baseline_ns".into(), nb);
-            for (row, pools) in [
-                (LOGIN_NEW_FLOW_BATCHED_ROW, Pools::One),
-                (LOGIN_NEW_POOL_BATCHED_ROW, Pools::Unseen),
-            ] {
+            for (row, pools) in BATCHED_LOGIN_ROWS {
                 let over = per_packet_first_batched(&mut r, &mut replay_rings, &notip, pools, &o);
                 fig.insert(format!("{row}_ns"), ns + over);
                 fig.insert(format!("{row}_baseline_ns"), nb);

@@ -39,6 +39,13 @@ pub(crate) const LOGIN_NEW_FLOW_BATCHED_ROW: &str = "stratum_login_new_flow_batc
 /// evidence and teaches its endpoint.
 pub(crate) const LOGIN_NEW_POOL_BATCHED_ROW: &str = "stratum_login_new_pool_batched";
 
+/// The batched new-flow rows and where each one's logins go: what `main`, `against` and
+/// `profile` run.
+pub(crate) const BATCHED_LOGIN_ROWS: [(&str, Pools); 2] = [
+    (LOGIN_NEW_FLOW_BATCHED_ROW, Pools::One),
+    (LOGIN_NEW_POOL_BATCHED_ROW, Pools::Unseen),
+];
+
 /// Where `BatchedLogins`' logins go.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pools {
@@ -170,10 +177,10 @@ impl BatchedLogins {
     }
 
     /// Login `j` of the batch of sample `i`, the run's `k`-th (`k = i * REPLAY_BATCH_MAX + j`):
-    /// from a miner's port and address of its own, as a link's new flows come (the same few
-    /// flow keys in every sample found the flow table's buckets and the tables by slot in the
-    /// cache: about 200 ns less a login than keys never seen, README, "Benchmarks"), to the pool
-    /// endpoint of `pools`.
+    /// from a miner's port and address of its own, as a link's new flows come (the same 7 flow
+    /// keys in every sample found the flow table's buckets and the tables by slot in the cache:
+    /// 737 to 744 ns a login against 968 to 1,022 with keys never used, README, "Benchmarks"),
+    /// to the pool endpoint of `pools`.
     fn frame(login: &[u8], pools: Pools, i: u64, j: usize) -> Vec<u8> {
         let k = i as usize * sensor_common::REPLAY_BATCH_MAX + j;
         let (src, sport) = (kp((k / 64_000) as u32), 1024 + (k % 64_000) as u16);
@@ -218,8 +225,8 @@ impl BatchedLogins {
             );
             out
         };
-        // Each batch's own endpoints when they must be unseen: the batch of logins is sample
-        // `2i`'s, the baseline's first login `2i + 1`'s (its slot would otherwise hold it).
+        // Each batch's own flow keys (and endpoints, `Pools::Unseen`): the batch of logins is
+        // sample `2i`'s, the baseline's first login `2i + 1`'s.
         let logins: Vec<Vec<u8>> = (0..n)
             .map(|j| Self::frame(&self.login, self.pools, 2 * i, j))
             .collect();

@@ -23,7 +23,7 @@ use std::{
 use mining_sensor::{bpf::Kernel, config::Config};
 
 use crate::packets::{
-    BatchedLogins, LOGIN_NEW_FLOW_BATCHED_ROW, LOGIN_NEW_POOL_BATCHED_ROW, Pools,
+    BATCHED_LOGIN_ROWS, BatchedLogins, LOGIN_NEW_FLOW_BATCHED_ROW, LOGIN_NEW_POOL_BATCHED_ROW,
     SUBMIT_COPIED_ROW, SUBMIT_ROW, copied_batch, crafted, drain, frames, login_notip,
 };
 
@@ -41,10 +41,7 @@ enum Workload {
 impl Workload {
     /// The workload of `row`, with the program it runs on (loaded for replay for batches).
     fn of(row: &str, cfg: &Config) -> (Self, Kernel) {
-        for (batched, pools) in [
-            (LOGIN_NEW_FLOW_BATCHED_ROW, Pools::One),
-            (LOGIN_NEW_POOL_BATCHED_ROW, Pools::Unseen),
-        ] {
+        for (batched, pools) in BATCHED_LOGIN_ROWS {
             if row == batched {
                 let mut k = Kernel::load_for_replay(cfg).unwrap();
                 k.configure(cfg).unwrap();
