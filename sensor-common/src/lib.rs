@@ -8,6 +8,7 @@
 pub mod dns;
 pub mod http;
 pub mod pools;
+pub mod recent;
 pub mod ring;
 pub mod stratum;
 pub mod sv2;
@@ -268,27 +269,8 @@ impl ParseEvent {
 /// only on flows with a Stratum packet within this time (see `recent_slot`).
 pub const MAX_FLOW_IDLE_NS: u64 = 7 * 24 * 3600 * 1_000_000_000;
 
-/// Slots of the XDP program's table of recent flows (`RECENT`).
+/// Slots of the XDP program's table of recent flows (`RECENT`, `recent`).
 pub const RECENT_SLOTS: usize = 1 << 16;
-
-/// `RECENT` holds two times for each of its [`RECENT_SLOTS`] slots, side by side: when a Stratum
-/// packet last passed on a flow of the slot (this index), and when a new flow's opening was last
-/// held in it ([`recent_opening_index`]). A segment that may carry JSON reads both; as two
-/// arrays, on a busy link each read of a new flow's slot was a cache miss of its own (about a
-/// fifth of what a new flow's login cost, README, "Benchmarks"), side by side they share one.
-#[inline(always)]
-pub const fn recent_stratum_index(slot: u32) -> u32 {
-    slot * 2
-}
-
-/// The index of a slot's opening time in `RECENT` (see [`recent_stratum_index`]).
-#[inline(always)]
-pub const fn recent_opening_index(slot: u32) -> u32 {
-    slot * 2 + 1
-}
-
-/// Entries of `RECENT`: two a slot.
-pub const RECENT_ENTRIES: usize = 2 * RECENT_SLOTS;
 
 const _: () = assert!(
     core::mem::size_of::<FlowKey>() == 40 && core::mem::align_of::<FlowKey>() == 8,

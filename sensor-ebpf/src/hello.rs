@@ -19,8 +19,9 @@ use sensor_common::{
 
 use crate::{
     maps::{OPENINGS, SCRATCH, stat},
-    opening::{held, mark_slot, maybe_held, remove},
+    opening::{held, remove},
     parse::{Ip, load_into},
+    recent::{self, opening_held},
     replay::now,
     scan::packet_flow,
     signals::{client_hello, hello_answer},
@@ -106,7 +107,7 @@ pub extern "C" fn hello_split(n: u64, next_seq: u64, from_lo: u64, stage: u64, r
     if OPENINGS.insert(key, stage_entry, BPF_ANY as u64).is_ok() {
         stat(Stat::OpeningsHeld);
         // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-        mark_slot(unsafe { &(*scratch).flow }, now | 1);
+        recent::mark_opening(unsafe { &(*scratch).flow }, now | 1);
     }
     0
 }
@@ -126,7 +127,7 @@ pub(crate) fn continued(
 ) -> Option<u64> {
     let scratch = SCRATCH.get_ptr_mut(0)?;
     let (flow, from_lo) = packet_flow(ip, sport, dport)?;
-    if !maybe_held(flow) {
+    if !opening_held(flow) {
         return None;
     }
     let joined = hello_join(seq as u64, from_lo as u64);
@@ -193,7 +194,7 @@ pub extern "C" fn hello_join(seq: u64, from_lo: u64) -> u64 {
     // The slot forgets it too, so that later segments of flows hashed there stop at the slot's
     // read (another flow's opening held in the same slot meanwhile loses its join: 1 in 65,536).
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-    mark_slot(unsafe { &(*scratch).flow }, 0);
+    recent::mark_opening(unsafe { &(*scratch).flow }, 0);
     len as u64 + 1
 }
 

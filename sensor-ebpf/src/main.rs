@@ -25,7 +25,8 @@
 //! first message held over its segments; `flags` the segment's facts carried past the scan; `sv2` Stratum V2 shares by size; `events` the agent's
 //! event ring; `capture` the hand-over to deep inspection; `replay` the batch entry of
 //! `mining-sensor replay`; `words` copies and zeroing without `memmove` or `memset` calls;
-//! `pools` the pool endpoints a new flow's login is decided at its method to.
+//! `pools` the pool endpoints a new flow's login is decided at its method to; `recent` the marks of
+//! recent flow slots.
 #![no_std]
 #![no_main]
 #![feature(asm_experimental_arch)]
@@ -42,6 +43,7 @@ mod maps;
 mod opening;
 mod parse;
 mod pools;
+mod recent;
 mod replay;
 mod scan;
 mod signals;
@@ -60,11 +62,9 @@ use crate::{
     count::{count_traffic, frame_head, iface_slot, lookup_ranges, peers_of},
     maps::{SCRATCH, bump, inspect_budget, replay_batch},
     parse::{IPPROTO_TCP, IPPROTO_UDP, Ip, byte, load_into, load_window, parse_ip, ptr_at},
+    recent::recent_stratum,
     replay::{ingress, replay_enter, replay_next},
-    scan::{
-        CANDIDATE, NEW_FLOW, flow_unknown, inspect_window, inspect_window_compat, packet_flow,
-        recent_stratum,
-    },
+    scan::{CANDIDATE, NEW_FLOW, flow_unknown, inspect_window, inspect_window_compat, packet_flow},
     signals::{
         HELLO_NO_SNI, client_hello, dns_query, load_hello, may_be_noise, noise_handshake,
         pool_port, pool_sni, shape_record, shape_start, suspect,
@@ -354,7 +354,7 @@ fn tcp<const COMPAT: bool>(
         && !tls_header(ctx, payload)
     {
         let (flow, src_is_lo) = packet_flow(ip, sport, dport).ok_or(())?;
-        if opening::maybe_held(flow) && opening::waits_for(seq, src_is_lo, plen) {
+        if recent::opening_held(flow) && opening::waits_for(seq, src_is_lo, plen) {
             return Ok(candidate || inspect_budget() > 0);
         }
     }
@@ -477,7 +477,7 @@ fn tcp<const COMPAT: bool>(
     if !printable {
         return Ok(candidate
             || (inspect_budget() > 0
-                && opening::maybe_held(flow)
+                && recent::opening_held(flow)
                 && opening::waits_for(seq, src_is_lo, plen)));
     }
     // Blanks may come before a message's `{` (pools' JSON parsers skip them; a miner hiding from
@@ -485,7 +485,7 @@ fn tcp<const COMPAT: bool>(
     let opens = first == b'{' || matches!(first, b' ' | b'\t' | b'\r' | b'\n');
     // A new flow's first message held from its earlier segment (split before any marker): the
     // segment that continues it is scanned after it (`opening`).
-    let held_slot = plain && opening::maybe_held(flow);
+    let held_slot = plain && recent::opening_held(flow);
     let joined = if held_slot {
         opening::opening_join(seq as u64, src_is_lo as u64) as usize
     } else {

@@ -111,15 +111,17 @@ pub(crate) static IFINDEX_SLOTS_HIGH: HashMap<u32, u32> =
 #[map]
 pub(crate) static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(65536, 0);
 
-/// When a Stratum packet last passed on a flow of each `recent_slot` (0: never). A segment that
-/// does not start a JSON message is looked up in FLOWS only when its slot is recent: on a transit
-/// link most such segments (TLS and other ciphertext continuing a record, a third of which start
-/// with a printable byte) then cost an array read instead of a flow-table lookup.
-/// Each slot's pair of times (`sensor_common::recent_stratum_index`): this one, and when an
-/// opening was held in it (`opening::maybe_held`).
+/// Each `recent_slot`'s two marks (`sensor_common::recent`), a byte each: when a Stratum packet
+/// last passed on a flow of the slot, and when an opening was held in it (`recent`). A segment
+/// that does not start a JSON message is looked up in FLOWS only when its slot's Stratum mark is
+/// recent: on a transit link most such segments (TLS and other ciphertext continuing a record, a
+/// third of which start with a printable byte) then cost an array read instead of a flow-table
+/// lookup. Mapped by the agent (`BPF_F_MMAPABLE`), which marks the flows it opens.
 #[map]
-pub(crate) static RECENT: Array<u64> =
-    Array::with_max_entries(sensor_common::RECENT_ENTRIES as u32, 0);
+pub(crate) static RECENT: Array<u64> = Array::with_max_entries(
+    sensor_common::recent::WORDS as u32,
+    aya_ebpf::bindings::BPF_F_MMAPABLE,
+);
 
 /// Pool endpoints: the destinations of logins that met their rule lately, by slot
 /// (`sensor_common::pools`).

@@ -11,18 +11,20 @@
 //! an `OPENING_FOLLOW` entry without bytes: its next `OPENING_FOLLOW_SEGMENTS` segments in
 //! sequence from the same endpoint are handed to deep inspection as they are.
 //!
-//! Segments reach `OPENINGS` only through a slot array (`RECENT`'s opening times, one read): a flow whose
-//! slot held no opening within `OPENING_MAX_AGE_NS` pays nothing more.
+//! Segments reach `OPENINGS` only through a slot array (`RECENT`'s opening times, read through
+//! their bits, `recent::opening_held`): a flow whose slot held no opening within
+//! `OPENING_MAX_AGE_NS` pays nothing more.
 
 use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
 use sensor_common::{
     FlowKey, OPENING_BYTES, OPENING_FOLLOW, OPENING_FOLLOW_SEGMENTS, OPENING_MAX_AGE_NS, Opening,
-    Stat, recent_opening_index, stratum::WINDOW, websocket,
+    Stat, stratum::WINDOW, websocket,
 };
 
 use crate::{
     flags,
-    maps::{Flow, OPENINGS, RECENT, SCRATCH, Scratch, UNWATCHED_FOLLOW, stat},
+    maps::{OPENINGS, SCRATCH, Scratch, UNWATCHED_FOLLOW, stat},
+    recent,
     replay::now,
     scan::flow_unknown,
     words::{copy_words, zero},
@@ -30,15 +32,6 @@ use crate::{
 
 /// Words of an opening, copied a word at a time (`words`).
 const WORDS: usize = OPENING_BYTES / 8;
-
-/// Whether `flow`'s slot held an opening within `OPENING_MAX_AGE_NS`.
-#[inline(always)]
-pub(crate) fn maybe_held(flow: &Flow) -> bool {
-    match RECENT.get(recent_opening_index(flow.slot as u32)) {
-        Some(&t) if t != 0 => now().saturating_sub(t) <= OPENING_MAX_AGE_NS,
-        _ => false,
-    }
-}
 
 /// Whether a WebSocket frame's rest may be followed on a flow that involves no watched range,
 /// pool address or pool port (`UNWATCHED_FOLLOW`): one array read while none was set to be within
@@ -71,16 +64,6 @@ pub(crate) fn held() -> Option<(*mut Scratch, &'static FlowKey, *mut Opening)> {
     // function keeps it past its return); only this CPU uses it.
     let key = unsafe { &(*scratch).flow.key };
     Some((scratch, key, OPENINGS.get_ptr_mut(key)?))
-}
-
-/// Writes `flow`'s slot: the time an opening was held for it (`now | 1`, never 0), or 0 once its
-/// opening is gone.
-#[inline(always)]
-pub(crate) fn mark_slot(flow: &Flow, value: u64) {
-    if let Some(t) = RECENT.get_ptr_mut(recent_opening_index(flow.slot as u32)) {
-        // SAFETY: array value; racing CPUs write nearly the same time, or one of two valid ones.
-        unsafe { *t = value };
-    }
 }
 
 /// The opening held for SCRATCH's key that a segment with sequence number `seq` from the key's
@@ -144,7 +127,7 @@ pub extern "C" fn opening_hold(n: u64, next_seq: u64, from_lo: u64, fresh: u64) 
         if fresh != 0 {
             stat(Stat::OpeningsHeld);
         }
-        mark_slot(&(*scratch).flow, now | 1);
+        recent::mark_opening(&(*scratch).flow, now | 1);
     }
     1
 }
@@ -197,7 +180,7 @@ pub extern "C" fn opening_follow_start(
             return 0;
         }
         stat(Stat::OpeningsHeld);
-        mark_slot(&(*scratch).flow, now | 1);
+        recent::mark_opening(&(*scratch).flow, now | 1);
         if frame_rest != 0
             && unwatched != 0
             && let Some(t) = UNWATCHED_FOLLOW.get_ptr_mut(0)

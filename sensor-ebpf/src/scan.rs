@@ -5,16 +5,16 @@
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_loop};
 use sensor_common::{
     CAPTURE_INLINE, EVENT_STRATUM_FLOW, FlowKey, FlowState, ParseEvent, Stat, recent_slot,
-    recent_stratum_index,
     stratum::{self, Prior},
 };
 
 use crate::{
     count::{count_stratum_flow, count_stratum_packet},
     events::emit,
-    maps::{FLOWS, Flow, RECENT, SCRATCH, Scratch, bump, capture_mode, inspect_budget, stat},
+    maps::{FLOWS, Flow, SCRATCH, Scratch, bump, capture_mode, inspect_budget, stat},
     parse::{IPPROTO_TCP, Ip},
     pools,
+    recent::{self, recent_stratum},
     replay::now,
     words::zero,
 };
@@ -92,16 +92,7 @@ fn inspect<const COMPAT: bool>(n: u64, src_ranges: u64, dst_ranges: u64, origin:
         return 0;
     }
     let now = now();
-    if let Some(t) = RECENT.get_ptr_mut(recent_stratum_index(flow.slot as u32)) {
-        // SAFETY: array value; CPUs racing here write nearly the same time. Written about once
-        // a second per slot at most: its cache line is then not moved between CPUs on every
-        // Stratum packet.
-        unsafe {
-            if now.wrapping_sub(*t) > RECENT_REFRESH_NS {
-                *t = now | 1;
-            }
-        }
-    }
+    recent::stratum_passed(flow, now);
     let budget = inspect_budget();
     // Every Stratum packet of a known flow is a candidate (the activity measure needs every
     // share, job and reply), and a new flow's first; the budget only bounds suspect flows.
@@ -349,19 +340,6 @@ fn scan<const COMPAT: bool>(scratch: *mut Scratch, n: usize, prior: u64) -> u8 {
         c.found as u8
     } else {
         c.scanner.finish()
-    }
-}
-
-/// How stale a `RECENT` slot may be before a Stratum packet writes it again.
-const RECENT_REFRESH_NS: u64 = 1 << 30;
-
-/// Whether a flow with `flow`'s slot carried a Stratum packet within `MAX_FLOW_IDLE_NS` (slots
-/// are shared, so sometimes another flow did: the flow table decides then).
-#[inline(always)]
-pub(crate) fn recent_stratum(flow: &Flow) -> bool {
-    match RECENT.get(recent_stratum_index(flow.slot as u32)) {
-        Some(&t) if t != 0 => now().saturating_sub(t) <= sensor_common::MAX_FLOW_IDLE_NS,
-        _ => false,
     }
 }
 

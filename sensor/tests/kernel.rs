@@ -681,8 +681,11 @@ fn continuations_are_scanned_on_recent_stratum_flows_only() {
     run(&k, t0 + day, &cont);
     assert_eq!(stratum(&k), 2);
     // Past the longest idle timeout since that submit, the flow is still in the table, but its
-    // continuation is not looked up.
-    let late = t0 + day + MAX_FLOW_IDLE_NS + 1_000_000_000;
+    // continuation is not looked up. The slot's mark is on a clock of 2^44 ns ticks (about 4.89
+    // h, `sensor_common::recent`), recent for 35 ticks (at least 7 days, at most 7 days and 10
+    // hours): 8 days (39.3 ticks) after, it is not.
+    assert!(8 * day > MAX_FLOW_IDLE_NS + 2 * (1 << 44));
+    let late = t0 + day + 8 * day;
     run(&k, late, &cont);
     assert_eq!(stratum(&k), 2);
     assert_eq!(k.flows().unwrap().len(), 1);

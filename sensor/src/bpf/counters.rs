@@ -111,19 +111,27 @@ impl Kernel {
             }
             keys
         };
+        // Objects built before `RECENT` held marks (benchmarks `--against` an older revision):
+        // a time a slot, or two side by side.
         let mut recent: aya::maps::Array<&mut MapData, u64> =
             aya::maps::Array::try_from(self.ebpf.map_mut("RECENT").context("map RECENT")?)?;
-        // A slot a time in objects built before `RECENT` held two times a slot (benchmarks
-        // `--against` an older revision).
-        let paired = recent.len() as usize == sensor_common::RECENT_ENTRIES;
-        for k in &keys {
-            let slot = sensor_common::recent_slot(k);
-            let index = if paired {
-                sensor_common::recent_stratum_index(slot)
-            } else {
-                slot
-            };
-            recent.set(index, 0, 0)?;
+        let times = match recent.len() as usize {
+            n if n == sensor_common::recent::WORDS => None,
+            n if n == sensor_common::RECENT_SLOTS => Some(1),
+            _ => Some(2),
+        };
+        match times {
+            Some(per_slot) => {
+                for k in &keys {
+                    recent.set(per_slot * sensor_common::recent_slot(k), 0, 0)?;
+                }
+            }
+            None => {
+                let marks = super::RecentSlots::of(self.ebpf.map("RECENT").context("map RECENT")?)?;
+                for k in &keys {
+                    marks.forget_stratum(sensor_common::recent_slot(k));
+                }
+            }
         }
         Ok(keys.len())
     }

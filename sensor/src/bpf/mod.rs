@@ -9,6 +9,7 @@
 //! - `filter`: the user-side copy of the prefix filter in front of the tries;
 //! - `peers`: the neighbours' keys, their peer indexes across reloads, their counters;
 //! - `counters`: the per-CPU counters and the flow table, summed and read;
+//! - `recent`: the program's marks of recent flow slots, mapped for the agent's byte stores;
 //! - `testrun`: BPF_PROG_TEST_RUN over single frames and replay batches, and the benchmark programs;
 //! - `rings`: the event and sample ring buffers, their records, and the task that reads a ring;
 //! - `ranges`: watched ranges as LPM-trie entries.
@@ -21,6 +22,7 @@ mod maps;
 pub mod opened;
 mod peers;
 pub mod ranges;
+mod recent;
 mod rings;
 pub mod shapes;
 mod testrun;
@@ -31,6 +33,7 @@ pub use attach::{AttachedMode, available_interfaces, ifindex};
 pub use load::{OBJECT, Variant};
 pub use maps::RangeLookup;
 pub use peers::PeerIds;
+pub use recent::RecentSlots;
 pub(crate) use rings::spawn_ring_reader;
 pub use rings::{RING_POLL, event_from, sample_from};
 pub use testrun::{BatchPacket, BatchRunner, batch_input, batch_linear_max};

@@ -9,25 +9,25 @@
 //! packet: a later segment of the flow that opens with `{` and matches no marker (a pool's bare
 //! reply, a padded message) is then handed over as on any flow the program found.
 //!
-//! Own handles (duplicated file descriptors), as for `shapes`.
+//! Own handles (a duplicated file descriptor, as for `shapes`; `RECENT` mapped, `RecentSlots`).
 
 use std::{net::IpAddr, os::fd::AsFd as _, time::SystemTime};
 
 use anyhow::{Context as _, Result, bail};
-use aya::maps::{Array, HashMap, Map, MapData};
+use aya::maps::{HashMap, Map, MapData};
 
 use sensor_common::{FlowKey, FlowState, IPPROTO_TCP};
 
-use super::Kernel;
+use super::{Kernel, RecentSlots};
 
 /// `BPF_NOEXIST`: insert only a key that is not there; `BPF_EXIST`: update only one that is.
 const BPF_NOEXIST: u64 = 1;
 const BPF_EXIST: u64 = 2;
 
-/// `FLOWS` and `RECENT`, owned, and the clock their times are on.
+/// `FLOWS`, owned, `RECENT` mapped, and the clock their times are on.
 pub struct FlowTable {
     flows: HashMap<MapData, FlowKey, FlowState>,
-    recent: Array<MapData, u64>,
+    recent: RecentSlots,
     replay: bool,
 }
 
@@ -40,14 +40,10 @@ impl Kernel {
             _ => bail!("map FLOWS is not an LRU hash map"),
         };
         let data = MapData::from_fd(data.fd().as_fd().try_clone_to_owned()?)?;
-        let recent = match self.ebpf.map("RECENT").context("map RECENT")? {
-            Map::Array(m) => m,
-            _ => bail!("map RECENT is not an array"),
-        };
-        let recent = MapData::from_fd(recent.fd().as_fd().try_clone_to_owned()?)?;
+        let recent = RecentSlots::of(self.ebpf.map("RECENT").context("map RECENT")?)?;
         Ok(FlowTable {
             flows: HashMap::try_from(Map::LruHashMap(data))?,
-            recent: Array::try_from(Map::Array(recent))?,
+            recent,
             replay,
         })
     }
@@ -117,13 +113,9 @@ impl crate::inspect::OpenFlows for FlowTable {
         // a known flow only when its slot is recent, so a flow known before its slot was marked
         // lost the pool's answer that passed in between (a share `unknown`: 1 of 1,200 in a loaded
         // CI run of the padded ethproxy replay). Marked for a flow the program found first, the
-        // slot is what the program marked itself. Odd, as the program writes it (never 0,
-        // "never").
-        let _ = self.recent.set(
-            sensor_common::recent_stratum_index(sensor_common::recent_slot(key)),
-            now | 1,
-            0,
-        );
+        // slot is what the program marked itself.
+        self.recent
+            .stratum_passed(sensor_common::recent_slot(key), now);
         // An entry already there: the program found the flow first and counted it.
         self.flows.insert(key, state, BPF_NOEXIST).is_ok()
     }

@@ -174,9 +174,11 @@ fn a_continuation_out_of_sequence_still_joins_its_hello() {
 }
 
 /// A continuation that never comes: the held hello is stale after `OPENING_MAX_AGE_NS` (10 s;
-/// replay's clock is the packets' capture time, so exact): its second segment 10 s + 1 ms
-/// after the first is not joined (its slot is stale, the map not even read), and the entry
-/// waits for the LRU to evict it (next test); 10 s after, it still joins.
+/// replay's clock is the packets' capture time, so exact). Its slot's mark is on a clock of 2^30
+/// ns ticks (`sensor_common::recent`), recent for 10 ticks (10 to 11.8 s): a second segment 12 s
+/// and 1 ms after the first (11 or 12 ticks on) does not even read the map, and the entry waits
+/// for the LRU to evict it (next test); one 10 s and 1 ms after (9 or 10 ticks) reads the entry,
+/// finds it stale by its own time and removes it, unjoined; 10 s after, it still joins.
 #[test]
 fn a_held_client_hello_expires_after_ten_seconds() {
     use mining_sensor::bpf::{BatchPacket, batch_input};
@@ -207,7 +209,7 @@ fn a_held_client_hello_expires_after_ten_seconds() {
     let h = pq_hello(0x11, Some("xmr.pool.example"));
     let late = segments(ends, (45300, 443), &h, &[1000]);
     run(&k, 0, &late[0]);
-    run(&k, 10_001, &late[1]);
+    run(&k, 12_001, &late[1]);
     assert_eq!(k.suspect_cell(R, DIR_FROM, sni).unwrap(), 0);
     let stats = |k: &Kernel| {
         (
@@ -217,11 +219,16 @@ fn a_held_client_hello_expires_after_ten_seconds() {
         )
     };
     assert_eq!(stats(&k), (1, 0, 1));
-    let in_time = segments(ends, (45301, 443), &h, &[1000]);
-    run(&k, 20_000, &in_time[0]);
-    run(&k, 30_000, &in_time[1]);
-    assert_eq!(k.suspect_cell(R, DIR_FROM, sni).unwrap(), 1);
+    let stale = segments(ends, (45302, 443), &h, &[1000]);
+    run(&k, 20_000, &stale[0]);
+    run(&k, 30_001, &stale[1]);
+    assert_eq!(k.suspect_cell(R, DIR_FROM, sni).unwrap(), 0);
     assert_eq!(stats(&k), (2, 1, 1));
+    let in_time = segments(ends, (45301, 443), &h, &[1000]);
+    run(&k, 40_000, &in_time[0]);
+    run(&k, 50_000, &in_time[1]);
+    assert_eq!(k.suspect_cell(R, DIR_FROM, sni).unwrap(), 1);
+    assert_eq!(stats(&k), (3, 2, 1));
 }
 
 /// First segments whose continuations never come, from 4,100 flows (more than
