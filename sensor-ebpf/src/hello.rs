@@ -107,7 +107,7 @@ pub extern "C" fn hello_split(n: u64, next_seq: u64, from_lo: u64, stage: u64, r
     if OPENINGS.insert(key, stage_entry, BPF_ANY as u64).is_ok() {
         stat(Stat::OpeningsHeld);
         // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-        recent::mark_opening(unsafe { &(*scratch).flow }, now | 1);
+        recent::mark_opening(unsafe { &(*scratch).flow }, now);
     }
     0
 }
@@ -194,7 +194,7 @@ pub extern "C" fn hello_join(seq: u64, from_lo: u64) -> u64 {
     // The slot forgets it too, so that later segments of flows hashed there stop at the slot's
     // read (another flow's opening held in the same slot meanwhile loses its join: 1 in 65,536).
     // SAFETY: map value pointer, valid for the program run; only this CPU uses it.
-    recent::mark_opening(unsafe { &(*scratch).flow }, 0);
+    recent::unmark_opening(unsafe { &(*scratch).flow });
     len as u64 + 1
 }
 

@@ -11,9 +11,9 @@
 //! an `OPENING_FOLLOW` entry without bytes: its next `OPENING_FOLLOW_SEGMENTS` segments in
 //! sequence from the same endpoint are handed to deep inspection as they are.
 //!
-//! Segments reach `OPENINGS` only through a slot array (`RECENT`'s opening times, read through
-//! their bits, `recent::opening_held`): a flow whose slot held no opening within
-//! `OPENING_MAX_AGE_NS` pays nothing more.
+//! Segments reach `OPENINGS` only through a slot array (`RECENT`'s opening marks,
+//! `recent::opening_held`): a flow whose slot held no opening within `OPENING_MAX_AGE_NS` pays
+//! nothing more.
 
 use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
 use sensor_common::{
@@ -127,7 +127,7 @@ pub extern "C" fn opening_hold(n: u64, next_seq: u64, from_lo: u64, fresh: u64) 
         if fresh != 0 {
             stat(Stat::OpeningsHeld);
         }
-        recent::mark_opening(&(*scratch).flow, now | 1);
+        recent::mark_opening(&(*scratch).flow, now);
     }
     1
 }
@@ -180,7 +180,7 @@ pub extern "C" fn opening_follow_start(
             return 0;
         }
         stat(Stat::OpeningsHeld);
-        recent::mark_opening(&(*scratch).flow, now | 1);
+        recent::mark_opening(&(*scratch).flow, now);
         if frame_rest != 0
             && unwatched != 0
             && let Some(t) = UNWATCHED_FOLLOW.get_ptr_mut(0)

@@ -61,12 +61,21 @@ pub(crate) fn stratum_passed(flow: &Flow, now: u64) {
     }
 }
 
-/// Marks `flow`'s slot as holding an opening at `now`, or as holding none (`now` 0) once its
-/// opening is gone.
+/// Marks `flow`'s slot as holding an opening held at `now`.
 #[inline(always)]
 pub(crate) fn mark_opening(flow: &Flow, now: u64) {
-    if let Some(m) = mark(flow, 1) {
-        let mark = if now == 0 { 0 } else { OPENING.mark(now) };
+    store_opening(flow, OPENING.mark(now));
+}
+
+/// Marks `flow`'s slot as holding no opening, once its opening is gone.
+#[inline(always)]
+pub(crate) fn unmark_opening(flow: &Flow) {
+    store_opening(flow, 0);
+}
+
+#[inline(always)]
+fn store_opening(flow: &Flow, mark: u8) {
+    if let Some(m) = self::mark(flow, 1) {
         // SAFETY: as in `recent`.
         unsafe { core::ptr::write_volatile(m, mark) };
     }

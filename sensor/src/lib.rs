@@ -7,6 +7,7 @@
 //! - `shape`: the `encrypted_stratum` verdict on TLS flows from the records the kernel keeps;
 //! - `inspect`: deep inspection of candidate packets (frames, Stratum JSON, agents, coins);
 //! - `capture`: how candidates reach userspace (AF_XDP sockets);
+//! - `mapping`: memory mappings the agent owns (the AF_XDP UMEM, a BPF map's values);
 //! - `events`: flow and login events and their sinks;
 //! - `run`: the live agent (interfaces, reload, rings, signals);
 //! - `replay`: capture files through the same program, and the HTML report.
@@ -17,6 +18,7 @@ pub mod capture;
 pub mod config;
 pub mod events;
 pub mod inspect;
+pub mod mapping;
 pub mod metrics;
 pub mod replay;
 pub mod run;

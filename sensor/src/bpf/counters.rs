@@ -115,21 +115,21 @@ impl Kernel {
         // a time a slot, or two side by side.
         let mut recent: aya::maps::Array<&mut MapData, u64> =
             aya::maps::Array::try_from(self.ebpf.map_mut("RECENT").context("map RECENT")?)?;
-        let times = match recent.len() as usize {
-            n if n == sensor_common::recent::WORDS => None,
-            n if n == sensor_common::RECENT_SLOTS => Some(1),
-            _ => Some(2),
-        };
-        match times {
-            Some(per_slot) => {
-                for k in &keys {
-                    recent.set(per_slot * sensor_common::recent_slot(k), 0, 0)?;
-                }
-            }
-            None => {
+        match recent.len() as usize {
+            n if n == sensor_common::recent::WORDS => {
                 let marks = super::RecentSlots::of(self.ebpf.map("RECENT").context("map RECENT")?)?;
                 for k in &keys {
                     marks.forget_stratum(sensor_common::recent_slot(k));
+                }
+            }
+            n => {
+                let per_slot = if n == sensor_common::RECENT_SLOTS {
+                    1
+                } else {
+                    2
+                };
+                for k in &keys {
+                    recent.set(per_slot * sensor_common::recent_slot(k), 0, 0)?;
                 }
             }
         }

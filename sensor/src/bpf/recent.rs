@@ -5,7 +5,6 @@
 
 use std::{
     os::fd::{AsFd as _, AsRawFd as _},
-    ptr::NonNull,
     sync::atomic::{AtomicU8, Ordering},
 };
 
@@ -14,13 +13,15 @@ use aya::maps::{Map, MapData};
 
 use sensor_common::recent::{STRATUM, WORDS, place};
 
+use crate::mapping::Area;
+
 /// `RECENT`, mapped.
 pub struct RecentSlots {
-    bytes: NonNull<AtomicU8>,
+    area: Area,
 }
 
-// SAFETY: shared memory read and written only a byte at a time, atomically; it lives until
-// `drop`.
+// SAFETY: shared memory read and written only a byte at a time, atomically; it lives as long as
+// the value.
 unsafe impl Send for RecentSlots {}
 // SAFETY: as above.
 unsafe impl Sync for RecentSlots {}
@@ -36,27 +37,11 @@ impl RecentSlots {
             Map::Array(m) => m,
             _ => bail!("map RECENT is not an array"),
         };
-        let fd = data.fd().as_fd().as_raw_fd();
-        // SAFETY: a shared mapping of the map's fd at offset 0, of the array's size; the kernel
-        // checks that the map is mappable and the size in range.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                BYTES,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error()).context(
-                "mapping RECENT (an array map of sensor_common::recent::WORDS words, made with \
-                 BPF_F_MMAPABLE)",
-            );
-        }
-        let bytes = NonNull::new(p.cast::<AtomicU8>()).context("mmap gave NULL")?;
-        Ok(Self { bytes })
+        let area = Area::shared(data.fd().as_fd().as_raw_fd(), BYTES).context(
+            "mapping RECENT (an array map of sensor_common::recent::WORDS words, made with \
+             BPF_F_MMAPABLE)",
+        )?;
+        Ok(Self { area })
     }
 
     /// `slot`'s Stratum mark (`place`).
@@ -65,8 +50,9 @@ impl RecentSlots {
         let at = 8 * word as usize + byte as usize;
         assert!(at < BYTES);
         // SAFETY: in bounds (above) of a page-aligned mapping of `BYTES` bytes, alive while
-        // `self` is.
-        unsafe { self.bytes.add(at).as_ref() }
+        // `self` is; shared with the program, it is only read and written a byte at a time,
+        // atomically.
+        unsafe { self.area.ptr().add(at).cast::<AtomicU8>().as_ref() }
     }
 
     /// Marks `slot` as having carried a Stratum packet at `now` (the program's clock).
@@ -78,12 +64,5 @@ impl RecentSlots {
     /// Unmarks `slot`'s Stratum mark (benchmarks: `clear_flows`).
     pub fn forget_stratum(&self, slot: u32) {
         self.stratum(slot).store(0, Ordering::Relaxed);
-    }
-}
-
-impl Drop for RecentSlots {
-    fn drop(&mut self) {
-        // SAFETY: exactly the mapping `of` made; nothing refers to it past `self`.
-        unsafe { libc::munmap(self.bytes.as_ptr().cast(), BYTES) };
     }
 }

@@ -25,7 +25,6 @@ use std::{
     fmt, io,
     num::NonZeroU32,
     os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd},
-    ptr::NonNull,
     sync::{Mutex, OnceLock},
     time::{Duration, Instant},
 };
@@ -34,6 +33,8 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use tokio::io::{Interest, unix::AsyncFd};
 use tracing::debug;
 use xdpilone::{DeviceQueue, IfInfo, RingRx, Socket, SocketConfig, Umem, UmemConfig, User};
+
+use crate::mapping::Area;
 
 /// Whether to ask the driver for zero-copy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -128,46 +129,6 @@ pub struct XskStats {
     pub rx_fill_ring_empty_descs: u64,
 }
 
-/// An anonymous, page-aligned mapping, unmapped on drop.
-struct Area {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-impl Area {
-    fn new(len: usize) -> io::Result<Self> {
-        // SAFETY: an anonymous private mapping at an address of the kernel's choosing touches no
-        // existing memory.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave NULL"))?;
-        Ok(Self { ptr, len })
-    }
-
-    fn as_slice_ptr(&self) -> NonNull<[u8]> {
-        NonNull::slice_from_raw_parts(self.ptr, self.len)
-    }
-}
-
-impl Drop for Area {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are exactly what mmap returned; nothing refers to the area any more
-        // (the socket and its rings are dropped before the area, see `XskSocket`'s field order).
-        unsafe { libc::munmap(self.ptr.as_ptr().cast::<c_void>(), self.len) };
-    }
-}
-
 /// The socket's fd as the `AsyncFd` sees it; the `XskSocket` keeps the fd open for longer than
 /// the `AsyncFd` lives.
 struct WaitFd(RawFd);
@@ -234,8 +195,8 @@ impl XskSocket {
 
         let bytes = u64::from(cfg.frame_count) * u64::from(cfg.frame_size);
         let len = usize::try_from(bytes).context("UMEM size overflows the address space")?;
-        let area =
-            Area::new(len).with_context(|| format!("allocating the {bytes}-byte UMEM for {at}"))?;
+        let area = Area::anonymous(len)
+            .with_context(|| format!("allocating the {bytes}-byte UMEM for {at}"))?;
 
         let umem_cfg = UmemConfig {
             fill_size: cfg.ring_size,
@@ -389,7 +350,7 @@ impl XskSocket {
                 // bad descriptor from becoming an out-of-bounds slice or a bogus fill entry.
                 let ours = base
                     .checked_add(frame)
-                    .is_some_and(|end| end <= self.area.len as u64)
+                    .is_some_and(|end| end <= self.area.len() as u64)
                     && desc.addr + u64::from(desc.len) <= base + frame;
                 if ours {
                     batch.push((desc.addr as usize, desc.len as usize));
@@ -406,7 +367,7 @@ impl XskSocket {
             // fill ring, which happens only after this loop; [start, start+len) lies inside one
             // frame of the area (checked above), and nothing else aliases that frame.
             let bytes =
-                unsafe { std::slice::from_raw_parts(self.area.ptr.as_ptr().add(start), len) };
+                unsafe { std::slice::from_raw_parts(self.area.ptr().as_ptr().add(start), len) };
             f(bytes);
         }
         let n = batch.len();
