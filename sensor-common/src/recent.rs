@@ -8,8 +8,8 @@
 //! for never ([`Clock::mark`]; no division, which BPF does with a `mod` instruction). Two
 //! bytes a slot make the table 128 KiB, which stays in the cache. As two `u64` times a slot it
 //! was 1 MiB: a new flow's slot in it was a cache miss to read and another to write (the write
-//! waited for by the flow table's lock after it), about 215 ns of a new flow's login (README,
-//! "Benchmarks").
+//! waited for by the flow table's lock after it): the marks took 232 ns off a new flow's login
+//! (README, "How it works"; BENCHMARKS.md, "Kernel program: designs measured").
 //!
 //! A mark is an approximation that errs one way: a time within its clock's span always reads as
 //! recent; an older one may too, once its byte comes round again (every 128 ticks), and costs
