@@ -14,6 +14,7 @@ pub mod stratum;
 pub mod sv2;
 pub mod tls;
 pub mod tls_shape;
+pub mod tunnel;
 pub mod websocket;
 
 /// Stacked VLAN tags followed (802.1ad outer + 802.1Q inner is two; some carriers stack more). The
@@ -235,10 +236,17 @@ pub enum ParseEvent {
     /// An MPLS label stack whose packet is neither IPv4 nor IPv6 (a pseudowire): passed, not an
     /// error, but traffic the sensor cannot read.
     MplsNotIp,
+    /// A mirrored frame taken out of its tunnel (`decapsulate`; `tunnel`): counted and read as the
+    /// frame inside.
+    Decapsulated,
+    /// A tunnel `decapsulate` names, cut short or of a layout it does not read (a GRE version or
+    /// protocol without an Ethernet frame, a VXLAN header without its I flag): read as the outer
+    /// packet.
+    BadTunnel,
 }
 
 impl ParseEvent {
-    pub const COUNT: usize = 20;
+    pub const COUNT: usize = 22;
     /// Label values for `reason`, in index order.
     pub const NAMES: [&'static str; Self::COUNT] = [
         "seen",
@@ -261,6 +269,8 @@ impl ParseEvent {
         "truncated_mpls",
         "too_many_mpls_labels",
         "mpls_not_ip",
+        "decapsulated",
+        "bad_tunnel",
     ];
 }
 
@@ -662,7 +672,8 @@ mod tests {
         assert_eq!(PEER_CELLS, 2_142);
         assert_eq!(ParseEvent::FlowInsertFailed as usize, 16);
         assert_eq!(ParseEvent::MplsNotIp as usize, 19);
-        assert_eq!(ParseEvent::COUNT, 20);
+        assert_eq!(ParseEvent::BadTunnel as usize, 21);
+        assert_eq!(ParseEvent::COUNT, 22);
     }
 
     #[test]

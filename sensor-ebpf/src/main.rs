@@ -48,6 +48,7 @@ mod replay;
 mod scan;
 mod signals;
 mod sv2;
+mod tunnel;
 mod words;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
@@ -60,7 +61,7 @@ use sensor_common::{
 use crate::{
     capture::capture,
     count::{count_traffic, frame_head, iface_slot, lookup_ranges, peers_of},
-    maps::{SCRATCH, bump, inspect_budget, replay_batch},
+    maps::{SCRATCH, bump, decap, inspect_budget, replay_batch},
     parse::{IPPROTO_TCP, IPPROTO_UDP, Ip, byte, load_into, load_window, parse_ip, ptr_at},
     recent::recent_stratum,
     replay::{ingress, replay_enter, replay_next},
@@ -99,12 +100,23 @@ fn run<const COMPAT: bool>(ctx: XdpContext) -> u32 {
     if replay && let Err(code) = replay_enter(&ctx) {
         return code;
     }
+    // A mirrored frame in a tunnel `decapsulate` names is read as the frame inside (`tunnel`).
+    if decap() != 0 {
+        let at = tunnel::tunnel_inner(ctx.ctx);
+        if at != 0 {
+            tunnel::enter(&ctx, at);
+        }
+    }
     // Whatever the parser concluded, the packet goes on untouched, unless it is a candidate for
     // deep inspection on a tap.
     let action = match try_sensor::<COMPAT>(&ctx) {
         Ok(true) => capture(&ctx),
         _ => xdp_action::XDP_PASS,
     };
+    // Its tunnel's headers back in front of it, unless its inner frame goes to a tap's socket.
+    if decap() != 0 {
+        tunnel::leave(&ctx, action != xdp_action::XDP_REDIRECT);
+    }
     // One call site of the per-packet code for both paths: called from two, LLVM made it a
     // subprogram, a call more for every live packet (see BENCHMARKS.md). Its size alone did the
     // same later, hence `#[inline(always)]` down from the entry points (a unit test of the agent

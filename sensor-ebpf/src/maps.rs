@@ -161,6 +161,9 @@ pub(crate) struct Scratch {
     /// (`carry` 1: set by `scan::inspect`, taken by `capture::sample` on the same packet).
     pub(crate) opened: sensor_common::Event,
     pub(crate) carry: u64,
+    /// The bytes of tunnel headers the frame's start was moved over (`tunnel::enter`), 0 for
+    /// none: moved back before the packet is passed on.
+    pub(crate) peeled: u64,
 }
 
 /// A packet's flow key and its slot in the tables indexed by slot (`RECENT`):
@@ -196,6 +199,11 @@ static CAPTURE_MODE: u32 = 0;
 /// a bound on Stratum flows, every message packet of which is handed over; 0 turns inspection off.
 #[unsafe(no_mangle)]
 static INSPECT_BUDGET: u32 = 0;
+/// The tunnels `decapsulate` names (`sensor_common::tunnel::DECAP_*`), set by the agent at load
+/// time; read-only, so that with none the verifier prunes the tunnel's walk and a packet pays
+/// nothing for it.
+#[unsafe(no_mangle)]
+static DECAP: u32 = 0;
 /// 1 when loaded by `mining-sensor replay`: every run is a batch of packets with their capture
 /// time (see `ReplayHeader`). Read-only like `CAPTURE_MODE`: the live program carries none of it.
 #[unsafe(no_mangle)]
@@ -225,6 +233,12 @@ pub(crate) fn capture_mode() -> u32 {
 pub(crate) fn inspect_budget() -> u32 {
     // SAFETY: as above.
     unsafe { core::ptr::read_volatile(&INSPECT_BUDGET) }
+}
+
+#[inline(always)]
+pub(crate) fn decap() -> u32 {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile(&DECAP) }
 }
 
 #[inline(always)]

@@ -60,6 +60,11 @@ enum Command {
         /// Stop at the first bad record instead of reporting it and going on.
         #[arg(long)]
         strict: bool,
+        /// Read frames in these tunnels as the frame inside (a remote mirror session's capture),
+        /// besides the configuration's `decapsulate`: erspan (ERSPAN I to III, Ethernet in GRE),
+        /// vxlan (UDP port 4789). Repeat or separate with commas.
+        #[arg(long, value_enum, value_delimiter = ',', value_name = "TUNNEL")]
+        decapsulate: Vec<mining_sensor::config::Tunnel>,
         /// Show dates and the hour-of-week map in this offset from UTC, e.g. +09:00 (default UTC).
         #[arg(long, value_name = "+HH:MM", default_value = "UTC", value_parser = parse_offset)]
         utc_offset: mining_sensor::replay::report::time::UtcOffset,
@@ -119,6 +124,7 @@ fn main() -> ExitCode {
             report,
             bucket,
             strict,
+            decapsulate,
             utc_offset,
             files,
         } => {
@@ -132,6 +138,7 @@ fn main() -> ExitCode {
                 report,
                 bucket,
                 strict,
+                decapsulate,
                 utc_offset,
             }) {
                 Ok(report) => {

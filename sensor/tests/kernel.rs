@@ -3647,3 +3647,104 @@ fn a_client_hello_split_over_two_segments_is_decided() {
     assert_eq!(s.k.suspect_cell(R, DIR_FROM, sni).unwrap(), 1);
     assert_eq!(s.all_stratum(), 0);
 }
+
+/// Mirrored frames are read as the frame inside their tunnel when `decapsulate` names it: ERSPAN
+/// types I, II and III (with its platform subheader), Ethernet in GRE with a key, VXLAN, over
+/// IPv4 and IPv6, each frame passed on as it came. Without `decapsulate` (or for a tunnel it does
+/// not name) the outer packet is what is read: the switch's traffic, unwatched, no Stratum.
+#[test]
+fn mirrored_frames_are_read_inside_their_tunnel() {
+    use test_support::mirror::{ERSPAN2, mirrored, vxlan};
+    let miner = ip("198.18.1.20"); // in a and b
+    let pool = ip("198.51.100.50");
+    let login = Packet::tcp4(miner, pool, 45100, 3333, &xmrig_login()).build();
+    let submit = Packet::tcp4(miner, pool, 45100, 3333, SUBMIT).build();
+    let erspan3: Vec<u8> = [
+        &[0x10, 0x00, 0x22, 0xeb, 0, 0, 0, 8][..], // GRE: S, protocol 0x22eb
+        &[0x20, 0x00, 0x00, 0x01, 1, 2, 3, 4, 0, 0, 0x00, 0x01], // ERSPAN III, O set
+        &[0xee; 8],                                // its platform subheader
+    ]
+    .concat();
+    let frames = [
+        mirrored(false, 47, &ERSPAN2, &login),
+        mirrored(false, 47, &ERSPAN2, &submit),
+        mirrored(true, 47, &ERSPAN2, &submit),
+        mirrored(false, 47, &erspan3, &submit),
+        mirrored(false, 47, &[0x00, 0x00, 0x88, 0xbe], &submit), // ERSPAN type I
+        mirrored(false, 47, &[0x20, 0x00, 0x65, 0x58, 0, 0, 0, 9], &submit), // TEB, key 9
+        mirrored(false, 17, &vxlan(4789), &submit),
+    ];
+
+    // Not named: the outer packets, unwatched, nothing inside read.
+    let mut s = Sensor::new();
+    for f in &frames {
+        s.run(f);
+    }
+    assert_eq!(s.traffic(A, DIR_FROM), (0, 0));
+    assert_eq!(s.flows(A, DIR_FROM, MONERO), 0);
+    assert_eq!(s.event(ParseEvent::Decapsulated), 0);
+
+    // ERSPAN only: the six GRE frames are the miner's login and five shares, the VXLAN one the
+    // switch's UDP.
+    let mut s = Sensor::with(&format!("decapsulate = [\"erspan\"]\n{CONFIG}"));
+    for f in &frames {
+        s.run(f);
+    }
+    assert_eq!(s.event(ParseEvent::Decapsulated), 6);
+    let ip_bytes = |f: &[u8]| f.len() as u64 - 14;
+    let inner_bytes = ip_bytes(&login) + 5 * ip_bytes(&submit);
+    for r in [A, B] {
+        assert_eq!(s.traffic(r, DIR_FROM), (6, inner_bytes));
+        assert_eq!(s.flows(r, DIR_FROM, MONERO), 1);
+        assert_eq!(s.stratum(r, DIR_FROM, MONERO), 6);
+    }
+    assert_eq!(s.traffic(C, DIR_FROM), (0, 0));
+
+    // Both: the VXLAN frame's share too; VXLAN to another port is the switch's own UDP.
+    let mut s = Sensor::with(&format!("decapsulate = [\"erspan\", \"vxlan\"]\n{CONFIG}"));
+    for f in &frames {
+        s.run(f);
+    }
+    s.run(&mirrored(false, 17, &vxlan(4790), &submit));
+    assert_eq!(s.event(ParseEvent::Decapsulated), 7);
+    assert_eq!(s.stratum(A, DIR_FROM, MONERO), 7);
+    assert_eq!(s.event(ParseEvent::BadTunnel), 0);
+}
+
+/// A named tunnel that cannot be read is read as its outer packet, and counted (`bad_tunnel`):
+/// its GRE header cut short, GRE version 1, IP in GRE (no Ethernet frame), a VXLAN header without
+/// its I flag, an inner frame shorter than an Ethernet header. An outer IPv4 fragment is read as
+/// the outer packet too, uncounted (its inner frame is not whole).
+#[test]
+fn tunnels_that_cannot_be_read_are_read_as_the_outer_packet() {
+    use test_support::mirror::{ERSPAN2, mirrored};
+    let miner = ip("198.18.1.20");
+    let pool = ip("198.51.100.50");
+    let submit = Packet::tcp4(miner, pool, 45101, 3333, SUBMIT).build();
+    let mut s = Sensor::with(&format!("decapsulate = [\"erspan\", \"vxlan\"]\n{CONFIG}"));
+    let bad = [
+        mirrored(false, 47, &[0x10, 0x00], &[]),
+        mirrored(false, 47, &[0x00, 0x01, 0x88, 0xbe], &submit),
+        mirrored(false, 47, &[0x00, 0x00, 0x08, 0x00], &submit[14..]),
+        mirrored(
+            false,
+            17,
+            &[
+                0xc0, 0x01, 0x12, 0xb5, 0, 0, 0, 0, 0x00, 0, 0, 0, 0, 0, 0x2a, 0,
+            ],
+            &submit,
+        ),
+        mirrored(false, 47, &ERSPAN2, &submit[..13]),
+    ];
+    for f in &bad {
+        s.run(f);
+    }
+    assert_eq!(s.event(ParseEvent::BadTunnel), 5);
+    assert_eq!(s.event(ParseEvent::Decapsulated), 0);
+    let mut fragment = mirrored(false, 47, &ERSPAN2, &submit);
+    fragment[20] = 0x20; // more fragments
+    s.run(&fragment);
+    assert_eq!(s.event(ParseEvent::BadTunnel), 5);
+    assert_eq!(s.event(ParseEvent::Decapsulated), 0);
+    assert_eq!(s.traffic(A, DIR_FROM), (0, 0));
+}

@@ -1122,3 +1122,77 @@ fn a_session_under_mpls_labels_replays_with_its_login_and_shares() {
     assert_eq!(total(&r, "mining_sensor_share_hashes_total", &[]), 20_000);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A capture of a remote mirror session (ERSPAN type II from a switch, every frame in GRE):
+/// without `--decapsulate` it is the switch's GRE, no watched traffic; with `--decapsulate
+/// erspan` the same session as the MPLS test's above, read inside: `kp`'s 3 packets and their IP
+/// bytes (the inner frames', not the tunnel's), the login with coin and agent, 2 shares accepted
+/// at 10,000 hashes each; a frame whose IP length runs past it is no traffic.
+#[test]
+fn a_remote_mirror_sessions_capture_replays_inside_its_tunnel() {
+    let dir = tmp("erspan");
+    let mut w = wire_at(50500);
+    w.send(true, &login());
+    w.send(false, REPLY);
+    w.send(true, SUBMIT);
+    w.send(false, OK);
+    w.send(
+        true,
+        b"{\"id\":3,\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{\"id\":\"7d\",\"job_id\":\"1\",\"nonce\":\"c8000000\",\"result\":\"cd\"}}\n",
+    );
+    w.send(
+        false,
+        b"{\"id\":3,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"status\":\"OK\"}}\n",
+    );
+    let up_bytes: u64 = w.packets.iter().step_by(2).map(|p| p.ip_len()).sum();
+    let mut frames: Vec<(Duration, Vec<u8>)> = w
+        .packets
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            (
+                at(0, 10 * i as u64),
+                test_support::mirror::erspan2(&p.build()),
+            )
+        })
+        .collect();
+    // A frame whose IPv4 total length runs 10 bytes past its end (within the tunnel's 50 bytes
+    // of headers): a bad length, no traffic, when the packet's length is the inner frame's.
+    let mut long = w.packets[0].build();
+    let length = u16::from_be_bytes([long[16], long[17]]) + 10;
+    long[16..18].copy_from_slice(&length.to_be_bytes());
+    frames.push((at(1, 0), test_support::mirror::erspan2(&long)));
+    let file = dir.join("erspan.pcap");
+    write_pcap(&file, DataLink::ETHERNET, &frames);
+    let from = [("range", "kp"), ("direction", "from")];
+
+    let (_, r) = replay(&[], &[&file]);
+    assert_eq!(total(&r, "mining_sensor_packets_total", &from), 0);
+    assert_eq!(total(&r, "mining_sensor_stratum_flows_total", &[]), 0);
+    let problems = r["files"][0]["problems"].to_string();
+    assert!(
+        problems.contains("7 frames in ERSPAN or Ethernet-in-GRE tunnels")
+            && problems.contains("--decapsulate erspan"),
+        "{problems}"
+    );
+
+    let (_, r) = replay(&["--decapsulate", "erspan"], &[&file]);
+    assert_eq!(total(&r, "mining_sensor_packets_total", &from), 3);
+    assert_eq!(total(&r, "mining_sensor_bytes_total", &from), up_bytes);
+    assert_eq!(
+        total(
+            &r,
+            "mining_sensor_stratum_flows_total",
+            &[("range", "kp"), ("dialect", "monero")]
+        ),
+        1
+    );
+    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
+    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
+    let accepted = [("range", "kp"), ("coin", "monero"), ("result", "accepted")];
+    assert_eq!(total(&r, "mining_sensor_shares_total", &accepted), 2);
+    assert_eq!(total(&r, "mining_sensor_shares_total", &[]), 2);
+    assert_eq!(total(&r, "mining_sensor_share_hashes_total", &[]), 20_000);
+    assert_eq!(r["files"][0]["problems"], serde_json::json!([]));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -10,6 +10,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub mod crafted;
+pub mod mirror;
 pub mod shares;
 pub mod sign_test;
 #[cfg(feature = "sv2")]

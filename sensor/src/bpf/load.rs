@@ -143,6 +143,10 @@ impl Kernel {
         raise_memlock_limit();
         let capture = cfg.inspect.capture_mode.kernel_value();
         let replay = replay as u32;
+        let decap = cfg
+            .decapsulate
+            .iter()
+            .fold(0, |bits, t| bits | t.kernel_bit());
         // No kernel BTF: the object has no CO-RE relocations (it reads no kernel structures), so
         // the loader skips relocating against it, which shortens a replay's start-up. A
         // relocation added later fails the load with aya's error, in every test that loads.
@@ -154,6 +158,7 @@ impl Kernel {
             .override_global("CAPTURE_MODE", &capture, true)
             .override_global("INSPECT_BUDGET", &cfg.inspect.budget, true)
             .override_global("REPLAY_BATCH", &replay, true)
+            .override_global("DECAP", &decap, true)
             .map_max_entries("SAMPLES", cfg.inspect.sample_ring_bytes)
             .map_max_entries("FLOWS", cfg.flow_table_size)
             .map_max_entries("RANGES_V4", cfg.max_prefixes)

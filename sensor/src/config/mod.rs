@@ -22,8 +22,8 @@ pub use error::ConfigError;
 pub use types::{
     CaptureMode, Config, DEFAULT_DRAIN_INTERVAL, DEFAULT_FLOW_IDLE_TIMEOUT,
     DEFAULT_FLOW_TABLE_SIZE, DEFAULT_LISTEN, DEFAULT_MAX_PREFIXES, DEFAULT_POOL_DOMAINS,
-    DEFAULT_POOL_PORTS, EventSink, Events, Inspect, OTHER_PEER, Peer, Pools, Range, UNWATCHED,
-    XdpModeChoice, ZeroCopyChoice,
+    DEFAULT_POOL_PORTS, EventSink, Events, Inspect, OTHER_PEER, Peer, Pools, Range, Tunnel,
+    UNWATCHED, XdpModeChoice, ZeroCopyChoice,
 };
 
 /// The configuration `run` uses without `--config`: North Korea's ranges as `kp`.

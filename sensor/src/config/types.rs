@@ -22,6 +22,27 @@ pub enum XdpModeChoice {
     Generic,
 }
 
+/// A tunnel a remote mirror session delivers its frames in (`decapsulate`): the XDP program reads
+/// the frame inside (`sensor_common::tunnel`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Tunnel {
+    /// ERSPAN types I, II and III, and Ethernet in GRE (transparent Ethernet bridging).
+    Erspan,
+    /// VXLAN to UDP port 4789 (as cloud traffic mirroring sends).
+    Vxlan,
+}
+
+impl Tunnel {
+    /// Its bit of the kernel program's `DECAP`.
+    pub fn kernel_bit(self) -> u32 {
+        match self {
+            Self::Erspan => sensor_common::tunnel::DECAP_GRE,
+            Self::Vxlan => sensor_common::tunnel::DECAP_VXLAN,
+        }
+    }
+}
+
 /// The packet path of deep inspection (`--capture-mode`, `inspect.capture_mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -243,6 +264,8 @@ pub struct Config {
     pub interfaces: Vec<String>,
     pub listen: SocketAddr,
     pub xdp_mode: XdpModeChoice,
+    /// Tunnels whose frames are read as the frame inside (remote mirror sessions).
+    pub decapsulate: Vec<Tunnel>,
     pub drain_interval: Duration,
     pub flow_table_size: u32,
     pub flow_idle_timeout: Duration,

@@ -160,6 +160,40 @@ pub fn transport(frame: &[u8]) -> Option<Transport<'_>> {
     })
 }
 
+/// The tunnel `frame` is in, when it is one `decapsulate` reads (`sensor_common::tunnel`): its
+/// outer header walked as the kernel's tunnel walk does (Ethernet, VLAN tags, IPv4 or IPv6
+/// without extension headers), to GRE carrying ERSPAN or Ethernet, or UDP to VXLAN's port.
+/// Replay names such frames when `decapsulate` does not (`replay`'s problems).
+pub fn tunnel_of(frame: &[u8]) -> Option<crate::config::Tunnel> {
+    use sensor_common::tunnel::{ETH_P_ERSPAN, ETH_P_ERSPAN3, ETH_P_TEB, IPPROTO_GRE, VXLAN_PORT};
+    let mut ethertype = be16(frame, 12)?;
+    let mut l3 = 14;
+    for _ in 0..MAX_VLAN_TAGS {
+        if !matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ_LEGACY) {
+            break;
+        }
+        ethertype = be16(frame, l3 + 2)?;
+        l3 += 4;
+    }
+    let (proto, l4) = match ethertype {
+        ETH_P_IPV4 => {
+            let h = frame.get(l3..l3 + 20)?;
+            (h[9], l3 + ((h[0] & 0x0f) as usize) * 4)
+        }
+        ETH_P_IPV6 => (*frame.get(l3 + 6)?, l3 + 40),
+        _ => return None,
+    };
+    match proto {
+        IPPROTO_GRE => matches!(
+            be16(frame, l4 + 2)?,
+            ETH_P_ERSPAN | ETH_P_ERSPAN3 | ETH_P_TEB
+        )
+        .then_some(crate::config::Tunnel::Erspan),
+        IPPROTO_UDP => (be16(frame, l4 + 2)? == VXLAN_PORT).then_some(crate::config::Tunnel::Vxlan),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,5 +286,36 @@ mod tests {
         }
         assert!(transport(&f[..46]).is_none());
         assert!(transport(&[0xff; 64]).is_none());
+    }
+
+    #[test]
+    fn tunnels_replay_names_when_decapsulate_does_not() {
+        use test_support::mirror::{ERSPAN2, GRE, UDP, erspan2, mirrored, vxlan};
+
+        use crate::config::Tunnel;
+        let inner = test_support::Packet::tcp4(
+            "198.18.1.20".parse().unwrap(),
+            "198.51.100.50".parse().unwrap(),
+            45000,
+            3333,
+            b"{}\n",
+        )
+        .build();
+        assert_eq!(tunnel_of(&erspan2(&inner)), Some(Tunnel::Erspan));
+        assert_eq!(
+            tunnel_of(&mirrored(true, GRE, &ERSPAN2, &inner)),
+            Some(Tunnel::Erspan)
+        );
+        assert_eq!(
+            tunnel_of(&mirrored(false, UDP, &vxlan(4789), &inner)),
+            Some(Tunnel::Vxlan)
+        );
+        // VXLAN-GPE's port, IP in GRE, and the inner frame itself: none.
+        assert_eq!(tunnel_of(&mirrored(false, UDP, &vxlan(4790), &inner)), None);
+        assert_eq!(
+            tunnel_of(&mirrored(false, GRE, &[0, 0, 0x08, 0x00], &inner[14..])),
+            None
+        );
+        assert_eq!(tunnel_of(&inner), None);
     }
 }

@@ -57,7 +57,7 @@ pub use self::{
 };
 use crate::{
     bpf::Kernel,
-    config::{CaptureMode, Config},
+    config::{CaptureMode, Config, Tunnel},
     metrics::{Drainer, Labels, Metrics},
 };
 
@@ -69,6 +69,8 @@ pub struct ReplayOptions {
     pub report: Option<PathBuf>,
     pub bucket: Duration,
     pub strict: bool,
+    /// Tunnels read as the frame inside, besides the configuration's `decapsulate`.
+    pub decapsulate: Vec<crate::config::Tunnel>,
     /// Dates, ticks and the hour-of-week map of the HTML report in this offset from UTC.
     pub utc_offset: report::time::UtcOffset,
 }
@@ -99,6 +101,11 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
     // parser sees what `run` in either mode would.
     let mut config = config;
     config.inspect.capture_mode = crate::config::CaptureMode::Inline;
+    for t in &opts.decapsulate {
+        if !config.decapsulate.contains(t) {
+            config.decapsulate.push(*t);
+        }
+    }
     let cpus = worker_cpus();
     let max_inflight = 2 * cpus.len();
     // Room in the rings for everything the jobs in flight can write, so nothing is lost between
@@ -267,6 +274,8 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
 
     let runner = kernel.batch_runner()?;
     let mut oversize = vec![0u64; opts.files.len()];
+    // Frames in a tunnel `decapsulate` does not name, by file and tunnel (erspan, vxlan).
+    let mut tunneled = vec![[0u64; 2]; opts.files.len()];
     let mut max_input = 0;
     std::thread::scope(|scope| -> Result<()> {
         let mut dispatch = Dispatch::start(scope, runner, &cpus, max_inflight, names)?;
@@ -286,6 +295,11 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
             if frame.wire_len + ReplayHeader::SIZE > dispatch.max_input {
                 oversize[f] += 1;
             }
+            if let Some(t) = crate::inspect::frame::tunnel_of(&frame.data)
+                && !config.decapsulate.contains(&t)
+            {
+                tunneled[f][t as usize] += 1;
+            }
             dispatch.push(
                 Queued {
                     ts,
@@ -304,6 +318,22 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
         max_input = dispatch.max_input;
         dispatch.finish(&mut read_rings)
     })?;
+    for (report, counts) in reports.iter_mut().zip(tunneled) {
+        for (t, n) in [Tunnel::Erspan, Tunnel::Vxlan].into_iter().zip(counts) {
+            if n > 0 {
+                let (what, name) = match t {
+                    Tunnel::Erspan => ("ERSPAN or Ethernet-in-GRE", "erspan"),
+                    Tunnel::Vxlan => ("VXLAN", "vxlan"),
+                };
+                let msg = format!(
+                    "{n} frames in {what} tunnels (a remote mirror session's?): counted as the \
+                     tunnel's own packets; give --decapsulate {name} to read the frames inside"
+                );
+                warn!("{}: {msg}", report.file);
+                report.problems.push(msg);
+            }
+        }
+    }
     for (report, n) in reports.iter_mut().zip(oversize) {
         if n > 0 {
             let msg = format!(

@@ -279,6 +279,7 @@ fn a_zero_bucket_is_refused_naming_the_option() {
         report: None,
         bucket: Duration::ZERO,
         strict: false,
+        decapsulate: Vec::new(),
         utc_offset: Default::default(),
     })
     .unwrap_err()

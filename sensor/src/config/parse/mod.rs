@@ -19,7 +19,7 @@ use super::{
     error::{ConfigError, Source},
     types::{
         Config, DEFAULT_DRAIN_INTERVAL, DEFAULT_FLOW_IDLE_TIMEOUT, DEFAULT_FLOW_TABLE_SIZE,
-        DEFAULT_LISTEN, DEFAULT_MAX_PREFIXES, XdpModeChoice,
+        DEFAULT_LISTEN, DEFAULT_MAX_PREFIXES, Tunnel, XdpModeChoice,
     },
     values::{bounded, duration},
 };
@@ -34,6 +34,8 @@ struct RawConfig {
     interfaces: Vec<Spanned<String>>,
     listen: Option<Spanned<String>>,
     xdp_mode: Option<XdpModeChoice>,
+    #[serde(default)]
+    decapsulate: Vec<Spanned<String>>,
     drain_interval: Option<Spanned<String>>,
     flow_table_size: Option<Spanned<i64>>,
     flow_idle_timeout: Option<Spanned<String>>,
@@ -107,6 +109,7 @@ impl Config {
         let inspect = inspect::inspect(&src, &raw.inspect)?;
         let pools = pools::pools(&src, &raw.pools)?;
         let interfaces = interfaces(&src, &raw.interfaces)?;
+        let decapsulate = decapsulate(&src, &raw.decapsulate)?;
         let ranges = ranges::ranges(&src, &raw.ranges, max_prefixes, &mut warnings)?;
         let peers = peers::peers(&src, &raw.peers)?;
 
@@ -114,6 +117,7 @@ impl Config {
             interfaces,
             listen,
             xdp_mode: raw.xdp_mode.unwrap_or(XdpModeChoice::Auto),
+            decapsulate,
             drain_interval,
             flow_table_size,
             flow_idle_timeout,
@@ -128,6 +132,34 @@ impl Config {
             warnings,
         })
     }
+}
+
+/// The `decapsulate` key: the tunnels read as the frame inside, each once.
+fn decapsulate(src: &Source, raw: &[Spanned<String>]) -> Result<Vec<Tunnel>, ConfigError> {
+    let mut tunnels = Vec::new();
+    for t in raw {
+        let tunnel = match t.get_ref().as_str() {
+            "erspan" => Tunnel::Erspan,
+            "vxlan" => Tunnel::Vxlan,
+            other => {
+                return Err(src.at(
+                    t.span(),
+                    format!(
+                        "decapsulate: {other:?} is not a tunnel the sensor reads; write \"erspan\" \
+                         (ERSPAN types I to III, and Ethernet in GRE) or \"vxlan\" (UDP port 4789)"
+                    ),
+                ));
+            }
+        };
+        if tunnels.contains(&tunnel) {
+            return Err(src.at(
+                t.span(),
+                format!("decapsulate: {:?} is listed twice", t.get_ref()),
+            ));
+        }
+        tunnels.push(tunnel);
+    }
+    Ok(tunnels)
 }
 
 /// The `interfaces` key: kernel interface names, each once.
@@ -155,7 +187,7 @@ fn interfaces(src: &Source, raw: &[Spanned<String>]) -> Result<Vec<String>, Conf
 mod tests {
     use std::time::Duration;
 
-    use crate::config::{Config, XdpModeChoice, tests::err};
+    use crate::config::{Config, Tunnel, XdpModeChoice, tests::err};
 
     #[test]
     fn full_file_parses() {
@@ -202,5 +234,24 @@ cidrs = ["198.18.0.0/15", "2001:db8:1::/48", "192.0.2.7"]
 
         let e = err("drain_interval = \"5 parsecs\"\n");
         assert!(e.message.contains("drain_interval"), "{e}");
+
+        let e = err("interfaces = [\"eth0\"]\ndecapsulate = [\"erspan\", \"gre\"]\n");
+        assert_eq!(e.line, Some(2));
+        assert!(
+            e.message.starts_with(
+                "decapsulate: \"gre\" is not a tunnel the sensor reads; write \"erspan\""
+            ),
+            "{e}"
+        );
+        let e = err("decapsulate = [\"vxlan\", \"vxlan\"]\n");
+        assert!(e.message.contains("listed twice"), "{e}");
+    }
+
+    #[test]
+    fn decapsulate_names_the_tunnels_read_inside() {
+        let c = Config::parse("decapsulate = [\"vxlan\", \"erspan\"]\n", "t.toml").unwrap();
+        assert_eq!(c.decapsulate, [Tunnel::Vxlan, Tunnel::Erspan]);
+        let c = Config::parse("", "t.toml").unwrap();
+        assert!(c.decapsulate.is_empty());
     }
 }
