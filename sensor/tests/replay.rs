@@ -1066,10 +1066,29 @@ fn an_ethereumstratum_2_session_replays_with_its_hashes() {
 /// submits and their acceptances: one Stratum flow, its login attributed, 2 shares accepted,
 /// 20,000 hashes, the IP bytes counted as on a plain Ethernet link. Before the header walks
 /// stepped over labels, replay counted nothing of it.
-#[test]
-fn a_session_under_mpls_labels_replays_with_its_login_and_shares() {
-    let dir = tmp("mpls");
-    let mut w = wire_at(50400);
+/// What a replay of `two_shares` reports: one Monero flow from `kp`, the login with coin and
+/// agent, 2 shares accepted at 10,000 hashes each.
+fn assert_two_shares(r: &Value) {
+    assert_eq!(
+        total(
+            r,
+            "mining_sensor_stratum_flows_total",
+            &[("range", "kp"), ("dialect", "monero")]
+        ),
+        1
+    );
+    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
+    assert_eq!(total(r, "mining_sensor_miner_logins_total", &login), 1);
+    let accepted = [("range", "kp"), ("coin", "monero"), ("result", "accepted")];
+    assert_eq!(total(r, "mining_sensor_shares_total", &accepted), 2);
+    assert_eq!(total(r, "mining_sensor_shares_total", &[]), 2);
+    assert_eq!(total(r, "mining_sensor_share_hashes_total", &[]), 20_000);
+}
+
+/// XMRig's login from the miner's `port`, the pool's reply at 10,000 hashes a share, and two
+/// submits, each accepted.
+fn two_shares(port: u16) -> Wire {
+    let mut w = wire_at(port);
     w.send(true, &login());
     w.send(false, REPLY);
     w.send(true, SUBMIT);
@@ -1082,6 +1101,13 @@ fn a_session_under_mpls_labels_replays_with_its_login_and_shares() {
         false,
         b"{\"id\":3,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"status\":\"OK\"}}\n",
     );
+    w
+}
+
+#[test]
+fn a_session_under_mpls_labels_replays_with_its_login_and_shares() {
+    let dir = tmp("mpls");
+    let w = two_shares(50400);
     let up_bytes: u64 = w.packets.iter().step_by(2).map(|p| p.ip_len()).sum();
     let frames: Vec<(Duration, Vec<u8>)> = w
         .packets
@@ -1106,20 +1132,7 @@ fn a_session_under_mpls_labels_replays_with_its_login_and_shares() {
         total(&r, "mining_sensor_packets_total", &[("direction", "to")]),
         3
     );
-    assert_eq!(
-        total(
-            &r,
-            "mining_sensor_stratum_flows_total",
-            &[("range", "kp"), ("dialect", "monero")]
-        ),
-        1
-    );
-    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
-    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
-    let accepted = [("range", "kp"), ("coin", "monero"), ("result", "accepted")];
-    assert_eq!(total(&r, "mining_sensor_shares_total", &accepted), 2);
-    assert_eq!(total(&r, "mining_sensor_shares_total", &[]), 2);
-    assert_eq!(total(&r, "mining_sensor_share_hashes_total", &[]), 20_000);
+    assert_two_shares(&r);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -1131,19 +1144,7 @@ fn a_session_under_mpls_labels_replays_with_its_login_and_shares() {
 #[test]
 fn a_remote_mirror_sessions_capture_replays_inside_its_tunnel() {
     let dir = tmp("erspan");
-    let mut w = wire_at(50500);
-    w.send(true, &login());
-    w.send(false, REPLY);
-    w.send(true, SUBMIT);
-    w.send(false, OK);
-    w.send(
-        true,
-        b"{\"id\":3,\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{\"id\":\"7d\",\"job_id\":\"1\",\"nonce\":\"c8000000\",\"result\":\"cd\"}}\n",
-    );
-    w.send(
-        false,
-        b"{\"id\":3,\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"status\":\"OK\"}}\n",
-    );
+    let w = two_shares(50500);
     let up_bytes: u64 = w.packets.iter().step_by(2).map(|p| p.ip_len()).sum();
     let mut frames: Vec<(Duration, Vec<u8>)> = w
         .packets
@@ -1179,20 +1180,7 @@ fn a_remote_mirror_sessions_capture_replays_inside_its_tunnel() {
     let (_, r) = replay(&["--decapsulate", "erspan"], &[&file]);
     assert_eq!(total(&r, "mining_sensor_packets_total", &from), 3);
     assert_eq!(total(&r, "mining_sensor_bytes_total", &from), up_bytes);
-    assert_eq!(
-        total(
-            &r,
-            "mining_sensor_stratum_flows_total",
-            &[("range", "kp"), ("dialect", "monero")]
-        ),
-        1
-    );
-    let login = [("range", "kp"), ("coin", "monero"), ("agent", "xmrig")];
-    assert_eq!(total(&r, "mining_sensor_miner_logins_total", &login), 1);
-    let accepted = [("range", "kp"), ("coin", "monero"), ("result", "accepted")];
-    assert_eq!(total(&r, "mining_sensor_shares_total", &accepted), 2);
-    assert_eq!(total(&r, "mining_sensor_shares_total", &[]), 2);
-    assert_eq!(total(&r, "mining_sensor_share_hashes_total", &[]), 20_000);
+    assert_two_shares(&r);
     assert_eq!(r["files"][0]["problems"], serde_json::json!([]));
     let _ = std::fs::remove_dir_all(&dir);
 }

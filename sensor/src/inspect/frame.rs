@@ -39,9 +39,8 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }
 
-/// Walks `frame` to its TCP or UDP payload; `None` for anything else (not IP, a fragment, an
-/// unknown extension chain, headers cut short).
-pub fn transport(frame: &[u8]) -> Option<Transport<'_>> {
+/// The EtherType after `frame`'s VLAN tags (up to `MAX_VLAN_TAGS`) and where it begins.
+fn vlan_tags(frame: &[u8]) -> Option<(u16, usize)> {
     let mut ethertype = be16(frame, 12)?;
     let mut l3 = 14;
     for _ in 0..MAX_VLAN_TAGS {
@@ -51,6 +50,13 @@ pub fn transport(frame: &[u8]) -> Option<Transport<'_>> {
         ethertype = be16(frame, l3 + 2)?;
         l3 += 4;
     }
+    Some((ethertype, l3))
+}
+
+/// Walks `frame` to its TCP or UDP payload; `None` for anything else (not IP, a fragment, an
+/// unknown extension chain, headers cut short).
+pub fn transport(frame: &[u8]) -> Option<Transport<'_>> {
+    let (mut ethertype, mut l3) = vlan_tags(frame)?;
     if matches!(ethertype, ETH_P_MPLS_UC | ETH_P_MPLS_MC) {
         let mut bottom = false;
         for _ in 0..MAX_MPLS_LABELS {
@@ -166,15 +172,7 @@ pub fn transport(frame: &[u8]) -> Option<Transport<'_>> {
 /// Replay names such frames when `decapsulate` does not (`replay`'s problems).
 pub fn tunnel_of(frame: &[u8]) -> Option<crate::config::Tunnel> {
     use sensor_common::tunnel::{ETH_P_ERSPAN, ETH_P_ERSPAN3, ETH_P_TEB, IPPROTO_GRE, VXLAN_PORT};
-    let mut ethertype = be16(frame, 12)?;
-    let mut l3 = 14;
-    for _ in 0..MAX_VLAN_TAGS {
-        if !matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ_LEGACY) {
-            break;
-        }
-        ethertype = be16(frame, l3 + 2)?;
-        l3 += 4;
-    }
+    let (ethertype, l3) = vlan_tags(frame)?;
     let (proto, l4) = match ethertype {
         ETH_P_IPV4 => {
             let h = frame.get(l3..l3 + 20)?;
