@@ -675,7 +675,7 @@ fn a_fresh_sensor_exports_the_series_the_sizing_table_counts() {
         ("mining_sensor_events_lost_total", 1),
         ("mining_sensor_tls_shape_bytes", 1),
         ("mining_sensor_tls_shape_evictions_total", 1),
-        ("mining_sensor_parse_events_total", 20),
+        ("mining_sensor_parse_events_total", 22),
         ("mining_sensor_watched_prefixes", r * 2),
         // Deep inspection's, present at start in the default `inline` capture mode.
         ("mining_sensor_inspect_candidates_total", 1),
@@ -690,6 +690,6 @@ fn a_fresh_sensor_exports_the_series_the_sizing_table_counts() {
         families, want,
         "series per metric, against deploy/README.md's table"
     );
-    assert_eq!(want.values().sum::<usize>(), 160);
+    assert_eq!(want.values().sum::<usize>(), 162);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -604,30 +604,20 @@ fn live_pool(listener: std::net::TcpListener) {
 /// XMRig's side: the login, then `SUBMITS` submits with a keepalive before every
 /// `KEEPALIVE_EVERY`th, each answer read before the next message (pushed jobs too).
 fn live_miner(pool: std::net::SocketAddr) {
-    use std::io::{BufRead, BufReader, Write};
-    let s = std::net::TcpStream::connect_timeout(&pool, common::IO_TIMEOUT).unwrap();
-    s.set_nodelay(true).unwrap();
-    s.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
-    let mut w = s.try_clone().unwrap();
-    let mut r = BufReader::new(s);
-    let mut expect = |what: &str| {
-        let mut l = String::new();
-        r.read_line(&mut l).unwrap();
-        assert!(l.contains(what), "expected {what}, got {l:?}");
-    };
-    w.write_all(&login()).unwrap();
-    expect("\"job\"");
+    let mut c = common::LineClient::connect(pool);
+    c.send(&login());
+    c.expect("\"job\"");
     for n in 1..=SUBMITS {
         if n % KEEPALIVE_EVERY == 0 {
-            w.write_all(KEEPALIVE).unwrap();
-            expect("KEEPALIVED");
+            c.send(KEEPALIVE);
+            c.expect("KEEPALIVED");
         }
         // Each share its own nonce (a miner never sends one twice), the same length as SUBMIT's.
         let share = String::from_utf8_lossy(SUBMIT).replace("b8000000", &format!("b80000{n:02x}"));
-        w.write_all(share.as_bytes()).unwrap();
-        expect("\"OK\"");
+        c.send(share.as_bytes());
+        c.expect("\"OK\"");
         if n % JOB_EVERY == 0 {
-            expect("\"job\"");
+            c.expect("\"job\"");
         }
     }
 }

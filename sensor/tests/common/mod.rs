@@ -111,6 +111,37 @@ pub fn veth(a: (&str, &str, &str), b: (&str, &str, &str)) {
     }
 }
 
+/// A scripted client of a line protocol (a miner's side of a Stratum session): Nagle off, so
+/// that each message leaves in a segment of its own, and every read bounded by `IO_TIMEOUT`.
+pub struct LineClient {
+    w: TcpStream,
+    r: BufReader<TcpStream>,
+}
+
+impl LineClient {
+    pub fn connect(addr: SocketAddr) -> Self {
+        let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        s.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
+        let w = s.try_clone().expect("clone");
+        Self {
+            w,
+            r: BufReader::new(s),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.w.write_all(bytes).expect("send");
+    }
+
+    /// Reads the next line and checks that it holds `what`.
+    pub fn expect(&mut self, what: &str) {
+        let mut l = String::new();
+        self.r.read_line(&mut l).expect("read a line");
+        assert!(l.contains(what), "expected {what}, got {l:?}");
+    }
+}
+
 /// The next connection on `l`, waiting at most `IO_TIMEOUT` (a blocking `accept` waits forever
 /// when the other side never connects, and the test would then hang instead of failing).
 pub fn accept(l: &std::net::TcpListener) -> TcpStream {
