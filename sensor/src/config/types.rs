@@ -24,8 +24,7 @@ pub enum XdpModeChoice {
 
 /// A tunnel a remote mirror session delivers its frames in (`decapsulate`): the XDP program reads
 /// the frame inside (`sensor_common::tunnel`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Tunnel {
     /// ERSPAN types I, II and III, and Ethernet in GRE (transparent Ethernet bridging).
     Erspan,
@@ -34,6 +33,25 @@ pub enum Tunnel {
 }
 
 impl Tunnel {
+    /// Every tunnel, in the order of their discriminants (replay counts them by index).
+    pub const ALL: [Self; 2] = [Self::Erspan, Self::Vxlan];
+
+    /// Its name in `decapsulate` and `--decapsulate` (clap derives the same from the variant).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Erspan => "erspan",
+            Self::Vxlan => "vxlan",
+        }
+    }
+
+    /// What it covers, for messages.
+    pub fn what(self) -> &'static str {
+        match self {
+            Self::Erspan => "ERSPAN types I to III, and Ethernet in GRE",
+            Self::Vxlan => "UDP port 4789",
+        }
+    }
+
     /// Its bit of the kernel program's `DECAP`.
     pub fn kernel_bit(self) -> u32 {
         match self {

@@ -275,7 +275,7 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
     let runner = kernel.batch_runner()?;
     let mut oversize = vec![0u64; opts.files.len()];
     // Frames in a tunnel `decapsulate` does not name, by file and tunnel (erspan, vxlan).
-    let mut tunneled = vec![[0u64; 2]; opts.files.len()];
+    let mut tunneled = vec![[0u64; Tunnel::ALL.len()]; opts.files.len()];
     let mut max_input = 0;
     std::thread::scope(|scope| -> Result<()> {
         let mut dispatch = Dispatch::start(scope, runner, &cpus, max_inflight, names)?;
@@ -319,12 +319,13 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
         dispatch.finish(&mut read_rings)
     })?;
     for (report, counts) in reports.iter_mut().zip(tunneled) {
-        for (t, n) in [Tunnel::Erspan, Tunnel::Vxlan].into_iter().zip(counts) {
+        for (t, n) in Tunnel::ALL.into_iter().zip(counts) {
             if n > 0 {
-                let (what, name) = match t {
-                    Tunnel::Erspan => ("ERSPAN or Ethernet-in-GRE", "erspan"),
-                    Tunnel::Vxlan => ("VXLAN", "vxlan"),
+                let what = match t {
+                    Tunnel::Erspan => "ERSPAN or Ethernet-in-GRE",
+                    Tunnel::Vxlan => "VXLAN",
                 };
+                let name = t.name();
                 let msg = format!(
                     "{n} frames in {what} tunnels (a remote mirror session's?): counted as the \
                      tunnel's own packets; give --decapsulate {name} to read the frames inside"

@@ -138,18 +138,19 @@ impl Config {
 fn decapsulate(src: &Source, raw: &[Spanned<String>]) -> Result<Vec<Tunnel>, ConfigError> {
     let mut tunnels = Vec::new();
     for t in raw {
-        let tunnel = match t.get_ref().as_str() {
-            "erspan" => Tunnel::Erspan,
-            "vxlan" => Tunnel::Vxlan,
-            other => {
-                return Err(src.at(
-                    t.span(),
-                    format!(
-                        "decapsulate: {other:?} is not a tunnel the sensor reads; write \"erspan\" \
-                         (ERSPAN types I to III, and Ethernet in GRE) or \"vxlan\" (UDP port 4789)"
-                    ),
-                ));
-            }
+        let Some(tunnel) = Tunnel::ALL.into_iter().find(|k| k.name() == t.get_ref()) else {
+            let known: Vec<String> = Tunnel::ALL
+                .iter()
+                .map(|k| format!("{:?} ({})", k.name(), k.what()))
+                .collect();
+            return Err(src.at(
+                t.span(),
+                format!(
+                    "decapsulate: {:?} is not a tunnel the sensor reads; write {}",
+                    t.get_ref(),
+                    known.join(" or ")
+                ),
+            ));
         };
         if tunnels.contains(&tunnel) {
             return Err(src.at(
@@ -245,6 +246,15 @@ cidrs = ["198.18.0.0/15", "2001:db8:1::/48", "192.0.2.7"]
         );
         let e = err("decapsulate = [\"vxlan\", \"vxlan\"]\n");
         assert!(e.message.contains("listed twice"), "{e}");
+    }
+
+    #[test]
+    fn tunnel_names_are_the_command_lines_too() {
+        use clap::ValueEnum;
+        for t in Tunnel::ALL {
+            assert_eq!(t.to_possible_value().unwrap().get_name(), t.name());
+        }
+        assert_eq!(Tunnel::ALL.map(|t| t as usize), [0, 1]);
     }
 
     #[test]
