@@ -241,9 +241,10 @@ ann = ds["spec"]["template"]["metadata"].get("annotations", {})
 want(ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/port") == "9820", "prometheus.io annotations")
 c = spec["containers"][0]
 caps = c["securityContext"]["capabilities"]
-# NET_RAW only for tap mode's AF_XDP sockets; the manifest may leave it out (inline mode only).
-want(sorted(caps.get("add", [])) in (["BPF", "NET_ADMIN", "PERFMON"], ["BPF", "NET_ADMIN", "NET_RAW", "PERFMON"]),
-     "capabilities add BPF, NET_ADMIN, PERFMON (and NET_RAW for tap mode), nothing else")
+# NET_RAW and IPC_LOCK only for tap mode's AF_XDP sockets and their UMEM; the manifest may leave
+# them out (inline mode only).
+want(sorted(caps.get("add", [])) in (["BPF", "NET_ADMIN", "PERFMON"], ["BPF", "IPC_LOCK", "NET_ADMIN", "NET_RAW", "PERFMON"]),
+     "capabilities add BPF, NET_ADMIN, PERFMON (and NET_RAW, IPC_LOCK for tap mode), nothing else")
 want(caps.get("drop") == ["ALL"], "capabilities drop ALL")
 want("0.0.0.0:9820" in c.get("args", []), "listens on 0.0.0.0:9820")
 vols = {v["name"]: v for v in spec.get("volumes", [])}

@@ -15,7 +15,8 @@
 mod common;
 
 use common::{
-    IO_TIMEOUT, Namespaces, http_get, in_ns, read_line, samples, sh, spawn_sensor, veth, wait_for,
+    IO_TIMEOUT, Namespaces, http_get, in_ns, read_line, samples, sh, spawn_sensor, veth,
+    wait_exported, wait_for,
 };
 
 use std::{
@@ -131,7 +132,7 @@ fn attributed(tag: &str, mirror: bool, mode: &str, xdp_mode: &str, port: u16) {
     std::fs::write(
         &config,
         format!(
-            "drain_interval = \"200ms\"\n[inspect]\ncapture_mode = \"{mode}\"\n[events]\nsink = \"file\"\npath = \"{}\"\n[[ranges]]\nname = \"harness\"\ncidrs = [\"198.18.6.2/32\"]\n",
+            "drain_interval = \"200ms\"\n[inspect]\ncapture_mode = \"{mode}\"\nframes = {TAP_FRAMES}\n[events]\nsink = \"file\"\npath = \"{}\"\n[[ranges]]\nname = \"harness\"\ncidrs = [\"198.18.6.2/32\"]\n",
             events.display()
         ),
     )
@@ -152,33 +153,38 @@ fn attributed(tag: &str, mirror: bool, mode: &str, xdp_mode: &str, port: u16) {
         &log,
         "info",
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // The session starts as soon as the program reads as attached: in `tap` mode its AF_XDP
+    // socket must be registered by then (a candidate before that finds no socket: the login
+    // would be lost, counted in capture_drops_total{ring="no_socket"}).
     let attached = format!("mining_sensor_xdp_attached{{iface=\"{iface}\",mode=\"{xdp_mode}\"}} 1");
-    while !http_get(ns, port, "/metrics").contains(&attached) {
-        assert!(
-            Instant::now() < deadline && sensor.0.try_wait().unwrap().is_none(),
-            "sensor did not attach: {}",
-            std::fs::read_to_string(&log).unwrap()
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
-
+    let text = wait_exported(ns, port, &mut sensor, &log, &attached);
     if mode == "tap" {
-        // The AF_XDP sockets open after the attach: the traffic starts once they are registered
-        // (a candidate before that finds no socket, and counts in capture_drops_total).
         let sockets = [("bind", "copy"), ("iface", iface)];
         assert_eq!(
-            wait_for(
-                ns,
-                port,
-                "mining_sensor_afxdp_sockets",
-                &sockets,
-                1.0,
-                Duration::from_secs(10)
-            ),
+            common::get(&samples(&text), "mining_sensor_afxdp_sockets", &sockets),
             1.0,
-            "{}",
-            std::fs::read_to_string(&log).unwrap()
+            "attached before its socket was open: {text}"
+        );
+        // What a tap sensor keeps once attached: CAP_BPF (39), CAP_NET_ADMIN (12), and for the
+        // sockets of a re-created interface CAP_NET_RAW (13) and CAP_IPC_LOCK (14). The log line
+        // comes after the drop.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("capabilities reduced")
+        {
+            assert!(Instant::now() < deadline, "no capabilities line in the log");
+            thread::sleep(Duration::from_millis(10));
+        }
+        let status = std::fs::read_to_string(format!("/proc/{}/status", sensor.0.id())).unwrap();
+        let effective = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .map(|v| u64::from_str_radix(v.trim(), 16).unwrap());
+        assert_eq!(
+            effective,
+            Some((1 << 39) | (1 << 12) | (1 << 13) | (1 << 14)),
+            "{status}"
         );
     }
 
@@ -258,7 +264,8 @@ fn attributed(tag: &str, mirror: bool, mode: &str, xdp_mode: &str, port: u16) {
 
     if mirror {
         // The mirror port deleted and re-created (a replugged SPAN cable): the sensor attaches
-        // again, opens new sockets, and the next session is attributed over AF_XDP too.
+        // again, opens new sockets, and the next session, started as soon as the program reads
+        // as attached again, is attributed over AF_XDP too.
         sh(&["ip", "-n", &sensor_ns, "link", "del", "s1"]);
         let s1 = [("bind", "copy"), ("iface", "s1")];
         let sockets = "mining_sensor_afxdp_sockets";
@@ -267,11 +274,11 @@ fn attributed(tag: &str, mirror: bool, mode: &str, xdp_mode: &str, port: u16) {
             0.0
         );
         mirror_port(&pool_ns, &sensor_ns);
+        let text = wait_exported(ns, port, &mut sensor, &log, &attached);
         assert_eq!(
-            wait_for(ns, port, sockets, &s1, 1.0, Duration::from_secs(10)),
+            common::get(&samples(&text), sockets, &s1),
             1.0,
-            "{}",
-            std::fs::read_to_string(&log).unwrap()
+            "attached again before its socket was open: {text}"
         );
         let server = thread::spawn(pool(common::listen(&pool_ns, addr)));
         in_ns(&miner, xmrig(addr)).join().unwrap();
@@ -289,6 +296,16 @@ fn attributed(tag: &str, mirror: bool, mode: &str, xdp_mode: &str, port: u16) {
             "{}",
             std::fs::read_to_string(&log).unwrap()
         );
+        let text = http_get(ns, port, "/metrics");
+        assert_eq!(
+            common::get(
+                &samples(&text),
+                "mining_sensor_capture_drops_total",
+                &[("path", "afxdp"), ("ring", "no_socket")]
+            ),
+            0.0,
+            "{text}"
+        );
     }
 
     // SAFETY: signalling our own child.
@@ -296,6 +313,14 @@ fn attributed(tag: &str, mirror: bool, mode: &str, xdp_mode: &str, port: u16) {
     assert_eq!(sensor.0.wait().unwrap().code(), Some(0), "{log_text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// UMEM frames of each AF_XDP socket (`inspect.frames`): 64 MiB of 2 KiB frames, which the kernel
+/// pins when the socket is registered, so that opening it takes long enough for a sensor that
+/// reported itself attached before its socket was open to be caught by the next scrape (3 runs
+/// of 3 caught it), and more than the 8 MiB of RLIMIT_MEMLOCK a process without
+/// CAP_SYS_RESOURCE keeps: the socket of a re-created interface, opened after the capabilities
+/// are dropped, needs CAP_IPC_LOCK (every re-attach failed without it).
+const TAP_FRAMES: u32 = 32_768;
 
 #[test]
 fn tap_mode_on_a_mirror_port_attributes_the_login_over_af_xdp() {

@@ -29,12 +29,28 @@ pub(super) struct Iface {
 }
 
 impl Agent {
-    /// Attaches the program to interface `n` at its current index.
+    /// Attaches the program to interface `n` at its current index. In `tap` mode its AF_XDP
+    /// sockets are open and in `XSKS` first: a candidate the program redirects as soon as it is
+    /// attached finds its socket, and `xdp_attached` reads 1 only when the interface is served
+    /// whole (the other order lost a session's first candidates, its login among them, at
+    /// start and at each re-attach: README, "Tests").
     pub(super) fn attach(&mut self, n: usize) -> Result<()> {
         let name = self.ifaces[n].name.clone();
         let ifindex = bpf::ifindex(&name)?;
         self.kernel.set_iface_slot(ifindex, self.ifaces[n].slot)?;
-        let (link, mode) = self.kernel.attach(&name, self.config.xdp_mode)?;
+        if self.xsks.is_some()
+            && let Err(e) = self.open_sockets(n, ifindex)
+        {
+            self.close_sockets(n);
+            return Err(e);
+        }
+        let (link, mode) = match self.kernel.attach(&name, self.config.xdp_mode) {
+            Ok(attached) => attached,
+            Err(e) => {
+                self.close_sockets(n);
+                return Err(e);
+            }
+        };
         self.metrics
             .xdp_attached
             .with_label_values(&[&name, mode.label()])
@@ -45,9 +61,6 @@ impl Agent {
         let i = &mut self.ifaces[n];
         i.ifindex = Some(ifindex);
         i.link = Some((link, mode));
-        if self.xsks.is_some() {
-            self.open_sockets(n, ifindex)?;
-        }
         Ok(())
     }
 

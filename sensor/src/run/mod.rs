@@ -294,7 +294,9 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     }
     let tap = config.inspect.capture_mode == CaptureMode::Tap;
     match drop_capabilities(tap) {
-        Ok(()) if tap => info!("capabilities reduced to CAP_BPF, CAP_NET_ADMIN and CAP_NET_RAW"),
+        Ok(()) if tap => {
+            info!("capabilities reduced to CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW and CAP_IPC_LOCK")
+        }
         Ok(()) => info!("capabilities reduced to CAP_BPF and CAP_NET_ADMIN"),
         Err(e) => warn!(error = %e, "could not drop capabilities"),
     }

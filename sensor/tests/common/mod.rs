@@ -447,9 +447,15 @@ pub fn sensor_on_line(
     sensor
 }
 
-pub fn wait_exported(ns: &str, port: u16, sensor: &mut Proc, log: &Path, line: &str) {
+/// Scrapes `/metrics` every 10 ms until it shows `line` (at most 30 s, or until the sensor exits):
+/// the text of that scrape, which tests read other samples of as they were at that moment.
+pub fn wait_exported(ns: &str, port: u16, sensor: &mut Proc, log: &Path, line: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !http_get(ns, port, "/metrics").contains(line) {
+    loop {
+        let text = http_get(ns, port, "/metrics");
+        if text.contains(line) {
+            return text;
+        }
         let log = || std::fs::read_to_string(log).unwrap_or_default();
         assert!(
             Instant::now() < deadline,
@@ -461,7 +467,7 @@ pub fn wait_exported(ns: &str, port: u16, sensor: &mut Proc, log: &Path, line: &
             "sensor exited: {}",
             log()
         );
-        thread::sleep(Duration::from_millis(100));
+        thread::sleep(Duration::from_millis(10));
     }
 }
 
