@@ -12,8 +12,9 @@
 //! strings total 8 bytes, or a `CloseChannel` whose reason is 19 bytes long; each at most once
 //! per connection or channel, and real ones are longer (host and vendor names). A server's
 //! `SubmitShares.Error` with a 15-byte error code is 62 bytes too: only the client's frames are
-//! counted. Several frames in one segment (124 bytes for two shares) are not counted: a sum of
-//! sizes is ambiguous.
+//! counted. Several shares in one segment (a client writing them faster than its pool
+//! acknowledges: Nagle's algorithm joins them) count once the flow's share size is known, when
+//! the segment is an exact multiple of it ([`several_shares`]).
 
 use crate::stratum::{HIGHS, eq_bytes};
 
@@ -110,6 +111,45 @@ pub const fn extended_share(state: u64, seq: u32, len: u32) -> (u64, u32) {
     }
 }
 
+/// Most shares one client segment is read as holding: 32 standard shares are 1,984 bytes, more
+/// than a 1,500-byte link's segment carries (23).
+pub const MAX_SEVERAL: u32 = 32;
+/// The longest looked at: `MAX_SEVERAL` of the longest extended share.
+pub const SEVERAL_MAX: usize = MAX_SEVERAL as usize * EXTENDED_MAX;
+
+/// A client segment of `len` bytes (at most `SEVERAL_MAX`) at sequence number `seq` on a
+/// Stratum V2 flow in `state`: the new state and how many shares it holds. Once the flow's share
+/// size is known (a standard share counted, or an extended share's size learned), a segment of
+/// 2 to [`MAX_SEVERAL`] times that size is that many shares, as a client that writes each share
+/// as it finds it sends them when they come faster than its pool acknowledges (Nagle's
+/// algorithm joins the writes). A retransmission (not past the last segment counted), a length
+/// that is no multiple, or a flow whose share size is not known changes nothing. Ambiguous
+/// (README, `stratum_v2`): another message, or several, whose sizes add up to such a multiple
+/// (an `OpenStandardMiningChannel` with a 45-byte user name is 124 bytes) counts as shares.
+pub const fn several_shares(state: u64, seq: u32, len: u32) -> (u64, u32) {
+    use flow::*;
+    let next = (state >> 32) as u32;
+    if state & NEXT_VALID != 0 && (seq.wrapping_sub(next) as i32) < 0 {
+        return (state, 0);
+    }
+    let size = if state & STANDARD != 0 {
+        SHARE_FRAME as u32
+    } else if state & LEARNED != 0 {
+        ((state >> SIZE_SHIFT) & 0xff) as u32
+    } else {
+        return (state, 0);
+    };
+    if size == 0 || !len.is_multiple_of(size) {
+        return (state, 0);
+    }
+    let n = len / size;
+    if n < 2 || n > MAX_SEVERAL {
+        return (state, 0);
+    }
+    let kept = (state & 0xffff_ffff) | NEXT_VALID | (seq.wrapping_add(len) as u64) << 32;
+    (kept, n)
+}
+
 /// Bytes of a Noise transport message's authentication tag (ChaCha20-Poly1305).
 pub const MAC: usize = 16;
 /// Bytes of a Stratum V2 frame header in plain text (extension type, message type, length).
@@ -169,6 +209,41 @@ mod tests {
         let standard = CLIENT_IS_LO | NEXT_VALID | STANDARD | 500 << 32;
         assert_eq!(extended_share(standard, 500, 88), (standard, 0));
         assert_eq!(extended_share(standard, 588, 88), (standard, 0));
+    }
+
+    #[test]
+    fn several_shares_in_one_segment_count_once_the_size_is_known() {
+        use flow::*;
+        // By hand: 32 of the longest extended share (95) are 3,040 bytes.
+        assert_eq!(SEVERAL_MAX, 3040);
+        // A standard flow whose last share ended at 700: 124 at 700 is 2 shares, 186 at 824 is
+        // 3; the 186 retransmitted, 125 (no multiple) and 62 x 33 (over 32): nothing.
+        let mut state = CLIENT_IS_LO | NEXT_VALID | STANDARD | 700 << 32;
+        let mut counted = Vec::new();
+        for (seq, len) in [
+            (700, 124),
+            (824, 186),
+            (824, 186),
+            (1010, 125),
+            (1010, 62 * 33),
+        ] {
+            let (next, n) = several_shares(state, seq, len);
+            state = next;
+            counted.push(n);
+        }
+        assert_eq!(counted, [2, 3, 0, 0, 0]);
+        assert_eq!(state >> 32, 824 + 186);
+        assert_eq!(state & 0xffff_ffff, CLIENT_IS_LO | NEXT_VALID | STANDARD);
+        // A flow that learned extended shares of 71 bytes: 142 is 2, 213 is 3, 124 is none.
+        let learned = NEXT_VALID | LEARNED | 71 << SIZE_SHIFT | 2000 << 32;
+        assert_eq!(several_shares(learned, 2000, 142).1, 2);
+        assert_eq!(several_shares(learned, 2000, 213).1, 3);
+        assert_eq!(several_shares(learned, 2000, 124).1, 0);
+        assert_eq!(several_shares(learned, 2000, 142).0 >> 32, 2142);
+        // Before the size is known (a candidate of 71 only, or nothing): nothing.
+        let candidate = NEXT_VALID | 71 << SIZE_SHIFT | 2000 << 32;
+        assert_eq!(several_shares(candidate, 2000, 142), (candidate, 0));
+        assert_eq!(several_shares(0, 2000, 124), (0, 0));
     }
 
     #[test]

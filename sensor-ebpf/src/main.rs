@@ -316,12 +316,14 @@ fn tcp<const COMPAT: bool>(
         sv2::remember(ip, sport, dport, hello);
     } else if sv2::is_size(plen, sensor_common::sv2::SHARE_FRAME) {
         sv2::share(ip, sport, dport, seq, src_ranges | dst_ranges);
-    } else if sv2::is_extended_size(plen)
-        && (src_ranges | dst_ranges != 0 || pool || pool_port(dport) || pool_port(sport))
+    } else if sv2::may_be_sized(plen) && (src_ranges | dst_ranges != 0 || pool || pool_port(dport))
     {
-        // Extended shares' sizes are common ones: only flows that involve a watched range, a
-        // pool address or a pool port pay the lookup.
-        sv2::extended(ip, sport, dport, seq, plen, src_ranges | dst_ranges);
+        // Extended shares' sizes are common ones, and so are several shares': only flows that
+        // involve a watched range or go to a pool address or port pay the lookup (the longer
+        // segments once some flow's share size is known). A share goes to the pool: its source
+        // port is not looked at, so that other traffic of those sizes pays only the destination
+        // port's bit, which it reads below anyway.
+        sv2::sized(ip, sport, dport, seq, plen, src_ranges | dst_ranges);
     }
     // A TLS handshake record: a ClientHello without server_name towards a pool, or one naming a
     // server in a pool domain on any port, is a signal. The record type first: most TCP payload is

@@ -281,6 +281,11 @@ pub(crate) static UNWATCHED_FOLLOW: Array<u64> = Array::with_max_entries(1, 0);
 #[map]
 pub(crate) static SV2_FLOWS: LruHashMap<FlowKey, u64> = LruHashMap::with_max_entries(16384, 0);
 
+/// Whether any Stratum V2 flow's share size is known (`sv2::sized`; 0 until one is): only then do
+/// the segments that may hold several shares (`sv2::sized`) pay the flow's lookup.
+#[map]
+pub(crate) static SV2_SIZED: Array<u64> = Array::with_max_entries(1, 0);
+
 /// Stratum V2 shares counted by their encrypted size, per range (`UNWATCHED_SLOT` for flows
 /// outside every range).
 #[map]

@@ -3435,8 +3435,10 @@ fn sv2_shares(s: &Sensor) -> u64 {
 
 /// Stratum V2 shares by their encrypted size (`sensor_common::sv2`): after the handshake, each
 /// client segment of 22 + 24 + 16 = 62 bytes (an encrypted `SubmitSharesStandard`) counts once
-/// per range, a retransmission not again; the server's 62-byte frames, 63-byte ones (an extended
-/// share without extranonce), two shares in one 124-byte segment, and 62-byte segments on a flow
+/// per range, a retransmission not again; once a share has been counted, a client segment of 2
+/// to 32 times 62 bytes is that many shares (Nagle's algorithm joining shares written faster than
+/// the pool acknowledges). The server's 62-byte frames, 63-byte ones (an extended share without
+/// extranonce), a 124-byte segment before the flow's first share, and 62-byte segments on a flow
 /// without the handshake count nothing.
 #[test]
 fn stratum_v2_shares_count_by_their_encrypted_size() {
@@ -3451,36 +3453,50 @@ fn stratum_v2_shares_count_by_their_encrypted_size() {
     };
     let down =
         |sport: u16, dport: u16, n: usize| Packet::tcp4(pool, m, dport, sport, &noise(n)).build();
-    // On the pool port: hello 64 (seq 1..65), answer 234, then three shares at 65, 127, 189, the
-    // second retransmitted.
+    // On the pool port: hello 64 (seq 1..65), answer 234, then two shares in one 124-byte
+    // segment before any share of the flow (nothing: its share size is not known yet, and no
+    // flow's is), then three shares at 189, 251, 313, the second retransmitted.
     s.run(&up(44000, 34254, 1, 64));
     s.run(&down(44000, 34254, 234));
-    for seq in [65, 127, 127, 189] {
+    s.run(&up(44000, 34254, 65, 124));
+    assert_eq!(sv2_shares(&s), 0);
+    for seq in [189, 251, 251, 313] {
         s.run(&up(44000, 34254, seq, 62));
     }
     assert_eq!(sv2_shares(&s), 3);
-    // The server's 62-byte frames, a 63-byte client frame, two shares in one segment: no more.
+    // The server's 62-byte frames and a 63-byte client frame: no more.
     s.run(&down(44000, 34254, 62));
-    s.run(&up(44000, 34254, 251, 63));
-    s.run(&up(44000, 34254, 314, 124));
+    s.run(&up(44000, 34254, 375, 63));
     assert_eq!(sv2_shares(&s), 3);
+    // Several shares in one segment: 124 bytes at 438 are 2, 186 at 562 are 3 (5 more); the
+    // 186 retransmitted, 125 bytes (no multiple of 62), the server's 124: none.
+    s.run(&up(44000, 34254, 438, 124));
+    s.run(&up(44000, 34254, 562, 186));
+    assert_eq!(sv2_shares(&s), 8);
+    s.run(&up(44000, 34254, 562, 186));
+    s.run(&up(44000, 34254, 748, 125));
+    s.run(&down(44000, 34254, 124));
+    assert_eq!(sv2_shares(&s), 8);
     // On 443 (the handshake's pair decides there): one share.
     s.run(&up(44001, 443, 1, 64));
     s.run(&down(44001, 443, 234));
     s.run(&up(44001, 443, 65, 62));
-    assert_eq!(sv2_shares(&s), 4);
-    // 62-byte segments of a flow without the handshake (the answer never came): nothing.
+    assert_eq!(sv2_shares(&s), 9);
+    // 62- and 124-byte segments of a flow without the handshake (the answer never came):
+    // nothing.
     s.run(&up(44002, 443, 1, 64));
     s.run(&up(44002, 443, 65, 62));
-    assert_eq!(sv2_shares(&s), 4);
-    // All in range c (the miner's): its cell holds the four.
+    s.run(&up(44002, 443, 127, 124));
+    assert_eq!(sv2_shares(&s), 9);
+    // All in range c (the miner's): its cell holds the nine.
     let cells = s.k.sv2_shares().unwrap();
-    assert_eq!(cells.iter().find(|c| c.0 == R).unwrap().1, 4);
+    assert_eq!(cells.iter().find(|c| c.0 == R).unwrap().1, 9);
 }
 
 /// Stratum V2 extended shares, learned by size (`sensor_common::sv2::extended_share`): on a flow
 /// after the handshake, client segments of 63 to 95 bytes; two in a row of one size are shares,
-/// and from then on each of that size. Hand count below: 4 shares of the 4 sent.
+/// and from then on each of that size, and a segment of several times that size that many. Hand
+/// count below: 9 shares of the 9 sent.
 #[test]
 fn stratum_v2_extended_shares_count_once_their_size_is_learned() {
     let mut s = Sensor::watching_c("[pools]\nports = [34254]\n");
@@ -3516,6 +3532,13 @@ fn stratum_v2_extended_shares_count_once_their_size_is_learned() {
     s.run(&seg(pool, m, 34254, 45000, 306, 71));
     s.run(&seg(pool, m, 34254, 45000, 377, 71));
     assert_eq!(sv2_shares(&s), 4);
+    // Several shares in one segment: 142 bytes at 617 are 2, 213 at 759 are 3; 124 (two
+    // standard shares' size, no multiple of 71) at 972: none; the pool's 142: none.
+    s.run(&seg(m, pool, 45000, 34254, 617, 142));
+    s.run(&seg(m, pool, 45000, 34254, 759, 213));
+    s.run(&seg(m, pool, 45000, 34254, 972, 124));
+    s.run(&seg(pool, m, 34254, 45000, 448, 142));
+    assert_eq!(sv2_shares(&s), 9);
     // Traps: the same segments on a flow without the handshake (the pool port, a range), and on
     // a Stratum V2 flow between two unwatched endpoints on 443 (flagged by the pair, but its
     // extended-size segments are not looked at: no range, no pool port): nothing.
@@ -3528,7 +3551,8 @@ fn stratum_v2_extended_shares_count_once_their_size_is_learned() {
     for seq in [65, 136, 207] {
         s.run(&seg(outside, far, 45002, 443, seq, 71));
     }
-    assert_eq!(sv2_shares(&s), 4);
+    s.run(&seg(outside, far, 45002, 443, 278, 142));
+    assert_eq!(sv2_shares(&s), 9);
 }
 
 /// XMRig's login with its wallet (`xmrig_login`) split the same ways: at byte 1 and before
