@@ -15,6 +15,9 @@
 //! - `stratum_submit_copied_ns`: the share as a live flow's shares go, handed to deep inspection
 //!   (copied into the sample ring, 2,000 copies between reads of the ring; see
 //!   `per_packet_copied`), and its `_baseline_ns` run the same way;
+//! - `stratum_submit_vxlan_ns`, `stratum_submit_erspan_ns`, `unwatched_tcp_vxlan_ns`: the share
+//!   and the unwatched TLS record as a remote mirror session delivers them (`packets::tunneled`),
+//!   through a program loaded with `decapsulate = ["erspan", "vxlan"]`, the same way;
 //! - `crafted_*_ns`: the worst packet of each family a flooder can craft (`test_support::crafted`:
 //!   blank-prefixed, escaped, pretty-printed and marker-laden JSON to a pool port, a masked
 //!   WebSocket frame, the longest DNS name, a ClientHello with 32 extensions and a long name);
@@ -227,6 +230,23 @@ fn main() {
         fig.insert(format!("{name}_baseline_ns"), b);
     }
     drop(loads);
+    if TUNNELED_ROWS.iter().any(|r| wanted(r)) {
+        step("per-packet cost of mirrored frames, decapsulate = [\"erspan\", \"vxlan\"]");
+        let mut decap = cfg.clone();
+        decap.decapsulate = mining_sensor::config::Tunnel::ALL.to_vec();
+        let mut loads: Vec<Kernel> = (0..PER_PACKET_LOADS)
+            .map(|_| {
+                let mut k = Kernel::load_with_ranges(&decap).unwrap();
+                k.set_iface_slot(1, 1).unwrap();
+                k
+            })
+            .collect();
+        for (name, frame) in tunneled().into_iter().filter(|(n, _)| wanted(n)) {
+            let (s, b) = per_packet(&mut loads, &frame, &o);
+            fig.insert(format!("{name}_ns"), s);
+            fig.insert(format!("{name}_baseline_ns"), b);
+        }
+    }
     if rows.is_some() {
         for (name, v) in &fig {
             println!("{name} {v:.1}");

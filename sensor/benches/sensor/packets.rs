@@ -451,6 +451,42 @@ pub(crate) fn million_prefixes() -> Vec<IpNet> {
 
 /// The crafted packets' frames (`test_support::crafted`, one per family), to a pool address from
 /// a watched one, so that every counter is paid for too.
+/// The share (`SUBMIT_ROW`) and the unwatched TLS record (`unwatched_tcp`) as a remote mirror
+/// session delivers them, for a program loaded with `decapsulate` (`test_support::mirror`): in
+/// VXLAN, and the share in ERSPAN type II, over IPv4. Over the rows of the same frames bare, what
+/// the tunnel walk costs a mirrored frame.
+pub(crate) fn tunneled() -> Vec<(&'static str, Vec<u8>)> {
+    use test_support::mirror;
+    let bare = frames();
+    let frame = |row: &str| {
+        bare.iter()
+            .find(|(name, _)| *name == row)
+            .map(|(_, f)| f.clone())
+            .expect("a row of frames()")
+    };
+    let vxlan = |inner: &[u8]| {
+        mirror::mirrored(
+            false,
+            mirror::UDP,
+            &mirror::vxlan(sensor_common::tunnel::VXLAN_PORT),
+            inner,
+        )
+    };
+    let (share, tls) = (frame(SUBMIT_ROW), frame("unwatched_tcp"));
+    vec![
+        (TUNNELED_ROWS[0], vxlan(&share)),
+        (TUNNELED_ROWS[1], mirror::erspan2(&share)),
+        (TUNNELED_ROWS[2], vxlan(&tls)),
+    ]
+}
+
+/// The rows of `tunneled`.
+pub(crate) const TUNNELED_ROWS: [&str; 3] = [
+    "stratum_submit_vxlan",
+    "stratum_submit_erspan",
+    "unwatched_tcp_vxlan",
+];
+
 pub(crate) fn crafted() -> Vec<(&'static str, Vec<u8>)> {
     let pool = Ipv4Addr::new(203, 0, 113, 20);
     test_support::crafted::crafted()
