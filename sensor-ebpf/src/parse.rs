@@ -33,10 +33,27 @@ pub(crate) fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, ()>
 }
 
 #[inline(always)]
-fn be16(ctx: &XdpContext, offset: usize) -> Result<u16, ()> {
+pub(crate) fn be16(ctx: &XdpContext, offset: usize) -> Result<u16, ()> {
     let p: *const [u8; 2] = ptr_at(ctx, offset)?;
     // SAFETY: bounds checked by ptr_at.
     Ok(u16::from_be_bytes(unsafe { *p }))
+}
+
+/// The VLAN tags (802.1Q, 802.1ad, the legacy QinQ type) after an Ethernet header whose type is
+/// `ethertype`, up to `MAX_VLAN_TAGS`: the type after the last and the offset after it (`ethertype`
+/// and 14 when there is none); `Err` when a tag is cut short. More tags than that leave a tag's
+/// type, which the caller sees.
+#[inline(always)]
+pub(crate) fn vlan_tags(ctx: &XdpContext, ethertype: u16) -> Result<(u16, usize), ()> {
+    let (mut ethertype, mut l3) = (ethertype, 14);
+    for _ in 0..MAX_VLAN_TAGS {
+        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD && ethertype != ETH_P_QINQ_LEGACY {
+            break;
+        }
+        ethertype = be16(ctx, l3 + 2)?;
+        l3 += 4;
+    }
+    Ok((ethertype, l3))
 }
 
 /// One byte through the helper: for a 1-byte access LLVM folds `off + 1 > end` into `off >= end`,
@@ -65,22 +82,14 @@ pub(crate) struct Ip {
 
 #[inline(always)]
 pub(crate) fn parse_ip(ctx: &XdpContext) -> Option<Ip> {
-    let Ok(mut ethertype) = be16(ctx, 12) else {
+    let Ok(outer) = be16(ctx, 12) else {
         bump(ParseEvent::TruncatedEthernet);
         return None;
     };
-    let mut l3 = 14;
-    for _ in 0..MAX_VLAN_TAGS {
-        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD && ethertype != ETH_P_QINQ_LEGACY {
-            break;
-        }
-        let Ok(inner) = be16(ctx, l3 + 2) else {
-            bump(ParseEvent::TruncatedVlan);
-            return None;
-        };
-        ethertype = inner;
-        l3 += 4;
-    }
+    let Ok((mut ethertype, mut l3)) = vlan_tags(ctx, outer) else {
+        bump(ParseEvent::TruncatedVlan);
+        return None;
+    };
     if ethertype == ETH_P_MPLS_UC || ethertype == ETH_P_MPLS_MC {
         (ethertype, l3) = mpls(ctx, l3)?;
     }

@@ -3,8 +3,7 @@
 
 use aya_ebpf::{bindings::xdp_md, helpers::bpf_xdp_adjust_head, programs::XdpContext};
 use sensor_common::{
-    ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, ETH_P_QINQ_LEGACY, MAX_VLAN_TAGS,
-    ParseEvent,
+    ETH_P_IPV4, ETH_P_IPV6, ParseEvent,
     tunnel::{
         DECAP_GRE, DECAP_VXLAN, ERSPAN3_PLATFORM, ETH_P_ERSPAN3, IPPROTO_GRE, VXLAN_HEADER,
         VXLAN_I, VXLAN_PORT, erspan, erspan3_platform, gre,
@@ -13,7 +12,7 @@ use sensor_common::{
 
 use crate::{
     maps::{SCRATCH, bump, decap, replay_batch},
-    parse::{IPPROTO_UDP, byte, ptr_at},
+    parse::{self, IPPROTO_UDP, byte, ptr_at},
 };
 
 /// The offset of the mirrored frame inside the packet's tunnel, when `decapsulate` names the
@@ -44,24 +43,15 @@ enum Outer {
 }
 use Outer::*;
 
+#[inline(always)]
 fn be16(ctx: &XdpContext, at: usize) -> Result<u16, Outer> {
-    let p = ptr_at::<[u8; 2]>(ctx, at).map_err(|_| NotTunnel)?;
-    // SAFETY: bounds checked by ptr_at.
-    Ok(u16::from_be_bytes(unsafe { *p }))
+    parse::be16(ctx, at).map_err(|_| NotTunnel)
 }
 
 #[inline(always)]
 fn inner(ctx: &XdpContext) -> Result<usize, Outer> {
     let which = decap();
-    let mut ethertype = be16(ctx, 12)?;
-    let mut l3 = 14;
-    for _ in 0..MAX_VLAN_TAGS {
-        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD && ethertype != ETH_P_QINQ_LEGACY {
-            break;
-        }
-        ethertype = be16(ctx, l3 + 2)?;
-        l3 += 4;
-    }
+    let (ethertype, l3) = parse::vlan_tags(ctx, be16(ctx, 12)?).map_err(|_| NotTunnel)?;
     let (proto, l4) = if ethertype == ETH_P_IPV4 {
         let h = ptr_at::<[u8; 20]>(ctx, l3).map_err(|_| NotTunnel)?;
         // SAFETY: bounds checked by ptr_at.

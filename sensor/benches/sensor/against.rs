@@ -19,7 +19,9 @@
 //! per row: each program's median over XDP_PASS, the median of the blocks' median differences
 //! (this minus the other, ns per packet), the smallest and largest of them, and the verdict: a
 //! sign test over the blocks, resolved when as many agree on which is faster as a fair coin
-//! would give at most one time in 40 either way (9 of 10 blocks, 13 of 16).
+//! would give at most one time in 40 either way (9 of 10 blocks, 13 of 16). The mirrored frames'
+//! rows (`packets::tunneled`) run on a pair of their own, loaded with `decapsulate` naming both
+//! tunnels.
 
 use mining_sensor::{bpf::Kernel, config::Config};
 use serde_json::json;
@@ -28,7 +30,7 @@ use crate::{
     Opts, median,
     packets::{
         BATCHED_LOGIN_ROWS, BatchedLogins, COPIED_BATCH, Pools, SUBMIT_COPIED_ROW, SUBMIT_ROW,
-        copied_batch, copied_batches, crafted, drain, frames, login_notip,
+        copied_batch, copied_batches, crafted, drain, frames, login_notip, tunneled,
     },
 };
 
@@ -110,23 +112,26 @@ pub(crate) fn compare(
         )
     });
     let cfg = Config::embedded_default();
-    let load = |side: usize, replay: bool| {
+    // The mirrored frames' rows (`tunneled`) run on programs loaded with both tunnels named.
+    let mut decap = cfg.clone();
+    decap.decapsulate = mining_sensor::config::Tunnel::ALL.to_vec();
+    let load = |side: usize, replay: bool, cfg: &Config| {
         let k = match (side, replay) {
-            (0, false) => Kernel::load(&cfg),
-            (0, true) => Kernel::load_for_replay(&cfg),
-            (_, false) => Kernel::load_object(&cfg, &object),
-            (_, true) => Kernel::load_for_replay_object(&cfg, &object),
+            (0, false) => Kernel::load(cfg),
+            (0, true) => Kernel::load_for_replay(cfg),
+            (_, false) => Kernel::load_object(cfg, &object),
+            (_, true) => Kernel::load_for_replay_object(cfg, &object),
         };
         Side::new(
             k.unwrap_or_else(|e| panic!("loading side {side}: {e:#}")),
-            &cfg,
+            cfg,
         )
     };
     // Both programs loaded afresh, the first of them alternating by block.
-    let load_pair = |block: usize, replay: bool| {
+    let load_pair = |block: usize, replay: bool, cfg: &Config| {
         let mut loaded: [Option<Side>; 2] = [None, None];
         for s in order(block) {
-            loaded[s] = Some(load(s, replay));
+            loaded[s] = Some(load(s, replay, cfg));
         }
         loaded.map(|s| s.expect("both loaded"))
     };
@@ -135,6 +140,8 @@ pub(crate) fn compare(
         .chain(crafted())
         .filter(|(n, _)| wanted(n))
         .collect();
+    let mirrored: Vec<(&str, Vec<u8>)> =
+        tunneled().into_iter().filter(|(n, _)| wanted(n)).collect();
     let new_flow = wanted("stratum_login");
     let blocks = if o.quick { 10 } else { 16 };
     let mut figures: Vec<(String, Compared)> = Vec::new();
@@ -153,7 +160,7 @@ pub(crate) fn compare(
             "bench: block {} of {blocks}, both programs loaded afresh",
             block + 1
         );
-        let mut sides = load_pair(block, false);
+        let mut sides = load_pair(block, false, &cfg);
         for (name, frame) in &rows {
             results.push((row(name), per_packet(&mut sides, frame, o, blocks)));
             if *name == SUBMIT_ROW {
@@ -161,8 +168,14 @@ pub(crate) fn compare(
             }
         }
         drop(sides);
+        if !mirrored.is_empty() {
+            let mut sides = load_pair(block, false, &decap);
+            for (name, frame) in &mirrored {
+                results.push((row(name), per_packet(&mut sides, frame, o, blocks)));
+            }
+        }
         if new_flow {
-            let mut replay = load_pair(block, true);
+            let mut replay = load_pair(block, true, &cfg);
             for (name, pools) in BATCHED_LOGIN_ROWS {
                 results.push((row(name), new_flow_batched(&mut replay, pools, o, blocks)));
             }
