@@ -37,6 +37,9 @@ const POOL_HOST: &str = "198.18.53.2";
 /// sent (refused with `SubmitShares.Error`): every one a `SubmitSharesStandard` frame.
 const SHARES: u32 = 5;
 const STALE: u32 = 1;
+/// The last of the `SHARES` written together in one segment, as Nagle's algorithm joins the
+/// shares of a device that finds them faster than its pool answers (`sv2::Plan::joined`).
+const JOINED: u32 = 3;
 /// The extranonce an extended channel's device rolls, in bytes.
 const EXTRANONCE: u16 = 8;
 /// The sessions: the destination port, the channel and the seeds of the device's and the pool's
@@ -75,6 +78,7 @@ fn session(
             channel,
             shares: SHARES,
             stale: STALE,
+            joined: JOINED,
             seed: seeds.0,
         };
         sv2::device(stream, POOL_HOST, port, plan)
@@ -160,10 +164,12 @@ fn s2_stratum_v2_from_the_reference_crates_on_a_pool_port_and_on_443() {
         reports.push((channel, device, pool));
     }
     let sessions = SESSIONS.len() as f64;
-    // Every session's shares, 3 sessions x (5 + 1) = 18: the standard channels' 62-byte frames,
-    // and the extended channel's 71-byte ones once two in a row taught the flow their size (its
-    // client segments 64, 100, 90, then 71: the 90 is a candidate, replaced by the first 71,
-    // which the second confirms: both counted, then the other 4).
+    // Every session's shares, 3 sessions x (5 + 1) = 18: the standard channels' 62-byte frames
+    // (two alone, three in one 186-byte segment, the stale one alone: 1 + 1 + 3 + 1), and the
+    // extended channel's 71-byte ones once two in a row taught the flow their size (its client
+    // segments 64, 100, 90, then 71: the 90 is a candidate, replaced by the first 71, which the
+    // second confirms: both counted; then three in one 213-byte segment, and the stale one: 2 +
+    // 3 + 1).
     let shares = 3.0 * f64::from(SHARES + STALE);
 
     // Live: each flow flagged once, every SubmitSharesStandard counted, coin and result unknown
@@ -216,10 +222,16 @@ fn s2_stratum_v2_from_the_reference_crates_on_a_pool_port_and_on_443() {
     // - on the extended channel, OpenExtendedMiningChannel: 50 + the extranonce size's 2 = 52
     //   bytes, 22 + 68 = 90; SubmitSharesExtended: 24 + the extranonce with its length byte, 1 +
     //   8 = 33 bytes, 22 + 49 = 71.
-    // Each is written after the pool's answer to the one before, so none shares a segment.
+    // Each is written after the pool's answer to the one before, so none shares a segment, but
+    // for the JOINED shares, written at once: one segment of 3 x 62 = 186 (3 x 71 = 213).
     // The pool's first segment is its answer, 64 + (64 + 16) + (74 + 16) = 234.
-    let standard = [[64, 100, 88].as_slice(), &[62; (SHARES + STALE) as usize]].concat();
-    let extended = [[64, 100, 90].as_slice(), &[71; (SHARES + STALE) as usize]].concat();
+    let standard = [64, 100, 88, 62, 62, 186, 62];
+    let extended = [64, 100, 90, 71, 71, 213, 71];
+    assert_eq!(
+        (SHARES, STALE, JOINED),
+        (5, 1, 3),
+        "the segments above are for these"
+    );
     // The capture's segments to 34254 are its two sessions' one after the other.
     let (to, from) = payload_sizes(&pcap, 34254);
     assert_eq!(to, [&standard[..], &extended[..]].concat(), "to 34254");

@@ -135,18 +135,22 @@ pub enum Channel {
 }
 
 /// A device's session: `shares` shares mined on the pool's job, then `stale` on a job the pool
-/// never sent; the device's ephemeral key from a generator seeded with `seed`.
+/// never sent; the device's ephemeral key from a generator seeded with `seed`. The last `joined`
+/// of the `shares` (at least 2 to mean anything) go in one write, their answers read after it, as
+/// a device without TCP_NODELAY sends shares it finds faster than its pool answers (Nagle's
+/// algorithm joins the writes); every other share is written alone and answered before the next.
 #[derive(Clone, Copy, Debug)]
 pub struct Plan {
     pub channel: Channel,
     pub shares: u32,
     pub stale: u32,
+    pub joined: u32,
     pub seed: u64,
 }
 
 /// Plays a device on `stream` towards the pool at `host`:`port` (named in `SetupConnection`):
 /// the handshake, a channel, the pool's job, then the shares of `plan`, each waited for before
-/// the next; closes the connection at the end.
+/// the next but for the joined ones; closes the connection at the end.
 pub fn device(stream: TcpStream, host: &str, port: u16, plan: Plan) -> io::Result<Report> {
     stream.set_read_timeout(Some(READ_TIMEOUT))?;
     let mut c = Conn::initiate(stream, plan.seed)?;
@@ -242,6 +246,9 @@ pub fn device(stream: TcpStream, host: &str, port: u16, plan: Plan) -> io::Resul
     let prev_hash = to_array(prev.prev_hash.as_bytes())?;
     let mut report = Report::default();
     let mut nonce = 0u32;
+    // The joined shares' frames, written together after the last of them.
+    let joined = plan.shares.saturating_sub(plan.joined)..plan.shares;
+    let mut pending = Vec::new();
     for sequence_number in 0..plan.shares + plan.stale {
         // Past `shares`, the job id is one the pool never sent: a stale share.
         let job_id = if sequence_number < plan.shares {
@@ -263,43 +270,58 @@ pub fn device(stream: TcpStream, host: &str, port: u16, plan: Plan) -> io::Resul
             nbits: prev.nbits,
         };
         nonce = header.mine(nonce, &target)?;
-        match plan.channel {
-            Channel::Standard => c.send(
+        let (what, frame) = match plan.channel {
+            Channel::Standard => (
                 "SubmitSharesStandard",
-                SubmitSharesStandard {
-                    channel_id,
-                    sequence_number,
-                    job_id,
-                    nonce,
-                    ntime: header.ntime,
-                    version: header.version,
-                },
-                MESSAGE_TYPE_SUBMIT_SHARES_STANDARD,
-                CHANNEL_BIT_SUBMIT_SHARES_STANDARD,
-            )?,
-            Channel::Extended { .. } => c.send(
+                c.encode(
+                    SubmitSharesStandard {
+                        channel_id,
+                        sequence_number,
+                        job_id,
+                        nonce,
+                        ntime: header.ntime,
+                        version: header.version,
+                    },
+                    MESSAGE_TYPE_SUBMIT_SHARES_STANDARD,
+                    CHANNEL_BIT_SUBMIT_SHARES_STANDARD,
+                )?,
+            ),
+            Channel::Extended { .. } => (
                 "SubmitSharesExtended",
-                SubmitSharesExtended {
-                    channel_id,
-                    sequence_number,
-                    job_id,
-                    nonce,
-                    ntime: header.ntime,
-                    version: header.version,
-                    extranonce: (&extranonce[..]).try_into().map_err(lib)?,
-                },
-                MESSAGE_TYPE_SUBMIT_SHARES_EXTENDED,
-                CHANNEL_BIT_SUBMIT_SHARES_EXTENDED,
-            )?,
-        }
+                c.encode(
+                    SubmitSharesExtended {
+                        channel_id,
+                        sequence_number,
+                        job_id,
+                        nonce,
+                        ntime: header.ntime,
+                        version: header.version,
+                        extranonce: (&extranonce[..]).try_into().map_err(lib)?,
+                    },
+                    MESSAGE_TYPE_SUBMIT_SHARES_EXTENDED,
+                    CHANNEL_BIT_SUBMIT_SHARES_EXTENDED,
+                )?,
+            ),
+        };
         nonce = nonce.wrapping_add(1);
-        match c.recv()? {
-            (MESSAGE_TYPE_SUBMIT_SHARES_SUCCESS, _) => report.accepted += 1,
-            (MESSAGE_TYPE_SUBMIT_SHARES_ERROR, _) => report.rejected += 1,
-            (other, _) => {
-                return Err(io::Error::other(format!(
-                    "message type {other:#x} after a share"
-                )));
+        pending.extend_from_slice(&frame);
+        let answers = if !joined.contains(&sequence_number) {
+            1
+        } else if sequence_number + 1 == joined.end {
+            joined.len()
+        } else {
+            continue;
+        };
+        c.write(what, std::mem::take(&mut pending))?;
+        for _ in 0..answers {
+            match c.recv()? {
+                (MESSAGE_TYPE_SUBMIT_SHARES_SUCCESS, _) => report.accepted += 1,
+                (MESSAGE_TYPE_SUBMIT_SHARES_ERROR, _) => report.rejected += 1,
+                (other, _) => {
+                    return Err(io::Error::other(format!(
+                        "message type {other:#x} after a share"
+                    )));
+                }
             }
         }
     }
@@ -701,12 +723,28 @@ impl Conn {
         message_type: u8,
         channel_msg: bool,
     ) -> io::Result<()> {
+        let bytes = self.encode(message, message_type, channel_msg)?;
+        self.write(what, bytes)
+    }
+
+    /// `message` encoded and encrypted as one frame, not written yet.
+    fn encode<T: Serialize + GetSize>(
+        &mut self,
+        message: T,
+        message_type: u8,
+        channel_msg: bool,
+    ) -> io::Result<Vec<u8>> {
         let frame =
             MessageFrame::from_message(message, message_type, 0, channel_msg).map_err(lib)?;
-        let bytes = self
+        Ok(self
             .encoder
             .encode_transport(frame, &mut self.encrypt)
-            .map_err(lib)?;
+            .map_err(lib)?
+            .to_vec())
+    }
+
+    /// One write of `bytes` (one or more frames of `what`), recorded.
+    fn write(&mut self, what: &'static str, bytes: Vec<u8>) -> io::Result<()> {
         self.stream.write_all(&bytes)?;
         self.writes.push(Sent {
             what,
@@ -758,6 +796,11 @@ mod tests {
 
     /// A whole session over loopback: (the device's report, the pool's).
     fn session(channel: Channel) -> (Report, Report) {
+        session_joined(channel, 0)
+    }
+
+    /// The same with the last `joined` accepted shares in one write.
+    fn session_joined(channel: Channel, joined: u32) -> (Report, Report) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let pool = thread::spawn(move || pool(l.accept().unwrap().0, 2));
@@ -766,6 +809,7 @@ mod tests {
             channel,
             shares: 3,
             stale: 1,
+            joined,
             seed: 1,
         };
         let dev = device(stream, "127.0.0.1", addr.port(), plan).unwrap();
@@ -794,6 +838,18 @@ mod tests {
         // strings each with its length byte: "127.0.0.1" 10, "mining-sensor-test" 19, "cpu" 4,
         // "0.1.0" 6, "s2-device" 10 = 49; 60 bytes, 22 + 76 = 98 on the wire.
         assert_eq!(dev.sizes("SetupConnection"), [98]);
+    }
+
+    /// Shares joined in one write: the pool reads each frame of it and answers each.
+    #[test]
+    fn joined_shares_are_one_write_of_their_frames() {
+        let (dev, pool) = session_joined(Channel::Standard, 2);
+        assert_eq!((dev.accepted, dev.rejected), (3, 1));
+        assert_eq!((pool.accepted, pool.rejected), (3, 1));
+        // The first share alone (62), the last two accepted ones together (124), the stale one.
+        assert_eq!(dev.sizes("SubmitSharesStandard"), [62, 124, 62]);
+        let (dev, _) = session_joined(Channel::Extended { extranonce: 8 }, 3);
+        assert_eq!(dev.sizes("SubmitSharesExtended"), [213, 71]);
     }
 
     #[test]
