@@ -176,14 +176,10 @@ fn attributed(tag: &str, mirror: bool, mode: &str, xdp_mode: &str, port: u16) {
             assert!(Instant::now() < deadline, "no capabilities line in the log");
             thread::sleep(Duration::from_millis(10));
         }
-        let status = std::fs::read_to_string(format!("/proc/{}/status", sensor.0.id())).unwrap();
-        let effective = status
-            .lines()
-            .find_map(|l| l.strip_prefix("CapEff:"))
-            .map(|v| u64::from_str_radix(v.trim(), 16).unwrap());
+        let (effective, status) = common::capabilities(sensor.0.id(), "CapEff");
         assert_eq!(
             effective,
-            Some((1 << 39) | (1 << 12) | (1 << 13) | (1 << 14)),
+            (1 << 39) | (1 << 12) | (1 << 13) | (1 << 14),
             "{status}"
         );
     }

@@ -255,15 +255,11 @@ fn a_running_sensor_through_reloads_flaps_recreation_hostile_frames_and_sigkill(
     let pk = "mining_sensor_packets_total";
 
     // Only CAP_BPF (39) and CAP_NET_ADMIN (12) remain after start-up.
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let cap = |field: &str| {
-        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
-    };
     let kept = (1u64 << 39) | (1 << 12);
-    assert_eq!(cap("CapEff:"), kept, "{status}");
-    assert_eq!(cap("CapPrm:"), kept);
-    assert_eq!(cap("CapBnd:"), kept);
+    for set in ["CapEff", "CapPrm", "CapBnd"] {
+        let (mask, status) = common::capabilities(sensor.0.id(), set);
+        assert_eq!(mask, kept, "{set}: {status}");
+    }
 
     p.send(10);
     assert_eq!(metric(pk, &from("a"), 10.0), 10.0);

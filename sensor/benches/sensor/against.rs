@@ -30,7 +30,7 @@ use crate::{
     Opts, median,
     packets::{
         BATCHED_LOGIN_ROWS, BatchedLogins, COPIED_BATCH, Pools, SUBMIT_COPIED_ROW, SUBMIT_ROW,
-        copied_batch, copied_batches, crafted, drain, frames, login_notip, tunneled,
+        copied_batch, copied_batches, crafted, decapsulating, drain, frames, login_notip, tunneled,
     },
 };
 
@@ -113,8 +113,7 @@ pub(crate) fn compare(
     });
     let cfg = Config::embedded_default();
     // The mirrored frames' rows (`tunneled`) run on programs loaded with both tunnels named.
-    let mut decap = cfg.clone();
-    decap.decapsulate = mining_sensor::config::Tunnel::ALL.to_vec();
+    let decap = decapsulating(&cfg);
     let load = |side: usize, replay: bool, cfg: &Config| {
         let k = match (side, replay) {
             (0, false) => Kernel::load(cfg),

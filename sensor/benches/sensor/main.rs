@@ -232,8 +232,7 @@ fn main() {
     drop(loads);
     if TUNNELED_ROWS.iter().any(|r| wanted(r)) {
         step("per-packet cost of mirrored frames, decapsulate = [\"erspan\", \"vxlan\"]");
-        let mut decap = cfg.clone();
-        decap.decapsulate = mining_sensor::config::Tunnel::ALL.to_vec();
+        let decap = decapsulating(&cfg);
         let mut loads: Vec<Kernel> = (0..PER_PACKET_LOADS)
             .map(|_| {
                 let mut k = Kernel::load_with_ranges(&decap).unwrap();

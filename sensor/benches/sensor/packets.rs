@@ -449,8 +449,6 @@ pub(crate) fn million_prefixes() -> Vec<IpNet> {
     v
 }
 
-/// The crafted packets' frames (`test_support::crafted`, one per family), to a pool address from
-/// a watched one, so that every counter is paid for too.
 /// The share (`SUBMIT_ROW`) and the unwatched TLS record (`unwatched_tcp`) as a remote mirror
 /// session delivers them, for a program loaded with `decapsulate` (`test_support::mirror`): in
 /// VXLAN, and the share in ERSPAN type II, over IPv4. Over the rows of the same frames bare, what
@@ -480,6 +478,13 @@ pub(crate) fn tunneled() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// `cfg` with both tunnels named in `decapsulate`: the program the `tunneled` rows run on.
+pub(crate) fn decapsulating(cfg: &mining_sensor::config::Config) -> mining_sensor::config::Config {
+    let mut decap = cfg.clone();
+    decap.decapsulate = mining_sensor::config::Tunnel::ALL.to_vec();
+    decap
+}
+
 /// The rows of `tunneled`.
 pub(crate) const TUNNELED_ROWS: [&str; 3] = [
     "stratum_submit_vxlan",
@@ -487,6 +492,8 @@ pub(crate) const TUNNELED_ROWS: [&str; 3] = [
     "unwatched_tcp_vxlan",
 ];
 
+/// The crafted packets' frames (`test_support::crafted`, one per family), to a pool address from
+/// a watched one, so that every counter is paid for too.
 pub(crate) fn crafted() -> Vec<(&'static str, Vec<u8>)> {
     let pool = Ipv4Addr::new(203, 0, 113, 20);
     test_support::crafted::crafted()

@@ -44,6 +44,14 @@ impl Tunnel {
         }
     }
 
+    /// What its frames are called in replay's problems ("N frames in ... tunnels").
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Erspan => "ERSPAN or Ethernet-in-GRE",
+            Self::Vxlan => "VXLAN",
+        }
+    }
+
     /// What it covers, for messages.
     pub fn what(self) -> &'static str {
         match self {

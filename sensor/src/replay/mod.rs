@@ -321,11 +321,7 @@ pub fn replay(opts: ReplayOptions) -> Result<Report> {
     for (report, counts) in reports.iter_mut().zip(tunneled) {
         for (t, n) in Tunnel::ALL.into_iter().zip(counts) {
             if n > 0 {
-                let what = match t {
-                    Tunnel::Erspan => "ERSPAN or Ethernet-in-GRE",
-                    Tunnel::Vxlan => "VXLAN",
-                };
-                let name = t.name();
+                let (what, name) = (t.kind(), t.name());
                 let msg = format!(
                     "{n} frames in {what} tunnels (a remote mirror session's?): counted as the \
                      tunnel's own packets; give --decapsulate {name} to read the frames inside"

@@ -447,6 +447,18 @@ pub fn sensor_on_line(
     sensor
 }
 
+/// A capability set of process `pid` (`set`: "CapEff", "CapPrm", "CapBnd"), as a bit mask, and
+/// the process's status text (for messages).
+pub fn capabilities(pid: u32, set: &str) -> (u64, String) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix(set)?.strip_prefix(':'))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap_or_else(|| panic!("no {set} in {status}"));
+    (mask, status)
+}
+
 /// Scrapes `/metrics` every 10 ms until it shows `line` (at most 30 s, or until the sensor exits):
 /// the text of that scrape, which tests read other samples of as they were at that moment.
 pub fn wait_exported(ns: &str, port: u16, sensor: &mut Proc, log: &Path, line: &str) -> String {
